@@ -1,0 +1,93 @@
+// The operations interface the forward pass is written against (DESIGN §2). A backend owns
+// its memory and implements each operation of a Llama block; the CPU backend runs the
+// kernels' reference twins in fp32, the CUDA backend runs the kernels.
+//
+// Tensors are 2-D row-major views [rows, cols] owned by the backend that allocated them.
+// Every operation returns a Status; after a failure the output tensors' contents are
+// unspecified but all memory stays valid.
+#ifndef DSINFER_ENGINE_BACKEND_H_
+#define DSINFER_ENGINE_BACKEND_H_
+
+#include <cstdint>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/forward_batch.h"
+#include "engine/safetensors.h"
+#include "kernels/dtype.h"
+#include "kernels/rope.h"
+#include "offload/host_memory.h"
+#include "offload/kv_block_pool.h"
+
+namespace dsinfer {
+
+struct DeviceTensor {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  int64_t elements() const { return rows * cols; }
+};
+
+// Shapes the attention operations need; fixed per model.
+struct AttentionConfig {
+  int num_heads_q = 0;
+  int num_heads_kv = 0;
+  int head_dim = 0;
+  std::vector<float> rope_inv_freq;  // [head_dim / 2]
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual absl::string_view name() const = 0;
+  // dtype the KV pool stores.
+  virtual DType kv_dtype() const = 0;
+  // Memory the KV pool lives in.
+  virtual HostMemory& kv_memory() = 0;
+
+  // Allocates an activation tensor [rows, cols] of the backend's activation dtype.
+  virtual absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) = 0;
+  virtual void Free(DeviceTensor& tensor) = 0;
+  // Uploads weights, concatenating `parts` along rows (e.g. q/k/v into one projection).
+  // All parts must have the same number of columns (1-D tensors count as [1, n]).
+  virtual absl::StatusOr<DeviceTensor> UploadWeight(absl::Span<const TensorRef* const> parts) = 0;
+  // Copies `rows` of `src` (all columns) to host fp32 memory `dst` [rows.size(), cols].
+  virtual absl::Status CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
+                                      float* dst) = 0;
+
+  // dst[i] = src[rows[i]]. dst: [>= rows.size(), src.cols].
+  virtual absl::Status GatherRows(const DeviceTensor& src, absl::Span<const int64_t> rows,
+                                  DeviceTensor& dst) = 0;
+  // out[i] = table[ids[i]]. out: [ids.size(), hidden].
+  virtual absl::Status Embedding(const DeviceTensor& table, absl::Span<const int32_t> ids,
+                                 DeviceTensor& out) = 0;
+  // out = RmsNorm(x) * weight.
+  virtual absl::Status RmsNorm(const DeviceTensor& x, const DeviceTensor& weight, float eps,
+                               DeviceTensor& out) = 0;
+  // residual += delta; out = RmsNorm(residual) * weight.
+  virtual absl::Status AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
+                                  const DeviceTensor& weight, float eps, DeviceTensor& out) = 0;
+  // y[:, :w.rows] = x · wᵀ. x: [n, in], w: [out, in], y: [n, >= out].
+  virtual absl::Status Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) = 0;
+  // gate_up: [n, 2I] -> out: [n, I] = silu(gate) * up.
+  virtual absl::Status SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) = 0;
+  // qkv: [n, (Hq + 2 Hkv) * d] packed q | k | v per row. Applies RoPE to q and k in place
+  // (at batch.positions) and writes every row's k and v into `pool` layer `layer` at the
+  // row's sequence and position. The pool must already have room reserved.
+  virtual absl::Status RopeAndStoreKv(int layer, const AttentionConfig& config,
+                                      const ForwardBatch& batch, KvBlockPool& pool,
+                                      DeviceTensor& qkv) = 0;
+  // Causal attention of each row's q (in qkv) over its sequence's cached tokens up to and
+  // including its own position. out: [n, Hq * d].
+  virtual absl::Status Attention(int layer, const AttentionConfig& config,
+                                 const ForwardBatch& batch, const KvBlockPool& pool,
+                                 const DeviceTensor& qkv, DeviceTensor& out) = 0;
+};
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_ENGINE_BACKEND_H_

@@ -1,0 +1,147 @@
+#include "engine/generator.h"
+
+#include <algorithm>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/status.h"
+
+namespace dsinfer {
+
+absl::string_view FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kStopToken:
+      return "stop_token";
+  }
+  return "?";
+}
+
+absl::Status ValidateRequest(const Model& model, const GenerationRequest& r) {
+  if (r.prompt.empty()) return absl::InvalidArgumentError("prompt is empty");
+  const int64_t vocab = model.config().vocab_size;
+  for (size_t i = 0; i < r.prompt.size(); ++i) {
+    if (r.prompt[i] < 0 || r.prompt[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " has id ", r.prompt[i],
+                                                     ", outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  if (r.max_new_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_new_tokens must be >= 1, got ", r.max_new_tokens));
+  }
+  const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
+  if (total > model.max_context()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", r.prompt.size(), " tokens) + max_new_tokens (", r.max_new_tokens, ") = ", total,
+        " exceeds the context limit of ", model.max_context(), " tokens"));
+  }
+  for (int32_t t : r.stop_token_ids) {
+    if (t < 0 || t >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("stop token id ", t, " is outside the vocabulary"));
+    }
+  }
+  return r.sampling.Validate();
+}
+
+namespace {
+
+struct Live {
+  const GenerationRequest* request;
+  GenerationResult* result;
+  KvBlockPool::SequenceId kv;
+  Sampler sampler;
+  std::vector<int32_t> history;  // prompt + generated
+  bool done = false;
+};
+
+// Appends `token` to `s` and decides whether it stops there.
+void Accept(const ModelConfig& config, Live& s, int32_t token, double logprob) {
+  s.history.push_back(token);
+  s.result->tokens.push_back(token);
+  s.result->token_logprobs.push_back(logprob);
+  const GenerationRequest& r = *s.request;
+  if (!r.ignore_eos && std::count(config.eos_token_ids.begin(), config.eos_token_ids.end(), token)) {
+    s.result->finish = FinishReason::kEos;
+    s.done = true;
+  } else if (std::count(r.stop_token_ids.begin(), r.stop_token_ids.end(), token)) {
+    s.result->finish = FinishReason::kStopToken;
+    s.done = true;
+  } else if (static_cast<int64_t>(s.result->tokens.size()) >= r.max_new_tokens) {
+    s.result->finish = FinishReason::kLength;
+    s.done = true;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
+                                                       const std::vector<GenerationRequest>& requests,
+                                                       const GeneratorOptions& options) {
+  if (options.prefill_chunk < 1) return absl::InvalidArgumentError("prefill_chunk must be >= 1");
+  for (const GenerationRequest& r : requests) RETURN_IF_ERROR(ValidateRequest(model, r));
+  KvBlockPool& pool = model.kv_pool();
+  const int64_t vocab = model.config().vocab_size;
+  std::vector<GenerationResult> results(requests.size());
+  std::vector<Live> live;
+  live.reserve(requests.size());
+  absl::Cleanup release = [&] {
+    for (Live& s : live) pool.Release(s.kv);
+  };
+  for (size_t i = 0; i < requests.size(); ++i) {
+    live.push_back(Live{&requests[i], &results[i], pool.AddSequence(), Sampler(requests[i].sampling),
+                        requests[i].prompt});
+    RETURN_IF_ERROR(pool.Reserve(live.back().kv, static_cast<int64_t>(requests[i].prompt.size()) +
+                                                     requests[i].max_new_tokens));
+  }
+  std::vector<float> logits;
+  // Prefill, one sequence at a time, in chunks.
+  for (Live& s : live) {
+    const std::vector<int32_t>& prompt = s.request->prompt;
+    const int64_t n = static_cast<int64_t>(prompt.size());
+    for (int64_t begin = 0; begin < n; begin += options.prefill_chunk) {
+      const int64_t count = std::min(options.prefill_chunk, n - begin);
+      ForwardBatch batch;
+      batch.Add(s.kv, prompt.data() + begin, count, begin, s.request->prompt_logprobs);
+      RETURN_IF_ERROR(model.Forward(batch, logits));
+      if (s.request->prompt_logprobs) {
+        for (int64_t j = 0; j < count; ++j) {
+          const int64_t next = begin + j + 1;
+          if (next >= n) break;
+          s.result->prompt_logprobs.push_back(LogProbability(
+              absl::MakeConstSpan(logits.data() + j * vocab, vocab), prompt[next]));
+        }
+      }
+      if (begin + count == n) {
+        const float* last = logits.data() + (logits.size() / vocab - 1) * vocab;
+        absl::Span<const float> row(last, vocab);
+        const int32_t token = s.sampler.Sample(row, s.history);
+        Accept(model.config(), s, token, LogProbability(row, token));
+      }
+    }
+  }
+  // Decode: every unfinished sequence advances one token per step.
+  while (true) {
+    ForwardBatch batch;
+    std::vector<Live*> stepping;
+    for (Live& s : live) {
+      if (s.done) continue;
+      const int64_t cached = static_cast<int64_t>(s.history.size()) - 1;
+      batch.Add(s.kv, &s.history.back(), 1, cached, false);
+      stepping.push_back(&s);
+    }
+    if (stepping.empty()) break;
+    RETURN_IF_ERROR(model.Forward(batch, logits));
+    for (size_t i = 0; i < stepping.size(); ++i) {
+      absl::Span<const float> row(logits.data() + i * vocab, vocab);
+      const int32_t token = stepping[i]->sampler.Sample(row, stepping[i]->history);
+      Accept(model.config(), *stepping[i], token, LogProbability(row, token));
+    }
+  }
+  return results;
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,78 @@
+// The Llama/Mistral forward pass, written once against the Backend interface (DESIGN §2).
+// A Model owns the uploaded weights, the KV block pool and a workspace that grows to the
+// largest batch seen. One thread drives it.
+#ifndef DSINFER_ENGINE_MODEL_H_
+#define DSINFER_ENGINE_MODEL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/forward_batch.h"
+#include "engine/model_config.h"
+#include "engine/weights.h"
+#include "offload/kv_block_pool.h"
+
+namespace dsinfer {
+
+struct ModelOptions {
+  int kv_block_tokens = 16;
+  // KV pool capacity in tokens (summed over all sequences); 0 = 4 × max context.
+  int64_t kv_pool_tokens = 0;
+  // Longest sequence (prompt + generated) the model serves; 0 = max_position_embeddings
+  // (or 4096 when the config does not say).
+  int64_t max_context = 0;
+
+  absl::Status Validate() const;
+};
+
+class Model {
+ public:
+  // Loads config, checkpoint and weights from `model_dir` onto `backend` (not owned; must
+  // outlive the model).
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& model_dir,
+                                                     Backend& backend,
+                                                     const ModelOptions& options = {});
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  int64_t max_context() const { return max_context_; }
+  KvBlockPool& kv_pool() { return *pool_; }
+  Backend& backend() { return backend_; }
+
+  // Runs the new tokens of `batch` through the model, appending their K/V to the pool (each
+  // sequence must have room reserved for them), and writes the logits of batch.logit_rows to
+  // `logits` [logit_rows.size(), vocab] (fp32). On error the batch's sequences must be
+  // considered corrupt (their newly written KV rows are undefined).
+  absl::Status Forward(const ForwardBatch& batch, std::vector<float>& logits);
+
+ private:
+  Model(ModelConfig config, Backend& backend);
+  absl::Status Upload(const ModelWeights& weights);
+  absl::Status EnsureWorkspace(int64_t rows);
+  void FreeWorkspace();
+
+  struct Layer {
+    DeviceTensor input_norm, qkv_proj, o_proj, post_attn_norm, gate_up_proj, down_proj;
+  };
+  struct Workspace {
+    int64_t rows = 0;
+    DeviceTensor residual, normed, qkv, attn, delta, gate_up, mlp, logits_in, logits;
+  };
+
+  ModelConfig config_;
+  Backend& backend_;
+  AttentionConfig attention_;
+  int64_t max_context_ = 0;
+  DeviceTensor embed_, final_norm_, lm_head_;
+  std::vector<Layer> layers_;
+  std::vector<DeviceTensor*> owned_;  // every uploaded weight, for freeing
+  Workspace ws_;
+  std::unique_ptr<KvBlockPool> pool_;
+};
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_ENGINE_MODEL_H_

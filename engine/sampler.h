@@ -1,0 +1,52 @@
+// Token sampling from one row of logits: repetition penalty, temperature, then the top-k,
+// top-p and min-p filters in that order (as transformers' logits processors), then a draw
+// from a seeded generator. temperature == 0 is greedy (argmax, lowest id on ties). One
+// Sampler per sequence so that seeded runs repeat whatever else runs in the batch.
+#ifndef DSINFER_ENGINE_SAMPLER_H_
+#define DSINFER_ENGINE_SAMPLER_H_
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace dsinfer {
+
+struct SamplingParams {
+  float temperature = 0.0f;         // 0 = greedy
+  int top_k = 0;                    // 0 = off
+  float top_p = 1.0f;               // in (0, 1]; 1 = off
+  float min_p = 0.0f;               // in [0, 1); 0 = off
+  float repetition_penalty = 1.0f;  // > 0; 1 = off (divides positive logits, multiplies negative)
+  uint64_t seed = 0;
+
+  absl::Status Validate() const;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+
+  // Samples a token from `logits` [vocab]. `history` holds the tokens the repetition
+  // penalty applies to (prompt and generated so far).
+  int32_t Sample(absl::Span<const float> logits, absl::Span<const int32_t> history);
+
+  // The probabilities the draw uses (after every filter), for tests: [vocab], sums to 1.
+  std::vector<double> Distribution(absl::Span<const float> logits,
+                                   absl::Span<const int32_t> history) const;
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+};
+
+// log softmax of `logits` at `token` (in double).
+double LogProbability(absl::Span<const float> logits, int32_t token);
+// Index of the largest logit (lowest index on ties).
+int32_t ArgMax(absl::Span<const float> logits);
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_ENGINE_SAMPLER_H_

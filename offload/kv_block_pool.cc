@@ -1,0 +1,103 @@
+// Free blocks are kept as a stack so that a released sequence's blocks are reused first
+// (they are warm in cache). Reserve checks capacity before touching anything, so a failure
+// leaves the pool exactly as it was.
+#include "offload/kv_block_pool.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace dsinfer {
+
+absl::Status KvPoolOptions::Validate() const {
+  if (layers <= 0 || kv_heads <= 0 || head_dim <= 0 || block_tokens <= 0 || num_blocks <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV pool needs positive layers, kv_heads, head_dim, block_tokens and num_blocks; got ",
+        layers, ", ", kv_heads, ", ", head_dim, ", ", block_tokens, ", ", num_blocks));
+  }
+  if (num_blocks > INT32_MAX) return absl::InvalidArgumentError("KV pool has too many blocks");
+  if (dtype == DType::kI32) return absl::InvalidArgumentError("KV pool dtype must be a float type");
+  return absl::OkStatus();
+}
+
+int64_t KvPoolOptions::BytesPerBlock() const {
+  return 2LL * layers * block_tokens * kv_heads * head_dim * static_cast<int64_t>(DTypeSize(dtype));
+}
+
+absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(const KvPoolOptions& options,
+                                                                 HostMemory& memory) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  const int64_t total = options.BytesPerBlock() * options.num_blocks;
+  absl::StatusOr<void*> base = memory.Allocate(static_cast<size_t>(total));
+  if (!base.ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat("KV pool of ", options.num_blocks,
+                                                     " blocks (", total, " bytes): ",
+                                                     base.status().message()));
+  }
+  return std::unique_ptr<KvBlockPool>(new KvBlockPool(options, memory, *base));
+}
+
+KvBlockPool::KvBlockPool(const KvPoolOptions& options, HostMemory& memory, void* base)
+    : options_(options), memory_(memory), base_(base) {
+  layer_bytes_ = options.num_blocks * options.block_tokens * options.kv_heads * options.head_dim *
+                 static_cast<int64_t>(DTypeSize(options.dtype));
+  free_.reserve(options.num_blocks);
+  for (int64_t b = options.num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
+}
+
+KvBlockPool::~KvBlockPool() { memory_.Free(base_); }
+
+KvBlockPool::SequenceId KvBlockPool::AddSequence() {
+  const SequenceId id = next_id_++;
+  tables_.emplace(id, std::vector<int32_t>{});
+  return id;
+}
+
+int64_t KvBlockPool::BlocksFor(int64_t tokens) const {
+  return (tokens + options_.block_tokens - 1) / options_.block_tokens;
+}
+
+absl::Status KvBlockPool::Reserve(SequenceId id, int64_t tokens) {
+  auto it = tables_.find(id);
+  if (it == tables_.end()) return absl::NotFoundError(absl::StrCat("unknown KV sequence ", id));
+  std::vector<int32_t>& table = it->second;
+  const int64_t need = BlocksFor(tokens) - static_cast<int64_t>(table.size());
+  if (need <= 0) return absl::OkStatus();
+  if (need > free_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV pool exhausted: ", tokens, " tokens need ", need, " more blocks of ",
+        options_.block_tokens, " tokens, ", free_blocks(), " of ", options_.num_blocks, " free"));
+  }
+  for (int64_t i = 0; i < need; ++i) {
+    table.push_back(free_.back());
+    free_.pop_back();
+  }
+  return absl::OkStatus();
+}
+
+void KvBlockPool::Release(SequenceId id) {
+  auto it = tables_.find(id);
+  if (it == tables_.end()) return;
+  for (auto b = it->second.rbegin(); b != it->second.rend(); ++b) free_.push_back(*b);
+  tables_.erase(it);
+}
+
+const std::vector<int32_t>& KvBlockPool::BlockTable(SequenceId id) const {
+  return tables_.at(id);
+}
+
+int64_t KvBlockPool::SequenceBytes(SequenceId id) const {
+  auto it = tables_.find(id);
+  return it == tables_.end() ? 0
+                             : static_cast<int64_t>(it->second.size()) * options_.BytesPerBlock();
+}
+
+void* KvBlockPool::KBase(int layer) const {
+  return static_cast<char*>(base_) + 2 * layer * layer_bytes_;
+}
+
+void* KvBlockPool::VBase(int layer) const {
+  return static_cast<char*>(base_) + (2 * layer + 1) * layer_bytes_;
+}
+
+}  // namespace dsinfer
