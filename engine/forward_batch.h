@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/attention_options.h"
 #include "offload/kv_block_pool.h"
 
 namespace dsinfer {
@@ -16,6 +17,8 @@ struct BatchSequence {
   int64_t first_row = 0;           // its first row in the packed batch
   int64_t num_rows = 0;            // its new tokens this step
   int64_t start_position = 0;      // tokens it already has cached = position of its first row
+  // The request's attention options; nullptr = the engine's defaults.
+  const AttentionOptions* attention = nullptr;
 };
 
 struct ForwardBatch {

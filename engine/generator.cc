@@ -44,6 +44,7 @@ absl::Status ValidateRequest(const Model& model, const GenerationRequest& r) {
       return absl::InvalidArgumentError(absl::StrCat("stop token id ", t, " is outside the vocabulary"));
     }
   }
+  RETURN_IF_ERROR(r.attention.Validate(model.config().head_dim));
   return r.sampling.Validate();
 }
 
@@ -106,6 +107,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
       const int64_t count = std::min(options.prefill_chunk, n - begin);
       ForwardBatch batch;
       batch.Add(s.kv, prompt.data() + begin, count, begin, s.request->prompt_logprobs);
+      batch.sequences.back().attention = &s.request->attention;
       RETURN_IF_ERROR(model.Forward(batch, logits));
       if (s.request->prompt_logprobs) {
         for (int64_t j = 0; j < count; ++j) {
@@ -131,6 +133,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
       if (s.done) continue;
       const int64_t cached = static_cast<int64_t>(s.history.size()) - 1;
       batch.Add(s.kv, &s.history.back(), 1, cached, false);
+      batch.sequences.back().attention = &s.request->attention;
       stepping.push_back(&s);
     }
     if (stepping.empty()) break;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/attention_options.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 
@@ -25,6 +26,7 @@ struct GenerationRequest {
   std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids
   bool ignore_eos = false;
   bool prompt_logprobs = false;
+  AttentionOptions attention;
 };
 
 struct GenerationResult {
