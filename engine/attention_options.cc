@@ -15,7 +15,10 @@ absl::Status AttentionOptions::Validate(int head_dim) const {
     return absl::InvalidArgumentError(
         absl::StrCat("token_budget_ratio must be in (0, 1], got ", token_budget_ratio));
   }
-  if (channels < 1 || (head_dim > 0 && channels > head_dim)) {
+  // `auto` on a model whose head_dim is below `channels` simply stays dense there; an
+  // explicit double_sparse request must be satisfiable.
+  const bool bounded = head_dim > 0 && mode == AttentionMode::kDoubleSparse;
+  if (channels < 1 || (bounded && channels > head_dim)) {
     return absl::InvalidArgumentError(absl::StrCat("channels must be in [1, ",
                                                    head_dim > 0 ? head_dim : 256, "], got ", channels));
   }

@@ -31,7 +31,8 @@ struct AttentionOptions {
   int dense_layers = 2;     // the first layers always run dense
   int64_t dense_below = 4096;  // `auto` stays dense for contexts shorter than this
 
-  // INVALID_ARGUMENT naming the field. head_dim bounds `channels` when > 0.
+  // INVALID_ARGUMENT naming the field. head_dim (when > 0) bounds `channels` for an explicit
+  // double_sparse mode.
   absl::Status Validate(int head_dim = 0) const;
   // The token budget k for a context of `context` tokens (at least 1, at most context).
   int64_t BudgetFor(int64_t context) const;

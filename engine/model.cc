@@ -89,6 +89,7 @@ void Model::FreeWorkspace() {
   for (DeviceTensor* t : {&ws_.residual, &ws_.normed, &ws_.qkv, &ws_.attn, &ws_.delta,
                           &ws_.gate_up, &ws_.mlp, &ws_.logits_in, &ws_.logits}) {
     backend_.Free(*t);
+    *t = DeviceTensor();  // rows = 0, so the next Forward reallocates what it needs
   }
   ws_.rows = 0;
 }

@@ -151,13 +151,20 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path,
   std::vector<size_t> order(ranges.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
-  for (size_t i = 1; i < order.size(); ++i) {
-    const auto& prev = ranges[order[i - 1]];
+  // Compare each non-empty range with the furthest-reaching non-empty one before it (not just
+  // its sorted neighbour, which may be an empty tensor lying inside a larger one).
+  size_t reach = order.size();  // index into `order` of that range; none yet
+  for (size_t i = 0; i < order.size(); ++i) {
     const auto& cur = ranges[order[i]];
-    if (cur.first < prev.second && cur.first != cur.second && prev.first != prev.second) {
-      return FileError(path, absl::StrCat("tensors '", range_names[order[i - 1]], "' and '",
-                                          range_names[order[i]], "' overlap"));
+    if (cur.first == cur.second) continue;
+    if (reach != order.size()) {
+      const auto& prev = ranges[order[reach]];
+      if (cur.first < prev.second) {
+        return FileError(path, absl::StrCat("tensors '", range_names[order[reach]], "' and '",
+                                            range_names[order[i]], "' overlap"));
+      }
     }
+    if (reach == order.size() || cur.second > ranges[order[reach]].second) reach = i;
   }
   files_.push_back(std::move(file));
   return absl::OkStatus();

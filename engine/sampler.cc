@@ -83,13 +83,17 @@ std::vector<double> Sampler::Distribution(absl::Span<const float> logits,
   size_t keep = vocab;
   if (params_.top_k > 0) keep = std::min(keep, static_cast<size_t>(params_.top_k));
   if (params_.top_p < 1.0f) {
-    // Smallest prefix whose mass reaches top_p (at least one token).
+    // Smallest prefix whose mass reaches top_p (at least one token), measured against the
+    // mass top-k kept: transformers applies top-p to the renormalised top-k survivors.
+    double kept_k_mass = 0.0;
+    for (size_t i = 0; i < keep; ++i) kept_k_mass += p[order[i]];
+    const double target = params_.top_p * kept_k_mass;
     double cumulative = 0.0;
     size_t n = 0;
     while (n < keep) {
       cumulative += p[order[n]];
       ++n;
-      if (cumulative >= params_.top_p) break;
+      if (cumulative >= target) break;
     }
     keep = n;
   }
