@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "engine/forward_batch.h"
 #include "engine/safetensors.h"
@@ -22,6 +23,8 @@
 #include "offload/kv_block_pool.h"
 
 namespace dsinfer {
+
+class DoubleSparsity;  // engine/sparse/double_sparsity.h
 
 struct DeviceTensor {
   void* data = nullptr;
@@ -86,6 +89,27 @@ class Backend {
   virtual absl::Status Attention(int layer, const AttentionConfig& config,
                                  const ForwardBatch& batch, const KvBlockPool& pool,
                                  const DeviceTensor& qkv, DeviceTensor& out) = 0;
+
+  // Double Sparsity (DESIGN §1). Both run after RopeAndStoreKv of the same layer and step,
+  // once `ds.BeginStep(batch, pool)` planned the step. StoreLabels writes the label rows of
+  // every new row of the sequences that keep labels (qkv post-RoPE). SparseAttention runs
+  // Double Sparsity for the decode row of each batch sequence listed in `sequences`
+  // (indices into batch.sequences), writing those rows of out [n, Hq * d]. Backends without
+  // them refuse Double Sparsity with UNIMPLEMENTED.
+  virtual absl::Status StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
+                                   const DeviceTensor& qkv) {
+    (void)layer, (void)batch, (void)ds, (void)qkv;
+    return absl::UnimplementedError(
+        absl::StrCat("backend ", name(), " does not implement Double Sparsity"));
+  }
+  virtual absl::Status SparseAttention(int layer, const ForwardBatch& batch,
+                                       absl::Span<const size_t> sequences,
+                                       const KvBlockPool& pool, DoubleSparsity& ds,
+                                       const DeviceTensor& qkv, DeviceTensor& out) {
+    (void)layer, (void)batch, (void)sequences, (void)pool, (void)ds, (void)qkv, (void)out;
+    return absl::UnimplementedError(
+        absl::StrCat("backend ", name(), " does not implement Double Sparsity"));
+  }
 };
 
 }  // namespace dsinfer

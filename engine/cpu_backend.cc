@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/sparse/double_sparsity.h"
 #include "kernels/attention_reference.h"
 #include "kernels/linear_reference.h"
 #include "kernels/rms_norm_reference.h"
@@ -180,6 +181,24 @@ absl::Status CpuBackend::Attention(int layer, const AttentionConfig& config,
                              batch.positions.data() + s.first_row, s.num_rows,
                              CpuKvView(pool, layer, s.kv), shape,
                              F32(out) + s.first_row * out.cols, out.cols);
+  }
+  return absl::OkStatus();
+}
+
+// Activations and KV are host fp32 here, so Double Sparsity runs directly on them.
+absl::Status CpuBackend::StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
+                                     const DeviceTensor& qkv) {
+  return ds.StoreLabelsHost(layer, batch, F32(qkv), qkv.cols);
+}
+
+absl::Status CpuBackend::SparseAttention(int layer, const ForwardBatch& batch,
+                                         absl::Span<const size_t> sequences,
+                                         const KvBlockPool& pool, DoubleSparsity& ds,
+                                         const DeviceTensor& qkv, DeviceTensor& out) {
+  for (size_t index : sequences) {
+    const BatchSequence& s = batch.sequences[index];
+    RETURN_IF_ERROR(ds.AttendHost(layer, batch, index, CpuKvView(pool, layer, s.kv), F32(qkv),
+                                  qkv.cols, F32(out) + s.first_row * out.cols));
   }
   return absl::OkStatus();
 }

@@ -36,6 +36,12 @@ class CpuBackend final : public Backend {
   absl::Status Attention(int layer, const AttentionConfig& config, const ForwardBatch& batch,
                          const KvBlockPool& pool, const DeviceTensor& qkv,
                          DeviceTensor& out) override;
+  absl::Status StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
+                           const DeviceTensor& qkv) override;
+  absl::Status SparseAttention(int layer, const ForwardBatch& batch,
+                               absl::Span<const size_t> sequences, const KvBlockPool& pool,
+                               DoubleSparsity& ds, const DeviceTensor& qkv,
+                               DeviceTensor& out) override;
 
  private:
   PageableHostMemory memory_;

@@ -16,7 +16,7 @@ absl::Status ModelOptions::Validate() const {
   }
   if (kv_pool_tokens < 0) return absl::InvalidArgumentError("kv_pool_tokens must be >= 0");
   if (max_context < 0) return absl::InvalidArgumentError("max_context must be >= 0");
-  return absl::OkStatus();
+  return attention.Validate();
 }
 
 Model::Model(ModelConfig config, Backend& backend)
@@ -55,6 +55,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
   pool.num_blocks = (pool_tokens + pool.block_tokens - 1) / pool.block_tokens;
   pool.dtype = backend.kv_dtype();
   ASSIGN_OR_RETURN(model->pool_, KvBlockPool::Create(pool, backend.kv_memory()));
+  model->ds_ = std::make_unique<DoubleSparsity>(config.num_layers, config.num_heads_q,
+                                                config.num_heads_kv, config.head_dim);
+  RETURN_IF_ERROR(model->ds_->SetDefaults(options.attention));
+  if (!options.channel_config_path.empty()) {
+    ASSIGN_OR_RETURN(ChannelConfig channels, LoadChannelConfig(options.channel_config_path));
+    RETURN_IF_ERROR(model->ds_->SetChannelConfig(std::move(channels)));
+  }
   return model;
 }
 
@@ -111,6 +118,11 @@ absl::Status Model::EnsureWorkspace(int64_t rows) {
   return absl::OkStatus();
 }
 
+void Model::ReleaseSequence(KvBlockPool::SequenceId seq) {
+  pool_->Release(seq);
+  ds_->labels().Release(seq);
+}
+
 namespace {
 // A view of the first `rows` rows of `t`.
 DeviceTensor Rows(const DeviceTensor& t, int64_t rows) {
@@ -134,6 +146,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
       return absl::InternalError("forward batch: sequence has no KV room reserved");
     }
   }
+  RETURN_IF_ERROR(ds_->BeginStep(batch, *pool_));
   RETURN_IF_ERROR(EnsureWorkspace(n));
   DeviceTensor residual = Rows(ws_.residual, n), normed = Rows(ws_.normed, n),
                qkv = Rows(ws_.qkv, n), attn = Rows(ws_.attn, n), delta = Rows(ws_.delta, n),
@@ -145,8 +158,40 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     const Layer& l = layers_[i];
     const int layer = static_cast<int>(i);
     RETURN_IF_ERROR(backend_.Linear(normed, l.qkv_proj, qkv));
+    std::vector<int64_t> all_rows;
+    if (observer_ != nullptr) {
+      all_rows.resize(n);
+      for (int64_t r = 0; r < n; ++r) all_rows[r] = r;
+      observed_pre_.resize(static_cast<size_t>(n * qkv.cols));
+      observed_post_.resize(static_cast<size_t>(n * qkv.cols));
+      RETURN_IF_ERROR(backend_.CopyRowsToHost(qkv, all_rows, observed_pre_.data()));
+    }
     RETURN_IF_ERROR(backend_.RopeAndStoreKv(layer, attention_, batch, *pool_, qkv));
-    RETURN_IF_ERROR(backend_.Attention(layer, attention_, batch, *pool_, qkv, attn));
+    if (observer_ != nullptr) {
+      RETURN_IF_ERROR(backend_.CopyRowsToHost(qkv, all_rows, observed_post_.data()));
+      observer_->OnLayerQkv(layer, batch, observed_pre_.data(), observed_post_.data());
+    }
+    if (ds_->StoresLabels()) RETURN_IF_ERROR(backend_.StoreLabels(layer, batch, *ds_, qkv));
+    if (!ds_->AnySparse(layer)) {
+      RETURN_IF_ERROR(backend_.Attention(layer, attention_, batch, *pool_, qkv, attn));
+    } else {
+      // Dense sequences keep the dense op (a batch view listing only them: rows are
+      // addressed through first_row, so nothing moves); sparse ones go to the DS op.
+      ForwardBatch dense = batch;
+      dense.sequences.clear();
+      std::vector<size_t> sparse;
+      for (size_t j = 0; j < batch.sequences.size(); ++j) {
+        if (ds_->IsSparse(j, layer)) {
+          sparse.push_back(j);
+        } else {
+          dense.sequences.push_back(batch.sequences[j]);
+        }
+      }
+      if (!dense.sequences.empty()) {
+        RETURN_IF_ERROR(backend_.Attention(layer, attention_, dense, *pool_, qkv, attn));
+      }
+      RETURN_IF_ERROR(backend_.SparseAttention(layer, batch, sparse, *pool_, *ds_, qkv, attn));
+    }
     RETURN_IF_ERROR(backend_.Linear(attn, l.o_proj, delta));
     RETURN_IF_ERROR(backend_.AddRmsNorm(residual, delta, l.post_attn_norm, eps, normed));
     RETURN_IF_ERROR(backend_.Linear(normed, l.gate_up_proj, gate_up));

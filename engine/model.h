@@ -11,7 +11,9 @@
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
 #include "engine/forward_batch.h"
+#include "engine/attention_options.h"
 #include "engine/model_config.h"
+#include "engine/sparse/double_sparsity.h"
 #include "engine/weights.h"
 #include "offload/kv_block_pool.h"
 
@@ -24,8 +26,24 @@ struct ModelOptions {
   // Longest sequence (prompt + generated) the model serves; 0 = max_position_embeddings
   // (or 4096 when the config does not say).
   int64_t max_context = 0;
+  // Attention options for sequences whose BatchSequence::attention is null.
+  AttentionOptions attention;
+  // Double Sparsity channel config (reference JSON format); empty = none, in which case
+  // `auto` stays dense (engine/sparse/double_sparsity.h says what double_sparse does).
+  std::string channel_config_path;
 
   absl::Status Validate() const;
+};
+
+// Sees each layer's q/k/v as the forward pass computes them (calibration, diagnostics).
+// Called once per layer per Forward with host fp32 copies: pre_rope and post_rope are
+// [batch.rows(), (Hq + 2 Hkv) · head_dim], packed q | k | v per row. Copies are made only
+// while an observer is set, so the normal path pays nothing.
+class ForwardObserver {
+ public:
+  virtual ~ForwardObserver() = default;
+  virtual void OnLayerQkv(int layer, const ForwardBatch& batch, const float* pre_rope,
+                          const float* post_rope) = 0;
 };
 
 class Model {
@@ -41,6 +59,14 @@ class Model {
   int64_t max_context() const { return max_context_; }
   KvBlockPool& kv_pool() { return *pool_; }
   Backend& backend() { return backend_; }
+  // Double Sparsity state: channel config, label cache, per-sequence attention stats.
+  DoubleSparsity& double_sparsity() { return *ds_; }
+  const DoubleSparsity& double_sparsity() const { return *ds_; }
+  // Releases a sequence's KV blocks and its labels at once (Forward also frees labels of
+  // sequences released from the pool directly, at its next step).
+  void ReleaseSequence(KvBlockPool::SequenceId seq);
+  // Not owned; nullptr to stop observing.
+  void set_observer(ForwardObserver* observer) { observer_ = observer; }
 
   // Runs the new tokens of `batch` through the model, appending their K/V to the pool (each
   // sequence must have room reserved for them), and writes the logits of batch.logit_rows to
@@ -71,6 +97,9 @@ class Model {
   std::vector<DeviceTensor*> owned_;  // every uploaded weight, for freeing
   Workspace ws_;
   std::unique_ptr<KvBlockPool> pool_;
+  std::unique_ptr<DoubleSparsity> ds_;
+  ForwardObserver* observer_ = nullptr;
+  std::vector<float> observed_pre_, observed_post_;
 };
 
 }  // namespace dsinfer

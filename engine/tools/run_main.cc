@@ -1,6 +1,7 @@
 // dsinfer-run: the offline runner. Loads a model, generates from one prompt (token ids, or
 // text once a tokenizer is present) and prints the result, as text or as one JSON object.
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "engine/cpu_backend.h"
+#ifdef DSINFER_WITH_CUDA_BACKEND
+#include "engine/cuda/cuda_backend.h"
+#include "engine/model_config.h"
+#endif
 #include "engine/generator.h"
 #include "engine/model.h"
 #include "engine/tools/cli_flags.h"
@@ -26,7 +31,7 @@ ABSL_FLAG(uint64_t, seed, 0, "sampling seed");
 ABSL_FLAG(bool, ignore_eos, false, "do not stop at the model's EOS tokens");
 ABSL_FLAG(bool, prompt_logprobs, false, "also report log p of each prompt token after the first");
 ABSL_FLAG(bool, json, false, "print one JSON object");
-ABSL_FLAG(std::string, device, "cpu", "backend: cpu");
+ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUDA)");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
 
 namespace {
@@ -45,9 +50,16 @@ int main(int argc, char** argv) {
       "[--top-p P] [--seed S] [--prompt-logprobs] [--json]");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) return Fail("--model is required");
-  if (absl::GetFlag(FLAGS_device) != "cpu") {
-    return Fail("--device " + absl::GetFlag(FLAGS_device) + " is not available in this build (cpu)");
+  const std::string device = absl::GetFlag(FLAGS_device);
+#ifdef DSINFER_WITH_CUDA_BACKEND
+  if (device != "cpu" && device != "cuda") {
+    return Fail("--device " + device + " is not available in this build (cpu, cuda)");
   }
+#else
+  if (device != "cpu") {
+    return Fail("--device " + device + " is not available in this build (cpu)");
+  }
+#endif
   dsinfer::GenerationRequest request;
   for (absl::string_view piece :
        absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',', absl::SkipWhitespace())) {
@@ -68,10 +80,34 @@ int main(int argc, char** argv) {
   request.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   request.prompt_logprobs = absl::GetFlag(FLAGS_prompt_logprobs);
 
-  dsinfer::CpuBackend backend;
   dsinfer::ModelOptions options;
   options.max_context = absl::GetFlag(FLAGS_max_context);
-  auto model = dsinfer::Model::Load(model_dir, backend, options);
+  std::unique_ptr<dsinfer::Backend> backend;
+  if (device == "cpu") {
+    backend = std::make_unique<dsinfer::CpuBackend>();
+  }
+#ifdef DSINFER_WITH_CUDA_BACKEND
+  if (device == "cuda") {
+    // Plan GPU memory up front (weights + KV pool + workspace) so that a model that cannot fit
+    // fails here with the numbers, not halfway through the upload.
+    auto config = dsinfer::LoadModelConfig(model_dir);
+    if (!config.ok()) return Fail(std::string(config.status().message()));
+    int64_t max_context = options.max_context;
+    if (max_context == 0) {
+      max_context = config->max_position_embeddings > 0 ? config->max_position_embeddings : 4096;
+    }
+    const int64_t pool_tokens =
+        options.kv_pool_tokens > 0 ? options.kv_pool_tokens : 4 * max_context;
+    auto plan = dsinfer::PlanCudaMemory(*config, pool_tokens,
+                                        static_cast<int64_t>(request.prompt.size()) + 1,
+                                        dsinfer::DType::kBF16, 0);
+    if (!plan.ok()) return Fail(std::string(plan.status().message()));
+    auto cuda = dsinfer::CudaBackend::Create({});
+    if (!cuda.ok()) return Fail(std::string(cuda.status().message()));
+    backend = std::move(*cuda);
+  }
+#endif
+  auto model = dsinfer::Model::Load(model_dir, *backend, options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   auto results = dsinfer::Generate(**model, {request});
   if (!results.ok()) return Fail(std::string(results.status().message()));

@@ -66,6 +66,35 @@ def build(name, spec, seed):
     return model
 
 
+def reference_outputs(m32, prompt, greedy_tokens):
+    """The fp32 model's logits at every position of prompt [1, n] and its greedy
+    continuation (full recompute each step) with the top-2 logit margin of each choice."""
+    with torch.no_grad():
+        logits = m32(prompt).logits[0].float().contiguous()
+        ids = prompt.clone()
+        greedy, margins = [], []
+        for _ in range(greedy_tokens):
+            last = m32(ids).logits[0, -1].double()
+            top2 = torch.topk(last, 2).values
+            nxt = int(torch.argmax(last))
+            greedy.append(nxt)
+            margins.append(float(top2[0] - top2[1]))
+            ids = torch.cat([ids, torch.tensor([[nxt]], device=ids.device)], dim=1)
+    return logits.cpu(), greedy, margins
+
+
+def write_golden(d, name, prompt, logits, greedy, margins):
+    """Writes d/logits.f32 and d/golden.json; returns the golden.json dict."""
+    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
+    meta = dict(model=name, prompt_ids=prompt[0].tolist(), greedy_ids=greedy,
+                greedy_top2_margin=margins, logits_shape=list(logits.shape),
+                max_abs_logit=float(logits.abs().max()),
+                transformers=transformers.__version__, torch=torch.__version__)
+    with open(os.path.join(d, "golden.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -87,24 +116,8 @@ def main():
         assert m32.model.rotary_emb.inv_freq.dtype == torch.float32
         g = torch.Generator().manual_seed(args.seed + 100 + i)
         prompt = torch.randint(4, spec["vocab_size"], (1, PROMPT_LEN), generator=g)
-        with torch.no_grad():
-            logits = m32(prompt).logits[0].float().contiguous()
-            ids = prompt.clone()
-            greedy, margins = [], []
-            for _ in range(GREEDY_TOKENS):
-                last = m32(ids).logits[0, -1].double()
-                top2 = torch.topk(last, 2).values
-                nxt = int(torch.argmax(last))
-                greedy.append(nxt)
-                margins.append(float(top2[0] - top2[1]))
-                ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
-        logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
-        meta = dict(model=name, prompt_ids=prompt[0].tolist(), greedy_ids=greedy,
-                    greedy_top2_margin=margins, logits_shape=list(logits.shape),
-                    max_abs_logit=float(logits.abs().max()),
-                    transformers=transformers.__version__, torch=torch.__version__)
-        with open(os.path.join(d, "golden.json"), "w") as f:
-            json.dump(meta, f, indent=1)
+        logits, greedy, margins = reference_outputs(m32, prompt, GREEDY_TOKENS)
+        meta = write_golden(d, name, prompt, logits, greedy, margins)
         print(name, "max|logit|", meta["max_abs_logit"], "min greedy margin", min(margins))
 
 

@@ -1,0 +1,427 @@
+// dsinfer-bench: speed of the CUDA dense path at real model shapes (Llama-2-7B, MHA; Llama-3-8B,
+// GQA 8) with random weights generated on the GPU (no checkpoint on disk). It runs the same
+// sequence of Backend operations as Model::Forward, plus a GPU argmax, and prints a table with
+// the physical floor beside each figure, measured in the same run: decode floor = (weights +
+// KV bytes read per step) ÷ measured D2D HBM bandwidth; prefill floor = FLOPs ÷ measured cuBLAS
+// bf16 matmul rate. Configurations whose weights + KV do not fit are reported as skipped.
+// Writes everything as JSON (--json_out).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "engine/cuda/cuda_backend.h"
+#include "engine/tools/cli_flags.h"
+#include "kernels/cuda_check.h"
+#include "kernels/status.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
+ABSL_FLAG(std::string, models, "llama2-7b,llama3-8b", "model shapes to run");
+ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
+ABSL_FLAG(std::string, contexts, "4096,32768", "decode contexts / prefill lengths");
+ABSL_FLAG(int32_t, iters, 10, "timed decode steps per configuration");
+ABSL_FLAG(int32_t, long_prefill_layers, 4,
+          "layers actually run for prefills over 8K tokens (time scaled to the full depth)");
+
+namespace dsinfer {
+namespace {
+
+struct Shape {
+  std::string name;
+  ModelConfig config;
+};
+
+Shape MakeShape(const std::string& name) {
+  ModelConfig c;
+  c.hidden_size = 4096;
+  c.num_layers = 32;
+  c.num_heads_q = 32;
+  c.head_dim = 128;
+  c.rms_norm_eps = 1e-5f;
+  if (name == "llama2-7b") {
+    c.vocab_size = 32000;
+    c.intermediate_size = 11008;
+    c.num_heads_kv = 32;
+  } else {
+    c.vocab_size = 128256;
+    c.intermediate_size = 14336;
+    c.num_heads_kv = 8;
+    c.rope.theta = 500000.0;
+  }
+  return {name, c};
+}
+
+// Device timer over the backend's stream.
+class Timer {
+ public:
+  explicit Timer(cudaStream_t s) : stream_(s) {
+    cudaEventCreate(&a_);
+    cudaEventCreate(&b_);
+  }
+  ~Timer() {
+    cudaEventDestroy(a_);
+    cudaEventDestroy(b_);
+  }
+  void Start() { cudaEventRecord(a_, stream_); }
+  double StopMs() {
+    cudaEventRecord(b_, stream_);
+    cudaEventSynchronize(b_);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a_, b_);
+    return ms;
+  }
+
+ private:
+  cudaStream_t stream_;
+  cudaEvent_t a_, b_;
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The random-weight model: the same tensors Model uploads, filled on the GPU.
+struct BenchModel {
+  BenchModel(CudaBackend* b, ModelConfig c) : backend(b), config(std::move(c)) {}
+  CudaBackend* backend;
+  ModelConfig config;
+  AttentionConfig attention;
+  DeviceTensor embed, final_norm, lm_head;
+  struct Layer {
+    DeviceTensor input_norm, qkv_proj, o_proj, post_attn_norm, gate_up_proj, down_proj;
+  };
+  std::vector<Layer> layers;
+  std::vector<DeviceTensor*> owned;
+  int64_t weight_bytes = 0;
+
+  absl::Status Make(DeviceTensor& t, int64_t rows, int64_t cols, float scale, uint64_t seed) {
+    ASSIGN_OR_RETURN(t, backend->Allocate(rows, cols));
+    owned.push_back(&t);
+    weight_bytes += rows * cols * 2;
+    return backend->FillRandom(t, seed, scale);
+  }
+  absl::Status Init() {
+    const ModelConfig& c = config;
+    const int64_t h = c.hidden_size;
+    layers.resize(c.num_layers);
+    uint64_t seed = 1;
+    RETURN_IF_ERROR(Make(embed, c.vocab_size, h, 0.5f, seed++));
+    RETURN_IF_ERROR(Make(final_norm, 1, h, 1.0f, seed++));
+    RETURN_IF_ERROR(Make(lm_head, c.vocab_size, h, 0.02f, seed++));
+    for (Layer& l : layers) {
+      RETURN_IF_ERROR(Make(l.input_norm, 1, h, 1.0f, seed++));
+      RETURN_IF_ERROR(Make(l.qkv_proj, c.q_size() + 2 * c.kv_size(), h, 0.02f, seed++));
+      RETURN_IF_ERROR(Make(l.o_proj, h, c.q_size(), 0.02f, seed++));
+      RETURN_IF_ERROR(Make(l.post_attn_norm, 1, h, 1.0f, seed++));
+      RETURN_IF_ERROR(Make(l.gate_up_proj, 2 * c.intermediate_size, h, 0.02f, seed++));
+      RETURN_IF_ERROR(Make(l.down_proj, h, c.intermediate_size, 0.02f, seed++));
+    }
+    attention = {c.num_heads_q, c.num_heads_kv, c.head_dim, ComputeRopeInvFreq(c.rope, c.head_dim)};
+    return absl::OkStatus();
+  }
+  ~BenchModel() {
+    for (DeviceTensor* t : owned) backend->Free(*t);
+  }
+};
+
+struct Workspace {
+  explicit Workspace(CudaBackend* b) : backend(b) {}
+  CudaBackend* backend;
+  DeviceTensor residual, normed, qkv, attn, delta, gate_up, mlp, last, logits;
+  DeviceTensor* all[9] = {&residual, &normed, &qkv, &attn, &delta, &gate_up, &mlp, &last, &logits};
+  int32_t* ids = nullptr;
+  absl::Status Init(const ModelConfig& c, int64_t n, int64_t m) {
+    ASSIGN_OR_RETURN(residual, backend->Allocate(n, c.hidden_size));
+    ASSIGN_OR_RETURN(normed, backend->Allocate(n, c.hidden_size));
+    ASSIGN_OR_RETURN(qkv, backend->Allocate(n, c.q_size() + 2 * c.kv_size()));
+    ASSIGN_OR_RETURN(attn, backend->Allocate(n, c.q_size()));
+    ASSIGN_OR_RETURN(delta, backend->Allocate(n, c.hidden_size));
+    ASSIGN_OR_RETURN(gate_up, backend->Allocate(n, 2 * c.intermediate_size));
+    ASSIGN_OR_RETURN(mlp, backend->Allocate(n, c.intermediate_size));
+    ASSIGN_OR_RETURN(last, backend->Allocate(m, c.hidden_size));
+    ASSIGN_OR_RETURN(logits, backend->Allocate(m, c.vocab_size));
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&ids, m * sizeof(int32_t)));
+    return absl::OkStatus();
+  }
+  ~Workspace() {
+    for (DeviceTensor* t : all) backend->Free(*t);
+    cudaFree(ids);
+  }
+};
+
+// Model::Forward's sequence of operations over `layers` layers, then the LM head and a GPU
+// argmax over batch.logit_rows (no logits to the host).
+absl::Status Forward(BenchModel& m, Workspace& ws, const ForwardBatch& batch, KvBlockPool& pool,
+                     int layers) {
+  CudaBackend& b = *m.backend;
+  auto rows = [&](DeviceTensor t) {
+    t.rows = batch.rows();
+    return t;
+  };
+  DeviceTensor residual = rows(ws.residual), normed = rows(ws.normed), qkv = rows(ws.qkv),
+               attn = rows(ws.attn), delta = rows(ws.delta), gate_up = rows(ws.gate_up),
+               mlp = rows(ws.mlp);
+  const float eps = m.config.rms_norm_eps;
+  RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
+  RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
+  for (int i = 0; i < layers; ++i) {
+    const BenchModel::Layer& l = m.layers[i];
+    RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
+    RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, pool, qkv));
+    RETURN_IF_ERROR(b.Attention(i, m.attention, batch, pool, qkv, attn));
+    RETURN_IF_ERROR(b.Linear(attn, l.o_proj, delta));
+    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, l.post_attn_norm, eps, normed));
+    RETURN_IF_ERROR(b.Linear(normed, l.gate_up_proj, gate_up));
+    RETURN_IF_ERROR(b.SwiGlu(gate_up, mlp));
+    RETURN_IF_ERROR(b.Linear(mlp, l.down_proj, delta));
+    const DeviceTensor& next = i + 1 < layers ? m.layers[i + 1].input_norm : m.final_norm;
+    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, next, eps, normed));
+  }
+  DeviceTensor last = ws.last, logits = ws.logits;
+  last.rows = logits.rows = static_cast<int64_t>(batch.logit_rows.size());
+  RETURN_IF_ERROR(b.GatherRows(normed, batch.logit_rows, last));
+  RETURN_IF_ERROR(b.Linear(last, m.lm_head, logits));
+  return LaunchArgmax(DType::kBF16, logits.data, logits.rows, logits.cols, logits.cols, ws.ids,
+                      b.stream());
+}
+
+absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const ModelConfig& c,
+                                                      int64_t tokens) {
+  KvPoolOptions o;
+  o.layers = c.num_layers;
+  o.kv_heads = c.num_heads_kv;
+  o.head_dim = c.head_dim;
+  o.block_tokens = 16;
+  o.num_blocks = (tokens + 15) / 16 + 1;
+  o.dtype = DType::kBF16;
+  ASSIGN_OR_RETURN(auto pool, KvBlockPool::Create(o, b.kv_memory()));
+  const int64_t elems = o.num_blocks * o.block_tokens * o.kv_heads * o.head_dim;
+  for (int l = 0; l < c.num_layers; ++l) {
+    RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, pool->KBase(l), elems, 100 + l, 1.0f,
+                                     b.stream()));
+    RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, pool->VBase(l), elems, 200 + l, 1.0f,
+                                     b.stream()));
+  }
+  return pool;
+}
+
+int64_t FreeBytes() {
+  size_t f = 0, t = 0;
+  cudaMemGetInfo(&f, &t);
+  return static_cast<int64_t>(f);
+}
+
+absl::Status Run() {
+  ASSIGN_OR_RETURN(auto backend, CudaBackend::Create({}));
+  CudaBackend& b = *backend;
+  cudaDeviceProp prop;
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
+  nlohmann::json out;
+  out["gpu"] = prop.name;
+  Timer timer(b.stream());
+
+  // Ceiling 1: HBM bandwidth, a 2 GiB device-to-device copy (bytes read + bytes written).
+  double hbm_bps = 0;
+  {
+    const size_t bytes = 2ull << 30;
+    void *src = nullptr, *dst = nullptr;
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&src, bytes));
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&dst, bytes));
+    CUDA_RETURN_IF_ERROR(cudaMemsetAsync(src, 1, bytes, b.stream()));
+    std::vector<double> ms;
+    for (int i = 0; i < 12; ++i) {
+      timer.Start();
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b.stream()));
+      ms.push_back(timer.StopMs());
+    }
+    ms.erase(ms.begin(), ms.begin() + 2);
+    hbm_bps = 2.0 * bytes / (Median(ms) * 1e-3);
+    cudaFree(src);
+    cudaFree(dst);
+  }
+  // Ceiling 2: cuBLAS bf16 matmul rate, 8192^3 on random data.
+  double mm_flops = 0;
+  {
+    const int64_t n = 8192;
+    ASSIGN_OR_RETURN(DeviceTensor x, b.Allocate(n, n));
+    ASSIGN_OR_RETURN(DeviceTensor w, b.Allocate(n, n));
+    ASSIGN_OR_RETURN(DeviceTensor y, b.Allocate(n, n));
+    RETURN_IF_ERROR(b.FillRandom(x, 7, 1.0f));
+    RETURN_IF_ERROR(b.FillRandom(w, 8, 1.0f));
+    std::vector<double> ms;
+    for (int i = 0; i < 12; ++i) {
+      timer.Start();
+      RETURN_IF_ERROR(b.Linear(x, w, y));
+      ms.push_back(timer.StopMs());
+    }
+    ms.erase(ms.begin(), ms.begin() + 2);
+    mm_flops = 2.0 * n * n * n / (Median(ms) * 1e-3);
+    b.Free(x);
+    b.Free(w);
+    b.Free(y);
+  }
+  out["hbm_d2d_GBps"] = hbm_bps / 1e9;
+  out["cublas_bf16_TFLOPs"] = mm_flops / 1e12;
+  std::printf("GPU %s: D2D copy %.0f GB/s, cuBLAS bf16 %.0f TFLOP/s\n", prop.name, hbm_bps / 1e9,
+              mm_flops / 1e12);
+
+  std::vector<int64_t> batches, contexts;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_batches), ','))
+    batches.push_back(std::stoll(std::string(s)));
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_contexts), ','))
+    contexts.push_back(std::stoll(std::string(s)));
+  const int iters = absl::GetFlag(FLAGS_iters);
+
+  for (absl::string_view model_name : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
+    Shape shape = MakeShape(std::string(model_name));
+    const ModelConfig& c = shape.config;
+    BenchModel m(&b, c);
+    RETURN_IF_ERROR(m.Init());
+    const int64_t kv_token_bytes = 2ll * c.num_layers * c.kv_size() * 2;
+    nlohmann::json jm;
+    jm["weight_bytes"] = m.weight_bytes;
+    std::printf("\n%s (weights %.2f GB)\n%-8s %-7s %12s %12s %10s %14s %12s\n",
+                shape.name.c_str(), m.weight_bytes / 1e9, "batch", "ctx", "ms/step", "tok/s",
+                "floor ms", "x floor", "attn TB/s");
+    for (int64_t ctx : contexts) {
+      for (int64_t batch : batches) {
+        nlohmann::json r;
+        r["batch"] = batch;
+        r["context"] = ctx;
+        const int64_t kv_bytes = batch * (ctx + 16) * kv_token_bytes;
+        const int64_t act = batch * (c.vocab_size * 6 + 200000ll) + (512ll << 20);
+        if (kv_bytes + act > FreeBytes()) {
+          r["skipped"] = absl::StrCat("weights + KV (", kv_bytes >> 30, " GiB) exceed free memory");
+          std::printf("%-8lld %-7lld skipped: KV %.1f GiB does not fit beside the weights\n",
+                      static_cast<long long>(batch), static_cast<long long>(ctx),
+                      kv_bytes / double(1ll << 30));
+          jm["decode"].push_back(r);
+          continue;
+        }
+        ASSIGN_OR_RETURN(auto pool, MakePool(b, c, batch * (ctx + 1) + 16 * batch));
+        Workspace ws(&b);
+        RETURN_IF_ERROR(ws.Init(c, batch, batch));
+        ForwardBatch fb;
+        for (int64_t i = 0; i < batch; ++i) {
+          const auto seq = pool->AddSequence();
+          RETURN_IF_ERROR(pool->Reserve(seq, ctx + 1));
+          const int32_t tok = static_cast<int32_t>((i * 7919) % c.vocab_size);
+          fb.Add(seq, &tok, 1, ctx, false);
+        }
+        for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
+        std::vector<double> ms;
+        for (int i = 0; i < iters; ++i) {
+          timer.Start();
+          RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
+          ms.push_back(timer.StopMs());
+        }
+        RETURN_IF_ERROR(b.Synchronize());
+        const double step_ms = Median(ms);
+        // Attention of one layer alone: KV bytes read ÷ time.
+        DeviceTensor qkv = ws.qkv, attn = ws.attn;
+        qkv.rows = attn.rows = batch;
+        std::vector<double> ams;
+        for (int i = 0; i < 20; ++i) {
+          timer.Start();
+          RETURN_IF_ERROR(b.Attention(0, m.attention, fb, *pool, qkv, attn));
+          ams.push_back(timer.StopMs());
+        }
+        const double attn_ms = Median(ams);
+        const double attn_bytes = double(batch) * (ctx + 1) * c.kv_size() * 2 * 2;
+        const double bytes = double(m.weight_bytes - c.vocab_size * c.hidden_size * 2) +
+                             double(batch) * (ctx + 1) * kv_token_bytes;
+        const double floor_ms = bytes / hbm_bps * 1e3;
+        r["ms_per_step"] = step_ms;
+        r["tokens_per_s"] = batch / (step_ms * 1e-3);
+        r["floor_ms"] = floor_ms;
+        r["x_floor"] = step_ms / floor_ms;
+        r["attention_layer_ms"] = attn_ms;
+        r["attention_TBps"] = attn_bytes / (attn_ms * 1e-3) / 1e12;
+        std::printf("%-8lld %-7lld %12.3f %12.1f %10.3f %14.2f %12.2f\n",
+                    static_cast<long long>(batch), static_cast<long long>(ctx), step_ms,
+                    batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms,
+                    attn_bytes / (attn_ms * 1e-3) / 1e12);
+        jm["decode"].push_back(r);
+      }
+    }
+    // Prefill, batch 1.
+    std::printf("%-8s %-7s %12s %12s %10s %14s\n", "prefill", "tokens", "ms", "tok/s", "floor ms",
+                "matmul frac");
+    for (int64_t len : contexts) {
+      nlohmann::json r;
+      r["tokens"] = len;
+      const int layers = len > 8192 ? std::min(absl::GetFlag(FLAGS_long_prefill_layers),
+                                               c.num_layers)
+                                    : c.num_layers;
+      ASSIGN_OR_RETURN(auto pool, MakePool(b, c, len + 16));
+      Workspace ws(&b);
+      RETURN_IF_ERROR(ws.Init(c, len, 1));
+      std::vector<int32_t> ids(len);
+      for (int64_t i = 0; i < len; ++i) ids[i] = static_cast<int32_t>((i * 31) % c.vocab_size);
+      const auto seq = pool->AddSequence();
+      RETURN_IF_ERROR(pool->Reserve(seq, len));
+      ForwardBatch fb;
+      fb.Add(seq, ids.data(), len, 0, false);
+      RETURN_IF_ERROR(Forward(m, ws, fb, *pool, layers));
+      std::vector<double> ms;
+      for (int i = 0; i < 3; ++i) {
+        timer.Start();
+        RETURN_IF_ERROR(Forward(m, ws, fb, *pool, layers));
+        ms.push_back(timer.StopMs());
+      }
+      RETURN_IF_ERROR(b.Synchronize());
+      const double measured = Median(ms);
+      const double total_ms = measured * c.num_layers / layers;
+      const double linear_params =
+          double(c.num_layers) * (double(c.q_size() + 2 * c.kv_size()) * c.hidden_size +
+                                  double(c.q_size()) * c.hidden_size +
+                                  3.0 * c.intermediate_size * c.hidden_size);
+      const double attn_flops =
+          double(c.num_layers) * 4.0 * c.num_heads_q * c.head_dim * (double(len) * (len + 1) / 2);
+      const double flops = 2.0 * linear_params * len + attn_flops +
+                           2.0 * double(c.vocab_size) * c.hidden_size;
+      const double floor_ms = flops / mm_flops * 1e3;
+      r["layers_run"] = layers;
+      r["extrapolated"] = layers != c.num_layers;
+      r["ms"] = total_ms;
+      r["tokens_per_s"] = len / (total_ms * 1e-3);
+      r["flops"] = flops;
+      r["floor_ms"] = floor_ms;
+      r["fraction_of_matmul_rate"] = floor_ms / total_ms;
+      std::printf("%-8s %-7lld %12.1f %12.0f %10.1f %14.2f%s\n", "", static_cast<long long>(len),
+                  total_ms, len / (total_ms * 1e-3), floor_ms, floor_ms / total_ms,
+                  layers != c.num_layers
+                      ? absl::StrCat("  (", layers, " of ", c.num_layers, " layers run, scaled)")
+                            .c_str()
+                      : "");
+      jm["prefill"].push_back(r);
+    }
+    out["models"][shape.name] = jm;
+  }
+  const std::string path = absl::GetFlag(FLAGS_json_out);
+  if (!path.empty()) std::ofstream(path) << out.dump(2) << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace dsinfer
+
+int main(int argc, char** argv) {
+  dsinfer::ParseFlagsWithEnvironment(argc, argv, "dsinfer-bench [--json_out FILE]");
+  const absl::Status s = dsinfer::Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "dsinfer-bench: error: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

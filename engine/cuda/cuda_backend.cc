@@ -1,0 +1,402 @@
+// Shape checks are programmer invariants of the forward pass, returned as INTERNAL errors (as
+// the CPU backend does) so a bug cannot take a server down. Host-side validation of token ids
+// and row indices happens before anything is uploaded, so a bad id never reaches a kernel.
+#include "engine/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_check.h"
+#include "kernels/status.h"
+
+namespace dsinfer {
+namespace {
+
+absl::Status ShapeError(const char* op, const std::string& what) {
+  return absl::InternalError(absl::StrCat("cuda backend ", op, ": ", what));
+}
+
+absl::Status CublasStatus(cublasStatus_t st, const char* expr) {
+  if (st == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(expr, " failed: ", cublasGetStatusString(st)));
+}
+
+int64_t Gib(int64_t bytes) { return (bytes + (1ll << 29)) >> 30; }
+
+}  // namespace
+
+absl::Status CudaBackendOptions::Validate() const {
+  if (dtype != DType::kBF16 && dtype != DType::kF16) {
+    return absl::InvalidArgumentError("cuda backend dtype must be bf16 or f16");
+  }
+  if (device < 0) return absl::InvalidArgumentError("cuda device must be >= 0");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<void*> DeviceKvMemory::Allocate(size_t bytes) {
+  void* ptr = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, std::max<size_t>(bytes, 256)));
+  CUDA_RETURN_IF_ERROR(cudaMemset(ptr, 0, bytes));
+  return ptr;
+}
+
+void DeviceKvMemory::Free(void* ptr) {
+  if (ptr != nullptr) cudaFree(ptr);
+}
+
+bool CudaDeviceAvailable() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return false;
+  }
+  return count > 0;
+}
+
+std::string CudaMemoryPlan::ToString() const {
+  return absl::StrCat("weights ", weight_bytes >> 20, " MiB + KV pool ", kv_bytes >> 20,
+                      " MiB + workspace ", workspace_bytes >> 20, " MiB = ", needed() >> 20,
+                      " MiB; device has ", free_bytes >> 20, " MiB free of ", total_bytes >> 20,
+                      " MiB");
+}
+
+absl::StatusOr<CudaMemoryPlan> PlanCudaMemory(const ModelConfig& config, int64_t kv_pool_tokens,
+                                              int64_t max_rows, DType dtype, int device) {
+  if (!CudaDeviceAvailable()) return absl::UnavailableError("no CUDA device is available");
+  CudaMemoryPlan plan;
+  const int64_t e = static_cast<int64_t>(DTypeSize(dtype));
+  const int64_t h = config.hidden_size, inter = config.intermediate_size;
+  const int64_t qkv = config.q_size() + 2 * config.kv_size();
+  const int64_t per_layer = qkv * h + static_cast<int64_t>(config.q_size()) * h + 3 * inter * h +
+                            2 * h;
+  const int64_t embed = config.vocab_size * h;
+  plan.weight_bytes =
+      (per_layer * config.num_layers + embed * (config.tie_word_embeddings ? 1 : 2) + h) * e;
+  plan.kv_bytes = kv_pool_tokens * 2 * config.num_layers * config.kv_size() * e;
+  // Activations (model workspace), logits, attention partials and cuBLAS scratch.
+  plan.workspace_bytes = max_rows * (4 * h + qkv + config.q_size() + 3 * inter) * e +
+                         max_rows * config.vocab_size * (e + 4) + (256ll << 20);
+  size_t free_b = 0, total_b = 0;
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_b, &total_b));
+  plan.free_bytes = static_cast<int64_t>(free_b);
+  plan.total_bytes = static_cast<int64_t>(total_b);
+  if (plan.needed() > plan.free_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the model does not fit on GPU ", device, ": ", plan.ToString(),
+        ". Lower --max_context (the KV pool holds 4 × max_context tokens) or use a larger GPU (",
+        Gib(plan.needed()), " GiB needed)"));
+  }
+  return plan;
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
+    const CudaBackendOptions& options) {
+  RETURN_IF_ERROR(options.Validate());
+  if (!CudaDeviceAvailable()) return absl::UnavailableError("no CUDA device is available");
+  auto backend = std::unique_ptr<CudaBackend>(new CudaBackend(options));
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+  CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&backend->sm_count_, cudaDevAttrMultiProcessorCount, options.device));
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
+  RETURN_IF_ERROR(CublasStatus(cublasCreate(&backend->cublas_), "cublasCreate"));
+  RETURN_IF_ERROR(CublasStatus(cublasSetStream(backend->cublas_, backend->stream_),
+                               "cublasSetStream"));
+  return backend;
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  for (Buffer* b : {&meta_, &ids_, &scratch_, &scratch_f32_, &attn_ws_, &inv_freq_}) {
+    if (b->ptr != nullptr) cudaFree(b->ptr);
+  }
+  if (cublas_ != nullptr) cublasDestroy(cublas_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+absl::Status CudaBackend::Ensure(Buffer& buffer, size_t bytes) {
+  if (bytes <= buffer.bytes) return absl::OkStatus();
+  if (buffer.ptr != nullptr) {
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // no kernel may still read it
+    CUDA_RETURN_IF_ERROR(cudaFree(buffer.ptr));
+    buffer.ptr = nullptr;
+    buffer.bytes = 0;
+  }
+  const size_t grown = std::max<size_t>(bytes, 4096) * 3 / 2;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&buffer.ptr, grown));
+  buffer.bytes = grown;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Synchronize() {
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeviceTensor> CudaBackend::Allocate(int64_t rows, int64_t cols) {
+  DeviceTensor t;
+  t.rows = rows;
+  t.cols = cols;
+  t.dtype = options_.dtype;
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(rows * cols, 1)) *
+                       DTypeSize(options_.dtype);
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&t.data, bytes));
+  return t;
+}
+
+void CudaBackend::Free(DeviceTensor& tensor) {
+  if (tensor.data != nullptr) {
+    cudaStreamSynchronize(stream_);
+    cudaFree(tensor.data);
+  }
+  tensor.data = nullptr;
+}
+
+absl::Status CudaBackend::FillRandom(DeviceTensor& t, uint64_t seed, float scale) {
+  return LaunchFillRandom(t.dtype, t.data, t.elements(), seed, scale, stream_);
+}
+
+absl::StatusOr<DeviceTensor> CudaBackend::UploadWeight(absl::Span<const TensorRef* const> parts) {
+  int64_t rows = 0;
+  int64_t cols = -1;
+  for (const TensorRef* p : parts) {
+    const int64_t c = p->shape.empty() ? 1 : p->shape.back();
+    const int64_t r = c == 0 ? 0 : p->NumElements() / c;
+    if (cols >= 0 && c != cols) return ShapeError("UploadWeight", "parts differ in columns");
+    cols = c;
+    rows += p->shape.size() <= 1 ? 1 : r;
+  }
+  ASSIGN_OR_RETURN(DeviceTensor t, Allocate(rows, cols));
+  std::vector<float> f32;
+  std::vector<uint16_t> half;
+  char* dst = static_cast<char*>(t.data);
+  for (const TensorRef* p : parts) {
+    const size_t n = static_cast<size_t>(p->NumElements());
+    const void* src = p->data;
+    if (p->dtype != options_.dtype) {
+      f32.resize(n);
+      half.resize(n);
+      RETURN_IF_ERROR(ConvertToF32(p->dtype, p->data, n, f32.data()));
+      for (size_t i = 0; i < n; ++i) {
+        half[i] = options_.dtype == DType::kBF16 ? F32ToBf16(f32[i]) : F32ToF16(f32[i]);
+      }
+      src = half.data();
+    }
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(dst, src, n * 2, cudaMemcpyHostToDevice));
+    dst += n * 2;
+  }
+  return t;
+}
+
+absl::Status CudaBackend::GatherRows(const DeviceTensor& src, absl::Span<const int64_t> rows,
+                                     DeviceTensor& dst) {
+  if (dst.cols != src.cols || dst.rows < static_cast<int64_t>(rows.size())) {
+    return ShapeError("GatherRows", "output shape");
+  }
+  std::vector<int32_t> ids(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= src.rows) return ShapeError("GatherRows", "row out of range");
+    ids[i] = static_cast<int32_t>(rows[i]);
+  }
+  RETURN_IF_ERROR(Ensure(ids_, ids.size() * sizeof(int32_t)));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids_.ptr, ids.data(), ids.size() * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, stream_));
+  return LaunchEmbedding(options_.dtype, src.data, src.cols, static_cast<int32_t*>(ids_.ptr),
+                         static_cast<int64_t>(ids.size()), dst.data, dst.cols, stream_);
+}
+
+absl::Status CudaBackend::CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
+                                         float* dst) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  if (n == 0) return absl::OkStatus();
+  DeviceTensor gathered{nullptr, options_.dtype, n, src.cols};
+  RETURN_IF_ERROR(Ensure(scratch_, static_cast<size_t>(n * src.cols) * 2));
+  gathered.data = scratch_.ptr;
+  RETURN_IF_ERROR(GatherRows(src, rows, gathered));
+  RETURN_IF_ERROR(Ensure(scratch_f32_, static_cast<size_t>(n * src.cols) * sizeof(float)));
+  RETURN_IF_ERROR(LaunchToF32(options_.dtype, gathered.data, n * src.cols,
+                              static_cast<float*>(scratch_f32_.ptr), stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, scratch_f32_.ptr,
+                                       static_cast<size_t>(n * src.cols) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Embedding(const DeviceTensor& table, absl::Span<const int32_t> ids,
+                                    DeviceTensor& out) {
+  if (out.cols != table.cols || out.rows < static_cast<int64_t>(ids.size())) {
+    return ShapeError("Embedding", "output shape");
+  }
+  for (int32_t id : ids) {
+    if (id < 0 || id >= table.rows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " is outside the vocabulary [0, ", table.rows, ")"));
+    }
+  }
+  RETURN_IF_ERROR(Ensure(ids_, ids.size() * sizeof(int32_t)));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids_.ptr, ids.data(), ids.size() * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, stream_));
+  return LaunchEmbedding(options_.dtype, table.data, table.cols, static_cast<int32_t*>(ids_.ptr),
+                         static_cast<int64_t>(ids.size()), out.data, out.cols, stream_);
+}
+
+absl::Status CudaBackend::RmsNorm(const DeviceTensor& x, const DeviceTensor& weight, float eps,
+                                  DeviceTensor& out) {
+  if (weight.elements() != x.cols || out.cols != x.cols) return ShapeError("RmsNorm", "shape");
+  return LaunchRmsNorm(options_.dtype, x.data, weight.data, x.rows, x.cols, eps, out.data,
+                       stream_);
+}
+
+absl::Status CudaBackend::AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
+                                     const DeviceTensor& weight, float eps, DeviceTensor& out) {
+  if (weight.elements() != residual.cols || delta.cols != residual.cols ||
+      out.cols != residual.cols) {
+    return ShapeError("AddRmsNorm", "shape");
+  }
+  return LaunchAddRmsNorm(options_.dtype, residual.data, delta.data, weight.data, residual.rows,
+                          residual.cols, eps, out.data, stream_);
+}
+
+absl::Status CudaBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) {
+  if (x.cols != w.cols || y.cols < w.rows || y.rows < x.rows) {
+    return ShapeError("Linear", absl::StrCat("x [", x.rows, ",", x.cols, "] w [", w.rows, ",",
+                                             w.cols, "] y [", y.rows, ",", y.cols, "]"));
+  }
+  return Gemm(cublas_, options_.dtype, x.data, x.rows, x.cols, w.data, w.rows, y.data, y.cols);
+}
+
+absl::Status CudaBackend::SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) {
+  if (gate_up.cols != 2 * out.cols) return ShapeError("SwiGlu", "shape");
+  return LaunchSwiGlu(options_.dtype, gate_up.data, gate_up.rows, out.cols, out.data, stream_);
+}
+
+absl::Status CudaBackend::PrepareBatch(const ForwardBatch& batch, const KvBlockPool& pool) {
+  const int64_t n = batch.rows();
+  max_blocks_ = 1;
+  max_context_ = 0;
+  decode_only_ = true;
+  for (const BatchSequence& s : batch.sequences) {
+    max_blocks_ = std::max<int>(max_blocks_, static_cast<int>(pool.BlockTable(s.kv).size()));
+    max_context_ = std::max<int>(max_context_, static_cast<int>(s.start_position + s.num_rows));
+    if (s.num_rows != 1) decode_only_ = false;
+    if (pool.BlocksFor(s.start_position + s.num_rows) >
+        static_cast<int64_t>(pool.BlockTable(s.kv).size())) {
+      return ShapeError("PrepareBatch", "no KV block reserved for a token");
+    }
+  }
+  // [positions n | row_seq n | tiles 2T | block tables S × max_blocks]
+  std::vector<int32_t>& h = meta_host_;
+  h.assign(static_cast<size_t>(2 * n), 0);
+  std::copy(batch.positions.begin(), batch.positions.end(), h.begin());
+  tiles_ = 0;
+  for (size_t si = 0; si < batch.sequences.size(); ++si) {
+    const BatchSequence& s = batch.sequences[si];
+    for (int64_t r = 0; r < s.num_rows; ++r) h[n + s.first_row + r] = static_cast<int32_t>(si);
+  }
+  tiles_off_ = 2 * n;
+  for (const BatchSequence& s : batch.sequences) {
+    for (int64_t r = 0; r < s.num_rows; r += kPrefillTileRows) {
+      h.push_back(static_cast<int32_t>(s.first_row + r));
+      h.push_back(static_cast<int32_t>(std::min<int64_t>(kPrefillTileRows, s.num_rows - r)));
+      ++tiles_;
+    }
+  }
+  tables_off_ = static_cast<int64_t>(h.size());
+  for (const BatchSequence& s : batch.sequences) {
+    const std::vector<int32_t>& table = pool.BlockTable(s.kv);
+    h.insert(h.end(), table.begin(), table.end());
+    h.resize(h.size() + (max_blocks_ - table.size()), 0);
+  }
+  RETURN_IF_ERROR(Ensure(meta_, h.size() * sizeof(int32_t)));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(meta_.ptr, h.data(), h.size() * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, stream_));
+  rows_ = n;
+  seq_off_ = n;
+  batch_ = &batch;
+  return absl::OkStatus();
+}
+
+CudaBatchRows CudaBackend::BatchRows() const {
+  const int32_t* base = static_cast<const int32_t*>(meta_.ptr);
+  return CudaBatchRows{base, base + seq_off_, rows_};
+}
+
+CudaPagedKv CudaBackend::KvView(const KvBlockPool& pool, int layer) const {
+  CudaPagedKv kv;
+  kv.k = pool.KBase(layer);
+  kv.v = pool.VBase(layer);
+  kv.block_tables = static_cast<const int32_t*>(meta_.ptr) + tables_off_;
+  kv.max_blocks = max_blocks_;
+  kv.block_tokens = pool.options().block_tokens;
+  kv.kv_heads = pool.options().kv_heads;
+  kv.head_dim = pool.options().head_dim;
+  return kv;
+}
+
+absl::Status CudaBackend::UploadInvFreq(const AttentionConfig& config) {
+  if (inv_freq_host_ == config.rope_inv_freq) return absl::OkStatus();
+  RETURN_IF_ERROR(Ensure(inv_freq_, config.rope_inv_freq.size() * sizeof(float)));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(inv_freq_.ptr, config.rope_inv_freq.data(),
+                                       config.rope_inv_freq.size() * sizeof(float),
+                                       cudaMemcpyHostToDevice, stream_));
+  inv_freq_host_ = config.rope_inv_freq;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::RopeAndStoreKv(int layer, const AttentionConfig& config,
+                                         const ForwardBatch& batch, KvBlockPool& pool,
+                                         DeviceTensor& qkv) {
+  const int d = config.head_dim;
+  const int64_t q_cols = static_cast<int64_t>(config.num_heads_q) * d;
+  const int64_t kv_cols = static_cast<int64_t>(config.num_heads_kv) * d;
+  if (qkv.cols != q_cols + 2 * kv_cols || qkv.rows < batch.rows()) {
+    return ShapeError("RopeAndStoreKv", "qkv shape");
+  }
+  if (pool.options().dtype != options_.dtype) return ShapeError("RopeAndStoreKv", "pool dtype");
+  if (static_cast<int>(config.rope_inv_freq.size()) != d / 2) {
+    return ShapeError("RopeAndStoreKv", "inv_freq size");
+  }
+  // Layer 0 starts a step: the batch (and the pool's block tables) may have changed.
+  if (layer == 0 || batch_ != &batch || rows_ != batch.rows()) {
+    RETURN_IF_ERROR(PrepareBatch(batch, pool));
+  }
+  RETURN_IF_ERROR(UploadInvFreq(config));
+  return LaunchRopeStoreKv(options_.dtype, qkv.data, qkv.cols, BatchRows(), config.num_heads_q,
+                           config.num_heads_kv, d, static_cast<const float*>(inv_freq_.ptr),
+                           KvView(pool, layer), stream_);
+}
+
+absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
+                                    const ForwardBatch& batch, const KvBlockPool& pool,
+                                    const DeviceTensor& qkv, DeviceTensor& out) {
+  const int64_t q_cols = static_cast<int64_t>(config.num_heads_q) * config.head_dim;
+  if (out.cols != q_cols || out.rows < batch.rows()) return ShapeError("Attention", "out shape");
+  if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
+  const CudaPagedKv kv = KvView(pool, layer);
+  if (!decode_only_) {
+    return LaunchPrefillAttention(options_.dtype, qkv.data, qkv.cols, BatchRows(),
+                                  static_cast<const int32_t*>(meta_.ptr) + tiles_off_, tiles_,
+                                  config.num_heads_q, config.num_heads_kv, config.head_dim, scale,
+                                  kv, out.data, out.cols, stream_);
+  }
+  // Enough (piece, head-group, row) blocks to fill the chip several times over, but no piece
+  // shorter than 64 tokens.
+  const int groups = (config.num_heads_q / config.num_heads_kv + 7) / 8;
+  const int64_t base_blocks = rows_ * config.num_heads_kv * groups;
+  const int64_t want = (8 * static_cast<int64_t>(sm_count_) + base_blocks - 1) / base_blocks;
+  const int splits = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>({want, (max_context_ + 63) / 64, 256})));
+  const int64_t ws_floats =
+      DecodeAttentionWorkspaceFloats(rows_, config.num_heads_q, config.head_dim, splits);
+  RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4));
+  return LaunchDecodeAttention(options_.dtype, qkv.data, qkv.cols, BatchRows(),
+                               config.num_heads_q, config.num_heads_kv, config.head_dim, scale, kv,
+                               splits, static_cast<float*>(attn_ws_.ptr), out.data, out.cols,
+                               stream_);
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,249 @@
+// Scratch (scores, selection) is reused across calls and grows to the longest context seen,
+// so a decode step allocates nothing once warm — the same discipline the CUDA path needs.
+#include "engine/sparse/double_sparsity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/attention_reference.h"
+#include "kernels/label_reference.h"
+#include "kernels/label_score_reference.h"
+#include "kernels/status.h"
+#include "kernels/topk_select_reference.h"
+
+namespace dsinfer {
+
+DoubleSparsity::DoubleSparsity(int layers, int heads_q, int heads_kv, int head_dim)
+    : layers_(layers),
+      heads_q_(heads_q),
+      heads_kv_(heads_kv),
+      head_dim_(head_dim),
+      labels_(layers, heads_kv),
+      recall_sum_(layers, 0.0),
+      recall_count_(layers, 0) {}
+
+absl::Status DoubleSparsity::SetDefaults(const AttentionOptions& defaults) {
+  RETURN_IF_ERROR(defaults.Validate(head_dim_));
+  defaults_ = defaults;
+  return absl::OkStatus();
+}
+
+absl::Status DoubleSparsity::SetChannelConfig(ChannelConfig config) {
+  RETURN_IF_ERROR(ValidateChannelConfig(config, layers_, heads_q_, heads_kv_, head_dim_));
+  config_ = std::move(config);
+  channels_.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const std::vector<std::vector<int32_t>>*> DoubleSparsity::ChannelsFor(
+    ChannelStatistic stat, int r) {
+  const std::pair<int, int> key(static_cast<int>(stat), r);
+  auto it = channels_.find(key);
+  if (it != channels_.end()) return &it->second;
+  std::vector<std::vector<int32_t>> per_layer(layers_);
+  if (!config_.has_value()) {
+    if (r != head_dim_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "attention mode double_sparse with ", r, " of ", head_dim_,
+          " channels needs a channel config (calibrate one with dsinfer-calibrate)"));
+    }
+    for (auto& l : per_layer) {
+      l.resize(static_cast<size_t>(heads_kv_) * r);
+      for (int h = 0; h < heads_kv_; ++h) {
+        std::iota(l.begin() + h * r, l.begin() + (h + 1) * r, 0);
+      }
+    }
+  } else {
+    for (int l = 0; l < layers_; ++l) {
+      ASSIGN_OR_RETURN(per_layer[l], KvHeadChannels(*config_, stat, l, heads_q_, heads_kv_, r));
+    }
+  }
+  return &channels_.emplace(key, std::move(per_layer)).first->second;
+}
+
+absl::Status DoubleSparsity::BeginStep(const ForwardBatch& batch, const KvBlockPool& pool) {
+  labels_.ReleaseMissing(pool);
+  for (auto it = stats_.begin(); it != stats_.end();) {
+    it = pool.Contains(it->first) ? std::next(it) : stats_.erase(it);
+  }
+  // Validate and plan first; write nothing until every sequence passed.
+  std::vector<Plan> plan(batch.sequences.size());
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const BatchSequence& s = batch.sequences[i];
+    Plan& p = plan[i];
+    p.options = s.attention != nullptr ? s.attention : &defaults_;
+    const AttentionOptions& o = *p.options;
+    RETURN_IF_ERROR(o.Validate(head_dim_));
+    p.sparse.assign(layers_, false);
+    if (o.mode == AttentionMode::kDense) continue;
+    if (o.mode == AttentionMode::kAuto && !config_.has_value()) continue;
+    auto channels = ChannelsFor(o.statistic, o.channels);
+    if (!channels.ok()) return channels.status();
+    p.channels = *channels;
+    p.labels = true;
+    if (labels_.Contains(s.kv) &&
+        !(labels_.format(s.kv) == LabelFormat{o.channels, o.label_bits})) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the label format of a sequence cannot change mid-sequence (channels ",
+          labels_.format(s.kv).r, ", label_bits ", labels_.format(s.kv).bits, ")"));
+    }
+    const int64_t context = s.start_position + s.num_rows;
+    const bool decode = s.num_rows == 1;
+    const bool long_enough = o.mode == AttentionMode::kDoubleSparse || context >= o.dense_below;
+    for (int l = o.dense_layers; l < layers_; ++l) p.sparse[l] = decode && long_enough;
+  }
+  stores_labels_ = false;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const BatchSequence& s = batch.sequences[i];
+    const Plan& p = plan[i];
+    if (p.labels) {
+      const int64_t room = std::max<int64_t>(
+          s.start_position + s.num_rows,
+          static_cast<int64_t>(pool.BlockTable(s.kv).size()) * pool.options().block_tokens);
+      RETURN_IF_ERROR(
+          labels_.Reserve(s.kv, LabelFormat{p.options->channels, p.options->label_bits}, room));
+      stores_labels_ = true;
+    }
+    SequenceAttentionStats& st = stats_[s.kv];
+    st.last_mode = AttentionMode::kDense;
+    // Dense rows are accounted here; sparse rows when AttendHost selects.
+    int64_t attended = 0;  // Σ over rows of context
+    for (int64_t r = 0; r < s.num_rows; ++r) attended += s.start_position + r + 1;
+    for (int l = 0; l < layers_; ++l) {
+      if (p.sparse[l]) {
+        st.last_mode = AttentionMode::kDoubleSparse;
+        continue;
+      }
+      st.dense_rows += s.num_rows;
+      st.tokens_attended += attended * heads_kv_;
+      st.tokens_context += attended * heads_kv_;
+    }
+  }
+  plan_ = std::move(plan);
+  return absl::OkStatus();
+}
+
+bool DoubleSparsity::AnySparse(int layer) const {
+  for (const Plan& p : plan_) {
+    if (p.sparse[layer]) return true;
+  }
+  return false;
+}
+
+bool DoubleSparsity::IsSparse(size_t index, int layer) const {
+  return index < plan_.size() && plan_[index].sparse[layer];
+}
+
+absl::Status DoubleSparsity::StoreLabelsHost(int layer, const ForwardBatch& batch,
+                                             const float* qkv, int64_t qkv_stride) {
+  const int64_t q_cols = static_cast<int64_t>(heads_q_) * head_dim_;
+  for (size_t i = 0; i < plan_.size() && i < batch.sequences.size(); ++i) {
+    const Plan& p = plan_[i];
+    if (!p.labels) continue;
+    const BatchSequence& s = batch.sequences[i];
+    const int r = p.options->channels;
+    if (s.start_position + s.num_rows > labels_.capacity(s.kv)) {
+      return absl::InternalError("label cache: no room reserved for the step's rows");
+    }
+    const float* k = qkv + s.first_row * qkv_stride + q_cols;
+    const int32_t* channels = (*p.channels)[layer].data();
+    LabelCache::Layer& lab = labels_.layer(s.kv, layer);
+    if (p.options->label_bits == 4) {
+      const int64_t row_bytes = Label4BitRowBytes(r);
+      const int64_t slot = s.start_position * heads_kv_;
+      WriteLabels4BitReference(k, qkv_stride, s.num_rows, heads_kv_, head_dim_, channels, r,
+                               lab.codes.data() + slot * row_bytes, heads_kv_ * row_bytes,
+                               lab.scales.data() + slot, lab.minimums.data() + slot);
+    } else {
+      WriteLabelsF16Reference(k, qkv_stride, s.num_rows, heads_kv_, head_dim_, channels, r,
+                              lab.f16.data() + s.start_position * heads_kv_ * r,
+                              static_cast<int64_t>(heads_kv_) * r);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DoubleSparsity::AttendHost(int layer, const ForwardBatch& batch, size_t index,
+                                        const PagedKvView<const float>& kv, const float* qkv,
+                                        int64_t qkv_stride, float* out) {
+  if (!IsSparse(index, layer)) return absl::InternalError("AttendHost on a dense row");
+  const Plan& p = plan_[index];
+  const AttentionOptions& o = *p.options;
+  const BatchSequence& s = batch.sequences[index];
+  const int64_t row = s.first_row;
+  const int64_t tokens = static_cast<int64_t>(batch.positions[row]) + 1;
+  const float* q = qkv + row * qkv_stride;
+  const int r = o.channels;
+  scores_.resize(static_cast<size_t>(heads_kv_) * tokens);
+  scratch_.resize(tokens);
+  LabelScoreShape shape{heads_q_, heads_kv_, head_dim_, r,
+                        o.aggregation == GroupAggregation::kMax ? ScoreAggregation::kMax
+                                                                : ScoreAggregation::kSum};
+  const int32_t* channels = (*p.channels)[layer].data();
+  const LabelCache::Layer& lab = labels_.layer(s.kv, layer);
+  if (o.label_bits == 4) {
+    LabelScores4BitReference(q, channels, lab.codes.data(), heads_kv_ * Label4BitRowBytes(r),
+                             lab.scales.data(), lab.minimums.data(), tokens, shape,
+                             scores_.data(), tokens);
+  } else {
+    LabelScoresF16Reference(q, channels, lab.f16.data(), static_cast<int64_t>(heads_kv_) * r,
+                            tokens, shape, scores_.data(), tokens);
+  }
+  const int64_t k = o.BudgetFor(tokens);
+  last_selection_.resize(heads_kv_);
+  std::vector<const int32_t*> indices(heads_kv_);
+  std::vector<int64_t> counts(heads_kv_);
+  SequenceAttentionStats& st = stats_[s.kv];
+  for (int h = 0; h < heads_kv_; ++h) {
+    std::vector<int32_t>& sel = last_selection_[h];
+    sel.resize(std::min(k, tokens));
+    const int64_t n = TopKSelectReference(scores_.data() + h * tokens, tokens, k, o.sink,
+                                          o.recent, scratch_.data(), sel.data());
+    sel.resize(n);
+    indices[h] = sel.data();
+    counts[h] = n;
+    st.tokens_attended += n;
+    st.tokens_context += tokens;
+  }
+  st.sparse_rows += 1;
+  const AttentionShape ashape{heads_q_, heads_kv_, head_dim_,
+                              1.0f / std::sqrt(static_cast<float>(head_dim_))};
+  SelectedAttentionReference(q, kv, ashape, indices.data(), counts.data(), out);
+  if (measure_recall_) {
+    const int group = heads_q_ / heads_kv_;
+    std::vector<double> logits(tokens);
+    for (int hq = 0; hq < heads_q_; ++hq) {
+      const int h = hq / group;
+      const float* qh = q + static_cast<int64_t>(hq) * head_dim_;
+      double top = -INFINITY;
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* kr = kv.KRow(t, h);
+        double dot = 0.0;
+        for (int c = 0; c < head_dim_; ++c) dot += static_cast<double>(qh[c]) * kr[c];
+        logits[t] = dot * ashape.scale;
+        top = std::max(top, logits[t]);
+      }
+      double total = 0.0;
+      for (int64_t t = 0; t < tokens; ++t) total += std::exp(logits[t] - top);
+      double kept = 0.0;
+      for (int32_t t : last_selection_[h]) kept += std::exp(logits[t] - top);
+      recall_sum_[layer] += kept / total;
+      recall_count_[layer] += 1;
+    }
+  }
+  return absl::OkStatus();
+}
+
+const SequenceAttentionStats* DoubleSparsity::Stats(KvBlockPool::SequenceId seq) const {
+  auto it = stats_.find(seq);
+  return it == stats_.end() ? nullptr : &it->second;
+}
+
+void DoubleSparsity::ResetRecall() {
+  std::fill(recall_sum_.begin(), recall_sum_.end(), 0.0);
+  std::fill(recall_count_.begin(), recall_count_.end(), 0);
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,386 @@
+// Dense attention over the paged K/V pool: flash-decoding for one query per sequence and a
+// tiled flash-attention kernel for prefill. Both keep the softmax online (running max m, sum
+// l, unnormalised accumulator) in fp32, in base 2 (q pre-scaled by scale·log2 e), and read
+// K/V through the block tables, so prefill chunks and decode rows need no contiguous copy.
+//
+// Decode: grid (splits, kv-head groups, rows). A block owns one piece of one row's context
+// for one KV head and up to kMaxGroup query heads of its group, so each K/V row is read from
+// HBM once for the whole group (GQA). Its 4 warps take tokens round-robin; each lane holds
+// head_dim/32 channels and a warp reduction gives each score. Pieces write (m, l, acc) to the
+// workspace; a combine kernel merges them. splits == 1 writes the output directly.
+//
+// Prefill: grid (query tiles, query heads). A block loads 16 query rows (one sequence) and
+// streams 32-token K/V tiles through shared memory up to the tile's last position; each warp
+// owns 4 query rows, lane j scores token j of the tile, and each lane accumulates
+// head_dim/32 output channels. SIMT fp32 (no tensor cores): correct and tiled, not yet fast.
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda_check.h"
+
+namespace dsinfer {
+namespace {
+
+using cuda::Num;
+using cuda::WarpMax;
+using cuda::WarpSum;
+
+constexpr int kMaxGroup = 8;
+constexpr int kDecodeWarps = 4;
+constexpr int kKeyTile = 32;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ int64_t KvOffset(const CudaPagedKv& kv, const int32_t* table, int t,
+                                            int kvh, int hd) {
+  const int64_t block = table[t / kv.block_tokens];
+  return ((block * kv.block_tokens + t % kv.block_tokens) * kv.kv_heads + kvh) *
+         static_cast<int64_t>(hd);
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(kDecodeWarps * 32)
+    DecodeAttentionKernel(const T* q, int64_t q_stride, const int32_t* positions,
+                          const int32_t* row_seq, int heads_q, int heads_kv, float scale_log2,
+                          CudaPagedKv kv, float* ws, int splits, T* out, int64_t out_stride) {
+  constexpr int VEC = HD / 32;
+  using Vec2 = typename Num<T>::Vec2;
+  const int split = blockIdx.x;
+  const int group = heads_q / heads_kv;
+  const int chunks = (group + kMaxGroup - 1) / kMaxGroup;
+  const int kvh = blockIdx.y / chunks;
+  const int g0 = (blockIdx.y % chunks) * kMaxGroup;
+  const int gcount = min(kMaxGroup, group - g0);
+  const int qh0 = kvh * group + g0;
+  const int64_t row = blockIdx.z;
+  const int ctx = positions[row] + 1;
+  const int per = (ctx + splits - 1) / splits;
+  const int begin = split * per;
+  const int end = min(ctx, begin + per);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+  float qr[kMaxGroup][VEC];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      qr[g][i] = g < gcount ? Num<T>::ToF(q[row * q_stride + static_cast<int64_t>(qh0 + g) * HD +
+                                          lane * VEC + i]) * scale_log2
+                            : 0.0f;
+    }
+  }
+  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][VEC];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) acc[g][i] = 0.0f;
+  }
+  const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[row]) * kv.max_blocks;
+  const T* kbase = static_cast<const T*>(kv.k);
+  const T* vbase = static_cast<const T*>(kv.v);
+  for (int t = begin + warp; t < end; t += kDecodeWarps) {
+    const int64_t off = KvOffset(kv, table, t, kvh, HD) + lane * VEC;
+    float kf[VEC], vf[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; i += 2) {
+      const float2 k2 = Num<T>::ToF2(*reinterpret_cast<const Vec2*>(kbase + off + i));
+      const float2 v2 = Num<T>::ToF2(*reinterpret_cast<const Vec2*>(vbase + off + i));
+      kf[i] = k2.x;
+      kf[i + 1] = k2.y;
+      vf[i] = v2.x;
+      vf[i + 1] = v2.y;
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g < gcount) {
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) s += qr[g][i] * kf[i];
+        s = WarpSum(s);
+        const float m_new = fmaxf(m[g], s);
+        const float corr = exp2f(m[g] - m_new);
+        const float p = exp2f(s - m_new);
+        l[g] = l[g] * corr + p;
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) acc[g][i] = acc[g][i] * corr + p * vf[i];
+        m[g] = m_new;
+      }
+    }
+  }
+
+  __shared__ float sm_m[kDecodeWarps][kMaxGroup];
+  __shared__ float sm_l[kDecodeWarps][kMaxGroup];
+  __shared__ float sm_acc[kDecodeWarps][kMaxGroup][HD];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g < gcount) {
+      if (lane == 0) {
+        sm_m[warp][g] = m[g];
+        sm_l[warp][g] = l[g];
+      }
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) sm_acc[warp][g][lane * VEC + i] = acc[g][i];
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < gcount * HD; idx += blockDim.x) {
+    const int g = idx / HD, d = idx % HD;
+    float big = -INFINITY;
+    for (int w = 0; w < kDecodeWarps; ++w) big = fmaxf(big, sm_m[w][g]);
+    float sum_l = 0.0f, sum_a = 0.0f;
+    if (big != -INFINITY) {
+      for (int w = 0; w < kDecodeWarps; ++w) {
+        const float f = exp2f(sm_m[w][g] - big);
+        sum_l += sm_l[w][g] * f;
+        sum_a += sm_acc[w][g][d] * f;
+      }
+    }
+    const int qh = qh0 + g;
+    if (splits == 1) {
+      out[row * out_stride + static_cast<int64_t>(qh) * HD + d] = Num<T>::FromF(sum_a / sum_l);
+    } else {
+      const int64_t base = (row * heads_q + qh) * splits + split;
+      ws[base * HD + d] = sum_a;
+      if (d == 0) {
+        float* ml = ws + static_cast<int64_t>(gridDim.z) * heads_q * splits * HD;
+        ml[base * 2] = big;
+        ml[base * 2 + 1] = sum_l;
+      }
+    }
+  }
+}
+
+template <typename T, int HD>
+__global__ void DecodeCombineKernel(const float* ws, int64_t rows, int heads_q, int splits, T* out,
+                                    int64_t out_stride) {
+  const int64_t row = blockIdx.x / heads_q;
+  const int qh = blockIdx.x % heads_q;
+  const int d = threadIdx.x;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * splits;
+  const float* ml = ws + rows * heads_q * splits * HD;
+  float big = -INFINITY;
+  for (int s = 0; s < splits; ++s) big = fmaxf(big, ml[(base + s) * 2]);
+  float sum_l = 0.0f, sum_a = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = ml[(base + s) * 2];
+    if (ms == -INFINITY) continue;
+    const float f = exp2f(ms - big);
+    sum_l += ml[(base + s) * 2 + 1] * f;
+    sum_a += ws[(base + s) * HD + d] * f;
+  }
+  out[row * out_stride + static_cast<int64_t>(qh) * HD + d] = Num<T>::FromF(sum_a / sum_l);
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(128)
+    PrefillAttentionKernel(const T* q, int64_t q_stride, const int32_t* positions,
+                           const int32_t* row_seq, const int32_t* tiles, int heads_q,
+                           int heads_kv, float scale_log2, CudaPagedKv kv, T* out,
+                           int64_t out_stride) {
+  constexpr int VEC = HD / 32;
+  constexpr int kRowsPerWarp = kPrefillTileRows / 4;
+  using Vec2 = typename Num<T>::Vec2;
+  const int first = tiles[2 * blockIdx.x];
+  const int count = tiles[2 * blockIdx.x + 1];
+  const int qh = blockIdx.y;
+  const int kvh = qh / (heads_q / heads_kv);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+  __shared__ float qs[kPrefillTileRows][HD];
+  __shared__ __align__(16) T ks[kKeyTile][HD + 2];  // +2: conflict-free column reads
+  __shared__ __align__(16) T vs[kKeyTile][HD];
+  __shared__ int pos_s[kPrefillTileRows];
+  for (int idx = threadIdx.x; idx < kPrefillTileRows * HD; idx += blockDim.x) {
+    const int r = idx / HD, d = idx % HD;
+    qs[r][d] = r < count ? Num<T>::ToF(q[(first + r) * q_stride + static_cast<int64_t>(qh) * HD +
+                                         d]) * scale_log2
+                         : 0.0f;
+  }
+  if (threadIdx.x < kPrefillTileRows) {
+    pos_s[threadIdx.x] = threadIdx.x < count ? positions[first + threadIdx.x] : -1;
+  }
+  __syncthreads();
+  int max_pos = -1;
+  for (int r = 0; r < kPrefillTileRows; ++r) max_pos = max(max_pos, pos_s[r]);
+  const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[first]) * kv.max_blocks;
+  const T* kbase = static_cast<const T*>(kv.k);
+  const T* vbase = static_cast<const T*>(kv.v);
+
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][VEC];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    m[rr] = -INFINITY;
+    l[rr] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) acc[rr][i] = 0.0f;
+  }
+  for (int t0 = 0; t0 <= max_pos; t0 += kKeyTile) {
+    for (int idx = threadIdx.x; idx < kKeyTile * HD / 2; idx += blockDim.x) {
+      const int j = idx / (HD / 2), p = idx % (HD / 2);
+      const int t = t0 + j;
+      Vec2 kk, vv;
+      if (t <= max_pos) {
+        const int64_t off = KvOffset(kv, table, t, kvh, HD) + 2 * p;
+        kk = *reinterpret_cast<const Vec2*>(kbase + off);
+        vv = *reinterpret_cast<const Vec2*>(vbase + off);
+      } else {
+        kk.x = kk.y = vv.x = vv.y = Num<T>::FromF(0.0f);
+      }
+      *reinterpret_cast<Vec2*>(&ks[j][2 * p]) = kk;
+      *reinterpret_cast<Vec2*>(&vs[j][2 * p]) = vv;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+      const int r = warp * kRowsPerWarp + rr;
+      if (r >= count) continue;  // warp-uniform
+      const int pos = pos_s[r];
+      const int t = t0 + lane;
+      float s = -INFINITY;
+      if (t <= pos) {
+        s = 0.0f;
+#pragma unroll 8
+        for (int p = 0; p < HD / 2; ++p) {
+          const float2 k2 = Num<T>::ToF2(*reinterpret_cast<const Vec2*>(&ks[lane][2 * p]));
+          s += qs[r][2 * p] * k2.x + qs[r][2 * p + 1] * k2.y;
+        }
+      }
+      const float m_new = fmaxf(m[rr], WarpMax(s));  // finite: tile 0 holds token 0 <= pos
+      const float p = exp2f(s - m_new);
+      const float corr = exp2f(m[rr] - m_new);
+      l[rr] = l[rr] * corr + WarpSum(p);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) acc[rr][i] *= corr;
+#pragma unroll 4
+      for (int j = 0; j < kKeyTile; ++j) {
+        const float pj = __shfl_sync(0xffffffffu, p, j);
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) acc[rr][i] += pj * Num<T>::ToF(vs[j][lane + 32 * i]);
+      }
+      m[rr] = m_new;
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int r = warp * kRowsPerWarp + rr;
+    if (r >= count) continue;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      out[(first + r) * out_stride + static_cast<int64_t>(qh) * HD + lane + 32 * i] =
+          Num<T>::FromF(acc[rr][i] / l[rr]);
+    }
+  }
+}
+
+constexpr int Key(DType dtype, int head_dim) { return static_cast<int>(dtype) * 4096 + head_dim; }
+
+template <typename T, int HD>
+absl::Status DecodeT(const void* q, int64_t q_stride, const CudaBatchRows& rows, int heads_q,
+                     int heads_kv, float scale, const CudaPagedKv& kv, int splits, float* ws,
+                     void* out, int64_t out_stride, cudaStream_t stream) {
+  const int group = heads_q / heads_kv;
+  const dim3 grid(splits, heads_kv * ((group + kMaxGroup - 1) / kMaxGroup),
+                  static_cast<unsigned>(rows.rows));
+  DecodeAttentionKernel<T, HD><<<grid, kDecodeWarps * 32, 0, stream>>>(
+      static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
+      scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  if (splits > 1) {
+    DecodeCombineKernel<T, HD><<<static_cast<unsigned>(rows.rows * heads_q), HD, 0, stream>>>(
+        ws, rows.rows, heads_q, splits, static_cast<T*>(out), out_stride);
+    CUDA_RETURN_IF_LAUNCH_ERROR();
+  }
+  return absl::OkStatus();
+}
+
+template <typename T, int HD>
+absl::Status PrefillT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
+                      const int32_t* tiles, int64_t num_tiles, int heads_q, int heads_kv,
+                      float scale, const CudaPagedKv& kv, void* out, int64_t out_stride,
+                      cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(num_tiles), heads_q);
+  PrefillAttentionKernel<T, HD><<<grid, 128, 0, stream>>>(
+      static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles, heads_q, heads_kv,
+      scale * kLog2e, kv, static_cast<T*>(out), out_stride);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status CheckHeads(const char* op, int heads_q, int heads_kv, int head_dim,
+                        const CudaPagedKv& kv) {
+  if (heads_kv <= 0 || heads_q % heads_kv != 0 || kv.kv_heads != heads_kv ||
+      kv.head_dim != head_dim) {
+    return absl::InvalidArgumentError(std::string(op) + ": inconsistent head shapes");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int64_t DecodeAttentionWorkspaceFloats(int64_t rows, int heads_q, int head_dim, int splits) {
+  return splits <= 1 ? 0 : rows * heads_q * splits * (head_dim + 2);
+}
+
+absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
+                                   const CudaBatchRows& rows, int heads_q, int heads_kv,
+                                   int head_dim, float scale, const CudaPagedKv& kv, int splits,
+                                   float* workspace, void* out, int64_t out_stride,
+                                   cudaStream_t stream) {
+  if (rows.rows == 0) return absl::OkStatus();
+  if (auto s = CheckHeads("LaunchDecodeAttention", heads_q, heads_kv, head_dim, kv); !s.ok()) {
+    return s;
+  }
+  if (splits < 1 || splits > 65535) return absl::InvalidArgumentError("bad split count");
+  switch (Key(dtype, head_dim)) {
+    case Key(DType::kBF16, 64):
+      return DecodeT<__nv_bfloat16, 64>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
+                                        workspace, out, out_stride, stream);
+    case Key(DType::kBF16, 128):
+      return DecodeT<__nv_bfloat16, 128>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
+                                         workspace, out, out_stride, stream);
+    case Key(DType::kF16, 64):
+      return DecodeT<__half, 64>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
+                                 workspace, out, out_stride, stream);
+    case Key(DType::kF16, 128):
+      return DecodeT<__half, 128>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
+                                  workspace, out, out_stride, stream);
+    default:
+      return absl::InvalidArgumentError("LaunchDecodeAttention: unsupported dtype " +
+                                        std::string(DTypeName(dtype)) + " / head_dim " +
+                                        std::to_string(head_dim));
+  }
+}
+
+absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride,
+                                    const CudaBatchRows& rows, const int32_t* tiles,
+                                    int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
+                                    float scale, const CudaPagedKv& kv, void* out,
+                                    int64_t out_stride, cudaStream_t stream) {
+  if (num_tiles == 0) return absl::OkStatus();
+  if (auto s = CheckHeads("LaunchPrefillAttention", heads_q, heads_kv, head_dim, kv); !s.ok()) {
+    return s;
+  }
+  switch (Key(dtype, head_dim)) {
+    case Key(DType::kBF16, 64):
+      return PrefillT<__nv_bfloat16, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
+                                         scale, kv, out, out_stride, stream);
+    case Key(DType::kBF16, 128):
+      return PrefillT<__nv_bfloat16, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
+                                          scale, kv, out, out_stride, stream);
+    case Key(DType::kF16, 64):
+      return PrefillT<__half, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv, scale,
+                                  kv, out, out_stride, stream);
+    case Key(DType::kF16, 128):
+      return PrefillT<__half, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv, scale,
+                                   kv, out, out_stride, stream);
+    default:
+      return absl::InvalidArgumentError("LaunchPrefillAttention: unsupported dtype " +
+                                        std::string(DTypeName(dtype)) + " / head_dim " +
+                                        std::to_string(head_dim));
+  }
+}
+
+}  // namespace dsinfer

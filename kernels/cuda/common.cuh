@@ -1,0 +1,64 @@
+// Device helpers shared by the .cu files: fp32 <-> bf16/fp16 conversion traits (round to
+// nearest even, as the CPU side's F32ToBf16 does) and warp/block reductions.
+#ifndef DSINFER_KERNELS_CUDA_COMMON_CUH_
+#define DSINFER_KERNELS_CUDA_COMMON_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cfloat>
+
+namespace dsinfer {
+namespace cuda {
+
+template <typename T>
+struct Num;
+template <>
+struct Num<__nv_bfloat16> {
+  static __device__ __forceinline__ float ToF(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 FromF(float x) { return __float2bfloat16_rn(x); }
+  static __device__ __forceinline__ float2 ToF2(__nv_bfloat162 x) { return __bfloat1622float2(x); }
+  using Vec2 = __nv_bfloat162;
+};
+template <>
+struct Num<__half> {
+  static __device__ __forceinline__ float ToF(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half FromF(float x) { return __float2half_rn(x); }
+  static __device__ __forceinline__ float2 ToF2(__half2 x) { return __half22float2(x); }
+  using Vec2 = __half2;
+};
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+__device__ __forceinline__ float BlockSum(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = WarpSum(v);
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : 0.0f;
+    s = WarpSum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  const float r = total;
+  __syncthreads();
+  return r;
+}
+
+}  // namespace cuda
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_COMMON_CUH_

@@ -1,0 +1,121 @@
+// The CUDA kernels of the dense forward pass, as host-callable launchers. Each LaunchFoo
+// takes non-owning device pointers, shapes and a stream; it allocates nothing, reads no
+// globals, and dispatches the runtime dtype (bf16 or fp16) and head_dim (64 or 128) to
+// template instances in one switch whose default returns INVALID_ARGUMENT. Every launcher
+// checks the launch (not the kernel's completion: errors of an asynchronous kernel surface at
+// the next synchronizing call). Each kernel's plain C++ twin is named in its comment; the GPU
+// tests (tests/gpu) hold every kernel to its twin.
+//
+// On failure nothing was launched and the outputs are untouched; a launched kernel that later
+// faults leaves its outputs unspecified.
+#ifndef DSINFER_KERNELS_CUDA_CUDA_KERNELS_H_
+#define DSINFER_KERNELS_CUDA_CUDA_KERNELS_H_
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/dtype.h"
+
+namespace dsinfer {
+
+// The paged K/V of one layer as the kernels see it, for a whole batch of sequences: sequence
+// s's block table is block_tables[s * max_blocks ...]. K and V regions are
+// [num_blocks, block_tokens, kv_heads, head_dim] (the KvBlockPool layout).
+struct CudaPagedKv {
+  void* k = nullptr;
+  void* v = nullptr;
+  const int32_t* block_tables = nullptr;  // device, [num_seqs, max_blocks]
+  int max_blocks = 0;
+  int block_tokens = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+};
+
+// The packed rows of one step as the attention kernels see them (all device pointers).
+struct CudaBatchRows {
+  const int32_t* positions = nullptr;  // [rows]: the row's token position = tokens it attends - 1
+  const int32_t* row_seq = nullptr;    // [rows]: index of the row's sequence in block_tables
+  int64_t rows = 0;
+};
+
+// out[i, :] = table[ids[i], :]. Twin: EmbeddingReference. ids must be in [0, table rows).
+// table: [vocab, cols]; ids: device [n]; out: [n, cols] (row stride out_stride).
+absl::Status LaunchEmbedding(DType dtype, const void* table, int64_t cols, const int32_t* ids,
+                             int64_t n, void* out, int64_t out_stride, cudaStream_t stream);
+
+// out = RmsNorm(x) * weight, fp32 math. Twin: RmsNormReference. x, out: [rows, dim].
+absl::Status LaunchRmsNorm(DType dtype, const void* x, const void* weight, int64_t rows,
+                           int64_t dim, float eps, void* out, cudaStream_t stream);
+
+// residual += delta (rounded to dtype), out = RmsNorm(residual) * weight. Twin:
+// AddRmsNormReference. residual, delta, out: [rows, dim].
+absl::Status LaunchAddRmsNorm(DType dtype, void* residual, const void* delta, const void* weight,
+                              int64_t rows, int64_t dim, float eps, void* out,
+                              cudaStream_t stream);
+
+// out = silu(gate) * up. Twin: SwiGluReference. gate_up: [rows, 2 inter]; out: [rows, inter].
+absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_t inter,
+                          void* out, cudaStream_t stream);
+
+// Rotates q and k of every row of qkv in place (HF rotate-half, table inv_freq [head_dim/2],
+// device fp32) and writes each row's k and v into `kv` at (row_seq, position). Twin:
+// RopeReference + the CPU backend's row copy. qkv: [rows, (Hq + 2 Hkv) d], row stride
+// qkv_stride; blocks for every written position must be in the block tables.
+absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride, const CudaBatchRows& rows,
+                               int heads_q, int heads_kv, int head_dim, const float* inv_freq,
+                               const CudaPagedKv& kv, cudaStream_t stream);
+
+// Floats of workspace LaunchDecodeAttention needs for `rows` rows and `splits` splits.
+int64_t DecodeAttentionWorkspaceFloats(int64_t rows, int heads_q, int head_dim, int splits);
+
+// Flash-decoding: causal attention of one query per row over its sequence's tokens
+// [0, position]. The context is cut into `splits` pieces (grid: splits × kv-head groups ×
+// rows); one block reads each (piece, KV head) once for all (up to 8) query heads of the
+// group, and a combine kernel merges the pieces' partial softmax states. Twin:
+// CausalAttentionReference. q: rows of qkv (stride q_stride, q heads first); out: [rows,
+// heads_q d] (stride out_stride); workspace: DecodeAttentionWorkspaceFloats floats.
+absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
+                                   const CudaBatchRows& rows, int heads_q, int heads_kv,
+                                   int head_dim, float scale, const CudaPagedKv& kv, int splits,
+                                   float* workspace, void* out, int64_t out_stride,
+                                   cudaStream_t stream);
+
+// Rows per query tile of the prefill kernel.
+inline constexpr int kPrefillTileRows = 16;
+
+// Flash-attention-style prefill: each block takes a tile of up to kPrefillTileRows rows of one
+// sequence (tiles: device int32 pairs [first_row, count]) and one query head, streams its
+// K/V in 32-token tiles through shared memory with an online softmax, and stops at the
+// tile's last position (causal). Twin: CausalAttentionReference.
+absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride,
+                                    const CudaBatchRows& rows, const int32_t* tiles,
+                                    int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
+                                    float scale, const CudaPagedKv& kv, void* out,
+                                    int64_t out_stride, cudaStream_t stream);
+
+// ids[i] = argmax_j logits[i, j] (lowest index on ties; NaN never wins). Twin: ArgmaxReference.
+// logits: [rows, vocab] (row stride `stride`); ids: device [rows].
+absl::Status LaunchArgmax(DType dtype, const void* logits, int64_t rows, int64_t vocab,
+                          int64_t stride, int32_t* ids, cudaStream_t stream);
+
+// Fills `count` elements with uniform values in [-scale, scale) from a counter-based hash of
+// (seed, index): deterministic, for benchmark weights and test inputs.
+absl::Status LaunchFillRandom(DType dtype, void* data, int64_t count, uint64_t seed, float scale,
+                              cudaStream_t stream);
+
+// Converts `count` elements of dtype to fp32 on the device.
+absl::Status LaunchToF32(DType dtype, const void* src, int64_t count, float* dst,
+                         cudaStream_t stream);
+
+// y[:, :out] = x · wᵀ through cuBLAS (dtype in, fp32 accumulate, dtype out). Twin:
+// LinearReference. x: [rows, in], w: [out, in], y: row stride y_stride >= out. The handle
+// must be bound to the caller's stream.
+absl::Status Gemm(cublasHandle_t handle, DType dtype, const void* x, int64_t rows, int64_t in,
+                  const void* w, int64_t out, void* y, int64_t y_stride);
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_CUDA_KERNELS_H_

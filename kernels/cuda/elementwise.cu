@@ -1,0 +1,361 @@
+// The row-wise kernels of the forward pass: embedding gather, (fused add +) RMSNorm, SwiGLU,
+// RoPE fused with the paged K/V write, argmax, plus fill/convert helpers for tests and the
+// benchmark. All are memory-bound; each reads its inputs once and writes its outputs once,
+// computing in fp32. One block per row where a row-wide reduction is needed.
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda_check.h"
+
+namespace dsinfer {
+namespace {
+
+using cuda::BlockSum;
+using cuda::Num;
+
+absl::Status BadDType(const char* op, DType dtype) {
+  return absl::InvalidArgumentError(std::string(op) + ": unsupported dtype " +
+                                    std::string(DTypeName(dtype)));
+}
+
+template <typename T>
+__global__ void EmbeddingKernel(const T* table, int64_t cols, const int32_t* ids, T* out,
+                                int64_t out_stride) {
+  const int64_t row = blockIdx.x;
+  const T* src = table + static_cast<int64_t>(ids[row]) * cols;
+  T* dst = out + row * out_stride;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = src[c];
+}
+
+template <typename T>
+__global__ void RmsNormKernel(T* residual, const T* delta, const T* x, const T* weight,
+                              int64_t dim, float eps, T* out) {
+  const int64_t row = blockIdx.x;
+  extern __shared__ float vals[];  // [dim] fp32 copy of the (summed) row
+  float ss = 0.0f;
+  for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) {
+    float v;
+    if (residual != nullptr) {
+      const T sum = Num<T>::FromF(Num<T>::ToF(residual[row * dim + c]) +
+                                  Num<T>::ToF(delta[row * dim + c]));
+      residual[row * dim + c] = sum;
+      v = Num<T>::ToF(sum);
+    } else {
+      v = Num<T>::ToF(x[row * dim + c]);
+    }
+    vals[c] = v;
+    ss += v * v;
+  }
+  const float inv = rsqrtf(BlockSum(ss) / static_cast<float>(dim) + eps);
+  for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) {
+    out[row * dim + c] = Num<T>::FromF(vals[c] * inv * Num<T>::ToF(weight[c]));
+  }
+}
+
+template <typename T>
+__global__ void SwiGluKernel(const T* gate_up, int64_t rows, int64_t inter, T* out) {
+  const int64_t total = rows * inter;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / inter, c = i % inter;
+    const float g = Num<T>::ToF(gate_up[r * 2 * inter + c]);
+    const float u = Num<T>::ToF(gate_up[r * 2 * inter + inter + c]);
+    out[i] = Num<T>::FromF(g / (1.0f + expf(-g)) * u);
+  }
+}
+
+// One block per row. Threads first rotate (q + k heads) × half-dim pairs, then copy v; rotated
+// k and v land in the pool at the row's (sequence, position).
+template <typename T>
+__global__ void RopeStoreKvKernel(T* qkv, int64_t qkv_stride, const int32_t* positions,
+                                  const int32_t* row_seq, int heads_q, int heads_kv, int head_dim,
+                                  const float* inv_freq, CudaPagedKv kv) {
+  const int64_t row = blockIdx.x;
+  const int pos = positions[row];
+  const int seq = row_seq[row];
+  const int half = head_dim / 2;
+  const int32_t block = kv.block_tables[static_cast<int64_t>(seq) * kv.max_blocks +
+                                        pos / kv.block_tokens];
+  const int64_t slot_base =
+      (static_cast<int64_t>(block) * kv.block_tokens + pos % kv.block_tokens) * kv.kv_heads;
+  T* x = qkv + row * qkv_stride;
+  T* k_pool = static_cast<T*>(kv.k);
+  T* v_pool = static_cast<T*>(kv.v);
+  const int pairs = (heads_q + heads_kv) * half;
+  for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
+    const int h = i / half, j = i % half;
+    // fp32 angle then precise sincos, as transformers computes cos/sin in fp32.
+    const float angle = static_cast<float>(pos) * inv_freq[j];
+    float s, c;
+    sincosf(angle, &s, &c);
+    T* head = x + static_cast<int64_t>(h) * head_dim;
+    const float x1 = Num<T>::ToF(head[j]), x2 = Num<T>::ToF(head[j + half]);
+    const T y1 = Num<T>::FromF(x1 * c - x2 * s);
+    const T y2 = Num<T>::FromF(x2 * c + x1 * s);
+    head[j] = y1;
+    head[j + half] = y2;
+    if (h >= heads_q) {
+      T* dst = k_pool + (slot_base + (h - heads_q)) * head_dim;
+      dst[j] = y1;
+      dst[j + half] = y2;
+    }
+  }
+  const int v_elems = heads_kv * head_dim;
+  const T* v_src = x + static_cast<int64_t>(heads_q + heads_kv) * head_dim;
+  for (int i = threadIdx.x; i < v_elems; i += blockDim.x) {
+    v_pool[slot_base * head_dim + i] = v_src[i];
+  }
+}
+
+template <typename T>
+__global__ void ArgmaxKernel(const T* logits, int64_t vocab, int64_t stride, int32_t* ids) {
+  const T* row = logits + blockIdx.x * stride;
+  float best = -INFINITY;
+  int64_t best_i = INT64_MAX;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = Num<T>::ToF(row[i]);
+    if (!(v != v) && (best_i == INT64_MAX || v > best)) {  // NaN never wins; ties keep first
+      best = v;
+      best_i = i;
+    }
+  }
+  // Warp then block reduction over (value, index): larger value, then lower index.
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int64_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (ov > best || (ov == best && oi < best_i)) {
+      best = ov;
+      best_i = oi;
+    }
+  }
+  __shared__ float sv[32];
+  __shared__ int64_t si[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    sv[warp] = best;
+    si[warp] = best_i;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) {
+      if (sv[w] > best || (sv[w] == best && si[w] < best_i)) {
+        best = sv[w];
+        best_i = si[w];
+      }
+    }
+    ids[blockIdx.x] = best_i == INT64_MAX ? 0 : static_cast<int32_t>(best_i);
+  }
+}
+
+__device__ __forceinline__ uint64_t Mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
+template <typename T>
+__global__ void FillRandomKernel(T* data, int64_t count, uint64_t seed, float scale) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint64_t h = Mix(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i));
+    const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    data[i] = Num<T>::FromF((2.0f * u - 1.0f) * scale);
+  }
+}
+
+template <typename T>
+__global__ void ToF32Kernel(const T* src, int64_t count, float* dst) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dst[i] = Num<T>::ToF(src[i]);
+  }
+}
+
+int GridFor(int64_t count, int threads) {
+  const int64_t blocks = (count + threads - 1) / threads;
+  return static_cast<int>(blocks < 1 ? 1 : (blocks > 65536 ? 65536 : blocks));
+}
+
+template <typename T>
+absl::Status RmsNormT(T* residual, const T* delta, const T* x, const T* weight, int64_t rows,
+                      int64_t dim, float eps, T* out, cudaStream_t stream) {
+  if (rows == 0) return absl::OkStatus();
+  const size_t smem = static_cast<size_t>(dim) * sizeof(float);
+  if (smem > 48 * 1024) return absl::InvalidArgumentError("RmsNorm: dim over 12288");
+  RmsNormKernel<T><<<static_cast<unsigned>(rows), 256, smem, stream>>>(residual, delta, x, weight,
+                                                                       dim, eps, out);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LaunchEmbedding(DType dtype, const void* table, int64_t cols, const int32_t* ids,
+                             int64_t n, void* out, int64_t out_stride, cudaStream_t stream) {
+  if (n == 0) return absl::OkStatus();
+  switch (dtype) {
+    case DType::kBF16:
+      EmbeddingKernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(
+          static_cast<const __nv_bfloat16*>(table), cols, ids, static_cast<__nv_bfloat16*>(out),
+          out_stride);
+      break;
+    case DType::kF16:
+      EmbeddingKernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(
+          static_cast<const __half*>(table), cols, ids, static_cast<__half*>(out), out_stride);
+      break;
+    default:
+      return BadDType("LaunchEmbedding", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchRmsNorm(DType dtype, const void* x, const void* weight, int64_t rows,
+                           int64_t dim, float eps, void* out, cudaStream_t stream) {
+  switch (dtype) {
+    case DType::kBF16: {
+      using T = __nv_bfloat16;
+      return RmsNormT<T>(nullptr, nullptr, static_cast<const T*>(x),
+                         static_cast<const T*>(weight), rows, dim, eps, static_cast<T*>(out),
+                         stream);
+    }
+    case DType::kF16: {
+      using T = __half;
+      return RmsNormT<T>(nullptr, nullptr, static_cast<const T*>(x),
+                         static_cast<const T*>(weight), rows, dim, eps, static_cast<T*>(out),
+                         stream);
+    }
+    default:
+      return BadDType("LaunchRmsNorm", dtype);
+  }
+}
+
+absl::Status LaunchAddRmsNorm(DType dtype, void* residual, const void* delta, const void* weight,
+                              int64_t rows, int64_t dim, float eps, void* out,
+                              cudaStream_t stream) {
+  switch (dtype) {
+    case DType::kBF16: {
+      using T = __nv_bfloat16;
+      return RmsNormT<T>(static_cast<T*>(residual), static_cast<const T*>(delta), nullptr,
+                         static_cast<const T*>(weight), rows, dim, eps, static_cast<T*>(out),
+                         stream);
+    }
+    case DType::kF16: {
+      using T = __half;
+      return RmsNormT<T>(static_cast<T*>(residual), static_cast<const T*>(delta), nullptr,
+                         static_cast<const T*>(weight), rows, dim, eps, static_cast<T*>(out),
+                         stream);
+    }
+    default:
+      return BadDType("LaunchAddRmsNorm", dtype);
+  }
+}
+
+absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_t inter,
+                          void* out, cudaStream_t stream) {
+  if (rows * inter == 0) return absl::OkStatus();
+  const int grid = GridFor(rows * inter, 256);
+  switch (dtype) {
+    case DType::kBF16:
+      SwiGluKernel<<<grid, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(gate_up), rows,
+                                             inter, static_cast<__nv_bfloat16*>(out));
+      break;
+    case DType::kF16:
+      SwiGluKernel<<<grid, 256, 0, stream>>>(static_cast<const __half*>(gate_up), rows, inter,
+                                             static_cast<__half*>(out));
+      break;
+    default:
+      return BadDType("LaunchSwiGlu", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride,
+                               const CudaBatchRows& rows, int heads_q, int heads_kv,
+                               int head_dim, const float* inv_freq, const CudaPagedKv& kv,
+                               cudaStream_t stream) {
+  if (rows.rows == 0) return absl::OkStatus();
+  if (head_dim % 2 != 0 || kv.head_dim != head_dim || kv.kv_heads != heads_kv) {
+    return absl::InvalidArgumentError("LaunchRopeStoreKv: head shape mismatch");
+  }
+  const unsigned grid = static_cast<unsigned>(rows.rows);
+  switch (dtype) {
+    case DType::kBF16:
+      RopeStoreKvKernel<<<grid, 256, 0, stream>>>(static_cast<__nv_bfloat16*>(qkv), qkv_stride,
+                                                  rows.positions, rows.row_seq, heads_q, heads_kv,
+                                                  head_dim, inv_freq, kv);
+      break;
+    case DType::kF16:
+      RopeStoreKvKernel<<<grid, 256, 0, stream>>>(static_cast<__half*>(qkv), qkv_stride,
+                                                  rows.positions, rows.row_seq, heads_q, heads_kv,
+                                                  head_dim, inv_freq, kv);
+      break;
+    default:
+      return BadDType("LaunchRopeStoreKv", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchArgmax(DType dtype, const void* logits, int64_t rows, int64_t vocab,
+                          int64_t stride, int32_t* ids, cudaStream_t stream) {
+  if (rows == 0) return absl::OkStatus();
+  switch (dtype) {
+    case DType::kBF16:
+      ArgmaxKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(
+          static_cast<const __nv_bfloat16*>(logits), vocab, stride, ids);
+      break;
+    case DType::kF16:
+      ArgmaxKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(
+          static_cast<const __half*>(logits), vocab, stride, ids);
+      break;
+    default:
+      return BadDType("LaunchArgmax", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchFillRandom(DType dtype, void* data, int64_t count, uint64_t seed, float scale,
+                              cudaStream_t stream) {
+  if (count == 0) return absl::OkStatus();
+  const int grid = GridFor(count, 256);
+  switch (dtype) {
+    case DType::kBF16:
+      FillRandomKernel<<<grid, 256, 0, stream>>>(static_cast<__nv_bfloat16*>(data), count, seed,
+                                                 scale);
+      break;
+    case DType::kF16:
+      FillRandomKernel<<<grid, 256, 0, stream>>>(static_cast<__half*>(data), count, seed, scale);
+      break;
+    default:
+      return BadDType("LaunchFillRandom", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchToF32(DType dtype, const void* src, int64_t count, float* dst,
+                         cudaStream_t stream) {
+  if (count == 0) return absl::OkStatus();
+  const int grid = GridFor(count, 256);
+  switch (dtype) {
+    case DType::kBF16:
+      ToF32Kernel<<<grid, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(src), count, dst);
+      break;
+    case DType::kF16:
+      ToF32Kernel<<<grid, 256, 0, stream>>>(static_cast<const __half*>(src), count, dst);
+      break;
+    default:
+      return BadDType("LaunchToF32", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,20 @@
+// Plain C++ twins of the CUDA kernels that have no twin among the CPU backend's references
+// (embedding gather, argmax). fp32, no CUDA: the GPU tests compare the kernels to these.
+#ifndef DSINFER_KERNELS_CUDA_REFERENCE_TWINS_H_
+#define DSINFER_KERNELS_CUDA_REFERENCE_TWINS_H_
+
+#include <cstdint>
+
+namespace dsinfer {
+
+// out[i, :] = table[ids[i], :]. table: [vocab, cols]; out: [n, cols].
+void EmbeddingReference(const float* table, int64_t cols, const int32_t* ids, int64_t n,
+                        float* out);
+
+// ids[i] = argmax_j logits[i, j], lowest index on ties, NaN never wins (0 if all NaN).
+// logits: [rows, vocab].
+void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* ids);
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_REFERENCE_TWINS_H_

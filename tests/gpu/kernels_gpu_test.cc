@@ -1,0 +1,429 @@
+// Every CUDA kernel against its plain C++ reference twin over shape sweeps: odd lengths
+// (1, 7, 97, 4099), head_dim 64 and 128, GQA ratios 1/4/8, bf16 and fp16, batch 1 and > 1.
+// Inputs are fresh random values (seed logged) rounded to the dtype, so kernel and twin see
+// the very same numbers; outputs are poisoned with NaN first so an unwritten element fails.
+// Error is ‖out − ref‖ / ‖ref‖ against a per-dtype bound. Skips without a GPU.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/attention_reference.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/reference_twins.h"
+#include "kernels/dtype.h"
+#include "kernels/linear_reference.h"
+#include "kernels/paged_kv.h"
+#include "kernels/rms_norm_reference.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu_reference.h"
+
+namespace dsinfer {
+namespace {
+
+bool HaveGpu() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
+
+#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+#define ASSERT_OK(expr)                   \
+  do {                                    \
+    const absl::Status s_ = (expr);       \
+    ASSERT_TRUE(s_.ok()) << s_.ToString(); \
+  } while (0)
+
+std::mt19937_64& Rng() {
+  static std::mt19937_64 rng = [] {
+    const uint64_t seed = std::random_device{}();
+    std::printf("kernels_gpu_test seed %llu\n", static_cast<unsigned long long>(seed));
+    return std::mt19937_64(seed);
+  }();
+  return rng;
+}
+
+uint16_t To16(DType t, float f) { return t == DType::kBF16 ? F32ToBf16(f) : F32ToF16(f); }
+float From16(DType t, uint16_t h) { return t == DType::kBF16 ? Bf16ToF32(h) : F16ToF32(h); }
+
+// Random values rounded to `t`: `f32` holds the rounded values, `raw` their 16-bit codes.
+struct HostArray {
+  std::vector<float> f32;
+  std::vector<uint16_t> raw;
+};
+HostArray Random(DType t, size_t n, float scale = 1.0f) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  HostArray a;
+  a.f32.resize(n);
+  a.raw.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    a.raw[i] = To16(t, u(Rng()));
+    a.f32[i] = From16(t, a.raw[i]);
+  }
+  return a;
+}
+
+// A device buffer, poisoned (all bits set: NaN in bf16, fp16 and fp32) on creation.
+struct DevBuf {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  explicit DevBuf(size_t b) : bytes(std::max<size_t>(b, 4)) {
+    EXPECT_EQ(cudaMalloc(&ptr, bytes), cudaSuccess);
+    EXPECT_EQ(cudaMemset(ptr, 0xff, bytes), cudaSuccess);
+  }
+  template <typename T>
+  DevBuf(const std::vector<T>& v) : DevBuf(v.size() * sizeof(T)) {
+    EXPECT_EQ(cudaMemcpy(ptr, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice),
+              cudaSuccess);
+  }
+  ~DevBuf() { cudaFree(ptr); }
+  DevBuf(const DevBuf&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
+  std::vector<float> Read16(DType t, size_t n) const {
+    std::vector<uint16_t> raw(n);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(raw.data(), ptr, n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    std::vector<float> out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = From16(t, raw[i]);
+    return out;
+  }
+};
+
+double Tolerance(DType t) { return t == DType::kBF16 ? 1e-2 : 2e-3; }
+
+// ‖a − b‖ / ‖b‖; infinity if any element of a is not finite.
+double RelErr(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+const DType kDTypes[] = {DType::kBF16, DType::kF16};
+
+TEST(KernelsGpu, RmsNormAndAddRmsNorm) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (int64_t rows : {1, 7, 97}) {
+      for (int64_t dim : {64, 1000, 4099}) {
+        const size_t n = rows * dim;
+        HostArray x = Random(t, n), w = Random(t, dim), d = Random(t, n);
+        DevBuf dx(x.raw), dw(w.raw), dd(d.raw), out(n * 2);
+        ASSERT_OK(LaunchRmsNorm(t, dx.ptr, dw.ptr, rows, dim, 1e-5f, out.ptr, nullptr));
+        std::vector<float> ref(n);
+        RmsNormReference(x.f32.data(), w.f32.data(), rows, dim, 1e-5f, ref.data());
+        EXPECT_LE(RelErr(out.Read16(t, n), ref), Tolerance(t)) << rows << "x" << dim;
+
+        DevBuf out2(n * 2);
+        ASSERT_OK(LaunchAddRmsNorm(t, dx.ptr, dd.ptr, dw.ptr, rows, dim, 1e-5f, out2.ptr, nullptr));
+        std::vector<float> res = x.f32, ref2(n);
+        AddRmsNormReference(res.data(), d.f32.data(), w.f32.data(), rows, dim, 1e-5f, ref2.data());
+        EXPECT_LE(RelErr(out2.Read16(t, n), ref2), Tolerance(t)) << rows << "x" << dim;
+        EXPECT_LE(RelErr(dx.Read16(t, n), res), Tolerance(t)) << "residual " << rows;
+      }
+    }
+  }
+}
+
+TEST(KernelsGpu, SwiGlu) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (int64_t rows : {1, 7, 97}) {
+      for (int64_t inter : {7, 4099}) {
+        HostArray gu = Random(t, rows * 2 * inter, 4.0f);
+        DevBuf dgu(gu.raw), out(rows * inter * 2);
+        ASSERT_OK(LaunchSwiGlu(t, dgu.ptr, rows, inter, out.ptr, nullptr));
+        std::vector<float> ref(rows * inter);
+        SwiGluReference(gu.f32.data(), rows, inter, ref.data());
+        EXPECT_LE(RelErr(out.Read16(t, rows * inter), ref), Tolerance(t));
+      }
+    }
+  }
+}
+
+TEST(KernelsGpu, EmbeddingGather) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (int64_t cols : {64, 4099}) {
+      for (int64_t n : {1, 7, 97}) {
+        const int64_t vocab = 1001;
+        HostArray table = Random(t, vocab * cols);
+        std::vector<int32_t> ids(n);
+        for (auto& id : ids) id = static_cast<int32_t>(Rng()() % vocab);
+        DevBuf dt(table.raw), di(ids), out(n * cols * 2);
+        ASSERT_OK(LaunchEmbedding(t, dt.ptr, cols, di.as<int32_t>(), n, out.ptr, cols, nullptr));
+        std::vector<float> ref(n * cols);
+        EmbeddingReference(table.f32.data(), cols, ids.data(), n, ref.data());
+        EXPECT_EQ(out.Read16(t, n * cols), ref);  // a gather is exact
+      }
+    }
+  }
+}
+
+TEST(KernelsGpu, GemmMatchesLinearReference) {
+  SKIP_WITHOUT_GPU();
+  cublasHandle_t handle;
+  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+  for (DType t : kDTypes) {
+    for (int64_t rows : {1, 7, 97}) {
+      for (auto [in, out] : {std::pair<int64_t, int64_t>{64, 97}, {4099, 129}, {128, 4099}}) {
+        const int64_t y_stride = out + 3;
+        HostArray x = Random(t, rows * in), w = Random(t, out * in);
+        DevBuf dx(x.raw), dw(w.raw), dy(rows * y_stride * 2);
+        ASSERT_OK(Gemm(handle, t, dx.ptr, rows, in, dw.ptr, out, dy.ptr, y_stride));
+        std::vector<float> ref(rows * y_stride, 0.0f);
+        LinearReference(x.f32.data(), rows, in, w.f32.data(), out, ref.data(), y_stride);
+        std::vector<float> got = dy.Read16(t, rows * y_stride), g2, r2;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < out; ++c) {
+            g2.push_back(got[r * y_stride + c]);
+            r2.push_back(ref[r * y_stride + c]);
+          }
+          for (int64_t c = out; c < y_stride; ++c) {
+            EXPECT_TRUE(std::isnan(got[r * y_stride + c])) << "wrote past out";
+          }
+        }
+        EXPECT_LE(RelErr(g2, r2), Tolerance(t)) << rows << " " << in << " " << out;
+      }
+    }
+  }
+  cublasDestroy(handle);
+}
+
+TEST(KernelsGpu, Argmax) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (int64_t rows : {1, 7}) {
+      for (int64_t vocab : {7, 4099, 128256}) {
+        HostArray logits = Random(t, rows * vocab, 10.0f);
+        DevBuf dl(logits.raw), ids(rows * 4);
+        ASSERT_OK(LaunchArgmax(t, dl.ptr, rows, vocab, vocab, ids.as<int32_t>(), nullptr));
+        std::vector<int32_t> got(rows), ref(rows);
+        ASSERT_CUDA(cudaMemcpy(got.data(), ids.ptr, rows * 4, cudaMemcpyDeviceToHost));
+        ArgmaxReference(logits.f32.data(), rows, vocab, ref.data());
+        EXPECT_EQ(got, ref) << vocab;
+      }
+    }
+  }
+}
+
+// A paged pool on the device with random block placement, and its host fp32 mirror.
+struct TestPool {
+  int block_tokens = 16, kv_heads = 0, head_dim = 0;
+  int64_t num_blocks = 0;
+  int max_blocks = 0;
+  std::vector<int32_t> tables;  // [seqs, max_blocks]
+  HostArray k, v;
+  int64_t Elems() const { return num_blocks * block_tokens * kv_heads * head_dim; }
+  PagedKvView<const float> HostView(int seq) const {
+    PagedKvView<const float> view;
+    view.k = k.f32.data();
+    view.v = v.f32.data();
+    view.block_table = tables.data() + static_cast<int64_t>(seq) * max_blocks;
+    view.block_tokens = block_tokens;
+    view.kv_heads = kv_heads;
+    view.head_dim = head_dim;
+    return view;
+  }
+};
+
+TestPool MakePool(DType t, const std::vector<int>& lens, int kv_heads, int head_dim) {
+  TestPool p;
+  p.kv_heads = kv_heads;
+  p.head_dim = head_dim;
+  for (int len : lens) p.max_blocks = std::max(p.max_blocks, (len + p.block_tokens - 1) / p.block_tokens);
+  p.num_blocks = static_cast<int64_t>(lens.size()) * p.max_blocks + 3;
+  std::vector<int32_t> perm(p.num_blocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), Rng());
+  p.tables.assign(lens.size() * p.max_blocks, 0);
+  for (size_t i = 0; i < p.tables.size(); ++i) p.tables[i] = perm[i];
+  p.k = Random(t, p.Elems());
+  p.v = Random(t, p.Elems());
+  return p;
+}
+
+struct AttnCase {
+  DType dtype;
+  int head_dim, heads_kv, group;
+  std::vector<int> lens;
+};
+
+std::vector<AttnCase> AttnCases() {
+  std::vector<AttnCase> cases;
+  for (DType t : kDTypes) {
+    for (int hd : {64, 128}) {
+      for (int group : {1, 4, 8}) {
+        cases.push_back({t, hd, 2, group, {1}});
+        cases.push_back({t, hd, 2, group, {7}});
+        cases.push_back({t, hd, 2, group, {97}});
+        cases.push_back({t, hd, 2, group, {4099}});
+        cases.push_back({t, hd, 2, group, {97, 1, 4099}});  // batch > 1
+      }
+    }
+  }
+  return cases;
+}
+
+TEST(KernelsGpu, DecodeAttentionMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (const AttnCase& c : AttnCases()) {
+    const int hq = c.heads_kv * c.group, d = c.head_dim;
+    const int64_t rows = static_cast<int64_t>(c.lens.size());
+    const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d;
+    TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d);
+    HostArray q = Random(c.dtype, rows * q_stride);
+    std::vector<int32_t> pos(rows), seq(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      pos[r] = c.lens[r] - 1;
+      seq[r] = static_cast<int32_t>(r);
+    }
+    DevBuf dk(pool.k.raw), dv(pool.v.raw), dt(pool.tables), dq(q.raw), dpos(pos), dseq(seq);
+    CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens,
+                   c.heads_kv, d};
+    CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    std::vector<float> ref(rows * hq * d);
+    AttentionShape shape{hq, c.heads_kv, d, scale};
+    for (int64_t r = 0; r < rows; ++r) {
+      CausalAttentionReference(q.f32.data() + r * q_stride, q_stride, &pos[r], 1,
+                               pool.HostView(static_cast<int>(r)), shape, ref.data() + r * hq * d,
+                               hq * d);
+    }
+    for (int splits : {1, 7, 64}) {
+      DevBuf ws(DecodeAttentionWorkspaceFloats(rows, hq, d, splits) * 4 + 4);
+      DevBuf out(rows * hq * d * 2);
+      ASSERT_OK(LaunchDecodeAttention(c.dtype, dq.ptr, q_stride, br, hq, c.heads_kv, d, scale, kv,
+                                      splits, ws.as<float>(), out.ptr, hq * d, nullptr));
+      EXPECT_LE(RelErr(out.Read16(c.dtype, rows * hq * d), ref), Tolerance(c.dtype))
+          << DTypeName(c.dtype) << " hd " << d << " group " << c.group << " lens "
+          << c.lens[0] << " batch " << rows << " splits " << splits;
+    }
+  }
+}
+
+TEST(KernelsGpu, PrefillAttentionMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (const AttnCase& c : AttnCases()) {
+    const int hq = c.heads_kv * c.group, d = c.head_dim;
+    const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d;
+    TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d);
+    // Each sequence's last min(len, 97) tokens are this step's rows: a whole prompt for short
+    // sequences, a chunk at a deep position for 4099.
+    std::vector<int32_t> pos, seq, tiles;
+    for (size_t s = 0; s < c.lens.size(); ++s) {
+      const int m = std::min(c.lens[s], 97);
+      const int first = static_cast<int>(pos.size());
+      for (int i = 0; i < m; ++i) {
+        pos.push_back(c.lens[s] - m + i);
+        seq.push_back(static_cast<int32_t>(s));
+      }
+      for (int r = 0; r < m; r += kPrefillTileRows) {
+        tiles.push_back(first + r);
+        tiles.push_back(std::min(kPrefillTileRows, m - r));
+      }
+    }
+    const int64_t rows = static_cast<int64_t>(pos.size());
+    HostArray q = Random(c.dtype, rows * q_stride);
+    DevBuf dk(pool.k.raw), dv(pool.v.raw), dt(pool.tables), dq(q.raw), dpos(pos), dseq(seq),
+        dtiles(tiles), out(rows * hq * d * 2);
+    CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens,
+                   c.heads_kv, d};
+    CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    ASSERT_OK(LaunchPrefillAttention(c.dtype, dq.ptr, q_stride, br, dtiles.as<int32_t>(),
+                                     static_cast<int64_t>(tiles.size() / 2), hq, c.heads_kv, d,
+                                     scale, kv, out.ptr, hq * d, nullptr));
+    std::vector<float> ref(rows * hq * d);
+    AttentionShape shape{hq, c.heads_kv, d, scale};
+    for (int64_t r = 0; r < rows; ++r) {
+      CausalAttentionReference(q.f32.data() + r * q_stride, q_stride, &pos[r], 1,
+                               pool.HostView(seq[r]), shape, ref.data() + r * hq * d, hq * d);
+    }
+    EXPECT_LE(RelErr(out.Read16(c.dtype, rows * hq * d), ref), Tolerance(c.dtype))
+        << DTypeName(c.dtype) << " hd " << d << " group " << c.group << " lens " << c.lens[0]
+        << " batch " << c.lens.size();
+  }
+}
+
+TEST(KernelsGpu, RopeStoreKvMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  RopeParams llama3;
+  llama3.type = RopeParams::Type::kLlama3;
+  llama3.theta = 500000.0;
+  for (DType t : kDTypes) {
+    for (int d : {64, 128}) {
+      for (int group : {1, 4, 8}) {
+        for (const RopeParams& rp : {RopeParams{}, llama3}) {
+          for (const std::vector<int>& lens : {std::vector<int>{1}, {7}, {97, 1, 4099}}) {
+            const int hkv = 2, hq = hkv * group;
+            const int64_t stride = static_cast<int64_t>(hq + 2 * hkv) * d;
+            TestPool pool = MakePool(t, lens, hkv, d);
+            std::vector<int32_t> pos, seq;
+            for (size_t s = 0; s < lens.size(); ++s) {
+              const int m = std::min(lens[s], 97);  // the last m tokens are written this step
+              for (int i = 0; i < m; ++i) {
+                pos.push_back(lens[s] - m + i);
+                seq.push_back(static_cast<int32_t>(s));
+              }
+            }
+            const int64_t rows = static_cast<int64_t>(pos.size());
+            HostArray qkv = Random(t, rows * stride);
+            const std::vector<float> inv = ComputeRopeInvFreq(rp, d);
+            DevBuf dk(pool.Elems() * 2), dv(pool.Elems() * 2), dt(pool.tables), dq(qkv.raw),
+                dpos(pos), dseq(seq), dinv(inv);
+            CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens,
+                           hkv, d};
+            CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
+            ASSERT_OK(LaunchRopeStoreKv(t, dq.ptr, stride, br, hq, hkv, d, dinv.as<float>(), kv,
+                                        nullptr));
+            std::vector<float> ref = qkv.f32;
+            RopeReference(ref.data(), rows, stride, hq + hkv, d, pos.data(), inv.data());
+            EXPECT_LE(RelErr(dq.Read16(t, rows * stride), ref), Tolerance(t))
+                << "qkv hd " << d << " group " << group;
+            // The pool rows written must equal the rotated k and the unchanged v.
+            const std::vector<float> pk = dk.Read16(t, pool.Elems()), pv = dv.Read16(t, pool.Elems());
+            std::vector<float> got_k, want_k, got_v, want_v;
+            for (int64_t r = 0; r < rows; ++r) {
+              PagedKvView<const float> view = pool.HostView(seq[r]);
+              view.k = pk.data();
+              view.v = pv.data();
+              for (int h = 0; h < hkv; ++h) {
+                const float* kr = view.KRow(pos[r], h);
+                const float* vr = view.VRow(pos[r], h);
+                got_k.insert(got_k.end(), kr, kr + d);
+                got_v.insert(got_v.end(), vr, vr + d);
+                const float* want = ref.data() + r * stride + static_cast<int64_t>(hq + h) * d;
+                want_k.insert(want_k.end(), want, want + d);
+                want_v.insert(want_v.end(), want + hkv * d, want + hkv * d + d);
+              }
+            }
+            EXPECT_LE(RelErr(got_k, want_k), Tolerance(t)) << "pool k";
+            EXPECT_EQ(got_v, want_v) << "pool v";
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsinfer
