@@ -62,6 +62,10 @@ ABSL_FLAG(std::vector<std::string>, stop, {}, "stop sequences (comma-separated)"
 ABSL_FLAG(bool, ignore_eos, false, "do not stop at EOS");
 ABSL_FLAG(std::string, attention_mode, "", "auto | dense | double_sparse (default: the server's)");
 ABSL_FLAG(int64_t, token_budget, 0, "Double Sparsity token budget (0 = server default)");
+ABSL_FLAG(double, token_budget_ratio, 0,
+          "token budget as a fraction of the context (0 = server default)");
+ABSL_FLAG(int32_t, channels, 0, "label channels per KV head (0 = server default)");
+ABSL_FLAG(int32_t, label_bits, 0, "label bits 16 | 4 (0 = server default)");
 ABSL_FLAG(int32_t, top_logprobs, 0, "report the N most likely tokens per position");
 ABSL_FLAG(bool, json, false, "print the full response as JSON");
 ABSL_FLAG(bool, skip_special_tokens, false, "leave special tokens out of text");
@@ -216,6 +220,17 @@ bool BuildRequest(v1::GenerateRequest* r, std::string* error) {
   if (!absl::GetFlag(FLAGS_attention_mode).empty()) r->mutable_attention()->set_mode(absl::GetFlag(FLAGS_attention_mode));
   if (absl::GetFlag(FLAGS_token_budget) > 0) {
     r->mutable_attention()->mutable_token_budget()->set_value(absl::GetFlag(FLAGS_token_budget));
+  }
+  // Zero means "the server's default": the wrapper is left unset so the server can tell.
+  if (absl::GetFlag(FLAGS_token_budget_ratio) != 0) {
+    r->mutable_attention()->mutable_token_budget_ratio()->set_value(
+        absl::GetFlag(FLAGS_token_budget_ratio));
+  }
+  if (absl::GetFlag(FLAGS_channels) != 0) {
+    r->mutable_attention()->mutable_channels()->set_value(absl::GetFlag(FLAGS_channels));
+  }
+  if (absl::GetFlag(FLAGS_label_bits) != 0) {
+    r->mutable_attention()->mutable_label_bits()->set_value(absl::GetFlag(FLAGS_label_bits));
   }
   r->set_top_logprobs(static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_top_logprobs))));
   r->set_skip_special_tokens(absl::GetFlag(FLAGS_skip_special_tokens));

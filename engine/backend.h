@@ -21,6 +21,7 @@
 #include "kernels/rope.h"
 #include "offload/host_memory.h"
 #include "offload/kv_block_pool.h"
+#include "offload/offload_tier.h"
 
 namespace dsinfer {
 
@@ -54,6 +55,12 @@ class Backend {
 
   // Allocates an activation tensor [rows, cols] of the backend's activation dtype.
   virtual absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) = 0;
+  // Allocates [rows, cols] for a tensor whose precision matters more than its bytes (the
+  // residual stream, logits): fp32 where the backend supports it in every operation that reads
+  // or writes it, else the activation dtype. The CPU backend is fp32 throughout.
+  virtual absl::StatusOr<DeviceTensor> AllocateF32(int64_t rows, int64_t cols) {
+    return Allocate(rows, cols);
+  }
   virtual void Free(DeviceTensor& tensor) = 0;
   // Uploads weights, concatenating `parts` along rows (e.g. q/k/v into one projection).
   // All parts must have the same number of columns (1-D tensors count as [1, n]).
@@ -90,6 +97,18 @@ class Backend {
                                  const ForwardBatch& batch, const KvBlockPool& pool,
                                  const DeviceTensor& qkv, DeviceTensor& out) = 0;
 
+  // Bracket the layer loop of one forward step (Embedding through the last AddRmsNorm).
+  // `capturable`: the step issues only the dense operations above, so a backend may record
+  // it once (e.g. as a CUDA graph) and replay it for later steps of the same shape, skipping
+  // the individual launches. After a failed operation the caller need not call EndStep; the
+  // next BeginStep discards the unfinished step. Defaults do nothing.
+  virtual absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
+                                 bool capturable) {
+    (void)batch, (void)pool, (void)capturable;
+    return absl::OkStatus();
+  }
+  virtual absl::Status EndStep() { return absl::OkStatus(); }
+
   // Double Sparsity (DESIGN §1). Both run after RopeAndStoreKv of the same layer and step,
   // once `ds.BeginStep(batch, pool)` planned the step. StoreLabels writes the label rows of
   // every new row of the sequences that keep labels (qkv post-RoPE). SparseAttention runs
@@ -109,6 +128,52 @@ class Backend {
     (void)layer, (void)batch, (void)sequences, (void)pool, (void)ds, (void)qkv, (void)out;
     return absl::UnimplementedError(
         absl::StrCat("backend ", name(), " does not implement Double Sparsity"));
+  }
+
+  // The offload tier (DESIGN §4, docs/offload.md), used in kv modes offload and
+  // dense-offload; backends without it refuse those modes with UNIMPLEMENTED.
+  // RopeQueries rotates q: [n, >= Hq d] (its first Hq·d columns) row i at positions[i].
+  // SelectTokens runs Double Sparsity's selection for batch sequence `index` at `layer` with
+  // the query in row `q_row` of q (first Hq·d columns), into host lists [Hkv] (ascending,
+  // current token included). FetchRows executes a fetch plan of sequence `seq` (pool rows
+  // or reuse-cache rows into the plan's buffer segment). GatheredAttention attends batch
+  // sequence `index`'s decode row over tier segment `segment` of `layer`'s buffer, after
+  // writing its current K/V row (from qkv, post-RoPE) behind the fetched rows: over
+  // `selection` (Double Sparsity; pool is read only for recall) or, when selection is null,
+  // over every token (dense). out: [n, Hq d].
+  virtual absl::Status RopeQueries(const AttentionConfig& config,
+                                   absl::Span<const int32_t> positions, DeviceTensor& q) {
+    (void)config, (void)positions, (void)q;
+    return OffloadUnimplemented();
+  }
+  virtual absl::Status SelectTokens(int layer, const ForwardBatch& batch, size_t index,
+                                    DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                                    bool current_label_written,
+                                    std::vector<std::vector<int32_t>>& selection) {
+    (void)layer, (void)batch, (void)index, (void)ds, (void)q, (void)q_row;
+    (void)current_label_written, (void)selection;
+    return OffloadUnimplemented();
+  }
+  virtual absl::Status FetchRows(const FetchPlan& plan, const KvBlockPool& pool,
+                                 KvBlockPool::SequenceId seq, OffloadTier& tier) {
+    (void)plan, (void)pool, (void)seq, (void)tier;
+    return OffloadUnimplemented();
+  }
+  virtual absl::Status GatheredAttention(int layer, const AttentionConfig& config,
+                                         const ForwardBatch& batch, size_t index,
+                                         const std::vector<std::vector<int32_t>>* selection,
+                                         OffloadTier& tier, size_t segment,
+                                         const KvBlockPool& pool, DoubleSparsity& ds,
+                                         const DeviceTensor& qkv, DeviceTensor& out) {
+    (void)layer, (void)config, (void)batch, (void)index, (void)selection, (void)tier;
+    (void)segment, (void)pool, (void)ds, (void)qkv, (void)out;
+    return OffloadUnimplemented();
+  }
+
+ private:
+  absl::Status OffloadUnimplemented() const {
+    return absl::UnimplementedError(
+        absl::StrCat("backend ", name(), " does not implement the offload tier"));
   }
 };
 

@@ -11,6 +11,7 @@
 #include "kernels/attention_reference.h"
 #include "kernels/linear_reference.h"
 #include "kernels/rms_norm_reference.h"
+#include "kernels/rope.h"
 #include "kernels/status.h"
 #include "kernels/swiglu_reference.h"
 
@@ -201,6 +202,90 @@ absl::Status CpuBackend::SparseAttention(int layer, const ForwardBatch& batch,
                                   qkv.cols, F32(out) + s.first_row * out.cols));
   }
   return absl::OkStatus();
+}
+
+// Offload tier on the CPU: the "device" is host memory too, but attention reads only the
+// tier's fetch buffer, exactly as the CUDA backend will, so the tier's logic is what CI tests.
+absl::Status CpuBackend::RopeQueries(const AttentionConfig& config,
+                                     absl::Span<const int32_t> positions, DeviceTensor& q) {
+  const int64_t q_cols = static_cast<int64_t>(config.num_heads_q) * config.head_dim;
+  if (q.cols < q_cols || q.rows < static_cast<int64_t>(positions.size())) {
+    return ShapeError("RopeQueries", "q shape");
+  }
+  RopeReference(F32(q), static_cast<int64_t>(positions.size()), q.cols, config.num_heads_q,
+                config.head_dim, positions.data(), config.rope_inv_freq.data());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::SelectTokens(int layer, const ForwardBatch& batch, size_t index,
+                                      DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                                      bool current_label_written,
+                                      std::vector<std::vector<int32_t>>& selection) {
+  if (q_row < 0 || q_row >= q.rows) return ShapeError("SelectTokens", "q row out of range");
+  return ds.SelectHost(layer, batch, index, F32(q) + q_row * q.cols, current_label_written,
+                       selection);
+}
+
+absl::Status CpuBackend::FetchRows(const FetchPlan& plan, const KvBlockPool& pool,
+                                   KvBlockPool::SequenceId seq, OffloadTier& tier) {
+  if (!pool.Contains(seq)) return ShapeError("FetchRows", "unknown sequence");
+  ExecuteFetchPlanReference(plan, CpuKvView(pool, plan.layer, seq), tier);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::GatheredAttention(int layer, const AttentionConfig& config,
+                                           const ForwardBatch& batch, size_t index,
+                                           const std::vector<std::vector<int32_t>>* selection,
+                                           OffloadTier& tier, size_t segment,
+                                           const KvBlockPool& pool, DoubleSparsity& ds,
+                                           const DeviceTensor& qkv, DeviceTensor& out) {
+  const int d = config.head_dim;
+  const int hkv = config.num_heads_kv;
+  const int64_t q_cols = static_cast<int64_t>(config.num_heads_q) * d;
+  const int64_t kv_cols = static_cast<int64_t>(hkv) * d;
+  const BatchSequence& s = batch.sequences[index];
+  if (s.num_rows != 1 || out.cols != q_cols) return ShapeError("GatheredAttention", "shape");
+  const int32_t position = batch.positions[s.first_row];
+  const std::vector<std::vector<int32_t>>* fetched = tier.Pending(layer, segment);
+  if (fetched == nullptr || static_cast<int>(fetched->size()) != hkv) {
+    return ShapeError("GatheredAttention", "nothing was fetched for the layer");
+  }
+  PagedKvView<float> buffer = tier.SegmentView(layer, segment);
+  // The current token's K/V comes from this step's qkv, never from the host: it goes right
+  // behind the fetched rows of each head, which is its place in ascending token order.
+  const float* row = F32(qkv) + s.first_row * qkv.cols;
+  for (int h = 0; h < hkv; ++h) {
+    const int64_t slot = static_cast<int64_t>((*fetched)[h].size());
+    if (slot >= tier.segment_capacity(segment)) {
+      return ShapeError("GatheredAttention", "no room for the current token");
+    }
+    std::memcpy(buffer.KRow(slot, h), row + q_cols + static_cast<int64_t>(h) * d,
+                d * sizeof(float));
+    std::memcpy(buffer.VRow(slot, h), row + q_cols + kv_cols + static_cast<int64_t>(h) * d,
+                d * sizeof(float));
+  }
+  PagedKvView<const float> gathered{buffer.k, buffer.v, buffer.block_table, buffer.block_tokens,
+                                    buffer.kv_heads, buffer.head_dim};
+  float* dst = F32(out) + s.first_row * out.cols;
+  if (selection == nullptr) {
+    for (int h = 0; h < hkv; ++h) {
+      if (static_cast<int32_t>((*fetched)[h].size()) != position) {
+        return ShapeError("GatheredAttention", "dense fetch does not hold the whole context");
+      }
+    }
+    AttentionShape shape{config.num_heads_q, hkv, d, 1.0f / std::sqrt(static_cast<float>(d))};
+    CausalAttentionReference(row, qkv.cols, &position, 1, gathered, shape, dst, out.cols);
+    return absl::OkStatus();
+  }
+  for (int h = 0; h < hkv; ++h) {
+    const auto& sel = (*selection)[h];
+    const bool has_current = !sel.empty() && sel.back() == position;
+    if (sel.size() != (*fetched)[h].size() + (has_current ? 1 : 0)) {
+      return ShapeError("GatheredAttention", "selection and fetched rows differ");
+    }
+  }
+  return ds.AttendGatheredHost(layer, batch, index, *selection, gathered,
+                               CpuKvView(pool, layer, s.kv), row, dst);
 }
 
 }  // namespace dsinfer

@@ -42,6 +42,20 @@ class CpuBackend final : public Backend {
                                absl::Span<const size_t> sequences, const KvBlockPool& pool,
                                DoubleSparsity& ds, const DeviceTensor& qkv,
                                DeviceTensor& out) override;
+  absl::Status RopeQueries(const AttentionConfig& config, absl::Span<const int32_t> positions,
+                           DeviceTensor& q) override;
+  absl::Status SelectTokens(int layer, const ForwardBatch& batch, size_t index,
+                            DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                            bool current_label_written,
+                            std::vector<std::vector<int32_t>>& selection) override;
+  absl::Status FetchRows(const FetchPlan& plan, const KvBlockPool& pool,
+                         KvBlockPool::SequenceId seq, OffloadTier& tier) override;
+  absl::Status GatheredAttention(int layer, const AttentionConfig& config,
+                                 const ForwardBatch& batch, size_t index,
+                                 const std::vector<std::vector<int32_t>>* selection,
+                                 OffloadTier& tier, size_t segment, const KvBlockPool& pool,
+                                 DoubleSparsity& ds, const DeviceTensor& qkv,
+                                 DeviceTensor& out) override;
 
  private:
   PageableHostMemory memory_;

@@ -4,6 +4,10 @@
 // one [Hq·d + 2·Hkv·d, hidden] matrix and gate|up into one [2I, hidden].
 #include "engine/model.h"
 
+#include <algorithm>
+#include <iterator>
+#include <numeric>
+
 #include "absl/strings/str_cat.h"
 #include "kernels/status.h"
 
@@ -16,6 +20,7 @@ absl::Status ModelOptions::Validate() const {
   }
   if (kv_pool_tokens < 0) return absl::InvalidArgumentError("kv_pool_tokens must be >= 0");
   if (max_context < 0) return absl::InvalidArgumentError("max_context must be >= 0");
+  RETURN_IF_ERROR(offload.Validate());
   return attention.Validate();
 }
 
@@ -24,6 +29,7 @@ Model::Model(ModelConfig config, Backend& backend)
 
 Model::~Model() {
   FreeWorkspace();
+  for (DeviceTensor* t : {&ows_.input, &ows_.normed, &ows_.q}) backend_.Free(*t);
   for (DeviceTensor* t : owned_) backend_.Free(*t);
 }
 
@@ -61,6 +67,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
   if (!options.channel_config_path.empty()) {
     ASSIGN_OR_RETURN(ChannelConfig channels, LoadChannelConfig(options.channel_config_path));
     RETURN_IF_ERROR(model->ds_->SetChannelConfig(std::move(channels)));
+  }
+  model->kv_mode_ = options.kv_mode;
+  if (options.kv_mode != KvMode::kGpu) {
+    // The CPU backend's "device" memory is host memory; the CUDA side will hand the tier a
+    // device allocator here (docs/offload.md).
+    ASSIGN_OR_RETURN(model->tier_, OffloadTier::Create(config.num_layers, config.num_heads_kv,
+                                                       config.head_dim, backend.kv_dtype(),
+                                                       options.offload, backend.kv_memory()));
+    model->ds_->set_force_dense(options.kv_mode == KvMode::kDenseOffload);
   }
   return model;
 }
@@ -107,7 +122,7 @@ absl::Status Model::EnsureWorkspace(int64_t rows) {
   const int64_t h = config_.hidden_size;
   const int64_t qkv = config_.q_size() + 2 * config_.kv_size();
   const int64_t inter = config_.intermediate_size;
-  ASSIGN_OR_RETURN(ws_.residual, backend_.Allocate(rows, h));
+  ASSIGN_OR_RETURN(ws_.residual, backend_.AllocateF32(rows, h));  // fp32 where supported
   ASSIGN_OR_RETURN(ws_.normed, backend_.Allocate(rows, h));
   ASSIGN_OR_RETURN(ws_.qkv, backend_.Allocate(rows, qkv));
   ASSIGN_OR_RETURN(ws_.attn, backend_.Allocate(rows, config_.q_size()));
@@ -121,6 +136,7 @@ absl::Status Model::EnsureWorkspace(int64_t rows) {
 void Model::ReleaseSequence(KvBlockPool::SequenceId seq) {
   pool_->Release(seq);
   ds_->labels().Release(seq);
+  if (tier_ != nullptr) tier_->Release(seq);
 }
 
 namespace {
@@ -147,11 +163,26 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     }
   }
   RETURN_IF_ERROR(ds_->BeginStep(batch, *pool_));
+  if (tier_ != nullptr) {
+    tier_->ReleaseMissing(*pool_);
+    std::vector<int64_t> segment_rows(batch.sequences.size());
+    for (size_t j = 0; j < batch.sequences.size(); ++j) {
+      segment_rows[j] = ds_->FetchRows(j, batch);
+    }
+    RETURN_IF_ERROR(tier_->BeginStep(segment_rows));
+    for (auto& per_parity : offload_selection_) per_parity.assign(batch.sequences.size(), {});
+  }
   RETURN_IF_ERROR(EnsureWorkspace(n));
   DeviceTensor residual = Rows(ws_.residual, n), normed = Rows(ws_.normed, n),
                qkv = Rows(ws_.qkv, n), attn = Rows(ws_.attn, n), delta = Rows(ws_.delta, n),
                gate_up = Rows(ws_.gate_up, n), mlp = Rows(ws_.mlp, n);
   const float eps = config_.rms_norm_eps;
+  // Only all-dense GPU-KV steps without an observer may be recorded and replayed by the backend.
+  bool capturable = observer_ == nullptr && tier_ == nullptr && !ds_->StoresLabels();
+  for (size_t i = 0; capturable && i < layers_.size(); ++i) {
+    capturable = !ds_->AnySparse(static_cast<int>(i));
+  }
+  RETURN_IF_ERROR(backend_.BeginStep(batch, *pool_, capturable));
   RETURN_IF_ERROR(backend_.Embedding(embed_, batch.token_ids, residual));
   RETURN_IF_ERROR(backend_.RmsNorm(residual, layers_[0].input_norm, eps, normed));
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -172,7 +203,9 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
       observer_->OnLayerQkv(layer, batch, observed_pre_.data(), observed_post_.data());
     }
     if (ds_->StoresLabels()) RETURN_IF_ERROR(backend_.StoreLabels(layer, batch, *ds_, qkv));
-    if (!ds_->AnySparse(layer)) {
+    if (tier_ != nullptr) {
+      RETURN_IF_ERROR(OffloadLayer(layer, batch, residual, normed, qkv, attn));
+    } else if (!ds_->AnySparse(layer)) {
       RETURN_IF_ERROR(backend_.Attention(layer, attention_, batch, *pool_, qkv, attn));
     } else {
       // Dense sequences keep the dense op (a batch view listing only them: rows are
@@ -201,6 +234,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
         i + 1 < layers_.size() ? layers_[i + 1].input_norm : final_norm_;
     RETURN_IF_ERROR(backend_.AddRmsNorm(residual, delta, next_norm, eps, normed));
   }
+  RETURN_IF_ERROR(backend_.EndStep());
   // LM head over the wanted rows only.
   const int64_t m = static_cast<int64_t>(batch.logit_rows.size());
   logits.assign(static_cast<size_t>(m * config_.vocab_size), 0.0f);
@@ -209,7 +243,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     backend_.Free(ws_.logits_in);
     backend_.Free(ws_.logits);
     ASSIGN_OR_RETURN(ws_.logits_in, backend_.Allocate(m, config_.hidden_size));
-    ASSIGN_OR_RETURN(ws_.logits, backend_.Allocate(m, config_.vocab_size));
+    ASSIGN_OR_RETURN(ws_.logits, backend_.AllocateF32(m, config_.vocab_size));
   }
   DeviceTensor gathered = Rows(ws_.logits_in, m);
   RETURN_IF_ERROR(backend_.GatherRows(normed, batch.logit_rows, gathered));
@@ -218,6 +252,147 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
   std::vector<int64_t> all(m);
   for (int64_t i = 0; i < m; ++i) all[i] = i;
   return backend_.CopyRowsToHost(out, all, logits.data());
+}
+
+// Offload modes. Per layer: (1) this layer's rows — a selection predicted during the
+// previous layer was fetched then; otherwise select with the layer's own query and fetch
+// now; dense decode rows fetch every past token; prefill rows read the pool directly (the
+// layer-major prefill path); (2) predict and fetch layer + 1 — before this layer's
+// attention, so on the GPU the copy overlaps it; (3) attend over the fetch buffers.
+absl::Status Model::FetchSelection(int layer, const ForwardBatch& batch, size_t index,
+                                   const std::vector<std::vector<int32_t>>& selection) {
+  const BatchSequence& s = batch.sequences[index];
+  const int32_t position = batch.positions[s.first_row];
+  std::vector<std::vector<int32_t>> rows(selection.size());
+  for (size_t h = 0; h < selection.size(); ++h) {
+    rows[h] = selection[h];
+    if (!rows[h].empty() && rows[h].back() == position) rows[h].pop_back();
+  }
+  ASSIGN_OR_RETURN(FetchPlan plan,
+                   tier_->Plan(layer, index, s.kv, std::move(rows), /*use_cache=*/true));
+  ds_->AddFetch(s.kv, plan.counts);
+  return backend_.FetchRows(plan, *pool_, s.kv, *tier_);
+}
+
+absl::Status Model::PredictNext(int layer, const ForwardBatch& batch,
+                                const DeviceTensor& residual, const DeviceTensor& normed) {
+  const int next = layer + 1;
+  std::vector<size_t> targets;
+  std::vector<int64_t> rows;
+  std::vector<int32_t> positions;
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    const BatchSequence& s = batch.sequences[j];
+    if (s.num_rows != 1 || !ds_->IsSparse(j, next)) continue;
+    targets.push_back(j);
+    rows.push_back(s.first_row);
+    positions.push_back(batch.positions[s.first_row]);
+  }
+  if (targets.empty()) return absl::OkStatus();
+  const int64_t m = static_cast<int64_t>(targets.size());
+  if (ows_.rows < m) {
+    for (DeviceTensor* t : {&ows_.input, &ows_.normed, &ows_.q}) backend_.Free(*t);
+    ows_.rows = 0;
+    // Same dtype as the residual it is gathered from (fp32 where the backend keeps it so).
+    ASSIGN_OR_RETURN(ows_.input, backend_.AllocateF32(m, config_.hidden_size));
+    ASSIGN_OR_RETURN(ows_.normed, backend_.Allocate(m, config_.hidden_size));
+    ASSIGN_OR_RETURN(ows_.q, backend_.Allocate(m, config_.q_size()));
+    ows_.rows = m;
+  }
+  DeviceTensor input = Rows(ows_.input, m), in_normed = Rows(ows_.normed, m),
+               q = Rows(ows_.q, m);
+  if (tier_->options().prediction_input == PredictionInput::kNextNorm) {
+    // x_l normalized with layer l+1's weight: what layer l+1 would see if layer l added
+    // nothing to the residual stream.
+    RETURN_IF_ERROR(backend_.GatherRows(residual, rows, input));
+    RETURN_IF_ERROR(
+        backend_.RmsNorm(input, layers_[next].input_norm, config_.rms_norm_eps, in_normed));
+  } else {
+    RETURN_IF_ERROR(backend_.GatherRows(normed, rows, in_normed));
+  }
+  // Layer l+1's q projection is the first Hq·d rows of its fused q|k|v matrix.
+  DeviceTensor q_proj = layers_[next].qkv_proj;
+  q_proj.rows = config_.q_size();
+  RETURN_IF_ERROR(backend_.Linear(in_normed, q_proj, q));
+  RETURN_IF_ERROR(backend_.RopeQueries(attention_, positions, q));
+  for (int64_t i = 0; i < m; ++i) {
+    const size_t j = targets[i];
+    std::vector<std::vector<int32_t>>& sel = offload_selection_[next % 2][j];
+    RETURN_IF_ERROR(backend_.SelectTokens(next, batch, j, *ds_, q, i,
+                                          /*current_label_written=*/false, sel));
+    RETURN_IF_ERROR(FetchSelection(next, batch, j, sel));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
+                                 const DeviceTensor& residual, const DeviceTensor& normed,
+                                 const DeviceTensor& qkv, DeviceTensor& attn) {
+  ForwardBatch direct = batch;
+  direct.sequences.clear();
+  const int hkv = config_.num_heads_kv;
+  std::vector<std::vector<int32_t>> exact;
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    const BatchSequence& s = batch.sequences[j];
+    if (s.num_rows != 1) {
+      direct.sequences.push_back(s);
+      ds_->AddFetch(s.kv, tier_->CountDirect(s.kv, s.start_position * hkv));
+      continue;
+    }
+    const int32_t position = batch.positions[s.first_row];
+    std::vector<std::vector<int32_t>>& sel = offload_selection_[layer % 2][j];
+    if (!ds_->IsSparse(j, layer)) {
+      std::vector<std::vector<int32_t>> all(hkv, std::vector<int32_t>(position));
+      for (auto& h : all) std::iota(h.begin(), h.end(), 0);
+      ASSIGN_OR_RETURN(FetchPlan plan,
+                       tier_->Plan(layer, j, s.kv, std::move(all), /*use_cache=*/false));
+      ds_->AddFetch(s.kv, plan.counts);
+      RETURN_IF_ERROR(backend_.FetchRows(plan, *pool_, s.kv, *tier_));
+      continue;
+    }
+    if (tier_->Pending(layer, j) == nullptr) {
+      RETURN_IF_ERROR(backend_.SelectTokens(layer, batch, j, *ds_, qkv, s.first_row,
+                                            /*current_label_written=*/true, sel));
+      RETURN_IF_ERROR(FetchSelection(layer, batch, j, sel));
+      continue;
+    }
+    // Predicted during the previous layer and already fetched.
+    ds_->CountPredictedRow(s.kv);
+    if (tier_->options().measure_prediction_recall) {
+      RETURN_IF_ERROR(backend_.SelectTokens(layer, batch, j, *ds_, qkv, s.first_row,
+                                            /*current_label_written=*/true, exact));
+      int64_t overlap = 0, total = 0;
+      for (int h = 0; h < hkv; ++h) {
+        std::vector<int32_t> free_exact, free_pred;
+        for (int32_t t : exact[h]) {
+          if (!ds_->IsKept(j, batch, t)) free_exact.push_back(t);
+        }
+        for (int32_t t : sel[h]) {
+          if (!ds_->IsKept(j, batch, t)) free_pred.push_back(t);
+        }
+        std::vector<int32_t> both;
+        std::set_intersection(free_exact.begin(), free_exact.end(), free_pred.begin(),
+                              free_pred.end(), std::back_inserter(both));
+        overlap += static_cast<int64_t>(both.size());
+        total += static_cast<int64_t>(free_exact.size());
+      }
+      ds_->AddPrediction(layer, s.kv, overlap, total);
+    }
+  }
+  if (!direct.sequences.empty()) {
+    RETURN_IF_ERROR(backend_.Attention(layer, attention_, direct, *pool_, qkv, attn));
+  }
+  const OffloadOptions& o = tier_->options();
+  if (layer + 1 < config_.num_layers && !o.OwnQuery(layer + 1)) {
+    RETURN_IF_ERROR(PredictNext(layer, batch, residual, normed));
+  }
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    if (batch.sequences[j].num_rows != 1) continue;
+    const bool sparse = ds_->IsSparse(j, layer);
+    RETURN_IF_ERROR(backend_.GatheredAttention(
+        layer, attention_, batch, j, sparse ? &offload_selection_[layer % 2][j] : nullptr,
+        *tier_, j, *pool_, *ds_, qkv, attn));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace dsinfer

@@ -31,6 +31,10 @@ struct ModelOptions {
   // Double Sparsity channel config (reference JSON format); empty = none, in which case
   // `auto` stays dense (engine/sparse/double_sparsity.h says what double_sparse does).
   std::string channel_config_path;
+  // Where decode attention reads K/V from (offload/offload_tier.h, docs/offload.md), and the
+  // offload tier's options for the offload modes.
+  KvMode kv_mode = KvMode::kGpu;
+  OffloadOptions offload;
 
   absl::Status Validate() const;
 };
@@ -65,6 +69,10 @@ class Model {
   // Releases a sequence's KV blocks and its labels at once (Forward also frees labels of
   // sequences released from the pool directly, at its next step).
   void ReleaseSequence(KvBlockPool::SequenceId seq);
+  KvMode kv_mode() const { return kv_mode_; }
+  // The offload tier in kv modes offload and dense-offload; nullptr in gpu mode.
+  OffloadTier* offload_tier() { return tier_.get(); }
+  const OffloadTier* offload_tier() const { return tier_.get(); }
   // Not owned; nullptr to stop observing.
   void set_observer(ForwardObserver* observer) { observer_ = observer; }
 
@@ -100,6 +108,26 @@ class Model {
   std::unique_ptr<DoubleSparsity> ds_;
   ForwardObserver* observer_ = nullptr;
   std::vector<float> observed_pre_, observed_post_;
+
+  // Offload modes (docs/offload.md). OffloadLayer replaces the attention of one layer;
+  // PredictNext selects and fetches layer + 1 from layer's hidden state; FetchSelection
+  // fetches a selection (minus the current token) into the sequence's segment.
+  absl::Status OffloadLayer(int layer, const ForwardBatch& batch, const DeviceTensor& residual,
+                            const DeviceTensor& normed, const DeviceTensor& qkv,
+                            DeviceTensor& attn);
+  absl::Status PredictNext(int layer, const ForwardBatch& batch, const DeviceTensor& residual,
+                           const DeviceTensor& normed);
+  absl::Status FetchSelection(int layer, const ForwardBatch& batch, size_t index,
+                              const std::vector<std::vector<int32_t>>& selection);
+  KvMode kv_mode_ = KvMode::kGpu;
+  std::unique_ptr<OffloadTier> tier_;
+  // Selections per layer parity and batch sequence: [2][sequences][Hkv].
+  std::vector<std::vector<std::vector<int32_t>>> offload_selection_[2];
+  struct OffloadWorkspace {
+    int64_t rows = 0;
+    DeviceTensor input, normed, q;  // [rows, hidden], [rows, hidden], [rows, Hq d]
+  };
+  OffloadWorkspace ows_;
 };
 
 }  // namespace dsinfer

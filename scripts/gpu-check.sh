@@ -1,13 +1,22 @@
 #!/bin/bash
-# GPU check for the CUDA dense path (issue 6), in two halves:
+# GPU check for the CUDA paths (issue 6 dense, Double Sparsity), in two halves:
 #
-#   scripts/gpu-check.sh build   # here (no GPU needed): build the gpu tests + dsinfer-bench in
-#                                # build-cuda/ and bundle them with their libraries into
-#                                # .gpu-bundle/ (CUDA's own libraries are left out: the GPU
-#                                # host has CUDA 13, and cuBLASLt alone is over 500 MB)
-#   scripts/gpu-check.sh run     # on the GPU host, from the repository root: every `gpu` test,
-#                                # the benchmark and the transformers baseline, each bounded by
-#                                # `timeout`, logs and JSON into $OUT (default ./gpu-check-out)
+#   scripts/gpu-check.sh build   # here (no GPU needed): build every gpu test + dsinfer-bench in
+#                                # build-cuda/ and pack them with their libraries into
+#                                # .gpu-bundle/pack.tgz (must stay under 8 MB: the transfer
+#                                # limit). Left out: CUDA's own libraries (the GPU host has
+#                                # CUDA 13; cuBLASLt alone is over 500 MB) and OpenBLAS (36 MB,
+#                                # used only for cblas_sgemm in the tests' fp32 CPU references):
+#                                # the netlib reference BLAS (450 KB, same cblas ABI) travels
+#                                # under OpenBLAS's soname instead.
+#   scripts/gpu-check.sh run     # on the GPU host, from the repository root: every gpu test,
+#                                # the benchmark and (HF=1) the transformers baseline, each
+#                                # bounded by `timeout` and all together by TOTAL_BUDGET seconds
+#                                # (default 230), logs, gtest JSON, bench JSON and summary.json
+#                                # into $OUT (default ./gpu-check-out).
+#
+# The lead runs, with device time:  run(command="scripts/gpu-check.sh run",
+#                                       carry=[".gpu-bundle/pack.tgz"])
 set -uo pipefail
 mode=${1:-run}
 cd "$(dirname "$0")/.."
@@ -15,18 +24,36 @@ cd "$(dirname "$0")/.."
 if [ "$mode" = build ]; then
   set -e
   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-  ninja -C build-cuda kernels_gpu_test cuda_golden_test dsinfer-bench
+  # Every executable under tests/gpu (the list grows as engineers add tests).
+  tests=$(sed -n 's/^foreach(name \([^)]*\)).*/\1/p' tests/gpu/CMakeLists.txt)
+  ninja -C build-cuda -j"${JOBS:-2}" $tests dsinfer-bench
+  ninja -C build-cuda -j"${JOBS:-2}" dsinfer-attention-bench  # Double Sparsity
   rm -rf .gpu-bundle
-  ../shared/tools/bundle-libs.sh .gpu-bundle build-cuda/tests/kernels_gpu_test \
-    build-cuda/tests/cuda_golden_test build-cuda/bin/dsinfer-bench
-  rm -f .gpu-bundle/lib/libcublas* .gpu-bundle/lib/libcudart*
+  bins=()
+  for t in $tests; do bins+=("build-cuda/tests/$t"); done
+  ../shared/tools/bundle-libs.sh .gpu-bundle "${bins[@]}" build-cuda/bin/dsinfer-bench
+  ../shared/tools/bundle-libs.sh .gpu-bundle build-cuda/bin/dsinfer-attention-bench  # Double Sparsity
+  rm -f .gpu-bundle/lib/libcublas* .gpu-bundle/lib/libcudart* .gpu-bundle/lib/libopenblas* \
+    .gpu-bundle/lib/libgfortran* .gpu-bundle/lib/libquadmath*
+  netlib=/usr/lib/x86_64-linux-gnu/blas/libblas.so.3
+  # (grep without -q: it must read all of nm's output, or pipefail sees nm's SIGPIPE)
+  nm -D "$netlib" | grep " T cblas_sgemm" >/dev/null || { echo "no cblas in $netlib" >&2; exit 1; }
+  cp -L "$netlib" .gpu-bundle/lib/libopenblas.so.0
+  strip --strip-unneeded .gpu-bundle/bin/* .gpu-bundle/lib/* 2>/dev/null || true
   # One compressed file travels (carry: [".gpu-bundle/pack.tgz"]): the tree limit is 64 MiB.
-  tar czf /tmp/dsinfer-pack.tgz -C .gpu-bundle bin lib && mv /tmp/dsinfer-pack.tgz .gpu-bundle/pack.tgz
-  du -sh .gpu-bundle/pack.tgz
+  tar cf - -C .gpu-bundle bin lib | gzip -9 > /tmp/dsinfer-pack.tgz
+  mv /tmp/dsinfer-pack.tgz .gpu-bundle/pack.tgz
+  size=$(stat -c %s .gpu-bundle/pack.tgz)
+  echo "pack.tgz: $((size / 1024)) KiB ($(ls .gpu-bundle/bin | tr '\n' ' '))"
+  [ "$size" -le $((8 * 1024 * 1024)) ] || { echo "pack.tgz is over 8 MB" >&2; exit 1; }
   exit 0
 fi
 
-[ -x .gpu-bundle/bin/dsinfer-bench ] || tar xzf .gpu-bundle/pack.tgz -C .gpu-bundle
+[ "$mode" = run ] || { echo "usage: $0 build|run" >&2; exit 2; }
+start=$(date +%s)
+budget=${TOTAL_BUDGET:-230}
+rm -rf .gpu-bundle/bin .gpu-bundle/lib
+tar xzf .gpu-bundle/pack.tgz -C .gpu-bundle
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 log=$OUT/gpu-check.log
@@ -34,21 +61,66 @@ cuda_lib=$(dirname "$(find /usr/local/cuda/lib64 /usr/local/cuda*/ /opt /usr/lib
 export LD_LIBRARY_PATH=$PWD/.gpu-bundle/lib:$cuda_lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 bin=.gpu-bundle/bin
 status=0
-step() {  # step NAME SECONDS COMMAND...
+steps_json=""
+step() {  # step NAME SECONDS COMMAND...  (SECONDS capped by what is left of the budget)
   local name=$1 secs=$2; shift 2
-  echo "=== $name ($(date -u +%H:%M:%S))" | tee -a "$log"
+  local left=$((budget - ($(date +%s) - start)))
+  [ "$secs" -le "$left" ] || secs=$left
+  if [ "$secs" -le 5 ]; then
+    echo "=== $name skipped: the ${budget} s budget is spent" | tee -a "$log"
+    steps_json+="{\"name\":\"$name\",\"rc\":null,\"skipped\":true},"
+    status=1
+    return
+  fi
+  local t0=$(date +%s)
+  echo "=== $name (limit ${secs} s, $(date -u +%H:%M:%S))" | tee -a "$log"
   timeout "$secs" "$@" 2>&1 | tee -a "$log"
   local rc=${PIPESTATUS[0]}
-  echo "=== $name rc=$rc" | tee -a "$log"
+  echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)" | tee -a "$log"
+  steps_json+="{\"name\":\"$name\",\"rc\":$rc,\"seconds\":$(( $(date +%s) - t0 ))},"
   [ "$rc" = 0 ] || status=1
 }
-nvidia-smi -L 2>&1 | tee -a "$log"
-ldd $bin/dsinfer-bench | grep -i "not found" | tee -a "$log"
-step kernels_gpu_test 120 $bin/kernels_gpu_test --gtest_output=json:$OUT/kernels_gpu_test.json
-step cuda_golden_test 60 $bin/cuda_golden_test --gtest_output=json:$OUT/cuda_golden_test.json
-if [ -n "${TESTS_ONLY:-}" ]; then exit $status; fi  # TESTS_ONLY=1: skip the timings
-step dsinfer-bench "${BENCH_TIMEOUT:-200}" $bin/dsinfer-bench --json_out=$OUT/bench.json ${BENCH_ARGS:-}
-step transformers "${HF_TIMEOUT:-150}" env PYTHONUNBUFFERED=1 python3 scripts/bench_transformers.py \
-  --out $OUT/transformers.json
-grep -E "^\[  (PASSED|FAILED) |SKIPPED \]|rc=" "$log" | tail -20
+gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)
+echo "GPU: $gpu" | tee -a "$log"
+ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
+# Tests first (correctness decides what the timings mean), the dense kernels first of all.
+for t in kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | grep -vE '^(kernels_gpu_test|cuda_golden_test)$'); do
+  [ -x "$bin/$t" ] || continue
+  step "$t" "${TEST_TIMEOUT:-75}" "$bin/$t" --gtest_output=json:"$OUT/$t.json"
+done
+if [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timings
+  step dsinfer-bench "${BENCH_TIMEOUT:-100}" "$bin/dsinfer-bench" --json_out="$OUT/bench.json" \
+    ${BENCH_ARGS:-}
+  # Double Sparsity: the attention operator alone (dense vs Double Sparsity), then PyTorch SDPA
+  # decode at the same shapes on the same GPU (docs/benchmarks.md, "CUDA Double Sparsity").
+  step dsinfer-attention-bench "${DS_BENCH_TIMEOUT:-50}" "$bin/dsinfer-attention-bench" \
+    --json_out="$OUT/attention_bench.json" ${DS_BENCH_ARGS:-}  # Double Sparsity
+  step sdpa-decode "${SDPA_TIMEOUT:-40}" env PYTHONUNBUFFERED=1 python3 \
+    scripts/bench_sdpa_decode.py --out "$OUT/sdpa_decode.json" \
+    --ours "$OUT/attention_bench.json"  # Double Sparsity
+  if [ -n "${HF:-}" ]; then  # HF=1: transformers generate baseline (about 40 s)
+    step transformers "${HF_TIMEOUT:-60}" env PYTHONUNBUFFERED=1 python3 \
+      scripts/bench_transformers.py --out "$OUT/transformers.json"
+  fi
+fi
+# Per-test gtest verdicts, then one summary JSON.
+failed=$(grep -hE "^\[  FAILED  \] [A-Za-z].*\(" "$log" | sed 's/ (.*//' | sort -u)
+passed=$(grep -cE "^\[       OK \]" "$log")
+skipped=$(grep -cE "^\[  SKIPPED \]" "$log")
+{
+  printf '{"gpu":"%s","seconds":%d,"ok":%s,"gtest_passed":%d,"gtest_skipped":%d,' \
+    "${gpu//\"/}" $(( $(date +%s) - start )) "$([ $status = 0 ] && echo true || echo false)" \
+    "$passed" "$skipped"
+  printf '"gtest_failed":['
+  first=1
+  while IFS= read -r f; do
+    [ -n "$f" ] || continue
+    [ $first = 1 ] || printf ','
+    printf '"%s"' "$(echo "$f" | sed 's/^\[  FAILED  \] //; s/"/\\"/g')"
+    first=0
+  done <<< "$failed"
+  printf '],"steps":[%s]}\n' "${steps_json%,}"
+} > "$OUT/summary.json"
+echo "--- summary"; cat "$OUT/summary.json"
+grep -E "max\|dlogit\||TB/s|x floor|^llama|^[0-9]+ +[0-9]+ " "$log" | tail -40
 exit $status

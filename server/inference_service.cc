@@ -6,7 +6,9 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "kernels/status.h"
 #include "server/grpc_status.h"
@@ -40,6 +42,12 @@ void ToProto(const AttentionOptions& a, v1::AttentionOptions* out) {
   out->mutable_token_budget_ratio()->set_value(a.token_budget_ratio);
   out->mutable_channels()->set_value(a.channels);
   out->mutable_label_bits()->set_value(a.label_bits);
+  out->set_statistic(std::string(ChannelStatisticName(a.statistic)));
+  out->mutable_sink()->set_value(a.sink);
+  out->mutable_recent()->set_value(a.recent);
+  out->mutable_dense_layers()->set_value(a.dense_layers);
+  out->mutable_dense_below()->set_value(a.dense_below);
+  out->set_aggregation(a.aggregation == GroupAggregation::kMax ? "max" : "sum");
 }
 
 // Fills the delta fields (tokens, logprobs, text) that both response types share.
@@ -76,6 +84,10 @@ void FillFinal(const StreamEvent& e, Response* out) {
   a->set_mode(e.attention.mode);
   a->set_tokens_attended(e.attention.tokens_attended);
   a->set_bytes_fetched_from_host(e.attention.bytes_fetched_from_host);
+  a->set_requested_mode(e.attention.requested_mode);
+  a->set_tokens_in_context(e.attention.tokens_in_context);
+  a->set_dense_rows(e.attention.dense_rows);
+  a->set_sparse_rows(e.attention.sparse_rows);
   out->mutable_prompt_logprobs()->Add(e.prompt_logprobs.begin(), e.prompt_logprobs.end());
 }
 
@@ -87,8 +99,9 @@ absl::Status ServiceOptions::Validate() const {
   if (max_stop_sequences < 0) return absl::InvalidArgumentError("max_stop_sequences must be >= 0");
   if (max_stop_length < 1) return absl::InvalidArgumentError("max_stop_length must be >= 1");
   if (default_max_new_tokens < 1) return absl::InvalidArgumentError("default_max_new_tokens must be >= 1");
-  if (device != "cpu" && device != "cuda") {
-    return absl::InvalidArgumentError(absl::StrCat("device must be cpu or cuda, got '", device, "'"));
+  if (device != "cpu" && device != "cuda" && !absl::StartsWith(device, "cuda:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device must be cpu, cuda or cuda:N, got '", device, "'"));
   }
   if (kv_mode != "gpu" && kv_mode != "offload" && kv_mode != "dense-offload") {
     return absl::InvalidArgumentError(
@@ -228,6 +241,31 @@ absl::StatusOr<ServingRequest> InferenceService::ToServingRequest(const v1::Gene
   }
   if (a.has_channels()) g.attention.channels = a.channels().value();
   if (a.has_label_bits()) g.attention.label_bits = a.label_bits().value();
+  if (!a.statistic().empty()) {
+    absl::StatusOr<ChannelStatistic> statistic = ParseChannelStatistic(a.statistic());
+    if (!statistic.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attention.statistic: ", statistic.status().message()));
+    }
+    g.attention.statistic = *statistic;
+  }
+  if (!a.aggregation().empty()) {
+    absl::StatusOr<GroupAggregation> aggregation = ParseGroupAggregation(a.aggregation());
+    if (!aggregation.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attention.aggregation: ", aggregation.status().message()));
+    }
+    g.attention.aggregation = *aggregation;
+  }
+  if (a.has_sink()) g.attention.sink = a.sink().value();
+  if (a.has_recent()) g.attention.recent = a.recent().value();
+  if (a.has_dense_layers()) g.attention.dense_layers = a.dense_layers().value();
+  if (a.has_dense_below()) g.attention.dense_below = a.dense_below().value();
+  // Range checks name the field; whether the engine can serve them (channel config) is
+  // Scheduler::Submit's CheckAttentionSupported.
+  if (absl::Status valid = g.attention.Validate(model_->config().head_dim); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("attention.", valid.message()));
+  }
   g.prompt_logprobs = r.prompt_logprobs();
   if (r.top_logprobs() > static_cast<uint32_t>(options_.max_top_logprobs)) {
     return absl::InvalidArgumentError(absl::StrCat("top_logprobs is ", r.top_logprobs(),
@@ -241,6 +279,11 @@ absl::StatusOr<ServingRequest> InferenceService::ToServingRequest(const v1::Gene
 template <typename OnEvent>
 absl::Status InferenceService::Run(grpc::ServerContext* context, const v1::GenerateRequest& request,
                                    OnEvent on_event) {
+  ++generate_calls_;
+  struct Leave {
+    std::atomic<int>& calls;
+    ~Leave() { --calls; }
+  } leave{generate_calls_};
   RETURN_IF_ERROR(Admit(*context));
   ASSIGN_OR_RETURN(ServingRequest serving, ToServingRequest(request));
   const std::string id = serving.id;
@@ -248,7 +291,6 @@ absl::Status InferenceService::Run(grpc::ServerContext* context, const v1::Gener
   if (deadline != std::chrono::system_clock::time_point::max()) {
     serving.deadline = absl::FromChrono(deadline);
   }
-  const std::string mode(AttentionModeName(serving.generation.attention.mode));
   ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream, scheduler_->Submit(std::move(serving)));
   while (true) {
     StreamEvent event;
@@ -263,14 +305,26 @@ absl::Status InferenceService::Run(grpc::ServerContext* context, const v1::Gener
     if (event.final) {
       spdlog::info(
           "request {} status={} finish={} prompt_tokens={} completion_tokens={} queue_ms={:.1f} "
-          "prefill_ms={:.1f} decode_ms={:.1f} per_token_ms={:.2f} attention={}",
+          "prefill_ms={:.1f} decode_ms={:.1f} per_token_ms={:.2f} attention={} (asked {}) "
+          "attended={}/{}",
           id, event.status.ok() ? "OK" : absl::StatusCodeToString(event.status.code()),
-          std::string(ServingFinishName(event.finish)), event.prompt_tokens, event.completion_tokens,
-          event.timings.queue_ms, event.timings.prefill_ms, event.timings.decode_ms,
-          event.timings.per_token_ms, mode);
+          std::string(ServingFinishName(event.finish)), event.prompt_tokens,
+          event.completion_tokens, event.timings.queue_ms, event.timings.prefill_ms,
+          event.timings.decode_ms, event.timings.per_token_ms, event.attention.mode,
+          event.attention.requested_mode, event.attention.tokens_attended,
+          event.attention.tokens_in_context);
       return event.status;
     }
   }
+}
+
+bool InferenceService::WaitNoGenerateCalls(absl::Duration timeout) const {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (generate_calls_.load() > 0) {
+    if (absl::Now() >= give_up) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
 }
 
 grpc::Status InferenceService::Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
@@ -369,6 +423,9 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext* context,
   kv->set_bytes_in_use(static_cast<uint64_t>(stats.kv_bytes_in_use));
   kv->set_sequences(static_cast<uint64_t>(stats.kv_sequences));
   kv->set_block_tokens(static_cast<uint32_t>(stats.kv_block_tokens));
+  kv->set_label_bytes_in_use(static_cast<uint64_t>(stats.label_bytes_in_use));
+  kv->set_label_sequences(static_cast<uint64_t>(stats.label_sequences));
+  response->set_channel_config(options_.channel_config);
   response->set_server_version("dsinfer 0.1");
   return grpc::Status::OK;
 }

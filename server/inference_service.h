@@ -18,6 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "dsinfer/v1/inference.grpc.pb.h"
 #include "engine/model.h"
 #include "engine/serving/scheduler.h"
@@ -36,6 +37,7 @@ struct ServiceOptions {
   std::string model_dir;                // for GetModelInfo
   std::string device = "cpu";
   std::string kv_mode = "gpu";
+  std::string channel_config;  // Double Sparsity channel config path, for GetModelInfo
 
   absl::Status Validate() const;
 };
@@ -48,6 +50,10 @@ class InferenceService final : public dsinfer::v1::Inference::Service {
   void Attach(Scheduler* scheduler, const Model* model, const Tokenizer* tokenizer);
   // From now on new calls get UNAVAILABLE; calls in flight continue.
   void BeginDrain() { draining_.store(true); }
+  // Blocks until no Generate / GenerateStream handler is running, or `timeout` passes; true
+  // when none is. Shutdown uses it so that it need not wait out a fixed deadline: gRPC's
+  // Shutdown(deadline) waits the whole deadline while any client keeps its connection open.
+  bool WaitNoGenerateCalls(absl::Duration timeout) const;
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         v1::GenerateResponse* response) override;
@@ -77,6 +83,7 @@ class InferenceService final : public dsinfer::v1::Inference::Service {
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   mutable std::atomic<uint64_t> next_id_{1};
+  std::atomic<int> generate_calls_{0};  // handlers inside Run
   Scheduler* scheduler_ = nullptr;
   const Model* model_ = nullptr;
   const Tokenizer* tokenizer_ = nullptr;

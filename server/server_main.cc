@@ -7,6 +7,9 @@
 // NOT_SERVING, new calls UNAVAILABLE, running requests get --shutdown-grace-s to finish, then
 // the rest are cancelled (their clients get a final message with finish_reason CANCELLED), the
 // gRPC server shuts down and the process exits 0.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -17,14 +20,10 @@
 #include <sstream>
 #include <string>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "engine/cpu_backend.h"
+#include "engine/backend_factory.h"
 #include "engine/model.h"
 #include "engine/serving/scheduler.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -35,7 +34,7 @@
 ABSL_FLAG(std::string, model, "", "model directory (config.json, safetensors, tokenizer.json)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to listen on (host:port; port 0 = any)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
-ABSL_FLAG(std::string, device, "cpu", "backend: cpu | cuda");
+ABSL_FLAG(std::string, device, "cpu", "backend: cpu | cuda | cuda:N (cuda only in CUDA builds)");
 ABSL_FLAG(std::string, kv_mode, "gpu", "KV tier: gpu | offload | dense-offload");
 ABSL_FLAG(int32_t, max_batch, 32, "sequences in the running decode batch");
 ABSL_FLAG(int32_t, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED");
@@ -51,6 +50,11 @@ ABSL_FLAG(int32_t, sink, 4, "first tokens always attended");
 ABSL_FLAG(int32_t, recent, 64, "last tokens always attended");
 ABSL_FLAG(int32_t, dense_layers, 2, "first layers always dense");
 ABSL_FLAG(int64_t, dense_below, 4096, "auto stays dense below this context length");
+ABSL_FLAG(std::string, channel_config, "",
+          "Double Sparsity channel config (reference JSON, e.g. from dsinfer-calibrate); without "
+          "one, auto stays dense and double_sparse needs channels = head_dim");
+ABSL_FLAG(std::string, channel_statistic, "qk", "default channel-config kind: qk | q | k");
+ABSL_FLAG(std::string, aggregation, "sum", "default GQA score aggregation: sum | max");
 ABSL_FLAG(std::string, api_key, "", "require this key (authorization: Bearer KEY or x-api-key)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls-key serves TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key");
@@ -105,9 +109,6 @@ int main(int argc, char** argv) {
   service_options.device = absl::GetFlag(FLAGS_device);
   service_options.kv_mode = absl::GetFlag(FLAGS_kv_mode);
   if (absl::Status s = service_options.Validate(); !s.ok()) return Fail(std::string(s.message()));
-  if (service_options.device == "cuda") {
-    return Fail("--device cuda: this dsinfer-server was built without the CUDA backend; use --device cpu");
-  }
 
   dsinfer::SchedulerOptions scheduler_options;
   scheduler_options.max_batch = absl::GetFlag(FLAGS_max_batch);
@@ -126,6 +127,17 @@ int main(int argc, char** argv) {
   attention.recent = absl::GetFlag(FLAGS_recent);
   attention.dense_layers = absl::GetFlag(FLAGS_dense_layers);
   attention.dense_below = absl::GetFlag(FLAGS_dense_below);
+  absl::StatusOr<dsinfer::ChannelStatistic> statistic =
+      dsinfer::ParseChannelStatistic(absl::GetFlag(FLAGS_channel_statistic));
+  if (!statistic.ok())
+    return Fail(absl::StrCat("--channel-statistic: ", statistic.status().message()));
+  attention.statistic = *statistic;
+  absl::StatusOr<dsinfer::GroupAggregation> aggregation =
+      dsinfer::ParseGroupAggregation(absl::GetFlag(FLAGS_aggregation));
+  if (!aggregation.ok())
+    return Fail(absl::StrCat("--aggregation: ", aggregation.status().message()));
+  attention.aggregation = *aggregation;
+  service_options.channel_config = absl::GetFlag(FLAGS_channel_config);
   if (absl::Status s = scheduler_options.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   // --- Listen (NOT_SERVING until the model is loaded) -------------------------------------
@@ -161,11 +173,24 @@ int main(int argc, char** argv) {
 
   // --- Load ---------------------------------------------------------------------------------
   const absl::Time load_start = absl::Now();
-  dsinfer::CpuBackend backend;
+  // engine/backend_factory.h: UNAVAILABLE with a clear message when this binary has no CUDA
+  // backend or no GPU is visible.
+  absl::StatusOr<std::unique_ptr<dsinfer::Backend>> backend =
+      dsinfer::CreateBackend(service_options.device);
+  if (!backend.ok()) return Fail(std::string(backend.status().message()));
   dsinfer::ModelOptions model_options;
   model_options.max_context = absl::GetFlag(FLAGS_max_context);
   model_options.kv_pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
-  absl::StatusOr<std::unique_ptr<dsinfer::Model>> model = dsinfer::Model::Load(model_dir, backend, model_options);
+  // The engine's defaults equal the server's, so a sequence without per-request options (the
+  // scheduler's warm-up) runs the same attention; the channel config is loaded and validated
+  // against the model's shapes by Model::Load.
+  model_options.attention = attention;
+  model_options.channel_config_path = service_options.channel_config;
+  absl::StatusOr<dsinfer::KvMode> kv_mode = dsinfer::ParseKvMode(service_options.kv_mode);
+  if (!kv_mode.ok()) return Fail(absl::StrCat("--kv-mode: ", kv_mode.status().message()));
+  model_options.kv_mode = *kv_mode;
+  absl::StatusOr<std::unique_ptr<dsinfer::Model>> model =
+      dsinfer::Model::Load(model_dir, **backend, model_options);
   if (!model.ok()) return Fail(absl::StrCat("loading ", model_dir, ": ", model.status().message()));
   std::unique_ptr<dsinfer::Tokenizer> tokenizer;
   absl::StatusOr<std::unique_ptr<dsinfer::Tokenizer>> loaded = dsinfer::Tokenizer::LoadFromDir(model_dir);
@@ -182,12 +207,16 @@ int main(int argc, char** argv) {
   service.Attach(scheduler->get(), model->get(), tokenizer.get());
   health->SetServingStatus(true);
   const dsinfer::SchedulerStats stats = (*scheduler)->stats();
-  spdlog::info("serving {} on port {} (device {}, kv {}, max context {}, KV pool {} tokens, max batch {}, "
-               "tokenizer {}, api key {}, tls {}; loaded in {:.1f} s)",
-               model_dir, port, service_options.device, service_options.kv_mode, (*model)->max_context(),
-               stats.kv_blocks_total * stats.kv_block_tokens, scheduler_options.max_batch,
-               tokenizer ? "yes" : "no", service_options.api_key.empty() ? "off" : "on",
-               tls_cert.empty() ? "off" : "on", absl::ToDoubleSeconds(absl::Now() - load_start));
+  spdlog::info(
+      "serving {} on port {} (device {}, kv {}, attention {}, channel config {}, max context {}, "
+      "KV pool {} tokens, max batch {}, tokenizer {}, api key {}, tls {}; loaded in {:.1f} s)",
+      model_dir, port, service_options.device, service_options.kv_mode,
+      std::string(dsinfer::AttentionModeName(attention.mode)),
+      service_options.channel_config.empty() ? "none" : service_options.channel_config,
+      (*model)->max_context(), stats.kv_blocks_total * stats.kv_block_tokens,
+      scheduler_options.max_batch, tokenizer ? "yes" : "no",
+      service_options.api_key.empty() ? "off" : "on", tls_cert.empty() ? "off" : "on",
+      absl::ToDoubleSeconds(absl::Now() - load_start));
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     // Written whole then renamed, so a reader never sees a partial number.
     const std::string tmp = absl::GetFlag(FLAGS_port_file) + ".tmp";
@@ -209,8 +238,12 @@ int main(int argc, char** argv) {
     (*scheduler)->CancelAll();
     (*scheduler)->WaitIdle(absl::Seconds(10));
   }
-  // Handlers return once their final events are written; then the server stops.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Handlers return once their final events are written; then the server stops. Waiting for
+  // them here rather than through Shutdown's deadline, which lasts its whole length while a
+  // client keeps an idle connection open.
+  if (!service.WaitNoGenerateCalls(absl::Seconds(5)))
+    spdlog::warn("handlers still running after 5 s");
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   (*scheduler)->Stop();
   spdlog::info("stopped");
   return 0;

@@ -25,6 +25,26 @@ absl::Status CublasStatus(cublasStatus_t st, const char* expr) {
 
 int64_t Gib(int64_t bytes) { return (bytes + (1ll << 29)) >> 30; }
 
+// Signature of one operation of a graph step: op code, pointers and shapes, mixed.
+uint64_t Mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h * 0xff51afd7ed558ccdull;
+}
+uint64_t Sig(std::initializer_list<uint64_t> values) {
+  uint64_t h = 0;
+  for (uint64_t v : values) h = Mix(h, v);
+  return h;
+}
+uint64_t P(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+uint64_t T(const DeviceTensor& t) {
+  return Sig({P(t.data), static_cast<uint64_t>(t.rows), static_cast<uint64_t>(t.cols),
+              static_cast<uint64_t>(t.dtype)});
+}
+
+constexpr int64_t kMaxGraphRows = 256;
+constexpr size_t kMaxGraphs = 64;
+constexpr size_t kCublasWorkspaceBytes = 32ull << 20;
+
 }  // namespace
 
 absl::Status CudaBackendOptions::Validate() const {
@@ -104,12 +124,19 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
   RETURN_IF_ERROR(CublasStatus(cublasCreate(&backend->cublas_), "cublasCreate"));
   RETURN_IF_ERROR(CublasStatus(cublasSetStream(backend->cublas_, backend->stream_),
                                "cublasSetStream"));
+  // An explicit cuBLAS workspace: a captured GEMM must not allocate.
+  RETURN_IF_ERROR(backend->Ensure(backend->cublas_ws_, kCublasWorkspaceBytes));
+  RETURN_IF_ERROR(CublasStatus(cublasSetWorkspace(backend->cublas_, backend->cublas_ws_.ptr,
+                                                  backend->cublas_ws_.bytes),
+                               "cublasSetWorkspace"));
   return backend;
 }
 
 CudaBackend::~CudaBackend() {
+  AbortStep();
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-  for (Buffer* b : {&meta_, &ids_, &scratch_, &scratch_f32_, &attn_ws_, &inv_freq_}) {
+  ClearGraphs();
+  for (Buffer* b : {&meta_, &ids_, &scratch_, &scratch_f32_, &attn_ws_, &inv_freq_, &cublas_ws_}) {
     if (b->ptr != nullptr) cudaFree(b->ptr);
   }
   if (cublas_ != nullptr) cublasDestroy(cublas_);
@@ -118,8 +145,13 @@ CudaBackend::~CudaBackend() {
 
 absl::Status CudaBackend::Ensure(Buffer& buffer, size_t bytes) {
   if (bytes <= buffer.bytes) return absl::OkStatus();
+  if (mode_ != StepMode::kEager) {
+    AbortStep();
+    return absl::InternalError("cuda backend: a buffer must grow inside a graph step");
+  }
   if (buffer.ptr != nullptr) {
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // no kernel may still read it
+    ClearGraphs();  // they hold the old pointer
     CUDA_RETURN_IF_ERROR(cudaFree(buffer.ptr));
     buffer.ptr = nullptr;
     buffer.bytes = 0;
@@ -146,9 +178,21 @@ absl::StatusOr<DeviceTensor> CudaBackend::Allocate(int64_t rows, int64_t cols) {
   return t;
 }
 
+absl::StatusOr<DeviceTensor> CudaBackend::AllocateF32(int64_t rows, int64_t cols) {
+  DeviceTensor t;
+  t.rows = rows;
+  t.cols = cols;
+  t.dtype = DType::kF32;
+  CUDA_RETURN_IF_ERROR(
+      cudaMalloc(&t.data, static_cast<size_t>(std::max<int64_t>(rows * cols, 1)) * sizeof(float)));
+  return t;
+}
+
 void CudaBackend::Free(DeviceTensor& tensor) {
+  AbortStep();
   if (tensor.data != nullptr) {
     cudaStreamSynchronize(stream_);
+    ClearGraphs();  // a graph may hold this pointer
     cudaFree(tensor.data);
   }
   tensor.data = nullptr;
@@ -192,9 +236,13 @@ absl::StatusOr<DeviceTensor> CudaBackend::UploadWeight(absl::Span<const TensorRe
 
 absl::Status CudaBackend::GatherRows(const DeviceTensor& src, absl::Span<const int64_t> rows,
                                      DeviceTensor& dst) {
-  if (dst.cols != src.cols || dst.rows < static_cast<int64_t>(rows.size())) {
+  // Same dtype, 16-bit to fp32, or fp32 rounded to 16-bit (the fp32 residual into a 16-bit
+  // activation, as the offload path's layer prediction does).
+  if (dst.cols != src.cols || dst.rows < static_cast<int64_t>(rows.size()) ||
+      (dst.dtype != src.dtype && dst.dtype != DType::kF32 && src.dtype != DType::kF32)) {
     return ShapeError("GatherRows", "output shape");
   }
+  if (mode_ != StepMode::kEager) return ShapeError("GatherRows", "inside a graph step");
   std::vector<int32_t> ids(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i] < 0 || rows[i] >= src.rows) return ShapeError("GatherRows", "row out of range");
@@ -203,21 +251,28 @@ absl::Status CudaBackend::GatherRows(const DeviceTensor& src, absl::Span<const i
   RETURN_IF_ERROR(Ensure(ids_, ids.size() * sizeof(int32_t)));
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids_.ptr, ids.data(), ids.size() * sizeof(int32_t),
                                        cudaMemcpyHostToDevice, stream_));
-  return LaunchEmbedding(options_.dtype, src.data, src.cols, static_cast<int32_t*>(ids_.ptr),
-                         static_cast<int64_t>(ids.size()), dst.data, dst.cols, stream_);
+  return LaunchEmbeddingEx(src.dtype, dst.dtype, src.data, src.cols,
+                           static_cast<int32_t*>(ids_.ptr), static_cast<int64_t>(ids.size()),
+                           dst.data, dst.cols, stream_);
 }
 
 absl::Status CudaBackend::CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
                                          float* dst) {
   const int64_t n = static_cast<int64_t>(rows.size());
   if (n == 0) return absl::OkStatus();
-  DeviceTensor gathered{nullptr, options_.dtype, n, src.cols};
-  RETURN_IF_ERROR(Ensure(scratch_, static_cast<size_t>(n * src.cols) * 2));
-  gathered.data = scratch_.ptr;
-  RETURN_IF_ERROR(GatherRows(src, rows, gathered));
+  if (mode_ != StepMode::kEager) return ShapeError("CopyRowsToHost", "inside a graph step");
   RETURN_IF_ERROR(Ensure(scratch_f32_, static_cast<size_t>(n * src.cols) * sizeof(float)));
-  RETURN_IF_ERROR(LaunchToF32(options_.dtype, gathered.data, n * src.cols,
-                              static_cast<float*>(scratch_f32_.ptr), stream_));
+  if (src.dtype == DType::kF32) {  // gather straight into the fp32 staging buffer
+    DeviceTensor gathered{scratch_f32_.ptr, DType::kF32, n, src.cols};
+    RETURN_IF_ERROR(GatherRows(src, rows, gathered));
+  } else {
+    DeviceTensor gathered{nullptr, src.dtype, n, src.cols};
+    RETURN_IF_ERROR(Ensure(scratch_, static_cast<size_t>(n * src.cols) * DTypeSize(src.dtype)));
+    gathered.data = scratch_.ptr;
+    RETURN_IF_ERROR(GatherRows(src, rows, gathered));
+    RETURN_IF_ERROR(LaunchToF32(src.dtype, gathered.data, n * src.cols,
+                                static_cast<float*>(scratch_f32_.ptr), stream_));
+  }
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, scratch_f32_.ptr,
                                        static_cast<size_t>(n * src.cols) * sizeof(float),
                                        cudaMemcpyDeviceToHost, stream_));
@@ -232,22 +287,34 @@ absl::Status CudaBackend::Embedding(const DeviceTensor& table, absl::Span<const 
   }
   for (int32_t id : ids) {
     if (id < 0 || id >= table.rows) {
+      AbortStep();
       return absl::InvalidArgumentError(
           absl::StrCat("token id ", id, " is outside the vocabulary [0, ", table.rows, ")"));
     }
   }
-  RETURN_IF_ERROR(Ensure(ids_, ids.size() * sizeof(int32_t)));
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids_.ptr, ids.data(), ids.size() * sizeof(int32_t),
-                                       cudaMemcpyHostToDevice, stream_));
-  return LaunchEmbedding(options_.dtype, table.data, table.cols, static_cast<int32_t*>(ids_.ptr),
-                         static_cast<int64_t>(ids.size()), out.data, out.cols, stream_);
+  if (mode_ != StepMode::kEager) {
+    // BeginStep uploaded the ids (the same span: the batch's token ids) before the capture.
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({1, T(table), T(out), ids.size()})));
+    if (skip) return absl::OkStatus();
+  } else {
+    RETURN_IF_ERROR(Ensure(ids_, ids.size() * sizeof(int32_t)));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids_.ptr, ids.data(), ids.size() * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, stream_));
+  }
+  return LaunchEmbeddingEx(options_.dtype, out.dtype, table.data, table.cols,
+                           static_cast<int32_t*>(ids_.ptr), static_cast<int64_t>(ids.size()),
+                           out.data, out.cols, stream_);
 }
 
 absl::Status CudaBackend::RmsNorm(const DeviceTensor& x, const DeviceTensor& weight, float eps,
                                   DeviceTensor& out) {
   if (weight.elements() != x.cols || out.cols != x.cols) return ShapeError("RmsNorm", "shape");
-  return LaunchRmsNorm(options_.dtype, x.data, weight.data, x.rows, x.cols, eps, out.data,
-                       stream_);
+  if (mode_ != StepMode::kEager) {
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({2, T(x), T(weight), T(out)})));
+    if (skip) return absl::OkStatus();
+  }
+  return LaunchRmsNormEx(options_.dtype, x.dtype, x.data, weight.data, x.rows, x.cols, eps,
+                         out.data, stream_);
 }
 
 absl::Status CudaBackend::AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
@@ -256,8 +323,13 @@ absl::Status CudaBackend::AddRmsNorm(DeviceTensor& residual, const DeviceTensor&
       out.cols != residual.cols) {
     return ShapeError("AddRmsNorm", "shape");
   }
-  return LaunchAddRmsNorm(options_.dtype, residual.data, delta.data, weight.data, residual.rows,
-                          residual.cols, eps, out.data, stream_);
+  if (mode_ != StepMode::kEager) {
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({3, T(residual), T(delta), T(weight), T(out)})));
+    if (skip) return absl::OkStatus();
+  }
+  return LaunchAddRmsNormEx(options_.dtype, residual.dtype, residual.data, delta.data,
+                            weight.data, residual.rows, residual.cols, eps, out.data, stream_);
 }
 
 absl::Status CudaBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) {
@@ -265,11 +337,20 @@ absl::Status CudaBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, D
     return ShapeError("Linear", absl::StrCat("x [", x.rows, ",", x.cols, "] w [", w.rows, ",",
                                              w.cols, "] y [", y.rows, ",", y.cols, "]"));
   }
-  return Gemm(cublas_, options_.dtype, x.data, x.rows, x.cols, w.data, w.rows, y.data, y.cols);
+  if (mode_ != StepMode::kEager) {
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({4, T(x), T(w), T(y)})));
+    if (skip) return absl::OkStatus();
+  }
+  return GemmEx(cublas_, options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data, w.rows, y.data,
+                y.cols);
 }
 
 absl::Status CudaBackend::SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) {
   if (gate_up.cols != 2 * out.cols) return ShapeError("SwiGlu", "shape");
+  if (mode_ != StepMode::kEager) {
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({5, T(gate_up), T(out)})));
+    if (skip) return absl::OkStatus();
+  }
   return LaunchSwiGlu(options_.dtype, gate_up.data, gate_up.rows, out.cols, out.data, stream_);
 }
 
@@ -286,6 +367,14 @@ absl::Status CudaBackend::PrepareBatch(const ForwardBatch& batch, const KvBlockP
         static_cast<int64_t>(pool.BlockTable(s.kv).size())) {
       return ShapeError("PrepareBatch", "no KV block reserved for a token");
     }
+  }
+  block_tokens_ = pool.options().block_tokens;
+  if (graph_step_) {
+    // A power-of-two bucket of blocks (at least 64): the graph bakes in the table stride and
+    // the split count, so one graph serves a whole range of context lengths.
+    int bucket = 64;
+    while (bucket < max_blocks_) bucket *= 2;
+    max_blocks_ = bucket;
   }
   // [positions n | row_seq n | tiles 2T | block tables S × max_blocks]
   std::vector<int32_t>& h = meta_host_;
@@ -359,11 +448,24 @@ absl::Status CudaBackend::RopeAndStoreKv(int layer, const AttentionConfig& confi
   if (static_cast<int>(config.rope_inv_freq.size()) != d / 2) {
     return ShapeError("RopeAndStoreKv", "inv_freq size");
   }
-  // Layer 0 starts a step: the batch (and the pool's block tables) may have changed.
-  if (layer == 0 || batch_ != &batch || rows_ != batch.rows()) {
-    RETURN_IF_ERROR(PrepareBatch(batch, pool));
+  if (mode_ != StepMode::kEager) {
+    // BeginStep prepared the batch; inv_freq was uploaded by an earlier eager step.
+    if (inv_freq_host_ != config.rope_inv_freq) {
+      AbortStep();
+      return ShapeError("RopeAndStoreKv", "rope table changed inside a graph step");
+    }
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({6, static_cast<uint64_t>(layer), T(qkv),
+                                                   P(pool.KBase(layer)), P(pool.VBase(layer)),
+                                                   static_cast<uint64_t>(config.num_heads_q),
+                                                   static_cast<uint64_t>(config.num_heads_kv)})));
+    if (skip) return absl::OkStatus();
+  } else {
+    // Layer 0 starts a step: the batch (and the pool's block tables) may have changed.
+    if (layer == 0 || batch_ != &batch || rows_ != batch.rows()) {
+      RETURN_IF_ERROR(PrepareBatch(batch, pool));
+    }
+    RETURN_IF_ERROR(UploadInvFreq(config));
   }
-  RETURN_IF_ERROR(UploadInvFreq(config));
   return LaunchRopeStoreKv(options_.dtype, qkv.data, qkv.cols, BatchRows(), config.num_heads_q,
                            config.num_heads_kv, d, static_cast<const float*>(inv_freq_.ptr),
                            KvView(pool, layer), stream_);
@@ -374,7 +476,15 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
                                     const DeviceTensor& qkv, DeviceTensor& out) {
   const int64_t q_cols = static_cast<int64_t>(config.num_heads_q) * config.head_dim;
   if (out.cols != q_cols || out.rows < batch.rows()) return ShapeError("Attention", "out shape");
-  if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
+  if (mode_ != StepMode::kEager) {
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({7, static_cast<uint64_t>(layer), T(qkv), T(out),
+                                                   P(pool.KBase(layer)), P(pool.VBase(layer)),
+                                                   static_cast<uint64_t>(config.num_heads_q),
+                                                   static_cast<uint64_t>(config.num_heads_kv)})));
+    if (skip) return absl::OkStatus();
+  } else if (batch_ != &batch || rows_ != batch.rows()) {
+    RETURN_IF_ERROR(PrepareBatch(batch, pool));
+  }
   const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
   const CudaPagedKv kv = KvView(pool, layer);
   if (!decode_only_) {
@@ -383,20 +493,135 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
                                   config.num_heads_q, config.num_heads_kv, config.head_dim, scale,
                                   kv, out.data, out.cols, stream_);
   }
-  // Enough (piece, head-group, row) blocks to fill the chip several times over, but no piece
-  // shorter than 64 tokens.
-  const int groups = (config.num_heads_q / config.num_heads_kv + 7) / 8;
-  const int64_t base_blocks = rows_ * config.num_heads_kv * groups;
-  const int64_t want = (8 * static_cast<int64_t>(sm_count_) + base_blocks - 1) / base_blocks;
-  const int splits = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>({want, (max_context_ + 63) / 64, 256})));
+  if (mode_ == StepMode::kEager) {
+    last_heads_q_ = config.num_heads_q;
+    last_heads_kv_ = config.num_heads_kv;
+  }
+  const int splits = DecodeSplits(config.num_heads_q, config.num_heads_kv);
   const int64_t ws_floats =
       DecodeAttentionWorkspaceFloats(rows_, config.num_heads_q, config.head_dim, splits);
   RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4));
   return LaunchDecodeAttention(options_.dtype, qkv.data, qkv.cols, BatchRows(),
                                config.num_heads_q, config.num_heads_kv, config.head_dim, scale, kv,
                                splits, static_cast<float*>(attn_ws_.ptr), out.data, out.cols,
-                               stream_);
+                               stream_, options_.decode_algo);
+}
+
+}  // namespace dsinfer
+
+namespace dsinfer {
+
+int CudaBackend::DecodeSplits(int heads_q, int heads_kv) const {
+  // Enough (piece, head-group, row) blocks to fill the chip several times over, but no piece
+  // shorter than 64 tokens. A graph step sizes by the block bucket (its capacity), not by the
+  // current context, so the split count stays fixed for the graph's whole range.
+  const int groups = (heads_q / heads_kv + 7) / 8;
+  const int64_t base_blocks = rows_ * heads_kv * groups;
+  const int64_t want = (8 * static_cast<int64_t>(sm_count_) + base_blocks - 1) / base_blocks;
+  const int64_t context =
+      graph_step_ ? static_cast<int64_t>(max_blocks_) * block_tokens_ : max_context_;
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>({want, (context + 63) / 64, 256})));
+}
+
+absl::StatusOr<bool> CudaBackend::GraphOp(uint64_t signature) {
+  if (mode_ == StepMode::kCapture) {
+    op_log_.push_back(signature);
+    return false;
+  }
+  const StepGraph& g = graphs_.at(step_key_);
+  if (op_index_ >= g.ops.size() || g.ops[op_index_] != signature) {
+    AbortStep();
+    ClearGraphs();
+    return absl::InternalError(absl::StrCat(
+        "cuda backend: graph replay diverged from the recorded step at operation ", op_index_));
+  }
+  ++op_index_;
+  return true;
+}
+
+void CudaBackend::AbortStep() {
+  if (mode_ == StepMode::kCapture) {
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();  // an invalidated capture leaves an error behind
+  }
+  mode_ = StepMode::kEager;
+  graph_step_ = false;
+}
+
+void CudaBackend::ClearGraphs() {
+  for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
+  graphs_.clear();
+}
+
+absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
+                                    bool capturable) {
+  AbortStep();  // an earlier step that failed half-way
+  const int64_t n = batch.rows();
+  if (!options_.decode_graphs || !capturable || last_heads_q_ == 0 || n == 0 ||
+      n > kMaxGraphRows) {
+    return absl::OkStatus();
+  }
+  for (const BatchSequence& s : batch.sequences) {
+    if (s.num_rows != 1) return absl::OkStatus();
+  }
+  graph_step_ = true;
+  absl::Status prepared = [&]() -> absl::Status {
+    // Everything the graph reads from the host goes up before the capture or the replay.
+    RETURN_IF_ERROR(PrepareBatch(batch, pool));
+    RETURN_IF_ERROR(Ensure(ids_, static_cast<size_t>(n) * sizeof(int32_t)));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids_.ptr, batch.token_ids.data(),
+                                         static_cast<size_t>(n) * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, stream_));
+    const int splits = DecodeSplits(last_heads_q_, last_heads_kv_);
+    // Sized for any head_dim up to 256, so that the captured Attention never regrows it.
+    const int64_t ws_floats = DecodeAttentionWorkspaceFloats(n, last_heads_q_, 256, splits);
+    return Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4);
+  }();
+  if (!prepared.ok()) {
+    graph_step_ = false;
+    return prepared;
+  }
+  step_key_ = {n, max_blocks_};
+  if (graphs_.count(step_key_) > 0) {
+    mode_ = StepMode::kReplay;
+    op_index_ = 0;
+    return absl::OkStatus();
+  }
+  if (graphs_.size() >= kMaxGraphs) ClearGraphs();
+  op_log_.clear();
+  CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  mode_ = StepMode::kCapture;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::EndStep() {
+  const StepMode mode = mode_;
+  mode_ = StepMode::kEager;
+  graph_step_ = false;
+  if (mode == StepMode::kEager) return absl::OkStatus();
+  if (mode == StepMode::kReplay) {
+    const StepGraph& g = graphs_.at(step_key_);
+    if (op_index_ != g.ops.size()) {
+      ClearGraphs();
+      return absl::InternalError("cuda backend: a replayed step issued fewer operations");
+    }
+    CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g.exec, stream_));
+    ++graph_replays_;
+    return absl::OkStatus();
+  }
+  cudaGraph_t graph = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaStreamEndCapture(stream_, &graph));
+  StepGraph g;
+  g.ops = std::move(op_log_);
+  const cudaError_t inst = cudaGraphInstantiate(&g.exec, graph, 0);
+  cudaGraphDestroy(graph);
+  CUDA_RETURN_IF_ERROR(inst);
+  CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g.exec, stream_));
+  graphs_[step_key_] = std::move(g);
+  return absl::OkStatus();
 }
 
 }  // namespace dsinfer

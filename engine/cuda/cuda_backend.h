@@ -9,16 +9,29 @@
 // every layer. Decode-only batches run flash-decoding; any batch with a multi-row sequence
 // runs the tiled prefill kernel.
 //
-// Not thread-safe: one engine thread drives it. CUDA graphs for decode are not implemented
-// yet (each op is its own launch).
+// The residual stream and the logits are fp32 (AllocateF32): the embedding writes, the fused
+// add + RMSNorm reads and updates, and the LM-head GEMM writes fp32; everything else is 16-bit.
+//
+// Decode steps as CUDA graphs (options.decode_graphs): between BeginStep and EndStep of a
+// capturable all-decode batch, the step's metadata (token ids, positions, block tables padded
+// to a power-of-two bucket of blocks) is uploaded first, then the layer loop is captured once
+// per (rows, block bucket) and replayed afterwards: each operation only checks that its
+// arguments (a hash of op, pointers, shapes) match the recorded step and launches nothing;
+// EndStep launches the graph. The first decode step of a shape runs eagerly (it learns the
+// attention shape), the second captures. Any Free or buffer regrowth drops the graphs (they
+// hold raw pointers).
+//
+// Not thread-safe: one engine thread drives it.
 #ifndef DSINFER_ENGINE_CUDA_CUDA_BACKEND_H_
 #define DSINFER_ENGINE_CUDA_CUDA_BACKEND_H_
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/backend.h"
@@ -30,6 +43,8 @@ namespace dsinfer {
 struct CudaBackendOptions {
   int device = 0;
   DType dtype = DType::kBF16;  // activations, weights and KV: kBF16 or kF16
+  bool decode_graphs = false;  // capture/replay decode steps as CUDA graphs (see above)
+  DecodeAttentionAlgo decode_algo = DecodeAttentionAlgo::kTiled;  // flash-decoding block body
 
   absl::Status Validate() const;
 };
@@ -73,6 +88,7 @@ class CudaBackend final : public Backend {
   HostMemory& kv_memory() override { return kv_memory_; }
 
   absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) override;
+  absl::StatusOr<DeviceTensor> AllocateF32(int64_t rows, int64_t cols) override;
   void Free(DeviceTensor& tensor) override;
   absl::StatusOr<DeviceTensor> UploadWeight(absl::Span<const TensorRef* const> parts) override;
   absl::Status CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
@@ -93,6 +109,23 @@ class CudaBackend final : public Backend {
   absl::Status Attention(int layer, const AttentionConfig& config, const ForwardBatch& batch,
                          const KvBlockPool& pool, const DeviceTensor& qkv,
                          DeviceTensor& out) override;
+  absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
+                         bool capturable) override;
+  absl::Status EndStep() override;
+
+  // Selects the flash-decoding block body (the benchmark compares them).
+  void set_decode_algo(DecodeAttentionAlgo algo) {
+    options_.decode_algo = algo;
+    ClearGraphs();
+  }
+  // Turns decode-step graphs on or off (off drops the cached graphs).
+  void set_decode_graphs(bool on) {
+    options_.decode_graphs = on;
+    if (!on) ClearGraphs();
+  }
+  // Decode-step graphs: how many are cached, and how many steps replayed one (tests, bench).
+  size_t graphs_cached() const { return graphs_.size(); }
+  int64_t graph_replays() const { return graph_replays_; }
 
   // Fills `t` with uniform random values in [-scale, scale) (benchmark weights).
   absl::Status FillRandom(DeviceTensor& t, uint64_t seed, float scale);
@@ -100,6 +133,14 @@ class CudaBackend final : public Backend {
   absl::Status Synchronize();
   cudaStream_t stream() const { return stream_; }
   int sm_count() const { return sm_count_; }
+
+  // Double Sparsity (cuda_backend_sparse.cc; kernels in kernels/cuda/double_sparsity.cuh).
+  absl::Status StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
+                           const DeviceTensor& qkv) override;
+  absl::Status SparseAttention(int layer, const ForwardBatch& batch,
+                               absl::Span<const size_t> sequences, const KvBlockPool& pool,
+                               DoubleSparsity& ds, const DeviceTensor& qkv,
+                               DeviceTensor& out) override;
 
  private:
   explicit CudaBackend(const CudaBackendOptions& options) : options_(options) {}
@@ -116,6 +157,20 @@ class CudaBackend final : public Backend {
   };
   absl::Status Ensure(Buffer& buffer, size_t bytes);
 
+  enum class StepMode { kEager, kCapture, kReplay };
+  struct StepGraph {
+    cudaGraphExec_t exec = nullptr;
+    std::vector<uint64_t> ops;  // signature of each operation of the recorded step
+  };
+  // In a graph step, records (capture) or checks (replay) one operation's signature. Returns
+  // true when the caller must skip its launch (replay).
+  absl::StatusOr<bool> GraphOp(uint64_t signature);
+  // Drops an unfinished capture or replay (after a failed operation).
+  void AbortStep();
+  void ClearGraphs();
+  // Flash-decoding split count for the prepared batch.
+  int DecodeSplits(int heads_q, int heads_kv) const;
+
   CudaBackendOptions options_;
   DeviceKvMemory kv_memory_;
   cudaStream_t stream_ = nullptr;
@@ -131,6 +186,22 @@ class CudaBackend final : public Backend {
   int max_blocks_ = 0;
   int max_context_ = 0;
   bool decode_only_ = false;
+  int block_tokens_ = 0;
+
+  // CUDA graphs of decode steps, keyed by (rows, block-table bucket).
+  StepMode mode_ = StepMode::kEager;
+  bool graph_step_ = false;  // PrepareBatch pads block tables to a bucket
+  std::map<std::pair<int64_t, int>, StepGraph> graphs_;
+  std::pair<int64_t, int> step_key_;
+  std::vector<uint64_t> op_log_;
+  size_t op_index_ = 0;
+  int64_t graph_replays_ = 0;
+  int last_heads_q_ = 0, last_heads_kv_ = 0;  // from the last eager decode Attention
+  Buffer cublas_ws_;
+  // Double Sparsity state: device label caches per sequence, device channel sets, scratch
+  // (defined in cuda_backend_sparse.cc; shared_ptr so that this header needs no definition).
+  struct DsState;
+  std::shared_ptr<DsState> ds_state_;
 };
 
 }  // namespace dsinfer

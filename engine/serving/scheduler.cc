@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/sparse/channel_config.h"
 #include "engine/tokenizer/incremental_decoder.h"
 #include "kernels/status.h"
 
@@ -102,7 +104,6 @@ struct Scheduler::Sequence {
   size_t emitted = 0;   // bytes of `text` already delivered
   std::vector<double> prompt_logprobs;
   StreamEvent pending;  // this step's tokens, delivered after the step
-  uint64_t tokens_attended = 0;
   absl::Time accepted, admitted, first_token;
 };
 
@@ -113,7 +114,7 @@ namespace {
 // startup rather than in the middle of someone's stream, and Model::EnsureWorkspace never has to
 // grow it later (growing it frees the LM-head buffers without resetting their row count, so a
 // larger batch after a smaller one would use freed memory; see the lead's note on model.cc).
-absl::Status WarmUp(Model& model, int64_t rows) {
+absl::Status WarmUp(Model& model, int64_t rows, const AttentionOptions& attention) {
   KvBlockPool& pool = model.kv_pool();
   const int64_t per_sequence = std::min<int64_t>(model.max_context(), rows);
   std::vector<KvBlockPool::SequenceId> ids;
@@ -125,10 +126,11 @@ absl::Status WarmUp(Model& model, int64_t rows) {
     ids.push_back(pool.AddSequence());
     status = pool.Reserve(ids.back(), n);
     batch.Add(ids.back(), zeros.data(), n, 0, true);
+    batch.sequences.back().attention = &attention;  // the server's defaults, as requests get
   }
   std::vector<float> logits;
   if (status.ok()) status = model.Forward(batch, logits);
-  for (KvBlockPool::SequenceId id : ids) pool.Release(id);
+  for (KvBlockPool::SequenceId id : ids) model.ReleaseSequence(id);
   if (!status.ok()) {
     return absl::Status(status.code(), absl::StrCat("warm-up step of ", rows, " rows (max_batch + "
                                                     "prefill_chunk) failed: ", status.message()));
@@ -138,14 +140,52 @@ absl::Status WarmUp(Model& model, int64_t rows) {
 
 }  // namespace
 
+absl::Status CheckAttentionSupported(const Model& model, const AttentionOptions& options) {
+  const ModelConfig& c = model.config();
+  RETURN_IF_ERROR(options.Validate(c.head_dim));
+  if (options.mode == AttentionMode::kDense) return absl::OkStatus();
+  const std::optional<ChannelConfig>& config = model.double_sparsity().channel_config();
+  if (!config.has_value()) {
+    // `auto` without a config stays dense; double_sparse can only use every channel.
+    if (options.mode == AttentionMode::kAuto || options.channels == c.head_dim) {
+      return absl::OkStatus();
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("attention mode double_sparse with ", options.channels, " of ", c.head_dim,
+                     " channels needs a channel config, and the server has none (start it with "
+                     "--channel-config, made by dsinfer-calibrate), or ask for channels = ",
+                     c.head_dim));
+  }
+  if (options.channels > c.head_dim) {  // `auto` skips this bound in Validate
+    return absl::InvalidArgumentError(
+        absl::StrCat("channels must be in [1, ", c.head_dim, "], got ", options.channels));
+  }
+  // The engine derives the same per-KV-head sets at its first step with these options; a
+  // missing statistic kind there would fail the whole batch, here it fails only this request.
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    absl::StatusOr<std::vector<int32_t>> channels = KvHeadChannels(
+        *config, options.statistic, layer, c.num_heads_q, c.num_heads_kv, options.channels);
+    if (!channels.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the server's channel config cannot serve statistic ",
+                       ChannelStatisticName(options.statistic), " with ", options.channels,
+                       " channels: ", channels.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 Scheduler::Scheduler(Model& model, const Tokenizer* tokenizer, const SchedulerOptions& options)
     : model_(model), tokenizer_(tokenizer), options_(options) {}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(Model& model, const Tokenizer* tokenizer,
                                                              const SchedulerOptions& options) {
   RETURN_IF_ERROR(options.Validate());
-  RETURN_IF_ERROR(options.default_attention.Validate(model.config().head_dim));
-  RETURN_IF_ERROR(WarmUp(model, options.max_batch + options.prefill_chunk));
+  if (absl::Status s = CheckAttentionSupported(model, options.default_attention); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("default attention options: ", s.message()));
+  }
+  RETURN_IF_ERROR(
+      WarmUp(model, options.max_batch + options.prefill_chunk, options.default_attention));
   std::unique_ptr<Scheduler> s(new Scheduler(model, tokenizer, options));
   const KvPoolOptions& pool = model.kv_pool().options();
   s->stats_.kv_blocks_total = pool.num_blocks;
@@ -159,6 +199,7 @@ Scheduler::~Scheduler() { Stop(); }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(ServingRequest request) {
   RETURN_IF_ERROR(ValidateRequest(model_, request.generation));
+  RETURN_IF_ERROR(CheckAttentionSupported(model_, request.generation.attention));
   if (request.top_logprobs < 0 || request.top_logprobs > options_.max_top_logprobs) {
     return absl::InvalidArgumentError(absl::StrCat("top_logprobs must be in [0, ",
                                                    options_.max_top_logprobs, "], got ",
@@ -182,7 +223,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(ServingRequest 
         pool.options().num_blocks * pool.options().block_tokens, " tokens"));
   }
   auto seq = std::make_unique<Sequence>(std::move(request), tokenizer_);
-  seq->accepted = absl::Now();
+  seq->accepted = Now();
   std::shared_ptr<RequestStream> stream = seq->stream;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -241,6 +282,8 @@ void Scheduler::PublishStats() {
   stats_.kv_blocks_in_use = pool.blocks_in_use();
   stats_.kv_bytes_in_use = pool.bytes_in_use();
   stats_.kv_sequences = pool.sequences();
+  stats_.label_bytes_in_use = model_.double_sparsity().labels().bytes_in_use();
+  stats_.label_sequences = model_.double_sparsity().labels().sequences();
   if (queue_.empty() && running_.empty()) idle_cv_.notify_all();
 }
 
@@ -252,7 +295,7 @@ void Scheduler::Loop() {
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !running_.empty(); });
       if (stopping_ && queue_.empty() && running_.empty()) break;
       cancel_all = cancel_all_;
-      const absl::Time now = absl::Now();
+      const absl::Time now = Now();
       // Cancelled or expired requests leave the queue without ever holding KV.
       for (auto it = queue_.begin(); it != queue_.end();) {
         Sequence& s = **it;
@@ -282,13 +325,13 @@ void Scheduler::Loop() {
           queue_.pop_front();
           continue;
         }
-        s.admitted = absl::Now();
+        s.admitted = Now();
         running_.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
     // Token boundary: cancellation and deadlines of running sequences.
-    const absl::Time now = absl::Now();
+    const absl::Time now = Now();
     for (auto& s : running_) {
       if (s->stream->cancelled()) {
         Finish(*s, absl::CancelledError("cancelled by the client"));
@@ -344,10 +387,6 @@ absl::Status Scheduler::Step() {
       entries.push_back({&s, first_logit, cached, 1, false});
     }
     batch.sequences.back().attention = &s.request.generation.attention;
-    // Dense attention reads every cached row for each new row, in every layer.
-    const uint64_t start = static_cast<uint64_t>(entries.back().begin);
-    const uint64_t n = static_cast<uint64_t>(entries.back().count);
-    s.tokens_attended += (n * start + n * (n + 1) / 2) * static_cast<uint64_t>(model_.config().num_layers);
   }
   if (entries.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(model_.Forward(batch, logits_));
@@ -415,7 +454,7 @@ void Scheduler::Accept(Sequence& s, absl::Span<const float> logits) {
   const int32_t token = s.sampler.Sample(logits, s.history);
   s.history.push_back(token);
   ++s.generated;
-  if (s.generated == 1) s.first_token = absl::Now();
+  if (s.generated == 1) s.first_token = Now();
   s.pending.tokens.push_back(token);
   s.pending.logprobs.push_back(LogProbability(logits, token));
   if (s.request.top_logprobs > 0) s.pending.top_logprobs.push_back(TopLogprobs(logits, s.request.top_logprobs));
@@ -472,8 +511,21 @@ void Scheduler::Accept(Sequence& s, absl::Span<const float> logits) {
 }
 
 void Scheduler::Finish(Sequence& s, absl::Status status) {
+  ServingAttentionStats& attention = s.pending.attention;
+  attention.requested_mode = std::string(AttentionModeName(s.request.generation.attention.mode));
+  attention.mode = "dense";
   if (s.has_kv) {
-    model_.kv_pool().Release(s.kv);  // before the final event: clients then see idle accounting
+    // The engine keeps a sequence's counters only while the pool holds it: read them first.
+    if (const SequenceAttentionStats* st = model_.double_sparsity().Stats(s.kv)) {
+      attention.mode = st->sparse_rows > 0 ? "double_sparse" : "dense";
+      attention.tokens_attended = static_cast<uint64_t>(st->tokens_attended);
+      attention.tokens_in_context = static_cast<uint64_t>(st->tokens_context);
+      attention.dense_rows = static_cast<uint64_t>(st->dense_rows);
+      attention.sparse_rows = static_cast<uint64_t>(st->sparse_rows);
+      attention.bytes_fetched_from_host = static_cast<uint64_t>(st->fetch.bytes_from_host);
+    }
+    // KV blocks and labels, before the final event: clients then see idle accounting.
+    model_.ReleaseSequence(s.kv);
     s.has_kv = false;
   }
   s.done = true;
@@ -490,7 +542,7 @@ void Scheduler::Finish(Sequence& s, absl::Status status) {
   event.prompt_tokens = s.prompt_size();
   event.completion_tokens = s.generated;
   event.prompt_logprobs = std::move(s.prompt_logprobs);
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   const bool admitted = s.admitted != absl::Time();
   const bool sampled = s.generated > 0;
   ServingTimings& t = event.timings;
@@ -502,9 +554,6 @@ void Scheduler::Finish(Sequence& s, absl::Status status) {
     t.decode_ms = absl::ToDoubleMilliseconds(now - s.first_token);
     if (s.generated > 1) t.per_token_ms = t.decode_ms / static_cast<double>(s.generated - 1);
   }
-  event.attention.mode = std::string(AttentionModeName(s.request.generation.attention.mode));
-  event.attention.tokens_attended = s.tokens_attended;
-  event.attention.bytes_fetched_from_host = 0;  // the CPU backend's KV is host memory already
   s.stream->Push(std::move(event));
 }
 

@@ -13,9 +13,18 @@
 // preemption, no recompute); the price is that admission is conservative. A request whose
 // budget exceeds the whole pool could never run and is refused at Submit (RESOURCE_EXHAUSTED).
 //
+// Attention: each sequence carries its own AttentionOptions (server defaults overridden per
+// request) into the batch, so dense and Double Sparsity sequences share one step. Whether the
+// engine can honour a request's options (a channel config holding its statistic, or
+// channels = head_dim without one) is checked at Submit, because the engine only finds out
+// inside Model::Forward, where a failure would fail the whole batch.
+//
 // Cancellation and deadlines are checked at every token boundary, in the queue too; a
-// finished, cancelled, expired or failed sequence releases every KV block it held before its
-// final event is delivered, so a client that sees the final event sees idle accounting.
+// finished, cancelled, expired or failed sequence is released through Model::ReleaseSequence
+// (its KV blocks and its Double Sparsity labels) before its final event is delivered, so a
+// client that sees the final event sees idle accounting. Its attention stats are read from
+// the engine just before the release. Deadlines and timings read `SchedulerOptions::clock`,
+// so tests drive them with a fake clock instead of sleeping.
 //
 // Text: with a tokenizer, each sequence decodes its tokens incrementally (UTF-8 safe) and
 // matches stop sequences on the text. Text that could still be the start of a stop sequence
@@ -27,6 +36,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -65,11 +75,17 @@ struct ServingTimings {
          per_token_ms = 0, total_ms = 0;
 };
 
+// What attention did for one request: the engine's SequenceAttentionStats, read just before
+// the sequence is released. Counts are Σ over (layer, new row, KV head), prefill included.
 struct ServingAttentionStats {
-  std::string mode;
-  // KV rows attention read, summed over layers and steps. Counted as dense (every cached row)
-  // until the Double Sparsity engine reports its selections.
-  uint64_t tokens_attended = 0;
+  std::string mode;  // used: "double_sparse" when any (layer, row) ran sparse, else "dense"
+  std::string requested_mode;      // auto | dense | double_sparse
+  uint64_t tokens_attended = 0;    // K/V rows attention read
+  uint64_t tokens_in_context = 0;  // K/V rows dense attention would have read
+  uint64_t dense_rows = 0;         // (layer, row) pairs that ran dense
+  uint64_t sparse_rows = 0;        // (layer, row) pairs that ran Double Sparsity
+  // K/V bytes the offload tier read from the host pool (--kv-mode offload | dense-offload,
+  // docs/offload.md); 0 in gpu mode, where attention reads the resident KV.
   uint64_t bytes_fetched_from_host = 0;
 };
 
@@ -119,6 +135,9 @@ struct SchedulerOptions {
   int64_t prefill_chunk = 256;  // prompt tokens per engine step (all prefilling sequences)
   int max_top_logprobs = 20;
   AttentionOptions default_attention;
+  // Time source for deadlines, queue checks and timings; null = absl::Now. Called on the
+  // engine thread and in Submit. Tests inject a fake clock.
+  std::function<absl::Time()> clock;
 
   absl::Status Validate() const;
 };
@@ -132,7 +151,16 @@ struct SchedulerStats {
   int64_t kv_bytes_in_use = 0;
   int64_t kv_sequences = 0;
   int64_t kv_block_tokens = 0;
+  int64_t label_bytes_in_use = 0;  // Double Sparsity label cache
+  int64_t label_sequences = 0;
 };
+
+// Whether `model` can run a sequence with `options`: dense always; Double Sparsity needs the
+// channel config to hold `options.statistic` with >= `options.channels` channels per head, or,
+// without a config, channels = head_dim for double_sparse (`auto` then stays dense).
+// INVALID_ARGUMENT for invalid options, FAILED_PRECONDITION naming what is missing. Reads only
+// state fixed at load (the channel config), so any thread may call it.
+absl::Status CheckAttentionSupported(const Model& model, const AttentionOptions& options);
 
 class Scheduler {
  public:
@@ -144,10 +172,10 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Validates `request` against the model (ValidateRequest, stop sequences need a tokenizer,
-  // top_logprobs bound) and queues it. INVALID_ARGUMENT / FAILED_PRECONDITION for bad input,
-  // RESOURCE_EXHAUSTED when the queue is full or the request could never fit in the KV pool,
-  // UNAVAILABLE once draining. Nothing is queued on error.
+  // Validates `request` against the model (ValidateRequest, CheckAttentionSupported, stop
+  // sequences need a tokenizer, top_logprobs bound) and queues it. INVALID_ARGUMENT /
+  // FAILED_PRECONDITION for bad input, RESOURCE_EXHAUSTED when the queue is full or the request
+  // could never fit in the KV pool, UNAVAILABLE once draining. Nothing is queued on error.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(ServingRequest request);
 
   // Refuses new requests from now on (UNAVAILABLE); queued and running ones continue.
@@ -172,6 +200,7 @@ class Scheduler {
   void Accept(Sequence& s, absl::Span<const float> logits);
   void Finish(Sequence& s, absl::Status status);
   void PublishStats();
+  absl::Time Now() const { return options_.clock ? options_.clock() : absl::Now(); }
 
   Model& model_;
   const Tokenizer* tokenizer_;

@@ -22,7 +22,9 @@ DoubleSparsity::DoubleSparsity(int layers, int heads_q, int heads_kv, int head_d
       head_dim_(head_dim),
       labels_(layers, heads_kv),
       recall_sum_(layers, 0.0),
-      recall_count_(layers, 0) {}
+      recall_count_(layers, 0),
+      prediction_overlap_(layers, 0),
+      prediction_exact_(layers, 0) {}
 
 absl::Status DoubleSparsity::SetDefaults(const AttentionOptions& defaults) {
   RETURN_IF_ERROR(defaults.Validate(head_dim_));
@@ -77,7 +79,7 @@ absl::Status DoubleSparsity::BeginStep(const ForwardBatch& batch, const KvBlockP
     const AttentionOptions& o = *p.options;
     RETURN_IF_ERROR(o.Validate(head_dim_));
     p.sparse.assign(layers_, false);
-    if (o.mode == AttentionMode::kDense) continue;
+    if (o.mode == AttentionMode::kDense || force_dense_) continue;
     if (o.mode == AttentionMode::kAuto && !config_.has_value()) continue;
     auto channels = ChannelsFor(o.statistic, o.channels);
     if (!channels.ok()) return channels.status();
@@ -165,18 +167,19 @@ absl::Status DoubleSparsity::StoreLabelsHost(int layer, const ForwardBatch& batc
   return absl::OkStatus();
 }
 
-absl::Status DoubleSparsity::AttendHost(int layer, const ForwardBatch& batch, size_t index,
-                                        const PagedKvView<const float>& kv, const float* qkv,
-                                        int64_t qkv_stride, float* out) {
-  if (!IsSparse(index, layer)) return absl::InternalError("AttendHost on a dense row");
+absl::Status DoubleSparsity::SelectHost(int layer, const ForwardBatch& batch, size_t index,
+                                        const float* q, bool current_label_written,
+                                        std::vector<std::vector<int32_t>>& selection) {
+  if (!IsSparse(index, layer)) return absl::InternalError("SelectHost on a dense row");
   const Plan& p = plan_[index];
   const AttentionOptions& o = *p.options;
   const BatchSequence& s = batch.sequences[index];
-  const int64_t row = s.first_row;
-  const int64_t tokens = static_cast<int64_t>(batch.positions[row]) + 1;
-  const float* q = qkv + row * qkv_stride;
+  const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
+  // Without the current token's label only the past is scored; the current token is kept
+  // by the selection whatever its score, so its slot just gets a defined value.
+  const int64_t scored = current_label_written ? tokens : tokens - 1;
   const int r = o.channels;
-  scores_.resize(static_cast<size_t>(heads_kv_) * tokens);
+  scores_.assign(static_cast<size_t>(heads_kv_) * tokens, 0.0f);
   scratch_.resize(tokens);
   LabelScoreShape shape{heads_q_, heads_kv_, head_dim_, r,
                         o.aggregation == GroupAggregation::kMax ? ScoreAggregation::kMax
@@ -185,33 +188,84 @@ absl::Status DoubleSparsity::AttendHost(int layer, const ForwardBatch& batch, si
   const LabelCache::Layer& lab = labels_.layer(s.kv, layer);
   if (o.label_bits == 4) {
     LabelScores4BitReference(q, channels, lab.codes.data(), heads_kv_ * Label4BitRowBytes(r),
-                             lab.scales.data(), lab.minimums.data(), tokens, shape,
+                             lab.scales.data(), lab.minimums.data(), scored, shape,
                              scores_.data(), tokens);
   } else {
     LabelScoresF16Reference(q, channels, lab.f16.data(), static_cast<int64_t>(heads_kv_) * r,
-                            tokens, shape, scores_.data(), tokens);
+                            scored, shape, scores_.data(), tokens);
   }
   const int64_t k = o.BudgetFor(tokens);
-  last_selection_.resize(heads_kv_);
-  std::vector<const int32_t*> indices(heads_kv_);
-  std::vector<int64_t> counts(heads_kv_);
-  SequenceAttentionStats& st = stats_[s.kv];
+  selection.resize(heads_kv_);
   for (int h = 0; h < heads_kv_; ++h) {
-    std::vector<int32_t>& sel = last_selection_[h];
+    std::vector<int32_t>& sel = selection[h];
     sel.resize(std::min(k, tokens));
     const int64_t n = TopKSelectReference(scores_.data() + h * tokens, tokens, k, o.sink,
                                           o.recent, scratch_.data(), sel.data());
     sel.resize(n);
-    indices[h] = sel.data();
-    counts[h] = n;
-    st.tokens_attended += n;
-    st.tokens_context += tokens;
   }
-  st.sparse_rows += 1;
+  return absl::OkStatus();
+}
+
+absl::Status DoubleSparsity::AttendHost(int layer, const ForwardBatch& batch, size_t index,
+                                        const PagedKvView<const float>& kv, const float* qkv,
+                                        int64_t qkv_stride, float* out) {
+  const float* q = qkv + batch.sequences[index].first_row * qkv_stride;
+  // Selecting straight into last_selection_ reuses its storage: no allocation once warm.
+  RETURN_IF_ERROR(
+      SelectHost(layer, batch, index, q, /*current_label_written=*/true, last_selection_));
+  std::vector<const int32_t*> indices(heads_kv_);
+  std::vector<int64_t> counts(heads_kv_);
+  for (int h = 0; h < heads_kv_; ++h) {
+    indices[h] = last_selection_[h].data();
+    counts[h] = static_cast<int64_t>(last_selection_[h].size());
+  }
   const AttentionShape ashape{heads_q_, heads_kv_, head_dim_,
                               1.0f / std::sqrt(static_cast<float>(head_dim_))};
   SelectedAttentionReference(q, kv, ashape, indices.data(), counts.data(), out);
+  return CountAndMeasure(layer, batch, index, kv, q);
+}
+
+absl::Status DoubleSparsity::AttendGatheredHost(int layer, const ForwardBatch& batch,
+                                                size_t index,
+                                                const std::vector<std::vector<int32_t>>& selection,
+                                                const PagedKvView<const float>& gathered,
+                                                const PagedKvView<const float>& pool,
+                                                const float* q, float* out) {
+  if (!IsSparse(index, layer)) return absl::InternalError("AttendGatheredHost on a dense row");
+  if (static_cast<int>(selection.size()) != heads_kv_) {
+    return absl::InternalError("AttendGatheredHost: selection has the wrong head count");
+  }
+  // The gathered rows are already in selection order, so attention reads rows 0..n-1: the
+  // same rows in the same order as AttendHost reads from the pool, hence the same result.
+  size_t longest = 0;
+  for (const auto& sel : selection) longest = std::max(longest, sel.size());
+  if (identity_.size() < longest) {
+    identity_.resize(longest);
+    std::iota(identity_.begin(), identity_.end(), 0);
+  }
+  std::vector<const int32_t*> indices(heads_kv_, identity_.data());
+  std::vector<int64_t> counts(heads_kv_);
+  for (int h = 0; h < heads_kv_; ++h) counts[h] = static_cast<int64_t>(selection[h].size());
+  const AttentionShape ashape{heads_q_, heads_kv_, head_dim_,
+                              1.0f / std::sqrt(static_cast<float>(head_dim_))};
+  SelectedAttentionReference(q, gathered, ashape, indices.data(), counts.data(), out);
+  last_selection_ = selection;
+  return CountAndMeasure(layer, batch, index, pool, q);
+}
+
+absl::Status DoubleSparsity::CountAndMeasure(int layer, const ForwardBatch& batch, size_t index,
+                                             const PagedKvView<const float>& kv,
+                                             const float* q) {
+  const BatchSequence& s = batch.sequences[index];
+  const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
+  SequenceAttentionStats& st = stats_[s.kv];
+  for (int h = 0; h < heads_kv_; ++h) {
+    st.tokens_attended += static_cast<int64_t>(last_selection_[h].size());
+    st.tokens_context += tokens;
+  }
+  st.sparse_rows += 1;
   if (measure_recall_) {
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
     const int group = heads_q_ / heads_kv_;
     std::vector<double> logits(tokens);
     for (int hq = 0; hq < heads_q_; ++hq) {
@@ -222,7 +276,7 @@ absl::Status DoubleSparsity::AttendHost(int layer, const ForwardBatch& batch, si
         const float* kr = kv.KRow(t, h);
         double dot = 0.0;
         for (int c = 0; c < head_dim_; ++c) dot += static_cast<double>(qh[c]) * kr[c];
-        logits[t] = dot * ashape.scale;
+        logits[t] = dot * scale;
         top = std::max(top, logits[t]);
       }
       double total = 0.0;
@@ -234,6 +288,43 @@ absl::Status DoubleSparsity::AttendHost(int layer, const ForwardBatch& batch, si
     }
   }
   return absl::OkStatus();
+}
+
+int64_t DoubleSparsity::FetchRows(size_t index, const ForwardBatch& batch) const {
+  if (index >= plan_.size()) return 0;
+  const BatchSequence& s = batch.sequences[index];
+  if (s.num_rows != 1) return 0;
+  const int64_t context = s.start_position + 1;
+  const Plan& p = plan_[index];
+  for (int l = 0; l < layers_; ++l) {
+    if (!p.sparse[l]) return context;
+  }
+  return std::min(context, p.options->BudgetFor(context));
+}
+
+bool DoubleSparsity::IsKept(size_t index, const ForwardBatch& batch, int32_t token) const {
+  const AttentionOptions& o = *plan_[index].options;
+  const int64_t tokens =
+      static_cast<int64_t>(batch.positions[batch.sequences[index].first_row]) + 1;
+  return token < o.sink || token >= tokens - std::max(o.recent, 1);
+}
+
+void DoubleSparsity::AddFetch(KvBlockPool::SequenceId seq, const FetchCounters& counts) {
+  stats_[seq].fetch.Add(counts);
+}
+
+void DoubleSparsity::AddPrediction(int layer, KvBlockPool::SequenceId seq, int64_t overlap,
+                                   int64_t exact) {
+  SequenceAttentionStats& st = stats_[seq];
+  st.prediction_overlap += overlap;
+  st.prediction_exact += exact;
+  prediction_overlap_[layer] += overlap;
+  prediction_exact_[layer] += exact;
+}
+
+void DoubleSparsity::ResetPrediction() {
+  std::fill(prediction_overlap_.begin(), prediction_overlap_.end(), 0);
+  std::fill(prediction_exact_.begin(), prediction_exact_.end(), 0);
 }
 
 const SequenceAttentionStats* DoubleSparsity::Stats(KvBlockPool::SequenceId seq) const {

@@ -20,6 +20,11 @@
 // until the sequence leaves the KV pool. Optional recall measurement (dsinfer-eval):
 // per layer, the share of the true softmax mass of each query head that the selected tokens
 // hold, averaged over query heads and rows.
+//
+// The offload tier (docs/offload.md) uses selection and attention separately: SelectHost
+// (also with a query predicted a layer ahead) and AttendGatheredHost over rows the tier
+// gathered; AttendHost is the two together over the pool, so both paths share one scoring,
+// one top-k and one attention routine.
 #ifndef DSINFER_ENGINE_SPARSE_DOUBLE_SPARSITY_H_
 #define DSINFER_ENGINE_SPARSE_DOUBLE_SPARSITY_H_
 
@@ -37,6 +42,7 @@
 #include "engine/sparse/label_cache.h"
 #include "kernels/paged_kv.h"
 #include "offload/kv_block_pool.h"
+#include "offload/offload_tier.h"
 
 namespace dsinfer {
 
@@ -47,6 +53,15 @@ struct SequenceAttentionStats {
   int64_t tokens_context = 0;   // Σ over (layer, row, KV head) of tokens in context
   // kDoubleSparse when any layer of the sequence's latest step ran sparse, else kDense.
   AttentionMode last_mode = AttentionMode::kDense;
+  // Offload modes (docs/offload.md): rows placed in fetch buffers, read from the host pool
+  // (bytes_from_host is the response's bytes_fetched_from_host) or reused from the cache.
+  FetchCounters fetch;
+  // Cross-layer prediction: (layer, row) pairs that attended a predicted selection, and —
+  // when prediction recall is measured — Σ over their KV heads of |predicted ∩ exact| and
+  // of |exact|, counting only the tokens the budget leaves free (kept tokens are in both).
+  int64_t predicted_rows = 0;
+  int64_t prediction_overlap = 0;
+  int64_t prediction_exact = 0;
 };
 
 class DoubleSparsity {
@@ -81,6 +96,38 @@ class DoubleSparsity {
                           const PagedKvView<const float>& kv, const float* qkv,
                           int64_t qkv_stride, float* out);
 
+  // Offload hooks (docs/offload.md). SelectHost runs AttendHost's scoring and selection
+  // only, into `selection` ([Hkv] ascending lists, the current token included). q: [Hq d]
+  // post-RoPE. `current_label_written` is false when predicting a layer ahead: that layer's
+  // label of the current token does not exist yet, and is not needed (the current token is
+  // always kept). No stats change.
+  absl::Status SelectHost(int layer, const ForwardBatch& batch, size_t index, const float* q,
+                          bool current_label_written,
+                          std::vector<std::vector<int32_t>>& selection);
+  // Attention of sequence `index`'s decode row over rows already gathered: per KV head h,
+  // rows [0, counts[h]) of `gathered` hold, in order, the tokens of selection[h]. Counts the
+  // stats as AttendHost does; `pool` is read only to measure recall. out: [Hq d].
+  absl::Status AttendGatheredHost(int layer, const ForwardBatch& batch, size_t index,
+                                  const std::vector<std::vector<int32_t>>& selection,
+                                  const PagedKvView<const float>& gathered,
+                                  const PagedKvView<const float>& pool, const float* q,
+                                  float* out);
+  // Rows per KV head sequence `index`'s decode row may place in a fetch buffer this step:
+  // its context when any layer runs dense, else its token budget (0 for prefill rows).
+  int64_t FetchRows(size_t index, const ForwardBatch& batch) const;
+  // The kept tokens (sink, recent, current) of sequence `index` this step, for recall.
+  bool IsKept(size_t index, const ForwardBatch& batch, int32_t token) const;
+  // Accounting from the offload tier and the predictor.
+  void AddFetch(KvBlockPool::SequenceId seq, const FetchCounters& counts);
+  void AddPrediction(int layer, KvBlockPool::SequenceId seq, int64_t overlap, int64_t exact);
+  void CountPredictedRow(KvBlockPool::SequenceId seq) { stats_[seq].predicted_rows += 1; }
+  // Per layer: Σ |predicted ∩ exact| and Σ |exact| over free (non-kept) tokens.
+  const std::vector<int64_t>& prediction_overlap() const { return prediction_overlap_; }
+  const std::vector<int64_t>& prediction_exact() const { return prediction_exact_; }
+  void ResetPrediction();
+  // dense-offload: every sequence resolves dense and keeps no labels.
+  void set_force_dense(bool on) { force_dense_ = on; }
+
   // The tokens AttendHost selected for sequence `index` at its last call: per KV head,
   // ascending indices. For tests and diagnostics.
   const std::vector<std::vector<int32_t>>& last_selection() const { return last_selection_; }
@@ -104,6 +151,9 @@ class DoubleSparsity {
   };
   absl::StatusOr<const std::vector<std::vector<int32_t>>*> ChannelsFor(ChannelStatistic stat,
                                                                        int r);
+  // Stats of a sparse row that attended last_selection_; recall against `kv` (the pool).
+  absl::Status CountAndMeasure(int layer, const ForwardBatch& batch, size_t index,
+                               const PagedKvView<const float>& kv, const float* q);
 
   int layers_, heads_q_, heads_kv_, head_dim_;
   AttentionOptions defaults_;
@@ -119,6 +169,10 @@ class DoubleSparsity {
   bool measure_recall_ = false;
   std::vector<double> recall_sum_;
   std::vector<int64_t> recall_count_;
+  std::vector<int64_t> prediction_overlap_;
+  std::vector<int64_t> prediction_exact_;
+  std::vector<int32_t> identity_;
+  bool force_dense_ = false;
 };
 
 }  // namespace dsinfer

@@ -6,7 +6,18 @@
 // Procedure, identical for every run: the first `prefill` tokens go in one dense prefill
 // step; every later token is fed alone as a decode row (the rows Double Sparsity applies
 // to) and the log-probability of its successor is scored. So the dense run and each sparse
-// run score exactly the same positions.
+// run score exactly the same positions. Several windows can be scored in one report (their
+// log-probabilities are pooled), so a perplexity rests on more than one passage. Each window
+// is prefilled once per label width and every run of that width decodes over the same
+// prefix: the CPU engine's dense prefill costs far more than the scored decode rows, and
+// later runs overwrite the decoded positions' K/V and labels in place (both are written by
+// position and a row reads only positions up to its own).
+//
+// Retrieval (EvaluateRetrieval): key-value prompts (tests/data/eval/retrieval.jsonl) whose
+// answer must come out by greedy decoding, exactly. The list of pairs goes in as one dense
+// prefill; the trailing question and the answer run as decode rows, so the lookup itself
+// goes through Double Sparsity's selection. As above, the prefill is done once per label
+// width and shared by every run of that width.
 #ifndef DSINFER_ENGINE_SPARSE_EVAL_H_
 #define DSINFER_ENGINE_SPARSE_EVAL_H_
 
@@ -40,7 +51,7 @@ struct EvalRun {
   std::string aggregation;
   double mean_nll = 0.0;
   double perplexity = 0.0;
-  double attended_share = 1.0;  // tokens attended / tokens in context, over all layers
+  double attended_share = 1.0;  // tokens attended / tokens in context, all layers, scored rows
   std::vector<double> recall;   // [layers]; -1 where no row of the layer ran sparse
 };
 
@@ -55,7 +66,50 @@ struct EvalReport {
 
 // INVALID_ARGUMENT for bad options, too few tokens (need prefill + 2) or sequences over the
 // model's context; the model's channel config decides the channels (see DoubleSparsity).
+// The model's KV pool is left as it was (every run's sequence is released).
 absl::StatusOr<EvalReport> EvaluateDoubleSparsity(Model& model, const std::vector<int32_t>& ids,
+                                                  const EvalOptions& options);
+// The same over several windows, each scored from `options.prefill` on; perplexities are of
+// the pooled log-probabilities. `tokens` and `scored` of the report are totals.
+absl::StatusOr<EvalReport> EvaluateDoubleSparsity(
+    Model& model, const std::vector<std::vector<int32_t>>& windows, const EvalOptions& options);
+
+// One key-value retrieval prompt: BOS + pairs + question, then the expected answer ids.
+struct RetrievalItem {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> answer;
+  int64_t question_tokens = 0;  // trailing prompt tokens decoded one by one (>= 1)
+  int64_t target_len = 0;       // the length class (1024, 2048, ...)
+  double depth = 0.0;           // position of the asked pair in the list, 0..1
+};
+
+// Reads a retrieval.jsonl (fields prompt_ids, answer_ids, question_tokens, target_len,
+// depth). NOT_FOUND / INVALID_ARGUMENT naming the line on a bad file.
+absl::StatusOr<std::vector<RetrievalItem>> LoadRetrievalItems(const std::string& path);
+
+struct RetrievalRun {
+  std::string mode;  // "dense" or "double_sparse"
+  double ratio = 1.0;
+  int label_bits = 0;
+  std::string aggregation;
+  std::vector<int64_t> target_lens;  // per length class, ascending
+  std::vector<int64_t> correct;      // [length classes]
+  std::vector<int64_t> total;        // [length classes]
+};
+
+struct RetrievalReport {
+  std::vector<RetrievalRun> runs;  // dense first, then the EvalOptions grid
+
+  nlohmann::json ToJson() const;
+  std::string ToTable() const;
+};
+
+// Greedy exact-match accuracy of every item under dense attention and the grid of
+// `options` (ratios x label bits x aggregations; prefill is unused: each item prefills
+// everything but its question). INVALID_ARGUMENT for bad options or an item over the
+// model's context. The KV pool is left as it was.
+absl::StatusOr<RetrievalReport> EvaluateRetrieval(Model& model,
+                                                  const std::vector<RetrievalItem>& items,
                                                   const EvalOptions& options);
 
 }  // namespace dsinfer

@@ -1,5 +1,8 @@
 // dsinfer-run: the offline runner. Loads a model, generates from one prompt (token ids, or
-// text once a tokenizer is present) and prints the result, as text or as one JSON object.
+// text with the model directory's tokenizer.json) and prints the result — the generated text
+// when there is a tokenizer, the token ids and the finish reason — or one JSON object.
+// Attention flags set the request's options exactly as a server request's attention fields
+// would, so offline and served runs of the same options agree token for token.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -16,11 +19,14 @@
 #endif
 #include "engine/generator.h"
 #include "engine/model.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "engine/tools/cli_flags.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, prompt_ids, "", "prompt as comma-separated token ids");
+ABSL_FLAG(std::string, prompt, "", "prompt text (needs tokenizer.json in the model directory)");
+ABSL_FLAG(bool, add_special_tokens, true, "text prompts: add the tokenizer's special tokens (BOS)");
 ABSL_FLAG(int64_t, max_new_tokens, 16, "tokens to generate");
 ABSL_FLAG(double, temperature, 0.0, "sampling temperature; 0 = greedy");
 ABSL_FLAG(int32_t, top_k, 0, "top-k filter; 0 = off");
@@ -33,6 +39,19 @@ ABSL_FLAG(bool, prompt_logprobs, false, "also report log p of each prompt token 
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUDA)");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
+ABSL_FLAG(std::string, attention_mode, "auto", "attention: auto | dense | double_sparse");
+ABSL_FLAG(int64_t, token_budget, 0, "Double Sparsity token budget; 0 = use the ratio");
+ABSL_FLAG(double, token_budget_ratio, 1.0 / 16, "token budget as a fraction of the context");
+ABSL_FLAG(int32_t, channels, 16, "label channels per KV head");
+ABSL_FLAG(int32_t, label_bits, 16, "label bits: 16 | 4");
+ABSL_FLAG(std::string, channel_statistic, "qk", "channel-config kind: qk | q | k");
+ABSL_FLAG(int32_t, sink, 4, "first tokens always attended");
+ABSL_FLAG(int32_t, recent, 64, "last tokens always attended");
+ABSL_FLAG(int32_t, dense_layers, 2, "first layers always dense");
+ABSL_FLAG(int64_t, dense_below, 4096, "auto stays dense below this context length");
+ABSL_FLAG(std::string, channel_config, "",
+          "Double Sparsity channel config (from dsinfer-calibrate); without one, auto stays dense "
+          "and double_sparse needs --channels = head_dim");
 
 namespace {
 
@@ -46,8 +65,9 @@ int Fail(const std::string& message) {
 int main(int argc, char** argv) {
   dsinfer::ParseFlagsWithEnvironment(
       argc, argv,
-      "dsinfer-run --model DIR --prompt-ids 1,2,3 [--max-new-tokens N] [--temperature T] "
-      "[--top-p P] [--seed S] [--prompt-logprobs] [--json]");
+      "dsinfer-run --model DIR --prompt-ids 1,2,3 | --prompt TEXT [--max-new-tokens N] "
+      "[--temperature T] [--top-p P] [--seed S] [--attention-mode M --token-budget K "
+      "--channels R --label-bits B --channel-config F] [--prompt-logprobs] [--json]");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) return Fail("--model is required");
   const std::string device = absl::GetFlag(FLAGS_device);
@@ -60,7 +80,29 @@ int main(int argc, char** argv) {
     return Fail("--device " + device + " is not available in this build (cpu)");
   }
 #endif
+  // The tokenizer is optional: token-id prompts work without one, and then no text is printed.
+  std::unique_ptr<dsinfer::Tokenizer> tokenizer;
+  {
+    auto loaded = dsinfer::Tokenizer::LoadFromDir(model_dir);
+    if (loaded.ok()) {
+      tokenizer = std::move(*loaded);
+    } else if (!absl::IsNotFound(loaded.status())) {
+      return Fail("tokenizer: " + std::string(loaded.status().message()));
+    }
+  }
   dsinfer::GenerationRequest request;
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  if (!prompt_text.empty() && !absl::GetFlag(FLAGS_prompt_ids).empty()) {
+    return Fail("give --prompt or --prompt-ids, not both");
+  }
+  if (!prompt_text.empty()) {
+    if (tokenizer == nullptr) {
+      return Fail("--prompt needs tokenizer.json in " + model_dir + "; use --prompt-ids");
+    }
+    auto ids = tokenizer->Encode(prompt_text, absl::GetFlag(FLAGS_add_special_tokens));
+    if (!ids.ok()) return Fail("--prompt: " + std::string(ids.status().message()));
+    request.prompt = std::move(*ids);
+  }
   for (absl::string_view piece :
        absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',', absl::SkipWhitespace())) {
     int32_t id;
@@ -69,7 +111,7 @@ int main(int argc, char** argv) {
     }
     request.prompt.push_back(id);
   }
-  if (request.prompt.empty()) return Fail("a prompt is required (--prompt-ids)");
+  if (request.prompt.empty()) return Fail("a prompt is required (--prompt or --prompt-ids)");
   request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   request.sampling.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
   request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
@@ -79,9 +121,28 @@ int main(int argc, char** argv) {
   request.sampling.seed = absl::GetFlag(FLAGS_seed);
   request.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   request.prompt_logprobs = absl::GetFlag(FLAGS_prompt_logprobs);
+  dsinfer::AttentionOptions& attention = request.attention;
+  auto mode = dsinfer::ParseAttentionMode(absl::GetFlag(FLAGS_attention_mode));
+  if (!mode.ok()) return Fail("--attention-mode: " + std::string(mode.status().message()));
+  attention.mode = *mode;
+  auto statistic = dsinfer::ParseChannelStatistic(absl::GetFlag(FLAGS_channel_statistic));
+  if (!statistic.ok())
+    return Fail("--channel-statistic: " + std::string(statistic.status().message()));
+  attention.statistic = *statistic;
+  attention.token_budget = absl::GetFlag(FLAGS_token_budget);
+  attention.token_budget_ratio = absl::GetFlag(FLAGS_token_budget_ratio);
+  attention.channels = absl::GetFlag(FLAGS_channels);
+  attention.label_bits = absl::GetFlag(FLAGS_label_bits);
+  attention.sink = absl::GetFlag(FLAGS_sink);
+  attention.recent = absl::GetFlag(FLAGS_recent);
+  attention.dense_layers = absl::GetFlag(FLAGS_dense_layers);
+  attention.dense_below = absl::GetFlag(FLAGS_dense_below);
+  if (absl::Status s = attention.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   dsinfer::ModelOptions options;
   options.max_context = absl::GetFlag(FLAGS_max_context);
+  options.attention = attention;
+  options.channel_config_path = absl::GetFlag(FLAGS_channel_config);
   std::unique_ptr<dsinfer::Backend> backend;
   if (device == "cpu") {
     backend = std::make_unique<dsinfer::CpuBackend>();
@@ -112,8 +173,20 @@ int main(int argc, char** argv) {
   auto results = dsinfer::Generate(**model, {request});
   if (!results.ok()) return Fail(std::string(results.status().message()));
   const dsinfer::GenerationResult& r = (*results)[0];
+  // The token that ended generation (EOS, a stop token) is not part of the text, as in the
+  // server's responses.
+  std::string text;
+  if (tokenizer != nullptr) {
+    size_t n = r.tokens.size();
+    if (n > 0 && r.finish != dsinfer::FinishReason::kLength) --n;
+    auto decoded = tokenizer->Decode(absl::MakeConstSpan(r.tokens.data(), n));
+    if (!decoded.ok())
+      return Fail("decoding the output: " + std::string(decoded.status().message()));
+    text = std::move(*decoded);
+  }
   if (absl::GetFlag(FLAGS_json)) {
     nlohmann::json out;
+    if (tokenizer != nullptr) out["text"] = text;
     out["token_ids"] = r.tokens;
     out["token_logprobs"] = r.token_logprobs;
     out["finish_reason"] = std::string(dsinfer::FinishReasonName(r.finish));
@@ -121,6 +194,7 @@ int main(int argc, char** argv) {
     if (request.prompt_logprobs) out["prompt_logprobs"] = r.prompt_logprobs;
     std::printf("%s\n", out.dump().c_str());
   } else {
+    if (tokenizer != nullptr) std::printf("%s\n", text.c_str());
     for (size_t i = 0; i < r.tokens.size(); ++i) std::printf("%s%d", i ? "," : "", r.tokens[i]);
     std::printf("\nfinish_reason: %s\n", std::string(dsinfer::FinishReasonName(r.finish)).c_str());
   }

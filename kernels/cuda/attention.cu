@@ -5,9 +5,16 @@
 //
 // Decode: grid (splits, kv-head groups, rows). A block owns one piece of one row's context
 // for one KV head and up to kMaxGroup query heads of its group, so each K/V row is read from
-// HBM once for the whole group (GQA). Its 4 warps take tokens round-robin; each lane holds
-// head_dim/32 channels and a warp reduction gives each score. Pieces write (m, l, acc) to the
-// workspace; a combine kernel merges them. splits == 1 writes the output directly.
+// HBM once for the whole group (GQA). Pieces write (m, l, acc) to the workspace; a combine
+// kernel merges them. splits == 1 writes the output directly. Two block bodies:
+//  - tiled (the default, DecodeTiledKernel): 64-token K and V tiles go to shared memory with
+//    16-byte cp.async loads (16 independent loads per thread in flight, coalesced 256-byte
+//    rows); a thread scores one token for up to 4 query heads (the K row read once, no
+//    shuffles), one warp per head takes the tile's softmax at once (one rescale per tile), and
+//    P·V runs with each thread owning 8 channels of one head over a strided subset of tokens.
+//  - warp (the first version, DecodeAttentionKernel, kept as a cross-check and fallback): 4
+//    warps take tokens round-robin, a lane holds head_dim/32 channels, a warp reduction per
+//    score; latency-bound (0.5–1.3 TB/s on an H100).
 //
 // Prefill: grid (query tiles, query heads). A block loads 16 query rows (one sequence) and
 // streams 32-token K/V tiles through shared memory up to the tile's last position; each warp
@@ -152,6 +159,184 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   }
 }
 
+constexpr int kTiledThreads = 128;
+constexpr int kTiledTokens = 64;
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(gmem));
+}
+__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_all;\n" ::); }
+
+// 8 16-bit values (one 16-byte chunk) to fp32.
+template <typename T>
+__device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
+  using Vec2 = typename Num<T>::Vec2;
+  const Vec2* v = reinterpret_cast<const Vec2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = Num<T>::ToF2(v[i]);
+    f[2 * i] = x.x;
+    f[2 * i + 1] = x.y;
+  }
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(kTiledThreads)
+    DecodeTiledKernel(const T* q, int64_t q_stride, const int32_t* positions,
+                      const int32_t* row_seq, int heads_q, int heads_kv, float scale_log2,
+                      CudaPagedKv kv, float* ws, int splits, T* out, int64_t out_stride) {
+  constexpr int TK = kTiledTokens;
+  constexpr int CH = HD / 8;                  // 16-byte chunks per row
+  constexpr int KS = HD + 8;                  // K row stride: conflict-free 16-byte reads
+  constexpr int NG = kTiledThreads / CH;      // P·V thread groups (8 or 16)
+  constexpr int kHeadsPerThread = kMaxGroup * TK / kTiledThreads;  // 4
+  const int split = blockIdx.x;
+  const int group = heads_q / heads_kv;
+  const int chunks = (group + kMaxGroup - 1) / kMaxGroup;
+  const int kvh = blockIdx.y / chunks;
+  const int g0 = (blockIdx.y % chunks) * kMaxGroup;
+  const int G = min(kMaxGroup, group - g0);
+  const int qh0 = kvh * group + g0;
+  const int64_t row = blockIdx.z;
+  const int ctx = positions[row] + 1;
+  const int per = (ctx + splits - 1) / splits;
+  const int begin = split * per;
+  const int end = min(ctx, begin + per);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  __shared__ __align__(16) T ks[TK][KS];
+  __shared__ __align__(16) T vs[TK][HD];
+  __shared__ __align__(16) float qs[kMaxGroup][HD];
+  __shared__ float ps[kMaxGroup][TK];
+  __shared__ float m_s[kMaxGroup], l_s[kMaxGroup], corr_s[kMaxGroup];
+
+  for (int i = tid; i < G * HD; i += kTiledThreads) {
+    const int g = i / HD, d = i % HD;
+    qs[g][d] = Num<T>::ToF(q[row * q_stride + static_cast<int64_t>(qh0 + g) * HD + d]) *
+               scale_log2;
+  }
+  if (tid < kMaxGroup) {
+    m_s[tid] = -INFINITY;
+    l_s[tid] = 0.0f;
+  }
+  const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[row]) * kv.max_blocks;
+  const T* kbase = static_cast<const T*>(kv.k);
+  const T* vbase = static_cast<const T*>(kv.v);
+
+  // Scores: thread (t, slice) scores token t for heads [slice·hpt, slice·hpt + hpt).
+  const int hpt = (G + 1) / 2;
+  const int score_t = tid % TK, score_g0 = (tid / TK) * hpt;
+  // P·V: thread (chunk c, group grp) owns channels [8c, 8c + 8) of head grp % G for the tokens
+  // t ≡ grp / G (mod R); groups past G·R idle.
+  const int pv_c = tid % CH, pv_grp = tid / CH;
+  const int R = max(1, NG / G);
+  const int pv_g = pv_grp % G, pv_sub = pv_grp / G;
+  const bool pv_on = pv_grp < G * R;
+  float acc[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
+
+  for (int t0 = begin; t0 < end; t0 += TK) {
+    const int count = min(TK, end - t0);
+    for (int i = tid; i < count * CH; i += kTiledThreads) {
+      const int t = i / CH, c = i % CH;
+      const int64_t off = KvOffset(kv, table, t0 + t, kvh, HD) + c * 8;
+      CpAsync16(&ks[t][c * 8], kbase + off);
+      CpAsync16(&vs[t][c * 8], vbase + off);
+    }
+    CpAsyncWaitAll();
+    __syncthreads();
+    // Scores (base 2) into ps; masked tokens get -inf.
+    {
+      float sc[kHeadsPerThread];
+#pragma unroll
+      for (int j = 0; j < kHeadsPerThread; ++j) sc[j] = 0.0f;
+      if (score_t < count) {
+#pragma unroll 4
+        for (int c = 0; c < CH; ++c) {
+          float kf[8];
+          Unpack8<T>(*reinterpret_cast<const uint4*>(&ks[score_t][c * 8]), kf);
+#pragma unroll
+          for (int j = 0; j < kHeadsPerThread; ++j) {
+            if (j < hpt && score_g0 + j < G) {
+              const float4 qa = *reinterpret_cast<const float4*>(&qs[score_g0 + j][c * 8]);
+              const float4 qb = *reinterpret_cast<const float4*>(&qs[score_g0 + j][c * 8 + 4]);
+              sc[j] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] +
+                       qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kHeadsPerThread; ++j) {
+        if (j < hpt && score_g0 + j < G) {
+          ps[score_g0 + j][score_t] = score_t < count ? sc[j] : -INFINITY;
+        }
+      }
+    }
+    __syncthreads();
+    // Softmax of the tile, one warp per head: new running max, rescale factor, P in place.
+    for (int g = warp; g < G; g += kTiledThreads / 32) {
+      const float s0 = ps[g][lane], s1 = ps[g][lane + 32];
+      const float m_old = m_s[g];
+      const float m_new = fmaxf(m_old, WarpMax(fmaxf(s0, s1)));  // finite: count >= 1
+      const float p0 = exp2f(s0 - m_new), p1 = exp2f(s1 - m_new);
+      const float sum = WarpSum(p0 + p1);
+      ps[g][lane] = p0;
+      ps[g][lane + 32] = p1;
+      __syncwarp();
+      if (lane == 0) {
+        const float corr = exp2f(m_old - m_new);
+        corr_s[g] = corr;
+        l_s[g] = l_s[g] * corr + sum;
+        m_s[g] = m_new;
+      }
+    }
+    __syncthreads();
+    if (pv_on) {
+      const float corr = corr_s[pv_g];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[i] *= corr;
+      for (int t = pv_sub; t < count; t += R) {
+        const float p = ps[pv_g][t];
+        float vf[8];
+        Unpack8<T>(*reinterpret_cast<const uint4*>(&vs[t][pv_c * 8]), vf);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[i] += p * vf[i];
+      }
+    }
+    __syncthreads();  // the next tile overwrites ks, vs and ps
+  }
+
+  // Sum the R partial accumulators of each head (reusing the K tile as scratch), then write.
+  float* red = reinterpret_cast<float*>(&ks[0][0]);  // [NG][HD] floats fit in ks
+  static_assert(NG * HD * sizeof(float) <= sizeof(ks), "reduction scratch");
+  if (pv_on) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) red[pv_grp * HD + pv_c * 8 + i] = acc[i];
+  }
+  __syncthreads();
+  for (int idx = tid; idx < G * HD; idx += kTiledThreads) {
+    const int g = idx / HD, d = idx % HD;
+    float sum_a = 0.0f;
+    for (int sub = 0; sub < R; ++sub) sum_a += red[(sub * G + g) * HD + d];
+    const float m = m_s[g], l = l_s[g];
+    const int qh = qh0 + g;
+    if (splits == 1) {
+      out[row * out_stride + static_cast<int64_t>(qh) * HD + d] = Num<T>::FromF(sum_a / l);
+    } else {
+      const int64_t base = (row * heads_q + qh) * splits + split;
+      ws[base * HD + d] = sum_a;  // 0 for an empty piece (m = -inf, l = 0: skipped by combine)
+      if (d == 0) {
+        float* ml = ws + static_cast<int64_t>(gridDim.z) * heads_q * splits * HD;
+        ml[base * 2] = m;
+        ml[base * 2 + 1] = l;
+      }
+    }
+  }
+}
+
 template <typename T, int HD>
 __global__ void DecodeCombineKernel(const float* ws, int64_t rows, int heads_q, int splits, T* out,
                                     int64_t out_stride) {
@@ -280,13 +465,20 @@ constexpr int Key(DType dtype, int head_dim) { return static_cast<int>(dtype) * 
 template <typename T, int HD>
 absl::Status DecodeT(const void* q, int64_t q_stride, const CudaBatchRows& rows, int heads_q,
                      int heads_kv, float scale, const CudaPagedKv& kv, int splits, float* ws,
-                     void* out, int64_t out_stride, cudaStream_t stream) {
+                     void* out, int64_t out_stride, DecodeAttentionAlgo algo,
+                     cudaStream_t stream) {
   const int group = heads_q / heads_kv;
   const dim3 grid(splits, heads_kv * ((group + kMaxGroup - 1) / kMaxGroup),
                   static_cast<unsigned>(rows.rows));
-  DecodeAttentionKernel<T, HD><<<grid, kDecodeWarps * 32, 0, stream>>>(
-      static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
-      scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
+  if (algo == DecodeAttentionAlgo::kTiled) {
+    DecodeTiledKernel<T, HD><<<grid, kTiledThreads, 0, stream>>>(
+        static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
+        scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
+  } else {
+    DecodeAttentionKernel<T, HD><<<grid, kDecodeWarps * 32, 0, stream>>>(
+        static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
+        scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
+  }
   CUDA_RETURN_IF_LAUNCH_ERROR();
   if (splits > 1) {
     DecodeCombineKernel<T, HD><<<static_cast<unsigned>(rows.rows * heads_q), HD, 0, stream>>>(
@@ -328,7 +520,7 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
                                    const CudaBatchRows& rows, int heads_q, int heads_kv,
                                    int head_dim, float scale, const CudaPagedKv& kv, int splits,
                                    float* workspace, void* out, int64_t out_stride,
-                                   cudaStream_t stream) {
+                                   cudaStream_t stream, DecodeAttentionAlgo algo) {
   if (rows.rows == 0) return absl::OkStatus();
   if (auto s = CheckHeads("LaunchDecodeAttention", heads_q, heads_kv, head_dim, kv); !s.ok()) {
     return s;
@@ -337,16 +529,16 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
   switch (Key(dtype, head_dim)) {
     case Key(DType::kBF16, 64):
       return DecodeT<__nv_bfloat16, 64>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
-                                        workspace, out, out_stride, stream);
+                                        workspace, out, out_stride, algo, stream);
     case Key(DType::kBF16, 128):
       return DecodeT<__nv_bfloat16, 128>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
-                                         workspace, out, out_stride, stream);
+                                         workspace, out, out_stride, algo, stream);
     case Key(DType::kF16, 64):
       return DecodeT<__half, 64>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
-                                 workspace, out, out_stride, stream);
+                                 workspace, out, out_stride, algo, stream);
     case Key(DType::kF16, 128):
       return DecodeT<__half, 128>(q, q_stride, rows, heads_q, heads_kv, scale, kv, splits,
-                                  workspace, out, out_stride, stream);
+                                  workspace, out, out_stride, algo, stream);
     default:
       return absl::InvalidArgumentError("LaunchDecodeAttention: unsupported dtype " +
                                         std::string(DTypeName(dtype)) + " / head_dim " +

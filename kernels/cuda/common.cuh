@@ -1,5 +1,6 @@
 // Device helpers shared by the .cu files: fp32 <-> bf16/fp16 conversion traits (round to
-// nearest even, as the CPU side's F32ToBf16 does) and warp/block reductions.
+// nearest even, as the CPU side's F32ToBf16 does; an identity trait for fp32 so one template
+// serves 16-bit and fp32 tensors) and warp/block reductions.
 #ifndef DSINFER_KERNELS_CUDA_COMMON_CUH_
 #define DSINFER_KERNELS_CUDA_COMMON_CUH_
 
@@ -26,6 +27,12 @@ struct Num<__half> {
   static __device__ __forceinline__ __half FromF(float x) { return __float2half_rn(x); }
   static __device__ __forceinline__ float2 ToF2(__half2 x) { return __half22float2(x); }
   using Vec2 = __half2;
+};
+// fp32 tensors (the residual stream, logits) go through the same templates.
+template <>
+struct Num<float> {
+  static __device__ __forceinline__ float ToF(float x) { return x; }
+  static __device__ __forceinline__ float FromF(float x) { return x; }
 };
 
 __device__ __forceinline__ float WarpSum(float v) {

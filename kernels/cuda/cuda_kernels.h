@@ -45,16 +45,30 @@ struct CudaBatchRows {
 // table: [vocab, cols]; ids: device [n]; out: [n, cols] (row stride out_stride).
 absl::Status LaunchEmbedding(DType dtype, const void* table, int64_t cols, const int32_t* ids,
                              int64_t n, void* out, int64_t out_stride, cudaStream_t stream);
+// The same gather with `out` of out_dtype: dtype or kF32 (the fp32 residual stream; exact);
+// an fp32 table (dtype kF32) also gathers into bf16 or fp16 (rounded to nearest even).
+absl::Status LaunchEmbeddingEx(DType dtype, DType out_dtype, const void* table, int64_t cols,
+                               const int32_t* ids, int64_t n, void* out, int64_t out_stride,
+                               cudaStream_t stream);
 
 // out = RmsNorm(x) * weight, fp32 math. Twin: RmsNormReference. x, out: [rows, dim].
 absl::Status LaunchRmsNorm(DType dtype, const void* x, const void* weight, int64_t rows,
                            int64_t dim, float eps, void* out, cudaStream_t stream);
+// The same with x of x_dtype: dtype or kF32 (weight and out stay dtype).
+absl::Status LaunchRmsNormEx(DType dtype, DType x_dtype, const void* x, const void* weight,
+                             int64_t rows, int64_t dim, float eps, void* out,
+                             cudaStream_t stream);
 
 // residual += delta (rounded to dtype), out = RmsNorm(residual) * weight. Twin:
 // AddRmsNormReference. residual, delta, out: [rows, dim].
 absl::Status LaunchAddRmsNorm(DType dtype, void* residual, const void* delta, const void* weight,
                               int64_t rows, int64_t dim, float eps, void* out,
                               cudaStream_t stream);
+// The same with the residual of residual_dtype: dtype (rounded after the add, as above) or kF32
+// (no rounding: the twin is AddRmsNormReference exactly). delta, weight and out stay dtype.
+absl::Status LaunchAddRmsNormEx(DType dtype, DType residual_dtype, void* residual,
+                                const void* delta, const void* weight, int64_t rows, int64_t dim,
+                                float eps, void* out, cudaStream_t stream);
 
 // out = silu(gate) * up. Twin: SwiGluReference. gate_up: [rows, 2 inter]; out: [rows, inter].
 absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_t inter,
@@ -71,6 +85,11 @@ absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride, const
 // Floats of workspace LaunchDecodeAttention needs for `rows` rows and `splits` splits.
 int64_t DecodeAttentionWorkspaceFloats(int64_t rows, int heads_q, int head_dim, int splits);
 
+// The block body of flash-decoding: kTiled (64-token shared-memory tiles, 16-byte cp.async
+// loads, one softmax rescale per tile) or kWarp (the first, latency-bound version, kept as a
+// cross-check). Both have the same twin and workspace layout.
+enum class DecodeAttentionAlgo { kTiled, kWarp };
+
 // Flash-decoding: causal attention of one query per row over its sequence's tokens
 // [0, position]. The context is cut into `splits` pieces (grid: splits × kv-head groups ×
 // rows); one block reads each (piece, KV head) once for all (up to 8) query heads of the
@@ -81,7 +100,8 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
                                    const CudaBatchRows& rows, int heads_q, int heads_kv,
                                    int head_dim, float scale, const CudaPagedKv& kv, int splits,
                                    float* workspace, void* out, int64_t out_stride,
-                                   cudaStream_t stream);
+                                   cudaStream_t stream,
+                                   DecodeAttentionAlgo algo = DecodeAttentionAlgo::kTiled);
 
 // Rows per query tile of the prefill kernel.
 inline constexpr int kPrefillTileRows = 16;
@@ -97,16 +117,35 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
                                     int64_t out_stride, cudaStream_t stream);
 
 // ids[i] = argmax_j logits[i, j] (lowest index on ties; NaN never wins). Twin: ArgmaxReference.
+// dtype: bf16, fp16 or fp32.
 // logits: [rows, vocab] (row stride `stride`); ids: device [rows].
 absl::Status LaunchArgmax(DType dtype, const void* logits, int64_t rows, int64_t vocab,
                           int64_t stride, int32_t* ids, cudaStream_t stream);
+
+// The sampling filters of engine/sampler.h (repetition penalty aside: it is applied to the
+// logits first).
+struct SampleKnobs {
+  float temperature = 1.0f;  // 0 = greedy (argmax)
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;        // (0, 1]
+  float min_p = 0.0f;        // [0, 1)
+};
+
+// ids[i] = a token drawn from softmax(logits[i] / temperature) restricted to the tokens that
+// top-k, then top-p (of the top-k mass), then min-p keep, by inverse CDF in id order at
+// uniforms[i] in [0, 1) — the CPU sampler's order of filters and draw. One 1024-thread block
+// per row; no sort (thresholds found by bisection, see sampling.cu). Twin: SampleReference.
+// logits: [rows, vocab] (row stride `stride`; fp32, bf16 or fp16); uniforms, ids: device [rows].
+absl::Status LaunchSample(DType dtype, const void* logits, int64_t rows, int64_t vocab,
+                          int64_t stride, const SampleKnobs& knobs, const float* uniforms,
+                          int32_t* ids, cudaStream_t stream);
 
 // Fills `count` elements with uniform values in [-scale, scale) from a counter-based hash of
 // (seed, index): deterministic, for benchmark weights and test inputs.
 absl::Status LaunchFillRandom(DType dtype, void* data, int64_t count, uint64_t seed, float scale,
                               cudaStream_t stream);
 
-// Converts `count` elements of dtype to fp32 on the device.
+// Converts `count` elements of dtype (bf16, fp16, or fp32: a copy) to fp32 on the device.
 absl::Status LaunchToF32(DType dtype, const void* src, int64_t count, float* dst,
                          cudaStream_t stream);
 
@@ -115,6 +154,9 @@ absl::Status LaunchToF32(DType dtype, const void* src, int64_t count, float* dst
 // must be bound to the caller's stream.
 absl::Status Gemm(cublasHandle_t handle, DType dtype, const void* x, int64_t rows, int64_t in,
                   const void* w, int64_t out, void* y, int64_t y_stride);
+// The same with y of y_dtype: dtype or kF32 (the fp32 accumulator written unrounded: logits).
+absl::Status GemmEx(cublasHandle_t handle, DType dtype, DType y_dtype, const void* x, int64_t rows,
+                    int64_t in, const void* w, int64_t out, void* y, int64_t y_stride);
 
 }  // namespace dsinfer
 

@@ -9,6 +9,11 @@ namespace dsinfer {
 
 absl::Status Gemm(cublasHandle_t handle, DType dtype, const void* x, int64_t rows, int64_t in,
                   const void* w, int64_t out, void* y, int64_t y_stride) {
+  return GemmEx(handle, dtype, dtype, x, rows, in, w, out, y, y_stride);
+}
+
+absl::Status GemmEx(cublasHandle_t handle, DType dtype, DType y_dtype, const void* x, int64_t rows,
+                    int64_t in, const void* w, int64_t out, void* y, int64_t y_stride) {
   if (rows == 0 || out == 0) return absl::OkStatus();
   cudaDataType_t type;
   switch (dtype) {
@@ -21,11 +26,16 @@ absl::Status Gemm(cublasHandle_t handle, DType dtype, const void* x, int64_t row
     default:
       return absl::InvalidArgumentError("Gemm: unsupported dtype " + std::string(DTypeName(dtype)));
   }
+  if (y_dtype != dtype && y_dtype != DType::kF32) {
+    return absl::InvalidArgumentError("Gemm: unsupported output dtype " +
+                                      std::string(DTypeName(y_dtype)));
+  }
+  const cudaDataType_t y_type = y_dtype == DType::kF32 ? CUDA_R_32F : type;
   const float alpha = 1.0f, beta = 0.0f;
   const cublasStatus_t st = cublasGemmEx(
       handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(rows),
       static_cast<int>(in), &alpha, w, type, static_cast<int>(in), x, type, static_cast<int>(in),
-      &beta, y, type, static_cast<int>(y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      &beta, y, y_type, static_cast<int>(y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) {
     return absl::InternalError(std::string("cublasGemmEx failed: ") + cublasGetStatusString(st) +
                                " (rows " + std::to_string(rows) + ", in " + std::to_string(in) +

@@ -1,8 +1,11 @@
 // Straight loops; they define the kernels' semantics, speed is no concern.
 #include "kernels/cuda/reference_twins.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace dsinfer {
 
@@ -22,6 +25,74 @@ void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* 
       if (best < 0 || row[j] > row[best]) best = j;
     }
     ids[r] = best < 0 ? 0 : static_cast<int32_t>(best);
+  }
+}
+
+void SampleReference(const float* logits, int64_t rows, int64_t vocab, float temperature,
+                     int top_k, float top_p, float min_p, const float* uniforms, int32_t* ids,
+                     float* thresholds) {
+  if (temperature == 0.0f) {
+    ArgmaxReference(logits, rows, vocab, ids);
+    return;
+  }
+  const float c = 1.4426950408889634f / temperature;
+  std::vector<float> p(static_cast<size_t>(vocab));
+  auto count_at = [&](float theta) {
+    int64_t n = 0;
+    for (float v : p) n += v >= theta;
+    return n;
+  };
+  auto mass_at = [&](float theta) {
+    float m = 0.0f;
+    for (float v : p) m += v >= theta ? v : 0.0f;
+    return m;
+  };
+  auto as_float = [](uint32_t bits) {
+    float f;
+    std::memcpy(&f, &bits, sizeof(f));
+    return f;
+  };
+  auto as_bits = [](float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof(bits));
+    return bits;
+  };
+  constexpr uint32_t kOneBits = 0x3f800000u;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = logits + r * vocab;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, x[i]);
+    for (int64_t i = 0; i < vocab; ++i) p[i] = std::exp2((x[i] - mx) * c);
+    float theta = 0.0f;
+    if (top_k > 0 && top_k < vocab) {
+      uint32_t lo = 0, hi = kOneBits + 1;
+      while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        (count_at(as_float(mid)) >= top_k ? lo : hi) = mid;
+      }
+      theta = as_float(lo);
+    }
+    if (top_p < 1.0f) {
+      const float target = top_p * mass_at(theta);
+      uint32_t lo = as_bits(theta), hi = kOneBits + 1;
+      while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        (mass_at(as_float(mid)) >= target ? lo : hi) = mid;
+      }
+      theta = as_float(lo);
+    }
+    if (min_p > 0.0f) theta = std::max(theta, min_p);
+    if (thresholds != nullptr) thresholds[r] = theta;
+    const float target = uniforms[r] * mass_at(theta);
+    float cum = 0.0f;
+    int32_t chosen = -1, last_kept = 0;
+    for (int64_t i = 0; i < vocab && chosen < 0; ++i) {
+      if (p[i] < theta) continue;
+      cum += p[i];
+      last_kept = static_cast<int32_t>(i);
+      if (target < cum) chosen = last_kept;
+    }
+    ids[r] = chosen >= 0 ? chosen : last_kept;
   }
 }
 

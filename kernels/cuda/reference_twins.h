@@ -1,5 +1,5 @@
 // Plain C++ twins of the CUDA kernels that have no twin among the CPU backend's references
-// (embedding gather, argmax). fp32, no CUDA: the GPU tests compare the kernels to these.
+// (embedding gather, argmax, sampling). fp32, no CUDA: the GPU tests compare the kernels to these.
 #ifndef DSINFER_KERNELS_CUDA_REFERENCE_TWINS_H_
 #define DSINFER_KERNELS_CUDA_REFERENCE_TWINS_H_
 
@@ -14,6 +14,14 @@ void EmbeddingReference(const float* table, int64_t cols, const int32_t* ids, in
 // ids[i] = argmax_j logits[i, j], lowest index on ties, NaN never wins (0 if all NaN).
 // logits: [rows, vocab].
 void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* ids);
+
+// LaunchSample's semantics in plain fp32 loops (same thresholds, same bisection, serial
+// sums). logits: [rows, vocab]; uniforms, ids: [rows]. Knobs as in SampleKnobs. When
+// `thresholds` is not null it receives each row's kept threshold: token i is kept iff
+// 2^((x_i - max) · log2e / T) >= thresholds[r] (not written for temperature 0).
+void SampleReference(const float* logits, int64_t rows, int64_t vocab, float temperature,
+                     int top_k, float top_p, float min_p, const float* uniforms, int32_t* ids,
+                     float* thresholds = nullptr);
 
 }  // namespace dsinfer
 

@@ -152,7 +152,7 @@ def main():
         # The build machines have no GPU and little memory: serve the same configuration on
         # the CPU backend with a small context.
         env.update({"DSINFER_MODEL": model, "DSINFER_LISTEN": f"127.0.0.1:{live_port}",
-                    "DSINFER_DEVICE": "cpu", "DSINFER_KV_MODE": "gpu", "DSINFER_MAX_CONTEXT": "1024",
+                    "DSINFER_DEVICE": "cpu", "DSINFER_MAX_CONTEXT": "1024",
                     "DSINFER_SHUTDOWN_GRACE_S": "2"})
         server = subprocess.Popen([args.server], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)

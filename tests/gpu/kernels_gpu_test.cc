@@ -2,7 +2,9 @@
 // (1, 7, 97, 4099), head_dim 64 and 128, GQA ratios 1/4/8, bf16 and fp16, batch 1 and > 1.
 // Inputs are fresh random values (seed logged) rounded to the dtype, so kernel and twin see
 // the very same numbers; outputs are poisoned with NaN first so an unwritten element fails.
-// Error is ‖out − ref‖ / ‖ref‖ against a per-dtype bound. Skips without a GPU.
+// Error is ‖out − ref‖ / ‖ref‖ against a per-dtype bound. Skips without a GPU (except the
+// sampling twin's check against the CPU sampler, which is pure C++). Also: the fp32 residual
+// stream variants, both flash-decoding bodies, and GPU sampling (top-k/top-p/min-p).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/sampler.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_reference.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -143,6 +146,67 @@ TEST(KernelsGpu, RmsNormAndAddRmsNorm) {
   }
 }
 
+std::vector<float> ReadF32(const DevBuf& b, size_t n) {
+  std::vector<float> out(n);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(out.data(), b.ptr, n * sizeof(float), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  return out;
+}
+
+// The fp32 residual stream: embedding into fp32 (exact), RmsNorm of fp32 input, add + RmsNorm
+// updating an fp32 residual (twin: AddRmsNormReference with no rounding at all).
+TEST(KernelsGpu, Fp32ResidualStream) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (int64_t rows : {1, 7, 97}) {
+      for (int64_t dim : {64, 1000, 4099}) {
+        const size_t n = rows * dim;
+        std::vector<float> x(n);
+        std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+        for (float& v : x) v = u(Rng());  // not representable in 16 bits: checks no rounding
+        HostArray w = Random(t, dim), d = Random(t, n);
+        DevBuf dx(x), dw(w.raw), dd(d.raw), out(n * 2), out2(n * 2);
+        ASSERT_OK(LaunchRmsNormEx(t, DType::kF32, dx.ptr, dw.ptr, rows, dim, 1e-5f, out.ptr,
+                                  nullptr));
+        std::vector<float> ref(n);
+        RmsNormReference(x.data(), w.f32.data(), rows, dim, 1e-5f, ref.data());
+        EXPECT_LE(RelErr(out.Read16(t, n), ref), Tolerance(t)) << rows << "x" << dim;
+
+        ASSERT_OK(LaunchAddRmsNormEx(t, DType::kF32, dx.ptr, dd.ptr, dw.ptr, rows, dim, 1e-5f,
+                                     out2.ptr, nullptr));
+        std::vector<float> res = x, ref2(n);
+        AddRmsNormReference(res.data(), d.f32.data(), w.f32.data(), rows, dim, 1e-5f, ref2.data());
+        EXPECT_LE(RelErr(out2.Read16(t, n), ref2), Tolerance(t)) << rows << "x" << dim;
+        EXPECT_LE(RelErr(ReadF32(dx, n), res), 1e-6) << "fp32 residual " << rows << "x" << dim;
+        // Rows of the fp32 residual gathered into a 16-bit tensor: rounded to nearest even.
+        std::vector<int32_t> pick(rows);
+        for (auto& r : pick) r = static_cast<int32_t>(Rng()() % rows);
+        DevBuf dpick(pick), g16(n * 2);
+        ASSERT_OK(LaunchEmbeddingEx(DType::kF32, t, dx.ptr, dim, dpick.as<int32_t>(), rows,
+                                    g16.ptr, dim, nullptr));
+        std::vector<float> want(n);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < dim; ++c) {
+            want[r * dim + c] = From16(t, To16(t, res[pick[r] * dim + c]));
+          }
+        }
+        EXPECT_EQ(g16.Read16(t, n), want) << "fp32 -> 16-bit gather";
+      }
+      const int64_t vocab = 1001, cols = 4099;
+      HostArray table = Random(t, vocab * cols);
+      std::vector<int32_t> ids(rows);
+      for (auto& id : ids) id = static_cast<int32_t>(Rng()() % vocab);
+      DevBuf dt(table.raw), di(ids), out(rows * cols * 4);
+      ASSERT_OK(LaunchEmbeddingEx(t, DType::kF32, dt.ptr, cols, di.as<int32_t>(), rows, out.ptr,
+                                  cols, nullptr));
+      std::vector<float> ref(rows * cols);
+      EmbeddingReference(table.f32.data(), cols, ids.data(), rows, ref.data());
+      EXPECT_EQ(ReadF32(out, rows * cols), ref);
+    }
+  }
+}
+
 TEST(KernelsGpu, SwiGlu) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {
@@ -202,6 +266,19 @@ TEST(KernelsGpu, GemmMatchesLinearReference) {
           }
         }
         EXPECT_LE(RelErr(g2, r2), Tolerance(t)) << rows << " " << in << " " << out;
+        // fp32 output (logits): the accumulator unrounded, so a much tighter bound.
+        DevBuf dy32(rows * y_stride * 4);
+        ASSERT_OK(GemmEx(handle, t, DType::kF32, dx.ptr, rows, in, dw.ptr, out, dy32.ptr,
+                         y_stride));
+        const std::vector<float> got32 = ReadF32(dy32, rows * y_stride);
+        std::vector<float> g3;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < out; ++c) g3.push_back(got32[r * y_stride + c]);
+          for (int64_t c = out; c < y_stride; ++c) {
+            EXPECT_TRUE(std::isnan(got32[r * y_stride + c])) << "fp32 wrote past out";
+          }
+        }
+        EXPECT_LE(RelErr(g3, r2), 1e-4) << "fp32 out " << rows << " " << in << " " << out;
       }
     }
   }
@@ -220,9 +297,145 @@ TEST(KernelsGpu, Argmax) {
         ASSERT_CUDA(cudaMemcpy(got.data(), ids.ptr, rows * 4, cudaMemcpyDeviceToHost));
         ArgmaxReference(logits.f32.data(), rows, vocab, ref.data());
         EXPECT_EQ(got, ref) << vocab;
+        // fp32 logits (the LM head's output in the backend).
+        std::vector<float> f32 = logits.f32;
+        std::uniform_real_distribution<float> u(-1e-3f, 1e-3f);
+        for (float& v : f32) v += u(Rng());  // off the 16-bit grid
+        DevBuf dl32(f32), ids32(rows * 4);
+        ASSERT_OK(LaunchArgmax(DType::kF32, dl32.ptr, rows, vocab, vocab, ids32.as<int32_t>(),
+                               nullptr));
+        ASSERT_CUDA(cudaMemcpy(got.data(), ids32.ptr, rows * 4, cudaMemcpyDeviceToHost));
+        ArgmaxReference(f32.data(), rows, vocab, ref.data());
+        EXPECT_EQ(got, ref) << "fp32 " << vocab;
       }
     }
   }
+}
+
+struct SampleCase {
+  float temperature;
+  int top_k;
+  float top_p, min_p;
+};
+const SampleCase kSampleCases[] = {
+    {0.7f, 0, 1.0f, 0.0f}, {1.0f, 50, 1.0f, 0.0f}, {1.0f, 0, 0.9f, 0.0f},
+    {1.3f, 100, 0.8f, 0.05f}, {0.9f, 0, 1.0f, 0.1f}, {0.0f, 0, 1.0f, 0.0f}};
+
+std::vector<float> NormalLogits(size_t n, float sigma) {
+  std::normal_distribution<float> g(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = g(Rng());
+  return v;
+}
+
+// The twin against the engine's CPU sampler: the same kept set (top-k, then top-p of the top-k
+// mass, then min-p) and the same inverse-CDF draw, up to rounding at interval edges. Pure CPU,
+// so it runs without a GPU too.
+TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
+  for (const SampleCase& c : kSampleCases) {
+    for (int64_t vocab : {7, 4099}) {
+      const std::vector<float> logits = NormalLogits(vocab, 3.0f);
+      SamplingParams params;
+      params.temperature = c.temperature;
+      params.top_k = c.top_k;
+      params.top_p = c.top_p;
+      params.min_p = c.min_p;
+      const std::vector<double> dist = Sampler(params).Distribution(logits, {});
+      float theta = 0;
+      int equal = 0, draws = 200;
+      for (int k = 0; k < draws; ++k) {
+        const float u = (k + 0.5f) / draws;
+        int32_t id = -1;
+        SampleReference(logits.data(), 1, vocab, c.temperature, c.top_k, c.top_p, c.min_p, &u,
+                        &id, &theta);
+        double cum = 0;
+        int32_t want = -1;
+        for (int64_t i = 0; i < vocab && want < 0; ++i) {
+          cum += dist[i];
+          if (dist[i] > 0 && u < cum) want = static_cast<int32_t>(i);
+        }
+        equal += id == want;
+        ASSERT_GT(dist[id], 0.0) << "twin drew a token the CPU sampler filters out";
+      }
+      EXPECT_GE(equal, draws - 2) << "T " << c.temperature << " k " << c.top_k << " p "
+                                  << c.top_p << " min_p " << c.min_p << " vocab " << vocab;
+      if (c.temperature == 0.0f) continue;
+      // Kept sets agree: {p >= theta} vs the CPU sampler's nonzero probabilities.
+      float mx = -INFINITY;
+      for (float x : logits) mx = std::max(mx, x);
+      for (int64_t i = 0; i < vocab; ++i) {
+        const float k = 1.4426950408889634f / c.temperature;  // rounded as the twin does
+        const float p = std::exp2((logits[i] - mx) * k);
+        EXPECT_EQ(p >= theta, dist[i] > 0)
+            << "token " << i << " vocab " << vocab << " p " << p << " theta " << theta << " T "
+            << c.temperature << " k " << c.top_k << " top_p " << c.top_p << " min_p " << c.min_p;
+      }
+    }
+  }
+}
+
+// The sampling kernel against its twin: every drawn token is in the twin's kept set and sits at
+// the twin's inverse CDF of the same uniform (within 1e-4 of the kept mass: fp32 sums in
+// another order move interval edges, which at 128K tokens of similar probability is enough to
+// change the exact id). Exact agreement is counted and must hold for most draws.
+TEST(KernelsGpu, SampleMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const int64_t rows = 24;
+  int64_t equal = 0, total = 0;
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    for (int64_t vocab : {7, 4099, 128256}) {
+      for (const SampleCase& c : kSampleCases) {
+        std::vector<float> logits = NormalLogits(rows * vocab, 3.0f);
+        std::vector<uint16_t> raw;
+        if (t != DType::kF32) {
+          raw.resize(logits.size());
+          for (size_t i = 0; i < logits.size(); ++i) {
+            raw[i] = To16(t, logits[i]);
+            logits[i] = From16(t, raw[i]);
+          }
+        }
+        std::vector<float> u(rows);
+        std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+        for (float& x : u) x = uni(Rng());
+        DevBuf dl = t == DType::kF32 ? DevBuf(logits) : DevBuf(raw);
+        DevBuf du(u), dids(rows * 4);
+        SampleKnobs knobs{c.temperature, c.top_k, c.top_p, c.min_p};
+        ASSERT_OK(LaunchSample(t, dl.ptr, rows, vocab, vocab, knobs, du.as<float>(),
+                               dids.as<int32_t>(), nullptr));
+        std::vector<int32_t> got(rows), want(rows);
+        std::vector<float> theta(rows);
+        ASSERT_CUDA(cudaMemcpy(got.data(), dids.ptr, rows * 4, cudaMemcpyDeviceToHost));
+        SampleReference(logits.data(), rows, vocab, c.temperature, c.top_k, c.top_p, c.min_p,
+                        u.data(), want.data(), theta.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          ++total;
+          equal += got[r] == want[r];
+          if (got[r] == want[r]) continue;
+          ASSERT_NE(c.temperature, 0.0f) << "argmax differs";
+          ASSERT_GE(got[r], 0);
+          ASSERT_LT(got[r], vocab);
+          const float* x = logits.data() + r * vocab;
+          const float mx = *std::max_element(x, x + vocab);
+          const float k = 1.4426950408889634f / c.temperature;
+          double kept = 0, before = 0;
+          for (int64_t i = 0; i < vocab; ++i) {
+            const float p = std::exp2((x[i] - mx) * k);
+            if (p < theta[r]) continue;
+            kept += p;
+            if (i < got[r]) before += p;
+          }
+          const float pg = std::exp2((x[got[r]] - mx) * k);
+          EXPECT_GE(pg, theta[r] * (1 - 1e-5f)) << "drew a filtered token, vocab " << vocab;
+          const double target = u[r] * kept;
+          EXPECT_LE(before, target + 1e-4 * kept) << "vocab " << vocab;
+          EXPECT_GE(before + pg, target - 1e-4 * kept) << "vocab " << vocab;
+        }
+      }
+    }
+  }
+  std::printf("sampling: %lld of %lld draws equal to the twin's\n", static_cast<long long>(equal),
+              static_cast<long long>(total));
+  EXPECT_GE(equal, total * 8 / 10);
 }
 
 // A paged pool on the device with random block placement, and its host fp32 mirror.
@@ -267,11 +480,15 @@ struct AttnCase {
   std::vector<int> lens;
 };
 
-std::vector<AttnCase> AttnCases() {
+// wide: also GQA ratios 3 (a group that fills no power of two) and 16 (more than one block's
+// 8 heads) — for decode, whose blocks split a group; prefill's CPU reference is too slow for it.
+std::vector<AttnCase> AttnCases(bool wide) {
   std::vector<AttnCase> cases;
+  const std::vector<int> groups =
+      wide ? std::vector<int>{1, 3, 4, 8, 16} : std::vector<int>{1, 4, 8};
   for (DType t : kDTypes) {
     for (int hd : {64, 128}) {
-      for (int group : {1, 4, 8}) {
+      for (int group : groups) {
         cases.push_back({t, hd, 2, group, {1}});
         cases.push_back({t, hd, 2, group, {7}});
         cases.push_back({t, hd, 2, group, {97}});
@@ -285,7 +502,7 @@ std::vector<AttnCase> AttnCases() {
 
 TEST(KernelsGpu, DecodeAttentionMatchesReference) {
   SKIP_WITHOUT_GPU();
-  for (const AttnCase& c : AttnCases()) {
+  for (const AttnCase& c : AttnCases(true)) {
     const int hq = c.heads_kv * c.group, d = c.head_dim;
     const int64_t rows = static_cast<int64_t>(c.lens.size());
     const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d;
@@ -308,21 +525,27 @@ TEST(KernelsGpu, DecodeAttentionMatchesReference) {
                                pool.HostView(static_cast<int>(r)), shape, ref.data() + r * hq * d,
                                hq * d);
     }
-    for (int splits : {1, 7, 64}) {
-      DevBuf ws(DecodeAttentionWorkspaceFloats(rows, hq, d, splits) * 4 + 4);
-      DevBuf out(rows * hq * d * 2);
-      ASSERT_OK(LaunchDecodeAttention(c.dtype, dq.ptr, q_stride, br, hq, c.heads_kv, d, scale, kv,
-                                      splits, ws.as<float>(), out.ptr, hq * d, nullptr));
-      EXPECT_LE(RelErr(out.Read16(c.dtype, rows * hq * d), ref), Tolerance(c.dtype))
-          << DTypeName(c.dtype) << " hd " << d << " group " << c.group << " lens "
-          << c.lens[0] << " batch " << rows << " splits " << splits;
+    // 300 splits: most pieces of the short sequences are empty (graph steps size the split by
+    // capacity, not by the context).
+    for (DecodeAttentionAlgo algo : {DecodeAttentionAlgo::kTiled, DecodeAttentionAlgo::kWarp}) {
+      for (int splits : {1, 7, 64, 300}) {
+        DevBuf ws(DecodeAttentionWorkspaceFloats(rows, hq, d, splits) * 4 + 4);
+        DevBuf out(rows * hq * d * 2);
+        ASSERT_OK(LaunchDecodeAttention(c.dtype, dq.ptr, q_stride, br, hq, c.heads_kv, d, scale,
+                                        kv, splits, ws.as<float>(), out.ptr, hq * d, nullptr,
+                                        algo));
+        EXPECT_LE(RelErr(out.Read16(c.dtype, rows * hq * d), ref), Tolerance(c.dtype))
+            << DTypeName(c.dtype) << " hd " << d << " group " << c.group << " lens "
+            << c.lens[0] << " batch " << rows << " splits " << splits << " algo "
+            << (algo == DecodeAttentionAlgo::kTiled ? "tiled" : "warp");
+      }
     }
   }
 }
 
 TEST(KernelsGpu, PrefillAttentionMatchesReference) {
   SKIP_WITHOUT_GPU();
-  for (const AttnCase& c : AttnCases()) {
+  for (const AttnCase& c : AttnCases(false)) {
     const int hq = c.heads_kv * c.group, d = c.head_dim;
     const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d;
     TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d);

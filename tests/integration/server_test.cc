@@ -2,10 +2,18 @@
 // port, the CPU backend, the tiny random model the CTest fixture writes. Each test talks gRPC
 // through the generated C++ stubs, as any client would; results are compared against
 // dsinfer-run (the offline generator) and against the same request run alone.
+//
+// Double Sparsity through the wire: the tiny model has head_dim 32 and no channel config, so
+// per-request double_sparse uses channels = 32 (every channel; see docs/double-sparsity.md);
+// one test calibrates a channel config with dsinfer-calibrate and serves it with fewer
+// channels. Cancel and deadline tests run Double Sparsity requests so that both the KV pool
+// and the label cache must return to idle.
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <limits>
 #include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,10 +35,27 @@ std::string ModelDir() { return DSINFER_TEST_MODEL_DIR; }
 struct Result {
   grpc::Status status;
   std::vector<int32_t> tokens;
+  std::vector<double> logprobs;
   std::string text;
   v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
+  v1::AttentionStats attention;
   int messages = 0;
 };
+
+constexpr int kTinyHeadDim = 32;
+constexpr int kTinyLayers = 2;
+constexpr int kTinyKvHeads = 2;
+
+// Double Sparsity in every layer over `channels` channels with a token budget of `budget`.
+void SetDoubleSparse(v1::GenerateRequest& r, int64_t budget, int channels = kTinyHeadDim) {
+  v1::AttentionOptions* a = r.mutable_attention();
+  a->set_mode("double_sparse");
+  a->mutable_channels()->set_value(channels);
+  a->mutable_token_budget()->set_value(budget);
+  a->mutable_dense_layers()->set_value(0);
+  a->mutable_sink()->set_value(2);
+  a->mutable_recent()->set_value(2);
+}
 
 void Authorize(grpc::ClientContext& context) {
   context.AddMetadata("authorization", std::string("Bearer ") + kApiKey);
@@ -51,8 +76,10 @@ Result RunUnary(v1::Inference::Stub& stub, const v1::GenerateRequest& request) {
   Result result;
   result.status = stub.Generate(&context, request, &response);
   result.tokens.assign(response.token_ids().begin(), response.token_ids().end());
+  result.logprobs.assign(response.token_logprobs().begin(), response.token_logprobs().end());
   result.text = response.text();
   result.finish = response.finish_reason();
+  result.attention = response.attention_stats();
   return result;
 }
 
@@ -65,8 +92,13 @@ Result RunStream(v1::Inference::Stub& stub, const v1::GenerateRequest& request) 
   while (reader->Read(&message)) {
     ++result.messages;
     result.tokens.insert(result.tokens.end(), message.token_ids().begin(), message.token_ids().end());
+    result.logprobs.insert(result.logprobs.end(), message.token_logprobs().begin(),
+                           message.token_logprobs().end());
     result.text += message.text();
-    if (message.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) result.finish = message.finish_reason();
+    if (message.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      result.finish = message.finish_reason();
+      result.attention = message.attention_stats();
+    }
   }
   result.status = reader->Finish();
   return result;
@@ -80,12 +112,13 @@ v1::ModelInfo Info(v1::Inference::Stub& stub) {
   return info;
 }
 
-// Waits (up to 5 s) for the server's KV accounting to return to idle.
+// Waits (up to 5 s) for the server's KV and label-cache accounting to return to idle.
 bool WaitKvIdle(v1::Inference::Stub& stub) {
   for (int i = 0; i < 250; ++i) {
     const v1::ModelInfo info = Info(stub);
-    if (info.kv().blocks_in_use() == 0 && info.kv().bytes_in_use() == 0 && info.kv().sequences() == 0 &&
-        info.running() == 0 && info.queued() == 0) {
+    if (info.kv().blocks_in_use() == 0 && info.kv().bytes_in_use() == 0 &&
+        info.kv().sequences() == 0 && info.kv().label_bytes_in_use() == 0 &&
+        info.kv().label_sequences() == 0 && info.running() == 0 && info.queued() == 0) {
       return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -94,12 +127,13 @@ bool WaitKvIdle(v1::Inference::Stub& stub) {
 }
 
 // dsinfer-run's greedy tokens for `prompt`.
-std::vector<int32_t> OfflineTokens(const std::vector<int32_t>& prompt, int max_new_tokens) {
+std::vector<int32_t> OfflineTokens(const std::vector<int32_t>& prompt, int max_new_tokens,
+                                   const std::string& extra_args = "") {
   std::string ids;
   for (int32_t id : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(id);
   const std::string command = std::string(DSINFER_BIN_DIR) + "/dsinfer-run --model " + ModelDir() +
                               " --prompt-ids " + ids + " --max-new-tokens " +
-                              std::to_string(max_new_tokens) + " --ignore-eos --json";
+                              std::to_string(max_new_tokens) + " --ignore-eos --json " + extra_args;
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return {};
   std::string out;
@@ -160,6 +194,18 @@ TEST_F(ServerTest, GreedyOutputEqualsDsinferRun) {
     ASSERT_TRUE(served.status.ok()) << served.status.error_message();
     EXPECT_EQ(served.tokens, OfflineTokens(prompt, 20)) << "prompt length " << length;
   }
+  // dsinfer-run's attention flags set the same options as a request's attention fields.
+  const std::vector<int32_t> prompt = Prompt(90, 3);
+  v1::GenerateRequest sparse = TokenRequest(prompt, 20);
+  SetDoubleSparse(sparse, 8);
+  sparse.mutable_attention()->mutable_label_bits()->set_value(4);
+  const Result served = RunUnary(*stub_, sparse);
+  ASSERT_TRUE(served.status.ok()) << served.status.error_message();
+  EXPECT_EQ(served.attention.mode(), "double_sparse");
+  EXPECT_EQ(served.tokens,
+            OfflineTokens(prompt, 20,
+                          "--attention-mode double_sparse --channels 32 --token-budget 8 "
+                          "--label-bits 4 --sink 2 --recent 2 --dense-layers 0"));
 }
 
 TEST_F(ServerTest, SeededSamplingRepeats) {
@@ -211,12 +257,16 @@ TEST_F(ServerTest, CancelMidStreamReturnsKvToIdle) {
   ASSERT_TRUE(WaitKvIdle(*stub_));
   grpc::ClientContext context;
   Authorize(context);
-  auto reader = stub_->GenerateStream(&context, TokenRequest(Prompt(12, 5), 1900));
+  v1::GenerateRequest request = TokenRequest(Prompt(12, 5), 1900);
+  SetDoubleSparse(request, 8);
+  auto reader = stub_->GenerateStream(&context, request);
   v1::GenerateStreamResponse message;
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(reader->Read(&message));
   const v1::ModelInfo busy = Info(*stub_);
   EXPECT_GT(busy.kv().blocks_in_use(), 0u);  // the accounting sees the live request
   EXPECT_EQ(busy.kv().sequences(), 1u);
+  EXPECT_GT(busy.kv().label_bytes_in_use(), 0u);  // and its Double Sparsity labels
+  EXPECT_EQ(busy.kv().label_sequences(), 1u);
   context.TryCancel();
   while (reader->Read(&message)) {
   }
@@ -229,7 +279,10 @@ TEST_F(ServerTest, ShortDeadlineReturnsDeadlineExceededAndKvToIdle) {
   Authorize(context);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(30));
   v1::GenerateResponse response;
-  const grpc::Status status = stub_->Generate(&context, TokenRequest(Prompt(12, 6), 1900), &response);
+  v1::GenerateRequest request = TokenRequest(Prompt(12, 6), 1900);
+  SetDoubleSparse(request, 8);
+  request.mutable_attention()->mutable_label_bits()->set_value(4);
+  const grpc::Status status = stub_->Generate(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(WaitKvIdle(*stub_));
 }
@@ -263,6 +316,69 @@ TEST_F(ServerTest, CliGenerateHealthAndBench) {
                 &out),
             0);
   EXPECT_THAT(out, HasSubstr("UNAUTHENTICATED"));
+}
+
+TEST_F(ServerTest, DoubleSparseFullBudgetEqualsDenseAndSmallBudgetAttendsFewer) {
+  constexpr uint32_t kNew = 24;
+  const std::vector<int32_t> prompt = Prompt(70, 8);
+  v1::GenerateRequest dense = TokenRequest(prompt, kNew);
+  dense.mutable_attention()->set_mode("dense");
+  const Result d = RunUnary(*stub_, dense);
+  ASSERT_TRUE(d.status.ok()) << d.status.error_message();
+  EXPECT_EQ(d.attention.mode(), "dense");
+  EXPECT_EQ(d.attention.sparse_rows(), 0u);
+  EXPECT_EQ(d.attention.tokens_attended(), d.attention.tokens_in_context());
+
+  // A budget at least the context: the selection is every token, so the result is dense's.
+  v1::GenerateRequest full = TokenRequest(prompt, kNew);
+  SetDoubleSparse(full, 4096);
+  const Result f = RunStream(*stub_, full);
+  ASSERT_TRUE(f.status.ok()) << f.status.error_message();
+  EXPECT_EQ(f.attention.mode(), "double_sparse");
+  EXPECT_EQ(f.attention.requested_mode(), "double_sparse");
+  EXPECT_EQ(f.attention.sparse_rows(), (kNew - 1) * kTinyLayers);
+  EXPECT_EQ(f.attention.tokens_attended(), f.attention.tokens_in_context());
+  EXPECT_EQ(f.attention.tokens_in_context(), d.attention.tokens_in_context());
+  EXPECT_EQ(f.tokens, d.tokens);
+  ASSERT_EQ(f.logprobs.size(), d.logprobs.size());
+  for (size_t i = 0; i < f.logprobs.size(); ++i)
+    EXPECT_NEAR(f.logprobs[i], d.logprobs[i], 1e-3) << i;
+
+  // A small budget: a sane response that read far fewer K/V rows.
+  for (int label_bits : {16, 4}) {
+    v1::GenerateRequest small = TokenRequest(prompt, kNew);
+    SetDoubleSparse(small, 8);
+    small.mutable_attention()->mutable_label_bits()->set_value(label_bits);
+    const Result s = RunUnary(*stub_, small);
+    ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+    EXPECT_EQ(s.finish, v1::FINISH_REASON_LENGTH);
+    ASSERT_EQ(s.tokens.size(), kNew);
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      EXPECT_GE(s.tokens[i], 0);
+      EXPECT_LT(s.tokens[i], 512);
+      EXPECT_TRUE(std::isfinite(s.logprobs[i]) && s.logprobs[i] <= 0.0) << s.logprobs[i];
+    }
+    EXPECT_EQ(s.attention.mode(), "double_sparse");
+    EXPECT_EQ(s.attention.tokens_in_context(), d.attention.tokens_in_context());
+    // Prefill stays dense; each decode row reads 8 rows per layer and KV head.
+    uint64_t prefill = 0;
+    for (uint64_t row = 0; row < prompt.size(); ++row) prefill += row + 1;
+    EXPECT_EQ(s.attention.tokens_attended(),
+              (prefill + (kNew - 1) * 8) * kTinyLayers * kTinyKvHeads);
+    EXPECT_LT(s.attention.tokens_attended(), d.attention.tokens_attended());
+    EXPECT_EQ(s.attention.bytes_fetched_from_host(), 0u);
+  }
+  EXPECT_TRUE(WaitKvIdle(*stub_));
+}
+
+TEST_F(ServerTest, ModelInfoReportsAttentionDefaultsAndLabelAccounting) {
+  const v1::ModelInfo info = Info(*stub_);
+  EXPECT_EQ(info.default_attention().mode(), "auto");
+  EXPECT_EQ(info.default_attention().channels().value(), 16);
+  EXPECT_EQ(info.default_attention().statistic(), "qk");
+  EXPECT_EQ(info.default_attention().dense_layers().value(), 2);
+  EXPECT_EQ(info.channel_config(), "");
+  EXPECT_EQ(info.default_attention().aggregation(), "sum");
 }
 
 struct BadInput {
@@ -299,6 +415,20 @@ TEST_F(ServerTest, EveryBadInputGetsTheRightCodeAndTheServerKeepsServing) {
   add("unknown mode", C::INVALID_ARGUMENT, "attention.mode", [](auto& r) { r.mutable_attention()->set_mode("turbo"); });
   add("bad label bits", C::INVALID_ARGUMENT, "label_bits",
       [](auto& r) { r.mutable_attention()->mutable_label_bits()->set_value(3); });
+  add("unknown statistic", C::INVALID_ARGUMENT, "attention.statistic",
+      [](auto& r) { r.mutable_attention()->set_statistic("kq"); });
+  add("unknown aggregation", C::INVALID_ARGUMENT, "attention.aggregation",
+      [](auto& r) { r.mutable_attention()->set_aggregation("mean"); });
+  add("negative sink", C::INVALID_ARGUMENT, "sink",
+      [](auto& r) { r.mutable_attention()->mutable_sink()->set_value(-1); });
+  add("budget ratio 0", C::INVALID_ARGUMENT, "token_budget_ratio",
+      [](auto& r) { r.mutable_attention()->mutable_token_budget_ratio()->set_value(0.0); });
+  add("channels over head_dim", C::INVALID_ARGUMENT, "channels", [](auto& r) {
+    r.mutable_attention()->set_mode("double_sparse");
+    r.mutable_attention()->mutable_channels()->set_value(kTinyHeadDim + 1);
+  });
+  add("fewer channels without a channel config", C::FAILED_PRECONDITION, "channel config",
+      [](auto& r) { SetDoubleSparse(r, 8, 8); });
   add("too many stops", C::INVALID_ARGUMENT, "too many stop sequences", [](auto& r) {
     for (int i = 0; i < 17; ++i) r.mutable_stopping()->add_stop_sequences("stop" + std::to_string(i));
   });
@@ -392,6 +522,91 @@ TEST(ServerShutdownTest, SigtermDuringStreamingFinishesOrCancelsAndExitsZero) {
     }
   }
   EXPECT_EQ(server.Wait(), 0);
+}
+
+// A server with a channel config calibrated here by dsinfer-calibrate on the tiny model: Double
+// Sparsity with 8 of 32 channels, set as the server's defaults, so a request without
+// attention options runs it.
+TEST(ServerChannelConfigTest, CalibratedConfigServesFewerChannelsByDefault) {
+  const std::string work = DSINFER_TEST_WORK_DIR;
+  const std::string ids_file = work + "/calibration_ids.txt";
+  const std::string config = work + "/tiny_channels.json";
+  {
+    std::mt19937 rng(std::random_device{}());
+    std::uniform_int_distribution<int> id(3, 511);
+    std::ofstream out(ids_file);
+    for (int i = 0; i < 256; ++i) out << id(rng) << (i % 16 == 15 ? "\n" : " ");
+  }
+  std::remove(config.c_str());
+  const std::string calibrate = std::string(DSINFER_BIN_DIR) + "/dsinfer-calibrate --model " +
+                                ModelDir() + " --ids-file " + ids_file + " --out " + config +
+                                " --block 128 2>&1";
+  FILE* pipe = popen(calibrate.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string log;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) log.append(buffer, n);
+  ASSERT_EQ(pclose(pipe), 0) << log;
+
+  ServerProcess server;
+  std::string error;
+  ASSERT_TRUE(server.Start({"--model",          ModelDir(),
+                            "--channel-config", config,
+                            "--attention-mode", "double_sparse",
+                            "--channels",       "8",
+                            "--label-bits",     "4",
+                            "--dense-layers",   "0",
+                            "--token-budget",   "10",
+                            "--sink",           "2",
+                            "--recent",         "3",
+                            "--log-level",      "warn"},
+                           work + "/channel_config_test.port", &error))
+      << error;
+  auto stub = server.NewStub();
+  const v1::ModelInfo info = Info(*stub);
+  EXPECT_EQ(info.channel_config(), config);
+  EXPECT_EQ(info.default_attention().mode(), "double_sparse");
+  EXPECT_EQ(info.default_attention().channels().value(), 8);
+  EXPECT_EQ(info.default_attention().label_bits().value(), 4);
+
+  constexpr uint32_t kNew = 16;
+  const std::vector<int32_t> prompt = Prompt(40, 2);
+  const Result sparse = RunStream(*stub, TokenRequest(prompt, kNew));
+  ASSERT_TRUE(sparse.status.ok()) << sparse.status.error_message();
+  ASSERT_EQ(sparse.tokens.size(), kNew);
+  EXPECT_EQ(sparse.attention.mode(), "double_sparse");
+  EXPECT_EQ(sparse.attention.sparse_rows(), (kNew - 1) * kTinyLayers);
+  uint64_t prefill = 0;
+  for (uint64_t row = 0; row < prompt.size(); ++row) prefill += row + 1;
+  EXPECT_EQ(sparse.attention.tokens_attended(),
+            (prefill + (kNew - 1) * 10) * kTinyLayers * kTinyKvHeads);
+  // Per request: dense overrides the default; other channel counts use the same config.
+  v1::GenerateRequest dense = TokenRequest(prompt, kNew);
+  dense.mutable_attention()->set_mode("dense");
+  const Result d = RunUnary(*stub, dense);
+  ASSERT_TRUE(d.status.ok()) << d.status.error_message();
+  EXPECT_EQ(d.attention.mode(), "dense");
+  v1::GenerateRequest wide = TokenRequest(prompt, kNew);
+  wide.mutable_attention()->mutable_channels()->set_value(16);
+  wide.mutable_attention()->mutable_label_bits()->set_value(16);
+  wide.mutable_attention()->mutable_token_budget()->set_value(4096);
+  const Result w = RunUnary(*stub, wide);
+  ASSERT_TRUE(w.status.ok()) << w.status.error_message();
+  // A budget over the context selects every token whatever the channels: dense's result.
+  EXPECT_EQ(w.tokens, d.tokens);
+  EXPECT_EQ(w.attention.tokens_attended(), w.attention.tokens_in_context());
+  EXPECT_TRUE(WaitKvIdle(*stub));
+  EXPECT_EQ(server.Stop(SIGTERM), 0);
+}
+
+// A server whose defaults it cannot honour refuses to start, saying why.
+TEST(ServerChannelConfigTest, UnservableDefaultsFailAtStartup) {
+  ServerProcess server;
+  std::string error;
+  EXPECT_FALSE(server.Start({"--model", ModelDir(), "--attention-mode", "double_sparse",
+                             "--channels", "8", "--log-level", "warn"},
+                            std::string(DSINFER_TEST_WORK_DIR) + "/bad_defaults.port", &error));
+  EXPECT_THAT(error, HasSubstr("exited during startup"));
 }
 
 }  // namespace

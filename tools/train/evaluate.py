@@ -43,30 +43,24 @@ def log(*a):
     print(f"[eval {time.time() - T0:6.1f}s]", *a, flush=True)
 
 
-def retrieval_set(tok, seed, lengths, per_length):
+def retrieval_set(kv, seed, lengths, per_length):
+    """per_length prompts per target length L: BOS + a retrieval document with one question,
+    the prompt plus its 6 answer tokens within L - 2 tokens."""
     rng = random.Random(seed)
-    probe = kv_retrieval.context_text("x", kv_retrieval.make_pairs(random.Random(1), 200))
-    per_pair = len(tok.encode(probe, add_special_tokens=False).ids) / 200.0
     items = []
     for L in lengths:
-        n = 0
-        while n < per_length:
-            npairs = max(4, int((L - 40) / per_pair))
-            state = rng.getstate()
-            prompt, ans, depth = kv_retrieval.eval_item(rng, npairs)
-            p_ids = [BOS] + tok.encode(prompt, add_special_tokens=False).ids
-            if len(p_ids) > L:  # re-draw smaller from the same state
+        for _ in range(per_length):
+            npairs = kv.n_pairs_for(L - 10, 1)
+            while True:
+                state = rng.getstate()
+                prompt, ans, depth, q_len = kv.eval_item(rng, npairs)
+                if len(prompt) + 1 + len(ans) <= L - 2:
+                    break
                 rng.setstate(state)
-                npairs = int(npairs * (L - 8) / len(p_ids))
-                prompt, ans, depth = kv_retrieval.eval_item(rng, npairs)
-                p_ids = [BOS] + tok.encode(prompt, add_special_tokens=False).ids
-            full = [BOS] + tok.encode(prompt + ans, add_special_tokens=False).ids
-            if full[:len(p_ids)] != p_ids:
-                continue
-            items.append(dict(target_len=L, n_tokens=len(p_ids), depth=round(depth, 4),
-                              answer=ans, answer_ids=full[len(p_ids):], prompt=prompt,
-                              prompt_ids=p_ids))
-            n += 1
+                npairs -= max(1, (len(prompt) + 1 + len(ans) - (L - 2)) // int(kv.pair_tokens) + 1)
+            items.append(dict(target_len=L, n_tokens=len(prompt) + 1, depth=round(depth, 4),
+                              question_tokens=q_len, answer=kv.text(ans), answer_ids=ans,
+                              prompt_ids=[BOS] + prompt))
     return items
 
 
@@ -76,8 +70,11 @@ def main():
     ap.add_argument("--data", default=os.path.join(ROOT, ".train-data"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--kv-seed", type=int, default=424242)
-    ap.add_argument("--lengths", default="1024,2048,4096,8192")
+    ap.add_argument("--lengths", default="1024,2048,4096,8192,16384")
     ap.add_argument("--per-length", type=int, default=50)
+    ap.add_argument("--keep-per-length", type=int, default=20,
+                    help="prompts per length written to retrieval.jsonl (lengths <= --keep-max)")
+    ap.add_argument("--keep-max", type=int, default=8192)
     ap.add_argument("--ppl-windows", type=int, default=96)
     ap.add_argument("--golden-prompt-len", type=int, default=128)
     ap.add_argument("--golden-tokens", type=int, default=40)
@@ -88,6 +85,10 @@ def main():
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     tok = tokenizer()
+    def dump(r):  # after every section, so a time limit keeps what was measured
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(r, f, indent=1)
+
     res = dict(model=args.model, device=torch.cuda.get_device_name(0) if dev == "cuda" else "cpu",
                transformers=transformers.__version__, torch=torch.__version__)
     held_docs = read_docs(os.path.join(args.data, "heldout.txt.xz"))
@@ -105,7 +106,7 @@ def main():
     if "ppl" not in skip:
         held = encode_docs(tok, held_docs)
         res["heldout_tokens_total"] = int(len(held))
-        for S in (1024, 4096):
+        for S in (1024, 4096, 8192):
             nwin = min(len(held) // (S + 1), args.ppl_windows * 4096 // S)
             tot, cnt = 0.0, 0
             with torch.no_grad():
@@ -117,7 +118,45 @@ def main():
             res[f"heldout_ppl_ctx{S}"] = math.exp(tot / cnt)
             res[f"heldout_ppl_ctx{S}_tokens"] = cnt
             log(f"held-out ppl (fp32, ctx {S}, {cnt} tokens): {math.exp(tot / cnt):.3f}")
+        dump(res)
 
+    if "retrieval" not in skip:
+        lengths = [int(x) for x in args.lengths.split(",")]
+        kv = kv_retrieval.KvTokens(tok)
+        items = retrieval_set(kv, args.kv_seed, lengths, args.per_length)
+        acc, acc_kept, by_depth = {}, {}, {}
+        for L in lengths:
+            sel = [it for it in items if it["target_len"] == L]
+            ok = 0
+            for j, it in enumerate(sel):
+                ids = torch.tensor([it["prompt_ids"]], device=dev)
+                with torch.no_grad():
+                    out = m.generate(ids, max_new_tokens=len(it["answer_ids"]), do_sample=False)
+                got = out[0, ids.shape[1]:].tolist()
+                it["correct_dense_hf"] = got == it["answer_ids"]
+                ok += it["correct_dense_hf"]
+                if j == 0:
+                    log(f"  {L}: expected {it['answer']!r} got {tok.decode(got)!r}")
+            acc[L] = ok / len(sel)
+            kept = sel[:args.keep_per_length]
+            acc_kept[L] = sum(it["correct_dense_hf"] for it in kept) / len(kept)
+            third = [[it["correct_dense_hf"] for it in sel if lo <= it["depth"] < lo + 1 / 3]
+                     for lo in (0, 1 / 3, 2 / 3)]
+            by_depth[L] = [round(sum(t) / max(1, len(t)), 3) for t in third]
+            log(f"retrieval accuracy at {L} tokens: {ok}/{len(sel)} = {acc[L]:.3f} "
+                f"(first {len(kept)}: {acc_kept[L]:.3f}; by depth thirds {by_depth[L]}; "
+                f"mean prompt {np.mean([it['n_tokens'] for it in sel]):.0f} tokens)")
+        with open(os.path.join(args.out, "retrieval.jsonl"), "w") as f:
+            for L in lengths:
+                if L > args.keep_max:
+                    continue
+                for it in [it for it in items if it["target_len"] == L][:args.keep_per_length]:
+                    f.write(json.dumps(it, separators=(",", ":")) + "\n")
+        res["retrieval_accuracy_first_kept"] = acc_kept
+        res["retrieval_accuracy_by_depth_third"] = by_depth
+        res["retrieval_accuracy"] = acc
+        res["retrieval_per_length"] = args.per_length
+        dump(res)
     if "samples" not in skip:
         samples = []
         for p in SAMPLE_PROMPTS:
@@ -131,28 +170,7 @@ def main():
             log("sample:", json.dumps(samples[-1]))
         res["samples"] = samples
 
-    if "retrieval" not in skip:
-        lengths = [int(x) for x in args.lengths.split(",")]
-        items = retrieval_set(tok, args.kv_seed, lengths, args.per_length)
-        with open(os.path.join(args.out, "retrieval.jsonl"), "w") as f:
-            for it in items:
-                f.write(json.dumps(it) + "\n")
-        acc = {}
-        for L in lengths:
-            sel = [it for it in items if it["target_len"] == L]
-            ok = 0
-            for it in sel:
-                ids = torch.tensor([it["prompt_ids"]], device=dev)
-                with torch.no_grad():
-                    out = m.generate(ids, max_new_tokens=len(it["answer_ids"]), do_sample=False)
-                ok += out[0, ids.shape[1]:].tolist() == it["answer_ids"]
-            acc[L] = ok / len(sel)
-            log(f"retrieval accuracy at {L} tokens: {ok}/{len(sel)} = {acc[L]:.3f} "
-                f"(mean prompt {np.mean([it['n_tokens'] for it in sel]):.0f} tokens)")
-        res["retrieval_accuracy"] = acc
-        res["retrieval_per_length"] = args.per_length
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(res, f, indent=1)
+    dump(res)
 
     if "golden" not in skip:
         del m
@@ -167,7 +185,17 @@ def main():
         logits, greedy, margins = make_golden.reference_outputs(m32, prompt, args.golden_tokens)
         d = os.path.join(args.out, "golden", "demo-trained")
         os.makedirs(d, exist_ok=True)
-        meta = make_golden.write_golden(d, "demo-trained", prompt, logits, greedy, margins)
+        # keep every 8th prompt position's logits plus the last (the file stays ~2 MB)
+        positions = list(range(0, prompt.shape[1], 8))
+        if positions[-1] != prompt.shape[1] - 1:
+            positions.append(prompt.shape[1] - 1)
+        max_abs = float(logits.abs().max())
+        meta = make_golden.write_golden(d, "demo-trained", prompt, logits[positions].contiguous(),
+                                        greedy, margins)
+        meta["max_abs_logit"] = max_abs
+        meta["logit_positions"] = positions
+        with open(os.path.join(d, "golden.json"), "w") as f:
+            json.dump(meta, f, indent=1)
         log(f"golden: prompt {prompt.shape[1]} tokens, {len(greedy)} greedy, max|logit| "
             f"{meta['max_abs_logit']:.2f}, min margin {min(margins):.4f}; prompt text: "
             f"{tok.decode(prompt[0].tolist())[:120]!r} ... continuation {tok.decode(greedy)!r}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole training pipeline on the GPU host, in one command (no network needed):
 #   OUT=/some/dir bash tools/train/gpu_run.sh [extra train.py args]
+# Set DEADLINE=N (seconds from the start) to stop the evaluation in time to pack what exists.
 # Needs .train-data/{train,heldout}.txt.xz (tools/train/make_corpus.sh) and python3 with
 # torch, transformers, tokenizers, safetensors. Leaves in $OUT:
 #   train.log, eval.log            everything both steps printed
@@ -16,15 +17,17 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 W=${WORK:-/tmp/dsinfer-train}
 rm -rf "$W"; mkdir -p "$W" "$OUT/ckpt"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/train.log"
-python3 tools/train/train.py --out "$W/demo" --train-seconds "${TRAIN_SECONDS:-330}" "$@" 2>&1 | tee -a "$OUT/train.log"
+python3 tools/train/train.py --out "$W/demo" --train-seconds "${TRAIN_SECONDS:-390}" "$@" 2>&1 | tee -a "$OUT/train.log"
 rc=$?
+cp "$W"/demo/model*.safetensors "$OUT/ckpt/" 2>/dev/null
 if [ -f "$W/demo/config.json" ]; then
-  python3 tools/train/evaluate.py --model "$W/demo" --out "$W/eval" 2>&1 | tee "$OUT/eval.log"
+  left=$(( ${DEADLINE:-100000} - SECONDS - 12 )); [ "$left" -lt 30 ] && left=30
+  echo "evaluation time limit ${left}s" | tee "$OUT/eval.log"
+  timeout "$left" python3 tools/train/evaluate.py --model "$W/demo" --out "$W/eval" 2>&1 | tee -a "$OUT/eval.log"
   erc=$?
 else
   erc=1
 fi
-cp "$W"/demo/model*.safetensors "$OUT/ckpt/" 2>/dev/null
 [ -f "$W/eval/golden/demo-trained/logits.f32" ] && cp "$W/eval/golden/demo-trained/logits.f32" "$OUT/"
 mkdir -p "$W/small"
 cp "$W"/demo/*.json "$W/small/" 2>/dev/null

@@ -1,24 +1,30 @@
 #!/usr/bin/env python3
-"""Synthetic key-value retrieval: many `key: value` lines, then questions about some keys.
+"""Synthetic key-value retrieval: many `- key: value` lines, then questions about some keys.
 
 A document looks like
 
-    The following is a list of keys and their values. Remember them.
-    tovarin: 48213
-    kel-mosu: riventa
+    Here is a list of keys and their values.
+    - tovarin: 48213
+    - kelmosu: 90211
     ...
     Question: What is the value of tovarin?
-    Answer: 48213
+    Answer: tovarin: 48213
 
-Keys are random word-like strings (2-4 syllables, unique in the document); values are
-random 5-digit numbers or random words. Training documents carry several questions;
-evaluation prompts end with "Answer:" and the expected answer is the value with its
-leading space (" 48213").
+Keys are word-like strings of 2-3 syllables (unique in a document); values are 5-digit
+numbers. The answer restates the key before the value, as the paper's LongEval-style
+retrieval prompts do ("The <REGISTER_CONTENT> in line X is"), so the value follows exactly
+the tokens that precede it in the list and a lookup (induction) head can find it; the model
+still has to locate one line among hundreds. Evaluation prompts end with "Answer: KEY:" and
+the expected answer is " 48213" (six tokens: "▁" then one token per digit).
 
-    python3 tools/train/kv_retrieval.py --seed 7 --sample     # print a small document
+Documents are built directly in token ids (KvTokens), which is ~50x faster than generating
+text and tokenizing it, so training can make fresh documents for every step. That is exact
+because this tokenizer (Mistral's 32K SentencePiece BPE, tokenizer.json with no
+pre-tokenizer) has no merge across a newline, across a following "▁", or between a letter
+and ":"/"?": a document's ids are the concatenation of its pieces' ids. KvTokens checks
+this on sample documents at construction (CheckAgainstText) and refuses to run otherwise.
 
-The generator is pure Python (random.Random), deterministic for a seed; token counts
-need a tokenizer and are handled by the callers (train.py, evaluate.py).
+    python3 tools/train/kv_retrieval.py --sample      # print a small document (needs tokenizers)
 """
 import argparse
 import random
@@ -28,77 +34,134 @@ CONS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z
 VOWS = ["a", "e", "i", "o", "u", "ai", "ea", "ou"]
 CODA = ["", "", "", "n", "r", "l", "s", "k", "m"]
 HEADERS = [
+    "Here is a list of keys and their values.",
     "The following is a list of keys and their values. Remember them.",
-    "Here is a table of keys and values.",
     "Below are key-value pairs. Each line gives a key, a colon and its value.",
     "Memorize the value of every key in this list.",
 ]
+QUESTION = "Question: What is the value of"
+ANSWER = "Answer:"
 
 
 def syllable(rng):
     return rng.choice(CONS) + rng.choice(VOWS) + rng.choice(CODA)
 
 
-def word(rng, lo=2, hi=3):
-    return "".join(syllable(rng) for _ in range(rng.randint(lo, hi)))
-
-
 def make_key(rng):
-    if rng.random() < 0.25:
-        return word(rng, 1, 2) + "-" + word(rng, 1, 2)
-    return word(rng, 2, 4)
+    return "".join(syllable(rng) for _ in range(rng.randint(2, 3)))
 
 
-def make_value(rng):
-    if rng.random() < 0.6:
-        return str(rng.randint(10000, 99999))
-    return word(rng, 2, 3)
+class KvTokens:
+    """Builds retrieval documents as token ids.
 
+    doc() returns (ids, weights): weights[i] = 1 where ids[i] is an answer token (the only
+    tokens a retrieval row is trained on), else 0. No BOS/EOS; callers add them."""
 
-def make_pairs(rng, n):
-    keys, seen = [], set()
-    while len(keys) < n:
-        k = make_key(rng)
-        if k not in seen:
+    def __init__(self, tok, n_keys=40000, key_seed=20261128):
+        self.tok = tok
+
+        def enc(s):
+            return tok.encode(s, add_special_tokens=False).ids
+
+        def one(s):
+            i = tok.token_to_id(s)
+            assert i is not None, s
+            return i
+
+        self.NL, self.DASH, self.COLON, self.QMARK = one("<0x0A>"), one("-"), one(":"), one("?")
+        self.SP = one("\u2581")
+        self.DIGITS = [one(str(d)) for d in range(10)]
+        x = enc("x")
+        assert len(x) == 1
+
+        def after_newline(s):  # ids of s at the start of a line (no "▁" prepended)
+            ids = enc("x\n" + s)
+            assert ids[:2] == x + [self.NL], ids[:4]
+            return ids[2:]
+
+        self.headers = [enc(h) for h in HEADERS]  # a document's first line gets "▁" prepended
+        self.q_pre = [self.NL] + after_newline(QUESTION)
+        self.a_pre = [self.NL] + after_newline(ANSWER)
+        rng = random.Random(key_seed)
+        seen, self.keys, self.key_ids = set(), [], []
+        while len(self.keys) < n_keys:
+            k = make_key(rng)
+            if k in seen:
+                continue
             seen.add(k)
-            keys.append(k)
-    return [(k, make_value(rng)) for k in keys]
+            self.keys.append(k)
+        encoded = tok.encode_batch(["x " + k for k in self.keys], add_special_tokens=False)
+        for e in encoded:
+            assert e.ids[:1] == x
+            self.key_ids.append(e.ids[1:])
+        self.pair_tokens = 4 + 5 + sum(len(k) for k in self.key_ids) / len(self.key_ids)
+        self.question_tokens = (len(self.q_pre) + len(self.a_pre) + 2 +
+                                2 * sum(len(k) for k in self.key_ids) / len(self.key_ids))
+        self.CheckAgainstText()
 
+    def value_ids(self, v):
+        return [self.SP] + [self.DIGITS[int(c)] for c in str(v)]
 
-def context_text(header, pairs):
-    return header + "\n" + "\n".join(f"{k}: {v}" for k, v in pairs)
+    def doc(self, rng, n_pairs, n_questions):
+        keys = rng.sample(range(len(self.keys)), n_pairs)
+        vals = [rng.randint(10000, 99999) for _ in keys]
+        ids = list(self.headers[rng.randrange(len(self.headers))])
+        for k, v in zip(keys, vals):
+            ids += [self.NL, self.DASH] + self.key_ids[k] + [self.COLON] + self.value_ids(v)
+        w = [0] * len(ids)
+        asked = rng.sample(range(n_pairs), min(n_questions, n_pairs))
+        for qi in asked:
+            q = self.q_pre + self.key_ids[keys[qi]] + [self.QMARK] + self.a_pre + \
+                self.key_ids[keys[qi]] + [self.COLON]
+            a = self.value_ids(vals[qi])
+            ids += q + a
+            w += [0] * len(q) + [1] * len(a)
+        return ids, w, keys, asked
 
+    def n_pairs_for(self, n_tokens, n_questions):
+        """Pairs that make a document of about n_tokens with n_questions questions."""
+        body = n_tokens - len(self.headers[0]) - n_questions * (self.question_tokens + 6)
+        return max(2, int(body / self.pair_tokens))
 
-def question(key):
-    return f"\nQuestion: What is the value of {key}?\nAnswer:"
+    def eval_item(self, rng, n_pairs):
+        """(prompt ids without BOS, ending in 'Answer: KEY:', answer ids, depth of the asked
+        key in the list, tokens of the trailing question)."""
+        ids, w, keys, asked = self.doc(rng, n_pairs, 1)
+        n_answer = sum(w)
+        k = self.key_ids[keys[asked[0]]]
+        q_len = len(self.q_pre) + len(k) + 1 + len(self.a_pre) + len(k) + 1
+        prompt, answer = ids[:-n_answer], ids[-n_answer:]
+        asked = asked[0]
+        return prompt, answer, asked / len(keys), q_len
 
+    def text(self, ids):
+        return self.tok.decode(ids, skip_special_tokens=False)
 
-def training_doc(rng, n_pairs, n_questions):
-    """A training document: context, then n_questions question/answer pairs."""
-    pairs = make_pairs(rng, n_pairs)
-    text = context_text(rng.choice(HEADERS), pairs)
-    for _ in range(n_questions):
-        k, v = pairs[rng.randrange(len(pairs))]
-        text += question(k) + " " + v
-    return text
-
-
-def eval_item(rng, n_pairs):
-    """An evaluation item: (prompt ending in 'Answer:', answer text with leading space,
-    depth of the asked key as a fraction of the context)."""
-    pairs = make_pairs(rng, n_pairs)
-    i = rng.randrange(len(pairs))
-    k, v = pairs[i]
-    return context_text(rng.choice(HEADERS), pairs) + question(k), " " + v, i / len(pairs)
+    def CheckAgainstText(self, n=40):
+        """Token-built documents must equal the tokenizer's encoding of their text."""
+        rng = random.Random(7)
+        for i in range(n):
+            ids, _, _, _ = self.doc(rng, rng.randint(2, 60), rng.randint(1, 4))
+            text = self.text(ids)
+            ref = self.tok.encode(text, add_special_tokens=False).ids
+            if ref != ids:
+                raise RuntimeError(f"retrieval document {i} does not round-trip through the "
+                                   f"tokenizer:\n{text[:300]!r}\n{ids[:60]}\n{ref[:60]}")
 
 
 if __name__ == "__main__":
+    import os
+    from tokenizers import Tokenizer
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--sample", action="store_true")
     a = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    tk = Tokenizer.from_file(os.path.join(here, "..", "..", "models", "demo", "tokenizer.json"))
+    kv = KvTokens(tk, n_keys=2000)
     r = random.Random(a.seed)
-    print(training_doc(r, 12, 3))
+    ids, w, _, _ = kv.doc(r, 12, 3)
+    print(kv.text(ids))
     print("----")
-    p, ans, depth = eval_item(r, 8)
-    print(p + ans, "\n(depth %.2f)" % depth)
+    p, ans, depth, qlen = kv.eval_item(r, 8)
+    print(kv.text(p) + "|" + kv.text(ans), "\n(depth %.2f, question %d tokens)" % (depth, qlen))

@@ -4,7 +4,9 @@
 // the physical floor beside each figure, measured in the same run: decode floor = (weights +
 // KV bytes read per step) ÷ measured D2D HBM bandwidth; prefill floor = FLOPs ÷ measured cuBLAS
 // bf16 matmul rate. Configurations whose weights + KV do not fit are reported as skipped.
-// Writes everything as JSON (--json_out).
+// Decode is timed twice per configuration, eagerly and with the step replayed as a CUDA graph
+// (the backend's decode_graphs), so the launch overhead shows beside the floor. The residual
+// stream and logits are fp32, as in Model::Forward. Writes everything as JSON (--json_out).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,6 +31,7 @@ ABSL_FLAG(std::string, models, "llama2-7b,llama3-8b", "model shapes to run");
 ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
 ABSL_FLAG(std::string, contexts, "4096,32768", "decode contexts / prefill lengths");
 ABSL_FLAG(int32_t, iters, 10, "timed decode steps per configuration");
+ABSL_FLAG(bool, graphs, true, "also time decode with CUDA graphs");
 ABSL_FLAG(int32_t, long_prefill_layers, 4,
           "layers actually run for prefills over 8K tokens (time scaled to the full depth)");
 
@@ -141,7 +144,7 @@ struct Workspace {
   DeviceTensor* all[9] = {&residual, &normed, &qkv, &attn, &delta, &gate_up, &mlp, &last, &logits};
   int32_t* ids = nullptr;
   absl::Status Init(const ModelConfig& c, int64_t n, int64_t m) {
-    ASSIGN_OR_RETURN(residual, backend->Allocate(n, c.hidden_size));
+    ASSIGN_OR_RETURN(residual, backend->AllocateF32(n, c.hidden_size));
     ASSIGN_OR_RETURN(normed, backend->Allocate(n, c.hidden_size));
     ASSIGN_OR_RETURN(qkv, backend->Allocate(n, c.q_size() + 2 * c.kv_size()));
     ASSIGN_OR_RETURN(attn, backend->Allocate(n, c.q_size()));
@@ -149,7 +152,7 @@ struct Workspace {
     ASSIGN_OR_RETURN(gate_up, backend->Allocate(n, 2 * c.intermediate_size));
     ASSIGN_OR_RETURN(mlp, backend->Allocate(n, c.intermediate_size));
     ASSIGN_OR_RETURN(last, backend->Allocate(m, c.hidden_size));
-    ASSIGN_OR_RETURN(logits, backend->Allocate(m, c.vocab_size));
+    ASSIGN_OR_RETURN(logits, backend->AllocateF32(m, c.vocab_size));
     CUDA_RETURN_IF_ERROR(cudaMalloc(&ids, m * sizeof(int32_t)));
     return absl::OkStatus();
   }
@@ -172,6 +175,7 @@ absl::Status Forward(BenchModel& m, Workspace& ws, const ForwardBatch& batch, Kv
                attn = rows(ws.attn), delta = rows(ws.delta), gate_up = rows(ws.gate_up),
                mlp = rows(ws.mlp);
   const float eps = m.config.rms_norm_eps;
+  RETURN_IF_ERROR(b.BeginStep(batch, pool, layers == m.config.num_layers));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
   for (int i = 0; i < layers; ++i) {
@@ -187,11 +191,12 @@ absl::Status Forward(BenchModel& m, Workspace& ws, const ForwardBatch& batch, Kv
     const DeviceTensor& next = i + 1 < layers ? m.layers[i + 1].input_norm : m.final_norm;
     RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, next, eps, normed));
   }
+  RETURN_IF_ERROR(b.EndStep());
   DeviceTensor last = ws.last, logits = ws.logits;
   last.rows = logits.rows = static_cast<int64_t>(batch.logit_rows.size());
   RETURN_IF_ERROR(b.GatherRows(normed, batch.logit_rows, last));
   RETURN_IF_ERROR(b.Linear(last, m.lm_head, logits));
-  return LaunchArgmax(DType::kBF16, logits.data, logits.rows, logits.cols, logits.cols, ws.ids,
+  return LaunchArgmax(logits.dtype, logits.data, logits.rows, logits.cols, logits.cols, ws.ids,
                       b.stream());
 }
 
@@ -290,9 +295,9 @@ absl::Status Run() {
     const int64_t kv_token_bytes = 2ll * c.num_layers * c.kv_size() * 2;
     nlohmann::json jm;
     jm["weight_bytes"] = m.weight_bytes;
-    std::printf("\n%s (weights %.2f GB)\n%-8s %-7s %12s %12s %10s %14s %12s\n",
-                shape.name.c_str(), m.weight_bytes / 1e9, "batch", "ctx", "ms/step", "tok/s",
-                "floor ms", "x floor", "attn TB/s");
+    std::printf("\n%s (weights %.2f GB)\n%-8s %-7s %12s %12s %12s %10s %10s %12s %12s\n",
+                shape.name.c_str(), m.weight_bytes / 1e9, "batch", "ctx", "eager ms",
+                "graph ms", "tok/s", "floor ms", "x floor", "attn TB/s", "(warp TB/s)");
     for (int64_t ctx : contexts) {
       for (int64_t batch : batches) {
         nlohmann::json r;
@@ -318,15 +323,29 @@ absl::Status Run() {
           const int32_t tok = static_cast<int32_t>((i * 7919) % c.vocab_size);
           fb.Add(seq, &tok, 1, ctx, false);
         }
-        for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
-        std::vector<double> ms;
-        for (int i = 0; i < iters; ++i) {
-          timer.Start();
-          RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
-          ms.push_back(timer.StopMs());
+        auto time_steps = [&](bool graphs) -> absl::StatusOr<double> {
+          b.set_decode_graphs(graphs);
+          for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
+          std::vector<double> ms;
+          for (int i = 0; i < iters; ++i) {
+            timer.Start();
+            RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
+            ms.push_back(timer.StopMs());
+          }
+          RETURN_IF_ERROR(b.Synchronize());
+          return Median(ms);
+        };
+        ASSIGN_OR_RETURN(const double eager_ms, time_steps(false));
+        double graph_ms = 0;
+        if (absl::GetFlag(FLAGS_graphs)) {
+          const int64_t replays = b.graph_replays();
+          ASSIGN_OR_RETURN(graph_ms, time_steps(true));
+          r["graph_replays"] = b.graph_replays() - replays;
+          b.set_decode_graphs(false);
         }
-        RETURN_IF_ERROR(b.Synchronize());
-        const double step_ms = Median(ms);
+        const double step_ms = graph_ms > 0 ? std::min(eager_ms, graph_ms) : eager_ms;
+        r["eager_ms_per_step"] = eager_ms;
+        r["graph_ms_per_step"] = graph_ms;
         // Attention of one layer alone: KV bytes read ÷ time.
         DeviceTensor qkv = ws.qkv, attn = ws.attn;
         qkv.rows = attn.rows = batch;
@@ -337,6 +356,15 @@ absl::Status Run() {
           ams.push_back(timer.StopMs());
         }
         const double attn_ms = Median(ams);
+        // The first (warp-per-token) decode kernel at the same shape, for comparison.
+        b.set_decode_algo(DecodeAttentionAlgo::kWarp);
+        std::vector<double> wms;
+        for (int i = 0; i < 20; ++i) {
+          timer.Start();
+          RETURN_IF_ERROR(b.Attention(0, m.attention, fb, *pool, qkv, attn));
+          wms.push_back(timer.StopMs());
+        }
+        b.set_decode_algo(DecodeAttentionAlgo::kTiled);
         const double attn_bytes = double(batch) * (ctx + 1) * c.kv_size() * 2 * 2;
         const double bytes = double(m.weight_bytes - c.vocab_size * c.hidden_size * 2) +
                              double(batch) * (ctx + 1) * kv_token_bytes;
@@ -347,10 +375,12 @@ absl::Status Run() {
         r["x_floor"] = step_ms / floor_ms;
         r["attention_layer_ms"] = attn_ms;
         r["attention_TBps"] = attn_bytes / (attn_ms * 1e-3) / 1e12;
-        std::printf("%-8lld %-7lld %12.3f %12.1f %10.3f %14.2f %12.2f\n",
-                    static_cast<long long>(batch), static_cast<long long>(ctx), step_ms,
-                    batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms,
-                    attn_bytes / (attn_ms * 1e-3) / 1e12);
+        r["attention_warp_kernel_TBps"] = attn_bytes / (Median(wms) * 1e-3) / 1e12;
+        std::printf("%-8lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %12.2f %12.2f\n",
+                    static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
+                    graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms,
+                    attn_bytes / (attn_ms * 1e-3) / 1e12,
+                    attn_bytes / (Median(wms) * 1e-3) / 1e12);
         jm["decode"].push_back(r);
       }
     }

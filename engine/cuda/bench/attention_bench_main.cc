@@ -1,0 +1,346 @@
+// dsinfer-attention-bench: the decode attention operator alone, one layer, dense flash-decoding
+// (LaunchDecodeAttention) against the Double Sparsity chain (LaunchLabelScores →
+// LaunchTopKSelect → LaunchSparseAttention), at Llama-2-7B heads (32 × 128, MHA) and
+// Llama-3-8B heads (32 q / 8 kv), contexts 4K … 256K, batch 1 / 8 / 32, fp16 K/V and labels.
+// Double Sparsity variants: 1/8 (fp16 labels r = 16, k = L/8; 4-bit r = 64), 1/16 (fp16 r = 8,
+// k = L/16; 4-bit r = 32). Inputs are random (generated on the GPU); the selection does not
+// depend on the values for timing purposes beyond the radix passes, which random scores
+// exercise fully (no early exit after the first digit).
+//
+// Beside each time: the bytes the operator must move — dense: the K/V of the context; Double
+// Sparsity: the label cache plus the selected K/V rows — and the floor those bytes take at the
+// D2D bandwidth measured in the same process (bytes read + written ÷ time of a 2 GiB copy).
+// "moved" also counts the scores the chain writes and re-reads (one write, up to four reads),
+// which the floor does not. Configurations whose K/V exceed --max_gib are skipped and listed.
+// Per-stage times (score, top-k, attention) are reported for Double Sparsity. JSON: --json_out.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "engine/tools/cli_flags.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/status.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
+ABSL_FLAG(std::string, models, "llama2-7b,llama3-8b", "head shapes to run");
+ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
+ABSL_FLAG(std::string, contexts, "4096,16384,65536,131072,262144", "contexts (tokens)");
+ABSL_FLAG(int32_t, iters, 10, "timed steps per configuration");
+ABSL_FLAG(double, max_gib, 56.0, "skip configurations whose K/V exceed this many GiB");
+
+namespace dsinfer {
+namespace {
+
+constexpr int kBlockTokens = 256;
+constexpr int kHeadDim = 128;
+
+struct Variant {
+  const char* name;
+  int denominator;  // k = L / denominator
+  int r;
+  int bits;
+};
+const Variant kVariants[] = {
+    {"ds 1/8 fp16 r16", 8, 16, 16},
+    {"ds 1/8 4bit r64", 8, 64, 4},
+    {"ds 1/16 fp16 r8", 16, 8, 16},
+    {"ds 1/16 4bit r32", 16, 32, 4},
+};
+
+std::vector<int64_t> ParseList(const std::string& s) {
+  std::vector<int64_t> out;
+  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (absl::SimpleAtoi(p, &v)) out.push_back(v);
+  }
+  return out;
+}
+
+// Times `fn` (enqueues one step on `stream`) over `iters` steps after one warm-up; µs per step.
+template <typename Fn>
+absl::StatusOr<double> TimeUs(cudaStream_t stream, int iters, Fn fn) {
+  RETURN_IF_ERROR(fn());
+  cudaEvent_t a, b;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&a));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&b));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(a, stream));
+  for (int i = 0; i < iters; ++i) RETURN_IF_ERROR(fn());
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(b, stream));
+  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(b));
+  float ms = 0;
+  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, a, b));
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return 1000.0 * ms / iters;
+}
+
+struct DevMem {
+  void* ptr = nullptr;
+  ~DevMem() { cudaFree(ptr); }
+  absl::Status Alloc(size_t bytes) {
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, std::max<size_t>(bytes, 16)));
+    return absl::OkStatus();
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
+};
+
+absl::Status Run() {
+  cudaStream_t stream;
+  CUDA_RETURN_IF_ERROR(cudaStreamCreate(&stream));
+  cudaDeviceProp prop;
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
+  const int sm = prop.multiProcessorCount;
+  // HBM ceiling: a 2 GiB device-to-device copy, bytes read + written.
+  double hbm_bps = 0;
+  {
+    const size_t bytes = size_t{2} << 30;
+    DevMem a, b;
+    RETURN_IF_ERROR(a.Alloc(bytes));
+    RETURN_IF_ERROR(b.Alloc(bytes));
+    ASSIGN_OR_RETURN(const double us, TimeUs(stream, 10, [&]() -> absl::Status {
+                       CUDA_RETURN_IF_ERROR(
+                           cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
+                       return absl::OkStatus();
+                     }));
+    hbm_bps = 2.0 * bytes / (us * 1e-6);
+  }
+  std::printf("GPU %s: D2D copy %.0f GB/s\n", prop.name, hbm_bps / 1e9);
+  nlohmann::json out;
+  out["gpu"] = prop.name;
+  out["hbm_gbps"] = hbm_bps / 1e9;
+  out["dtype"] = "fp16";
+  out["results"] = nlohmann::json::array();
+  out["skipped"] = nlohmann::json::array();
+
+  const auto batches = ParseList(absl::GetFlag(FLAGS_batches));
+  const auto contexts = ParseList(absl::GetFlag(FLAGS_contexts));
+  const int iters = absl::GetFlag(FLAGS_iters);
+  const double max_bytes = absl::GetFlag(FLAGS_max_gib) * (1ull << 30);
+  int64_t max_kv = 0, max_seq_tokens = 0;
+  for (int64_t b : batches) {
+    for (int64_t l : contexts) {
+      const int64_t kv = 2 * b * l * 32 * kHeadDim * 2;
+      if (kv <= max_bytes)
+        max_kv = std::max(max_kv, kv), max_seq_tokens = std::max(max_seq_tokens, b * l);
+      const int64_t kv8 = 2 * b * l * 8 * kHeadDim * 2;
+      if (kv8 <= max_bytes)
+        max_kv = std::max(max_kv, kv8), max_seq_tokens = std::max(max_seq_tokens, b * l);
+    }
+  }
+  // One K and one V region sized for the largest configuration that fits, reused by all.
+  DevMem k, v;
+  RETURN_IF_ERROR(k.Alloc(max_kv / 2));
+  RETURN_IF_ERROR(v.Alloc(max_kv / 2));
+  std::printf("%-10s %5s %7s  %-18s %9s %9s %8s %8s %7s  %s\n", "heads", "batch", "ctx", "op", "us",
+              "floor us", "x floor", "TB/s", "speedup", "stages us (score/topk/attn)");
+  for (absl::string_view model : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
+    const int hq = 32, hkv = model == "llama2-7b" ? 32 : 8;
+    for (int64_t batch : batches) {
+      for (int64_t ctx : contexts) {
+        const int64_t kv_bytes = 2 * batch * ctx * hkv * kHeadDim * 2;
+        if (kv_bytes > max_bytes) {
+          std::printf("%-10s %5lld %7lld  skipped: K/V %.0f GiB > --max_gib\n",
+                      std::string(model).c_str(), static_cast<long long>(batch),
+                      static_cast<long long>(ctx), kv_bytes / double(1ull << 30));
+          out["skipped"].push_back({{"model", model},
+                                    {"batch", batch},
+                                    {"context", ctx},
+                                    {"kv_gib", kv_bytes / double(1ull << 30)}});
+          continue;
+        }
+        const int64_t elems = kv_bytes / 4;
+        RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, k.ptr, elems, 1 + ctx + batch, 1.0f, stream));
+        RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, v.ptr, elems, 7 + ctx + batch, 1.0f, stream));
+        const int blocks = static_cast<int>((ctx + kBlockTokens - 1) / kBlockTokens);
+        std::vector<int32_t> tables(batch * blocks), positions(batch, ctx - 1), row_seq(batch);
+        for (int64_t i = 0; i < batch * blocks; ++i) tables[i] = static_cast<int32_t>(i);
+        for (int64_t s = 0; s < batch; ++s) row_seq[s] = static_cast<int32_t>(s);
+        DevMem dtables, dpos, drs, dq, dout, dws;
+        RETURN_IF_ERROR(dtables.Alloc(tables.size() * 4));
+        RETURN_IF_ERROR(dpos.Alloc(batch * 4));
+        RETURN_IF_ERROR(drs.Alloc(batch * 4));
+        RETURN_IF_ERROR(dq.Alloc(batch * hq * kHeadDim * 2));
+        RETURN_IF_ERROR(dout.Alloc(batch * hq * kHeadDim * 2));
+        CUDA_RETURN_IF_ERROR(
+            cudaMemcpy(dtables.ptr, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
+        CUDA_RETURN_IF_ERROR(
+            cudaMemcpy(dpos.ptr, positions.data(), batch * 4, cudaMemcpyHostToDevice));
+        CUDA_RETURN_IF_ERROR(
+            cudaMemcpy(drs.ptr, row_seq.data(), batch * 4, cudaMemcpyHostToDevice));
+        RETURN_IF_ERROR(
+            LaunchFillRandom(DType::kF16, dq.ptr, batch * hq * kHeadDim, 99, 1.0f, stream));
+        CudaPagedKv kv;
+        kv.k = k.ptr;
+        kv.v = v.ptr;
+        kv.block_tables = dtables.as<int32_t>();
+        kv.max_blocks = blocks;
+        kv.block_tokens = kBlockTokens;
+        kv.kv_heads = hkv;
+        kv.head_dim = kHeadDim;
+        CudaBatchRows rows{dpos.as<int32_t>(), drs.as<int32_t>(), batch};
+        const float scale = 1.0f / std::sqrt(float(kHeadDim));
+        // Dense: the split heuristic of CudaBackend::DecodeSplits.
+        const int groups = (hq / hkv + 7) / 8;
+        const int64_t base = batch * hkv * groups;
+        const int dense_splits = static_cast<int>(std::max<int64_t>(
+            1, std::min<int64_t>({(8 * sm + base - 1) / base, (ctx + 63) / 64, 256})));
+        RETURN_IF_ERROR(
+            dws.Alloc(DecodeAttentionWorkspaceFloats(batch, hq, kHeadDim, dense_splits) * 4));
+        ASSIGN_OR_RETURN(const double dense_us, TimeUs(stream, iters, [&] {
+                           return LaunchDecodeAttention(
+                               DType::kF16, dq.ptr, hq * kHeadDim, rows, hq, hkv, kHeadDim, scale,
+                               kv, dense_splits, dws.as<float>(), dout.ptr, hq * kHeadDim, stream);
+                         }));
+        const double dense_floor = kv_bytes / hbm_bps * 1e6;
+        const std::string m(model);
+        std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %7s\n", m.c_str(),
+                    static_cast<long long>(batch), static_cast<long long>(ctx), "dense", dense_us,
+                    dense_floor, dense_us / dense_floor, kv_bytes / dense_us / 1e6, "1.00");
+        out["results"].push_back({{"model", m},
+                                  {"batch", batch},
+                                  {"context", ctx},
+                                  {"op", "dense"},
+                                  {"us", dense_us},
+                                  {"bytes", kv_bytes},
+                                  {"floor_us", dense_floor},
+                                  {"splits", dense_splits}});
+        for (const Variant& var : kVariants) {
+          const int64_t budget = std::max<int64_t>(1, ctx / var.denominator);
+          const int row_bytes = var.bits == 16 ? 2 * var.r : (var.r + 1) / 2;
+          const int64_t label_bytes = batch * ctx * hkv * (row_bytes + (var.bits == 4 ? 4 : 0));
+          DevMem labels, scales, mins, channels, dlabs, dseqs, scores, sel, counts, sws;
+          RETURN_IF_ERROR(labels.Alloc(batch * ctx * hkv * row_bytes));
+          RETURN_IF_ERROR(scales.Alloc(batch * ctx * hkv * 2));
+          RETURN_IF_ERROR(mins.Alloc(batch * ctx * hkv * 2));
+          RETURN_IF_ERROR(channels.Alloc(hkv * var.r * 4));
+          RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, labels.ptr,
+                                           batch * ctx * hkv * row_bytes / 2, 3, 1.0f, stream));
+          RETURN_IF_ERROR(
+              LaunchFillRandom(DType::kF16, scales.ptr, batch * ctx * hkv, 4, 0.1f, stream));
+          RETURN_IF_ERROR(
+              LaunchFillRandom(DType::kF16, mins.ptr, batch * ctx * hkv, 5, 1.0f, stream));
+          std::vector<int32_t> ch(hkv * var.r);
+          for (int h = 0; h < hkv; ++h) {
+            for (int j = 0; j < var.r; ++j) ch[h * var.r + j] = (j * 5 + h) % kHeadDim;
+          }
+          CUDA_RETURN_IF_ERROR(
+              cudaMemcpy(channels.ptr, ch.data(), ch.size() * 4, cudaMemcpyHostToDevice));
+          std::vector<CudaLabelSeq> labs(batch);
+          std::vector<CudaDsSequence> seqs(batch);
+          for (int64_t s = 0; s < batch; ++s) {
+            const int64_t off = s * ctx * hkv;
+            labs[s].data = labels.as<uint8_t>() + off * row_bytes;
+            labs[s].scales = scales.as<uint16_t>() + off;
+            labs[s].minimums = mins.as<uint16_t>() + off;
+            labs[s].channels = channels.as<int32_t>();
+            labs[s].r = var.r;
+            labs[s].bits = var.bits;
+            seqs[s].tokens = static_cast<int32_t>(ctx);
+            seqs[s].budget = static_cast<int32_t>(budget);
+            seqs[s].sink = 4;
+            seqs[s].recent = 64;
+            seqs[s].q_row = static_cast<int32_t>(s);
+            seqs[s].kv_seq = static_cast<int32_t>(s);
+          }
+          RETURN_IF_ERROR(dlabs.Alloc(labs.size() * sizeof(CudaLabelSeq)));
+          RETURN_IF_ERROR(dseqs.Alloc(seqs.size() * sizeof(CudaDsSequence)));
+          CUDA_RETURN_IF_ERROR(cudaMemcpy(dlabs.ptr, labs.data(), labs.size() * sizeof(labs[0]),
+                                          cudaMemcpyHostToDevice));
+          CUDA_RETURN_IF_ERROR(cudaMemcpy(dseqs.ptr, seqs.data(), seqs.size() * sizeof(seqs[0]),
+                                          cudaMemcpyHostToDevice));
+          RETURN_IF_ERROR(scores.Alloc(batch * hkv * ctx * 4));
+          RETURN_IF_ERROR(sel.Alloc(batch * hkv * budget * 4));
+          RETURN_IF_ERROR(counts.Alloc(batch * hkv * 4));
+          const int splits = SparseAttentionSplits(static_cast<int>(batch), hkv, budget, sm);
+          RETURN_IF_ERROR(sws.Alloc(
+              SparseAttentionWorkspaceFloats(static_cast<int>(batch), hq, kHeadDim, splits) * 4));
+          const auto* dseq = dseqs.as<CudaDsSequence>();
+          auto score = [&] {
+            return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
+                                     dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r, ctx,
+                                     scores.as<float>(), ctx, stream);
+          };
+          auto topk = [&] {
+            return LaunchTopKSelect(scores.as<float>(), ctx, dseq, batch, hkv, sel.as<int32_t>(),
+                                    budget, counts.as<int32_t>(), stream);
+          };
+          auto attend = [&] {
+            return LaunchSparseAttention(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch, hq, hkv,
+                                         kHeadDim, scale, kv, sel.as<int32_t>(), budget,
+                                         counts.as<int32_t>(), splits, sws.as<float>(), dout.ptr,
+                                         hq * kHeadDim, stream);
+          };
+          ASSIGN_OR_RETURN(const double us, TimeUs(stream, iters, [&]() -> absl::Status {
+                             RETURN_IF_ERROR(score());
+                             RETURN_IF_ERROR(topk());
+                             return attend();
+                           }));
+          ASSIGN_OR_RETURN(const double us_score, TimeUs(stream, iters, score));
+          ASSIGN_OR_RETURN(const double us_topk, TimeUs(stream, iters, topk));
+          ASSIGN_OR_RETURN(const double us_attn, TimeUs(stream, iters, attend));
+          const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
+          const int64_t floor_bytes = label_bytes + kv_sel;
+          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * 5;
+          const double floor_us = floor_bytes / hbm_bps * 1e6;
+          std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %.1f/%.1f/%.1f\n",
+                      m.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx),
+                      var.name, us, floor_us, us / floor_us, floor_bytes / us / 1e6, dense_us / us,
+                      us_score, us_topk, us_attn);
+          out["results"].push_back({{"model", m},
+                                    {"batch", batch},
+                                    {"context", ctx},
+                                    {"op", var.name},
+                                    {"us", us},
+                                    {"bytes", floor_bytes},
+                                    {"bytes_moved", moved},
+                                    {"floor_us", floor_us},
+                                    {"speedup_vs_dense", dense_us / us},
+                                    {"budget", budget},
+                                    {"r", var.r},
+                                    {"label_bits", var.bits},
+                                    {"splits", splits},
+                                    {"us_score", us_score},
+                                    {"us_topk", us_topk},
+                                    {"us_attention", us_attn}});
+        }
+        std::fflush(stdout);
+      }
+    }
+  }
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  const std::string path = absl::GetFlag(FLAGS_json_out);
+  if (!path.empty()) {
+    std::ofstream f(path);
+    f << out.dump(1) << "\n";
+    if (!f) return absl::InternalError(absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace dsinfer
+
+int main(int argc, char** argv) {
+  dsinfer::ParseFlagsWithEnvironment(argc, argv, "dsinfer-attention-bench [--json_out FILE]");
+  const absl::Status s = dsinfer::Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "dsinfer-attention-bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,772 @@
+// Double Sparsity decode kernels (declared in double_sparsity.cuh; design summary there).
+//
+// Label write: one thread per (row, KV head); r <= 256 channels, two passes over the row
+// (min/max, then codes) instead of a local array, so nothing spills.
+// Scoring: one thread per (token, KV head) label row; consecutive threads take consecutive
+// heads of a token, so a warp reads one contiguous span of the label cache, in 16-byte loads
+// whenever the row size allows (fp16 r % 8 == 0, 4-bit r % 32 == 0). The query's label
+// channels of all query heads are staged once per block in shared memory. Arithmetic is
+// __fmul_rn / __fadd_rn in the twin's order: the scores are the twin's bit for bit, which makes
+// the selection comparable exactly.
+// Top-k: one 1024-thread block per (sequence, KV head) — selection must see the whole segment,
+// and batch × KV heads blocks fill the GPU at batch >= 8. Order-preserving uint32 keys (NaN
+// maps onto -inf's key, as the twin ranks NaN as -inf), radix digits 11/11/10 with a shared
+// histogram, early exit once the boundary bucket is taken whole; a final ordered compaction
+// (cub::BlockScan) writes ascending indices and takes boundary ties lowest index first.
+// Attention: grid splits × KV heads × sequences; each warp takes 32 selected rows at a time,
+// one lane per row for the scores (a lane reads a whole K row in 16-byte loads, so every
+// sector it touches is used; no per-token shuffle reduction), then lanes over channels for V;
+// one online-softmax rescale per 32 rows. Every warp writes its own partial state; the combine
+// kernel merges them.
+#include <algorithm>
+#include <cstdint>
+#include <cub/block/block_scan.cuh>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda_check.h"
+
+namespace dsinfer {
+namespace {
+
+using cuda::Num;
+using cuda::WarpMax;
+using cuda::WarpSum;
+
+constexpr int kMaxGroup = 16;  // query heads per KV head the scorer handles
+constexpr int kScoreThreads = 256;
+constexpr int kScoreItemsPerThread = 4;
+constexpr int kTopKThreads = 1024;
+constexpr int kTopKUnroll = 16;  // histogram loads in flight per thread
+constexpr int kTopKItems = 16;   // candidates per thread per compaction tile
+constexpr int kAttnWarps = 4;
+
+__device__ __forceinline__ uint16_t F32ToF16Bits(float x) {
+  return __half_as_ushort(__float2half_rn(x));
+}
+__device__ __forceinline__ float F16BitsToF32(uint16_t b) {
+  return __half2float(__ushort_as_half(b));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Label write.
+
+// One (token, KV head) label row from its key (head_dim values of dtype T); slot = token ×
+// kv_heads + head.
+template <typename T>
+__device__ void WriteLabelRow(const T* key, const CudaLabelSeq& lab, int h, int64_t slot) {
+  const int32_t* ch = lab.channels + static_cast<int64_t>(h) * lab.r;
+  if (lab.bits == 16) {
+    uint16_t* out = static_cast<uint16_t*>(lab.data) + slot * lab.r;
+    for (int j = 0; j < lab.r; ++j) out[j] = F32ToF16Bits(Num<T>::ToF(key[ch[j]]));
+    return;
+  }
+  float lo = Num<T>::ToF(key[ch[0]]);
+  float hi = lo;
+  for (int j = 1; j < lab.r; ++j) {
+    const float x = Num<T>::ToF(key[ch[j]]);
+    lo = fminf(lo, x);
+    hi = fmaxf(hi, x);
+  }
+  const uint16_t min_bits = F32ToF16Bits(lo);
+  const uint16_t scale_bits = F32ToF16Bits(__fdiv_rn(__fsub_rn(hi, lo), 15.0f));
+  lab.minimums[slot] = min_bits;
+  lab.scales[slot] = scale_bits;
+  const float min_q = F16BitsToF32(min_bits);
+  const float scale_q = F16BitsToF32(scale_bits);
+  const int row_bytes = (lab.r + 1) / 2;
+  uint8_t* codes = static_cast<uint8_t*>(lab.data) + slot * row_bytes;
+  for (int b = 0; b < row_bytes; ++b) {
+    uint8_t byte = 0;
+    for (int nib = 0; nib < 2; ++nib) {
+      const int j = 2 * b + nib;
+      if (j >= lab.r) break;
+      int code = 0;
+      if (scale_q > 0.0f) {
+        // std::lround: half away from zero, as roundf.
+        code =
+            static_cast<int>(roundf(__fdiv_rn(__fsub_rn(Num<T>::ToF(key[ch[j]]), min_q), scale_q)));
+        code = min(max(code, 0), 15);
+      }
+      byte |= static_cast<uint8_t>(code << (nib * 4));
+    }
+    codes[b] = byte;
+  }
+}
+
+template <typename T>
+__global__ void WriteLabelsKernel(const T* k, int64_t k_stride, int64_t rows,
+                                  const int32_t* positions, const int32_t* row_label,
+                                  const CudaLabelSeq* labels, int kv_heads, int head_dim) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * kv_heads) return;
+  const int64_t row = i / kv_heads;
+  const int h = static_cast<int>(i % kv_heads);
+  const int li = row_label[row];
+  if (li < 0) return;
+  const CudaLabelSeq lab = labels[li];
+  WriteLabelRow(k + row * k_stride + static_cast<int64_t>(h) * head_dim, lab, h,
+                static_cast<int64_t>(positions[row]) * kv_heads + h);
+}
+
+template <typename T>
+__global__ void WriteLabelsPagedKernel(CudaPagedKv kv, const CudaLabelRange* ranges,
+                                       const CudaLabelSeq* labels) {
+  const CudaLabelRange range = ranges[blockIdx.y];
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<int64_t>(range.count) * kv.kv_heads) return;
+  const int64_t t = range.first + i / kv.kv_heads;
+  const int h = static_cast<int>(i % kv.kv_heads);
+  const int32_t* bt = kv.block_tables + static_cast<int64_t>(range.kv_seq) * kv.max_blocks;
+  const int64_t off =
+      ((static_cast<int64_t>(bt[t / kv.block_tokens]) * kv.block_tokens + t % kv.block_tokens) *
+           kv.kv_heads +
+       h) *
+      kv.head_dim;
+  const CudaLabelSeq lab = labels[range.label];
+  WriteLabelRow(static_cast<const T*>(kv.k) + off, lab, h, t * kv.kv_heads + h);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring.
+
+template <int kBytes>
+struct VecOf;
+template <>
+struct VecOf<16> {
+  using T = uint4;
+};
+template <>
+struct VecOf<8> {
+  using T = uint2;
+};
+template <>
+struct VecOf<2> {
+  using T = uint16_t;
+};
+template <>
+struct VecOf<1> {
+  using T = uint8_t;
+};
+
+// Dots of one label row with the group's query channels (qs: [group][r] in shared memory), in
+// the twin's order: per query head, channels ascending, no fused multiply-add.
+template <int kBits, int kBytes>
+__device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, float minimum,
+                                       const float* qs, int group, float* dot) {
+  using V = typename VecOf<kBytes>::T;
+  const int row_bytes = kBits == 16 ? 2 * r : (r + 1) / 2;
+  for (int c = 0; c < row_bytes / kBytes; ++c) {
+    union {
+      V v;
+      uint8_t b[kBytes];
+    } u;
+    u.v = reinterpret_cast<const V*>(row)[c];
+    constexpr int kPer = kBits == 16 ? kBytes / 2 : kBytes * 2;
+    float vals[kPer];
+    if (kBits == 16) {
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) {
+        vals[e] = F16BitsToF32(static_cast<uint16_t>(u.b[2 * e] | (u.b[2 * e + 1] << 8)));
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) {
+        const int code = (u.b[e / 2] >> ((e % 2) * 4)) & 0xf;
+        vals[e] = __fadd_rn(__fmul_rn(static_cast<float>(code), scale), minimum);
+      }
+    }
+    const int j0 = c * kPer;
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      const float* qg = qs + g * r + j0;
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) {
+        if (j0 + e < r) dot[g] = __fadd_rn(dot[g], __fmul_rn(qg[e], vals[e]));
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void LabelScoresKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
+                                  const CudaLabelSeq* labels, int heads_q, int heads_kv,
+                                  int head_dim, float* scores, int64_t score_stride) {
+  extern __shared__ float qs[];  // [heads_q][r]
+  const int s = blockIdx.y;
+  const CudaDsSequence seq = seqs[s];
+  const CudaLabelSeq lab = labels[s];
+  const int r = lab.r;
+  const int64_t items = static_cast<int64_t>(seq.tokens) * heads_kv;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kScoreThreads * kScoreItemsPerThread;
+  if (first >= items) return;
+  const int group = heads_q / heads_kv;
+  const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
+  for (int i = threadIdx.x; i < heads_q * r; i += blockDim.x) {
+    const int hq = i / r, j = i % r;
+    const int c = lab.channels[(hq / group) * r + j];
+    qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(hq) * head_dim + c]);
+  }
+  __syncthreads();
+  const bool max_agg = seq.aggregation == 1;
+  const int row_bytes = lab.bits == 16 ? 2 * r : (r + 1) / 2;
+  for (int it = 0; it < kScoreItemsPerThread; ++it) {
+    const int64_t i = first + it * kScoreThreads + threadIdx.x;
+    if (i >= items) break;
+    const int64_t t = i / heads_kv;
+    const int h = static_cast<int>(i % heads_kv);
+    const uint8_t* row = static_cast<const uint8_t*>(lab.data) + i * row_bytes;
+    float scale = 0.0f, minimum = 0.0f;
+    if (lab.bits == 4) {
+      scale = F16BitsToF32(lab.scales[i]);
+      minimum = F16BitsToF32(lab.minimums[i]);
+    }
+    float dot[kMaxGroup];
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
+    const float* qh = qs + h * group * r;
+    const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
+    const bool aligned8 = (reinterpret_cast<uintptr_t>(lab.data) & 7) == 0;
+    if (lab.bits == 16) {
+      if (row_bytes % 16 == 0 && aligned16) {
+        DotRow<16, 16>(row, r, 0.0f, 0.0f, qh, group, dot);
+      } else {
+        DotRow<16, 2>(row, r, 0.0f, 0.0f, qh, group, dot);
+      }
+    } else {
+      if (row_bytes % 16 == 0 && aligned16) {
+        DotRow<4, 16>(row, r, scale, minimum, qh, group, dot);
+      } else if (row_bytes % 8 == 0 && aligned8) {
+        DotRow<4, 8>(row, r, scale, minimum, qh, group, dot);
+      } else {
+        DotRow<4, 1>(row, r, scale, minimum, qh, group, dot);
+      }
+    }
+    float agg = max_agg ? -INFINITY : 0.0f;
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
+    }
+    scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t] = agg;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Top-k.
+
+// Larger score -> larger key; NaN gets -inf's key (the twin ranks NaN as -inf, ties by index),
+// and -0 gets +0's.
+__device__ __forceinline__ uint32_t OrderKey(float x) {
+  if (isnan(x)) x = -INFINITY;
+  if (x == 0.0f) x = 0.0f;  // -0 and +0 compare equal in the twin: one key
+  const uint32_t b = __float_as_uint(x);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+__global__ void __launch_bounds__(kTopKThreads)
+    TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                     int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  using Scan = cub::BlockScan<int, kTopKThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ int hist[2048];
+  __shared__ int sh_bucket, sh_greater;
+  const int s = blockIdx.y, h = blockIdx.x;
+  const CudaDsSequence seq = seqs[s];
+  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
+  int32_t* out = selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride;
+  const int n = seq.tokens;
+  if (n <= 0) {
+    if (threadIdx.x == 0) counts[s * heads_kv + h] = 0;
+    return;
+  }
+  const int budget = min(max(seq.budget, 1), n);
+  const int sink_end = min(seq.sink, n);
+  const int recent_begin = max(sink_end, n - max(seq.recent, 1));
+  const int kept = sink_end + (n - recent_begin);
+  if (threadIdx.x == 0) counts[s * heads_kv + h] = budget;
+  if (kept >= budget) {
+    const int sinks = min(sink_end, budget - 1);
+    const int recents = budget - sinks;
+    for (int i = threadIdx.x; i < budget; i += blockDim.x) {
+      out[i] = i < sinks ? i : n - recents + (i - sinks);
+    }
+    return;
+  }
+  const int want = budget - kept;
+  const int cand = recent_begin - sink_end;
+  for (int i = threadIdx.x; i < sink_end; i += blockDim.x) out[i] = i;
+  for (int i = threadIdx.x; i < n - recent_begin; i += blockDim.x) {
+    out[sink_end + want + i] = recent_begin + i;
+  }
+  int32_t* mid = out + sink_end;
+  if (want == cand) {
+    for (int i = threadIdx.x; i < cand; i += blockDim.x) mid[i] = sink_end + i;
+    return;
+  }
+  // Radix select: find the boundary key prefix and how many keys of it to take.
+  uint32_t prefix = 0, mask = 0;
+  int remaining = want;
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
+    const int bins = pass == 2 ? 1024 : 2048;
+    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
+    for (int b = threadIdx.x; b < bins; b += blockDim.x) hist[b] = 0;
+    __syncthreads();
+    // kTopKUnroll independent loads in flight per thread: one load at a time would leave a
+    // single block latency-bound far below its share of bandwidth.
+    for (int base = sink_end; base < recent_begin; base += kTopKThreads * kTopKUnroll) {
+      float x[kTopKUnroll];
+#pragma unroll
+      for (int u = 0; u < kTopKUnroll; ++u) {
+        const int t = base + u * kTopKThreads + threadIdx.x;
+        x[u] = t < recent_begin ? sc[t] : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < kTopKUnroll; ++u) {
+        const int t = base + u * kTopKThreads + threadIdx.x;
+        const uint32_t key = OrderKey(x[u]);
+        if (t < recent_begin && (key & mask) == prefix) {
+          atomicAdd(&hist[(key >> shift) & digit_mask], 1);
+        }
+      }
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      const int lane = threadIdx.x;
+      const int per = bins / 32;
+      const int lo = lane * per;
+      int local = 0;
+      for (int b = lo; b < lo + per; ++b) local += hist[b];
+      // Suffix sums over lanes: keys in bins of lanes above this one.
+      int incl = local;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_down_sync(0xffffffffu, incl, o);
+        if (lane + o < 32) incl += v;
+      }
+      const int greater = incl - local;
+      if (greater < remaining && remaining <= incl) {
+        int acc = greater;
+        for (int b = lo + per - 1; b >= lo; --b) {
+          if (acc + hist[b] >= remaining) {
+            sh_bucket = b;
+            sh_greater = acc;
+            break;
+          }
+          acc += hist[b];
+        }
+      }
+    }
+    __syncthreads();
+    const int bucket = sh_bucket;
+    remaining -= sh_greater;
+    prefix |= static_cast<uint32_t>(bucket) << shift;
+    mask |= digit_mask << shift;
+    const bool whole = hist[bucket] == remaining;
+    __syncthreads();  // hist is cleared by the next pass
+    if (whole) break;
+  }
+  // Ordered compaction: keys above the boundary prefix, and the first `remaining` boundary
+  // keys by index. Each thread owns kTopKItems consecutive candidates of a tile (blocked
+  // arrangement: one block scan per kTopKThreads × kTopKItems candidates).
+  int written = 0, ties_seen = 0;
+  for (int base = sink_end; base < recent_begin; base += kTopKThreads * kTopKItems) {
+    const int first = base + threadIdx.x * kTopKItems;
+    int flags[kTopKItems];
+    int packed = 0;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const int t = first + u;
+      flags[u] = 0;
+      if (t < recent_begin) {
+        const uint32_t kp = OrderKey(sc[t]) & mask;
+        flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
+      }
+      packed += flags[u];
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    const int tie_quota = max(remaining - ties_seen, 0);
+    int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
+      if (above || (tie && ties_before < tie_quota)) {
+        mid[written + above_before + min(ties_before, tie_quota)] = first + u;
+      }
+      above_before += above;
+      ties_before += tie;
+    }
+    const int tile_above = total & 0xffff, tile_ties = total >> 16;
+    written += tile_above + min(tile_ties, tie_quota);
+    ties_seen += tile_ties;
+    __syncthreads();  // scan_tmp is reused by the next tile
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sparse attention.
+
+template <typename T, int kD>
+__device__ __forceinline__ void LoadRow8(const T* p, float* f) {
+  // 8 elements, one 16-byte load.
+  union {
+    uint4 v;
+    typename Num<T>::Vec2 h[4];
+  } u;
+  u.v = *reinterpret_cast<const uint4*>(p);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = Num<T>::ToF2(u.h[i]);
+    f[2 * i] = x.x;
+    f[2 * i + 1] = x.y;
+  }
+}
+
+template <typename T, int kD, int kG>
+__global__ void __launch_bounds__(kAttnWarps * 32)
+    SparseAttentionKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs, int heads_kv,
+                          float scale, CudaPagedKv kv, const int32_t* selected, int64_t sel_stride,
+                          const int32_t* counts, int splits, float* workspace) {
+  static_assert(kD == 64 || kD == 128, "head_dim 64 or 128");
+  constexpr int kC = kD / 32;  // V channels per lane
+  __shared__ float qs[kG][kD];
+  __shared__ float ps[kAttnWarps][kG][32];
+  const int s = blockIdx.z, h = blockIdx.y, split = blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const CudaDsSequence seq = seqs[s];
+  const int n = counts[s * heads_kv + h];
+  const int32_t* sel = selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride;
+  const int per = (n + splits - 1) / splits;
+  const int begin = split * per;
+  const int end = min(n, begin + per);
+  const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
+  for (int i = threadIdx.x; i < kG * kD; i += blockDim.x) {
+    qs[i / kD][i % kD] =
+        Num<T>::ToF(qrow[static_cast<int64_t>(h * kG + i / kD) * kD + i % kD]) * scale;
+  }
+  __syncthreads();
+  const T* kbase = static_cast<const T*>(kv.k);
+  const T* vbase = static_cast<const T*>(kv.v);
+  const int32_t* bt = kv.block_tables + static_cast<int64_t>(seq.kv_seq) * kv.max_blocks;
+  float m[kG], l[kG], acc[kG][kC];
+#pragma unroll
+  for (int g = 0; g < kG; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kC; ++c) acc[g][c] = 0.0f;
+  }
+  for (int tile = begin + warp * 32; tile < end; tile += kAttnWarps * 32) {
+    const int idx = tile + lane;
+    const bool valid = idx < end;
+    int64_t off = 0;
+    float logit[kG];
+#pragma unroll
+    for (int g = 0; g < kG; ++g) logit[g] = 0.0f;
+    if (valid) {
+      const int token = sel[idx];
+      off = ((static_cast<int64_t>(bt[token / kv.block_tokens]) * kv.block_tokens +
+              token % kv.block_tokens) *
+                 kv.kv_heads +
+             h) *
+            kD;
+      const T* krow = kbase + off;
+#pragma unroll 4
+      for (int c = 0; c < kD / 8; ++c) {
+        float f[8];
+        LoadRow8<T, kD>(krow + c * 8, f);
+#pragma unroll
+        for (int g = 0; g < kG; ++g) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) logit[g] += qs[g][c * 8 + e] * f[e];
+        }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kG; ++g) {
+      const float x = valid ? logit[g] : -INFINITY;
+      const float m_new = fmaxf(m[g], WarpMax(x));
+      const float p = valid ? __expf(x - m_new) : 0.0f;
+      const float corr = __expf(m[g] - m_new);
+      l[g] = l[g] * corr + WarpSum(p);
+#pragma unroll
+      for (int c = 0; c < kC; ++c) acc[g][c] *= corr;
+      m[g] = m_new;
+      ps[warp][g][lane] = p;
+    }
+    __syncwarp();
+    // V: lanes over channels, 8 rows' loads issued before their use (a row at a time would
+    // serialize 32 memory latencies per tile). Rows past `end` have p = 0 and load nothing.
+    const int rows = min(32, end - tile);
+    for (int j0 = 0; j0 < rows; j0 += 8) {
+      float v[8][kC];
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) {
+        const int64_t offj = __shfl_sync(0xffffffffu, off, j0 + jj);
+        const T* vrow = vbase + offj + lane * kC;
+        if (j0 + jj < rows) {
+          if constexpr (kC == 4) {
+            union {
+              uint2 u;
+              typename Num<T>::Vec2 h[2];
+            } x;
+            x.u = *reinterpret_cast<const uint2*>(vrow);
+            const float2 a = Num<T>::ToF2(x.h[0]), b = Num<T>::ToF2(x.h[1]);
+            v[jj][0] = a.x, v[jj][1] = a.y, v[jj][2] = b.x, v[jj][3] = b.y;
+          } else {
+            const float2 a = Num<T>::ToF2(*reinterpret_cast<const typename Num<T>::Vec2*>(vrow));
+            v[jj][0] = a.x, v[jj][1] = a.y;
+          }
+        } else {
+#pragma unroll
+          for (int c = 0; c < kC; ++c) v[jj][c] = 0.0f;
+        }
+      }
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) {
+#pragma unroll
+        for (int g = 0; g < kG; ++g) {
+          const float p = ps[warp][g][j0 + jj];
+#pragma unroll
+          for (int c = 0; c < kC; ++c) acc[g][c] += p * v[jj][c];
+        }
+      }
+    }
+    __syncwarp();
+  }
+  // Partial state of this warp: [m, l, acc[kD]] per query head.
+  const int partials = splits * kAttnWarps;
+  const int part = split * kAttnWarps + warp;
+  const int heads_q = heads_kv * kG;
+#pragma unroll
+  for (int g = 0; g < kG; ++g) {
+    const int hq = h * kG + g;
+    float* w = workspace + ((static_cast<int64_t>(s) * heads_q + hq) * partials + part) * (kD + 2);
+    if (lane == 0) {
+      w[0] = m[g];
+      w[1] = l[g];
+    }
+#pragma unroll
+    for (int c = 0; c < kC; ++c) w[2 + lane * kC + c] = acc[g][c];
+  }
+}
+
+template <typename T, int kD>
+__global__ void SparseCombineKernel(const CudaDsSequence* seqs, int heads_q, int partials,
+                                    const float* workspace, T* out, int64_t out_stride) {
+  const int s = blockIdx.y, hq = blockIdx.x, c = threadIdx.x;
+  const float* w = workspace + (static_cast<int64_t>(s) * heads_q + hq) * partials * (kD + 2);
+  float big = -INFINITY;
+  for (int p = 0; p < partials; ++p) big = fmaxf(big, w[p * (kD + 2)]);
+  float total = 0.0f, acc = 0.0f;
+  for (int p = 0; p < partials; ++p) {
+    const float* wp = w + p * (kD + 2);
+    if (wp[1] == 0.0f) continue;  // an empty slice or warp
+    const float f = __expf(wp[0] - big);
+    total += wp[1] * f;
+    acc += wp[2 + c] * f;
+  }
+  out[static_cast<int64_t>(seqs[s].q_row) * out_stride + static_cast<int64_t>(hq) * kD + c] =
+      Num<T>::FromF(acc / total);
+}
+
+absl::Status BadDType(const char* what, DType dtype) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": unsupported dtype ", static_cast<int>(dtype)));
+}
+
+template <typename T, int kD, int kG>
+absl::Status SparseAttentionTyped(const void* q, int64_t q_stride, const CudaDsSequence* seqs,
+                                  int num_seqs, int heads_kv, float scale, const CudaPagedKv& kv,
+                                  const int32_t* selected, int64_t sel_stride,
+                                  const int32_t* counts, int splits, float* workspace, void* out,
+                                  int64_t out_stride, cudaStream_t stream) {
+  const dim3 grid(splits, heads_kv, num_seqs);
+  SparseAttentionKernel<T, kD, kG><<<grid, kAttnWarps * 32, 0, stream>>>(
+      static_cast<const T*>(q), q_stride, seqs, heads_kv, scale, kv, selected, sel_stride, counts,
+      splits, workspace);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  SparseCombineKernel<T, kD><<<dim3(heads_kv * kG, num_seqs), kD, 0, stream>>>(
+      seqs, heads_kv * kG, splits * kAttnWarps, workspace, static_cast<T*>(out), out_stride);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+template <typename T, int kD>
+absl::Status SparseAttentionByGroup(int group, const void* q, int64_t q_stride,
+                                    const CudaDsSequence* seqs, int num_seqs, int heads_kv,
+                                    float scale, const CudaPagedKv& kv, const int32_t* selected,
+                                    int64_t sel_stride, const int32_t* counts, int splits,
+                                    float* workspace, void* out, int64_t out_stride,
+                                    cudaStream_t stream) {
+#define DSINFER_SPARSE_CASE(G)                                                                  \
+  case G:                                                                                       \
+    return SparseAttentionTyped<T, kD, G>(q, q_stride, seqs, num_seqs, heads_kv, scale, kv,     \
+                                          selected, sel_stride, counts, splits, workspace, out, \
+                                          out_stride, stream);
+  switch (group) {
+    DSINFER_SPARSE_CASE(1)
+    DSINFER_SPARSE_CASE(2)
+    DSINFER_SPARSE_CASE(4)
+    DSINFER_SPARSE_CASE(8)
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("LaunchSparseAttention: unsupported GQA group ", group));
+  }
+#undef DSINFER_SPARSE_CASE
+}
+
+}  // namespace
+
+absl::Status LaunchWriteLabels(DType dtype, const void* k, int64_t k_stride, int64_t rows,
+                               const int32_t* positions, const int32_t* row_label,
+                               const CudaLabelSeq* labels, int kv_heads, int head_dim,
+                               cudaStream_t stream) {
+  if (rows == 0) return absl::OkStatus();
+  const int64_t items = rows * kv_heads;
+  const int grid = static_cast<int>((items + 127) / 128);
+  switch (dtype) {
+    case DType::kBF16:
+      WriteLabelsKernel<<<grid, 128, 0, stream>>>(static_cast<const __nv_bfloat16*>(k), k_stride,
+                                                  rows, positions, row_label, labels, kv_heads,
+                                                  head_dim);
+      break;
+    case DType::kF16:
+      WriteLabelsKernel<<<grid, 128, 0, stream>>>(static_cast<const __half*>(k), k_stride, rows,
+                                                  positions, row_label, labels, kv_heads, head_dim);
+      break;
+    default:
+      return BadDType("LaunchWriteLabels", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
+                                    const CudaLabelRange* ranges, int num_ranges, int64_t max_count,
+                                    const CudaLabelSeq* labels, cudaStream_t stream) {
+  if (num_ranges == 0 || max_count == 0) return absl::OkStatus();
+  const dim3 grid(static_cast<unsigned>((max_count * kv.kv_heads + 127) / 128), num_ranges);
+  switch (dtype) {
+    case DType::kBF16:
+      WriteLabelsPagedKernel<__nv_bfloat16><<<grid, 128, 0, stream>>>(kv, ranges, labels);
+      break;
+    case DType::kF16:
+      WriteLabelsPagedKernel<__half><<<grid, 128, 0, stream>>>(kv, ranges, labels);
+      break;
+    default:
+      return BadDType("LaunchWriteLabelsPaged", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
+                               const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
+                               int heads_q, int heads_kv, int head_dim, int max_r,
+                               int64_t max_tokens, float* scores, int64_t score_stride,
+                               cudaStream_t stream) {
+  if (num_seqs == 0 || max_tokens == 0) return absl::OkStatus();
+  if (heads_kv <= 0 || heads_q % heads_kv != 0 || heads_q / heads_kv > kMaxGroup) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LaunchLabelScores: GQA ", heads_q, "/", heads_kv, " unsupported"));
+  }
+  if (max_r <= 0 || max_r > head_dim || max_r > 256) {
+    return absl::InvalidArgumentError(absl::StrCat("LaunchLabelScores: bad r ", max_r));
+  }
+  const int64_t per_block = kScoreThreads * kScoreItemsPerThread;
+  const dim3 grid(static_cast<unsigned>((max_tokens * heads_kv + per_block - 1) / per_block),
+                  num_seqs);
+  const size_t smem = static_cast<size_t>(heads_q) * max_r * sizeof(float);
+  switch (dtype) {
+    case DType::kBF16:
+      if (smem > 48 * 1024) {
+        CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(LabelScoresKernel<__nv_bfloat16>,
+                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  static_cast<int>(smem)));
+      }
+      LabelScoresKernel<<<grid, kScoreThreads, smem, stream>>>(
+          static_cast<const __nv_bfloat16*>(q), q_stride, seqs, labels, heads_q, heads_kv, head_dim,
+          scores, score_stride);
+      break;
+    case DType::kF16:
+      if (smem > 48 * 1024) {
+        CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(LabelScoresKernel<__half>,
+                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  static_cast<int>(smem)));
+      }
+      LabelScoresKernel<<<grid, kScoreThreads, smem, stream>>>(
+          static_cast<const __half*>(q), q_stride, seqs, labels, heads_q, heads_kv, head_dim,
+          scores, score_stride);
+      break;
+    default:
+      return BadDType("LaunchLabelScores", dtype);
+  }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                              int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
+                              int32_t* counts, cudaStream_t stream) {
+  if (num_seqs == 0) return absl::OkStatus();
+  TopKSelectKernel<<<dim3(heads_kv, num_seqs), kTopKThreads, 0, stream>>>(
+      scores, score_stride, seqs, heads_kv, selected, sel_stride, counts);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits) {
+  return static_cast<int64_t>(num_seqs) * heads_q * splits * kAttnWarps * (head_dim + 2);
+}
+
+int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count) {
+  const int64_t blocks = static_cast<int64_t>(num_seqs) * heads_kv;
+  int64_t splits = (2 * sm_count + blocks - 1) / blocks;
+  splits = std::min<int64_t>(splits, (max_budget + 255) / 256);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(splits, 64)));
+}
+
+absl::Status LaunchSparseAttention(DType dtype, const void* q, int64_t q_stride,
+                                   const CudaDsSequence* seqs, int num_seqs, int heads_q,
+                                   int heads_kv, int head_dim, float scale, const CudaPagedKv& kv,
+                                   const int32_t* selected, int64_t sel_stride,
+                                   const int32_t* counts, int splits, float* workspace, void* out,
+                                   int64_t out_stride, cudaStream_t stream) {
+  if (num_seqs == 0) return absl::OkStatus();
+  if (splits < 1) return absl::InvalidArgumentError("LaunchSparseAttention: splits < 1");
+  if (heads_kv <= 0 || heads_q % heads_kv != 0) {
+    return absl::InvalidArgumentError("LaunchSparseAttention: heads_q % heads_kv != 0");
+  }
+  const int group = heads_q / heads_kv;
+  const int key = (dtype == DType::kBF16 ? 0 : dtype == DType::kF16 ? 1 : 9) * 1000 + head_dim;
+  switch (key) {
+    case 64:
+      return SparseAttentionByGroup<__nv_bfloat16, 64>(group, q, q_stride, seqs, num_seqs, heads_kv,
+                                                       scale, kv, selected, sel_stride, counts,
+                                                       splits, workspace, out, out_stride, stream);
+    case 128:
+      return SparseAttentionByGroup<__nv_bfloat16, 128>(
+          group, q, q_stride, seqs, num_seqs, heads_kv, scale, kv, selected, sel_stride, counts,
+          splits, workspace, out, out_stride, stream);
+    case 1064:
+      return SparseAttentionByGroup<__half, 64>(group, q, q_stride, seqs, num_seqs, heads_kv, scale,
+                                                kv, selected, sel_stride, counts, splits, workspace,
+                                                out, out_stride, stream);
+    case 1128:
+      return SparseAttentionByGroup<__half, 128>(group, q, q_stride, seqs, num_seqs, heads_kv,
+                                                 scale, kv, selected, sel_stride, counts, splits,
+                                                 workspace, out, out_stride, stream);
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("LaunchSparseAttention: unsupported dtype ",
+                                                     static_cast<int>(dtype), " / head_dim ",
+                                                     head_dim));
+  }
+}
+
+}  // namespace dsinfer

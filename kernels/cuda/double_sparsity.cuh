@@ -1,0 +1,126 @@
+// The CUDA kernels of Double Sparsity at decode (DESIGN §1, issue 7), as host-callable
+// launchers; this header holds declarations only, so g++-compiled code includes it too.
+//
+// The chain per layer and step: LaunchWriteLabels (the new rows' label channels, fp16 or 4-bit
+// with per-(token, KV head) fp16 scale and minimum) → LaunchLabelScores (the query's label
+// channels dotted with every cached label row, GQA group aggregated by sum or max, one fp32
+// score per (sequence, KV head, token)) → LaunchTopKSelect (radix select of the budget's best
+// candidates per (sequence, KV head), kept sink/recent/current tokens merged in, ascending
+// indices) → LaunchSparseAttention (exact attention over the selected rows, split over the
+// selected set, one pass over each K/V row for all query heads of its group, gathered by index
+// through a pointer that may address device memory or mapped pinned host memory).
+//
+// Exactness: the label writer rounds exactly as kernels/label_reference does; the scorer
+// multiplies and adds in the reference's order with no contraction (__fmul_rn / __fadd_rn), so
+// its scores equal LabelScores*Reference's bit for bit; the selection is TopKSelectReference's
+// total order (score descending, index ascending, NaN as -inf), so the selected sets are
+// identical, ties included. Attention matches SelectedAttentionReference within the dtype's
+// rounding.
+//
+// Every launcher takes non-owning device views and a stream, allocates nothing, dispatches the
+// runtime dtype / head_dim in one switch whose default returns INVALID_ARGUMENT, and checks the
+// launch. On failure nothing was launched; a launched kernel that faults leaves its outputs
+// unspecified.
+#ifndef DSINFER_KERNELS_CUDA_DOUBLE_SPARSITY_CUH_
+#define DSINFER_KERNELS_CUDA_DOUBLE_SPARSITY_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/dtype.h"
+
+namespace dsinfer {
+
+// One sequence's label storage for one layer, as the kernels see it (all device pointers).
+// Sequences of one batch may differ in r and bits (per-request options).
+//   bits 16: data = [capacity, kv_heads, r] fp16 bits.
+//   bits 4:  data = [capacity, kv_heads, ceil(r/2)] bytes (channel 2j low nibble), scales and
+//            minimums = [capacity, kv_heads] fp16 bits.
+struct CudaLabelSeq {
+  void* data = nullptr;
+  uint16_t* scales = nullptr;
+  uint16_t* minimums = nullptr;
+  const int32_t* channels = nullptr;  // [kv_heads, r] channel indices (< head_dim)
+  int32_t r = 0;
+  int32_t bits = 16;
+};
+
+// Per sparse sequence of the step (device array [num_seqs]).
+struct CudaDsSequence {
+  int32_t tokens = 0;  // context incl. the current token (its position + 1)
+  int32_t budget = 0;  // k >= 1: rows read per KV head (hard bound)
+  int32_t sink = 0;
+  int32_t recent = 0;
+  int32_t q_row = 0;        // row of q / out holding the sequence's decode query
+  int32_t kv_seq = 0;       // index of its block table in CudaPagedKv::block_tables
+  int32_t aggregation = 0;  // 0 = sum, 1 = max (ScoreAggregation order)
+  int32_t pad = 0;
+};
+
+// Writes label rows of `rows` new K rows: row i (k at k + i * k_stride, [kv_heads, head_dim],
+// dtype) goes to labels[row_label[i]] at token positions[i]; row_label[i] < 0 skips it.
+// Twins: WriteLabelsF16Reference / WriteLabels4BitReference (bit-identical). r <= 256.
+absl::Status LaunchWriteLabels(DType dtype, const void* k, int64_t k_stride, int64_t rows,
+                               const int32_t* positions, const int32_t* row_label,
+                               const CudaLabelSeq* labels, int kv_heads, int head_dim,
+                               cudaStream_t stream);
+
+// A token range of one sequence whose labels are derived from its K rows in the paged pool.
+struct CudaLabelRange {
+  int32_t label = 0;   // index into the CudaLabelSeq array
+  int32_t kv_seq = 0;  // index of its block table in CudaPagedKv::block_tables
+  int32_t first = 0;   // first token
+  int32_t count = 0;   // tokens
+};
+
+// As LaunchWriteLabels, reading the keys from the paged pool (device or mapped host memory):
+// labels of tokens [first, first + count) of each range (grid: max_count × ranges). The
+// engine's CUDA path derives labels this way, lazily, when a sequence first runs sparse.
+absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
+                                    const CudaLabelRange* ranges, int num_ranges, int64_t max_count,
+                                    const CudaLabelSeq* labels, cudaStream_t stream);
+
+// Approximate scores: scores[s, h, t] for t < seqs[s].tokens (row stride score_stride floats
+// per (s, h)), from the query q + seqs[s].q_row * q_stride ([heads_q, head_dim], dtype) and
+// labels[s]. max_tokens bounds every seqs[s].tokens (grid size); max_r bounds every r.
+// Twins: LabelScoresF16Reference / LabelScores4BitReference (bit-identical).
+absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
+                               const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
+                               int heads_q, int heads_kv, int head_dim, int max_r,
+                               int64_t max_tokens, float* scores, int64_t score_stride,
+                               cudaStream_t stream);
+
+// Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives
+// min(budget, tokens) ascending indices (row stride sel_stride >= max budget). One block per
+// (s, h); a radix select on the scores' order-preserving 32-bit keys (11/11/10-bit digits, a
+// shared-memory histogram per pass, early exit once the boundary bucket is taken whole), then
+// one ordered compaction. Twin: TopKSelectReference (identical sets, ties included).
+absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                              int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
+                              int32_t* counts, cudaStream_t stream);
+
+// Floats of workspace LaunchSparseAttention needs.
+int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits);
+
+// A split count that fills the GPU: ~256 selected rows per block at least, >= 2 waves.
+int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count);
+
+// Attention of each sequence's decode query over its selected rows: out[q_row, hq*d..] for
+// every query head hq of KV head h, softmax over selected[s, h, 0 .. counts[s, h]) only.
+// K/V rows are gathered through kv (device or mapped pinned host memory). The selected set is
+// cut into `splits` slices (grid splits × kv_heads × num_seqs), each block reads its slice's
+// rows once for all query heads of the group; a combine kernel merges the partial softmax
+// states. Twin: SelectedAttentionReference. q: stride q_stride; out: stride out_stride.
+absl::Status LaunchSparseAttention(DType dtype, const void* q, int64_t q_stride,
+                                   const CudaDsSequence* seqs, int num_seqs, int heads_q,
+                                   int heads_kv, int head_dim, float scale, const CudaPagedKv& kv,
+                                   const int32_t* selected, int64_t sel_stride,
+                                   const int32_t* counts, int splits, float* workspace, void* out,
+                                   int64_t out_stride, cudaStream_t stream);
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_DOUBLE_SPARSITY_CUH_

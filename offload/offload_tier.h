@@ -1,0 +1,235 @@
+// The offload tier's decode-time state (DESIGN §3–§4, docs/offload.md): where the K/V rows
+// that attention reads come from when the KV cache lives in the host pool.
+//
+// Attention in `offload` and `dense-offload` modes never reads the pool. Each (layer, batch
+// sequence) gets a segment of a fetch buffer; a fetch copies the chosen rows into it, per KV
+// head, in ascending token order, and attention runs over that buffer plus the current
+// token's row, which comes from the step's own q/k/v (never from the host). Two fetch
+// buffers alternate by layer parity (ping-pong), so layer l+1's gather, issued during layer l
+// (cross-layer prediction), writes the buffer layer l is not reading.
+//
+// A bounded reuse cache per (layer, KV head) holds recently fetched rows: `reuse_rows` slots
+// shared by all sequences, least recently used evicted first, never a row the current fetch
+// still needs. A row found there is copied from it (HBM on the GPU) instead of from the pool
+// (PCIe); only misses count as bytes fetched from the host.
+//
+// The tier is split into bookkeeping (this class: segments, which rows to fetch, cache slots,
+// exact accounting) and data movement (ExecuteFetchPlan, the CPU twin of the CUDA gather
+// kernel). Storage — fetch buffers and cache slabs — comes from a HostMemory allocator: on
+// the CPU backend ordinary memory; on CUDA a device allocator behind the same interface.
+// Rows are stored in the pool's element type; ExecuteFetchPlan handles fp32 (the CPU pool).
+//
+// Not thread-safe: the engine thread owns it.
+#ifndef DSINFER_OFFLOAD_OFFLOAD_TIER_H_
+#define DSINFER_OFFLOAD_OFFLOAD_TIER_H_
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kernels/dtype.h"
+#include "kernels/paged_kv.h"
+#include "offload/host_memory.h"
+#include "offload/kv_block_pool.h"
+
+namespace dsinfer {
+
+// Where decode attention reads K/V from (DESIGN §4).
+//   kGpu:          the pool itself (the whole KV is resident; today's behaviour).
+//   kOffload:      only rows fetched into the fetch buffer — Double Sparsity's selection
+//                  (predicted one layer ahead where allowed), or every row for rows that
+//                  resolve to dense attention.
+//   kDenseOffload: every row of every layer streamed into the buffer (FlexGen-style
+//                  baseline); Double Sparsity is not used.
+enum class KvMode { kGpu, kOffload, kDenseOffload };
+
+absl::StatusOr<KvMode> ParseKvMode(absl::string_view name);  // "gpu" | "offload" | "dense-offload"
+absl::string_view KvModeName(KvMode mode);
+
+// Which hidden state predicts layer l+1's query during layer l (docs/offload.md).
+//   kNextNorm: layer l's residual input normalized with layer l+1's RMSNorm weight — exactly
+//              layer l+1's q input if the residual did not change across layer l.
+//   kOwnNorm:  layer l's own normalized input (layer l's RMSNorm weight), as the reference
+//              implementation does.
+enum class PredictionInput { kNextNorm, kOwnNorm };
+
+struct OffloadOptions {
+  // Predict layer l+1's selection during layer l and fetch it ahead. Off = every sparse
+  // layer selects with its own query and fetches synchronously (exact selection).
+  bool predict = true;
+  // Layers below this select with their own query even when predicting (layer 0 has no
+  // predecessor; layer 1's predecessor input is the raw embedding).
+  int own_query_layers = 2;
+  // Further layers that select with their own query (layers where prediction is poor).
+  std::vector<int> own_query_extra;
+  PredictionInput prediction_input = PredictionInput::kNextNorm;
+  // Reuse cache slots per (layer, KV head), shared by all sequences; 0 disables reuse.
+  int64_t reuse_rows = 4096;
+  // Also compute each predicted layer's exact selection and count the overlap (costs one
+  // more label scan per predicted layer; for eval and tests).
+  bool measure_prediction_recall = false;
+
+  absl::Status Validate() const;
+  // Whether layer `layer` selects with its own query rather than a predicted one.
+  bool OwnQuery(int layer) const;
+};
+
+// Counters of one sequence (or of the whole tier), summed over layers, rows and KV heads.
+struct FetchCounters {
+  int64_t rows_requested = 0;   // rows the fetches placed in the buffer
+  int64_t rows_from_host = 0;   // of those, read from the host pool (cache misses)
+  int64_t rows_reused = 0;      // of those, copied from the reuse cache
+  int64_t bytes_from_host = 0;  // K and V bytes read from the host pool
+  // Rows looked up in the reuse cache (sparse selections; dense streaming bypasses it).
+  // The hit rate is rows_reused / rows_looked_up.
+  int64_t rows_looked_up = 0;
+
+  void Add(const FetchCounters& o) {
+    rows_requested += o.rows_requested;
+    rows_from_host += o.rows_from_host;
+    rows_reused += o.rows_reused;
+    bytes_from_host += o.bytes_from_host;
+    rows_looked_up += o.rows_looked_up;
+  }
+};
+
+// One fetch: per KV head, the tokens to place in rows [0, n_h) of a buffer segment, each
+// read from a reuse-cache slot (from_slot >= 0) or the host pool, and optionally copied into
+// a cache slot after a host read (to_slot >= 0). All arrays are [kv_heads][n_h].
+struct FetchPlan {
+  int layer = 0;
+  int buffer = 0;           // which ping-pong buffer (layer parity)
+  int64_t segment_row = 0;  // first buffer row of the segment
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<int32_t>> from_slot;
+  std::vector<std::vector<int32_t>> to_slot;
+  FetchCounters counts;  // this plan's share of the accounting
+};
+
+class OffloadTier {
+ public:
+  // `memory` (not owned) provides the fetch buffers and reuse slabs; rows are `kv_dtype`.
+  static absl::StatusOr<std::unique_ptr<OffloadTier>> Create(int layers, int kv_heads, int head_dim,
+                                                             DType kv_dtype,
+                                                             const OffloadOptions& options,
+                                                             HostMemory& memory);
+  ~OffloadTier();
+  OffloadTier(const OffloadTier&) = delete;
+  OffloadTier& operator=(const OffloadTier&) = delete;
+
+  const OffloadOptions& options() const { return options_; }
+
+  // Lays out the step's segments: segment j holds up to rows[j] rows per KV head (0 = the
+  // batch sequence uses no buffer). Grows both buffers when needed (RESOURCE_EXHAUSTED
+  // leaves the tier unchanged). Forgets every pending selection of the previous step.
+  absl::Status BeginStep(const std::vector<int64_t>& rows);
+
+  // Plans the fetch of `tokens` ([kv_heads] ascending lists, none of them the current token)
+  // of `seq` for layer `layer` into segment `segment`: looks each row up in the reuse cache,
+  // claims slots for misses, counts, and remembers the lists as the segment's pending rows
+  // for `layer`. `use_cache` = false bypasses the reuse cache (dense streaming would only
+  // thrash it). INTERNAL when a list exceeds the segment.
+  absl::StatusOr<FetchPlan> Plan(int layer, size_t segment, KvBlockPool::SequenceId seq,
+                                 std::vector<std::vector<int32_t>> tokens, bool use_cache);
+  // Accounts `rows` (token, KV head) rows of `seq` that attention reads from the host pool
+  // without the fetch buffer (prefill chunks over earlier chunks' K/V).
+  FetchCounters CountDirect(KvBlockPool::SequenceId seq, int64_t rows);
+  // The rows Plan placed for (layer, segment) this step; nullptr when none was planned.
+  const std::vector<std::vector<int32_t>>* Pending(int layer, size_t segment) const;
+
+  // View of segment `segment` of layer `layer`'s buffer as a one-block paged view: row i of
+  // KV head h is the i-th fetched row of that head; room for one more row per head after
+  // the fetched ones is where the caller writes the current token.
+  PagedKvView<float> SegmentView(int layer, size_t segment) const;
+  // The whole buffer layer `layer` uses, [buffer rows, kv_heads, head_dim] (fp32 views).
+  PagedKvView<float> BufferView(int layer) const;
+  int64_t segment_capacity(size_t segment) const;
+
+  // Reuse-cache storage of `layer` as a view over slots: row `slot` of KV head h.
+  PagedKvView<float> CacheView(int layer) const;
+
+  // Frees the reuse slots and counters of `seq` (unknown ids are ignored).
+  void Release(KvBlockPool::SequenceId seq);
+  // Releases every sequence the pool no longer holds.
+  void ReleaseMissing(const KvBlockPool& pool);
+
+  const FetchCounters* Counters(KvBlockPool::SequenceId seq) const;
+  const FetchCounters& totals() const { return totals_; }
+  // All sequences' counters since the last BeginStep (the current or latest step).
+  const FetchCounters& step_totals() const { return step_; }
+  // Reuse slots in use (summed over layers and KV heads) and bytes held by buffers + slabs.
+  int64_t reuse_slots_in_use() const;
+  int64_t buffer_bytes() const { return 2 * buffer_bytes_each_; }
+  int64_t reuse_bytes() const { return reuse_bytes_; }
+  int64_t row_bytes() const { return row_bytes_; }  // one (token, head) row of K or of V
+
+ private:
+  OffloadTier(int layers, int kv_heads, int head_dim, DType kv_dtype, const OffloadOptions& options,
+              HostMemory& memory);
+  void ReleaseSlotsIf(const std::function<bool(KvBlockPool::SequenceId)>& gone);
+
+  struct Key {
+    KvBlockPool::SequenceId seq;
+    int32_t token;
+    bool operator==(const Key& o) const { return seq == o.seq && token == o.token; }
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      return std::hash<int64_t>()(k.seq * 1000003 + k.token);
+    }
+  };
+  // LRU over one (layer, KV head)'s slots: `lru` front = most recently used. Each slot's
+  // `stamp` is the plan serial that last touched it, so a slot the current plan already
+  // uses is never evicted by the same plan.
+  struct CacheHead {
+    std::unordered_map<Key, int32_t, KeyHash> slot_of;
+    std::vector<Key> key_of;                          // [reuse_rows]
+    std::vector<int64_t> stamp;                       // [reuse_rows]
+    std::list<int32_t> lru;                           // slots in use
+    std::vector<std::list<int32_t>::iterator> where;  // [reuse_rows] into lru
+    std::vector<bool> used;                           // [reuse_rows]
+    std::vector<int32_t> free;
+  };
+
+  int layers_, kv_heads_, head_dim_;
+  DType kv_dtype_;
+  OffloadOptions options_;
+  HostMemory& memory_;
+  int64_t row_bytes_;
+
+  // Fetch buffers: K then V, each [rows_, kv_heads, head_dim].
+  void* buffer_[2] = {nullptr, nullptr};
+  int64_t buffer_rows_ = 0;
+  int64_t buffer_bytes_each_ = 0;
+  std::vector<int64_t> segment_row_;   // [segments] first row
+  std::vector<int64_t> segment_rows_;  // [segments] capacity per KV head (incl. current row)
+  // Pending rows per (layer, segment) this step.
+  std::vector<std::vector<std::vector<std::vector<int32_t>>>> pending_;  // [layer][segment]
+  std::vector<std::vector<bool>> has_pending_;
+
+  // Reuse slabs: per layer K then V, each [reuse_rows, kv_heads, head_dim].
+  std::vector<void*> slab_;
+  int64_t reuse_bytes_ = 0;
+  std::vector<CacheHead> cache_;  // [layer * kv_heads + head]
+  int64_t serial_ = 0;
+
+  std::unordered_map<KvBlockPool::SequenceId, FetchCounters> counters_;
+  FetchCounters totals_;
+  FetchCounters step_;
+};
+
+// Copies the plan's rows into its buffer segment: from the reuse slab or from `pool` (the
+// sequence's view of the plan's layer), then fills the slots named by to_slot. The CPU twin
+// of the zero-copy gather kernel; fp32 rows.
+void ExecuteFetchPlanReference(const FetchPlan& plan, const PagedKvView<const float>& pool,
+                               const OffloadTier& tier);
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_OFFLOAD_OFFLOAD_TIER_H_
