@@ -4,6 +4,8 @@
 // one [Hq·d + 2·Hkv·d, hidden] matrix and gate|up into one [2I, hidden].
 #include "engine/model.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <iterator>
 #include <numeric>
@@ -64,8 +66,14 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
   model->ds_ = std::make_unique<DoubleSparsity>(config.num_layers, config.num_heads_q,
                                                 config.num_heads_kv, config.head_dim);
   RETURN_IF_ERROR(model->ds_->SetDefaults(options.attention));
-  if (!options.channel_config_path.empty()) {
-    ASSIGN_OR_RETURN(ChannelConfig channels, LoadChannelConfig(options.channel_config_path));
+  // An explicit channel config wins; else one shipped beside the checkpoint is used.
+  std::string channel_config_path = options.channel_config_path;
+  if (channel_config_path.empty()) {
+    const std::string beside = model_dir + "/" + kModelChannelConfigFile;
+    if (access(beside.c_str(), F_OK) == 0) channel_config_path = beside;
+  }
+  if (!channel_config_path.empty()) {
+    ASSIGN_OR_RETURN(ChannelConfig channels, LoadChannelConfig(channel_config_path));
     RETURN_IF_ERROR(model->ds_->SetChannelConfig(std::move(channels)));
   }
   model->kv_mode_ = options.kv_mode;

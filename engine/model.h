@@ -19,6 +19,10 @@
 
 namespace dsinfer {
 
+// A Double Sparsity channel config shipped in a model directory under this name is loaded
+// when ModelOptions::channel_config_path is empty.
+inline constexpr char kModelChannelConfigFile[] = "double_sparsity_channels.json";
+
 struct ModelOptions {
   int kv_block_tokens = 16;
   // KV pool capacity in tokens (summed over all sequences); 0 = 4 × max context.
@@ -28,8 +32,9 @@ struct ModelOptions {
   int64_t max_context = 0;
   // Attention options for sequences whose BatchSequence::attention is null.
   AttentionOptions attention;
-  // Double Sparsity channel config (reference JSON format); empty = none, in which case
-  // `auto` stays dense (engine/sparse/double_sparsity.h says what double_sparse does).
+  // Double Sparsity channel config (reference JSON format); empty = the model directory's
+  // kModelChannelConfigFile if present, else none, in which case `auto` stays dense
+  // (engine/sparse/double_sparsity.h says what double_sparse does).
   std::string channel_config_path;
   // Where decode attention reads K/V from (offload/offload_tier.h, docs/offload.md), and the
   // offload tier's options for the offload modes.

@@ -27,6 +27,7 @@
 #include "engine/model.h"
 #include "engine/serving/scheduler.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/tools/attention_flags.h"
 #include "engine/tools/cli_flags.h"
 #include "server/inference_service.h"
 #include "spdlog/spdlog.h"
@@ -41,15 +42,13 @@ ABSL_FLAG(int32_t, max_queue, 256, "requests waiting for admission before RESOUR
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens (prompt + new); 0 = the model's");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "host KV pool size in tokens (all sequences); 0 = 4 x context");
 ABSL_FLAG(int64_t, prefill_chunk, 256, "prompt tokens per engine step (bounds decode stalls)");
+// The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
+// --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "default attention: auto | dense | double_sparse");
 ABSL_FLAG(int64_t, token_budget, 0, "default Double Sparsity token budget; 0 = use the ratio");
 ABSL_FLAG(double, token_budget_ratio, 1.0 / 16, "default token budget as a fraction of context");
 ABSL_FLAG(int32_t, channels, 16, "default label channels per KV head");
 ABSL_FLAG(int32_t, label_bits, 16, "default label bits: 16 | 4");
-ABSL_FLAG(int32_t, sink, 4, "first tokens always attended");
-ABSL_FLAG(int32_t, recent, 64, "last tokens always attended");
-ABSL_FLAG(int32_t, dense_layers, 2, "first layers always dense");
-ABSL_FLAG(int64_t, dense_below, 4096, "auto stays dense below this context length");
 ABSL_FLAG(std::string, channel_config, "",
           "Double Sparsity channel config (reference JSON, e.g. from dsinfer-calibrate); without "
           "one, auto stays dense and double_sparse needs channels = head_dim");
@@ -116,22 +115,9 @@ int main(int argc, char** argv) {
   scheduler_options.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   scheduler_options.max_top_logprobs = service_options.max_top_logprobs;
   dsinfer::AttentionOptions& attention = scheduler_options.default_attention;
-  absl::StatusOr<dsinfer::AttentionMode> mode = dsinfer::ParseAttentionMode(absl::GetFlag(FLAGS_attention_mode));
-  if (!mode.ok()) return Fail(absl::StrCat("--attention-mode: ", mode.status().message()));
-  attention.mode = *mode;
-  attention.token_budget = absl::GetFlag(FLAGS_token_budget);
-  attention.token_budget_ratio = absl::GetFlag(FLAGS_token_budget_ratio);
-  attention.channels = absl::GetFlag(FLAGS_channels);
-  attention.label_bits = absl::GetFlag(FLAGS_label_bits);
-  attention.sink = absl::GetFlag(FLAGS_sink);
-  attention.recent = absl::GetFlag(FLAGS_recent);
-  attention.dense_layers = absl::GetFlag(FLAGS_dense_layers);
-  attention.dense_below = absl::GetFlag(FLAGS_dense_below);
-  absl::StatusOr<dsinfer::ChannelStatistic> statistic =
-      dsinfer::ParseChannelStatistic(absl::GetFlag(FLAGS_channel_statistic));
-  if (!statistic.ok())
-    return Fail(absl::StrCat("--channel-statistic: ", statistic.status().message()));
-  attention.statistic = *statistic;
+  if (absl::Status s = dsinfer::SetAttentionOptionsFromFlags(attention); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
   absl::StatusOr<dsinfer::GroupAggregation> aggregation =
       dsinfer::ParseGroupAggregation(absl::GetFlag(FLAGS_aggregation));
   if (!aggregation.ok())

@@ -20,6 +20,7 @@
 #include "engine/generator.h"
 #include "engine/model.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/tools/attention_flags.h"
 #include "engine/tools/cli_flags.h"
 #include "nlohmann/json.hpp"
 
@@ -39,16 +40,14 @@ ABSL_FLAG(bool, prompt_logprobs, false, "also report log p of each prompt token 
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUDA)");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
+// The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
+// --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "attention: auto | dense | double_sparse");
 ABSL_FLAG(int64_t, token_budget, 0, "Double Sparsity token budget; 0 = use the ratio");
 ABSL_FLAG(double, token_budget_ratio, 1.0 / 16, "token budget as a fraction of the context");
 ABSL_FLAG(int32_t, channels, 16, "label channels per KV head");
 ABSL_FLAG(int32_t, label_bits, 16, "label bits: 16 | 4");
 ABSL_FLAG(std::string, channel_statistic, "qk", "channel-config kind: qk | q | k");
-ABSL_FLAG(int32_t, sink, 4, "first tokens always attended");
-ABSL_FLAG(int32_t, recent, 64, "last tokens always attended");
-ABSL_FLAG(int32_t, dense_layers, 2, "first layers always dense");
-ABSL_FLAG(int64_t, dense_below, 4096, "auto stays dense below this context length");
 ABSL_FLAG(std::string, channel_config, "",
           "Double Sparsity channel config (from dsinfer-calibrate); without one, auto stays dense "
           "and double_sparse needs --channels = head_dim");
@@ -122,21 +121,9 @@ int main(int argc, char** argv) {
   request.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   request.prompt_logprobs = absl::GetFlag(FLAGS_prompt_logprobs);
   dsinfer::AttentionOptions& attention = request.attention;
-  auto mode = dsinfer::ParseAttentionMode(absl::GetFlag(FLAGS_attention_mode));
-  if (!mode.ok()) return Fail("--attention-mode: " + std::string(mode.status().message()));
-  attention.mode = *mode;
-  auto statistic = dsinfer::ParseChannelStatistic(absl::GetFlag(FLAGS_channel_statistic));
-  if (!statistic.ok())
-    return Fail("--channel-statistic: " + std::string(statistic.status().message()));
-  attention.statistic = *statistic;
-  attention.token_budget = absl::GetFlag(FLAGS_token_budget);
-  attention.token_budget_ratio = absl::GetFlag(FLAGS_token_budget_ratio);
-  attention.channels = absl::GetFlag(FLAGS_channels);
-  attention.label_bits = absl::GetFlag(FLAGS_label_bits);
-  attention.sink = absl::GetFlag(FLAGS_sink);
-  attention.recent = absl::GetFlag(FLAGS_recent);
-  attention.dense_layers = absl::GetFlag(FLAGS_dense_layers);
-  attention.dense_below = absl::GetFlag(FLAGS_dense_below);
+  if (absl::Status s = dsinfer::SetAttentionOptionsFromFlags(attention); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
   if (absl::Status s = attention.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   dsinfer::ModelOptions options;

@@ -4,7 +4,6 @@
 // by token (exercising prefill, chunked prefill and decode) — and greedy tokens must be equal
 // except at a documented near-tie (top-2 margin below 1e-3 × max|logit| in the reference).
 #include <cmath>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -12,40 +11,10 @@
 #include "engine/generator.h"
 #include "engine/model.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
+#include "tests/golden/golden_data.h"
 
 namespace dsinfer {
 namespace {
-
-struct Golden {
-  std::vector<int32_t> prompt, greedy;
-  std::vector<int64_t> positions;  // prompt positions whose logits are stored (all by default)
-  std::vector<double> margins;
-  std::vector<float> logits;  // [prompt, vocab]
-  int64_t vocab = 0;
-  double max_abs = 0;
-};
-
-Golden LoadGolden(const std::string& dir) {
-  Golden g;
-  std::ifstream meta_in(dir + "/golden.json");
-  nlohmann::json meta = nlohmann::json::parse(meta_in);
-  g.prompt = meta["prompt_ids"].get<std::vector<int32_t>>();
-  g.greedy = meta["greedy_ids"].get<std::vector<int32_t>>();
-  g.margins = meta["greedy_top2_margin"].get<std::vector<double>>();
-  g.vocab = meta["logits_shape"][1].get<int64_t>();
-  g.max_abs = meta["max_abs_logit"].get<double>();
-  if (meta.contains("logit_positions")) {
-    g.positions = meta["logit_positions"].get<std::vector<int64_t>>();
-  } else {
-    for (size_t i = 0; i < g.prompt.size(); ++i) g.positions.push_back(static_cast<int64_t>(i));
-  }
-  g.logits.resize(g.positions.size() * g.vocab);
-  std::ifstream bin(dir + "/logits.f32", std::ios::binary);
-  bin.read(reinterpret_cast<char*>(g.logits.data()), g.logits.size() * sizeof(float));
-  EXPECT_TRUE(bin.good()) << dir;
-  return g;
-}
 
 // The golden data of model NAME lives in tests/data/golden/NAME; its checkpoint there too,
 // except for the embedded demo model, whose checkpoint is models/demo.
@@ -56,24 +25,6 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     return GetParam() == "demo-trained" ? std::string("models/demo") : Dir();
   }
 };
-
-// Feeds the prompt in pieces of `chunk` tokens and returns every position's logits.
-std::vector<float> PromptLogits(Model& model, const std::vector<int32_t>& prompt, int64_t chunk) {
-  KvBlockPool& pool = model.kv_pool();
-  const KvBlockPool::SequenceId seq = pool.AddSequence();
-  EXPECT_TRUE(pool.Reserve(seq, static_cast<int64_t>(prompt.size())).ok());
-  std::vector<float> all, logits;
-  for (size_t begin = 0; begin < prompt.size(); begin += chunk) {
-    const int64_t count = std::min<int64_t>(chunk, prompt.size() - begin);
-    ForwardBatch batch;
-    batch.Add(seq, prompt.data() + begin, count, static_cast<int64_t>(begin), true);
-    absl::Status s = model.Forward(batch, logits);
-    EXPECT_TRUE(s.ok()) << s;
-    all.insert(all.end(), logits.begin(), logits.end());
-  }
-  pool.Release(seq);
-  return all;
-}
 
 TEST_P(GoldenTest, PromptLogitsMatchTransformers) {
   const Golden g = LoadGolden(Dir());
@@ -102,10 +53,7 @@ TEST_P(GoldenTest, GreedyTokensMatchTransformers) {
   CpuBackend backend;
   auto model = Model::Load(ModelDir(), backend);
   ASSERT_TRUE(model.ok()) << model.status();
-  GenerationRequest r;
-  r.prompt = g.prompt;
-  r.max_new_tokens = static_cast<int64_t>(g.greedy.size());
-  r.ignore_eos = true;
+  const GenerationRequest r = GreedyRequest(g);
   auto results = Generate(**model, {r});
   ASSERT_TRUE(results.ok()) << results.status();
   const std::vector<int32_t>& got = (*results)[0].tokens;

@@ -4,7 +4,6 @@
 // equal except at a near-tie (top-2 margin below 2e-2 × max|logit| in the reference). Skips
 // without a GPU. Also with decode steps as CUDA graphs (DecodeGraphsMatchTransformers).
 #include <cmath>
-#include <fstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -13,34 +12,10 @@
 #include "engine/generator.h"
 #include "engine/model.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
+#include "tests/golden/golden_data.h"
 
 namespace dsinfer {
 namespace {
-
-struct Golden {
-  std::vector<int32_t> prompt, greedy;
-  std::vector<double> margins;
-  std::vector<float> logits;  // [prompt, vocab]
-  int64_t vocab = 0;
-  double max_abs = 0;
-};
-
-Golden LoadGolden(const std::string& dir) {
-  Golden g;
-  std::ifstream meta_in(dir + "/golden.json");
-  nlohmann::json meta = nlohmann::json::parse(meta_in);
-  g.prompt = meta["prompt_ids"].get<std::vector<int32_t>>();
-  g.greedy = meta["greedy_ids"].get<std::vector<int32_t>>();
-  g.margins = meta["greedy_top2_margin"].get<std::vector<double>>();
-  g.vocab = meta["logits_shape"][1].get<int64_t>();
-  g.max_abs = meta["max_abs_logit"].get<double>();
-  g.logits.resize(g.prompt.size() * g.vocab);
-  std::ifstream bin(dir + "/logits.f32", std::ios::binary);
-  bin.read(reinterpret_cast<char*>(g.logits.data()), g.logits.size() * sizeof(float));
-  EXPECT_TRUE(bin.good()) << dir;
-  return g;
-}
 
 constexpr double kTolerance = 2e-2;
 
@@ -61,23 +36,6 @@ class CudaGoldenTest : public ::testing::TestWithParam<std::tuple<std::string, D
   std::string Dir() const { return "tests/data/golden/" + std::get<0>(GetParam()); }
   std::unique_ptr<CudaBackend> backend_;
 };
-
-std::vector<float> PromptLogits(Model& model, const std::vector<int32_t>& prompt, int64_t chunk) {
-  KvBlockPool& pool = model.kv_pool();
-  const KvBlockPool::SequenceId seq = pool.AddSequence();
-  EXPECT_TRUE(pool.Reserve(seq, static_cast<int64_t>(prompt.size())).ok());
-  std::vector<float> all, logits;
-  for (size_t begin = 0; begin < prompt.size(); begin += chunk) {
-    const int64_t count = std::min<int64_t>(chunk, prompt.size() - begin);
-    ForwardBatch batch;
-    batch.Add(seq, prompt.data() + begin, count, static_cast<int64_t>(begin), true);
-    absl::Status s = model.Forward(batch, logits);
-    EXPECT_TRUE(s.ok()) << s;
-    all.insert(all.end(), logits.begin(), logits.end());
-  }
-  pool.Release(seq);
-  return all;
-}
 
 TEST_P(CudaGoldenTest, PromptLogitsMatchTransformers) {
   const Golden g = LoadGolden(Dir());
@@ -117,10 +75,7 @@ TEST_P(CudaGoldenTest, DecodeGraphsMatchTransformers) {
   EXPECT_LE(max_err, kTolerance * g.max_abs) << Name();
   EXPECT_GE(backend_->graph_replays(), static_cast<int64_t>(g.prompt.size()) - 3);
 
-  GenerationRequest r;
-  r.prompt = g.prompt;
-  r.max_new_tokens = static_cast<int64_t>(g.greedy.size());
-  r.ignore_eos = true;
+  const GenerationRequest r = GreedyRequest(g);
   auto graphed = Generate(**model, {r});
   ASSERT_TRUE(graphed.ok()) << graphed.status();
   backend_->set_decode_graphs(false);
@@ -142,10 +97,7 @@ TEST_P(CudaGoldenTest, GreedyTokensMatchTransformers) {
   const Golden g = LoadGolden(Dir());
   auto model = Model::Load(Dir(), *backend_);
   ASSERT_TRUE(model.ok()) << model.status();
-  GenerationRequest r;
-  r.prompt = g.prompt;
-  r.max_new_tokens = static_cast<int64_t>(g.greedy.size());
-  r.ignore_eos = true;
+  const GenerationRequest r = GreedyRequest(g);
   auto results = Generate(**model, {r});
   ASSERT_TRUE(results.ok()) << results.status();
   const std::vector<int32_t>& got = (*results)[0].tokens;

@@ -37,39 +37,16 @@
 #include "kernels/label_score_reference.h"
 #include "kernels/paged_kv.h"
 #include "kernels/topk_select_reference.h"
+#include "tests/engine_test_util.h"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace dsinfer {
 namespace {
 
-bool HaveGpu() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
-#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-#define ASSERT_OK(expr)                    \
-  do {                                     \
-    const absl::Status s_ = (expr);        \
-    ASSERT_TRUE(s_.ok()) << s_.ToString(); \
-  } while (0)
-
 std::mt19937_64& Rng() {
-  static std::mt19937_64 rng = [] {
-    const uint64_t seed = std::random_device{}();
-    std::printf("double_sparsity_gpu_test seed %llu\n", static_cast<unsigned long long>(seed));
-    return std::mt19937_64(seed);
-  }();
+  static std::mt19937_64 rng = MakeSeededRng("double_sparsity_gpu_test");
   return rng;
 }
-
-uint16_t To16(DType t, float f) { return t == DType::kBF16 ? F32ToBf16(f) : F32ToF16(f); }
-float From16(DType t, uint16_t h) { return t == DType::kBF16 ? Bf16ToF32(h) : F16ToF32(h); }
 
 // A device (or mapped pinned host) buffer, poisoned with all-ones bits on creation.
 struct Buf {
@@ -103,17 +80,6 @@ struct Buf {
     return static_cast<T*>(ptr);
   }
 };
-
-double RelErr(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
-double Tolerance(DType t) { return t == DType::kBF16 ? 1e-2 : 2e-3; }
 
 struct SeqSpec {
   int tokens, budget, sink, recent, aggregation;
@@ -511,26 +477,6 @@ std::vector<float> RunEngine(Model& model, const std::vector<int32_t>& ids, int 
   return all;
 }
 
-ChannelConfig ShuffledChannels(const ModelConfig& c, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  ChannelConfig config;
-  for (ChannelStatistic kind :
-       {ChannelStatistic::kQK, ChannelStatistic::kQ, ChannelStatistic::kK}) {
-    const int heads = kind == ChannelStatistic::kK ? c.num_heads_kv : c.num_heads_q;
-    auto& layers = config.Mutable(kind);
-    layers.resize(c.num_layers);
-    for (auto& l : layers) {
-      l.resize(heads);
-      for (auto& order : l) {
-        order.resize(c.head_dim);
-        std::iota(order.begin(), order.end(), 0);
-        std::shuffle(order.begin(), order.end(), rng);
-      }
-    }
-  }
-  return config;
-}
-
 double MaxDiffRatio(const std::vector<float>& got, const std::vector<float>& want) {
   double diff = 0, top = 0;
   EXPECT_EQ(got.size(), want.size());
@@ -576,8 +522,7 @@ std::pair<std::vector<float>, std::vector<float>> RunPair(Model& model,
 
 TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
-  for (const char* dir : {"tests/data/golden/llama-gqa-hd64", "tests/data/golden/llama3-hd128-tied",
-                          "tests/data/golden/mistral-mha"}) {
+  for (const char* dir : kGoldenModels) {
     CudaBackendOptions options;
     options.dtype = DType::kF16;
     auto gpu = CudaBackend::Create(options);
@@ -588,8 +533,10 @@ TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
     ASSERT_TRUE(gm.ok() && cm.ok()) << dir;
     const ModelConfig& c = (*gm)->config();
     const uint64_t seed = Rng()();
-    ASSERT_TRUE((*gm)->double_sparsity().SetChannelConfig(ShuffledChannels(c, seed)).ok());
-    ASSERT_TRUE((*cm)->double_sparsity().SetChannelConfig(ShuffledChannels(c, seed)).ok());
+    ASSERT_TRUE(
+        (*gm)->double_sparsity().SetChannelConfig(ShuffledChannelConfig(c, std::mt19937_64(seed))).ok());
+    ASSERT_TRUE(
+        (*cm)->double_sparsity().SetChannelConfig(ShuffledChannelConfig(c, std::mt19937_64(seed))).ok());
     std::vector<int32_t> ids(44);
     for (int32_t& id : ids) id = static_cast<int32_t>(Rng()() % c.vocab_size);
     for (int bits : {16, 4}) {

@@ -26,40 +26,15 @@
 #include "kernels/rms_norm_reference.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu_reference.h"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace dsinfer {
 namespace {
 
-bool HaveGpu() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
-
-#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-#define ASSERT_OK(expr)                   \
-  do {                                    \
-    const absl::Status s_ = (expr);       \
-    ASSERT_TRUE(s_.ok()) << s_.ToString(); \
-  } while (0)
-
 std::mt19937_64& Rng() {
-  static std::mt19937_64 rng = [] {
-    const uint64_t seed = std::random_device{}();
-    std::printf("kernels_gpu_test seed %llu\n", static_cast<unsigned long long>(seed));
-    return std::mt19937_64(seed);
-  }();
+  static std::mt19937_64 rng = MakeSeededRng("kernels_gpu_test");
   return rng;
 }
-
-uint16_t To16(DType t, float f) { return t == DType::kBF16 ? F32ToBf16(f) : F32ToF16(f); }
-float From16(DType t, uint16_t h) { return t == DType::kBF16 ? Bf16ToF32(h) : F16ToF32(h); }
 
 // Random values rounded to `t`: `f32` holds the rounded values, `raw` their 16-bit codes.
 struct HostArray {
@@ -106,19 +81,6 @@ struct DevBuf {
     return out;
   }
 };
-
-double Tolerance(DType t) { return t == DType::kBF16 ? 1e-2 : 2e-3; }
-
-// ‖a − b‖ / ‖b‖; infinity if any element of a is not finite.
-double RelErr(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
 
 const DType kDTypes[] = {DType::kBF16, DType::kF16};
 

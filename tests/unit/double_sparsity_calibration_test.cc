@@ -2,6 +2,8 @@
 // and validates against the model; statistics accumulate over every block (two blocks give
 // the token-weighted mean of each block alone — the reference kept only the last block's
 // qk); and a calibrated config drives Double Sparsity.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -13,18 +15,12 @@
 #include "engine/sparse/calibration.h"
 #include "engine/sparse/channel_config.h"
 #include "gtest/gtest.h"
+#include "tests/engine_test_util.h"
 
 namespace dsinfer {
 namespace {
 
 constexpr char kModel[] = "tests/data/golden/llama-gqa-hd64";
-
-std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = static_cast<int32_t>(rng() % vocab);
-  return ids;
-}
 
 TEST(Calibration, WritesAConfigThatLoadsBackWithTheSameChannels) {
   CpuBackend backend;
@@ -53,7 +49,8 @@ TEST(Calibration, WritesAConfigThatLoadsBackWithTheSameChannels) {
       }
     }
   }
-  const std::string path = testing::TempDir() + "/calibrated.json";
+  const std::string path = testing::TempDir() + "/calibrated_" +
+      std::to_string(::getpid()) + ".json";
   ASSERT_TRUE(WriteChannelConfig(*config, path).ok());
   auto back = LoadChannelConfig(path);
   ASSERT_TRUE(back.ok()) << back.status();

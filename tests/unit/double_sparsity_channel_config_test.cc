@@ -1,6 +1,8 @@
 // Channel configs: the reference implementation's real files load and validate (trimmed
 // copies always, the full files when ../shared is present); malformed or mismatched configs
 // are refused naming the entry; the per-KV-head rule; write → load round trip.
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -130,7 +132,7 @@ TEST(ChannelConfig, WriteThenLoadRoundTrips) {
       " \"model.layers.0.self_attn.qk_proj\": [[1, 0, 3, 2], [2, 3, 0, 1]]}");
   ASSERT_TRUE(config.ok());
   config->metadata = {{"model", "tiny"}};
-  const std::string path = testing::TempDir() + "/channels.json";
+  const std::string path = testing::TempDir() + "/channels_" + std::to_string(::getpid()) + ".json";
   ASSERT_TRUE(WriteChannelConfig(*config, path).ok());
   auto back = LoadChannelConfig(path);
   ASSERT_TRUE(back.ok()) << back.status();

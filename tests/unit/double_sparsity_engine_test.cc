@@ -17,19 +17,10 @@
 #include "engine/sparse/double_sparsity.h"
 #include "gtest/gtest.h"
 #include "kernels/dtype.h"
+#include "tests/engine_test_util.h"
 
 namespace dsinfer {
 namespace {
-
-const char* kModels[] = {"tests/data/golden/llama-gqa-hd64", "tests/data/golden/llama3-hd128-tied",
-                         "tests/data/golden/mistral-mha"};
-
-std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = static_cast<int32_t>(rng() % vocab);
-  return ids;
-}
 
 // Feeds `ids` one token per step (every row a decode row) and returns all logits.
 std::vector<float> DecodeAll(Model& model, const std::vector<int32_t>& ids,
@@ -54,27 +45,8 @@ std::vector<float> DecodeAll(Model& model, const std::vector<int32_t>& ids,
   return all;
 }
 
-ChannelConfig RandomChannelConfig(const ModelConfig& c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  ChannelConfig config;
-  for (ChannelStatistic kind : {ChannelStatistic::kQK, ChannelStatistic::kQ, ChannelStatistic::kK}) {
-    const int heads = kind == ChannelStatistic::kK ? c.num_heads_kv : c.num_heads_q;
-    auto& layers = config.Mutable(kind);
-    layers.resize(c.num_layers);
-    for (auto& l : layers) {
-      l.resize(heads);
-      for (auto& order : l) {
-        order.resize(c.head_dim);
-        std::iota(order.begin(), order.end(), 0);
-        std::shuffle(order.begin(), order.end(), rng);
-      }
-    }
-  }
-  return config;
-}
-
 TEST(DoubleSparsityEngine, AllChannelsAndFullBudgetEqualDense) {
-  for (const char* dir : kModels) {
+  for (const char* dir : kGoldenModels) {
     CpuBackend backend;
     auto model = Model::Load(dir, backend);
     ASSERT_TRUE(model.ok()) << model.status();
@@ -268,7 +240,7 @@ TEST(DoubleSparsityEngine, SparseRowEqualsAttentionOverTheSelectedSet) {
 
 TEST(DoubleSparsityEngine, SmallBudgetChangesLogitsAndCountsTokens) {
   CpuBackend backend;
-  auto model = Model::Load(kModels[0], backend);
+  auto model = Model::Load(kGoldenModels[0], backend);
   ASSERT_TRUE(model.ok()) << model.status();
   const ModelConfig& c = (*model)->config();
   ASSERT_TRUE((*model)->double_sparsity().SetChannelConfig(RandomChannelConfig(c, 9)).ok());
@@ -300,7 +272,7 @@ TEST(DoubleSparsityEngine, SmallBudgetChangesLogitsAndCountsTokens) {
 
 TEST(DoubleSparsityEngine, RefusesDoubleSparseWithoutChannelsAndAutoStaysDense) {
   CpuBackend backend;
-  auto model = Model::Load(kModels[0], backend);
+  auto model = Model::Load(kGoldenModels[0], backend);
   ASSERT_TRUE(model.ok());
   KvBlockPool& pool = (*model)->kv_pool();
   const KvBlockPool::SequenceId seq = pool.AddSequence();

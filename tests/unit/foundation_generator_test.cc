@@ -4,6 +4,8 @@
 // end a request; the KV pool is back to zero blocks afterwards, also after errors;
 // ValidateRequest names each bad field; and a pool too small for the batch gives
 // RESOURCE_EXHAUSTED.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -214,7 +216,8 @@ TEST(GeneratorTest, StopTokenEndsRequest) {
 // A small random model written to a temp dir, with EOS ids and a short context.
 std::string TinyModelDir() {
   static const std::string dir = [] {
-    const std::string d = ::testing::TempDir() + "/foundation_generator_tiny";
+    const std::string d = ::testing::TempDir() + "/foundation_generator_tiny_" +
+        std::to_string(::getpid());
     ModelConfig c;
     c.architecture = "LlamaForCausalLM";
     c.vocab_size = 50;

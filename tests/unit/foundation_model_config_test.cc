@@ -2,6 +2,8 @@
 // foundation promises (Llama and Mistral, GQA and MHA, explicit or derived head_dim, the old
 // rope_theta + rope_scaling keys incl. `type`, the new rope_parameters, llama3 scaling, tied
 // embeddings, eos lists) and refuses unsupported options with an error that names them.
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -343,7 +345,8 @@ TEST(ModelConfigTest, WriterRoundTripsThroughParser) {
 }
 
 TEST(ModelConfigTest, LoadModelConfigReadsGenerationConfigAndNamesDir) {
-  const std::string dir = ::testing::TempDir() + "/foundation_model_config_load";
+  const std::string dir = ::testing::TempDir() + "/foundation_model_config_load_" +
+      std::to_string(::getpid());
   ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
   {
     Json j = BaseConfig();

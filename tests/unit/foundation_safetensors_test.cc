@@ -5,6 +5,8 @@
 // a crash (including random header corruption); and BindModelWeights refuses missing,
 // unexpected, wrongly shaped and i32 tensors, and handles tied embeddings with or without an
 // lm_head tensor. Checkpoints are built in a temp dir with WriteSafetensors/WriteRandomModel.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -32,7 +34,8 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string MakeDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/foundation_safetensors_" + name;
+  const std::string dir = ::testing::TempDir() + "/foundation_safetensors_" +
+      std::to_string(::getpid()) + "_" + name;
   EXPECT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
   return dir;
 }

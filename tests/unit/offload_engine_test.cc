@@ -25,39 +25,10 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/engine_test_util.h"
 
 namespace dsinfer {
 namespace {
-
-const char* kModels[] = {"tests/data/golden/llama-gqa-hd64", "tests/data/golden/llama3-hd128-tied",
-                         "tests/data/golden/mistral-mha"};
-
-std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = static_cast<int32_t>(rng() % vocab);
-  return ids;
-}
-
-ChannelConfig RandomChannelConfig(const ModelConfig& c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  ChannelConfig config;
-  for (ChannelStatistic kind :
-       {ChannelStatistic::kQK, ChannelStatistic::kQ, ChannelStatistic::kK}) {
-    const int heads = kind == ChannelStatistic::kK ? c.num_heads_kv : c.num_heads_q;
-    auto& layers = config.Mutable(kind);
-    layers.resize(c.num_layers);
-    for (auto& l : layers) {
-      l.resize(heads);
-      for (auto& order : l) {
-        order.resize(c.head_dim);
-        std::iota(order.begin(), order.end(), 0);
-        std::shuffle(order.begin(), order.end(), rng);
-      }
-    }
-  }
-  return config;
-}
 
 std::unique_ptr<Model> LoadModel(const std::string& dir, CpuBackend& backend, KvMode mode,
                                  const OffloadOptions& offload = {}, int64_t pool_tokens = 0) {
@@ -125,7 +96,7 @@ AttentionOptions SparseOptions(int channels, int bits, double ratio) {
 }
 
 TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
-  for (const char* dir : kModels) {
+  for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
     CpuBackend gpu_backend;
     std::unique_ptr<Model> gpu = LoadModel(dir, gpu_backend, KvMode::kGpu);
@@ -201,7 +172,7 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
 // path (fetched a layer ahead into the other ping-pong buffer) must reproduce gpu mode bit
 // for bit: this checks its data movement, buffer parity and current-token handling.
 TEST(OffloadEngine, PredictedPathWithFullBudgetEqualsGpuModeBitForBit) {
-  for (const char* dir : kModels) {
+  for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
     CpuBackend gpu_backend, backend;
     std::unique_ptr<Model> gpu = LoadModel(dir, gpu_backend, KvMode::kGpu);
@@ -237,7 +208,7 @@ TEST(OffloadEngine, PredictedPathWithFullBudgetEqualsGpuModeBitForBit) {
 }
 
 TEST(OffloadEngine, DenseOffloadEqualsDenseAndStreamsEveryRow) {
-  for (const char* dir : kModels) {
+  for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
     CpuBackend gpu_backend, backend;
     std::unique_ptr<Model> gpu = LoadModel(dir, gpu_backend, KvMode::kGpu);
@@ -274,7 +245,7 @@ TEST(OffloadEngine, DenseOffloadEqualsDenseAndStreamsEveryRow) {
 
 TEST(OffloadEngine, ChunkedPrefillCountsEarlierChunksAsHostReads) {
   CpuBackend backend;
-  std::unique_ptr<Model> off = LoadModel(kModels[0], backend, KvMode::kOffload);
+  std::unique_ptr<Model> off = LoadModel(kGoldenModels[0], backend, KvMode::kOffload);
   ASSERT_NE(off, nullptr);
   const ModelConfig& c = off->config();
   const std::vector<int32_t> ids = RandomIds(30, static_cast<int>(c.vocab_size), 3);
@@ -329,7 +300,7 @@ std::string Format(const std::vector<double>& v) {
 }
 
 TEST(OffloadEngine, PredictionOnGoldenModelsRunsAndIsMeasured) {
-  for (const char* dir : kModels) {
+  for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
     OffloadOptions oo;
     oo.measure_prediction_recall = true;
@@ -585,7 +556,7 @@ TEST(OffloadEngine, DISABLED_RetrievalUnderPredictionOnDemoModel) {
 
 TEST(OffloadEngine, ReleaseReturnsEverythingToIdle) {
   CpuBackend backend;
-  std::unique_ptr<Model> off = LoadModel(kModels[1], backend, KvMode::kOffload);
+  std::unique_ptr<Model> off = LoadModel(kGoldenModels[1], backend, KvMode::kOffload);
   ASSERT_NE(off, nullptr);
   const ModelConfig& c = off->config();
   ASSERT_TRUE(off->double_sparsity().SetChannelConfig(RandomChannelConfig(c, 1)).ok());
@@ -611,7 +582,7 @@ TEST(OffloadEngine, ReleaseReturnsEverythingToIdle) {
 }
 
 TEST(OffloadEngine, PoolExhaustionRefusesOneSequenceAndTheOtherRunsOn) {
-  const char* dir = kModels[0];
+  const char* dir = kGoldenModels[0];
   CpuBackend gpu_backend, backend;
   std::unique_ptr<Model> gpu = LoadModel(dir, gpu_backend, KvMode::kGpu);
   OffloadOptions oo;
