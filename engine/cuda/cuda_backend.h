@@ -142,6 +142,32 @@ class CudaBackend final : public Backend {
                                DoubleSparsity& ds, const DeviceTensor& qkv,
                                DeviceTensor& out) override;
 
+  // Test diagnostics for Double Sparsity: while on, every SparseAttention call waits for its
+  // work and copies to host, per sparse sequence, exactly what its label writer, scorer and
+  // selection read and produced, so a test can replay the CPU twins on the CUDA engine's own
+  // data (bit-exact: no fp16-vs-fp32 activation noise in the comparison). Off by default;
+  // nothing is copied while off.
+  struct SparseCapture {
+    int layer = -1;
+    int heads_q = 0, heads_kv = 0, head_dim = 0;
+    struct Seq {
+      int r = 0, bits = 16, aggregation = 0, sink = 0, recent = 0;
+      int64_t tokens = 0, budget = 0;
+      std::vector<float> q;                        // [heads_q, head_dim] post-RoPE
+      std::vector<float> keys;                     // [tokens, heads_kv, head_dim] from the pool
+      std::vector<int32_t> channels;               // [heads_kv, r]
+      std::vector<uint16_t> f16;                   // bits 16: [tokens, heads_kv, r]
+      std::vector<uint8_t> codes;                  // bits 4: [tokens, heads_kv, ceil(r/2)]
+      std::vector<uint16_t> scales, minimums;      // bits 4: [tokens, heads_kv]
+      std::vector<float> scores;                   // [heads_kv, tokens]
+      std::vector<std::vector<int32_t>> selected;  // [heads_kv], ascending
+    };
+    std::vector<Seq> seqs;
+  };
+  void set_capture_sparse(bool on) { capture_sparse_ = on; }
+  const std::vector<SparseCapture>& sparse_captures() const { return sparse_captures_; }
+  void clear_sparse_captures() { sparse_captures_.clear(); }
+
  private:
   explicit CudaBackend(const CudaBackendOptions& options) : options_(options) {}
   // Uploads positions, row→sequence map, prefill tiles and block tables of `batch`.
@@ -202,6 +228,8 @@ class CudaBackend final : public Backend {
   // (defined in cuda_backend_sparse.cc; shared_ptr so that this header needs no definition).
   struct DsState;
   std::shared_ptr<DsState> ds_state_;
+  bool capture_sparse_ = false;
+  std::vector<SparseCapture> sparse_captures_;
 };
 
 }  // namespace dsinfer

@@ -17,6 +17,11 @@
 //
 // Not counted here (DoubleSparsity's counters are private to its host path): the per-sequence
 // tokens_attended / sparse_rows statistics of CUDA sparse rows.
+//
+// Test diagnostics: with set_capture_sparse(true) each call ends with a stream wait and copies
+// what the label writer, scorer and selection read and produced back to host (SparseCapture),
+// so tests replay the CPU twins on the engine's own data instead of comparing logits with the
+// fp32 CPU engine, whose top-k boundary fp16 activation noise can move.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,6 +36,7 @@
 #include "engine/sparse/double_sparsity.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/dtype.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
@@ -148,6 +154,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   std::vector<CudaDsSequence> seqs(n);
   std::vector<CudaLabelRange> ranges;
   int64_t max_tokens = 0, max_budget = 0, max_count = 0;
+  std::vector<std::vector<int32_t>> capture_channels(capture_sparse_ ? n : 0);
   int max_r = 0;
   for (size_t i = 0; i < n; ++i) {
     const size_t index = sequences[i];
@@ -215,6 +222,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     }
     labs[i] = q.View(layer, hkv);
     labs[i].channels = static_cast<const int32_t*>(ch.dev);
+    if (capture_sparse_) capture_channels[i] = ch.host;
     int64_t& written = q.written[layer];
     if (written > tokens) written = 0;  // the sequence was cut back: relabel
     if (written < tokens) {
@@ -276,11 +284,101 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   const int splits = SparseAttentionSplits(num, hkv, max_budget, sm_count_);
   RETURN_IF_ERROR(GrowAsync(st.workspace, st.workspace_bytes,
                             SparseAttentionWorkspaceFloats(num, hq, d, splits) * 4, stream_));
-  return LaunchSparseAttention(dtype, qkv.data, qkv.cols, d_seqs, num, hq, hkv, d,
-                               1.0f / std::sqrt(static_cast<float>(d)), kv,
-                               static_cast<const int32_t*>(st.selected), max_budget,
-                               static_cast<const int32_t*>(st.counts), splits,
-                               static_cast<float*>(st.workspace), out.data, out.cols, stream_);
+  RETURN_IF_ERROR(LaunchSparseAttention(
+      dtype, qkv.data, qkv.cols, d_seqs, num, hq, hkv, d, 1.0f / std::sqrt(static_cast<float>(d)),
+      kv, static_cast<const int32_t*>(st.selected), max_budget,
+      static_cast<const int32_t*>(st.counts), splits, static_cast<float*>(st.workspace), out.data,
+      out.cols, stream_));
+  if (!capture_sparse_) return absl::OkStatus();
+
+  // Test diagnostics (see SparseCapture): copy back what each stage read and produced.
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  auto to_f32 = [](DType t, const void* raw, size_t count, std::vector<float>& dst) {
+    dst.resize(count);
+    if (t == DType::kF32) {
+      std::memcpy(dst.data(), raw, count * 4);
+      return;
+    }
+    const uint16_t* h = static_cast<const uint16_t*>(raw);
+    for (size_t j = 0; j < count; ++j) {
+      dst[j] = t == DType::kBF16 ? Bf16ToF32(h[j]) : F16ToF32(h[j]);
+    }
+  };
+  // As the kernels read them: q and the pool's keys in the backend's dtype.
+  const size_t qkv_elem = dtype == DType::kF32 ? 4 : 2;
+  const size_t kv_elem = qkv_elem;
+  const int64_t block_tokens = pool.options().block_tokens;
+  SparseCapture cap;
+  cap.layer = layer;
+  cap.heads_q = hq;
+  cap.heads_kv = hkv;
+  cap.head_dim = d;
+  cap.seqs.resize(n);
+  std::vector<char> raw;
+  for (size_t i = 0; i < n; ++i) {
+    SparseCapture::Seq& c = cap.seqs[i];
+    const BatchSequence& s = batch.sequences[sequences[i]];
+    const CudaDsSequence& sq = seqs[i];
+    c.r = labs[i].r;
+    c.bits = labs[i].bits;
+    c.aggregation = sq.aggregation;
+    c.sink = sq.sink;
+    c.recent = sq.recent;
+    c.tokens = sq.tokens;
+    c.budget = sq.budget;
+    c.channels = capture_channels[i];
+    raw.resize(static_cast<size_t>(hq) * d * qkv_elem);
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(raw.data(), static_cast<const char*>(qkv.data) + sq.q_row * qkv.cols * qkv_elem,
+                   raw.size(), cudaMemcpyDeviceToHost));
+    to_f32(dtype, raw.data(), static_cast<size_t>(hq) * d, c.q);
+    // Keys of every token from the pool, through the sequence's host block table.
+    const std::vector<int32_t>& table = pool.BlockTable(s.kv);
+    const size_t key_elems = static_cast<size_t>(hkv) * d;
+    raw.resize(static_cast<size_t>(c.tokens) * key_elems * kv_elem);
+    for (int64_t t = 0; t < c.tokens; ++t) {
+      const int64_t slot =
+          static_cast<int64_t>(table[t / block_tokens]) * block_tokens + t % block_tokens;
+      CUDA_RETURN_IF_ERROR(cudaMemcpy(raw.data() + t * key_elems * kv_elem,
+                                      static_cast<const char*>(kv.k) + slot * key_elems * kv_elem,
+                                      key_elems * kv_elem, cudaMemcpyDefault));
+    }
+    to_f32(dtype, raw.data(), static_cast<size_t>(c.tokens) * key_elems, c.keys);
+    const size_t rows = static_cast<size_t>(c.tokens) * hkv;
+    if (c.bits == 16) {
+      c.f16.resize(rows * c.r);
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(c.f16.data(), labs[i].data, c.f16.size() * 2, cudaMemcpyDeviceToHost));
+    } else {
+      c.codes.resize(rows * ((c.r + 1) / 2));
+      c.scales.resize(rows);
+      c.minimums.resize(rows);
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(c.codes.data(), labs[i].data, c.codes.size(), cudaMemcpyDeviceToHost));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(c.scales.data(), labs[i].scales, rows * 2, cudaMemcpyDeviceToHost));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(c.minimums.data(), labs[i].minimums, rows * 2, cudaMemcpyDeviceToHost));
+    }
+    c.scores.resize(static_cast<size_t>(hkv) * c.tokens);
+    std::vector<int32_t> counts(hkv);
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(counts.data(), static_cast<const int32_t*>(st.counts) + i * hkv,
+                                    hkv * 4, cudaMemcpyDeviceToHost));
+    c.selected.resize(hkv);
+    for (int h = 0; h < hkv; ++h) {
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(c.scores.data() + static_cast<size_t>(h) * c.tokens,
+                     static_cast<const float*>(st.scores) + (i * hkv + h) * score_stride,
+                     c.tokens * 4, cudaMemcpyDeviceToHost));
+      c.selected[h].resize(std::max(counts[h], 0));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(c.selected[h].data(),
+                     static_cast<const int32_t*>(st.selected) + (i * hkv + h) * max_budget,
+                     c.selected[h].size() * 4, cudaMemcpyDeviceToHost));
+    }
+  }
+  sparse_captures_.push_back(std::move(cap));
+  return absl::OkStatus();
 }
 
 }  // namespace dsinfer

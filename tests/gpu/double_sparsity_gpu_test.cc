@@ -451,10 +451,37 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
 }
 
+// The exact shapes EngineMatchesCpuEngine runs on the golden models (fp16 activations,
+// r = head_dim / 4, budget 12, sink 2, recent 4, 21..44 tokens): GQA group 2 with 4-bit r 16
+// (8-byte code rows, the DotRow<4, 8> path, which the sweeps above never reach with a group
+// above 1: their 4-bit r is 7 or 32), group 4 over a single KV head with r 32, and MHA. If
+// the engine-level comparison ever points at the kernels, this case pins it down exactly.
+TEST(DoubleSparsityGpu, ChainMatchesTwinsEngineShapes) {
+  SKIP_WITHOUT_GPU();
+  const int shapes[][3] = {{4, 2, 64}, {4, 1, 128}, {4, 4, 64}};  // heads_q, heads_kv, d
+  for (int bits : {4, 16}) {
+    for (auto& sh : shapes) {
+      for (int L : {21, 32, 44}) {
+        for (int aggregation : {0, 1}) {
+          RunCase(Case{DType::kF16,
+                       sh[0],
+                       sh[1],
+                       sh[2],
+                       sh[2] / 4,
+                       bits,
+                       {{L, 12, 2, 4, aggregation}, {L - 5, 12, 2, 4, 1 - aggregation}}});
+        }
+      }
+    }
+  }
+}
+
 // The CUDA engine with Double Sparsity on the golden models (fp16): a 20-token prefill (dense,
 // labels derived later from the pool) then 24 decode steps, every layer sparse (budget 12,
-// sink 2, recent 4, r = head_dim / 4 from a shuffled channel config, 16- and 4-bit labels)
-// against the CPU engine's Double Sparsity logits (≤ 5e-2 × max|logit|); with every channel and
+// sink 2, recent 4, r = head_dim / 4 from a shuffled channel config, 16- and 4-bit labels):
+// every sparse layer's labels, scores and selection replayed bit-exact by the CPU twins on the
+// engine's own captured data, and the logits against the CPU engine's with a budget above the
+// context (≤ 1e-2 × max|logit|; at budget 12 printed only, see there); with every channel and
 // a budget above the context against the CUDA engine's own dense logits; and a batch mixing a
 // sparse and a dense sequence against their single-sequence runs.
 std::vector<float> RunEngine(Model& model, const std::vector<int32_t>& ids, int prefill,
@@ -520,6 +547,71 @@ std::pair<std::vector<float>, std::vector<float>> RunPair(Model& model,
   return {la, lb};
 }
 
+// Replays the CPU twins on what the CUDA engine's sparse layers read and produced (captured
+// per SparseAttention call): the channel set is KvHeadChannels's (what the CPU engine uses),
+// the labels are the twin's from the pool's keys, the scores the twin's from those labels and
+// the query, the selection the twin's from those scores — each bit-exact, as the chain tests
+// hold for the kernels alone. Unlike comparing logits with the CPU engine, this is immune to
+// fp16-vs-fp32 activation noise moving a top-k boundary.
+void ExpectCapturesMatchTwins(const std::vector<CudaBackend::SparseCapture>& caps,
+                              const ChannelConfig& config, ChannelStatistic statistic,
+                              const std::string& what) {
+  int64_t checked = 0;
+  for (const CudaBackend::SparseCapture& cap : caps) {
+    const int hq = cap.heads_q, hkv = cap.heads_kv, d = cap.head_dim;
+    for (const CudaBackend::SparseCapture::Seq& c : cap.seqs) {
+      SCOPED_TRACE(absl::StrCat(what, " layer ", cap.layer, " tokens ", c.tokens, " bits ", c.bits,
+                                " r ", c.r));
+      const int64_t L = c.tokens;
+      const int r = c.r;
+      auto want_channels = KvHeadChannels(config, statistic, cap.layer, hq, hkv, r);
+      ASSERT_TRUE(want_channels.ok()) << want_channels.status();
+      EXPECT_EQ(c.channels, *want_channels) << "channel set";
+      ASSERT_EQ(c.channels.size(), static_cast<size_t>(hkv) * r);
+      ASSERT_EQ(c.keys.size(), static_cast<size_t>(L) * hkv * d);
+      ASSERT_EQ(c.q.size(), static_cast<size_t>(hq) * d);
+      LabelScoreShape shape{hq, hkv, d, r,
+                            c.aggregation ? ScoreAggregation::kMax : ScoreAggregation::kSum};
+      std::vector<float> ref_scores(static_cast<size_t>(hkv) * L);
+      if (c.bits == 16) {
+        std::vector<uint16_t> ref(static_cast<size_t>(L) * hkv * r);
+        WriteLabelsF16Reference(c.keys.data(), hkv * d, L, hkv, d, c.channels.data(), r, ref.data(),
+                                hkv * r);
+        EXPECT_EQ(c.f16, ref) << "fp16 labels";
+        LabelScoresF16Reference(c.q.data(), c.channels.data(), c.f16.data(), hkv * r, L, shape,
+                                ref_scores.data(), L);
+      } else {
+        const int64_t rb = Label4BitRowBytes(r);
+        std::vector<uint8_t> codes(static_cast<size_t>(L) * hkv * rb);
+        std::vector<uint16_t> scales(static_cast<size_t>(L) * hkv), mins(scales.size());
+        WriteLabels4BitReference(c.keys.data(), hkv * d, L, hkv, d, c.channels.data(), r,
+                                 codes.data(), hkv * rb, scales.data(), mins.data());
+        EXPECT_EQ(c.codes, codes) << "4-bit codes";
+        EXPECT_EQ(c.scales, scales) << "4-bit scales";
+        EXPECT_EQ(c.minimums, mins) << "4-bit minimums";
+        LabelScores4BitReference(c.q.data(), c.channels.data(), c.codes.data(), hkv * rb,
+                                 c.scales.data(), c.minimums.data(), L, shape, ref_scores.data(),
+                                 L);
+      }
+      ASSERT_EQ(c.scores.size(), ref_scores.size());
+      int64_t mismatch = 0;
+      for (size_t j = 0; j < ref_scores.size(); ++j) mismatch += c.scores[j] != ref_scores[j];
+      EXPECT_EQ(mismatch, 0) << "scores differ from the twin's";
+      std::vector<int32_t> scratch(L), sel(L);
+      ASSERT_EQ(c.selected.size(), static_cast<size_t>(hkv));
+      for (int h = 0; h < hkv; ++h) {
+        const int64_t n =
+            TopKSelectReference(c.scores.data() + static_cast<size_t>(h) * L, L, c.budget, c.sink,
+                                c.recent, scratch.data(), sel.data());
+        EXPECT_EQ(c.selected[h], std::vector<int32_t>(sel.begin(), sel.begin() + n))
+            << "selection of KV head " << h;
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0) << what << ": no sparse call was captured";
+}
+
 TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
   for (const char* dir : kGoldenModels) {
@@ -548,11 +640,35 @@ TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
       ds.sink = 2;
       ds.recent = 4;
       ds.dense_layers = 0;
-      const double err = MaxDiffRatio(RunEngine(**gm, ids, 20, &ds), RunEngine(**cm, ids, 20, &ds));
-      std::printf("%s DS bits %d: CUDA vs CPU max|dlogit| = %.3g of max|logit|\n", dir, bits, err);
-      // fp16 activations against fp32 ones: a near-tie of approximate scores may select another
-      // token (the kernels' exactness is held by the chain tests above), hence 5e-2.
-      EXPECT_LE(err, 5e-2) << dir << " bits " << bits;
+      CudaBackend& cuda = **gpu;
+      cuda.clear_sparse_captures();
+      cuda.set_capture_sparse(true);
+      const std::vector<float> got = RunEngine(**gm, ids, 20, &ds);
+      cuda.set_capture_sparse(false);
+      ExpectCapturesMatchTwins(cuda.sparse_captures(), *(*gm)->double_sparsity().channel_config(),
+                               ds.statistic, absl::StrCat(dir, " bits ", bits));
+      cuda.clear_sparse_captures();
+      // Logits against the CPU engine: printed, not asserted. At budget 12 of 21..44 tokens
+      // the comparison is ill-conditioned: fp16 activations against fp32 ones move a top-k
+      // boundary (4-bit labels most of all: a code flips at a rounding boundary and the score
+      // jumps by a whole quantum), and on these small models one swapped token moves the
+      // logits by up to ~0.8 of max|logit|. The CPU engine against itself with its Linear
+      // outputs rounded to fp16 shows the same spread on every golden model, 16- and 4-bit,
+      // depending only on the seed; with a budget above the context it stays below 2e-3.
+      // Exactness is asserted above (the twins replayed on the engine's own data) and below
+      // (the same labels with every token selected).
+      const double err = MaxDiffRatio(got, RunEngine(**cm, ids, 20, &ds));
+      std::printf("%s DS bits %d: CUDA vs CPU max|dlogit| = %.3g of max|logit| (budget 12)\n", dir,
+                  bits, err);
+      AttentionOptions wide = ds;
+      wide.token_budget = 1000;
+      const double err_wide =
+          MaxDiffRatio(RunEngine(**gm, ids, 20, &wide), RunEngine(**cm, ids, 20, &wide));
+      std::printf(
+          "%s DS bits %d: CUDA vs CPU max|dlogit| = %.3g of max|logit| (budget above "
+          "the context)\n",
+          dir, bits, err_wide);
+      EXPECT_LE(err_wide, 1e-2) << dir << " bits " << bits;
     }
     AttentionOptions dense;
     dense.mode = AttentionMode::kDense;
