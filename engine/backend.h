@@ -9,11 +9,12 @@
 #define DSINFER_ENGINE_BACKEND_H_
 
 #include <cstdint>
-#include "absl/strings/string_view.h"
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "engine/forward_batch.h"
 #include "engine/safetensors.h"
@@ -43,6 +44,24 @@ struct AttentionConfig {
   int head_dim = 0;
   std::vector<float> rope_inv_freq;  // [head_dim / 2]
 };
+
+// Rows and columns of `parts` stacked along rows (UploadWeight's result; 1-D tensors count
+// as one row). INTERNAL when the parts differ in columns.
+inline absl::StatusOr<std::pair<int64_t, int64_t>> StackedShape(
+    absl::Span<const TensorRef* const> parts) {
+  int64_t rows = 0;
+  int64_t cols = -1;
+  for (const TensorRef* p : parts) {
+    const int64_t c = p->shape.empty() ? 1 : p->shape.back();
+    if (cols >= 0 && c != cols) {
+      return absl::InternalError(absl::StrCat("UploadWeight: '", p->name, "' has ", c,
+                                              " columns, the parts before it ", cols));
+    }
+    cols = c;
+    rows += p->shape.size() <= 1 ? 1 : (c == 0 ? 0 : p->NumElements() / c);
+  }
+  return std::make_pair(rows, cols);
+}
 
 class Backend {
  public:

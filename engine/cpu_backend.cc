@@ -54,16 +54,8 @@ void CpuBackend::Free(DeviceTensor& tensor) {
 }
 
 absl::StatusOr<DeviceTensor> CpuBackend::UploadWeight(absl::Span<const TensorRef* const> parts) {
-  int64_t rows = 0;
-  int64_t cols = -1;
-  for (const TensorRef* p : parts) {
-    const int64_t c = p->shape.empty() ? 1 : p->shape.back();
-    const int64_t r = c == 0 ? 0 : p->NumElements() / c;
-    if (cols >= 0 && c != cols) return ShapeError("UploadWeight", "parts differ in columns");
-    cols = c;
-    rows += p->shape.size() <= 1 ? 1 : r;
-  }
-  ASSIGN_OR_RETURN(DeviceTensor t, Allocate(rows, cols));
+  ASSIGN_OR_RETURN(const auto shape, StackedShape(parts));
+  ASSIGN_OR_RETURN(DeviceTensor t, Allocate(shape.first, shape.second));
   float* dst = F32(t);
   for (const TensorRef* p : parts) {
     RETURN_IF_ERROR(ConvertToF32(p->dtype, p->data, static_cast<size_t>(p->NumElements()), dst));

@@ -203,16 +203,8 @@ absl::Status CudaBackend::FillRandom(DeviceTensor& t, uint64_t seed, float scale
 }
 
 absl::StatusOr<DeviceTensor> CudaBackend::UploadWeight(absl::Span<const TensorRef* const> parts) {
-  int64_t rows = 0;
-  int64_t cols = -1;
-  for (const TensorRef* p : parts) {
-    const int64_t c = p->shape.empty() ? 1 : p->shape.back();
-    const int64_t r = c == 0 ? 0 : p->NumElements() / c;
-    if (cols >= 0 && c != cols) return ShapeError("UploadWeight", "parts differ in columns");
-    cols = c;
-    rows += p->shape.size() <= 1 ? 1 : r;
-  }
-  ASSIGN_OR_RETURN(DeviceTensor t, Allocate(rows, cols));
+  ASSIGN_OR_RETURN(const auto shape, StackedShape(parts));
+  ASSIGN_OR_RETURN(DeviceTensor t, Allocate(shape.first, shape.second));
   std::vector<float> f32;
   std::vector<uint16_t> half;
   char* dst = static_cast<char*>(t.data);
