@@ -17,20 +17,7 @@ import json
 import torch
 import torch.nn.functional as F
 
-
-def cuda_time_us(fn, reps):
-    fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) * 1000.0)
-    ts.sort()
-    return ts[len(ts) // 2]
+from bench_transformers import cuda_time  # median ms over CUDA events (same folder)
 
 
 def main():
@@ -55,7 +42,7 @@ def main():
                 v = torch.randn(batch, hkv, ctx, 128, device="cuda", dtype=torch.float16)
                 kw = {"enable_gqa": True} if hkv != 32 else {}
                 try:
-                    us = cuda_time_us(
+                    us = 1000.0 * cuda_time(
                         lambda: F.scaled_dot_product_attention(q, k, v, **kw), a.reps)
                 except TypeError:  # torch < 2.5 has no enable_gqa: not measured, not faked
                     print(f"sdpa {model}: this torch has no enable_gqa; skipped", flush=True)

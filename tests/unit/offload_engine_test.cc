@@ -41,6 +41,19 @@ std::unique_ptr<Model> LoadModel(const std::string& dir, CpuBackend& backend, Kv
   return model.ok() ? std::move(*model) : nullptr;
 }
 
+// qk channels of the model in `dir`, calibrated on `ids` in blocks of 512 (gpu KV mode).
+void CalibrateQk(const std::string& dir, const std::vector<int32_t>& ids, ChannelConfig& out) {
+  CpuBackend backend;
+  std::unique_ptr<Model> model = LoadModel(dir, backend, KvMode::kGpu);
+  ASSERT_NE(model, nullptr);
+  CalibrationOptions co;
+  co.block = 512;
+  co.statistics = {ChannelStatistic::kQK};
+  auto calibrated = Calibrate(*model, ids, co);
+  ASSERT_TRUE(calibrated.ok()) << calibrated.status();
+  out = *calibrated;
+}
+
 struct BatchRun {
   std::vector<float> logits;  // every step's logits, all sequences, in order
   std::vector<KvBlockPool::SequenceId> seqs;
@@ -355,17 +368,7 @@ TEST(OffloadEngine, PredictionRecallOnTrainedDemoModel) {
   const std::vector<int32_t> calib(all.begin(), all.begin() + 1024);
   const std::vector<int32_t> text(all.begin() + 1024, all.begin() + 1024 + 1024 + 96);
   ChannelConfig channels;
-  {
-    CpuBackend backend;
-    std::unique_ptr<Model> model = LoadModel(dir, backend, KvMode::kGpu);
-    ASSERT_NE(model, nullptr);
-    CalibrationOptions co;
-    co.block = 512;
-    co.statistics = {ChannelStatistic::kQK};
-    auto calibrated = Calibrate(*model, calib, co);
-    ASSERT_TRUE(calibrated.ok()) << calibrated.status();
-    channels = *calibrated;
-  }
+  ASSERT_NO_FATAL_FAILURE(CalibrateQk(dir, calib, channels));
   AttentionOptions o;
   o.mode = AttentionMode::kDoubleSparse;
   o.channels = 16;
@@ -482,17 +485,7 @@ TEST(OffloadEngine, DISABLED_RetrievalUnderPredictionOnDemoModel) {
     calib.resize(1024);
   }
   ChannelConfig channels;
-  {
-    CpuBackend backend;
-    std::unique_ptr<Model> model = LoadModel(dir, backend, KvMode::kGpu);
-    ASSERT_NE(model, nullptr);
-    CalibrationOptions co;
-    co.block = 512;
-    co.statistics = {ChannelStatistic::kQK};
-    auto calibrated = Calibrate(*model, calib, co);
-    ASSERT_TRUE(calibrated.ok()) << calibrated.status();
-    channels = *calibrated;
-  }
+  ASSERT_NO_FATAL_FAILURE(CalibrateQk(dir, calib, channels));
   const int64_t target = override_dir != nullptr && std::getenv("DSINFER_RETRIEVAL_LEN")
                              ? std::atoll(std::getenv("DSINFER_RETRIEVAL_LEN"))
                              : 1024;
