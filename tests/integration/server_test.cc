@@ -494,6 +494,19 @@ TEST(ServerShutdownTest, SigtermDuringStreamingFinishesOrCancelsAndExitsZero) {
   }
   v1::GenerateStreamResponse message;
   ASSERT_TRUE(readers[0]->Read(&message));
+  // A stream call returns before its request reaches the server; wait until the server has
+  // accepted all of them, else a late one is refused by the drain.
+  {
+    uint64_t accepted = 0;
+    for (int attempt = 0; attempt < 500 && accepted < kStreams; ++attempt) {
+      grpc::ClientContext context;
+      v1::ModelInfo info;
+      ASSERT_TRUE(stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
+      accepted = info.requests_total();
+      if (accepted < kStreams) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(accepted, static_cast<uint64_t>(kStreams));
+  }
   kill(server.pid(), SIGTERM);
   // During the drain (the grace period is long enough that this call lands inside it), new
   // calls are refused as UNAVAILABLE; once the grace period ends the transport itself closes.
