@@ -71,6 +71,12 @@ class Backend {
   virtual DType kv_dtype() const = 0;
   // Memory the KV pool lives in.
   virtual HostMemory& kv_memory() = 0;
+  // Memory the KV pool lives in for kv modes offload and dense-offload (docs/offload.md): on
+  // CUDA pinned, device-mapped host memory; elsewhere kv_memory().
+  virtual HostMemory& offload_kv_memory() { return kv_memory(); }
+  // Memory of the offload tier's fetch buffers and reuse slabs: where attention reads them
+  // (device memory on CUDA); kv_memory() by default.
+  virtual HostMemory& offload_buffer_memory() { return kv_memory(); }
 
   // Allocates an activation tensor [rows, cols] of the backend's activation dtype.
   virtual absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) = 0;
@@ -147,6 +153,15 @@ class Backend {
     (void)layer, (void)batch, (void)sequences, (void)pool, (void)ds, (void)qkv, (void)out;
     return absl::UnimplementedError(
         absl::StrCat("backend ", name(), " does not implement Double Sparsity"));
+  }
+
+  // BeginOffloadStep runs once per forward step in the offload modes, after the tier planned
+  // the step's segments and before any other offload operation: the backend may upload the
+  // batch's block tables and drop state of sequences the pool no longer holds. Default: no-op.
+  virtual absl::Status BeginOffloadStep(const AttentionConfig& config, const ForwardBatch& batch,
+                                        const KvBlockPool& pool) {
+    (void)config, (void)batch, (void)pool;
+    return absl::OkStatus();
   }
 
   // The offload tier (DESIGN §4, docs/offload.md), used in kv modes offload and

@@ -62,7 +62,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
   const int64_t pool_tokens = options.kv_pool_tokens > 0 ? options.kv_pool_tokens : 4 * max_context;
   pool.num_blocks = (pool_tokens + pool.block_tokens - 1) / pool.block_tokens;
   pool.dtype = backend.kv_dtype();
-  ASSIGN_OR_RETURN(model->pool_, KvBlockPool::Create(pool, backend.kv_memory()));
+  // In the offload modes the pool is the host tier (pinned mapped memory on CUDA).
+  HostMemory& pool_memory =
+      options.kv_mode == KvMode::kGpu ? backend.kv_memory() : backend.offload_kv_memory();
+  ASSIGN_OR_RETURN(model->pool_, KvBlockPool::Create(pool, pool_memory));
   model->ds_ = std::make_unique<DoubleSparsity>(config.num_layers, config.num_heads_q,
                                                 config.num_heads_kv, config.head_dim);
   RETURN_IF_ERROR(model->ds_->SetDefaults(options.attention));
@@ -78,11 +81,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
   }
   model->kv_mode_ = options.kv_mode;
   if (options.kv_mode != KvMode::kGpu) {
-    // The CPU backend's "device" memory is host memory; the CUDA side will hand the tier a
-    // device allocator here (docs/offload.md).
-    ASSIGN_OR_RETURN(model->tier_, OffloadTier::Create(config.num_layers, config.num_heads_kv,
-                                                       config.head_dim, backend.kv_dtype(),
-                                                       options.offload, backend.kv_memory()));
+    // Fetch buffers and reuse slabs live where attention reads them (device memory on CUDA;
+    // the CPU backend's "device" memory is host memory).
+    ASSIGN_OR_RETURN(model->tier_,
+                     OffloadTier::Create(config.num_layers, config.num_heads_kv, config.head_dim,
+                                         backend.kv_dtype(), options.offload,
+                                         backend.offload_buffer_memory()));
     model->ds_->set_force_dense(options.kv_mode == KvMode::kDenseOffload);
   }
   return model;
@@ -179,6 +183,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     }
     RETURN_IF_ERROR(tier_->BeginStep(segment_rows));
     for (auto& per_parity : offload_selection_) per_parity.assign(batch.sequences.size(), {});
+    RETURN_IF_ERROR(backend_.BeginOffloadStep(attention_, batch, *pool_));
   }
   RETURN_IF_ERROR(EnsureWorkspace(n));
   DeviceTensor residual = Rows(ws_.residual, n), normed = Rows(ws_.normed, n),

@@ -3,8 +3,8 @@
 #
 #   scripts/gpu-check.sh build   # here (no GPU needed): build every gpu test + dsinfer-bench in
 #                                # build-cuda/ and pack them with their libraries into
-#                                # .gpu-bundle/pack.tgz (must stay under 8 MB: the transfer
-#                                # limit). Left out: CUDA's own libraries (the GPU host has
+#                                # .gpu-bundle/pack.tgz (must stay under 16 MB: the transfer
+#                                # limit with the tree). Left out: CUDA's own libraries (the GPU host has
 #                                # CUDA 13; cuBLASLt alone is over 500 MB) and OpenBLAS (36 MB,
 #                                # used only for cblas_sgemm in the tests' fp32 CPU references):
 #                                # the netlib reference BLAS (450 KB, same cblas ABI) travels
@@ -26,13 +26,19 @@ if [ "$mode" = build ]; then
   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   # Every executable under tests/gpu (the list grows as engineers add tests).
   tests=$(sed -n 's/^foreach(name \([^)]*\)).*/\1/p' tests/gpu/CMakeLists.txt)
-  ninja -C build-cuda -j"${JOBS:-2}" $tests dsinfer-bench
-  ninja -C build-cuda -j"${JOBS:-2}" dsinfer-attention-bench  # Double Sparsity
+  # Benchmarks and the tools the GPU steps run (each only if this tree defines it).
+  tools=""
+  all_targets=$(ninja -C build-cuda -t targets all 2>/dev/null | sed 's/:.*//')
+  for t in dsinfer-bench dsinfer-attention-bench dsinfer-offload-bench dsinfer-eval \
+           dsinfer-calibrate dsinfer-server dsinfer dsinfer-run; do
+    grep -qx "$t" <<< "$all_targets" && tools+=" $t"
+  done
+  ninja -C build-cuda -j"${JOBS:-2}" $tests $tools
   rm -rf .gpu-bundle
   bins=()
   for t in $tests; do bins+=("build-cuda/tests/$t"); done
-  ../shared/tools/bundle-libs.sh .gpu-bundle "${bins[@]}" build-cuda/bin/dsinfer-bench
-  ../shared/tools/bundle-libs.sh .gpu-bundle build-cuda/bin/dsinfer-attention-bench  # Double Sparsity
+  for t in $tools; do bins+=("build-cuda/bin/$t"); done
+  ../shared/tools/bundle-libs.sh .gpu-bundle "${bins[@]}"
   rm -f .gpu-bundle/lib/libcublas* .gpu-bundle/lib/libcudart* .gpu-bundle/lib/libopenblas* \
     .gpu-bundle/lib/libgfortran* .gpu-bundle/lib/libquadmath*
   netlib=/usr/lib/x86_64-linux-gnu/blas/libblas.so.3
@@ -45,7 +51,9 @@ if [ "$mode" = build ]; then
   mv /tmp/dsinfer-pack.tgz .gpu-bundle/pack.tgz
   size=$(stat -c %s .gpu-bundle/pack.tgz)
   echo "pack.tgz: $((size / 1024)) KiB ($(ls .gpu-bundle/bin | tr '\n' ' '))"
-  [ "$size" -le $((8 * 1024 * 1024)) ] || { echo "pack.tgz is over 8 MB" >&2; exit 1; }
+  # The tracked tree is ~59 MB of the 64 MiB transfer: runs that carry a pack over ~4 MB move
+  # tests/data/tokenizers (13 MB, unused on the GPU host) out of the tree for the call.
+  [ "$size" -le $((16 * 1024 * 1024)) ] || { echo "pack.tgz is over 16 MB" >&2; exit 1; }
   exit 0
 fi
 

@@ -407,8 +407,9 @@ CudaBatchRows CudaBackend::BatchRows() const {
 
 CudaPagedKv CudaBackend::KvView(const KvBlockPool& pool, int layer) const {
   CudaPagedKv kv;
-  kv.k = pool.KBase(layer);
-  kv.v = pool.VBase(layer);
+  // A pool in pinned mapped memory (offload modes) is read through its device address.
+  kv.k = offload_memory_.DevicePointer(pool.KBase(layer));
+  kv.v = offload_memory_.DevicePointer(pool.VBase(layer));
   kv.block_tables = static_cast<const int32_t*>(meta_.ptr) + tables_off_;
   kv.max_blocks = max_blocks_;
   kv.block_tokens = pool.options().block_tokens;

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cuda/pinned_host_memory.h"
 #include "engine/model_config.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -86,6 +87,11 @@ class CudaBackend final : public Backend {
   absl::string_view name() const override { return "cuda"; }
   DType kv_dtype() const override { return options_.dtype; }
   HostMemory& kv_memory() override { return kv_memory_; }
+  // Offload modes (docs/offload.md): the pool in pinned mapped host memory, the tier's fetch
+  // buffers and reuse slabs in device memory.
+  HostMemory& offload_kv_memory() override { return offload_memory_; }
+  HostMemory& offload_buffer_memory() override { return kv_memory_; }
+  const PinnedHostMemory& pinned_memory() const { return offload_memory_; }
 
   absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) override;
   absl::StatusOr<DeviceTensor> AllocateF32(int64_t rows, int64_t cols) override;
@@ -165,6 +171,32 @@ class CudaBackend final : public Backend {
     std::vector<Seq> seqs;
   };
   void set_capture_sparse(bool on) { capture_sparse_ = on; }
+
+  // The offload tier (cuda_backend_offload.cc; kernels in kernels/cuda/offload_gather.cuh).
+  // Selection runs on the backend's stream and ends with a device→host copy of the selected
+  // indices (one host wait per selection); fetches run on a second (copy) stream, ordered
+  // after the work queued before them by an event, and attention waits for its buffer's
+  // fetch with cudaStreamWaitEvent (no host wait).
+  absl::Status BeginOffloadStep(const AttentionConfig& config, const ForwardBatch& batch,
+                                const KvBlockPool& pool) override;
+  absl::Status RopeQueries(const AttentionConfig& config, absl::Span<const int32_t> positions,
+                           DeviceTensor& q) override;
+  absl::Status SelectTokens(int layer, const ForwardBatch& batch, size_t index,
+                            DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                            bool current_label_written,
+                            std::vector<std::vector<int32_t>>& selection) override;
+  absl::Status FetchRows(const FetchPlan& plan, const KvBlockPool& pool,
+                         KvBlockPool::SequenceId seq, OffloadTier& tier) override;
+  absl::Status GatheredAttention(int layer, const AttentionConfig& config,
+                                 const ForwardBatch& batch, size_t index,
+                                 const std::vector<std::vector<int32_t>>* selection,
+                                 OffloadTier& tier, size_t segment, const KvBlockPool& pool,
+                                 DoubleSparsity& ds, const DeviceTensor& qkv,
+                                 DeviceTensor& out) override;
+  // The copy stream of the offload tier (created on first use; nullptr before).
+  cudaStream_t offload_copy_stream() const;
+  // Device bytes held by the offload path's own state (label caches, scratch, plan buffers).
+  int64_t offload_device_bytes() const;
   const std::vector<SparseCapture>& sparse_captures() const { return sparse_captures_; }
   void clear_sparse_captures() { sparse_captures_.clear(); }
 
@@ -199,6 +231,7 @@ class CudaBackend final : public Backend {
 
   CudaBackendOptions options_;
   DeviceKvMemory kv_memory_;
+  PinnedHostMemory offload_memory_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   int sm_count_ = 0;
@@ -230,6 +263,11 @@ class CudaBackend final : public Backend {
   std::shared_ptr<DsState> ds_state_;
   bool capture_sparse_ = false;
   std::vector<SparseCapture> sparse_captures_;
+  // Offload tier state: copy stream, events, plan staging, label caches, scratch
+  // (defined in cuda_backend_offload.cc).
+  struct OffloadState;
+  std::shared_ptr<OffloadState> offload_state_;
+  absl::StatusOr<OffloadState*> Offload();
 };
 
 }  // namespace dsinfer

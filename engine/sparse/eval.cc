@@ -47,7 +47,7 @@ absl::Status Step(Model& model, KvBlockPool::SequenceId seq, const int32_t* toke
 // Per-run sums over windows.
 struct RunTotals {
   double nll = 0.0;
-  int64_t scored = 0, attended = 0, context = 0;
+  int64_t scored = 0, attended = 0, context = 0, sparse_rows = 0;
   std::vector<double> recall_sum;
   std::vector<int64_t> recall_count;
 };
@@ -62,13 +62,14 @@ absl::Status ScoreWindow(Model& model, KvBlockPool::SequenceId seq,
                          RunTotals& totals) {
   const int64_t vocab = model.config().vocab_size;
   const int64_t n = static_cast<int64_t>(ids.size());
-  const auto counters = [&](int64_t& attended, int64_t& context) {
+  const auto counters = [&](int64_t& attended, int64_t& context, int64_t& sparse) {
     const SequenceAttentionStats* st = model.double_sparsity().Stats(seq);
     attended = st != nullptr ? st->tokens_attended : 0;
     context = st != nullptr ? st->tokens_context : 0;
+    sparse = st != nullptr ? st->sparse_rows : 0;
   };
-  int64_t a0, c0, a1, c1;
-  counters(a0, c0);
+  int64_t a0, c0, s0, a1, c1, s1;
+  counters(a0, c0, s0);
   std::vector<float> logits = first;
   for (int64_t pos = prefill;; ++pos) {
     totals.nll -= LogProbability(absl::MakeConstSpan(logits.data(), vocab), ids[pos]);
@@ -76,9 +77,10 @@ absl::Status ScoreWindow(Model& model, KvBlockPool::SequenceId seq,
     if (pos + 1 >= n) break;
     RETURN_IF_ERROR(Step(model, seq, &ids[pos], pos, attention, logits));
   }
-  counters(a1, c1);
+  counters(a1, c1, s1);
   totals.attended += a1 - a0;
   totals.context += c1 - c0;
+  totals.sparse_rows += s1 - s0;
   return absl::OkStatus();
 }
 
@@ -215,6 +217,11 @@ absl::StatusOr<EvalReport> EvaluateDoubleSparsity(
     run.mean_nll = t.nll / std::max<int64_t>(t.scored, 1);
     run.perplexity = std::exp(run.mean_nll);
     run.attended_share = t.context > 0 ? static_cast<double>(t.attended) / t.context : 1.0;
+    // A sparse run whose sparse layers counted nothing ran on a backend that does not count
+    // them (only its dense layers did): the share would read 100%, so it is unknown instead.
+    if (i > 0 && t.sparse_rows == 0 && options.base.dense_layers < model.config().num_layers) {
+      run.attended_share = -1.0;
+    }
     if (i > 0) {
       for (size_t l = 0; l < layers; ++l) {
         run.recall.push_back(t.recall_count[l] > 0 ? t.recall_sum[l] / t.recall_count[l] : -1.0);
@@ -233,7 +240,8 @@ nlohmann::json EvalReport::ToJson() const {
     nlohmann::json j = {{"mode", r.mode},
                         {"perplexity", r.perplexity},
                         {"mean_nll", r.mean_nll},
-                        {"attended_share", r.attended_share}};
+                        {"attended_share", r.attended_share < 0 ? nlohmann::json()
+                                                                : nlohmann::json(r.attended_share)}};
     if (r.mode != "dense") {
       j["budget_ratio"] = r.ratio;
       j["label_bits"] = r.label_bits;
@@ -256,10 +264,12 @@ std::string EvalReport::ToTable() const {
     std::string recall;
     for (double x : r.recall) recall += x < 0 ? "   -  " : absl::StrFormat(" %.3f", x);
     out += absl::StrFormat(
-        "%-14s %7s %4s %4s %10.3f %+7.2f%% %8.1f%% %s\n", r.mode,
+        "%-14s %7s %4s %4s %10.3f %+7.2f%% %9s %s\n", r.mode,
         r.mode == "dense" ? "all" : absl::StrFormat("1/%d", static_cast<int>(std::lround(1 / r.ratio))),
         r.mode == "dense" ? "-" : absl::StrCat(r.label_bits), r.mode == "dense" ? "-" : r.aggregation,
-        r.perplexity, 100.0 * (r.perplexity / base - 1.0), 100.0 * r.attended_share, recall);
+        r.perplexity, 100.0 * (r.perplexity / base - 1.0),
+        r.attended_share < 0 ? std::string("-") : absl::StrFormat("%.1f%%", 100.0 * r.attended_share),
+        recall);
   }
   return out;
 }

@@ -51,8 +51,10 @@ struct EvalRun {
   std::string aggregation;
   double mean_nll = 0.0;
   double perplexity = 0.0;
-  double attended_share = 1.0;  // tokens attended / tokens in context, all layers, scored rows
-  std::vector<double> recall;   // [layers]; -1 where no row of the layer ran sparse
+  // Tokens attended / tokens in context, all layers, scored rows; -1 (JSON null) for a sparse
+  // run whose backend does not count its sparse rows (the CUDA backend's device path).
+  double attended_share = 1.0;
+  std::vector<double> recall;  // [layers]; -1 where no row of the layer was measured sparse
 };
 
 struct EvalReport {

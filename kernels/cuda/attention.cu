@@ -16,14 +16,17 @@
 //    warps take tokens round-robin, a lane holds head_dim/32 channels, a warp reduction per
 //    score; latency-bound (0.5–1.3 TB/s on an H100).
 //
-// Prefill: grid (query tiles, query heads). A block loads 16 query rows (one sequence) and
-// streams 32-token K/V tiles through shared memory up to the tile's last position; each warp
-// owns 4 query rows, lane j scores token j of the tile, and each lane accumulates
-// head_dim/32 output channels. SIMT fp32 (no tensor cores): correct and tiled, not yet fast.
+// Prefill: the default body is the tensor-core kernel of prefill_attention_mma.cu (kMma).
+// The first version stays here as kSimt, a cross-check: grid (16-row sub-tiles of the
+// kPrefillTileRows-row tiles, query heads). A block loads 16 query rows (one sequence) and
+// streams 32-token K/V tiles through shared memory up to the sub-tile's last position; each
+// warp owns 4 query rows, lane j scores token j of the tile, and each lane accumulates
+// head_dim/32 output channels. SIMT fp32 (no tensor cores): correct, 13% of the matmul rate.
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/prefill_attention_mma.h"
 #include "kernels/cuda_check.h"
 
 namespace dsinfer {
@@ -36,6 +39,9 @@ using cuda::WarpSum;
 constexpr int kMaxGroup = 8;
 constexpr int kDecodeWarps = 4;
 constexpr int kKeyTile = 32;
+constexpr int kSimtRows = 16;                                // rows per SIMT prefill block
+constexpr int kSimtSubTiles = kPrefillTileRows / kSimtRows;  // SIMT blocks per tile
+static_assert(kPrefillTileRows % kSimtRows == 0, "SIMT sub-tiles");
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ int64_t KvOffset(const CudaPagedKv& kv, const int32_t* table, int t,
@@ -365,30 +371,32 @@ __global__ void __launch_bounds__(128)
                            int heads_kv, float scale_log2, CudaPagedKv kv, T* out,
                            int64_t out_stride) {
   constexpr int VEC = HD / 32;
-  constexpr int kRowsPerWarp = kPrefillTileRows / 4;
+  constexpr int kRowsPerWarp = kSimtRows / 4;
   using Vec2 = typename Num<T>::Vec2;
-  const int first = tiles[2 * blockIdx.x];
-  const int count = tiles[2 * blockIdx.x + 1];
+  const int tile = blockIdx.x / kSimtSubTiles, sub = blockIdx.x % kSimtSubTiles;
+  const int first = tiles[2 * tile] + sub * kSimtRows;
+  const int count = min(kSimtRows, tiles[2 * tile + 1] - sub * kSimtRows);
+  if (count <= 0) return;  // block-uniform, before any barrier
   const int qh = blockIdx.y;
   const int kvh = qh / (heads_q / heads_kv);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
-  __shared__ float qs[kPrefillTileRows][HD];
+  __shared__ float qs[kSimtRows][HD];
   __shared__ __align__(16) T ks[kKeyTile][HD + 2];  // +2: conflict-free column reads
   __shared__ __align__(16) T vs[kKeyTile][HD];
-  __shared__ int pos_s[kPrefillTileRows];
-  for (int idx = threadIdx.x; idx < kPrefillTileRows * HD; idx += blockDim.x) {
+  __shared__ int pos_s[kSimtRows];
+  for (int idx = threadIdx.x; idx < kSimtRows * HD; idx += blockDim.x) {
     const int r = idx / HD, d = idx % HD;
     qs[r][d] = r < count ? Num<T>::ToF(q[(first + r) * q_stride + static_cast<int64_t>(qh) * HD +
                                          d]) * scale_log2
                          : 0.0f;
   }
-  if (threadIdx.x < kPrefillTileRows) {
+  if (threadIdx.x < kSimtRows) {
     pos_s[threadIdx.x] = threadIdx.x < count ? positions[first + threadIdx.x] : -1;
   }
   __syncthreads();
   int max_pos = -1;
-  for (int r = 0; r < kPrefillTileRows; ++r) max_pos = max(max_pos, pos_s[r]);
+  for (int r = 0; r < kSimtRows; ++r) max_pos = max(max_pos, pos_s[r]);
   const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[first]) * kv.max_blocks;
   const T* kbase = static_cast<const T*>(kv.k);
   const T* vbase = static_cast<const T*>(kv.v);
@@ -493,7 +501,7 @@ absl::Status PrefillT(const void* q, int64_t q_stride, const CudaBatchRows& rows
                       const int32_t* tiles, int64_t num_tiles, int heads_q, int heads_kv,
                       float scale, const CudaPagedKv& kv, void* out, int64_t out_stride,
                       cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(num_tiles), heads_q);
+  const dim3 grid(static_cast<unsigned>(num_tiles * kSimtSubTiles), heads_q);
   PrefillAttentionKernel<T, HD><<<grid, 128, 0, stream>>>(
       static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles, heads_q, heads_kv,
       scale * kLog2e, kv, static_cast<T*>(out), out_stride);
@@ -550,10 +558,19 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
                                     const CudaBatchRows& rows, const int32_t* tiles,
                                     int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
                                     float scale, const CudaPagedKv& kv, void* out,
-                                    int64_t out_stride, cudaStream_t stream) {
+                                    int64_t out_stride, cudaStream_t stream,
+                                    PrefillAttentionAlgo algo) {
   if (num_tiles == 0) return absl::OkStatus();
   if (auto s = CheckHeads("LaunchPrefillAttention", heads_q, heads_kv, head_dim, kv); !s.ok()) {
     return s;
+  }
+  if (algo == PrefillAttentionAlgo::kMma &&
+      PrefillAttentionMmaSupports(dtype, q, q_stride, head_dim, kv, out, out_stride)) {
+    return LaunchPrefillAttentionMma(dtype, q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
+                                     head_dim, scale, kv, out, out_stride, stream);
+  }
+  if (num_tiles * kSimtSubTiles > 0x7fffffff || heads_q > 65535) {
+    return absl::InvalidArgumentError("LaunchPrefillAttention: grid too large");
   }
   switch (Key(dtype, head_dim)) {
     case Key(DType::kBF16, 64):

@@ -2,17 +2,19 @@
 //
 // Label write: one thread per (row, KV head); r <= 256 channels, two passes over the row
 // (min/max, then codes) instead of a local array, so nothing spills.
-// Scoring: one thread per (token, KV head) label row; consecutive threads take consecutive
-// heads of a token, so a warp reads one contiguous span of the label cache, in 16-byte loads
-// whenever the row size allows (fp16 r % 8 == 0, 4-bit r % 32 == 0). The query's label
-// channels of all query heads are staged once per block in shared memory. Arithmetic is
-// __fmul_rn / __fadd_rn in the twin's order: the scores are the twin's bit for bit, which makes
-// the selection comparable exactly.
-// Top-k: one 1024-thread block per (sequence, KV head) — selection must see the whole segment,
-// and batch × KV heads blocks fill the GPU at batch >= 8. Order-preserving uint32 keys (NaN
-// maps onto -inf's key, as the twin ranks NaN as -inf), radix digits 11/11/10 with a shared
-// histogram, early exit once the boundary bucket is taken whole; a final ordered compaction
-// (cub::BlockScan) writes ascending indices and takes boundary ties lowest index first.
+// Scoring: one thread per (token, KV head) label row, kScoreItemsPerThread rows per thread
+// blockDim apart, so a warp reads one contiguous span of the label cache; 16-byte loads when
+// the row size allows, and a fast path with every row's loads in flight first for 16- and
+// 32-byte rows. The query's label channels are staged in shared memory with the KV head
+// fastest (no bank conflicts across a warp's heads). Arithmetic is __fmul_rn / __fadd_rn in
+// the twin's order: the scores are the twin's bit for bit, which makes the selection
+// comparable exactly. Scores leave through shared memory as per-head token runs.
+// Top-k: radix select over order-preserving uint32 keys (NaN maps onto -inf's key, as the twin
+// ranks NaN as -inf), digits 11/11/10, early exit once the boundary bucket is taken whole, then
+// an ordered compaction (cub::BlockScan) writing ascending indices, boundary ties lowest index
+// first. Short segments: one 1024-thread block per (sequence, KV head) streaming the scores
+// per pass. Long ones: a thread-block cluster per (sequence, KV head) that loads the scores
+// once into shared memory and merges its blocks' histograms through distributed shared memory.
 // Attention: grid splits × KV heads × sequences; each warp takes 32 selected rows at a time,
 // one lane per row for the scores (a lane reads a whole K row in 16-byte loads, so every
 // sector it touches is used; no per-token shuffle reduction), then lanes over channels for V;
@@ -20,6 +22,8 @@
 // kernel merges them.
 #include <algorithm>
 #include <cstdint>
+#include <cooperative_groups.h>
+#include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <string>
 
@@ -42,6 +46,14 @@ constexpr int kTopKThreads = 1024;
 constexpr int kTopKUnroll = 16;  // histogram loads in flight per thread
 constexpr int kTopKItems = 16;   // candidates per thread per compaction tile
 constexpr int kAttnWarps = 4;
+// Top-k of segments longer than this (score_stride, which bounds every segment) runs on a
+// cluster of blocks holding the keys in shared memory; shorter ones on one block, whose fixed
+// cost is a few microseconds.
+constexpr int64_t kTopKShortSegment = 8192;
+constexpr int kTopKClusterMax = 8;  // portable cluster size
+constexpr int64_t kTopKKeysPerBlock = 16384;
+constexpr int kTopKClusterThreads = 512;
+constexpr int kTopKClusterItems = 8;  // keys per thread per compaction tile
 
 __device__ __forceinline__ uint16_t F32ToF16Bits(float x) {
   return __half_as_ushort(__float2half_rn(x));
@@ -151,11 +163,19 @@ struct VecOf<1> {
   using T = uint8_t;
 };
 
-// Dots of one label row with the group's query channels (qs: [group][r] in shared memory), in
-// the twin's order: per query head, channels ascending, no fused multiply-add.
+// The query's label channels in shared memory, laid out [j][g][h] (KV head fastest): the lanes
+// of a warp take consecutive (token, KV head) items, i.e. consecutive heads, so they read
+// consecutive words (no bank conflicts; lanes of one head share a broadcast). A [h][g][j]
+// layout put lanes r words apart: an r-way conflict that made scoring scale with r.
+__device__ __forceinline__ float QChannel(const float* qh, int j, int g, int group, int heads_kv) {
+  return qh[(j * group + g) * heads_kv];
+}
+
+// Dots of one label row with the group's query channels (qh = qs + h), in the twin's order:
+// per query head, channels ascending, no fused multiply-add. The general path (any r).
 template <int kBits, int kBytes>
 __device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, float minimum,
-                                       const float* qs, int group, float* dot) {
+                                       const float* qh, int group, int heads_kv, float* dot) {
   using V = typename VecOf<kBytes>::T;
   const int row_bytes = kBits == 16 ? 2 * r : (r + 1) / 2;
   for (int c = 0; c < row_bytes / kBytes; ++c) {
@@ -182,76 +202,201 @@ __device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, f
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= group) break;
-      const float* qg = qs + g * r + j0;
 #pragma unroll
       for (int e = 0; e < kPer; ++e) {
-        if (j0 + e < r) dot[g] = __fadd_rn(dot[g], __fmul_rn(qg[e], vals[e]));
+        if (j0 + e < r) {
+          dot[g] = __fadd_rn(dot[g], __fmul_rn(QChannel(qh, j0 + e, g, group, heads_kv), vals[e]));
+        }
       }
     }
   }
 }
 
+__device__ __forceinline__ float Aggregate(const float* dot, int group, bool max_agg) {
+  float agg = max_agg ? -INFINITY : 0.0f;
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= group) break;
+    agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
+  }
+  return agg;
+}
+
+// What one scoring block works on: items [first, end) of one sequence (item = token × kv_heads
+// + head; the block covers whole tokens), its label storage and the staged query channels.
+struct ScoreTile {
+  const uint8_t* data;
+  const uint16_t* scales;
+  const uint16_t* minimums;
+  const float* qs;
+  int first, end, group, heads_kv, r;
+  bool max_agg;
+};
+
+// Item it of this thread (kScoreItemsPerThread per thread, blockDim apart: coalesced).
+__device__ __forceinline__ int ScoreItem(const ScoreTile& t, int it) {
+  return t.first + it * kScoreThreads + static_cast<int>(threadIdx.x);
+}
+
+// The fast path of the common shapes — rows of exactly 16 or 32 bytes (fp16 r 8 / 16, 4-bit
+// r 32 / 64): every item's row (and 4-bit scale / minimum) is loaded before any is used, so a
+// thread has kScoreItemsPerThread × 16–32 bytes in flight; r is a compile-time constant, so the
+// dequantized row lives in registers. out[it] receives item it's aggregated score.
+template <int kBits, int kR>
+__device__ __forceinline__ void ScoreItemsFixed(const ScoreTile& t, float* out) {
+  constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
+  constexpr int kChunks = kRowBytes / 16;
+  static_assert(kRowBytes % 16 == 0, "16-byte rows");
+  uint4 raw[kScoreItemsPerThread][kChunks];
+  float scale[kScoreItemsPerThread], minimum[kScoreItemsPerThread];
+#pragma unroll
+  for (int it = 0; it < kScoreItemsPerThread; ++it) {
+    const int i = ScoreItem(t, it);
+    if (i < t.end) {
+      const uint4* row = reinterpret_cast<const uint4*>(t.data + static_cast<int64_t>(i) * kRowBytes);
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) raw[it][c] = row[c];
+      if (kBits == 4) {
+        scale[it] = F16BitsToF32(t.scales[i]);
+        minimum[it] = F16BitsToF32(t.minimums[i]);
+      }
+    }
+  }
+#pragma unroll
+  for (int it = 0; it < kScoreItemsPerThread; ++it) {
+    const int i = ScoreItem(t, it);
+    if (i >= t.end) break;
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(raw[it]);
+    float vals[kR];
+#pragma unroll
+    for (int j = 0; j < kR; ++j) {
+      if (kBits == 16) {
+        vals[j] = F16BitsToF32(static_cast<uint16_t>(b[2 * j] | (b[2 * j + 1] << 8)));
+      } else {
+        const int code = (b[j / 2] >> ((j % 2) * 4)) & 0xf;
+        vals[j] = __fadd_rn(__fmul_rn(static_cast<float>(code), scale[it]), minimum[it]);
+      }
+    }
+    const float* qh = t.qs + i % t.heads_kv;
+    float dot[kMaxGroup];
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      dot[g] = 0.0f;
+      if (g >= t.group) break;
+#pragma unroll
+      for (int j = 0; j < kR; ++j) {
+        dot[g] = __fadd_rn(dot[g], __fmul_rn(QChannel(qh, j, g, t.group, t.heads_kv), vals[j]));
+      }
+    }
+    out[it] = Aggregate(dot, t.group, t.max_agg);
+  }
+}
+
+// Any r and alignment: one row at a time, the widest loads the row size allows.
+__device__ __forceinline__ void ScoreItemsGeneral(const ScoreTile& t, int bits, float* out) {
+  const int row_bytes = bits == 16 ? 2 * t.r : (t.r + 1) / 2;
+  const bool aligned16 = (reinterpret_cast<uintptr_t>(t.data) & 15) == 0;
+  const bool aligned8 = (reinterpret_cast<uintptr_t>(t.data) & 7) == 0;
+  for (int it = 0; it < kScoreItemsPerThread; ++it) {
+    const int i = ScoreItem(t, it);
+    if (i >= t.end) break;
+    const uint8_t* row = t.data + static_cast<int64_t>(i) * row_bytes;
+    const float* qh = t.qs + i % t.heads_kv;
+    float dot[kMaxGroup];
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
+    if (bits == 16) {
+      if (row_bytes % 16 == 0 && aligned16) {
+        DotRow<16, 16>(row, t.r, 0.0f, 0.0f, qh, t.group, t.heads_kv, dot);
+      } else {
+        DotRow<16, 2>(row, t.r, 0.0f, 0.0f, qh, t.group, t.heads_kv, dot);
+      }
+    } else {
+      const float scale = F16BitsToF32(t.scales[i]);
+      const float minimum = F16BitsToF32(t.minimums[i]);
+      if (row_bytes % 16 == 0 && aligned16) {
+        DotRow<4, 16>(row, t.r, scale, minimum, qh, t.group, t.heads_kv, dot);
+      } else if (row_bytes % 8 == 0 && aligned8) {
+        DotRow<4, 8>(row, t.r, scale, minimum, qh, t.group, t.heads_kv, dot);
+      } else {
+        DotRow<4, 1>(row, t.r, scale, minimum, qh, t.group, t.heads_kv, dot);
+      }
+    }
+    out[it] = Aggregate(dot, t.group, t.max_agg);
+  }
+}
+
+// Tokens per scoring block: whole tokens, at most kScoreThreads × kScoreItemsPerThread items.
+__host__ __device__ __forceinline__ int ScoreTokensPerBlock(int heads_kv) {
+  return heads_kv >= kScoreThreads * kScoreItemsPerThread
+             ? 1
+             : kScoreThreads * kScoreItemsPerThread / heads_kv;
+}
+
+// Grid: token tiles × sequences. Scores are staged in shared memory and written per KV head
+// as contiguous token runs: written straight from the item layout, a warp's 32 stores would
+// land in up to 32 score rows (one sector each).
 template <typename T>
-__global__ void LabelScoresKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
-                                  const CudaLabelSeq* labels, int heads_q, int heads_kv,
-                                  int head_dim, float* scores, int64_t score_stride) {
-  extern __shared__ float qs[];  // [heads_q][r]
+__global__ void __launch_bounds__(kScoreThreads)
+    LabelScoresKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
+                      const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
+                      float* scores, int64_t score_stride) {
+  extern __shared__ float qs[];  // [r][group][heads_kv]
+  constexpr int kTileItems = kScoreThreads * kScoreItemsPerThread;
+  __shared__ float staged[2 * kTileItems];  // [token][heads_kv + 1]
   const int s = blockIdx.y;
   const CudaDsSequence seq = seqs[s];
   const CudaLabelSeq lab = labels[s];
   const int r = lab.r;
-  const int64_t items = static_cast<int64_t>(seq.tokens) * heads_kv;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * kScoreThreads * kScoreItemsPerThread;
-  if (first >= items) return;
+  const int tpb = ScoreTokensPerBlock(heads_kv);
+  const int t0 = blockIdx.x * tpb;
+  if (t0 >= seq.tokens) return;
+  const int tokens_here = min(tpb, seq.tokens - t0);
   const int group = heads_q / heads_kv;
   const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
   for (int i = threadIdx.x; i < heads_q * r; i += blockDim.x) {
-    const int hq = i / r, j = i % r;
-    const int c = lab.channels[(hq / group) * r + j];
-    qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(hq) * head_dim + c]);
+    const int h = i % heads_kv, g = (i / heads_kv) % group, j = i / heads_q;
+    const int c = lab.channels[h * r + j];
+    qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(h * group + g) * head_dim + c]);
   }
   __syncthreads();
-  const bool max_agg = seq.aggregation == 1;
-  const int row_bytes = lab.bits == 16 ? 2 * r : (r + 1) / 2;
+  ScoreTile tile;
+  tile.data = static_cast<const uint8_t*>(lab.data);
+  tile.scales = lab.scales;
+  tile.minimums = lab.minimums;
+  tile.qs = qs;
+  tile.first = t0 * heads_kv;
+  tile.end = (t0 + tokens_here) * heads_kv;
+  tile.group = group;
+  tile.heads_kv = heads_kv;
+  tile.r = r;
+  tile.max_agg = seq.aggregation == 1;
+  float out[kScoreItemsPerThread];
+  const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
+  if (aligned16 && lab.bits == 16 && r == 8) {
+    ScoreItemsFixed<16, 8>(tile, out);
+  } else if (aligned16 && lab.bits == 16 && r == 16) {
+    ScoreItemsFixed<16, 16>(tile, out);
+  } else if (aligned16 && lab.bits == 4 && r == 32) {
+    ScoreItemsFixed<4, 32>(tile, out);
+  } else if (aligned16 && lab.bits == 4 && r == 64) {
+    ScoreItemsFixed<4, 64>(tile, out);
+  } else {
+    ScoreItemsGeneral(tile, lab.bits, out);
+  }
+  // Stage [token][heads_kv + 1] (the pad keeps the per-head reads below conflict-free).
+  const int pitch = heads_kv + 1;
+#pragma unroll
   for (int it = 0; it < kScoreItemsPerThread; ++it) {
-    const int64_t i = first + it * kScoreThreads + threadIdx.x;
-    if (i >= items) break;
-    const int64_t t = i / heads_kv;
-    const int h = static_cast<int>(i % heads_kv);
-    const uint8_t* row = static_cast<const uint8_t*>(lab.data) + i * row_bytes;
-    float scale = 0.0f, minimum = 0.0f;
-    if (lab.bits == 4) {
-      scale = F16BitsToF32(lab.scales[i]);
-      minimum = F16BitsToF32(lab.minimums[i]);
-    }
-    float dot[kMaxGroup];
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
-    const float* qh = qs + h * group * r;
-    const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
-    const bool aligned8 = (reinterpret_cast<uintptr_t>(lab.data) & 7) == 0;
-    if (lab.bits == 16) {
-      if (row_bytes % 16 == 0 && aligned16) {
-        DotRow<16, 16>(row, r, 0.0f, 0.0f, qh, group, dot);
-      } else {
-        DotRow<16, 2>(row, r, 0.0f, 0.0f, qh, group, dot);
-      }
-    } else {
-      if (row_bytes % 16 == 0 && aligned16) {
-        DotRow<4, 16>(row, r, scale, minimum, qh, group, dot);
-      } else if (row_bytes % 8 == 0 && aligned8) {
-        DotRow<4, 8>(row, r, scale, minimum, qh, group, dot);
-      } else {
-        DotRow<4, 1>(row, r, scale, minimum, qh, group, dot);
-      }
-    }
-    float agg = max_agg ? -INFINITY : 0.0f;
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= group) break;
-      agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
-    }
-    scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t] = agg;
+    const int li = it * kScoreThreads + static_cast<int>(threadIdx.x);
+    if (tile.first + li < tile.end) staged[(li / heads_kv) * pitch + li % heads_kv] = out[it];
+  }
+  __syncthreads();
+  const int n = tokens_here * heads_kv;
+  for (int li = threadIdx.x; li < n; li += blockDim.x) {
+    const int h = li / tokens_here, tl = li % tokens_here;
+    scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t0 + tl] =
+        staged[tl * pitch + h];
   }
 }
 
@@ -265,6 +410,36 @@ __device__ __forceinline__ uint32_t OrderKey(float x) {
   if (x == 0.0f) x = 0.0f;  // -0 and +0 compare equal in the twin: one key
   const uint32_t b = __float_as_uint(x);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Run by one warp: the bucket (of `bins`, higher bucket = larger keys) holding the
+// remaining-th largest key, and how many keys lie in buckets above it.
+__device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, int remaining,
+                                                   int* bucket, int* greater_out) {
+  const int lane = threadIdx.x % 32;
+  const int per = bins / 32;
+  const int lo = lane * per;
+  int local = 0;
+  for (int b = lo; b < lo + per; ++b) local += hist[b];
+  // Suffix sums over lanes: keys in bins of lanes above this one.
+  int incl = local;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_down_sync(0xffffffffu, incl, o);
+    if (lane + o < 32) incl += v;
+  }
+  const int greater = incl - local;
+  if (greater < remaining && remaining <= incl) {
+    int acc = greater;
+    for (int b = lo + per - 1; b >= lo; --b) {
+      if (acc + hist[b] >= remaining) {
+        *bucket = b;
+        *greater_out = acc;
+        break;
+      }
+      acc += hist[b];
+    }
+  }
 }
 
 __global__ void __launch_bounds__(kTopKThreads)
@@ -335,32 +510,7 @@ __global__ void __launch_bounds__(kTopKThreads)
       }
     }
     __syncthreads();
-    if (threadIdx.x < 32) {
-      const int lane = threadIdx.x;
-      const int per = bins / 32;
-      const int lo = lane * per;
-      int local = 0;
-      for (int b = lo; b < lo + per; ++b) local += hist[b];
-      // Suffix sums over lanes: keys in bins of lanes above this one.
-      int incl = local;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const int v = __shfl_down_sync(0xffffffffu, incl, o);
-        if (lane + o < 32) incl += v;
-      }
-      const int greater = incl - local;
-      if (greater < remaining && remaining <= incl) {
-        int acc = greater;
-        for (int b = lo + per - 1; b >= lo; --b) {
-          if (acc + hist[b] >= remaining) {
-            sh_bucket = b;
-            sh_greater = acc;
-            break;
-          }
-          acc += hist[b];
-        }
-      }
-    }
+    if (threadIdx.x < 32) FindBoundaryBucket(hist, bins, remaining, &sh_bucket, &sh_greater);
     __syncthreads();
     const int bucket = sh_bucket;
     remaining -= sh_greater;
@@ -406,6 +556,219 @@ __global__ void __launch_bounds__(kTopKThreads)
     ties_seen += tile_ties;
     __syncthreads();  // scan_tmp is reused by the next tile
   }
+}
+
+// Long segments: a cluster of kTopKClusterMax or fewer blocks per (sequence, KV head), each
+// holding a contiguous slice of the candidates' keys in shared memory, so the scores are read
+// from memory once (16-byte loads, the first radix histogram taken during the load) and every
+// later pass and the compaction read shared memory. Per pass each block histograms its slice;
+// after a cluster barrier every block sums all blocks' histograms through distributed shared
+// memory (double-buffered, so the next pass's clear cannot race a slower block's read) and
+// finds the same boundary bucket. The compaction is ordered across blocks by an exclusive
+// prefix of the blocks' above-boundary and tie counts, so the result is the one-block kernel's.
+template <int kThreads, int kItems>
+__global__ void __launch_bounds__(kThreads)
+    TopKSelectClusterKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                            int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  namespace cg = cooperative_groups;
+  using Scan = cub::BlockScan<int, kThreads>;
+  using Reduce = cub::BlockReduce<int, kThreads>;
+  extern __shared__ uint4 keys4[];  // this block's candidate keys, slice order
+  uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ typename Reduce::TempStorage reduce_tmp;
+  __shared__ int hist[2][2048];
+  __shared__ int merged[2048];
+  __shared__ int totals[2];  // this block's above-boundary and boundary-tie counts
+  __shared__ int sh_bucket, sh_greater;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int nb = static_cast<int>(cluster.num_blocks());
+  const int s = blockIdx.z, h = blockIdx.y;
+  const CudaDsSequence seq = seqs[s];
+  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
+  int32_t* out = selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride;
+  const int n = seq.tokens;
+  // Every branch below is uniform over the cluster (it depends on the sequence only), and the
+  // early ones touch no other block's shared memory, so they may return without a barrier.
+  if (n <= 0) {
+    if (rank == 0 && threadIdx.x == 0) counts[s * heads_kv + h] = 0;
+    return;
+  }
+  const int budget = min(max(seq.budget, 1), n);
+  const int sink_end = min(seq.sink, n);
+  const int recent_begin = max(sink_end, n - max(seq.recent, 1));
+  const int kept = sink_end + (n - recent_begin);
+  const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
+  if (rank == 0 && threadIdx.x == 0) counts[s * heads_kv + h] = budget;
+  if (kept >= budget) {
+    const int sinks = min(sink_end, budget - 1);
+    const int recents = budget - sinks;
+    for (int i = gtid; i < budget; i += nb * kThreads) {
+      out[i] = i < sinks ? i : n - recents + (i - sinks);
+    }
+    return;
+  }
+  const int want = budget - kept;
+  const int cand = recent_begin - sink_end;
+  for (int i = gtid; i < sink_end; i += nb * kThreads) out[i] = i;
+  for (int i = gtid; i < n - recent_begin; i += nb * kThreads) {
+    out[sink_end + want + i] = recent_begin + i;
+  }
+  int32_t* mid = out + sink_end;
+  if (want == cand) {
+    for (int i = gtid; i < cand; i += nb * kThreads) mid[i] = sink_end + i;
+    return;
+  }
+  // This block's slice: candidates [lo, lo + len), a multiple of 4 long except the last.
+  const int per = ((cand + nb - 1) / nb + 3) / 4 * 4;
+  const int lo = sink_end + min(cand, rank * per);
+  const int len = min(cand, (rank + 1) * per) - (lo - sink_end);
+  for (int b = threadIdx.x; b < 2 * 2048; b += kThreads) (&hist[0][0])[b] = 0;
+  __syncthreads();
+  // Load + first histogram (digit 31..21). Scalar loads up to 16-byte alignment, then float4.
+  {
+    const float* p = sc + lo;
+    const int head =
+        min(len, static_cast<int>(((16 - (reinterpret_cast<uintptr_t>(p) & 15)) & 15) / 4));
+    for (int i = threadIdx.x; i < head; i += kThreads) {
+      const uint32_t k = OrderKey(p[i]);
+      keys[i] = k;
+      atomicAdd(&hist[0][k >> 21], 1);
+    }
+    const int vecs = (len - head) / 4;
+    const float4* p4 = reinterpret_cast<const float4*>(p + head);
+    constexpr int kUnroll = 4;
+    for (int base = 0; base < vecs; base += kThreads * kUnroll) {
+      float4 x[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int v = base + u * kThreads + threadIdx.x;
+        if (v < vecs) x[u] = p4[v];
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int v = base + u * kThreads + threadIdx.x;
+        if (v < vecs) {
+          const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const uint32_t k = OrderKey(f[e]);
+            keys[head + 4 * v + e] = k;
+            atomicAdd(&hist[0][k >> 21], 1);
+          }
+        }
+      }
+    }
+    for (int i = head + 4 * vecs + threadIdx.x; i < len; i += kThreads) {
+      const uint32_t k = OrderKey(p[i]);
+      keys[i] = k;
+      atomicAdd(&hist[0][k >> 21], 1);
+    }
+  }
+  uint32_t prefix = 0, mask = 0;
+  int remaining = want;
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
+    const int bins = pass == 2 ? 1024 : 2048;
+    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
+    int* local = hist[pass % 2];
+    if (pass > 0) {
+      // Keys of the current prefix, from shared memory (the histogram buffer was cleared
+      // before the previous pass's cluster barrier).
+      for (int i = 4 * threadIdx.x; i < len; i += 4 * kThreads) {
+        const uint4 k4 = keys4[i / 4];
+        const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (i + e < len && (k[e] & mask) == prefix) {
+            atomicAdd(&local[(k[e] >> shift) & digit_mask], 1);
+          }
+        }
+      }
+    }
+    cluster.sync();  // every block's histogram of this pass is complete
+    for (int b = threadIdx.x; b < bins; b += kThreads) {
+      int sum = 0;
+      for (int q = 0; q < nb; ++q) sum += cluster.map_shared_rank(local, q)[b];
+      merged[b] = sum;
+    }
+    // The other buffer was last read in the previous pass's merge, which every block finished
+    // before the barrier above: clear it for the next pass.
+    for (int b = threadIdx.x; b < 2048; b += kThreads) hist[(pass + 1) % 2][b] = 0;
+    __syncthreads();
+    if (threadIdx.x < 32) FindBoundaryBucket(merged, bins, remaining, &sh_bucket, &sh_greater);
+    __syncthreads();
+    const int bucket = sh_bucket;
+    remaining -= sh_greater;
+    prefix |= static_cast<uint32_t>(bucket) << shift;
+    mask |= digit_mask << shift;
+    const bool whole = merged[bucket] == remaining;
+    __syncthreads();  // merged is rewritten by the next pass
+    if (whole) break;
+  }
+  // This block's counts of keys above the boundary prefix and of boundary ties.
+  {
+    int above = 0, ties = 0;
+    for (int i = threadIdx.x; i < len; i += kThreads) {
+      const uint32_t kp = keys[i] & mask;
+      above += kp > prefix;
+      ties += kp == prefix;
+    }
+    above = Reduce(reduce_tmp).Sum(above);
+    __syncthreads();
+    ties = Reduce(reduce_tmp).Sum(ties);
+    if (threadIdx.x == 0) totals[0] = above, totals[1] = ties;
+  }
+  cluster.sync();  // every block's totals are complete
+  int written = 0, ties_seen = 0;
+  for (int q = 0; q < rank; ++q) {
+    const int* t = cluster.map_shared_rank(totals, q);
+    written += t[0];
+    ties_seen += t[1];
+  }
+  written += min(ties_seen, remaining);
+  // Ordered compaction of the slice, as the one-block kernel's (blocked tiles, one block scan
+  // each), starting from the blocks before this one.
+  for (int base = 0; base < len; base += kThreads * kItems) {
+    const int first = base + threadIdx.x * kItems;
+    int flags[kItems];
+    int packed = 0;
+#pragma unroll
+    for (int u4 = 0; u4 < kItems / 4; ++u4) {
+      const uint4 k4 =
+          first + 4 * u4 < len ? keys4[(first + 4 * u4) / 4] : make_uint4(0, 0, 0, 0);
+      const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int u = 4 * u4 + e;
+        flags[u] = 0;
+        if (first + u < len) {
+          const uint32_t kp = k[e] & mask;
+          flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
+        }
+        packed += flags[u];
+      }
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    const int tie_quota = max(remaining - ties_seen, 0);
+    int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+    for (int u = 0; u < kItems; ++u) {
+      const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
+      if (above || (tie && ties_before < tie_quota)) {
+        mid[written + above_before + min(ties_before, tie_quota)] = lo + first + u;
+      }
+      above_before += above;
+      ties_before += tie;
+    }
+    const int tile_above = total & 0xffff, tile_ties = total >> 16;
+    written += tile_above + min(tile_ties, tie_quota);
+    ties_seen += tile_ties;
+    __syncthreads();  // scan_tmp is reused by the next tile
+  }
+  cluster.sync();  // no block leaves while another may still read its totals
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,9 +1042,12 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
   if (max_r <= 0 || max_r > head_dim || max_r > 256) {
     return absl::InvalidArgumentError(absl::StrCat("LaunchLabelScores: bad r ", max_r));
   }
-  const int64_t per_block = kScoreThreads * kScoreItemsPerThread;
-  const dim3 grid(static_cast<unsigned>((max_tokens * heads_kv + per_block - 1) / per_block),
-                  num_seqs);
+  if (heads_kv > kScoreThreads * kScoreItemsPerThread || max_tokens * heads_kv > INT32_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("LaunchLabelScores: ", max_tokens,
+                                                   " tokens × ", heads_kv, " KV heads too many"));
+  }
+  const int tpb = ScoreTokensPerBlock(heads_kv);
+  const dim3 grid(static_cast<unsigned>((max_tokens + tpb - 1) / tpb), num_seqs);
   const size_t smem = static_cast<size_t>(heads_q) * max_r * sizeof(float);
   switch (dtype) {
     case DType::kBF16:
@@ -715,6 +1081,41 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream) {
   if (num_seqs == 0) return absl::OkStatus();
+  // score_stride bounds every sequence's tokens, hence its candidates.
+  if (score_stride > kTopKShortSegment) {
+    int device = 0, smem_optin = 0;
+    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const int64_t nb = std::clamp<int64_t>(
+        (score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock, 2, kTopKClusterMax);
+    // As the kernel's slice: ceil(candidates / nb) rounded up to 4 keys.
+    const int64_t cap = ((score_stride + nb - 1) / nb + 3) / 4 * 4;
+    auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads, kTopKClusterItems>;
+    cudaFuncAttributes attr;
+    CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attr, kernel));
+    const int64_t smem = cap * 4;
+    if (smem + static_cast<int64_t>(attr.sharedSizeBytes) <= smem_optin) {
+      CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(static_cast<unsigned>(nb), heads_kv, num_seqs);
+      cfg.blockDim = dim3(kTopKClusterThreads);
+      cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+      cfg.stream = stream;
+      cudaLaunchAttribute cluster;
+      cluster.id = cudaLaunchAttributeClusterDimension;
+      cluster.val.clusterDim.x = static_cast<unsigned>(nb);
+      cluster.val.clusterDim.y = 1;
+      cluster.val.clusterDim.z = 1;
+      cfg.attrs = &cluster;
+      cfg.numAttrs = 1;
+      CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, scores, score_stride, seqs, heads_kv,
+                                              selected, sel_stride, counts));
+      return absl::OkStatus();
+    }
+    // Longer than the cluster's shared memory holds: the one-block kernel below.
+  }
   TopKSelectKernel<<<dim3(heads_kv, num_seqs), kTopKThreads, 0, stream>>>(
       scores, score_stride, seqs, heads_kv, selected, sel_stride, counts);
   CUDA_RETURN_IF_LAUNCH_ERROR();

@@ -94,10 +94,13 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                cudaStream_t stream);
 
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives
-// min(budget, tokens) ascending indices (row stride sel_stride >= max budget). One block per
-// (s, h); a radix select on the scores' order-preserving 32-bit keys (11/11/10-bit digits, a
-// shared-memory histogram per pass, early exit once the boundary bucket is taken whole), then
-// one ordered compaction. Twin: TopKSelectReference (identical sets, ties included).
+// min(budget, tokens) ascending indices (row stride sel_stride >= max budget). A radix select
+// on the scores' order-preserving 32-bit keys (11/11/10-bit digits, a histogram per pass,
+// early exit once the boundary bucket is taken whole), then one ordered compaction. For
+// score_stride <= 8192 one block per (s, h); above, a cluster of 2–8 blocks per (s, h) holding
+// the keys in shared memory (scores read once; sm_90 thread-block clusters), or one block if
+// the slices would not fit. score_stride bounds every seqs[s].tokens. Twin:
+// TopKSelectReference (identical sets, ties included).
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream);

@@ -8,7 +8,8 @@
 // label bits 16/4 (r 7, 8, 16, 32); budgets from 1 to above the context; sum and max
 // aggregation; bf16 and fp16; two sequences of different length and options per launch; one
 // case with K/V in mapped pinned host memory. Fresh random inputs (seed printed); outputs
-// poisoned with all-ones bits first. Skips without a GPU.
+// poisoned with all-ones bits first. Top-k alone over both of its kernels (one block, and a
+// cluster of blocks for long segments) with tie-heavy and NaN scores. Skips without a GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -427,7 +428,9 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
           c.heads_q = g[0];
           c.heads_kv = g[1];
           c.head_dim = d;
-          c.r = bits == 4 ? (i % 3 == 0 ? 7 : 32) : (i % 3 == 0 ? 7 : (d == 64 ? 8 : 16));
+          // r: the general path (7) and every fixed-row fast path (fp16 8 / 16, 4-bit 32 / 64).
+          c.r = bits == 4 ? (i % 3 == 0 ? 7 : (d == 128 && i % 3 == 2 ? 64 : 32))
+                          : (i % 3 == 0 ? 7 : (d == 64 ? 8 : 16));
           c.bits = bits;
           c.seqs.push_back({L, BudgetFor(L, i), 4, 8, i % 2});
           const int L2 = std::max(1, L / 3 + (i % 5));
@@ -449,6 +452,72 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
   RunCase(Case{DType::kF16, 2, 2, 64, 32, 4, {{65537, 65537 / 8, 4, 64, 1}}});
   // ~300K tokens, GQA 8, fp16 labels r 8, k = L/16.
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
+}
+
+// Top-k alone against TopKSelectReference, both kernels: the one-block kernel (score_stride
+// up to 8192) and the cluster kernel (longer strides — also run on short segments, where some
+// of the cluster's blocks get empty slices). Per launch 2 sequences × 3 KV heads with rows
+// at an odd stride (unaligned 16-byte loads); scores continuous, coarse (many ties at the
+// boundary, incl. ±0) or with NaNs; budgets from 1 (kept tokens cut) to above the length.
+TEST(DoubleSparsityGpu, TopKMatchesTwin) {
+  SKIP_WITHOUT_GPU();
+  const int hkv = 3;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  int i = 0;
+  for (int L : {1, 7, 97, 4099, 70000, 300000}) {
+    for (int64_t stride : {int64_t{L} + 5, int64_t{L} + 9000}) {
+      if (L + 5 > 8192 && stride != L + 5) continue;  // both strides: the cluster kernel
+      for (int kind = 0; kind < 3; ++kind, ++i) {
+        const int L2 = std::max(1, L / 2 - 3);
+        const std::vector<SeqSpec> specs = {{L, BudgetFor(L, i), 4, 64, 0},
+                                            {L2, BudgetFor(L2, i + 3), i % 3, 1 + i % 5, 0}};
+        SCOPED_TRACE(absl::StrCat("L ", L, " stride ", stride, " kind ", kind, " budgets ",
+                                  specs[0].budget, " / ", specs[1].budget));
+        const int ns = 2;
+        std::vector<float> scores(static_cast<size_t>(ns) * hkv * stride, 0.0f);
+        for (float& x : scores) {
+          const float v = normal(Rng());
+          x = kind == 0 ? v : kind == 1 ? std::round(v * 4.0f) * 0.25f : v;
+          if (kind == 1 && x == 0.0f && (Rng()() & 1)) x = -0.0f;
+          if (kind == 2 && Rng()() % 64 == 0) x = NAN;
+        }
+        std::vector<CudaDsSequence> seqs(ns);
+        int cap = 1;
+        for (int s = 0; s < ns; ++s) {
+          seqs[s].tokens = specs[s].tokens;
+          seqs[s].budget = specs[s].budget;
+          seqs[s].sink = specs[s].sink;
+          seqs[s].recent = specs[s].recent;
+          cap = std::max(cap, std::min(specs[s].budget, specs[s].tokens));
+        }
+        const int64_t sel_stride = cap + 2;
+        Buf dscores(scores.size() * 4), dseqs(ns * sizeof(CudaDsSequence));
+        Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
+        dscores.Put(scores.data(), scores.size() * 4);
+        dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
+        ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), stride, dseqs.as<CudaDsSequence>(), ns,
+                                   hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
+                                   nullptr));
+        const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
+        const auto counts = dcounts.Get<int32_t>(ns * hkv);
+        for (int s = 0; s < ns; ++s) {
+          const int n = specs[s].tokens;
+          std::vector<int32_t> want(n), scratch(n);
+          for (int h = 0; h < hkv; ++h) {
+            const float* row = scores.data() + (static_cast<size_t>(s) * hkv + h) * stride;
+            const int64_t m = TopKSelectReference(row, n, specs[s].budget, specs[s].sink,
+                                                  specs[s].recent, scratch.data(), want.data());
+            ASSERT_EQ(counts[s * hkv + h], m) << "count, sequence " << s << " head " << h;
+            const int32_t* g = got.data() + (static_cast<size_t>(s) * hkv + h) * sel_stride;
+            int64_t diff = 0;
+            for (int64_t j = 0; j < m; ++j) diff += g[j] != want[j];
+            EXPECT_EQ(diff, 0) << "selection of sequence " << s << " head " << h << " (of " << m
+                               << ")";
+          }
+        }
+      }
+    }
+  }
 }
 
 // The exact shapes EngineMatchesCpuEngine runs on the golden models (fp16 activations,

@@ -4,7 +4,8 @@
 // the very same numbers; outputs are poisoned with NaN first so an unwritten element fails.
 // Error is ‖out − ref‖ / ‖ref‖ against a per-dtype bound. Skips without a GPU (except the
 // sampling twin's check against the CPU sampler, which is pure C++). Also: the fp32 residual
-// stream variants, both flash-decoding bodies, and GPU sampling (top-k/top-p/min-p).
+// stream variants, both flash-decoding bodies, both prefill bodies (tensor-core and CUDA-core;
+// chunked positions, long prompts, the misaligned-stride fallback), and GPU sampling.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -505,47 +506,136 @@ TEST(KernelsGpu, DecodeAttentionMatchesReference) {
   }
 }
 
-TEST(KernelsGpu, PrefillAttentionMatchesReference) {
-  SKIP_WITHOUT_GPU();
-  for (const AttnCase& c : AttnCases(false)) {
-    const int hq = c.heads_kv * c.group, d = c.head_dim;
-    const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d;
-    TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d);
-    // Each sequence's last min(len, 97) tokens are this step's rows: a whole prompt for short
-    // sequences, a chunk at a deep position for 4099.
-    std::vector<int32_t> pos, seq, tiles;
-    for (size_t s = 0; s < c.lens.size(); ++s) {
-      const int m = std::min(c.lens[s], 97);
-      const int first = static_cast<int>(pos.size());
-      for (int i = 0; i < m; ++i) {
-        pos.push_back(c.lens[s] - m + i);
-        seq.push_back(static_cast<int32_t>(s));
-      }
-      for (int r = 0; r < m; r += kPrefillTileRows) {
-        tiles.push_back(first + r);
-        tiles.push_back(std::min(kPrefillTileRows, m - r));
-      }
+// One prefill step: sequence s has lens[s] tokens in the pool and its last rows[s] tokens are
+// this step's rows (rows < len: a chunk at a deep position over earlier chunks' K/V). The q
+// rows sit in a qkv-shaped buffer of row stride q_stride (>= heads_q·d; a stride that is not
+// a multiple of 8 sends kMma to its CUDA-core fallback).
+struct PrefillCase {
+  DType dtype;
+  int head_dim, heads_kv, group;
+  std::vector<int> lens, rows;
+  int64_t q_stride_pad = 0;  // elements past (Hq + 2 Hkv)·d
+};
+
+std::string Describe(const PrefillCase& c) {
+  std::string s = std::string(DTypeName(c.dtype)) + " hd " + std::to_string(c.head_dim) +
+                  " hkv " + std::to_string(c.heads_kv) + " group " + std::to_string(c.group) +
+                  " (len/rows)";
+  for (size_t i = 0; i < c.lens.size(); ++i) {
+    s += " " + std::to_string(c.lens[i]) + "/" + std::to_string(c.rows[i]);
+  }
+  return s + " pad " + std::to_string(c.q_stride_pad);
+}
+
+// Runs every algo on the case (fresh random inputs, poisoned output) and returns their outputs
+// (fp32 of the 16-bit results) and, when `with_ref`, the twin's in *ref.
+std::vector<std::vector<float>> RunPrefill(const PrefillCase& c,
+                                           const std::vector<PrefillAttentionAlgo>& algos,
+                                           std::vector<float>* ref) {
+  const int hq = c.heads_kv * c.group, d = c.head_dim;
+  const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d + c.q_stride_pad;
+  TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d);
+  std::vector<int32_t> pos, seq, tiles;
+  for (size_t s = 0; s < c.lens.size(); ++s) {
+    const int m = c.rows[s];
+    const int first = static_cast<int>(pos.size());
+    for (int i = 0; i < m; ++i) {
+      pos.push_back(c.lens[s] - m + i);
+      seq.push_back(static_cast<int32_t>(s));
     }
-    const int64_t rows = static_cast<int64_t>(pos.size());
-    HostArray q = Random(c.dtype, rows * q_stride);
-    DevBuf dk(pool.k.raw), dv(pool.v.raw), dt(pool.tables), dq(q.raw), dpos(pos), dseq(seq),
-        dtiles(tiles), out(rows * hq * d * 2);
-    CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens,
-                   c.heads_kv, d};
-    CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
-    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-    ASSERT_OK(LaunchPrefillAttention(c.dtype, dq.ptr, q_stride, br, dtiles.as<int32_t>(),
-                                     static_cast<int64_t>(tiles.size() / 2), hq, c.heads_kv, d,
-                                     scale, kv, out.ptr, hq * d, nullptr));
-    std::vector<float> ref(rows * hq * d);
+    for (int r = 0; r < m; r += kPrefillTileRows) {
+      tiles.push_back(first + r);
+      tiles.push_back(std::min(kPrefillTileRows, m - r));
+    }
+  }
+  const int64_t rows = static_cast<int64_t>(pos.size());
+  HostArray q = Random(c.dtype, rows * q_stride);
+  DevBuf dk(pool.k.raw), dv(pool.v.raw), dt(pool.tables), dq(q.raw), dpos(pos), dseq(seq),
+      dtiles(tiles);
+  CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens,
+                 c.heads_kv, d};
+  CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  std::vector<std::vector<float>> outs;
+  for (PrefillAttentionAlgo algo : algos) {
+    DevBuf out(rows * hq * d * 2);  // poisoned
+    const absl::Status st =
+        LaunchPrefillAttention(c.dtype, dq.ptr, q_stride, br, dtiles.as<int32_t>(),
+                               static_cast<int64_t>(tiles.size() / 2), hq, c.heads_kv, d, scale,
+                               kv, out.ptr, hq * d, nullptr, algo);
+    EXPECT_TRUE(st.ok()) << st;
+    outs.push_back(out.Read16(c.dtype, rows * hq * d));
+  }
+  if (ref != nullptr) {
+    ref->assign(rows * hq * d, 0.0f);
     AttentionShape shape{hq, c.heads_kv, d, scale};
     for (int64_t r = 0; r < rows; ++r) {
       CausalAttentionReference(q.f32.data() + r * q_stride, q_stride, &pos[r], 1,
-                               pool.HostView(seq[r]), shape, ref.data() + r * hq * d, hq * d);
+                               pool.HostView(seq[r]), shape, ref->data() + r * hq * d, hq * d);
     }
-    EXPECT_LE(RelErr(out.Read16(c.dtype, rows * hq * d), ref), Tolerance(c.dtype))
-        << DTypeName(c.dtype) << " hd " << d << " group " << c.group << " lens " << c.lens[0]
-        << " batch " << c.lens.size();
+  }
+  return outs;
+}
+
+const char* AlgoName(PrefillAttentionAlgo a) {
+  return a == PrefillAttentionAlgo::kMma ? "mma" : "simt";
+}
+
+void ExpectPrefillMatchesReference(const PrefillCase& c) {
+  const std::vector<PrefillAttentionAlgo> algos = {PrefillAttentionAlgo::kMma,
+                                                   PrefillAttentionAlgo::kSimt};
+  std::vector<float> ref;
+  const std::vector<std::vector<float>> outs = RunPrefill(c, algos, &ref);
+  for (size_t i = 0; i < algos.size(); ++i) {
+    EXPECT_LE(RelErr(outs[i], ref), Tolerance(c.dtype)) << AlgoName(algos[i]) << " " << Describe(c);
+  }
+}
+
+// The sweep: each sequence's last min(len, 97) tokens are this step's rows — a whole prompt
+// for short sequences, a chunk at a deep position for 4099.
+TEST(KernelsGpu, PrefillAttentionMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (const AttnCase& a : AttnCases(false)) {
+    PrefillCase c{a.dtype, a.head_dim, a.heads_kv, a.group, a.lens, {}};
+    for (int len : a.lens) c.rows.push_back(std::min(len, 97));
+    ExpectPrefillMatchesReference(c);
+  }
+}
+
+// Long rows: whole 4099-token prompts (33 tiles, the last one 3 rows; the kMma key loop runs
+// 65 tiles with causal masking on the diagonal ones), few heads so the CPU twin stays quick.
+TEST(KernelsGpu, PrefillAttentionLongPromptMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  ExpectPrefillMatchesReference({DType::kBF16, 128, 1, 4, {4099}, {4099}});
+  ExpectPrefillMatchesReference({DType::kF16, 64, 2, 1, {4099}, {4099}});
+}
+
+// Chunked prefill: rows whose positions start past 0 (a chunk over earlier chunks' K/V), chunk
+// lengths off the tile and the 64-token K/V tile (tiles straddling a K/V tile boundary), a
+// batch of sequences of different lengths and offsets in one launch, and a q row stride that is
+// not a multiple of 8 elements (kMma's fallback path).
+TEST(KernelsGpu, PrefillAttentionChunkedMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (int hd : {64, 128}) {
+      for (int group : {1, 4, 8}) {
+        ExpectPrefillMatchesReference({t, hd, 2, group, {300, 1000, 130}, {200, 333, 129}});
+        ExpectPrefillMatchesReference({t, hd, 1, group, {777, 65}, {1, 64}});
+      }
+    }
+    ExpectPrefillMatchesReference({t, 128, 2, 4, {500, 97}, {261, 97}, 3});
+  }
+}
+
+// Llama-3-8B heads (32 q / 8 kv, d 128) over a 2048-token prompt, past where the CPU twin is
+// affordable: the two bodies against each other.
+TEST(KernelsGpu, PrefillAttentionMmaMatchesSimtAtModelShape) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    const PrefillCase c{t, 128, 8, 4, {2048}, {2048}};
+    const std::vector<std::vector<float>> outs =
+        RunPrefill(c, {PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kSimt}, nullptr);
+    EXPECT_LE(RelErr(outs[0], outs[1]), Tolerance(t)) << Describe(c);
   }
 }
 

@@ -10,8 +10,8 @@
 // Beside each time: the bytes the operator must move — dense: the K/V of the context; Double
 // Sparsity: the label cache plus the selected K/V rows — and the floor those bytes take at the
 // D2D bandwidth measured in the same process (bytes read + written ÷ time of a 2 GiB copy).
-// "moved" also counts the scores the chain writes and re-reads (one write, up to four reads),
-// which the floor does not. Configurations whose K/V exceed --max_gib are skipped and listed.
+// "moved" also counts the scores the chain writes and re-reads (one write; one read above 8K
+// tokens, up to four below), which the floor does not. Configurations whose K/V exceed --max_gib are skipped and listed.
 // Per-stage times (score, top-k, attention) are reported for Double Sparsity. JSON: --json_out.
 #include <cuda_runtime.h>
 
@@ -39,6 +39,10 @@ ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
 ABSL_FLAG(std::string, contexts, "4096,16384,65536,131072,262144", "contexts (tokens)");
 ABSL_FLAG(int32_t, iters, 10, "timed steps per configuration");
 ABSL_FLAG(double, max_gib, 56.0, "skip configurations whose K/V exceed this many GiB");
+ABSL_FLAG(bool, prefill, true,
+          "also time causal prefill attention (tensor-core vs CUDA-core body, bf16) against the "
+          "measured cuBLAS bf16 GEMM rate; --contexts= alone skips the decode part");
+ABSL_FLAG(std::string, prefill_lengths, "4096,32768", "prefill prompt lengths (tokens)");
 
 namespace dsinfer {
 namespace {
@@ -99,6 +103,115 @@ struct DevMem {
   }
 };
 
+// Prefill section: causal attention of one prompt of L tokens over its own K/V (paged, 16-token
+// blocks as the engine's pool), bf16, head_dim 128, Llama-2-7B (32 q / 32 kv) and Llama-3-8B
+// (32 q / 8 kv) heads; the tensor-core body (kMma) and the CUDA-core one (kSimt) side by side.
+// FLOPs = 4·L²·d·Hq / 2 (QKᵀ and PV, half the square under the causal mask). The reference
+// rate is an 8192³ cuBLAS bf16 GEMM (fp32 accumulate) timed in the same run. Results go to
+// out["prefill"] (and out["cublas_bf16_tflops"]).
+absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
+  constexpr int kHq = 32, kPrefillBlockTokens = 16;
+  double gemm_tflops = 0;
+  {
+    constexpr int64_t n = 8192;
+    DevMem a, b, c;
+    RETURN_IF_ERROR(a.Alloc(n * n * 2));
+    RETURN_IF_ERROR(b.Alloc(n * n * 2));
+    RETURN_IF_ERROR(c.Alloc(n * n * 2));
+    RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, a.ptr, n * n, 11, 1.0f, stream));
+    RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, b.ptr, n * n, 12, 1.0f, stream));
+    cublasHandle_t handle;
+    if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) {
+      return absl::InternalError("cublasCreate failed");
+    }
+    absl::StatusOr<double> us = absl::InternalError("cublasSetStream failed");
+    if (cublasSetStream(handle, stream) == CUBLAS_STATUS_SUCCESS) {
+      us = TimeUs(stream, 10, [&] {
+        return Gemm(handle, DType::kBF16, a.ptr, n, n, b.ptr, n, c.ptr, n);
+      });
+    }
+    cublasDestroy(handle);
+    RETURN_IF_ERROR(us.status());
+    gemm_tflops = 2.0 * n * n * n / (*us * 1e-6) / 1e12;
+  }
+  std::printf("\nprefill attention (causal, bf16, d %d, one prompt); cuBLAS bf16 GEMM 8192^3: "
+              "%.0f TFLOP/s\n",
+              kHeadDim, gemm_tflops);
+  std::printf("%-10s %7s  %-6s %9s %9s %9s\n", "heads", "tokens", "body", "ms", "TFLOP/s",
+              "% cuBLAS");
+  out["cublas_bf16_tflops"] = gemm_tflops;
+  out["prefill"] = nlohmann::json::array();
+  for (int64_t len : ParseList(absl::GetFlag(FLAGS_prefill_lengths))) {
+    for (absl::string_view model : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
+      const int hkv = model == "llama2-7b" ? 32 : 8;
+      const int blocks = static_cast<int>((len + kPrefillBlockTokens - 1) / kPrefillBlockTokens);
+      const int64_t kv_elems = int64_t{blocks} * kPrefillBlockTokens * hkv * kHeadDim;
+      DevMem k, v, q, o, dtables, dpos, drs, dtiles;
+      RETURN_IF_ERROR(k.Alloc(kv_elems * 2));
+      RETURN_IF_ERROR(v.Alloc(kv_elems * 2));
+      RETURN_IF_ERROR(q.Alloc(len * kHq * kHeadDim * 2));
+      RETURN_IF_ERROR(o.Alloc(len * kHq * kHeadDim * 2));
+      RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, k.ptr, kv_elems, 21, 1.0f, stream));
+      RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, v.ptr, kv_elems, 22, 1.0f, stream));
+      RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, q.ptr, len * kHq * kHeadDim, 23, 1.0f, stream));
+      // Blocks in reverse order: pages are not contiguous in the pool.
+      std::vector<int32_t> tables(blocks), positions(len), row_seq(len, 0), tiles;
+      for (int i = 0; i < blocks; ++i) tables[i] = blocks - 1 - i;
+      for (int64_t i = 0; i < len; ++i) positions[i] = static_cast<int32_t>(i);
+      for (int64_t r = 0; r < len; r += kPrefillTileRows) {
+        tiles.push_back(static_cast<int32_t>(r));
+        tiles.push_back(static_cast<int32_t>(std::min<int64_t>(kPrefillTileRows, len - r)));
+      }
+      RETURN_IF_ERROR(dtables.Alloc(tables.size() * 4));
+      RETURN_IF_ERROR(dpos.Alloc(len * 4));
+      RETURN_IF_ERROR(drs.Alloc(len * 4));
+      RETURN_IF_ERROR(dtiles.Alloc(tiles.size() * 4));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(dtables.ptr, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(dpos.ptr, positions.data(), len * 4, cudaMemcpyHostToDevice));
+      CUDA_RETURN_IF_ERROR(cudaMemcpy(drs.ptr, row_seq.data(), len * 4, cudaMemcpyHostToDevice));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(dtiles.ptr, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
+      CudaPagedKv kv;
+      kv.k = k.ptr;
+      kv.v = v.ptr;
+      kv.block_tables = dtables.as<int32_t>();
+      kv.max_blocks = blocks;
+      kv.block_tokens = kPrefillBlockTokens;
+      kv.kv_heads = hkv;
+      kv.head_dim = kHeadDim;
+      const CudaBatchRows rows{dpos.as<int32_t>(), drs.as<int32_t>(), len};
+      const float scale = 1.0f / std::sqrt(float(kHeadDim));
+      const double flops = 4.0 * double(len) * double(len) * kHeadDim * kHq / 2.0;
+      const std::string m(model);
+      for (PrefillAttentionAlgo algo : {PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kSimt}) {
+        const bool mma = algo == PrefillAttentionAlgo::kMma;
+        // The CUDA-core body takes ~0.3 s per 32K prompt: fewer repeats keep the section short.
+        const int iters = mma ? 5 : (len > 8192 ? 1 : 3);
+        ASSIGN_OR_RETURN(const double us, TimeUs(stream, iters, [&] {
+                           return LaunchPrefillAttention(
+                               DType::kBF16, q.ptr, kHq * kHeadDim, rows, dtiles.as<int32_t>(),
+                               static_cast<int64_t>(tiles.size() / 2), kHq, hkv, kHeadDim, scale,
+                               kv, o.ptr, kHq * kHeadDim, stream, algo);
+                         }));
+        const double tflops = flops / (us * 1e-6) / 1e12;
+        std::printf("%-10s %7lld  %-6s %9.2f %9.1f %8.1f%%\n", m.c_str(),
+                    static_cast<long long>(len), mma ? "mma" : "simt", us / 1000.0, tflops,
+                    100.0 * tflops / gemm_tflops);
+        out["prefill"].push_back({{"model", m},
+                                  {"tokens", len},
+                                  {"body", mma ? "mma" : "simt"},
+                                  {"ms", us / 1000.0},
+                                  {"tflops", tflops},
+                                  {"fraction_of_cublas", tflops / gemm_tflops}});
+      }
+      std::fflush(stdout);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
   cudaStream_t stream;
   CUDA_RETURN_IF_ERROR(cudaStreamCreate(&stream));
@@ -126,6 +239,7 @@ absl::Status Run() {
   out["dtype"] = "fp16";
   out["results"] = nlohmann::json::array();
   out["skipped"] = nlohmann::json::array();
+  if (absl::GetFlag(FLAGS_prefill)) RETURN_IF_ERROR(RunPrefillBench(stream, out));
 
   const auto batches = ParseList(absl::GetFlag(FLAGS_batches));
   const auto contexts = ParseList(absl::GetFlag(FLAGS_contexts));
@@ -295,7 +409,9 @@ absl::Status Run() {
           ASSIGN_OR_RETURN(const double us_attn, TimeUs(stream, iters, attend));
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
           const int64_t floor_bytes = label_bytes + kv_sel;
-          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * 5;
+          // Scores: one write, then one read by the cluster top-k (> 8K tokens, keys kept in
+          // shared memory) or up to four by the one-block kernel.
+          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * (ctx > 8192 ? 2 : 5);
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %.1f/%.1f/%.1f\n",
                       m.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx),

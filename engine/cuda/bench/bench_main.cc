@@ -7,6 +7,14 @@
 // Decode is timed twice per configuration, eagerly and with the step replayed as a CUDA graph
 // (the backend's decode_graphs), so the launch overhead shows beside the floor. The residual
 // stream and logits are fp32, as in Model::Forward. Writes everything as JSON (--json_out).
+//
+// --attention dense,double_sparse also times decode with Double Sparsity (the backend's
+// StoreLabels / SparseAttention, as Model::Forward calls them) from a channel config of
+// random channel orderings of the model's shape — with random weights there is nothing to
+// calibrate, and speed does not depend on which channels are chosen. 1/ratio of the K bytes
+// as labels: r = head_dim / ratio fp16 channels (--label_bits 16) or 4 × head_dim / ratio
+// 4-bit ones, budget k = context / ratio, sink 4, recent 64, the first --ds_dense_layers
+// layers dense. Labels are derived from the pool's random K at the first (warm-up) step.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -14,6 +22,8 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -21,6 +31,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/sparse/channel_config.h"
+#include "engine/sparse/double_sparsity.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -32,6 +44,11 @@ ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
 ABSL_FLAG(std::string, contexts, "4096,32768", "decode contexts / prefill lengths");
 ABSL_FLAG(int32_t, iters, 10, "timed decode steps per configuration");
 ABSL_FLAG(bool, graphs, true, "also time decode with CUDA graphs");
+ABSL_FLAG(std::string, attention, "dense",
+          "decode attention modes to time, comma-separated: dense, double_sparse");
+ABSL_FLAG(int32_t, ds_ratio, 16, "Double Sparsity: labels and budget are 1/ratio of K and context");
+ABSL_FLAG(int32_t, label_bits, 16, "Double Sparsity label bits: 16 | 4");
+ABSL_FLAG(int32_t, ds_dense_layers, 2, "Double Sparsity: first layers that stay dense");
 ABSL_FLAG(int32_t, long_prefill_layers, 4,
           "layers actually run for prefills over 8K tokens (time scaled to the full depth)");
 
@@ -164,8 +181,10 @@ struct Workspace {
 
 // Model::Forward's sequence of operations over `layers` layers, then the LM head and a GPU
 // argmax over batch.logit_rows (no logits to the host).
+// With `ds`, sequences run as Model::Forward runs them under Double Sparsity (labels stored,
+// sparse sequences through SparseAttention); such steps are never captured as graphs.
 absl::Status Forward(BenchModel& m, Workspace& ws, const ForwardBatch& batch, KvBlockPool& pool,
-                     int layers) {
+                     int layers, DoubleSparsity* ds = nullptr) {
   CudaBackend& b = *m.backend;
   auto rows = [&](DeviceTensor t) {
     t.rows = batch.rows();
@@ -175,14 +194,33 @@ absl::Status Forward(BenchModel& m, Workspace& ws, const ForwardBatch& batch, Kv
                attn = rows(ws.attn), delta = rows(ws.delta), gate_up = rows(ws.gate_up),
                mlp = rows(ws.mlp);
   const float eps = m.config.rms_norm_eps;
-  RETURN_IF_ERROR(b.BeginStep(batch, pool, layers == m.config.num_layers));
+  if (ds != nullptr) RETURN_IF_ERROR(ds->BeginStep(batch, pool));
+  RETURN_IF_ERROR(b.BeginStep(batch, pool, layers == m.config.num_layers && ds == nullptr));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
   for (int i = 0; i < layers; ++i) {
     const BenchModel::Layer& l = m.layers[i];
     RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
     RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, pool, qkv));
-    RETURN_IF_ERROR(b.Attention(i, m.attention, batch, pool, qkv, attn));
+    if (ds != nullptr && ds->StoresLabels()) RETURN_IF_ERROR(b.StoreLabels(i, batch, *ds, qkv));
+    if (ds == nullptr || !ds->AnySparse(i)) {
+      RETURN_IF_ERROR(b.Attention(i, m.attention, batch, pool, qkv, attn));
+    } else {
+      ForwardBatch dense = batch;
+      dense.sequences.clear();
+      std::vector<size_t> sparse;
+      for (size_t j = 0; j < batch.sequences.size(); ++j) {
+        if (ds->IsSparse(j, i)) {
+          sparse.push_back(j);
+        } else {
+          dense.sequences.push_back(batch.sequences[j]);
+        }
+      }
+      if (!dense.sequences.empty()) {
+        RETURN_IF_ERROR(b.Attention(i, m.attention, dense, pool, qkv, attn));
+      }
+      RETURN_IF_ERROR(b.SparseAttention(i, batch, sparse, pool, *ds, qkv, attn));
+    }
     RETURN_IF_ERROR(b.Linear(attn, l.o_proj, delta));
     RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, l.post_attn_norm, eps, normed));
     RETURN_IF_ERROR(b.Linear(normed, l.gate_up_proj, gate_up));
@@ -220,10 +258,160 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const Mode
   return pool;
 }
 
+// Random channel orderings of the model's shape for every statistic (speed does not depend
+// on which channels a calibration would pick).
+ChannelConfig RandomChannelConfig(const ModelConfig& c) {
+  std::mt19937 rng(1234);
+  ChannelConfig config;
+  for (ChannelStatistic kind :
+       {ChannelStatistic::kQK, ChannelStatistic::kQ, ChannelStatistic::kK}) {
+    auto& layers = config.Mutable(kind);
+    layers.resize(c.num_layers);
+    for (auto& l : layers) {
+      l.resize(kind == ChannelStatistic::kK ? c.num_heads_kv : c.num_heads_q);
+      for (auto& order : l) {
+        order.resize(c.head_dim);
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), rng);
+      }
+    }
+  }
+  return config;
+}
+
+// The Double Sparsity options of --ds_ratio / --label_bits / --ds_dense_layers.
+absl::StatusOr<AttentionOptions> DsOptions(const ModelConfig& c) {
+  AttentionOptions o;
+  o.mode = AttentionMode::kDoubleSparse;
+  const int ratio = absl::GetFlag(FLAGS_ds_ratio);
+  o.label_bits = absl::GetFlag(FLAGS_label_bits);
+  if (ratio < 1) return absl::InvalidArgumentError("--ds_ratio must be >= 1");
+  o.channels = (o.label_bits == 4 ? 4 : 1) * c.head_dim / ratio;
+  o.token_budget_ratio = 1.0 / ratio;
+  o.token_budget = 0;
+  o.sink = 4;
+  o.recent = 64;
+  o.dense_layers = absl::GetFlag(FLAGS_ds_dense_layers);
+  RETURN_IF_ERROR(o.Validate(c.head_dim));
+  return o;
+}
+
 int64_t FreeBytes() {
   size_t f = 0, t = 0;
   cudaMemGetInfo(&f, &t);
   return static_cast<int64_t>(f);
+}
+
+// One decode configuration in one attention mode: ms per step (eager; and replayed as a
+// CUDA graph for dense), one layer's attention alone, and the floor: weights plus the bytes
+// attention must read — the context's K/V per dense layer; labels plus the selected K/V rows
+// per sparse layer. Fills r and prints one table row.
+absl::Status TimeDecode(CudaBackend& b, BenchModel& m, Workspace& ws, ForwardBatch& fb,
+                        KvBlockPool& pool, const std::string& mode, int64_t ctx, int64_t batch,
+                        double hbm_bps, Timer& timer, int iters, nlohmann::json& r) {
+  const ModelConfig& c = m.config;
+  std::unique_ptr<DoubleSparsity> ds;
+  AttentionOptions opts;
+  int sparse_layers = 0;
+  double sparse_token_bytes = 0;  // per sparse layer and context token: labels + selected K/V
+  if (mode == "double_sparse") {
+    ASSIGN_OR_RETURN(opts, DsOptions(c));
+    ds = std::make_unique<DoubleSparsity>(c.num_layers, c.num_heads_q, c.num_heads_kv,
+                                          c.head_dim);
+    RETURN_IF_ERROR(ds->SetChannelConfig(RandomChannelConfig(c)));
+    sparse_layers = std::max(0, c.num_layers - opts.dense_layers);
+    const double label_bytes = opts.label_bits == 16
+                                   ? 2.0 * opts.channels
+                                   : (opts.channels + 1) / 2 + 4.0;  // codes + scale/min
+    sparse_token_bytes = c.num_heads_kv * label_bytes +
+                         2.0 * c.kv_size() * 2 * opts.token_budget_ratio;
+    r["ds_channels"] = opts.channels;
+    r["ds_label_bits"] = opts.label_bits;
+    r["ds_budget"] = opts.BudgetFor(ctx + 1);
+    r["ds_dense_layers"] = opts.dense_layers;
+  } else if (mode != "dense") {
+    return absl::InvalidArgumentError(absl::StrCat("--attention: unknown mode ", mode));
+  }
+  for (BatchSequence& s : fb.sequences) s.attention = ds != nullptr ? &opts : nullptr;
+  auto time_steps = [&](bool graphs) -> absl::StatusOr<double> {
+    b.set_decode_graphs(graphs);
+    for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get()));
+    std::vector<double> ms;
+    for (int i = 0; i < iters; ++i) {
+      timer.Start();
+      RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get()));
+      ms.push_back(timer.StopMs());
+    }
+    RETURN_IF_ERROR(b.Synchronize());
+    return Median(ms);
+  };
+  ASSIGN_OR_RETURN(const double eager_ms, time_steps(false));
+  double graph_ms = 0;
+  if (absl::GetFlag(FLAGS_graphs) && ds == nullptr) {
+    const int64_t replays = b.graph_replays();
+    ASSIGN_OR_RETURN(graph_ms, time_steps(true));
+    r["graph_replays"] = b.graph_replays() - replays;
+    b.set_decode_graphs(false);
+  }
+  const double step_ms = graph_ms > 0 ? std::min(eager_ms, graph_ms) : eager_ms;
+  r["eager_ms_per_step"] = eager_ms;
+  r["graph_ms_per_step"] = graph_ms;
+  // Attention of one layer alone: the last layer (sparse under Double Sparsity; the plan of
+  // the last Forward still holds, and its labels exist).
+  DeviceTensor qkv = ws.qkv, attn = ws.attn;
+  qkv.rows = attn.rows = batch;
+  const int layer = c.num_layers - 1;
+  std::vector<size_t> all(fb.sequences.size());
+  std::iota(all.begin(), all.end(), size_t{0});
+  auto attend = [&]() -> absl::Status {
+    if (ds != nullptr && ds->AnySparse(layer)) {
+      return b.SparseAttention(layer, fb, all, pool, *ds, qkv, attn);
+    }
+    return b.Attention(layer, m.attention, fb, pool, qkv, attn);
+  };
+  std::vector<double> ams;
+  for (int i = 0; i < 20; ++i) {
+    timer.Start();
+    RETURN_IF_ERROR(attend());
+    ams.push_back(timer.StopMs());
+  }
+  const double attn_ms = Median(ams);
+  const double kv_token_bytes = 2.0 * c.kv_size() * 2;  // per layer
+  const double ctx_tokens = double(batch) * (ctx + 1);
+  const double attn_bytes = ctx_tokens * (ds != nullptr && ds->AnySparse(layer)
+                                              ? sparse_token_bytes
+                                              : kv_token_bytes);
+  const double bytes = double(m.weight_bytes - c.vocab_size * c.hidden_size * 2) +
+                       ctx_tokens * ((c.num_layers - sparse_layers) * kv_token_bytes +
+                                     sparse_layers * sparse_token_bytes);
+  const double floor_ms = bytes / hbm_bps * 1e3;
+  r["ms_per_step"] = step_ms;
+  r["tokens_per_s"] = batch / (step_ms * 1e-3);
+  r["floor_ms"] = floor_ms;
+  r["x_floor"] = step_ms / floor_ms;
+  r["attention_layer_ms"] = attn_ms;
+  r["attention_layer_bytes"] = attn_bytes;
+  r["attention_TBps"] = attn_bytes / (attn_ms * 1e-3) / 1e12;
+  double warp_tbps = 0;
+  if (ds == nullptr) {
+    // The first (warp-per-token) decode kernel at the same shape, for comparison.
+    b.set_decode_algo(DecodeAttentionAlgo::kWarp);
+    std::vector<double> wms;
+    for (int i = 0; i < 20; ++i) {
+      timer.Start();
+      RETURN_IF_ERROR(b.Attention(layer, m.attention, fb, pool, qkv, attn));
+      wms.push_back(timer.StopMs());
+    }
+    b.set_decode_algo(DecodeAttentionAlgo::kTiled);
+    warp_tbps = attn_bytes / (Median(wms) * 1e-3) / 1e12;
+    r["attention_warp_kernel_TBps"] = warp_tbps;
+  }
+  for (BatchSequence& s : fb.sequences) s.attention = nullptr;
+  std::printf("%-14s %-6lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %10.3f %12.2f %12.2f\n",
+              mode.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
+              graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms, attn_ms,
+              attn_bytes / (attn_ms * 1e-3) / 1e12, warp_tbps);
+  return absl::OkStatus();
 }
 
 absl::Status Run() {
@@ -286,6 +474,8 @@ absl::Status Run() {
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_contexts), ','))
     contexts.push_back(std::stoll(std::string(s)));
   const int iters = absl::GetFlag(FLAGS_iters);
+  std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_attention), ',');
+  const bool any_ds = std::find(modes.begin(), modes.end(), "double_sparse") != modes.end();
 
   for (absl::string_view model_name : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
     Shape shape = MakeShape(std::string(model_name));
@@ -295,15 +485,17 @@ absl::Status Run() {
     const int64_t kv_token_bytes = 2ll * c.num_layers * c.kv_size() * 2;
     nlohmann::json jm;
     jm["weight_bytes"] = m.weight_bytes;
-    std::printf("\n%s (weights %.2f GB)\n%-8s %-7s %12s %12s %12s %10s %10s %12s %12s\n",
-                shape.name.c_str(), m.weight_bytes / 1e9, "batch", "ctx", "eager ms",
-                "graph ms", "tok/s", "floor ms", "x floor", "attn TB/s", "(warp TB/s)");
+    std::printf(
+        "\n%s (weights %.2f GB)\n%-14s %-6s %-7s %12s %12s %12s %10s %10s %10s %12s %12s\n",
+        shape.name.c_str(), m.weight_bytes / 1e9, "attention", "batch", "ctx", "eager ms",
+        "graph ms", "tok/s", "floor ms", "x floor", "attn ms", "attn TB/s", "(warp TB/s)");
     for (int64_t ctx : contexts) {
       for (int64_t batch : batches) {
         nlohmann::json r;
         r["batch"] = batch;
         r["context"] = ctx;
-        const int64_t kv_bytes = batch * (ctx + 16) * kv_token_bytes;
+        // Double Sparsity adds labels (at most 1/4 of K at any supported ratio and bits).
+        const int64_t kv_bytes = batch * (ctx + 16) * kv_token_bytes * (any_ds ? 9 : 8) / 8;
         const int64_t act = batch * (c.vocab_size * 6 + 200000ll) + (512ll << 20);
         if (kv_bytes + act > FreeBytes()) {
           r["skipped"] = absl::StrCat("weights + KV (", kv_bytes >> 30, " GiB) exceed free memory");
@@ -323,65 +515,13 @@ absl::Status Run() {
           const int32_t tok = static_cast<int32_t>((i * 7919) % c.vocab_size);
           fb.Add(seq, &tok, 1, ctx, false);
         }
-        auto time_steps = [&](bool graphs) -> absl::StatusOr<double> {
-          b.set_decode_graphs(graphs);
-          for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
-          std::vector<double> ms;
-          for (int i = 0; i < iters; ++i) {
-            timer.Start();
-            RETURN_IF_ERROR(Forward(m, ws, fb, *pool, c.num_layers));
-            ms.push_back(timer.StopMs());
-          }
-          RETURN_IF_ERROR(b.Synchronize());
-          return Median(ms);
-        };
-        ASSIGN_OR_RETURN(const double eager_ms, time_steps(false));
-        double graph_ms = 0;
-        if (absl::GetFlag(FLAGS_graphs)) {
-          const int64_t replays = b.graph_replays();
-          ASSIGN_OR_RETURN(graph_ms, time_steps(true));
-          r["graph_replays"] = b.graph_replays() - replays;
-          b.set_decode_graphs(false);
+        for (const std::string& mode : modes) {
+          nlohmann::json rm = r;
+          rm["attention"] = mode;
+          RETURN_IF_ERROR(TimeDecode(b, m, ws, fb, *pool, mode, ctx, batch, hbm_bps, timer, iters,
+                                     rm));
+          jm["decode"].push_back(rm);
         }
-        const double step_ms = graph_ms > 0 ? std::min(eager_ms, graph_ms) : eager_ms;
-        r["eager_ms_per_step"] = eager_ms;
-        r["graph_ms_per_step"] = graph_ms;
-        // Attention of one layer alone: KV bytes read ÷ time.
-        DeviceTensor qkv = ws.qkv, attn = ws.attn;
-        qkv.rows = attn.rows = batch;
-        std::vector<double> ams;
-        for (int i = 0; i < 20; ++i) {
-          timer.Start();
-          RETURN_IF_ERROR(b.Attention(0, m.attention, fb, *pool, qkv, attn));
-          ams.push_back(timer.StopMs());
-        }
-        const double attn_ms = Median(ams);
-        // The first (warp-per-token) decode kernel at the same shape, for comparison.
-        b.set_decode_algo(DecodeAttentionAlgo::kWarp);
-        std::vector<double> wms;
-        for (int i = 0; i < 20; ++i) {
-          timer.Start();
-          RETURN_IF_ERROR(b.Attention(0, m.attention, fb, *pool, qkv, attn));
-          wms.push_back(timer.StopMs());
-        }
-        b.set_decode_algo(DecodeAttentionAlgo::kTiled);
-        const double attn_bytes = double(batch) * (ctx + 1) * c.kv_size() * 2 * 2;
-        const double bytes = double(m.weight_bytes - c.vocab_size * c.hidden_size * 2) +
-                             double(batch) * (ctx + 1) * kv_token_bytes;
-        const double floor_ms = bytes / hbm_bps * 1e3;
-        r["ms_per_step"] = step_ms;
-        r["tokens_per_s"] = batch / (step_ms * 1e-3);
-        r["floor_ms"] = floor_ms;
-        r["x_floor"] = step_ms / floor_ms;
-        r["attention_layer_ms"] = attn_ms;
-        r["attention_TBps"] = attn_bytes / (attn_ms * 1e-3) / 1e12;
-        r["attention_warp_kernel_TBps"] = attn_bytes / (Median(wms) * 1e-3) / 1e12;
-        std::printf("%-8lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %12.2f %12.2f\n",
-                    static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
-                    graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms,
-                    attn_bytes / (attn_ms * 1e-3) / 1e12,
-                    attn_bytes / (Median(wms) * 1e-3) / 1e12);
-        jm["decode"].push_back(r);
       }
     }
     // Prefill, batch 1.

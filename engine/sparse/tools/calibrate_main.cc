@@ -1,6 +1,10 @@
 // dsinfer-calibrate: finds Double Sparsity's label channels for a model from calibration
 // data (text through the model's tokenizer, or token ids) and writes them in the reference
 // channel-config format, with the statistic values under "dsinfer.metadata".
+// --device picks the engine (cpu, or cuda / cuda:N in CUDA builds): the statistics read
+// pre- and post-RoPE q/k through Model's ForwardObserver, which copies them to the host on
+// any backend (on the GPU they are the bf16 engine's activations, so an ordering can differ
+// from the CPU's where two channels' statistics are within rounding).
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -9,7 +13,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
-#include "engine/cpu_backend.h"
+#include "engine/backend_factory.h"
 #include "engine/model.h"
 #include "engine/sparse/calibration.h"
 #include "engine/sparse/tools/ids_file.h"
@@ -23,7 +27,7 @@ ABSL_FLAG(std::string, out, "", "channel config to write (JSON)");
 ABSL_FLAG(std::string, stat, "qk,q,k", "statistics to compute: any of qk, q, k");
 ABSL_FLAG(int64_t, block, 512, "tokens per calibration sequence");
 ABSL_FLAG(int64_t, max_blocks, 0, "most blocks to use; 0 = all");
-ABSL_FLAG(std::string, device, "cpu", "backend: cpu");
+ABSL_FLAG(std::string, device, "cpu", "engine: cpu, cuda or cuda:N (CUDA builds)");
 
 namespace {
 
@@ -38,7 +42,7 @@ int main(int argc, char** argv) {
   dsinfer::ParseFlagsWithEnvironment(
       argc, argv,
       "dsinfer-calibrate --model DIR (--text-file F | --ids-file F) --out channels.json "
-      "[--stat qk,q,k] [--block 512] [--max-blocks N]");
+      "[--stat qk,q,k] [--block 512] [--max-blocks N] [--device cpu|cuda|cuda:N]");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   const std::string text_file = absl::GetFlag(FLAGS_text_file);
   const std::string ids_file = absl::GetFlag(FLAGS_ids_file);
@@ -46,9 +50,10 @@ int main(int argc, char** argv) {
   if (model_dir.empty()) return Fail("--model is required");
   if (out.empty()) return Fail("--out is required");
   if (text_file.empty() == ids_file.empty()) return Fail("give exactly one of --text-file, --ids-file");
-  if (absl::GetFlag(FLAGS_device) != "cpu") {
-    return Fail("--device " + absl::GetFlag(FLAGS_device) + " is not available in this build (cpu)");
-  }
+  // The backend first: a build without CUDA or a host without a GPU fails before any work.
+  const std::string device = absl::GetFlag(FLAGS_device);
+  auto backend = dsinfer::CreateBackend(device);
+  if (!backend.ok()) return Fail(std::string(backend.status().message()));
   dsinfer::CalibrationOptions options;
   options.block = absl::GetFlag(FLAGS_block);
   options.max_blocks = absl::GetFlag(FLAGS_max_blocks);
@@ -78,13 +83,13 @@ int main(int argc, char** argv) {
     ids = *std::move(encoded);
     options.data_source = "text:" + text_file;
   }
-  dsinfer::CpuBackend backend;
   dsinfer::ModelOptions model_options;
   model_options.kv_pool_tokens = options.block + 64;
-  auto model = dsinfer::Model::Load(model_dir, backend, model_options);
+  auto model = dsinfer::Model::Load(model_dir, **backend, model_options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   auto config = dsinfer::Calibrate(**model, ids, options);
   if (!config.ok()) return Fail(std::string(config.status().message()));
+  config->metadata["device"] = device;
   absl::Status st = dsinfer::WriteChannelConfig(*config, out);
   if (!st.ok()) return Fail(std::string(st.message()));
   std::fprintf(stderr, "dsinfer-calibrate: %s tokens in %s blocks -> %s\n",

@@ -8,6 +8,9 @@
 // window - 1 tokens of the text, scored from --prefill on. Retrieval input: a
 // retrieval.jsonl (--retrieval-file), optionally only some length classes (--lengths) and
 // the first --per-length items of each. The grid is narrowed with --ratios, --bits, --aggs.
+// --device picks the engine (cpu, or cuda / cuda:N in CUDA builds); the CUDA backend does not
+// count tokens attended nor measure recall (its sparse path runs on the device), so those
+// fields are null in its reports.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -20,7 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "engine/cpu_backend.h"
+#include "engine/backend_factory.h"
 #include "engine/model.h"
 #include "engine/sparse/eval.h"
 #include "engine/sparse/tools/ids_file.h"
@@ -46,6 +49,7 @@ ABSL_FLAG(int32_t, recent, 64, "last tokens always kept");
 ABSL_FLAG(int32_t, dense_layers, 2, "first layers kept dense");
 ABSL_FLAG(int64_t, prefill, 64, "dense prefix before scoring starts");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(std::string, device, "cpu", "engine: cpu, cuda or cuda:N (CUDA builds)");
 
 namespace {
 
@@ -115,7 +119,7 @@ int main(int argc, char** argv) {
       "dsinfer-eval --model DIR (--ids-file F | --text-file F [--window 1024] [--windows 1] | "
       "--retrieval-file F [--lengths 1024,2048] [--per-length N]) [--channels F] [--r 16] "
       "[--stat qk] [--ratios ...] [--bits 16,4] [--aggs sum,max] [--sink 4] [--recent 64] "
-      "[--dense-layers 2] [--prefill 64] [--json]");
+      "[--dense-layers 2] [--prefill 64] [--device cpu|cuda|cuda:N] [--json]");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) return Fail("--model is required");
   const std::string ids_file = absl::GetFlag(FLAGS_ids_file);
@@ -175,11 +179,13 @@ int main(int argc, char** argv) {
   for (const auto& it : items) {
     longest = std::max<int64_t>(longest, it.prompt.size() + it.answer.size());
   }
-  dsinfer::CpuBackend backend;
+  const std::string device = absl::GetFlag(FLAGS_device);
+  auto backend = dsinfer::CreateBackend(device);
+  if (!backend.ok()) return Fail(std::string(backend.status().message()));
   dsinfer::ModelOptions model_options;
   model_options.channel_config_path = absl::GetFlag(FLAGS_channels);
   model_options.kv_pool_tokens = longest + 64;
-  auto model = dsinfer::Model::Load(model_dir, backend, model_options);
+  auto model = dsinfer::Model::Load(model_dir, **backend, model_options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   if (options.base.channels > (*model)->config().head_dim) {
     options.base.channels = (*model)->config().head_dim;
@@ -208,10 +214,11 @@ int main(int argc, char** argv) {
     j["recent"] = options.base.recent;
     j["dense_layers"] = options.base.dense_layers;
     j["prefill"] = options.prefill;
+    j["device"] = device;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("model %s, stat %s, r=%d, sink %d, recent %d, dense_layers %d\n%s",
-                model_dir.c_str(), absl::GetFlag(FLAGS_stat).c_str(), options.base.channels,
+    std::printf("model %s on %s, stat %s, r=%d, sink %d, recent %d, dense_layers %d\n%s",
+                model_dir.c_str(), device.c_str(), absl::GetFlag(FLAGS_stat).c_str(), options.base.channels,
                 options.base.sink, options.base.recent, options.base.dense_layers,
                 table.c_str());
   }

@@ -1,0 +1,594 @@
+// dsinfer-offload-bench: decode speed of the offload tier on CUDA (issue 8, docs/offload.md)
+// at the Llama-3-8B shape (GQA 8, 32 layers, head_dim 128) with random weights generated on
+// the GPU. The host pool (pinned mapped memory) is filled with random K/V directly — no 256K
+// prefill through the model — and the first (warm-up) step derives every layer's labels from
+// it, as the engine does. Modes per (context, batch):
+//   offload          Double Sparsity at the budget ratio, cross-layer prediction, reuse cache
+//   offload-noreuse  the same without the reuse cache
+//   dense-offload    every row of every layer streamed from the host (FlexGen-style baseline)
+//   gpu              gpu-mode Double Sparsity with the pool in device memory (reference;
+//                    contexts up to --gpu_max_context)
+// The bench drives the backend with Model::Forward's sequence of operations for decode-only
+// batches (the offload part copied from Model::OffloadLayer / PredictNext / FetchSelection).
+// Measured in the same run: contiguous pinned H2D bandwidth (cudaMemcpyAsync) and zero-copy
+// gather bandwidth (the gather kernel over random 256-byte pool rows). Per configuration:
+// ms/step (host wall clock, the decode latency), bytes fetched from the host per step, the
+// PCIe floor = bytes ÷ gather bandwidth, ratio to it, speed-up vs dense-offload, reuse hit
+// rate, GPU memory in use (cudaMemGetInfo) vs weights + label cache. --json_out writes it all.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "engine/cuda/cuda_backend.h"
+#include "engine/sparse/double_sparsity.h"
+#include "engine/tools/cli_flags.h"
+#include "kernels/cuda/offload_gather.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/status.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
+ABSL_FLAG(std::string, contexts, "32768,131072,262144", "decode contexts");
+ABSL_FLAG(std::string, batches, "1,4", "decode batch sizes");
+ABSL_FLAG(std::string, modes, "offload,offload-noreuse,dense-offload,gpu", "modes to time");
+ABSL_FLAG(int64_t, kv_pool_tokens, 262144 + 256,
+          "host pool size in tokens (all sequences); configurations that do not fit are skipped");
+ABSL_FLAG(int64_t, gpu_max_context, 32768, "gpu mode runs only up to this context");
+ABSL_FLAG(int32_t, warmup, 2, "untimed decode steps per configuration (the first builds labels)");
+ABSL_FLAG(int32_t, steps, 5, "timed decode steps per configuration");
+ABSL_FLAG(double, budget_ratio, 1.0 / 16, "Double Sparsity token budget ratio");
+ABSL_FLAG(int32_t, channels, 16, "Double Sparsity label channels r");
+ABSL_FLAG(int64_t, reuse_rows, 4096, "reuse-cache slots per (layer, KV head) in mode offload");
+ABSL_FLAG(bool, predict, true, "cross-layer prediction in the offload modes");
+ABSL_FLAG(int32_t, layers, 32, "layers of the model (32 = Llama-3-8B)");
+
+namespace dsinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+ModelConfig Llama3Shape(int layers) {
+  ModelConfig c;
+  c.hidden_size = 4096;
+  c.num_layers = layers;
+  c.num_heads_q = 32;
+  c.num_heads_kv = 8;
+  c.head_dim = 128;
+  c.rms_norm_eps = 1e-5f;
+  c.vocab_size = 128256;
+  c.intermediate_size = 14336;
+  c.rope.theta = 500000.0;
+  return c;
+}
+
+std::vector<int64_t> ParseList(const std::string& s) {
+  std::vector<int64_t> v;
+  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    v.push_back(std::stoll(std::string(p)));
+  }
+  return v;
+}
+
+// The random-weight model (the tensors Model uploads, filled on the GPU) and its workspace.
+struct BenchModel {
+  CudaBackend* b = nullptr;
+  ModelConfig c;
+  AttentionConfig attention;
+  DeviceTensor embed, final_norm, lm_head;
+  struct Layer {
+    DeviceTensor input_norm, qkv_proj, o_proj, post_attn_norm, gate_up_proj, down_proj;
+  };
+  std::vector<Layer> layers;
+  std::vector<DeviceTensor*> owned;
+  int64_t weight_bytes = 0;
+  // Workspace for `rows` decode rows.
+  DeviceTensor residual, normed, qkv, attn, delta, gate_up, mlp, last, logits;
+  DeviceTensor p_input, p_normed, p_q;  // prediction
+  int32_t* ids = nullptr;
+
+  absl::Status Make(DeviceTensor& t, int64_t rows, int64_t cols, float scale, uint64_t seed) {
+    ASSIGN_OR_RETURN(t, b->Allocate(rows, cols));
+    owned.push_back(&t);
+    weight_bytes += rows * cols * 2;
+    return b->FillRandom(t, seed, scale);
+  }
+  absl::Status Init(int64_t rows) {
+    const int64_t h = c.hidden_size;
+    layers.resize(c.num_layers);
+    uint64_t seed = 1;
+    RETURN_IF_ERROR(Make(embed, c.vocab_size, h, 0.5f, seed++));
+    RETURN_IF_ERROR(Make(final_norm, 1, h, 1.0f, seed++));
+    RETURN_IF_ERROR(Make(lm_head, c.vocab_size, h, 0.02f, seed++));
+    for (Layer& l : layers) {
+      RETURN_IF_ERROR(Make(l.input_norm, 1, h, 1.0f, seed++));
+      RETURN_IF_ERROR(Make(l.qkv_proj, c.q_size() + 2 * c.kv_size(), h, 0.02f, seed++));
+      RETURN_IF_ERROR(Make(l.o_proj, h, c.q_size(), 0.02f, seed++));
+      RETURN_IF_ERROR(Make(l.post_attn_norm, 1, h, 1.0f, seed++));
+      RETURN_IF_ERROR(Make(l.gate_up_proj, 2 * c.intermediate_size, h, 0.02f, seed++));
+      RETURN_IF_ERROR(Make(l.down_proj, h, c.intermediate_size, 0.02f, seed++));
+    }
+    attention = {c.num_heads_q, c.num_heads_kv, c.head_dim, ComputeRopeInvFreq(c.rope, c.head_dim)};
+    auto keep = [&](DeviceTensor& t, absl::StatusOr<DeviceTensor> a) -> absl::Status {
+      if (!a.ok()) return a.status();
+      t = *a;
+      owned.push_back(&t);
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(keep(residual, b->AllocateF32(rows, h)));
+    RETURN_IF_ERROR(keep(normed, b->Allocate(rows, h)));
+    RETURN_IF_ERROR(keep(qkv, b->Allocate(rows, c.q_size() + 2 * c.kv_size())));
+    RETURN_IF_ERROR(keep(attn, b->Allocate(rows, c.q_size())));
+    RETURN_IF_ERROR(keep(delta, b->Allocate(rows, h)));
+    RETURN_IF_ERROR(keep(gate_up, b->Allocate(rows, 2 * c.intermediate_size)));
+    RETURN_IF_ERROR(keep(mlp, b->Allocate(rows, c.intermediate_size)));
+    RETURN_IF_ERROR(keep(last, b->Allocate(rows, h)));
+    RETURN_IF_ERROR(keep(logits, b->AllocateF32(rows, c.vocab_size)));
+    RETURN_IF_ERROR(keep(p_input, b->AllocateF32(rows, h)));
+    RETURN_IF_ERROR(keep(p_normed, b->Allocate(rows, h)));
+    RETURN_IF_ERROR(keep(p_q, b->Allocate(rows, c.q_size())));
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&ids, rows * sizeof(int32_t)));
+    return absl::OkStatus();
+  }
+  ~BenchModel() {
+    for (DeviceTensor* t : owned) b->Free(*t);
+    cudaFree(ids);
+  }
+};
+
+DeviceTensor Rows(DeviceTensor t, int64_t n) {
+  t.rows = n;
+  return t;
+}
+
+// One mode's engine state: the pool, Double Sparsity, and (offload modes) the tier.
+struct Engine {
+  KvMode mode = KvMode::kGpu;
+  KvBlockPool* pool = nullptr;
+  DoubleSparsity* ds = nullptr;
+  OffloadTier* tier = nullptr;
+  std::vector<std::vector<std::vector<int32_t>>> selection[2];  // [parity][seq][head]
+};
+
+// Model::FetchSelection.
+absl::Status FetchSelection(CudaBackend& b, Engine& e, int layer, const ForwardBatch& batch,
+                            size_t j, const std::vector<std::vector<int32_t>>& selection) {
+  const BatchSequence& s = batch.sequences[j];
+  const int32_t position = batch.positions[s.first_row];
+  std::vector<std::vector<int32_t>> rows(selection.size());
+  for (size_t h = 0; h < selection.size(); ++h) {
+    rows[h] = selection[h];
+    if (!rows[h].empty() && rows[h].back() == position) rows[h].pop_back();
+  }
+  ASSIGN_OR_RETURN(FetchPlan plan, e.tier->Plan(layer, j, s.kv, std::move(rows), true));
+  e.ds->AddFetch(s.kv, plan.counts);
+  return b.FetchRows(plan, *e.pool, s.kv, *e.tier);
+}
+
+// Model::OffloadLayer + PredictNext for decode-only batches.
+absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatch& batch,
+                          const DeviceTensor& residual, const DeviceTensor& qkv,
+                          DeviceTensor& attn) {
+  CudaBackend& b = *m.b;
+  const int hkv = m.c.num_heads_kv;
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    const BatchSequence& s = batch.sequences[j];
+    const int32_t position = batch.positions[s.first_row];
+    auto& sel = e.selection[layer % 2][j];
+    if (!e.ds->IsSparse(j, layer)) {
+      std::vector<std::vector<int32_t>> all(hkv, std::vector<int32_t>(position));
+      for (auto& h : all) std::iota(h.begin(), h.end(), 0);
+      ASSIGN_OR_RETURN(FetchPlan plan, e.tier->Plan(layer, j, s.kv, std::move(all), false));
+      e.ds->AddFetch(s.kv, plan.counts);
+      RETURN_IF_ERROR(b.FetchRows(plan, *e.pool, s.kv, *e.tier));
+      continue;
+    }
+    if (e.tier->Pending(layer, j) == nullptr) {
+      RETURN_IF_ERROR(b.SelectTokens(layer, batch, j, *e.ds, qkv, s.first_row, true, sel));
+      RETURN_IF_ERROR(FetchSelection(b, e, layer, batch, j, sel));
+    }
+  }
+  const int next = layer + 1;
+  if (next < m.c.num_layers && !e.tier->options().OwnQuery(next)) {
+    std::vector<size_t> targets;
+    std::vector<int64_t> rows;
+    std::vector<int32_t> positions;
+    for (size_t j = 0; j < batch.sequences.size(); ++j) {
+      if (!e.ds->IsSparse(j, next)) continue;
+      targets.push_back(j);
+      rows.push_back(batch.sequences[j].first_row);
+      positions.push_back(batch.positions[batch.sequences[j].first_row]);
+    }
+    if (!targets.empty()) {
+      const int64_t n = static_cast<int64_t>(targets.size());
+      DeviceTensor input = Rows(m.p_input, n), normed = Rows(m.p_normed, n), q = Rows(m.p_q, n);
+      RETURN_IF_ERROR(b.GatherRows(residual, rows, input));
+      RETURN_IF_ERROR(b.RmsNorm(input, m.layers[next].input_norm, m.c.rms_norm_eps, normed));
+      DeviceTensor q_proj = m.layers[next].qkv_proj;
+      q_proj.rows = m.c.q_size();
+      RETURN_IF_ERROR(b.Linear(normed, q_proj, q));
+      RETURN_IF_ERROR(b.RopeQueries(m.attention, positions, q));
+      for (int64_t i = 0; i < n; ++i) {
+        auto& sel = e.selection[next % 2][targets[i]];
+        RETURN_IF_ERROR(b.SelectTokens(next, batch, targets[i], *e.ds, q, i, false, sel));
+        RETURN_IF_ERROR(FetchSelection(b, e, next, batch, targets[i], sel));
+      }
+    }
+  }
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    const bool sparse = e.ds->IsSparse(j, layer);
+    RETURN_IF_ERROR(b.GatheredAttention(layer, m.attention, batch, j,
+                                        sparse ? &e.selection[layer % 2][j] : nullptr, *e.tier, j,
+                                        *e.pool, *e.ds, qkv, attn));
+  }
+  return absl::OkStatus();
+}
+
+// Model::Forward for a decode-only batch, ending with a GPU argmax.
+absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
+  CudaBackend& b = *m.b;
+  const int64_t n = batch.rows();
+  RETURN_IF_ERROR(e.ds->BeginStep(batch, *e.pool));
+  if (e.tier != nullptr) {
+    e.tier->ReleaseMissing(*e.pool);
+    std::vector<int64_t> segments(batch.sequences.size());
+    for (size_t j = 0; j < segments.size(); ++j) segments[j] = e.ds->FetchRows(j, batch);
+    RETURN_IF_ERROR(e.tier->BeginStep(segments));
+    for (auto& p : e.selection) p.assign(batch.sequences.size(), {});
+    RETURN_IF_ERROR(b.BeginOffloadStep(m.attention, batch, *e.pool));
+  }
+  DeviceTensor residual = Rows(m.residual, n), normed = Rows(m.normed, n), qkv = Rows(m.qkv, n),
+               attn = Rows(m.attn, n), delta = Rows(m.delta, n), gate_up = Rows(m.gate_up, n),
+               mlp = Rows(m.mlp, n);
+  const float eps = m.c.rms_norm_eps;
+  RETURN_IF_ERROR(b.BeginStep(batch, *e.pool, false));
+  RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
+  RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
+  std::vector<size_t> all(batch.sequences.size());
+  std::iota(all.begin(), all.end(), 0);
+  for (int i = 0; i < m.c.num_layers; ++i) {
+    const BenchModel::Layer& l = m.layers[i];
+    RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
+    RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, *e.pool, qkv));
+    if (e.ds->StoresLabels()) RETURN_IF_ERROR(b.StoreLabels(i, batch, *e.ds, qkv));
+    if (e.tier != nullptr) {
+      RETURN_IF_ERROR(OffloadLayer(m, e, i, batch, residual, qkv, attn));
+    } else if (e.ds->AnySparse(i)) {
+      RETURN_IF_ERROR(b.SparseAttention(i, batch, all, *e.pool, *e.ds, qkv, attn));
+    } else {
+      RETURN_IF_ERROR(b.Attention(i, m.attention, batch, *e.pool, qkv, attn));
+    }
+    RETURN_IF_ERROR(b.Linear(attn, l.o_proj, delta));
+    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, l.post_attn_norm, eps, normed));
+    RETURN_IF_ERROR(b.Linear(normed, l.gate_up_proj, gate_up));
+    RETURN_IF_ERROR(b.SwiGlu(gate_up, mlp));
+    RETURN_IF_ERROR(b.Linear(mlp, l.down_proj, delta));
+    const DeviceTensor& next = i + 1 < m.c.num_layers ? m.layers[i + 1].input_norm : m.final_norm;
+    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, next, eps, normed));
+  }
+  RETURN_IF_ERROR(b.EndStep());
+  DeviceTensor last = Rows(m.last, n), logits = Rows(m.logits, n);
+  RETURN_IF_ERROR(b.GatherRows(normed, batch.logit_rows, last));
+  RETURN_IF_ERROR(b.Linear(last, m.lm_head, logits));
+  RETURN_IF_ERROR(
+      LaunchArgmax(logits.dtype, logits.data, n, logits.cols, logits.cols, m.ids, b.stream()));
+  return b.Synchronize();
+}
+
+absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const ModelConfig& c,
+                                                      int64_t tokens, HostMemory& memory,
+                                                      PinnedHostMemory* pinned) {
+  KvPoolOptions o;
+  o.layers = c.num_layers;
+  o.kv_heads = c.num_heads_kv;
+  o.head_dim = c.head_dim;
+  o.block_tokens = 16;
+  o.num_blocks = (tokens + 15) / 16;
+  o.dtype = DType::kBF16;
+  ASSIGN_OR_RETURN(auto pool, KvBlockPool::Create(o, memory));
+  const int64_t elems = o.num_blocks * o.block_tokens * o.kv_heads * o.head_dim;
+  // Random K/V, written by the GPU (over PCIe into mapped memory for the host pool).
+  for (int l = 0; l < c.num_layers; ++l) {
+    void* k = pinned != nullptr ? pinned->DevicePointer(pool->KBase(l)) : pool->KBase(l);
+    void* v = pinned != nullptr ? pinned->DevicePointer(pool->VBase(l)) : pool->VBase(l);
+    RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, k, elems, 100 + l, 1.0f, b.stream()));
+    RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, v, elems, 200 + l, 1.0f, b.stream()));
+  }
+  RETURN_IF_ERROR(b.Synchronize());
+  return pool;
+}
+
+ChannelConfig RandomChannels(const ModelConfig& c) {
+  std::mt19937 rng(17);
+  ChannelConfig config;
+  for (ChannelStatistic kind : {ChannelStatistic::kQK, ChannelStatistic::kQ, ChannelStatistic::kK}) {
+    const int heads = kind == ChannelStatistic::kK ? c.num_heads_kv : c.num_heads_q;
+    auto& layers = config.Mutable(kind);
+    layers.assign(c.num_layers, std::vector<std::vector<int32_t>>(heads));
+    for (auto& l : layers) {
+      for (auto& order : l) {
+        order.resize(c.head_dim);
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), rng);
+      }
+    }
+  }
+  return config;
+}
+
+int64_t UsedBytes() {
+  size_t f = 0, t = 0;
+  cudaMemGetInfo(&f, &t);
+  return static_cast<int64_t>(t - f);
+}
+
+double Gb(double bytes) { return bytes / 1e9; }
+
+absl::Status Run() {
+  const auto t_start = Clock::now();
+  ASSIGN_OR_RETURN(auto backend, CudaBackend::Create({}));
+  CudaBackend& b = *backend;
+  cudaDeviceProp prop;
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
+  nlohmann::json out;
+  out["gpu"] = prop.name;
+  const ModelConfig c = Llama3Shape(absl::GetFlag(FLAGS_layers));
+  const int64_t row_bytes = c.head_dim * 2;
+  const int64_t token_bytes = 2 * c.num_layers * c.kv_size() * 2;  // K+V, all layers
+  const int64_t pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
+  const std::vector<int64_t> contexts = ParseList(absl::GetFlag(FLAGS_contexts));
+  const std::vector<int64_t> batches = ParseList(absl::GetFlag(FLAGS_batches));
+  const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
+  const int warmup = absl::GetFlag(FLAGS_warmup), steps = absl::GetFlag(FLAGS_steps);
+  const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
+
+  const int64_t used_before_weights = UsedBytes();
+  BenchModel m;
+  m.b = &b;
+  m.c = c;
+  RETURN_IF_ERROR(m.Init(max_batch));
+  RETURN_IF_ERROR(b.Synchronize());
+  std::printf("gpu %s; weights %.2f GB; host pool %lld tokens = %.1f GB pinned\n", prop.name,
+              Gb(m.weight_bytes), static_cast<long long>(pool_tokens), Gb(pool_tokens * token_bytes));
+  out["weight_bytes"] = m.weight_bytes;
+
+  // The host pool: pinned mapped memory, random K/V written by the GPU.
+  PinnedHostMemory pinned(/*zero_fill=*/false);
+  const auto t_pin = Clock::now();
+  ASSIGN_OR_RETURN(auto host_pool, MakePool(b, c, pool_tokens, pinned, &pinned));
+  const double pin_s = std::chrono::duration<double>(Clock::now() - t_pin).count();
+  std::printf("host pool pinned and filled in %.1f s\n", pin_s);
+  out["host_pool"] = {{"tokens", pool_tokens}, {"bytes", pool_tokens * token_bytes},
+                      {"pin_and_fill_s", pin_s}};
+
+  // Ceiling 1: contiguous pinned H2D bandwidth (1 GiB from the pool into device memory).
+  cudaEvent_t e0, e1;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&e0));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&e1));
+  double h2d_bps = 0, gather_bps = 0;
+  {
+    const size_t bytes = std::min<size_t>(size_t{1} << 30, pool_tokens * token_bytes / 2);
+    void* dst = nullptr;
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&dst, bytes));
+    float best = 1e30f;
+    for (int i = 0; i < 4; ++i) {
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(e0, b.stream()));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(dst, host_pool->KBase(0), bytes, cudaMemcpyHostToDevice, b.stream()));
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(e1, b.stream()));
+      CUDA_RETURN_IF_ERROR(cudaEventSynchronize(e1));
+      float ms = 0;
+      CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, e0, e1));
+      if (i > 0) best = std::min(best, ms);
+    }
+    h2d_bps = bytes / (best * 1e-3);
+    // Ceiling 2: the zero-copy gather kernel over random rows (K and V of one token and head
+    // each: 2 × 256 bytes), 2M rows scattered over the whole layer-0 region.
+    const int64_t n = std::min<int64_t>(int64_t{1} << 21, bytes / (2 * row_bytes));
+    // The layer's K region seen as a 1-head pool of 256-byte rows (row r = block r / 16):
+    // random rows anywhere in it, as a selection over a long context reads them.
+    std::mt19937_64 rng(3);
+    std::vector<int32_t> table(
+        static_cast<size_t>(host_pool->options().num_blocks * c.num_heads_kv));
+    std::iota(table.begin(), table.end(), 0);
+    std::vector<CudaFetchRow> rows(n);
+    for (int64_t i = 0; i < n; ++i) {
+      rows[i].token = static_cast<int32_t>(rng() % (table.size() * 16));
+      rows[i].dst = static_cast<int32_t>(i);
+    }
+    void *d_rows = nullptr, *d_table = nullptr, *d_out = nullptr;
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&d_rows, rows.size() * sizeof(CudaFetchRow)));
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&d_table, table.size() * 4));
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&d_out, static_cast<size_t>(n) * row_bytes * 2));
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(d_rows, rows.data(), rows.size() * sizeof(CudaFetchRow),
+                                    cudaMemcpyHostToDevice));
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(d_table, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+    CudaFetchJob job;
+    job.pool_k = pinned.DevicePointer(host_pool->KBase(0));
+    job.pool_v = pinned.DevicePointer(host_pool->VBase(0));
+    job.block_table = static_cast<const int32_t*>(d_table);
+    job.block_tokens = 16;
+    job.out_k = d_out;
+    job.out_v = static_cast<char*>(d_out) + n * row_bytes;
+    job.rows = static_cast<const CudaFetchRow*>(d_rows);
+    job.num_rows = n;
+    job.kv_heads = 1;
+    job.row_bytes = static_cast<int32_t>(row_bytes);
+    best = 1e30f;
+    for (int i = 0; i < 4; ++i) {
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(e0, b.stream()));
+      RETURN_IF_ERROR(LaunchFetchRows(job, b.sm_count(), b.stream()));
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(e1, b.stream()));
+      CUDA_RETURN_IF_ERROR(cudaEventSynchronize(e1));
+      float ms = 0;
+      CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, e0, e1));
+      if (i > 0) best = std::min(best, ms);
+    }
+    gather_bps = 2.0 * n * row_bytes / (best * 1e-3);
+    for (void* p : {dst, d_rows, d_table, d_out}) CUDA_RETURN_IF_ERROR(cudaFree(p));
+  }
+  std::printf("contiguous pinned H2D %.1f GB/s; zero-copy gather of random %lld-byte rows %.1f GB/s\n",
+              Gb(h2d_bps), static_cast<long long>(row_bytes), Gb(gather_bps));
+  out["h2d_bytes_per_s"] = h2d_bps;
+  out["gather_bytes_per_s"] = gather_bps;
+
+  std::printf("\n%-16s %8s %5s %10s %12s %10s %8s %9s %8s %10s %10s\n", "mode", "context", "batch",
+              "ms/step", "host MB/step", "floor ms", "x floor", "vs dense", "reuse", "GPU GB",
+              "w+labels");
+  std::map<std::pair<int64_t, int64_t>, double> dense_ms;
+  // Dense-offload first, so the others can report their speed-up against it.
+  std::vector<std::string> ordered;
+  for (const char* want : {"dense-offload", "offload", "offload-noreuse", "gpu"}) {
+    if (std::find(modes.begin(), modes.end(), want) != modes.end()) ordered.push_back(want);
+  }
+  for (int64_t context : contexts) {
+    for (int64_t batch_size : batches) {
+      for (const std::string& mode : ordered) {
+        nlohmann::json r;
+        r["mode"] = mode;
+        r["context"] = context;
+        r["batch"] = batch_size;
+        const int64_t need = batch_size * (context + warmup + steps + 16);
+        const bool gpu = mode == "gpu";
+        if (gpu && context > absl::GetFlag(FLAGS_gpu_max_context)) continue;
+        if (!gpu && need > pool_tokens) {
+          std::printf("%-16s %8lld %5lld   skipped: needs %lld pool tokens (--kv_pool_tokens)\n",
+                      mode.c_str(), static_cast<long long>(context),
+                      static_cast<long long>(batch_size), static_cast<long long>(need));
+          r["skipped"] = "host pool too small";
+          out["runs"].push_back(r);
+          continue;
+        }
+        std::unique_ptr<KvBlockPool> device_pool;
+        if (gpu) {
+          ASSIGN_OR_RETURN(device_pool, MakePool(b, c, need, b.kv_memory(), nullptr));
+        }
+        KvBlockPool& pool = gpu ? *device_pool : *host_pool;
+        DoubleSparsity ds(c.num_layers, c.num_heads_q, c.num_heads_kv, c.head_dim);
+        AttentionOptions o;
+        o.mode = mode == "dense-offload" ? AttentionMode::kDense : AttentionMode::kDoubleSparse;
+        o.channels = absl::GetFlag(FLAGS_channels);
+        o.token_budget_ratio = absl::GetFlag(FLAGS_budget_ratio);
+        o.dense_layers = 0;
+        RETURN_IF_ERROR(ds.SetDefaults(o));
+        RETURN_IF_ERROR(ds.SetChannelConfig(RandomChannels(c)));
+        ds.set_force_dense(mode == "dense-offload");
+        std::unique_ptr<OffloadTier> tier;
+        if (!gpu) {
+          OffloadOptions oo;
+          oo.predict = absl::GetFlag(FLAGS_predict);
+          oo.reuse_rows = mode == "offload" ? absl::GetFlag(FLAGS_reuse_rows) : 0;
+          ASSIGN_OR_RETURN(tier, OffloadTier::Create(c.num_layers, c.num_heads_kv, c.head_dim,
+                                                     DType::kBF16, oo, b.offload_buffer_memory()));
+        }
+        Engine e;
+        e.mode = gpu ? KvMode::kGpu : KvMode::kOffload;
+        e.pool = &pool;
+        e.ds = &ds;
+        e.tier = tier.get();
+        std::vector<KvBlockPool::SequenceId> seqs;
+        for (int64_t s = 0; s < batch_size; ++s) {
+          seqs.push_back(pool.AddSequence());
+          RETURN_IF_ERROR(pool.Reserve(seqs.back(), context + warmup + steps + 1));
+        }
+        std::vector<int32_t> ids(batch_size);
+        for (int64_t s = 0; s < batch_size; ++s) ids[s] = static_cast<int32_t>((s * 977) % c.vocab_size);
+        std::vector<double> ms;
+        FetchCounters before;
+        for (int step = 0; step < warmup + steps; ++step) {
+          ForwardBatch batch;
+          for (int64_t s = 0; s < batch_size; ++s) {
+            batch.Add(seqs[s], &ids[s], 1, context + step, false);
+          }
+          if (step == warmup && tier != nullptr) before = tier->totals();
+          const auto t0 = Clock::now();
+          RETURN_IF_ERROR(Step(m, e, batch));
+          const double t = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+          if (step >= warmup) ms.push_back(t);
+        }
+        std::sort(ms.begin(), ms.end());
+        const double step_ms = ms[ms.size() / 2];
+        FetchCounters timed;
+        if (tier != nullptr) {
+          timed = tier->totals();
+          timed.rows_requested -= before.rows_requested;
+          timed.rows_from_host -= before.rows_from_host;
+          timed.rows_reused -= before.rows_reused;
+          timed.bytes_from_host -= before.bytes_from_host;
+          timed.rows_looked_up -= before.rows_looked_up;
+        }
+        const double bytes_step = static_cast<double>(timed.bytes_from_host) / steps;
+        const double floor_ms = bytes_step / gather_bps * 1e3;
+        const double hit = timed.rows_looked_up > 0
+                               ? static_cast<double>(timed.rows_reused) / timed.rows_looked_up
+                               : 0.0;
+        const int64_t used = UsedBytes() - used_before_weights;
+        const int64_t label_bytes = mode == "dense-offload"
+                                        ? 0
+                                        : batch_size * (context + warmup + steps) * c.num_layers *
+                                              c.num_heads_kv * o.channels * 2;
+        if (mode == "dense-offload") dense_ms[{context, batch_size}] = step_ms;
+        const auto dense = dense_ms.find({context, batch_size});
+        const double speedup = dense != dense_ms.end() ? dense->second / step_ms : 0.0;
+        r["ms_per_step"] = step_ms;
+        r["bytes_from_host_per_step"] = bytes_step;
+        r["pcie_floor_ms"] = floor_ms;
+        r["ratio_to_floor"] = floor_ms > 0 ? step_ms / floor_ms : 0.0;
+        r["speedup_vs_dense_offload"] = speedup;
+        r["reuse_hit_rate"] = hit;
+        r["gpu_bytes_in_use"] = used;
+        r["weight_bytes"] = m.weight_bytes;
+        r["label_bytes"] = label_bytes;
+        r["tier_device_bytes"] = tier != nullptr ? tier->buffer_bytes() + tier->reuse_bytes() : 0;
+        r["offload_state_device_bytes"] = b.offload_device_bytes();
+        r["gpu_pool_bytes"] = gpu ? need * token_bytes : 0;
+        std::printf("%-16s %8lld %5lld %10.2f %12.1f %10.2f %8.2f %9.2f %8.3f %10.2f %10.2f\n",
+                    mode.c_str(), static_cast<long long>(context),
+                    static_cast<long long>(batch_size), step_ms, bytes_step / 1e6, floor_ms,
+                    floor_ms > 0 ? step_ms / floor_ms : 0.0, speedup, hit, Gb(used),
+                    Gb(m.weight_bytes + label_bytes));
+        std::fflush(stdout);
+        out["runs"].push_back(r);
+        for (auto s : seqs) {
+          pool.Release(s);
+          ds.labels().Release(s);
+          if (tier != nullptr) tier->Release(s);
+        }
+        RETURN_IF_ERROR(b.Synchronize());
+      }
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  out["total_s"] = std::chrono::duration<double>(Clock::now() - t_start).count();
+  const std::string path = absl::GetFlag(FLAGS_json_out);
+  if (!path.empty()) std::ofstream(path) << out.dump(2) << "\n";
+  std::printf("total %.1f s\n", out["total_s"].get<double>());
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace dsinfer
+
+int main(int argc, char** argv) {
+  dsinfer::ParseFlagsWithEnvironment(argc, argv,
+                                     "dsinfer-offload-bench [--contexts ...] [--json_out FILE]");
+  const absl::Status s = dsinfer::Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "dsinfer-offload-bench: error: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,708 @@
+// The offload tier on the CUDA backend (DESIGN §3–§4, docs/offload.md): the KV pool in pinned
+// mapped host memory, fetch buffers and reuse slabs in device memory, labels on the device.
+//
+// Per decode row and layer:
+//   SelectTokens      (backend stream) catch up the layer's device labels from the pool's K
+//                     (zero-copy reads of the new rows), score, radix top-k — the Double
+//                     Sparsity kernels of kernels/cuda/double_sparsity.cuh — then copy the
+//                     selection to host lists: one device→host copy and host wait per
+//                     selection, because the tier's reuse-cache bookkeeping (OffloadTier::Plan)
+//                     runs on the host. docs/offload.md says what removing it takes.
+//   FetchRows         (copy stream) records an event on the backend stream and waits for it
+//                     there, so the gather follows everything queued before it (the pool
+//                     rows' writes, the last attention that read the same ping-pong buffer);
+//                     uploads the flattened plan from a pinned staging slot; runs the zero-copy
+//                     gather kernel; records the buffer's "fetched" event.
+//   GatheredAttention (backend stream) cudaStreamWaitEvent on that event (no host wait),
+//                     writes the current token's K/V behind the fetched rows of each head,
+//                     then the Double Sparsity attention kernel over the segment's rows 0..n
+//                     (sparse rows) or flash-decoding over the segment (dense rows).
+//
+// Device memory here is stream-ordered (cudaMallocAsync / cudaFreeAsync) on the stream that
+// uses it; buffers read by both streams (block tables) are freed on the copy stream after it
+// waited for the backend stream.
+//
+// Not counted on CUDA (as in gpu-mode Double Sparsity): DoubleSparsity's tokens_attended /
+// sparse_rows statistics. The tier's fetch counters (bytes_from_host) are counted by the
+// tier itself, identically on every backend.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/offload_fetch_plan.h"
+#include "engine/sparse/channel_config.h"
+#include "engine/sparse/double_sparsity.h"
+#include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda/offload_gather.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/status.h"
+
+namespace dsinfer {
+namespace {
+
+size_t Align256(size_t b) { return (b + 255) / 256 * 256; }
+size_t Align16(size_t b) { return (b + 15) / 16 * 16; }
+
+absl::Status OffloadError(const char* op, const std::string& what) {
+  return absl::InternalError(absl::StrCat("cuda backend ", op, ": ", what));
+}
+
+// Stream-ordered grow-only buffer.
+absl::Status Grow(void*& ptr, size_t& bytes, size_t need, cudaStream_t stream) {
+  if (need <= bytes && ptr != nullptr) return absl::OkStatus();
+  const size_t grown = std::max<size_t>({need, bytes * 2, 256});
+  if (ptr != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(ptr, stream));
+  ptr = nullptr;
+  bytes = 0;
+  CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ptr, grown, stream));
+  bytes = grown;
+  return absl::OkStatus();
+}
+
+// Plan staging slots in flight before the oldest is reused (its copy must have finished).
+constexpr size_t kStagingSlots = 16;
+
+}  // namespace
+
+struct CudaBackend::OffloadState {
+  // One sequence's device labels, all layers (the layout of cuda_backend_sparse.cc).
+  struct Labels {
+    LabelFormat format;
+    int64_t capacity = 0;          // tokens
+    void* base = nullptr;          // layers × [data | scales | minimums]
+    std::vector<int64_t> written;  // per layer: tokens [0, written) are labelled
+    size_t DataBytes(int kv_heads) const {
+      const int64_t row = format.bits == 16 ? 2 * format.r : (format.r + 1) / 2;
+      return Align256(static_cast<size_t>(capacity) * kv_heads * row);
+    }
+    size_t ScaleBytes(int kv_heads) const {
+      return format.bits == 16 ? 0 : Align256(static_cast<size_t>(capacity) * kv_heads * 2);
+    }
+    size_t LayerBytes(int kv_heads) const { return DataBytes(kv_heads) + 2 * ScaleBytes(kv_heads); }
+    CudaLabelSeq View(int layer, int kv_heads) const {
+      CudaLabelSeq v;
+      char* p = static_cast<char*>(base) + static_cast<size_t>(layer) * LayerBytes(kv_heads);
+      v.data = p;
+      v.scales = reinterpret_cast<uint16_t*>(p + DataBytes(kv_heads));
+      v.minimums = reinterpret_cast<uint16_t*>(p + DataBytes(kv_heads) + ScaleBytes(kv_heads));
+      v.r = format.r;
+      v.bits = format.bits;
+      return v;
+    }
+  };
+  // A sequence's block table on the device (read by the label writer on the backend stream
+  // and by the gather on the copy stream).
+  struct Table {
+    std::vector<int32_t> host;  // what the device copy holds
+    int32_t* dev = nullptr;
+    size_t capacity = 0;  // entries
+  };
+  struct Channels {
+    std::vector<int32_t> host;
+    void* dev = nullptr;
+  };
+  struct Staging {
+    void* host = nullptr;  // pinned
+    size_t bytes = 0;
+    cudaEvent_t done = nullptr;  // its upload finished
+  };
+
+  ~OffloadState() {
+    // The backend synchronized (and destroyed) its own stream before its members go.
+    if (copy != nullptr) cudaStreamSynchronize(copy);
+    for (auto& [id, l] : labels) cudaFree(l.base);
+    for (auto& [id, t] : tables) cudaFree(t.dev);
+    for (auto& [key, c] : channels) cudaFree(c.dev);
+    for (void* p : {plan_dev, select_meta, scores, selected, counts, attend_meta, workspace, iota,
+                    rope_meta}) {
+      if (p != nullptr) cudaFree(p);
+    }
+    for (Staging& s : staging) {
+      if (s.host != nullptr) cudaFreeHost(s.host);
+      if (s.done != nullptr) cudaEventDestroy(s.done);
+    }
+    if (selection_host != nullptr) cudaFreeHost(selection_host);
+    for (cudaEvent_t e : fetched) {
+      if (e != nullptr) cudaEventDestroy(e);
+    }
+    if (queued != nullptr) cudaEventDestroy(queued);
+    if (copy_done != nullptr) cudaEventDestroy(copy_done);
+    if (copy != nullptr) cudaStreamDestroy(copy);
+  }
+
+  // The copy stream follows everything queued on the backend stream so far.
+  absl::Status CopyAfterMain() {
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(queued, main));
+    CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy, queued, 0));
+    return absl::OkStatus();
+  }
+
+  // The device block table of `seq` as the pool holds it now. Appended entries are uploaded
+  // in place (no reader of the older entries is disturbed); a changed prefix waits for the
+  // copy stream first; a regrown array frees the old one on the copy stream.
+  absl::StatusOr<const int32_t*> EnsureTable(KvBlockPool::SequenceId seq, const KvBlockPool& pool) {
+    const std::vector<int32_t>& want = pool.BlockTable(seq);
+    Table& t = tables[seq];
+    if (t.dev != nullptr && t.host == want) return t.dev;
+    const bool prefix = t.dev != nullptr && t.host.size() <= want.size() &&
+                        std::equal(t.host.begin(), t.host.end(), want.begin());
+    if (t.dev == nullptr || t.capacity < want.size()) {
+      const size_t capacity = std::max<size_t>({want.size(), 2 * t.capacity, 64});
+      int32_t* fresh = nullptr;
+      CUDA_RETURN_IF_ERROR(
+          cudaMallocAsync(reinterpret_cast<void**>(&fresh), capacity * sizeof(int32_t), main));
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(fresh, want.data(), want.size() * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, main));
+      if (t.dev != nullptr) {
+        RETURN_IF_ERROR(CopyAfterMain());
+        CUDA_RETURN_IF_ERROR(cudaFreeAsync(t.dev, copy));
+      }
+      t.dev = fresh;
+      t.capacity = capacity;
+    } else if (prefix) {
+      const size_t old = t.host.size();
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(t.dev + old, want.data() + old,
+                                           (want.size() - old) * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, main));
+    } else {
+      // Entries a queued gather may still read change: wait for the copy stream first.
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(copy_done, copy));
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(main, copy_done, 0));
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(t.dev, want.data(), want.size() * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, main));
+    }
+    t.host = want;
+    return t.dev;
+  }
+
+  // Drops labels and tables of sequences the pool no longer holds.
+  absl::Status Retire(const KvBlockPool& pool) {
+    for (auto it = labels.begin(); it != labels.end();) {
+      if (pool.Contains(it->first)) {
+        ++it;
+        continue;
+      }
+      if (it->second.base != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(it->second.base, main));
+      it = labels.erase(it);
+    }
+    bool waited = false;
+    for (auto it = tables.begin(); it != tables.end();) {
+      if (pool.Contains(it->first)) {
+        ++it;
+        continue;
+      }
+      if (!waited) {
+        RETURN_IF_ERROR(CopyAfterMain());
+        waited = true;
+      }
+      if (it->second.dev != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(it->second.dev, copy));
+      it = tables.erase(it);
+    }
+    return absl::OkStatus();
+  }
+
+  int64_t DeviceBytes(int kv_heads, int layers) const {
+    int64_t b = 0;
+    for (const auto& [id, l] : labels) {
+      if (l.base != nullptr) b += static_cast<int64_t>(l.LayerBytes(kv_heads)) * layers;
+    }
+    for (const auto& [id, t] : tables) b += static_cast<int64_t>(t.capacity) * 4;
+    for (size_t s : {plan_dev_bytes, select_meta_bytes, scores_bytes, selected_bytes, counts_bytes,
+                     attend_meta_bytes, workspace_bytes, iota_bytes, rope_meta_bytes}) {
+      b += static_cast<int64_t>(s);
+    }
+    return b;
+  }
+
+  cudaStream_t main = nullptr;  // the backend's stream (not owned)
+  cudaStream_t copy = nullptr;
+  cudaEvent_t fetched[2] = {nullptr, nullptr};  // the latest fetch into ping-pong buffer b
+  cudaEvent_t queued = nullptr;                 // recorded on main, waited on by copy
+  cudaEvent_t copy_done = nullptr;              // recorded on copy, waited on by main
+  const KvBlockPool* pool = nullptr;            // this step's (BeginOffloadStep)
+  int heads_q = 0, kv_heads = 0, layers = 0;
+
+  std::unordered_map<KvBlockPool::SequenceId, Labels> labels;
+  std::unordered_map<KvBlockPool::SequenceId, Table> tables;
+  std::map<std::tuple<int, int, int>, Channels> channels;  // (statistic, r, layer)
+
+  std::array<Staging, kStagingSlots> staging;
+  size_t next_staging = 0;
+  std::vector<CudaFetchRow> rows;  // the plan being flattened
+  void* plan_dev = nullptr;        // copy stream
+  size_t plan_dev_bytes = 0;
+
+  // Backend-stream scratch.
+  void* select_meta = nullptr;
+  size_t select_meta_bytes = 0;
+  void* scores = nullptr;
+  size_t scores_bytes = 0;
+  void* selected = nullptr;
+  size_t selected_bytes = 0;
+  void* counts = nullptr;
+  size_t counts_bytes = 0;
+  void* attend_meta = nullptr;
+  size_t attend_meta_bytes = 0;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  void* iota = nullptr;  // int32 0, 1, 2, ...: every head's "selection" over a segment
+  size_t iota_bytes = 0;
+  void* rope_meta = nullptr;
+  size_t rope_meta_bytes = 0;
+  int32_t* selection_host = nullptr;  // pinned: counts then selected indices
+  size_t selection_host_bytes = 0;
+  std::vector<char> meta_host;
+};
+
+absl::StatusOr<CudaBackend::OffloadState*> CudaBackend::Offload() {
+  if (offload_state_ != nullptr) return offload_state_.get();
+  auto st = std::make_shared<OffloadState>();
+  st->main = stream_;
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&st->copy, cudaStreamNonBlocking));
+  for (cudaEvent_t& e : st->fetched) {
+    CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&st->queued, cudaEventDisableTiming));
+  CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&st->copy_done, cudaEventDisableTiming));
+  for (OffloadState::Staging& s : st->staging) {
+    CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+  }
+  offload_state_ = std::move(st);
+  return offload_state_.get();
+}
+
+cudaStream_t CudaBackend::offload_copy_stream() const {
+  return offload_state_ != nullptr ? offload_state_->copy : nullptr;
+}
+
+int64_t CudaBackend::offload_device_bytes() const {
+  if (offload_state_ == nullptr) return 0;
+  return offload_state_->DeviceBytes(offload_state_->kv_heads, offload_state_->layers);
+}
+
+absl::Status CudaBackend::BeginOffloadStep(const AttentionConfig& config, const ForwardBatch& batch,
+                                           const KvBlockPool& pool) {
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  st->pool = &pool;
+  st->heads_q = config.num_heads_q;
+  st->kv_heads = pool.options().kv_heads;
+  st->layers = pool.options().layers;
+  RETURN_IF_ERROR(st->Retire(pool));
+  for (const BatchSequence& s : batch.sequences) {
+    if (s.num_rows != 1) continue;  // prefill rows read the pool through the batch's tables
+    ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
+    (void)table;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::RopeQueries(const AttentionConfig& config,
+                                      absl::Span<const int32_t> positions, DeviceTensor& q) {
+  const int d = config.head_dim;
+  const int64_t m = static_cast<int64_t>(positions.size());
+  if (q.cols < static_cast<int64_t>(config.num_heads_q) * d || q.rows < m) {
+    return OffloadError("RopeQueries", "q shape");
+  }
+  if (static_cast<int>(config.rope_inv_freq.size()) != d / 2) {
+    return OffloadError("RopeQueries", "inv_freq size");
+  }
+  if (m == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  RETURN_IF_ERROR(UploadInvFreq(config));
+  // [positions m | row→table 0 … | one block table {0}]: the RoPE kernel with no KV heads
+  // rotates q only and stores nothing.
+  std::vector<int32_t> meta(static_cast<size_t>(2 * m + 1), 0);
+  std::copy(positions.begin(), positions.end(), meta.begin());
+  RETURN_IF_ERROR(Grow(st->rope_meta, st->rope_meta_bytes, meta.size() * 4, stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->rope_meta, meta.data(), meta.size() * 4,
+                                       cudaMemcpyHostToDevice, stream_));
+  const int32_t* dev = static_cast<const int32_t*>(st->rope_meta);
+  CudaBatchRows rows{dev, dev + m, m};
+  CudaPagedKv none;
+  none.block_tables = dev + 2 * m;
+  none.max_blocks = 1;
+  none.block_tokens = 1 << 30;
+  none.kv_heads = 0;
+  none.head_dim = d;
+  return LaunchRopeStoreKv(options_.dtype, q.data, q.cols, rows, config.num_heads_q, 0, d,
+                           static_cast<const float*>(inv_freq_.ptr), none, stream_);
+}
+
+absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, size_t index,
+                                       DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                                       bool current_label_written,
+                                       std::vector<std::vector<int32_t>>& selection) {
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  if (st->pool == nullptr) return OffloadError("SelectTokens", "no BeginOffloadStep this step");
+  const KvBlockPool& pool = *st->pool;
+  if (index >= batch.sequences.size()) return OffloadError("SelectTokens", "bad index");
+  if (!ds.IsSparse(index, layer)) return OffloadError("SelectTokens", "a dense row");
+  if (q_row < 0 || q_row >= q.rows) return OffloadError("SelectTokens", "q row out of range");
+  const BatchSequence& s = batch.sequences[index];
+  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+  if (!ds.labels().Contains(s.kv)) return OffloadError("SelectTokens", "sequence without labels");
+  const int hkv = pool.options().kv_heads;
+  const int d = pool.options().head_dim;
+  const int hq = st->heads_q;
+  const int layers = pool.options().layers;
+  if (hq <= 0 || hq % hkv != 0 || q.cols < static_cast<int64_t>(hq) * d) {
+    return OffloadError("SelectTokens", "bad head shape");
+  }
+  const LabelFormat format = ds.labels().format(s.kv);
+  const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
+  // Predicting a layer ahead, the current token's label at that layer does not exist yet:
+  // only the past is labelled and scored; the current token is kept by the selection whatever
+  // its (unlabelled) slot scores.
+  const int64_t scored = current_label_written ? tokens : tokens - 1;
+
+  // Label storage: capacity for the sequence's reservation, grown geometrically.
+  OffloadState::Labels& lab = st->labels[s.kv];
+  if (lab.base != nullptr && !(lab.format == format)) {
+    CUDA_RETURN_IF_ERROR(cudaFreeAsync(lab.base, stream_));
+    lab = OffloadState::Labels{};
+  }
+  if (lab.base == nullptr || lab.capacity < tokens) {
+    OffloadState::Labels grown;
+    grown.format = format;
+    grown.capacity = std::max<int64_t>({tokens, ds.labels().capacity(s.kv), 2 * lab.capacity});
+    grown.written = lab.written;
+    grown.written.resize(layers, 0);
+    CUDA_RETURN_IF_ERROR(cudaMallocAsync(&grown.base, grown.LayerBytes(hkv) * layers, stream_));
+    if (lab.base != nullptr) {
+      const size_t row_bytes = format.bits == 16 ? 2 * format.r : (format.r + 1) / 2;
+      for (int l = 0; l < layers; ++l) {
+        const CudaLabelSeq from = lab.View(l, hkv), to = grown.View(l, hkv);
+        const int64_t w = lab.written[l];
+        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to.data, from.data, w * hkv * row_bytes,
+                                             cudaMemcpyDeviceToDevice, stream_));
+        if (format.bits == 4) {
+          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to.scales, from.scales, w * hkv * 2,
+                                               cudaMemcpyDeviceToDevice, stream_));
+          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to.minimums, from.minimums, w * hkv * 2,
+                                               cudaMemcpyDeviceToDevice, stream_));
+        }
+      }
+      CUDA_RETURN_IF_ERROR(cudaFreeAsync(lab.base, stream_));
+    }
+    lab = std::move(grown);
+  }
+  // The layer's channels for the sequence's statistic and r.
+  std::vector<int32_t> host;
+  if (ds.channel_config().has_value()) {
+    ASSIGN_OR_RETURN(host,
+                     KvHeadChannels(*ds.channel_config(), o.statistic, layer, hq, hkv, format.r));
+  } else if (format.r == d) {
+    host.resize(static_cast<size_t>(hkv) * d);
+    for (size_t j = 0; j < host.size(); ++j) host[j] = static_cast<int32_t>(j % d);
+  } else {
+    return absl::FailedPreconditionError("Double Sparsity with r < head_dim needs channels");
+  }
+  OffloadState::Channels& ch = st->channels[{static_cast<int>(o.statistic), format.r, layer}];
+  if (ch.dev == nullptr || ch.host != host) {
+    if (ch.dev == nullptr) CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ch.dev, host.size() * 4, stream_));
+    ch.host = host;
+    // Earlier queued work may still read the old set (a config change is rare): wait first.
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(ch.dev, ch.host.data(), host.size() * 4, cudaMemcpyHostToDevice));
+  }
+  CudaLabelSeq label = lab.View(layer, hkv);
+  label.channels = static_cast<const int32_t*>(ch.dev);
+  int64_t& written = lab.written[layer];
+  if (written > scored) written = 0;  // the sequence was cut back: relabel
+  CudaLabelRange range{0, 0, static_cast<int32_t>(written), static_cast<int32_t>(scored - written)};
+  const bool catch_up = range.count > 0;
+  written = std::max(written, scored);
+
+  const int64_t budget = std::min(std::max<int64_t>(o.BudgetFor(tokens), 1), tokens);
+  CudaDsSequence seq;
+  seq.tokens = static_cast<int32_t>(tokens);
+  seq.budget = static_cast<int32_t>(budget);
+  seq.sink = o.sink;
+  seq.recent = o.recent;
+  seq.q_row = static_cast<int32_t>(q_row);
+  seq.kv_seq = 0;
+  seq.aggregation = o.aggregation == GroupAggregation::kMax ? 1 : 0;
+  // One upload: [label | sequence | range], 16-byte aligned parts.
+  const size_t seq_off = Align16(sizeof(CudaLabelSeq));
+  const size_t range_off = seq_off + Align16(sizeof(CudaDsSequence));
+  const size_t meta_bytes = range_off + sizeof(CudaLabelRange);
+  st->meta_host.assign(meta_bytes, 0);
+  std::memcpy(st->meta_host.data(), &label, sizeof(label));
+  std::memcpy(st->meta_host.data() + seq_off, &seq, sizeof(seq));
+  std::memcpy(st->meta_host.data() + range_off, &range, sizeof(range));
+  RETURN_IF_ERROR(Grow(st->select_meta, st->select_meta_bytes, meta_bytes, stream_));
+  // Pageable source: staged before the call returns, so meta_host may be reused.
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->select_meta, st->meta_host.data(), meta_bytes,
+                                       cudaMemcpyHostToDevice, stream_));
+  char* meta = static_cast<char*>(st->select_meta);
+  const auto* d_label = reinterpret_cast<const CudaLabelSeq*>(meta);
+  const auto* d_seq = reinterpret_cast<const CudaDsSequence*>(meta + seq_off);
+  const auto* d_range = reinterpret_cast<const CudaLabelRange*>(meta + range_off);
+  const DType dtype = options_.dtype;
+  if (catch_up) {
+    ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
+    CudaPagedKv kv;
+    kv.k = offload_memory_.DevicePointer(pool.KBase(layer));
+    kv.v = offload_memory_.DevicePointer(pool.VBase(layer));
+    kv.block_tables = table;
+    kv.max_blocks = static_cast<int>(pool.BlockTable(s.kv).size());
+    kv.block_tokens = pool.options().block_tokens;
+    kv.kv_heads = hkv;
+    kv.head_dim = d;
+    RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, d_range, 1, range.count, d_label, stream_));
+  }
+  RETURN_IF_ERROR(Grow(st->scores, st->scores_bytes, static_cast<size_t>(hkv * tokens) * 4, stream_));
+  RETURN_IF_ERROR(
+      Grow(st->selected, st->selected_bytes, static_cast<size_t>(hkv * budget) * 4, stream_));
+  RETURN_IF_ERROR(Grow(st->counts, st->counts_bytes, static_cast<size_t>(hkv) * 4, stream_));
+  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, d_seq, 1, d_label, hq, hkv, d,
+                                    format.r, tokens, static_cast<float*>(st->scores), tokens,
+                                    stream_));
+  RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st->scores), tokens, d_seq, 1, hkv,
+                                   static_cast<int32_t*>(st->selected), budget,
+                                   static_cast<int32_t*>(st->counts), stream_));
+  // The selection goes back to the host: the tier's cache bookkeeping runs there.
+  const size_t back = static_cast<size_t>(hkv) * (1 + budget) * 4;
+  if (st->selection_host_bytes < back) {
+    if (st->selection_host != nullptr) {
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      CUDA_RETURN_IF_ERROR(cudaFreeHost(st->selection_host));
+      st->selection_host = nullptr;
+      st->selection_host_bytes = 0;
+    }
+    const size_t grown = std::max(back, 2 * st->selection_host_bytes);
+    CUDA_RETURN_IF_ERROR(
+        cudaHostAlloc(reinterpret_cast<void**>(&st->selection_host), grown, cudaHostAllocDefault));
+    st->selection_host_bytes = grown;
+  }
+  int32_t* counts_host = st->selection_host;
+  int32_t* selected_host = st->selection_host + hkv;
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(counts_host, st->counts, static_cast<size_t>(hkv) * 4,
+                                       cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(selected_host, st->selected,
+                                       static_cast<size_t>(hkv * budget) * 4,
+                                       cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  selection.resize(hkv);
+  for (int h = 0; h < hkv; ++h) {
+    const int32_t n = counts_host[h];
+    if (n < 0 || n > budget) return OffloadError("SelectTokens", "top-k count out of range");
+    const int32_t* src = selected_host + static_cast<int64_t>(h) * budget;
+    selection[h].assign(src, src + n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::FetchRows(const FetchPlan& plan, const KvBlockPool& pool,
+                                    KvBlockPool::SequenceId seq, OffloadTier& tier) {
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  if (!pool.Contains(seq)) return OffloadError("FetchRows", "unknown sequence");
+  const int hkv = pool.options().kv_heads;
+  const int64_t row_bytes = tier.row_bytes();
+  if (row_bytes != static_cast<int64_t>(pool.options().head_dim) *
+                       static_cast<int64_t>(DTypeSize(pool.options().dtype))) {
+    return OffloadError("FetchRows", "tier and pool rows differ");
+  }
+  ASSIGN_OR_RETURN(const int32_t dense, FlattenFetchPlan(plan, hkv, st->rows));
+  ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(seq, pool));
+  // The gather follows everything queued on the backend stream: pool rows written by earlier
+  // steps, the table upload, and the last attention over this ping-pong buffer.
+  RETURN_IF_ERROR(st->CopyAfterMain());
+
+  CudaFetchJob job;
+  job.pool_k = offload_memory_.DevicePointer(pool.KBase(plan.layer));
+  job.pool_v = offload_memory_.DevicePointer(pool.VBase(plan.layer));
+  job.block_table = table;
+  job.block_tokens = pool.options().block_tokens;
+  if (tier.options().reuse_rows > 0) {
+    const PagedKvView<float> cache = tier.CacheView(plan.layer);
+    job.slab_k = cache.k;
+    job.slab_v = cache.v;
+  }
+  const PagedKvView<float> buffer = tier.BufferView(plan.layer);
+  const int64_t offset = plan.segment_row * hkv * row_bytes;
+  job.out_k = reinterpret_cast<char*>(buffer.k) + offset;
+  job.out_v = reinterpret_cast<char*>(buffer.v) + offset;
+  job.kv_heads = hkv;
+  job.row_bytes = static_cast<int32_t>(row_bytes);
+  if (dense >= 0) {
+    job.dense_tokens = dense;
+  } else {
+    // Upload the flattened plan once, from a pinned staging slot whose previous upload is done.
+    const size_t bytes = st->rows.size() * sizeof(CudaFetchRow);
+    OffloadState::Staging& slot = st->staging[st->next_staging++ % kStagingSlots];
+    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(slot.done));
+    if (slot.bytes < bytes) {
+      if (slot.host != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeHost(slot.host));
+      slot.host = nullptr;
+      slot.bytes = 0;
+      const size_t grown = std::max<size_t>(bytes, 64 << 10);
+      CUDA_RETURN_IF_ERROR(cudaHostAlloc(&slot.host, grown, cudaHostAllocDefault));
+      slot.bytes = grown;
+    }
+    std::memcpy(slot.host, st->rows.data(), bytes);
+    RETURN_IF_ERROR(Grow(st->plan_dev, st->plan_dev_bytes, bytes, st->copy));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(st->plan_dev, slot.host, bytes, cudaMemcpyHostToDevice, st->copy));
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(slot.done, st->copy));
+    job.rows = static_cast<const CudaFetchRow*>(st->plan_dev);
+    job.num_rows = static_cast<int64_t>(st->rows.size());
+  }
+  RETURN_IF_ERROR(LaunchFetchRows(job, sm_count_, st->copy));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[plan.buffer & 1], st->copy));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& config,
+                                            const ForwardBatch& batch, size_t index,
+                                            const std::vector<std::vector<int32_t>>* selection,
+                                            OffloadTier& tier, size_t segment,
+                                            const KvBlockPool& pool, DoubleSparsity& ds,
+                                            const DeviceTensor& qkv, DeviceTensor& out) {
+  (void)pool, (void)ds;  // recall is not measured on CUDA
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  const int d = config.head_dim;
+  const int hkv = config.num_heads_kv;
+  const int hq = config.num_heads_q;
+  const int64_t q_cols = static_cast<int64_t>(hq) * d;
+  const int64_t kv_cols = static_cast<int64_t>(hkv) * d;
+  if (index >= batch.sequences.size()) return OffloadError("GatheredAttention", "bad index");
+  const BatchSequence& s = batch.sequences[index];
+  if (s.num_rows != 1 || out.cols != q_cols || qkv.cols != q_cols + 2 * kv_cols) {
+    return OffloadError("GatheredAttention", "shape");
+  }
+  const int32_t position = batch.positions[s.first_row];
+  const std::vector<std::vector<int32_t>>* fetched = tier.Pending(layer, segment);
+  if (fetched == nullptr || static_cast<int>(fetched->size()) != hkv) {
+    return OffloadError("GatheredAttention", "nothing was fetched for the layer");
+  }
+  const int64_t capacity = tier.segment_capacity(segment);
+  int32_t longest = 0;
+  for (int h = 0; h < hkv; ++h) {
+    const int64_t n = static_cast<int64_t>((*fetched)[h].size());
+    if (n + 1 > capacity) return OffloadError("GatheredAttention", "no room for the current token");
+    if (selection == nullptr && n != position) {
+      return OffloadError("GatheredAttention", "dense fetch does not hold the whole context");
+    }
+    if (selection != nullptr) {
+      const auto& sel = (*selection)[h];
+      const bool has_current = !sel.empty() && sel.back() == position;
+      if (sel.size() != (*fetched)[h].size() + (has_current ? 1 : 0)) {
+        return OffloadError("GatheredAttention", "selection and fetched rows differ");
+      }
+    }
+    longest = std::max<int32_t>(longest, static_cast<int32_t>(n + 1));
+  }
+  if (selection != nullptr && static_cast<int>(selection->size()) != hkv) {
+    return OffloadError("GatheredAttention", "selection has the wrong head count");
+  }
+  // The segment's rows: the tier's views count fp32 elements, so the segment's first row is
+  // recovered from them and re-addressed in the pool's element size.
+  const int64_t elem = static_cast<int64_t>(DTypeSize(options_.dtype));
+  const int64_t row_bytes = static_cast<int64_t>(d) * elem;
+  const PagedKvView<float> buffer = tier.BufferView(layer);
+  const PagedKvView<float> seg = tier.SegmentView(layer, segment);
+  const int64_t segment_row = (seg.k - buffer.k) / (static_cast<int64_t>(hkv) * d);
+  char* seg_k = reinterpret_cast<char*>(buffer.k) + segment_row * hkv * row_bytes;
+  char* seg_v = reinterpret_cast<char*>(buffer.v) + segment_row * hkv * row_bytes;
+
+  // The fetch into this layer's buffer must be complete: a device-side wait, no host wait.
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, st->fetched[layer & 1], 0));
+
+  // [fetched rows per head | attended rows per head | position | table {0} | pad] then the
+  // sparse kernel's sequence descriptor, 16-byte aligned.
+  std::vector<int32_t> ints(static_cast<size_t>(2 * hkv + 2), 0);
+  for (int h = 0; h < hkv; ++h) {
+    ints[h] = static_cast<int32_t>((*fetched)[h].size());
+    // Attended rows: the fetched ones, then the current token (always in a selection: top-k
+    // keeps it first; a dense row attends everything).
+    ints[hkv + h] = selection != nullptr ? static_cast<int32_t>((*selection)[h].size()) : ints[h] + 1;
+  }
+  ints[2 * hkv] = position;
+  ints[2 * hkv + 1] = 0;  // the segment is one block: block 0; also row 0's table index
+  const size_t seq_off = Align16(ints.size() * 4);
+  CudaDsSequence dseq;
+  dseq.tokens = position + 1;
+  dseq.budget = longest;
+  dseq.q_row = s.first_row;
+  dseq.kv_seq = 0;
+  const size_t meta_bytes = seq_off + sizeof(CudaDsSequence);
+  st->meta_host.assign(meta_bytes, 0);
+  std::memcpy(st->meta_host.data(), ints.data(), ints.size() * 4);
+  std::memcpy(st->meta_host.data() + seq_off, &dseq, sizeof(dseq));
+  RETURN_IF_ERROR(Grow(st->attend_meta, st->attend_meta_bytes, meta_bytes, stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->attend_meta, st->meta_host.data(), meta_bytes,
+                                       cudaMemcpyHostToDevice, stream_));
+  const int32_t* dm = static_cast<const int32_t*>(st->attend_meta);
+  const int32_t* d_fetched = dm;
+  const int32_t* d_attended = dm + hkv;
+  const int32_t* d_position = dm + 2 * hkv;
+  const int32_t* d_zero = dm + 2 * hkv + 1;
+  const auto* d_seq =
+      reinterpret_cast<const CudaDsSequence*>(static_cast<const char*>(st->attend_meta) + seq_off);
+
+  // The current token's K/V from this step's qkv, behind the fetched rows of each head.
+  const char* row = static_cast<const char*>(qkv.data) + s.first_row * qkv.cols * elem;
+  CudaCurrentKv current;
+  current.k = row + q_cols * elem;
+  current.v = row + (q_cols + kv_cols) * elem;
+  current.out_k = seg_k;
+  current.out_v = seg_v;
+  current.rows = d_fetched;
+  current.kv_heads = hkv;
+  current.row_bytes = static_cast<int32_t>(row_bytes);
+  RETURN_IF_ERROR(LaunchWriteCurrentKv(current, stream_));
+
+  CudaPagedKv kv;
+  kv.k = seg_k;
+  kv.v = seg_v;
+  kv.block_tables = d_zero;
+  kv.max_blocks = 1;
+  kv.block_tokens = static_cast<int>(capacity);
+  kv.kv_heads = hkv;
+  kv.head_dim = d;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  if (selection != nullptr) {
+    // Rows 0..n of each head are its selection in ascending token order: one shared index
+    // array (stride 0) serves every head.
+    if (st->iota_bytes < static_cast<size_t>(longest) * 4) {
+      const size_t n = std::max<size_t>(static_cast<size_t>(longest), 2 * st->iota_bytes / 4);
+      std::vector<int32_t> iota(n);
+      std::iota(iota.begin(), iota.end(), 0);
+      RETURN_IF_ERROR(Grow(st->iota, st->iota_bytes, n * 4, stream_));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(st->iota, iota.data(), n * 4, cudaMemcpyHostToDevice, stream_));
+    }
+    const int splits = SparseAttentionSplits(1, hkv, longest, sm_count_);
+    RETURN_IF_ERROR(Grow(st->workspace, st->workspace_bytes,
+                         static_cast<size_t>(SparseAttentionWorkspaceFloats(1, hq, d, splits)) * 4,
+                         stream_));
+    return LaunchSparseAttention(options_.dtype, qkv.data, qkv.cols, d_seq, 1, hq, hkv, d, scale,
+                                 kv, static_cast<const int32_t*>(st->iota), 0, d_attended, splits,
+                                 static_cast<float*>(st->workspace), out.data, out.cols, stream_);
+  }
+  // Dense: flash-decoding over the segment, the row's query and output addressed directly.
+  const int groups = (hq / hkv + 7) / 8;
+  const int64_t want = (8 * static_cast<int64_t>(sm_count_) + hkv * groups - 1) / (hkv * groups);
+  const int splits = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>({want, (position + 1 + 63) / 64, 256})));
+  RETURN_IF_ERROR(Grow(st->workspace, st->workspace_bytes,
+                       static_cast<size_t>(DecodeAttentionWorkspaceFloats(1, hq, d, splits)) * 4,
+                       stream_));
+  CudaBatchRows rows{d_position, d_zero, 1};
+  const char* q = static_cast<const char*>(qkv.data) + s.first_row * qkv.cols * elem;
+  char* o = static_cast<char*>(out.data) + s.first_row * out.cols * elem;
+  return LaunchDecodeAttention(options_.dtype, q, qkv.cols, rows, hq, hkv, d, scale, kv, splits,
+                               static_cast<float*>(st->workspace), o, out.cols, stream_,
+                               options_.decode_algo);
+}
+
+}  // namespace dsinfer

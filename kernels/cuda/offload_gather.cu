@@ -1,0 +1,155 @@
+// Zero-copy gather of fetch plans and the current-row writer (see offload_gather.cuh).
+#include <algorithm>
+#include <initializer_list>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/offload_gather.cuh"
+#include "kernels/cuda_check.h"
+
+namespace dsinfer {
+namespace {
+
+constexpr int kThreads = 256;
+// Independent 16-byte loads each thread keeps in flight before storing: PCIe latency is
+// ~1–2 µs, so bandwidth needs many outstanding reads per SM.
+constexpr int kUnroll = 4;
+
+struct Piece {
+  const uint4* src;
+  uint4* dst;
+  uint4* slab;  // non-null: also store here (a host read that fills a reuse slot)
+};
+
+__device__ __forceinline__ Piece Locate(const CudaFetchJob& job, int64_t item, int chunks) {
+  const int64_t e = item / (2 * chunks);
+  const int rem = static_cast<int>(item - e * 2 * chunks);
+  const int part = rem / chunks;  // 0 = K, 1 = V
+  const int c = rem - part * chunks;
+  CudaFetchRow r;
+  if (job.rows != nullptr) {
+    const int4 raw = *reinterpret_cast<const int4*>(job.rows + e);
+    r.token = raw.x;
+    r.from_slot = raw.y;
+    r.to_slot = raw.z;
+    r.dst = raw.w;
+  } else {
+    r.token = static_cast<int32_t>(e / job.kv_heads);
+    r.from_slot = -1;
+    r.to_slot = -1;
+    r.dst = static_cast<int32_t>(e);
+  }
+  const int64_t h = r.dst % job.kv_heads;
+  const int64_t rb = job.row_bytes;
+  const char* pool = static_cast<const char*>(part == 0 ? job.pool_k : job.pool_v);
+  char* slab = static_cast<char*>(part == 0 ? job.slab_k : job.slab_v);
+  char* out = static_cast<char*>(part == 0 ? job.out_k : job.out_v);
+  Piece p;
+  p.dst = reinterpret_cast<uint4*>(out + static_cast<int64_t>(r.dst) * rb) + c;
+  p.slab = nullptr;
+  if (r.from_slot >= 0) {
+    p.src = reinterpret_cast<const uint4*>(
+                slab + (static_cast<int64_t>(r.from_slot) * job.kv_heads + h) * rb) + c;
+  } else {
+    const int64_t block = job.block_table[r.token / job.block_tokens];
+    const int64_t slot = block * job.block_tokens + r.token % job.block_tokens;
+    p.src = reinterpret_cast<const uint4*>(pool + (slot * job.kv_heads + h) * rb) + c;
+    if (r.to_slot >= 0) {
+      p.slab = reinterpret_cast<uint4*>(
+                   slab + (static_cast<int64_t>(r.to_slot) * job.kv_heads + h) * rb) + c;
+    }
+  }
+  return p;
+}
+
+__global__ void __launch_bounds__(kThreads) FetchRowsKernel(CudaFetchJob job, int64_t items) {
+  const int chunks = job.row_bytes / 16;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; base < items;
+       base += stride * kUnroll) {
+    Piece p[kUnroll];
+    uint4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t item = base + u * stride;
+      if (item < items) {
+        p[u] = Locate(job, item, chunks);
+        v[u] = *p[u].src;  // mapped host memory (PCIe) or the reuse slab (HBM)
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (base + u * stride < items) {
+        *p[u].dst = v[u];
+        if (p[u].slab != nullptr) *p[u].slab = v[u];
+      }
+    }
+  }
+}
+
+__global__ void WriteCurrentKvKernel(CudaCurrentKv job) {
+  const int h = blockIdx.x;
+  const int chunks = job.row_bytes / 16;
+  const int64_t dst = static_cast<int64_t>(job.rows[h]) * job.kv_heads + h;
+  for (int i = threadIdx.x; i < 2 * chunks; i += blockDim.x) {
+    const int part = i / chunks, c = i % chunks;
+    const char* src = static_cast<const char*>(part == 0 ? job.k : job.v) +
+                      static_cast<int64_t>(h) * job.row_bytes;
+    char* out = static_cast<char*>(part == 0 ? job.out_k : job.out_v) + dst * job.row_bytes;
+    reinterpret_cast<uint4*>(out)[c] = reinterpret_cast<const uint4*>(src)[c];
+  }
+}
+
+bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace
+
+absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream) {
+  const int64_t entries =
+      job.rows != nullptr ? job.num_rows : static_cast<int64_t>(job.dense_tokens) * job.kv_heads;
+  if (entries <= 0) return absl::OkStatus();  // an empty plan (a sequence's first token)
+  if (job.kv_heads <= 0 || job.row_bytes <= 0 || job.row_bytes % 16 != 0 ||
+      job.block_tokens <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LaunchFetchRows: bad shape (kv_heads ", job.kv_heads, ", row_bytes ",
+                     job.row_bytes, ", block_tokens ", job.block_tokens, ")"));
+  }
+  for (const void* p : {job.pool_k, job.pool_v, static_cast<const void*>(job.out_k),
+                        static_cast<const void*>(job.out_v)}) {
+    if (p == nullptr || !Aligned16(p)) {
+      return absl::InvalidArgumentError("LaunchFetchRows: null or unaligned pool/buffer");
+    }
+  }
+  if (job.block_table == nullptr) {
+    return absl::InvalidArgumentError("LaunchFetchRows: no block table");
+  }
+  if ((job.slab_k != nullptr && !Aligned16(job.slab_k)) ||
+      (job.slab_v != nullptr && !Aligned16(job.slab_v))) {
+    return absl::InvalidArgumentError("LaunchFetchRows: unaligned slab");
+  }
+  const int64_t items = entries * 2 * (job.row_bytes / 16);
+  const int64_t want = (items + kThreads * kUnroll - 1) / (kThreads * kUnroll);
+  const int64_t cap = static_cast<int64_t>(std::max(sm_count, 1)) * 8;
+  const unsigned grid = static_cast<unsigned>(std::max<int64_t>(1, std::min(want, cap)));
+  FetchRowsKernel<<<grid, kThreads, 0, stream>>>(job, items);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchWriteCurrentKv(const CudaCurrentKv& job, cudaStream_t stream) {
+  if (job.kv_heads <= 0 || job.row_bytes <= 0 || job.row_bytes % 16 != 0 ||
+      job.rows == nullptr) {
+    return absl::InvalidArgumentError("LaunchWriteCurrentKv: bad shape");
+  }
+  for (const void* p : {job.k, job.v, static_cast<const void*>(job.out_k),
+                        static_cast<const void*>(job.out_v)}) {
+    if (p == nullptr || !Aligned16(p)) {
+      return absl::InvalidArgumentError("LaunchWriteCurrentKv: null or unaligned row");
+    }
+  }
+  const int threads = std::min(256, (2 * job.row_bytes / 16 + 31) / 32 * 32);
+  WriteCurrentKvKernel<<<static_cast<unsigned>(job.kv_heads), threads, 0, stream>>>(job);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+}  // namespace dsinfer

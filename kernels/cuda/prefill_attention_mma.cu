@@ -1,0 +1,428 @@
+// Tensor-core flash prefill attention (FlashAttention-2 style), the default body of
+// LaunchPrefillAttention. Twin: CausalAttentionReference.
+//
+// Work split: one block per (query tile of kPrefillTileRows = 128 rows, query head), 4 warps,
+// each warp owning 32 consecutive rows (two m16 MMA tiles). Per query head rather than per KV
+// head: a per-KV-head block would hold rows × group query rows (up to 1024 for GQA 8), far
+// beyond what fits in registers; instead the grid runs the tiles of one head side by side
+// (blockIdx.x fastest), so the blocks that share a K/V head are resident together and read
+// each K/V tile from L2, not HBM. Two m16 tiles per warp make every K/V fragment loaded from
+// shared memory feed two MMAs: with one m16 tile per warp the ldmatrix traffic, not the
+// tensor cores, would bound the loop.
+//
+// Per 64-token K/V tile (16-byte cp.async into padded rows, double-buffered: tile j+1 loads
+// while tile j computes, one __syncthreads per tile):
+//   S = Q·Kᵀ    mma.m16n8k16 (fp32 accumulate); Q and K fragments by ldmatrix (K rows are
+//               already the "col" B layout);
+//   softmax     online in fp32 registers, base 2 (S scaled by scale·log2 e after the MMA); each
+//               thread holds 2 rows per m16 tile, row max/sum over the 4 threads of a quad;
+//               the running sum l stays per thread until the end (all threads of a row share
+//               the same rescale factors);
+//   O += P·V    P rounded to bf16/fp16 in registers: the S accumulator layout of two adjacent
+//               n8 tiles is exactly the A fragment of one k16 step, so P never goes through
+//               shared memory; V fragments by ldmatrix.trans.
+// Causal masking happens only on tiles that reach past the warp's smallest row position, and a
+// warp skips the tiles past its largest. Rows carry their own positions (chunked prefill: a
+// chunk's rows attend over earlier chunks' K/V in the pool); tokens past the block's last
+// position are zero-filled, never read through the block table. O is divided by l at the end.
+// Tiles run longest-first (reverse tile order) so the long causal tiles do not trail.
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/prefill_attention_mma.h"
+#include "kernels/cuda_check.h"
+
+namespace dsinfer {
+namespace {
+
+using cuda::Num;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kRows = kPrefillTileRows;  // query rows per block
+constexpr int kRowsPerWarp = kRows / kWarps;
+constexpr int kMTiles = kRowsPerWarp / 16;  // m16 tiles per warp
+constexpr int kKeys = 64;                   // K/V tile
+constexpr int kNTiles = kKeys / 8;          // n8 tiles of S
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kRowsPerWarp == 32 && kThreads == kRows, "one position load per thread");
+
+// Shared-memory row stride: 16 bytes of padding shift consecutive rows by 4 banks, so the 8
+// row addresses of each ldmatrix 8×8 matrix hit distinct banks.
+template <int HD>
+constexpr int Stride() {
+  return HD + 8;
+}
+template <typename T, int HD>
+constexpr int SmemBytes() {
+  return (kRows + 4 * kKeys) * Stride<HD>() * static_cast<int>(sizeof(T));  // Q + 2 × (K, V)
+}
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16-byte async copy; zero-fills the destination when !valid (src then is not read).
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)),
+               "l"(gmem), "r"(bytes));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// c += a · b, m16n8k16, fp32 accumulate.
+template <typename T>
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                    uint32_t b1);
+template <>
+__device__ __forceinline__ void Mma<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4],
+                                                   uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void Mma<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                            uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two fp32 values rounded to T, `lo` in the low half (the lower column of a fragment pair).
+template <typename T>
+__device__ __forceinline__ uint32_t Pack(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t Pack<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t Pack<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// 2^x; 2^-inf = +0.
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ int64_t KvRow(const CudaPagedKv& kv, const int32_t* table, int t,
+                                         int kvh, int hd) {
+  const int64_t block = table[t / kv.block_tokens];
+  return ((block * kv.block_tokens + t % kv.block_tokens) * kv.kv_heads + kvh) *
+         static_cast<int64_t>(hd);
+}
+
+// Tokens [t0, t0 + kKeys) of K and V into shared memory; tokens past last_pos are zeros (so
+// P·V over them adds exact zeros, never NaN from stale memory).
+template <typename T, int HD>
+__device__ __forceinline__ void LoadKvTile(T* ks, T* vs, const CudaPagedKv& kv,
+                                           const int32_t* table, int kvh, int t0, int last_pos) {
+  constexpr int kChunks = HD / 8;  // 16-byte chunks per row
+  constexpr int kRowsPerPass = kThreads / kChunks;
+  constexpr int S = Stride<HD>();
+  const T* kbase = static_cast<const T*>(kv.k);
+  const T* vbase = static_cast<const T*>(kv.v);
+  const int c = threadIdx.x % kChunks;
+#pragma unroll
+  for (int t = threadIdx.x / kChunks; t < kKeys; t += kRowsPerPass) {
+    const int tok = t0 + t;
+    const bool valid = tok <= last_pos;
+    const int64_t off = valid ? KvRow(kv, table, tok, kvh, HD) + c * 8 : 0;
+    CpAsync16(ks + t * S + c * 8, kbase + off, valid);
+    CpAsync16(vs + t * S + c * 8, vbase + off, valid);
+  }
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(kThreads, 2)
+    PrefillMmaKernel(const T* q, int64_t q_stride, const int32_t* positions,
+                     const int32_t* row_seq, const int32_t* tiles, int num_tiles, int heads_q,
+                     int heads_kv, float scale_log2, CudaPagedKv kv, T* out,
+                     int64_t out_stride) {
+  constexpr int S = Stride<HD>();
+  constexpr int kDTiles = HD / 8;  // n8 tiles of O
+  using Vec2 = typename Num<T>::Vec2;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* qs = reinterpret_cast<T*>(smem_raw);
+  T* ks = qs + kRows * S;      // 2 stages of kKeys × S
+  T* vs = ks + 2 * kKeys * S;  // 2 stages of kKeys × S
+  __shared__ int warp_max_s[kWarps];
+
+  const int tile = num_tiles - 1 - static_cast<int>(blockIdx.x);
+  const int first = tiles[2 * tile];
+  const int count = tiles[2 * tile + 1];
+  const int qh = blockIdx.y;
+  const int kvh = qh / (heads_q / heads_kv);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, tq = lane & 3;  // fragment row group, thread in quad
+
+  // Thread tid owns row tid's position; padding rows borrow the last real row's, so every row
+  // attends to at least token 0 and the running max is finite after the first tile.
+  const int my_pos = positions[first + min(tid, count - 1)];
+  int wmax = my_pos, wmin = my_pos;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+    wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+  }
+  // Positions of this thread's fragment rows: warp row mt·16 + g + 8h is lane (mt·16 + g + 8h).
+  int row_pos[kMTiles][2];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      row_pos[mt][h] = __shfl_sync(0xffffffffu, my_pos, mt * 16 + g + 8 * h);
+    }
+  }
+  if (lane == 0) warp_max_s[warp] = wmax;
+
+  const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[first]) * kv.max_blocks;
+  {
+    constexpr int kChunks = HD / 8;
+    for (int i = tid; i < kRows * kChunks; i += kThreads) {
+      const int r = i / kChunks, c = i % kChunks;
+      const T* src = q + static_cast<int64_t>(first + min(r, count - 1)) * q_stride +
+                     static_cast<int64_t>(qh) * HD + c * 8;
+      CpAsync16(qs + r * S + c * 8, src, r < count);
+    }
+  }
+  __syncthreads();  // warp_max_s
+  int last_pos = warp_max_s[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) last_pos = max(last_pos, warp_max_s[w]);
+  const int key_tiles = last_pos / kKeys + 1;
+  LoadKvTile<T, HD>(ks, vs, kv, table, kvh, 0, last_pos);
+  CpAsyncCommit();  // Q and K/V tile 0
+
+  float o[kMTiles][kDTiles][4];
+  float m[kMTiles][2], l[kMTiles][2];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      m[mt][h] = -INFINITY;
+      l[mt][h] = 0.0f;
+    }
+#pragma unroll
+    for (int nt = 0; nt < kDTiles; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][nt][e] = 0.0f;
+    }
+  }
+  const bool warp_on = warp * kRowsPerWarp < count;  // warp-uniform
+  // ldmatrix lane addresses (byte offsets inside a tile): lanes 8i..8i+7 give the 8 row
+  // addresses of matrix i.
+  //  Q (A, row-major): matrices (rows 0-7 | 8-15) × (cols 0-7 | 8-15) = a0, a1, a2, a3.
+  const uint32_t q_lane =
+      SmemAddr(qs) +
+      ((warp * kRowsPerWarp + (lane & 7) + ((lane >> 3) & 1) * 8) * S + (lane >> 4) * 8) * 2;
+  //  K (B "col" = K rows): matrices (keys 0-7, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 0-7),
+  //  (keys 8-15, d 8-15) = b0, b1 of n-tile 2j, then b0, b1 of n-tile 2j+1.
+  const uint32_t k_lane = ((lane & 7) + (lane >> 4) * 8) * S * 2 + ((lane >> 3) & 1) * 16;
+  //  V (B row-major, transposed on load): matrices (keys 0-7, d 0-7), (keys 8-15, d 0-7),
+  //  (keys 0-7, d 8-15), (keys 8-15, d 8-15) = b0, b1 of d-tile 2j, then of d-tile 2j+1.
+  const uint32_t v_lane = ((lane & 7) + ((lane >> 3) & 1) * 8) * S * 2 + (lane >> 4) * 16;
+
+  for (int kt = 0; kt < key_tiles; ++kt) {
+    CpAsyncWaitAll();
+    __syncthreads();  // tile kt visible to all; everyone is done with the buffer reloaded next
+    if (kt + 1 < key_tiles) {
+      const int nb = (kt + 1) & 1;
+      LoadKvTile<T, HD>(ks + nb * kKeys * S, vs + nb * kKeys * S, kv, table, kvh,
+                        (kt + 1) * kKeys, last_pos);
+      CpAsyncCommit();
+    }
+    const int t0 = kt * kKeys;
+    if (!warp_on || t0 > wmax) continue;  // warp-uniform: all of this warp's keys are masked
+    const uint32_t k_tile = SmemAddr(ks + (kt & 1) * kKeys * S);
+    const uint32_t v_tile = SmemAddr(vs + (kt & 1) * kKeys * S);
+
+    float s[kMTiles][kNTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t a[kMTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) LdMatrixX4(a[mt], q_lane + (mt * 16 * S + kk * 16) * 2);
+#pragma unroll
+      for (int np = 0; np < kNTiles / 2; ++np) {
+        uint32_t b[4];
+        LdMatrixX4(b, k_tile + k_lane + (np * 16 * S + kk * 16) * 2);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          Mma<T>(s[mt][2 * np], a[mt], b[0], b[1]);
+          Mma<T>(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+        }
+      }
+    }
+
+    const bool mask = t0 + kKeys - 1 > wmin;  // warp-uniform
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float v = s[mt][nt][2 * h + e] * scale_log2;
+            if (mask && t0 + nt * 8 + 2 * tq + e > row_pos[mt][h]) v = -INFINITY;
+            s[mt][nt][2 * h + e] = v;
+            mx = fmaxf(mx, v);
+          }
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[mt][h], mx);  // finite: see row_pos
+        const float corr = Exp2(m[mt][h] - m_new);
+        m[mt][h] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float p = Exp2(s[mt][nt][2 * h + e] - m_new);
+            s[mt][nt][2 * h + e] = p;
+            sum += p;
+          }
+        }
+        l[mt][h] = l[mt][h] * corr + sum;
+#pragma unroll
+        for (int nt = 0; nt < kDTiles; ++nt) {
+          o[mt][nt][2 * h] *= corr;
+          o[mt][nt][2 * h + 1] *= corr;
+        }
+      }
+    }
+
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      uint32_t pa[kMTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        pa[mt][0] = Pack<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][1] = Pack<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][2] = Pack<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][3] = Pack<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; ++dp) {
+        uint32_t b[4];
+        LdMatrixX4Trans(b, v_tile + v_lane + (kk * 16 * S + dp * 16) * 2);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          Mma<T>(o[mt][2 * dp], pa[mt], b[0], b[1]);
+          Mma<T>(o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
+        }
+      }
+    }
+  }
+
+  if (!warp_on) return;
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float sum = l[mt][h];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = 1.0f / sum;
+      const int r = warp * kRowsPerWarp + mt * 16 + g + 8 * h;
+      if (r >= count) continue;
+      T* dst = out + static_cast<int64_t>(first + r) * out_stride + static_cast<int64_t>(qh) * HD +
+               2 * tq;
+#pragma unroll
+      for (int nt = 0; nt < kDTiles; ++nt) {
+        const uint32_t packed = Pack<T>(o[mt][nt][2 * h] * inv, o[mt][nt][2 * h + 1] * inv);
+        *reinterpret_cast<Vec2*>(dst + nt * 8) = *reinterpret_cast<const Vec2*>(&packed);
+      }
+    }
+  }
+}
+
+template <typename T, int HD>
+absl::Status LaunchT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
+                     const int32_t* tiles, int64_t num_tiles, int heads_q, int heads_kv,
+                     float scale, const CudaPagedKv& kv, void* out, int64_t out_stride,
+                     cudaStream_t stream) {
+  constexpr int kSmem = SmemBytes<T, HD>();
+  // Over the 48 KiB default: opt in (per call, so any current device is covered; cheap).
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      PrefillMmaKernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  // Two blocks per SM need the largest shared-memory carveout.
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(PrefillMmaKernel<T, HD>,
+                                            cudaFuncAttributePreferredSharedMemoryCarveout,
+                                            cudaSharedmemCarveoutMaxShared));
+  const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(heads_q));
+  PrefillMmaKernel<T, HD><<<grid, kThreads, kSmem, stream>>>(
+      static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles,
+      static_cast<int>(num_tiles), heads_q, heads_kv, scale * kLog2e, kv, static_cast<T*>(out),
+      out_stride);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+bool Aligned(const void* p, uintptr_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+}  // namespace
+
+bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, int head_dim,
+                                 const CudaPagedKv& kv, const void* out, int64_t out_stride) {
+  return (dtype == DType::kBF16 || dtype == DType::kF16) &&
+         (head_dim == 64 || head_dim == 128) && Aligned(q, 16) && q_stride % 8 == 0 &&
+         Aligned(kv.k, 16) && Aligned(kv.v, 16) && Aligned(out, 4) && out_stride % 2 == 0;
+}
+
+absl::Status LaunchPrefillAttentionMma(DType dtype, const void* q, int64_t q_stride,
+                                       const CudaBatchRows& rows, const int32_t* tiles,
+                                       int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
+                                       float scale, const CudaPagedKv& kv, void* out,
+                                       int64_t out_stride, cudaStream_t stream) {
+  if (num_tiles > 0x7fffffff || heads_q > 65535) {
+    return absl::InvalidArgumentError("LaunchPrefillAttentionMma: grid too large");
+  }
+  const bool bf16 = dtype == DType::kBF16;
+  if (head_dim == 64) {
+    return bf16 ? LaunchT<__nv_bfloat16, 64>(q, q_stride, rows, tiles, num_tiles, heads_q,
+                                             heads_kv, scale, kv, out, out_stride, stream)
+                : LaunchT<__half, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
+                                      scale, kv, out, out_stride, stream);
+  }
+  return bf16 ? LaunchT<__nv_bfloat16, 128>(q, q_stride, rows, tiles, num_tiles, heads_q,
+                                            heads_kv, scale, kv, out, out_stride, stream)
+              : LaunchT<__half, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
+                                     scale, kv, out, out_stride, stream);
+}
+
+}  // namespace dsinfer

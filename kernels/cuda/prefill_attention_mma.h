@@ -1,0 +1,31 @@
+// The tensor-core prefill attention body behind LaunchPrefillAttention (kMma): internal to
+// kernels/cuda (attention.cu dispatches to it); callers use cuda_kernels.h.
+#ifndef DSINFER_KERNELS_CUDA_PREFILL_ATTENTION_MMA_H_
+#define DSINFER_KERNELS_CUDA_PREFILL_ATTENTION_MMA_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/dtype.h"
+
+namespace dsinfer {
+
+// Whether the tensor-core kernel can take these operands: bf16/fp16, head_dim 64 or 128, and
+// 16-byte aligned q rows, K/V rows and 4-byte aligned output pairs (its loads are 16-byte
+// cp.async, its stores 2-element). The launcher falls back to the CUDA-core kernel otherwise.
+bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, int head_dim,
+                                 const CudaPagedKv& kv, const void* out, int64_t out_stride);
+
+// Launches the kernel (shapes already checked by LaunchPrefillAttention).
+absl::Status LaunchPrefillAttentionMma(DType dtype, const void* q, int64_t q_stride,
+                                       const CudaBatchRows& rows, const int32_t* tiles,
+                                       int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
+                                       float scale, const CudaPagedKv& kv, void* out,
+                                       int64_t out_stride, cudaStream_t stream);
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_PREFILL_ATTENTION_MMA_H_

@@ -1,0 +1,620 @@
+// The offload tier on CUDA (docs/offload.md).
+//
+// Without a GPU (always runs): the flattened plan executed by the byte-level twin
+// (FetchRowsReference) equals the tier's own ExecuteFetchPlanReference, buffers and reuse
+// slabs alike, over random plans with reuse off, tiny (constant eviction) and large — so the
+// twin the kernel is held to is the tier's data movement.
+//
+// With a GPU (skipped otherwise): the zero-copy gather kernel and the current-row writer
+// equal their twins byte for byte (kv heads 1/8, head_dim 64/128, bf16/fp16, cache hits,
+// misses with and without a slot to fill, dense ranges; fresh random inputs, poisoned
+// outputs); the engine: CUDA offload with exact selection equals CUDA gpu-mode Double
+// Sparsity and CUDA dense-offload equals CUDA gpu-mode dense (logits within the bf16 bound,
+// greedy tokens equal but at near-ties); the pool is pinned mapped host memory and the
+// tier's buffers device memory; fetch counters are the exact arithmetic of the budget;
+// release returns pool and tier to idle; an unpinnable pool is RESOURCE_EXHAUSTED naming
+// the bytes and the flag.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/cpu_backend.h"
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/offload_fetch_plan.h"
+#include "engine/cuda/pinned_host_memory.h"
+#include "engine/model.h"
+#include "gtest/gtest.h"
+#include "kernels/cuda/offload_gather.cuh"
+#include "offload/host_memory.h"
+#include "offload/kv_block_pool.h"
+#include "offload/offload_tier.h"
+#include "tests/engine_test_util.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace dsinfer {
+namespace {
+
+// Random ascending distinct tokens of [0, context), `n` of them.
+std::vector<int32_t> RandomTokens(std::mt19937_64& rng, int32_t context, int n) {
+  std::vector<int32_t> all(context);
+  std::iota(all.begin(), all.end(), 0);
+  std::shuffle(all.begin(), all.end(), rng);
+  all.resize(std::min<int>(n, context));
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU: flatten + byte twin == the tier's reference data movement.
+
+TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
+  std::mt19937_64 rng = MakeSeededRng("FlattenedTwinEqualsTierReference");
+  for (int64_t reuse : {int64_t{0}, int64_t{7}, int64_t{4096}}) {
+    SCOPED_TRACE(testing::Message() << "reuse " << reuse);
+    const int layers = 2, kv_heads = 3, head_dim = 8, context = 90;
+    PageableHostMemory memory;
+    KvPoolOptions po;
+    po.layers = layers;
+    po.kv_heads = kv_heads;
+    po.head_dim = head_dim;
+    po.block_tokens = 4;
+    po.num_blocks = 64;
+    auto pool = KvBlockPool::Create(po, memory);
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    const auto seq = (*pool)->AddSequence();
+    ASSERT_TRUE((*pool)->Reserve(seq, context).ok());
+    // Shuffle the block table's meaning by filling a second sequence first? The pool hands
+    // out blocks in its own order; values differ per (layer, block row) either way.
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (int l = 0; l < layers; ++l) {
+      for (void* base : {(*pool)->KBase(l), (*pool)->VBase(l)}) {
+        float* f = static_cast<float*>(base);
+        for (int64_t i = 0; i < po.num_blocks * po.block_tokens * kv_heads * head_dim; ++i) {
+          f[i] = u(rng);
+        }
+      }
+    }
+    OffloadOptions oo;
+    oo.reuse_rows = reuse;
+    auto a = OffloadTier::Create(layers, kv_heads, head_dim, DType::kF32, oo, memory);
+    auto b = OffloadTier::Create(layers, kv_heads, head_dim, DType::kF32, oo, memory);
+    ASSERT_TRUE(a.ok() && b.ok());
+    const int64_t row_bytes = head_dim * 4;
+    for (int step = 0; step < 6; ++step) {
+      ASSERT_TRUE((*a)->BeginStep({40, 30}).ok());
+      ASSERT_TRUE((*b)->BeginStep({40, 30}).ok());
+      for (int l = 0; l < layers; ++l) {
+        for (size_t segment = 0; segment < 2; ++segment) {
+          std::vector<std::vector<int32_t>> tokens(kv_heads);
+          const bool dense = step == 5 && segment == 1;
+          for (auto& t : tokens) {
+            if (dense) {
+              t.resize(29);
+              std::iota(t.begin(), t.end(), 0);
+            } else {
+              t = RandomTokens(rng, context, segment == 0 ? 39 : 20);
+            }
+          }
+          auto pa = (*a)->Plan(l, segment, seq, tokens, /*use_cache=*/!dense);
+          auto pb = (*b)->Plan(l, segment, seq, tokens, /*use_cache=*/!dense);
+          ASSERT_TRUE(pa.ok() && pb.ok());
+          // Poison both buffers' segments the same way, so untouched rows compare too.
+          for (auto* tier : {a->get(), b->get()}) {
+            PagedKvView<float> buf = tier->BufferView(l);
+            for (int64_t i = 0; i < 70 * kv_heads * head_dim; ++i) {
+              buf.k[i] = -777.0f;
+              buf.v[i] = -888.0f;
+            }
+          }
+          ExecuteFetchPlanReference(*pa, CpuKvView(**pool, l, seq), **a);
+          std::vector<CudaFetchRow> rows;
+          auto range = FlattenFetchPlan(*pb, kv_heads, rows);
+          ASSERT_TRUE(range.ok()) << range.status();
+          EXPECT_EQ(*range >= 0, dense);
+          CudaFetchJob job;
+          job.pool_k = (*pool)->KBase(l);
+          job.pool_v = (*pool)->VBase(l);
+          job.block_table = (*pool)->BlockTable(seq).data();
+          job.block_tokens = po.block_tokens;
+          if (reuse > 0) {
+            job.slab_k = (*b)->CacheView(l).k;
+            job.slab_v = (*b)->CacheView(l).v;
+          }
+          PagedKvView<float> buf = (*b)->BufferView(l);
+          job.out_k = reinterpret_cast<char*>(buf.k) + pb->segment_row * kv_heads * row_bytes;
+          job.out_v = reinterpret_cast<char*>(buf.v) + pb->segment_row * kv_heads * row_bytes;
+          job.rows = *range >= 0 ? nullptr : rows.data();
+          job.num_rows = static_cast<int64_t>(rows.size());
+          job.dense_tokens = std::max(*range, 0);
+          job.kv_heads = kv_heads;
+          job.row_bytes = static_cast<int32_t>(row_bytes);
+          FetchRowsReference(job);
+          PagedKvView<float> ba = (*a)->BufferView(l);
+          const size_t n = 70 * kv_heads * head_dim * sizeof(float);
+          EXPECT_EQ(std::memcmp(ba.k, buf.k, n), 0);
+          EXPECT_EQ(std::memcmp(ba.v, buf.v, n), 0);
+          if (reuse > 0) {
+            const size_t slab = reuse * kv_heads * row_bytes;
+            EXPECT_EQ(std::memcmp((*a)->CacheView(l).k, (*b)->CacheView(l).k, slab), 0);
+            EXPECT_EQ(std::memcmp((*a)->CacheView(l).v, (*b)->CacheView(l).v, slab), 0);
+          }
+        }
+      }
+    }
+    if (reuse > 0) {
+      EXPECT_GT((*a)->totals().rows_reused, 0);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// GPU: kernels vs twins.
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes) { EXPECT_EQ(cudaMalloc(&ptr, bytes), cudaSuccess); }
+  ~DeviceBuffer() { cudaFree(ptr); }
+};
+
+void Fill16(std::mt19937_64& rng, DType dtype, uint16_t* p, size_t n) {
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (size_t i = 0; i < n; ++i) p[i] = To16(dtype, u(rng));
+}
+
+TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng = MakeSeededRng("FetchRowsKernelMatchesTwin");
+  PinnedHostMemory pinned;
+  int sm = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, 0));
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (int kv_heads : {1, 8}) {
+      for (int head_dim : {64, 128}) {
+        for (int variant = 0; variant < 3; ++variant) {  // 0 mixed, 1 no cache, 2 dense range
+          SCOPED_TRACE(testing::Message() << DTypeName(dtype) << " kv_heads " << kv_heads
+                                          << " head_dim " << head_dim << " variant " << variant);
+          const int block_tokens = 16, blocks = 300, context = 3000, slots = 700;
+          const int per_head = variant == 2 ? 2500 : 400 + static_cast<int>(rng() % 200);
+          const int32_t row_bytes = head_dim * 2;
+          const size_t row_elems = static_cast<size_t>(head_dim);
+          const size_t pool_rows = static_cast<size_t>(blocks) * block_tokens * kv_heads;
+          // Pool in pinned mapped memory, blocks handed out in a random order.
+          auto pk = pinned.Allocate(pool_rows * row_bytes);
+          auto pv = pinned.Allocate(pool_rows * row_bytes);
+          ASSERT_TRUE(pk.ok() && pv.ok());
+          Fill16(rng, dtype, static_cast<uint16_t*>(*pk), pool_rows * row_elems);
+          Fill16(rng, dtype, static_cast<uint16_t*>(*pv), pool_rows * row_elems);
+          std::vector<int32_t> table(blocks);
+          std::iota(table.begin(), table.end(), 0);
+          std::shuffle(table.begin(), table.end(), rng);
+          // Slab (device) and its host twin, random; output buffer poisoned.
+          const size_t slab_bytes = static_cast<size_t>(slots) * kv_heads * row_bytes;
+          std::vector<uint16_t> slab_k(slab_bytes / 2), slab_v(slab_bytes / 2);
+          Fill16(rng, dtype, slab_k.data(), slab_k.size());
+          Fill16(rng, dtype, slab_v.data(), slab_v.size());
+          const int out_rows = (per_head + 1) * kv_heads;
+          std::vector<uint16_t> out_k(static_cast<size_t>(out_rows) * row_elems, 0x7fc1);
+          std::vector<uint16_t> out_v(out_k.size(), 0x7fc2);
+          // The plan: per head ascending tokens; a third hits the cache, a third misses and
+          // fills a slot, the rest misses without one; slots distinct within the plan.
+          std::vector<CudaFetchRow> rows;
+          if (variant != 2) {
+            std::vector<int32_t> slot_order(slots);
+            std::iota(slot_order.begin(), slot_order.end(), 0);
+            for (int h = 0; h < kv_heads; ++h) {
+              std::shuffle(slot_order.begin(), slot_order.end(), rng);
+              const std::vector<int32_t> tokens = RandomTokens(rng, context, per_head);
+              size_t next_slot = 0;
+              for (size_t i = 0; i < tokens.size(); ++i) {
+                CudaFetchRow r;
+                r.token = tokens[i];
+                r.dst = static_cast<int32_t>(i) * kv_heads + h;
+                const int kind = variant == 1 ? 2 : static_cast<int>(rng() % 3);
+                if (kind == 0) r.from_slot = slot_order[next_slot++ % slots];
+                if (kind == 1) r.to_slot = slot_order[next_slot++ % slots];
+                rows.push_back(r);
+              }
+            }
+          }
+          DeviceBuffer d_table(table.size() * 4), d_rows(std::max<size_t>(rows.size(), 1) * 16),
+              d_slab_k(slab_bytes), d_slab_v(slab_bytes), d_out_k(out_k.size() * 2),
+              d_out_v(out_v.size() * 2);
+          ASSERT_CUDA(cudaMemcpy(d_table.ptr, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+          if (!rows.empty()) {
+            ASSERT_CUDA(cudaMemcpy(d_rows.ptr, rows.data(), rows.size() * 16, cudaMemcpyHostToDevice));
+          }
+          ASSERT_CUDA(cudaMemcpy(d_slab_k.ptr, slab_k.data(), slab_bytes, cudaMemcpyHostToDevice));
+          ASSERT_CUDA(cudaMemcpy(d_slab_v.ptr, slab_v.data(), slab_bytes, cudaMemcpyHostToDevice));
+          ASSERT_CUDA(cudaMemcpy(d_out_k.ptr, out_k.data(), out_k.size() * 2, cudaMemcpyHostToDevice));
+          ASSERT_CUDA(cudaMemcpy(d_out_v.ptr, out_v.data(), out_v.size() * 2, cudaMemcpyHostToDevice));
+
+          CudaFetchJob job;
+          job.block_tokens = block_tokens;
+          job.kv_heads = kv_heads;
+          job.row_bytes = row_bytes;
+          job.num_rows = static_cast<int64_t>(rows.size());
+          job.dense_tokens = variant == 2 ? per_head : 0;
+          CudaFetchJob host = job;
+          job.pool_k = pinned.DevicePointer(*pk);
+          job.pool_v = pinned.DevicePointer(*pv);
+          job.block_table = static_cast<const int32_t*>(d_table.ptr);
+          job.slab_k = d_slab_k.ptr;
+          job.slab_v = d_slab_v.ptr;
+          job.out_k = d_out_k.ptr;
+          job.out_v = d_out_v.ptr;
+          job.rows = variant == 2 ? nullptr : static_cast<const CudaFetchRow*>(d_rows.ptr);
+          ASSERT_OK(LaunchFetchRows(job, sm, nullptr));
+          ASSERT_CUDA(cudaDeviceSynchronize());
+
+          host.pool_k = *pk;
+          host.pool_v = *pv;
+          host.block_table = table.data();
+          host.slab_k = slab_k.data();
+          host.slab_v = slab_v.data();
+          host.out_k = out_k.data();
+          host.out_v = out_v.data();
+          host.rows = variant == 2 ? nullptr : rows.data();
+          FetchRowsReference(host);
+
+          std::vector<uint16_t> got(out_k.size());
+          ASSERT_CUDA(cudaMemcpy(got.data(), d_out_k.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
+          EXPECT_EQ(got, out_k);
+          ASSERT_CUDA(cudaMemcpy(got.data(), d_out_v.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
+          EXPECT_EQ(got, out_v);
+          std::vector<uint16_t> slab(slab_k.size());
+          ASSERT_CUDA(cudaMemcpy(slab.data(), d_slab_k.ptr, slab_bytes, cudaMemcpyDeviceToHost));
+          EXPECT_EQ(slab, slab_k);
+          ASSERT_CUDA(cudaMemcpy(slab.data(), d_slab_v.ptr, slab_bytes, cudaMemcpyDeviceToHost));
+          EXPECT_EQ(slab, slab_v);
+          pinned.Free(*pk);
+          pinned.Free(*pv);
+        }
+      }
+    }
+  }
+  EXPECT_EQ(pinned.bytes_pinned(), 0u);
+}
+
+TEST(OffloadGatherGpu, WriteCurrentKvMatchesTwin) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng = MakeSeededRng("WriteCurrentKvMatchesTwin");
+  for (int kv_heads : {1, 8}) {
+    for (int head_dim : {64, 128}) {
+      const int32_t row_bytes = head_dim * 2;
+      const int rows_cap = 50;
+      std::vector<uint16_t> k(static_cast<size_t>(kv_heads) * head_dim),
+          v(k.size());
+      Fill16(rng, DType::kBF16, k.data(), k.size());
+      Fill16(rng, DType::kBF16, v.data(), v.size());
+      std::vector<int32_t> counts(kv_heads);
+      for (int32_t& c : counts) c = static_cast<int32_t>(rng() % rows_cap);
+      std::vector<uint16_t> out_k(static_cast<size_t>(rows_cap) * kv_heads * head_dim, 0x7fc3),
+          out_v(out_k.size(), 0x7fc4);
+      DeviceBuffer dk(k.size() * 2), dv(v.size() * 2), dc(counts.size() * 4),
+          dok(out_k.size() * 2), dov(out_v.size() * 2);
+      ASSERT_CUDA(cudaMemcpy(dk.ptr, k.data(), k.size() * 2, cudaMemcpyHostToDevice));
+      ASSERT_CUDA(cudaMemcpy(dv.ptr, v.data(), v.size() * 2, cudaMemcpyHostToDevice));
+      ASSERT_CUDA(cudaMemcpy(dc.ptr, counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
+      ASSERT_CUDA(cudaMemcpy(dok.ptr, out_k.data(), out_k.size() * 2, cudaMemcpyHostToDevice));
+      ASSERT_CUDA(cudaMemcpy(dov.ptr, out_v.data(), out_v.size() * 2, cudaMemcpyHostToDevice));
+      CudaCurrentKv job{dk.ptr, dv.ptr, dok.ptr, dov.ptr, static_cast<const int32_t*>(dc.ptr),
+                        kv_heads, row_bytes};
+      ASSERT_OK(LaunchWriteCurrentKv(job, nullptr));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      CudaCurrentKv host{k.data(), v.data(), out_k.data(), out_v.data(), counts.data(), kv_heads,
+                         row_bytes};
+      WriteCurrentKvReference(host);
+      std::vector<uint16_t> got(out_k.size());
+      ASSERT_CUDA(cudaMemcpy(got.data(), dok.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(got, out_k);
+      ASSERT_CUDA(cudaMemcpy(got.data(), dov.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(got, out_v);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// GPU: the engine.
+
+constexpr double kTolerance = 2e-2;  // of max|logit|, as the CUDA golden tests
+
+std::unique_ptr<Model> LoadCuda(const std::string& dir, CudaBackend& backend, KvMode mode,
+                                const OffloadOptions& offload = {}) {
+  ModelOptions options;
+  options.kv_mode = mode;
+  options.offload = offload;
+  options.kv_pool_tokens = 1024;
+  auto model = Model::Load(dir, backend, options);
+  EXPECT_TRUE(model.ok()) << model.status();
+  return model.ok() ? std::move(*model) : nullptr;
+}
+
+AttentionOptions SparseOptions(int channels) {
+  AttentionOptions o;
+  o.mode = AttentionMode::kDoubleSparse;
+  o.channels = channels;
+  o.label_bits = 16;
+  o.token_budget_ratio = 0.25;
+  o.sink = 2;
+  o.recent = 4;
+  o.dense_layers = 1;
+  return o;
+}
+
+struct GreedyRun {
+  std::vector<std::vector<float>> logits;  // per step, all sequences' logits
+  std::vector<std::vector<int32_t>> greedy;  // per sequence, generated tokens
+  std::vector<KvBlockPool::SequenceId> seqs;
+};
+
+int32_t Argmax(const float* x, int64_t n) {
+  return static_cast<int32_t>(std::max_element(x, x + n) - x);
+}
+
+// Two sequences together: sequence 0 prefills `prompt0` in one chunk, sequence 1 feeds
+// `prompt1` one token per step; then both generate `generate` tokens greedily. Sequences
+// stay in the pool.
+GreedyRun RunGreedy(Model& model, const std::vector<int32_t>& prompt0,
+              const std::vector<int32_t>& prompt1, int generate, const AttentionOptions& o) {
+  GreedyRun run;
+  KvBlockPool& pool = model.kv_pool();
+  const int64_t vocab = model.config().vocab_size;
+  const std::vector<std::vector<int32_t>> prompts = {prompt0, prompt1};
+  std::vector<std::vector<int32_t>> ids = prompts;
+  std::vector<int64_t> done(2, 0);
+  for (int s = 0; s < 2; ++s) {
+    run.seqs.push_back(pool.AddSequence());
+    EXPECT_TRUE(pool.Reserve(run.seqs[s], static_cast<int64_t>(ids[s].size()) + generate).ok());
+  }
+  run.greedy.assign(2, {});
+  std::vector<float> logits;
+  for (int step = 0; step < 200; ++step) {
+    ForwardBatch batch;
+    std::vector<int> members;
+    for (int s = 0; s < 2; ++s) {
+      if (static_cast<int>(run.greedy[s].size()) >= generate) continue;
+      const int64_t have = static_cast<int64_t>(ids[s].size());
+      const int64_t count = s == 0 && done[s] == 0 ? have : 1;
+      batch.Add(run.seqs[s], ids[s].data() + done[s], count, done[s], false);
+      batch.sequences.back().attention = &o;
+      members.push_back(s);
+    }
+    if (members.empty()) break;
+    const absl::Status st = model.Forward(batch, logits);
+    EXPECT_TRUE(st.ok()) << st;
+    if (!st.ok()) break;
+    run.logits.push_back(logits);
+    for (size_t i = 0; i < members.size(); ++i) {
+      const int s = members[i];
+      done[s] += batch.sequences[i].num_rows;
+      if (done[s] < static_cast<int64_t>(prompts[s].size())) continue;  // still feeding
+      const int32_t next = Argmax(logits.data() + i * vocab, vocab);
+      run.greedy[s].push_back(next);
+      ids[s].push_back(next);
+    }
+  }
+  return run;
+}
+
+// Logits of every step within kTolerance × max|logit| until the greedy paths part; where they
+// part, the reference's top-2 margin must be a near-tie.
+void ExpectSameRun(const GreedyRun& want, const GreedyRun& got, int64_t vocab, const std::string& what) {
+  ASSERT_EQ(want.greedy.size(), got.greedy.size());
+  double max_err = 0, max_abs = 0;
+  const size_t steps = std::min(want.logits.size(), got.logits.size());
+  for (size_t t = 0; t < steps; ++t) {
+    if (want.logits[t].size() != got.logits[t].size()) break;
+    for (size_t i = 0; i < want.logits[t].size(); ++i) {
+      max_abs = std::max(max_abs, std::abs(static_cast<double>(want.logits[t][i])));
+    }
+  }
+  bool parted = false;
+  for (size_t t = 0; t < steps && !parted; ++t) {
+    const std::vector<float>& a = want.logits[t];
+    const std::vector<float>& b = got.logits[t];
+    ASSERT_EQ(a.size(), b.size()) << what << " step " << t;
+    for (size_t i = 0; i < a.size(); ++i) {
+      max_err = std::max(max_err, std::abs(static_cast<double>(a[i]) - b[i]));
+    }
+    for (size_t r = 0; r < a.size() / vocab; ++r) {
+      const float* x = a.data() + r * vocab;
+      const float* y = b.data() + r * vocab;
+      if (Argmax(x, vocab) == Argmax(y, vocab)) continue;
+      std::vector<float> sorted(x, x + vocab);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+      EXPECT_LT(sorted[0] - sorted[1], kTolerance * max_abs)
+          << what << ": greedy tokens part at step " << t << " without a near-tie";
+      std::printf("%s: greedy paths part at step %zu (near-tie margin %.4g)\n", what.c_str(), t,
+                  sorted[0] - sorted[1]);
+      parted = true;
+    }
+  }
+  std::printf("%s: max|dlogit| %.4g (%.3g of max|logit|) over %zu steps\n", what.c_str(), max_err,
+              max_err / std::max(max_abs, 1e-30), steps);
+  EXPECT_LE(max_err, kTolerance * max_abs) << what;
+  if (!parted) {
+    EXPECT_EQ(want.greedy, got.greedy) << what;
+  }
+}
+
+TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
+  SKIP_WITHOUT_GPU();
+  for (const char* dir : kGoldenModels) {
+    for (int64_t reuse : {int64_t{0}, int64_t{4096}, int64_t{5}}) {
+      const std::string what = std::string(dir) + " reuse " + std::to_string(reuse);
+      SCOPED_TRACE(what);
+      auto gb = CudaBackend::Create(CudaBackendOptions{});
+      auto ob = CudaBackend::Create(CudaBackendOptions{});
+      ASSERT_TRUE(gb.ok() && ob.ok());
+      std::unique_ptr<Model> gpu = LoadCuda(dir, **gb, KvMode::kGpu);
+      OffloadOptions oo;
+      oo.predict = false;
+      oo.reuse_rows = reuse;
+      std::unique_ptr<Model> off = LoadCuda(dir, **ob, KvMode::kOffload, oo);
+      ASSERT_NE(gpu, nullptr);
+      ASSERT_NE(off, nullptr);
+      const ModelConfig& c = gpu->config();
+      const ChannelConfig channels = RandomChannelConfig(c, 21);
+      ASSERT_TRUE(gpu->double_sparsity().SetChannelConfig(channels).ok());
+      ASSERT_TRUE(off->double_sparsity().SetChannelConfig(channels).ok());
+      // Every layer sparse: both engines then run the same kernels on the same rows in the
+      // same order (only the rows' addresses differ), so selections cannot part on noise.
+      AttentionOptions o = SparseOptions(c.head_dim / 4);
+      o.dense_layers = 0;
+      const int vocab = static_cast<int>(c.vocab_size);
+      const std::vector<int32_t> p0 = RandomIds(40, vocab, 5), p1 = RandomIds(12, vocab, 6);
+      const int generate = 24;
+      const GreedyRun want = RunGreedy(*gpu, p0, p1, generate, o);
+      const GreedyRun got = RunGreedy(*off, p0, p1, generate, o);
+      ExpectSameRun(want, got, c.vocab_size, what);
+
+      // The pool is pinned mapped host memory; the tier's buffers are device memory.
+      cudaPointerAttributes attr{};
+      ASSERT_CUDA(cudaPointerGetAttributes(&attr, off->kv_pool().KBase(0)));
+      EXPECT_EQ(attr.type, cudaMemoryTypeHost);
+      EXPECT_NE(attr.devicePointer, nullptr);
+      EXPECT_TRUE((*ob)->pinned_memory().Contains(off->kv_pool().VBase(c.num_layers - 1)));
+      ASSERT_CUDA(cudaPointerGetAttributes(&attr, off->offload_tier()->BufferView(0).k));
+      EXPECT_EQ(attr.type, cudaMemoryTypeDevice);
+
+      // Exact accounting: every decode row fetches, per (layer, KV head), its selection minus
+      // the current token — min(k, T) - 1 rows (T = position + 1). Prefill in one chunk reads
+      // nothing from earlier chunks.
+      // The fed prompt of sequence 1 is decode rows too.
+      for (int s = 0; s < 2; ++s) {
+        const int64_t first = s == 0 ? static_cast<int64_t>(p0.size()) : 1;
+        const int64_t last = (s == 0 ? p0.size() : p1.size()) + generate - 1;
+        int64_t rows = 0;
+        for (int64_t p = first; p < last; ++p) {  // positions of decode rows
+          const int64_t t = p + 1;
+          const int64_t k = std::min(std::max<int64_t>(o.BudgetFor(t), 1), t);
+          rows += static_cast<int64_t>(c.num_layers) * c.num_heads_kv * (k - 1);
+        }
+        const SequenceAttentionStats* st = off->double_sparsity().Stats(got.seqs[s]);
+        ASSERT_NE(st, nullptr);
+        EXPECT_EQ(st->fetch.rows_requested, rows) << "sequence " << s;
+        EXPECT_EQ(st->fetch.rows_from_host + st->fetch.rows_reused, st->fetch.rows_requested);
+        EXPECT_EQ(st->fetch.bytes_from_host, st->fetch.rows_from_host * 2 * c.head_dim * 2);
+        if (reuse == 0) {
+          EXPECT_EQ(st->fetch.rows_reused, 0);
+        }
+        if (reuse == 4096) {
+          EXPECT_GT(st->fetch.rows_reused, 0);
+        }
+      }
+      // Release returns pool, tier and (at the next step) device labels to idle.
+      for (auto seq : got.seqs) off->ReleaseSequence(seq);
+      EXPECT_EQ(off->kv_pool().blocks_in_use(), 0);
+      EXPECT_EQ(off->offload_tier()->reuse_slots_in_use(), 0);
+      EXPECT_EQ(off->offload_tier()->Counters(got.seqs[0]), nullptr);
+    }
+  }
+}
+
+TEST(OffloadEngineGpu, PredictedPathWithFullBudgetEqualsGpuMode) {
+  SKIP_WITHOUT_GPU();
+  for (const char* dir : kGoldenModels) {
+    SCOPED_TRACE(dir);
+    auto gb = CudaBackend::Create(CudaBackendOptions{});
+    auto ob = CudaBackend::Create(CudaBackendOptions{});
+    ASSERT_TRUE(gb.ok() && ob.ok());
+    std::unique_ptr<Model> gpu = LoadCuda(dir, **gb, KvMode::kGpu);
+    OffloadOptions oo;
+    oo.own_query_layers = 1;
+    oo.reuse_rows = 16;
+    std::unique_ptr<Model> off = LoadCuda(dir, **ob, KvMode::kOffload, oo);
+    ASSERT_NE(gpu, nullptr);
+    ASSERT_NE(off, nullptr);
+    const ModelConfig& c = gpu->config();
+    // Budget over the whole context: any selection is every token, so the predicted path
+    // (fetched a layer ahead into the other buffer) must reproduce gpu mode.
+    AttentionOptions o = SparseOptions(c.head_dim);
+    o.token_budget = 1000;
+    o.dense_layers = 0;
+    const int vocab = static_cast<int>(c.vocab_size);
+    const GreedyRun want = RunGreedy(*gpu, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
+    const GreedyRun got = RunGreedy(*off, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
+    ExpectSameRun(want, got, c.vocab_size, std::string(dir) + " predicted");
+    for (auto seq : got.seqs) {
+      const SequenceAttentionStats* st = off->double_sparsity().Stats(seq);
+      ASSERT_NE(st, nullptr);
+      EXPECT_GT(st->predicted_rows, 0);
+    }
+  }
+}
+
+TEST(OffloadEngineGpu, DenseOffloadEqualsGpuModeDense) {
+  SKIP_WITHOUT_GPU();
+  for (const char* dir : kGoldenModels) {
+    SCOPED_TRACE(dir);
+    auto gb = CudaBackend::Create(CudaBackendOptions{});
+    auto ob = CudaBackend::Create(CudaBackendOptions{});
+    ASSERT_TRUE(gb.ok() && ob.ok());
+    std::unique_ptr<Model> gpu = LoadCuda(dir, **gb, KvMode::kGpu);
+    std::unique_ptr<Model> off = LoadCuda(dir, **ob, KvMode::kDenseOffload);
+    ASSERT_NE(gpu, nullptr);
+    ASSERT_NE(off, nullptr);
+    const ModelConfig& c = gpu->config();
+    AttentionOptions o;
+    o.mode = AttentionMode::kDense;
+    const int vocab = static_cast<int>(c.vocab_size);
+    const std::vector<int32_t> p0 = RandomIds(33, vocab, 9), p1 = RandomIds(7, vocab, 10);
+    const int generate = 20;
+    const GreedyRun want = RunGreedy(*gpu, p0, p1, generate, o);
+    const GreedyRun got = RunGreedy(*off, p0, p1, generate, o);
+    ExpectSameRun(want, got, c.vocab_size, std::string(dir) + " dense-offload");
+    // Dense streaming: Σ over decode positions p of p rows per (layer, KV head).
+    for (int s = 0; s < 2; ++s) {
+      const int64_t first = s == 0 ? static_cast<int64_t>(p0.size()) : 1;
+      const int64_t last = (s == 0 ? p0.size() : p1.size()) + generate - 1;
+      int64_t rows = 0;
+      for (int64_t p = first; p < last; ++p) rows += p * c.num_layers * c.num_heads_kv;
+      const SequenceAttentionStats* st = off->double_sparsity().Stats(got.seqs[s]);
+      ASSERT_NE(st, nullptr);
+      EXPECT_EQ(st->fetch.rows_requested, rows);
+      EXPECT_EQ(st->fetch.rows_from_host, rows);
+      EXPECT_EQ(st->fetch.bytes_from_host, rows * 2 * c.head_dim * 2);
+    }
+  }
+}
+
+// A pool beyond the address space fails at the virtual-address reservation, before any page
+// is touched (a merely too-large request could push a shared host into its OOM killer).
+TEST(OffloadEngineGpu, UnpinnablePoolIsResourceExhausted) {
+  SKIP_WITHOUT_GPU();
+  PinnedHostMemory pinned;
+  auto ok = pinned.Allocate(1000);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(pinned.Contains(static_cast<char*>(*ok) + 999));
+  EXPECT_NE(pinned.DevicePointer(static_cast<char*>(*ok) + 10), nullptr);
+  EXPECT_EQ(pinned.bytes_pinned(), 1024u);
+  pinned.Free(*ok);
+  EXPECT_EQ(pinned.bytes_pinned(), 0u);
+  auto huge = pinned.Allocate(size_t{1} << 52);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted);
+
+  auto b = CudaBackend::Create(CudaBackendOptions{});
+  ASSERT_TRUE(b.ok());
+  ModelOptions options;
+  options.kv_mode = KvMode::kOffload;
+  options.kv_block_tokens = 4096;
+  options.kv_pool_tokens = int64_t{1} << 42;  // 2^30 blocks of >= 1 MiB: petabytes
+  auto model = Model::Load(kGoldenModels[0], **b, options);
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kResourceExhausted) << model.status();
+  EXPECT_NE(model.status().message().find("kv_pool_tokens"), std::string::npos) << model.status();
+  EXPECT_NE(model.status().message().find("bytes"), std::string::npos) << model.status();
+  // The device is still usable afterwards.
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+}  // namespace
+}  // namespace dsinfer
