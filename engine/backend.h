@@ -77,6 +77,11 @@ class Backend {
   // Memory of the offload tier's fetch buffers and reuse slabs: where attention reads them
   // (device memory on CUDA); kv_memory() by default.
   virtual HostMemory& offload_buffer_memory() { return kv_memory(); }
+  // Whether the backend keeps Double Sparsity's labels in its own memory (the CUDA backend:
+  // device label caches derived from the pool) instead of reading DoubleSparsity's host label
+  // cache. When true the Model creates DoubleSparsity with LabelStorage::kAccountingOnly, so
+  // no host label memory is reserved; the backend must then never call the *Host label paths.
+  virtual bool keeps_labels_on_device() const { return false; }
 
   // Allocates an activation tensor [rows, cols] of the backend's activation dtype.
   virtual absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) = 0;

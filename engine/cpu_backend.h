@@ -9,7 +9,9 @@
 
 namespace dsinfer {
 
-class CpuBackend final : public Backend {
+// Not final: tests derive from it to check engine accounting that depends on backend
+// capabilities (e.g. keeps_labels_on_device).
+class CpuBackend : public Backend {
  public:
   absl::string_view name() const override { return "cpu"; }
   DType kv_dtype() const override { return DType::kF32; }

@@ -91,25 +91,59 @@ step() {  # step NAME SECONDS COMMAND...  (SECONDS capped by what is left of the
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)
 echo "GPU: $gpu" | tee -a "$log"
 ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
-# Tests first (correctness decides what the timings mean), the dense kernels first of all.
-for t in kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | grep -vE '^(kernels_gpu_test|cuda_golden_test)$'); do
-  [ -x "$bin/$t" ] || continue
-  step "$t" "${TEST_TIMEOUT:-75}" "$bin/$t" --gtest_output=json:"$OUT/$t.json"
-done
-if [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timings
+# STEPS picks the groups (comma list; default tests,bench,offload,smoke), so that a session can
+# split its device time into calls of under 10 minutes each:
+#   tests     every gpu test binary (kernels first)
+#   bench     dsinfer-bench (dense; DS_E2E=1 adds the Double Sparsity end-to-end configs),
+#             dsinfer-attention-bench (decode operator + prefill kernels), PyTorch SDPA,
+#             (HF=1) transformers generate
+#   offload   dsinfer-offload-bench at 32K/128K (batch 1 and 4) and 256K (batch 1)
+#   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end
+#   accuracy  tools/accuracy/gpu_report.sh (the missing jobs of tools/accuracy/results-gpu;
+#             FORCE=1 all) then a tarball of the results into $OUT
+steps=",${STEPS:-tests,bench,offload,smoke},"
+want() { [[ "$steps" == *",$1,"* ]]; }
+if want tests; then
+  # Tests first (correctness decides what the timings mean), the dense kernels first of all.
+  for t in kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | grep -vE '^(kernels_gpu_test|cuda_golden_test)$'); do
+    [ -x "$bin/$t" ] || continue
+    step "$t" "${TEST_TIMEOUT:-75}" "$bin/$t" --gtest_output=json:"$OUT/$t.json"
+  done
+fi
+if want bench && [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timings
   step dsinfer-bench "${BENCH_TIMEOUT:-100}" "$bin/dsinfer-bench" --json_out="$OUT/bench.json" \
     ${BENCH_ARGS:-}
+  if [ -n "${DS_E2E:-}" ]; then  # Double Sparsity end to end (issue 7): Llama-3-8B 32K b8
+    step dsinfer-bench-ds "${DS_E2E_TIMEOUT:-150}" "$bin/dsinfer-bench" \
+      --attention dense,double_sparse --ds_ratio 16 --label_bits 16 --models llama3-8b \
+      --batches 8 --contexts 32768 --iters 5 --json_out="$OUT/bench_ds.json" ${DS_E2E_ARGS:-}
+  fi
   # Double Sparsity: the attention operator alone (dense vs Double Sparsity), then PyTorch SDPA
   # decode at the same shapes on the same GPU (docs/benchmarks.md, "CUDA Double Sparsity").
-  step dsinfer-attention-bench "${DS_BENCH_TIMEOUT:-50}" "$bin/dsinfer-attention-bench" \
-    --json_out="$OUT/attention_bench.json" ${DS_BENCH_ARGS:-}  # Double Sparsity
+  step dsinfer-attention-bench "${DS_BENCH_TIMEOUT:-80}" "$bin/dsinfer-attention-bench" \
+    --json_out="$OUT/attention_bench.json" ${DS_BENCH_ARGS:-}
   step sdpa-decode "${SDPA_TIMEOUT:-40}" env PYTHONUNBUFFERED=1 python3 \
     scripts/bench_sdpa_decode.py --out "$OUT/sdpa_decode.json" \
-    --ours "$OUT/attention_bench.json"  # Double Sparsity
+    --ours "$OUT/attention_bench.json"
   if [ -n "${HF:-}" ]; then  # HF=1: transformers generate baseline (about 40 s)
     step transformers "${HF_TIMEOUT:-60}" env PYTHONUNBUFFERED=1 python3 \
       scripts/bench_transformers.py --out "$OUT/transformers.json"
   fi
+fi
+if want offload && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8
+  step offload-bench-32k-128k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
+    --contexts 32768,131072 --kv_pool_tokens 140000 --json_out="$OUT/offload_a.json"
+  step offload-bench-256k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
+    --contexts 262144 --batches 1 --modes offload,offload-noreuse,dense-offload \
+    --json_out="$OUT/offload_b.json"
+fi
+if want smoke && [ -x "$bin/dsinfer-server" ]; then
+  step server-smoke "${SMOKE_TIMEOUT:-120}" bash scripts/gpu-server-smoke.sh "$bin" "$OUT/smoke" cuda
+fi
+if want accuracy && [ -x "$bin/dsinfer-eval" ]; then  # issue 10
+  step accuracy "${ACCURACY_TIMEOUT:-420}" env JOBS="${ACC_JOBS:-8}" bash tools/accuracy/gpu_report.sh \
+    "$bin" tools/accuracy/results-gpu
+  tar czf "$OUT/results-gpu.tgz" tools/accuracy/results-gpu
 fi
 # Per-test gtest verdicts, then one summary JSON.
 failed=$(grep -hE "^\[  FAILED  \] [A-Za-z].*\(" "$log" | sed 's/ (.*//' | sort -u)

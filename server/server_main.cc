@@ -24,6 +24,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "engine/backend_factory.h"
+#ifdef DSINFER_WITH_CUDA_BACKEND
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/memory_plan.h"
+#endif
 #include "engine/model.h"
 #include "engine/serving/scheduler.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -41,6 +47,8 @@ ABSL_FLAG(int32_t, max_batch, 32, "sequences in the running decode batch");
 ABSL_FLAG(int32_t, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens (prompt + new); 0 = the model's");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "host KV pool size in tokens (all sequences); 0 = 4 x context");
+ABSL_FLAG(int64_t, offload_reuse_rows, 4096,
+          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse");
 ABSL_FLAG(int64_t, prefill_chunk, 256, "prompt tokens per engine step (bounds decode stalls)");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
@@ -159,14 +167,10 @@ int main(int argc, char** argv) {
 
   // --- Load ---------------------------------------------------------------------------------
   const absl::Time load_start = absl::Now();
-  // engine/backend_factory.h: UNAVAILABLE with a clear message when this binary has no CUDA
-  // backend or no GPU is visible.
-  absl::StatusOr<std::unique_ptr<dsinfer::Backend>> backend =
-      dsinfer::CreateBackend(service_options.device);
-  if (!backend.ok()) return Fail(std::string(backend.status().message()));
   dsinfer::ModelOptions model_options;
   model_options.max_context = absl::GetFlag(FLAGS_max_context);
   model_options.kv_pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
+  model_options.offload.reuse_rows = absl::GetFlag(FLAGS_offload_reuse_rows);
   // The engine's defaults equal the server's, so a sequence without per-request options (the
   // scheduler's warm-up) runs the same attention; the channel config is loaded and validated
   // against the model's shapes by Model::Load.
@@ -175,6 +179,36 @@ int main(int argc, char** argv) {
   absl::StatusOr<dsinfer::KvMode> kv_mode = dsinfer::ParseKvMode(service_options.kv_mode);
   if (!kv_mode.ok()) return Fail(absl::StrCat("--kv-mode: ", kv_mode.status().message()));
   model_options.kv_mode = *kv_mode;
+  if (absl::Status s = model_options.Validate(); !s.ok()) return Fail(std::string(s.message()));
+#ifdef DSINFER_WITH_CUDA_BACKEND
+  // Plan GPU (and, in the offload modes, pinned host) memory before anything is allocated, so
+  // a configuration that cannot fit exits here naming every term and the flag that changes
+  // it, instead of failing halfway through the upload or at the first long request. A step
+  // holds up to max_batch decode rows plus one prefill chunk, each possibly asking for logits.
+  // Without a GPU, CreateBackend below says so.
+  if (absl::StartsWith(service_options.device, "cuda") && dsinfer::CudaDeviceAvailable()) {
+    int device = 0;
+    const std::string& name = service_options.device;
+    if (name != "cuda" && !(absl::StartsWith(name, "cuda:") &&
+                            absl::SimpleAtoi(name.substr(5), &device) && device >= 0)) {
+      return Fail(absl::StrCat("unknown device '", name, "' (expected cpu, cuda or cuda:N)"));
+    }
+    absl::StatusOr<dsinfer::ModelConfig> config = dsinfer::LoadModelConfig(model_dir);
+    if (!config.ok()) return Fail(absl::StrCat("loading ", model_dir, ": ", config.status().message()));
+    const int64_t rows = scheduler_options.max_batch + scheduler_options.prefill_chunk;
+    const dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
+        *config, model_options, model_dir, scheduler_options.max_batch, rows, rows);
+    absl::StatusOr<dsinfer::CudaMemoryPlan> plan =
+        dsinfer::PlanCudaMemory(*config, plan_request, device);
+    if (!plan.ok()) return Fail(std::string(plan.status().message()));
+    spdlog::info("memory plan: {}", plan->ToString());
+  }
+#endif
+  // engine/backend_factory.h: UNAVAILABLE with a clear message when this binary has no CUDA
+  // backend or no GPU is visible.
+  absl::StatusOr<std::unique_ptr<dsinfer::Backend>> backend =
+      dsinfer::CreateBackend(service_options.device);
+  if (!backend.ok()) return Fail(std::string(backend.status().message()));
   absl::StatusOr<std::unique_ptr<dsinfer::Model>> model =
       dsinfer::Model::Load(model_dir, **backend, model_options);
   if (!model.ok()) return Fail(absl::StrCat("loading ", model_dir, ": ", model.status().message()));

@@ -23,8 +23,6 @@ absl::Status CublasStatus(cublasStatus_t st, const char* expr) {
   return absl::InternalError(absl::StrCat(expr, " failed: ", cublasGetStatusString(st)));
 }
 
-int64_t Gib(int64_t bytes) { return (bytes + (1ll << 29)) >> 30; }
-
 // Signature of one operation of a graph step: op code, pointers and shapes, mixed.
 uint64_t Mix(uint64_t h, uint64_t v) {
   h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
@@ -73,43 +71,6 @@ bool CudaDeviceAvailable() {
     return false;
   }
   return count > 0;
-}
-
-std::string CudaMemoryPlan::ToString() const {
-  return absl::StrCat("weights ", weight_bytes >> 20, " MiB + KV pool ", kv_bytes >> 20,
-                      " MiB + workspace ", workspace_bytes >> 20, " MiB = ", needed() >> 20,
-                      " MiB; device has ", free_bytes >> 20, " MiB free of ", total_bytes >> 20,
-                      " MiB");
-}
-
-absl::StatusOr<CudaMemoryPlan> PlanCudaMemory(const ModelConfig& config, int64_t kv_pool_tokens,
-                                              int64_t max_rows, DType dtype, int device) {
-  if (!CudaDeviceAvailable()) return absl::UnavailableError("no CUDA device is available");
-  CudaMemoryPlan plan;
-  const int64_t e = static_cast<int64_t>(DTypeSize(dtype));
-  const int64_t h = config.hidden_size, inter = config.intermediate_size;
-  const int64_t qkv = config.q_size() + 2 * config.kv_size();
-  const int64_t per_layer = qkv * h + static_cast<int64_t>(config.q_size()) * h + 3 * inter * h +
-                            2 * h;
-  const int64_t embed = config.vocab_size * h;
-  plan.weight_bytes =
-      (per_layer * config.num_layers + embed * (config.tie_word_embeddings ? 1 : 2) + h) * e;
-  plan.kv_bytes = kv_pool_tokens * 2 * config.num_layers * config.kv_size() * e;
-  // Activations (model workspace), logits, attention partials and cuBLAS scratch.
-  plan.workspace_bytes = max_rows * (4 * h + qkv + config.q_size() + 3 * inter) * e +
-                         max_rows * config.vocab_size * (e + 4) + (256ll << 20);
-  size_t free_b = 0, total_b = 0;
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
-  CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_b, &total_b));
-  plan.free_bytes = static_cast<int64_t>(free_b);
-  plan.total_bytes = static_cast<int64_t>(total_b);
-  if (plan.needed() > plan.free_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the model does not fit on GPU ", device, ": ", plan.ToString(),
-        ". Lower --max_context (the KV pool holds 4 × max_context tokens) or use a larger GPU (",
-        Gib(plan.needed()), " GiB needed)"));
-  }
-  return plan;
 }
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
@@ -378,10 +339,11 @@ absl::Status CudaBackend::PrepareBatch(const ForwardBatch& batch, const KvBlockP
     for (int64_t r = 0; r < s.num_rows; ++r) h[n + s.first_row + r] = static_cast<int32_t>(si);
   }
   tiles_off_ = 2 * n;
+  const int64_t tile_rows = PrefillTileRows(options_.prefill_algo);
   for (const BatchSequence& s : batch.sequences) {
-    for (int64_t r = 0; r < s.num_rows; r += kPrefillTileRows) {
+    for (int64_t r = 0; r < s.num_rows; r += tile_rows) {
       h.push_back(static_cast<int32_t>(s.first_row + r));
-      h.push_back(static_cast<int32_t>(std::min<int64_t>(kPrefillTileRows, s.num_rows - r)));
+      h.push_back(static_cast<int32_t>(std::min<int64_t>(tile_rows, s.num_rows - r)));
       ++tiles_;
     }
   }
@@ -484,7 +446,7 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
     return LaunchPrefillAttention(options_.dtype, qkv.data, qkv.cols, BatchRows(),
                                   static_cast<const int32_t*>(meta_.ptr) + tiles_off_, tiles_,
                                   config.num_heads_q, config.num_heads_kv, config.head_dim, scale,
-                                  kv, out.data, out.cols, stream_);
+                                  kv, out.data, out.cols, stream_, options_.prefill_algo);
   }
   if (mode_ == StepMode::kEager) {
     last_heads_q_ = config.num_heads_q;

@@ -38,6 +38,7 @@
 #include "engine/cuda/pinned_host_memory.h"
 #include "engine/model_config.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/double_sparsity.cuh"
 
 namespace dsinfer {
 
@@ -46,6 +47,12 @@ struct CudaBackendOptions {
   DType dtype = DType::kBF16;  // activations, weights and KV: kBF16 or kF16
   bool decode_graphs = false;  // capture/replay decode steps as CUDA graphs (see above)
   DecodeAttentionAlgo decode_algo = DecodeAttentionAlgo::kTiled;  // flash-decoding block body
+  // Kernel bodies with a GPU-verified default and a newer, opt-in alternative (docs/benchmarks.md
+  // says which have run on a GPU): prefill attention (the tiles PrepareBatch builds follow it),
+  // Double Sparsity label scoring and top-k.
+  PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kSimt;
+  LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kRowPerThread;
+  TopKAlgo ds_topk_algo = TopKAlgo::kOneBlock;
 
   absl::Status Validate() const;
 };
@@ -61,20 +68,7 @@ class DeviceKvMemory final : public HostMemory {
 // Whether a GPU is usable in this process (false on CI machines).
 bool CudaDeviceAvailable();
 
-// GPU memory needed to serve `config` with a KV pool of `kv_pool_tokens` tokens and batches of
-// up to `max_rows` rows, against what the device has free. RESOURCE_EXHAUSTED, naming each
-// term, when it does not fit.
-struct CudaMemoryPlan {
-  int64_t weight_bytes = 0;
-  int64_t kv_bytes = 0;
-  int64_t workspace_bytes = 0;
-  int64_t free_bytes = 0;
-  int64_t total_bytes = 0;
-  int64_t needed() const { return weight_bytes + kv_bytes + workspace_bytes; }
-  std::string ToString() const;
-};
-absl::StatusOr<CudaMemoryPlan> PlanCudaMemory(const ModelConfig& config, int64_t kv_pool_tokens,
-                                              int64_t max_rows, DType dtype, int device);
+// Start-up memory planning (CudaMemoryPlan, PlanCudaMemory): engine/cuda/memory_plan.h.
 
 class CudaBackend final : public Backend {
  public:
@@ -92,6 +86,8 @@ class CudaBackend final : public Backend {
   HostMemory& offload_kv_memory() override { return offload_memory_; }
   HostMemory& offload_buffer_memory() override { return kv_memory_; }
   const PinnedHostMemory& pinned_memory() const { return offload_memory_; }
+  // Labels live in device label caches (cuda_backend_sparse.cc, cuda_backend_offload.cc).
+  bool keeps_labels_on_device() const override { return true; }
 
   absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) override;
   absl::StatusOr<DeviceTensor> AllocateF32(int64_t rows, int64_t cols) override;

@@ -277,10 +277,11 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(GrowAsync(st.counts, st.counts_bytes, n * hkv * 4, stream_));
   RETURN_IF_ERROR(LaunchLabelScores(dtype, qkv.data, qkv.cols, d_seqs, num, d_labs, hq, hkv, d,
                                     max_r, max_tokens, static_cast<float*>(st.scores), score_stride,
-                                    stream_));
+                                    stream_, options_.ds_score_algo));
   RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st.scores), score_stride, d_seqs, num, hkv,
                                    static_cast<int32_t*>(st.selected), max_budget,
-                                   static_cast<int32_t*>(st.counts), stream_));
+                                   static_cast<int32_t*>(st.counts), stream_,
+                                   options_.ds_topk_algo));
   const int splits = SparseAttentionSplits(num, hkv, max_budget, sm_count_);
   RETURN_IF_ERROR(GrowAsync(st.workspace, st.workspace_bytes,
                             SparseAttentionWorkspaceFloats(num, hq, d, splits) * 4, stream_));

@@ -15,12 +15,13 @@
 
 namespace dsinfer {
 
-DoubleSparsity::DoubleSparsity(int layers, int heads_q, int heads_kv, int head_dim)
+DoubleSparsity::DoubleSparsity(int layers, int heads_q, int heads_kv, int head_dim,
+                               LabelStorage label_storage)
     : layers_(layers),
       heads_q_(heads_q),
       heads_kv_(heads_kv),
       head_dim_(head_dim),
-      labels_(layers, heads_kv),
+      labels_(layers, heads_kv, label_storage),
       recall_sum_(layers, 0.0),
       recall_count_(layers, 0),
       prediction_overlap_(layers, 0),
@@ -140,6 +141,9 @@ bool DoubleSparsity::IsSparse(size_t index, int layer) const {
 
 absl::Status DoubleSparsity::StoreLabelsHost(int layer, const ForwardBatch& batch,
                                              const float* qkv, int64_t qkv_stride) {
+  if (!labels_.host_storage()) {
+    return absl::InternalError("StoreLabelsHost: the labels are kept by the backend, not here");
+  }
   const int64_t q_cols = static_cast<int64_t>(heads_q_) * head_dim_;
   for (size_t i = 0; i < plan_.size() && i < batch.sequences.size(); ++i) {
     const Plan& p = plan_[i];
@@ -171,6 +175,9 @@ absl::Status DoubleSparsity::SelectHost(int layer, const ForwardBatch& batch, si
                                         const float* q, bool current_label_written,
                                         std::vector<std::vector<int32_t>>& selection) {
   if (!IsSparse(index, layer)) return absl::InternalError("SelectHost on a dense row");
+  if (!labels_.host_storage()) {
+    return absl::InternalError("SelectHost: the labels are kept by the backend, not here");
+  }
   const Plan& p = plan_[index];
   const AttentionOptions& o = *p.options;
   const BatchSequence& s = batch.sequences[index];

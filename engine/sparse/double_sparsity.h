@@ -66,7 +66,12 @@ struct SequenceAttentionStats {
 
 class DoubleSparsity {
  public:
-  DoubleSparsity(int layers, int heads_q, int heads_kv, int head_dim);
+  // `label_storage`: kHost when the host paths below read and write the labels (the CPU
+  // backend); kAccountingOnly when the backend keeps them itself (Backend::
+  // keeps_labels_on_device): the label cache then keeps only formats, capacities and byte
+  // counts, and StoreLabelsHost / SelectHost / AttendHost are INTERNAL errors.
+  DoubleSparsity(int layers, int heads_q, int heads_kv, int head_dim,
+                 LabelStorage label_storage = LabelStorage::kHost);
 
   // Engine defaults for sequences whose BatchSequence::attention is null. INVALID_ARGUMENT
   // (and no change) when they do not validate.

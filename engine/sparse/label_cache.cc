@@ -1,5 +1,7 @@
 // Bytes are accounted as the GPU layout would hold them (RowBytes × capacity), which is
-// what the vectors hold too: uint16 values, packed nibbles, fp16 scale/minimum.
+// what the vectors hold too: uint16 values, packed nibbles, fp16 scale/minimum. In
+// kAccountingOnly the same bytes are counted but the vectors are never sized: the only host
+// label memory reserved anywhere in the engine is the resize below.
 #include "engine/sparse/label_cache.h"
 
 #include <algorithm>
@@ -30,13 +32,15 @@ absl::Status LabelCache::Reserve(KvBlockPool::SequenceId seq, const LabelFormat&
   if (tokens <= s.capacity) return absl::OkStatus();
   const int64_t capacity = std::max(tokens, 2 * s.capacity);
   const int64_t slots = capacity * kv_heads_;
-  for (Layer& l : s.layers) {
-    if (format.bits == 4) {
-      l.codes.resize(slots * Label4BitRowBytes(format.r));
-      l.scales.resize(slots);
-      l.minimums.resize(slots);
-    } else {
-      l.f16.resize(slots * format.r);
+  if (host_storage()) {
+    for (Layer& l : s.layers) {
+      if (format.bits == 4) {
+        l.codes.resize(slots * Label4BitRowBytes(format.r));
+        l.scales.resize(slots);
+        l.minimums.resize(slots);
+      } else {
+        l.f16.resize(slots * format.r);
+      }
     }
   }
   bytes_ -= BytesOf(s);

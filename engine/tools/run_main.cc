@@ -3,6 +3,7 @@
 // when there is a tokenizer, the token ids and the finish reason — or one JSON object.
 // Attention flags set the request's options exactly as a server request's attention fields
 // would, so offline and served runs of the same options agree token for token.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include "engine/cpu_backend.h"
 #ifdef DSINFER_WITH_CUDA_BACKEND
 #include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/memory_plan.h"
 #include "engine/model_config.h"
 #endif
 #include "engine/generator.h"
@@ -40,6 +42,10 @@ ABSL_FLAG(bool, prompt_logprobs, false, "also report log p of each prompt token 
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUDA)");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
+ABSL_FLAG(std::string, kv_mode, "gpu", "KV tier: gpu | offload | dense-offload");
+ABSL_FLAG(int64_t, kv_pool_tokens, 0, "KV pool size in tokens; 0 = 4 x context");
+ABSL_FLAG(int64_t, offload_reuse_rows, 4096,
+          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "attention: auto | dense | double_sparse");
@@ -130,25 +136,32 @@ int main(int argc, char** argv) {
   options.max_context = absl::GetFlag(FLAGS_max_context);
   options.attention = attention;
   options.channel_config_path = absl::GetFlag(FLAGS_channel_config);
+  options.kv_pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
+  options.offload.reuse_rows = absl::GetFlag(FLAGS_offload_reuse_rows);
+  {
+    auto kv_mode = dsinfer::ParseKvMode(absl::GetFlag(FLAGS_kv_mode));
+    if (!kv_mode.ok()) return Fail("--kv-mode: " + std::string(kv_mode.status().message()));
+    options.kv_mode = *kv_mode;
+  }
+  if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
   std::unique_ptr<dsinfer::Backend> backend;
   if (device == "cpu") {
     backend = std::make_unique<dsinfer::CpuBackend>();
   }
 #ifdef DSINFER_WITH_CUDA_BACKEND
   if (device == "cuda") {
-    // Plan GPU memory up front (weights + KV pool + workspace) so that a model that cannot fit
-    // fails here with the numbers, not halfway through the upload.
+    // Plan memory up front (engine/cuda/memory_plan.h: GPU and, in the offload modes, pinned
+    // host memory) so that a model that cannot fit fails here with the numbers, not halfway
+    // through the upload. Generate prefills one sequence in chunks of up to 512 rows.
     auto config = dsinfer::LoadModelConfig(model_dir);
     if (!config.ok()) return Fail(std::string(config.status().message()));
-    int64_t max_context = options.max_context;
-    if (max_context == 0) {
-      max_context = config->max_position_embeddings > 0 ? config->max_position_embeddings : 4096;
-    }
-    const int64_t pool_tokens =
-        options.kv_pool_tokens > 0 ? options.kv_pool_tokens : 4 * max_context;
-    auto plan = dsinfer::PlanCudaMemory(*config, pool_tokens,
-                                        static_cast<int64_t>(request.prompt.size()) + 1,
-                                        dsinfer::DType::kBF16, 0);
+    const int64_t rows =
+        std::min<int64_t>(static_cast<int64_t>(request.prompt.size()),
+                          dsinfer::GeneratorOptions().prefill_chunk);
+    const dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
+        *config, options, model_dir, /*max_batch=*/1, std::max<int64_t>(rows, 1),
+        request.prompt_logprobs ? std::max<int64_t>(rows, 1) : 1);
+    auto plan = dsinfer::PlanCudaMemory(*config, plan_request, 0);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));
     auto cuda = dsinfer::CudaBackend::Create({});
     if (!cuda.ok()) return Fail(std::string(cuda.status().message()));

@@ -16,12 +16,13 @@
 //    warps take tokens round-robin, a lane holds head_dim/32 channels, a warp reduction per
 //    score; latency-bound (0.5–1.3 TB/s on an H100).
 //
-// Prefill: the default body is the tensor-core kernel of prefill_attention_mma.cu (kMma).
-// The first version stays here as kSimt, a cross-check: grid (16-row sub-tiles of the
-// kPrefillTileRows-row tiles, query heads). A block loads 16 query rows (one sequence) and
-// streams 32-token K/V tiles through shared memory up to the sub-tile's last position; each
-// warp owns 4 query rows, lane j scores token j of the tile, and each lane accumulates
-// head_dim/32 output channels. SIMT fp32 (no tensor cores): correct, 13% of the matmul rate.
+// Prefill: two bodies (PrefillAttentionAlgo). kSimt, the default and the verified one, is
+// here: grid (16-row query tiles, query heads). A block loads 16 query rows (one sequence) and
+// streams 32-token K/V tiles through shared memory up to the tile's last position; each warp
+// owns 4 query rows, lane j scores token j of the tile, and each lane accumulates head_dim/32
+// output channels. SIMT fp32 (no tensor cores): correct, 13% of the matmul rate. kMma, the
+// tensor-core body (prefill_attention_mma.cu, not yet run on a GPU), takes 128-row tiles; where
+// it cannot take the operands it falls back to this kernel run over 16-row sub-tiles of them.
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
@@ -39,9 +40,10 @@ using cuda::WarpSum;
 constexpr int kMaxGroup = 8;
 constexpr int kDecodeWarps = 4;
 constexpr int kKeyTile = 32;
-constexpr int kSimtRows = 16;                                // rows per SIMT prefill block
-constexpr int kSimtSubTiles = kPrefillTileRows / kSimtRows;  // SIMT blocks per tile
-static_assert(kPrefillTileRows % kSimtRows == 0, "SIMT sub-tiles");
+constexpr int kSimtRows = kPrefillTileRowsSimt;  // rows per SIMT prefill block
+// SIMT blocks per kMma tile, for kMma's fallback to the SIMT body.
+constexpr int kSimtSubTilesOfMma = kPrefillTileRowsMma / kSimtRows;
+static_assert(kPrefillTileRowsMma % kSimtRows == 0, "SIMT sub-tiles of kMma tiles");
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ int64_t KvOffset(const CudaPagedKv& kv, const int32_t* table, int t,
@@ -364,7 +366,9 @@ __global__ void DecodeCombineKernel(const float* ws, int64_t rows, int heads_q, 
   out[row * out_stride + static_cast<int64_t>(qh) * HD + d] = Num<T>::FromF(sum_a / sum_l);
 }
 
-template <typename T, int HD>
+// kSubTiles: SIMT blocks per tile of the list. 1 for kSimt's own 16-row tiles (then this is
+// the verified kernel: tile = blockIdx.x, sub = 0); kSimtSubTilesOfMma for kMma's fallback.
+template <typename T, int HD, int kSubTiles>
 __global__ void __launch_bounds__(128)
     PrefillAttentionKernel(const T* q, int64_t q_stride, const int32_t* positions,
                            const int32_t* row_seq, const int32_t* tiles, int heads_q,
@@ -373,7 +377,7 @@ __global__ void __launch_bounds__(128)
   constexpr int VEC = HD / 32;
   constexpr int kRowsPerWarp = kSimtRows / 4;
   using Vec2 = typename Num<T>::Vec2;
-  const int tile = blockIdx.x / kSimtSubTiles, sub = blockIdx.x % kSimtSubTiles;
+  const int tile = blockIdx.x / kSubTiles, sub = blockIdx.x % kSubTiles;
   const int first = tiles[2 * tile] + sub * kSimtRows;
   const int count = min(kSimtRows, tiles[2 * tile + 1] - sub * kSimtRows);
   if (count <= 0) return;  // block-uniform, before any barrier
@@ -500,11 +504,17 @@ template <typename T, int HD>
 absl::Status PrefillT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
                       const int32_t* tiles, int64_t num_tiles, int heads_q, int heads_kv,
                       float scale, const CudaPagedKv& kv, void* out, int64_t out_stride,
-                      cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(num_tiles * kSimtSubTiles), heads_q);
-  PrefillAttentionKernel<T, HD><<<grid, 128, 0, stream>>>(
-      static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles, heads_q, heads_kv,
-      scale * kLog2e, kv, static_cast<T*>(out), out_stride);
+                      int sub_tiles, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(num_tiles * sub_tiles), heads_q);
+  if (sub_tiles == 1) {
+    PrefillAttentionKernel<T, HD, 1><<<grid, 128, 0, stream>>>(
+        static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles, heads_q,
+        heads_kv, scale * kLog2e, kv, static_cast<T*>(out), out_stride);
+  } else {
+    PrefillAttentionKernel<T, HD, kSimtSubTilesOfMma><<<grid, 128, 0, stream>>>(
+        static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles, heads_q,
+        heads_kv, scale * kLog2e, kv, static_cast<T*>(out), out_stride);
+  }
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
@@ -569,22 +579,25 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
     return LaunchPrefillAttentionMma(dtype, q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
                                      head_dim, scale, kv, out, out_stride, stream);
   }
-  if (num_tiles * kSimtSubTiles > 0x7fffffff || heads_q > 65535) {
+  // The SIMT body: one block per 16-row tile (kSimt), or per 16-row sub-tile of kMma's
+  // 128-row tiles (kMma's fallback).
+  const int sub_tiles = algo == PrefillAttentionAlgo::kMma ? kSimtSubTilesOfMma : 1;
+  if (num_tiles * sub_tiles > 0x7fffffff || heads_q > 65535) {
     return absl::InvalidArgumentError("LaunchPrefillAttention: grid too large");
   }
   switch (Key(dtype, head_dim)) {
     case Key(DType::kBF16, 64):
       return PrefillT<__nv_bfloat16, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
-                                         scale, kv, out, out_stride, stream);
+                                         scale, kv, out, out_stride, sub_tiles, stream);
     case Key(DType::kBF16, 128):
       return PrefillT<__nv_bfloat16, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
-                                          scale, kv, out, out_stride, stream);
+                                          scale, kv, out, out_stride, sub_tiles, stream);
     case Key(DType::kF16, 64):
       return PrefillT<__half, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv, scale,
-                                  kv, out, out_stride, stream);
+                                  kv, out, out_stride, sub_tiles, stream);
     case Key(DType::kF16, 128):
       return PrefillT<__half, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv, scale,
-                                   kv, out, out_stride, stream);
+                                   kv, out, out_stride, sub_tiles, stream);
     default:
       return absl::InvalidArgumentError("LaunchPrefillAttention: unsupported dtype " +
                                         std::string(DTypeName(dtype)) + " / head_dim " +

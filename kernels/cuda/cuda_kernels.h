@@ -103,21 +103,30 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
                                    cudaStream_t stream,
                                    DecodeAttentionAlgo algo = DecodeAttentionAlgo::kTiled);
 
-// Rows per query tile of prefill attention (the tiles list LaunchPrefillAttention takes).
-inline constexpr int kPrefillTileRows = 128;
+// The body of prefill attention:
+//  - kSimt (the default; verified against the twin on an H100/H200): CUDA-core fp32, one block
+//    per 16-row tile and query head, 32-token K/V tiles through shared memory.
+//  - kMma (opt-in; written and compiled, not yet run on a GPU): tensor cores, FlashAttention-2
+//    style: mma.sync m16n8k16 with fp32 accumulate, ldmatrix fragments, double-buffered
+//    64-token cp.async K/V tiles, P rounded to the 16-bit dtype for P·V, 128-row tiles (see
+//    prefill_attention_mma.cu). It falls back to the kSimt body, run over 16-row sub-tiles of
+//    its 128-row tiles, for operands it cannot load with 16-byte copies (q or K/V misaligned,
+//    q_stride not a multiple of 8).
+// The default stays kSimt until the GPU tests (tests/gpu/kernels_gpu_test.cc) pass for kMma.
+enum class PrefillAttentionAlgo { kSimt, kMma };
 
-// The body of prefill attention: kMma (the default; tensor cores, FlashAttention-2 style:
-// mma.sync m16n8k16 with fp32 accumulate, ldmatrix fragments, double-buffered 64-token
-// cp.async K/V tiles, P rounded to the 16-bit dtype for P·V; see prefill_attention_mma.cu)
-// or kSimt (the first, CUDA-core fp32 version: 16-row sub-tiles, 32-token K/V tiles; kept as a
-// cross-check). Both have the same twin; kMma falls back to kSimt for operands it cannot load
-// with 16-byte copies (q or K/V misaligned, q_stride not a multiple of 8).
-enum class PrefillAttentionAlgo { kMma, kSimt };
+// Rows per query tile of prefill attention for each body: the most rows a tile of the list
+// LaunchPrefillAttention takes may hold.
+inline constexpr int kPrefillTileRowsSimt = 16;
+inline constexpr int kPrefillTileRowsMma = 128;
+constexpr int PrefillTileRows(PrefillAttentionAlgo algo) {
+  return algo == PrefillAttentionAlgo::kMma ? kPrefillTileRowsMma : kPrefillTileRowsSimt;
+}
 
 // Flash-attention-style prefill: causal attention of every row over its sequence's tokens
 // [0, position] (rows may start past 0: a chunk attends over earlier chunks' K/V in the pool
-// plus its own). tiles: device int32 pairs [first_row, count], count <= kPrefillTileRows rows
-// of one sequence each (any order; rows in a tile need not be consecutive positions). Each
+// plus its own). tiles: device int32 pairs [first_row, count], count <= PrefillTileRows(algo)
+// rows of one sequence each (any order; rows in a tile need not be consecutive positions). Each
 // block takes one tile and one query head, streams the K/V up to the tile's last position
 // through shared memory with an online softmax. Twin: CausalAttentionReference.
 absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride,
@@ -125,7 +134,7 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
                                     int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
                                     float scale, const CudaPagedKv& kv, void* out,
                                     int64_t out_stride, cudaStream_t stream,
-                                    PrefillAttentionAlgo algo = PrefillAttentionAlgo::kMma);
+                                    PrefillAttentionAlgo algo = PrefillAttentionAlgo::kSimt);
 
 // ids[i] = argmax_j logits[i, j] (lowest index on ties; NaN never wins). Twin: ArgmaxReference.
 // dtype: bf16, fp16 or fp32.

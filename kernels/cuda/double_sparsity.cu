@@ -2,19 +2,28 @@
 //
 // Label write: one thread per (row, KV head); r <= 256 channels, two passes over the row
 // (min/max, then codes) instead of a local array, so nothing spills.
-// Scoring: one thread per (token, KV head) label row, kScoreItemsPerThread rows per thread
-// blockDim apart, so a warp reads one contiguous span of the label cache; 16-byte loads when
-// the row size allows, and a fast path with every row's loads in flight first for 16- and
-// 32-byte rows. The query's label channels are staged in shared memory with the KV head
-// fastest (no bank conflicts across a warp's heads). Arithmetic is __fmul_rn / __fadd_rn in
-// the twin's order: the scores are the twin's bit for bit, which makes the selection
-// comparable exactly. Scores leave through shared memory as per-head token runs.
-// Top-k: radix select over order-preserving uint32 keys (NaN maps onto -inf's key, as the twin
-// ranks NaN as -inf), digits 11/11/10, early exit once the boundary bucket is taken whole, then
-// an ordered compaction (cub::BlockScan) writing ascending indices, boundary ties lowest index
-// first. Short segments: one 1024-thread block per (sequence, KV head) streaming the scores
-// per pass. Long ones: a thread-block cluster per (sequence, KV head) that loads the scores
-// once into shared memory and merges its blocks' histograms through distributed shared memory.
+// Scoring, two bodies (LabelScoreAlgo), both bit-exact to the twin (__fmul_rn / __fadd_rn in
+// the twin's order, which makes the selection comparable exactly):
+//  - kRowPerThread (default, GPU-verified): one thread per (token, KV head) label row;
+//    consecutive threads take consecutive heads of a token, so a warp reads one contiguous span
+//    of the label cache, in 16-byte loads whenever the row size allows (fp16 r % 8 == 0, 4-bit
+//    r % 32 == 0). The query's label channels of all query heads are staged once per block in
+//    shared memory, [heads_q][r].
+//  - kCoalesced (opt-in, not yet run on a GPU): kScoreItemsPerThread rows per thread blockDim
+//    apart; 16-byte loads when the row size allows, and a fast path with every row's loads in
+//    flight first for 16- and 32-byte rows. The query's label channels are staged with the KV
+//    head fastest (no bank conflicts across a warp's heads). Scores leave through shared memory
+//    as per-head token runs.
+// Top-k, two kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps onto
+// -inf's key, as the twin ranks NaN as -inf), digits 11/11/10, early exit once the boundary
+// bucket is taken whole, then an ordered compaction (cub::BlockScan) writing ascending
+// indices, boundary ties lowest index first.
+//  - kOneBlock (default, GPU-verified): one 1024-thread block per (sequence, KV head) streaming
+//    the scores per pass — selection must see the whole segment, and batch × KV heads blocks
+//    fill the GPU at batch >= 8.
+//  - kCluster (opt-in, not yet run on a GPU; score_stride > 8192 only): a thread-block cluster
+//    per (sequence, KV head) that loads the scores once into shared memory and merges its
+//    blocks' histograms through distributed shared memory.
 // Attention: grid splits × KV heads × sequences; each warp takes 32 selected rows at a time,
 // one lane per row for the scores (a lane reads a whole K row in 16-byte loads, so every
 // sector it touches is used; no per-token shuffle reduction), then lanes over channels for V;
@@ -163,6 +172,114 @@ struct VecOf<1> {
   using T = uint8_t;
 };
 
+// kRowPerThread (the GPU-verified scorer, as it ran on the H100/H200): dots of one label row
+// with the group's query channels (qs: [group][r] in shared memory), in the twin's order: per
+// query head, channels ascending, no fused multiply-add.
+template <int kBits, int kBytes>
+__device__ __forceinline__ void DotRowHeadMajor(const uint8_t* row, int r, float scale,
+                                                float minimum, const float* qs, int group,
+                                                float* dot) {
+  using V = typename VecOf<kBytes>::T;
+  const int row_bytes = kBits == 16 ? 2 * r : (r + 1) / 2;
+  for (int c = 0; c < row_bytes / kBytes; ++c) {
+    union {
+      V v;
+      uint8_t b[kBytes];
+    } u;
+    u.v = reinterpret_cast<const V*>(row)[c];
+    constexpr int kPer = kBits == 16 ? kBytes / 2 : kBytes * 2;
+    float vals[kPer];
+    if (kBits == 16) {
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) {
+        vals[e] = F16BitsToF32(static_cast<uint16_t>(u.b[2 * e] | (u.b[2 * e + 1] << 8)));
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) {
+        const int code = (u.b[e / 2] >> ((e % 2) * 4)) & 0xf;
+        vals[e] = __fadd_rn(__fmul_rn(static_cast<float>(code), scale), minimum);
+      }
+    }
+    const int j0 = c * kPer;
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      const float* qg = qs + g * r + j0;
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) {
+        if (j0 + e < r) dot[g] = __fadd_rn(dot[g], __fmul_rn(qg[e], vals[e]));
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
+                                              const CudaDsSequence* seqs,
+                                              const CudaLabelSeq* labels, int heads_q,
+                                              int heads_kv, int head_dim, float* scores,
+                                              int64_t score_stride) {
+  extern __shared__ float qs[];  // [heads_q][r]
+  const int s = blockIdx.y;
+  const CudaDsSequence seq = seqs[s];
+  const CudaLabelSeq lab = labels[s];
+  const int r = lab.r;
+  const int64_t items = static_cast<int64_t>(seq.tokens) * heads_kv;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kScoreThreads * kScoreItemsPerThread;
+  if (first >= items) return;
+  const int group = heads_q / heads_kv;
+  const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
+  for (int i = threadIdx.x; i < heads_q * r; i += blockDim.x) {
+    const int hq = i / r, j = i % r;
+    const int c = lab.channels[(hq / group) * r + j];
+    qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(hq) * head_dim + c]);
+  }
+  __syncthreads();
+  const bool max_agg = seq.aggregation == 1;
+  const int row_bytes = lab.bits == 16 ? 2 * r : (r + 1) / 2;
+  for (int it = 0; it < kScoreItemsPerThread; ++it) {
+    const int64_t i = first + it * kScoreThreads + threadIdx.x;
+    if (i >= items) break;
+    const int64_t t = i / heads_kv;
+    const int h = static_cast<int>(i % heads_kv);
+    const uint8_t* row = static_cast<const uint8_t*>(lab.data) + i * row_bytes;
+    float scale = 0.0f, minimum = 0.0f;
+    if (lab.bits == 4) {
+      scale = F16BitsToF32(lab.scales[i]);
+      minimum = F16BitsToF32(lab.minimums[i]);
+    }
+    float dot[kMaxGroup];
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
+    const float* qh = qs + h * group * r;
+    const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
+    const bool aligned8 = (reinterpret_cast<uintptr_t>(lab.data) & 7) == 0;
+    if (lab.bits == 16) {
+      if (row_bytes % 16 == 0 && aligned16) {
+        DotRowHeadMajor<16, 16>(row, r, 0.0f, 0.0f, qh, group, dot);
+      } else {
+        DotRowHeadMajor<16, 2>(row, r, 0.0f, 0.0f, qh, group, dot);
+      }
+    } else {
+      if (row_bytes % 16 == 0 && aligned16) {
+        DotRowHeadMajor<4, 16>(row, r, scale, minimum, qh, group, dot);
+      } else if (row_bytes % 8 == 0 && aligned8) {
+        DotRowHeadMajor<4, 8>(row, r, scale, minimum, qh, group, dot);
+      } else {
+        DotRowHeadMajor<4, 1>(row, r, scale, minimum, qh, group, dot);
+      }
+    }
+    float agg = max_agg ? -INFINITY : 0.0f;
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
+    }
+    scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t] = agg;
+  }
+}
+
 // The query's label channels in shared memory, laid out [j][g][h] (KV head fastest): the lanes
 // of a warp take consecutive (token, KV head) items, i.e. consecutive heads, so they read
 // consecutive words (no bank conflicts; lanes of one head share a broadcast). A [h][g][j]
@@ -171,8 +288,9 @@ __device__ __forceinline__ float QChannel(const float* qh, int j, int g, int gro
   return qh[(j * group + g) * heads_kv];
 }
 
-// Dots of one label row with the group's query channels (qh = qs + h), in the twin's order:
-// per query head, channels ascending, no fused multiply-add. The general path (any r).
+// kCoalesced: dots of one label row with the group's query channels (qh = qs + h), in the
+// twin's order: per query head, channels ascending, no fused multiply-add. The general path
+// (any r).
 template <int kBits, int kBytes>
 __device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, float minimum,
                                        const float* qh, int group, int heads_kv, float* dot) {
@@ -338,7 +456,7 @@ __host__ __device__ __forceinline__ int ScoreTokensPerBlock(int heads_kv) {
 // land in up to 32 score rows (one sector each).
 template <typename T>
 __global__ void __launch_bounds__(kScoreThreads)
-    LabelScoresKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
+    LabelScoresCoalescedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                       const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                       float* scores, int64_t score_stride) {
   extern __shared__ float qs[];  // [r][group][heads_kv]
@@ -943,6 +1061,28 @@ absl::Status BadDType(const char* what, DType dtype) {
       absl::StrCat(what, ": unsupported dtype ", static_cast<int>(dtype)));
 }
 
+// Launches the scoring body `algo` (both kernels take the same arguments). Dynamic shared
+// memory past the 48 KiB default, counting the kernel's static shared memory (kCoalesced's
+// score staging), needs an opt-in.
+template <typename T>
+absl::Status LabelScoresT(LabelScoreAlgo algo, dim3 grid, size_t smem, const T* q,
+                          int64_t q_stride, const CudaDsSequence* seqs, const CudaLabelSeq* labels,
+                          int heads_q, int heads_kv, int head_dim, float* scores,
+                          int64_t score_stride, cudaStream_t stream) {
+  const bool coalesced = algo == LabelScoreAlgo::kCoalesced;
+  auto* kernel = coalesced ? LabelScoresCoalescedKernel<T> : LabelScoresRowPerThreadKernel<T>;
+  const size_t static_smem =
+      coalesced ? 2 * kScoreThreads * kScoreItemsPerThread * sizeof(float) : 0;
+  if (smem + static_smem > 48 * 1024) {
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(smem)));
+  }
+  kernel<<<grid, kScoreThreads, smem, stream>>>(q, q_stride, seqs, labels, heads_q, heads_kv,
+                                                head_dim, scores, score_stride);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
 template <typename T, int kD, int kG>
 absl::Status SparseAttentionTyped(const void* q, int64_t q_stride, const CudaDsSequence* seqs,
                                   int num_seqs, int heads_kv, float scale, const CudaPagedKv& kv,
@@ -1033,7 +1173,7 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
                                int heads_q, int heads_kv, int head_dim, int max_r,
                                int64_t max_tokens, float* scores, int64_t score_stride,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, LabelScoreAlgo algo) {
   if (num_seqs == 0 || max_tokens == 0) return absl::OkStatus();
   if (heads_kv <= 0 || heads_q % heads_kv != 0 || heads_q / heads_kv > kMaxGroup) {
     return absl::InvalidArgumentError(
@@ -1042,47 +1182,38 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
   if (max_r <= 0 || max_r > head_dim || max_r > 256) {
     return absl::InvalidArgumentError(absl::StrCat("LaunchLabelScores: bad r ", max_r));
   }
-  if (heads_kv > kScoreThreads * kScoreItemsPerThread || max_tokens * heads_kv > INT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat("LaunchLabelScores: ", max_tokens,
-                                                   " tokens × ", heads_kv, " KV heads too many"));
+  dim3 grid;
+  if (algo == LabelScoreAlgo::kCoalesced) {
+    if (heads_kv > kScoreThreads * kScoreItemsPerThread || max_tokens * heads_kv > INT32_MAX) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LaunchLabelScores: ", max_tokens, " tokens × ", heads_kv, " KV heads too many"));
+    }
+    const int tpb = ScoreTokensPerBlock(heads_kv);
+    grid = dim3(static_cast<unsigned>((max_tokens + tpb - 1) / tpb), num_seqs);
+  } else {
+    const int64_t per_block = kScoreThreads * kScoreItemsPerThread;
+    grid = dim3(static_cast<unsigned>((max_tokens * heads_kv + per_block - 1) / per_block),
+                num_seqs);
   }
-  const int tpb = ScoreTokensPerBlock(heads_kv);
-  const dim3 grid(static_cast<unsigned>((max_tokens + tpb - 1) / tpb), num_seqs);
   const size_t smem = static_cast<size_t>(heads_q) * max_r * sizeof(float);
   switch (dtype) {
     case DType::kBF16:
-      if (smem > 48 * 1024) {
-        CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(LabelScoresKernel<__nv_bfloat16>,
-                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                  static_cast<int>(smem)));
-      }
-      LabelScoresKernel<<<grid, kScoreThreads, smem, stream>>>(
-          static_cast<const __nv_bfloat16*>(q), q_stride, seqs, labels, heads_q, heads_kv, head_dim,
-          scores, score_stride);
-      break;
+      return LabelScoresT(algo, grid, smem, static_cast<const __nv_bfloat16*>(q), q_stride, seqs,
+                          labels, heads_q, heads_kv, head_dim, scores, score_stride, stream);
     case DType::kF16:
-      if (smem > 48 * 1024) {
-        CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(LabelScoresKernel<__half>,
-                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                  static_cast<int>(smem)));
-      }
-      LabelScoresKernel<<<grid, kScoreThreads, smem, stream>>>(
-          static_cast<const __half*>(q), q_stride, seqs, labels, heads_q, heads_kv, head_dim,
-          scores, score_stride);
-      break;
+      return LabelScoresT(algo, grid, smem, static_cast<const __half*>(q), q_stride, seqs, labels,
+                          heads_q, heads_kv, head_dim, scores, score_stride, stream);
     default:
       return BadDType("LaunchLabelScores", dtype);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  return absl::OkStatus();
 }
 
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
-                              int32_t* counts, cudaStream_t stream) {
+                              int32_t* counts, cudaStream_t stream, TopKAlgo algo) {
   if (num_seqs == 0) return absl::OkStatus();
   // score_stride bounds every sequence's tokens, hence its candidates.
-  if (score_stride > kTopKShortSegment) {
+  if (algo == TopKAlgo::kCluster && score_stride > kTopKShortSegment) {
     int device = 0, smem_optin = 0;
     CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
     CUDA_RETURN_IF_ERROR(
@@ -1116,6 +1247,7 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
     }
     // Longer than the cluster's shared memory holds: the one-block kernel below.
   }
+  // kOneBlock, the verified kernel, launched as on the H100/H200.
   TopKSelectKernel<<<dim3(heads_kv, num_seqs), kTopKThreads, 0, stream>>>(
       scores, score_stride, seqs, heads_kv, selected, sel_stride, counts);
   CUDA_RETURN_IF_LAUNCH_ERROR();

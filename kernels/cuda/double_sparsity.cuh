@@ -83,6 +83,18 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
                                     const CudaLabelRange* ranges, int num_ranges, int64_t max_count,
                                     const CudaLabelSeq* labels, cudaStream_t stream);
 
+// The body of label scoring. Both give the twin's scores bit for bit.
+//  - kRowPerThread (the default; verified bit-exact on an H100/H200): one thread per (token, KV
+//    head) label row, consecutive threads on consecutive heads of a token (a warp reads one
+//    contiguous span of the label cache), 16-byte loads where the row size allows; the query's
+//    label channels staged per block in shared memory as [heads_q][r].
+//  - kCoalesced (opt-in; written and compiled, not yet run on a GPU): the query's channels
+//    staged KV head fastest (no bank conflicts across a warp's heads), a fast path for 16- and
+//    32-byte rows with every row of a thread loaded before any is used, and scores written
+//    through shared memory as per-head token runs. Needs heads_kv <= 1024.
+// The default stays kRowPerThread until tests/gpu/double_sparsity_gpu_test.cc passes for both.
+enum class LabelScoreAlgo { kRowPerThread, kCoalesced };
+
 // Approximate scores: scores[s, h, t] for t < seqs[s].tokens (row stride score_stride floats
 // per (s, h)), from the query q + seqs[s].q_row * q_stride ([heads_q, head_dim], dtype) and
 // labels[s]. max_tokens bounds every seqs[s].tokens (grid size); max_r bounds every r.
@@ -91,19 +103,29 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
                                int heads_q, int heads_kv, int head_dim, int max_r,
                                int64_t max_tokens, float* scores, int64_t score_stride,
-                               cudaStream_t stream);
+                               cudaStream_t stream,
+                               LabelScoreAlgo algo = LabelScoreAlgo::kRowPerThread);
+
+// The kernels of top-k. Both select the twin's sets.
+//  - kOneBlock (the default; verified on an H100/H200): one 1024-thread block per (s, h)
+//    streaming the scores once per radix pass.
+//  - kCluster (opt-in; written and compiled, not yet run on a GPU): for score_stride > 8192, a
+//    thread-block cluster of 2–8 blocks per (s, h) holding the keys in shared memory (scores
+//    read once; sm_90 clusters, histograms merged through distributed shared memory); shorter
+//    strides, and slices that would not fit in shared memory, run kOneBlock.
+// The default stays kOneBlock until tests/gpu/double_sparsity_gpu_test.cc passes for both.
+enum class TopKAlgo { kOneBlock, kCluster };
 
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives
 // min(budget, tokens) ascending indices (row stride sel_stride >= max budget). A radix select
 // on the scores' order-preserving 32-bit keys (11/11/10-bit digits, a histogram per pass,
-// early exit once the boundary bucket is taken whole), then one ordered compaction. For
-// score_stride <= 8192 one block per (s, h); above, a cluster of 2–8 blocks per (s, h) holding
-// the keys in shared memory (scores read once; sm_90 thread-block clusters), or one block if
-// the slices would not fit. score_stride bounds every seqs[s].tokens. Twin:
-// TopKSelectReference (identical sets, ties included).
+// early exit once the boundary bucket is taken whole), then one ordered compaction.
+// score_stride bounds every seqs[s].tokens. Twin: TopKSelectReference (identical sets, ties
+// included).
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
-                              int32_t* counts, cudaStream_t stream);
+                              int32_t* counts, cudaStream_t stream,
+                              TopKAlgo algo = TopKAlgo::kOneBlock);
 
 // Floats of workspace LaunchSparseAttention needs.
 int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits);

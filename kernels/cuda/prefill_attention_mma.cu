@@ -1,7 +1,8 @@
-// Tensor-core flash prefill attention (FlashAttention-2 style), the default body of
-// LaunchPrefillAttention. Twin: CausalAttentionReference.
+// Tensor-core flash prefill attention (FlashAttention-2 style), the opt-in kMma body of
+// LaunchPrefillAttention (written and compiled, not yet run on a GPU; kSimt stays the default
+// until tests/gpu/kernels_gpu_test.cc passes for it). Twin: CausalAttentionReference.
 //
-// Work split: one block per (query tile of kPrefillTileRows = 128 rows, query head), 4 warps,
+// Work split: one block per (query tile of kPrefillTileRowsMma = 128 rows, query head), 4 warps,
 // each warp owning 32 consecutive rows (two m16 MMA tiles). Per query head rather than per KV
 // head: a per-KV-head block would hold rows × group query rows (up to 1024 for GQA 8), far
 // beyond what fits in registers; instead the grid runs the tiles of one head side by side
@@ -40,7 +41,7 @@ using cuda::Num;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kRows = kPrefillTileRows;  // query rows per block
+constexpr int kRows = kPrefillTileRowsMma;  // query rows per block
 constexpr int kRowsPerWarp = kRows / kWarps;
 constexpr int kMTiles = kRowsPerWarp / 16;  // m16 tiles per warp
 constexpr int kKeys = 64;                   // K/V tile

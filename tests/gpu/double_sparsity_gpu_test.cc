@@ -8,8 +8,10 @@
 // label bits 16/4 (r 7, 8, 16, 32); budgets from 1 to above the context; sum and max
 // aggregation; bf16 and fp16; two sequences of different length and options per launch; one
 // case with K/V in mapped pinned host memory. Fresh random inputs (seed printed); outputs
-// poisoned with all-ones bits first. Top-k alone over both of its kernels (one block, and a
-// cluster of blocks for long segments) with tie-heavy and NaN scores. Skips without a GPU.
+// poisoned with all-ones bits first. Every LabelScoreAlgo and TopKAlgo (the verified defaults
+// and the opt-in rewrites) runs in every chain case. Top-k alone over both of its kernels (one
+// block, and a cluster of blocks for long segments) with tie-heavy and NaN scores. Skips
+// without a GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -81,6 +83,17 @@ struct Buf {
     return static_cast<T*>(ptr);
   }
 };
+
+// Every body of scoring and top-k runs against the twins: the verified defaults and the opt-in
+// rewrites (not yet run on a GPU), so one GPU run decides whether the defaults may flip.
+constexpr LabelScoreAlgo kLabelScoreAlgos[] = {LabelScoreAlgo::kRowPerThread,
+                                               LabelScoreAlgo::kCoalesced};
+constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kCluster};
+
+const char* AlgoName(LabelScoreAlgo a) {
+  return a == LabelScoreAlgo::kRowPerThread ? "row-per-thread" : "coalesced";
+}
+const char* AlgoName(TopKAlgo a) { return a == TopKAlgo::kOneBlock ? "one-block" : "cluster"; }
 
 struct SeqSpec {
   int tokens, budget, sink, recent, aggregation;
@@ -310,12 +323,29 @@ void RunCase(const Case& c) {
     const int64_t sel_stride = budget_cap + 1;
     Buf dscores(static_cast<size_t>(ns) * hkv * score_stride * 4);
     Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
-    ASSERT_OK(LaunchLabelScores(c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns,
-                                dlabs.as<CudaLabelSeq>(), hq, hkv, d, r, max_tokens,
-                                dscores.as<float>(), score_stride, nullptr));
-    ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), score_stride, dseqs.as<CudaDsSequence>(), ns,
-                               hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
-                               nullptr));
+    // Every scoring body and every top-k kernel (kLabelScoreAlgos × kTopKAlgos): each scorer's
+    // scores and each selector's sets are checked against the twins below; attention runs on
+    // the last pair's selection.
+    std::vector<std::vector<float>> algo_scores;
+    std::vector<std::vector<int32_t>> algo_sel, algo_counts;
+    std::vector<std::string> algo_names;
+    for (LabelScoreAlgo sa : kLabelScoreAlgos) {
+      ASSERT_CUDA(cudaMemset(dscores.ptr, 0xff, dscores.bytes));  // poison between bodies
+      ASSERT_OK(LaunchLabelScores(c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns,
+                                  dlabs.as<CudaLabelSeq>(), hq, hkv, d, r, max_tokens,
+                                  dscores.as<float>(), score_stride, nullptr, sa));
+      algo_scores.push_back(dscores.Get<float>(static_cast<size_t>(ns) * hkv * score_stride));
+      for (TopKAlgo ta : kTopKAlgos) {
+        ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));
+        ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
+        ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), score_stride, dseqs.as<CudaDsSequence>(),
+                                   ns, hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
+                                   nullptr, ta));
+        algo_sel.push_back(dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride));
+        algo_counts.push_back(dcounts.Get<int32_t>(ns * hkv));
+        algo_names.push_back(absl::StrCat(AlgoName(sa), " + ", AlgoName(ta)));
+      }
+    }
     int sm = 0;
     ASSERT_CUDA(cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, 0));
     const int splits = SparseAttentionSplits(ns, hkv, budget_cap, sm);
@@ -326,9 +356,6 @@ void RunCase(const Case& c) {
                                     sel_stride, dcounts.as<int32_t>(), splits, dws.as<float>(),
                                     dout.ptr, hq * d, nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
-    const auto got_scores = dscores.Get<float>(static_cast<size_t>(ns) * hkv * score_stride);
-    const auto got_sel = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
-    const auto got_counts = dcounts.Get<int32_t>(ns * hkv);
     const auto out_raw = dout.Get<uint16_t>(static_cast<size_t>(ns) * hq * d);
 
     for (int s = 0; s < ns; ++s) {
@@ -346,14 +373,17 @@ void RunCase(const Case& c) {
                                  ref_scale[s].data(), ref_min[s].data(), L, shape,
                                  ref_scores.data(), L);
       }
-      int64_t score_mismatch = 0;
-      for (int h = 0; h < hkv; ++h) {
-        for (int t = 0; t < L; ++t) {
-          const float g = got_scores[(static_cast<size_t>(s) * hkv + h) * score_stride + t];
-          if (g != ref_scores[static_cast<size_t>(h) * L + t]) ++score_mismatch;
+      for (size_t a = 0; a < algo_scores.size(); ++a) {
+        int64_t score_mismatch = 0;
+        for (int h = 0; h < hkv; ++h) {
+          for (int t = 0; t < L; ++t) {
+            const float g = algo_scores[a][(static_cast<size_t>(s) * hkv + h) * score_stride + t];
+            if (g != ref_scores[static_cast<size_t>(h) * L + t]) ++score_mismatch;
+          }
         }
+        EXPECT_EQ(score_mismatch, 0)
+            << AlgoName(kLabelScoreAlgos[a]) << " scores differ from the twin's";
       }
-      EXPECT_EQ(score_mismatch, 0) << "scores differ from the twin's";
       // Selection: identical to the twin's over the twin's scores.
       std::vector<std::vector<int32_t>> sel(hkv);
       std::vector<const int32_t*> idx(hkv);
@@ -367,11 +397,14 @@ void RunCase(const Case& c) {
         sel[h].resize(n);
         idx[h] = sel[h].data();
         counts[h] = n;
-        ASSERT_EQ(got_counts[s * hkv + h], n) << "count, head " << h;
-        const int32_t* g = got_sel.data() + (static_cast<size_t>(s) * hkv + h) * sel_stride;
-        int64_t diff = 0;
-        for (int64_t i = 0; i < n; ++i) diff += g[i] != sel[h][i];
-        EXPECT_EQ(diff, 0) << "selected set of head " << h << " (of " << n << ")";
+        for (size_t a = 0; a < algo_sel.size(); ++a) {
+          ASSERT_EQ(algo_counts[a][s * hkv + h], n) << algo_names[a] << ": count, head " << h;
+          const int32_t* g = algo_sel[a].data() + (static_cast<size_t>(s) * hkv + h) * sel_stride;
+          int64_t diff = 0;
+          for (int64_t i = 0; i < n; ++i) diff += g[i] != sel[h][i];
+          EXPECT_EQ(diff, 0) << algo_names[a] << ": selected set of head " << h << " (of " << n
+                             << ")";
+        }
       }
       // Attention over the (twin's) selection.
       PagedKvView<const float> view;
@@ -454,11 +487,12 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
 }
 
-// Top-k alone against TopKSelectReference, both kernels: the one-block kernel (score_stride
-// up to 8192) and the cluster kernel (longer strides — also run on short segments, where some
-// of the cluster's blocks get empty slices). Per launch 2 sequences × 3 KV heads with rows
-// at an odd stride (unaligned 16-byte loads); scores continuous, coarse (many ties at the
-// boundary, incl. ±0) or with NaNs; budgets from 1 (kept tokens cut) to above the length.
+// Top-k alone against TopKSelectReference, both TopKAlgo values: kOneBlock at every stride, and
+// kCluster, whose cluster kernel takes strides over 8192 (also on short segments, where some of
+// the cluster's blocks get empty slices) and whose one-block fallback takes the rest. Per
+// launch 2 sequences × 3 KV heads with rows at an odd stride (unaligned 16-byte loads); scores
+// continuous, coarse (many ties at the boundary, incl. ±0) or with NaNs; budgets from 1 (kept
+// tokens cut) to above the length.
 TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   SKIP_WITHOUT_GPU();
   const int hkv = 3;
@@ -495,24 +529,29 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
         Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
         dscores.Put(scores.data(), scores.size() * 4);
         dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
-        ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), stride, dseqs.as<CudaDsSequence>(), ns,
-                                   hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
-                                   nullptr));
-        const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
-        const auto counts = dcounts.Get<int32_t>(ns * hkv);
-        for (int s = 0; s < ns; ++s) {
-          const int n = specs[s].tokens;
-          std::vector<int32_t> want(n), scratch(n);
-          for (int h = 0; h < hkv; ++h) {
-            const float* row = scores.data() + (static_cast<size_t>(s) * hkv + h) * stride;
-            const int64_t m = TopKSelectReference(row, n, specs[s].budget, specs[s].sink,
-                                                  specs[s].recent, scratch.data(), want.data());
-            ASSERT_EQ(counts[s * hkv + h], m) << "count, sequence " << s << " head " << h;
-            const int32_t* g = got.data() + (static_cast<size_t>(s) * hkv + h) * sel_stride;
-            int64_t diff = 0;
-            for (int64_t j = 0; j < m; ++j) diff += g[j] != want[j];
-            EXPECT_EQ(diff, 0) << "selection of sequence " << s << " head " << h << " (of " << m
-                               << ")";
+        for (TopKAlgo algo : kTopKAlgos) {
+          SCOPED_TRACE(AlgoName(algo));
+          ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));  // poisoned per kernel
+          ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
+          ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), stride, dseqs.as<CudaDsSequence>(), ns,
+                                     hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
+                                     nullptr, algo));
+          const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
+          const auto counts = dcounts.Get<int32_t>(ns * hkv);
+          for (int s = 0; s < ns; ++s) {
+            const int n = specs[s].tokens;
+            std::vector<int32_t> want(n), scratch(n);
+            for (int h = 0; h < hkv; ++h) {
+              const float* row = scores.data() + (static_cast<size_t>(s) * hkv + h) * stride;
+              const int64_t m = TopKSelectReference(row, n, specs[s].budget, specs[s].sink,
+                                                    specs[s].recent, scratch.data(), want.data());
+              ASSERT_EQ(counts[s * hkv + h], m) << "count, sequence " << s << " head " << h;
+              const int32_t* g = got.data() + (static_cast<size_t>(s) * hkv + h) * sel_stride;
+              int64_t diff = 0;
+              for (int64_t j = 0; j < m; ++j) diff += g[j] != want[j];
+              EXPECT_EQ(diff, 0) << "selection of sequence " << s << " head " << h << " (of "
+                                 << m << ")";
+            }
           }
         }
       }

@@ -317,11 +317,22 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
           cum += dist[i];
           if (dist[i] > 0 && u < cum) want = static_cast<int32_t>(i);
         }
-        equal += id == want;
         ASSERT_GT(dist[id], 0.0) << "twin drew a token the CPU sampler filters out";
+        if (id == want) {
+          ++equal;
+          continue;
+        }
+        // A different draw is rounding at an interval edge only: u must lie within float
+        // rounding of the CPU sampler's cumulative probability between the two tokens.
+        double edge = 0;
+        for (int64_t i = 0; i <= std::min(id, want); ++i) edge += dist[i];
+        EXPECT_NEAR(edge, u, 1e-3) << "twin drew " << id << ", the CPU sampler " << want
+                                   << " at u " << u << " (T " << c.temperature << " k "
+                                   << c.top_k << " p " << c.top_p << " min_p " << c.min_p
+                                   << " vocab " << vocab << ")";
       }
-      EXPECT_GE(equal, draws - 2) << "T " << c.temperature << " k " << c.top_k << " p "
-                                  << c.top_p << " min_p " << c.min_p << " vocab " << vocab;
+      EXPECT_GE(equal, draws - 10) << "T " << c.temperature << " k " << c.top_k << " p "
+                                   << c.top_p << " min_p " << c.min_p << " vocab " << vocab;
       if (c.temperature == 0.0f) continue;
       // Kept sets agree: {p >= theta} vs the CPU sampler's nonzero probabilities.
       float mx = -INFINITY;
@@ -535,29 +546,34 @@ std::vector<std::vector<float>> RunPrefill(const PrefillCase& c,
   const int hq = c.heads_kv * c.group, d = c.head_dim;
   const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d + c.q_stride_pad;
   TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d);
-  std::vector<int32_t> pos, seq, tiles;
+  std::vector<int32_t> pos, seq, first_rows;
   for (size_t s = 0; s < c.lens.size(); ++s) {
     const int m = c.rows[s];
-    const int first = static_cast<int>(pos.size());
+    first_rows.push_back(static_cast<int32_t>(pos.size()));
     for (int i = 0; i < m; ++i) {
       pos.push_back(c.lens[s] - m + i);
       seq.push_back(static_cast<int32_t>(s));
     }
-    for (int r = 0; r < m; r += kPrefillTileRows) {
-      tiles.push_back(first + r);
-      tiles.push_back(std::min(kPrefillTileRows, m - r));
-    }
   }
   const int64_t rows = static_cast<int64_t>(pos.size());
   HostArray q = Random(c.dtype, rows * q_stride);
-  DevBuf dk(pool.k.raw), dv(pool.v.raw), dt(pool.tables), dq(q.raw), dpos(pos), dseq(seq),
-      dtiles(tiles);
+  DevBuf dk(pool.k.raw), dv(pool.v.raw), dt(pool.tables), dq(q.raw), dpos(pos), dseq(seq);
   CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens,
                  c.heads_kv, d};
   CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   std::vector<std::vector<float>> outs;
   for (PrefillAttentionAlgo algo : algos) {
+    // Tiles of the algorithm's size, as the CUDA backend builds them.
+    const int tile_rows = PrefillTileRows(algo);
+    std::vector<int32_t> tiles;
+    for (size_t s = 0; s < c.lens.size(); ++s) {
+      for (int r = 0; r < c.rows[s]; r += tile_rows) {
+        tiles.push_back(first_rows[s] + r);
+        tiles.push_back(std::min(tile_rows, c.rows[s] - r));
+      }
+    }
+    DevBuf dtiles(tiles);
     DevBuf out(rows * hq * d * 2);  // poisoned
     const absl::Status st =
         LaunchPrefillAttention(c.dtype, dq.ptr, q_stride, br, dtiles.as<int32_t>(),
@@ -582,8 +598,10 @@ const char* AlgoName(PrefillAttentionAlgo a) {
 }
 
 void ExpectPrefillMatchesReference(const PrefillCase& c) {
-  const std::vector<PrefillAttentionAlgo> algos = {PrefillAttentionAlgo::kMma,
-                                                   PrefillAttentionAlgo::kSimt};
+  // kSimt: the default (GPU-verified); kMma: opt-in, first run decides whether it may become the
+  // default.
+  const std::vector<PrefillAttentionAlgo> algos = {PrefillAttentionAlgo::kSimt,
+                                                   PrefillAttentionAlgo::kMma};
   std::vector<float> ref;
   const std::vector<std::vector<float>> outs = RunPrefill(c, algos, &ref);
   for (size_t i = 0; i < algos.size(); ++i) {

@@ -12,7 +12,9 @@
 // D2D bandwidth measured in the same process (bytes read + written ÷ time of a 2 GiB copy).
 // "moved" also counts the scores the chain writes and re-reads (one write; one read above 8K
 // tokens, up to four below), which the floor does not. Configurations whose K/V exceed --max_gib are skipped and listed.
-// Per-stage times (score, top-k, attention) are reported for Double Sparsity. JSON: --json_out.
+// Per-stage times (score, top-k, attention) are reported for Double Sparsity, scoring and top-k
+// once per body of --ds_score_algos / --ds_topk_algos (default: the GPU-verified body and the
+// opt-in one side by side); the chain uses the first of each list. JSON: --json_out.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,7 +27,9 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/double_sparsity.cuh"
@@ -40,9 +44,19 @@ ABSL_FLAG(std::string, contexts, "4096,16384,65536,131072,262144", "contexts (to
 ABSL_FLAG(int32_t, iters, 10, "timed steps per configuration");
 ABSL_FLAG(double, max_gib, 56.0, "skip configurations whose K/V exceed this many GiB");
 ABSL_FLAG(bool, prefill, true,
-          "also time causal prefill attention (tensor-core vs CUDA-core body, bf16) against the "
+          "also time causal prefill attention (the bodies of --prefill_algos, bf16) against the "
           "measured cuBLAS bf16 GEMM rate; --contexts= alone skips the decode part");
 ABSL_FLAG(std::string, prefill_lengths, "4096,32768", "prefill prompt lengths (tokens)");
+// Every body listed is timed side by side (defaults: both, the GPU-verified one first).
+ABSL_FLAG(std::string, prefill_algos, "simt,mma",
+          "prefill attention bodies to time: simt (default body, GPU-verified), mma (tensor "
+          "cores, opt-in, not yet run on a GPU)");
+ABSL_FLAG(std::string, ds_score_algos, "row,coalesced",
+          "Double Sparsity label scoring bodies to time: row (default, GPU-verified), coalesced "
+          "(opt-in, not yet run on a GPU); the chain time uses the first");
+ABSL_FLAG(std::string, ds_topk_algos, "one-block,cluster",
+          "Double Sparsity top-k kernels to time: one-block (default, GPU-verified), cluster "
+          "(opt-in, > 8192 tokens only, not yet run on a GPU); the chain time uses the first");
 
 namespace dsinfer {
 namespace {
@@ -105,12 +119,15 @@ struct DevMem {
 
 // Prefill section: causal attention of one prompt of L tokens over its own K/V (paged, 16-token
 // blocks as the engine's pool), bf16, head_dim 128, Llama-2-7B (32 q / 32 kv) and Llama-3-8B
-// (32 q / 8 kv) heads; the tensor-core body (kMma) and the CUDA-core one (kSimt) side by side.
+// (32 q / 8 kv) heads; the bodies of --prefill_algos (CUDA-core kSimt, tensor-core kMma) side by
+// side, each over tiles of its own size.
 // FLOPs = 4·L²·d·Hq / 2 (QKᵀ and PV, half the square under the causal mask). The reference
 // rate is an 8192³ cuBLAS bf16 GEMM (fp32 accumulate) timed in the same run. Results go to
 // out["prefill"] (and out["cublas_bf16_tflops"]).
 absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
   constexpr int kHq = 32, kPrefillBlockTokens = 16;
+  ASSIGN_OR_RETURN(const std::vector<PrefillAttentionAlgo> algos,
+                   ParseAlgoList<PrefillAttentionAlgo>(absl::GetFlag(FLAGS_prefill_algos)));
   double gemm_tflops = 0;
   {
     constexpr int64_t n = 8192;
@@ -146,7 +163,7 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
       const int hkv = model == "llama2-7b" ? 32 : 8;
       const int blocks = static_cast<int>((len + kPrefillBlockTokens - 1) / kPrefillBlockTokens);
       const int64_t kv_elems = int64_t{blocks} * kPrefillBlockTokens * hkv * kHeadDim;
-      DevMem k, v, q, o, dtables, dpos, drs, dtiles;
+      DevMem k, v, q, o, dtables, dpos, drs;
       RETURN_IF_ERROR(k.Alloc(kv_elems * 2));
       RETURN_IF_ERROR(v.Alloc(kv_elems * 2));
       RETURN_IF_ERROR(q.Alloc(len * kHq * kHeadDim * 2));
@@ -155,24 +172,17 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
       RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, v.ptr, kv_elems, 22, 1.0f, stream));
       RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, q.ptr, len * kHq * kHeadDim, 23, 1.0f, stream));
       // Blocks in reverse order: pages are not contiguous in the pool.
-      std::vector<int32_t> tables(blocks), positions(len), row_seq(len, 0), tiles;
+      std::vector<int32_t> tables(blocks), positions(len), row_seq(len, 0);
       for (int i = 0; i < blocks; ++i) tables[i] = blocks - 1 - i;
       for (int64_t i = 0; i < len; ++i) positions[i] = static_cast<int32_t>(i);
-      for (int64_t r = 0; r < len; r += kPrefillTileRows) {
-        tiles.push_back(static_cast<int32_t>(r));
-        tiles.push_back(static_cast<int32_t>(std::min<int64_t>(kPrefillTileRows, len - r)));
-      }
       RETURN_IF_ERROR(dtables.Alloc(tables.size() * 4));
       RETURN_IF_ERROR(dpos.Alloc(len * 4));
       RETURN_IF_ERROR(drs.Alloc(len * 4));
-      RETURN_IF_ERROR(dtiles.Alloc(tiles.size() * 4));
       CUDA_RETURN_IF_ERROR(
           cudaMemcpy(dtables.ptr, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
       CUDA_RETURN_IF_ERROR(
           cudaMemcpy(dpos.ptr, positions.data(), len * 4, cudaMemcpyHostToDevice));
       CUDA_RETURN_IF_ERROR(cudaMemcpy(drs.ptr, row_seq.data(), len * 4, cudaMemcpyHostToDevice));
-      CUDA_RETURN_IF_ERROR(
-          cudaMemcpy(dtiles.ptr, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
       CudaPagedKv kv;
       kv.k = k.ptr;
       kv.v = v.ptr;
@@ -185,8 +195,19 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
       const float scale = 1.0f / std::sqrt(float(kHeadDim));
       const double flops = 4.0 * double(len) * double(len) * kHeadDim * kHq / 2.0;
       const std::string m(model);
-      for (PrefillAttentionAlgo algo : {PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kSimt}) {
+      for (PrefillAttentionAlgo algo : algos) {
         const bool mma = algo == PrefillAttentionAlgo::kMma;
+        // Tiles of the body's size, as the CUDA backend builds them.
+        const int64_t tile_rows = PrefillTileRows(algo);
+        std::vector<int32_t> tiles;
+        for (int64_t r = 0; r < len; r += tile_rows) {
+          tiles.push_back(static_cast<int32_t>(r));
+          tiles.push_back(static_cast<int32_t>(std::min<int64_t>(tile_rows, len - r)));
+        }
+        DevMem dtiles;
+        RETURN_IF_ERROR(dtiles.Alloc(tiles.size() * 4));
+        CUDA_RETURN_IF_ERROR(
+            cudaMemcpy(dtiles.ptr, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
         // The CUDA-core body takes ~0.3 s per 32K prompt: fewer repeats keep the section short.
         const int iters = mma ? 5 : (len > 8192 ? 1 : 3);
         ASSIGN_OR_RETURN(const double us, TimeUs(stream, iters, [&] {
@@ -197,11 +218,11 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
                          }));
         const double tflops = flops / (us * 1e-6) / 1e12;
         std::printf("%-10s %7lld  %-6s %9.2f %9.1f %8.1f%%\n", m.c_str(),
-                    static_cast<long long>(len), mma ? "mma" : "simt", us / 1000.0, tflops,
+                    static_cast<long long>(len), AlgoName(algo), us / 1000.0, tflops,
                     100.0 * tflops / gemm_tflops);
         out["prefill"].push_back({{"model", m},
                                   {"tokens", len},
-                                  {"body", mma ? "mma" : "simt"},
+                                  {"body", AlgoName(algo)},
                                   {"ms", us / 1000.0},
                                   {"tflops", tflops},
                                   {"fraction_of_cublas", tflops / gemm_tflops}});
@@ -241,6 +262,10 @@ absl::Status Run() {
   out["skipped"] = nlohmann::json::array();
   if (absl::GetFlag(FLAGS_prefill)) RETURN_IF_ERROR(RunPrefillBench(stream, out));
 
+  ASSIGN_OR_RETURN(const std::vector<LabelScoreAlgo> score_algos,
+                   ParseAlgoList<LabelScoreAlgo>(absl::GetFlag(FLAGS_ds_score_algos)));
+  ASSIGN_OR_RETURN(const std::vector<TopKAlgo> topk_algos,
+                   ParseAlgoList<TopKAlgo>(absl::GetFlag(FLAGS_ds_topk_algos)));
   const auto batches = ParseList(absl::GetFlag(FLAGS_batches));
   const auto contexts = ParseList(absl::GetFlag(FLAGS_contexts));
   const int iters = absl::GetFlag(FLAGS_iters);
@@ -260,8 +285,11 @@ absl::Status Run() {
   DevMem k, v;
   RETURN_IF_ERROR(k.Alloc(max_kv / 2));
   RETURN_IF_ERROR(v.Alloc(max_kv / 2));
-  std::printf("%-10s %5s %7s  %-18s %9s %9s %8s %8s %7s  %s\n", "heads", "batch", "ctx", "op", "us",
-              "floor us", "x floor", "TB/s", "speedup", "stages us (score/topk/attn)");
+  std::printf("Double Sparsity chain: scoring %s, top-k %s; stage times per body listed\n",
+              AlgoName(score_algos[0]), AlgoName(topk_algos[0]));
+  std::printf("%-10s %5s %7s  %-18s %9s %9s %8s %8s %7s  %s\n", "heads", "batch", "ctx", "op",
+              "us", "floor us", "x floor", "TB/s", "speedup",
+              "stages us (score by body | top-k by body | attn)");
   for (absl::string_view model : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
     const int hq = 32, hkv = model == "llama2-7b" ? 32 : 8;
     for (int64_t batch : batches) {
@@ -384,14 +412,14 @@ absl::Status Run() {
           RETURN_IF_ERROR(sws.Alloc(
               SparseAttentionWorkspaceFloats(static_cast<int>(batch), hq, kHeadDim, splits) * 4));
           const auto* dseq = dseqs.as<CudaDsSequence>();
-          auto score = [&] {
+          auto score = [&](LabelScoreAlgo algo) {
             return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
                                      dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r, ctx,
-                                     scores.as<float>(), ctx, stream);
+                                     scores.as<float>(), ctx, stream, algo);
           };
-          auto topk = [&] {
+          auto topk = [&](TopKAlgo algo) {
             return LaunchTopKSelect(scores.as<float>(), ctx, dseq, batch, hkv, sel.as<int32_t>(),
-                                    budget, counts.as<int32_t>(), stream);
+                                    budget, counts.as<int32_t>(), stream, algo);
           };
           auto attend = [&] {
             return LaunchSparseAttention(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch, hq, hkv,
@@ -399,24 +427,40 @@ absl::Status Run() {
                                          counts.as<int32_t>(), splits, sws.as<float>(), dout.ptr,
                                          hq * kHeadDim, stream);
           };
+          // The chain with the first body of each list; then each stage alone, per body.
           ASSIGN_OR_RETURN(const double us, TimeUs(stream, iters, [&]() -> absl::Status {
-                             RETURN_IF_ERROR(score());
-                             RETURN_IF_ERROR(topk());
+                             RETURN_IF_ERROR(score(score_algos[0]));
+                             RETURN_IF_ERROR(topk(topk_algos[0]));
                              return attend();
                            }));
-          ASSIGN_OR_RETURN(const double us_score, TimeUs(stream, iters, score));
-          ASSIGN_OR_RETURN(const double us_topk, TimeUs(stream, iters, topk));
+          nlohmann::json score_by_algo, topk_by_algo;
+          std::string stages;
+          for (LabelScoreAlgo a : score_algos) {
+            ASSIGN_OR_RETURN(const double t, TimeUs(stream, iters, [&] { return score(a); }));
+            score_by_algo[AlgoName(a)] = t;
+            absl::StrAppend(&stages, AlgoName(a), " ", absl::StrFormat("%.1f", t), " ");
+          }
+          absl::StrAppend(&stages, "| ");
+          for (TopKAlgo a : topk_algos) {
+            ASSIGN_OR_RETURN(const double t, TimeUs(stream, iters, [&] { return topk(a); }));
+            topk_by_algo[AlgoName(a)] = t;
+            absl::StrAppend(&stages, AlgoName(a), " ", absl::StrFormat("%.1f", t), " ");
+          }
           ASSIGN_OR_RETURN(const double us_attn, TimeUs(stream, iters, attend));
+          absl::StrAppend(&stages, "| ", absl::StrFormat("%.1f", us_attn));
+          const double us_score = score_by_algo[AlgoName(score_algos[0])].get<double>();
+          const double us_topk = topk_by_algo[AlgoName(topk_algos[0])].get<double>();
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
           const int64_t floor_bytes = label_bytes + kv_sel;
           // Scores: one write, then one read by the cluster top-k (> 8K tokens, keys kept in
           // shared memory) or up to four by the one-block kernel.
-          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * (ctx > 8192 ? 2 : 5);
+          const bool cluster = topk_algos[0] == TopKAlgo::kCluster && ctx > 8192;
+          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * (cluster ? 2 : 5);
           const double floor_us = floor_bytes / hbm_bps * 1e6;
-          std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %.1f/%.1f/%.1f\n",
-                      m.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx),
-                      var.name, us, floor_us, us / floor_us, floor_bytes / us / 1e6, dense_us / us,
-                      us_score, us_topk, us_attn);
+          std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),
+                      static_cast<long long>(batch), static_cast<long long>(ctx), var.name, us,
+                      floor_us, us / floor_us, floor_bytes / us / 1e6, dense_us / us,
+                      stages.c_str());
           out["results"].push_back({{"model", m},
                                     {"batch", batch},
                                     {"context", ctx},
@@ -430,8 +474,12 @@ absl::Status Run() {
                                     {"r", var.r},
                                     {"label_bits", var.bits},
                                     {"splits", splits},
+                                    {"score_algo", AlgoName(score_algos[0])},
+                                    {"topk_algo", AlgoName(topk_algos[0])},
                                     {"us_score", us_score},
                                     {"us_topk", us_topk},
+                                    {"us_score_by_algo", score_by_algo},
+                                    {"us_topk_by_algo", topk_by_algo},
                                     {"us_attention", us_attn}});
         }
         std::fflush(stdout);

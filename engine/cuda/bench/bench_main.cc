@@ -15,6 +15,9 @@
 // as labels: r = head_dim / ratio fp16 channels (--label_bits 16) or 4 × head_dim / ratio
 // 4-bit ones, budget k = context / ratio, sink 4, recent 64, the first --ds_dense_layers
 // layers dense. Labels are derived from the pool's random K at the first (warm-up) step.
+//
+// --prefill_algo, --ds_score_algo, --ds_topk_algo pick the kernel bodies (CudaBackendOptions;
+// defaults: the GPU-verified ones), so one run per value compares the opt-in bodies end to end.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -30,6 +33,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/sparse/channel_config.h"
 #include "engine/sparse/double_sparsity.h"
@@ -51,6 +55,14 @@ ABSL_FLAG(int32_t, label_bits, 16, "Double Sparsity label bits: 16 | 4");
 ABSL_FLAG(int32_t, ds_dense_layers, 2, "Double Sparsity: first layers that stay dense");
 ABSL_FLAG(int32_t, long_prefill_layers, 4,
           "layers actually run for prefills over 8K tokens (time scaled to the full depth)");
+// Kernel bodies (CudaBackendOptions); defaults are the GPU-verified ones. Run once per value to
+// compare (dsinfer-attention-bench times them side by side at the operator level).
+ABSL_FLAG(std::string, prefill_algo, "simt",
+          "prefill attention body: simt (default, GPU-verified) | mma (tensor cores, opt-in)");
+ABSL_FLAG(std::string, ds_score_algo, "row",
+          "Double Sparsity label scoring body: row (default, GPU-verified) | coalesced (opt-in)");
+ABSL_FLAG(std::string, ds_topk_algo, "one-block",
+          "Double Sparsity top-k kernel: one-block (default, GPU-verified) | cluster (opt-in)");
 
 namespace dsinfer {
 namespace {
@@ -415,12 +427,22 @@ absl::Status TimeDecode(CudaBackend& b, BenchModel& m, Workspace& ws, ForwardBat
 }
 
 absl::Status Run() {
-  ASSIGN_OR_RETURN(auto backend, CudaBackend::Create({}));
+  CudaBackendOptions options;
+  RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_prefill_algo), &options.prefill_algo));
+  RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_ds_score_algo), &options.ds_score_algo));
+  RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_ds_topk_algo), &options.ds_topk_algo));
+  ASSIGN_OR_RETURN(auto backend, CudaBackend::Create(options));
   CudaBackend& b = *backend;
   cudaDeviceProp prop;
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
   nlohmann::json out;
   out["gpu"] = prop.name;
+  out["prefill_algo"] = AlgoName(options.prefill_algo);
+  out["ds_score_algo"] = AlgoName(options.ds_score_algo);
+  out["ds_topk_algo"] = AlgoName(options.ds_topk_algo);
+  std::printf("kernel bodies: prefill %s, DS scoring %s, DS top-k %s\n",
+              AlgoName(options.prefill_algo), AlgoName(options.ds_score_algo),
+              AlgoName(options.ds_topk_algo));
   Timer timer(b.stream());
 
   // Ceiling 1: HBM bandwidth, a 2 GiB device-to-device copy (bytes read + bytes written).

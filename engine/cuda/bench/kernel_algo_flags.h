@@ -1,0 +1,77 @@
+// Names of the selectable CUDA kernel bodies, shared by the benchmark programs' flags
+// (dsinfer-bench, dsinfer-attention-bench): each kernel with a GPU-verified default and a newer,
+// opt-in body (docs/benchmarks.md says which have run on a GPU).
+//   prefill attention:  simt (default) | mma
+//   DS label scoring:   row (default)  | coalesced
+//   DS top-k:           one-block (default) | cluster
+#ifndef DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
+#define DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/double_sparsity.cuh"
+
+namespace dsinfer {
+
+inline const char* AlgoName(PrefillAttentionAlgo a) {
+  return a == PrefillAttentionAlgo::kMma ? "mma" : "simt";
+}
+inline const char* AlgoName(LabelScoreAlgo a) {
+  return a == LabelScoreAlgo::kCoalesced ? "coalesced" : "row";
+}
+inline const char* AlgoName(TopKAlgo a) {
+  return a == TopKAlgo::kCluster ? "cluster" : "one-block";
+}
+
+// Parses one name into `*out`, trying every value of Enum in `values`.
+template <typename Enum>
+absl::Status ParseAlgo(absl::string_view name, std::initializer_list<Enum> values,
+                       absl::string_view what, Enum* out) {
+  std::string known;
+  for (Enum v : values) {
+    if (name == AlgoName(v)) {
+      *out = v;
+      return absl::OkStatus();
+    }
+    absl::StrAppend(&known, known.empty() ? "" : ", ", AlgoName(v));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown ", what, " \"", name, "\" (known: ", known, ")"));
+}
+
+inline absl::Status ParseAlgo(absl::string_view name, PrefillAttentionAlgo* out) {
+  return ParseAlgo(name, {PrefillAttentionAlgo::kSimt, PrefillAttentionAlgo::kMma},
+                   "prefill attention body", out);
+}
+inline absl::Status ParseAlgo(absl::string_view name, LabelScoreAlgo* out) {
+  return ParseAlgo(name, {LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced},
+                   "label scoring body", out);
+}
+inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
+  return ParseAlgo(name, {TopKAlgo::kOneBlock, TopKAlgo::kCluster}, "top-k kernel", out);
+}
+
+// A comma-separated list of names ("simt,mma"); at least one.
+template <typename Enum>
+absl::StatusOr<std::vector<Enum>> ParseAlgoList(absl::string_view list) {
+  std::vector<Enum> out;
+  for (absl::string_view name : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    Enum v{};
+    if (absl::Status s = ParseAlgo(name, &v); !s.ok()) return s;
+    out.push_back(v);
+  }
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("empty list \"", list, "\""));
+  return out;
+}
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
