@@ -14,6 +14,16 @@
 #include "kernels/status.h"
 
 namespace dsinfer {
+namespace {
+
+// The tier's options with the fetch buffers' growth capped at the pool's tokens: the contexts
+// of one step never sum to more, and the memory plan counts no more.
+OffloadOptions TierOptions(OffloadOptions options, const KvPoolOptions& pool) {
+  if (options.max_buffer_rows == 0) options.max_buffer_rows = pool.num_blocks * pool.block_tokens;
+  return options;
+}
+
+}  // namespace
 
 absl::Status ModelOptions::Validate() const {
   if (kv_block_tokens <= 0 || kv_block_tokens > 4096) {
@@ -88,7 +98,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
     // the CPU backend's "device" memory is host memory).
     ASSIGN_OR_RETURN(model->tier_,
                      OffloadTier::Create(config.num_layers, config.num_heads_kv, config.head_dim,
-                                         backend.kv_dtype(), options.offload,
+                                         backend.kv_dtype(), TierOptions(options.offload, pool),
                                          backend.offload_buffer_memory()));
     model->ds_->set_force_dense(options.kv_mode == KvMode::kDenseOffload);
   }

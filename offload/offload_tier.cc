@@ -34,6 +34,7 @@ absl::string_view KvModeName(KvMode mode) {
 
 absl::Status OffloadOptions::Validate() const {
   if (own_query_layers < 0) return absl::InvalidArgumentError("own_query_layers must be >= 0");
+  if (max_buffer_rows < 0) return absl::InvalidArgumentError("max_buffer_rows must be >= 0");
   if (reuse_rows < 0 || reuse_rows > INT32_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("reuse_rows must be in [0, 2^31), got ", reuse_rows));
@@ -111,7 +112,9 @@ absl::Status OffloadTier::BeginStep(const std::vector<int64_t>& rows) {
   int64_t total = 0;
   for (int64_t r : rows) total += std::max<int64_t>(r, 0);
   if (total > buffer_rows_) {
-    const int64_t grown = std::max(total, 2 * buffer_rows_);
+    int64_t ahead = 2 * buffer_rows_;
+    if (options_.max_buffer_rows > 0) ahead = std::min(ahead, options_.max_buffer_rows);
+    const int64_t grown = std::max(total, ahead);
     const int64_t bytes = 2 * grown * kv_heads_ * row_bytes_;  // K then V
     void* fresh[2] = {nullptr, nullptr};
     for (int b = 0; b < 2; ++b) {

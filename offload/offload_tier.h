@@ -71,6 +71,10 @@ struct OffloadOptions {
   PredictionInput prediction_input = PredictionInput::kNextNorm;
   // Reuse cache slots per (layer, KV head), shared by all sequences; 0 disables reuse.
   int64_t reuse_rows = 4096;
+  // Upper bound on the rows each fetch buffer grows to by doubling (0 = none): a step that
+  // needs more still gets exactly what it needs, but growth ahead of need stops here, so the
+  // buffers never exceed what the memory plan counted (Model sets it to the pool's tokens).
+  int64_t max_buffer_rows = 0;
   // Also compute each predicted layer's exact selection and count the overlap (costs one
   // more label scan per predicted layer; for eval and tests).
   bool measure_prediction_recall = false;

@@ -204,8 +204,33 @@ TEST(OffloadTier, RefusesRowsBeyondTheSegmentAndBadOptions) {
   OffloadOptions bad;
   bad.own_query_layers = -1;
   EXPECT_EQ(bad.Validate().code(), absl::StatusCode::kInvalidArgument);
+  bad = OffloadOptions();
+  bad.max_buffer_rows = -1;
+  EXPECT_EQ(bad.Validate().code(), absl::StatusCode::kInvalidArgument);
   PageableHostMemory memory;
   EXPECT_FALSE(OffloadTier::Create(0, 1, 8, DType::kF32, {}, memory).ok());
+}
+
+// Doubling stops at max_buffer_rows; a step that needs more still gets exactly its rows.
+TEST(OffloadTier, BufferGrowthStopsAtTheCap) {
+  PageableHostMemory memory;
+  OffloadOptions options;
+  options.max_buffer_rows = 120;
+  auto tier = OffloadTier::Create(2, kHeads, kDim, DType::kF32, options, memory);
+  ASSERT_TRUE(tier.ok()) << tier.status();
+  const int64_t per_row = 2 * 2 * kHeads * kDim * 4;  // two buffers, K and V, fp32
+  ASSERT_TRUE((*tier)->BeginStep({100}).ok());
+  EXPECT_EQ((*tier)->buffer_bytes(), 100 * per_row);
+  ASSERT_TRUE((*tier)->BeginStep({110}).ok());  // doubling would give 200 rows
+  EXPECT_EQ((*tier)->buffer_bytes(), 120 * per_row);
+  ASSERT_TRUE((*tier)->BeginStep({150}).ok());  // beyond the cap: exactly what it needs
+  EXPECT_EQ((*tier)->buffer_bytes(), 150 * per_row);
+  options.max_buffer_rows = 0;  // uncapped: doubles
+  auto doubling = OffloadTier::Create(2, kHeads, kDim, DType::kF32, options, memory);
+  ASSERT_TRUE(doubling.ok());
+  ASSERT_TRUE((*doubling)->BeginStep({100}).ok());
+  ASSERT_TRUE((*doubling)->BeginStep({110}).ok());
+  EXPECT_EQ((*doubling)->buffer_bytes(), 200 * per_row);
 }
 
 }  // namespace
