@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <iterator>
 #include <numeric>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/status.h"
@@ -17,9 +18,16 @@ namespace dsinfer {
 namespace {
 
 // The tier's options with the fetch buffers' growth capped at the pool's tokens: the contexts
-// of one step never sum to more, and the memory plan counts no more.
-OffloadOptions TierOptions(OffloadOptions options, const KvPoolOptions& pool) {
+// of one step never sum to more, and the memory plan counts no more. In kv mode offload the
+// channel config's calibrated exemption list (layers where prediction was poor on its
+// calibration text) becomes own_query_extra, unless the caller named layers or opted out.
+OffloadOptions TierOptions(OffloadOptions options, const KvPoolOptions& pool, KvMode mode,
+                           const std::optional<ChannelConfig>& channels) {
   if (options.max_buffer_rows == 0) options.max_buffer_rows = pool.num_blocks * pool.block_tokens;
+  if (mode == KvMode::kOffload && options.use_calibrated_own_query &&
+      options.own_query_extra.empty() && channels.has_value() && channels->prediction.has_value()) {
+    options.own_query_extra = channels->prediction->own_query_extra;
+  }
   return options;
 }
 
@@ -98,7 +106,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
     // the CPU backend's "device" memory is host memory).
     ASSIGN_OR_RETURN(model->tier_,
                      OffloadTier::Create(config.num_layers, config.num_heads_kv, config.head_dim,
-                                         backend.kv_dtype(), TierOptions(options.offload, pool),
+                                         backend.kv_dtype(),
+                                         TierOptions(options.offload, pool, options.kv_mode,
+                                                     model->ds_->channel_config()),
                                          backend.offload_buffer_memory()));
     model->ds_->set_force_dense(options.kv_mode == KvMode::kDenseOffload);
   }

@@ -67,7 +67,14 @@ struct OffloadOptions {
   // predecessor; layer 1's predecessor input is the raw embedding).
   int own_query_layers = 2;
   // Further layers that select with their own query (layers where prediction is poor).
+  // Exempt layers fetch synchronously with their own query (exact selection): the bytes
+  // are the same, but their fetch is no longer hidden behind the previous layer.
   std::vector<int> own_query_extra;
+  // When own_query_extra is empty, the Model (kv mode offload) takes it from the channel
+  // config's calibrated list (ChannelConfig::prediction, "dsinfer.prediction", written by
+  // dsinfer-calibrate --prediction from recall measured on its calibration text). A
+  // non-empty own_query_extra always wins; false ignores the calibrated list.
+  bool use_calibrated_own_query = true;
   PredictionInput prediction_input = PredictionInput::kNextNorm;
   // Reuse cache slots per (layer, KV head), shared by all sequences; 0 disables reuse.
   int64_t reuse_rows = 4096;

@@ -29,16 +29,15 @@
 #include <array>
 #include <cmath>
 #include <cstring>
-#include <map>
 #include <numeric>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/device_labels.h"
 #include "engine/cuda/offload_fetch_plan.h"
-#include "engine/sparse/channel_config.h"
+#include "engine/cuda/stream_buffer.h"
 #include "engine/sparse/double_sparsity.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda/offload_gather.cuh"
@@ -48,23 +47,10 @@
 namespace dsinfer {
 namespace {
 
-size_t Align256(size_t b) { return (b + 255) / 256 * 256; }
 size_t Align16(size_t b) { return (b + 15) / 16 * 16; }
 
 absl::Status OffloadError(const char* op, const std::string& what) {
   return absl::InternalError(absl::StrCat("cuda backend ", op, ": ", what));
-}
-
-// Stream-ordered grow-only buffer.
-absl::Status Grow(void*& ptr, size_t& bytes, size_t need, cudaStream_t stream) {
-  if (need <= bytes && ptr != nullptr) return absl::OkStatus();
-  const size_t grown = std::max<size_t>({need, bytes * 2, 256});
-  if (ptr != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(ptr, stream));
-  ptr = nullptr;
-  bytes = 0;
-  CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ptr, grown, stream));
-  bytes = grown;
-  return absl::OkStatus();
 }
 
 // Plan staging slots in flight before the oldest is reused (its copy must have finished).
@@ -73,41 +59,12 @@ constexpr size_t kStagingSlots = 16;
 }  // namespace
 
 struct CudaBackend::OffloadState {
-  // One sequence's device labels, all layers (the layout of cuda_backend_sparse.cc).
-  struct Labels {
-    LabelFormat format;
-    int64_t capacity = 0;          // tokens
-    void* base = nullptr;          // layers × [data | scales | minimums]
-    std::vector<int64_t> written;  // per layer: tokens [0, written) are labelled
-    size_t DataBytes(int kv_heads) const {
-      const int64_t row = format.bits == 16 ? 2 * format.r : (format.r + 1) / 2;
-      return Align256(static_cast<size_t>(capacity) * kv_heads * row);
-    }
-    size_t ScaleBytes(int kv_heads) const {
-      return format.bits == 16 ? 0 : Align256(static_cast<size_t>(capacity) * kv_heads * 2);
-    }
-    size_t LayerBytes(int kv_heads) const { return DataBytes(kv_heads) + 2 * ScaleBytes(kv_heads); }
-    CudaLabelSeq View(int layer, int kv_heads) const {
-      CudaLabelSeq v;
-      char* p = static_cast<char*>(base) + static_cast<size_t>(layer) * LayerBytes(kv_heads);
-      v.data = p;
-      v.scales = reinterpret_cast<uint16_t*>(p + DataBytes(kv_heads));
-      v.minimums = reinterpret_cast<uint16_t*>(p + DataBytes(kv_heads) + ScaleBytes(kv_heads));
-      v.r = format.r;
-      v.bits = format.bits;
-      return v;
-    }
-  };
   // A sequence's block table on the device (read by the label writer on the backend stream
   // and by the gather on the copy stream).
   struct Table {
     std::vector<int32_t> host;  // what the device copy holds
     int32_t* dev = nullptr;
     size_t capacity = 0;  // entries
-  };
-  struct Channels {
-    std::vector<int32_t> host;
-    void* dev = nullptr;
   };
   struct Staging {
     void* host = nullptr;  // pinned
@@ -120,10 +77,9 @@ struct CudaBackend::OffloadState {
     if (copy != nullptr) cudaStreamSynchronize(copy);
     for (auto& [id, l] : labels) cudaFree(l.base);
     for (auto& [id, t] : tables) cudaFree(t.dev);
-    for (auto& [key, c] : channels) cudaFree(c.dev);
-    for (void* p : {plan_dev, select_meta, scores, selected, counts, attend_meta, workspace, iota,
-                    rope_meta}) {
-      if (p != nullptr) cudaFree(p);
+    for (StreamBuffer* b : {&plan_dev, &select_meta, &scores, &selected, &counts, &attend_meta,
+                            &workspace, &iota, &rope_meta}) {
+      if (b->ptr != nullptr) cudaFree(b->ptr);
     }
     for (Staging& s : staging) {
       if (s.host != nullptr) cudaFreeHost(s.host);
@@ -215,9 +171,9 @@ struct CudaBackend::OffloadState {
       if (l.base != nullptr) b += static_cast<int64_t>(l.LayerBytes(kv_heads)) * layers;
     }
     for (const auto& [id, t] : tables) b += static_cast<int64_t>(t.capacity) * 4;
-    for (size_t s : {plan_dev_bytes, select_meta_bytes, scores_bytes, selected_bytes, counts_bytes,
-                     attend_meta_bytes, workspace_bytes, iota_bytes, rope_meta_bytes}) {
-      b += static_cast<int64_t>(s);
+    for (const StreamBuffer* s : {&plan_dev, &select_meta, &scores, &selected, &counts,
+                                  &attend_meta, &workspace, &iota, &rope_meta}) {
+      b += static_cast<int64_t>(s->bytes);
     }
     return b;
   }
@@ -230,33 +186,18 @@ struct CudaBackend::OffloadState {
   const KvBlockPool* pool = nullptr;            // this step's (BeginOffloadStep)
   int heads_q = 0, kv_heads = 0, layers = 0;
 
-  std::unordered_map<KvBlockPool::SequenceId, Labels> labels;
+  std::unordered_map<KvBlockPool::SequenceId, DeviceLabels> labels;
   std::unordered_map<KvBlockPool::SequenceId, Table> tables;
-  std::map<std::tuple<int, int, int>, Channels> channels;  // (statistic, r, layer)
+  DeviceChannelSets channels;
 
   std::array<Staging, kStagingSlots> staging;
   size_t next_staging = 0;
   std::vector<CudaFetchRow> rows;  // the plan being flattened
-  void* plan_dev = nullptr;        // copy stream
-  size_t plan_dev_bytes = 0;
+  StreamBuffer plan_dev;           // copy stream
 
   // Backend-stream scratch.
-  void* select_meta = nullptr;
-  size_t select_meta_bytes = 0;
-  void* scores = nullptr;
-  size_t scores_bytes = 0;
-  void* selected = nullptr;
-  size_t selected_bytes = 0;
-  void* counts = nullptr;
-  size_t counts_bytes = 0;
-  void* attend_meta = nullptr;
-  size_t attend_meta_bytes = 0;
-  void* workspace = nullptr;
-  size_t workspace_bytes = 0;
-  void* iota = nullptr;  // int32 0, 1, 2, ...: every head's "selection" over a segment
-  size_t iota_bytes = 0;
-  void* rope_meta = nullptr;
-  size_t rope_meta_bytes = 0;
+  StreamBuffer select_meta, scores, selected, counts, attend_meta, workspace, rope_meta;
+  StreamBuffer iota;                  // int32 0, 1, 2, ...: every head's "selection" over a segment
   int32_t* selection_host = nullptr;  // pinned: counts then selected indices
   size_t selection_host_bytes = 0;
   std::vector<char> meta_host;
@@ -321,10 +262,10 @@ absl::Status CudaBackend::RopeQueries(const AttentionConfig& config,
   // rotates q only and stores nothing.
   std::vector<int32_t> meta(static_cast<size_t>(2 * m + 1), 0);
   std::copy(positions.begin(), positions.end(), meta.begin());
-  RETURN_IF_ERROR(Grow(st->rope_meta, st->rope_meta_bytes, meta.size() * 4, stream_));
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->rope_meta, meta.data(), meta.size() * 4,
+  RETURN_IF_ERROR(st->rope_meta.Grow(meta.size() * 4, stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->rope_meta.ptr, meta.data(), meta.size() * 4,
                                        cudaMemcpyHostToDevice, stream_));
-  const int32_t* dev = static_cast<const int32_t*>(st->rope_meta);
+  const int32_t* dev = static_cast<const int32_t*>(st->rope_meta.ptr);
   CudaBatchRows rows{dev, dev + m, m};
   CudaPagedKv none;
   none.block_tables = dev + 2 * m;
@@ -364,88 +305,29 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
   const int64_t scored = current_label_written ? tokens : tokens - 1;
 
   // Label storage: capacity for the sequence's reservation, grown geometrically.
-  OffloadState::Labels& lab = st->labels[s.kv];
-  if (lab.base != nullptr && !(lab.format == format)) {
-    CUDA_RETURN_IF_ERROR(cudaFreeAsync(lab.base, stream_));
-    lab = OffloadState::Labels{};
-  }
-  if (lab.base == nullptr || lab.capacity < tokens) {
-    OffloadState::Labels grown;
-    grown.format = format;
-    grown.capacity = std::max<int64_t>({tokens, ds.labels().capacity(s.kv), 2 * lab.capacity});
-    grown.written = lab.written;
-    grown.written.resize(layers, 0);
-    CUDA_RETURN_IF_ERROR(cudaMallocAsync(&grown.base, grown.LayerBytes(hkv) * layers, stream_));
-    if (lab.base != nullptr) {
-      const size_t row_bytes = format.bits == 16 ? 2 * format.r : (format.r + 1) / 2;
-      for (int l = 0; l < layers; ++l) {
-        const CudaLabelSeq from = lab.View(l, hkv), to = grown.View(l, hkv);
-        const int64_t w = lab.written[l];
-        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to.data, from.data, w * hkv * row_bytes,
-                                             cudaMemcpyDeviceToDevice, stream_));
-        if (format.bits == 4) {
-          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to.scales, from.scales, w * hkv * 2,
-                                               cudaMemcpyDeviceToDevice, stream_));
-          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to.minimums, from.minimums, w * hkv * 2,
-                                               cudaMemcpyDeviceToDevice, stream_));
-        }
-      }
-      CUDA_RETURN_IF_ERROR(cudaFreeAsync(lab.base, stream_));
-    }
-    lab = std::move(grown);
-  }
+  DeviceLabels& lab = st->labels[s.kv];
+  RETURN_IF_ERROR(lab.Reserve(format, tokens, ds.labels().capacity(s.kv), layers, hkv, stream_));
   // The layer's channels for the sequence's statistic and r.
-  std::vector<int32_t> host;
-  if (ds.channel_config().has_value()) {
-    ASSIGN_OR_RETURN(host,
-                     KvHeadChannels(*ds.channel_config(), o.statistic, layer, hq, hkv, format.r));
-  } else if (format.r == d) {
-    host.resize(static_cast<size_t>(hkv) * d);
-    for (size_t j = 0; j < host.size(); ++j) host[j] = static_cast<int32_t>(j % d);
-  } else {
-    return absl::FailedPreconditionError("Double Sparsity with r < head_dim needs channels");
-  }
-  OffloadState::Channels& ch = st->channels[{static_cast<int>(o.statistic), format.r, layer}];
-  if (ch.dev == nullptr || ch.host != host) {
-    if (ch.dev == nullptr) CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ch.dev, host.size() * 4, stream_));
-    ch.host = host;
-    // Earlier queued work may still read the old set (a config change is rare): wait first.
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    CUDA_RETURN_IF_ERROR(cudaMemcpy(ch.dev, ch.host.data(), host.size() * 4, cudaMemcpyHostToDevice));
-  }
+  ASSIGN_OR_RETURN(const DeviceChannelSet* ch,
+                   st->channels.Upload(ds, o.statistic, layer, hq, hkv, format.r, d, stream_));
   CudaLabelSeq label = lab.View(layer, hkv);
-  label.channels = static_cast<const int32_t*>(ch.dev);
+  label.channels = static_cast<const int32_t*>(ch->dev);
   int64_t& written = lab.written[layer];
   if (written > scored) written = 0;  // the sequence was cut back: relabel
   CudaLabelRange range{0, 0, static_cast<int32_t>(written), static_cast<int32_t>(scored - written)};
   const bool catch_up = range.count > 0;
   written = std::max(written, scored);
 
-  const int64_t budget = std::min(std::max<int64_t>(o.BudgetFor(tokens), 1), tokens);
-  CudaDsSequence seq;
-  seq.tokens = static_cast<int32_t>(tokens);
-  seq.budget = static_cast<int32_t>(budget);
-  seq.sink = o.sink;
-  seq.recent = o.recent;
-  seq.q_row = static_cast<int32_t>(q_row);
-  seq.kv_seq = 0;
-  seq.aggregation = o.aggregation == GroupAggregation::kMax ? 1 : 0;
-  // One upload: [label | sequence | range], 16-byte aligned parts.
-  const size_t seq_off = Align16(sizeof(CudaLabelSeq));
-  const size_t range_off = seq_off + Align16(sizeof(CudaDsSequence));
-  const size_t meta_bytes = range_off + sizeof(CudaLabelRange);
-  st->meta_host.assign(meta_bytes, 0);
-  std::memcpy(st->meta_host.data(), &label, sizeof(label));
-  std::memcpy(st->meta_host.data() + seq_off, &seq, sizeof(seq));
-  std::memcpy(st->meta_host.data() + range_off, &range, sizeof(range));
-  RETURN_IF_ERROR(Grow(st->select_meta, st->select_meta_bytes, meta_bytes, stream_));
-  // Pageable source: staged before the call returns, so meta_host may be reused.
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->select_meta, st->meta_host.data(), meta_bytes,
-                                       cudaMemcpyHostToDevice, stream_));
-  char* meta = static_cast<char*>(st->select_meta);
-  const auto* d_label = reinterpret_cast<const CudaLabelSeq*>(meta);
-  const auto* d_seq = reinterpret_cast<const CudaDsSequence*>(meta + seq_off);
-  const auto* d_range = reinterpret_cast<const CudaLabelRange*>(meta + range_off);
+  const CudaDsSequence seq = SparseSequence(o, tokens, q_row, 0);
+  const int64_t budget = seq.budget;
+  // One upload: [label | sequence | range].
+  ASSIGN_OR_RETURN(const DeviceLabelDescriptors desc,
+                   UploadLabelDescriptors(
+                       absl::MakeConstSpan(&label, 1), absl::MakeConstSpan(&seq, 1),
+                       absl::MakeConstSpan(&range, 1), st->meta_host, st->select_meta, stream_));
+  const CudaLabelSeq* d_label = desc.labels;
+  const CudaDsSequence* d_seq = desc.sequences;
+  const CudaLabelRange* d_range = desc.ranges;
   const DType dtype = options_.dtype;
   if (catch_up) {
     ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
@@ -459,16 +341,14 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
     kv.head_dim = d;
     RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, d_range, 1, range.count, d_label, stream_));
   }
-  RETURN_IF_ERROR(Grow(st->scores, st->scores_bytes, static_cast<size_t>(hkv * tokens) * 4, stream_));
-  RETURN_IF_ERROR(
-      Grow(st->selected, st->selected_bytes, static_cast<size_t>(hkv * budget) * 4, stream_));
-  RETURN_IF_ERROR(Grow(st->counts, st->counts_bytes, static_cast<size_t>(hkv) * 4, stream_));
-  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, d_seq, 1, d_label, hq, hkv, d,
-                                    format.r, tokens, static_cast<float*>(st->scores), tokens,
-                                    stream_));
-  RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st->scores), tokens, d_seq, 1, hkv,
-                                   static_cast<int32_t*>(st->selected), budget,
-                                   static_cast<int32_t*>(st->counts), stream_));
+  RETURN_IF_ERROR(st->scores.Grow(static_cast<size_t>(hkv * tokens) * 4, stream_));
+  RETURN_IF_ERROR(st->selected.Grow(static_cast<size_t>(hkv * budget) * 4, stream_));
+  RETURN_IF_ERROR(st->counts.Grow(static_cast<size_t>(hkv) * 4, stream_));
+  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, d_seq, 1, d_label, hq, hkv, d, format.r,
+                                    tokens, static_cast<float*>(st->scores.ptr), tokens, stream_));
+  RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st->scores.ptr), tokens, d_seq, 1, hkv,
+                                   static_cast<int32_t*>(st->selected.ptr), budget,
+                                   static_cast<int32_t*>(st->counts.ptr), stream_));
   // The selection goes back to the host: the tier's cache bookkeeping runs there.
   const size_t back = static_cast<size_t>(hkv) * (1 + budget) * 4;
   if (st->selection_host_bytes < back) {
@@ -485,9 +365,9 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
   }
   int32_t* counts_host = st->selection_host;
   int32_t* selected_host = st->selection_host + hkv;
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(counts_host, st->counts, static_cast<size_t>(hkv) * 4,
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(counts_host, st->counts.ptr, static_cast<size_t>(hkv) * 4,
                                        cudaMemcpyDeviceToHost, stream_));
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(selected_host, st->selected,
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(selected_host, st->selected.ptr,
                                        static_cast<size_t>(hkv * budget) * 4,
                                        cudaMemcpyDeviceToHost, stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
@@ -549,11 +429,11 @@ absl::Status CudaBackend::FetchRows(const FetchPlan& plan, const KvBlockPool& po
       slot.bytes = grown;
     }
     std::memcpy(slot.host, st->rows.data(), bytes);
-    RETURN_IF_ERROR(Grow(st->plan_dev, st->plan_dev_bytes, bytes, st->copy));
+    RETURN_IF_ERROR(st->plan_dev.Grow(bytes, st->copy));
     CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(st->plan_dev, slot.host, bytes, cudaMemcpyHostToDevice, st->copy));
+        cudaMemcpyAsync(st->plan_dev.ptr, slot.host, bytes, cudaMemcpyHostToDevice, st->copy));
     CUDA_RETURN_IF_ERROR(cudaEventRecord(slot.done, st->copy));
-    job.rows = static_cast<const CudaFetchRow*>(st->plan_dev);
+    job.rows = static_cast<const CudaFetchRow*>(st->plan_dev.ptr);
     job.num_rows = static_cast<int64_t>(st->rows.size());
   }
   RETURN_IF_ERROR(LaunchFetchRows(job, sm_count_, st->copy));
@@ -624,7 +504,8 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
     ints[h] = static_cast<int32_t>((*fetched)[h].size());
     // Attended rows: the fetched ones, then the current token (always in a selection: top-k
     // keeps it first; a dense row attends everything).
-    ints[hkv + h] = selection != nullptr ? static_cast<int32_t>((*selection)[h].size()) : ints[h] + 1;
+    ints[hkv + h] =
+        selection != nullptr ? static_cast<int32_t>((*selection)[h].size()) : ints[h] + 1;
   }
   ints[2 * hkv] = position;
   ints[2 * hkv + 1] = 0;  // the segment is one block: block 0; also row 0's table index
@@ -638,16 +519,16 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
   st->meta_host.assign(meta_bytes, 0);
   std::memcpy(st->meta_host.data(), ints.data(), ints.size() * 4);
   std::memcpy(st->meta_host.data() + seq_off, &dseq, sizeof(dseq));
-  RETURN_IF_ERROR(Grow(st->attend_meta, st->attend_meta_bytes, meta_bytes, stream_));
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->attend_meta, st->meta_host.data(), meta_bytes,
+  RETURN_IF_ERROR(st->attend_meta.Grow(meta_bytes, stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->attend_meta.ptr, st->meta_host.data(), meta_bytes,
                                        cudaMemcpyHostToDevice, stream_));
-  const int32_t* dm = static_cast<const int32_t*>(st->attend_meta);
+  const int32_t* dm = static_cast<const int32_t*>(st->attend_meta.ptr);
   const int32_t* d_fetched = dm;
   const int32_t* d_attended = dm + hkv;
   const int32_t* d_position = dm + 2 * hkv;
   const int32_t* d_zero = dm + 2 * hkv + 1;
-  const auto* d_seq =
-      reinterpret_cast<const CudaDsSequence*>(static_cast<const char*>(st->attend_meta) + seq_off);
+  const auto* d_seq = reinterpret_cast<const CudaDsSequence*>(
+      static_cast<const char*>(st->attend_meta.ptr) + seq_off);
 
   // The current token's K/V from this step's qkv, behind the fetched rows of each head.
   const char* row = static_cast<const char*>(qkv.data) + s.first_row * qkv.cols * elem;
@@ -673,35 +554,34 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
   if (selection != nullptr) {
     // Rows 0..n of each head are its selection in ascending token order: one shared index
     // array (stride 0) serves every head.
-    if (st->iota_bytes < static_cast<size_t>(longest) * 4) {
-      const size_t n = std::max<size_t>(static_cast<size_t>(longest), 2 * st->iota_bytes / 4);
+    if (st->iota.bytes < static_cast<size_t>(longest) * 4) {
+      const size_t n = std::max<size_t>(static_cast<size_t>(longest), 2 * st->iota.bytes / 4);
       std::vector<int32_t> iota(n);
       std::iota(iota.begin(), iota.end(), 0);
-      RETURN_IF_ERROR(Grow(st->iota, st->iota_bytes, n * 4, stream_));
+      RETURN_IF_ERROR(st->iota.Grow(n * 4, stream_));
       CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(st->iota, iota.data(), n * 4, cudaMemcpyHostToDevice, stream_));
+          cudaMemcpyAsync(st->iota.ptr, iota.data(), n * 4, cudaMemcpyHostToDevice, stream_));
     }
     const int splits = SparseAttentionSplits(1, hkv, longest, sm_count_);
-    RETURN_IF_ERROR(Grow(st->workspace, st->workspace_bytes,
-                         static_cast<size_t>(SparseAttentionWorkspaceFloats(1, hq, d, splits)) * 4,
-                         stream_));
+    RETURN_IF_ERROR(st->workspace.Grow(
+        static_cast<size_t>(SparseAttentionWorkspaceFloats(1, hq, d, splits)) * 4, stream_));
     return LaunchSparseAttention(options_.dtype, qkv.data, qkv.cols, d_seq, 1, hq, hkv, d, scale,
-                                 kv, static_cast<const int32_t*>(st->iota), 0, d_attended, splits,
-                                 static_cast<float*>(st->workspace), out.data, out.cols, stream_);
+                                 kv, static_cast<const int32_t*>(st->iota.ptr), 0, d_attended,
+                                 splits, static_cast<float*>(st->workspace.ptr), out.data, out.cols,
+                                 stream_);
   }
   // Dense: flash-decoding over the segment, the row's query and output addressed directly.
   const int groups = (hq / hkv + 7) / 8;
   const int64_t want = (8 * static_cast<int64_t>(sm_count_) + hkv * groups - 1) / (hkv * groups);
   const int splits = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>({want, (position + 1 + 63) / 64, 256})));
-  RETURN_IF_ERROR(Grow(st->workspace, st->workspace_bytes,
-                       static_cast<size_t>(DecodeAttentionWorkspaceFloats(1, hq, d, splits)) * 4,
-                       stream_));
+  RETURN_IF_ERROR(st->workspace.Grow(
+      static_cast<size_t>(DecodeAttentionWorkspaceFloats(1, hq, d, splits)) * 4, stream_));
   CudaBatchRows rows{d_position, d_zero, 1};
   const char* q = static_cast<const char*>(qkv.data) + s.first_row * qkv.cols * elem;
   char* o = static_cast<char*>(out.data) + s.first_row * out.cols * elem;
   return LaunchDecodeAttention(options_.dtype, q, qkv.cols, rows, hq, hkv, d, scale, kv, splits,
-                               static_cast<float*>(st->workspace), o, out.cols, stream_,
+                               static_cast<float*>(st->workspace.ptr), o, out.cols, stream_,
                                options_.decode_algo);
 }
 

@@ -1,5 +1,6 @@
 // Sums are kept in double per (kind, layer, head, channel) and divided by the token count at
-// the end, so block boundaries do not weigh tokens unequally.
+// the end, so block boundaries do not weigh tokens unequally. Prediction recall is pooled
+// over every window's decode rows (counts, not per-window means), for the same reason.
 #include "engine/sparse/calibration.h"
 
 #include <algorithm>
@@ -140,6 +141,147 @@ absl::StatusOr<ChannelConfig> Calibrate(Model& model, const std::vector<int32_t>
                      {"block", block},
                      {"statistic_values", values}};
   return config;
+}
+
+absl::Status PredictionCalibrationOptions::Validate() const {
+  if (!(budget_ratio > 0.0 && budget_ratio <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("budget ratio must be in (0, 1], got ", budget_ratio));
+  }
+  if (prefill < 1) return absl::InvalidArgumentError("prediction prefill must be >= 1");
+  if (steps < 1) return absl::InvalidArgumentError("prediction steps must be >= 1");
+  if (!(threshold > 0.0 && threshold <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("threshold must be in (0, 1], got ", threshold));
+  }
+  return Attention().Validate();
+}
+
+AttentionOptions PredictionCalibrationOptions::Attention() const {
+  AttentionOptions o;
+  o.mode = AttentionMode::kDoubleSparse;
+  o.token_budget = 0;
+  o.token_budget_ratio = budget_ratio;
+  o.channels = channels;
+  o.statistic = statistic;
+  o.label_bits = label_bits;
+  o.sink = sink;
+  o.recent = recent;
+  o.dense_layers = dense_layers;
+  return o;
+}
+
+std::vector<int> ChooseOwnQueryLayers(const std::vector<double>& recall, double threshold,
+                                      PredictionCalibrationOptions::Rule rule) {
+  std::vector<int> predicted, out;
+  for (size_t l = 0; l < recall.size(); ++l) {
+    if (recall[l] >= 0.0) predicted.push_back(static_cast<int>(l));
+  }
+  if (rule == PredictionCalibrationOptions::Rule::kEachLayer) {
+    for (int l : predicted) {
+      if (recall[l] < threshold) out.push_back(l);
+    }
+    return out;
+  }
+  std::stable_sort(predicted.begin(), predicted.end(),
+                   [&](int a, int b) { return recall[a] < recall[b]; });
+  double sum = 0;
+  for (int l : predicted) sum += recall[l];
+  for (size_t i = 0; i < predicted.size(); ++i) {
+    if (sum / static_cast<double>(predicted.size() - i) >= threshold) break;
+    out.push_back(predicted[i]);
+    sum -= recall[predicted[i]];
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::StatusOr<PredictionCalibration> CalibratePrediction(
+    Model& model, const std::vector<std::vector<int32_t>>& windows,
+    const PredictionCalibrationOptions& options) {
+  RETURN_IF_ERROR(options.Validate());
+  const OffloadTier* tier = model.offload_tier();
+  if (model.kv_mode() != KvMode::kOffload || tier == nullptr || !tier->options().predict ||
+      !tier->options().measure_prediction_recall || !tier->options().own_query_extra.empty()) {
+    return absl::FailedPreconditionError(
+        "prediction calibration needs a model in kv mode offload with predict and "
+        "measure_prediction_recall on and no own_query_extra (load it with "
+        "use_calibrated_own_query = false)");
+  }
+  if (windows.empty()) return absl::InvalidArgumentError("no prediction calibration windows");
+  const AttentionOptions attention = options.Attention();
+  RETURN_IF_ERROR(attention.Validate(model.config().head_dim));
+  for (const std::vector<int32_t>& w : windows) {
+    const int64_t n = static_cast<int64_t>(w.size());
+    if (n <= options.prefill) {
+      return absl::InvalidArgumentError(absl::StrCat("a window of ", n,
+                                                     " tokens is not longer than the prefix of ",
+                                                     options.prefill));
+    }
+    if (std::min(n, options.prefill + options.steps) > model.max_context()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.prefill + options.steps, " tokens exceed the model's context of ",
+          model.max_context()));
+    }
+  }
+  DoubleSparsity& ds = model.double_sparsity();
+  ds.ResetPrediction();
+  KvBlockPool& pool = model.kv_pool();
+  std::vector<float> logits;
+  int64_t rows = 0;
+  for (const std::vector<int32_t>& w : windows) {
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(w.size()), options.prefill + options.steps);
+    const KvBlockPool::SequenceId seq = pool.AddSequence();
+    absl::Cleanup release = [&] { model.ReleaseSequence(seq); };
+    RETURN_IF_ERROR(pool.Reserve(seq, n));
+    ForwardBatch prefill;
+    prefill.Add(seq, w.data(), options.prefill, 0, false);
+    prefill.sequences.back().attention = &attention;
+    RETURN_IF_ERROR(model.Forward(prefill, logits));
+    for (int64_t pos = options.prefill; pos < n; ++pos) {
+      ForwardBatch step;
+      step.Add(seq, &w[pos], 1, pos, false);
+      step.sequences.back().attention = &attention;
+      RETURN_IF_ERROR(model.Forward(step, logits));
+      ++rows;
+    }
+  }
+  PredictionCalibration out;
+  out.threshold = options.threshold;
+  out.budget_ratio = options.budget_ratio;
+  out.tokens = rows;
+  bool measured_any = false;
+  for (size_t l = 0; l < ds.prediction_exact().size(); ++l) {
+    const int64_t exact = ds.prediction_exact()[l];
+    out.recall.push_back(
+        exact > 0 ? static_cast<double>(ds.prediction_overlap()[l]) / static_cast<double>(exact) : -1.0);
+    measured_any = measured_any || exact > 0;
+  }
+  ds.ResetPrediction();
+  out.own_query_extra = ChooseOwnQueryLayers(out.recall, options.threshold, options.rule);
+  if (!measured_any) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no predicted layer had a free token to measure: a budget of ", options.budget_ratio,
+        " of ", options.prefill, " tokens leaves nothing beyond sink ", options.sink,
+        " + recent ", options.recent, " (or no layer is predicted)"));
+  }
+  out.measured = {
+      {"tool", "dsinfer-calibrate --prediction"},
+      {"rule", options.rule == PredictionCalibrationOptions::Rule::kMean
+                   ? "mean of the predicted layers >= threshold"
+                   : "each predicted layer >= threshold"},
+      {"data", options.data_source},
+      {"windows", windows.size()},
+      {"prefill", options.prefill},
+      {"steps", options.steps},
+      {"channels", options.channels},
+      {"statistic", std::string(ChannelStatisticName(options.statistic))},
+      {"label_bits", options.label_bits},
+      {"sink", options.sink},
+      {"recent", options.recent},
+      {"dense_layers", options.dense_layers},
+      {"own_query_layers", tier->options().own_query_layers},
+      {"prediction_input",
+       tier->options().prediction_input == PredictionInput::kNextNorm ? "next-norm" : "own-norm"}};
+  return out;
 }
 
 }  // namespace dsinfer

@@ -20,6 +20,7 @@ namespace {
 
 constexpr absl::string_view kLayerPrefix = "model.layers.";
 constexpr absl::string_view kMetadataKey = "dsinfer.metadata";
+constexpr absl::string_view kPredictionKey = "dsinfer.prediction";
 constexpr ChannelStatistic kKinds[] = {ChannelStatistic::kQK, ChannelStatistic::kQ,
                                        ChannelStatistic::kK};
 
@@ -36,6 +37,74 @@ std::string KindsPresent(const ChannelConfig& config) {
 }
 
 }  // namespace
+
+nlohmann::json PredictionCalibrationToJson(const PredictionCalibration& p) {
+  nlohmann::json recall = nlohmann::json::array();
+  for (double r : p.recall) recall.push_back(r < 0 ? nlohmann::json() : nlohmann::json(r));
+  nlohmann::json j = {{"prediction_recall", recall},
+                      {"own_query_extra", p.own_query_extra},
+                      {"threshold", p.threshold},
+                      {"budget_ratio", p.budget_ratio},
+                      {"tokens", p.tokens}};
+  if (!p.measured.is_null()) j["measured"] = p.measured;
+  return j;
+}
+
+absl::StatusOr<PredictionCalibration> PredictionCalibrationFromJson(const nlohmann::json& j,
+                                                                    absl::string_view source) {
+  const auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", why));
+  };
+  if (!j.is_object()) return bad("must be an object");
+  PredictionCalibration p;
+  if (j.contains("prediction_recall")) {
+    const nlohmann::json& recall = j["prediction_recall"];
+    if (!recall.is_array()) return bad("prediction_recall must be a list");
+    for (const nlohmann::json& r : recall) {
+      if (r.is_null()) {
+        p.recall.push_back(-1.0);
+        continue;
+      }
+      if (!r.is_number() || r.get<double>() < 0.0 || r.get<double>() > 1.0) {
+        return bad(absl::StrCat("prediction_recall holds ", r.dump(), ", not null or in [0, 1]"));
+      }
+      p.recall.push_back(r.get<double>());
+    }
+  }
+  if (j.contains("own_query_extra")) {
+    const nlohmann::json& layers = j["own_query_extra"];
+    if (!layers.is_array()) return bad("own_query_extra must be a list of layers");
+    for (const nlohmann::json& l : layers) {
+      if (!l.is_number_integer() || l.get<int64_t>() < 0 || l.get<int64_t>() > 65535) {
+        return bad(absl::StrCat("own_query_extra holds ", l.dump(), ", not a layer"));
+      }
+      p.own_query_extra.push_back(l.get<int>());
+    }
+    std::sort(p.own_query_extra.begin(), p.own_query_extra.end());
+    auto dup = std::adjacent_find(p.own_query_extra.begin(), p.own_query_extra.end());
+    if (dup != p.own_query_extra.end()) {
+      return bad(absl::StrCat("own_query_extra lists layer ", *dup, " twice"));
+    }
+  }
+  const auto number = [&](const char* key, double& out) -> absl::Status {
+    if (!j.contains(key)) return absl::OkStatus();
+    if (!j[key].is_number()) return bad(absl::StrCat(key, " must be a number"));
+    out = j[key].get<double>();
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(number("threshold", p.threshold));
+  RETURN_IF_ERROR(number("budget_ratio", p.budget_ratio));
+  if (!(p.threshold > 0.0 && p.threshold <= 1.0)) return bad("threshold must be in (0, 1]");
+  if (!(p.budget_ratio > 0.0 && p.budget_ratio <= 1.0)) return bad("budget_ratio must be in (0, 1]");
+  if (j.contains("tokens")) {
+    if (!j["tokens"].is_number_integer() || j["tokens"].get<int64_t>() < 0) {
+      return bad("tokens must be a count");
+    }
+    p.tokens = j["tokens"].get<int64_t>();
+  }
+  if (j.contains("measured")) p.measured = j["measured"];
+  return p;
+}
 
 absl::string_view ChannelKindKey(ChannelStatistic kind) {
   switch (kind) {
@@ -60,6 +129,11 @@ absl::StatusOr<ChannelConfig> ParseChannelConfig(absl::string_view text, absl::s
     const std::string& key = it.key();
     if (key == kMetadataKey) {
       config.metadata = it.value();
+      continue;
+    }
+    if (key == kPredictionKey) {
+      ASSIGN_OR_RETURN(config.prediction,
+                       PredictionCalibrationFromJson(it.value(), absl::StrCat(source, ": ", key)));
       continue;
     }
     int kind_index = -1;
@@ -173,6 +247,21 @@ absl::Status ValidateChannelConfig(const ChannelConfig& config, int layers, int 
       }
     }
   }
+  if (config.prediction.has_value()) {
+    const PredictionCalibration& p = *config.prediction;
+    if (!p.recall.empty() && static_cast<int>(p.recall.size()) != layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("channel config's ", kPredictionKey, " has prediction_recall for ",
+                       p.recall.size(), " layers, the model has ", layers));
+    }
+    for (int l : p.own_query_extra) {
+      if (l >= layers) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("channel config's ", kPredictionKey, " exempts layer ", l,
+                         ", the model has ", layers, " layers"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -185,6 +274,19 @@ std::string ChannelConfigToJson(const ChannelConfig& config) {
     }
   }
   if (!config.metadata.is_null()) doc[std::string(kMetadataKey)] = config.metadata;
+  if (config.prediction.has_value()) {
+    doc[std::string(kPredictionKey)] = PredictionCalibrationToJson(*config.prediction);
+  }
+  return doc.dump();
+}
+
+absl::StatusOr<std::string> SetPredictionCalibration(absl::string_view text,
+                                                     const PredictionCalibration& prediction) {
+  RETURN_IF_ERROR(ParseChannelConfig(text).status());
+  // Edit the parsed document, not a ChannelConfig: keys this loader ignores (other
+  // projections) and the metadata stay as they are.
+  nlohmann::json doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  doc[std::string(kPredictionKey)] = PredictionCalibrationToJson(prediction);
   return doc.dump();
 }
 

@@ -50,7 +50,44 @@ struct RunTotals {
   int64_t scored = 0, attended = 0, context = 0, sparse_rows = 0;
   std::vector<double> recall_sum;
   std::vector<int64_t> recall_count;
+  std::vector<int64_t> prediction_overlap, prediction_exact;
 };
+
+bool MeasuresPrediction(const Model& model) {
+  return model.offload_tier() != nullptr && model.offload_tier()->options().measure_prediction_recall;
+}
+
+// A run over a prefix an earlier run decoded past rewrites those positions' K/V in place;
+// reuse-cache rows of the old values must not be served to it.
+void ForgetReusedRows(Model& model, KvBlockPool::SequenceId seq) {
+  if (model.offload_tier() != nullptr) model.offload_tier()->Release(seq);
+}
+
+// Adds the prediction counters of the run that just ended (since the last ResetPrediction).
+void AddPrediction(const DoubleSparsity& ds, std::vector<int64_t>& overlap,
+                   std::vector<int64_t>& exact) {
+  overlap.resize(ds.prediction_overlap().size(), 0);
+  exact.resize(ds.prediction_exact().size(), 0);
+  for (size_t l = 0; l < overlap.size(); ++l) {
+    overlap[l] += ds.prediction_overlap()[l];
+    exact[l] += ds.prediction_exact()[l];
+  }
+}
+
+std::vector<double> PredictionRecall(const std::vector<int64_t>& overlap,
+                                     const std::vector<int64_t>& exact) {
+  std::vector<double> out;
+  for (size_t l = 0; l < exact.size(); ++l) {
+    out.push_back(exact[l] > 0 ? static_cast<double>(overlap[l]) / static_cast<double>(exact[l]) : -1.0);
+  }
+  return out;
+}
+
+std::string FormatPerLayer(const std::vector<double>& v) {
+  std::string out;
+  for (double x : v) out += x < 0 ? "   -  " : absl::StrFormat(" %.3f", x);
+  return out;
+}
 
 // Scores positions prefill..n-1 of `ids` on `seq`, whose first `prefill` positions are
 // already in the KV cache (and label cache); `first` are the logits after position
@@ -190,6 +227,7 @@ absl::StatusOr<EvalReport> EvaluateDoubleSparsity(
       batch.sequences.back().attention = &prefill_options;
       RETURN_IF_ERROR(model.Forward(batch, first));
       if (bi == 0) {
+        ForgetReusedRows(model, seq);
         RETURN_IF_ERROR(
             ScoreWindow(model, seq, window, options.prefill, first, dense_options, totals[0]));
       }
@@ -200,9 +238,12 @@ absl::StatusOr<EvalReport> EvaluateDoubleSparsity(
                                                    options.label_bits[bi],
                                                    options.aggregations[ai]);
           ds.ResetRecall();
+          ds.ResetPrediction();
           ds.set_measure_recall(true);
+          ForgetReusedRows(model, seq);
           RETURN_IF_ERROR(ScoreWindow(model, seq, window, options.prefill, first, o, totals[index]));
           ds.set_measure_recall(false);
+          AddPrediction(ds, totals[index].prediction_overlap, totals[index].prediction_exact);
           for (size_t l = 0; l < layers; ++l) {
             totals[index].recall_sum[l] += ds.recall_sum()[l];
             totals[index].recall_count[l] += ds.recall_count()[l];
@@ -225,6 +266,9 @@ absl::StatusOr<EvalReport> EvaluateDoubleSparsity(
     if (i > 0) {
       for (size_t l = 0; l < layers; ++l) {
         run.recall.push_back(t.recall_count[l] > 0 ? t.recall_sum[l] / t.recall_count[l] : -1.0);
+      }
+      if (MeasuresPrediction(model)) {
+        run.prediction_recall = PredictionRecall(t.prediction_overlap, t.prediction_exact);
       }
     }
   }
@@ -249,6 +293,11 @@ nlohmann::json EvalReport::ToJson() const {
       nlohmann::json recall = nlohmann::json::array();
       for (double x : r.recall) recall.push_back(x < 0 ? nlohmann::json() : nlohmann::json(x));
       j["recall_per_layer"] = recall;
+      if (!r.prediction_recall.empty()) {
+        nlohmann::json pred = nlohmann::json::array();
+        for (double x : r.prediction_recall) pred.push_back(x < 0 ? nlohmann::json() : nlohmann::json(x));
+        j["prediction_recall_per_layer"] = pred;
+      }
     }
     out["runs"].push_back(j);
   }
@@ -261,8 +310,7 @@ std::string EvalReport::ToTable() const {
                          "perplexity", "vs dense", "attended", "recall per layer");
   const double base = runs.empty() ? 1.0 : runs[0].perplexity;
   for (const EvalRun& r : runs) {
-    std::string recall;
-    for (double x : r.recall) recall += x < 0 ? "   -  " : absl::StrFormat(" %.3f", x);
+    const std::string recall = FormatPerLayer(r.recall);
     out += absl::StrFormat(
         "%-14s %7s %4s %4s %10.3f %+7.2f%% %9s %s\n", r.mode,
         r.mode == "dense" ? "all" : absl::StrFormat("1/%d", static_cast<int>(std::lround(1 / r.ratio))),
@@ -270,6 +318,10 @@ std::string EvalReport::ToTable() const {
         r.perplexity, 100.0 * (r.perplexity / base - 1.0),
         r.attended_share < 0 ? std::string("-") : absl::StrFormat("%.1f%%", 100.0 * r.attended_share),
         recall);
+    if (!r.prediction_recall.empty()) {
+      out += absl::StrFormat("%-62s %s\n", "  cross-layer prediction recall per layer",
+                             FormatPerLayer(r.prediction_recall));
+    }
   }
   return out;
 }
@@ -362,6 +414,7 @@ absl::StatusOr<RetrievalReport> EvaluateRetrieval(Model& model,
     }
   }
   const size_t nb = options.label_bits.size(), nr = options.ratios.size();
+  std::vector<std::vector<int64_t>> overlap(report.runs.size()), exact(report.runs.size());
   KvBlockPool& pool = model.kv_pool();
   for (const RetrievalItem& it : items) {
     const size_t li = len_index[it.target_len];
@@ -384,6 +437,7 @@ absl::StatusOr<RetrievalReport> EvaluateRetrieval(Model& model,
       if (bi == 0) {
         AttentionOptions dense = options.base;
         dense.mode = AttentionMode::kDense;
+        ForgetReusedRows(model, seq);
         ASSIGN_OR_RETURN(const bool ok, DecodeAndCheck(model, seq, it, from, dense));
         report.runs[0].correct[li] += ok;
         report.runs[0].total[li] += 1;
@@ -392,12 +446,21 @@ absl::StatusOr<RetrievalReport> EvaluateRetrieval(Model& model,
         for (size_t ri = 0; ri < nr && nb > 0; ++ri) {
           const AttentionOptions o =
               SparseOptions(options, options.ratios[ri], bits, options.aggregations[ai]);
+          const size_t index = 1 + (ai * nb + bi) * nr + ri;
+          model.double_sparsity().ResetPrediction();
+          ForgetReusedRows(model, seq);
           ASSIGN_OR_RETURN(const bool ok, DecodeAndCheck(model, seq, it, from, o));
-          RetrievalRun& run = report.runs[1 + (ai * nb + bi) * nr + ri];
+          RetrievalRun& run = report.runs[index];
           run.correct[li] += ok;
           run.total[li] += 1;
+          AddPrediction(model.double_sparsity(), overlap[index], exact[index]);
         }
       }
+    }
+  }
+  if (MeasuresPrediction(model)) {
+    for (size_t i = 1; i < report.runs.size(); ++i) {
+      report.runs[i].prediction_recall = PredictionRecall(overlap[i], exact[i]);
     }
   }
   return report;
@@ -420,6 +483,11 @@ nlohmann::json RetrievalReport::ToJson() const {
           {"accuracy", r.total[i] > 0 ? static_cast<double>(r.correct[i]) / r.total[i] : 0.0}};
     }
     j["by_length"] = per;
+    if (!r.prediction_recall.empty()) {
+      nlohmann::json pred = nlohmann::json::array();
+      for (double x : r.prediction_recall) pred.push_back(x < 0 ? nlohmann::json() : nlohmann::json(x));
+      j["prediction_recall_per_layer"] = pred;
+    }
     out.push_back(j);
   }
   return out;
@@ -439,6 +507,9 @@ std::string RetrievalReport::ToTable() const {
         dense ? "-" : absl::StrCat(r.label_bits), dense ? "-" : r.aggregation);
     for (size_t i = 0; i < r.target_lens.size(); ++i) {
       out += absl::StrFormat(" %4d/%-4d", r.correct[i], r.total[i]);
+    }
+    if (!r.prediction_recall.empty()) {
+      out += "  prediction recall per layer:" + FormatPerLayer(r.prediction_recall);
     }
     out += "\n";
   }

@@ -13,6 +13,11 @@
 // later runs overwrite the decoded positions' K/V and labels in place (both are written by
 // position and a row reads only positions up to its own).
 //
+// In kv mode offload the same runs go through the offload tier; with
+// OffloadOptions::measure_prediction_recall each sparse run also reports cross-layer
+// prediction's recall per layer. Each run starts with the sequence's reuse-cache rows
+// forgotten, since an earlier run over the same prefix left rows of positions it rewrote.
+//
 // Retrieval (EvaluateRetrieval): key-value prompts (tests/data/eval/retrieval.jsonl) whose
 // answer must come out by greedy decoding, exactly. The list of pairs goes in as one dense
 // prefill; the trailing question and the answer run as decode rows, so the lookup itself
@@ -55,6 +60,10 @@ struct EvalRun {
   // run whose backend does not count its sparse rows (the CUDA backend's device path).
   double attended_share = 1.0;
   std::vector<double> recall;  // [layers]; -1 where no row of the layer was measured sparse
+  // Kv mode offload with OffloadOptions::measure_prediction_recall: per layer, the share of
+  // the exact selection's free tokens that cross-layer prediction chose (-1 where the layer
+  // was not predicted: own query, exempt or dense). Empty otherwise.
+  std::vector<double> prediction_recall;
 };
 
 struct EvalReport {
@@ -97,6 +106,7 @@ struct RetrievalRun {
   std::vector<int64_t> target_lens;  // per length class, ascending
   std::vector<int64_t> correct;      // [length classes]
   std::vector<int64_t> total;        // [length classes]
+  std::vector<double> prediction_recall;  // as EvalRun's, over the decoded rows
 };
 
 struct RetrievalReport {

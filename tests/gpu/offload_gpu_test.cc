@@ -20,9 +20,11 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/cpu_backend.h"
@@ -157,11 +159,26 @@ TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
 // ---------------------------------------------------------------------------------------
 // GPU: kernels vs twins.
 
+// A device allocation, freed on destruction; the vector constructor uploads `host` into it.
 struct DeviceBuffer {
   void* ptr = nullptr;
   explicit DeviceBuffer(size_t bytes) { EXPECT_EQ(cudaMalloc(&ptr, bytes), cudaSuccess); }
+  template <typename T>
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size() * sizeof(T)) {
+    EXPECT_EQ(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
+              cudaSuccess);
+  }
   ~DeviceBuffer() { cudaFree(ptr); }
 };
+
+// The first `n` elements of `buffer`, copied back to the host.
+template <typename T>
+std::vector<T> Download(const DeviceBuffer& buffer, size_t n) {
+  std::vector<T> host(n);
+  EXPECT_EQ(cudaMemcpy(host.data(), buffer.ptr, n * sizeof(T), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  return host;
+}
 
 void Fill16(std::mt19937_64& rng, DType dtype, uint16_t* p, size_t n) {
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
@@ -223,17 +240,11 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
               }
             }
           }
-          DeviceBuffer d_table(table.size() * 4), d_rows(std::max<size_t>(rows.size(), 1) * 16),
-              d_slab_k(slab_bytes), d_slab_v(slab_bytes), d_out_k(out_k.size() * 2),
-              d_out_v(out_v.size() * 2);
-          ASSERT_CUDA(cudaMemcpy(d_table.ptr, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+          DeviceBuffer d_table(table), d_rows(std::max<size_t>(rows.size(), 1) * 16),
+              d_slab_k(slab_k), d_slab_v(slab_v), d_out_k(out_k), d_out_v(out_v);
           if (!rows.empty()) {
             ASSERT_CUDA(cudaMemcpy(d_rows.ptr, rows.data(), rows.size() * 16, cudaMemcpyHostToDevice));
           }
-          ASSERT_CUDA(cudaMemcpy(d_slab_k.ptr, slab_k.data(), slab_bytes, cudaMemcpyHostToDevice));
-          ASSERT_CUDA(cudaMemcpy(d_slab_v.ptr, slab_v.data(), slab_bytes, cudaMemcpyHostToDevice));
-          ASSERT_CUDA(cudaMemcpy(d_out_k.ptr, out_k.data(), out_k.size() * 2, cudaMemcpyHostToDevice));
-          ASSERT_CUDA(cudaMemcpy(d_out_v.ptr, out_v.data(), out_v.size() * 2, cudaMemcpyHostToDevice));
 
           CudaFetchJob job;
           job.block_tokens = block_tokens;
@@ -263,16 +274,10 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           host.rows = variant == 2 ? nullptr : rows.data();
           FetchRowsReference(host);
 
-          std::vector<uint16_t> got(out_k.size());
-          ASSERT_CUDA(cudaMemcpy(got.data(), d_out_k.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
-          EXPECT_EQ(got, out_k);
-          ASSERT_CUDA(cudaMemcpy(got.data(), d_out_v.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
-          EXPECT_EQ(got, out_v);
-          std::vector<uint16_t> slab(slab_k.size());
-          ASSERT_CUDA(cudaMemcpy(slab.data(), d_slab_k.ptr, slab_bytes, cudaMemcpyDeviceToHost));
-          EXPECT_EQ(slab, slab_k);
-          ASSERT_CUDA(cudaMemcpy(slab.data(), d_slab_v.ptr, slab_bytes, cudaMemcpyDeviceToHost));
-          EXPECT_EQ(slab, slab_v);
+          EXPECT_EQ(Download<uint16_t>(d_out_k, out_k.size()), out_k);
+          EXPECT_EQ(Download<uint16_t>(d_out_v, out_v.size()), out_v);
+          EXPECT_EQ(Download<uint16_t>(d_slab_k, slab_k.size()), slab_k);
+          EXPECT_EQ(Download<uint16_t>(d_slab_v, slab_v.size()), slab_v);
           pinned.Free(*pk);
           pinned.Free(*pv);
         }
@@ -297,13 +302,7 @@ TEST(OffloadGatherGpu, WriteCurrentKvMatchesTwin) {
       for (int32_t& c : counts) c = static_cast<int32_t>(rng() % rows_cap);
       std::vector<uint16_t> out_k(static_cast<size_t>(rows_cap) * kv_heads * head_dim, 0x7fc3),
           out_v(out_k.size(), 0x7fc4);
-      DeviceBuffer dk(k.size() * 2), dv(v.size() * 2), dc(counts.size() * 4),
-          dok(out_k.size() * 2), dov(out_v.size() * 2);
-      ASSERT_CUDA(cudaMemcpy(dk.ptr, k.data(), k.size() * 2, cudaMemcpyHostToDevice));
-      ASSERT_CUDA(cudaMemcpy(dv.ptr, v.data(), v.size() * 2, cudaMemcpyHostToDevice));
-      ASSERT_CUDA(cudaMemcpy(dc.ptr, counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
-      ASSERT_CUDA(cudaMemcpy(dok.ptr, out_k.data(), out_k.size() * 2, cudaMemcpyHostToDevice));
-      ASSERT_CUDA(cudaMemcpy(dov.ptr, out_v.data(), out_v.size() * 2, cudaMemcpyHostToDevice));
+      DeviceBuffer dk(k), dv(v), dc(counts), dok(out_k), dov(out_v);
       CudaCurrentKv job{dk.ptr, dv.ptr, dok.ptr, dov.ptr, static_cast<const int32_t*>(dc.ptr),
                         kv_heads, row_bytes};
       ASSERT_OK(LaunchWriteCurrentKv(job, nullptr));
@@ -311,11 +310,8 @@ TEST(OffloadGatherGpu, WriteCurrentKvMatchesTwin) {
       CudaCurrentKv host{k.data(), v.data(), out_k.data(), out_v.data(), counts.data(), kv_heads,
                          row_bytes};
       WriteCurrentKvReference(host);
-      std::vector<uint16_t> got(out_k.size());
-      ASSERT_CUDA(cudaMemcpy(got.data(), dok.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
-      EXPECT_EQ(got, out_k);
-      ASSERT_CUDA(cudaMemcpy(got.data(), dov.ptr, got.size() * 2, cudaMemcpyDeviceToHost));
-      EXPECT_EQ(got, out_v);
+      EXPECT_EQ(Download<uint16_t>(dok, out_k.size()), out_k);
+      EXPECT_EQ(Download<uint16_t>(dov, out_v.size()), out_v);
     }
   }
 }
@@ -334,6 +330,36 @@ std::unique_ptr<Model> LoadCuda(const std::string& dir, CudaBackend& backend, Kv
   auto model = Model::Load(dir, backend, options);
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? std::move(*model) : nullptr;
+}
+
+// A gpu-mode engine and an engine of the same model in `mode` (an offload mode), each on its
+// own backend. Backends are declared first so that they outlive their models.
+struct GpuAndOffload {
+  std::unique_ptr<CudaBackend> gpu_backend, off_backend;
+  std::unique_ptr<Model> gpu, off;
+};
+
+// Models left null on failure (reported through EXPECT).
+GpuAndOffload LoadGpuAndOffload(const std::string& dir, KvMode mode,
+                                const OffloadOptions& offload = {}) {
+  GpuAndOffload e;
+  auto gb = CudaBackend::Create(CudaBackendOptions{});
+  auto ob = CudaBackend::Create(CudaBackendOptions{});
+  EXPECT_TRUE(gb.ok() && ob.ok());
+  if (!gb.ok() || !ob.ok()) return e;
+  e.gpu_backend = std::move(*gb);
+  e.off_backend = std::move(*ob);
+  e.gpu = LoadCuda(dir, *e.gpu_backend, KvMode::kGpu);
+  e.off = LoadCuda(dir, *e.off_backend, mode, offload);
+  return e;
+}
+
+// Positions [first, last) of sequence `s`'s decode rows in RunGreedy: sequence 0 prefills its
+// prompt in one chunk; sequence 1's fed prompt is decode rows too.
+std::pair<int64_t, int64_t> DecodePositions(int s, size_t prompt0, size_t prompt1, int generate) {
+  const int64_t first = s == 0 ? static_cast<int64_t>(prompt0) : 1;
+  const int64_t last = static_cast<int64_t>(s == 0 ? prompt0 : prompt1) + generate - 1;
+  return {first, last};
 }
 
 AttentionOptions SparseOptions(int channels) {
@@ -450,20 +476,18 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
     for (int64_t reuse : {int64_t{0}, int64_t{4096}, int64_t{5}}) {
       const std::string what = std::string(dir) + " reuse " + std::to_string(reuse);
       SCOPED_TRACE(what);
-      auto gb = CudaBackend::Create(CudaBackendOptions{});
-      auto ob = CudaBackend::Create(CudaBackendOptions{});
-      ASSERT_TRUE(gb.ok() && ob.ok());
-      std::unique_ptr<Model> gpu = LoadCuda(dir, **gb, KvMode::kGpu);
       OffloadOptions oo;
       oo.predict = false;
       oo.reuse_rows = reuse;
-      std::unique_ptr<Model> off = LoadCuda(dir, **ob, KvMode::kOffload, oo);
-      ASSERT_NE(gpu, nullptr);
-      ASSERT_NE(off, nullptr);
-      const ModelConfig& c = gpu->config();
+      GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kOffload, oo);
+      ASSERT_NE(e.gpu, nullptr);
+      ASSERT_NE(e.off, nullptr);
+      Model& gpu = *e.gpu;
+      Model& off = *e.off;
+      const ModelConfig& c = gpu.config();
       const ChannelConfig channels = RandomChannelConfig(c, 21);
-      ASSERT_TRUE(gpu->double_sparsity().SetChannelConfig(channels).ok());
-      ASSERT_TRUE(off->double_sparsity().SetChannelConfig(channels).ok());
+      ASSERT_TRUE(gpu.double_sparsity().SetChannelConfig(channels).ok());
+      ASSERT_TRUE(off.double_sparsity().SetChannelConfig(channels).ok());
       // Every layer sparse: both engines then run the same kernels on the same rows in the
       // same order (only the rows' addresses differ), so selections cannot part on noise.
       AttentionOptions o = SparseOptions(c.head_dim / 4);
@@ -471,33 +495,31 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
       const int vocab = static_cast<int>(c.vocab_size);
       const std::vector<int32_t> p0 = RandomIds(40, vocab, 5), p1 = RandomIds(12, vocab, 6);
       const int generate = 24;
-      const GreedyRun want = RunGreedy(*gpu, p0, p1, generate, o);
-      const GreedyRun got = RunGreedy(*off, p0, p1, generate, o);
+      const GreedyRun want = RunGreedy(gpu, p0, p1, generate, o);
+      const GreedyRun got = RunGreedy(off, p0, p1, generate, o);
       ExpectSameRun(want, got, c.vocab_size, what);
 
       // The pool is pinned mapped host memory; the tier's buffers are device memory.
       cudaPointerAttributes attr{};
-      ASSERT_CUDA(cudaPointerGetAttributes(&attr, off->kv_pool().KBase(0)));
+      ASSERT_CUDA(cudaPointerGetAttributes(&attr, off.kv_pool().KBase(0)));
       EXPECT_EQ(attr.type, cudaMemoryTypeHost);
       EXPECT_NE(attr.devicePointer, nullptr);
-      EXPECT_TRUE((*ob)->pinned_memory().Contains(off->kv_pool().VBase(c.num_layers - 1)));
-      ASSERT_CUDA(cudaPointerGetAttributes(&attr, off->offload_tier()->BufferView(0).k));
+      EXPECT_TRUE(e.off_backend->pinned_memory().Contains(off.kv_pool().VBase(c.num_layers - 1)));
+      ASSERT_CUDA(cudaPointerGetAttributes(&attr, off.offload_tier()->BufferView(0).k));
       EXPECT_EQ(attr.type, cudaMemoryTypeDevice);
 
       // Exact accounting: every decode row fetches, per (layer, KV head), its selection minus
       // the current token — min(k, T) - 1 rows (T = position + 1). Prefill in one chunk reads
       // nothing from earlier chunks.
-      // The fed prompt of sequence 1 is decode rows too.
       for (int s = 0; s < 2; ++s) {
-        const int64_t first = s == 0 ? static_cast<int64_t>(p0.size()) : 1;
-        const int64_t last = (s == 0 ? p0.size() : p1.size()) + generate - 1;
+        const auto [first, last] = DecodePositions(s, p0.size(), p1.size(), generate);
         int64_t rows = 0;
         for (int64_t p = first; p < last; ++p) {  // positions of decode rows
           const int64_t t = p + 1;
           const int64_t k = std::min(std::max<int64_t>(o.BudgetFor(t), 1), t);
           rows += static_cast<int64_t>(c.num_layers) * c.num_heads_kv * (k - 1);
         }
-        const SequenceAttentionStats* st = off->double_sparsity().Stats(got.seqs[s]);
+        const SequenceAttentionStats* st = off.double_sparsity().Stats(got.seqs[s]);
         ASSERT_NE(st, nullptr);
         EXPECT_EQ(st->fetch.rows_requested, rows) << "sequence " << s;
         EXPECT_EQ(st->fetch.rows_from_host + st->fetch.rows_reused, st->fetch.rows_requested);
@@ -510,10 +532,10 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
         }
       }
       // Release returns pool, tier and (at the next step) device labels to idle.
-      for (auto seq : got.seqs) off->ReleaseSequence(seq);
-      EXPECT_EQ(off->kv_pool().blocks_in_use(), 0);
-      EXPECT_EQ(off->offload_tier()->reuse_slots_in_use(), 0);
-      EXPECT_EQ(off->offload_tier()->Counters(got.seqs[0]), nullptr);
+      for (auto seq : got.seqs) off.ReleaseSequence(seq);
+      EXPECT_EQ(off.kv_pool().blocks_in_use(), 0);
+      EXPECT_EQ(off.offload_tier()->reuse_slots_in_use(), 0);
+      EXPECT_EQ(off.offload_tier()->Counters(got.seqs[0]), nullptr);
     }
   }
 }
@@ -522,28 +544,26 @@ TEST(OffloadEngineGpu, PredictedPathWithFullBudgetEqualsGpuMode) {
   SKIP_WITHOUT_GPU();
   for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
-    auto gb = CudaBackend::Create(CudaBackendOptions{});
-    auto ob = CudaBackend::Create(CudaBackendOptions{});
-    ASSERT_TRUE(gb.ok() && ob.ok());
-    std::unique_ptr<Model> gpu = LoadCuda(dir, **gb, KvMode::kGpu);
     OffloadOptions oo;
     oo.own_query_layers = 1;
     oo.reuse_rows = 16;
-    std::unique_ptr<Model> off = LoadCuda(dir, **ob, KvMode::kOffload, oo);
-    ASSERT_NE(gpu, nullptr);
-    ASSERT_NE(off, nullptr);
-    const ModelConfig& c = gpu->config();
+    GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kOffload, oo);
+    ASSERT_NE(e.gpu, nullptr);
+    ASSERT_NE(e.off, nullptr);
+    Model& gpu = *e.gpu;
+    Model& off = *e.off;
+    const ModelConfig& c = gpu.config();
     // Budget over the whole context: any selection is every token, so the predicted path
     // (fetched a layer ahead into the other buffer) must reproduce gpu mode.
     AttentionOptions o = SparseOptions(c.head_dim);
     o.token_budget = 1000;
     o.dense_layers = 0;
     const int vocab = static_cast<int>(c.vocab_size);
-    const GreedyRun want = RunGreedy(*gpu, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
-    const GreedyRun got = RunGreedy(*off, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
+    const GreedyRun want = RunGreedy(gpu, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
+    const GreedyRun got = RunGreedy(off, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
     ExpectSameRun(want, got, c.vocab_size, std::string(dir) + " predicted");
     for (auto seq : got.seqs) {
-      const SequenceAttentionStats* st = off->double_sparsity().Stats(seq);
+      const SequenceAttentionStats* st = off.double_sparsity().Stats(seq);
       ASSERT_NE(st, nullptr);
       EXPECT_GT(st->predicted_rows, 0);
     }
@@ -554,29 +574,26 @@ TEST(OffloadEngineGpu, DenseOffloadEqualsGpuModeDense) {
   SKIP_WITHOUT_GPU();
   for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
-    auto gb = CudaBackend::Create(CudaBackendOptions{});
-    auto ob = CudaBackend::Create(CudaBackendOptions{});
-    ASSERT_TRUE(gb.ok() && ob.ok());
-    std::unique_ptr<Model> gpu = LoadCuda(dir, **gb, KvMode::kGpu);
-    std::unique_ptr<Model> off = LoadCuda(dir, **ob, KvMode::kDenseOffload);
-    ASSERT_NE(gpu, nullptr);
-    ASSERT_NE(off, nullptr);
-    const ModelConfig& c = gpu->config();
+    GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kDenseOffload);
+    ASSERT_NE(e.gpu, nullptr);
+    ASSERT_NE(e.off, nullptr);
+    Model& gpu = *e.gpu;
+    Model& off = *e.off;
+    const ModelConfig& c = gpu.config();
     AttentionOptions o;
     o.mode = AttentionMode::kDense;
     const int vocab = static_cast<int>(c.vocab_size);
     const std::vector<int32_t> p0 = RandomIds(33, vocab, 9), p1 = RandomIds(7, vocab, 10);
     const int generate = 20;
-    const GreedyRun want = RunGreedy(*gpu, p0, p1, generate, o);
-    const GreedyRun got = RunGreedy(*off, p0, p1, generate, o);
+    const GreedyRun want = RunGreedy(gpu, p0, p1, generate, o);
+    const GreedyRun got = RunGreedy(off, p0, p1, generate, o);
     ExpectSameRun(want, got, c.vocab_size, std::string(dir) + " dense-offload");
     // Dense streaming: Σ over decode positions p of p rows per (layer, KV head).
     for (int s = 0; s < 2; ++s) {
-      const int64_t first = s == 0 ? static_cast<int64_t>(p0.size()) : 1;
-      const int64_t last = (s == 0 ? p0.size() : p1.size()) + generate - 1;
+      const auto [first, last] = DecodePositions(s, p0.size(), p1.size(), generate);
       int64_t rows = 0;
       for (int64_t p = first; p < last; ++p) rows += p * c.num_layers * c.num_heads_kv;
-      const SequenceAttentionStats* st = off->double_sparsity().Stats(got.seqs[s]);
+      const SequenceAttentionStats* st = off.double_sparsity().Stats(got.seqs[s]);
       ASSERT_NE(st, nullptr);
       EXPECT_EQ(st->fetch.rows_requested, rows);
       EXPECT_EQ(st->fetch.rows_from_host, rows);

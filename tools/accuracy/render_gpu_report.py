@@ -11,42 +11,11 @@ rerun rewrites them consistently. A missing job leaves its rows out and is liste
 """
 import argparse
 import glob
-import json
 import os
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-RATIOS = [0.5, 0.25, 0.125, 0.0625, 0.03125]
+from report_common import HERE, RATIOS, ROOT, frac, load, ppl_runs, ret_runs
+
 CONTEXTS = [("1k", 1024), ("2k", 2048), ("4k", 4096), ("8k", 8192)]
-
-
-def frac(r):
-    return f"1/{round(1 / r)}"
-
-
-def load(d, name):
-    p = os.path.join(d, name + ".json")
-    if not os.path.exists(p):
-        return None
-    with open(p) as f:
-        j = json.load(f)
-    t = os.path.join(d, name + ".time")
-    if os.path.exists(t):
-        wall, user = open(t).read().split()[:2]
-        j["_wall"], j["_user"] = float(wall), float(user)
-    return j
-
-
-def key_of(r):
-    return "dense" if r["mode"] == "dense" else (r["budget_ratio"], r["label_bits"], r["aggregation"])
-
-
-def ppl_runs(j):
-    return {key_of(r): r for r in (j or {}).get("runs", [])}
-
-
-def ret_runs(j):
-    return {key_of(r): r for r in (j or {}).get("retrieval", [])}
 
 
 def change(run, dense):

@@ -13,43 +13,7 @@ import glob
 import json
 import os
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-RATIOS = [0.5, 0.25, 0.125, 0.0625, 0.03125]
-
-
-def frac(r):
-    return f"1/{round(1 / r)}"
-
-
-def load(results, name):
-    p = os.path.join(results, name + ".json")
-    if not os.path.exists(p):
-        return None
-    with open(p) as f:
-        j = json.load(f)
-    t = os.path.join(results, name + ".time")
-    if os.path.exists(t):
-        wall, user = open(t).read().split()[:2]
-        j["_wall"], j["_user"] = float(wall), float(user)
-    return j
-
-
-def ppl_runs(j):
-    """{(ratio, bits, agg) or 'dense': run}"""
-    out = {}
-    for r in j.get("runs", []):
-        key = "dense" if r["mode"] == "dense" else (r["budget_ratio"], r["label_bits"], r["aggregation"])
-        out[key] = r
-    return out
-
-
-def ret_runs(j):
-    out = {}
-    for r in j.get("retrieval", []):
-        key = "dense" if r["mode"] == "dense" else (r["budget_ratio"], r["label_bits"], r["aggregation"])
-        out[key] = r
-    return out
+from report_common import HERE, RATIOS, ROOT, frac, load, ppl_runs, ret_runs
 
 
 def ret_cell(run, length):

@@ -26,13 +26,13 @@
 #include <fstream>
 #include <memory>
 #include <numeric>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/cuda/bench/bench_model.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/sparse/channel_config.h"
@@ -72,25 +72,7 @@ struct Shape {
   ModelConfig config;
 };
 
-Shape MakeShape(const std::string& name) {
-  ModelConfig c;
-  c.hidden_size = 4096;
-  c.num_layers = 32;
-  c.num_heads_q = 32;
-  c.head_dim = 128;
-  c.rms_norm_eps = 1e-5f;
-  if (name == "llama2-7b") {
-    c.vocab_size = 32000;
-    c.intermediate_size = 11008;
-    c.num_heads_kv = 32;
-  } else {
-    c.vocab_size = 128256;
-    c.intermediate_size = 14336;
-    c.num_heads_kv = 8;
-    c.rope.theta = 500000.0;
-  }
-  return {name, c};
-}
+Shape MakeShape(const std::string& name) { return {name, BenchModelShape(name)}; }
 
 // Device timer over the backend's stream.
 class Timer {
@@ -122,50 +104,6 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// The random-weight model: the same tensors Model uploads, filled on the GPU.
-struct BenchModel {
-  BenchModel(CudaBackend* b, ModelConfig c) : backend(b), config(std::move(c)) {}
-  CudaBackend* backend;
-  ModelConfig config;
-  AttentionConfig attention;
-  DeviceTensor embed, final_norm, lm_head;
-  struct Layer {
-    DeviceTensor input_norm, qkv_proj, o_proj, post_attn_norm, gate_up_proj, down_proj;
-  };
-  std::vector<Layer> layers;
-  std::vector<DeviceTensor*> owned;
-  int64_t weight_bytes = 0;
-
-  absl::Status Make(DeviceTensor& t, int64_t rows, int64_t cols, float scale, uint64_t seed) {
-    ASSIGN_OR_RETURN(t, backend->Allocate(rows, cols));
-    owned.push_back(&t);
-    weight_bytes += rows * cols * 2;
-    return backend->FillRandom(t, seed, scale);
-  }
-  absl::Status Init() {
-    const ModelConfig& c = config;
-    const int64_t h = c.hidden_size;
-    layers.resize(c.num_layers);
-    uint64_t seed = 1;
-    RETURN_IF_ERROR(Make(embed, c.vocab_size, h, 0.5f, seed++));
-    RETURN_IF_ERROR(Make(final_norm, 1, h, 1.0f, seed++));
-    RETURN_IF_ERROR(Make(lm_head, c.vocab_size, h, 0.02f, seed++));
-    for (Layer& l : layers) {
-      RETURN_IF_ERROR(Make(l.input_norm, 1, h, 1.0f, seed++));
-      RETURN_IF_ERROR(Make(l.qkv_proj, c.q_size() + 2 * c.kv_size(), h, 0.02f, seed++));
-      RETURN_IF_ERROR(Make(l.o_proj, h, c.q_size(), 0.02f, seed++));
-      RETURN_IF_ERROR(Make(l.post_attn_norm, 1, h, 1.0f, seed++));
-      RETURN_IF_ERROR(Make(l.gate_up_proj, 2 * c.intermediate_size, h, 0.02f, seed++));
-      RETURN_IF_ERROR(Make(l.down_proj, h, c.intermediate_size, 0.02f, seed++));
-    }
-    attention = {c.num_heads_q, c.num_heads_kv, c.head_dim, ComputeRopeInvFreq(c.rope, c.head_dim)};
-    return absl::OkStatus();
-  }
-  ~BenchModel() {
-    for (DeviceTensor* t : owned) backend->Free(*t);
-  }
-};
-
 struct Workspace {
   explicit Workspace(CudaBackend* b) : backend(b) {}
   CudaBackend* backend;
@@ -195,8 +133,8 @@ struct Workspace {
 // argmax over batch.logit_rows (no logits to the host).
 // With `ds`, sequences run as Model::Forward runs them under Double Sparsity (labels stored,
 // sparse sequences through SparseAttention); such steps are never captured as graphs.
-absl::Status Forward(BenchModel& m, Workspace& ws, const ForwardBatch& batch, KvBlockPool& pool,
-                     int layers, DoubleSparsity* ds = nullptr) {
+absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& batch,
+                     KvBlockPool& pool, int layers, DoubleSparsity* ds = nullptr) {
   CudaBackend& b = *m.backend;
   auto rows = [&](DeviceTensor t) {
     t.rows = batch.rows();
@@ -211,7 +149,7 @@ absl::Status Forward(BenchModel& m, Workspace& ws, const ForwardBatch& batch, Kv
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
   for (int i = 0; i < layers; ++i) {
-    const BenchModel::Layer& l = m.layers[i];
+    const RandomWeightModel::Layer& l = m.layers[i];
     RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
     RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, pool, qkv));
     if (ds != nullptr && ds->StoresLabels()) RETURN_IF_ERROR(b.StoreLabels(i, batch, *ds, qkv));
@@ -270,27 +208,6 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const Mode
   return pool;
 }
 
-// Random channel orderings of the model's shape for every statistic (speed does not depend
-// on which channels a calibration would pick).
-ChannelConfig RandomChannelConfig(const ModelConfig& c) {
-  std::mt19937 rng(1234);
-  ChannelConfig config;
-  for (ChannelStatistic kind :
-       {ChannelStatistic::kQK, ChannelStatistic::kQ, ChannelStatistic::kK}) {
-    auto& layers = config.Mutable(kind);
-    layers.resize(c.num_layers);
-    for (auto& l : layers) {
-      l.resize(kind == ChannelStatistic::kK ? c.num_heads_kv : c.num_heads_q);
-      for (auto& order : l) {
-        order.resize(c.head_dim);
-        std::iota(order.begin(), order.end(), 0);
-        std::shuffle(order.begin(), order.end(), rng);
-      }
-    }
-  }
-  return config;
-}
-
 // The Double Sparsity options of --ds_ratio / --label_bits / --ds_dense_layers.
 absl::StatusOr<AttentionOptions> DsOptions(const ModelConfig& c) {
   AttentionOptions o;
@@ -318,7 +235,7 @@ int64_t FreeBytes() {
 // CUDA graph for dense), one layer's attention alone, and the floor: weights plus the bytes
 // attention must read — the context's K/V per dense layer; labels plus the selected K/V rows
 // per sparse layer. Fills r and prints one table row.
-absl::Status TimeDecode(CudaBackend& b, BenchModel& m, Workspace& ws, ForwardBatch& fb,
+absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, ForwardBatch& fb,
                         KvBlockPool& pool, const std::string& mode, int64_t ctx, int64_t batch,
                         double hbm_bps, Timer& timer, int iters, nlohmann::json& r) {
   const ModelConfig& c = m.config;
@@ -330,7 +247,7 @@ absl::Status TimeDecode(CudaBackend& b, BenchModel& m, Workspace& ws, ForwardBat
     ASSIGN_OR_RETURN(opts, DsOptions(c));
     ds = std::make_unique<DoubleSparsity>(c.num_layers, c.num_heads_q, c.num_heads_kv,
                                           c.head_dim);
-    RETURN_IF_ERROR(ds->SetChannelConfig(RandomChannelConfig(c)));
+    RETURN_IF_ERROR(ds->SetChannelConfig(RandomChannelConfig(c, 1234)));
     sparse_layers = std::max(0, c.num_layers - opts.dense_layers);
     const double label_bytes = opts.label_bits == 16
                                    ? 2.0 * opts.channels
@@ -502,7 +419,7 @@ absl::Status Run() {
   for (absl::string_view model_name : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
     Shape shape = MakeShape(std::string(model_name));
     const ModelConfig& c = shape.config;
-    BenchModel m(&b, c);
+    RandomWeightModel m(&b, c);
     RETURN_IF_ERROR(m.Init());
     const int64_t kv_token_bytes = 2ll * c.num_layers * c.kv_size() * 2;
     nlohmann::json jm;

@@ -32,6 +32,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/cuda/bench/bench_model.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/sparse/double_sparsity.h"
 #include "engine/tools/cli_flags.h"
@@ -60,71 +61,23 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-ModelConfig Llama3Shape(int layers) {
-  ModelConfig c;
-  c.hidden_size = 4096;
-  c.num_layers = layers;
-  c.num_heads_q = 32;
-  c.num_heads_kv = 8;
-  c.head_dim = 128;
-  c.rms_norm_eps = 1e-5f;
-  c.vocab_size = 128256;
-  c.intermediate_size = 14336;
-  c.rope.theta = 500000.0;
-  return c;
-}
-
-std::vector<int64_t> ParseList(const std::string& s) {
-  std::vector<int64_t> v;
-  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
-    v.push_back(std::stoll(std::string(p)));
-  }
-  return v;
-}
-
-// The random-weight model (the tensors Model uploads, filled on the GPU) and its workspace.
-struct BenchModel {
-  CudaBackend* b = nullptr;
-  ModelConfig c;
-  AttentionConfig attention;
-  DeviceTensor embed, final_norm, lm_head;
-  struct Layer {
-    DeviceTensor input_norm, qkv_proj, o_proj, post_attn_norm, gate_up_proj, down_proj;
-  };
-  std::vector<Layer> layers;
-  std::vector<DeviceTensor*> owned;
-  int64_t weight_bytes = 0;
-  // Workspace for `rows` decode rows.
+// The random-weight model and its workspace for `rows` decode rows.
+struct BenchModel : RandomWeightModel {
+  using RandomWeightModel::RandomWeightModel;
   DeviceTensor residual, normed, qkv, attn, delta, gate_up, mlp, last, logits;
   DeviceTensor p_input, p_normed, p_q;  // prediction
   int32_t* ids = nullptr;
+  std::vector<DeviceTensor*> workspace;
 
-  absl::Status Make(DeviceTensor& t, int64_t rows, int64_t cols, float scale, uint64_t seed) {
-    ASSIGN_OR_RETURN(t, b->Allocate(rows, cols));
-    owned.push_back(&t);
-    weight_bytes += rows * cols * 2;
-    return b->FillRandom(t, seed, scale);
-  }
   absl::Status Init(int64_t rows) {
+    RETURN_IF_ERROR(RandomWeightModel::Init());
+    const ModelConfig& c = config;
     const int64_t h = c.hidden_size;
-    layers.resize(c.num_layers);
-    uint64_t seed = 1;
-    RETURN_IF_ERROR(Make(embed, c.vocab_size, h, 0.5f, seed++));
-    RETURN_IF_ERROR(Make(final_norm, 1, h, 1.0f, seed++));
-    RETURN_IF_ERROR(Make(lm_head, c.vocab_size, h, 0.02f, seed++));
-    for (Layer& l : layers) {
-      RETURN_IF_ERROR(Make(l.input_norm, 1, h, 1.0f, seed++));
-      RETURN_IF_ERROR(Make(l.qkv_proj, c.q_size() + 2 * c.kv_size(), h, 0.02f, seed++));
-      RETURN_IF_ERROR(Make(l.o_proj, h, c.q_size(), 0.02f, seed++));
-      RETURN_IF_ERROR(Make(l.post_attn_norm, 1, h, 1.0f, seed++));
-      RETURN_IF_ERROR(Make(l.gate_up_proj, 2 * c.intermediate_size, h, 0.02f, seed++));
-      RETURN_IF_ERROR(Make(l.down_proj, h, c.intermediate_size, 0.02f, seed++));
-    }
-    attention = {c.num_heads_q, c.num_heads_kv, c.head_dim, ComputeRopeInvFreq(c.rope, c.head_dim)};
+    CudaBackend* b = backend;
     auto keep = [&](DeviceTensor& t, absl::StatusOr<DeviceTensor> a) -> absl::Status {
       if (!a.ok()) return a.status();
       t = *a;
-      owned.push_back(&t);
+      workspace.push_back(&t);
       return absl::OkStatus();
     };
     RETURN_IF_ERROR(keep(residual, b->AllocateF32(rows, h)));
@@ -143,7 +96,7 @@ struct BenchModel {
     return absl::OkStatus();
   }
   ~BenchModel() {
-    for (DeviceTensor* t : owned) b->Free(*t);
+    for (DeviceTensor* t : workspace) backend->Free(*t);
     cudaFree(ids);
   }
 };
@@ -181,8 +134,8 @@ absl::Status FetchSelection(CudaBackend& b, Engine& e, int layer, const ForwardB
 absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatch& batch,
                           const DeviceTensor& residual, const DeviceTensor& qkv,
                           DeviceTensor& attn) {
-  CudaBackend& b = *m.b;
-  const int hkv = m.c.num_heads_kv;
+  CudaBackend& b = *m.backend;
+  const int hkv = m.config.num_heads_kv;
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
     const int32_t position = batch.positions[s.first_row];
@@ -201,7 +154,7 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
     }
   }
   const int next = layer + 1;
-  if (next < m.c.num_layers && !e.tier->options().OwnQuery(next)) {
+  if (next < m.config.num_layers && !e.tier->options().OwnQuery(next)) {
     std::vector<size_t> targets;
     std::vector<int64_t> rows;
     std::vector<int32_t> positions;
@@ -215,9 +168,9 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
       const int64_t n = static_cast<int64_t>(targets.size());
       DeviceTensor input = Rows(m.p_input, n), normed = Rows(m.p_normed, n), q = Rows(m.p_q, n);
       RETURN_IF_ERROR(b.GatherRows(residual, rows, input));
-      RETURN_IF_ERROR(b.RmsNorm(input, m.layers[next].input_norm, m.c.rms_norm_eps, normed));
+      RETURN_IF_ERROR(b.RmsNorm(input, m.layers[next].input_norm, m.config.rms_norm_eps, normed));
       DeviceTensor q_proj = m.layers[next].qkv_proj;
-      q_proj.rows = m.c.q_size();
+      q_proj.rows = m.config.q_size();
       RETURN_IF_ERROR(b.Linear(normed, q_proj, q));
       RETURN_IF_ERROR(b.RopeQueries(m.attention, positions, q));
       for (int64_t i = 0; i < n; ++i) {
@@ -238,7 +191,7 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
 
 // Model::Forward for a decode-only batch, ending with a GPU argmax.
 absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
-  CudaBackend& b = *m.b;
+  CudaBackend& b = *m.backend;
   const int64_t n = batch.rows();
   RETURN_IF_ERROR(e.ds->BeginStep(batch, *e.pool));
   if (e.tier != nullptr) {
@@ -252,13 +205,13 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   DeviceTensor residual = Rows(m.residual, n), normed = Rows(m.normed, n), qkv = Rows(m.qkv, n),
                attn = Rows(m.attn, n), delta = Rows(m.delta, n), gate_up = Rows(m.gate_up, n),
                mlp = Rows(m.mlp, n);
-  const float eps = m.c.rms_norm_eps;
+  const float eps = m.config.rms_norm_eps;
   RETURN_IF_ERROR(b.BeginStep(batch, *e.pool, false));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
   std::vector<size_t> all(batch.sequences.size());
   std::iota(all.begin(), all.end(), 0);
-  for (int i = 0; i < m.c.num_layers; ++i) {
+  for (int i = 0; i < m.config.num_layers; ++i) {
     const BenchModel::Layer& l = m.layers[i];
     RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
     RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, *e.pool, qkv));
@@ -275,7 +228,8 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
     RETURN_IF_ERROR(b.Linear(normed, l.gate_up_proj, gate_up));
     RETURN_IF_ERROR(b.SwiGlu(gate_up, mlp));
     RETURN_IF_ERROR(b.Linear(mlp, l.down_proj, delta));
-    const DeviceTensor& next = i + 1 < m.c.num_layers ? m.layers[i + 1].input_norm : m.final_norm;
+    const DeviceTensor& next =
+        i + 1 < m.config.num_layers ? m.layers[i + 1].input_norm : m.final_norm;
     RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, next, eps, normed));
   }
   RETURN_IF_ERROR(b.EndStep());
@@ -310,24 +264,6 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const Mode
   return pool;
 }
 
-ChannelConfig RandomChannels(const ModelConfig& c) {
-  std::mt19937 rng(17);
-  ChannelConfig config;
-  for (ChannelStatistic kind : {ChannelStatistic::kQK, ChannelStatistic::kQ, ChannelStatistic::kK}) {
-    const int heads = kind == ChannelStatistic::kK ? c.num_heads_kv : c.num_heads_q;
-    auto& layers = config.Mutable(kind);
-    layers.assign(c.num_layers, std::vector<std::vector<int32_t>>(heads));
-    for (auto& l : layers) {
-      for (auto& order : l) {
-        order.resize(c.head_dim);
-        std::iota(order.begin(), order.end(), 0);
-        std::shuffle(order.begin(), order.end(), rng);
-      }
-    }
-  }
-  return config;
-}
-
 int64_t UsedBytes() {
   size_t f = 0, t = 0;
   cudaMemGetInfo(&f, &t);
@@ -344,20 +280,19 @@ absl::Status Run() {
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
   nlohmann::json out;
   out["gpu"] = prop.name;
-  const ModelConfig c = Llama3Shape(absl::GetFlag(FLAGS_layers));
+  ModelConfig c = BenchModelShape("llama3-8b");
+  c.num_layers = absl::GetFlag(FLAGS_layers);
   const int64_t row_bytes = c.head_dim * 2;
   const int64_t token_bytes = 2 * c.num_layers * c.kv_size() * 2;  // K+V, all layers
   const int64_t pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
-  const std::vector<int64_t> contexts = ParseList(absl::GetFlag(FLAGS_contexts));
-  const std::vector<int64_t> batches = ParseList(absl::GetFlag(FLAGS_batches));
+  const std::vector<int64_t> contexts = ParseIntList(absl::GetFlag(FLAGS_contexts));
+  const std::vector<int64_t> batches = ParseIntList(absl::GetFlag(FLAGS_batches));
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
   const int warmup = absl::GetFlag(FLAGS_warmup), steps = absl::GetFlag(FLAGS_steps);
   const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
 
   const int64_t used_before_weights = UsedBytes();
-  BenchModel m;
-  m.b = &b;
-  m.c = c;
+  BenchModel m(&b, c);
   RETURN_IF_ERROR(m.Init(max_batch));
   RETURN_IF_ERROR(b.Synchronize());
   std::printf("gpu %s; weights %.2f GB; host pool %lld tokens = %.1f GB pinned\n", prop.name,
@@ -483,7 +418,7 @@ absl::Status Run() {
         o.token_budget_ratio = absl::GetFlag(FLAGS_budget_ratio);
         o.dense_layers = 0;
         RETURN_IF_ERROR(ds.SetDefaults(o));
-        RETURN_IF_ERROR(ds.SetChannelConfig(RandomChannels(c)));
+        RETURN_IF_ERROR(ds.SetChannelConfig(RandomChannelConfig(c, 17)));
         ds.set_force_dense(mode == "dense-offload");
         std::unique_ptr<OffloadTier> tier;
         if (!gpu) {

@@ -11,6 +11,10 @@
 // --device picks the engine (cpu, or cuda / cuda:N in CUDA builds); the CUDA backend does not
 // count tokens attended nor measure recall (its sparse path runs on the device), so those
 // fields are null in its reports.
+// --kv-mode offload runs the same grid through the offload tier (docs/offload.md) and reports
+// cross-layer prediction's recall of the exact selection per layer; the layers that use their
+// own query (--own-query-layers, then --own-query-extra, else the channel config's calibrated
+// list unless --nocalibrated-own-query) are printed and go into the JSON.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -22,13 +26,16 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/backend_factory.h"
 #include "engine/model.h"
 #include "engine/sparse/eval.h"
 #include "engine/sparse/tools/ids_file.h"
+#include "engine/sparse/tools/text_windows.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tools/cli_flags.h"
+#include "kernels/status.h"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, ids_file, "", "token ids to score, separated by whitespace or commas");
@@ -50,6 +57,15 @@ ABSL_FLAG(int32_t, dense_layers, 2, "first layers kept dense");
 ABSL_FLAG(int64_t, prefill, 64, "dense prefix before scoring starts");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, device, "cpu", "engine: cpu, cuda or cuda:N (CUDA builds)");
+ABSL_FLAG(std::string, kv_mode, "gpu", "where decode attention reads K/V: gpu, offload, dense-offload");
+ABSL_FLAG(bool, measure_prediction, true, "with --kv-mode offload: measure prediction recall per layer");
+ABSL_FLAG(int32_t, own_query_layers, 2, "with --kv-mode offload: first layers using their own query");
+ABSL_FLAG(std::string, own_query_extra, "",
+          "with --kv-mode offload: further layers using their own query (comma list); empty = "
+          "the channel config's calibrated list");
+ABSL_FLAG(bool, calibrated_own_query, true,
+          "with --kv-mode offload: use the channel config's calibrated own-query layers when "
+          "--own-query-extra is empty");
 
 namespace {
 
@@ -80,35 +96,19 @@ absl::Status ParseLists(dsinfer::EvalOptions& options) {
   return options.Validate();
 }
 
-// BOS + consecutive slices of the text's tokens.
-absl::StatusOr<std::vector<std::vector<int32_t>>> TextWindows(const std::string& model_dir,
-                                                              const std::string& path,
-                                                              int64_t window, int windows) {
-  auto tokenizer = dsinfer::Tokenizer::LoadFromDir(model_dir);
-  if (!tokenizer.ok()) return tokenizer.status();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError("cannot read " + path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  auto ids = (*tokenizer)->Encode(buffer.str(), /*add_special_tokens=*/false);
-  if (!ids.ok()) return ids.status();
-  auto bos = (*tokenizer)->Encode("", /*add_special_tokens=*/true);
-  if (!bos.ok() || bos->empty()) {
-    return absl::FailedPreconditionError("the tokenizer adds no BOS token");
+// The offload options from the flags.
+absl::StatusOr<dsinfer::OffloadOptions> OffloadFlags() {
+  dsinfer::OffloadOptions o;
+  o.measure_prediction_recall = absl::GetFlag(FLAGS_measure_prediction);
+  o.own_query_layers = absl::GetFlag(FLAGS_own_query_layers);
+  o.use_calibrated_own_query = absl::GetFlag(FLAGS_calibrated_own_query);
+  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_own_query_extra), ',', absl::SkipEmpty())) {
+    int v;
+    if (!absl::SimpleAtoi(p, &v)) return absl::InvalidArgumentError("--own-query-extra: not a layer");
+    o.own_query_extra.push_back(v);
   }
-  const int64_t body = window - 1;
-  if (window < 2 || windows < 1 || static_cast<int64_t>(ids->size()) < body * windows) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " has ", ids->size(), " tokens: too few for ", windows,
-                     " windows of ", window));
-  }
-  std::vector<std::vector<int32_t>> out;
-  for (int w = 0; w < windows; ++w) {
-    std::vector<int32_t> v = {bos->front()};
-    v.insert(v.end(), ids->begin() + w * body, ids->begin() + (w + 1) * body);
-    out.push_back(std::move(v));
-  }
-  return out;
+  RETURN_IF_ERROR(o.Validate());
+  return o;
 }
 
 }  // namespace
@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
       "dsinfer-eval --model DIR (--ids-file F | --text-file F [--window 1024] [--windows 1] | "
       "--retrieval-file F [--lengths 1024,2048] [--per-length N]) [--channels F] [--r 16] "
       "[--stat qk] [--ratios ...] [--bits 16,4] [--aggs sum,max] [--sink 4] [--recent 64] "
-      "[--dense-layers 2] [--prefill 64] [--device cpu|cuda|cuda:N] [--json]");
+      "[--dense-layers 2] [--prefill 64] [--device cpu|cuda|cuda:N] [--kv-mode gpu|offload|"
+      "dense-offload] [--own-query-layers 2] [--own-query-extra L,..] "
+      "[--nocalibrated-own-query] [--json]");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) return Fail("--model is required");
   const std::string ids_file = absl::GetFlag(FLAGS_ids_file);
@@ -146,8 +148,8 @@ int main(int argc, char** argv) {
     if (!ids.ok()) return Fail(std::string(ids.status().message()));
     windows.push_back(*std::move(ids));
   } else if (!text_file.empty()) {
-    auto w = TextWindows(model_dir, text_file, absl::GetFlag(FLAGS_window),
-                         absl::GetFlag(FLAGS_windows));
+    auto w = dsinfer::TextWindows(model_dir, text_file, absl::GetFlag(FLAGS_window),
+                                  absl::GetFlag(FLAGS_windows), absl::GetFlag(FLAGS_windows));
     if (!w.ok()) return Fail(std::string(w.status().message()));
     windows = *std::move(w);
   }
@@ -185,6 +187,12 @@ int main(int argc, char** argv) {
   dsinfer::ModelOptions model_options;
   model_options.channel_config_path = absl::GetFlag(FLAGS_channels);
   model_options.kv_pool_tokens = longest + 64;
+  auto kv_mode = dsinfer::ParseKvMode(absl::GetFlag(FLAGS_kv_mode));
+  if (!kv_mode.ok()) return Fail("--kv-mode: " + std::string(kv_mode.status().message()));
+  model_options.kv_mode = *kv_mode;
+  auto offload = OffloadFlags();
+  if (!offload.ok()) return Fail(std::string(offload.status().message()));
+  model_options.offload = *offload;
   auto model = dsinfer::Model::Load(model_dir, **backend, model_options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   if (options.base.channels > (*model)->config().head_dim) {
@@ -192,6 +200,21 @@ int main(int argc, char** argv) {
   }
   nlohmann::json j;
   std::string table;
+  // Which layers predict (kv mode offload): the tier's options after the Model applied any
+  // calibrated list from the channel config.
+  std::string own_query = "-";
+  nlohmann::json own_query_json;
+  if (const dsinfer::OffloadTier* tier = (*model)->offload_tier();
+      tier != nullptr && *kv_mode == dsinfer::KvMode::kOffload) {
+    std::vector<int> own;
+    for (int l = 0; l < (*model)->config().num_layers; ++l) {
+      if (tier->options().OwnQuery(l)) own.push_back(l);
+    }
+    own_query = absl::StrJoin(own, ",");
+    own_query_json = own;
+    table += absl::StrCat("kv mode offload: layers using their own query (not predicted): ",
+                          own.empty() ? "none" : own_query, "\n");
+  }
   if (!windows.empty()) {
     auto report = dsinfer::EvaluateDoubleSparsity(**model, windows, options);
     if (!report.ok()) return Fail(std::string(report.status().message()));
@@ -215,6 +238,8 @@ int main(int argc, char** argv) {
     j["dense_layers"] = options.base.dense_layers;
     j["prefill"] = options.prefill;
     j["device"] = device;
+    j["kv_mode"] = absl::GetFlag(FLAGS_kv_mode);
+    if (!own_query_json.is_null()) j["own_query_layers"] = own_query_json;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("model %s on %s, stat %s, r=%d, sink %d, recent %d, dense_layers %d\n%s",
