@@ -124,6 +124,11 @@ def main():
       "(its selection runs on the device); those come from the CPU run below.")
     if missing:
         w(f"- **Missing jobs** (failed or not run): {', '.join(missing)}.")
+    on_cpu = sorted(n for n, j in G.items()
+                    if j and j.get("device") == "cpu" and not n.endswith("-full"))
+    if on_cpu:
+        w(f"- **Run on the CPU engine** (the same job, `DEVICE=cpu`, same windows and positions; "
+          f"the engines agree within 0.12% in the cross-check below): {', '.join(on_cpu)}.")
     w("")
 
     # Full matrices per context.
