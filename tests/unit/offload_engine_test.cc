@@ -356,6 +356,19 @@ void HeldoutTokens(const Tokenizer& tokenizer, size_t count, std::vector<int32_t
   ASSERT_GE(all.size(), count);
 }
 
+// The demo-model tests' Double Sparsity: 16 of 128 channels, 1/16 budget, sink 4, recent 8,
+// every layer sparse.
+AttentionOptions DemoSparseOptions() {
+  AttentionOptions o;
+  o.mode = AttentionMode::kDoubleSparse;
+  o.channels = 16;
+  o.token_budget_ratio = 1.0 / 16;
+  o.sink = 4;
+  o.recent = 8;
+  o.dense_layers = 0;
+  return o;
+}
+
 // The demo model directory (DSINFER_DEMO_MODEL_DIR overrides models/demo), or empty when it
 // has no weights.
 std::string DemoModelDir() {
@@ -373,35 +386,17 @@ std::string DemoModelDir() {
 // prediction inputs (the bars are below; docs/offload.md has the numbers).
 // DSINFER_DEMO_MODEL_DIR overrides the directory (e.g. while models/demo is being replaced).
 TEST(OffloadEngine, PredictionRecallOnTrainedDemoModel) {
-  const char* override_dir = std::getenv("DSINFER_DEMO_MODEL_DIR");
-  const std::string dir = override_dir != nullptr ? override_dir : "models/demo";
-  if (!std::ifstream(dir + "/model.safetensors.index.json").good() &&
-      !std::ifstream(dir + "/model.safetensors").good()) {
-    GTEST_SKIP() << dir << " has no weights";
-  }
+  const std::string dir = DemoModelDir();
+  if (dir.empty()) GTEST_SKIP() << "the demo model has no weights";
   auto tokenizer = Tokenizer::LoadFromDir(dir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  std::ifstream in("tests/data/eval/heldout_sample.jsonl");
-  ASSERT_TRUE(in.good());
   std::vector<int32_t> all;
-  std::string line;
-  while (all.size() < 3000 && std::getline(in, line)) {
-    auto ids = (*tokenizer)->Encode(nlohmann::json::parse(line).at("text").get<std::string>());
-    ASSERT_TRUE(ids.ok());
-    all.insert(all.end(), ids->begin(), ids->end());
-  }
-  ASSERT_GE(all.size(), 2600u);
+  ASSERT_NO_FATAL_FAILURE(HeldoutTokens(**tokenizer, 2600, all));
   const std::vector<int32_t> calib(all.begin(), all.begin() + 1024);
   const std::vector<int32_t> text(all.begin() + 1024, all.begin() + 1024 + 1024 + 96);
   ChannelConfig channels;
   ASSERT_NO_FATAL_FAILURE(CalibrateQk(dir, calib, channels));
-  AttentionOptions o;
-  o.mode = AttentionMode::kDoubleSparse;
-  o.channels = 16;
-  o.token_budget_ratio = 1.0 / 16;
-  o.sink = 4;
-  o.recent = 8;
-  o.dense_layers = 0;
+  const AttentionOptions o = DemoSparseOptions();
   auto mass_recall = [](const DoubleSparsity& ds) {
     std::vector<double> mass;
     for (size_t l = 0; l < ds.recall_sum().size(); ++l) {
@@ -510,13 +505,7 @@ TEST(OffloadEngine, CalibratedExemptionsOnTrainedDemoModel) {
   std::vector<int32_t> all;
   ASSERT_NO_FATAL_FAILURE(HeldoutTokens(**tokenizer, 2144, all));
   const std::vector<int32_t> text(all.begin() + 1024, all.begin() + 1024 + 1024 + 96);
-  AttentionOptions o;
-  o.mode = AttentionMode::kDoubleSparse;
-  o.channels = 16;
-  o.token_budget_ratio = 1.0 / 16;
-  o.sink = 4;
-  o.recent = 8;
-  o.dense_layers = 0;
+  const AttentionOptions o = DemoSparseOptions();
   std::vector<double> recall[2];
   for (int calibrated = 0; calibrated < 2; ++calibrated) {
     OffloadOptions oo;
@@ -576,28 +565,14 @@ TEST(OffloadEngine, DISABLED_RetrievalUnderPredictionOnDemoModel) {
   auto tokenizer = Tokenizer::LoadFromDir(dir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   std::vector<int32_t> calib;
-  {
-    std::ifstream in("tests/data/eval/heldout_sample.jsonl");
-    std::string line;
-    while (calib.size() < 1024 && std::getline(in, line)) {
-      auto ids = (*tokenizer)->Encode(nlohmann::json::parse(line).at("text").get<std::string>());
-      ASSERT_TRUE(ids.ok());
-      calib.insert(calib.end(), ids->begin(), ids->end());
-    }
-    calib.resize(1024);
-  }
+  ASSERT_NO_FATAL_FAILURE(HeldoutTokens(**tokenizer, 1024, calib));
+  calib.resize(1024);
   ChannelConfig channels;
   ASSERT_NO_FATAL_FAILURE(CalibrateQk(dir, calib, channels));
   const int64_t target = override_dir != nullptr && std::getenv("DSINFER_RETRIEVAL_LEN")
                              ? std::atoll(std::getenv("DSINFER_RETRIEVAL_LEN"))
                              : 1024;
-  AttentionOptions o;
-  o.mode = AttentionMode::kDoubleSparse;
-  o.channels = 16;
-  o.token_budget_ratio = 1.0 / 16;
-  o.sink = 4;
-  o.recent = 8;
-  o.dense_layers = 0;
+  const AttentionOptions o = DemoSparseOptions();
   AttentionOptions dense;
   dense.mode = AttentionMode::kDense;
   OffloadOptions oo;
