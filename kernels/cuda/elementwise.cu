@@ -219,6 +219,19 @@ absl::Status RmsNormDispatch(DType residual_dtype, DType dtype, void* residual, 
   return BadDType("RmsNorm residual", residual_dtype);
 }
 
+// The embedding gather of a 16-bit table T into T (or fp32 when `f32`: the residual stream).
+template <typename T>
+void LaunchEmbeddingFrom(bool f32, unsigned grid, const void* table, int64_t cols,
+                         const int32_t* ids, void* out, int64_t out_stride, cudaStream_t stream) {
+  if (f32) {
+    EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
+                                              static_cast<float*>(out), out_stride);
+  } else {
+    EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
+                                              static_cast<T*>(out), out_stride);
+  }
+}
+
 }  // namespace
 
 absl::Status LaunchEmbedding(DType dtype, const void* table, int64_t cols, const int32_t* ids,
@@ -236,28 +249,12 @@ absl::Status LaunchEmbeddingEx(DType dtype, DType out_dtype, const void* table, 
   const unsigned grid = static_cast<unsigned>(n);
   const bool f32 = out_dtype == DType::kF32;
   switch (dtype) {
-    case DType::kBF16: {
-      using T = __nv_bfloat16;
-      if (f32) {
-        EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
-                                                  static_cast<float*>(out), out_stride);
-      } else {
-        EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
-                                                  static_cast<T*>(out), out_stride);
-      }
+    case DType::kBF16:
+      LaunchEmbeddingFrom<__nv_bfloat16>(f32, grid, table, cols, ids, out, out_stride, stream);
       break;
-    }
-    case DType::kF16: {
-      using T = __half;
-      if (f32) {
-        EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
-                                                  static_cast<float*>(out), out_stride);
-      } else {
-        EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
-                                                  static_cast<T*>(out), out_stride);
-      }
+    case DType::kF16:
+      LaunchEmbeddingFrom<__half>(f32, grid, table, cols, ids, out, out_stride, stream);
       break;
-    }
     case DType::kF32:  // gathers of fp32 tensors (logits, residual), kept or rounded
       switch (out_dtype) {
         case DType::kF32:
