@@ -198,6 +198,23 @@ class Backend {
     (void)plan, (void)pool, (void)seq, (void)tier;
     return OffloadUnimplemented();
   }
+  // Whether the backend can also select and fetch without a host round trip
+  // (SelectAndFetch): the model then uses it where no reuse cache (whose bookkeeping is on
+  // the host) and no recall measurement (which compares host lists) needs the lists.
+  virtual bool SelectsOnDevice() const { return false; }
+  // SelectTokens and FetchRows in one, the selection staying on the device: `plan` comes
+  // from OffloadTier::PlanCounted with, per KV head, the selection's size minus the current
+  // token (every selection holds the current token, last); the selected rows go to the
+  // plan's segment in selection order, as FetchRows would place them. GatheredAttention of
+  // such a segment attends every fetched row and the current token (`selection` unread).
+  virtual absl::Status SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
+                                      DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                                      bool current_label_written, const FetchPlan& plan,
+                                      const KvBlockPool& pool, OffloadTier& tier) {
+    (void)layer, (void)batch, (void)index, (void)ds, (void)q, (void)q_row;
+    (void)current_label_written, (void)plan, (void)pool, (void)tier;
+    return OffloadUnimplemented();
+  }
   virtual absl::Status GatheredAttention(int layer, const AttentionConfig& config,
                                          const ForwardBatch& batch, size_t index,
                                          const std::vector<std::vector<int32_t>>* selection,

@@ -310,6 +310,33 @@ absl::Status Model::FetchSelection(int layer, const ForwardBatch& batch, size_t 
   return backend_.FetchRows(plan, *pool_, s.kv, *tier_);
 }
 
+bool Model::DeviceSelection() const {
+  return backend_.SelectsOnDevice() && tier_->options().reuse_rows == 0 &&
+         !tier_->options().measure_prediction_recall;
+}
+
+absl::Status Model::SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
+                                   const DeviceTensor& q, int64_t q_row,
+                                   bool current_label_written) {
+  std::vector<std::vector<int32_t>>& sel = offload_selection_[layer % 2][index];
+  if (!DeviceSelection()) {
+    RETURN_IF_ERROR(backend_.SelectTokens(layer, batch, index, *ds_, q, q_row,
+                                          current_label_written, sel));
+    return FetchSelection(layer, batch, index, sel);
+  }
+  // The selection holds BudgetFor(tokens) tokens of every head, the current one last.
+  const BatchSequence& s = batch.sequences[index];
+  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds_->defaults();
+  const int64_t selected = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
+  sel.clear();
+  ASSIGN_OR_RETURN(FetchPlan plan,
+                   tier_->PlanCounted(layer, index, s.kv,
+                                      std::vector<int64_t>(config_.num_heads_kv, selected - 1)));
+  ds_->AddFetch(s.kv, plan.counts);
+  return backend_.SelectAndFetch(layer, batch, index, *ds_, q, q_row, current_label_written, plan,
+                                 *pool_, *tier_);
+}
+
 absl::Status Model::PredictNext(int layer, const ForwardBatch& batch,
                                 const DeviceTensor& residual, const DeviceTensor& normed) {
   const int next = layer + 1;
@@ -351,11 +378,7 @@ absl::Status Model::PredictNext(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(backend_.Linear(in_normed, q_proj, q));
   RETURN_IF_ERROR(backend_.RopeQueries(attention_, positions, q));
   for (int64_t i = 0; i < m; ++i) {
-    const size_t j = targets[i];
-    std::vector<std::vector<int32_t>>& sel = offload_selection_[next % 2][j];
-    RETURN_IF_ERROR(backend_.SelectTokens(next, batch, j, *ds_, q, i,
-                                          /*current_label_written=*/false, sel));
-    RETURN_IF_ERROR(FetchSelection(next, batch, j, sel));
+    RETURN_IF_ERROR(SelectAndFetch(next, batch, targets[i], q, i, /*current_label_written=*/false));
   }
   return absl::OkStatus();
 }
@@ -385,10 +408,9 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
       RETURN_IF_ERROR(backend_.FetchRows(plan, *pool_, s.kv, *tier_));
       continue;
     }
-    if (tier_->Pending(layer, j) == nullptr) {
-      RETURN_IF_ERROR(backend_.SelectTokens(layer, batch, j, *ds_, qkv, s.first_row,
-                                            /*current_label_written=*/true, sel));
-      RETURN_IF_ERROR(FetchSelection(layer, batch, j, sel));
+    if (!tier_->HasPending(layer, j)) {
+      RETURN_IF_ERROR(SelectAndFetch(layer, batch, j, qkv, s.first_row,
+                                     /*current_label_written=*/true));
       continue;
     }
     // Predicted during the previous layer and already fetched.

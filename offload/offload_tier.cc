@@ -61,6 +61,8 @@ OffloadTier::OffloadTier(int layers, int kv_heads, int head_dim, DType kv_dtype,
       row_bytes_(static_cast<int64_t>(head_dim) * static_cast<int64_t>(DTypeSize(kv_dtype))),
       pending_(layers),
       has_pending_(layers),
+      pending_listed_(layers),
+      pending_counts_(layers),
       slab_(layers, nullptr),
       cache_(static_cast<size_t>(layers) * kv_heads) {}
 
@@ -145,6 +147,8 @@ absl::Status OffloadTier::BeginStep(const std::vector<int64_t>& rows) {
   for (int l = 0; l < layers_; ++l) {
     pending_[l].assign(rows.size(), {});
     has_pending_[l].assign(rows.size(), false);
+    pending_listed_[l].assign(rows.size(), false);
+    pending_counts_[l].assign(rows.size(), {});
   }
   return absl::OkStatus();
 }
@@ -221,17 +225,62 @@ absl::StatusOr<FetchPlan> OffloadTier::Plan(int layer, size_t segment, KvBlockPo
   totals_.Add(counts);
   step_.Add(counts);
   plan.counts = counts;
+  std::vector<int64_t>& sizes = pending_counts_[layer][segment];
+  sizes.resize(kv_heads_);
+  for (int h = 0; h < kv_heads_; ++h) sizes[h] = static_cast<int64_t>(tokens[h].size());
   plan.tokens = tokens;
   pending_[layer][segment] = std::move(tokens);
   has_pending_[layer][segment] = true;
+  pending_listed_[layer][segment] = true;
   return plan;
 }
 
-const std::vector<std::vector<int32_t>>* OffloadTier::Pending(int layer, size_t segment) const {
-  if (layer < 0 || layer >= layers_ || segment >= has_pending_[layer].size() ||
-      !has_pending_[layer][segment]) {
-    return nullptr;
+absl::StatusOr<FetchPlan> OffloadTier::PlanCounted(int layer, size_t segment,
+                                                   KvBlockPool::SequenceId seq,
+                                                   const std::vector<int64_t>& rows) {
+  if (layer < 0 || layer >= layers_ || segment >= segment_rows_.size() ||
+      static_cast<int>(rows.size()) != kv_heads_) {
+    return absl::InternalError("offload plan: bad layer, segment or head count");
   }
+  FetchPlan plan;
+  plan.layer = layer;
+  plan.buffer = layer % 2;
+  plan.segment_row = segment_row_[segment];
+  FetchCounters counts;
+  for (int h = 0; h < kv_heads_; ++h) {
+    // One row per head stays free for the current token.
+    if (rows[h] < 0 || rows[h] + 1 > segment_rows_[segment]) {
+      return absl::InternalError(absl::StrCat("offload plan: ", rows[h],
+                                              " rows do not fit a segment of ",
+                                              segment_rows_[segment]));
+    }
+    counts.rows_requested += rows[h];
+    counts.rows_from_host += rows[h];
+  }
+  counts.bytes_from_host = 2 * counts.rows_from_host * row_bytes_;
+  counters_[seq].Add(counts);
+  totals_.Add(counts);
+  step_.Add(counts);
+  plan.counts = counts;
+  pending_[layer][segment].clear();
+  pending_counts_[layer][segment] = rows;
+  has_pending_[layer][segment] = true;
+  pending_listed_[layer][segment] = false;
+  return plan;
+}
+
+bool OffloadTier::HasPending(int layer, size_t segment) const {
+  return layer >= 0 && layer < layers_ && segment < has_pending_[layer].size() &&
+         has_pending_[layer][segment];
+}
+
+const std::vector<int64_t>& OffloadTier::PendingCounts(int layer, size_t segment) const {
+  static const std::vector<int64_t> kNone;
+  return HasPending(layer, segment) ? pending_counts_[layer][segment] : kNone;
+}
+
+const std::vector<std::vector<int32_t>>* OffloadTier::Pending(int layer, size_t segment) const {
+  if (!HasPending(layer, segment) || !pending_listed_[layer][segment]) return nullptr;
   return &pending_[layer][segment];
 }
 

@@ -148,11 +148,23 @@ class OffloadTier {
   // thrash it). INTERNAL when a list exceeds the segment.
   absl::StatusOr<FetchPlan> Plan(int layer, size_t segment, KvBlockPool::SequenceId seq,
                                  std::vector<std::vector<int32_t>> tokens, bool use_cache);
+  // Plans a fetch whose token lists never reach the host (a backend that selects and gathers
+  // on the device, Backend::SelectsOnDevice): rows[h] rows of KV head h of `seq`, all read
+  // from the host pool (no reuse cache), counted as Plan counts them. The plan carries no
+  // token lists; the segment's pending rows are known by count only (PendingCounts; Pending
+  // returns nullptr). INTERNAL when a count exceeds the segment.
+  absl::StatusOr<FetchPlan> PlanCounted(int layer, size_t segment, KvBlockPool::SequenceId seq,
+                                        const std::vector<int64_t>& rows);
   // Accounts `rows` (token, KV head) rows of `seq` that attention reads from the host pool
   // without the fetch buffer (prefill chunks over earlier chunks' K/V).
   FetchCounters CountDirect(KvBlockPool::SequenceId seq, int64_t rows);
-  // The rows Plan placed for (layer, segment) this step; nullptr when none was planned.
+  // Whether a fetch was planned for (layer, segment) this step (by Plan or PlanCounted).
+  bool HasPending(int layer, size_t segment) const;
+  // The rows Plan placed for (layer, segment) this step; nullptr when none was planned or the
+  // plan was PlanCounted's.
   const std::vector<std::vector<int32_t>>* Pending(int layer, size_t segment) const;
+  // Rows per KV head planned for (layer, segment) by either kind of plan; empty when none.
+  const std::vector<int64_t>& PendingCounts(int layer, size_t segment) const;
 
   // View of segment `segment` of layer `layer`'s buffer as a one-block paged view: row i of
   // KV head h is the i-th fetched row of that head; room for one more row per head after
@@ -223,6 +235,8 @@ class OffloadTier {
   // Pending rows per (layer, segment) this step.
   std::vector<std::vector<std::vector<std::vector<int32_t>>>> pending_;  // [layer][segment]
   std::vector<std::vector<bool>> has_pending_;
+  std::vector<std::vector<bool>> pending_listed_;  // Plan's (lists known), not PlanCounted's
+  std::vector<std::vector<std::vector<int64_t>>> pending_counts_;  // [layer][segment][head]
 
   // Reuse slabs: per layer K then V, each [reuse_rows, kv_heads, head_dim].
   std::vector<void*> slab_;

@@ -103,6 +103,10 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #             dsinfer-attention-bench (decode operator + prefill kernels), PyTorch SDPA,
 #             (HF=1) transformers generate
 #   offload   dsinfer-offload-bench at 32K/128K (batch 1 and 4) and 256K (batch 1)
+#   offload2  the same at the Llama-2-7B shape (32K, 128K, batch 1) and at 128K batch 4
+#             (64-69 GB of pinned host memory each)
+#   profile   nsys summaries of one Double Sparsity end-to-end configuration (if nsys exists)
+#   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
 #   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end
 #   accuracy  tools/accuracy/gpu_report.sh (the missing jobs of tools/accuracy/results-gpu;
 #             FORCE=1 all) then a tarball of the results into $OUT
@@ -142,6 +146,29 @@ if want offload && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8
     --contexts 262144 --batches 1 --modes offload,offload-noreuse,dense-offload \
     --json_out="$OUT/offload_b.json"
 fi
+if want offload2 && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8: the other shapes
+  step offload-bench-llama2 "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
+    --model llama2-7b --contexts 32768,131072 --batches 1 --kv_pool_tokens 131400 \
+    --json_out="$OUT/offload_llama2.json"
+  step offload-bench-128k-b4 "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
+    --contexts 131072 --batches 4 --kv_pool_tokens 524500 --json_out="$OUT/offload_c.json"
+fi
+if want profile; then  # nsys kernel and API summaries of one DS_E2E configuration (if nsys exists)
+  nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+  if [ -n "$nsys_bin" ]; then
+    step nsys-ds-e2e "${PROFILE_TIMEOUT:-120}" "$nsys_bin" profile -t cuda --stats=true \
+      --force-overwrite true -o "$OUT/ds_e2e" "$bin/dsinfer-bench" --attention double_sparse \
+      --models llama3-8b --batches 8 --contexts 32768 --iters 3 --graphs=false \
+      --long_prefill_layers 1 ${PROFILE_ARGS:-}
+    rm -f "$OUT"/ds_e2e.nsys-rep "$OUT"/ds_e2e.sqlite
+  else
+    echo "=== profile skipped: no nsys on this host" | tee -a "$log"
+  fi
+fi
+if want noise; then  # transformers' own bf16 error on the golden models (cuda_golden_test's yardstick)
+  step golden-bf16-noise "${NOISE_TIMEOUT:-120}" env PYTHONUNBUFFERED=1 python3 \
+    scripts/golden_bf16_noise.py --out "$OUT/golden_bf16_noise.json"
+fi
 if want smoke && [ -x "$bin/dsinfer-server" ]; then
   step server-smoke "${SMOKE_TIMEOUT:-120}" bash scripts/gpu-server-smoke.sh "$bin" "$OUT/smoke" cuda
 fi
@@ -169,5 +196,9 @@ skipped=$(grep -cE "^\[  SKIPPED \]" "$log")
   printf '],"steps":[%s]}\n' "${steps_json%,}"
 } > "$OUT/summary.json"
 echo "--- summary"; cat "$OUT/summary.json"
+# At most 8 files come back from the GPU host: everything but the log and the summary travels
+# in one tarball (results.tgz).
+(cd "$OUT" && find . -mindepth 1 -maxdepth 1 ! -name gpu-check.log ! -name summary.json \
+   ! -name results.tgz -printf '%P\n' | tar czf results.tgz -T - --remove-files) || true
 grep -E "max\|dlogit\||TB/s|x floor|^llama|^[0-9]+ +[0-9]+ " "$log" | tail -40
 exit $status

@@ -47,8 +47,10 @@ ABSL_FLAG(int32_t, max_batch, 32, "sequences in the running decode batch");
 ABSL_FLAG(int32_t, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens (prompt + new); 0 = the model's");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "host KV pool size in tokens (all sequences); 0 = 4 x context");
-ABSL_FLAG(int64_t, offload_reuse_rows, 4096,
-          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse");
+ABSL_FLAG(int64_t, offload_reuse_rows, 0,
+          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
+          "default: its bookkeeping runs on the host and costs more than it saves, "
+          "docs/offload.md)");
 ABSL_FLAG(int64_t, prefill_chunk, 256, "prompt tokens per engine step (bounds decode stalls)");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).

@@ -47,12 +47,12 @@ struct CudaBackendOptions {
   DType dtype = DType::kBF16;  // activations, weights and KV: kBF16 or kF16
   bool decode_graphs = false;  // capture/replay decode steps as CUDA graphs (see above)
   DecodeAttentionAlgo decode_algo = DecodeAttentionAlgo::kTiled;  // flash-decoding block body
-  // Kernel bodies with a GPU-verified default and a newer, opt-in alternative (docs/benchmarks.md
-  // says which have run on a GPU): prefill attention (the tiles PrepareBatch builds follow it),
+  // Kernel bodies, the fastest measured as defaults (docs/benchmarks.md; the others stay for
+  // comparison benchmarks): prefill attention (the tiles PrepareBatch builds follow it),
   // Double Sparsity label scoring and top-k.
-  PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kSimt;
-  LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kRowPerThread;
-  TopKAlgo ds_topk_algo = TopKAlgo::kOneBlock;
+  PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kMma;
+  LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kCoalesced;
+  TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
 
   absl::Status Validate() const;
 };
@@ -169,10 +169,11 @@ class CudaBackend final : public Backend {
   void set_capture_sparse(bool on) { capture_sparse_ = on; }
 
   // The offload tier (cuda_backend_offload.cc; kernels in kernels/cuda/offload_gather.cuh).
-  // Selection runs on the backend's stream and ends with a device→host copy of the selected
-  // indices (one host wait per selection); fetches run on a second (copy) stream, ordered
-  // after the work queued before them by an event, and attention waits for its buffer's
-  // fetch with cudaStreamWaitEvent (no host wait).
+  // Selection runs on the backend's stream; SelectAndFetch (the model's path without a reuse
+  // cache) leaves it on the device for the gather, SelectTokens copies it to host lists (one
+  // host wait per selection). Fetches run on a second (copy) stream, ordered after the work
+  // queued before them by an event, and attention waits for its buffer's fetch with
+  // cudaStreamWaitEvent (no host wait).
   absl::Status BeginOffloadStep(const AttentionConfig& config, const ForwardBatch& batch,
                                 const KvBlockPool& pool) override;
   absl::Status RopeQueries(const AttentionConfig& config, absl::Span<const int32_t> positions,
@@ -183,6 +184,11 @@ class CudaBackend final : public Backend {
                             std::vector<std::vector<int32_t>>& selection) override;
   absl::Status FetchRows(const FetchPlan& plan, const KvBlockPool& pool,
                          KvBlockPool::SequenceId seq, OffloadTier& tier) override;
+  bool SelectsOnDevice() const override { return true; }
+  absl::Status SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
+                              DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                              bool current_label_written, const FetchPlan& plan,
+                              const KvBlockPool& pool, OffloadTier& tier) override;
   absl::Status GatheredAttention(int layer, const AttentionConfig& config,
                                  const ForwardBatch& batch, size_t index,
                                  const std::vector<std::vector<int32_t>>* selection,
@@ -264,6 +270,12 @@ class CudaBackend final : public Backend {
   struct OffloadState;
   std::shared_ptr<OffloadState> offload_state_;
   absl::StatusOr<OffloadState*> Offload();
+  // The device part of a selection: labels caught up, scores, top-k of batch sequence
+  // `index` at `layer` into `selected` [Hkv, k] (k = the sequence's AttentionOptions::BudgetFor
+  // its tokens: the selection's size; counts into the state's scratch), on the backend stream.
+  absl::Status SelectIntoDevice(int layer, const ForwardBatch& batch, size_t index,
+                                DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                                bool current_label_written, int32_t* selected);
 };
 
 }  // namespace dsinfer

@@ -2,17 +2,18 @@
 // mapped host memory, fetch buffers and reuse slabs in device memory, labels on the device.
 //
 // Per decode row and layer:
-//   SelectTokens      (backend stream) catch up the layer's device labels from the pool's K
+//   SelectIntoDevice  (backend stream) catch up the layer's device labels from the pool's K
 //                     (zero-copy reads of the new rows), score, radix top-k — the Double
-//                     Sparsity kernels of kernels/cuda/double_sparsity.cuh — then copy the
-//                     selection to host lists: one device→host copy and host wait per
-//                     selection, because the tier's reuse-cache bookkeeping (OffloadTier::Plan)
-//                     runs on the host. docs/offload.md says what removing it takes.
-//   FetchRows         (copy stream) records an event on the backend stream and waits for it
-//                     there, so the gather follows everything queued before it (the pool
-//                     rows' writes, the last attention that read the same ping-pong buffer);
-//                     uploads the flattened plan from a pinned staging slot; runs the zero-copy
-//                     gather kernel; records the buffer's "fetched" event.
+//                     Sparsity kernels of kernels/cuda/double_sparsity.cuh.
+//   SelectAndFetch    (no reuse cache: the model's default path) the selection stays on the
+//                     device, in a buffer per (layer parity, segment); the copy stream waits
+//                     for the backend stream (an event) and the gather kernel reads the
+//                     selected indices there — no host wait, no upload.
+//   SelectTokens +    (with the reuse cache, whose bookkeeping, OffloadTier::Plan, runs on the
+//   FetchRows          host) one device→host copy and host wait per selection; FetchRows then
+//                     makes the copy stream follow the backend stream, uploads the flattened
+//                     plan from a pinned staging slot and runs the gather.
+//   Either way the gather ends by recording the ping-pong buffer's "fetched" event.
 //   GatheredAttention (backend stream) cudaStreamWaitEvent on that event (no host wait),
 //                     writes the current token's K/V behind the fetched rows of each head,
 //                     then the Double Sparsity attention kernel over the segment's rows 0..n
@@ -80,6 +81,9 @@ struct CudaBackend::OffloadState {
     for (StreamBuffer* b : {&plan_dev, &select_meta, &scores, &selected, &counts, &attend_meta,
                             &workspace, &iota, &rope_meta}) {
       if (b->ptr != nullptr) cudaFree(b->ptr);
+    }
+    for (auto& by_segment : device_selection) {
+      for (StreamBuffer& b : by_segment) cudaFree(b.ptr);
     }
     for (Staging& s : staging) {
       if (s.host != nullptr) cudaFreeHost(s.host);
@@ -175,6 +179,9 @@ struct CudaBackend::OffloadState {
                                   &attend_meta, &workspace, &iota, &rope_meta}) {
       b += static_cast<int64_t>(s->bytes);
     }
+    for (const auto& by_segment : device_selection) {
+      for (const StreamBuffer& s : by_segment) b += static_cast<int64_t>(s.bytes);
+    }
     return b;
   }
 
@@ -198,6 +205,8 @@ struct CudaBackend::OffloadState {
   // Backend-stream scratch.
   StreamBuffer select_meta, scores, selected, counts, attend_meta, workspace, rope_meta;
   StreamBuffer iota;                  // int32 0, 1, 2, ...: every head's "selection" over a segment
+  // SelectAndFetch's selections, read by the gather on the copy stream: [layer parity][segment].
+  std::vector<StreamBuffer> device_selection[2];
   int32_t* selection_host = nullptr;  // pinned: counts then selected indices
   size_t selection_host_bytes = 0;
   std::vector<char> meta_host;
@@ -277,10 +286,10 @@ absl::Status CudaBackend::RopeQueries(const AttentionConfig& config,
                            static_cast<const float*>(inv_freq_.ptr), none, stream_);
 }
 
-absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, size_t index,
-                                       DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
-                                       bool current_label_written,
-                                       std::vector<std::vector<int32_t>>& selection) {
+absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch, size_t index,
+                                           DoubleSparsity& ds, const DeviceTensor& q,
+                                           int64_t q_row, bool current_label_written,
+                                           int32_t* selected) {
   ASSIGN_OR_RETURN(OffloadState * st, Offload());
   if (st->pool == nullptr) return OffloadError("SelectTokens", "no BeginOffloadStep this step");
   const KvBlockPool& pool = *st->pool;
@@ -325,9 +334,6 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
                    UploadLabelDescriptors(
                        absl::MakeConstSpan(&label, 1), absl::MakeConstSpan(&seq, 1),
                        absl::MakeConstSpan(&range, 1), st->meta_host, st->select_meta, stream_));
-  const CudaLabelSeq* d_label = desc.labels;
-  const CudaDsSequence* d_seq = desc.sequences;
-  const CudaLabelRange* d_range = desc.ranges;
   const DType dtype = options_.dtype;
   if (catch_up) {
     ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
@@ -339,16 +345,33 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
     kv.block_tokens = pool.options().block_tokens;
     kv.kv_heads = hkv;
     kv.head_dim = d;
-    RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, d_range, 1, range.count, d_label, stream_));
+    RETURN_IF_ERROR(
+        LaunchWriteLabelsPaged(dtype, kv, desc.ranges, 1, range.count, desc.labels, stream_));
   }
   RETURN_IF_ERROR(st->scores.Grow(static_cast<size_t>(hkv * tokens) * 4, stream_));
-  RETURN_IF_ERROR(st->selected.Grow(static_cast<size_t>(hkv * budget) * 4, stream_));
   RETURN_IF_ERROR(st->counts.Grow(static_cast<size_t>(hkv) * 4, stream_));
-  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, d_seq, 1, d_label, hq, hkv, d, format.r,
-                                    tokens, static_cast<float*>(st->scores.ptr), tokens, stream_));
-  RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st->scores.ptr), tokens, d_seq, 1, hkv,
-                                   static_cast<int32_t*>(st->selected.ptr), budget,
-                                   static_cast<int32_t*>(st->counts.ptr), stream_));
+  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, desc.sequences, 1, desc.labels, hq, hkv,
+                                    d, format.r, tokens, static_cast<float*>(st->scores.ptr),
+                                    tokens, stream_, options_.ds_score_algo));
+  return LaunchTopKSelect(static_cast<float*>(st->scores.ptr), tokens, desc.sequences, 1, hkv,
+                          selected, budget, static_cast<int32_t*>(st->counts.ptr), stream_,
+                          options_.ds_topk_algo);
+}
+
+absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, size_t index,
+                                       DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                                       bool current_label_written,
+                                       std::vector<std::vector<int32_t>>& selection) {
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  if (st->pool == nullptr) return OffloadError("SelectTokens", "no BeginOffloadStep this step");
+  if (index >= batch.sequences.size()) return OffloadError("SelectTokens", "bad index");
+  const BatchSequence& s = batch.sequences[index];
+  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+  const int hkv = st->pool->options().kv_heads;
+  const int64_t budget = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
+  RETURN_IF_ERROR(st->selected.Grow(static_cast<size_t>(hkv * budget) * 4, stream_));
+  RETURN_IF_ERROR(SelectIntoDevice(layer, batch, index, ds, q, q_row, current_label_written,
+                                   static_cast<int32_t*>(st->selected.ptr)));
   // The selection goes back to the host: the tier's cache bookkeeping runs there.
   const size_t back = static_cast<size_t>(hkv) * (1 + budget) * 4;
   if (st->selection_host_bytes < back) {
@@ -378,6 +401,65 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
     const int32_t* src = selected_host + static_cast<int64_t>(h) * budget;
     selection[h].assign(src, src + n);
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
+                                         DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
+                                         bool current_label_written, const FetchPlan& plan,
+                                         const KvBlockPool& pool, OffloadTier& tier) {
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  if (index >= batch.sequences.size()) return OffloadError("SelectAndFetch", "bad index");
+  const BatchSequence& s = batch.sequences[index];
+  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+  const int hkv = pool.options().kv_heads;
+  const int64_t budget = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
+  const std::vector<int64_t>& rows = tier.PendingCounts(plan.layer, index);
+  if (plan.layer != layer || static_cast<int>(rows.size()) != hkv ||
+      std::any_of(rows.begin(), rows.end(), [&](int64_t r) { return r != budget - 1; })) {
+    return OffloadError("SelectAndFetch", "the plan is not this selection's (PlanCounted)");
+  }
+  // The selection stays where top-k writes it until the gather has read it: one buffer per
+  // (layer parity, segment). The last gather that read this one (layer - 2) finished before
+  // that layer's attention, which the backend stream ran before this call's work; a buffer
+  // that must grow is freed and allocated in the copy stream's order instead.
+  std::vector<StreamBuffer>& by_segment = st->device_selection[layer & 1];
+  if (by_segment.size() <= index) by_segment.resize(index + 1);
+  StreamBuffer& buf = by_segment[index];
+  const size_t need = static_cast<size_t>(hkv * budget) * 4;
+  if (buf.bytes < need) {
+    RETURN_IF_ERROR(st->CopyAfterMain());
+    RETURN_IF_ERROR(buf.Grow(need, st->copy));
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(st->copy_done, st->copy));
+    CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, st->copy_done, 0));
+  }
+  int32_t* selected = static_cast<int32_t*>(buf.ptr);
+  RETURN_IF_ERROR(SelectIntoDevice(layer, batch, index, ds, q, q_row, current_label_written,
+                                   selected));
+  if (budget <= 1) {  // only the current token: nothing to fetch
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
+  // The gather follows the selection (and everything else queued on the backend stream).
+  RETURN_IF_ERROR(st->CopyAfterMain());
+  const int64_t row_bytes = tier.row_bytes();
+  CudaFetchJob job;
+  job.pool_k = offload_memory_.DevicePointer(pool.KBase(layer));
+  job.pool_v = offload_memory_.DevicePointer(pool.VBase(layer));
+  job.block_table = table;
+  job.block_tokens = pool.options().block_tokens;
+  const PagedKvView<float> buffer = tier.BufferView(layer);
+  const int64_t offset = plan.segment_row * hkv * row_bytes;
+  job.out_k = reinterpret_cast<char*>(buffer.k) + offset;
+  job.out_v = reinterpret_cast<char*>(buffer.v) + offset;
+  job.selected = selected;
+  job.sel_stride = budget;
+  job.per_head = static_cast<int32_t>(budget - 1);  // the current token (last) stays behind
+  job.kv_heads = hkv;
+  job.row_bytes = static_cast<int32_t>(row_bytes);
+  RETURN_IF_ERROR(LaunchFetchRows(job, sm_count_, st->copy));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
   return absl::OkStatus();
 }
 
@@ -460,29 +542,32 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
     return OffloadError("GatheredAttention", "shape");
   }
   const int32_t position = batch.positions[s.first_row];
-  const std::vector<std::vector<int32_t>>* fetched = tier.Pending(layer, segment);
-  if (fetched == nullptr || static_cast<int>(fetched->size()) != hkv) {
+  const std::vector<int64_t>& fetched = tier.PendingCounts(layer, segment);
+  if (static_cast<int>(fetched.size()) != hkv) {
     return OffloadError("GatheredAttention", "nothing was fetched for the layer");
+  }
+  // A selection that stayed on the device (SelectAndFetch) holds the fetched rows and the
+  // current token; host lists are checked against what was fetched.
+  const bool on_device = selection != nullptr && tier.Pending(layer, segment) == nullptr;
+  if (selection != nullptr && !on_device && static_cast<int>(selection->size()) != hkv) {
+    return OffloadError("GatheredAttention", "selection has the wrong head count");
   }
   const int64_t capacity = tier.segment_capacity(segment);
   int32_t longest = 0;
   for (int h = 0; h < hkv; ++h) {
-    const int64_t n = static_cast<int64_t>((*fetched)[h].size());
+    const int64_t n = fetched[h];
     if (n + 1 > capacity) return OffloadError("GatheredAttention", "no room for the current token");
     if (selection == nullptr && n != position) {
       return OffloadError("GatheredAttention", "dense fetch does not hold the whole context");
     }
-    if (selection != nullptr) {
+    if (selection != nullptr && !on_device) {
       const auto& sel = (*selection)[h];
       const bool has_current = !sel.empty() && sel.back() == position;
-      if (sel.size() != (*fetched)[h].size() + (has_current ? 1 : 0)) {
+      if (static_cast<int64_t>(sel.size()) != n + (has_current ? 1 : 0)) {
         return OffloadError("GatheredAttention", "selection and fetched rows differ");
       }
     }
     longest = std::max<int32_t>(longest, static_cast<int32_t>(n + 1));
-  }
-  if (selection != nullptr && static_cast<int>(selection->size()) != hkv) {
-    return OffloadError("GatheredAttention", "selection has the wrong head count");
   }
   // The segment's rows: the tier's views count fp32 elements, so the segment's first row is
   // recovered from them and re-addressed in the pool's element size.
@@ -501,11 +586,12 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
   // sparse kernel's sequence descriptor, 16-byte aligned.
   std::vector<int32_t> ints(static_cast<size_t>(2 * hkv + 2), 0);
   for (int h = 0; h < hkv; ++h) {
-    ints[h] = static_cast<int32_t>((*fetched)[h].size());
+    ints[h] = static_cast<int32_t>(fetched[h]);
     // Attended rows: the fetched ones, then the current token (always in a selection: top-k
-    // keeps it first; a dense row attends everything).
-    ints[hkv + h] =
-        selection != nullptr ? static_cast<int32_t>((*selection)[h].size()) : ints[h] + 1;
+    // keeps it; a dense row attends everything).
+    ints[hkv + h] = selection != nullptr && !on_device
+                        ? static_cast<int32_t>((*selection)[h].size())
+                        : ints[h] + 1;
   }
   ints[2 * hkv] = position;
   ints[2 * hkv + 1] = 0;  // the segment is one block: block 0; also row 0's table index
@@ -554,13 +640,15 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
   if (selection != nullptr) {
     // Rows 0..n of each head are its selection in ascending token order: one shared index
     // array (stride 0) serves every head.
+    // (Grow may round the allocation up: every int32 it holds is filled, so `bytes` alone
+    // says how much of 0, 1, 2, ... is valid.)
     if (st->iota.bytes < static_cast<size_t>(longest) * 4) {
-      const size_t n = std::max<size_t>(static_cast<size_t>(longest), 2 * st->iota.bytes / 4);
-      std::vector<int32_t> iota(n);
+      const size_t want = std::max<size_t>(static_cast<size_t>(longest), 2 * st->iota.bytes / 4);
+      RETURN_IF_ERROR(st->iota.Grow(want * 4, stream_));
+      std::vector<int32_t> iota(st->iota.bytes / 4);
       std::iota(iota.begin(), iota.end(), 0);
-      RETURN_IF_ERROR(st->iota.Grow(n * 4, stream_));
-      CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(st->iota.ptr, iota.data(), n * 4, cudaMemcpyHostToDevice, stream_));
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->iota.ptr, iota.data(), iota.size() * 4,
+                                           cudaMemcpyHostToDevice, stream_));
     }
     const int splits = SparseAttentionSplits(1, hkv, longest, sm_count_);
     RETURN_IF_ERROR(st->workspace.Grow(

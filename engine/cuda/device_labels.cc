@@ -79,6 +79,8 @@ absl::StatusOr<const DeviceChannelSet*> DeviceChannelSets::Upload(const DoubleSp
                                                                   int layer, int heads_q,
                                                                   int kv_heads, int r, int head_dim,
                                                                   cudaStream_t stream) {
+  DeviceChannelSet& set = sets_[{static_cast<int>(statistic), r, layer}];
+  if (set.derived && set.config_id == ds.channel_config_id()) return &set;
   std::vector<int32_t> host;
   if (ds.channel_config().has_value()) {
     ASSIGN_OR_RETURN(host,
@@ -89,7 +91,6 @@ absl::StatusOr<const DeviceChannelSet*> DeviceChannelSets::Upload(const DoubleSp
   } else {
     return absl::FailedPreconditionError("Double Sparsity with r < head_dim needs channels");
   }
-  DeviceChannelSet& set = sets_[{static_cast<int>(statistic), r, layer}];
   if (set.dev == nullptr || set.host != host) {
     if (set.dev == nullptr) {
       CUDA_RETURN_IF_ERROR(cudaMallocAsync(&set.dev, host.size() * 4, stream));
@@ -101,6 +102,8 @@ absl::StatusOr<const DeviceChannelSet*> DeviceChannelSets::Upload(const DoubleSp
     CUDA_RETURN_IF_ERROR(
         cudaMemcpy(set.dev, set.host.data(), host.size() * 4, cudaMemcpyHostToDevice));
   }
+  set.config_id = ds.channel_config_id();
+  set.derived = true;
   return &set;
 }
 

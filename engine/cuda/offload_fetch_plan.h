@@ -13,7 +13,7 @@
 
 namespace dsinfer {
 
-// Writes plan's rows, head by head, into `rows` (cleared first). Returns the dense-range
+// Writes plan's rows into `rows` (cleared first), entry i of every head before entry i + 1. Returns the dense-range
 // length when the plan is one (every head fetches tokens 0..n-1 from the host with no cache
 // slot: nothing needs uploading then, and `rows` stays empty), else -1. INTERNAL when the
 // plan's arrays disagree with each other or with kv_heads.

@@ -1,6 +1,7 @@
 #include "engine/cuda/pinned_host_memory.h"
 
 #include <cuda_runtime.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -9,11 +10,69 @@
 
 namespace dsinfer {
 
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kHugeFrom = size_t{64} << 20;  // smaller allocations stay cudaHostAlloc
+
+}  // namespace
+
+void PinnedHostMemory::Release(void* base, const Block& block) {
+  if (block.mapping != nullptr) {
+    cudaHostUnregister(base);
+    munmap(block.mapping, block.mapping_bytes);
+  } else {
+    cudaFreeHost(base);
+  }
+}
+
 PinnedHostMemory::~PinnedHostMemory() {
-  for (auto& [base, block] : blocks_) cudaFreeHost(reinterpret_cast<void*>(base));
+  for (auto& [base, block] : blocks_) Release(reinterpret_cast<void*>(base), block);
+}
+
+void* PinnedHostMemory::AllocateRegistered(size_t bytes, Block& block) {
+  // Over-map by one huge page so that a 2 MiB-aligned start exists inside the mapping.
+  const size_t map_bytes = bytes + kHugePage;
+  void* map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED) return nullptr;
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(map) + kHugePage - 1) / kHugePage * kHugePage;
+  void* host = reinterpret_cast<void*>(start);
+  // Advice first, so that the pages registration faults in are huge ones. Anonymous memory
+  // is zero-filled by the kernel: no clearing needed.
+  if (madvise(host, bytes, MADV_HUGEPAGE) != 0 ||
+      cudaHostRegister(host, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable) !=
+          cudaSuccess) {
+    cudaGetLastError();
+    munmap(map, map_bytes);
+    return nullptr;
+  }
+  void* device = nullptr;
+  if (cudaHostGetDevicePointer(&device, host, 0) != cudaSuccess) {
+    cudaGetLastError();
+    cudaHostUnregister(host);
+    munmap(map, map_bytes);
+    return nullptr;
+  }
+  block.bytes = bytes;
+  block.device = static_cast<char*>(device);
+  block.mapping = map;
+  block.mapping_bytes = map_bytes;
+  return host;
 }
 
 absl::StatusOr<void*> PinnedHostMemory::Allocate(size_t bytes) {
+  if (pages_ == PinnedPages::kHuge && bytes >= kHugeFrom) {
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    Block block;
+    if (void* host = AllocateRegistered(rounded, block); host != nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      blocks_[reinterpret_cast<uintptr_t>(host)] = block;
+      bytes_ += rounded;
+      registered_ += rounded;
+      return host;
+    }
+    // No huge pages or no registration: the driver's pinned allocation below.
+  }
   const size_t rounded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
   void* host = nullptr;
   const cudaError_t err =
@@ -42,14 +101,17 @@ absl::StatusOr<void*> PinnedHostMemory::Allocate(size_t bytes) {
 
 void PinnedHostMemory::Free(void* ptr) {
   if (ptr == nullptr) return;
+  Block block;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = blocks_.find(reinterpret_cast<uintptr_t>(ptr));
     if (it == blocks_.end()) return;  // not ours
-    bytes_ -= it->second.bytes;
+    block = it->second;
+    bytes_ -= block.bytes;
+    if (block.mapping != nullptr) registered_ -= block.bytes;
     blocks_.erase(it);
   }
-  cudaFreeHost(ptr);
+  Release(ptr, block);
 }
 
 const std::pair<const uintptr_t, PinnedHostMemory::Block>* PinnedHostMemory::Find(
@@ -77,6 +139,11 @@ bool PinnedHostMemory::Contains(const void* host) const {
 size_t PinnedHostMemory::bytes_pinned() const {
   std::lock_guard<std::mutex> lock(mu_);
   return bytes_;
+}
+
+size_t PinnedHostMemory::bytes_registered() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return registered_;
 }
 
 }  // namespace dsinfer

@@ -3,6 +3,7 @@
 #include "engine/sparse/double_sparsity.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -36,6 +37,8 @@ absl::Status DoubleSparsity::SetDefaults(const AttentionOptions& defaults) {
 absl::Status DoubleSparsity::SetChannelConfig(ChannelConfig config) {
   RETURN_IF_ERROR(ValidateChannelConfig(config, layers_, heads_q_, heads_kv_, head_dim_));
   config_ = std::move(config);
+  static std::atomic<uint64_t> next_config_id{1};
+  config_id_ = next_config_id.fetch_add(1);
   channels_.clear();
   return absl::OkStatus();
 }

@@ -80,6 +80,10 @@ class DoubleSparsity {
   // Validates `config` against the model's shapes and adopts it (no change on error).
   absl::Status SetChannelConfig(ChannelConfig config);
   const std::optional<ChannelConfig>& channel_config() const { return config_; }
+  // A process-wide unique number for the adopted channel config (0: none adopted yet), so
+  // that caches derived from it (the CUDA backend's device channel sets) can tell it changed
+  // without comparing it.
+  uint64_t channel_config_id() const { return config_id_; }
 
   // Resolves the step's plan; validates every sequence's options (INVALID_ARGUMENT naming
   // the field) and channel availability (FAILED_PRECONDITION), frees labels of sequences
@@ -163,6 +167,7 @@ class DoubleSparsity {
   int layers_, heads_q_, heads_kv_, head_dim_;
   AttentionOptions defaults_;
   std::optional<ChannelConfig> config_;
+  uint64_t config_id_ = 0;
   std::map<std::pair<int, int>, std::vector<std::vector<int32_t>>> channels_;  // (stat, r)
   LabelCache labels_;
   std::vector<Plan> plan_;

@@ -44,8 +44,10 @@ ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUD
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
 ABSL_FLAG(std::string, kv_mode, "gpu", "KV tier: gpu | offload | dense-offload");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "KV pool size in tokens; 0 = 4 x context");
-ABSL_FLAG(int64_t, offload_reuse_rows, 4096,
-          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse");
+ABSL_FLAG(int64_t, offload_reuse_rows, 0,
+          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
+          "default: its bookkeeping runs on the host and costs more than it saves, "
+          "docs/offload.md)");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "attention: auto | dense | double_sparse");

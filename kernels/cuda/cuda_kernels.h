@@ -112,7 +112,8 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
 //    prefill_attention_mma.cu). It falls back to the kSimt body, run over 16-row sub-tiles of
 //    its 128-row tiles, for operands it cannot load with 16-byte copies (q or K/V misaligned,
 //    q_stride not a multiple of 8).
-// The default stays kSimt until the GPU tests (tests/gpu/kernels_gpu_test.cc) pass for kMma.
+// kMma (tensor cores) is the default: it matches the twin and kSimt on an H200
+// (tests/gpu/kernels_gpu_test.cc) and runs 20-23x faster (docs/benchmarks.md).
 enum class PrefillAttentionAlgo { kSimt, kMma };
 
 // Rows per query tile of prefill attention for each body: the most rows a tile of the list
@@ -134,7 +135,7 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
                                     int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
                                     float scale, const CudaPagedKv& kv, void* out,
                                     int64_t out_stride, cudaStream_t stream,
-                                    PrefillAttentionAlgo algo = PrefillAttentionAlgo::kSimt);
+                                    PrefillAttentionAlgo algo = PrefillAttentionAlgo::kMma);
 
 // ids[i] = argmax_j logits[i, j] (lowest index on ties; NaN never wins). Twin: ArgmaxReference.
 // dtype: bf16, fp16 or fp32.

@@ -1213,6 +1213,13 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                               int32_t* counts, cudaStream_t stream, TopKAlgo algo) {
   if (num_seqs == 0) return absl::OkStatus();
   // score_stride bounds every sequence's tokens, hence its candidates.
+  if (algo == TopKAlgo::kAuto && score_stride > kTopKShortSegment) {
+    int device = 0, sms = 0;
+    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    algo = 2 * static_cast<int64_t>(num_seqs) * heads_kv <= sms ? TopKAlgo::kCluster
+                                                                : TopKAlgo::kOneBlock;
+  }
   if (algo == TopKAlgo::kCluster && score_stride > kTopKShortSegment) {
     int device = 0, smem_optin = 0;
     CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
@@ -1247,7 +1254,7 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
     }
     // Longer than the cluster's shared memory holds: the one-block kernel below.
   }
-  // kOneBlock, the verified kernel, launched as on the H100/H200.
+  // kOneBlock.
   TopKSelectKernel<<<dim3(heads_kv, num_seqs), kTopKThreads, 0, stream>>>(
       scores, score_stride, seqs, heads_kv, selected, sel_stride, counts);
   CUDA_RETURN_IF_LAUNCH_ERROR();

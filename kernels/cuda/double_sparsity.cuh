@@ -84,15 +84,16 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
                                     const CudaLabelSeq* labels, cudaStream_t stream);
 
 // The body of label scoring. Both give the twin's scores bit for bit.
-//  - kRowPerThread (the default; verified bit-exact on an H100/H200): one thread per (token, KV
-//    head) label row, consecutive threads on consecutive heads of a token (a warp reads one
-//    contiguous span of the label cache), 16-byte loads where the row size allows; the query's
-//    label channels staged per block in shared memory as [heads_q][r].
-//  - kCoalesced (opt-in; written and compiled, not yet run on a GPU): the query's channels
-//    staged KV head fastest (no bank conflicts across a warp's heads), a fast path for 16- and
-//    32-byte rows with every row of a thread loaded before any is used, and scores written
-//    through shared memory as per-head token runs. Needs heads_kv <= 1024.
-// The default stays kRowPerThread until tests/gpu/double_sparsity_gpu_test.cc passes for both.
+//  - kRowPerThread (the first body): one thread per (token, KV head) label row, consecutive
+//    threads on consecutive heads of a token (a warp reads one contiguous span of the label
+//    cache), 16-byte loads where the row size allows; the query's label channels staged per
+//    block in shared memory as [heads_q][r].
+//  - kCoalesced (the default): the query's channels staged KV head fastest (no bank conflicts
+//    across a warp's heads), a fast path for 16- and 32-byte rows with every row of a thread
+//    loaded before any is used, and scores written through shared memory as per-head token
+//    runs. Needs heads_kv <= 1024. Bit-exact against the twin on an H200
+//    (tests/gpu/double_sparsity_gpu_test.cc) and 1.1-6x faster than kRowPerThread at every
+//    shape of docs/benchmarks.md.
 enum class LabelScoreAlgo { kRowPerThread, kCoalesced };
 
 // Approximate scores: scores[s, h, t] for t < seqs[s].tokens (row stride score_stride floats
@@ -104,17 +105,18 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                int heads_q, int heads_kv, int head_dim, int max_r,
                                int64_t max_tokens, float* scores, int64_t score_stride,
                                cudaStream_t stream,
-                               LabelScoreAlgo algo = LabelScoreAlgo::kRowPerThread);
+                               LabelScoreAlgo algo = LabelScoreAlgo::kCoalesced);
 
-// The kernels of top-k. Both select the twin's sets.
-//  - kOneBlock (the default; verified on an H100/H200): one 1024-thread block per (s, h)
-//    streaming the scores once per radix pass.
-//  - kCluster (opt-in; written and compiled, not yet run on a GPU): for score_stride > 8192, a
-//    thread-block cluster of 2–8 blocks per (s, h) holding the keys in shared memory (scores
-//    read once; sm_90 clusters, histograms merged through distributed shared memory); shorter
-//    strides, and slices that would not fit in shared memory, run kOneBlock.
-// The default stays kOneBlock until tests/gpu/double_sparsity_gpu_test.cc passes for both.
-enum class TopKAlgo { kOneBlock, kCluster };
+// The kernels of top-k. Both select the twin's sets (verified on an H100/H200).
+//  - kOneBlock: one 1024-thread block per (s, h) streaming the scores once per radix pass.
+//  - kCluster: for score_stride > 8192, a thread-block cluster of 2–8 blocks per (s, h)
+//    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
+//    through distributed shared memory); shorter strides, and slices that would not fit in
+//    shared memory, run kOneBlock.
+//  - kAuto (the default): kCluster while the (s, h) pairs number at most half the SMs — there
+//    the one-block kernel leaves most SMs idle and the cluster is 1.1-4.8x faster (64K-256K,
+//    H200) — else kOneBlock, whose one wave of 1024-thread blocks is then 1.1-1.5x faster.
+enum class TopKAlgo { kOneBlock, kCluster, kAuto };
 
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives
 // min(budget, tokens) ascending indices (row stride sel_stride >= max budget). A radix select
@@ -125,7 +127,7 @@ enum class TopKAlgo { kOneBlock, kCluster };
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream,
-                              TopKAlgo algo = TopKAlgo::kOneBlock);
+                              TopKAlgo algo = TopKAlgo::kAuto);
 
 // Floats of workspace LaunchSparseAttention needs.
 int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits);

@@ -32,6 +32,13 @@ __device__ __forceinline__ Piece Locate(const CudaFetchJob& job, int64_t item, i
     r.from_slot = raw.y;
     r.to_slot = raw.z;
     r.dst = raw.w;
+  } else if (job.selected != nullptr) {
+    // Entry e = i * kv_heads + h: entry i of every head before entry i + 1, so the rows in
+    // flight lie in one band of the pool (see FlattenFetchPlan).
+    r.token = job.selected[(e % job.kv_heads) * job.sel_stride + e / job.kv_heads];
+    r.from_slot = -1;
+    r.to_slot = -1;
+    r.dst = static_cast<int32_t>(e);
   } else {
     r.token = static_cast<int32_t>(e / job.kv_heads);
     r.from_slot = -1;
@@ -104,8 +111,10 @@ bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 }  // namespace
 
 absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream) {
-  const int64_t entries =
-      job.rows != nullptr ? job.num_rows : static_cast<int64_t>(job.dense_tokens) * job.kv_heads;
+  const int64_t entries = job.rows != nullptr ? job.num_rows
+                          : job.selected != nullptr
+                              ? static_cast<int64_t>(job.per_head) * job.kv_heads
+                              : static_cast<int64_t>(job.dense_tokens) * job.kv_heads;
   if (entries <= 0) return absl::OkStatus();  // an empty plan (a sequence's first token)
   if (job.kv_heads <= 0 || job.row_bytes <= 0 || job.row_bytes % 16 != 0 ||
       job.block_tokens <= 0) {
@@ -121,6 +130,9 @@ absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t
   }
   if (job.block_table == nullptr) {
     return absl::InvalidArgumentError("LaunchFetchRows: no block table");
+  }
+  if (job.selected != nullptr && (job.rows != nullptr || job.sel_stride < job.per_head)) {
+    return absl::InvalidArgumentError("LaunchFetchRows: selection with rows, or stride < per_head");
   }
   if ((job.slab_k != nullptr && !Aligned16(job.slab_k)) ||
       (job.slab_v != nullptr && !Aligned16(job.slab_v))) {

@@ -15,12 +15,16 @@ const char* Row(const void* base, int64_t row, int32_t row_bytes) {
 }  // namespace
 
 void FetchRowsReference(const CudaFetchJob& job) {
-  const int64_t n =
-      job.rows != nullptr ? job.num_rows : static_cast<int64_t>(job.dense_tokens) * job.kv_heads;
+  const int64_t n = job.rows != nullptr     ? job.num_rows
+                    : job.selected != nullptr ? static_cast<int64_t>(job.per_head) * job.kv_heads
+                                              : static_cast<int64_t>(job.dense_tokens) * job.kv_heads;
   for (int64_t e = 0; e < n; ++e) {
     CudaFetchRow r;
     if (job.rows != nullptr) {
       r = job.rows[e];
+    } else if (job.selected != nullptr) {
+      r.token = job.selected[(e % job.kv_heads) * job.sel_stride + e / job.kv_heads];
+      r.dst = static_cast<int32_t>(e);
     } else {
       r.token = static_cast<int32_t>(e / job.kv_heads);
       r.dst = static_cast<int32_t>(e);

@@ -29,10 +29,18 @@ struct CudaFetchJob {
   void* slab_v = nullptr;  //   when no row has from_slot or to_slot >= 0
   void* out_k = nullptr;   // the segment's first row in the fetch buffer
   void* out_v = nullptr;
-  // The rows, or null for a dense range: token i of every head for i < dense_tokens, read
-  // from the pool into row i * kv_heads + h (dense-offload and dense decode rows; no upload).
+  // What to fetch, one of three forms (all from the pool, no reuse slots, except `rows`):
+  //  - `rows`: a flattened plan (num_rows entries);
+  //  - `selected`: a selection that stays where top-k wrote it — head h's tokens at
+  //    selected[h * sel_stride + i]; entries i < per_head of every head go to row
+  //    i * kv_heads + h (the offload path without a host round trip);
+  //  - neither: a dense range, token i of every head for i < dense_tokens into row
+  //    i * kv_heads + h (dense-offload and dense decode rows; no upload).
   const CudaFetchRow* rows = nullptr;
-  int64_t num_rows = 0;  // entries of `rows` (ignored for a dense range)
+  int64_t num_rows = 0;  // entries of `rows`
+  const int32_t* selected = nullptr;
+  int64_t sel_stride = 0;
+  int32_t per_head = 0;
   int32_t dense_tokens = 0;
   int32_t kv_heads = 0;
   int32_t row_bytes = 0;  // a multiple of 16

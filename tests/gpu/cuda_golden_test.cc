@@ -3,7 +3,14 @@
 // of 37 or token by token (prefill kernel, chunked prefill, flash-decoding), and greedy tokens
 // equal except at a near-tie (top-2 margin below 2e-2 × max|logit| in the reference). Skips
 // without a GPU. Also with decode steps as CUDA graphs (DecodeGraphsMatchTransformers).
+//
+// The bf16 bound is the larger of 2e-2 and transformers' own bf16 error on the same model
+// (tests/data/golden/transformers_dtype_error.json: 0.0214-0.0229 of max|logit| on these
+// random models): an engine computing in bf16 cannot be asked to sit closer to the fp32
+// reference than the reference implementation itself does in bf16.
+#include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -12,12 +19,26 @@
 #include "engine/generator.h"
 #include "engine/model.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/golden/golden_data.h"
 
 namespace dsinfer {
 namespace {
 
 constexpr double kTolerance = 2e-2;
+
+// The bound for `model` in `dtype`: kTolerance, or for bf16 transformers' own bf16 error on
+// that model where it is larger.
+double Bound(const std::string& model, DType dtype) {
+  if (dtype != DType::kBF16) return kTolerance;
+  std::ifstream in("tests/data/golden/transformers_dtype_error.json");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.contains("models") || !j["models"].contains(model)) {
+    ADD_FAILURE() << "no transformers bf16 error for " << model;
+    return kTolerance;
+  }
+  return std::max(kTolerance, j["models"][model]["bf16"].get<double>());
+}
 
 // (model directory, activation/weight/KV dtype of the backend).
 class CudaGoldenTest : public ::testing::TestWithParam<std::tuple<std::string, DType>> {
@@ -34,6 +55,7 @@ class CudaGoldenTest : public ::testing::TestWithParam<std::tuple<std::string, D
     return std::get<0>(GetParam()) + "/" + std::string(DTypeName(std::get<1>(GetParam())));
   }
   std::string Dir() const { return "tests/data/golden/" + std::get<0>(GetParam()); }
+  double Tolerance() const { return Bound(std::get<0>(GetParam()), std::get<1>(GetParam())); }
   std::unique_ptr<CudaBackend> backend_;
 };
 
@@ -48,9 +70,10 @@ TEST_P(CudaGoldenTest, PromptLogitsMatchTransformers) {
     for (size_t i = 0; i < logits.size(); ++i) {
       max_err = std::max(max_err, std::abs(static_cast<double>(logits[i]) - g.logits[i]));
     }
-    std::printf("%s chunk %lld: max|dlogit| = %.4g (%.3g of max|logit|)\n", Name().c_str(),
-                static_cast<long long>(chunk), max_err, max_err / g.max_abs);
-    EXPECT_LE(max_err, kTolerance * g.max_abs) << Name() << " chunk " << chunk;
+    std::printf("%s chunk %lld: max|dlogit| = %.4g (%.3g of max|logit|; bound %.3g)\n",
+                Name().c_str(), static_cast<long long>(chunk), max_err, max_err / g.max_abs,
+                Tolerance());
+    EXPECT_LE(max_err, Tolerance() * g.max_abs) << Name() << " chunk " << chunk;
   }
   EXPECT_EQ((*model)->kv_pool().blocks_in_use(), 0);
 }
@@ -72,7 +95,7 @@ TEST_P(CudaGoldenTest, DecodeGraphsMatchTransformers) {
   std::printf("%s graphs: max|dlogit| = %.4g (%.3g of max|logit|), %lld replays, %zu graphs\n",
               Name().c_str(), max_err, max_err / g.max_abs,
               static_cast<long long>(backend_->graph_replays()), backend_->graphs_cached());
-  EXPECT_LE(max_err, kTolerance * g.max_abs) << Name();
+  EXPECT_LE(max_err, Tolerance() * g.max_abs) << Name();
   EXPECT_GE(backend_->graph_replays(), static_cast<int64_t>(g.prompt.size()) - 3);
 
   const GenerationRequest r = GreedyRequest(g);

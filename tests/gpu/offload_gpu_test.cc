@@ -194,18 +194,26 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (int kv_heads : {1, 8}) {
       for (int head_dim : {64, 128}) {
-        for (int variant = 0; variant < 3; ++variant) {  // 0 mixed, 1 no cache, 2 dense range
+        // 0 mixed plan, 1 plan without cache, 2 dense range, 3 a device selection (top-k's
+        // layout: per head ascending tokens at a row stride, the last entries unused)
+        for (int variant = 0; variant < 4; ++variant) {
           SCOPED_TRACE(testing::Message() << DTypeName(dtype) << " kv_heads " << kv_heads
                                           << " head_dim " << head_dim << " variant " << variant);
-          const int block_tokens = 16, blocks = 300, context = 3000, slots = 700;
+          // The widest shape's pool (72 MiB per K and V) takes PinnedHostMemory's registered
+          // huge-page path (>= 64 MiB); the others its cudaHostAlloc path.
+          const bool big = kv_heads == 8 && head_dim == 128;
+          const int block_tokens = 16, blocks = big ? 2200 : 300, context = 3000, slots = 700;
           const int per_head = variant == 2 ? 2500 : 400 + static_cast<int>(rng() % 200);
           const int32_t row_bytes = head_dim * 2;
           const size_t row_elems = static_cast<size_t>(head_dim);
           const size_t pool_rows = static_cast<size_t>(blocks) * block_tokens * kv_heads;
           // Pool in pinned mapped memory, blocks handed out in a random order.
+          const size_t registered = pinned.bytes_registered();
           auto pk = pinned.Allocate(pool_rows * row_bytes);
           auto pv = pinned.Allocate(pool_rows * row_bytes);
           ASSERT_TRUE(pk.ok() && pv.ok());
+          EXPECT_EQ(pinned.bytes_registered() > registered, big)
+              << "registered huge-page mappings: " << pinned.bytes_registered();
           Fill16(rng, dtype, static_cast<uint16_t*>(*pk), pool_rows * row_elems);
           Fill16(rng, dtype, static_cast<uint16_t*>(*pv), pool_rows * row_elems);
           std::vector<int32_t> table(blocks);
@@ -222,7 +230,14 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           // The plan: per head ascending tokens; a third hits the cache, a third misses and
           // fills a slot, the rest misses without one; slots distinct within the plan.
           std::vector<CudaFetchRow> rows;
-          if (variant != 2) {
+          const int64_t sel_stride = per_head + 5;
+          std::vector<int32_t> selected(static_cast<size_t>(kv_heads) * sel_stride, -7);
+          if (variant == 3) {
+            for (int h = 0; h < kv_heads; ++h) {
+              const std::vector<int32_t> tokens = RandomTokens(rng, context, per_head);
+              std::copy(tokens.begin(), tokens.end(), selected.begin() + h * sel_stride);
+            }
+          } else if (variant != 2) {
             std::vector<int32_t> slot_order(slots);
             std::iota(slot_order.begin(), slot_order.end(), 0);
             for (int h = 0; h < kv_heads; ++h) {
@@ -240,6 +255,7 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
               }
             }
           }
+          DeviceBuffer d_selected(selected);
           DeviceBuffer d_table(table), d_rows(std::max<size_t>(rows.size(), 1) * 16),
               d_slab_k(slab_k), d_slab_v(slab_v), d_out_k(out_k), d_out_v(out_v);
           if (!rows.empty()) {
@@ -252,6 +268,10 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           job.row_bytes = row_bytes;
           job.num_rows = static_cast<int64_t>(rows.size());
           job.dense_tokens = variant == 2 ? per_head : 0;
+          if (variant == 3) {
+            job.sel_stride = sel_stride;
+            job.per_head = per_head;
+          }
           CudaFetchJob host = job;
           job.pool_k = pinned.DevicePointer(*pk);
           job.pool_v = pinned.DevicePointer(*pv);
@@ -260,7 +280,8 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           job.slab_v = d_slab_v.ptr;
           job.out_k = d_out_k.ptr;
           job.out_v = d_out_v.ptr;
-          job.rows = variant == 2 ? nullptr : static_cast<const CudaFetchRow*>(d_rows.ptr);
+          job.rows = variant >= 2 ? nullptr : static_cast<const CudaFetchRow*>(d_rows.ptr);
+          job.selected = variant == 3 ? static_cast<const int32_t*>(d_selected.ptr) : nullptr;
           ASSERT_OK(LaunchFetchRows(job, sm, nullptr));
           ASSERT_CUDA(cudaDeviceSynchronize());
 
@@ -271,7 +292,8 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           host.slab_v = slab_v.data();
           host.out_k = out_k.data();
           host.out_v = out_v.data();
-          host.rows = variant == 2 ? nullptr : rows.data();
+          host.rows = variant >= 2 ? nullptr : rows.data();
+          host.selected = variant == 3 ? selected.data() : nullptr;
           FetchRowsReference(host);
 
           EXPECT_EQ(Download<uint16_t>(d_out_k, out_k.size()), out_k);
@@ -542,11 +564,14 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
 
 TEST(OffloadEngineGpu, PredictedPathWithFullBudgetEqualsGpuMode) {
   SKIP_WITHOUT_GPU();
+  // reuse 16: host lists (SelectTokens + the tier's cache plan); reuse 0: the selection stays
+  // on the device (SelectAndFetch).
+  for (int64_t reuse : {int64_t{16}, int64_t{0}})
   for (const char* dir : kGoldenModels) {
-    SCOPED_TRACE(dir);
+    SCOPED_TRACE(testing::Message() << dir << " reuse " << reuse);
     OffloadOptions oo;
     oo.own_query_layers = 1;
-    oo.reuse_rows = 16;
+    oo.reuse_rows = reuse;
     GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kOffload, oo);
     ASSERT_NE(e.gpu, nullptr);
     ASSERT_NE(e.off, nullptr);
@@ -561,7 +586,8 @@ TEST(OffloadEngineGpu, PredictedPathWithFullBudgetEqualsGpuMode) {
     const int vocab = static_cast<int>(c.vocab_size);
     const GreedyRun want = RunGreedy(gpu, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
     const GreedyRun got = RunGreedy(off, RandomIds(30, vocab, 7), RandomIds(9, vocab, 8), 16, o);
-    ExpectSameRun(want, got, c.vocab_size, std::string(dir) + " predicted");
+    ExpectSameRun(want, got, c.vocab_size,
+                  std::string(dir) + " predicted, reuse " + std::to_string(reuse));
     for (auto seq : got.seqs) {
       const SequenceAttentionStats* st = off.double_sparsity().Stats(seq);
       ASSERT_NE(st, nullptr);

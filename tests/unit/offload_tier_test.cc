@@ -233,5 +233,47 @@ TEST(OffloadTier, BufferGrowthStopsAtTheCap) {
   EXPECT_EQ((*doubling)->buffer_bytes(), 200 * per_row);
 }
 
+// A plan whose lists stay on the device: counted like Plan's, pending by count only, and
+// refused when a count leaves no room for the current token.
+TEST(OffloadTier, CountedPlansAccountLikeListedOnes) {
+  Fixture f(0, 40, 6);
+  const auto a = f.pool->AddSequence();
+  ASSERT_TRUE(f.pool->Reserve(a, 20).ok());
+  ASSERT_TRUE(f.tier->BeginStep({8, 8}).ok());
+  EXPECT_FALSE(f.tier->HasPending(1, 0));
+  EXPECT_TRUE(f.tier->PendingCounts(1, 0).empty());
+  auto counted = f.tier->PlanCounted(1, 0, a, std::vector<int64_t>(kHeads, 5));
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_EQ(counted->layer, 1);
+  EXPECT_EQ(counted->buffer, 1);
+  EXPECT_EQ(counted->segment_row, 0);
+  EXPECT_TRUE(counted->tokens.empty());
+  EXPECT_EQ(counted->counts.rows_requested, 5 * kHeads);
+  EXPECT_EQ(counted->counts.rows_from_host, 5 * kHeads);
+  EXPECT_EQ(counted->counts.bytes_from_host, 2 * 5 * kHeads * kDim * 4);
+  EXPECT_TRUE(f.tier->HasPending(1, 0));
+  EXPECT_EQ(f.tier->Pending(1, 0), nullptr);
+  EXPECT_EQ(f.tier->PendingCounts(1, 0), std::vector<int64_t>(kHeads, 5));
+  // The same rows planned as lists count the same, into the other segment.
+  const std::vector<std::vector<int32_t>> lists(kHeads, {1, 3, 5, 7, 9});
+  auto listed = f.tier->Plan(1, 1, a, lists, /*use_cache=*/true);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->counts.rows_requested, counted->counts.rows_requested);
+  EXPECT_EQ(listed->counts.bytes_from_host, counted->counts.bytes_from_host);
+  EXPECT_EQ(f.tier->PendingCounts(1, 1), std::vector<int64_t>(kHeads, 5));
+  ASSERT_NE(f.tier->Pending(1, 1), nullptr);
+  EXPECT_EQ(f.tier->Counters(a)->rows_requested, 10 * kHeads);
+  // 8 rows leave no room for the current token; a wrong head count is refused too.
+  EXPECT_EQ(f.tier->PlanCounted(0, 0, a, std::vector<int64_t>(kHeads, 8)).status().code(),
+            absl::StatusCode::kInternal);
+  EXPECT_EQ(f.tier->PlanCounted(0, 0, a, std::vector<int64_t>(kHeads + 1, 1)).status().code(),
+            absl::StatusCode::kInternal);
+  EXPECT_FALSE(f.tier->HasPending(0, 0));
+  // A new step forgets both kinds.
+  ASSERT_TRUE(f.tier->BeginStep({8, 8}).ok());
+  EXPECT_FALSE(f.tier->HasPending(1, 0));
+  EXPECT_FALSE(f.tier->HasPending(1, 1));
+}
+
 }  // namespace
 }  // namespace dsinfer

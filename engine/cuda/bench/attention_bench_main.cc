@@ -47,16 +47,15 @@ ABSL_FLAG(bool, prefill, true,
           "also time causal prefill attention (the bodies of --prefill_algos, bf16) against the "
           "measured cuBLAS bf16 GEMM rate; --contexts= alone skips the decode part");
 ABSL_FLAG(std::string, prefill_lengths, "4096,32768", "prefill prompt lengths (tokens)");
-// Every body listed is timed side by side (defaults: both, the GPU-verified one first).
-ABSL_FLAG(std::string, prefill_algos, "simt,mma",
-          "prefill attention bodies to time: simt (default body, GPU-verified), mma (tensor "
-          "cores, opt-in, not yet run on a GPU)");
-ABSL_FLAG(std::string, ds_score_algos, "row,coalesced",
-          "Double Sparsity label scoring bodies to time: row (default, GPU-verified), coalesced "
-          "(opt-in, not yet run on a GPU); the chain time uses the first");
-ABSL_FLAG(std::string, ds_topk_algos, "one-block,cluster",
-          "Double Sparsity top-k kernels to time: one-block (default, GPU-verified), cluster "
-          "(opt-in, > 8192 tokens only, not yet run on a GPU); the chain time uses the first");
+// Every body listed is timed side by side (defaults: all, the engine's default first).
+ABSL_FLAG(std::string, prefill_algos, "mma,simt",
+          "prefill attention bodies to time: mma (tensor cores, the engine's default), simt");
+ABSL_FLAG(std::string, ds_score_algos, "coalesced,row",
+          "Double Sparsity label scoring bodies to time: coalesced (the engine's default), row; "
+          "the chain time uses the first");
+ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,cluster",
+          "Double Sparsity top-k kernels to time: auto (the engine's default), one-block, "
+          "cluster (> 8192 tokens only); the chain time uses the first");
 
 namespace dsinfer {
 namespace {
@@ -454,7 +453,9 @@ absl::Status Run() {
           const int64_t floor_bytes = label_bytes + kv_sel;
           // Scores: one write, then one read by the cluster top-k (> 8K tokens, keys kept in
           // shared memory) or up to four by the one-block kernel.
-          const bool cluster = topk_algos[0] == TopKAlgo::kCluster && ctx > 8192;
+          const bool cluster =
+              ctx > 8192 && (topk_algos[0] == TopKAlgo::kCluster ||
+                             (topk_algos[0] == TopKAlgo::kAuto && 2 * batch * hkv <= sm));
           const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * (cluster ? 2 : 5);
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),

@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -55,14 +56,13 @@ ABSL_FLAG(int32_t, label_bits, 16, "Double Sparsity label bits: 16 | 4");
 ABSL_FLAG(int32_t, ds_dense_layers, 2, "Double Sparsity: first layers that stay dense");
 ABSL_FLAG(int32_t, long_prefill_layers, 4,
           "layers actually run for prefills over 8K tokens (time scaled to the full depth)");
-// Kernel bodies (CudaBackendOptions); defaults are the GPU-verified ones. Run once per value to
-// compare (dsinfer-attention-bench times them side by side at the operator level).
-ABSL_FLAG(std::string, prefill_algo, "simt",
-          "prefill attention body: simt (default, GPU-verified) | mma (tensor cores, opt-in)");
-ABSL_FLAG(std::string, ds_score_algo, "row",
-          "Double Sparsity label scoring body: row (default, GPU-verified) | coalesced (opt-in)");
-ABSL_FLAG(std::string, ds_topk_algo, "one-block",
-          "Double Sparsity top-k kernel: one-block (default, GPU-verified) | cluster (opt-in)");
+// Kernel bodies (CudaBackendOptions); defaults are the engine's. Run once per value to compare
+// (dsinfer-attention-bench times them side by side at the operator level).
+ABSL_FLAG(std::string, prefill_algo, "mma", "prefill attention body: mma (default) | simt");
+ABSL_FLAG(std::string, ds_score_algo, "coalesced",
+          "Double Sparsity label scoring body: coalesced (default) | row");
+ABSL_FLAG(std::string, ds_topk_algo, "auto",
+          "Double Sparsity top-k kernel: auto (default) | one-block | cluster");
 
 namespace dsinfer {
 namespace {
@@ -305,6 +305,16 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
     ams.push_back(timer.StopMs());
   }
   const double attn_ms = Median(ams);
+  // The host's time to issue that op (20 calls back to back, no wait between them): where it
+  // exceeds the GPU time above, the host bounds the step.
+  RETURN_IF_ERROR(b.Synchronize());
+  const auto issue_start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) RETURN_IF_ERROR(attend());
+  const double issue_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - issue_start)
+          .count() / 20;
+  RETURN_IF_ERROR(b.Synchronize());
+  r["attention_layer_host_issue_ms"] = issue_ms;
   const double kv_token_bytes = 2.0 * c.kv_size() * 2;  // per layer
   const double ctx_tokens = double(batch) * (ctx + 1);
   const double attn_bytes = ctx_tokens * (ds != nullptr && ds->AnySparse(layer)
@@ -340,6 +350,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
               mode.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
               graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms, attn_ms,
               attn_bytes / (attn_ms * 1e-3) / 1e12, warp_tbps);
+  std::printf("%-14s   attention op issue (host) %.3f ms per layer\n", "", issue_ms);
   return absl::OkStatus();
 }
 

@@ -1,9 +1,9 @@
 // Names of the selectable CUDA kernel bodies, shared by the benchmark programs' flags
-// (dsinfer-bench, dsinfer-attention-bench): each kernel with a GPU-verified default and a newer,
-// opt-in body (docs/benchmarks.md says which have run on a GPU).
-//   prefill attention:  simt (default) | mma
-//   DS label scoring:   row (default)  | coalesced
-//   DS top-k:           one-block (default) | cluster
+// (dsinfer-bench, dsinfer-attention-bench): every body has run on a GPU; the defaults are the
+// fastest measured (docs/benchmarks.md), the others stay for side-by-side timings.
+//   prefill attention:  mma (default) | simt
+//   DS label scoring:   coalesced (default) | row
+//   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs) | one-block | cluster
 #ifndef DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
 #define DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
 
@@ -28,7 +28,7 @@ inline const char* AlgoName(LabelScoreAlgo a) {
   return a == LabelScoreAlgo::kCoalesced ? "coalesced" : "row";
 }
 inline const char* AlgoName(TopKAlgo a) {
-  return a == TopKAlgo::kCluster ? "cluster" : "one-block";
+  return a == TopKAlgo::kCluster ? "cluster" : a == TopKAlgo::kAuto ? "auto" : "one-block";
 }
 
 // Parses one name into `*out`, trying every value of Enum in `values`.
@@ -56,7 +56,8 @@ inline absl::Status ParseAlgo(absl::string_view name, LabelScoreAlgo* out) {
                    "label scoring body", out);
 }
 inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
-  return ParseAlgo(name, {TopKAlgo::kOneBlock, TopKAlgo::kCluster}, "top-k kernel", out);
+  return ParseAlgo(name, {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kCluster}, "top-k kernel",
+                   out);
 }
 
 // A comma-separated list of names ("simt,mma"); at least one.
