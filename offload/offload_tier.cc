@@ -153,17 +153,30 @@ absl::Status OffloadTier::BeginStep(const std::vector<int64_t>& rows) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<FetchPlan> OffloadTier::Plan(int layer, size_t segment, KvBlockPool::SequenceId seq,
-                                            std::vector<std::vector<int32_t>> tokens,
-                                            bool use_cache) {
+absl::StatusOr<FetchPlan> OffloadTier::NewPlan(int layer, size_t segment, size_t heads) const {
   if (layer < 0 || layer >= layers_ || segment >= segment_rows_.size() ||
-      static_cast<int>(tokens.size()) != kv_heads_) {
+      static_cast<int>(heads) != kv_heads_) {
     return absl::InternalError("offload plan: bad layer, segment or head count");
   }
   FetchPlan plan;
   plan.layer = layer;
   plan.buffer = layer % 2;
   plan.segment_row = segment_row_[segment];
+  return plan;
+}
+
+void OffloadTier::Account(KvBlockPool::SequenceId seq, FetchCounters counts, FetchPlan& plan) {
+  counts.bytes_from_host = 2 * counts.rows_from_host * row_bytes_;
+  counters_[seq].Add(counts);
+  totals_.Add(counts);
+  step_.Add(counts);
+  plan.counts = counts;
+}
+
+absl::StatusOr<FetchPlan> OffloadTier::Plan(int layer, size_t segment, KvBlockPool::SequenceId seq,
+                                            std::vector<std::vector<int32_t>> tokens,
+                                            bool use_cache) {
+  ASSIGN_OR_RETURN(FetchPlan plan, NewPlan(layer, segment, tokens.size()));
   plan.from_slot.resize(kv_heads_);
   plan.to_slot.resize(kv_heads_);
   FetchCounters counts;
@@ -220,11 +233,7 @@ absl::StatusOr<FetchPlan> OffloadTier::Plan(int layer, size_t segment, KvBlockPo
       to[i] = s;
     }
   }
-  counts.bytes_from_host = 2 * counts.rows_from_host * row_bytes_;
-  counters_[seq].Add(counts);
-  totals_.Add(counts);
-  step_.Add(counts);
-  plan.counts = counts;
+  Account(seq, counts, plan);
   std::vector<int64_t>& sizes = pending_counts_[layer][segment];
   sizes.resize(kv_heads_);
   for (int h = 0; h < kv_heads_; ++h) sizes[h] = static_cast<int64_t>(tokens[h].size());
@@ -238,14 +247,7 @@ absl::StatusOr<FetchPlan> OffloadTier::Plan(int layer, size_t segment, KvBlockPo
 absl::StatusOr<FetchPlan> OffloadTier::PlanCounted(int layer, size_t segment,
                                                    KvBlockPool::SequenceId seq,
                                                    const std::vector<int64_t>& rows) {
-  if (layer < 0 || layer >= layers_ || segment >= segment_rows_.size() ||
-      static_cast<int>(rows.size()) != kv_heads_) {
-    return absl::InternalError("offload plan: bad layer, segment or head count");
-  }
-  FetchPlan plan;
-  plan.layer = layer;
-  plan.buffer = layer % 2;
-  plan.segment_row = segment_row_[segment];
+  ASSIGN_OR_RETURN(FetchPlan plan, NewPlan(layer, segment, rows.size()));
   FetchCounters counts;
   for (int h = 0; h < kv_heads_; ++h) {
     // One row per head stays free for the current token.
@@ -257,11 +259,7 @@ absl::StatusOr<FetchPlan> OffloadTier::PlanCounted(int layer, size_t segment,
     counts.rows_requested += rows[h];
     counts.rows_from_host += rows[h];
   }
-  counts.bytes_from_host = 2 * counts.rows_from_host * row_bytes_;
-  counters_[seq].Add(counts);
-  totals_.Add(counts);
-  step_.Add(counts);
-  plan.counts = counts;
+  Account(seq, counts, plan);
   pending_[layer][segment].clear();
   pending_counts_[layer][segment] = rows;
   has_pending_[layer][segment] = true;

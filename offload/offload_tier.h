@@ -196,6 +196,11 @@ class OffloadTier {
   OffloadTier(int layers, int kv_heads, int head_dim, DType kv_dtype, const OffloadOptions& options,
               HostMemory& memory);
   void ReleaseSlotsIf(const std::function<bool(KvBlockPool::SequenceId)>& gone);
+  // A plan for (layer, segment) with `heads` lists, its layout filled in; INTERNAL when any is
+  // out of range.
+  absl::StatusOr<FetchPlan> NewPlan(int layer, size_t segment, size_t heads) const;
+  // Completes counts (bytes from rows) and adds them to plan, seq's counters and the totals.
+  void Account(KvBlockPool::SequenceId seq, FetchCounters counts, FetchPlan& plan);
 
   struct Key {
     KvBlockPool::SequenceId seq;
