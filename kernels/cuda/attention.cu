@@ -21,8 +21,8 @@
 // streams 32-token K/V tiles through shared memory up to the tile's last position; each warp
 // owns 4 query rows, lane j scores token j of the tile, and each lane accumulates head_dim/32
 // output channels. SIMT fp32 (no tensor cores): correct, 13% of the matmul rate. kMma, the
-// tensor-core body (prefill_attention_mma.cu, not yet run on a GPU), takes 128-row tiles; where
-// it cannot take the operands it falls back to this kernel run over 16-row sub-tiles of them.
+// tensor-core body and the default (prefill_attention_mma.cu), takes 128-row tiles; where it
+// cannot take the operands it falls back to this kernel run over 16-row sub-tiles of them.
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"

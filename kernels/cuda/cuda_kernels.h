@@ -113,7 +113,7 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
 //    its 128-row tiles, for operands it cannot load with 16-byte copies (q or K/V misaligned,
 //    q_stride not a multiple of 8).
 // kMma (tensor cores) is the default: it matches the twin and kSimt on an H200
-// (tests/gpu/kernels_gpu_test.cc) and runs 20-23x faster (docs/benchmarks.md).
+// (tests/gpu/kernels_gpu_test.cc) and runs 16-19x faster (docs/benchmarks.md).
 enum class PrefillAttentionAlgo { kSimt, kMma };
 
 // Rows per query tile of prefill attention for each body: the most rows a tile of the list

@@ -9,7 +9,7 @@
 //    of the label cache, in 16-byte loads whenever the row size allows (fp16 r % 8 == 0, 4-bit
 //    r % 32 == 0). The query's label channels of all query heads are staged once per block in
 //    shared memory, [heads_q][r].
-//  - kCoalesced (opt-in, not yet run on a GPU): kScoreItemsPerThread rows per thread blockDim
+//  - kCoalesced (the default): kScoreItemsPerThread rows per thread blockDim
 //    apart; 16-byte loads when the row size allows, and a fast path with every row's loads in
 //    flight first for 16- and 32-byte rows. The query's label channels are staged with the KV
 //    head fastest (no bank conflicts across a warp's heads). Scores leave through shared memory
@@ -18,12 +18,14 @@
 // -inf's key, as the twin ranks NaN as -inf), digits 11/11/10, early exit once the boundary
 // bucket is taken whole, then an ordered compaction (cub::BlockScan) writing ascending
 // indices, boundary ties lowest index first.
-//  - kOneBlock (default, GPU-verified): one 1024-thread block per (sequence, KV head) streaming
+//  - kOneBlock: one 1024-thread block per (sequence, KV head) streaming
 //    the scores per pass — selection must see the whole segment, and batch × KV heads blocks
 //    fill the GPU at batch >= 8.
-//  - kCluster (opt-in, not yet run on a GPU; score_stride > 8192 only): a thread-block cluster
+//  - kCluster (score_stride > 8192 only): a thread-block cluster
 //    per (sequence, KV head) that loads the scores once into shared memory and merges its
 //    blocks' histograms through distributed shared memory.
+//  - kAuto (the default): kCluster where the (sequence, KV head) pairs number at most half the
+//    SMs, else kOneBlock (double_sparsity.cuh gives the measured reasons).
 // Attention: grid splits × KV heads × sequences; each warp takes 32 selected rows at a time,
 // one lane per row for the scores (a lane reads a whole K row in 16-byte loads, so every
 // sector it touches is used; no per-token shuffle reduction), then lanes over channels for V;

@@ -92,7 +92,7 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
 //    across a warp's heads), a fast path for 16- and 32-byte rows with every row of a thread
 //    loaded before any is used, and scores written through shared memory as per-head token
 //    runs. Needs heads_kv <= 1024. Bit-exact against the twin on an H200
-//    (tests/gpu/double_sparsity_gpu_test.cc) and 1.1-6x faster than kRowPerThread at every
+//    (tests/gpu/double_sparsity_gpu_test.cc) and 1.2-6.1x faster than kRowPerThread at every
 //    shape of docs/benchmarks.md.
 enum class LabelScoreAlgo { kRowPerThread, kCoalesced };
 
@@ -114,8 +114,8 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    through distributed shared memory); shorter strides, and slices that would not fit in
 //    shared memory, run kOneBlock.
 //  - kAuto (the default): kCluster while the (s, h) pairs number at most half the SMs — there
-//    the one-block kernel leaves most SMs idle and the cluster is 1.1-4.8x faster (64K-256K,
-//    H200) — else kOneBlock, whose one wave of 1024-thread blocks is then 1.1-1.5x faster.
+//    the one-block kernel leaves most SMs idle and the cluster is 1.1-5.0x faster (16K-256K,
+//    H200) — else kOneBlock, whose one wave of 1024-thread blocks is then 1.06-1.6x faster.
 enum class TopKAlgo { kOneBlock, kCluster, kAuto };
 
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives

@@ -8,8 +8,8 @@
 // label bits 16/4 (r 7, 8, 16, 32); budgets from 1 to above the context; sum and max
 // aggregation; bf16 and fp16; two sequences of different length and options per launch; one
 // case with K/V in mapped pinned host memory. Fresh random inputs (seed printed); outputs
-// poisoned with all-ones bits first. Every LabelScoreAlgo and TopKAlgo (the verified defaults
-// and the opt-in rewrites) runs in every chain case. Top-k alone over both of its kernels (one
+// poisoned with all-ones bits first. Every LabelScoreAlgo and TopKAlgo (including kAuto, the
+// default, which dispatches to one of the other two) runs in every chain case. Top-k alone over both of its kernels (one
 // block, and a cluster of blocks for long segments) with tie-heavy and NaN scores. Skips
 // without a GPU.
 #include <cuda_runtime.h>
@@ -84,16 +84,18 @@ struct Buf {
   }
 };
 
-// Every body of scoring and top-k runs against the twins: the verified defaults and the opt-in
-// rewrites (not yet run on a GPU), so one GPU run decides whether the defaults may flip.
+// Every body of scoring and top-k runs against the twins (the defaults and the bodies kept for
+// comparison benchmarks).
 constexpr LabelScoreAlgo kLabelScoreAlgos[] = {LabelScoreAlgo::kRowPerThread,
                                                LabelScoreAlgo::kCoalesced};
-constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kCluster};
+constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kCluster, TopKAlgo::kAuto};
 
 const char* AlgoName(LabelScoreAlgo a) {
   return a == LabelScoreAlgo::kRowPerThread ? "row-per-thread" : "coalesced";
 }
-const char* AlgoName(TopKAlgo a) { return a == TopKAlgo::kOneBlock ? "one-block" : "cluster"; }
+const char* AlgoName(TopKAlgo a) {
+  return a == TopKAlgo::kOneBlock ? "one-block" : a == TopKAlgo::kCluster ? "cluster" : "auto";
+}
 
 struct SeqSpec {
   int tokens, budget, sink, recent, aggregation;

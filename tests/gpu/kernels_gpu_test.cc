@@ -598,8 +598,7 @@ const char* AlgoName(PrefillAttentionAlgo a) {
 }
 
 void ExpectPrefillMatchesReference(const PrefillCase& c) {
-  // kSimt: the default (GPU-verified); kMma: opt-in, first run decides whether it may become the
-  // default.
+  // kMma: the default (tensor cores); kSimt: the first body, kept for comparison benchmarks.
   const std::vector<PrefillAttentionAlgo> algos = {PrefillAttentionAlgo::kSimt,
                                                    PrefillAttentionAlgo::kMma};
   std::vector<float> ref;
