@@ -23,9 +23,9 @@
 // uses it; buffers read by both streams (block tables) are freed on the copy stream after it
 // waited for the backend stream.
 //
-// Not counted on CUDA (as in gpu-mode Double Sparsity): DoubleSparsity's tokens_attended /
-// sparse_rows statistics. The tier's fetch counters (bytes_from_host) are counted by the
-// tier itself, identically on every backend.
+// Statistics: GatheredAttention counts each sparse row with DoubleSparsity::CountDeviceRow, as
+// gpu-mode Double Sparsity does (recall is not measured on CUDA). The tier's fetch counters
+// (bytes_from_host) are counted by the tier itself, identically on every backend.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -529,7 +529,7 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
                                             OffloadTier& tier, size_t segment,
                                             const KvBlockPool& pool, DoubleSparsity& ds,
                                             const DeviceTensor& qkv, DeviceTensor& out) {
-  (void)pool, (void)ds;  // recall is not measured on CUDA
+  (void)pool;  // recall is not measured on CUDA
   ASSIGN_OR_RETURN(OffloadState * st, Offload());
   const int d = config.head_dim;
   const int hkv = config.num_heads_kv;
@@ -653,10 +653,12 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
     const int splits = SparseAttentionSplits(1, hkv, longest, sm_count_);
     RETURN_IF_ERROR(st->workspace.Grow(
         static_cast<size_t>(SparseAttentionWorkspaceFloats(1, hq, d, splits)) * 4, stream_));
-    return LaunchSparseAttention(options_.dtype, qkv.data, qkv.cols, d_seq, 1, hq, hkv, d, scale,
-                                 kv, static_cast<const int32_t*>(st->iota.ptr), 0, d_attended,
-                                 splits, static_cast<float*>(st->workspace.ptr), out.data, out.cols,
-                                 stream_);
+    RETURN_IF_ERROR(LaunchSparseAttention(
+        options_.dtype, qkv.data, qkv.cols, d_seq, 1, hq, hkv, d, scale, kv,
+        static_cast<const int32_t*>(st->iota.ptr), 0, d_attended, splits,
+        static_cast<float*>(st->workspace.ptr), out.data, out.cols, stream_));
+    ds.CountDeviceRow(batch, index);
+    return absl::OkStatus();
   }
   // Dense: flash-decoding over the segment, the row's query and output addressed directly.
   const int groups = (hq / hkv + 7) / 8;

@@ -15,8 +15,9 @@
 // (cudaMallocAsync / cudaFreeAsync), grow-only scratch and per-sequence label blocks that grow
 // geometrically (old labels copied on the stream).
 //
-// Not counted here (DoubleSparsity's counters are private to its host path): the per-sequence
-// tokens_attended / sparse_rows statistics of CUDA sparse rows.
+// Statistics: each sparse row is counted by DoubleSparsity::CountDeviceRow (the selection's
+// size is known on the host: top-k keeps BudgetFor(tokens) rows per KV head); recall is not
+// measured on CUDA.
 //
 // Test diagnostics: with set_capture_sparse(true) each call ends with a stream wait and copies
 // what the label writer, scorer and selection read and produced back to host (SparseCapture),
@@ -164,6 +165,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
       kv, static_cast<const int32_t*>(st.selected.ptr), max_budget,
       static_cast<const int32_t*>(st.counts.ptr), splits, static_cast<float*>(st.workspace.ptr),
       out.data, out.cols, stream_));
+  for (size_t index : sequences) ds.CountDeviceRow(batch, index);
   if (!capture_sparse_) return absl::OkStatus();
 
   // Test diagnostics (see SparseCapture): copy back what each stage read and produced.

@@ -263,6 +263,16 @@ absl::Status DoubleSparsity::AttendGatheredHost(int layer, const ForwardBatch& b
   return CountAndMeasure(layer, batch, index, pool, q);
 }
 
+void DoubleSparsity::CountDeviceRow(const ForwardBatch& batch, size_t index) {
+  const BatchSequence& s = batch.sequences[index];
+  const AttentionOptions& o = s.attention != nullptr ? *s.attention : defaults_;
+  const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
+  SequenceAttentionStats& st = stats_[s.kv];
+  st.tokens_attended += o.BudgetFor(tokens) * heads_kv_;
+  st.tokens_context += tokens * heads_kv_;
+  st.sparse_rows += 1;
+}
+
 absl::Status DoubleSparsity::CountAndMeasure(int layer, const ForwardBatch& batch, size_t index,
                                              const PagedKvView<const float>& kv,
                                              const float* q) {

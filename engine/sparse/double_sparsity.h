@@ -142,6 +142,10 @@ class DoubleSparsity {
   const std::vector<std::vector<int32_t>>& last_selection() const { return last_selection_; }
 
   const SequenceAttentionStats* Stats(KvBlockPool::SequenceId seq) const;
+  // Counts sparse decode row `index` of `batch` whose selection ran on the device (the CUDA
+  // backend), as AttendHost counts its host lists: top-k keeps BudgetFor(tokens) rows of every
+  // KV head. Recall is not measured.
+  void CountDeviceRow(const ForwardBatch& batch, size_t index);
   LabelCache& labels() { return labels_; }
   const LabelCache& labels() const { return labels_; }
 

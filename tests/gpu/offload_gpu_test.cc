@@ -544,6 +544,13 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
         const SequenceAttentionStats* st = off.double_sparsity().Stats(got.seqs[s]);
         ASSERT_NE(st, nullptr);
         EXPECT_EQ(st->fetch.rows_requested, rows) << "sequence " << s;
+        // Both CUDA paths count their sparse rows on the host (CountDeviceRow), alike.
+        const SequenceAttentionStats* gst = gpu.double_sparsity().Stats(want.seqs[s]);
+        ASSERT_NE(gst, nullptr);
+        EXPECT_GT(st->sparse_rows, 0);
+        EXPECT_EQ(st->sparse_rows, gst->sparse_rows);
+        EXPECT_EQ(st->tokens_attended, gst->tokens_attended);
+        EXPECT_LT(st->tokens_attended, st->tokens_context);
         EXPECT_EQ(st->fetch.rows_from_host + st->fetch.rows_reused, st->fetch.rows_requested);
         EXPECT_EQ(st->fetch.bytes_from_host, st->fetch.rows_from_host * 2 * c.head_dim * 2);
         if (reuse == 0) {

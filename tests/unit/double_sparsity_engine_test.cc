@@ -229,6 +229,19 @@ void CheckSparseRow(int hq, int hkv, int d, int r, int bits, GroupAggregation ag
   const int64_t prefix_sum = static_cast<int64_t>(tokens - 1) * tokens / 2;
   EXPECT_EQ(stats->tokens_attended, hkv * (prefix_sum + budget));
   EXPECT_EQ(stats->tokens_context, hkv * (prefix_sum + tokens));
+
+  // A backend that selects on the device counts the same row the same way (CountDeviceRow).
+  DoubleSparsity device(1, hq, hkv, d);
+  ASSERT_TRUE(device.SetChannelConfig(config).ok());
+  ASSERT_TRUE(device.BeginStep(prefill, **pool).ok());
+  ASSERT_TRUE(device.BeginStep(decode, **pool).ok());
+  device.CountDeviceRow(decode, 0);
+  const SequenceAttentionStats* counted = device.Stats(seq);
+  ASSERT_NE(counted, nullptr);
+  EXPECT_EQ(counted->sparse_rows, stats->sparse_rows);
+  EXPECT_EQ(counted->dense_rows, stats->dense_rows);
+  EXPECT_EQ(counted->tokens_attended, stats->tokens_attended);
+  EXPECT_EQ(counted->tokens_context, stats->tokens_context);
 }
 
 TEST(DoubleSparsityEngine, SparseRowEqualsAttentionOverTheSelectedSet) {
