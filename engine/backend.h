@@ -198,6 +198,16 @@ class Backend {
     (void)plan, (void)pool, (void)seq, (void)tier;
     return OffloadUnimplemented();
   }
+  // Copies the K and V rows of `blocks` in layer `src_layer` of `src` to the same block ids
+  // in layer `dst_layer` of `dst` (pools of one block geometry and dtype; either may live in
+  // host or device memory), in stream order with the backend's other work.
+  // Model::PrefillLayerMajor moves a finished layer from its staging pool this way.
+  virtual absl::Status CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
+                                    int dst_layer, const std::vector<int32_t>& blocks) {
+    (void)src, (void)src_layer, (void)dst, (void)dst_layer, (void)blocks;
+    return absl::UnimplementedError(absl::StrCat("backend ", name(), " cannot copy KV blocks"));
+  }
+
   // Whether the backend can also select and fetch without a host round trip
   // (SelectAndFetch): the model then uses it where no reuse cache (whose bookkeeping is on
   // the host) and no recall measurement (which compares host lists) needs the lists.

@@ -33,6 +33,8 @@ class CpuBackend : public Backend {
                           const DeviceTensor& weight, float eps, DeviceTensor& out) override;
   absl::Status Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) override;
   absl::Status SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) override;
+  absl::Status CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst, int dst_layer,
+                            const std::vector<int32_t>& blocks) override;
   absl::Status RopeAndStoreKv(int layer, const AttentionConfig& config, const ForwardBatch& batch,
                               KvBlockPool& pool, DeviceTensor& qkv) override;
   absl::Status Attention(int layer, const AttentionConfig& config, const ForwardBatch& batch,

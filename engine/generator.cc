@@ -83,6 +83,9 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
                                                        const std::vector<GenerationRequest>& requests,
                                                        const GeneratorOptions& options) {
   if (options.prefill_chunk < 1) return absl::InvalidArgumentError("prefill_chunk must be >= 1");
+  if (options.layer_major_from < 0) {
+    return absl::InvalidArgumentError("layer_major_from must be >= 0");
+  }
   for (const GenerationRequest& r : requests) RETURN_IF_ERROR(ValidateRequest(model, r));
   KvBlockPool& pool = model.kv_pool();
   const int64_t vocab = model.config().vocab_size;
@@ -103,6 +106,16 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
   for (Live& s : live) {
     const std::vector<int32_t>& prompt = s.request->prompt;
     const int64_t n = static_cast<int64_t>(prompt.size());
+    if (options.layer_major_from > 0 && n >= options.layer_major_from &&
+        !s.request->prompt_logprobs) {
+      ASSIGN_OR_RETURN(const std::vector<float> last,
+                       model.PrefillLayerMajor(s.kv, prompt, options.prefill_chunk,
+                                               &s.request->attention));
+      const absl::Span<const float> row(last.data(), vocab);
+      const int32_t token = s.sampler.Sample(row, s.history);
+      Accept(model.config(), s, token, LogProbability(row, token));
+      continue;
+    }
     for (int64_t begin = 0; begin < n; begin += options.prefill_chunk) {
       const int64_t count = std::min(options.prefill_chunk, n - begin);
       ForwardBatch batch;

@@ -38,6 +38,10 @@ struct GenerationResult {
 
 struct GeneratorOptions {
   int64_t prefill_chunk = 512;  // prompt tokens per forward step
+  // Prompts of at least this many tokens prefill layer-major (Model::PrefillLayerMajor, in
+  // chunks of prefill_chunk) unless they ask for prompt logprobs; 0 = never. Meant for the
+  // offload kv modes, where chunked prefill rereads the host pool for every chunk.
+  int64_t layer_major_from = 0;
 };
 
 // Checks a request against the model: non-empty prompt, ids in the vocabulary, sampling

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <optional>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/status.h"
 
@@ -288,6 +289,100 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
   std::vector<int64_t> all(m);
   for (int64_t i = 0; i < m; ++i) all[i] = i;
   return backend_.CopyRowsToHost(out, all, logits.data());
+}
+
+namespace {
+// Rows [first, first + rows) of `t`, in place.
+DeviceTensor RowRange(const DeviceTensor& t, int64_t first, int64_t rows) {
+  DeviceTensor v = t;
+  v.data = static_cast<char*>(t.data) + first * t.cols * static_cast<int64_t>(DTypeSize(t.dtype));
+  v.rows = rows;
+  return v;
+}
+}  // namespace
+
+absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::SequenceId seq,
+                                                           absl::Span<const int32_t> ids,
+                                                           int64_t chunk,
+                                                           const AttentionOptions* options) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (n == 0 || chunk <= 0) {
+    return absl::InvalidArgumentError("layer-major prefill of an empty prompt or chunk");
+  }
+  if (n > max_context_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt of ", n, " tokens is over the context limit ", max_context_));
+  }
+  if (!pool_->Contains(seq) ||
+      pool_->BlocksFor(n) > static_cast<int64_t>(pool_->BlockTable(seq).size())) {
+    return absl::InternalError("layer-major prefill: sequence has no KV room reserved");
+  }
+  // The staging pool: one layer, the model pool's geometry, the sequence's own block ids.
+  KvPoolOptions so = pool_->options();
+  so.layers = 1;
+  ASSIGN_OR_RETURN(std::unique_ptr<KvBlockPool> staging,
+                   KvBlockPool::Create(so, backend_.kv_memory()));
+  const std::vector<int32_t> table = pool_->BlockTable(seq);
+  ASSIGN_OR_RETURN(const KvBlockPool::SequenceId stage_seq, staging->AddSequenceWithBlocks(table));
+  // Double Sparsity plans the prompt as one prefill (labels reserved, statistics counted once).
+  ForwardBatch whole;
+  whole.Add(seq, ids.data(), n, 0, false);
+  whole.sequences.back().attention = options;
+  RETURN_IF_ERROR(ds_->BeginStep(whole, *pool_));
+  ASSIGN_OR_RETURN(DeviceTensor residual, backend_.AllocateF32(n, config_.hidden_size));
+  absl::Cleanup free_residual = [&] { backend_.Free(residual); };
+  RETURN_IF_ERROR(EnsureWorkspace(std::min(chunk, n)));
+  RETURN_IF_ERROR(backend_.BeginStep(whole, *staging, /*capturable=*/false));
+  RETURN_IF_ERROR(backend_.Embedding(embed_, ids, residual));
+  const float eps = config_.rms_norm_eps;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
+    const int layer = static_cast<int>(i);
+    const DeviceTensor& next_norm =
+        i + 1 < layers_.size() ? layers_[i + 1].input_norm : final_norm_;
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+      const int64_t m = std::min(chunk, n - r0);
+      // The same rows twice: against the staging pool (K/V) and the model's (labels).
+      ForwardBatch stage, real;
+      stage.Add(stage_seq, ids.data() + r0, m, r0, false);
+      real.Add(seq, ids.data() + r0, m, r0, false);
+      stage.sequences.back().attention = real.sequences.back().attention = options;
+      DeviceTensor res = RowRange(residual, r0, m), normed = Rows(ws_.normed, m),
+                   qkv = Rows(ws_.qkv, m), attn = Rows(ws_.attn, m), delta = Rows(ws_.delta, m),
+                   gate_up = Rows(ws_.gate_up, m), mlp = Rows(ws_.mlp, m);
+      RETURN_IF_ERROR(backend_.RmsNorm(res, l.input_norm, eps, normed));
+      RETURN_IF_ERROR(backend_.Linear(normed, l.qkv_proj, qkv));
+      RETURN_IF_ERROR(backend_.RopeAndStoreKv(0, attention_, stage, *staging, qkv));
+      if (ds_->StoresLabels()) RETURN_IF_ERROR(backend_.StoreLabels(layer, real, *ds_, qkv));
+      RETURN_IF_ERROR(backend_.Attention(0, attention_, stage, *staging, qkv, attn));
+      RETURN_IF_ERROR(backend_.Linear(attn, l.o_proj, delta));
+      RETURN_IF_ERROR(backend_.AddRmsNorm(res, delta, l.post_attn_norm, eps, normed));
+      RETURN_IF_ERROR(backend_.Linear(normed, l.gate_up_proj, gate_up));
+      RETURN_IF_ERROR(backend_.SwiGlu(gate_up, mlp));
+      RETURN_IF_ERROR(backend_.Linear(mlp, l.down_proj, delta));
+      RETURN_IF_ERROR(backend_.AddRmsNorm(res, delta, next_norm, eps, normed));
+    }
+    // The layer is done: its K/V go to the model's pool (in stream order, before the staging
+    // pool is rewritten by the next layer).
+    RETURN_IF_ERROR(backend_.CopyKvBlocks(*staging, 0, *pool_, layer, table));
+  }
+  RETURN_IF_ERROR(backend_.EndStep());
+  // `normed` holds the last chunk's rows after the final norm: the LM head over its last row.
+  const int64_t last = (n - 1) % chunk;
+  if (ws_.logits_in.rows < 1) {
+    backend_.Free(ws_.logits_in);
+    backend_.Free(ws_.logits);
+    ASSIGN_OR_RETURN(ws_.logits_in, backend_.Allocate(1, config_.hidden_size));
+    ASSIGN_OR_RETURN(ws_.logits, backend_.AllocateF32(1, config_.vocab_size));
+  }
+  DeviceTensor gathered = Rows(ws_.logits_in, 1), out = Rows(ws_.logits, 1);
+  const std::vector<int64_t> last_row = {last};
+  RETURN_IF_ERROR(backend_.GatherRows(Rows(ws_.normed, std::min(chunk, n)), last_row, gathered));
+  RETURN_IF_ERROR(backend_.Linear(gathered, lm_head_, out));
+  std::vector<float> logits(static_cast<size_t>(config_.vocab_size));
+  const std::vector<int64_t> first = {0};
+  RETURN_IF_ERROR(backend_.CopyRowsToHost(out, first, logits.data()));
+  return logits;
 }
 
 // Offload modes. Per layer: (1) this layer's rows — a selection predicted during the

@@ -87,6 +87,20 @@ class Model {
   // considered corrupt (their newly written KV rows are undefined).
   absl::Status Forward(const ForwardBatch& batch, std::vector<float>& logits);
 
+  // Prefills a whole prompt layer-major: every `chunk` rows of `ids` through layer l, then the
+  // next layer, with layer l's K/V in a one-layer staging pool in the backend's device memory
+  // (kv_memory) and copied into the model's pool when the layer is done — so in the offload
+  // modes each K/V byte crosses PCIe once, where chunked prefill through Forward rereads the
+  // pool for every chunk. `seq` must be new (no cached tokens) with room reserved for
+  // ids.size() tokens; `options` are its attention options (BatchSequence::attention: null =
+  // the engine defaults). Returns the last position's logits [vocab]. Memory beyond Forward's:
+  // one layer of the pool's blocks (the staging pool) and the prompt's fp32 residual stream.
+  // Not wired into the generator or the scheduler yet (docs/offload.md).
+  absl::StatusOr<std::vector<float>> PrefillLayerMajor(KvBlockPool::SequenceId seq,
+                                                       absl::Span<const int32_t> ids,
+                                                       int64_t chunk,
+                                                       const AttentionOptions* options = nullptr);
+
  private:
   Model(ModelConfig config, Backend& backend);
   absl::Status Upload(const ModelWeights& weights);

@@ -4,6 +4,7 @@
 #include "offload/kv_block_pool.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 
@@ -57,6 +58,29 @@ int64_t KvBlockPool::BlocksFor(int64_t tokens) const {
   return (tokens + options_.block_tokens - 1) / options_.block_tokens;
 }
 
+absl::StatusOr<KvBlockPool::SequenceId> KvBlockPool::AddSequenceWithBlocks(
+    const std::vector<int32_t>& blocks) {
+  std::unordered_set<int32_t> want;
+  for (int32_t b : blocks) {
+    if (b < 0 || b >= options_.num_blocks || !want.insert(b).second) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("KV block ", b, " is out of range or listed twice"));
+    }
+  }
+  std::vector<int32_t> rest;
+  rest.reserve(free_.size());
+  for (int32_t b : free_) {
+    if (want.count(b) == 0) rest.push_back(b);
+  }
+  if (free_.size() - rest.size() != want.size()) {
+    return absl::FailedPreconditionError("a requested KV block is not free");
+  }
+  free_ = std::move(rest);
+  const SequenceId id = AddSequence();
+  tables_[id] = blocks;
+  return id;
+}
+
 absl::Status KvBlockPool::Reserve(SequenceId id, int64_t tokens) {
   auto it = tables_.find(id);
   if (it == tables_.end()) return absl::NotFoundError(absl::StrCat("unknown KV sequence ", id));
@@ -98,6 +122,28 @@ void* KvBlockPool::KBase(int layer) const {
 
 void* KvBlockPool::VBase(int layer) const {
   return static_cast<char*>(base_) + (2 * layer + 1) * layer_bytes_;
+}
+
+absl::StatusOr<std::vector<std::pair<int32_t, int32_t>>> BlockCopyRuns(
+    const KvBlockPool& a, const KvBlockPool& b, const std::vector<int32_t>& blocks) {
+  const KvPoolOptions& x = a.options();
+  const KvPoolOptions& y = b.options();
+  if (x.kv_heads != y.kv_heads || x.head_dim != y.head_dim || x.block_tokens != y.block_tokens ||
+      x.dtype != y.dtype) {
+    return absl::InvalidArgumentError("KV block copy between pools of different block geometry");
+  }
+  std::vector<std::pair<int32_t, int32_t>> runs;
+  for (int32_t blk : blocks) {
+    if (blk < 0 || blk >= x.num_blocks || blk >= y.num_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat("KV block copy: block ", blk, " out of range"));
+    }
+    if (!runs.empty() && runs.back().first + runs.back().second == blk) {
+      ++runs.back().second;
+    } else {
+      runs.emplace_back(blk, 1);
+    }
+  }
+  return runs;
 }
 
 }  // namespace dsinfer

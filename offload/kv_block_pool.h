@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +35,8 @@ struct KvPoolOptions {
   absl::Status Validate() const;
   // Bytes of K plus V that one block holds across all layers.
   int64_t BytesPerBlock() const;
+  // Bytes of one block in one layer's K (or V) region.
+  int64_t LayerBlockBytes() const { return BytesPerBlock() / (2LL * layers); }
 };
 
 class KvBlockPool {
@@ -49,6 +52,10 @@ class KvBlockPool {
 
   // A new sequence with an empty block table.
   SequenceId AddSequence();
+  // A new sequence holding exactly `blocks` (in that order), taken from the free list:
+  // a staging pool mirroring another pool's sequence (Model::PrefillLayerMajor).
+  // FAILED_PRECONDITION (and no change) when any of them is not free or out of range.
+  absl::StatusOr<SequenceId> AddSequenceWithBlocks(const std::vector<int32_t>& blocks);
   // Grows `id`'s block table to hold at least `tokens` tokens. RESOURCE_EXHAUSTED (and no
   // change at all) when the free blocks do not suffice; NOT_FOUND for an unknown id.
   absl::Status Reserve(SequenceId id, int64_t tokens);
@@ -83,6 +90,12 @@ class KvBlockPool {
   std::unordered_map<SequenceId, std::vector<int32_t>> tables_;
   SequenceId next_id_ = 1;
 };
+
+// The runs (first block id, count) of consecutive ids in `blocks`, after checking that `a`
+// and `b` share one block geometry and dtype and both hold every id: what a copy of those
+// blocks between the two pools moves in one piece each. INVALID_ARGUMENT otherwise.
+absl::StatusOr<std::vector<std::pair<int32_t, int32_t>>> BlockCopyRuns(
+    const KvBlockPool& a, const KvBlockPool& b, const std::vector<int32_t>& blocks);
 
 }  // namespace dsinfer
 

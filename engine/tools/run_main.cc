@@ -48,6 +48,12 @@ ABSL_FLAG(int64_t, offload_reuse_rows, 0,
           "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
           "default: its bookkeeping runs on the host and costs more than it saves, "
           "docs/offload.md)");
+ABSL_FLAG(int64_t, layer_major_from, 0,
+          "prefill prompts of at least this many tokens layer-major (all chunks through one layer "
+          "with its K/V on the device, then the next; for the offload kv modes, whose chunked "
+          "prefill rereads the host pool for every chunk); 0 = never. Its staging memory (one "
+          "layer of the KV pool and the prompt's fp32 hidden states) is not in the start-up "
+          "memory plan yet");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "attention: auto | dense | double_sparse");
@@ -172,7 +178,9 @@ int main(int argc, char** argv) {
 #endif
   auto model = dsinfer::Model::Load(model_dir, *backend, options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
-  auto results = dsinfer::Generate(**model, {request});
+  dsinfer::GeneratorOptions generator;
+  generator.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
+  auto results = dsinfer::Generate(**model, {request}, generator);
   if (!results.ok()) return Fail(std::string(results.status().message()));
   const dsinfer::GenerationResult& r = (*results)[0];
   // The token that ended generation (EOS, a stop token) is not part of the text, as in the

@@ -124,6 +124,24 @@ TEST(GeneratorTest, BatchEqualsEachRequestAloneGreedy) {
     EXPECT_EQ(model->kv_pool().blocks_in_use(), 0);
     EXPECT_EQ(model->kv_pool().sequences(), 0);
   }
+  // Layer-major prefill (Model::PrefillLayerMajor) for the prompts of 5 tokens and more that do
+  // not ask for prompt logprobs (requests 0 here), in chunks of 16 and 4: the same results.
+  for (int64_t chunk : {int64_t{16}, int64_t{4}}) {
+    GeneratorOptions options;
+    options.prefill_chunk = chunk;
+    options.layer_major_from = 5;
+    auto batch = Generate(*model, requests, options);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    for (size_t i = 0; i < requests.size(); ++i) {
+      ExpectSameResult((*batch)[i], alone[i],
+                       "layer-major, request " + std::to_string(i) + " chunk " +
+                           std::to_string(chunk));
+    }
+    EXPECT_EQ(model->kv_pool().blocks_in_use(), 0);
+  }
+  GeneratorOptions bad;
+  bad.layer_major_from = -1;
+  EXPECT_EQ(Generate(*model, requests, bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(GeneratorTest, SeededSamplingInBatchEqualsAloneAndRepeats) {
