@@ -126,16 +126,9 @@ absl::Status CpuBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, De
 
 absl::Status CpuBackend::CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
                                       int dst_layer, const std::vector<int32_t>& blocks) {
-  ASSIGN_OR_RETURN(const auto runs, BlockCopyRuns(src, dst, blocks));
-  const int64_t bytes = src.options().LayerBlockBytes();
-  for (const auto& [first, count] : runs) {
-    for (int part = 0; part < 2; ++part) {
-      const char* from = static_cast<const char*>(part == 0 ? src.KBase(src_layer)
-                                                            : src.VBase(src_layer));
-      char* to = static_cast<char*>(part == 0 ? dst.KBase(dst_layer) : dst.VBase(dst_layer));
-      std::memcpy(to + first * bytes, from + first * bytes, count * bytes);
-    }
-  }
+  ASSIGN_OR_RETURN(const std::vector<KvBlockCopy> copies,
+                   KvBlockCopies(src, src_layer, dst, dst_layer, blocks));
+  for (const KvBlockCopy& c : copies) std::memcpy(c.to, c.from, static_cast<size_t>(c.bytes));
   return absl::OkStatus();
 }
 

@@ -124,15 +124,19 @@ void* KvBlockPool::VBase(int layer) const {
   return static_cast<char*>(base_) + (2 * layer + 1) * layer_bytes_;
 }
 
-absl::StatusOr<std::vector<std::pair<int32_t, int32_t>>> BlockCopyRuns(
-    const KvBlockPool& a, const KvBlockPool& b, const std::vector<int32_t>& blocks) {
-  const KvPoolOptions& x = a.options();
-  const KvPoolOptions& y = b.options();
+absl::StatusOr<std::vector<KvBlockCopy>> KvBlockCopies(const KvBlockPool& src, int src_layer,
+                                                       const KvBlockPool& dst, int dst_layer,
+                                                       const std::vector<int32_t>& blocks) {
+  const KvPoolOptions& x = src.options();
+  const KvPoolOptions& y = dst.options();
   if (x.kv_heads != y.kv_heads || x.head_dim != y.head_dim || x.block_tokens != y.block_tokens ||
       x.dtype != y.dtype) {
     return absl::InvalidArgumentError("KV block copy between pools of different block geometry");
   }
-  std::vector<std::pair<int32_t, int32_t>> runs;
+  if (src_layer < 0 || src_layer >= x.layers || dst_layer < 0 || dst_layer >= y.layers) {
+    return absl::InvalidArgumentError("KV block copy: layer out of range");
+  }
+  std::vector<std::pair<int32_t, int32_t>> runs;  // (first id, count)
   for (int32_t blk : blocks) {
     if (blk < 0 || blk >= x.num_blocks || blk >= y.num_blocks) {
       return absl::InvalidArgumentError(absl::StrCat("KV block copy: block ", blk, " out of range"));
@@ -143,7 +147,17 @@ absl::StatusOr<std::vector<std::pair<int32_t, int32_t>>> BlockCopyRuns(
       runs.emplace_back(blk, 1);
     }
   }
-  return runs;
+  const int64_t bytes = x.LayerBlockBytes();
+  std::vector<KvBlockCopy> copies;
+  for (const auto& [first, count] : runs) {
+    for (int part = 0; part < 2; ++part) {
+      const char* from =
+          static_cast<const char*>(part == 0 ? src.KBase(src_layer) : src.VBase(src_layer));
+      char* to = static_cast<char*>(part == 0 ? dst.KBase(dst_layer) : dst.VBase(dst_layer));
+      copies.push_back(KvBlockCopy{from + first * bytes, to + first * bytes, count * bytes});
+    }
+  }
+  return copies;
 }
 
 }  // namespace dsinfer

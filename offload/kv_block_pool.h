@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
-#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -91,11 +90,19 @@ class KvBlockPool {
   SequenceId next_id_ = 1;
 };
 
-// The runs (first block id, count) of consecutive ids in `blocks`, after checking that `a`
-// and `b` share one block geometry and dtype and both hold every id: what a copy of those
-// blocks between the two pools moves in one piece each. INVALID_ARGUMENT otherwise.
-absl::StatusOr<std::vector<std::pair<int32_t, int32_t>>> BlockCopyRuns(
-    const KvBlockPool& a, const KvBlockPool& b, const std::vector<int32_t>& blocks);
+// One contiguous piece of a copy between two pools.
+struct KvBlockCopy {
+  const void* from = nullptr;
+  void* to = nullptr;
+  int64_t bytes = 0;
+};
+
+// The pieces of copying `blocks` of layer `src_layer` of `src` to the same block ids of layer
+// `dst_layer` of `dst`: K, then V, of each run of consecutive ids. INVALID_ARGUMENT when the
+// pools differ in block geometry or dtype, or an id or layer is out of range.
+absl::StatusOr<std::vector<KvBlockCopy>> KvBlockCopies(const KvBlockPool& src, int src_layer,
+                                                       const KvBlockPool& dst, int dst_layer,
+                                                       const std::vector<int32_t>& blocks);
 
 }  // namespace dsinfer
 

@@ -392,18 +392,13 @@ absl::Status CudaBackend::UploadInvFreq(const AttentionConfig& config) {
 
 absl::Status CudaBackend::CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
                                        int dst_layer, const std::vector<int32_t>& blocks) {
-  ASSIGN_OR_RETURN(const auto runs, BlockCopyRuns(src, dst, blocks));
-  const int64_t bytes = src.options().LayerBlockBytes();
+  ASSIGN_OR_RETURN(const std::vector<KvBlockCopy> copies,
+                   KvBlockCopies(src, src_layer, dst, dst_layer, blocks));
   // One async copy per run of consecutive blocks (a fresh sequence's blocks are mostly one
   // run); unified addressing lets cudaMemcpyDefault take pinned host and device pools alike.
-  for (const auto& [first, count] : runs) {
-    for (int part = 0; part < 2; ++part) {
-      const char* from = static_cast<const char*>(part == 0 ? src.KBase(src_layer)
-                                                            : src.VBase(src_layer));
-      char* to = static_cast<char*>(part == 0 ? dst.KBase(dst_layer) : dst.VBase(dst_layer));
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to + first * bytes, from + first * bytes, count * bytes,
-                                           cudaMemcpyDefault, stream_));
-    }
+  for (const KvBlockCopy& c : copies) {
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(c.to, c.from, static_cast<size_t>(c.bytes),
+                                         cudaMemcpyDefault, stream_));
   }
   return absl::OkStatus();
 }

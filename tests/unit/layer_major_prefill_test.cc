@@ -3,11 +3,12 @@
 // Forward leaves it — the same last-position logits, the same K/V in every layer of the pool,
 // the same Double Sparsity labels and statistics — in gpu and offload kv modes; the decode
 // steps after it must then match too. Plus the KvBlockPool pieces it uses
-// (AddSequenceWithBlocks, BlockCopyRuns) and its refusals.
+// (AddSequenceWithBlocks, KvBlockCopies) and its refusals.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/cpu_backend.h"
@@ -199,15 +200,35 @@ TEST(KvBlockPool, AddSequenceWithBlocksAndCopyRuns) {
   for (int32_t b : (*a)->BlockTable(other)) {
     EXPECT_TRUE(b != 3 && b != 4 && b != 5 && b != 8) << b;
   }
-  auto runs = BlockCopyRuns(**a, **a, {3, 4, 5, 8, 0, 1});
-  ASSERT_TRUE(runs.ok());
-  EXPECT_EQ(*runs, (std::vector<std::pair<int32_t, int32_t>>{{3, 3}, {8, 1}, {0, 2}}));
+  // Copies go by runs of consecutive ids, K then V of each.
+  auto copies = KvBlockCopies(**a, 0, **a, 1, {3, 4, 5, 8, 0, 1});
+  ASSERT_TRUE(copies.ok()) << copies.status();
+  const int64_t block = o.LayerBlockBytes();
+  EXPECT_EQ(block, 4 * 2 * 4 * 4);  // tokens x heads x head_dim x fp32
+  const char* k0 = static_cast<const char*>((*a)->KBase(0));
+  const char* v0 = static_cast<const char*>((*a)->VBase(0));
+  char* k1 = static_cast<char*>((*a)->KBase(1));
+  char* v1 = static_cast<char*>((*a)->VBase(1));
+  const std::vector<std::tuple<const void*, void*, int64_t>> want = {
+      {k0 + 3 * block, k1 + 3 * block, 3 * block}, {v0 + 3 * block, v1 + 3 * block, 3 * block},
+      {k0 + 8 * block, k1 + 8 * block, block},     {v0 + 8 * block, v1 + 8 * block, block},
+      {k0, k1, 2 * block},                         {v0, v1, 2 * block}};
+  ASSERT_EQ(copies->size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ((*copies)[i].from, std::get<0>(want[i])) << i;
+    EXPECT_EQ((*copies)[i].to, std::get<1>(want[i])) << i;
+    EXPECT_EQ((*copies)[i].bytes, std::get<2>(want[i])) << i;
+  }
   KvPoolOptions other_shape = o;
   other_shape.head_dim = 8;
   auto b = KvBlockPool::Create(other_shape, memory);
   ASSERT_TRUE(b.ok());
-  EXPECT_EQ(BlockCopyRuns(**a, **b, {0}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(BlockCopyRuns(**a, **a, {11}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBlockCopies(**a, 0, **b, 0, {0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBlockCopies(**a, 0, **a, 0, {11}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBlockCopies(**a, 2, **a, 0, {0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
