@@ -49,6 +49,7 @@ absl::Status MemoryPlanRequest::Validate() const {
     return absl::InvalidArgumentError("labels: r must be >= 0 and bits 16 or 4");
   }
   if (reuse_rows < 0) return absl::InvalidArgumentError("reuse_rows must be >= 0");
+  if (layer_major_from < 0) return absl::InvalidArgumentError("layer_major_from must be >= 0");
   if (host_reserve_bytes < 0) return absl::InvalidArgumentError("host_reserve_bytes must be >= 0");
   if (dtype != DType::kBF16 && dtype != DType::kF16) {
     return absl::InvalidArgumentError("the CUDA backend's dtype is bf16 or f16");
@@ -137,6 +138,12 @@ absl::StatusOr<CudaMemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
   plan.workspace_bytes = request.max_rows * per_row +
                          request.max_logit_rows * (e * h + 4 * config.vocab_size) +
                          (on_host ? request.max_batch * e * (2 * h + q) : 0) + kScratchBytes;
+
+  // Layer-major prefill: a staging pool of one layer (the pool's blocks) and the residual
+  // stream of the longest prompt, fp32.
+  if (request.layer_major_from > 0) {
+    plan.layer_major_bytes = plan.pool_tokens * 2 * kv * e + request.max_context * h * 4;
+  }
   return plan;
 }
 
@@ -162,6 +169,12 @@ std::string CudaMemoryPlan::DeviceSummary() const {
   if (reuse_bytes > 0) {
     absl::StrAppend(&s, " + reuse slabs ", GiB(reuse_bytes), " (--offload-reuse-rows ",
                     r.reuse_rows, ")");
+  }
+  if (layer_major_bytes > 0) {
+    absl::StrAppend(&s, " + layer-major prefill ", GiB(layer_major_bytes),
+                    " (one layer of the pool and a --max-context prompt's hidden states; "
+                    "--layer-major-from ",
+                    r.layer_major_from, ")");
   }
   absl::StrAppend(&s, " + workspace ", GiB(workspace_bytes), " (", r.max_rows,
                   " rows per step; --max-batch, --prefill-chunk) = ", GiB(device_needed()),

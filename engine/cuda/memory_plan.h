@@ -45,6 +45,9 @@ struct MemoryPlanRequest {
   // keeps labels by default (attention mode dense, or auto without a channel config).
   LabelFormat labels{0, 16};
   int64_t reuse_rows = 4096;                  // OffloadOptions::reuse_rows (--offload-reuse-rows)
+  // GeneratorOptions::layer_major_from (--layer-major-from; 0 = never): prompts that long
+  // prefill through a one-layer staging pool and the prompt's fp32 hidden states.
+  int64_t layer_major_from = 0;
   // Host memory left for everything but the pinned pool (tokenizer, weight staging, the OS):
   // pinning the last free gigabytes of a host makes it swap or kill.
   int64_t host_reserve_bytes = 2ll << 30;
@@ -83,13 +86,16 @@ struct CudaMemoryPlan {
   int64_t fetch_buffer_bytes = 0;  // 2 ping-pong buffers of K and V rows (offload modes)
   int64_t reuse_bytes = 0;         // reuse slabs: layers × K,V × reuse_rows × kv heads × row
   int64_t workspace_bytes = 0;     // activations, logits, cuBLAS and kernel scratch
+  // Model::PrefillLayerMajor (request.layer_major_from > 0): one layer of the pool's K/V and
+  // the fp32 residual of a max_context prompt.
+  int64_t layer_major_bytes = 0;
   // Host.
   int64_t host_kv_bytes = 0;       // the KV pool in pinned memory (offload modes)
   int64_t host_reserve_bytes = 0;  // request.host_reserve_bytes when the pool is on the host
 
   int64_t device_needed() const {
     return weight_bytes + gpu_kv_bytes + label_bytes + fetch_buffer_bytes + reuse_bytes +
-           workspace_bytes;
+           workspace_bytes + layer_major_bytes;
   }
   int64_t host_needed() const { return host_kv_bytes + host_reserve_bytes; }
   bool device_fits() const { return device_needed() <= available.device_free_bytes; }

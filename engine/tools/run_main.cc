@@ -52,8 +52,8 @@ ABSL_FLAG(int64_t, layer_major_from, 0,
           "prefill prompts of at least this many tokens layer-major (all chunks through one layer "
           "with its K/V on the device, then the next; for the offload kv modes, whose chunked "
           "prefill rereads the host pool for every chunk); 0 = never. Its staging memory (one "
-          "layer of the KV pool and the prompt's fp32 hidden states) is not in the start-up "
-          "memory plan yet");
+          "layer of the KV pool and the prompt's fp32 hidden states) is in the start-up memory "
+          "plan");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "attention: auto | dense | double_sparse");
@@ -169,7 +169,9 @@ int main(int argc, char** argv) {
     const dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
         *config, options, model_dir, /*max_batch=*/1, std::max<int64_t>(rows, 1),
         request.prompt_logprobs ? std::max<int64_t>(rows, 1) : 1);
-    auto plan = dsinfer::PlanCudaMemory(*config, plan_request, 0);
+    dsinfer::MemoryPlanRequest with_prefill = plan_request;
+    with_prefill.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
+    auto plan = dsinfer::PlanCudaMemory(*config, with_prefill, 0);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));
     auto cuda = dsinfer::CudaBackend::Create({});
     if (!cuda.ok()) return Fail(std::string(cuda.status().message()));
