@@ -52,6 +52,10 @@ ABSL_FLAG(int64_t, offload_reuse_rows, 0,
           "default: its bookkeeping runs on the host and costs more than it saves, "
           "docs/offload.md)");
 ABSL_FLAG(int64_t, prefill_chunk, 256, "prompt tokens per engine step (bounds decode stalls)");
+ABSL_FLAG(int64_t, layer_major_from, 0,
+          "prefill prompts of at least this many tokens layer-major, whole, in one engine step "
+          "(running streams wait for it; for the offload kv modes, whose chunked prefill rereads "
+          "the host pool for every chunk); 0 = never");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "default attention: auto | dense | double_sparse");
@@ -123,6 +127,7 @@ int main(int argc, char** argv) {
   scheduler_options.max_batch = absl::GetFlag(FLAGS_max_batch);
   scheduler_options.max_queue = absl::GetFlag(FLAGS_max_queue);
   scheduler_options.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  scheduler_options.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
   scheduler_options.max_top_logprobs = service_options.max_top_logprobs;
   dsinfer::AttentionOptions& attention = scheduler_options.default_attention;
   if (absl::Status s = dsinfer::SetAttentionOptionsFromFlags(attention); !s.ok()) {
@@ -198,8 +203,9 @@ int main(int argc, char** argv) {
     absl::StatusOr<dsinfer::ModelConfig> config = dsinfer::LoadModelConfig(model_dir);
     if (!config.ok()) return Fail(absl::StrCat("loading ", model_dir, ": ", config.status().message()));
     const int64_t rows = scheduler_options.max_batch + scheduler_options.prefill_chunk;
-    const dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
+    dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
         *config, model_options, model_dir, scheduler_options.max_batch, rows, rows);
+    plan_request.layer_major_from = scheduler_options.layer_major_from;
     absl::StatusOr<dsinfer::CudaMemoryPlan> plan =
         dsinfer::PlanCudaMemory(*config, plan_request, device);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));

@@ -74,6 +74,7 @@ absl::Status SchedulerOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("prefill_chunk must be >= 1, got ", prefill_chunk));
   }
   if (max_top_logprobs < 0) return absl::InvalidArgumentError("max_top_logprobs must be >= 0");
+  if (layer_major_from < 0) return absl::InvalidArgumentError("layer_major_from must be >= 0");
   return default_attention.Validate();
 }
 
@@ -368,11 +369,30 @@ absl::Status Scheduler::Step() {
     int64_t count;        // tokens this step
     bool prefill;
   };
+  // Long prompts first, each whole and layer by layer (SchedulerOptions::layer_major_from).
+  for (auto& sp : running_) {
+    Sequence& s = *sp;
+    const GenerationRequest& g = s.request.generation;
+    if (options_.layer_major_from == 0 || s.done || s.prefilled != 0 ||
+        s.prompt_size() < options_.layer_major_from || g.prompt_logprobs) {
+      continue;
+    }
+    absl::StatusOr<std::vector<float>> last =
+        model_.PrefillLayerMajor(s.kv, g.prompt, options_.prefill_chunk, &g.attention);
+    if (!last.ok()) {
+      Finish(s, absl::InternalError(
+                    absl::StrCat("layer-major prefill failed: ", last.status().message())));
+      continue;
+    }
+    s.prefilled = s.prompt_size();
+    Accept(s, *last);
+  }
   ForwardBatch batch;
   std::vector<Entry> entries;
   int64_t prefill_budget = options_.prefill_chunk;
   for (auto& sp : running_) {
     Sequence& s = *sp;
+    if (s.done) continue;  // finished by its layer-major prefill's first token
     const int64_t first_logit = static_cast<int64_t>(batch.logit_rows.size());
     if (s.prefilled < s.prompt_size()) {
       if (prefill_budget == 0) continue;

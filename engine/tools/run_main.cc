@@ -166,12 +166,11 @@ int main(int argc, char** argv) {
     const int64_t rows =
         std::min<int64_t>(static_cast<int64_t>(request.prompt.size()),
                           dsinfer::GeneratorOptions().prefill_chunk);
-    const dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
+    dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
         *config, options, model_dir, /*max_batch=*/1, std::max<int64_t>(rows, 1),
         request.prompt_logprobs ? std::max<int64_t>(rows, 1) : 1);
-    dsinfer::MemoryPlanRequest with_prefill = plan_request;
-    with_prefill.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
-    auto plan = dsinfer::PlanCudaMemory(*config, with_prefill, 0);
+    plan_request.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
+    auto plan = dsinfer::PlanCudaMemory(*config, plan_request, 0);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));
     auto cuda = dsinfer::CudaBackend::Create({});
     if (!cuda.ok()) return Fail(std::string(cuda.status().message()));

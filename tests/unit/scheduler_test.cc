@@ -402,5 +402,34 @@ TEST_F(SchedulerTest, DoubleSparseWithFewerChannelsNeedsAChannelConfig) {
   EXPECT_THAT(bad.status().message(), HasSubstr("default attention"));
 }
 
+// Long prompts prefilled layer-major in one step (SchedulerOptions::layer_major_from) give the
+// same tokens as chunked prefill, beside a short request that keeps decoding, and leave the
+// engine idle afterwards.
+TEST_F(SchedulerTest, LayerMajorPrefillGivesTheSameTokens) {
+  std::vector<std::vector<int32_t>> tokens[2];
+  for (int64_t from : {int64_t{0}, int64_t{100}}) {
+    ASSERT_NO_FATAL_FAILURE(Load(4096, 4, 8));
+    options_.layer_major_from = from;
+    ASSERT_NO_FATAL_FAILURE(Start());
+    std::mt19937 rng(7);
+    const std::vector<int32_t> long_prompt = RandomPrompt(rng, 300);
+    const std::vector<int32_t> short_prompt = RandomPrompt(rng, 20);
+    auto a = scheduler_->Submit(Request(short_prompt, 40));
+    auto b = scheduler_->Submit(Request(long_prompt, 12));
+    ASSERT_TRUE(a.ok() && b.ok());
+    const StreamEvent ea = ReadToEnd(**a), eb = ReadToEnd(**b);
+    ASSERT_TRUE(ea.status.ok()) << ea.status;
+    ASSERT_TRUE(eb.status.ok()) << eb.status;
+    EXPECT_EQ(eb.tokens.size(), 12u);
+    tokens[from == 0 ? 0 : 1] = {ea.tokens, eb.tokens};
+    ExpectIdle(*scheduler_);
+    scheduler_.reset();
+  }
+  EXPECT_EQ(tokens[0], tokens[1]);
+  SchedulerOptions bad;
+  bad.layer_major_from = -1;
+  EXPECT_EQ(bad.Validate().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace dsinfer
