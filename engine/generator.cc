@@ -106,8 +106,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
   for (Live& s : live) {
     const std::vector<int32_t>& prompt = s.request->prompt;
     const int64_t n = static_cast<int64_t>(prompt.size());
-    if (options.layer_major_from > 0 && n >= options.layer_major_from &&
-        !s.request->prompt_logprobs) {
+    if (PrefillsLayerMajor(*s.request, options.layer_major_from)) {
       ASSIGN_OR_RETURN(const std::vector<float> last,
                        model.PrefillLayerMajor(s.kv, prompt, options.prefill_chunk,
                                                &s.request->attention));

@@ -44,6 +44,16 @@ struct GeneratorOptions {
   int64_t layer_major_from = 0;
 };
 
+// Whether `request`'s prompt prefills layer-major (Model::PrefillLayerMajor) under a
+// `layer_major_from` threshold (0 = never): prompts that long, unless they ask for prompt
+// logprobs (layer-major yields the last position's logits only). Shared by Generate and the
+// server's scheduler.
+inline bool PrefillsLayerMajor(const GenerationRequest& request, int64_t layer_major_from) {
+  return layer_major_from > 0 &&
+         static_cast<int64_t>(request.prompt.size()) >= layer_major_from &&
+         !request.prompt_logprobs;
+}
+
 // Checks a request against the model: non-empty prompt, ids in the vocabulary, sampling
 // valid, prompt + max_new_tokens within the context limit. INVALID_ARGUMENT says which.
 absl::Status ValidateRequest(const Model& model, const GenerationRequest& request);

@@ -272,8 +272,12 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     RETURN_IF_ERROR(backend_.AddRmsNorm(residual, delta, next_norm, eps, normed));
   }
   RETURN_IF_ERROR(backend_.EndStep());
-  // LM head over the wanted rows only.
-  const int64_t m = static_cast<int64_t>(batch.logit_rows.size());
+  return LmHead(normed, batch.logit_rows, logits);
+}
+
+absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t> rows,
+                           std::vector<float>& logits) {
+  const int64_t m = static_cast<int64_t>(rows.size());
   logits.assign(static_cast<size_t>(m * config_.vocab_size), 0.0f);
   if (m == 0) return absl::OkStatus();
   if (ws_.logits_in.rows < m) {
@@ -283,7 +287,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     ASSIGN_OR_RETURN(ws_.logits, backend_.AllocateF32(m, config_.vocab_size));
   }
   DeviceTensor gathered = Rows(ws_.logits_in, m);
-  RETURN_IF_ERROR(backend_.GatherRows(normed, batch.logit_rows, gathered));
+  RETURN_IF_ERROR(backend_.GatherRows(normed, rows, gathered));
   DeviceTensor out = Rows(ws_.logits, m);
   RETURN_IF_ERROR(backend_.Linear(gathered, lm_head_, out));
   std::vector<int64_t> all(m);
@@ -368,20 +372,9 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
   }
   RETURN_IF_ERROR(backend_.EndStep());
   // `normed` holds the last chunk's rows after the final norm: the LM head over its last row.
-  const int64_t last = (n - 1) % chunk;
-  if (ws_.logits_in.rows < 1) {
-    backend_.Free(ws_.logits_in);
-    backend_.Free(ws_.logits);
-    ASSIGN_OR_RETURN(ws_.logits_in, backend_.Allocate(1, config_.hidden_size));
-    ASSIGN_OR_RETURN(ws_.logits, backend_.AllocateF32(1, config_.vocab_size));
-  }
-  DeviceTensor gathered = Rows(ws_.logits_in, 1), out = Rows(ws_.logits, 1);
-  const std::vector<int64_t> last_row = {last};
-  RETURN_IF_ERROR(backend_.GatherRows(Rows(ws_.normed, std::min(chunk, n)), last_row, gathered));
-  RETURN_IF_ERROR(backend_.Linear(gathered, lm_head_, out));
-  std::vector<float> logits(static_cast<size_t>(config_.vocab_size));
-  const std::vector<int64_t> first = {0};
-  RETURN_IF_ERROR(backend_.CopyRowsToHost(out, first, logits.data()));
+  const int64_t last_row[1] = {(n - 1) % chunk};
+  std::vector<float> logits;
+  RETURN_IF_ERROR(LmHead(Rows(ws_.normed, std::min(chunk, n)), last_row, logits));
   return logits;
 }
 

@@ -105,6 +105,10 @@ class Model {
   Model(ModelConfig config, Backend& backend);
   absl::Status Upload(const ModelWeights& weights);
   absl::Status EnsureWorkspace(int64_t rows);
+  // The fp32 logits of `rows` of `normed` (rows after the final norm) into `logits`
+  // [rows, vocab], through the LM head.
+  absl::Status LmHead(const DeviceTensor& normed, absl::Span<const int64_t> rows,
+                      std::vector<float>& logits);
   void FreeWorkspace();
 
   struct Layer {

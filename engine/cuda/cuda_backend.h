@@ -39,6 +39,7 @@
 #include "engine/model_config.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda/offload_gather_reference.h"
 
 namespace dsinfer {
 
@@ -275,6 +276,10 @@ class CudaBackend final : public Backend {
   // The device part of a selection: labels caught up, scores, top-k of batch sequence
   // `index` at `layer` into `selected` [Hkv, k] (k = the sequence's AttentionOptions::BudgetFor
   // its tokens: the selection's size; counts into the state's scratch), on the backend stream.
+  // The gather of `plan` (pool rows of `table` into the plan's buffer segment) with no rows
+  // named yet: the caller sets rows, a selection, or a dense range (and reuse slabs).
+  CudaFetchJob FetchJobFor(const FetchPlan& plan, const KvBlockPool& pool, const int32_t* table,
+                           const OffloadTier& tier) const;
   absl::Status SelectIntoDevice(int layer, const ForwardBatch& batch, size_t index,
                                 DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
                                 bool current_label_written, int32_t* selected);

@@ -404,6 +404,24 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
   return absl::OkStatus();
 }
 
+CudaFetchJob CudaBackend::FetchJobFor(const FetchPlan& plan, const KvBlockPool& pool,
+                                      const int32_t* table, const OffloadTier& tier) const {
+  const int hkv = pool.options().kv_heads;
+  const int64_t row_bytes = tier.row_bytes();
+  CudaFetchJob job;
+  job.pool_k = offload_memory_.DevicePointer(pool.KBase(plan.layer));
+  job.pool_v = offload_memory_.DevicePointer(pool.VBase(plan.layer));
+  job.block_table = table;
+  job.block_tokens = pool.options().block_tokens;
+  const PagedKvView<float> buffer = tier.BufferView(plan.layer);
+  const int64_t offset = plan.segment_row * hkv * row_bytes;
+  job.out_k = reinterpret_cast<char*>(buffer.k) + offset;
+  job.out_v = reinterpret_cast<char*>(buffer.v) + offset;
+  job.kv_heads = hkv;
+  job.row_bytes = static_cast<int32_t>(row_bytes);
+  return job;
+}
+
 absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
                                          DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
                                          bool current_label_written, const FetchPlan& plan,
@@ -443,21 +461,10 @@ absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, s
   ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
   // The gather follows the selection (and everything else queued on the backend stream).
   RETURN_IF_ERROR(st->CopyAfterMain());
-  const int64_t row_bytes = tier.row_bytes();
-  CudaFetchJob job;
-  job.pool_k = offload_memory_.DevicePointer(pool.KBase(layer));
-  job.pool_v = offload_memory_.DevicePointer(pool.VBase(layer));
-  job.block_table = table;
-  job.block_tokens = pool.options().block_tokens;
-  const PagedKvView<float> buffer = tier.BufferView(layer);
-  const int64_t offset = plan.segment_row * hkv * row_bytes;
-  job.out_k = reinterpret_cast<char*>(buffer.k) + offset;
-  job.out_v = reinterpret_cast<char*>(buffer.v) + offset;
+  CudaFetchJob job = FetchJobFor(plan, pool, table, tier);
   job.selected = selected;
   job.sel_stride = budget;
   job.per_head = static_cast<int32_t>(budget - 1);  // the current token (last) stays behind
-  job.kv_heads = hkv;
-  job.row_bytes = static_cast<int32_t>(row_bytes);
   RETURN_IF_ERROR(LaunchFetchRows(job, sm_count_, st->copy));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
   return absl::OkStatus();
@@ -479,22 +486,12 @@ absl::Status CudaBackend::FetchRows(const FetchPlan& plan, const KvBlockPool& po
   // steps, the table upload, and the last attention over this ping-pong buffer.
   RETURN_IF_ERROR(st->CopyAfterMain());
 
-  CudaFetchJob job;
-  job.pool_k = offload_memory_.DevicePointer(pool.KBase(plan.layer));
-  job.pool_v = offload_memory_.DevicePointer(pool.VBase(plan.layer));
-  job.block_table = table;
-  job.block_tokens = pool.options().block_tokens;
+  CudaFetchJob job = FetchJobFor(plan, pool, table, tier);
   if (tier.options().reuse_rows > 0) {
     const PagedKvView<float> cache = tier.CacheView(plan.layer);
     job.slab_k = cache.k;
     job.slab_v = cache.v;
   }
-  const PagedKvView<float> buffer = tier.BufferView(plan.layer);
-  const int64_t offset = plan.segment_row * hkv * row_bytes;
-  job.out_k = reinterpret_cast<char*>(buffer.k) + offset;
-  job.out_v = reinterpret_cast<char*>(buffer.v) + offset;
-  job.kv_heads = hkv;
-  job.row_bytes = static_cast<int32_t>(row_bytes);
   if (dense >= 0) {
     job.dense_tokens = dense;
   } else {

@@ -373,10 +373,7 @@ absl::Status Scheduler::Step() {
   for (auto& sp : running_) {
     Sequence& s = *sp;
     const GenerationRequest& g = s.request.generation;
-    if (options_.layer_major_from == 0 || s.done || s.prefilled != 0 ||
-        s.prompt_size() < options_.layer_major_from || g.prompt_logprobs) {
-      continue;
-    }
+    if (s.done || s.prefilled != 0 || !PrefillsLayerMajor(g, options_.layer_major_from)) continue;
     absl::StatusOr<std::vector<float>> last =
         model_.PrefillLayerMajor(s.kv, g.prompt, options_.prefill_chunk, &g.attention);
     if (!last.ok()) {
