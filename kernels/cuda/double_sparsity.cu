@@ -174,13 +174,12 @@ struct VecOf<1> {
   using T = uint8_t;
 };
 
-// kRowPerThread (the GPU-verified scorer, as it ran on the H100/H200): dots of one label row
-// with the group's query channels (qs: [group][r] in shared memory), in the twin's order: per
-// query head, channels ascending, no fused multiply-add.
-template <int kBits, int kBytes>
-__device__ __forceinline__ void DotRowHeadMajor(const uint8_t* row, int r, float scale,
-                                                float minimum, const float* qs, int group,
-                                                float* dot) {
+// Dots of one label row with the group's query channels, in the twins' order: per query head,
+// channels ascending, no fused multiply-add. q_at(j, g) is channel j of group head g; both
+// scorers' layouts of the query channels below plug in here. Rows are read in kBytes pieces.
+template <int kBits, int kBytes, typename QAt>
+__device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scale, float minimum,
+                                           int group, QAt q_at, float* dot) {
   using V = typename VecOf<kBytes>::T;
   const int row_bytes = kBits == 16 ? 2 * r : (r + 1) / 2;
   for (int c = 0; c < row_bytes / kBytes; ++c) {
@@ -207,13 +206,22 @@ __device__ __forceinline__ void DotRowHeadMajor(const uint8_t* row, int r, float
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= group) break;
-      const float* qg = qs + g * r + j0;
 #pragma unroll
       for (int e = 0; e < kPer; ++e) {
-        if (j0 + e < r) dot[g] = __fadd_rn(dot[g], __fmul_rn(qg[e], vals[e]));
+        if (j0 + e < r) dot[g] = __fadd_rn(dot[g], __fmul_rn(q_at(j0 + e, g), vals[e]));
       }
     }
   }
+}
+
+// kRowPerThread (the GPU-verified scorer, as it ran on the H100/H200): the group's query
+// channels as qs: [group][r] in shared memory.
+template <int kBits, int kBytes>
+__device__ __forceinline__ void DotRowHeadMajor(const uint8_t* row, int r, float scale,
+                                                float minimum, const float* qs, int group,
+                                                float* dot) {
+  DotRowWith<kBits, kBytes>(row, r, scale, minimum, group,
+                            [qs, r](int j, int g) { return qs[g * r + j]; }, dot);
 }
 
 template <typename T>
@@ -290,46 +298,14 @@ __device__ __forceinline__ float QChannel(const float* qh, int j, int g, int gro
   return qh[(j * group + g) * heads_kv];
 }
 
-// kCoalesced: dots of one label row with the group's query channels (qh = qs + h), in the
-// twin's order: per query head, channels ascending, no fused multiply-add. The general path
-// (any r).
+// kCoalesced: the group's query channels in the [j][g][h] layout (qh = qs + h). The general
+// path (any r).
 template <int kBits, int kBytes>
 __device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, float minimum,
                                        const float* qh, int group, int heads_kv, float* dot) {
-  using V = typename VecOf<kBytes>::T;
-  const int row_bytes = kBits == 16 ? 2 * r : (r + 1) / 2;
-  for (int c = 0; c < row_bytes / kBytes; ++c) {
-    union {
-      V v;
-      uint8_t b[kBytes];
-    } u;
-    u.v = reinterpret_cast<const V*>(row)[c];
-    constexpr int kPer = kBits == 16 ? kBytes / 2 : kBytes * 2;
-    float vals[kPer];
-    if (kBits == 16) {
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) {
-        vals[e] = F16BitsToF32(static_cast<uint16_t>(u.b[2 * e] | (u.b[2 * e + 1] << 8)));
-      }
-    } else {
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) {
-        const int code = (u.b[e / 2] >> ((e % 2) * 4)) & 0xf;
-        vals[e] = __fadd_rn(__fmul_rn(static_cast<float>(code), scale), minimum);
-      }
-    }
-    const int j0 = c * kPer;
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= group) break;
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) {
-        if (j0 + e < r) {
-          dot[g] = __fadd_rn(dot[g], __fmul_rn(QChannel(qh, j0 + e, g, group, heads_kv), vals[e]));
-        }
-      }
-    }
-  }
+  DotRowWith<kBits, kBytes>(
+      row, r, scale, minimum, group,
+      [qh, group, heads_kv](int j, int g) { return QChannel(qh, j, g, group, heads_kv); }, dot);
 }
 
 __device__ __forceinline__ float Aggregate(const float* dot, int group, bool max_agg) {
@@ -1210,19 +1186,25 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
   }
 }
 
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms) {
+  if (score_stride <= kTopKShortSegment || algo == TopKAlgo::kOneBlock) return TopKAlgo::kOneBlock;
+  if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
+  return 2 * pairs <= sms ? TopKAlgo::kCluster : TopKAlgo::kOneBlock;
+}
+
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream, TopKAlgo algo) {
   if (num_seqs == 0) return absl::OkStatus();
   // score_stride bounds every sequence's tokens, hence its candidates.
-  if (algo == TopKAlgo::kAuto && score_stride > kTopKShortSegment) {
-    int device = 0, sms = 0;
+  int sms = 0;  // only kAuto looks at the SM count
+  if (algo == TopKAlgo::kAuto) {
+    int device = 0;
     CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
     CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    algo = 2 * static_cast<int64_t>(num_seqs) * heads_kv <= sms ? TopKAlgo::kCluster
-                                                                : TopKAlgo::kOneBlock;
   }
-  if (algo == TopKAlgo::kCluster && score_stride > kTopKShortSegment) {
+  const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
+  if (ResolveTopKAlgo(algo, score_stride, pairs, sms) == TopKAlgo::kCluster) {
     int device = 0, smem_optin = 0;
     CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
     CUDA_RETURN_IF_ERROR(

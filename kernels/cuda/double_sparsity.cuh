@@ -118,6 +118,11 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    H200) — else kOneBlock, whose one wave of 1024-thread blocks is then 1.06-1.6x faster.
 enum class TopKAlgo { kOneBlock, kCluster, kAuto };
 
+// The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
+// `score_stride` on a GPU of `sms` SMs: kCluster or kOneBlock (kCluster only past 8192 tokens;
+// LaunchTopKSelect still falls back to kOneBlock where a slice exceeds shared memory).
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms);
+
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives
 // min(budget, tokens) ascending indices (row stride sel_stride >= max budget). A radix select
 // on the scores' order-preserving 32-bit keys (11/11/10-bit digits, a histogram per pass,

@@ -454,8 +454,7 @@ absl::Status Run() {
           // Scores: one write, then one read by the cluster top-k (> 8K tokens, keys kept in
           // shared memory) or up to four by the one-block kernel.
           const bool cluster =
-              ctx > 8192 && (topk_algos[0] == TopKAlgo::kCluster ||
-                             (topk_algos[0] == TopKAlgo::kAuto && 2 * batch * hkv <= sm));
+              ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm) == TopKAlgo::kCluster;
           const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * (cluster ? 2 : 5);
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),
