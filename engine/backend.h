@@ -208,6 +208,20 @@ class Backend {
     return absl::UnimplementedError(absl::StrCat("backend ", name(), " cannot copy KV blocks"));
   }
 
+  // Offload modes: derives batch sequence `index`'s labels of `layer` for all its tokens
+  // (start_position + num_rows) from layer `source_layer` of `source`, a pool in device memory
+  // whose blocks for the sequence have the same ids as in the model's pool — so that
+  // Model::PrefillLayerMajor labels each layer from its staging pool in HBM instead of the
+  // first decode step reading every prompt key back over PCIe. Backends whose labels are
+  // written at StoreLabels (the CPU) or derived from device-resident K anyway do nothing.
+  virtual absl::Status LabelLayerFrom(int layer, const ForwardBatch& batch, size_t index,
+                                      DoubleSparsity& ds, const KvBlockPool& source,
+                                      int source_layer, const KvBlockPool& pool) {
+    (void)layer, (void)batch, (void)index, (void)ds, (void)source, (void)source_layer,
+        (void)pool;
+    return absl::OkStatus();
+  }
+
   // Whether the backend can also select and fetch without a host round trip
   // (SelectAndFetch): the model then uses it where no reuse cache (whose bookkeeping is on
   // the host) and no recall measurement (which compares host lists) needs the lists.

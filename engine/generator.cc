@@ -1,6 +1,7 @@
 #include "engine/generator.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -59,6 +60,10 @@ struct Live {
   bool done = false;
 };
 
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // Appends `token` to `s` and decides whether it stops there.
 void Accept(const ModelConfig& config, Live& s, int32_t token, double logprob) {
   s.history.push_back(token);
@@ -106,12 +111,14 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
   for (Live& s : live) {
     const std::vector<int32_t>& prompt = s.request->prompt;
     const int64_t n = static_cast<int64_t>(prompt.size());
+    const auto prefill_start = std::chrono::steady_clock::now();
     if (PrefillsLayerMajor(*s.request, options.layer_major_from)) {
       ASSIGN_OR_RETURN(const std::vector<float> last,
                        model.PrefillLayerMajor(s.kv, prompt, options.prefill_chunk,
                                                &s.request->attention));
       const absl::Span<const float> row(last.data(), vocab);
       const int32_t token = s.sampler.Sample(row, s.history);
+      s.result->prefill_seconds = SecondsSince(prefill_start);
       Accept(model.config(), s, token, LogProbability(row, token));
       continue;
     }
@@ -133,6 +140,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
         const float* last = logits.data() + (logits.size() / vocab - 1) * vocab;
         absl::Span<const float> row(last, vocab);
         const int32_t token = s.sampler.Sample(row, s.history);
+        s.result->prefill_seconds = SecondsSince(prefill_start);
         Accept(model.config(), s, token, LogProbability(row, token));
       }
     }
@@ -149,11 +157,17 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
       stepping.push_back(&s);
     }
     if (stepping.empty()) break;
+    const auto step_start = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(model.Forward(batch, logits));
     for (size_t i = 0; i < stepping.size(); ++i) {
       absl::Span<const float> row(logits.data() + i * vocab, vocab);
       const int32_t token = stepping[i]->sampler.Sample(row, stepping[i]->history);
       Accept(model.config(), *stepping[i], token, LogProbability(row, token));
+    }
+    const double step_seconds = SecondsSince(step_start);
+    for (Live* s : stepping) {
+      if (s->result->decode_seconds == 0) s->result->first_decode_seconds = step_seconds;
+      s->result->decode_seconds += step_seconds;
     }
   }
   return results;

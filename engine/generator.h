@@ -34,6 +34,12 @@ struct GenerationResult {
   std::vector<double> token_logprobs;      // log p of each generated token (unfiltered model)
   std::vector<double> prompt_logprobs;     // [prompt.size() - 1] when requested
   FinishReason finish = FinishReason::kLength;
+  // Wall-clock seconds: the prompt's prefill up to its first sampled token, and every decode
+  // step this sequence took part in (steps are shared by the batch, so batch members each
+  // count a whole step).
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  double first_decode_seconds = 0;  // the first decode step alone (part of decode_seconds)
 };
 
 struct GeneratorOptions {
@@ -52,6 +58,15 @@ inline bool PrefillsLayerMajor(const GenerationRequest& request, int64_t layer_m
   return layer_major_from > 0 &&
          static_cast<int64_t>(request.prompt.size()) >= layer_major_from &&
          !request.prompt_logprobs;
+}
+
+// The layer-major threshold a `--layer-major-from` value means: other values as given; -1 (the
+// binaries' default) = prompts longer than one `prefill_chunk` in the offload kv modes, where
+// chunked prefill rereads the host pool for every chunk (27x slower at 32K on an H200,
+// docs/benchmarks.md), and never in kv mode gpu, where both cost the same.
+inline int64_t ResolveLayerMajorFrom(int64_t flag, KvMode mode, int64_t prefill_chunk) {
+  if (flag != -1) return flag;  // other negative values stay invalid
+  return mode == KvMode::kGpu ? 0 : prefill_chunk + 1;
 }
 
 // Checks a request against the model: non-empty prompt, ids in the vocabulary, sampling

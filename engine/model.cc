@@ -25,6 +25,7 @@ namespace {
 OffloadOptions TierOptions(OffloadOptions options, const KvPoolOptions& pool, KvMode mode,
                            const std::optional<ChannelConfig>& channels) {
   if (options.max_buffer_rows == 0) options.max_buffer_rows = pool.num_blocks * pool.block_tokens;
+  options.resident_layers = pool.resident_layers;  // resolved (ResidentLayers)
   if (mode == KvMode::kOffload && options.use_calibrated_own_query &&
       options.own_query_extra.empty() && channels.has_value() && channels->prediction.has_value()) {
     options.own_query_extra = channels->prediction->own_query_extra;
@@ -33,6 +34,13 @@ OffloadOptions TierOptions(OffloadOptions options, const KvPoolOptions& pool, Kv
 }
 
 }  // namespace
+
+int ResidentLayers(const ModelOptions& options, int layers) {
+  if (options.kv_mode == KvMode::kGpu) return 0;
+  int n = options.offload.resident_layers;
+  if (n < 0) n = options.kv_mode == KvMode::kOffload ? options.attention.dense_layers : 0;
+  return std::min(n, layers);
+}
 
 absl::Status ModelOptions::Validate() const {
   if (kv_block_tokens <= 0 || kv_block_tokens > 4096) {
@@ -81,10 +89,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
   const int64_t pool_tokens = options.kv_pool_tokens > 0 ? options.kv_pool_tokens : 4 * max_context;
   pool.num_blocks = (pool_tokens + pool.block_tokens - 1) / pool.block_tokens;
   pool.dtype = backend.kv_dtype();
-  // In the offload modes the pool is the host tier (pinned mapped memory on CUDA).
+  // In the offload modes the pool is the host tier (pinned mapped memory on CUDA), except its
+  // resident layers, which stay in the backend's device memory.
   HostMemory& pool_memory =
       options.kv_mode == KvMode::kGpu ? backend.kv_memory() : backend.offload_kv_memory();
-  ASSIGN_OR_RETURN(model->pool_, KvBlockPool::Create(pool, pool_memory));
+  pool.resident_layers = ResidentLayers(options, config.num_layers);
+  ASSIGN_OR_RETURN(model->pool_, KvBlockPool::Create(pool, pool_memory, &backend.kv_memory()));
   // A backend that keeps labels in its own memory needs only the label cache's accounts: no
   // host label bytes (2 GiB at 256K tokens for Llama-3-8B at r = 16, fp16).
   model->ds_ = std::make_unique<DoubleSparsity>(
@@ -203,7 +213,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     tier_->ReleaseMissing(*pool_);
     std::vector<int64_t> segment_rows(batch.sequences.size());
     for (size_t j = 0; j < batch.sequences.size(); ++j) {
-      segment_rows[j] = ds_->FetchRows(j, batch);
+      segment_rows[j] = ds_->FetchRows(j, batch, pool_->options().resident_layers);
     }
     RETURN_IF_ERROR(tier_->BeginStep(segment_rows));
     for (auto& per_parity : offload_selection_) per_parity.assign(batch.sequences.size(), {});
@@ -324,6 +334,7 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
   // The staging pool: one layer, the model pool's geometry, the sequence's own block ids.
   KvPoolOptions so = pool_->options();
   so.layers = 1;
+  so.resident_layers = 0;
   ASSIGN_OR_RETURN(std::unique_ptr<KvBlockPool> staging,
                    KvBlockPool::Create(so, backend_.kv_memory()));
   const std::vector<int32_t> table = pool_->BlockTable(seq);
@@ -366,8 +377,12 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
       RETURN_IF_ERROR(backend_.Linear(mlp, l.down_proj, delta));
       RETURN_IF_ERROR(backend_.AddRmsNorm(res, delta, next_norm, eps, normed));
     }
-    // The layer is done: its K/V go to the model's pool (in stream order, before the staging
-    // pool is rewritten by the next layer).
+    // The layer is done: in the offload modes its labels are derived from the staging pool
+    // in HBM (not read back over PCIe at the first decode step), then its K/V go to the
+    // model's pool (in stream order, before the staging pool is rewritten by the next layer).
+    if (tier_ != nullptr) {
+      RETURN_IF_ERROR(backend_.LabelLayerFrom(layer, whole, 0, *ds_, *staging, 0, *pool_));
+    }
     RETURN_IF_ERROR(backend_.CopyKvBlocks(*staging, 0, *pool_, layer, table));
   }
   RETURN_IF_ERROR(backend_.EndStep());
@@ -478,11 +493,16 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
   direct.sequences.clear();
   const int hkv = config_.num_heads_kv;
   std::vector<std::vector<int32_t>> exact;
+  // Prefill rows, and dense rows of a resident layer, attend the pool in place (a resident
+  // layer's K/V is in device memory: nothing crosses PCIe).
+  const bool resident = layer < pool_->options().resident_layers;
+  std::vector<bool> in_place(batch.sequences.size(), false);
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
-    if (s.num_rows != 1) {
+    if (s.num_rows != 1 || (resident && !ds_->IsSparse(j, layer))) {
       direct.sequences.push_back(s);
-      ds_->AddFetch(s.kv, tier_->CountDirect(s.kv, s.start_position * hkv));
+      in_place[j] = true;
+      if (!resident) ds_->AddFetch(s.kv, tier_->CountDirect(s.kv, s.start_position * hkv));
       continue;
     }
     const int32_t position = batch.positions[s.first_row];
@@ -532,7 +552,7 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
     RETURN_IF_ERROR(PredictNext(layer, batch, residual, normed));
   }
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
-    if (batch.sequences[j].num_rows != 1) continue;
+    if (in_place[j]) continue;
     const bool sparse = ds_->IsSparse(j, layer);
     RETURN_IF_ERROR(backend_.GatheredAttention(
         layer, attention_, batch, j, sparse ? &offload_selection_[layer % 2][j] : nullptr,

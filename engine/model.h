@@ -44,6 +44,10 @@ struct ModelOptions {
   absl::Status Validate() const;
 };
 
+// Layers whose K/V the pool keeps in the backend's device memory under `options`
+// (OffloadOptions::resident_layers resolved: 0 in kv mode gpu, where every layer is there).
+int ResidentLayers(const ModelOptions& options, int layers);
+
 // Sees each layer's q/k/v as the forward pass computes them (calibration, diagnostics).
 // Called once per layer per Forward with host fp32 copies: pre_rope and post_rope are
 // [batch.rows(), (Hq + 2 Hkv) · head_dim], packed q | k | v per row. Copies are made only

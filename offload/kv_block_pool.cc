@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/status.h"
 
 namespace dsinfer {
 
@@ -18,6 +19,10 @@ absl::Status KvPoolOptions::Validate() const {
   }
   if (num_blocks > INT32_MAX) return absl::InvalidArgumentError("KV pool has too many blocks");
   if (dtype == DType::kI32) return absl::InvalidArgumentError("KV pool dtype must be a float type");
+  if (resident_layers < 0 || resident_layers > layers) {
+    return absl::InvalidArgumentError(absl::StrCat("KV pool resident_layers must be in [0, ",
+                                                   layers, "]; got ", resident_layers));
+  }
   return absl::OkStatus();
 }
 
@@ -26,27 +31,54 @@ int64_t KvPoolOptions::BytesPerBlock() const {
 }
 
 absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(const KvPoolOptions& options,
-                                                                 HostMemory& memory) {
+                                                                 HostMemory& memory,
+                                                                 HostMemory* resident) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
-  const int64_t total = options.BytesPerBlock() * options.num_blocks;
-  absl::StatusOr<void*> base = memory.Allocate(static_cast<size_t>(total));
-  if (!base.ok()) {
-    return absl::ResourceExhaustedError(absl::StrCat("KV pool of ", options.num_blocks,
-                                                     " blocks (", total, " bytes): ",
-                                                     base.status().message()));
+  if (options.resident_layers > 0 && resident == nullptr) {
+    return absl::InvalidArgumentError("KV pool with resident layers needs their memory");
   }
-  return std::unique_ptr<KvBlockPool>(new KvBlockPool(options, memory, *base));
+  const int64_t per_layer = options.BytesPerBlock() / options.layers * options.num_blocks;
+  auto allocate = [&](HostMemory& from, int layers, const char* what) -> absl::StatusOr<void*> {
+    if (layers == 0) return nullptr;
+    const int64_t bytes = per_layer * layers;
+    absl::StatusOr<void*> p = from.Allocate(static_cast<size_t>(bytes));
+    if (!p.ok()) {
+      return absl::ResourceExhaustedError(absl::StrCat("KV pool of ", options.num_blocks,
+                                                       " blocks (", what, " ", layers,
+                                                       " layers, ", bytes, " bytes): ",
+                                                       p.status().message()));
+    }
+    return *p;
+  };
+  ASSIGN_OR_RETURN(void* base, allocate(memory, options.layers - options.resident_layers, ""));
+  absl::StatusOr<void*> resident_base =
+      allocate(options.resident_layers > 0 ? *resident : memory, options.resident_layers,
+               "resident");
+  if (!resident_base.ok()) {
+    if (base != nullptr) memory.Free(base);
+    return resident_base.status();
+  }
+  return std::unique_ptr<KvBlockPool>(
+      new KvBlockPool(options, memory, base, resident, *resident_base));
 }
 
-KvBlockPool::KvBlockPool(const KvPoolOptions& options, HostMemory& memory, void* base)
-    : options_(options), memory_(memory), base_(base) {
+KvBlockPool::KvBlockPool(const KvPoolOptions& options, HostMemory& memory, void* base,
+                         HostMemory* resident, void* resident_base)
+    : options_(options),
+      memory_(memory),
+      base_(base),
+      resident_(resident),
+      resident_base_(resident_base) {
   layer_bytes_ = options.num_blocks * options.block_tokens * options.kv_heads * options.head_dim *
                  static_cast<int64_t>(DTypeSize(options.dtype));
   free_.reserve(options.num_blocks);
   for (int64_t b = options.num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
-KvBlockPool::~KvBlockPool() { memory_.Free(base_); }
+KvBlockPool::~KvBlockPool() {
+  if (base_ != nullptr) memory_.Free(base_);
+  if (resident_base_ != nullptr) resident_->Free(resident_base_);
+}
 
 KvBlockPool::SequenceId KvBlockPool::AddSequence() {
   const SequenceId id = next_id_++;
@@ -117,11 +149,17 @@ int64_t KvBlockPool::SequenceBytes(SequenceId id) const {
 }
 
 void* KvBlockPool::KBase(int layer) const {
-  return static_cast<char*>(base_) + 2 * layer * layer_bytes_;
+  if (layer < options_.resident_layers) {
+    return static_cast<char*>(resident_base_) + 2 * layer * layer_bytes_;
+  }
+  return static_cast<char*>(base_) + 2 * (layer - options_.resident_layers) * layer_bytes_;
 }
 
 void* KvBlockPool::VBase(int layer) const {
-  return static_cast<char*>(base_) + (2 * layer + 1) * layer_bytes_;
+  if (layer < options_.resident_layers) {
+    return static_cast<char*>(resident_base_) + (2 * layer + 1) * layer_bytes_;
+  }
+  return static_cast<char*>(base_) + (2 * (layer - options_.resident_layers) + 1) * layer_bytes_;
 }
 
 absl::StatusOr<std::vector<KvBlockCopy>> KvBlockCopies(const KvBlockPool& src, int src_layer,

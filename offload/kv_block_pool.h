@@ -30,6 +30,10 @@ struct KvPoolOptions {
   int block_tokens = 16;
   int64_t num_blocks = 0;
   DType dtype = DType::kF32;
+  // The first resident_layers layers keep their K/V in Create's resident memory (the offload
+  // modes: device memory for the dense layers, which read every token each step); the rest
+  // in its main memory. 0 = every layer in the main memory.
+  int resident_layers = 0;
 
   absl::Status Validate() const;
   // Bytes of K plus V that one block holds across all layers.
@@ -42,9 +46,12 @@ class KvBlockPool {
  public:
   using SequenceId = int64_t;
 
-  // Allocates the whole pool up front; fails (RESOURCE_EXHAUSTED) if memory cannot be had.
+  // Allocates the whole pool up front — layers [0, resident_layers) from `resident` (needed
+  // when resident_layers > 0), the others from `memory`; fails (RESOURCE_EXHAUSTED, nothing
+  // kept) if memory cannot be had.
   static absl::StatusOr<std::unique_ptr<KvBlockPool>> Create(const KvPoolOptions& options,
-                                                             HostMemory& memory);
+                                                             HostMemory& memory,
+                                                             HostMemory* resident = nullptr);
   ~KvBlockPool();
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
@@ -79,11 +86,14 @@ class KvBlockPool {
   const KvPoolOptions& options() const { return options_; }
 
  private:
-  KvBlockPool(const KvPoolOptions& options, HostMemory& memory, void* base);
+  KvBlockPool(const KvPoolOptions& options, HostMemory& memory, void* base,
+              HostMemory* resident, void* resident_base);
 
   KvPoolOptions options_;
   HostMemory& memory_;
-  void* base_;
+  void* base_;  // layers [resident_layers, layers); nullptr when all are resident
+  HostMemory* resident_;
+  void* resident_base_;  // layers [0, resident_layers)
   int64_t layer_bytes_;  // bytes of one layer's K region (V is the same size)
   std::vector<int32_t> free_;
   std::unordered_map<SequenceId, std::vector<int32_t>> tables_;

@@ -35,6 +35,9 @@ absl::string_view KvModeName(KvMode mode) {
 absl::Status OffloadOptions::Validate() const {
   if (own_query_layers < 0) return absl::InvalidArgumentError("own_query_layers must be >= 0");
   if (max_buffer_rows < 0) return absl::InvalidArgumentError("max_buffer_rows must be >= 0");
+  if (resident_layers < -1) {
+    return absl::InvalidArgumentError("resident_layers must be >= 0 (or -1: the default)");
+  }
   if (reuse_rows < 0 || reuse_rows > INT32_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("reuse_rows must be in [0, 2^31), got ", reuse_rows));
@@ -166,6 +169,10 @@ absl::StatusOr<FetchPlan> OffloadTier::NewPlan(int layer, size_t segment, size_t
 }
 
 void OffloadTier::Account(KvBlockPool::SequenceId seq, FetchCounters counts, FetchPlan& plan) {
+  if (plan.layer < options_.resident_layers) {  // the pool rows are in device memory
+    counts.rows_resident = counts.rows_from_host;
+    counts.rows_from_host = 0;
+  }
   counts.bytes_from_host = 2 * counts.rows_from_host * row_bytes_;
   counters_[seq].Add(counts);
   totals_.Add(counts);

@@ -85,6 +85,12 @@ struct OffloadOptions {
   // Also compute each predicted layer's exact selection and count the overlap (costs one
   // more label scan per predicted layer; for eval and tests).
   bool measure_prediction_recall = false;
+  // The first layers whose K/V stay in device memory (KvPoolOptions::resident_layers): their
+  // dense rows attend the pool in place, with nothing fetched over PCIe. -1 = the engine's
+  // default dense_layers in kv mode offload (the layers that would otherwise stream every
+  // token each step) and 0 in dense-offload (the baseline streams every layer). Rows the tier
+  // gathers from these layers (sparse rows) count as rows_resident, not as host reads.
+  int resident_layers = -1;
 
   absl::Status Validate() const;
   // Whether layer `layer` selects with its own query rather than a predicted one.
@@ -96,6 +102,7 @@ struct FetchCounters {
   int64_t rows_requested = 0;   // rows the fetches placed in the buffer
   int64_t rows_from_host = 0;   // of those, read from the host pool (cache misses)
   int64_t rows_reused = 0;      // of those, copied from the reuse cache
+  int64_t rows_resident = 0;    // of those, read from a resident layer (device memory)
   int64_t bytes_from_host = 0;  // K and V bytes read from the host pool
   // Rows looked up in the reuse cache (sparse selections; dense streaming bypasses it).
   // The hit rate is rows_reused / rows_looked_up.
@@ -105,6 +112,7 @@ struct FetchCounters {
     rows_requested += o.rows_requested;
     rows_from_host += o.rows_from_host;
     rows_reused += o.rows_reused;
+    rows_resident += o.rows_resident;
     bytes_from_host += o.bytes_from_host;
     rows_looked_up += o.rows_looked_up;
   }

@@ -105,6 +105,9 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   offload   dsinfer-offload-bench at 32K/128K (batch 1 and 4) and 256K (batch 1)
 #   offload2  the same at the Llama-2-7B shape (32K, 128K, batch 1) and at 128K batch 4
 #             (64-69 GB of pinned host memory each)
+#   longprefill  scripts/bench-long-prefill.sh: dsinfer-run prefill timing on a random
+#             Llama-3.1-8B-shaped checkpoint, 32K (gpu, offload, offload layer-major) and 256K
+#             (offload layer-major)
 #   profile   nsys summaries of one Double Sparsity end-to-end configuration (if nsys exists)
 #   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
 #   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end
@@ -120,7 +123,7 @@ if want tests; then
   done
 fi
 if want bench && [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timings
-  step dsinfer-bench "${BENCH_TIMEOUT:-100}" "$bin/dsinfer-bench" --json_out="$OUT/bench.json" \
+  step dsinfer-bench "${BENCH_TIMEOUT:-200}" "$bin/dsinfer-bench" --json_out="$OUT/bench.json" \
     ${BENCH_ARGS:-}
   if [ -n "${DS_E2E:-}" ]; then  # Double Sparsity end to end (issue 7): Llama-3-8B 32K b8
     step dsinfer-bench-ds "${DS_E2E_TIMEOUT:-150}" "$bin/dsinfer-bench" \
@@ -129,11 +132,13 @@ if want bench && [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timing
   fi
   # Double Sparsity: the attention operator alone (dense vs Double Sparsity), then PyTorch SDPA
   # decode at the same shapes on the same GPU (docs/benchmarks.md, "CUDA Double Sparsity").
-  step dsinfer-attention-bench "${DS_BENCH_TIMEOUT:-80}" "$bin/dsinfer-attention-bench" \
-    --json_out="$OUT/attention_bench.json" ${DS_BENCH_ARGS:-}
-  step sdpa-decode "${SDPA_TIMEOUT:-40}" env PYTHONUNBUFFERED=1 python3 \
-    scripts/bench_sdpa_decode.py --out "$OUT/sdpa_decode.json" \
-    --ours "$OUT/attention_bench.json"
+  if [ "${ATTN_BENCH:-1}" = 1 ]; then  # ATTN_BENCH=0: dsinfer-bench only
+    step dsinfer-attention-bench "${DS_BENCH_TIMEOUT:-80}" "$bin/dsinfer-attention-bench" \
+      --json_out="$OUT/attention_bench.json" ${DS_BENCH_ARGS:-}
+    step sdpa-decode "${SDPA_TIMEOUT:-40}" env PYTHONUNBUFFERED=1 python3 \
+      scripts/bench_sdpa_decode.py --out "$OUT/sdpa_decode.json" \
+      --ours "$OUT/attention_bench.json"
+  fi
   if [ -n "${HF:-}" ]; then  # HF=1: transformers generate baseline (about 40 s)
     step transformers "${HF_TIMEOUT:-60}" env PYTHONUNBUFFERED=1 python3 \
       scripts/bench_transformers.py --out "$OUT/transformers.json"
@@ -152,6 +157,10 @@ if want offload2 && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8: the ot
     --json_out="$OUT/offload_llama2.json"
   step offload-bench-128k-b4 "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
     --contexts 131072 --batches 4 --kv_pool_tokens 524500 --json_out="$OUT/offload_c.json"
+fi
+if want longprefill && [ -x "$bin/dsinfer-run" ]; then  # issue 8: 256K prefill time
+  step long-prefill "${LONGPREFILL_TIMEOUT:-420}" bash scripts/bench-long-prefill.sh "$bin" \
+    "$OUT/long_prefill"
 fi
 if want profile; then  # nsys kernel and API summaries of one DS_E2E configuration (if nsys exists)
   nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)

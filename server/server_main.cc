@@ -47,15 +47,20 @@ ABSL_FLAG(int32_t, max_batch, 32, "sequences in the running decode batch");
 ABSL_FLAG(int32_t, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens (prompt + new); 0 = the model's");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "host KV pool size in tokens (all sequences); 0 = 4 x context");
+ABSL_FLAG(int32_t, offload_resident_layers, -1,
+          "offload kv modes: the first layers whose K/V stay in GPU memory, so that their dense "
+          "attention reads nothing over PCIe; -1 = --dense-layers in kv mode offload, 0 in "
+          "dense-offload");
 ABSL_FLAG(int64_t, offload_reuse_rows, 0,
           "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
           "default: its bookkeeping runs on the host and costs more than it saves, "
           "docs/offload.md)");
 ABSL_FLAG(int64_t, prefill_chunk, 256, "prompt tokens per engine step (bounds decode stalls)");
-ABSL_FLAG(int64_t, layer_major_from, 0,
+ABSL_FLAG(int64_t, layer_major_from, -1,
           "prefill prompts of at least this many tokens layer-major, whole, in one engine step "
-          "(running streams wait for it; for the offload kv modes, whose chunked prefill rereads "
-          "the host pool for every chunk); 0 = never");
+          "(running streams wait for it); 0 = never; -1 = prompts longer than one --prefill-chunk "
+          "in the offload kv modes (whose chunked prefill rereads the host pool for every "
+          "chunk), never in kv mode gpu");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "default attention: auto | dense | double_sparse");
@@ -127,7 +132,10 @@ int main(int argc, char** argv) {
   scheduler_options.max_batch = absl::GetFlag(FLAGS_max_batch);
   scheduler_options.max_queue = absl::GetFlag(FLAGS_max_queue);
   scheduler_options.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
-  scheduler_options.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
+  absl::StatusOr<dsinfer::KvMode> kv_mode = dsinfer::ParseKvMode(service_options.kv_mode);
+  if (!kv_mode.ok()) return Fail(absl::StrCat("--kv-mode: ", kv_mode.status().message()));
+  scheduler_options.layer_major_from = dsinfer::ResolveLayerMajorFrom(
+      absl::GetFlag(FLAGS_layer_major_from), *kv_mode, scheduler_options.prefill_chunk);
   scheduler_options.max_top_logprobs = service_options.max_top_logprobs;
   dsinfer::AttentionOptions& attention = scheduler_options.default_attention;
   if (absl::Status s = dsinfer::SetAttentionOptionsFromFlags(attention); !s.ok()) {
@@ -178,13 +186,12 @@ int main(int argc, char** argv) {
   model_options.max_context = absl::GetFlag(FLAGS_max_context);
   model_options.kv_pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
   model_options.offload.reuse_rows = absl::GetFlag(FLAGS_offload_reuse_rows);
+  model_options.offload.resident_layers = absl::GetFlag(FLAGS_offload_resident_layers);
   // The engine's defaults equal the server's, so a sequence without per-request options (the
   // scheduler's warm-up) runs the same attention; the channel config is loaded and validated
   // against the model's shapes by Model::Load.
   model_options.attention = attention;
   model_options.channel_config_path = service_options.channel_config;
-  absl::StatusOr<dsinfer::KvMode> kv_mode = dsinfer::ParseKvMode(service_options.kv_mode);
-  if (!kv_mode.ok()) return Fail(absl::StrCat("--kv-mode: ", kv_mode.status().message()));
   model_options.kv_mode = *kv_mode;
   if (absl::Status s = model_options.Validate(); !s.ok()) return Fail(std::string(s.message()));
 #ifdef DSINFER_WITH_CUDA_BACKEND

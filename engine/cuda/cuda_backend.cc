@@ -55,7 +55,12 @@ absl::Status CudaBackendOptions::Validate() const {
 
 absl::StatusOr<void*> DeviceKvMemory::Allocate(size_t bytes) {
   void* ptr = nullptr;
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, std::max<size_t>(bytes, 256)));
+  if (const cudaError_t e = cudaMalloc(&ptr, std::max<size_t>(bytes, 256)); e != cudaSuccess) {
+    cudaGetLastError();  // a refused allocation leaves the device usable
+    return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", bytes,
+                                                     " bytes of device memory: ",
+                                                     cudaGetErrorString(e)));
+  }
   CUDA_RETURN_IF_ERROR(cudaMemset(ptr, 0, bytes));
   return ptr;
 }
@@ -293,6 +298,11 @@ absl::Status CudaBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, D
   if (mode_ != StepMode::kEager) {
     ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({4, T(x), T(w), T(y)})));
     if (skip) return absl::OkStatus();
+  }
+  if (options_.linear_algo == LinearAlgo::kGemv &&
+      GemvApplies(options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data)) {
+    return LaunchGemv(options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data, w.rows, y.data,
+                      y.cols, stream_);
   }
   return GemmEx(cublas_, options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data, w.rows, y.data,
                 y.cols);

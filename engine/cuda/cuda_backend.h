@@ -54,6 +54,8 @@ struct CudaBackendOptions {
   PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kMma;
   LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kCoalesced;
   TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
+  // Linear layers: cuBLAS, or the few-row GEMV kernel for decode steps (LinearAlgo).
+  LinearAlgo linear_algo = LinearAlgo::kCublas;
 
   absl::Status Validate() const;
 };
@@ -121,6 +123,11 @@ class CudaBackend final : public Backend {
   // Selects the flash-decoding block body (the benchmark compares them).
   void set_decode_algo(DecodeAttentionAlgo algo) {
     options_.decode_algo = algo;
+    ClearGraphs();
+  }
+  // Selects the linear-layer body (the benchmark compares them).
+  void set_linear_algo(LinearAlgo algo) {
+    options_.linear_algo = algo;
     ClearGraphs();
   }
   // Turns decode-step graphs on or off (off drops the cached graphs).
@@ -198,6 +205,9 @@ class CudaBackend final : public Backend {
                                  OffloadTier& tier, size_t segment, const KvBlockPool& pool,
                                  DoubleSparsity& ds, const DeviceTensor& qkv,
                                  DeviceTensor& out) override;
+  absl::Status LabelLayerFrom(int layer, const ForwardBatch& batch, size_t index,
+                              DoubleSparsity& ds, const KvBlockPool& source, int source_layer,
+                              const KvBlockPool& pool) override;
   // The copy stream of the offload tier (created on first use; nullptr before).
   cudaStream_t offload_copy_stream() const;
   // Device bytes held by the offload path's own state (label caches, scratch, plan buffers).

@@ -286,6 +286,55 @@ absl::Status CudaBackend::RopeQueries(const AttentionConfig& config,
                            static_cast<const float*>(inv_freq_.ptr), none, stream_);
 }
 
+absl::Status CudaBackend::LabelLayerFrom(int layer, const ForwardBatch& batch, size_t index,
+                                         DoubleSparsity& ds, const KvBlockPool& source,
+                                         int source_layer, const KvBlockPool& pool) {
+  if (index >= batch.sequences.size()) return OffloadError("LabelLayerFrom", "bad index");
+  const BatchSequence& s = batch.sequences[index];
+  if (!ds.labels().Contains(s.kv)) return absl::OkStatus();  // a dense sequence
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+  const int hkv = pool.options().kv_heads;
+  const int d = pool.options().head_dim;
+  const int hq = ds.heads_q();
+  if (hq <= 0 || hq % hkv != 0 || source.options().kv_heads != hkv ||
+      source.options().head_dim != d || source.options().block_tokens != pool.options().block_tokens) {
+    return OffloadError("LabelLayerFrom", "pools of different geometry");
+  }
+  const LabelFormat format = ds.labels().format(s.kv);
+  const int64_t tokens = s.start_position + s.num_rows;
+  DeviceLabels& lab = st->labels[s.kv];
+  RETURN_IF_ERROR(lab.Reserve(format, tokens, ds.labels().capacity(s.kv),
+                              pool.options().layers, hkv, stream_));
+  ASSIGN_OR_RETURN(const DeviceChannelSet* ch,
+                   st->channels.Upload(ds, o.statistic, layer, hq, hkv, format.r, d, stream_));
+  CudaLabelSeq label = lab.View(layer, hkv);
+  label.channels = static_cast<const int32_t*>(ch->dev);
+  int64_t& written = lab.written[layer];
+  if (written > tokens) written = 0;
+  if (written == tokens) return absl::OkStatus();
+  const CudaLabelRange range{0, 0, static_cast<int32_t>(written),
+                             static_cast<int32_t>(tokens - written)};
+  ASSIGN_OR_RETURN(const DeviceLabelDescriptors desc,
+                   UploadLabelDescriptors(absl::MakeConstSpan(&label, 1), {},
+                                          absl::MakeConstSpan(&range, 1), st->meta_host,
+                                          st->select_meta, stream_));
+  // The model's block table addresses the source too (same block ids).
+  ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
+  CudaPagedKv kv;
+  kv.k = source.KBase(source_layer);
+  kv.v = source.VBase(source_layer);
+  kv.block_tables = table;
+  kv.max_blocks = static_cast<int>(pool.BlockTable(s.kv).size());
+  kv.block_tokens = pool.options().block_tokens;
+  kv.kv_heads = hkv;
+  kv.head_dim = d;
+  RETURN_IF_ERROR(LaunchWriteLabelsPaged(options_.dtype, kv, desc.ranges, 1, range.count,
+                                         desc.labels, stream_));
+  written = tokens;
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch, size_t index,
                                            DoubleSparsity& ds, const DeviceTensor& q,
                                            int64_t q_row, bool current_label_written,

@@ -85,6 +85,7 @@ MemoryPlanRequest MemoryPlanRequestFor(const ModelConfig& config, const ModelOpt
                             (a.mode == AttentionMode::kAuto && has_channels);
   if (keeps_labels) r.labels = LabelFormat{a.channels, a.label_bits};
   r.reuse_rows = options.offload.reuse_rows;
+  r.resident_layers = ResidentLayers(options, config.num_layers);
   return r;
 }
 
@@ -112,9 +113,12 @@ absl::StatusOr<CudaMemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
   plan.weight_bytes =
       (per_layer * layers + embed * (config.tie_word_embeddings ? 1 : 2) + h) * e;
 
-  // The KV pool: K and V of every layer for every pool token.
-  const int64_t pool_bytes = plan.pool_tokens * 2 * layers * kv * e;
-  (on_host ? plan.host_kv_bytes : plan.gpu_kv_bytes) = pool_bytes;
+  // The KV pool: K and V of every layer for every pool token (in the offload modes on the
+  // host, but for the resident layers).
+  const int64_t layer_pool_bytes = plan.pool_tokens * 2 * kv * e;
+  const int64_t resident = on_host ? std::min<int64_t>(request.resident_layers, layers) : layers;
+  plan.gpu_kv_bytes = resident * layer_pool_bytes;
+  plan.host_kv_bytes = (layers - resident) * layer_pool_bytes;
   if (on_host) plan.host_reserve_bytes = request.host_reserve_bytes;
 
   // Labels, on the GPU in gpu and offload modes; dense-offload forces every sequence dense,
@@ -151,9 +155,12 @@ std::string CudaMemoryPlan::DeviceSummary() const {
   const MemoryPlanRequest& r = request;
   std::string s = absl::StrCat("GPU (kv mode ", KvModeName(r.kv_mode), "): weights ",
                                GiB(weight_bytes), " (the checkpoint)");
-  if (gpu_kv_bytes > 0) {
+  if (gpu_kv_bytes > 0 && r.kv_mode == KvMode::kGpu) {
     absl::StrAppend(&s, " + KV pool ", GiB(gpu_kv_bytes), " (--kv-pool-tokens ", pool_tokens,
                     "; 0 = 4 x --max-context; --kv-mode offload keeps it in host memory)");
+  } else if (gpu_kv_bytes > 0) {
+    absl::StrAppend(&s, " + KV of the first ", r.resident_layers, " layers ", GiB(gpu_kv_bytes),
+                    " (--offload-resident-layers; --kv-pool-tokens ", pool_tokens, ")");
   }
   if (label_bytes > 0) {
     absl::StrAppend(&s, " + label cache ", GiB(label_bytes), " (", pool_tokens,

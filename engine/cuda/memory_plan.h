@@ -45,6 +45,9 @@ struct MemoryPlanRequest {
   // keeps labels by default (attention mode dense, or auto without a channel config).
   LabelFormat labels{0, 16};
   int64_t reuse_rows = 4096;                  // OffloadOptions::reuse_rows (--offload-reuse-rows)
+  // Offload modes: the first layers whose pool K/V stay on the GPU (ResidentLayers, resolved;
+  // --offload-resident-layers).
+  int resident_layers = 0;
   // GeneratorOptions::layer_major_from (--layer-major-from; 0 = never): prompts that long
   // prefill through a one-layer staging pool and the prompt's fp32 hidden states.
   int64_t layer_major_from = 0;
@@ -81,7 +84,7 @@ struct CudaMemoryPlan {
   int64_t pool_tokens = 0;
   // GPU.
   int64_t weight_bytes = 0;
-  int64_t gpu_kv_bytes = 0;        // the KV pool (kv mode gpu only)
+  int64_t gpu_kv_bytes = 0;        // the KV pool (kv mode gpu), or its resident layers
   int64_t label_bytes = 0;         // layers × kv heads × label row bytes × pool tokens
   int64_t fetch_buffer_bytes = 0;  // 2 ping-pong buffers of K and V rows (offload modes)
   int64_t reuse_bytes = 0;         // reuse slabs: layers × K,V × reuse_rows × kv heads × row

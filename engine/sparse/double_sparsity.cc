@@ -310,16 +310,22 @@ absl::Status DoubleSparsity::CountAndMeasure(int layer, const ForwardBatch& batc
   return absl::OkStatus();
 }
 
-int64_t DoubleSparsity::FetchRows(size_t index, const ForwardBatch& batch) const {
+int64_t DoubleSparsity::FetchRows(size_t index, const ForwardBatch& batch,
+                                  int resident_layers) const {
   if (index >= plan_.size()) return 0;
   const BatchSequence& s = batch.sequences[index];
   if (s.num_rows != 1) return 0;
   const int64_t context = s.start_position + 1;
   const Plan& p = plan_[index];
+  bool any_sparse = false;
   for (int l = 0; l < layers_; ++l) {
-    if (!p.sparse[l]) return context;
+    if (p.sparse[l]) {
+      any_sparse = true;
+    } else if (l >= resident_layers) {
+      return context;  // a streamed dense layer fetches every past row
+    }
   }
-  return std::min(context, p.options->BudgetFor(context));
+  return any_sparse ? std::min(context, p.options->BudgetFor(context)) : 0;
 }
 
 bool DoubleSparsity::IsKept(size_t index, const ForwardBatch& batch, int32_t token) const {

@@ -122,8 +122,11 @@ class DoubleSparsity {
                                   const PagedKvView<const float>& pool, const float* q,
                                   float* out);
   // Rows per KV head sequence `index`'s decode row may place in a fetch buffer this step:
-  // its context when any layer runs dense, else its token budget (0 for prefill rows).
-  int64_t FetchRows(size_t index, const ForwardBatch& batch) const;
+  // its context when any streamed layer runs dense, else its token budget when any layer
+  // runs sparse, else 0 (also for prefill rows).
+  // Dense rows of the first `resident_layers` layers attend the pool in place (their K/V is
+  // in device memory) and need no buffer rows.
+  int64_t FetchRows(size_t index, const ForwardBatch& batch, int resident_layers = 0) const;
   // The kept tokens (sink, recent, current) of sequence `index` this step, for recall.
   bool IsKept(size_t index, const ForwardBatch& batch, int32_t token) const;
   // Accounting from the offload tier and the predictor.
@@ -146,6 +149,7 @@ class DoubleSparsity {
   // backend), as AttendHost counts its host lists: top-k keeps BudgetFor(tokens) rows of every
   // KV head. Recall is not measured.
   void CountDeviceRow(const ForwardBatch& batch, size_t index);
+  int heads_q() const { return heads_q_; }
   LabelCache& labels() { return labels_; }
   const LabelCache& labels() const { return labels_; }
 

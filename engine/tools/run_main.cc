@@ -5,14 +5,17 @@
 // would, so offline and served runs of the same options agree token for token.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "engine/cpu_backend.h"
 #ifdef DSINFER_WITH_CUDA_BACKEND
 #include "engine/cuda/cuda_backend.h"
@@ -28,6 +31,9 @@
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, prompt_ids, "", "prompt as comma-separated token ids");
+ABSL_FLAG(std::string, prompt_ids_file, "",
+          "file holding the prompt as token ids separated by commas or whitespace (for prompts "
+          "too long for a command line)");
 ABSL_FLAG(std::string, prompt, "", "prompt text (needs tokenizer.json in the model directory)");
 ABSL_FLAG(bool, add_special_tokens, true, "text prompts: add the tokenizer's special tokens (BOS)");
 ABSL_FLAG(int64_t, max_new_tokens, 16, "tokens to generate");
@@ -44,16 +50,20 @@ ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUD
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
 ABSL_FLAG(std::string, kv_mode, "gpu", "KV tier: gpu | offload | dense-offload");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "KV pool size in tokens; 0 = 4 x context");
+ABSL_FLAG(int32_t, offload_resident_layers, -1,
+          "offload kv modes: the first layers whose K/V stay in GPU memory, so that their dense "
+          "attention reads nothing over PCIe; -1 = --dense-layers in kv mode offload, 0 in "
+          "dense-offload");
 ABSL_FLAG(int64_t, offload_reuse_rows, 0,
           "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
           "default: its bookkeeping runs on the host and costs more than it saves, "
           "docs/offload.md)");
-ABSL_FLAG(int64_t, layer_major_from, 0,
+ABSL_FLAG(int64_t, layer_major_from, -1,
           "prefill prompts of at least this many tokens layer-major (all chunks through one layer "
-          "with its K/V on the device, then the next; for the offload kv modes, whose chunked "
-          "prefill rereads the host pool for every chunk); 0 = never. Its staging memory (one "
-          "layer of the KV pool and the prompt's fp32 hidden states) is in the start-up memory "
-          "plan");
+          "with its K/V on the device, then the next); 0 = never; -1 = prompts longer than one "
+          "prefill chunk in the offload kv modes (whose chunked prefill rereads the host pool "
+          "for every chunk), never in kv mode gpu. Its staging memory (one layer of the KV pool "
+          "and the prompt's fp32 hidden states) is in the start-up memory plan");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "attention: auto | dense | double_sparse");
@@ -71,6 +81,22 @@ namespace {
 int Fail(const std::string& message) {
   std::fprintf(stderr, "dsinfer-run: error: %s\n", message.c_str());
   return 1;
+}
+
+// Appends the token ids in `text` (separated by commas or whitespace) to `ids`; the error
+// names `source` and the first piece that is not an id.
+absl::Status AppendTokenIds(absl::string_view text, absl::string_view source,
+                            std::vector<int32_t>& ids) {
+  for (absl::string_view piece :
+       absl::StrSplit(text, absl::ByAnyChar(", \t\r\n"), absl::SkipWhitespace())) {
+    int32_t id;
+    if (!absl::SimpleAtoi(piece, &id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": '", piece.substr(0, 40), "' is not a token id"));
+    }
+    ids.push_back(id);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -116,15 +142,29 @@ int main(int argc, char** argv) {
     if (!ids.ok()) return Fail("--prompt: " + std::string(ids.status().message()));
     request.prompt = std::move(*ids);
   }
-  for (absl::string_view piece :
-       absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',', absl::SkipWhitespace())) {
-    int32_t id;
-    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(piece), &id)) {
-      return Fail("--prompt-ids: '" + std::string(piece) + "' is not a token id");
-    }
-    request.prompt.push_back(id);
+  const std::string ids_file = absl::GetFlag(FLAGS_prompt_ids_file);
+  if (!ids_file.empty() && (!prompt_text.empty() || !absl::GetFlag(FLAGS_prompt_ids).empty())) {
+    return Fail("give one of --prompt, --prompt-ids, --prompt-ids-file");
   }
-  if (request.prompt.empty()) return Fail("a prompt is required (--prompt or --prompt-ids)");
+  if (absl::Status s = AppendTokenIds(absl::GetFlag(FLAGS_prompt_ids), "--prompt-ids",
+                                      request.prompt);
+      !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (!ids_file.empty()) {
+    std::ifstream in(ids_file, std::ios::binary);
+    if (!in) return Fail("--prompt-ids-file: cannot read " + ids_file);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (absl::Status s = AppendTokenIds(text.str(), "--prompt-ids-file " + ids_file,
+                                        request.prompt);
+        !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+  }
+  if (request.prompt.empty()) {
+    return Fail("a prompt is required (--prompt, --prompt-ids or --prompt-ids-file)");
+  }
   request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   request.sampling.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
   request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
@@ -146,6 +186,7 @@ int main(int argc, char** argv) {
   options.channel_config_path = absl::GetFlag(FLAGS_channel_config);
   options.kv_pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
   options.offload.reuse_rows = absl::GetFlag(FLAGS_offload_reuse_rows);
+  options.offload.resident_layers = absl::GetFlag(FLAGS_offload_resident_layers);
   {
     auto kv_mode = dsinfer::ParseKvMode(absl::GetFlag(FLAGS_kv_mode));
     if (!kv_mode.ok()) return Fail("--kv-mode: " + std::string(kv_mode.status().message()));
@@ -169,7 +210,9 @@ int main(int argc, char** argv) {
     dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
         *config, options, model_dir, /*max_batch=*/1, std::max<int64_t>(rows, 1),
         request.prompt_logprobs ? std::max<int64_t>(rows, 1) : 1);
-    plan_request.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
+    plan_request.layer_major_from = dsinfer::ResolveLayerMajorFrom(
+        absl::GetFlag(FLAGS_layer_major_from), options.kv_mode,
+        dsinfer::GeneratorOptions().prefill_chunk);
     auto plan = dsinfer::PlanCudaMemory(*config, plan_request, 0);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));
     auto cuda = dsinfer::CudaBackend::Create({});
@@ -180,7 +223,8 @@ int main(int argc, char** argv) {
   auto model = dsinfer::Model::Load(model_dir, *backend, options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   dsinfer::GeneratorOptions generator;
-  generator.layer_major_from = absl::GetFlag(FLAGS_layer_major_from);
+  generator.layer_major_from = dsinfer::ResolveLayerMajorFrom(
+      absl::GetFlag(FLAGS_layer_major_from), options.kv_mode, generator.prefill_chunk);
   auto results = dsinfer::Generate(**model, {request}, generator);
   if (!results.ok()) return Fail(std::string(results.status().message()));
   const dsinfer::GenerationResult& r = (*results)[0];
@@ -203,6 +247,14 @@ int main(int argc, char** argv) {
     out["finish_reason"] = std::string(dsinfer::FinishReasonName(r.finish));
     out["usage"] = {{"prompt_tokens", request.prompt.size()}, {"completion_tokens", r.tokens.size()}};
     if (request.prompt_logprobs) out["prompt_logprobs"] = r.prompt_logprobs;
+    const double decoded = static_cast<double>(r.tokens.size()) - 1;  // the first is prefill's
+    out["timing"] = {{"prefill_seconds", r.prefill_seconds},
+                     {"decode_seconds", r.decode_seconds},
+                     {"first_decode_seconds", r.first_decode_seconds},
+                     {"prompt_tokens_per_second",
+                      r.prefill_seconds > 0 ? request.prompt.size() / r.prefill_seconds : 0.0},
+                     {"decode_tokens_per_second",
+                      r.decode_seconds > 0 ? decoded / r.decode_seconds : 0.0}};
     std::printf("%s\n", out.dump().c_str());
   } else {
     if (tokenizer != nullptr) std::printf("%s\n", text.c_str());

@@ -34,6 +34,7 @@ namespace dsinfer {
 namespace {
 
 using cuda::Num;
+using cuda::Unpack8;
 using cuda::WarpMax;
 using cuda::WarpSum;
 
@@ -175,19 +176,6 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(gmem));
 }
 __device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_all;\n" ::); }
-
-// 8 16-bit values (one 16-byte chunk) to fp32.
-template <typename T>
-__device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
-  using Vec2 = typename Num<T>::Vec2;
-  const Vec2* v = reinterpret_cast<const Vec2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 x = Num<T>::ToF2(v[i]);
-    f[2 * i] = x.x;
-    f[2 * i + 1] = x.y;
-  }
-}
 
 template <typename T, int HD>
 __global__ void __launch_bounds__(kTiledThreads)

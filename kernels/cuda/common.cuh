@@ -1,6 +1,6 @@
 // Device helpers shared by the .cu files: fp32 <-> bf16/fp16 conversion traits (round to
 // nearest even, as the CPU side's F32ToBf16 does; an identity trait for fp32 so one template
-// serves 16-bit and fp32 tensors) and warp/block reductions.
+// serves 16-bit and fp32 tensors), warp/block reductions and 16-byte chunk unpacking.
 #ifndef DSINFER_KERNELS_CUDA_COMMON_CUH_
 #define DSINFER_KERNELS_CUDA_COMMON_CUH_
 
@@ -63,6 +63,19 @@ __device__ __forceinline__ float BlockSum(float v) {
   const float r = total;
   __syncthreads();
   return r;
+}
+
+// 8 16-bit values (one 16-byte chunk) to fp32.
+template <typename T>
+__device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
+  using Vec2 = typename Num<T>::Vec2;
+  const Vec2* v = reinterpret_cast<const Vec2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = Num<T>::ToF2(v[i]);
+    f[2 * i] = x.x;
+    f[2 * i + 1] = x.y;
+  }
 }
 
 }  // namespace cuda

@@ -179,6 +179,21 @@ absl::Status Gemm(cublasHandle_t handle, DType dtype, const void* x, int64_t row
 absl::Status GemmEx(cublasHandle_t handle, DType dtype, DType y_dtype, const void* x, int64_t rows,
                     int64_t in, const void* w, int64_t out, void* y, int64_t y_stride);
 
+// The same product for decode steps (1 to kGemvMaxRows rows), where reading w once from HBM
+// is the whole cost: a warp streams two weight rows in 16-byte chunks and accumulates in fp32
+// (gemv.cu). Twin: LinearReference. Needs GemvApplies (bf16/fp16 operands, y of the same dtype
+// or fp32, `in` a multiple of 8, x and w 16-byte aligned); INVALID_ARGUMENT otherwise. x:
+// [rows, in] contiguous; y: row stride y_stride >= out.
+inline constexpr int kGemvMaxRows = 8;
+// Which body a backend's linear layers use: kCublas (cublasGemmEx for every shape) or kGemv
+// (LaunchGemv where GemvApplies — decode steps of up to kGemvMaxRows rows — cuBLAS otherwise).
+enum class LinearAlgo { kCublas, kGemv };
+bool GemvApplies(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_t in,
+                 const void* w);
+absl::Status LaunchGemv(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_t in,
+                        const void* w, int64_t out, void* y, int64_t y_stride,
+                        cudaStream_t stream);
+
 }  // namespace dsinfer
 
 #endif  // DSINFER_KERNELS_CUDA_CUDA_KERNELS_H_

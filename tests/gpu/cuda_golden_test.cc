@@ -2,7 +2,8 @@
 // every prompt position within 2e-2 × max|logit| whether the prompt goes in whole, in chunks
 // of 37 or token by token (prefill kernel, chunked prefill, flash-decoding), and greedy tokens
 // equal except at a near-tie (top-2 margin below 2e-2 × max|logit| in the reference). Skips
-// without a GPU. Also with decode steps as CUDA graphs (DecodeGraphsMatchTransformers).
+// without a GPU. Also with decode steps as CUDA graphs (DecodeGraphsMatchTransformers) and with
+// the few-row GEMV linear layers (GemvDecodeMatchesTransformers).
 //
 // The bf16 bound is the larger of 2e-2 and transformers' own bf16 error on the same model
 // (tests/data/golden/transformers_dtype_error.json: 0.0214-0.0229 of max|logit| on these
@@ -113,6 +114,27 @@ TEST_P(CudaGoldenTest, DecodeGraphsMatchTransformers) {
     if (a[i] == b[i]) continue;
     EXPECT_LT(g.margins[i], kTolerance * g.max_abs) << Name() << ": graph vs eager at " << i;
     break;
+  }
+}
+
+// Decode steps with the linear layers on the few-row GEMV kernel (LinearAlgo::kGemv), eager
+// and as CUDA graphs: the same bound.
+TEST_P(CudaGoldenTest, GemvDecodeMatchesTransformers) {
+  const Golden g = LoadGolden(Dir());
+  auto model = Model::Load(Dir(), *backend_);
+  ASSERT_TRUE(model.ok()) << model.status();
+  backend_->set_linear_algo(LinearAlgo::kGemv);
+  for (bool graphs : {false, true}) {
+    backend_->set_decode_graphs(graphs);
+    std::vector<float> logits = PromptLogits(**model, g.prompt, 1);
+    ASSERT_EQ(logits.size(), g.logits.size());
+    double max_err = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      max_err = std::max(max_err, std::abs(static_cast<double>(logits[i]) - g.logits[i]));
+    }
+    std::printf("%s gemv%s: max|dlogit| = %.4g (%.3g of max|logit|)\n", Name().c_str(),
+                graphs ? " + graphs" : "", max_err, max_err / g.max_abs);
+    EXPECT_LE(max_err, Tolerance() * g.max_abs) << Name() << (graphs ? " graphs" : "");
   }
 }
 

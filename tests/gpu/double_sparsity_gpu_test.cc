@@ -595,7 +595,8 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsEngineShapes) {
 // a budget above the context against the CUDA engine's own dense logits; and a batch mixing a
 // sparse and a dense sequence against their single-sequence runs.
 std::vector<float> RunEngine(Model& model, const std::vector<int32_t>& ids, int prefill,
-                             const AttentionOptions* options) {
+                             const AttentionOptions* options,
+                             SequenceAttentionStats* stats = nullptr) {
   KvBlockPool& pool = model.kv_pool();
   const KvBlockPool::SequenceId seq = pool.AddSequence();
   EXPECT_TRUE(pool.Reserve(seq, static_cast<int64_t>(ids.size())).ok());
@@ -609,6 +610,10 @@ std::vector<float> RunEngine(Model& model, const std::vector<int32_t>& ids, int 
     EXPECT_TRUE(st.ok()) << st;
     if (i > 0) all.insert(all.end(), logits.begin(), logits.end());
     i += count;
+  }
+  if (stats != nullptr) {
+    const SequenceAttentionStats* st = model.double_sparsity().Stats(seq);
+    *stats = st != nullptr ? *st : SequenceAttentionStats{};
   }
   model.ReleaseSequence(seq);
   return all;
@@ -753,8 +758,13 @@ TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
       CudaBackend& cuda = **gpu;
       cuda.clear_sparse_captures();
       cuda.set_capture_sparse(true);
-      const std::vector<float> got = RunEngine(**gm, ids, 20, &ds);
+      SequenceAttentionStats stats;
+      const std::vector<float> got = RunEngine(**gm, ids, 20, &ds, &stats);
       cuda.set_capture_sparse(false);
+      // Every layer of the 24 decode steps is sparse.
+      EXPECT_EQ(stats.sparse_rows, 24 * c.num_layers)
+          << dir << " bits " << bits << ": dense rows " << stats.dense_rows << ", captures "
+          << cuda.sparse_captures().size();
       ExpectCapturesMatchTwins(cuda.sparse_captures(), *(*gm)->double_sparsity().channel_config(),
                                ds.statistic, absl::StrCat(dir, " bits ", bits));
       cuda.clear_sparse_captures();

@@ -248,6 +248,48 @@ TEST(KernelsGpu, GemmMatchesLinearReference) {
   cublasDestroy(handle);
 }
 
+// The few-row GEMV body of decode steps against the same twin: 1 to 8 rows (every template
+// width, and row counts that leave some of it idle), `in` short, long and not a multiple of
+// 256, odd `out`, a y stride past `out`, 16-bit and fp32 outputs.
+TEST(KernelsGpu, GemvMatchesLinearReference) {
+  SKIP_WITHOUT_GPU();
+  EXPECT_FALSE(GemvApplies(DType::kBF16, DType::kBF16, nullptr, 9, 64, nullptr));
+  EXPECT_FALSE(GemvApplies(DType::kBF16, DType::kBF16, nullptr, 1, 4099, nullptr));
+  EXPECT_FALSE(GemvApplies(DType::kF32, DType::kF32, nullptr, 1, 64, nullptr));
+  for (DType t : kDTypes) {
+    for (int64_t rows : {1, 2, 3, 5, 8}) {
+      for (auto [in, out] : {std::pair<int64_t, int64_t>{8, 7}, {64, 97}, {4104, 129},
+                             {136, 4099}, {4096, 1}}) {
+        const int64_t y_stride = out + 3;
+        HostArray x = Random(t, rows * in), w = Random(t, out * in);
+        DevBuf dx(x.raw), dw(w.raw), dy(rows * y_stride * 2), dy32(rows * y_stride * 4);
+        ASSERT_TRUE(GemvApplies(t, t, dx.ptr, rows, in, dw.ptr));
+        ASSERT_OK(LaunchGemv(t, t, dx.ptr, rows, in, dw.ptr, out, dy.ptr, y_stride, nullptr));
+        ASSERT_OK(LaunchGemv(t, DType::kF32, dx.ptr, rows, in, dw.ptr, out, dy32.ptr, y_stride,
+                             nullptr));
+        std::vector<float> ref(rows * y_stride, 0.0f);
+        LinearReference(x.f32.data(), rows, in, w.f32.data(), out, ref.data(), y_stride);
+        const std::vector<float> got = dy.Read16(t, rows * y_stride);
+        const std::vector<float> got32 = ReadF32(dy32, rows * y_stride);
+        std::vector<float> g16, g32, r;
+        for (int64_t i = 0; i < rows; ++i) {
+          for (int64_t c = 0; c < out; ++c) {
+            g16.push_back(got[i * y_stride + c]);
+            g32.push_back(got32[i * y_stride + c]);
+            r.push_back(ref[i * y_stride + c]);
+          }
+          for (int64_t c = out; c < y_stride; ++c) {
+            EXPECT_TRUE(std::isnan(got[i * y_stride + c])) << "wrote past out";
+            EXPECT_TRUE(std::isnan(got32[i * y_stride + c])) << "fp32 wrote past out";
+          }
+        }
+        EXPECT_LE(RelErr(g16, r), Tolerance(t)) << rows << " " << in << " " << out;
+        EXPECT_LE(RelErr(g32, r), 2e-5) << "fp32 out " << rows << " " << in << " " << out;
+      }
+    }
+  }
+}
+
 TEST(KernelsGpu, Argmax) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {

@@ -348,6 +348,9 @@ std::unique_ptr<Model> LoadCuda(const std::string& dir, CudaBackend& backend, Kv
   ModelOptions options;
   options.kv_mode = mode;
   options.offload = offload;
+  // The golden models have 2-3 layers, which the default (the 2 dense layers) would keep all
+  // resident in HBM: the tests take the pinned path unless they ask for resident layers.
+  if (options.offload.resident_layers < 0) options.offload.resident_layers = 0;
   options.kv_pool_tokens = 1024;
   auto model = Model::Load(dir, backend, options);
   EXPECT_TRUE(model.ok()) << model.status();
@@ -494,13 +497,16 @@ void ExpectSameRun(const GreedyRun& want, const GreedyRun& got, int64_t vocab, c
 
 TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
   SKIP_WITHOUT_GPU();
-  for (const char* dir : kGoldenModels) {
+  for (const char* dir : kGoldenModels)
+  for (int resident : {0, 1}) {
     for (int64_t reuse : {int64_t{0}, int64_t{4096}, int64_t{5}}) {
-      const std::string what = std::string(dir) + " reuse " + std::to_string(reuse);
+      const std::string what = std::string(dir) + " reuse " + std::to_string(reuse) +
+                               " resident layers " + std::to_string(resident);
       SCOPED_TRACE(what);
       OffloadOptions oo;
       oo.predict = false;
       oo.reuse_rows = reuse;
+      oo.resident_layers = resident;
       GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kOffload, oo);
       ASSERT_NE(e.gpu, nullptr);
       ASSERT_NE(e.off, nullptr);
@@ -521,10 +527,11 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
       const GreedyRun got = RunGreedy(off, p0, p1, generate, o);
       ExpectSameRun(want, got, c.vocab_size, what);
 
-      // The pool is pinned mapped host memory; the tier's buffers are device memory.
+      // The pool is pinned mapped host memory but for its resident layers (device memory);
+      // the tier's buffers are device memory.
       cudaPointerAttributes attr{};
       ASSERT_CUDA(cudaPointerGetAttributes(&attr, off.kv_pool().KBase(0)));
-      EXPECT_EQ(attr.type, cudaMemoryTypeHost);
+      EXPECT_EQ(attr.type, resident > 0 ? cudaMemoryTypeDevice : cudaMemoryTypeHost);
       EXPECT_NE(attr.devicePointer, nullptr);
       EXPECT_TRUE(e.off_backend->pinned_memory().Contains(off.kv_pool().VBase(c.num_layers - 1)));
       ASSERT_CUDA(cudaPointerGetAttributes(&attr, off.offload_tier()->BufferView(0).k));
@@ -551,7 +558,10 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
         EXPECT_EQ(st->sparse_rows, gst->sparse_rows);
         EXPECT_EQ(st->tokens_attended, gst->tokens_attended);
         EXPECT_LT(st->tokens_attended, st->tokens_context);
-        EXPECT_EQ(st->fetch.rows_from_host + st->fetch.rows_reused, st->fetch.rows_requested);
+        EXPECT_EQ(st->fetch.rows_from_host + st->fetch.rows_reused + st->fetch.rows_resident,
+                  st->fetch.rows_requested);
+        // Rows of the resident layer are gathered from device memory, not read from the host.
+        EXPECT_EQ(st->fetch.rows_resident > 0, resident > 0);
         EXPECT_EQ(st->fetch.bytes_from_host, st->fetch.rows_from_host * 2 * c.head_dim * 2);
         if (reuse == 0) {
           EXPECT_EQ(st->fetch.rows_reused, 0);
@@ -641,9 +651,14 @@ TEST(OffloadEngineGpu, DenseOffloadEqualsGpuModeDense) {
 TEST(OffloadEngineGpu, LayerMajorPrefillEqualsChunkedPrefill) {
   SKIP_WITHOUT_GPU();
   for (KvMode mode : {KvMode::kGpu, KvMode::kOffload, KvMode::kDenseOffload})
+  for (int resident : {0, 1})
   for (const char* dir : kGoldenModels) {
-    SCOPED_TRACE(testing::Message() << dir << " mode " << static_cast<int>(mode));
-    GpuAndOffload e = LoadGpuAndOffload(dir, mode);
+    if (mode == KvMode::kGpu && resident > 0) continue;
+    SCOPED_TRACE(testing::Message() << dir << " mode " << static_cast<int>(mode)
+                                    << " resident layers " << resident);
+    OffloadOptions oo;
+    oo.resident_layers = resident;
+    GpuAndOffload e = LoadGpuAndOffload(dir, mode, oo);
     ASSERT_NE(e.gpu, nullptr);
     ASSERT_NE(e.off, nullptr);
     Model& want_model = *e.gpu;
@@ -712,6 +727,7 @@ TEST(OffloadEngineGpu, UnpinnablePoolIsResourceExhausted) {
   ASSERT_TRUE(b.ok());
   ModelOptions options;
   options.kv_mode = KvMode::kOffload;
+  options.offload.resident_layers = 0;  // the whole pool pinned
   options.kv_block_tokens = 4096;
   options.kv_pool_tokens = int64_t{1} << 42;  // 2^30 blocks of >= 1 MiB: petabytes
   auto model = Model::Load(kGoldenModels[0], **b, options);

@@ -142,6 +142,13 @@ TEST(GeneratorTest, BatchEqualsEachRequestAloneGreedy) {
   GeneratorOptions bad;
   bad.layer_major_from = -1;
   EXPECT_EQ(Generate(*model, requests, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  // The binaries' -1: longer than one chunk in the offload modes, never in gpu mode.
+  EXPECT_EQ(ResolveLayerMajorFrom(-1, KvMode::kOffload, 512), 513);
+  EXPECT_EQ(ResolveLayerMajorFrom(-1, KvMode::kDenseOffload, 256), 257);
+  EXPECT_EQ(ResolveLayerMajorFrom(-1, KvMode::kGpu, 512), 0);
+  EXPECT_EQ(ResolveLayerMajorFrom(7, KvMode::kGpu, 512), 7);
+  EXPECT_EQ(ResolveLayerMajorFrom(0, KvMode::kOffload, 512), 0);
+  EXPECT_EQ(ResolveLayerMajorFrom(-2, KvMode::kOffload, 512), -2);  // still refused
 }
 
 TEST(GeneratorTest, SeededSamplingInBatchEqualsAloneAndRepeats) {

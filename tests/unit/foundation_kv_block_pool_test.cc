@@ -301,5 +301,54 @@ TEST(KvBlockPoolTest, LayerRegionsAreDisjointAndSized) {
             o.BytesPerBlock() * o.num_blocks);
 }
 
+// Resident layers: the first layers' regions come from the second memory, in one allocation
+// each; a failure of either frees what was taken; the options refuse a count past the layers.
+TEST(KvBlockPoolTest, ResidentLayersLiveInTheirOwnMemory) {
+  KvPoolOptions o = SmallOptions();
+  ASSERT_GE(o.layers, 2);
+  o.resident_layers = 1;
+  const int64_t region = o.num_blocks * o.block_tokens * o.kv_heads * o.head_dim * 4;
+  CountingMemory host, device;
+  {
+    auto pool = KvBlockPool::Create(o, host, &device);
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    EXPECT_EQ(host.allocations, 1);
+    EXPECT_EQ(device.allocations, 1);
+    EXPECT_EQ(device.last_bytes, static_cast<size_t>(2 * region));
+    EXPECT_EQ(host.last_bytes, static_cast<size_t>(2 * region * (o.layers - 1)));
+    const char* d = static_cast<const char*>((*pool)->KBase(0));
+    EXPECT_EQ(static_cast<const char*>((*pool)->VBase(0)) - d, region);
+    const char* h = static_cast<const char*>((*pool)->KBase(1));
+    for (int layer = 1; layer < o.layers; ++layer) {
+      EXPECT_EQ(static_cast<const char*>((*pool)->KBase(layer)) - h, 2 * (layer - 1) * region);
+      EXPECT_EQ(static_cast<const char*>((*pool)->VBase(layer)) - h,
+                (2 * (layer - 1) + 1) * region);
+    }
+    // Accounting counts every layer, wherever it lives.
+    const auto seq = (*pool)->AddSequence();
+    ASSERT_TRUE((*pool)->Reserve(seq, 5).ok());
+    EXPECT_EQ((*pool)->bytes_in_use(), 2 * o.BytesPerBlock());
+  }
+  EXPECT_EQ(host.frees, 1);
+  EXPECT_EQ(device.frees, 1);
+  // The resident memory fails: the host allocation is returned, RESOURCE_EXHAUSTED.
+  device.fail = true;
+  auto failed = KvBlockPool::Create(o, host, &device);
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(host.frees, host.allocations);
+  // Every layer resident: nothing from the main memory.
+  device.fail = false;
+  o.resident_layers = o.layers;
+  const int before = host.allocations;
+  EXPECT_TRUE(KvBlockPool::Create(o, host, &device).ok());
+  EXPECT_EQ(host.allocations, before);
+  // Bad counts, and resident layers without their memory.
+  o.resident_layers = o.layers + 1;
+  EXPECT_EQ(KvBlockPool::Create(o, host, &device).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o.resident_layers = 1;
+  EXPECT_EQ(KvBlockPool::Create(o, host).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace dsinfer

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,6 +78,37 @@ TEST(RunMainTest, JsonTokenIdsMatchLibrary) {
   EXPECT_EQ(j["finish_reason"], "length");
   EXPECT_FALSE(j.contains("prompt_logprobs"));
   EXPECT_EQ(j["token_logprobs"].size(), 6u);
+}
+
+// A prompt from a file (commas and any whitespace between ids) gives what the same ids on the
+// command line give, and the JSON reports the prefill and decode times.
+TEST(RunMainTest, PromptIdsFileMatchesFlagAndTimingIsReported) {
+  const std::string path = ::testing::TempDir() + "/run_main_prompt_ids.txt";
+  std::ofstream(path) << "1, 2\n3\t40 ,7\n";
+  const std::string base = std::string("--model ") + kModel + " --max-new-tokens 6 --ignore-eos --json ";
+  const nlohmann::json file = ParseJson(RunTool(base + "--prompt-ids-file " + path));
+  const nlohmann::json flag = ParseJson(RunTool(base + "--prompt-ids 1,2,3,40,7"));
+  EXPECT_EQ(file["token_ids"], flag["token_ids"]);
+  EXPECT_EQ(file["usage"]["prompt_tokens"], 5);
+  ASSERT_TRUE(file.contains("timing")) << file.dump();
+  const nlohmann::json& t = file["timing"];
+  EXPECT_GT(t["prefill_seconds"].get<double>(), 0.0);
+  EXPECT_GT(t["decode_seconds"].get<double>(), 0.0);
+  EXPECT_GT(t["first_decode_seconds"].get<double>(), 0.0);
+  EXPECT_LE(t["first_decode_seconds"].get<double>(), t["decode_seconds"].get<double>());
+  EXPECT_GT(t["prompt_tokens_per_second"].get<double>(), 0.0);
+  EXPECT_GT(t["decode_tokens_per_second"].get<double>(), 0.0);
+  // A bad file, a bad id in it, and a file beside another prompt flag are refused by name.
+  std::ofstream(path) << "1,2,three";
+  RunResult bad = RunTool(base + "--prompt-ids-file " + path);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.out, HasSubstr("'three'"));
+  bad = RunTool(base + "--prompt-ids-file /nonexistent/ids.txt");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.out, HasSubstr("/nonexistent/ids.txt"));
+  bad = RunTool(base + "--prompt-ids 1 --prompt-ids-file " + path);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.out, HasSubstr("one of"));
 }
 
 TEST(RunMainTest, PromptLogprobsHaveOneLessThanPrompt) {

@@ -84,6 +84,16 @@ TEST(MemoryPlan, OffloadCountsThePoolOnTheHostAndTierBuffersOnTheGpu) {
   // The case: about 20 GiB on the GPU, not 47+.
   EXPECT_LT(plan->device_needed(), 21 * kGiB);
 
+  // Two resident layers (the default dense layers): 2/32 of the pool moves to the GPU.
+  MemoryPlanRequest resident = At256K(KvMode::kOffload);
+  resident.resident_layers = 2;
+  auto plan_r = ComputeMemoryPlan(Llama3_8B(), resident);
+  ASSERT_TRUE(plan_r.ok());
+  EXPECT_EQ(plan_r->gpu_kv_bytes, kPool256K / 16);
+  EXPECT_EQ(plan_r->host_kv_bytes, kPool256K - kPool256K / 16);
+  EXPECT_EQ(plan_r->device_needed(), plan->device_needed() + kPool256K / 16);
+  EXPECT_NE(plan_r->DeviceSummary().find("--offload-resident-layers"), std::string::npos);
+
   // 4-bit labels: 8 code bytes + fp16 scale + fp16 minimum = 12 B per row: 0.75 GiB.
   MemoryPlanRequest four = At256K(KvMode::kOffload);
   four.labels = LabelFormat{16, 4};
@@ -258,6 +268,7 @@ TEST(MemoryPlan, RequestFromModelOptions) {
   EXPECT_EQ(r.max_context, 8192);
   EXPECT_EQ(r.PoolTokens(), 4 * 8192);
   EXPECT_EQ(r.reuse_rows, 1234);
+  EXPECT_EQ(r.resident_layers, options.attention.dense_layers);  // -1: the dense layers
   EXPECT_EQ(r.max_batch, 4);
   EXPECT_EQ(r.max_rows, 300);
   EXPECT_EQ(r.max_logit_rows, 5);

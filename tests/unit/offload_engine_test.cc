@@ -136,6 +136,7 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
         OffloadOptions oo;
         oo.predict = false;
         oo.reuse_rows = reuse;
+        oo.resident_layers = 0;  // every layer streams (ResidentLayersReadNothingFromTheHost)
         CpuBackend backend;
         std::unique_ptr<Model> off = LoadModel(dir, backend, KvMode::kOffload, oo);
         ASSERT_NE(off, nullptr);
@@ -179,6 +180,72 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
       }
     }
   }
+}
+
+// Resident layers (OffloadOptions::resident_layers, by default the engine's dense_layers):
+// the first layers' K/V in the backend's device memory. Logits stay bit-equal to every layer
+// streaming; the dense rows of those layers fetch nothing, their sparse rows count as
+// resident, and the host bytes drop by exactly what the streamed run read from those layers.
+TEST(OffloadEngine, ResidentLayersReadNothingFromTheHost) {
+  for (const char* dir : kGoldenModels) {
+    SCOPED_TRACE(dir);
+    const std::vector<int32_t> probe = {1};
+    CpuBackend b0, b1;
+    OffloadOptions streamed, resident;
+    streamed.predict = resident.predict = false;
+    streamed.reuse_rows = resident.reuse_rows = 0;
+    streamed.resident_layers = 0;
+    resident.resident_layers = 2;
+    std::unique_ptr<Model> s = LoadModel(dir, b0, KvMode::kOffload, streamed);
+    std::unique_ptr<Model> r = LoadModel(dir, b1, KvMode::kOffload, resident);
+    ASSERT_NE(s, nullptr);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->kv_pool().options().resident_layers, 2);
+    const ModelConfig& c = s->config();
+    const ChannelConfig channels = RandomChannelConfig(c, 23);
+    ASSERT_TRUE(s->double_sparsity().SetChannelConfig(channels).ok());
+    ASSERT_TRUE(r->double_sparsity().SetChannelConfig(channels).ok());
+    const std::vector<std::vector<int32_t>> ids = {
+        RandomIds(40, static_cast<int>(c.vocab_size), 8)};
+    // Layer 0 dense (resident: in place), layer 1 sparse (resident: gathered from the device
+    // pool), the rest sparse from the host.
+    const AttentionOptions o = SparseOptions(c.head_dim / 8, 16, 0.25);
+    const BatchRun a = RunBatch(*s, ids, {12}, o);
+    const BatchRun b = RunBatch(*r, ids, {12}, o);
+    EXPECT_TRUE(BitEqual(a.logits, b.logits));
+    const FetchCounters& fa = s->double_sparsity().Stats(a.seqs[0])->fetch;
+    const FetchCounters& fb = r->double_sparsity().Stats(b.seqs[0])->fetch;
+    // Streamed, layer 0's decode rows fetch every earlier token (positions 12..39).
+    int64_t dense_rows = 0;
+    for (int64_t p = 12; p < 40; ++p) dense_rows += p;
+    dense_rows *= c.num_heads_kv;
+    EXPECT_EQ(fb.rows_requested, fa.rows_requested - dense_rows);
+    EXPECT_GT(fb.rows_resident, 0);
+    EXPECT_EQ(fa.rows_resident, 0);
+    EXPECT_EQ(fb.rows_from_host + fb.rows_resident, fb.rows_requested);
+    EXPECT_EQ(fb.rows_from_host, fa.rows_from_host - dense_rows - fb.rows_resident);
+    EXPECT_EQ(fb.bytes_from_host,
+              fb.rows_from_host * 2 * c.head_dim * static_cast<int64_t>(sizeof(float)));
+    // No streamed dense layer: the fetch buffers hold a budget per head, not the context.
+    EXPECT_LT(r->offload_tier()->buffer_bytes(), s->offload_tier()->buffer_bytes());
+    s->ReleaseSequence(a.seqs[0]);
+    r->ReleaseSequence(b.seqs[0]);
+    EXPECT_EQ(r->kv_pool().blocks_in_use(), 0);
+  }
+  // -1 resolves to dense_layers in kv mode offload, 0 in dense-offload.
+  ModelOptions mo;
+  mo.kv_mode = KvMode::kOffload;
+  mo.attention.dense_layers = 3;
+  EXPECT_EQ(ResidentLayers(mo, 32), 3);
+  EXPECT_EQ(ResidentLayers(mo, 2), 2);
+  mo.kv_mode = KvMode::kDenseOffload;
+  EXPECT_EQ(ResidentLayers(mo, 32), 0);
+  mo.offload.resident_layers = 1;
+  EXPECT_EQ(ResidentLayers(mo, 32), 1);
+  mo.kv_mode = KvMode::kGpu;
+  EXPECT_EQ(ResidentLayers(mo, 32), 0);
+  mo.offload.resident_layers = -2;
+  EXPECT_FALSE(mo.Validate().ok());
 }
 
 // With a budget covering the whole context any selection is every token, so the predicted
@@ -258,7 +325,10 @@ TEST(OffloadEngine, DenseOffloadEqualsDenseAndStreamsEveryRow) {
 
 TEST(OffloadEngine, ChunkedPrefillCountsEarlierChunksAsHostReads) {
   CpuBackend backend;
-  std::unique_ptr<Model> off = LoadModel(kGoldenModels[0], backend, KvMode::kOffload);
+  OffloadOptions all_on_host;
+  all_on_host.resident_layers = 0;
+  std::unique_ptr<Model> off =
+      LoadModel(kGoldenModels[0], backend, KvMode::kOffload, all_on_host);
   ASSERT_NE(off, nullptr);
   const ModelConfig& c = off->config();
   const std::vector<int32_t> ids = RandomIds(30, static_cast<int>(c.vocab_size), 3);

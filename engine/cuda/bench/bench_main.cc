@@ -16,6 +16,11 @@
 // 4-bit ones, budget k = context / ratio, sink 4, recent 64, the first --ds_dense_layers
 // layers dense. Labels are derived from the pool's random K at the first (warm-up) step.
 //
+// Decode is timed once per linear-layer body of --linear_algos (default cublas,gemv: cuBLAS and
+// the few-row GEMV kernel, which applies to batches of up to 8 rows only), side by side. A
+// section before the decode table times every weight matrix of the shape alone with both
+// bodies at 1, 2, 4 and 8 rows: GB/s of weights read, and the weights' share of a decode step.
+//
 // --prefill_algo, --ds_score_algo, --ds_topk_algo pick the kernel bodies (CudaBackendOptions;
 // defaults: the GPU-verified ones), so one run per value compares the opt-in bodies end to end.
 #include <cuda_runtime.h>
@@ -63,6 +68,9 @@ ABSL_FLAG(std::string, ds_score_algo, "coalesced",
           "Double Sparsity label scoring body: coalesced (default) | row");
 ABSL_FLAG(std::string, ds_topk_algo, "auto",
           "Double Sparsity top-k kernel: auto (default) | one-block | cluster");
+ABSL_FLAG(std::string, linear_algos, "cublas,gemv",
+          "linear-layer bodies to time decode with, side by side: cublas | gemv (batches of up "
+          "to 8 rows)");
 
 namespace dsinfer {
 namespace {
@@ -346,11 +354,86 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
     r["attention_warp_kernel_TBps"] = warp_tbps;
   }
   for (BatchSequence& s : fb.sequences) s.attention = nullptr;
+  const std::string label = absl::StrCat(mode, "/", r.value("linear_algo", "cublas"));
   std::printf("%-14s %-6lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %10.3f %12.2f %12.2f\n",
-              mode.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
+              label.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
               graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms, attn_ms,
               attn_bytes / (attn_ms * 1e-3) / 1e12, warp_tbps);
   std::printf("%-14s   attention op issue (host) %.3f ms per layer\n", "", issue_ms);
+  return absl::OkStatus();
+}
+
+// Every weight matrix kind and the LM head, alone, through cuBLAS and the GEMV kernel at 1, 2,
+// 4 and 8 rows: one launch per layer over all layers' matrices in turn (so no matrix is still
+// in L2 from the launch before), median of 7 passes; GB/s of weights read (the floor is the
+// weights ÷ the D2D rate; a read-only stream may beat that read + write rate), and the
+// weights' time of one decode step (every layer + the LM head) per body.
+absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double hbm_bps,
+                              Timer& timer, nlohmann::json& out) {
+  using Member = DeviceTensor RandomWeightModel::Layer::*;
+  const std::pair<const char*, Member> kinds[] = {
+      {"qkv_proj", &RandomWeightModel::Layer::qkv_proj},
+      {"o_proj", &RandomWeightModel::Layer::o_proj},
+      {"gate_up_proj", &RandomWeightModel::Layer::gate_up_proj},
+      {"down_proj", &RandomWeightModel::Layer::down_proj},
+      {"lm_head", nullptr}};
+  const int64_t max_in = std::max(m.config.hidden_size, m.config.intermediate_size);
+  const int64_t max_out = std::max<int64_t>(m.config.vocab_size, 2 * m.config.intermediate_size);
+  ASSIGN_OR_RETURN(DeviceTensor x_buf, b.Allocate(kGemvMaxRows, max_in));
+  ASSIGN_OR_RETURN(DeviceTensor y_buf, b.Allocate(kGemvMaxRows, max_out));
+  RETURN_IF_ERROR(b.FillRandom(x_buf, 11, 1.0f));
+  std::printf("\nlinear layers alone, all layers in turn (floor: D2D %.0f GB/s)\n"
+              "%-13s %5s %11s %11s %11s %11s\n",
+              hbm_bps / 1e9, "weight", "rows", "cublas ms", "gemv ms", "cublas GB/s",
+              "gemv GB/s");
+  const LinearAlgo bodies[2] = {LinearAlgo::kCublas, LinearAlgo::kGemv};
+  for (int rows : {1, 2, 4, 8}) {
+    double step_ms[2] = {0, 0}, step_bytes = 0;
+    for (const auto& [name, member] : kinds) {
+      std::vector<const DeviceTensor*> ws;
+      if (member == nullptr) {
+        ws.push_back(&m.lm_head);
+      } else {
+        for (const RandomWeightModel::Layer& l : m.layers) ws.push_back(&(l.*member));
+      }
+      double ms[2];
+      for (int body = 0; body < 2; ++body) {
+        b.set_linear_algo(bodies[body]);
+        std::vector<double> t;
+        for (int pass = 0; pass < 8; ++pass) {
+          timer.Start();
+          for (const DeviceTensor* w : ws) {
+            DeviceTensor x = x_buf, y = y_buf;
+            x.rows = y.rows = rows;
+            x.cols = w->cols;
+            y.cols = w->rows;
+            RETURN_IF_ERROR(b.Linear(x, *w, y));
+          }
+          t.push_back(timer.StopMs());
+        }
+        t.erase(t.begin());
+        ms[body] = Median(t);
+        step_ms[body] += ms[body];
+      }
+      const double bytes = 2.0 * ws[0]->rows * ws[0]->cols * ws.size();
+      step_bytes += bytes;
+      std::printf("%-13s %5d %11.4f %11.4f %11.0f %11.0f\n", name, rows, ms[0], ms[1],
+                  bytes / (ms[0] * 1e-3) / 1e9, bytes / (ms[1] * 1e-3) / 1e9);
+      out["matrices"].push_back({{"weight", name}, {"rows", rows}, {"in", ws[0]->cols},
+                                 {"out", ws[0]->rows}, {"launches", ws.size()},
+                                 {"cublas_ms", ms[0]}, {"gemv_ms", ms[1]},
+                                 {"cublas_GBps", bytes / (ms[0] * 1e-3) / 1e9},
+                                 {"gemv_GBps", bytes / (ms[1] * 1e-3) / 1e9}});
+    }
+    const double floor_ms = step_bytes / hbm_bps * 1e3;
+    std::printf("%-13s %5d %11.3f %11.3f   weights of one decode step (floor %.3f ms)\n",
+                "step", rows, step_ms[0], step_ms[1], floor_ms);
+    out["step"].push_back({{"rows", rows}, {"cublas_ms", step_ms[0]}, {"gemv_ms", step_ms[1]},
+                           {"floor_ms", floor_ms}});
+  }
+  RETURN_IF_ERROR(b.Synchronize());
+  b.Free(x_buf);
+  b.Free(y_buf);
   return absl::OkStatus();
 }
 
@@ -425,6 +508,9 @@ absl::Status Run() {
     contexts.push_back(std::stoll(std::string(s)));
   const int iters = absl::GetFlag(FLAGS_iters);
   std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_attention), ',');
+  ASSIGN_OR_RETURN(const std::vector<LinearAlgo> linear_algos,
+                   ParseAlgoList<LinearAlgo>(absl::GetFlag(FLAGS_linear_algos)));
+  b.set_linear_algo(linear_algos.front());
   const bool any_ds = std::find(modes.begin(), modes.end(), "double_sparse") != modes.end();
 
   for (absl::string_view model_name : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
@@ -435,6 +521,7 @@ absl::Status Run() {
     const int64_t kv_token_bytes = 2ll * c.num_layers * c.kv_size() * 2;
     nlohmann::json jm;
     jm["weight_bytes"] = m.weight_bytes;
+    RETURN_IF_ERROR(TimeLinearBodies(b, m, hbm_bps, timer, jm["linear"]));
     std::printf(
         "\n%s (weights %.2f GB)\n%-14s %-6s %-7s %12s %12s %12s %10s %10s %10s %12s %12s\n",
         shape.name.c_str(), m.weight_bytes / 1e9, "attention", "batch", "ctx", "eager ms",
@@ -466,12 +553,18 @@ absl::Status Run() {
           fb.Add(seq, &tok, 1, ctx, false);
         }
         for (const std::string& mode : modes) {
-          nlohmann::json rm = r;
-          rm["attention"] = mode;
-          RETURN_IF_ERROR(TimeDecode(b, m, ws, fb, *pool, mode, ctx, batch, hbm_bps, timer, iters,
-                                     rm));
-          jm["decode"].push_back(rm);
+          for (LinearAlgo linear : linear_algos) {
+            if (linear == LinearAlgo::kGemv && batch > kGemvMaxRows) continue;
+            b.set_linear_algo(linear);
+            nlohmann::json rm = r;
+            rm["attention"] = mode;
+            rm["linear_algo"] = AlgoName(linear);
+            RETURN_IF_ERROR(TimeDecode(b, m, ws, fb, *pool, mode, ctx, batch, hbm_bps, timer,
+                                       iters, rm));
+            jm["decode"].push_back(rm);
+          }
         }
+        b.set_linear_algo(linear_algos.front());
       }
     }
     // Prefill, batch 1.

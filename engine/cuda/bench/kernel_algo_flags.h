@@ -4,6 +4,7 @@
 //   prefill attention:  mma (default) | simt
 //   DS label scoring:   coalesced (default) | row
 //   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs) | one-block | cluster
+//   linear layers:      cublas (default) | gemv (decode steps of up to 8 rows)
 #ifndef DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
 #define DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
 
@@ -30,6 +31,8 @@ inline const char* AlgoName(LabelScoreAlgo a) {
 inline const char* AlgoName(TopKAlgo a) {
   return a == TopKAlgo::kCluster ? "cluster" : a == TopKAlgo::kAuto ? "auto" : "one-block";
 }
+
+inline const char* AlgoName(LinearAlgo a) { return a == LinearAlgo::kGemv ? "gemv" : "cublas"; }
 
 // Parses one name into `*out`, trying every value of Enum in `values`.
 template <typename Enum>
@@ -58,6 +61,10 @@ inline absl::Status ParseAlgo(absl::string_view name, LabelScoreAlgo* out) {
 inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
   return ParseAlgo(name, {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kCluster}, "top-k kernel",
                    out);
+}
+
+inline absl::Status ParseAlgo(absl::string_view name, LinearAlgo* out) {
+  return ParseAlgo(name, {LinearAlgo::kCublas, LinearAlgo::kGemv}, "linear-layer body", out);
 }
 
 // A comma-separated list of names ("simt,mma"); at least one.

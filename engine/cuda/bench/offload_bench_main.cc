@@ -7,6 +7,9 @@
 //   offload          Double Sparsity at the budget ratio, cross-layer prediction, reuse cache
 //   offload-noreuse  the same without the reuse cache: the selection stays on the device,
 //                    the gather reads it there (Backend::SelectAndFetch, the engine's path)
+//   offload-streamed offload-noreuse with the dense layers' K/V streamed from the host too
+//                    (--offload-resident-layers 0); the other Double Sparsity modes keep the
+//                    first --dense_layers layers (default 2, as the engine) resident in HBM
 //   offload-hostsel  offload-noreuse through host lists instead (SelectTokens + FetchRows:
 //                    one device→host copy and host wait per selection), for comparison
 //   dense-offload    every row of every layer streamed from the host (FlexGen-style baseline)
@@ -48,7 +51,8 @@
 ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
 ABSL_FLAG(std::string, contexts, "32768,131072,262144", "decode contexts");
 ABSL_FLAG(std::string, batches, "1,4", "decode batch sizes");
-ABSL_FLAG(std::string, modes, "offload,offload-noreuse,offload-hostsel,dense-offload,gpu",
+ABSL_FLAG(std::string, modes,
+          "offload,offload-noreuse,offload-streamed,offload-hostsel,dense-offload,gpu",
           "modes to time");
 ABSL_FLAG(int64_t, kv_pool_tokens, 262144 + 256,
           "host pool size in tokens (all sequences); configurations that do not fit are skipped");
@@ -60,6 +64,11 @@ ABSL_FLAG(int32_t, channels, 16, "Double Sparsity label channels r");
 ABSL_FLAG(int64_t, reuse_rows, 4096, "reuse-cache slots per (layer, KV head) in mode offload");
 ABSL_FLAG(bool, predict, true, "cross-layer prediction in the offload modes");
 ABSL_FLAG(int32_t, layers, 32, "layers of the model (32 = Llama-3-8B)");
+ABSL_FLAG(int32_t, dense_layers, 2,
+          "first layers that stay dense in the Double Sparsity modes (the engine's default 2)");
+ABSL_FLAG(int32_t, resident_layers, -1,
+          "first layers whose K/V stay in GPU memory in the Double Sparsity offload modes but "
+          "offload-streamed (the engine's --offload-resident-layers; -1 = --dense_layers)");
 ABSL_FLAG(std::string, model, "llama3-8b", "model shape: llama3-8b (GQA 8) | llama2-7b (MHA)");
 
 namespace dsinfer {
@@ -119,6 +128,12 @@ struct Engine {
   DoubleSparsity* ds = nullptr;
   OffloadTier* tier = nullptr;
   bool device_selection = false;  // Model::DeviceSelection
+  // Resident layers (KvPoolOptions::resident_layers): the engine keeps them in one pool; here
+  // they are a device pool of their own, addressed through `resident_batch` (its sequence
+  // ids, the same block ids).
+  int resident_layers = 0;
+  KvBlockPool* resident = nullptr;
+  const ForwardBatch* resident_batch = nullptr;
   std::vector<std::vector<std::vector<int32_t>>> selection[2];  // [parity][seq][head]
 };
 
@@ -162,6 +177,9 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
                           DeviceTensor& attn) {
   CudaBackend& b = *m.backend;
   const int hkv = m.config.num_heads_kv;
+  if (layer < e.resident_layers) {  // dense (resident_layers <= dense_layers): in place
+    return b.Attention(layer, m.attention, *e.resident_batch, *e.resident, qkv, attn);
+  }
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
     const int32_t position = batch.positions[s.first_row];
@@ -219,7 +237,9 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   if (e.tier != nullptr) {
     e.tier->ReleaseMissing(*e.pool);
     std::vector<int64_t> segments(batch.sequences.size());
-    for (size_t j = 0; j < segments.size(); ++j) segments[j] = e.ds->FetchRows(j, batch);
+    for (size_t j = 0; j < segments.size(); ++j) {
+      segments[j] = e.ds->FetchRows(j, batch, e.resident_layers);
+    }
     RETURN_IF_ERROR(e.tier->BeginStep(segments));
     for (auto& p : e.selection) p.assign(batch.sequences.size(), {});
     RETURN_IF_ERROR(b.BeginOffloadStep(m.attention, batch, *e.pool));
@@ -236,7 +256,11 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   for (int i = 0; i < m.config.num_layers; ++i) {
     const BenchModel::Layer& l = m.layers[i];
     RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
-    RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, *e.pool, qkv));
+    if (i < e.resident_layers) {
+      RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, *e.resident_batch, *e.resident, qkv));
+    } else {
+      RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, *e.pool, qkv));
+    }
     if (e.ds->StoresLabels()) RETURN_IF_ERROR(b.StoreLabels(i, batch, *e.ds, qkv));
     if (e.tier != nullptr) {
       RETURN_IF_ERROR(OffloadLayer(m, e, i, batch, residual, qkv, attn));
@@ -472,7 +496,8 @@ absl::Status Run() {
   std::map<std::pair<int64_t, int64_t>, double> dense_ms;
   // Dense-offload first, so the others can report their speed-up against it.
   std::vector<std::string> ordered;
-  for (const char* want : {"dense-offload", "offload", "offload-noreuse", "offload-hostsel", "gpu"}) {
+  for (const char* want : {"dense-offload", "offload", "offload-noreuse", "offload-streamed",
+                           "offload-hostsel", "gpu"}) {
     if (std::find(modes.begin(), modes.end(), want) != modes.end()) ordered.push_back(want);
   }
   for (int64_t context : contexts) {
@@ -503,7 +528,7 @@ absl::Status Run() {
         o.mode = mode == "dense-offload" ? AttentionMode::kDense : AttentionMode::kDoubleSparse;
         o.channels = absl::GetFlag(FLAGS_channels);
         o.token_budget_ratio = absl::GetFlag(FLAGS_budget_ratio);
-        o.dense_layers = 0;
+        o.dense_layers = absl::GetFlag(FLAGS_dense_layers);
         RETURN_IF_ERROR(ds.SetDefaults(o));
         RETURN_IF_ERROR(ds.SetChannelConfig(RandomChannelConfig(c, 17)));
         ds.set_force_dense(mode == "dense-offload");
@@ -520,21 +545,46 @@ absl::Status Run() {
         e.pool = &pool;
         e.ds = &ds;
         e.tier = tier.get();
-        e.device_selection = mode == "offload-noreuse";
+        e.device_selection = mode == "offload-noreuse" || mode == "offload-streamed";
         std::vector<KvBlockPool::SequenceId> seqs;
         for (int64_t s = 0; s < batch_size; ++s) {
           seqs.push_back(pool.AddSequence());
           RETURN_IF_ERROR(pool.Reserve(seqs.back(), context + warmup + steps + 1));
         }
+        // Resident layers: the Double Sparsity offload modes (not offload-streamed, not the
+        // dense-offload baseline), at most the dense layers.
+        int resident = 0;
+        if (!gpu && mode != "dense-offload" && mode != "offload-streamed") {
+          resident = absl::GetFlag(FLAGS_resident_layers);
+          if (resident < 0) resident = o.dense_layers;
+          resident = std::min(resident, o.dense_layers);
+        }
+        std::unique_ptr<KvBlockPool> resident_pool;
+        std::vector<KvBlockPool::SequenceId> resident_seqs;
+        if (resident > 0) {
+          ModelConfig rc = c;
+          rc.num_layers = resident;
+          ASSIGN_OR_RETURN(resident_pool, MakePool(b, rc, pool_tokens, b.kv_memory(), nullptr));
+          for (auto seq : seqs) {
+            ASSIGN_OR_RETURN(const auto rs, resident_pool->AddSequenceWithBlocks(pool.BlockTable(seq)));
+            resident_seqs.push_back(rs);
+          }
+        }
+        e.resident_layers = resident;
+        e.resident = resident_pool.get();
+        r["dense_layers"] = o.dense_layers;
+        r["resident_layers"] = resident;
         std::vector<int32_t> ids(batch_size);
         for (int64_t s = 0; s < batch_size; ++s) ids[s] = static_cast<int32_t>((s * 977) % c.vocab_size);
         std::vector<double> ms;
         FetchCounters before;
         for (int step = 0; step < warmup + steps; ++step) {
-          ForwardBatch batch;
+          ForwardBatch batch, resident_batch;
           for (int64_t s = 0; s < batch_size; ++s) {
             batch.Add(seqs[s], &ids[s], 1, context + step, false);
+            if (resident > 0) resident_batch.Add(resident_seqs[s], &ids[s], 1, context + step, false);
           }
+          e.resident_batch = &resident_batch;
           if (step == warmup && tier != nullptr) before = tier->totals();
           const auto t0 = Clock::now();
           RETURN_IF_ERROR(Step(m, e, batch));
