@@ -41,6 +41,16 @@ double Bound(const std::string& model, DType dtype) {
   return std::max(kTolerance, j["models"][model]["bf16"].get<double>());
 }
 
+// max |logits[i] − want[i]| over every position (the sizes must agree).
+double MaxAbsError(const std::vector<float>& logits, const Golden& g) {
+  EXPECT_EQ(logits.size(), g.logits.size());
+  double max_err = 0;
+  for (size_t i = 0; i < logits.size() && i < g.logits.size(); ++i) {
+    max_err = std::max(max_err, std::abs(static_cast<double>(logits[i]) - g.logits[i]));
+  }
+  return max_err;
+}
+
 // (model directory, activation/weight/KV dtype of the backend).
 class CudaGoldenTest : public ::testing::TestWithParam<std::tuple<std::string, DType>> {
  protected:
@@ -67,10 +77,7 @@ TEST_P(CudaGoldenTest, PromptLogitsMatchTransformers) {
   for (int64_t chunk : {static_cast<int64_t>(g.prompt.size()), int64_t{37}, int64_t{1}}) {
     std::vector<float> logits = PromptLogits(**model, g.prompt, chunk);
     ASSERT_EQ(logits.size(), g.logits.size());
-    double max_err = 0;
-    for (size_t i = 0; i < logits.size(); ++i) {
-      max_err = std::max(max_err, std::abs(static_cast<double>(logits[i]) - g.logits[i]));
-    }
+    const double max_err = MaxAbsError(logits, g);
     std::printf("%s chunk %lld: max|dlogit| = %.4g (%.3g of max|logit|; bound %.3g)\n",
                 Name().c_str(), static_cast<long long>(chunk), max_err, max_err / g.max_abs,
                 Tolerance());
@@ -89,10 +96,7 @@ TEST_P(CudaGoldenTest, DecodeGraphsMatchTransformers) {
   backend_->set_decode_graphs(true);
   std::vector<float> logits = PromptLogits(**model, g.prompt, 1);
   ASSERT_EQ(logits.size(), g.logits.size());
-  double max_err = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    max_err = std::max(max_err, std::abs(static_cast<double>(logits[i]) - g.logits[i]));
-  }
+  const double max_err = MaxAbsError(logits, g);
   std::printf("%s graphs: max|dlogit| = %.4g (%.3g of max|logit|), %lld replays, %zu graphs\n",
               Name().c_str(), max_err, max_err / g.max_abs,
               static_cast<long long>(backend_->graph_replays()), backend_->graphs_cached());
@@ -128,10 +132,7 @@ TEST_P(CudaGoldenTest, GemvDecodeMatchesTransformers) {
     backend_->set_decode_graphs(graphs);
     std::vector<float> logits = PromptLogits(**model, g.prompt, 1);
     ASSERT_EQ(logits.size(), g.logits.size());
-    double max_err = 0;
-    for (size_t i = 0; i < logits.size(); ++i) {
-      max_err = std::max(max_err, std::abs(static_cast<double>(logits[i]) - g.logits[i]));
-    }
+    const double max_err = MaxAbsError(logits, g);
     std::printf("%s gemv%s: max|dlogit| = %.4g (%.3g of max|logit|)\n", Name().c_str(),
                 graphs ? " + graphs" : "", max_err, max_err / g.max_abs);
     EXPECT_LE(max_err, Tolerance() * g.max_abs) << Name() << (graphs ? " graphs" : "");
