@@ -201,11 +201,25 @@ class Backend {
   // Copies the K and V rows of `blocks` in layer `src_layer` of `src` to the same block ids
   // in layer `dst_layer` of `dst` (pools of one block geometry and dtype; either may live in
   // host or device memory), in stream order with the backend's other work.
-  // Model::PrefillLayerMajor moves a finished layer from its staging pool this way.
   virtual absl::Status CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
                                     int dst_layer, const std::vector<int32_t>& blocks) {
     (void)src, (void)src_layer, (void)dst, (void)dst_layer, (void)blocks;
     return absl::UnimplementedError(absl::StrCat("backend ", name(), " cannot copy KV blocks"));
+  }
+  // The same copy beside the backend's other work: it starts after everything queued so far
+  // and runs while later work proceeds, until JoinKvCopy(slot) (slot 0 or 1) orders all work
+  // queued after the join behind it. Model::PrefillLayerMajor moves layer l out of one of
+  // two staging pools this way while layer l + 1 runs in the other. By default (the CPU) the
+  // copy is done at once and the join is free.
+  virtual absl::Status CopyKvBlocksAside(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
+                                         int dst_layer, const std::vector<int32_t>& blocks,
+                                         int slot) {
+    (void)slot;
+    return CopyKvBlocks(src, src_layer, dst, dst_layer, blocks);
+  }
+  virtual absl::Status JoinKvCopy(int slot) {
+    (void)slot;
+    return absl::OkStatus();
   }
 
   // Offload modes: derives batch sequence `index`'s labels of `layer` for all its tokens

@@ -331,14 +331,19 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
       pool_->BlocksFor(n) > static_cast<int64_t>(pool_->BlockTable(seq).size())) {
     return absl::InternalError("layer-major prefill: sequence has no KV room reserved");
   }
-  // The staging pool: one layer, the model pool's geometry, the sequence's own block ids.
+  // Two staging pools, used by alternate layers (the copy of one layer to the model's pool
+  // runs beside the next layer): one layer each, the model pool's geometry, the sequence's own
+  // block ids.
   KvPoolOptions so = pool_->options();
   so.layers = 1;
   so.resident_layers = 0;
-  ASSIGN_OR_RETURN(std::unique_ptr<KvBlockPool> staging,
-                   KvBlockPool::Create(so, backend_.kv_memory()));
   const std::vector<int32_t> table = pool_->BlockTable(seq);
-  ASSIGN_OR_RETURN(const KvBlockPool::SequenceId stage_seq, staging->AddSequenceWithBlocks(table));
+  std::unique_ptr<KvBlockPool> staging[2];
+  KvBlockPool::SequenceId stage_seq[2] = {0, 0};
+  for (int s = 0; s < std::min<int>(2, config_.num_layers); ++s) {
+    ASSIGN_OR_RETURN(staging[s], KvBlockPool::Create(so, backend_.kv_memory()));
+    ASSIGN_OR_RETURN(stage_seq[s], staging[s]->AddSequenceWithBlocks(table));
+  }
   // Double Sparsity plans the prompt as one prefill (labels reserved, statistics counted once).
   ForwardBatch whole;
   whole.Add(seq, ids.data(), n, 0, false);
@@ -347,7 +352,7 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
   ASSIGN_OR_RETURN(DeviceTensor residual, backend_.AllocateF32(n, config_.hidden_size));
   absl::Cleanup free_residual = [&] { backend_.Free(residual); };
   RETURN_IF_ERROR(EnsureWorkspace(std::min(chunk, n)));
-  RETURN_IF_ERROR(backend_.BeginStep(whole, *staging, /*capturable=*/false));
+  RETURN_IF_ERROR(backend_.BeginStep(whole, *staging[0], /*capturable=*/false));
   RETURN_IF_ERROR(backend_.Embedding(embed_, ids, residual));
   const float eps = config_.rms_norm_eps;
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -355,11 +360,15 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
     const int layer = static_cast<int>(i);
     const DeviceTensor& next_norm =
         i + 1 < layers_.size() ? layers_[i + 1].input_norm : final_norm_;
+    const int slot = layer % 2;
+    KvBlockPool& stage_pool = *staging[slot];
+    // Layer - 2's copy out of this staging pool must be done before it is rewritten.
+    RETURN_IF_ERROR(backend_.JoinKvCopy(slot));
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
       const int64_t m = std::min(chunk, n - r0);
       // The same rows twice: against the staging pool (K/V) and the model's (labels).
       ForwardBatch stage, real;
-      stage.Add(stage_seq, ids.data() + r0, m, r0, false);
+      stage.Add(stage_seq[slot], ids.data() + r0, m, r0, false);
       real.Add(seq, ids.data() + r0, m, r0, false);
       stage.sequences.back().attention = real.sequences.back().attention = options;
       DeviceTensor res = RowRange(residual, r0, m), normed = Rows(ws_.normed, m),
@@ -367,9 +376,9 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
                    gate_up = Rows(ws_.gate_up, m), mlp = Rows(ws_.mlp, m);
       RETURN_IF_ERROR(backend_.RmsNorm(res, l.input_norm, eps, normed));
       RETURN_IF_ERROR(backend_.Linear(normed, l.qkv_proj, qkv));
-      RETURN_IF_ERROR(backend_.RopeAndStoreKv(0, attention_, stage, *staging, qkv));
+      RETURN_IF_ERROR(backend_.RopeAndStoreKv(0, attention_, stage, stage_pool, qkv));
       if (ds_->StoresLabels()) RETURN_IF_ERROR(backend_.StoreLabels(layer, real, *ds_, qkv));
-      RETURN_IF_ERROR(backend_.Attention(0, attention_, stage, *staging, qkv, attn));
+      RETURN_IF_ERROR(backend_.Attention(0, attention_, stage, stage_pool, qkv, attn));
       RETURN_IF_ERROR(backend_.Linear(attn, l.o_proj, delta));
       RETURN_IF_ERROR(backend_.AddRmsNorm(res, delta, l.post_attn_norm, eps, normed));
       RETURN_IF_ERROR(backend_.Linear(normed, l.gate_up_proj, gate_up));
@@ -379,12 +388,15 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
     }
     // The layer is done: in the offload modes its labels are derived from the staging pool
     // in HBM (not read back over PCIe at the first decode step), then its K/V go to the
-    // model's pool (in stream order, before the staging pool is rewritten by the next layer).
+    // model's pool beside the next layer's work (which uses the other staging pool).
     if (tier_ != nullptr) {
-      RETURN_IF_ERROR(backend_.LabelLayerFrom(layer, whole, 0, *ds_, *staging, 0, *pool_));
+      RETURN_IF_ERROR(backend_.LabelLayerFrom(layer, whole, 0, *ds_, stage_pool, 0, *pool_));
     }
-    RETURN_IF_ERROR(backend_.CopyKvBlocks(*staging, 0, *pool_, layer, table));
+    RETURN_IF_ERROR(backend_.CopyKvBlocksAside(stage_pool, 0, *pool_, layer, table, slot));
   }
+  // Every layer is in the model's pool before anything after the prefill reads it.
+  RETURN_IF_ERROR(backend_.JoinKvCopy(0));
+  RETURN_IF_ERROR(backend_.JoinKvCopy(1));
   RETURN_IF_ERROR(backend_.EndStep());
   // `normed` holds the last chunk's rows after the final norm: the LM head over its last row.
   const int64_t last_row[1] = {(n - 1) % chunk};

@@ -93,13 +93,16 @@ class Model {
 
   // Prefills a whole prompt layer-major: every `chunk` rows of `ids` through layer l, then the
   // next layer, with layer l's K/V in a one-layer staging pool in the backend's device memory
-  // (kv_memory) and copied into the model's pool when the layer is done — so in the offload
-  // modes each K/V byte crosses PCIe once, where chunked prefill through Forward rereads the
-  // pool for every chunk. `seq` must be new (no cached tokens) with room reserved for
-  // ids.size() tokens; `options` are its attention options (BatchSequence::attention: null =
-  // the engine defaults). Returns the last position's logits [vocab]. Memory beyond Forward's:
-  // one layer of the pool's blocks (the staging pool) and the prompt's fp32 residual stream.
-  // Not wired into the generator or the scheduler yet (docs/offload.md).
+  // (kv_memory) — two pools, used by alternate layers — and copied into the model's pool
+  // beside layer l + 1's work (Backend::CopyKvBlocksAside); in the offload modes the layer's
+  // labels are derived from the staging pool first (Backend::LabelLayerFrom). So each K/V
+  // byte crosses PCIe once, where chunked prefill through Forward rereads the pool for every
+  // chunk. `seq` must be new (no cached tokens) with room reserved for ids.size() tokens;
+  // `options` are its attention options (BatchSequence::attention: null = the engine
+  // defaults). Returns the last position's logits [vocab]. Memory beyond Forward's: two layers
+  // of the pool's blocks (the staging pools) and the prompt's fp32 residual stream. Generate
+  // and the server's scheduler use it from GeneratorOptions / SchedulerOptions::
+  // layer_major_from.
   absl::StatusOr<std::vector<float>> PrefillLayerMajor(KvBlockPool::SequenceId seq,
                                                        absl::Span<const int32_t> ids,
                                                        int64_t chunk,

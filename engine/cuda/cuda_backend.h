@@ -111,6 +111,11 @@ class CudaBackend final : public Backend {
   absl::Status SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) override;
   absl::Status CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst, int dst_layer,
                             const std::vector<int32_t>& blocks) override;
+  // On the offload tier's copy stream, ordered by events (cuda_backend_offload.cc).
+  absl::Status CopyKvBlocksAside(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
+                                 int dst_layer, const std::vector<int32_t>& blocks,
+                                 int slot) override;
+  absl::Status JoinKvCopy(int slot) override;
   absl::Status RopeAndStoreKv(int layer, const AttentionConfig& config, const ForwardBatch& batch,
                               KvBlockPool& pool, DeviceTensor& qkv) override;
   absl::Status Attention(int layer, const AttentionConfig& config, const ForwardBatch& batch,

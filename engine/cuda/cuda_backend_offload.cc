@@ -93,6 +93,9 @@ struct CudaBackend::OffloadState {
     for (cudaEvent_t e : fetched) {
       if (e != nullptr) cudaEventDestroy(e);
     }
+    for (cudaEvent_t e : aside_done) {
+      if (e != nullptr) cudaEventDestroy(e);
+    }
     if (queued != nullptr) cudaEventDestroy(queued);
     if (copy_done != nullptr) cudaEventDestroy(copy_done);
     if (copy != nullptr) cudaStreamDestroy(copy);
@@ -190,6 +193,7 @@ struct CudaBackend::OffloadState {
   cudaEvent_t fetched[2] = {nullptr, nullptr};  // the latest fetch into ping-pong buffer b
   cudaEvent_t queued = nullptr;                 // recorded on main, waited on by copy
   cudaEvent_t copy_done = nullptr;              // recorded on copy, waited on by main
+  cudaEvent_t aside_done[2] = {nullptr, nullptr};  // CopyKvBlocksAside's copy in each slot
   const KvBlockPool* pool = nullptr;            // this step's (BeginOffloadStep)
   int heads_q = 0, kv_heads = 0, layers = 0;
 
@@ -221,6 +225,9 @@ absl::StatusOr<CudaBackend::OffloadState*> CudaBackend::Offload() {
     CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   }
   CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&st->queued, cudaEventDisableTiming));
+  for (cudaEvent_t& e : st->aside_done) {
+    CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
   CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&st->copy_done, cudaEventDisableTiming));
   for (OffloadState::Staging& s : st->staging) {
     CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
@@ -284,6 +291,32 @@ absl::Status CudaBackend::RopeQueries(const AttentionConfig& config,
   none.head_dim = d;
   return LaunchRopeStoreKv(options_.dtype, q.data, q.cols, rows, config.num_heads_q, 0, d,
                            static_cast<const float*>(inv_freq_.ptr), none, stream_);
+}
+
+absl::Status CudaBackend::CopyKvBlocksAside(const KvBlockPool& src, int src_layer,
+                                            KvBlockPool& dst, int dst_layer,
+                                            const std::vector<int32_t>& blocks, int slot) {
+  if (slot < 0 || slot > 1) return OffloadError("CopyKvBlocksAside", "slot must be 0 or 1");
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  ASSIGN_OR_RETURN(const std::vector<KvBlockCopy> copies,
+                   KvBlockCopies(src, src_layer, dst, dst_layer, blocks));
+  // After everything queued on the backend stream (the layer's K/V and labels), then one
+  // async copy per run of blocks on the copy stream (the copy engine, beside the kernels).
+  RETURN_IF_ERROR(st->CopyAfterMain());
+  for (const KvBlockCopy& c : copies) {
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(c.to, c.from, static_cast<size_t>(c.bytes),
+                                         cudaMemcpyDefault, st->copy));
+  }
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(st->aside_done[slot], st->copy));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::JoinKvCopy(int slot) {
+  if (slot < 0 || slot > 1) return OffloadError("JoinKvCopy", "slot must be 0 or 1");
+  if (offload_state_ == nullptr) return absl::OkStatus();  // nothing was copied aside
+  // An event never recorded is complete: joining a slot not yet used waits for nothing.
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, offload_state_->aside_done[slot], 0));
+  return absl::OkStatus();
 }
 
 absl::Status CudaBackend::LabelLayerFrom(int layer, const ForwardBatch& batch, size_t index,

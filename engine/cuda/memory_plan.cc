@@ -143,10 +143,11 @@ absl::StatusOr<CudaMemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
                          request.max_logit_rows * (e * h + 4 * config.vocab_size) +
                          (on_host ? request.max_batch * e * (2 * h + q) : 0) + kScratchBytes;
 
-  // Layer-major prefill: a staging pool of one layer (the pool's blocks) and the residual
-  // stream of the longest prompt, fp32.
+  // Layer-major prefill: two one-layer staging pools (the pool's blocks; alternate layers, so
+  // that one is copied out beside the other's work) and the residual stream of the longest
+  // prompt, fp32.
   if (request.layer_major_from > 0) {
-    plan.layer_major_bytes = plan.pool_tokens * 2 * kv * e + request.max_context * h * 4;
+    plan.layer_major_bytes = 2 * plan.pool_tokens * 2 * kv * e + request.max_context * h * 4;
   }
   return plan;
 }
@@ -179,7 +180,7 @@ std::string CudaMemoryPlan::DeviceSummary() const {
   }
   if (layer_major_bytes > 0) {
     absl::StrAppend(&s, " + layer-major prefill ", GiB(layer_major_bytes),
-                    " (one layer of the pool and a --max-context prompt's hidden states; "
+                    " (two layers of the pool and a --max-context prompt's hidden states; "
                     "--layer-major-from ",
                     r.layer_major_from, ")");
   }

@@ -49,7 +49,7 @@ struct MemoryPlanRequest {
   // --offload-resident-layers).
   int resident_layers = 0;
   // GeneratorOptions::layer_major_from (--layer-major-from; 0 = never): prompts that long
-  // prefill through a one-layer staging pool and the prompt's fp32 hidden states.
+  // prefill through two one-layer staging pools and the prompt's fp32 hidden states.
   int64_t layer_major_from = 0;
   // Host memory left for everything but the pinned pool (tokenizer, weight staging, the OS):
   // pinning the last free gigabytes of a host makes it swap or kill.
@@ -89,8 +89,8 @@ struct CudaMemoryPlan {
   int64_t fetch_buffer_bytes = 0;  // 2 ping-pong buffers of K and V rows (offload modes)
   int64_t reuse_bytes = 0;         // reuse slabs: layers × K,V × reuse_rows × kv heads × row
   int64_t workspace_bytes = 0;     // activations, logits, cuBLAS and kernel scratch
-  // Model::PrefillLayerMajor (request.layer_major_from > 0): one layer of the pool's K/V and
-  // the fp32 residual of a max_context prompt.
+  // Model::PrefillLayerMajor (request.layer_major_from > 0): two layers of the pool's K/V (the
+  // staging pools) and the fp32 residual of a max_context prompt.
   int64_t layer_major_bytes = 0;
   // Host.
   int64_t host_kv_bytes = 0;       // the KV pool in pinned memory (offload modes)

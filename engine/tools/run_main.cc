@@ -62,7 +62,7 @@ ABSL_FLAG(int64_t, layer_major_from, -1,
           "prefill prompts of at least this many tokens layer-major (all chunks through one layer "
           "with its K/V on the device, then the next); 0 = never; -1 = prompts longer than one "
           "prefill chunk in the offload kv modes (whose chunked prefill rereads the host pool "
-          "for every chunk), never in kv mode gpu. Its staging memory (one layer of the KV pool "
+          "for every chunk), never in kv mode gpu. Its staging memory (two layers of the KV pool "
           "and the prompt's fp32 hidden states) is in the start-up memory plan");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).

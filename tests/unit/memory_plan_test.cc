@@ -102,8 +102,9 @@ TEST(MemoryPlan, OffloadCountsThePoolOnTheHostAndTierBuffersOnTheGpu) {
   EXPECT_EQ(plan4->label_bytes, 3 * kGiB / 4);
 }
 
-// Layer-major prefill (--layer-major-from): one layer of the pool (262144 tokens × K,V × 8 heads
-// × 256 B = 1 GiB) and a 256K prompt's fp32 residual (262144 × 4096 × 4 B = 4 GiB).
+// Layer-major prefill (--layer-major-from): two staging layers of the pool (each 262144 tokens
+// × K,V × 8 heads × 256 B = 1 GiB) and a 256K prompt's fp32 residual (262144 × 4096 × 4 B =
+// 4 GiB).
 TEST(MemoryPlan, LayerMajorPrefillCountsItsStagingLayerAndHiddenStates) {
   MemoryPlanRequest r = At256K(KvMode::kOffload);
   auto without = ComputeMemoryPlan(Llama3_8B(), r);
@@ -112,8 +113,9 @@ TEST(MemoryPlan, LayerMajorPrefillCountsItsStagingLayerAndHiddenStates) {
   r.layer_major_from = 8192;
   auto with = ComputeMemoryPlan(Llama3_8B(), r);
   ASSERT_TRUE(with.ok()) << with.status();
-  EXPECT_EQ(with->layer_major_bytes, kGiB + 4 * kGiB);
-  EXPECT_EQ(with->device_needed(), without->device_needed() + 5 * kGiB);
+  // Two staging layers (1 GiB each at 256K) and the fp32 hidden states (4 GiB).
+  EXPECT_EQ(with->layer_major_bytes, 2 * kGiB + 4 * kGiB);
+  EXPECT_EQ(with->device_needed(), without->device_needed() + 6 * kGiB);
   EXPECT_NE(with->DeviceSummary().find("--layer-major-from 8192"), std::string::npos)
       << with->DeviceSummary();
   r.layer_major_from = -1;
