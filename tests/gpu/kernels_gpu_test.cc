@@ -391,9 +391,11 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
 }
 
 // The sampling kernel against its twin: every drawn token is in the twin's kept set and sits at
-// the twin's inverse CDF of the same uniform (within 1e-4 of the kept mass: fp32 sums in
-// another order move interval edges, which at 128K tokens of similar probability is enough to
-// change the exact id). Exact agreement is counted and must hold for most draws.
+// the twin's inverse CDF of the same uniform (within 5e-4 of the kept mass: fp32 sums of 128K
+// probabilities in another order move interval edges — by 1.3e-4 of the kept mass in one H200
+// run, so the earlier 1e-4 bound failed by chance — which at 128K tokens of similar
+// probability is enough to change the exact id; a wrong filter or interval is off by far
+// more). Exact agreement is counted and must hold for most draws.
 TEST(KernelsGpu, SampleMatchesReference) {
   SKIP_WITHOUT_GPU();
   const int64_t rows = 24;
@@ -443,8 +445,8 @@ TEST(KernelsGpu, SampleMatchesReference) {
           const float pg = std::exp2((x[got[r]] - mx) * k);
           EXPECT_GE(pg, theta[r] * (1 - 1e-5f)) << "drew a filtered token, vocab " << vocab;
           const double target = u[r] * kept;
-          EXPECT_LE(before, target + 1e-4 * kept) << "vocab " << vocab;
-          EXPECT_GE(before + pg, target - 1e-4 * kept) << "vocab " << vocab;
+          EXPECT_LE(before, target + 5e-4 * kept) << "vocab " << vocab;
+          EXPECT_GE(before + pg, target - 5e-4 * kept) << "vocab " << vocab;
         }
       }
     }
