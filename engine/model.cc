@@ -315,10 +315,25 @@ DeviceTensor RowRange(const DeviceTensor& t, int64_t first, int64_t rows) {
 }
 }  // namespace
 
-absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::SequenceId seq,
-                                                           absl::Span<const int32_t> ids,
-                                                           int64_t chunk,
-                                                           const AttentionOptions* options) {
+LayerMajorPrefill::~LayerMajorPrefill() {
+  if (backend == nullptr) return;
+  // A prefill dropped half-way (cancelled, failed): later work on the pool's blocks waits for
+  // the layer copies still in flight.
+  (void)backend->JoinKvCopy(0);
+  (void)backend->JoinKvCopy(1);
+  if (residual.data != nullptr) backend->Free(residual);
+}
+
+ForwardBatch LayerMajorPrefill::Whole() const {
+  ForwardBatch whole;
+  whole.Add(seq, ids.data(), static_cast<int64_t>(ids.size()), 0, false);
+  whole.sequences.back().attention = options;
+  return whole;
+}
+
+absl::StatusOr<std::unique_ptr<LayerMajorPrefill>> Model::StartLayerMajor(
+    KvBlockPool::SequenceId seq, absl::Span<const int32_t> ids, int64_t chunk,
+    const AttentionOptions* options) {
   const int64_t n = static_cast<int64_t>(ids.size());
   if (n == 0 || chunk <= 0) {
     return absl::InvalidArgumentError("layer-major prefill of an empty prompt or chunk");
@@ -331,47 +346,70 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
       pool_->BlocksFor(n) > static_cast<int64_t>(pool_->BlockTable(seq).size())) {
     return absl::InternalError("layer-major prefill: sequence has no KV room reserved");
   }
+  auto p = std::make_unique<LayerMajorPrefill>();
+  p->seq = seq;
+  p->ids.assign(ids.begin(), ids.end());
+  p->chunk = chunk;
+  p->options = options;
   // Two staging pools, used by alternate layers (the copy of one layer to the model's pool
   // runs beside the next layer): one layer each, the model pool's geometry, the sequence's own
   // block ids.
   KvPoolOptions so = pool_->options();
   so.layers = 1;
   so.resident_layers = 0;
-  const std::vector<int32_t> table = pool_->BlockTable(seq);
-  std::unique_ptr<KvBlockPool> staging[2];
-  KvBlockPool::SequenceId stage_seq[2] = {0, 0};
+  p->table = pool_->BlockTable(seq);
   for (int s = 0; s < std::min<int>(2, config_.num_layers); ++s) {
-    ASSIGN_OR_RETURN(staging[s], KvBlockPool::Create(so, backend_.kv_memory()));
-    ASSIGN_OR_RETURN(stage_seq[s], staging[s]->AddSequenceWithBlocks(table));
+    ASSIGN_OR_RETURN(p->staging[s], KvBlockPool::Create(so, backend_.kv_memory()));
+    ASSIGN_OR_RETURN(p->stage_seq[s], p->staging[s]->AddSequenceWithBlocks(p->table));
   }
   // Double Sparsity plans the prompt as one prefill (labels reserved, statistics counted once).
-  ForwardBatch whole;
-  whole.Add(seq, ids.data(), n, 0, false);
-  whole.sequences.back().attention = options;
+  const ForwardBatch whole = p->Whole();
   RETURN_IF_ERROR(ds_->BeginStep(whole, *pool_));
-  ASSIGN_OR_RETURN(DeviceTensor residual, backend_.AllocateF32(n, config_.hidden_size));
-  absl::Cleanup free_residual = [&] { backend_.Free(residual); };
+  ASSIGN_OR_RETURN(p->residual, backend_.AllocateF32(n, config_.hidden_size));
+  p->backend = &backend_;
   RETURN_IF_ERROR(EnsureWorkspace(std::min(chunk, n)));
-  RETURN_IF_ERROR(backend_.BeginStep(whole, *staging[0], /*capturable=*/false));
-  RETURN_IF_ERROR(backend_.Embedding(embed_, ids, residual));
+  RETURN_IF_ERROR(backend_.BeginStep(whole, *p->staging[0], /*capturable=*/false));
+  RETURN_IF_ERROR(backend_.Embedding(embed_, p->ids, p->residual));
+  p->step_open = true;
+  return p;
+}
+
+absl::StatusOr<bool> Model::ContinueLayerMajor(LayerMajorPrefill& p, int layers,
+                                               std::vector<float>& logits) {
+  const int num_layers = static_cast<int>(layers_.size());
+  if (p.next_layer >= num_layers) {
+    return absl::FailedPreconditionError("layer-major prefill already finished");
+  }
+  const int64_t n = static_cast<int64_t>(p.ids.size());
+  const int64_t chunk = p.chunk;
+  const ForwardBatch whole = p.Whole();
+  if (!p.step_open) {
+    // Other steps ran since the last layers: plan this prompt again (counted once already)
+    // and take the workspace back.
+    RETURN_IF_ERROR(ds_->BeginStep(whole, *pool_, /*count_stats=*/false));
+    RETURN_IF_ERROR(EnsureWorkspace(std::min(chunk, n)));
+    RETURN_IF_ERROR(backend_.BeginStep(whole, *p.staging[0], /*capturable=*/false));
+    p.step_open = true;
+  }
+  const int end = layers > 0 ? std::min(num_layers, p.next_layer + layers) : num_layers;
   const float eps = config_.rms_norm_eps;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const Layer& l = layers_[i];
-    const int layer = static_cast<int>(i);
-    const DeviceTensor& next_norm =
-        i + 1 < layers_.size() ? layers_[i + 1].input_norm : final_norm_;
+  for (; p.next_layer < end; ++p.next_layer) {
+    const int layer = p.next_layer;
+    const Layer& l = layers_[layer];
+    const DeviceTensor& next_norm = layer + 1 < num_layers ? layers_[layer + 1].input_norm
+                                                           : final_norm_;
     const int slot = layer % 2;
-    KvBlockPool& stage_pool = *staging[slot];
+    KvBlockPool& stage_pool = *p.staging[slot];
     // Layer - 2's copy out of this staging pool must be done before it is rewritten.
     RETURN_IF_ERROR(backend_.JoinKvCopy(slot));
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
       const int64_t m = std::min(chunk, n - r0);
       // The same rows twice: against the staging pool (K/V) and the model's (labels).
       ForwardBatch stage, real;
-      stage.Add(stage_seq[slot], ids.data() + r0, m, r0, false);
-      real.Add(seq, ids.data() + r0, m, r0, false);
-      stage.sequences.back().attention = real.sequences.back().attention = options;
-      DeviceTensor res = RowRange(residual, r0, m), normed = Rows(ws_.normed, m),
+      stage.Add(p.stage_seq[slot], p.ids.data() + r0, m, r0, false);
+      real.Add(p.seq, p.ids.data() + r0, m, r0, false);
+      stage.sequences.back().attention = real.sequences.back().attention = p.options;
+      DeviceTensor res = RowRange(p.residual, r0, m), normed = Rows(ws_.normed, m),
                    qkv = Rows(ws_.qkv, m), attn = Rows(ws_.attn, m), delta = Rows(ws_.delta, m),
                    gate_up = Rows(ws_.gate_up, m), mlp = Rows(ws_.mlp, m);
       RETURN_IF_ERROR(backend_.RmsNorm(res, l.input_norm, eps, normed));
@@ -392,16 +430,34 @@ absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::Sequenc
     if (tier_ != nullptr) {
       RETURN_IF_ERROR(backend_.LabelLayerFrom(layer, whole, 0, *ds_, stage_pool, 0, *pool_));
     }
-    RETURN_IF_ERROR(backend_.CopyKvBlocksAside(stage_pool, 0, *pool_, layer, table, slot));
+    RETURN_IF_ERROR(backend_.CopyKvBlocksAside(stage_pool, 0, *pool_, layer, p.table, slot));
+  }
+  if (p.next_layer < num_layers) {
+    // Paused: other steps may run (they touch neither this sequence nor the staging pools).
+    RETURN_IF_ERROR(backend_.EndStep());
+    p.step_open = false;
+    return false;
   }
   // Every layer is in the model's pool before anything after the prefill reads it.
   RETURN_IF_ERROR(backend_.JoinKvCopy(0));
   RETURN_IF_ERROR(backend_.JoinKvCopy(1));
   RETURN_IF_ERROR(backend_.EndStep());
+  p.step_open = false;
   // `normed` holds the last chunk's rows after the final norm: the LM head over its last row.
   const int64_t last_row[1] = {(n - 1) % chunk};
-  std::vector<float> logits;
   RETURN_IF_ERROR(LmHead(Rows(ws_.normed, std::min(chunk, n)), last_row, logits));
+  return true;
+}
+
+absl::StatusOr<std::vector<float>> Model::PrefillLayerMajor(KvBlockPool::SequenceId seq,
+                                                           absl::Span<const int32_t> ids,
+                                                           int64_t chunk,
+                                                           const AttentionOptions* options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<LayerMajorPrefill> p,
+                   StartLayerMajor(seq, ids, chunk, options));
+  std::vector<float> logits;
+  ASSIGN_OR_RETURN(const bool done, ContinueLayerMajor(*p, 0, logits));
+  if (!done) return absl::InternalError("layer-major prefill stopped before its last layer");
   return logits;
 }
 

@@ -59,6 +59,28 @@ class ForwardObserver {
                           const float* post_rope) = 0;
 };
 
+// A layer-major prefill in progress (Model::StartLayerMajor): the prompt, its staging pools
+// and hidden states, and the next layer to run. Destroying it half-way is a cancel: the
+// layer copies in flight are waited for and its memory freed (the sequence's pool blocks are
+// the caller's to release).
+struct LayerMajorPrefill {
+  ~LayerMajorPrefill();
+  // The prompt as one prefill of its sequence.
+  ForwardBatch Whole() const;
+
+  KvBlockPool::SequenceId seq = 0;
+  std::vector<int32_t> ids;
+  int64_t chunk = 0;
+  const AttentionOptions* options = nullptr;  // must outlive the prefill
+  std::vector<int32_t> table;                 // the sequence's block ids
+  std::unique_ptr<KvBlockPool> staging[2];    // alternate layers' staging pools
+  KvBlockPool::SequenceId stage_seq[2] = {0, 0};
+  DeviceTensor residual;        // [prompt, hidden] fp32, on the backend
+  Backend* backend = nullptr;   // frees `residual`; set once it is allocated
+  int next_layer = 0;
+  bool step_open = false;       // a backend / Double Sparsity step begun and not ended
+};
+
 class Model {
  public:
   // Loads config, checkpoint and weights from `model_dir` onto `backend` (not owned; must
@@ -103,6 +125,17 @@ class Model {
   // of the pool's blocks (the staging pools) and the prompt's fp32 residual stream. Generate
   // and the server's scheduler use it from GeneratorOptions / SchedulerOptions::
   // layer_major_from.
+  // The same prefill in pieces, so that other Forward steps (other sequences' decode) can run
+  // between its layers: StartLayerMajor checks and sets it up (embedding; `options` must
+  // outlive it), each ContinueLayerMajor runs up to `layers` more layers (0 = all that are
+  // left) and returns true with the last position's logits in `logits` once the last layer is
+  // done (false before).
+  // PrefillLayerMajor is Start then one Continue of every layer: the same operations.
+  absl::StatusOr<std::unique_ptr<LayerMajorPrefill>> StartLayerMajor(
+      KvBlockPool::SequenceId seq, absl::Span<const int32_t> ids, int64_t chunk,
+      const AttentionOptions* options = nullptr);
+  absl::StatusOr<bool> ContinueLayerMajor(LayerMajorPrefill& p, int layers,
+                                          std::vector<float>& logits);
   absl::StatusOr<std::vector<float>> PrefillLayerMajor(KvBlockPool::SequenceId seq,
                                                        absl::Span<const int32_t> ids,
                                                        int64_t chunk,

@@ -61,6 +61,9 @@ ABSL_FLAG(int64_t, layer_major_from, -1,
           "(running streams wait for it); 0 = never; -1 = prompts longer than one --prefill-chunk "
           "in the offload kv modes (whose chunked prefill rereads the host pool for every "
           "chunk), never in kv mode gpu");
+ABSL_FLAG(int32_t, layer_major_layers_per_step, 0,
+          "layers of a layer-major prefill per engine step, the running streams decoding a "
+          "token between steps; 0 = the whole prefill in one step (running streams wait)");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "default attention: auto | dense | double_sparse");
@@ -136,6 +139,8 @@ int main(int argc, char** argv) {
   if (!kv_mode.ok()) return Fail(absl::StrCat("--kv-mode: ", kv_mode.status().message()));
   scheduler_options.layer_major_from = dsinfer::ResolveLayerMajorFrom(
       absl::GetFlag(FLAGS_layer_major_from), *kv_mode, scheduler_options.prefill_chunk);
+  scheduler_options.layer_major_layers_per_step =
+      absl::GetFlag(FLAGS_layer_major_layers_per_step);
   scheduler_options.max_top_logprobs = service_options.max_top_logprobs;
   dsinfer::AttentionOptions& attention = scheduler_options.default_attention;
   if (absl::Status s = dsinfer::SetAttentionOptionsFromFlags(attention); !s.ok()) {

@@ -75,6 +75,9 @@ absl::Status SchedulerOptions::Validate() const {
   }
   if (max_top_logprobs < 0) return absl::InvalidArgumentError("max_top_logprobs must be >= 0");
   if (layer_major_from < 0) return absl::InvalidArgumentError("layer_major_from must be >= 0");
+  if (layer_major_layers_per_step < 0) {
+    return absl::InvalidArgumentError("layer_major_layers_per_step must be >= 0");
+  }
   return default_attention.Validate();
 }
 
@@ -98,6 +101,8 @@ struct Scheduler::Sequence {
   KvBlockPool::SequenceId kv = 0;
   bool has_kv = false;
   int64_t prefilled = 0;  // prompt tokens already in the KV pool
+  // A layer-major prefill between its layers (SchedulerOptions::layer_major_layers_per_step).
+  std::unique_ptr<LayerMajorPrefill> layer_major;
   int64_t generated = 0;
   bool done = false;
   std::unique_ptr<IncrementalDecoder> decoder;
@@ -369,27 +374,40 @@ absl::Status Scheduler::Step() {
     int64_t count;        // tokens this step
     bool prefill;
   };
-  // Long prompts first, each whole and layer by layer (SchedulerOptions::layer_major_from).
+  // Long prompts first, layer by layer (SchedulerOptions::layer_major_from): started here,
+  // then layer_major_layers_per_step layers per step (0: all), the other sequences decoding a
+  // token between those steps.
   for (auto& sp : running_) {
     Sequence& s = *sp;
     const GenerationRequest& g = s.request.generation;
     if (s.done || s.prefilled != 0 || !PrefillsLayerMajor(g, options_.layer_major_from)) continue;
-    absl::StatusOr<std::vector<float>> last =
-        model_.PrefillLayerMajor(s.kv, g.prompt, options_.prefill_chunk, &g.attention);
-    if (!last.ok()) {
+    const absl::Status status = [&]() -> absl::Status {
+      if (s.layer_major == nullptr) {
+        ASSIGN_OR_RETURN(s.layer_major, model_.StartLayerMajor(s.kv, g.prompt,
+                                                               options_.prefill_chunk,
+                                                               &g.attention));
+      }
+      ASSIGN_OR_RETURN(const bool done,
+                       model_.ContinueLayerMajor(*s.layer_major,
+                                                 options_.layer_major_layers_per_step, logits_));
+      if (!done) return absl::OkStatus();
+      s.layer_major.reset();
+      s.prefilled = s.prompt_size();
+      Accept(s, logits_);
+      return absl::OkStatus();
+    }();
+    if (!status.ok()) {
       Finish(s, absl::InternalError(
-                    absl::StrCat("layer-major prefill failed: ", last.status().message())));
-      continue;
+                    absl::StrCat("layer-major prefill failed: ", status.message())));
     }
-    s.prefilled = s.prompt_size();
-    Accept(s, *last);
   }
   ForwardBatch batch;
   std::vector<Entry> entries;
   int64_t prefill_budget = options_.prefill_chunk;
   for (auto& sp : running_) {
     Sequence& s = *sp;
-    if (s.done) continue;  // finished by its layer-major prefill's first token
+    // Finished by its layer-major prefill's first token, or between layer-major steps.
+    if (s.done || s.layer_major != nullptr) continue;
     const int64_t first_logit = static_cast<int64_t>(batch.logit_rows.size());
     if (s.prefilled < s.prompt_size()) {
       if (prefill_budget == 0) continue;
@@ -541,7 +559,9 @@ void Scheduler::Finish(Sequence& s, absl::Status status) {
       attention.sparse_rows = static_cast<uint64_t>(st->sparse_rows);
       attention.bytes_fetched_from_host = static_cast<uint64_t>(st->fetch.bytes_from_host);
     }
-    // KV blocks and labels, before the final event: clients then see idle accounting.
+    // KV blocks and labels, before the final event: clients then see idle accounting. A
+    // layer-major prefill still running is dropped first (its copies into these blocks end).
+    s.layer_major.reset();
     model_.ReleaseSequence(s.kv);
     s.has_kv = false;
   }

@@ -133,11 +133,13 @@ struct SchedulerOptions {
   int max_batch = 32;           // sequences in the running batch
   int max_queue = 256;          // requests waiting for admission
   int64_t prefill_chunk = 256;  // prompt tokens per engine step (all prefilling sequences)
-  // Prompts of at least this many tokens (without prompt logprobs) prefill layer-major in one
-  // engine step (Model::PrefillLayerMajor in chunks of prefill_chunk): the running sequences
-  // wait for it, but in the offload kv modes its K/V cross PCIe once instead of once per later
-  // chunk. 0 = never.
+  // Prompts of at least this many tokens (without prompt logprobs) prefill layer-major
+  // (Model::StartLayerMajor / ContinueLayerMajor, in chunks of prefill_chunk): in the offload
+  // kv modes its K/V cross PCIe once instead of once per later chunk. 0 = never.
   int64_t layer_major_from = 0;
+  // Layers of such a prefill per engine step; the running sequences decode a token between
+  // steps. 0 = every layer in one step (running sequences wait for the whole prefill).
+  int layer_major_layers_per_step = 0;
   int max_top_logprobs = 20;
   AttentionOptions default_attention;
   // Time source for deadlines, queue checks and timings; null = absl::Now. Called on the

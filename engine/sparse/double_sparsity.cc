@@ -69,7 +69,8 @@ absl::StatusOr<const std::vector<std::vector<int32_t>>*> DoubleSparsity::Channel
   return &channels_.emplace(key, std::move(per_layer)).first->second;
 }
 
-absl::Status DoubleSparsity::BeginStep(const ForwardBatch& batch, const KvBlockPool& pool) {
+absl::Status DoubleSparsity::BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
+                                       bool count_stats) {
   labels_.ReleaseMissing(pool);
   for (auto it = stats_.begin(); it != stats_.end();) {
     it = pool.Contains(it->first) ? std::next(it) : stats_.erase(it);
@@ -112,6 +113,7 @@ absl::Status DoubleSparsity::BeginStep(const ForwardBatch& batch, const KvBlockP
           labels_.Reserve(s.kv, LabelFormat{p.options->channels, p.options->label_bits}, room));
       stores_labels_ = true;
     }
+    if (!count_stats) continue;
     SequenceAttentionStats& st = stats_[s.kv];
     st.last_mode = AttentionMode::kDense;
     // Dense rows are accounted here; sparse rows when AttendHost selects.

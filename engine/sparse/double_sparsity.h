@@ -88,7 +88,10 @@ class DoubleSparsity {
   // Resolves the step's plan; validates every sequence's options (INVALID_ARGUMENT naming
   // the field) and channel availability (FAILED_PRECONDITION), frees labels of sequences
   // the pool no longer holds, and reserves label room. On error nothing was written.
-  absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool);
+  // `count_stats` false plans the same batch again without counting its dense rows a second
+  // time (a layer-major prefill resumed after other steps: Model::ContinueLayerMajor).
+  absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
+                         bool count_stats = true);
   // Whether any sequence of the step keeps labels / runs sparse at `layer`.
   bool StoresLabels() const { return stores_labels_; }
   bool AnySparse(int layer) const;

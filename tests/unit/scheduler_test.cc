@@ -402,14 +402,17 @@ TEST_F(SchedulerTest, DoubleSparseWithFewerChannelsNeedsAChannelConfig) {
   EXPECT_THAT(bad.status().message(), HasSubstr("default attention"));
 }
 
-// Long prompts prefilled layer-major in one step (SchedulerOptions::layer_major_from) give the
-// same tokens as chunked prefill, beside a short request that keeps decoding, and leave the
-// engine idle afterwards.
+// Long prompts prefilled layer-major (SchedulerOptions::layer_major_from) — in one step, or a
+// layer per step with the short request decoding between (layer_major_layers_per_step 1) —
+// give the same tokens as chunked prefill, beside a short request that keeps decoding, and
+// leave the engine idle afterwards.
 TEST_F(SchedulerTest, LayerMajorPrefillGivesTheSameTokens) {
-  std::vector<std::vector<int32_t>> tokens[2];
-  for (int64_t from : {int64_t{0}, int64_t{100}}) {
+  std::vector<std::vector<int32_t>> tokens[3];
+  for (int run = 0; run < 3; ++run) {
+    const int64_t from = run == 0 ? 0 : 100;
     ASSERT_NO_FATAL_FAILURE(Load(4096, 4, 8));
     options_.layer_major_from = from;
+    options_.layer_major_layers_per_step = run == 2 ? 1 : 0;
     ASSERT_NO_FATAL_FAILURE(Start());
     std::mt19937 rng(7);
     const std::vector<int32_t> long_prompt = RandomPrompt(rng, 300);
@@ -421,14 +424,42 @@ TEST_F(SchedulerTest, LayerMajorPrefillGivesTheSameTokens) {
     ASSERT_TRUE(ea.status.ok()) << ea.status;
     ASSERT_TRUE(eb.status.ok()) << eb.status;
     EXPECT_EQ(eb.tokens.size(), 12u);
-    tokens[from == 0 ? 0 : 1] = {ea.tokens, eb.tokens};
+    tokens[run] = {ea.tokens, eb.tokens};
     ExpectIdle(*scheduler_);
     scheduler_.reset();
   }
   EXPECT_EQ(tokens[0], tokens[1]);
+  EXPECT_EQ(tokens[0], tokens[2]);
   SchedulerOptions bad;
   bad.layer_major_from = -1;
   EXPECT_EQ(bad.Validate().code(), absl::StatusCode::kInvalidArgument);
+  bad.layer_major_from = 0;
+  bad.layer_major_layers_per_step = -1;
+  EXPECT_EQ(bad.Validate().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A request prefilled a layer per step, cancelled once admitted (between layers or after its
+// prefill, whichever the engine thread reached), ends CANCELLED and leaves the engine idle (its
+// staging pools and pool blocks freed), and the engine serves the next request normally.
+TEST_F(SchedulerTest, LayerMajorPrefillCancelledBetweenLayers) {
+  ASSERT_NO_FATAL_FAILURE(Load(4096, 4, 8));
+  options_.layer_major_from = 100;
+  options_.layer_major_layers_per_step = 1;
+  ASSERT_NO_FATAL_FAILURE(Start());
+  std::mt19937 rng(9);
+  auto a = scheduler_->Submit(Request(RandomPrompt(rng, 300), 400));
+  ASSERT_TRUE(a.ok());
+  // Admitted (not racing the queue); its prefill is under way or done, its decode running.
+  ASSERT_TRUE(WaitFor(*scheduler_, [](const SchedulerStats& s) { return s.running == 1; }));
+  (*a)->Cancel();
+  EXPECT_EQ(ReadToEnd(**a).status.code(), absl::StatusCode::kCancelled);
+  ExpectIdle(*scheduler_);
+  auto b = scheduler_->Submit(Request(RandomPrompt(rng, 300), 5));
+  ASSERT_TRUE(b.ok());
+  const StreamEvent eb = ReadToEnd(**b);
+  EXPECT_TRUE(eb.status.ok()) << eb.status;
+  EXPECT_EQ(eb.tokens.size(), 5u);
+  ExpectIdle(*scheduler_);
 }
 
 }  // namespace
