@@ -261,8 +261,11 @@ void Scheduler::CancelAll() {
 
 bool Scheduler::WaitIdle(absl::Duration timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return idle_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [&] { return queue_.empty() && stats_.running == 0; });
+  // Idle in the queue itself and in the published stats (a request cancelled while queued
+  // leaves queue_ a moment before PublishStats counts it gone).
+  return idle_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] {
+    return queue_.empty() && stats_.queued == 0 && stats_.running == 0;
+  });
 }
 
 void Scheduler::Stop() {

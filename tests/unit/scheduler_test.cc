@@ -441,6 +441,21 @@ TEST_F(SchedulerTest, LayerMajorPrefillGivesTheSameTokens) {
 // A request prefilled a layer per step, cancelled once admitted (between layers or after its
 // prefill, whichever the engine thread reached), ends CANCELLED and leaves the engine idle (its
 // staging pools and pool blocks freed), and the engine serves the next request normally.
+// A request cancelled at once — in the queue or just admitted, whichever the engine thread
+// reached — ends CANCELLED, and WaitIdle returns only once the published stats are idle too.
+TEST_F(SchedulerTest, CancelRightAfterSubmitLeavesTheStatsIdle) {
+  ASSERT_NO_FATAL_FAILURE(Load(4096, 4, 8));
+  ASSERT_NO_FATAL_FAILURE(Start());
+  std::mt19937 rng(11);
+  for (int i = 0; i < 20; ++i) {
+    auto a = scheduler_->Submit(Request(RandomPrompt(rng, 40), 30));
+    ASSERT_TRUE(a.ok());
+    (*a)->Cancel();
+    EXPECT_EQ(ReadToEnd(**a).status.code(), absl::StatusCode::kCancelled);
+    ExpectIdle(*scheduler_);
+  }
+}
+
 TEST_F(SchedulerTest, LayerMajorPrefillCancelledBetweenLayers) {
   ASSERT_NO_FATAL_FAILURE(Load(4096, 4, 8));
   options_.layer_major_from = 100;
