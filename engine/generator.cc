@@ -112,14 +112,17 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
     const std::vector<int32_t>& prompt = s.request->prompt;
     const int64_t n = static_cast<int64_t>(prompt.size());
     const auto prefill_start = std::chrono::steady_clock::now();
+    // The first token, from the last prompt position's logits.
+    auto first_token = [&](absl::Span<const float> row) {
+      const int32_t token = s.sampler.Sample(row, s.history);
+      s.result->prefill_seconds = SecondsSince(prefill_start);
+      Accept(model.config(), s, token, LogProbability(row, token));
+    };
     if (PrefillsLayerMajor(*s.request, options.layer_major_from)) {
       ASSIGN_OR_RETURN(const std::vector<float> last,
                        model.PrefillLayerMajor(s.kv, prompt, options.prefill_chunk,
                                                &s.request->attention));
-      const absl::Span<const float> row(last.data(), vocab);
-      const int32_t token = s.sampler.Sample(row, s.history);
-      s.result->prefill_seconds = SecondsSince(prefill_start);
-      Accept(model.config(), s, token, LogProbability(row, token));
+      first_token(absl::MakeConstSpan(last.data(), vocab));
       continue;
     }
     for (int64_t begin = 0; begin < n; begin += options.prefill_chunk) {
@@ -137,11 +140,8 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
         }
       }
       if (begin + count == n) {
-        const float* last = logits.data() + (logits.size() / vocab - 1) * vocab;
-        absl::Span<const float> row(last, vocab);
-        const int32_t token = s.sampler.Sample(row, s.history);
-        s.result->prefill_seconds = SecondsSince(prefill_start);
-        Accept(model.config(), s, token, LogProbability(row, token));
+        first_token(absl::MakeConstSpan(logits.data() + (logits.size() / vocab - 1) * vocab,
+                                        vocab));
       }
     }
   }

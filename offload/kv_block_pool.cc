@@ -44,16 +44,15 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(const KvPoolOpt
     absl::StatusOr<void*> p = from.Allocate(static_cast<size_t>(bytes));
     if (!p.ok()) {
       return absl::ResourceExhaustedError(absl::StrCat("KV pool of ", options.num_blocks,
-                                                       " blocks (", what, " ", layers,
-                                                       " layers, ", bytes, " bytes): ",
-                                                       p.status().message()));
+                                                       " blocks (", what, layers, " layers, ",
+                                                       bytes, " bytes): ", p.status().message()));
     }
     return *p;
   };
   ASSIGN_OR_RETURN(void* base, allocate(memory, options.layers - options.resident_layers, ""));
   absl::StatusOr<void*> resident_base =
       allocate(options.resident_layers > 0 ? *resident : memory, options.resident_layers,
-               "resident");
+               "resident: ");
   if (!resident_base.ok()) {
     if (base != nullptr) memory.Free(base);
     return resident_base.status();
@@ -156,10 +155,7 @@ void* KvBlockPool::KBase(int layer) const {
 }
 
 void* KvBlockPool::VBase(int layer) const {
-  if (layer < options_.resident_layers) {
-    return static_cast<char*>(resident_base_) + (2 * layer + 1) * layer_bytes_;
-  }
-  return static_cast<char*>(base_) + (2 * (layer - options_.resident_layers) + 1) * layer_bytes_;
+  return static_cast<char*>(KBase(layer)) + layer_bytes_;  // V follows its layer's K region
 }
 
 absl::StatusOr<std::vector<KvBlockCopy>> KvBlockCopies(const KvBlockPool& src, int src_layer,

@@ -168,16 +168,20 @@ absl::StatusOr<FetchPlan> OffloadTier::NewPlan(int layer, size_t segment, size_t
   return plan;
 }
 
+FetchCounters OffloadTier::Record(KvBlockPool::SequenceId seq, FetchCounters counts) {
+  counts.bytes_from_host = 2 * counts.rows_from_host * row_bytes_;
+  counters_[seq].Add(counts);
+  totals_.Add(counts);
+  step_.Add(counts);
+  return counts;
+}
+
 void OffloadTier::Account(KvBlockPool::SequenceId seq, FetchCounters counts, FetchPlan& plan) {
   if (plan.layer < options_.resident_layers) {  // the pool rows are in device memory
     counts.rows_resident = counts.rows_from_host;
     counts.rows_from_host = 0;
   }
-  counts.bytes_from_host = 2 * counts.rows_from_host * row_bytes_;
-  counters_[seq].Add(counts);
-  totals_.Add(counts);
-  step_.Add(counts);
-  plan.counts = counts;
+  plan.counts = Record(seq, counts);
 }
 
 absl::StatusOr<FetchPlan> OffloadTier::Plan(int layer, size_t segment, KvBlockPool::SequenceId seq,
@@ -334,11 +338,7 @@ FetchCounters OffloadTier::CountDirect(KvBlockPool::SequenceId seq, int64_t rows
   FetchCounters counts;
   counts.rows_requested = rows;
   counts.rows_from_host = rows;
-  counts.bytes_from_host = 2 * rows * row_bytes_;
-  counters_[seq].Add(counts);
-  totals_.Add(counts);
-  step_.Add(counts);
-  return counts;
+  return Record(seq, counts);
 }
 
 void OffloadTier::Release(KvBlockPool::SequenceId seq) {

@@ -207,7 +207,11 @@ class OffloadTier {
   // A plan for (layer, segment) with `heads` lists, its layout filled in; INTERNAL when any is
   // out of range.
   absl::StatusOr<FetchPlan> NewPlan(int layer, size_t segment, size_t heads) const;
-  // Completes counts (bytes from rows) and adds them to plan, seq's counters and the totals.
+  // Completes counts (bytes from rows) and adds them to seq's counters and the totals;
+  // returns the completed counts.
+  FetchCounters Record(KvBlockPool::SequenceId seq, FetchCounters counts);
+  // Record for a plan's rows (those of a resident layer count as resident, not host reads),
+  // the result also in plan.counts.
   void Account(KvBlockPool::SequenceId seq, FetchCounters counts, FetchPlan& plan);
 
   struct Key {

@@ -35,6 +35,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tools/attention_flags.h"
 #include "engine/tools/cli_flags.h"
+#include "engine/tools/offload_flags.h"
 #include "server/inference_service.h"
 #include "spdlog/spdlog.h"
 
@@ -47,14 +48,6 @@ ABSL_FLAG(int32_t, max_batch, 32, "sequences in the running decode batch");
 ABSL_FLAG(int32_t, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens (prompt + new); 0 = the model's");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "host KV pool size in tokens (all sequences); 0 = 4 x context");
-ABSL_FLAG(int32_t, offload_resident_layers, -1,
-          "offload kv modes: the first layers whose K/V stay in GPU memory, so that their dense "
-          "attention reads nothing over PCIe; -1 = --dense-layers in kv mode offload, 0 in "
-          "dense-offload");
-ABSL_FLAG(int64_t, offload_reuse_rows, 0,
-          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
-          "default: its bookkeeping runs on the host and costs more than it saves, "
-          "docs/offload.md)");
 ABSL_FLAG(int64_t, prefill_chunk, 256, "prompt tokens per engine step (bounds decode stalls)");
 ABSL_FLAG(int64_t, layer_major_from, -1,
           "prefill prompts of at least this many tokens layer-major, whole, in one engine step "
@@ -190,8 +183,7 @@ int main(int argc, char** argv) {
   dsinfer::ModelOptions model_options;
   model_options.max_context = absl::GetFlag(FLAGS_max_context);
   model_options.kv_pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
-  model_options.offload.reuse_rows = absl::GetFlag(FLAGS_offload_reuse_rows);
-  model_options.offload.resident_layers = absl::GetFlag(FLAGS_offload_resident_layers);
+  dsinfer::SetOffloadOptionsFromFlags(model_options.offload);
   // The engine's defaults equal the server's, so a sequence without per-request options (the
   // scheduler's warm-up) runs the same attention; the channel config is loaded and validated
   // against the model's shapes by Model::Load.

@@ -400,17 +400,24 @@ absl::Status CudaBackend::UploadInvFreq(const AttentionConfig& config) {
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
-                                       int dst_layer, const std::vector<int32_t>& blocks) {
+absl::Status CudaBackend::CopyKvBlocksOn(const KvBlockPool& src, int src_layer,
+                                         KvBlockPool& dst, int dst_layer,
+                                         const std::vector<int32_t>& blocks,
+                                         cudaStream_t stream) {
   ASSIGN_OR_RETURN(const std::vector<KvBlockCopy> copies,
                    KvBlockCopies(src, src_layer, dst, dst_layer, blocks));
   // One async copy per run of consecutive blocks (a fresh sequence's blocks are mostly one
   // run); unified addressing lets cudaMemcpyDefault take pinned host and device pools alike.
   for (const KvBlockCopy& c : copies) {
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(c.to, c.from, static_cast<size_t>(c.bytes),
-                                         cudaMemcpyDefault, stream_));
+                                         cudaMemcpyDefault, stream));
   }
   return absl::OkStatus();
+}
+
+absl::Status CudaBackend::CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
+                                       int dst_layer, const std::vector<int32_t>& blocks) {
+  return CopyKvBlocksOn(src, src_layer, dst, dst_layer, blocks, stream_);
 }
 
 absl::Status CudaBackend::RopeAndStoreKv(int layer, const AttentionConfig& config,

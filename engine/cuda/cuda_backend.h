@@ -295,6 +295,10 @@ class CudaBackend final : public Backend {
   // named yet: the caller sets rows, a selection, or a dense range (and reuse slabs).
   CudaFetchJob FetchJobFor(const FetchPlan& plan, const KvBlockPool& pool, const int32_t* table,
                            const OffloadTier& tier) const;
+  // CopyKvBlocks' copies queued on `stream`.
+  absl::Status CopyKvBlocksOn(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
+                              int dst_layer, const std::vector<int32_t>& blocks,
+                              cudaStream_t stream);
   absl::Status SelectIntoDevice(int layer, const ForwardBatch& batch, size_t index,
                                 DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
                                 bool current_label_written, int32_t* selected);

@@ -50,6 +50,22 @@ namespace {
 
 size_t Align16(size_t b) { return (b + 15) / 16 * 16; }
 
+// One layer of sequence `seq`'s K/V as the label writer reads it: the layer's K and V at device
+// addresses `k`, `v` (the pool's layer, or a staging pool with the same block ids), through the
+// sequence's device block table.
+CudaPagedKv SequenceLayerKv(const void* k, const void* v, const int32_t* table,
+                            const KvBlockPool& pool, KvBlockPool::SequenceId seq) {
+  CudaPagedKv kv;
+  kv.k = const_cast<void*>(k);
+  kv.v = const_cast<void*>(v);
+  kv.block_tables = table;
+  kv.max_blocks = static_cast<int>(pool.BlockTable(seq).size());
+  kv.block_tokens = pool.options().block_tokens;
+  kv.kv_heads = pool.options().kv_heads;
+  kv.head_dim = pool.options().head_dim;
+  return kv;
+}
+
 absl::Status OffloadError(const char* op, const std::string& what) {
   return absl::InternalError(absl::StrCat("cuda backend ", op, ": ", what));
 }
@@ -99,6 +115,28 @@ struct CudaBackend::OffloadState {
     if (queued != nullptr) cudaEventDestroy(queued);
     if (copy_done != nullptr) cudaEventDestroy(copy_done);
     if (copy != nullptr) cudaStreamDestroy(copy);
+  }
+
+  // Sequence `s`'s device labels at `layer` (storage reserved for `tokens` tokens, grown
+  // geometrically up to the sequence's reservation) with the layer's channel set for its
+  // statistic and r, and the count of its tokens labelled so far at that layer.
+  struct LayerLabels {
+    CudaLabelSeq view;
+    int64_t* written;
+  };
+  absl::StatusOr<LayerLabels> LabelsAt(DoubleSparsity& ds, const BatchSequence& s, int layer,
+                                       int64_t tokens, int hq, const KvPoolOptions& po) {
+    const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+    const LabelFormat format = ds.labels().format(s.kv);
+    DeviceLabels& lab = labels[s.kv];
+    RETURN_IF_ERROR(
+        lab.Reserve(format, tokens, ds.labels().capacity(s.kv), po.layers, po.kv_heads, main));
+    ASSIGN_OR_RETURN(const DeviceChannelSet* ch,
+                     channels.Upload(ds, o.statistic, layer, hq, po.kv_heads, format.r,
+                                     po.head_dim, main));
+    LayerLabels out{lab.View(layer, po.kv_heads), &lab.written[layer]};
+    out.view.channels = static_cast<const int32_t*>(ch->dev);
+    return out;
   }
 
   // The copy stream follows everything queued on the backend stream so far.
@@ -298,15 +336,10 @@ absl::Status CudaBackend::CopyKvBlocksAside(const KvBlockPool& src, int src_laye
                                             const std::vector<int32_t>& blocks, int slot) {
   if (slot < 0 || slot > 1) return OffloadError("CopyKvBlocksAside", "slot must be 0 or 1");
   ASSIGN_OR_RETURN(OffloadState * st, Offload());
-  ASSIGN_OR_RETURN(const std::vector<KvBlockCopy> copies,
-                   KvBlockCopies(src, src_layer, dst, dst_layer, blocks));
-  // After everything queued on the backend stream (the layer's K/V and labels), then one
-  // async copy per run of blocks on the copy stream (the copy engine, beside the kernels).
+  // After everything queued on the backend stream (the layer's K/V and labels), on the copy
+  // stream (the copy engine, beside the kernels).
   RETURN_IF_ERROR(st->CopyAfterMain());
-  for (const KvBlockCopy& c : copies) {
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(c.to, c.from, static_cast<size_t>(c.bytes),
-                                         cudaMemcpyDefault, st->copy));
-  }
+  RETURN_IF_ERROR(CopyKvBlocksOn(src, src_layer, dst, dst_layer, blocks, st->copy));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(st->aside_done[slot], st->copy));
   return absl::OkStatus();
 }
@@ -326,42 +359,29 @@ absl::Status CudaBackend::LabelLayerFrom(int layer, const ForwardBatch& batch, s
   const BatchSequence& s = batch.sequences[index];
   if (!ds.labels().Contains(s.kv)) return absl::OkStatus();  // a dense sequence
   ASSIGN_OR_RETURN(OffloadState * st, Offload());
-  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
   const int hkv = pool.options().kv_heads;
-  const int d = pool.options().head_dim;
   const int hq = ds.heads_q();
   if (hq <= 0 || hq % hkv != 0 || source.options().kv_heads != hkv ||
-      source.options().head_dim != d || source.options().block_tokens != pool.options().block_tokens) {
+      source.options().head_dim != pool.options().head_dim ||
+      source.options().block_tokens != pool.options().block_tokens) {
     return OffloadError("LabelLayerFrom", "pools of different geometry");
   }
-  const LabelFormat format = ds.labels().format(s.kv);
   const int64_t tokens = s.start_position + s.num_rows;
-  DeviceLabels& lab = st->labels[s.kv];
-  RETURN_IF_ERROR(lab.Reserve(format, tokens, ds.labels().capacity(s.kv),
-                              pool.options().layers, hkv, stream_));
-  ASSIGN_OR_RETURN(const DeviceChannelSet* ch,
-                   st->channels.Upload(ds, o.statistic, layer, hq, hkv, format.r, d, stream_));
-  CudaLabelSeq label = lab.View(layer, hkv);
-  label.channels = static_cast<const int32_t*>(ch->dev);
-  int64_t& written = lab.written[layer];
+  ASSIGN_OR_RETURN(const OffloadState::LayerLabels lab,
+                   st->LabelsAt(ds, s, layer, tokens, hq, pool.options()));
+  int64_t& written = *lab.written;
   if (written > tokens) written = 0;
   if (written == tokens) return absl::OkStatus();
   const CudaLabelRange range{0, 0, static_cast<int32_t>(written),
                              static_cast<int32_t>(tokens - written)};
   ASSIGN_OR_RETURN(const DeviceLabelDescriptors desc,
-                   UploadLabelDescriptors(absl::MakeConstSpan(&label, 1), {},
+                   UploadLabelDescriptors(absl::MakeConstSpan(&lab.view, 1), {},
                                           absl::MakeConstSpan(&range, 1), st->meta_host,
                                           st->select_meta, stream_));
   // The model's block table addresses the source too (same block ids).
   ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
-  CudaPagedKv kv;
-  kv.k = source.KBase(source_layer);
-  kv.v = source.VBase(source_layer);
-  kv.block_tables = table;
-  kv.max_blocks = static_cast<int>(pool.BlockTable(s.kv).size());
-  kv.block_tokens = pool.options().block_tokens;
-  kv.kv_heads = hkv;
-  kv.head_dim = d;
+  const CudaPagedKv kv = SequenceLayerKv(source.KBase(source_layer), source.VBase(source_layer),
+                                         table, pool, s.kv);
   RETURN_IF_ERROR(LaunchWriteLabelsPaged(options_.dtype, kv, desc.ranges, 1, range.count,
                                          desc.labels, stream_));
   written = tokens;
@@ -384,26 +404,18 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
   const int hkv = pool.options().kv_heads;
   const int d = pool.options().head_dim;
   const int hq = st->heads_q;
-  const int layers = pool.options().layers;
   if (hq <= 0 || hq % hkv != 0 || q.cols < static_cast<int64_t>(hq) * d) {
     return OffloadError("SelectTokens", "bad head shape");
   }
-  const LabelFormat format = ds.labels().format(s.kv);
   const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
   // Predicting a layer ahead, the current token's label at that layer does not exist yet:
   // only the past is labelled and scored; the current token is kept by the selection whatever
   // its (unlabelled) slot scores.
   const int64_t scored = current_label_written ? tokens : tokens - 1;
-
-  // Label storage: capacity for the sequence's reservation, grown geometrically.
-  DeviceLabels& lab = st->labels[s.kv];
-  RETURN_IF_ERROR(lab.Reserve(format, tokens, ds.labels().capacity(s.kv), layers, hkv, stream_));
-  // The layer's channels for the sequence's statistic and r.
-  ASSIGN_OR_RETURN(const DeviceChannelSet* ch,
-                   st->channels.Upload(ds, o.statistic, layer, hq, hkv, format.r, d, stream_));
-  CudaLabelSeq label = lab.View(layer, hkv);
-  label.channels = static_cast<const int32_t*>(ch->dev);
-  int64_t& written = lab.written[layer];
+  ASSIGN_OR_RETURN(const OffloadState::LayerLabels lab,
+                   st->LabelsAt(ds, s, layer, tokens, hq, pool.options()));
+  const CudaLabelSeq& label = lab.view;
+  int64_t& written = *lab.written;
   if (written > scored) written = 0;  // the sequence was cut back: relabel
   CudaLabelRange range{0, 0, static_cast<int32_t>(written), static_cast<int32_t>(scored - written)};
   const bool catch_up = range.count > 0;
@@ -419,21 +431,16 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
   const DType dtype = options_.dtype;
   if (catch_up) {
     ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
-    CudaPagedKv kv;
-    kv.k = offload_memory_.DevicePointer(pool.KBase(layer));
-    kv.v = offload_memory_.DevicePointer(pool.VBase(layer));
-    kv.block_tables = table;
-    kv.max_blocks = static_cast<int>(pool.BlockTable(s.kv).size());
-    kv.block_tokens = pool.options().block_tokens;
-    kv.kv_heads = hkv;
-    kv.head_dim = d;
+    const CudaPagedKv kv = SequenceLayerKv(offload_memory_.DevicePointer(pool.KBase(layer)),
+                                           offload_memory_.DevicePointer(pool.VBase(layer)),
+                                           table, pool, s.kv);
     RETURN_IF_ERROR(
         LaunchWriteLabelsPaged(dtype, kv, desc.ranges, 1, range.count, desc.labels, stream_));
   }
   RETURN_IF_ERROR(st->scores.Grow(static_cast<size_t>(hkv * tokens) * 4, stream_));
   RETURN_IF_ERROR(st->counts.Grow(static_cast<size_t>(hkv) * 4, stream_));
   RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, desc.sequences, 1, desc.labels, hq, hkv,
-                                    d, format.r, tokens, static_cast<float*>(st->scores.ptr),
+                                    d, label.r, tokens, static_cast<float*>(st->scores.ptr),
                                     tokens, stream_, options_.ds_score_algo));
   return LaunchTopKSelect(static_cast<float*>(st->scores.ptr), tokens, desc.sequences, 1, hkv,
                           selected, budget, static_cast<int32_t*>(st->counts.ptr), stream_,

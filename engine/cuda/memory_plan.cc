@@ -147,7 +147,7 @@ absl::StatusOr<CudaMemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
   // that one is copied out beside the other's work) and the residual stream of the longest
   // prompt, fp32.
   if (request.layer_major_from > 0) {
-    plan.layer_major_bytes = 2 * plan.pool_tokens * 2 * kv * e + request.max_context * h * 4;
+    plan.layer_major_bytes = 2 * layer_pool_bytes + request.max_context * h * 4;
   }
   return plan;
 }

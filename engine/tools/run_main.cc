@@ -27,6 +27,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tools/attention_flags.h"
 #include "engine/tools/cli_flags.h"
+#include "engine/tools/offload_flags.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
@@ -50,14 +51,6 @@ ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUD
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
 ABSL_FLAG(std::string, kv_mode, "gpu", "KV tier: gpu | offload | dense-offload");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "KV pool size in tokens; 0 = 4 x context");
-ABSL_FLAG(int32_t, offload_resident_layers, -1,
-          "offload kv modes: the first layers whose K/V stay in GPU memory, so that their dense "
-          "attention reads nothing over PCIe; -1 = --dense-layers in kv mode offload, 0 in "
-          "dense-offload");
-ABSL_FLAG(int64_t, offload_reuse_rows, 0,
-          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
-          "default: its bookkeeping runs on the host and costs more than it saves, "
-          "docs/offload.md)");
 ABSL_FLAG(int64_t, layer_major_from, -1,
           "prefill prompts of at least this many tokens layer-major (all chunks through one layer "
           "with its K/V on the device, then the next); 0 = never; -1 = prompts longer than one "
@@ -185,14 +178,17 @@ int main(int argc, char** argv) {
   options.attention = attention;
   options.channel_config_path = absl::GetFlag(FLAGS_channel_config);
   options.kv_pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
-  options.offload.reuse_rows = absl::GetFlag(FLAGS_offload_reuse_rows);
-  options.offload.resident_layers = absl::GetFlag(FLAGS_offload_resident_layers);
+  dsinfer::SetOffloadOptionsFromFlags(options.offload);
   {
     auto kv_mode = dsinfer::ParseKvMode(absl::GetFlag(FLAGS_kv_mode));
     if (!kv_mode.ok()) return Fail("--kv-mode: " + std::string(kv_mode.status().message()));
     options.kv_mode = *kv_mode;
   }
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
+  // Generate's options, also what the memory plan counts.
+  dsinfer::GeneratorOptions generator;
+  generator.layer_major_from = dsinfer::ResolveLayerMajorFrom(
+      absl::GetFlag(FLAGS_layer_major_from), options.kv_mode, generator.prefill_chunk);
   std::unique_ptr<dsinfer::Backend> backend;
   if (device == "cpu") {
     backend = std::make_unique<dsinfer::CpuBackend>();
@@ -205,14 +201,11 @@ int main(int argc, char** argv) {
     auto config = dsinfer::LoadModelConfig(model_dir);
     if (!config.ok()) return Fail(std::string(config.status().message()));
     const int64_t rows =
-        std::min<int64_t>(static_cast<int64_t>(request.prompt.size()),
-                          dsinfer::GeneratorOptions().prefill_chunk);
+        std::min<int64_t>(static_cast<int64_t>(request.prompt.size()), generator.prefill_chunk);
     dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
         *config, options, model_dir, /*max_batch=*/1, std::max<int64_t>(rows, 1),
         request.prompt_logprobs ? std::max<int64_t>(rows, 1) : 1);
-    plan_request.layer_major_from = dsinfer::ResolveLayerMajorFrom(
-        absl::GetFlag(FLAGS_layer_major_from), options.kv_mode,
-        dsinfer::GeneratorOptions().prefill_chunk);
+    plan_request.layer_major_from = generator.layer_major_from;
     auto plan = dsinfer::PlanCudaMemory(*config, plan_request, 0);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));
     auto cuda = dsinfer::CudaBackend::Create({});
@@ -222,9 +215,6 @@ int main(int argc, char** argv) {
 #endif
   auto model = dsinfer::Model::Load(model_dir, *backend, options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
-  dsinfer::GeneratorOptions generator;
-  generator.layer_major_from = dsinfer::ResolveLayerMajorFrom(
-      absl::GetFlag(FLAGS_layer_major_from), options.kv_mode, generator.prefill_chunk);
   auto results = dsinfer::Generate(**model, {request}, generator);
   if (!results.ok()) return Fail(std::string(results.status().message()));
   const dsinfer::GenerationResult& r = (*results)[0];

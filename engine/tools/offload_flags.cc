@@ -1,0 +1,21 @@
+#include "engine/tools/offload_flags.h"
+
+#include "absl/flags/flag.h"
+
+ABSL_FLAG(int32_t, offload_resident_layers, -1,
+          "offload kv modes: the first layers whose K/V stay in GPU memory, so that their dense "
+          "attention reads nothing over PCIe; -1 = --dense-layers in kv mode offload, 0 in "
+          "dense-offload");
+ABSL_FLAG(int64_t, offload_reuse_rows, 0,
+          "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
+          "default: its bookkeeping runs on the host and costs more than it saves, "
+          "docs/offload.md)");
+
+namespace dsinfer {
+
+void SetOffloadOptionsFromFlags(OffloadOptions& offload) {
+  offload.resident_layers = absl::GetFlag(FLAGS_offload_resident_layers);
+  offload.reuse_rows = absl::GetFlag(FLAGS_offload_reuse_rows);
+}
+
+}  // namespace dsinfer
