@@ -99,7 +99,8 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 # STEPS picks the groups (comma list; default tests,bench,offload,smoke), so that a session can
 # split its device time into calls of under 10 minutes each:
 #   tests     every gpu test binary (kernels first)
-#   bench     dsinfer-bench (dense; DS_E2E=1 adds the Double Sparsity end-to-end configs),
+#   bench     dsinfer-bench (dense; DS_E2E=1 adds the Double Sparsity end-to-end configs,
+#             DENSE_BENCH=0 leaves the dense one out),
 #             dsinfer-attention-bench (decode operator + prefill kernels), PyTorch SDPA,
 #             (HF=1) transformers generate
 #   offload   dsinfer-offload-bench at 32K/128K (batch 1 and 4) and 256K (batch 1)
@@ -111,6 +112,8 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   profile   nsys summaries of one Double Sparsity end-to-end configuration (if nsys exists)
 #   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
 #   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end
+#   smoke-offload  the same in offload mode, a longer prompt prefilled layer-major a layer per
+#             engine step (--prefill-chunk 16 --layer-major-layers-per-step 1), dense attention
 #   accuracy  tools/accuracy/gpu_report.sh (the missing jobs of tools/accuracy/results-gpu;
 #             FORCE=1 all) then a tarball of the results into $OUT
 steps=",${STEPS:-tests,bench,offload,smoke},"
@@ -123,8 +126,10 @@ if want tests; then
   done
 fi
 if want bench && [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timings
-  step dsinfer-bench "${BENCH_TIMEOUT:-200}" "$bin/dsinfer-bench" --json_out="$OUT/bench.json" \
-    ${BENCH_ARGS:-}
+  if [ "${DENSE_BENCH:-1}" = 1 ]; then  # DENSE_BENCH=0: the operator benchmarks only
+    step dsinfer-bench "${BENCH_TIMEOUT:-200}" "$bin/dsinfer-bench" --json_out="$OUT/bench.json" \
+      ${BENCH_ARGS:-}
+  fi
   if [ -n "${DS_E2E:-}" ]; then  # Double Sparsity end to end (issue 7): Llama-3-8B 32K b8
     step dsinfer-bench-ds "${DS_E2E_TIMEOUT:-150}" "$bin/dsinfer-bench" \
       --attention dense,double_sparse --ds_ratio 16 --label_bits 16 --models llama3-8b \
@@ -180,6 +185,12 @@ if want noise; then  # transformers' own bf16 error on the golden models (cuda_g
 fi
 if want smoke && [ -x "$bin/dsinfer-server" ]; then
   step server-smoke "${SMOKE_TIMEOUT:-120}" bash scripts/gpu-server-smoke.sh "$bin" "$OUT/smoke" cuda
+fi
+if want smoke-offload && [ -x "$bin/dsinfer-server" ]; then
+  step server-smoke-offload "${SMOKE_TIMEOUT:-120}" env \
+    SERVER_ARGS="--kv-mode offload --prefill-chunk 16 --layer-major-layers-per-step 1 --attention-mode dense" \
+    PROMPT="The manual page of a command names it, sums up what it does in one line, shows how it is called, and then describes every option it takes in turn, with examples." \
+    bash scripts/gpu-server-smoke.sh "$bin" "$OUT/smoke-offload" cuda
 fi
 if want accuracy && [ -x "$bin/dsinfer-eval" ]; then  # issue 10
   step accuracy "${ACCURACY_TIMEOUT:-420}" env JOBS="${ACC_JOBS:-8}" bash tools/accuracy/gpu_report.sh \

@@ -18,6 +18,7 @@
 #      INVALID_ARGUMENT, and the same token-id Generate must then still give the same tokens;
 #   5. SIGTERM: the server must exit 0 within its drain grace.
 # Logs and outputs in OUT_DIR; prints PASS/FAIL per step and exits non-zero on any failure.
+# SERVER_ARGS adds server flags (e.g. an offload kv mode), PROMPT replaces the prompt.
 set -uo pipefail
 BIN=${1:?usage: gpu-server-smoke.sh BIN_DIR OUT_DIR [DEVICE]}
 OUT=${2:?usage: gpu-server-smoke.sh BIN_DIR OUT_DIR [DEVICE]}
@@ -39,7 +40,7 @@ ids_of() { python3 -c 'import json,sys; print(",".join(map(str, json.load(open(s
 # 1. Start the server and wait for health.
 rm -f "$OUT/port"
 "$BIN/dsinfer-server" --model "$MODEL" --device "$DEVICE" --listen 127.0.0.1:0 \
-  --port-file "$OUT/port" --shutdown-grace-s 10 > "$OUT/server.log" 2>&1 &
+  --port-file "$OUT/port" --shutdown-grace-s 10 ${SERVER_ARGS:-} > "$OUT/server.log" 2>&1 &
 SERVER=$!
 stop_server() { kill -0 "$SERVER" 2> /dev/null && kill -KILL "$SERVER" 2> /dev/null; }
 trap stop_server EXIT

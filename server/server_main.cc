@@ -50,13 +50,14 @@ ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens (prompt + new); 0 = 
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "host KV pool size in tokens (all sequences); 0 = 4 x context");
 ABSL_FLAG(int64_t, prefill_chunk, 256, "prompt tokens per engine step (bounds decode stalls)");
 ABSL_FLAG(int64_t, layer_major_from, -1,
-          "prefill prompts of at least this many tokens layer-major, whole, in one engine step "
-          "(running streams wait for it); 0 = never; -1 = prompts longer than one --prefill-chunk "
+          "prefill prompts of at least this many tokens layer-major (--layer-major-layers-per-step "
+          "layers per engine step); 0 = never; -1 = prompts longer than one --prefill-chunk "
           "in the offload kv modes (whose chunked prefill rereads the host pool for every "
           "chunk), never in kv mode gpu");
-ABSL_FLAG(int32_t, layer_major_layers_per_step, 0,
+ABSL_FLAG(int32_t, layer_major_layers_per_step, 1,
           "layers of a layer-major prefill per engine step, the running streams decoding a "
-          "token between steps; 0 = the whole prefill in one step (running streams wait)");
+          "token between steps and a cancel landing between them; 0 = the whole prefill in one "
+          "step (running streams wait for it)");
 // The attention flags: declared in engine/tools/attention_flags.h and read there; --sink,
 // --recent, --dense-layers and --dense-below are defined there too (same help in every binary).
 ABSL_FLAG(std::string, attention_mode, "auto", "default attention: auto | dense | double_sparse");

@@ -52,7 +52,7 @@ struct CudaBackendOptions {
   // comparison benchmarks): prefill attention (the tiles PrepareBatch builds follow it),
   // Double Sparsity label scoring and top-k.
   PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kMma;
-  LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kCoalesced;
+  LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kStrided;
   TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
   // Linear layers: cuBLAS, or the few-row GEMV kernel for decode steps (LinearAlgo).
   LinearAlgo linear_algo = LinearAlgo::kCublas;

@@ -440,7 +440,8 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(st->scores.Grow(static_cast<size_t>(hkv * tokens) * 4, stream_));
   RETURN_IF_ERROR(st->counts.Grow(static_cast<size_t>(hkv) * 4, stream_));
   RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, desc.sequences, 1, desc.labels, hq, hkv,
-                                    d, label.r, tokens, static_cast<float*>(st->scores.ptr),
+                                    d, label.r, UniformLabelBits(&label, 1, label.r), tokens,
+                                    static_cast<float*>(st->scores.ptr),
                                     tokens, stream_, options_.ds_score_algo));
   return LaunchTopKSelect(static_cast<float*>(st->scores.ptr), tokens, desc.sequences, 1, hkv,
                           selected, budget, static_cast<int32_t*>(st->counts.ptr), stream_,

@@ -151,7 +151,8 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(st.selected.Grow(n * hkv * max_budget * 4, stream_));
   RETURN_IF_ERROR(st.counts.Grow(n * hkv * 4, stream_));
   RETURN_IF_ERROR(LaunchLabelScores(dtype, qkv.data, qkv.cols, d_seqs, num, d_labs, hq, hkv, d,
-                                    max_r, max_tokens, static_cast<float*>(st.scores.ptr),
+                                    max_r, UniformLabelBits(labs.data(), num, max_r), max_tokens,
+                                    static_cast<float*>(st.scores.ptr),
                                     score_stride, stream_, options_.ds_score_algo));
   RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st.scores.ptr), score_stride, d_seqs, num,
                                    hkv, static_cast<int32_t*>(st.selected.ptr), max_budget,

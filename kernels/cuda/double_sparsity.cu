@@ -2,18 +2,20 @@
 //
 // Label write: one thread per (row, KV head); r <= 256 channels, two passes over the row
 // (min/max, then codes) instead of a local array, so nothing spills.
-// Scoring, two bodies (LabelScoreAlgo), both bit-exact to the twin (__fmul_rn / __fadd_rn in
-// the twin's order, which makes the selection comparable exactly):
-//  - kRowPerThread (default, GPU-verified): one thread per (token, KV head) label row;
-//    consecutive threads take consecutive heads of a token, so a warp reads one contiguous span
-//    of the label cache, in 16-byte loads whenever the row size allows (fp16 r % 8 == 0, 4-bit
+// Scoring (LabelScoreAlgo), every body bit-exact to the twin (__fmul_rn / __fadd_rn in the
+// twin's order, which makes the selection comparable exactly):
+//  - kRowPerThread (the first body): one thread per (token, KV head) label row; consecutive
+//    threads take consecutive heads of a token, so a warp reads one contiguous span of the
+//    label cache, in 16-byte loads whenever the row size allows (fp16 r % 8 == 0, 4-bit
 //    r % 32 == 0). The query's label channels of all query heads are staged once per block in
 //    shared memory, [heads_q][r].
-//  - kCoalesced (the default): kScoreItemsPerThread rows per thread blockDim
-//    apart; 16-byte loads when the row size allows, and a fast path with every row's loads in
-//    flight first for 16- and 32-byte rows. The query's label channels are staged with the KV
-//    head fastest (no bank conflicts across a warp's heads). Scores leave through shared memory
-//    as per-head token runs.
+//  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
+//    label channels staged with the KV head fastest (no bank conflicts across a warp's heads),
+//    scores leaving through shared memory as per-head token runs; one block per token tile
+//    (kCoalesced) or two waves of resident blocks looping over the tiles (kStrided). Rows of
+//    16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
+//    sized to the shape, a thread's items all of one KV head, the GQA group a compile-time
+//    constant where group × r <= 32); other shapes the general kernel.
 // Top-k, two kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps onto
 // -inf's key, as the twin ranks NaN as -inf), digits 11/11/10, early exit once the boundary
 // bucket is taken whole, then an ordered compaction (cub::BlockScan) writing ascending
@@ -53,6 +55,10 @@ using cuda::WarpSum;
 constexpr int kMaxGroup = 16;  // query heads per KV head the scorer handles
 constexpr int kScoreThreads = 256;
 constexpr int kScoreItemsPerThread = 4;
+// Resident blocks per SM the fixed-shape scorers are compiled for (64 registers a thread):
+// half the SM's threads, each with kScoreItemsPerThread rows in flight. The runtime-group ones
+// hold a dequantized row (up to 64 floats) and get 128 registers (2 blocks).
+constexpr int kScoreFixedBlocksPerSm = 4;
 constexpr int kTopKThreads = 1024;
 constexpr int kTopKUnroll = 16;  // histogram loads in flight per thread
 constexpr int kTopKItems = 16;   // candidates per thread per compaction tile
@@ -334,60 +340,6 @@ __device__ __forceinline__ int ScoreItem(const ScoreTile& t, int it) {
   return t.first + it * kScoreThreads + static_cast<int>(threadIdx.x);
 }
 
-// The fast path of the common shapes — rows of exactly 16 or 32 bytes (fp16 r 8 / 16, 4-bit
-// r 32 / 64): every item's row (and 4-bit scale / minimum) is loaded before any is used, so a
-// thread has kScoreItemsPerThread × 16–32 bytes in flight; r is a compile-time constant, so the
-// dequantized row lives in registers. out[it] receives item it's aggregated score.
-template <int kBits, int kR>
-__device__ __forceinline__ void ScoreItemsFixed(const ScoreTile& t, float* out) {
-  constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
-  constexpr int kChunks = kRowBytes / 16;
-  static_assert(kRowBytes % 16 == 0, "16-byte rows");
-  uint4 raw[kScoreItemsPerThread][kChunks];
-  float scale[kScoreItemsPerThread], minimum[kScoreItemsPerThread];
-#pragma unroll
-  for (int it = 0; it < kScoreItemsPerThread; ++it) {
-    const int i = ScoreItem(t, it);
-    if (i < t.end) {
-      const uint4* row = reinterpret_cast<const uint4*>(t.data + static_cast<int64_t>(i) * kRowBytes);
-#pragma unroll
-      for (int c = 0; c < kChunks; ++c) raw[it][c] = row[c];
-      if (kBits == 4) {
-        scale[it] = F16BitsToF32(t.scales[i]);
-        minimum[it] = F16BitsToF32(t.minimums[i]);
-      }
-    }
-  }
-#pragma unroll
-  for (int it = 0; it < kScoreItemsPerThread; ++it) {
-    const int i = ScoreItem(t, it);
-    if (i >= t.end) break;
-    const uint8_t* b = reinterpret_cast<const uint8_t*>(raw[it]);
-    float vals[kR];
-#pragma unroll
-    for (int j = 0; j < kR; ++j) {
-      if (kBits == 16) {
-        vals[j] = F16BitsToF32(static_cast<uint16_t>(b[2 * j] | (b[2 * j + 1] << 8)));
-      } else {
-        const int code = (b[j / 2] >> ((j % 2) * 4)) & 0xf;
-        vals[j] = __fadd_rn(__fmul_rn(static_cast<float>(code), scale[it]), minimum[it]);
-      }
-    }
-    const float* qh = t.qs + i % t.heads_kv;
-    float dot[kMaxGroup];
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      dot[g] = 0.0f;
-      if (g >= t.group) break;
-#pragma unroll
-      for (int j = 0; j < kR; ++j) {
-        dot[g] = __fadd_rn(dot[g], __fmul_rn(QChannel(qh, j, g, t.group, t.heads_kv), vals[j]));
-      }
-    }
-    out[it] = Aggregate(dot, t.group, t.max_agg);
-  }
-}
-
 // Any r and alignment: one row at a time, the widest loads the row size allows.
 __device__ __forceinline__ void ScoreItemsGeneral(const ScoreTile& t, int bits, float* out) {
   const int row_bytes = bits == 16 ? 2 * t.r : (t.r + 1) / 2;
@@ -429,70 +381,229 @@ __host__ __device__ __forceinline__ int ScoreTokensPerBlock(int heads_kv) {
              : kScoreThreads * kScoreItemsPerThread / heads_kv;
 }
 
-// Grid: token tiles × sequences. Scores are staged in shared memory and written per KV head
-// as contiguous token runs: written straight from the item layout, a warp's 32 stores would
-// land in up to 32 score rows (one sector each).
+// Stages the query's label channels of sequence `seq` in shared memory as [r][group][heads_kv]
+// (QChannel's layout), then a barrier.
 template <typename T>
-__global__ void __launch_bounds__(kScoreThreads)
-    LabelScoresCoalescedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
-                      const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
-                      float* scores, int64_t score_stride) {
-  extern __shared__ float qs[];  // [r][group][heads_kv]
-  constexpr int kTileItems = kScoreThreads * kScoreItemsPerThread;
-  __shared__ float staged[2 * kTileItems];  // [token][heads_kv + 1]
-  const int s = blockIdx.y;
-  const CudaDsSequence seq = seqs[s];
-  const CudaLabelSeq lab = labels[s];
-  const int r = lab.r;
-  const int tpb = ScoreTokensPerBlock(heads_kv);
-  const int t0 = blockIdx.x * tpb;
-  if (t0 >= seq.tokens) return;
-  const int tokens_here = min(tpb, seq.tokens - t0);
+__device__ __forceinline__ void StageQueryChannels(const T* q, int64_t q_stride,
+                                                   const CudaDsSequence& seq,
+                                                   const CudaLabelSeq& lab, int heads_q,
+                                                   int heads_kv, int head_dim, float* qs) {
   const int group = heads_q / heads_kv;
   const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
-  for (int i = threadIdx.x; i < heads_q * r; i += blockDim.x) {
+  for (int i = threadIdx.x; i < heads_q * lab.r; i += blockDim.x) {
     const int h = i % heads_kv, g = (i / heads_kv) % group, j = i / heads_q;
-    const int c = lab.channels[h * r + j];
+    const int c = lab.channels[h * lab.r + j];
     qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(h * group + g) * head_dim + c]);
   }
   __syncthreads();
-  ScoreTile tile;
-  tile.data = static_cast<const uint8_t*>(lab.data);
-  tile.scales = lab.scales;
-  tile.minimums = lab.minimums;
-  tile.qs = qs;
-  tile.first = t0 * heads_kv;
-  tile.end = (t0 + tokens_here) * heads_kv;
-  tile.group = group;
-  tile.heads_kv = heads_kv;
-  tile.r = r;
-  tile.max_agg = seq.aggregation == 1;
-  float out[kScoreItemsPerThread];
-  const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
-  if (aligned16 && lab.bits == 16 && r == 8) {
-    ScoreItemsFixed<16, 8>(tile, out);
-  } else if (aligned16 && lab.bits == 16 && r == 16) {
-    ScoreItemsFixed<16, 16>(tile, out);
-  } else if (aligned16 && lab.bits == 4 && r == 32) {
-    ScoreItemsFixed<4, 32>(tile, out);
-  } else if (aligned16 && lab.bits == 4 && r == 64) {
-    ScoreItemsFixed<4, 64>(tile, out);
-  } else {
-    ScoreItemsGeneral(tile, lab.bits, out);
-  }
-  // Stage [token][heads_kv + 1] (the pad keeps the per-head reads below conflict-free).
+}
+
+// Writes a tile's staged scores (staged[token * (heads_kv + 1) + head], the pad keeping both
+// the staging and these reads conflict-free) to the sequence's score rows (row h at srow +
+// h * score_stride) as per-head token runs, a warp per head: written straight from the item
+// layout, a warp's 32 stores would land in up to 32 score rows (one sector each). Barriers
+// before (the staging is complete) and after (`staged` may be reused at once).
+__device__ __forceinline__ void WriteStagedScores(const float* staged, int heads_kv, int t0,
+                                                  int tokens_here, float* srow,
+                                                  int64_t score_stride) {
+  __syncthreads();
   const int pitch = heads_kv + 1;
-#pragma unroll
-  for (int it = 0; it < kScoreItemsPerThread; ++it) {
-    const int li = it * kScoreThreads + static_cast<int>(threadIdx.x);
-    if (tile.first + li < tile.end) staged[(li / heads_kv) * pitch + li % heads_kv] = out[it];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int h = warp; h < heads_kv; h += kScoreThreads / 32) {
+    float* row = srow + static_cast<int64_t>(h) * score_stride + t0;
+    for (int tl = lane; tl < tokens_here; tl += 32) row[tl] = staged[tl * pitch + h];
   }
   __syncthreads();
-  const int n = tokens_here * heads_kv;
-  for (int li = threadIdx.x; li < n; li += blockDim.x) {
-    const int h = li / tokens_here, tl = li % tokens_here;
-    scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t0 + tl] =
-        staged[tl * pitch + h];
+}
+
+// Channel j of a fixed-size label row held as 16-byte chunks (j a compile-time constant once
+// unrolled): words are taken by member, never through a pointer into the registers (which
+// would put the row in local memory). fp16 converts exactly; a 4-bit code becomes a float
+// through the exponent trick (exact; I2F is quarter rate), then code × scale + minimum in the
+// twin's rounding.
+template <int kBits, int kChunks>
+__device__ __forceinline__ float LabelValue(const uint4 (&row)[kChunks], int j, float scale,
+                                            float minimum) {
+  constexpr int kPerWord = kBits == 16 ? 2 : 8;
+  const int wi = j / kPerWord, e = j % kPerWord;
+  const uint4 c = row[wi / 4];
+  const uint32_t w = wi % 4 == 0 ? c.x : wi % 4 == 1 ? c.y : wi % 4 == 2 ? c.z : c.w;
+  if constexpr (kBits == 16) {
+    return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
+  } else {
+    const uint32_t code = (w >> (4 * e)) & 0xfu;
+    const float code_f = __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
+    return __fadd_rn(__fmul_rn(code_f, scale), minimum);
+  }
+}
+
+// One KV head's query channels for LabelScoresFixedKernel: in registers while they are few,
+// else read from shared memory at each use (consecutive lanes on consecutive heads:
+// conflict-free) through a volatile pointer — loop-invariant, they would otherwise be hoisted
+// into registers, which at kG × kR up to 512 spills and cuts occupancy.
+template <int kG, int kR>
+struct HeadQueryChannels {
+  static constexpr bool kInRegisters = kG * kR <= 16;
+  __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv)
+      : smem(qs + h), heads_kv(heads_kv) {
+    if constexpr (kInRegisters) {
+#pragma unroll
+      for (int g = 0; g < kG; ++g) {
+#pragma unroll
+        for (int j = 0; j < kR; ++j) regs[g][j] = QChannel(qs + h, j, g, kG, heads_kv);
+      }
+    }
+  }
+  // Channel j of group head g.
+  __device__ __forceinline__ float At(int g, int j) const {
+    if constexpr (kInRegisters) {
+      return regs[g][j];
+    } else {
+      return smem[(j * kG + g) * heads_kv];  // QChannel's layout
+    }
+  }
+  float regs[kInRegisters ? kG : 1][kInRegisters ? kR : 1];
+  const volatile float* smem;
+  int heads_kv;
+};
+
+// Label scoring of the common shapes: rows of exactly 16 or 32 bytes (fp16 r 8 / 16, 4-bit
+// r 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher checks), so
+// a thread's items are one KV head's (no division per item) and r and the group are
+// compile-time constants (the row, its dequantized values and the group's dots live in
+// registers; each shape is its own kernel, so the largest does not set every shape's register
+// count). Every row of a tile is loaded before any is used. fp16 pairs convert as __half2;
+// 4-bit codes become floats through the exponent trick (exact), not I2F (quarter rate). The
+// arithmetic order is the twin's: bit-exact.
+// Grid: blocks × sequences; block x scores token tiles x, x + gridDim.x, ... of its sequence.
+template <typename T, int kBits, int kR, int kG>
+__global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm : 2)
+    LabelScoresFixedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
+                           const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
+                           float* scores, int64_t score_stride) {
+  constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
+  static_assert(kRowBytes % 16 == 0 && kR % 2 == 0, "16-byte rows, r even");
+  extern __shared__ float qs[];  // [r][group][heads_kv]
+  __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
+  const int s = blockIdx.y;
+  const CudaDsSequence seq = seqs[s];
+  const CudaLabelSeq lab = labels[s];
+  const int tpb = ScoreTokensPerBlock(heads_kv);
+  const int tiles = (seq.tokens + tpb - 1) / tpb;
+  if (static_cast<int>(blockIdx.x) >= tiles) return;
+  StageQueryChannels(q, q_stride, seq, lab, heads_q, heads_kv, head_dim, qs);
+  // This thread's KV head and first token of a tile; item `it` is token it * tok_step + tok.
+  const int h = static_cast<int>(threadIdx.x) % heads_kv;
+  const int tok = static_cast<int>(threadIdx.x) / heads_kv;
+  const int tok_step = kScoreThreads / heads_kv;
+  const int pitch = heads_kv + 1;
+  const bool max_agg = seq.aggregation == 1;
+  const uint8_t* data = static_cast<const uint8_t*>(lab.data);
+  float* srow = scores + static_cast<int64_t>(s) * heads_kv * score_stride;
+  [[maybe_unused]] const int group = heads_q / heads_kv;  // the runtime group (kG 0)
+  const HeadQueryChannels<(kG > 0 ? kG : 1), kR> qc(qs, h, heads_kv);
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int t0 = tile * tpb;
+    const int tokens_here = min(tpb, seq.tokens - t0);
+    uint4 raw[kScoreItemsPerThread][kRowBytes / 16];
+    float scale[kScoreItemsPerThread], minimum[kScoreItemsPerThread];
+#pragma unroll
+    for (int it = 0; it < kScoreItemsPerThread; ++it) {
+      const int tl = it * tok_step + tok;
+      if (tl < tokens_here) {
+        const int64_t item = static_cast<int64_t>(t0 + tl) * heads_kv + h;
+        const uint4* row = reinterpret_cast<const uint4*>(data + item * kRowBytes);
+#pragma unroll
+        for (int c = 0; c < kRowBytes / 16; ++c) raw[it][c] = row[c];
+        if (kBits == 4) {
+          scale[it] = F16BitsToF32(lab.scales[item]);
+          minimum[it] = F16BitsToF32(lab.minimums[item]);
+        }
+      }
+    }
+#pragma unroll
+    for (int it = 0; it < kScoreItemsPerThread; ++it) {
+      const int tl = it * tok_step + tok;
+      if (tl >= tokens_here) break;
+      float agg = max_agg ? -INFINITY : 0.0f;
+      if constexpr (kG > 0) {
+        // Each channel's value is used as it is made (per query head, channels ascending:
+        // the twin's order), so no dequantized row is held.
+        float dot[kG];
+#pragma unroll
+        for (int g = 0; g < kG; ++g) dot[g] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kR; ++j) {
+          const float v = LabelValue<kBits>(raw[it], j, scale[it], minimum[it]);
+#pragma unroll
+          for (int g = 0; g < kG; ++g) dot[g] = __fadd_rn(dot[g], __fmul_rn(qc.At(g, j), v));
+        }
+#pragma unroll
+        for (int g = 0; g < kG; ++g) {
+          agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
+        }
+      } else {
+        // A runtime group: the row dequantized once, then a dot per query head with its
+        // channels read from shared memory.
+        float vals[kR];
+#pragma unroll
+        for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits>(raw[it], j, scale[it], minimum[it]);
+        const float* qh = qs + h;
+        for (int g = 0; g < group; ++g) {
+          float dot = 0.0f;
+#pragma unroll
+          for (int j = 0; j < kR; ++j) {
+            dot = __fadd_rn(dot, __fmul_rn(QChannel(qh, j, g, group, heads_kv), vals[j]));
+          }
+          agg = max_agg ? (agg < dot ? dot : agg) : __fadd_rn(agg, dot);
+        }
+      }
+      staged[tl * pitch + h] = agg;
+    }
+    WriteStagedScores(staged, heads_kv, t0, tokens_here, srow, score_stride);
+  }
+}
+
+// Label scoring of any shape (r, bits, alignment, group, heads_kv <= 1024): rows one at a time,
+// the widest loads the row size allows. Grid as LabelScoresFixedKernel's.
+template <typename T>
+__global__ void __launch_bounds__(kScoreThreads)
+    LabelScoresGeneralKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
+                             const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
+                             float* scores, int64_t score_stride) {
+  extern __shared__ float qs[];  // [r][group][heads_kv]
+  __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
+  const int s = blockIdx.y;
+  const CudaDsSequence seq = seqs[s];
+  const CudaLabelSeq lab = labels[s];
+  const int tpb = ScoreTokensPerBlock(heads_kv);
+  const int tiles = (seq.tokens + tpb - 1) / tpb;
+  if (static_cast<int>(blockIdx.x) >= tiles) return;
+  StageQueryChannels(q, q_stride, seq, lab, heads_q, heads_kv, head_dim, qs);
+  ScoreTile t;
+  t.data = static_cast<const uint8_t*>(lab.data);
+  t.scales = lab.scales;
+  t.minimums = lab.minimums;
+  t.qs = qs;
+  t.group = heads_q / heads_kv;
+  t.heads_kv = heads_kv;
+  t.r = lab.r;
+  t.max_agg = seq.aggregation == 1;
+  const int pitch = heads_kv + 1;
+  float* srow = scores + static_cast<int64_t>(s) * heads_kv * score_stride;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int t0 = tile * tpb;
+    const int tokens_here = min(tpb, seq.tokens - t0);
+    t.first = t0 * heads_kv;
+    t.end = (t0 + tokens_here) * heads_kv;
+    float out[kScoreItemsPerThread];
+    ScoreItemsGeneral(t, lab.bits, out);
+#pragma unroll
+    for (int it = 0; it < kScoreItemsPerThread; ++it) {
+      const int li = it * kScoreThreads + static_cast<int>(threadIdx.x);
+      if (t.first + li < t.end) staged[(li / heads_kv) * pitch + li % heads_kv] = out[it];
+    }
+    WriteStagedScores(staged, heads_kv, t0, tokens_here, srow, score_stride);
   }
 }
 
@@ -1039,22 +1150,75 @@ absl::Status BadDType(const char* what, DType dtype) {
       absl::StrCat(what, ": unsupported dtype ", static_cast<int>(dtype)));
 }
 
-// Launches the scoring body `algo` (both kernels take the same arguments). Dynamic shared
-// memory past the 48 KiB default, counting the kernel's static shared memory (kCoalesced's
-// score staging), needs an opt-in.
 template <typename T>
-absl::Status LabelScoresT(LabelScoreAlgo algo, dim3 grid, size_t smem, const T* q,
-                          int64_t q_stride, const CudaDsSequence* seqs, const CudaLabelSeq* labels,
-                          int heads_q, int heads_kv, int head_dim, float* scores,
-                          int64_t score_stride, cudaStream_t stream) {
-  const bool coalesced = algo == LabelScoreAlgo::kCoalesced;
-  auto* kernel = coalesced ? LabelScoresCoalescedKernel<T> : LabelScoresRowPerThreadKernel<T>;
-  const size_t static_smem =
-      coalesced ? 2 * kScoreThreads * kScoreItemsPerThread * sizeof(float) : 0;
+using ScoreKernel = void (*)(const T*, int64_t, const CudaDsSequence*, const CudaLabelSeq*, int,
+                             int, int, float*, int64_t);
+
+// LabelScoresFixedKernel for labels of `bits` bits and r channels (every sequence's) at GQA
+// group `group`, or null where none applies. The group is a compile-time constant where
+// group × r <= 32 (measured on an H200: 1.7-2.4x faster than the runtime group there, but
+// slower beyond, where the unrolled dots spill); else the runtime-group kernel of that row.
+template <typename T>
+ScoreKernel<T> FixedScoreKernel(int bits, int r, int group, int heads_kv) {
+  if (heads_kv > kScoreThreads || kScoreThreads % heads_kv != 0) return nullptr;
+  if (bits == 16 && r == 8) {
+    return group == 1   ? LabelScoresFixedKernel<T, 16, 8, 1>
+           : group == 2 ? LabelScoresFixedKernel<T, 16, 8, 2>
+           : group == 4 ? LabelScoresFixedKernel<T, 16, 8, 4>
+                        : LabelScoresFixedKernel<T, 16, 8, 0>;
+  }
+  if (bits == 16 && r == 16) {
+    return group == 1   ? LabelScoresFixedKernel<T, 16, 16, 1>
+           : group == 2 ? LabelScoresFixedKernel<T, 16, 16, 2>
+                        : LabelScoresFixedKernel<T, 16, 16, 0>;
+  }
+  if (bits == 4 && r == 32) {
+    return group == 1 ? LabelScoresFixedKernel<T, 4, 32, 1> : LabelScoresFixedKernel<T, 4, 32, 0>;
+  }
+  if (bits == 4 && r == 64) return LabelScoresFixedKernel<T, 4, 64, 0>;
+  return nullptr;
+}
+
+// Launches the scoring body `algo` (every kernel takes the same arguments): kRowPerThread, or
+// the fixed-shape kernel where label_bits names one (else the general one) on one block per
+// token tile (kCoalesced) or on two waves of resident blocks (kStrided). Dynamic shared memory
+// past the 48 KiB default, counting the kernel's static shared memory (the score staging),
+// needs an opt-in.
+template <typename T>
+absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int num_seqs,
+                          int64_t max_tokens, const T* q, int64_t q_stride,
+                          const CudaDsSequence* seqs, const CudaLabelSeq* labels, int heads_q,
+                          int heads_kv, int head_dim, float* scores, int64_t score_stride,
+                          cudaStream_t stream) {
+  const size_t smem = static_cast<size_t>(heads_q) * max_r * sizeof(float);
+  ScoreKernel<T> kernel = LabelScoresRowPerThreadKernel<T>;
+  size_t static_smem = 0;
+  int64_t blocks = 0;
+  if (algo == LabelScoreAlgo::kRowPerThread) {
+    const int64_t per_block = kScoreThreads * kScoreItemsPerThread;
+    blocks = (max_tokens * heads_kv + per_block - 1) / per_block;
+  } else {
+    kernel = FixedScoreKernel<T>(label_bits, max_r, heads_q / heads_kv, heads_kv);
+    if (kernel == nullptr) kernel = LabelScoresGeneralKernel<T>;
+    static_smem = 2 * kScoreThreads * kScoreItemsPerThread * sizeof(float);
+    const int tpb = ScoreTokensPerBlock(heads_kv);
+    blocks = (max_tokens + tpb - 1) / tpb;
+  }
   if (smem + static_smem > 48 * 1024) {
     CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(smem)));
   }
+  if (algo == LabelScoreAlgo::kStrided) {
+    int device = 0, sms = 0, per_sm = 0;
+    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    CUDA_RETURN_IF_ERROR(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kScoreThreads, smem));
+    // Two waves of resident blocks over all sequences, at least one block per sequence.
+    const int64_t resident = static_cast<int64_t>(std::max(1, per_sm)) * sms;
+    blocks = std::clamp<int64_t>((2 * resident + num_seqs - 1) / num_seqs, 1, blocks);
+  }
+  const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
   kernel<<<grid, kScoreThreads, smem, stream>>>(q, q_stride, seqs, labels, heads_q, heads_kv,
                                                 head_dim, scores, score_stride);
   CUDA_RETURN_IF_LAUNCH_ERROR();
@@ -1147,9 +1311,20 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
   return absl::OkStatus();
 }
 
+int UniformLabelBits(const CudaLabelSeq* labels, int n, int max_r) {
+  if (n <= 0) return 0;
+  for (int i = 0; i < n; ++i) {
+    if (labels[i].r != max_r || labels[i].bits != labels[0].bits ||
+        (reinterpret_cast<uintptr_t>(labels[i].data) & 15) != 0) {
+      return 0;
+    }
+  }
+  return labels[0].bits;
+}
+
 absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
-                               int heads_q, int heads_kv, int head_dim, int max_r,
+                               int heads_q, int heads_kv, int head_dim, int max_r, int label_bits,
                                int64_t max_tokens, float* scores, int64_t score_stride,
                                cudaStream_t stream, LabelScoreAlgo algo) {
   if (num_seqs == 0 || max_tokens == 0) return absl::OkStatus();
@@ -1160,27 +1335,20 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
   if (max_r <= 0 || max_r > head_dim || max_r > 256) {
     return absl::InvalidArgumentError(absl::StrCat("LaunchLabelScores: bad r ", max_r));
   }
-  dim3 grid;
-  if (algo == LabelScoreAlgo::kCoalesced) {
-    if (heads_kv > kScoreThreads * kScoreItemsPerThread || max_tokens * heads_kv > INT32_MAX) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "LaunchLabelScores: ", max_tokens, " tokens × ", heads_kv, " KV heads too many"));
-    }
-    const int tpb = ScoreTokensPerBlock(heads_kv);
-    grid = dim3(static_cast<unsigned>((max_tokens + tpb - 1) / tpb), num_seqs);
-  } else {
-    const int64_t per_block = kScoreThreads * kScoreItemsPerThread;
-    grid = dim3(static_cast<unsigned>((max_tokens * heads_kv + per_block - 1) / per_block),
-                num_seqs);
+  if (algo != LabelScoreAlgo::kRowPerThread &&
+      (heads_kv > kScoreThreads * kScoreItemsPerThread || max_tokens * heads_kv > INT32_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LaunchLabelScores: ", max_tokens, " tokens × ", heads_kv, " KV heads too many"));
   }
-  const size_t smem = static_cast<size_t>(heads_q) * max_r * sizeof(float);
   switch (dtype) {
     case DType::kBF16:
-      return LabelScoresT(algo, grid, smem, static_cast<const __nv_bfloat16*>(q), q_stride, seqs,
-                          labels, heads_q, heads_kv, head_dim, scores, score_stride, stream);
+      return LabelScoresT(algo, label_bits, max_r, num_seqs, max_tokens,
+                          static_cast<const __nv_bfloat16*>(q), q_stride, seqs, labels, heads_q,
+                          heads_kv, head_dim, scores, score_stride, stream);
     case DType::kF16:
-      return LabelScoresT(algo, grid, smem, static_cast<const __half*>(q), q_stride, seqs, labels,
-                          heads_q, heads_kv, head_dim, scores, score_stride, stream);
+      return LabelScoresT(algo, label_bits, max_r, num_seqs, max_tokens,
+                          static_cast<const __half*>(q), q_stride, seqs, labels, heads_q, heads_kv,
+                          head_dim, scores, score_stride, stream);
     default:
       return BadDType("LaunchLabelScores", dtype);
   }
@@ -1249,9 +1417,10 @@ int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, 
   return static_cast<int64_t>(num_seqs) * heads_q * splits * kAttnWarps * (head_dim + 2);
 }
 
-int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count) {
+int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count,
+                          int waves) {
   const int64_t blocks = static_cast<int64_t>(num_seqs) * heads_kv;
-  int64_t splits = (2 * sm_count + blocks - 1) / blocks;
+  int64_t splits = (static_cast<int64_t>(waves) * sm_count + blocks - 1) / blocks;
   splits = std::min<int64_t>(splits, (max_budget + 255) / 256);
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(splits, 64)));
 }

@@ -83,26 +83,43 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
                                     const CudaLabelRange* ranges, int num_ranges, int64_t max_count,
                                     const CudaLabelSeq* labels, cudaStream_t stream);
 
-// The body of label scoring. Both give the twin's scores bit for bit.
+// The body of label scoring. Every one gives the twin's scores bit for bit.
 //  - kRowPerThread (the first body): one thread per (token, KV head) label row, consecutive
 //    threads on consecutive heads of a token (a warp reads one contiguous span of the label
 //    cache), 16-byte loads where the row size allows; the query's label channels staged per
 //    block in shared memory as [heads_q][r].
-//  - kCoalesced (the default): the query's channels staged KV head fastest (no bank conflicts
+//  - kCoalesced: the query's channels staged KV head fastest (no bank conflicts
 //    across a warp's heads), a fast path for 16- and 32-byte rows with every row of a thread
 //    loaded before any is used, and scores written through shared memory as per-head token
 //    runs. Needs heads_kv <= 1024. Bit-exact against the twin on an H200
 //    (tests/gpu/double_sparsity_gpu_test.cc) and 1.2-6.1x faster than kRowPerThread at every
 //    shape of docs/benchmarks.md.
-enum class LabelScoreAlgo { kRowPerThread, kCoalesced };
+//  - kStrided (the default): kCoalesced's kernels on two waves of resident blocks per
+//    launch, each block staging the query's channels once and looping over token tiles
+//    (1.0-1.35x faster than kCoalesced on an H200 with the fixed-shape kernels below, slower
+//    only for 4-bit r 64 at GQA 4, batch 32).
+// With kCoalesced and kStrided, rows of exactly 16 or 32 bytes (fp16 r 8 / 16, 4-bit r 32 / 64)
+// with heads_kv dividing 256 run a kernel compiled for that row (registers sized to it, a
+// thread's rows all of one KV head, no I2F; the GQA group a compile-time constant where
+// group × r <= 32) when every sequence of the launch shares it (label_bits below); any other
+// shape runs the general kernel. All are bit-exact (tests/gpu/double_sparsity_gpu_test.cc
+// runs each against the twin). On an H200 the fixed-row kernels made scoring 1.7-2.5x faster
+// at fp16 r 8 (docs/benchmarks.md, run 6).
+enum class LabelScoreAlgo { kRowPerThread, kCoalesced, kStrided };
+
+// The label_bits argument of LaunchLabelScores for these labels (host copies of the device
+// array): their bits when every one has r == max_r, the same bits and 16-byte-aligned data;
+// else 0 (the general kernel).
+int UniformLabelBits(const CudaLabelSeq* labels, int n, int max_r);
 
 // Approximate scores: scores[s, h, t] for t < seqs[s].tokens (row stride score_stride floats
 // per (s, h)), from the query q + seqs[s].q_row * q_stride ([heads_q, head_dim], dtype) and
-// labels[s]. max_tokens bounds every seqs[s].tokens (grid size); max_r bounds every r.
-// Twins: LabelScoresF16Reference / LabelScores4BitReference (bit-identical).
+// labels[s]. max_tokens bounds every seqs[s].tokens (grid size); max_r bounds every r;
+// label_bits is UniformLabelBits of the labels (0 is always safe). Twins:
+// LabelScoresF16Reference / LabelScores4BitReference (bit-identical).
 absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
-                               int heads_q, int heads_kv, int head_dim, int max_r,
+                               int heads_q, int heads_kv, int head_dim, int max_r, int label_bits,
                                int64_t max_tokens, float* scores, int64_t score_stride,
                                cudaStream_t stream,
                                LabelScoreAlgo algo = LabelScoreAlgo::kCoalesced);
@@ -137,8 +154,10 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
 // Floats of workspace LaunchSparseAttention needs.
 int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits);
 
-// A split count that fills the GPU: ~256 selected rows per block at least, >= 2 waves.
-int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count);
+// A split count that fills the GPU: ~256 selected rows per block at least, >= `waves` blocks
+// per SM (as many as fit: more blocks resident, more rows in flight).
+int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count,
+                          int waves = 2);
 
 // Attention of each sequence's decode query over its selected rows: out[q_row, hq*d..] for
 // every query head hq of KV head h, softmax over selected[s, h, 0 .. counts[s, h]) only.

@@ -86,12 +86,14 @@ struct Buf {
 
 // Every body of scoring and top-k runs against the twins (the defaults and the bodies kept for
 // comparison benchmarks).
-constexpr LabelScoreAlgo kLabelScoreAlgos[] = {LabelScoreAlgo::kRowPerThread,
-                                               LabelScoreAlgo::kCoalesced};
+constexpr LabelScoreAlgo kLabelScoreAlgos[] = {
+    LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced, LabelScoreAlgo::kStrided};
 constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kCluster, TopKAlgo::kAuto};
 
 const char* AlgoName(LabelScoreAlgo a) {
-  return a == LabelScoreAlgo::kRowPerThread ? "row-per-thread" : "coalesced";
+  return a == LabelScoreAlgo::kRowPerThread ? "row-per-thread"
+         : a == LabelScoreAlgo::kCoalesced  ? "coalesced"
+                                            : "strided";
 }
 const char* AlgoName(TopKAlgo a) {
   return a == TopKAlgo::kOneBlock ? "one-block" : a == TopKAlgo::kCluster ? "cluster" : "auto";
@@ -331,12 +333,21 @@ void RunCase(const Case& c) {
     std::vector<std::vector<float>> algo_scores;
     std::vector<std::vector<int32_t>> algo_sel, algo_counts;
     std::vector<std::string> algo_names;
-    for (LabelScoreAlgo sa : kLabelScoreAlgos) {
+    // The coalesced bodies run twice where the labels share a fixed-kernel shape: with
+    // label_bits 0 (the general kernel) and with UniformLabelBits (the fixed-shape kernels).
+    const int uniform_bits = UniformLabelBits(labs.data(), ns, r);
+    std::vector<std::string> score_names;
+    for (LabelScoreAlgo sa : kLabelScoreAlgos)
+    for (int pass = 0; pass < 2; ++pass) {
+      // (kRowPerThread has one kernel whatever label_bits says.)
+      if (pass == 1 && (uniform_bits == 0 || sa == LabelScoreAlgo::kRowPerThread)) continue;
+      const int label_bits = pass == 0 ? 0 : uniform_bits;
       ASSERT_CUDA(cudaMemset(dscores.ptr, 0xff, dscores.bytes));  // poison between bodies
       ASSERT_OK(LaunchLabelScores(c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns,
-                                  dlabs.as<CudaLabelSeq>(), hq, hkv, d, r, max_tokens,
+                                  dlabs.as<CudaLabelSeq>(), hq, hkv, d, r, label_bits, max_tokens,
                                   dscores.as<float>(), score_stride, nullptr, sa));
       algo_scores.push_back(dscores.Get<float>(static_cast<size_t>(ns) * hkv * score_stride));
+      score_names.push_back(absl::StrCat(AlgoName(sa), " label_bits ", label_bits));
       for (TopKAlgo ta : kTopKAlgos) {
         ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));
         ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
@@ -383,8 +394,7 @@ void RunCase(const Case& c) {
             if (g != ref_scores[static_cast<size_t>(h) * L + t]) ++score_mismatch;
           }
         }
-        EXPECT_EQ(score_mismatch, 0)
-            << AlgoName(kLabelScoreAlgos[a]) << " scores differ from the twin's";
+        EXPECT_EQ(score_mismatch, 0) << score_names[a] << " scores differ from the twin's";
       }
       // Selection: identical to the twin's over the twin's scores.
       std::vector<std::vector<int32_t>> sel(hkv);

@@ -37,6 +37,9 @@
 #include "kernels/status.h"
 #include "nlohmann/json.hpp"
 
+// Waves of blocks the sparse attention's second split count aims at (the engine's: 2).
+constexpr int kMoreWaves = 8;
+
 ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
 ABSL_FLAG(std::string, models, "llama2-7b,llama3-8b", "head shapes to run");
 ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
@@ -50,7 +53,7 @@ ABSL_FLAG(std::string, prefill_lengths, "4096,32768", "prefill prompt lengths (t
 // Every body listed is timed side by side (defaults: all, the engine's default first).
 ABSL_FLAG(std::string, prefill_algos, "mma,simt",
           "prefill attention bodies to time: mma (tensor cores, the engine's default), simt");
-ABSL_FLAG(std::string, ds_score_algos, "coalesced,row",
+ABSL_FLAG(std::string, ds_score_algos, "strided,coalesced,row",
           "Double Sparsity label scoring bodies to time: coalesced (the engine's default), row; "
           "the chain time uses the first");
 ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,cluster",
@@ -407,25 +410,32 @@ absl::Status Run() {
           RETURN_IF_ERROR(scores.Alloc(batch * hkv * ctx * 4));
           RETURN_IF_ERROR(sel.Alloc(batch * hkv * budget * 4));
           RETURN_IF_ERROR(counts.Alloc(batch * hkv * 4));
+          // The engine's split count (2 waves), and more splits beside it (more blocks
+          // resident: more rows in flight), timed side by side below.
           const int splits = SparseAttentionSplits(static_cast<int>(batch), hkv, budget, sm);
-          RETURN_IF_ERROR(sws.Alloc(
-              SparseAttentionWorkspaceFloats(static_cast<int>(batch), hq, kHeadDim, splits) * 4));
+          const int splits_more =
+              SparseAttentionSplits(static_cast<int>(batch), hkv, budget, sm, kMoreWaves);
+          RETURN_IF_ERROR(sws.Alloc(SparseAttentionWorkspaceFloats(static_cast<int>(batch), hq,
+                                                                   kHeadDim, splits_more) *
+                                    4));
           const auto* dseq = dseqs.as<CudaDsSequence>();
+          const int label_bits = UniformLabelBits(labs.data(), static_cast<int>(batch), var.r);
           auto score = [&](LabelScoreAlgo algo) {
             return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
-                                     dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r, ctx,
-                                     scores.as<float>(), ctx, stream, algo);
+                                     dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r,
+                                     label_bits, ctx, scores.as<float>(), ctx, stream, algo);
           };
           auto topk = [&](TopKAlgo algo) {
             return LaunchTopKSelect(scores.as<float>(), ctx, dseq, batch, hkv, sel.as<int32_t>(),
                                     budget, counts.as<int32_t>(), stream, algo);
           };
-          auto attend = [&] {
+          auto attend_with = [&](int n_splits) {
             return LaunchSparseAttention(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch, hq, hkv,
                                          kHeadDim, scale, kv, sel.as<int32_t>(), budget,
-                                         counts.as<int32_t>(), splits, sws.as<float>(), dout.ptr,
-                                         hq * kHeadDim, stream);
+                                         counts.as<int32_t>(), n_splits, sws.as<float>(),
+                                         dout.ptr, hq * kHeadDim, stream);
           };
+          auto attend = [&] { return attend_with(splits); };
           // The chain with the first body of each list; then each stage alone, per body.
           ASSIGN_OR_RETURN(const double us, TimeUs(stream, iters, [&]() -> absl::Status {
                              RETURN_IF_ERROR(score(score_algos[0]));
@@ -446,7 +456,10 @@ absl::Status Run() {
             absl::StrAppend(&stages, AlgoName(a), " ", absl::StrFormat("%.1f", t), " ");
           }
           ASSIGN_OR_RETURN(const double us_attn, TimeUs(stream, iters, attend));
-          absl::StrAppend(&stages, "| ", absl::StrFormat("%.1f", us_attn));
+          ASSIGN_OR_RETURN(const double us_attn_more,
+                           TimeUs(stream, iters, [&] { return attend_with(splits_more); }));
+          absl::StrAppend(&stages, "| ", absl::StrFormat("%.1f (%d splits), %.1f (%d)", us_attn,
+                                                         splits, us_attn_more, splits_more));
           const double us_score = score_by_algo[AlgoName(score_algos[0])].get<double>();
           const double us_topk = topk_by_algo[AlgoName(topk_algos[0])].get<double>();
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
@@ -480,7 +493,9 @@ absl::Status Run() {
                                     {"us_topk", us_topk},
                                     {"us_score_by_algo", score_by_algo},
                                     {"us_topk_by_algo", topk_by_algo},
-                                    {"us_attention", us_attn}});
+                                    {"us_attention", us_attn},
+                                    {"splits_more", splits_more},
+                                    {"us_attention_more_splits", us_attn_more}});
         }
         std::fflush(stdout);
       }

@@ -64,8 +64,8 @@ ABSL_FLAG(int32_t, long_prefill_layers, 4,
 // Kernel bodies (CudaBackendOptions); defaults are the engine's. Run once per value to compare
 // (dsinfer-attention-bench times them side by side at the operator level).
 ABSL_FLAG(std::string, prefill_algo, "mma", "prefill attention body: mma (default) | simt");
-ABSL_FLAG(std::string, ds_score_algo, "coalesced",
-          "Double Sparsity label scoring body: coalesced (default) | row");
+ABSL_FLAG(std::string, ds_score_algo, "strided",
+          "Double Sparsity label scoring body: strided (default) | coalesced | row");
 ABSL_FLAG(std::string, ds_topk_algo, "auto",
           "Double Sparsity top-k kernel: auto (default) | one-block | cluster");
 ABSL_FLAG(std::string, linear_algos, "cublas,gemv",

@@ -26,7 +26,9 @@ inline const char* AlgoName(PrefillAttentionAlgo a) {
   return a == PrefillAttentionAlgo::kMma ? "mma" : "simt";
 }
 inline const char* AlgoName(LabelScoreAlgo a) {
-  return a == LabelScoreAlgo::kCoalesced ? "coalesced" : "row";
+  return a == LabelScoreAlgo::kStrided     ? "strided"
+         : a == LabelScoreAlgo::kCoalesced ? "coalesced"
+                                           : "row";
 }
 inline const char* AlgoName(TopKAlgo a) {
   return a == TopKAlgo::kCluster ? "cluster" : a == TopKAlgo::kAuto ? "auto" : "one-block";
@@ -55,7 +57,8 @@ inline absl::Status ParseAlgo(absl::string_view name, PrefillAttentionAlgo* out)
                    "prefill attention body", out);
 }
 inline absl::Status ParseAlgo(absl::string_view name, LabelScoreAlgo* out) {
-  return ParseAlgo(name, {LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced},
+  return ParseAlgo(name, {LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced,
+                          LabelScoreAlgo::kStrided},
                    "label scoring body", out);
 }
 inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
