@@ -398,6 +398,30 @@ __device__ __forceinline__ void StageQueryChannels(const T* q, int64_t q_stride,
   __syncthreads();
 }
 
+// What one scoring block works on: its sequence (blockIdx.y) and that sequence's labels, and
+// the sequence's token tiles of tpb tokens; inactive past the last tile.
+struct ScoreBlock {
+  CudaDsSequence seq;
+  CudaLabelSeq lab;
+  int tpb, tiles;
+  bool active;
+};
+
+// This block's ScoreBlock, and for an active block the query's label channels staged in `qs`
+// (StageQueryChannels, ending with a barrier). Every thread of a block gets the same answer, so
+// an inactive block may return at once.
+template <typename T>
+__device__ __forceinline__ ScoreBlock BeginScoreBlock(const T* q, int64_t q_stride,
+                                                      const CudaDsSequence* seqs,
+                                                      const CudaLabelSeq* labels, int heads_q,
+                                                      int heads_kv, int head_dim, float* qs) {
+  ScoreBlock b{seqs[blockIdx.y], labels[blockIdx.y], ScoreTokensPerBlock(heads_kv), 0, false};
+  b.tiles = (b.seq.tokens + b.tpb - 1) / b.tpb;
+  b.active = static_cast<int>(blockIdx.x) < b.tiles;
+  if (b.active) StageQueryChannels(q, q_stride, b.seq, b.lab, heads_q, heads_kv, head_dim, qs);
+  return b;
+}
+
 // Writes a tile's staged scores (staged[token * (heads_kv + 1) + head], the pad keeping both
 // the staging and these reads conflict-free) to the sequence's score rows (row h at srow +
 // h * score_stride) as per-head token runs, a warp per head: written straight from the item
@@ -485,13 +509,11 @@ __global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm
   static_assert(kRowBytes % 16 == 0 && kR % 2 == 0, "16-byte rows, r even");
   extern __shared__ float qs[];  // [r][group][heads_kv]
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
-  const int s = blockIdx.y;
-  const CudaDsSequence seq = seqs[s];
-  const CudaLabelSeq lab = labels[s];
-  const int tpb = ScoreTokensPerBlock(heads_kv);
-  const int tiles = (seq.tokens + tpb - 1) / tpb;
-  if (static_cast<int>(blockIdx.x) >= tiles) return;
-  StageQueryChannels(q, q_stride, seq, lab, heads_q, heads_kv, head_dim, qs);
+  const ScoreBlock b = BeginScoreBlock(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
+  if (!b.active) return;
+  const CudaDsSequence& seq = b.seq;
+  const CudaLabelSeq& lab = b.lab;
+  const int s = blockIdx.y, tpb = b.tpb, tiles = b.tiles;
   // This thread's KV head and first token of a tile; item `it` is token it * tok_step + tok.
   const int h = static_cast<int>(threadIdx.x) % heads_kv;
   const int tok = static_cast<int>(threadIdx.x) / heads_kv;
@@ -573,31 +595,26 @@ __global__ void __launch_bounds__(kScoreThreads)
                              float* scores, int64_t score_stride) {
   extern __shared__ float qs[];  // [r][group][heads_kv]
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
-  const int s = blockIdx.y;
-  const CudaDsSequence seq = seqs[s];
-  const CudaLabelSeq lab = labels[s];
-  const int tpb = ScoreTokensPerBlock(heads_kv);
-  const int tiles = (seq.tokens + tpb - 1) / tpb;
-  if (static_cast<int>(blockIdx.x) >= tiles) return;
-  StageQueryChannels(q, q_stride, seq, lab, heads_q, heads_kv, head_dim, qs);
+  const ScoreBlock b = BeginScoreBlock(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
+  if (!b.active) return;
   ScoreTile t;
-  t.data = static_cast<const uint8_t*>(lab.data);
-  t.scales = lab.scales;
-  t.minimums = lab.minimums;
+  t.data = static_cast<const uint8_t*>(b.lab.data);
+  t.scales = b.lab.scales;
+  t.minimums = b.lab.minimums;
   t.qs = qs;
   t.group = heads_q / heads_kv;
   t.heads_kv = heads_kv;
-  t.r = lab.r;
-  t.max_agg = seq.aggregation == 1;
+  t.r = b.lab.r;
+  t.max_agg = b.seq.aggregation == 1;
   const int pitch = heads_kv + 1;
-  float* srow = scores + static_cast<int64_t>(s) * heads_kv * score_stride;
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int t0 = tile * tpb;
-    const int tokens_here = min(tpb, seq.tokens - t0);
+  float* srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
+  for (int tile = blockIdx.x; tile < b.tiles; tile += gridDim.x) {
+    const int t0 = tile * b.tpb;
+    const int tokens_here = min(b.tpb, b.seq.tokens - t0);
     t.first = t0 * heads_kv;
     t.end = (t0 + tokens_here) * heads_kv;
     float out[kScoreItemsPerThread];
-    ScoreItemsGeneral(t, lab.bits, out);
+    ScoreItemsGeneral(t, b.lab.bits, out);
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       const int li = it * kScoreThreads + static_cast<int>(threadIdx.x);

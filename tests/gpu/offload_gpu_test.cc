@@ -25,7 +25,6 @@
 #include <numeric>
 #include <random>
 #include <string>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -41,6 +40,7 @@
 #include "offload/offload_tier.h"
 #include "tests/engine_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/layer_major_check.h"
 
 namespace dsinfer {
 namespace {
@@ -709,22 +709,10 @@ TEST(OffloadEngineGpu, LayerMajorPrefillEqualsChunkedPrefill) {
   }
 }
 
-// Largest |a - b| over max|a| (0 when a is all zeros).
-double RelDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double max_abs = 0, max_err = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    max_abs = std::max(max_abs, std::abs(static_cast<double>(a[i])));
-    max_err = std::max(max_err, std::abs(static_cast<double>(a[i]) - b[i]));
-  }
-  return max_abs > 0 ? max_err / max_abs : max_err;
-}
-
 // Model::StartLayerMajor + ContinueLayerMajor on CUDA, a layer per call, with another sequence
-// decoding a token (Double Sparsity) between the layers, as the server runs it with
-// --layer-major-layers-per-step 1: the prompt's logits equal the one-shot PrefillLayerMajor's,
-// the other sequence's logits equal its steps without the prefill beside them, decode after
-// the prompt matches, and a prefill dropped half-way (a cancel) frees its staging pools.
+// decoding a token (Double Sparsity; dense in dense-offload) between the layers, as the server
+// runs it with --layer-major-layers-per-step 1: ExpectInterleavedLayerMajorEqualsOneShot
+// (tests/layer_major_check.h) in the offload modes, with and without a resident layer.
 TEST(OffloadEngineGpu, LayerMajorPrefillInterleavedEqualsOneShot) {
   SKIP_WITHOUT_GPU();
   for (KvMode mode : {KvMode::kOffload, KvMode::kDenseOffload})
@@ -740,85 +728,13 @@ TEST(OffloadEngineGpu, LayerMajorPrefillInterleavedEqualsOneShot) {
     std::unique_ptr<Model> a = LoadCuda(dir, **ba, mode, oo), b = LoadCuda(dir, **bb, mode, oo);
     ASSERT_NE(a, nullptr);
     ASSERT_NE(b, nullptr);
-    const ModelConfig& c = a->config();
-    const ChannelConfig channels = RandomChannelConfig(c, 31);
+    const ChannelConfig channels = RandomChannelConfig(a->config(), 31);
     ASSERT_TRUE(a->double_sparsity().SetChannelConfig(channels).ok());
     ASSERT_TRUE(b->double_sparsity().SetChannelConfig(channels).ok());
-    AttentionOptions o = SparseOptions(c.head_dim / 4);
+    AttentionOptions o = SparseOptions(a->config().head_dim / 4);
     if (mode == KvMode::kDenseOffload) o.mode = AttentionMode::kDense;
-    const int vocab = static_cast<int>(c.vocab_size);
-    const std::vector<int32_t> ids = RandomIds(150, vocab, 12), other = RandomIds(40, vocab, 13);
-    const int64_t chunk = 64;
-    const auto oa = a->kv_pool().AddSequence(), pa = a->kv_pool().AddSequence();
-    const auto ob = b->kv_pool().AddSequence(), pb = b->kv_pool().AddSequence();
-    for (auto [m, sq, n] : {std::tuple<Model*, KvBlockPool::SequenceId, int64_t>{a.get(), oa, 40},
-                            {a.get(), pa, 160}, {b.get(), ob, 40}, {b.get(), pb, 160}}) {
-      ASSERT_TRUE(m->kv_pool().Reserve(sq, n).ok());
-    }
-    std::vector<float> logits;
-    for (auto [m, sq] : {std::pair<Model*, KvBlockPool::SequenceId>{a.get(), oa}, {b.get(), ob}}) {
-      ForwardBatch pre;
-      pre.Add(sq, other.data(), 20, 0, false);
-      pre.sequences.back().attention = &o;
-      ASSERT_TRUE(m->Forward(pre, logits).ok());
-    }
-    std::vector<float> other_alone, other_beside;
-    auto step_other = [&](Model& m, KvBlockPool::SequenceId sq, int64_t pos,
-                          std::vector<float>& out) {
-      ForwardBatch batch;
-      batch.Add(sq, &other[pos], 1, pos, false);
-      batch.sequences.back().attention = &o;
-      const absl::Status st = m.Forward(batch, logits);
-      ASSERT_TRUE(st.ok()) << st;
-      out.insert(out.end(), logits.begin(), logits.end());
-    };
-    for (int64_t pos = 20; pos < 20 + c.num_layers - 1; ++pos) step_other(*a, oa, pos, other_alone);
-    auto one_shot = a->PrefillLayerMajor(pa, ids, chunk, &o);
-    ASSERT_TRUE(one_shot.ok()) << one_shot.status();
-    auto p = b->StartLayerMajor(pb, ids, chunk, &o);
-    ASSERT_TRUE(p.ok()) << p.status();
-    std::vector<float> got;
-    int64_t pos = 20;
-    for (int layer = 0; layer < c.num_layers; ++layer) {
-      auto done = b->ContinueLayerMajor(**p, 1, got);
-      ASSERT_TRUE(done.ok()) << done.status();
-      EXPECT_EQ(*done, layer + 1 == c.num_layers);
-      if (!*done) step_other(*b, ob, pos++, other_beside);
-    }
-    p->reset();
-    const double prompt_diff = RelDiff(*one_shot, got);
-    const double other_diff = RelDiff(other_alone, other_beside);
-    std::printf("%s mode %d resident %d: interleaved vs one-shot %.3g, other sequence %.3g\n",
-                dir, static_cast<int>(mode), resident, prompt_diff, other_diff);
-    EXPECT_LE(prompt_diff, 1e-3);
-    EXPECT_LE(other_diff, 1e-3);
-    // Decode after the prompt, from the same token on both.
-    int32_t token = static_cast<int32_t>(std::max_element(got.begin(), got.end()) - got.begin());
-    for (int step = 0; step < 6; ++step) {
-      ForwardBatch da, db;
-      da.Add(pa, &token, 1, 150 + step, false);
-      db.Add(pb, &token, 1, 150 + step, false);
-      da.sequences.back().attention = db.sequences.back().attention = &o;
-      std::vector<float> la, lb;
-      ASSERT_TRUE(a->Forward(da, la).ok());
-      ASSERT_TRUE(b->Forward(db, lb).ok());
-      EXPECT_LE(RelDiff(la, lb), 1e-3) << "decode step " << step;
-      token = static_cast<int32_t>(std::max_element(la.begin(), la.end()) - la.begin());
-    }
-    // Dropped half-way: the staging pools go, the sequence's blocks stay the caller's.
-    const auto pc = b->kv_pool().AddSequence();
-    ASSERT_TRUE(b->kv_pool().Reserve(pc, 150).ok());
-    const int64_t in_use = b->kv_pool().blocks_in_use();
-    {
-      auto half = b->StartLayerMajor(pc, ids, chunk, &o);
-      ASSERT_TRUE(half.ok()) << half.status();
-      ASSERT_TRUE(b->ContinueLayerMajor(**half, 1, got).ok());
-    }
-    EXPECT_EQ(b->kv_pool().blocks_in_use(), in_use);
-    b->ReleaseSequence(pc);
-    EXPECT_EQ(b->kv_pool().blocks_in_use(), in_use - b->kv_pool().BlocksFor(150));
-    // The engine still serves: the other sequence decodes on.
-    step_other(*b, ob, pos, other_beside);
+    ExpectInterleavedLayerMajorEqualsOneShot(*a, *b, o, /*prompt=*/150, /*chunk=*/64,
+                                             /*decode=*/6, /*tolerance=*/1e-3);
   }
 }
 

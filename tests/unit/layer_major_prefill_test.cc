@@ -16,6 +16,7 @@
 #include "engine/sparse/double_sparsity.h"
 #include "gtest/gtest.h"
 #include "tests/engine_test_util.h"
+#include "tests/layer_major_check.h"
 
 namespace dsinfer {
 namespace {
@@ -50,25 +51,6 @@ std::vector<float> ChunkedPrefill(Model& model, KvBlockPool::SequenceId seq,
   return last;
 }
 
-// Greedy decode of `steps` tokens after position `start`; returns every step's logits.
-std::vector<float> Decode(Model& model, KvBlockPool::SequenceId seq, int32_t token, int64_t start,
-                          int steps, const AttentionOptions* options) {
-  std::vector<float> all, logits;
-  const int64_t vocab = model.config().vocab_size;
-  for (int i = 0; i < steps; ++i) {
-    ForwardBatch batch;
-    batch.Add(seq, &token, 1, start + i, false);
-    batch.sequences.back().attention = options;
-    const absl::Status st = model.Forward(batch, logits);
-    EXPECT_TRUE(st.ok()) << st;
-    if (!st.ok()) break;
-    all.insert(all.end(), logits.begin(), logits.end());
-    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + vocab) -
-                                 logits.begin());
-  }
-  return all;
-}
-
 // Double Sparsity on both models from the same random channel config (seed `seed`): every
 // layer but the first sparse, r = head_dim / 4, a quarter of the tokens.
 AttentionOptions SparseOnBoth(Model& a, Model& b, uint32_t seed) {
@@ -83,16 +65,6 @@ AttentionOptions SparseOnBoth(Model& a, Model& b, uint32_t seed) {
   o.recent = 4;
   o.dense_layers = 1;
   return o;
-}
-
-double MaxRelDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double max_abs = 1e-30, max_err = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    max_abs = std::max(max_abs, std::abs(static_cast<double>(a[i])));
-    max_err = std::max(max_err, std::abs(static_cast<double>(a[i]) - b[i]));
-  }
-  return max_err / max_abs;
 }
 
 TEST(LayerMajorPrefill, EqualsChunkedPrefillInEveryKvModeAndDecodesTheSame) {
@@ -178,76 +150,9 @@ TEST(LayerMajorPrefill, InterleavedWithOtherSequencesEqualsOneShot) {
       std::unique_ptr<Model> a = LoadModel(dir, ba, mode), b = LoadModel(dir, bb, mode);
       ASSERT_NE(a, nullptr);
       ASSERT_NE(b, nullptr);
-      const ModelConfig& c = a->config();
-      ASSERT_GE(c.num_layers, 2);
       const AttentionOptions o = SparseOnBoth(*a, *b, 5);
-      const std::vector<int32_t> ids = RandomIds(90, static_cast<int>(c.vocab_size), 4);
-      const std::vector<int32_t> other = RandomIds(30, static_cast<int>(c.vocab_size), 6);
-      const int64_t chunk = 32;
-      const int decode = 4;
-      // a: the other sequence alone (prefill 20, then decode), then the prompt one-shot.
-      const auto oa = a->kv_pool().AddSequence(), pa = a->kv_pool().AddSequence();
-      const auto ob = b->kv_pool().AddSequence(), pb = b->kv_pool().AddSequence();
-      for (auto [m, sq, n] : {std::tuple<Model*, KvBlockPool::SequenceId, int64_t>{a.get(), oa, 30},
-                              {a.get(), pa, 90 + decode}, {b.get(), ob, 30},
-                              {b.get(), pb, 90 + decode}}) {
-        ASSERT_TRUE(m->kv_pool().Reserve(sq, n).ok());
-      }
-      std::vector<float> logits;
-      ForwardBatch pre_a, pre_b;
-      pre_a.Add(oa, other.data(), 20, 0, false);
-      pre_b.Add(ob, other.data(), 20, 0, false);
-      pre_a.sequences.back().attention = pre_b.sequences.back().attention = &o;
-      ASSERT_TRUE(a->Forward(pre_a, logits).ok());
-      ASSERT_TRUE(b->Forward(pre_b, logits).ok());
-      std::vector<float> other_alone, other_beside;
-      auto step_other = [&](Model& m, KvBlockPool::SequenceId sq, int64_t pos,
-                            std::vector<float>& out) {
-        ForwardBatch batch;
-        batch.Add(sq, &other[pos], 1, pos, false);
-        batch.sequences.back().attention = &o;
-        ASSERT_TRUE(m.Forward(batch, logits).ok());
-        out.insert(out.end(), logits.begin(), logits.end());
-      };
-      for (int64_t pos = 20; pos < 20 + c.num_layers - 1; ++pos) step_other(*a, oa, pos, other_alone);
-      auto one_shot = a->PrefillLayerMajor(pa, ids, chunk, &o);
-      ASSERT_TRUE(one_shot.ok()) << one_shot.status();
-      // b: the prompt a layer per step, the other sequence decoding a token between them.
-      auto p = b->StartLayerMajor(pb, ids, chunk, &o);
-      ASSERT_TRUE(p.ok()) << p.status();
-      std::vector<float> got;
-      int64_t pos = 20;
-      for (int layer = 0; layer < c.num_layers; ++layer) {
-        auto done = b->ContinueLayerMajor(**p, 1, got);
-        ASSERT_TRUE(done.ok()) << done.status();
-        EXPECT_EQ(*done, layer + 1 == c.num_layers);
-        if (!*done) step_other(*b, ob, pos++, other_beside);
-      }
-      EXPECT_EQ(b->ContinueLayerMajor(**p, 1, got).status().code(),
-                absl::StatusCode::kFailedPrecondition);
-      p->reset();
-      EXPECT_LE(MaxRelDiff(*one_shot, got), 1e-6);
-      EXPECT_LE(MaxRelDiff(other_alone, other_beside), 1e-6);
-      EXPECT_EQ(a->double_sparsity().Stats(pa)->dense_rows,
-                b->double_sparsity().Stats(pb)->dense_rows);
-      EXPECT_EQ(a->double_sparsity().Stats(pa)->tokens_attended,
-                b->double_sparsity().Stats(pb)->tokens_attended);
-      const int32_t next = static_cast<int32_t>(
-          std::max_element(got.begin(), got.end()) - got.begin());
-      EXPECT_LE(MaxRelDiff(Decode(*a, pa, next, 90, decode, &o), Decode(*b, pb, next, 90, decode, &o)),
-                1e-5);
-      // Dropped half-way: the staging pools go, the sequence's blocks stay the caller's.
-      const auto pc = b->kv_pool().AddSequence();
-      ASSERT_TRUE(b->kv_pool().Reserve(pc, 90).ok());
-      const int64_t in_use = b->kv_pool().blocks_in_use();
-      {
-        auto half = b->StartLayerMajor(pc, ids, chunk, &o);
-        ASSERT_TRUE(half.ok());
-        ASSERT_TRUE(b->ContinueLayerMajor(**half, 1, got).ok());
-      }
-      EXPECT_EQ(b->kv_pool().blocks_in_use(), in_use);
-      b->ReleaseSequence(pc);
-      EXPECT_EQ(b->kv_pool().blocks_in_use(), in_use - b->kv_pool().BlocksFor(90));
+      ExpectInterleavedLayerMajorEqualsOneShot(*a, *b, o, /*prompt=*/90, /*chunk=*/32,
+                                               /*decode=*/4, /*tolerance=*/1e-5);
     }
   }
 }
