@@ -60,9 +60,14 @@ constexpr int kScoreItemsPerThread = 4;
 // hold a dequantized row (up to 64 floats) and get 128 registers (2 blocks).
 constexpr int kScoreFixedBlocksPerSm = 4;
 constexpr int kTopKThreads = 1024;
-constexpr int kTopKUnroll = 16;  // histogram loads in flight per thread
-constexpr int kTopKItems = 16;   // candidates per thread per compaction tile
+// The one-block top-k is compiled for two resident blocks per SM (32 registers a thread): on
+// an H200 it was issue- and latency-bound at one (ncu), and two are 10-17% faster with half
+// the loads and compaction keys per thread.
+constexpr int kTopKBlocksPerSm = 2;
+constexpr int kTopKUnroll = 8;  // histogram loads in flight per thread
+constexpr int kTopKItems = 8;   // candidates per thread per compaction tile
 constexpr int kAttnWarps = 4;
+constexpr int kAttnVRows = 16;  // V rows a warp has in flight (of its 32)
 // Top-k of segments longer than this (score_stride, which bounds every segment) runs on a
 // cluster of blocks holding the keys in shared memory; shorter ones on one block, whose fixed
 // cost is a few microseconds.
@@ -569,7 +574,9 @@ __global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm
         // channels read from shared memory.
         float vals[kR];
 #pragma unroll
-        for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits>(raw[it], j, scale[it], minimum[it]);
+        for (int j = 0; j < kR; ++j) {
+          vals[j] = LabelValue<kBits>(raw[it], j, scale[it], minimum[it]);
+        }
         const float* qh = qs + h;
         for (int g = 0; g < group; ++g) {
           float dot = 0.0f;
@@ -666,7 +673,7 @@ __device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, in
   }
 }
 
-__global__ void __launch_bounds__(kTopKThreads)
+__global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
     TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                      int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
   using Scan = cub::BlockScan<int, kTopKThreads>;
@@ -1063,7 +1070,10 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
              h) *
             kD;
       const T* krow = kbase + off;
-#pragma unroll 4
+      // The whole row's loads in flight at once (ncu, H200: with a few rows' bytes in flight
+      // per warp the kernel was latency-bound at ~2.6 TB/s, its grid filling half the SM's
+      // warp slots, so registers are cheaper than waiting).
+#pragma unroll
       for (int c = 0; c < kD / 8; ++c) {
         float f[8];
         LoadRow8<T, kD>(krow + c * 8, f);
@@ -1087,13 +1097,14 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
       ps[warp][g][lane] = p;
     }
     __syncwarp();
-    // V: lanes over channels, 8 rows' loads issued before their use (a row at a time would
-    // serialize 32 memory latencies per tile). Rows past `end` have p = 0 and load nothing.
+    // V: lanes over channels, kAttnVRows rows' loads issued before their use (a row at a time
+    // would serialize 32 memory latencies per tile). Rows past `end` have p = 0 and load
+    // nothing.
     const int rows = min(32, end - tile);
-    for (int j0 = 0; j0 < rows; j0 += 8) {
-      float v[8][kC];
+    for (int j0 = 0; j0 < rows; j0 += kAttnVRows) {
+      float v[kAttnVRows][kC];
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj) {
+      for (int jj = 0; jj < kAttnVRows; ++jj) {
         const int64_t offj = __shfl_sync(0xffffffffu, off, j0 + jj);
         const T* vrow = vbase + offj + lane * kC;
         if (j0 + jj < rows) {
@@ -1115,7 +1126,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
         }
       }
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj) {
+      for (int jj = 0; jj < kAttnVRows; ++jj) {
 #pragma unroll
         for (int g = 0; g < kG; ++g) {
           const float p = ps[warp][g][j0 + jj];

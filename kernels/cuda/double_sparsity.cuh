@@ -125,7 +125,8 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                LabelScoreAlgo algo = LabelScoreAlgo::kCoalesced);
 
 // The kernels of top-k. Both select the twin's sets (verified on an H100/H200).
-//  - kOneBlock: one 1024-thread block per (s, h) streaming the scores once per radix pass.
+//  - kOneBlock: one 1024-thread block per (s, h) streaming the scores once per radix pass
+//    (two such blocks resident per SM).
 //  - kCluster: for score_stride > 8192, a thread-block cluster of 2–8 blocks per (s, h)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
 //    through distributed shared memory); shorter strides, and slices that would not fit in
