@@ -460,6 +460,35 @@ int BudgetFor(int L, int i) {
   }
 }
 
+// Without a GPU (host logic only): the gate of the fixed-row scorers. A launch takes them only
+// when every sequence has r == max_r, the same bits and 16-byte-aligned label data.
+TEST(DoubleSparsityHost, UniformLabelBitsGatesTheFixedRowScorers) {
+  alignas(16) static uint8_t storage[64];
+  std::vector<CudaLabelSeq> labs(3);
+  for (CudaLabelSeq& l : labs) {
+    l.data = storage;
+    l.r = 16;
+    l.bits = 4;
+  }
+  EXPECT_EQ(UniformLabelBits(labs.data(), 3, 16), 4);
+  EXPECT_EQ(UniformLabelBits(labs.data(), 0, 16), 0);
+  EXPECT_EQ(UniformLabelBits(labs.data(), 3, 32), 0);  // r below max_r
+  labs[1].bits = 16;
+  EXPECT_EQ(UniformLabelBits(labs.data(), 3, 16), 0);  // mixed bits
+  EXPECT_EQ(UniformLabelBits(labs.data(), 1, 16), 4);
+  labs[1].bits = 4;
+  labs[2].r = 8;
+  EXPECT_EQ(UniformLabelBits(labs.data(), 3, 16), 0);  // mixed r
+  labs[2].r = 16;
+  labs[2].data = storage + 8;
+  EXPECT_EQ(UniformLabelBits(labs.data(), 3, 16), 0);  // misaligned rows
+  for (CudaLabelSeq& l : labs) {
+    l.data = storage + 16;
+    l.bits = 16;
+  }
+  EXPECT_EQ(UniformLabelBits(labs.data(), 3, 16), 16);
+}
+
 TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
   SKIP_WITHOUT_GPU();
   const int gqa[][2] = {{4, 4}, {8, 2}, {16, 2}};  // groups 1, 4, 8
