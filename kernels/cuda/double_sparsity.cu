@@ -185,6 +185,32 @@ struct VecOf<1> {
   using T = uint8_t;
 };
 
+// A 4-bit code's value, code × scale + minimum in the twin's rounding. The code becomes a float
+// through the exponent trick (exact for 0..15; I2F is quarter rate).
+__device__ __forceinline__ float DequantizeCode(uint32_t code, float scale, float minimum) {
+  const float code_f = __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
+  return __fadd_rn(__fmul_rn(code_f, scale), minimum);
+}
+
+// GQA aggregation of one row's per-query-head dots in the twin's order (ScoreAggregation sum
+// or max): start from AggregateStart, fold each dot in with AggregateStep.
+__device__ __forceinline__ float AggregateStart(bool max_agg) {
+  return max_agg ? -INFINITY : 0.0f;
+}
+__device__ __forceinline__ float AggregateStep(float agg, float dot, bool max_agg) {
+  return max_agg ? (agg < dot ? dot : agg) : __fadd_rn(agg, dot);
+}
+// The dots of `group` query heads folded in order.
+__device__ __forceinline__ float Aggregate(const float* dot, int group, bool max_agg) {
+  float agg = AggregateStart(max_agg);
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= group) break;
+    agg = AggregateStep(agg, dot[g], max_agg);
+  }
+  return agg;
+}
+
 // Dots of one label row with the group's query channels, in the twins' order: per query head,
 // channels ascending, no fused multiply-add. q_at(j, g) is channel j of group head g; both
 // scorers' layouts of the query channels below plug in here. Rows are read in kBytes pieces.
@@ -209,8 +235,7 @@ __device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scal
     } else {
 #pragma unroll
       for (int e = 0; e < kPer; ++e) {
-        const int code = (u.b[e / 2] >> ((e % 2) * 4)) & 0xf;
-        vals[e] = __fadd_rn(__fmul_rn(static_cast<float>(code), scale), minimum);
+        vals[e] = DequantizeCode((u.b[e / 2] >> ((e % 2) * 4)) & 0xfu, scale, minimum);
       }
     }
     const int j0 = c * kPer;
@@ -291,13 +316,8 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
         DotRowHeadMajor<4, 1>(row, r, scale, minimum, qh, group, dot);
       }
     }
-    float agg = max_agg ? -INFINITY : 0.0f;
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= group) break;
-      agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
-    }
-    scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t] = agg;
+    scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t] =
+        Aggregate(dot, group, max_agg);
   }
 }
 
@@ -317,16 +337,6 @@ __device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, f
   DotRowWith<kBits, kBytes>(
       row, r, scale, minimum, group,
       [qh, group, heads_kv](int j, int g) { return QChannel(qh, j, g, group, heads_kv); }, dot);
-}
-
-__device__ __forceinline__ float Aggregate(const float* dot, int group, bool max_agg) {
-  float agg = max_agg ? -INFINITY : 0.0f;
-#pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    if (g >= group) break;
-    agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
-  }
-  return agg;
 }
 
 // What one scoring block works on: items [first, end) of one sequence (item = token × kv_heads
@@ -447,9 +457,8 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
 
 // Channel j of a fixed-size label row held as 16-byte chunks (j a compile-time constant once
 // unrolled): words are taken by member, never through a pointer into the registers (which
-// would put the row in local memory). fp16 converts exactly; a 4-bit code becomes a float
-// through the exponent trick (exact; I2F is quarter rate), then code × scale + minimum in the
-// twin's rounding.
+// would put the row in local memory). fp16 converts exactly; 4-bit codes go through
+// DequantizeCode.
 template <int kBits, int kChunks>
 __device__ __forceinline__ float LabelValue(const uint4 (&row)[kChunks], int j, float scale,
                                             float minimum) {
@@ -460,9 +469,7 @@ __device__ __forceinline__ float LabelValue(const uint4 (&row)[kChunks], int j, 
   if constexpr (kBits == 16) {
     return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
   } else {
-    const uint32_t code = (w >> (4 * e)) & 0xfu;
-    const float code_f = __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
-    return __fadd_rn(__fmul_rn(code_f, scale), minimum);
+    return DequantizeCode((w >> (4 * e)) & 0xfu, scale, minimum);
   }
 }
 
@@ -499,11 +506,10 @@ struct HeadQueryChannels {
 // Label scoring of the common shapes: rows of exactly 16 or 32 bytes (fp16 r 8 / 16, 4-bit
 // r 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher checks), so
 // a thread's items are one KV head's (no division per item) and r and the group are
-// compile-time constants (the row, its dequantized values and the group's dots live in
-// registers; each shape is its own kernel, so the largest does not set every shape's register
-// count). Every row of a tile is loaded before any is used. fp16 pairs convert as __half2;
-// 4-bit codes become floats through the exponent trick (exact), not I2F (quarter rate). The
-// arithmetic order is the twin's: bit-exact.
+// compile-time constants (the row and the group's dots live in registers; each shape is its
+// own kernel, so the largest does not set every shape's register count). kG 0: the group at
+// run time, the dequantized row held. Every row of a tile is loaded before any is used; values
+// come from LabelValue. The arithmetic order is the twin's: bit-exact.
 // Grid: blocks × sequences; block x scores token tiles x, x + gridDim.x, ... of its sequence.
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm : 2)
@@ -552,7 +558,7 @@ __global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       const int tl = it * tok_step + tok;
       if (tl >= tokens_here) break;
-      float agg = max_agg ? -INFINITY : 0.0f;
+      float agg = AggregateStart(max_agg);
       if constexpr (kG > 0) {
         // Each channel's value is used as it is made (per query head, channels ascending:
         // the twin's order), so no dequantized row is held.
@@ -566,9 +572,7 @@ __global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm
           for (int g = 0; g < kG; ++g) dot[g] = __fadd_rn(dot[g], __fmul_rn(qc.At(g, j), v));
         }
 #pragma unroll
-        for (int g = 0; g < kG; ++g) {
-          agg = max_agg ? (agg < dot[g] ? dot[g] : agg) : __fadd_rn(agg, dot[g]);
-        }
+        for (int g = 0; g < kG; ++g) agg = AggregateStep(agg, dot[g], max_agg);
       } else {
         // A runtime group: the row dequantized once, then a dot per query head with its
         // channels read from shared memory.
@@ -584,7 +588,7 @@ __global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm
           for (int j = 0; j < kR; ++j) {
             dot = __fadd_rn(dot, __fmul_rn(QChannel(qh, j, g, group, heads_kv), vals[j]));
           }
-          agg = max_agg ? (agg < dot ? dot : agg) : __fadd_rn(agg, dot);
+          agg = AggregateStep(agg, dot, max_agg);
         }
       }
       staged[tl * pitch + h] = agg;
