@@ -13,7 +13,7 @@
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads),
 //    scores leaving through shared memory as per-head token runs; one block per token tile
 //    (kCoalesced) or two waves of resident blocks looping over the tiles (kStrided). Rows of
-//    16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
+//    8, 16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
 //    sized to the shape, a thread's items all of one KV head, the GQA group a compile-time
 //    constant where group × r <= 32); other shapes the general kernel.
 // Top-k, two kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps onto
@@ -38,12 +38,17 @@
 #include <cooperative_groups.h>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/status.h"
 
 namespace dsinfer {
 namespace {
@@ -57,7 +62,8 @@ constexpr int kScoreThreads = 256;
 constexpr int kScoreItemsPerThread = 4;
 // Resident blocks per SM the fixed-shape scorers are compiled for (64 registers a thread):
 // half the SM's threads, each with kScoreItemsPerThread rows in flight. The runtime-group ones
-// hold a dequantized row (up to 64 floats) and get 128 registers (2 blocks).
+// hold a dequantized row (up to 64 floats) and get 128 registers (2 blocks), except on 8-byte
+// rows (4-bit r 16: 16 floats), which fit 64 without spilling.
 constexpr int kScoreFixedBlocksPerSm = 4;
 constexpr int kTopKThreads = 1024;
 // The one-block top-k is compiled for two resident blocks per SM (32 registers a thread): on
@@ -455,17 +461,23 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
   __syncthreads();
 }
 
-// Channel j of a fixed-size label row held as 16-byte chunks (j a compile-time constant once
-// unrolled): words are taken by member, never through a pointer into the registers (which
-// would put the row in local memory). fp16 converts exactly; 4-bit codes go through
-// DequantizeCode.
-template <int kBits, int kChunks>
-__device__ __forceinline__ float LabelValue(const uint4 (&row)[kChunks], int j, float scale,
+// Word w of a 16- or 8-byte chunk of a label row, taken by member.
+__device__ __forceinline__ uint32_t ChunkWord(const uint4& c, int w) {
+  return w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
+}
+__device__ __forceinline__ uint32_t ChunkWord(const uint2& c, int w) { return w == 0 ? c.x : c.y; }
+
+// Channel j of a fixed-size label row held as chunks of type V (uint4, or uint2 for 8-byte
+// rows; j a compile-time constant once unrolled): words are taken by member, never through a
+// pointer into the registers (which would put the row in local memory). fp16 converts exactly;
+// 4-bit codes go through DequantizeCode.
+template <int kBits, typename V, int kChunks>
+__device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j, float scale,
                                             float minimum) {
   constexpr int kPerWord = kBits == 16 ? 2 : 8;
+  constexpr int kWordsPerChunk = static_cast<int>(sizeof(V) / 4);
   const int wi = j / kPerWord, e = j % kPerWord;
-  const uint4 c = row[wi / 4];
-  const uint32_t w = wi % 4 == 0 ? c.x : wi % 4 == 1 ? c.y : wi % 4 == 2 ? c.z : c.w;
+  const uint32_t w = ChunkWord(row[wi / kWordsPerChunk], wi % kWordsPerChunk);
   if constexpr (kBits == 16) {
     return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
   } else {
@@ -503,21 +515,25 @@ struct HeadQueryChannels {
   int heads_kv;
 };
 
-// Label scoring of the common shapes: rows of exactly 16 or 32 bytes (fp16 r 8 / 16, 4-bit
-// r 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher checks), so
-// a thread's items are one KV head's (no division per item) and r and the group are
-// compile-time constants (the row and the group's dots live in registers; each shape is its
-// own kernel, so the largest does not set every shape's register count). kG 0: the group at
-// run time, the dequantized row held. Every row of a tile is loaded before any is used; values
-// come from LabelValue. The arithmetic order is the twin's: bit-exact.
+// Label scoring of the common shapes: rows of exactly 8, 16 or 32 bytes (fp16 r 8 / 16, 4-bit
+// r 16 / 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher
+// checks), so a thread's items are one KV head's (no division per item) and r and the group
+// are compile-time constants (the row and the group's dots live in registers; each shape is
+// its own kernel, so the largest does not set every shape's register count). kG 0: the group
+// at run time, the dequantized row held. Every row of a tile is loaded before any is used;
+// values come from LabelValue. The arithmetic order is the twin's: bit-exact.
 // Grid: blocks × sequences; block x scores token tiles x, x + gridDim.x, ... of its sequence.
 template <typename T, int kBits, int kR, int kG>
-__global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm : 2)
+__global__ void __launch_bounds__(kScoreThreads,
+                                  kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm : 2)
     LabelScoresFixedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                            const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                            float* scores, int64_t score_stride) {
   constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
-  static_assert(kRowBytes % 16 == 0 && kR % 2 == 0, "16-byte rows, r even");
+  // Rows are loaded in 16-byte chunks, an 8-byte row (4-bit r 16) as one 8-byte chunk.
+  constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : 8;
+  using Chunk = typename VecOf<kChunkBytes>::T;
+  static_assert(kRowBytes % kChunkBytes == 0 && kR % 2 == 0, "8-byte or 16-byte rows, r even");
   extern __shared__ float qs[];  // [r][group][heads_kv]
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b = BeginScoreBlock(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
@@ -538,16 +554,16 @@ __global__ void __launch_bounds__(kScoreThreads, kG > 0 ? kScoreFixedBlocksPerSm
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int t0 = tile * tpb;
     const int tokens_here = min(tpb, seq.tokens - t0);
-    uint4 raw[kScoreItemsPerThread][kRowBytes / 16];
+    Chunk raw[kScoreItemsPerThread][kRowBytes / kChunkBytes];
     float scale[kScoreItemsPerThread], minimum[kScoreItemsPerThread];
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       const int tl = it * tok_step + tok;
       if (tl < tokens_here) {
         const int64_t item = static_cast<int64_t>(t0 + tl) * heads_kv + h;
-        const uint4* row = reinterpret_cast<const uint4*>(data + item * kRowBytes);
+        const Chunk* row = reinterpret_cast<const Chunk*>(data + item * kRowBytes);
 #pragma unroll
-        for (int c = 0; c < kRowBytes / 16; ++c) raw[it][c] = row[c];
+        for (int c = 0; c < kRowBytes / kChunkBytes; ++c) raw[it][c] = row[c];
         if (kBits == 4) {
           scale[it] = F16BitsToF32(lab.scales[item]);
           minimum[it] = F16BitsToF32(lab.minimums[item]);
@@ -1182,14 +1198,59 @@ absl::Status BadDType(const char* what, DType dtype) {
       absl::StrCat(what, ": unsupported dtype ", static_cast<int>(dtype)));
 }
 
+// What the launchers size their grids by, for the current device and one kernel: queried once
+// per (device, kernel, threads, dynamic shared memory) and cached for the process, as these
+// driver queries took microseconds on every launch (every layer of every decode step). A null
+// kernel gives the device's attributes only; threads 0 skips the occupancy query.
+struct LaunchInfo {
+  int sms = 0;             // multiprocessors
+  int smem_optin = 0;      // shared memory a block may opt in to (bytes)
+  size_t static_smem = 0;  // the kernel's static shared memory (bytes)
+  int blocks_per_sm = 0;   // resident blocks of the kernel at (threads, dynamic shared memory)
+};
+
+absl::StatusOr<LaunchInfo> CachedLaunchInfo(const void* kernel, int threads, size_t dynamic_smem) {
+  int device = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  using Key = std::tuple<int, const void*, int, size_t>;
+  // Never destroyed: launches may run during static destruction.
+  static std::mutex* const mu = new std::mutex;
+  static std::map<Key, LaunchInfo>* const cache = new std::map<Key, LaunchInfo>;
+  const Key key{device, kernel, threads, dynamic_smem};
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    const auto it = cache->find(key);
+    if (it != cache->end()) return it->second;
+  }
+  // Queried outside the lock (two threads may both query a new key: the same answer).
+  LaunchInfo info;
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, device));
+  CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&info.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (kernel != nullptr) {
+    cudaFuncAttributes attr;
+    CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attr, kernel));
+    info.static_smem = attr.sharedSizeBytes;
+    if (threads > 0) {
+      CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &info.blocks_per_sm, kernel, threads, dynamic_smem));
+    }
+  }
+  std::lock_guard<std::mutex> lock(*mu);
+  cache->emplace(key, info);
+  return info;
+}
+
 template <typename T>
 using ScoreKernel = void (*)(const T*, int64_t, const CudaDsSequence*, const CudaLabelSeq*, int,
                              int, int, float*, int64_t);
 
 // LabelScoresFixedKernel for labels of `bits` bits and r channels (every sequence's) at GQA
 // group `group`, or null where none applies. The group is a compile-time constant where
-// group × r <= 32 (measured on an H200: 1.7-2.4x faster than the runtime group there, but
-// slower beyond, where the unrolled dots spill); else the runtime-group kernel of that row.
+// group × r <= 32 (measured on an H200 for fp16 r 8 / 16 and 4-bit r 32: 1.7-2.4x faster than
+// the runtime group there, but slower beyond, where the unrolled dots spill; 4-bit r 16
+// follows the rule unmeasured: at group 4 its unrolled dots spill 1 KB); else the
+// runtime-group kernel of that row.
 template <typename T>
 ScoreKernel<T> FixedScoreKernel(int bits, int r, int group, int heads_kv) {
   if (heads_kv > kScoreThreads || kScoreThreads % heads_kv != 0) return nullptr;
@@ -1203,6 +1264,11 @@ ScoreKernel<T> FixedScoreKernel(int bits, int r, int group, int heads_kv) {
     return group == 1   ? LabelScoresFixedKernel<T, 16, 16, 1>
            : group == 2 ? LabelScoresFixedKernel<T, 16, 16, 2>
                         : LabelScoresFixedKernel<T, 16, 16, 0>;
+  }
+  if (bits == 4 && r == 16) {
+    return group == 1   ? LabelScoresFixedKernel<T, 4, 16, 1>
+           : group == 2 ? LabelScoresFixedKernel<T, 4, 16, 2>
+                        : LabelScoresFixedKernel<T, 4, 16, 0>;
   }
   if (bits == 4 && r == 32) {
     return group == 1 ? LabelScoresFixedKernel<T, 4, 32, 1> : LabelScoresFixedKernel<T, 4, 32, 0>;
@@ -1241,13 +1307,10 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int nu
                                               static_cast<int>(smem)));
   }
   if (algo == LabelScoreAlgo::kStrided) {
-    int device = 0, sms = 0, per_sm = 0;
-    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    CUDA_RETURN_IF_ERROR(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kScoreThreads, smem));
+    ASSIGN_OR_RETURN(const LaunchInfo info,
+                     CachedLaunchInfo(reinterpret_cast<const void*>(kernel), kScoreThreads, smem));
     // Two waves of resident blocks over all sequences, at least one block per sequence.
-    const int64_t resident = static_cast<int64_t>(std::max(1, per_sm)) * sms;
+    const int64_t resident = static_cast<int64_t>(std::max(1, info.blocks_per_sm)) * info.sms;
     blocks = std::clamp<int64_t>((2 * resident + num_seqs - 1) / num_seqs, 1, blocks);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
@@ -1399,25 +1462,20 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
   // score_stride bounds every sequence's tokens, hence its candidates.
   int sms = 0;  // only kAuto looks at the SM count
   if (algo == TopKAlgo::kAuto) {
-    int device = 0;
-    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    ASSIGN_OR_RETURN(const LaunchInfo info, CachedLaunchInfo(nullptr, 0, 0));
+    sms = info.sms;
   }
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
   if (ResolveTopKAlgo(algo, score_stride, pairs, sms) == TopKAlgo::kCluster) {
-    int device = 0, smem_optin = 0;
-    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    CUDA_RETURN_IF_ERROR(
-        cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     const int64_t nb = std::clamp<int64_t>(
         (score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock, 2, kTopKClusterMax);
     // As the kernel's slice: ceil(candidates / nb) rounded up to 4 keys.
     const int64_t cap = ((score_stride + nb - 1) / nb + 3) / 4 * 4;
     auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads, kTopKClusterItems>;
-    cudaFuncAttributes attr;
-    CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attr, kernel));
+    ASSIGN_OR_RETURN(const LaunchInfo info,
+                     CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));
     const int64_t smem = cap * 4;
-    if (smem + static_cast<int64_t>(attr.sharedSizeBytes) <= smem_optin) {
+    if (smem + static_cast<int64_t>(info.static_smem) <= info.smem_optin) {
       CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
           kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
       cudaLaunchConfig_t cfg = {};

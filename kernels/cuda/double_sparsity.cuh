@@ -88,23 +88,24 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
 //    threads on consecutive heads of a token (a warp reads one contiguous span of the label
 //    cache), 16-byte loads where the row size allows; the query's label channels staged per
 //    block in shared memory as [heads_q][r].
-//  - kCoalesced: the query's channels staged KV head fastest (no bank conflicts
-//    across a warp's heads), a fast path for 16- and 32-byte rows with every row of a thread
-//    loaded before any is used, and scores written through shared memory as per-head token
-//    runs. Needs heads_kv <= 1024. Bit-exact against the twin on an H200
+//  - kCoalesced: the query's channels staged KV head fastest (no bank conflicts across a
+//    warp's heads), a fast path for 8-, 16- and 32-byte rows with every row of a thread loaded
+//    before any is used, and scores written through shared memory as per-head token runs.
+//    Needs heads_kv <= 1024. Bit-exact against the twin on an H200
 //    (tests/gpu/double_sparsity_gpu_test.cc) and 1.2-6.1x faster than kRowPerThread at every
 //    shape of docs/benchmarks.md.
 //  - kStrided (the default): kCoalesced's kernels on two waves of resident blocks per
 //    launch, each block staging the query's channels once and looping over token tiles
 //    (1.0-1.35x faster than kCoalesced on an H200 with the fixed-shape kernels below, slower
 //    only for 4-bit r 64 at GQA 4, batch 32).
-// With kCoalesced and kStrided, rows of exactly 16 or 32 bytes (fp16 r 8 / 16, 4-bit r 32 / 64)
-// with heads_kv dividing 256 run a kernel compiled for that row (registers sized to it, a
-// thread's rows all of one KV head, no I2F; the GQA group a compile-time constant where
-// group × r <= 32) when every sequence of the launch shares it (label_bits below); any other
-// shape runs the general kernel. All are bit-exact (tests/gpu/double_sparsity_gpu_test.cc
-// runs each against the twin). On an H200 the fixed-row kernels made scoring 1.7-2.5x faster
-// at fp16 r 8 (docs/benchmarks.md, run 6).
+// With kCoalesced and kStrided, rows of exactly 8, 16 or 32 bytes (fp16 r 8 / 16, 4-bit
+// r 16 / 32 / 64) with heads_kv dividing 256 run a kernel compiled for that row (registers
+// sized to it, a thread's rows all of one KV head, no I2F; the GQA group a compile-time
+// constant where group × r <= 32) when every sequence of the launch shares it (label_bits
+// below); any other shape runs the general kernel. All are bit-exact
+// (tests/gpu/double_sparsity_gpu_test.cc runs each against the twin). On an H200 the fixed-row
+// kernels made scoring 1.7-2.5x faster at fp16 r 8 (docs/benchmarks.md, run 6); the 4-bit
+// r 16 one is not yet measured.
 enum class LabelScoreAlgo { kRowPerThread, kCoalesced, kStrided };
 
 // The label_bits argument of LaunchLabelScores for these labels (host copies of the device

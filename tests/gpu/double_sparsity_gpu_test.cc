@@ -4,14 +4,15 @@
 // (identical to TopKSelectReference over the twin's scores — the scores are bit-equal, so ties
 // are compared too), and attention over the selection (SelectedAttentionReference, dtype
 // tolerance); then the same sequences with a budget above the context must equal dense causal
-// attention. Sweeps: lengths 1, 7, 97, 4099, 65537, 300001; GQA 1/4/8; head_dim 64/128;
-// label bits 16/4 (r 7, 8, 16, 32); budgets from 1 to above the context; sum and max
-// aggregation; bf16 and fp16; two sequences of different length and options per launch; one
-// case with K/V in mapped pinned host memory. Fresh random inputs (seed printed); outputs
-// poisoned with all-ones bits first. Every LabelScoreAlgo and TopKAlgo (including kAuto, the
-// default, which dispatches to one of the other two) runs in every chain case. Top-k alone over both of its kernels (one
-// block, and a cluster of blocks for long segments) with tie-heavy and NaN scores. Skips
-// without a GPU.
+// attention. Sweeps: lengths 1, 7, 97, 4099, 65537, 300001; GQA 1/2/4/8; head_dim 64/128;
+// label bits 16 (r 7, 8, 16) and 4 (r 7, 16, 32, 64); budgets from 1 to above the context; sum
+// and max aggregation; bf16 and fp16; two sequences of different length and options per
+// launch; one case with K/V in mapped pinned host memory. Fresh random inputs (seed printed);
+// outputs poisoned with all-ones bits first. Every LabelScoreAlgo and TopKAlgo (including
+// kAuto, the default, which dispatches to one of the other two) runs in every chain case, the
+// coalesced scorers with and without the fixed-row kernels. Top-k alone over both of its
+// kernels (one block, and a cluster of blocks for long segments) with tie-heavy and NaN
+// scores. Skips without a GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -502,9 +503,11 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
           c.heads_q = g[0];
           c.heads_kv = g[1];
           c.head_dim = d;
-          // r: the general path (7) and every fixed-row fast path (fp16 8 / 16, 4-bit 32 / 64).
-          c.r = bits == 4 ? (i % 3 == 0 ? 7 : (d == 128 && i % 3 == 2 ? 64 : 32))
-                          : (i % 3 == 0 ? 7 : (d == 64 ? 8 : 16));
+          // r: the general path (7) and every fixed-row fast path (fp16 8 / 16; 4-bit 16 / 32 /
+          // 64, the 4-bit r stepping with each case and each length, i / 12, so that every r
+          // meets every GQA group).
+          const int r4[] = {7, 16, 32, d == 128 ? 64 : 16};
+          c.r = bits == 4 ? r4[(i / 2 + i / 12) % 4] : (i % 3 == 0 ? 7 : (d == 64 ? 8 : 16));
           c.bits = bits;
           c.seqs.push_back({L, BudgetFor(L, i), 4, 8, i % 2});
           const int L2 = std::max(1, L / 3 + (i % 5));
@@ -524,6 +527,9 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
   RunCase(Case{
       DType::kBF16, 8, 2, 128, 16, 16, {{65537, 65537 / 16, 4, 64, 0}, {3001, 200, 4, 64, 1}}});
   RunCase(Case{DType::kF16, 2, 2, 64, 32, 4, {{65537, 65537 / 8, 4, 64, 1}}});
+  // GQA 2 / 4-bit r 16 (8-byte code rows) at 1/16.
+  RunCase(
+      Case{DType::kF16, 4, 2, 64, 16, 4, {{65537, 65537 / 16, 4, 64, 1}, {4099, 300, 4, 64, 0}}});
   // ~300K tokens, GQA 8, fp16 labels r 8, k = L/16.
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
 }
@@ -602,9 +608,9 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
 
 // The exact shapes EngineMatchesCpuEngine runs on the golden models (fp16 activations,
 // r = head_dim / 4, budget 12, sink 2, recent 4, 21..44 tokens): GQA group 2 with 4-bit r 16
-// (8-byte code rows, the DotRow<4, 8> path, which the sweeps above never reach with a group
-// above 1: their 4-bit r is 7 or 32), group 4 over a single KV head with r 32, and MHA. If
-// the engine-level comparison ever points at the kernels, this case pins it down exactly.
+// (8-byte code rows: the fixed-row kernel at a compile-time group 2, and the general kernel's
+// DotRow<4, 8> path), group 4 over a single KV head with r 32, and MHA. If the engine-level
+// comparison ever points at the kernels, this case pins it down exactly.
 TEST(DoubleSparsityGpu, ChainMatchesTwinsEngineShapes) {
   SKIP_WITHOUT_GPU();
   const int shapes[][3] = {{4, 2, 64}, {4, 1, 128}, {4, 4, 64}};  // heads_q, heads_kv, d
