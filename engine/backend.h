@@ -237,8 +237,8 @@ class Backend {
   }
 
   // Whether the backend can also select and fetch without a host round trip
-  // (SelectAndFetch): the model then uses it where no reuse cache (whose bookkeeping is on
-  // the host) and no recall measurement (which compares host lists) needs the lists.
+  // (SelectAndFetch): the model then uses it where no LRU reuse cache (whose bookkeeping is
+  // on the host) and no recall measurement (which compares host lists) needs the lists.
   virtual bool SelectsOnDevice() const { return false; }
   // SelectTokens and FetchRows in one, the selection staying on the device: `plan` comes
   // from OffloadTier::PlanCounted with, per KV head, the selection's size minus the current
@@ -251,6 +251,12 @@ class Backend {
                                       const KvBlockPool& pool, OffloadTier& tier) {
     (void)layer, (void)batch, (void)index, (void)ds, (void)q, (void)q_row;
     (void)current_label_written, (void)plan, (void)pool, (void)tier;
+    return OffloadUnimplemented();
+  }
+  // After a step whose SelectAndFetch plans had previous rows (previous-step reuse): the
+  // rows the device gathers found there, per segment of the step (waits for the gathers).
+  virtual absl::StatusOr<std::vector<int64_t>> DeviceReuseHits(size_t segments) {
+    (void)segments;
     return OffloadUnimplemented();
   }
   virtual absl::Status GatheredAttention(int layer, const AttentionConfig& config,

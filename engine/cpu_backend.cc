@@ -256,7 +256,7 @@ absl::Status CpuBackend::GatheredAttention(int layer, const AttentionConfig& con
   const float* row = F32(qkv) + s.first_row * qkv.cols;
   for (int h = 0; h < hkv; ++h) {
     const int64_t slot = static_cast<int64_t>((*fetched)[h].size());
-    if (slot >= tier.segment_capacity(segment)) {
+    if (slot >= tier.segment_capacity(layer, segment)) {
       return ShapeError("GatheredAttention", "no room for the current token");
     }
     std::memcpy(buffer.KRow(slot, h), row + q_cols + static_cast<int64_t>(h) * d,

@@ -211,14 +211,19 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
   RETURN_IF_ERROR(ds_->BeginStep(batch, *pool_));
   if (tier_ != nullptr) {
     tier_->ReleaseMissing(*pool_);
-    std::vector<int64_t> segment_rows(batch.sequences.size());
+    std::vector<int64_t> segment_rows(batch.sequences.size()), sparse_rows(segment_rows.size());
     for (size_t j = 0; j < batch.sequences.size(); ++j) {
       segment_rows[j] = ds_->FetchRows(j, batch, pool_->options().resident_layers);
+      sparse_rows[j] = ds_->SparseFetchRows(j, batch);
     }
-    RETURN_IF_ERROR(tier_->BeginStep(segment_rows));
+    RETURN_IF_ERROR(tier_->BeginStep(segment_rows, sparse_rows));
     for (auto& per_parity : offload_selection_) per_parity.assign(batch.sequences.size(), {});
     RETURN_IF_ERROR(backend_.BeginOffloadStep(attention_, batch, *pool_));
   }
+  // A step that fails part-way may have kept rows no gather wrote: forget them all.
+  absl::Cleanup abandon = [this] {
+    if (tier_ != nullptr) tier_->AbandonStep();
+  };
   RETURN_IF_ERROR(EnsureWorkspace(n));
   DeviceTensor residual = Rows(ws_.residual, n), normed = Rows(ws_.normed, n),
                qkv = Rows(ws_.qkv, n), attn = Rows(ws_.attn, n), delta = Rows(ws_.delta, n),
@@ -282,7 +287,21 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     RETURN_IF_ERROR(backend_.AddRmsNorm(residual, delta, next_norm, eps, normed));
   }
   RETURN_IF_ERROR(backend_.EndStep());
-  return LmHead(normed, batch.logit_rows, logits);
+  RETURN_IF_ERROR(LmHead(normed, batch.logit_rows, logits));
+  RETURN_IF_ERROR(CountDeviceReuse(batch));
+  std::move(abandon).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status Model::CountDeviceReuse(const ForwardBatch& batch) {
+  if (tier_ == nullptr || !tier_->device_lookups()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const std::vector<int64_t> hits,
+                   backend_.DeviceReuseHits(batch.sequences.size()));
+  for (size_t j = 0; j < hits.size(); ++j) {
+    const KvBlockPool::SequenceId seq = batch.sequences[j].kv;
+    ds_->AddFetch(seq, tier_->CountReusedOnDevice(seq, hits[j]));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t> rows,

@@ -185,6 +185,9 @@ class Model {
   absl::Status SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
                               const DeviceTensor& q, int64_t q_row, bool current_label_written);
   bool DeviceSelection() const;
+  // After a step on the device path with previous-step reuse: moves the rows the gathers
+  // found in the kept rows from host reads to reused, in the tier and the request's stats.
+  absl::Status CountDeviceReuse(const ForwardBatch& batch);
   absl::Status FetchSelection(int layer, const ForwardBatch& batch, size_t index,
                               const std::vector<std::vector<int32_t>>& selection);
   KvMode kv_mode_ = KvMode::kGpu;

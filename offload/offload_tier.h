@@ -8,10 +8,18 @@
 // buffers alternate by layer parity (ping-pong), so layer l+1's gather, issued during layer l
 // (cross-layer prediction), writes the buffer layer l is not reading.
 //
-// A bounded reuse cache per (layer, KV head) holds recently fetched rows: `reuse_rows` slots
-// shared by all sequences, least recently used evicted first, never a row the current fetch
-// still needs. A row found there is copied from it (HBM on the GPU) instead of from the pool
-// (PCIe); only misses count as bytes fetched from the host.
+// Two reuse caches, either of which may be on (both off by default in the binaries):
+//  - previous-step reuse (`reuse_previous`): each layer keeps the rows its sparse fetch placed
+//    at the previous step in a buffer of its own (kept buffers rotate: a layer's new fetch
+//    takes a free one and frees the old one once it has been read), with the token of every
+//    row beside it. A row selected again is copied from there (HBM) instead of the pool. The
+//    hit/miss decision needs no host bookkeeping: on the host lists are merged (Plan), on the
+//    device the gather looks each selected token up in the previous step's ascending tokens.
+//  - an LRU cache per (layer, KV head) (`reuse_rows`): slots shared by all sequences, least
+//    recently used evicted first, never a row the current fetch still needs; its bookkeeping
+//    is on the host.
+// A row found in either is copied from it (HBM on the GPU) instead of from the pool (PCIe);
+// only misses count as bytes fetched from the host.
 //
 // The tier is split into bookkeeping (this class: segments, which rows to fetch, cache slots,
 // exact accounting) and data movement (ExecuteFetchPlan, the CPU twin of the CUDA gather
@@ -78,6 +86,13 @@ struct OffloadOptions {
   PredictionInput prediction_input = PredictionInput::kNextNorm;
   // Reuse cache slots per (layer, KV head), shared by all sequences; 0 disables reuse.
   int64_t reuse_rows = 4096;
+  // Keep each layer's sparse fetch for the next step and copy rows selected again from there
+  // (previous-step reuse). Exclusive with reuse_rows > 0.
+  bool reuse_previous = false;
+  // Rows per KV head a kept buffer holds at most (one step's sparse budgets; 0 = the
+  // max_buffer_rows cap): what the memory plan counted. A step whose budgets sum to more keeps
+  // the segments that fit and fetches the others without reuse.
+  int64_t max_kept_rows = 0;
   // Upper bound on the rows each fetch buffer grows to by doubling (0 = none): a step that
   // needs more still gets exactly what it needs, but growth ahead of need stops here, so the
   // buffers never exceed what the memory plan counted (Model sets it to the pool's tokens).
@@ -118,18 +133,39 @@ struct FetchCounters {
   }
 };
 
+// The rows of one segment as raw bytes in the tier's element type: row i of KV head h at byte
+// (i * kv_heads + h) * row_bytes of `k` and of `v`; `tokens[i * kv_heads + h]` is its token
+// (kept buffers only; null elsewhere).
+struct SegmentRows {
+  void* k = nullptr;
+  void* v = nullptr;
+  int32_t* tokens = nullptr;
+};
+
 // One fetch: per KV head, the tokens to place in rows [0, n_h) of a buffer segment, each
-// read from a reuse-cache slot (from_slot >= 0) or the host pool, and optionally copied into
-// a cache slot after a host read (to_slot >= 0). All arrays are [kv_heads][n_h].
+// read from a reuse source (from_slot >= 0: an LRU slot, or with reuse_previous a row of
+// `previous`) or the host pool, and optionally copied into an LRU slot after a host read
+// (to_slot >= 0). All arrays are [kv_heads][n_h].
 struct FetchPlan {
   int layer = 0;
-  int buffer = 0;           // which ping-pong buffer (layer parity)
-  int64_t segment_row = 0;  // first buffer row of the segment
+  size_t segment = 0;
+  int buffer = 0;           // which ping-pong buffer (layer parity); names the fetch's event
+  int64_t segment_row = 0;  // first buffer row of the segment (ping-pong buffers)
+  SegmentRows destination;  // where the rows go
+  // Previous-step reuse: the rows this layer fetched for the sequence at its last sparse
+  // fetch (k null: none), and how many rows of every head are there.
+  SegmentRows previous;
+  int64_t previous_per_head = 0;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<std::vector<int32_t>> from_slot;
   std::vector<std::vector<int32_t>> to_slot;
   FetchCounters counts;  // this plan's share of the accounting
 };
+
+// Previous-step reuse on the host: from[i] = j wherever wanted[i] == previous[j] (both lists
+// ascending; other entries of `from` are left as they are). Returns the matches.
+int64_t MatchPrevious(const std::vector<int32_t>& wanted, const std::vector<int32_t>& previous,
+                      std::vector<int32_t>& from);
 
 class OffloadTier {
  public:
@@ -145,24 +181,38 @@ class OffloadTier {
   const OffloadOptions& options() const { return options_; }
 
   // Lays out the step's segments: segment j holds up to rows[j] rows per KV head (0 = the
-  // batch sequence uses no buffer). Grows both buffers when needed (RESOURCE_EXHAUSTED
-  // leaves the tier unchanged). Forgets every pending selection of the previous step.
-  absl::Status BeginStep(const std::vector<int64_t>& rows);
+  // batch sequence uses no buffer), and in kept buffers (reuse_previous) up to
+  // sparse_rows[j] (empty: rows). Grows both buffers when needed (RESOURCE_EXHAUSTED
+  // leaves the tier unchanged); kept buffers that must grow are dropped with what they
+  // kept. Forgets every pending selection of the previous step.
+  absl::Status BeginStep(const std::vector<int64_t>& rows,
+                         const std::vector<int64_t>& sparse_rows = {});
 
   // Plans the fetch of `tokens` ([kv_heads] ascending lists, none of them the current token)
   // of `seq` for layer `layer` into segment `segment`: looks each row up in the reuse cache,
   // claims slots for misses, counts, and remembers the lists as the segment's pending rows
   // for `layer`. `use_cache` = false bypasses the reuse cache (dense streaming would only
-  // thrash it). INTERNAL when a list exceeds the segment.
+  // thrash it); with reuse_previous, `use_cache` plans go to the layer's kept buffer and
+  // are merged with the lists the layer kept for `seq`. INTERNAL when a list exceeds the
+  // segment; RESOURCE_EXHAUSTED when a kept buffer cannot be allocated.
   absl::StatusOr<FetchPlan> Plan(int layer, size_t segment, KvBlockPool::SequenceId seq,
                                  std::vector<std::vector<int32_t>> tokens, bool use_cache);
   // Plans a fetch whose token lists never reach the host (a backend that selects and gathers
   // on the device, Backend::SelectsOnDevice): rows[h] rows of KV head h of `seq`, all read
   // from the host pool (no reuse cache), counted as Plan counts them. The plan carries no
   // token lists; the segment's pending rows are known by count only (PendingCounts; Pending
-  // returns nullptr). INTERNAL when a count exceeds the segment.
+  // returns nullptr). INTERNAL when a count exceeds the segment. With reuse_previous the
+  // rows go to the layer's kept buffer and `previous` names what the layer kept for `seq`:
+  // the device gather decides hits, which CountReusedOnDevice then moves in the counters.
   absl::StatusOr<FetchPlan> PlanCounted(int layer, size_t segment, KvBlockPool::SequenceId seq,
                                         const std::vector<int64_t>& rows);
+  // Moves `rows` of seq's rows counted as host reads to reused (hits the device found in
+  // previous-step reuse); returns the change, for DoubleSparsity::AddFetch.
+  FetchCounters CountReusedOnDevice(KvBlockPool::SequenceId seq, int64_t rows);
+  // Whether a PlanCounted plan of this step named previous rows (the device counts hits).
+  bool device_lookups() const { return device_lookups_; }
+  // A step that failed part-way: forgets every kept row (some may name rows no gather wrote).
+  void AbandonStep();
   // Accounts `rows` (token, KV head) rows of `seq` that attention reads from the host pool
   // without the fetch buffer (prefill chunks over earlier chunks' K/V).
   FetchCounters CountDirect(KvBlockPool::SequenceId seq, int64_t rows);
@@ -176,11 +226,16 @@ class OffloadTier {
 
   // View of segment `segment` of layer `layer`'s buffer as a one-block paged view: row i of
   // KV head h is the i-th fetched row of that head; room for one more row per head after
-  // the fetched ones is where the caller writes the current token.
+  // the fetched ones is where the caller writes the current token. The buffer is the one the
+  // segment's pending plan filled (a kept buffer or a ping-pong buffer). fp32 rows only.
   PagedKvView<float> SegmentView(int layer, size_t segment) const;
+  // The same segment as raw rows in the tier's element type.
+  SegmentRows Destination(int layer, size_t segment) const;
   // The whole buffer layer `layer` uses, [buffer rows, kv_heads, head_dim] (fp32 views).
   PagedKvView<float> BufferView(int layer) const;
-  int64_t segment_capacity(size_t segment) const;
+  // Rows per KV head segment `segment` holds at `layer` (its kept segment where the pending
+  // plan went to a kept buffer).
+  int64_t segment_capacity(int layer, size_t segment) const;
 
   // Reuse-cache storage of `layer` as a view over slots: row `slot` of KV head h.
   PagedKvView<float> CacheView(int layer) const;
@@ -194,10 +249,14 @@ class OffloadTier {
   const FetchCounters& totals() const { return totals_; }
   // All sequences' counters since the last BeginStep (the current or latest step).
   const FetchCounters& step_totals() const { return step_; }
-  // Reuse slots in use (summed over layers and KV heads) and bytes held by buffers + slabs.
+  // Reuse slots in use (summed over layers and KV heads) and bytes held by buffers + slabs
+  // (reuse_bytes: LRU slabs and kept buffers).
   int64_t reuse_slots_in_use() const;
   int64_t buffer_bytes() const { return 2 * buffer_bytes_each_; }
-  int64_t reuse_bytes() const { return reuse_bytes_; }
+  int64_t reuse_bytes() const {
+    return reuse_bytes_ + static_cast<int64_t>(kept_.size()) * KeptBufferBytes();
+  }
+  int64_t kept_buffers() const { return static_cast<int64_t>(kept_.size()); }
   int64_t row_bytes() const { return row_bytes_; }  // one (token, head) row of K or of V
 
  private:
@@ -213,6 +272,32 @@ class OffloadTier {
   // Record for a plan's rows (those of a resident layer count as resident, not host reads),
   // the result also in plan.counts.
   void Account(KvBlockPool::SequenceId seq, FetchCounters counts, FetchPlan& plan);
+
+  // Previous-step reuse. What a layer's sparse fetch placed for one sequence in its kept
+  // buffer: where (row), how many rows per head, and the lists when the plan had them.
+  struct KeptSegment {
+    KvBlockPool::SequenceId seq = 0;
+    int64_t row = 0;
+    std::vector<int64_t> rows;
+    std::vector<std::vector<int32_t>> tokens;  // empty for PlanCounted's
+  };
+  // Whether a plan of (layer, segment) goes to a kept buffer (previous-step reuse, a sparse
+  // plan, not a resident layer, a segment with kept rows this step).
+  bool KeepsPrevious(int layer, size_t segment, bool use_cache) const;
+  int64_t KeptBufferBytes() const;  // K, V and tokens of kept_rows_ rows
+  bool PendingKept(int layer, size_t segment) const;
+  SegmentRows PingPongRows(int layer, size_t segment) const;
+  SegmentRows KeptRows(int buffer, int64_t row) const;
+  // Gives `layer` a kept buffer for this step (once per step): what it kept before becomes
+  // its previous rows, and the buffer holding them is free for layers planned later.
+  absl::Status TakeKeptBuffer(int layer);
+  // The previous rows of `seq` at `layer`; nullptr when none.
+  const KeptSegment* Previous(int layer, KvBlockPool::SequenceId seq) const;
+  // Routes (layer, segment)'s plan to the layer's kept buffer and records it there.
+  absl::Status KeepPlan(FetchPlan& plan, KvBlockPool::SequenceId seq,
+                        const std::vector<int64_t>& rows,
+                        const std::vector<std::vector<int32_t>>* tokens);
+  void ForgetKept(const std::function<bool(KvBlockPool::SequenceId)>& gone);
 
   struct Key {
     KvBlockPool::SequenceId seq;
@@ -261,14 +346,29 @@ class OffloadTier {
   std::vector<CacheHead> cache_;  // [layer * kv_heads + head]
   int64_t serial_ = 0;
 
+  // Kept buffers (reuse_previous): K, V, then tokens, each over kept_rows_ rows.
+  std::vector<void*> kept_;
+  std::vector<int> kept_free_;
+  int64_t kept_rows_ = 0;
+  std::vector<int64_t> kept_segment_row_;   // [segments] this step's layout
+  std::vector<int64_t> kept_segment_rows_;  // [segments]
+  std::vector<int> kept_of_;                // [layer] its buffer (-1: none)
+  std::vector<int> previous_of_;            // [layer] the buffer of its previous rows (-1)
+  std::vector<int64_t> kept_step_;          // [layer] step of its latest TakeKeptBuffer
+  std::vector<std::vector<KeptSegment>> kept_now_, kept_before_;  // [layer]
+  std::vector<std::vector<bool>> pending_kept_;  // [layer][segment] plan went to kept_of_
+  int64_t step_serial_ = 0;
+  bool device_lookups_ = false;
+
   std::unordered_map<KvBlockPool::SequenceId, FetchCounters> counters_;
   FetchCounters totals_;
   FetchCounters step_;
 };
 
-// Copies the plan's rows into its buffer segment: from the reuse slab or from `pool` (the
-// sequence's view of the plan's layer), then fills the slots named by to_slot. The CPU twin
-// of the zero-copy gather kernel; fp32 rows.
+// Copies the plan's rows into its destination: from the LRU slab or the previous rows
+// (reuse_previous), or from `pool` (the sequence's view of the plan's layer); fills the slots
+// named by to_slot and the destination's tokens where it has them. The CPU twin of the
+// zero-copy gather kernel; fp32 rows.
 void ExecuteFetchPlanReference(const FetchPlan& plan, const PagedKvView<const float>& pool,
                                const OffloadTier& tier);
 

@@ -153,7 +153,7 @@ if want offload && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8
   step offload-bench-32k-128k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
     --contexts 32768,131072 --kv_pool_tokens 140000 --json_out="$OUT/offload_a.json"
   step offload-bench-256k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
-    --contexts 262144 --batches 1 --modes offload,offload-noreuse,dense-offload \
+    --contexts 262144 --batches 1 --modes offload,offload-noreuse,offload-previous,dense-offload \
     --json_out="$OUT/offload_b.json"
 fi
 if want offload2 && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8: the other shapes

@@ -211,6 +211,7 @@ int main(int argc, char** argv) {
     dsinfer::MemoryPlanRequest plan_request = dsinfer::MemoryPlanRequestFor(
         *config, model_options, model_dir, scheduler_options.max_batch, rows, rows);
     plan_request.layer_major_from = scheduler_options.layer_major_from;
+    model_options.offload.max_kept_rows = plan_request.kept_rows;  // what the plan counted
     absl::StatusOr<dsinfer::CudaMemoryPlan> plan =
         dsinfer::PlanCudaMemory(*config, plan_request, device);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));

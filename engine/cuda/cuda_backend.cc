@@ -62,6 +62,9 @@ absl::StatusOr<void*> DeviceKvMemory::Allocate(size_t bytes) {
                                                      cudaGetErrorString(e)));
   }
   CUDA_RETURN_IF_ERROR(cudaMemset(ptr, 0, bytes));
+  // cudaMemset may return before it is done, on the legacy stream, which the backend's
+  // non-blocking streams do not wait for: the memory is handed out zeroed only once it is.
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(nullptr));
   return ptr;
 }
 

@@ -204,6 +204,7 @@ class CudaBackend final : public Backend {
                               DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
                               bool current_label_written, const FetchPlan& plan,
                               const KvBlockPool& pool, OffloadTier& tier) override;
+  absl::StatusOr<std::vector<int64_t>> DeviceReuseHits(size_t segments) override;
   absl::Status GatheredAttention(int layer, const AttentionConfig& config,
                                  const ForwardBatch& batch, size_t index,
                                  const std::vector<std::vector<int32_t>>* selection,

@@ -95,7 +95,7 @@ struct CudaBackend::OffloadState {
     for (auto& [id, l] : labels) cudaFree(l.base);
     for (auto& [id, t] : tables) cudaFree(t.dev);
     for (StreamBuffer* b : {&plan_dev, &select_meta, &scores, &selected, &counts, &attend_meta,
-                            &workspace, &iota, &rope_meta}) {
+                            &workspace, &iota, &rope_meta, &reuse_hits}) {
       if (b->ptr != nullptr) cudaFree(b->ptr);
     }
     for (auto& by_segment : device_selection) {
@@ -217,7 +217,7 @@ struct CudaBackend::OffloadState {
     }
     for (const auto& [id, t] : tables) b += static_cast<int64_t>(t.capacity) * 4;
     for (const StreamBuffer* s : {&plan_dev, &select_meta, &scores, &selected, &counts,
-                                  &attend_meta, &workspace, &iota, &rope_meta}) {
+                                  &attend_meta, &workspace, &iota, &rope_meta, &reuse_hits}) {
       b += static_cast<int64_t>(s->bytes);
     }
     for (const auto& by_segment : device_selection) {
@@ -247,6 +247,7 @@ struct CudaBackend::OffloadState {
   // Backend-stream scratch.
   StreamBuffer select_meta, scores, selected, counts, attend_meta, workspace, rope_meta;
   StreamBuffer iota;                  // int32 0, 1, 2, ...: every head's "selection" over a segment
+  StreamBuffer reuse_hits;  // uint64 per segment: previous-step reuse hits this step
   // SelectAndFetch's selections, read by the gather on the copy stream: [layer parity][segment].
   std::vector<StreamBuffer> device_selection[2];
   int32_t* selection_host = nullptr;  // pinned: counts then selected indices
@@ -291,12 +292,32 @@ absl::Status CudaBackend::BeginOffloadStep(const AttentionConfig& config, const 
   st->kv_heads = pool.options().kv_heads;
   st->layers = pool.options().layers;
   RETURN_IF_ERROR(st->Retire(pool));
+  // Previous-step reuse counts this step's hits per segment from zero (the gathers that add to
+  // them follow the backend stream).
+  const size_t hit_bytes = std::max<size_t>(batch.sequences.size(), 1) * sizeof(uint64_t);
+  RETURN_IF_ERROR(st->reuse_hits.Grow(hit_bytes, stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemsetAsync(st->reuse_hits.ptr, 0, hit_bytes, stream_));
   for (const BatchSequence& s : batch.sequences) {
     if (s.num_rows != 1) continue;  // prefill rows read the pool through the batch's tables
     ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
     (void)table;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> CudaBackend::DeviceReuseHits(size_t segments) {
+  ASSIGN_OR_RETURN(OffloadState * st, Offload());
+  std::vector<uint64_t> hits(segments, 0);
+  if (segments == 0) return std::vector<int64_t>();
+  if (st->reuse_hits.bytes < segments * sizeof(uint64_t)) {
+    return OffloadError("DeviceReuseHits", "more segments than this step has");
+  }
+  // The step's gathers are on the copy stream.
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(st->copy));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(hits.data(), st->reuse_hits.ptr, segments * sizeof(uint64_t),
+                                  cudaMemcpyDeviceToHost));
+  return std::vector<int64_t>(hits.begin(), hits.end());
 }
 
 absl::Status CudaBackend::RopeQueries(const AttentionConfig& config,
@@ -503,10 +524,19 @@ CudaFetchJob CudaBackend::FetchJobFor(const FetchPlan& plan, const KvBlockPool& 
   job.pool_v = offload_memory_.DevicePointer(pool.VBase(plan.layer));
   job.block_table = table;
   job.block_tokens = pool.options().block_tokens;
-  const PagedKvView<float> buffer = tier.BufferView(plan.layer);
-  const int64_t offset = plan.segment_row * hkv * row_bytes;
-  job.out_k = reinterpret_cast<char*>(buffer.k) + offset;
-  job.out_v = reinterpret_cast<char*>(buffer.v) + offset;
+  job.out_k = plan.destination.k;
+  job.out_v = plan.destination.v;
+  job.out_tokens = plan.destination.tokens;
+  // Rows found in reuse come from the LRU slab, or with previous-step reuse from the rows the
+  // layer kept for the sequence at its last fetch.
+  if (tier.options().reuse_rows > 0) {
+    const PagedKvView<float> cache = tier.CacheView(plan.layer);
+    job.slab_k = cache.k;
+    job.slab_v = cache.v;
+  } else if (plan.previous.k != nullptr) {
+    job.slab_k = plan.previous.k;
+    job.slab_v = plan.previous.v;
+  }
   job.kv_heads = hkv;
   job.row_bytes = static_cast<int32_t>(row_bytes);
   return job;
@@ -555,6 +585,13 @@ absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, s
   job.selected = selected;
   job.sel_stride = budget;
   job.per_head = static_cast<int32_t>(budget - 1);  // the current token (last) stays behind
+  if (plan.previous.k != nullptr) {
+    // Previous-step reuse: the gather looks every selected token up in the rows the layer
+    // kept for this sequence and counts what it finds (DeviceReuseHits).
+    job.prev_tokens = plan.previous.tokens;
+    job.prev_per_head = static_cast<int32_t>(plan.previous_per_head);
+    job.hits = static_cast<unsigned long long*>(st->reuse_hits.ptr) + plan.segment;
+  }
   RETURN_IF_ERROR(LaunchFetchRows(job, sm_count_, st->copy));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
   return absl::OkStatus();
@@ -577,11 +614,6 @@ absl::Status CudaBackend::FetchRows(const FetchPlan& plan, const KvBlockPool& po
   RETURN_IF_ERROR(st->CopyAfterMain());
 
   CudaFetchJob job = FetchJobFor(plan, pool, table, tier);
-  if (tier.options().reuse_rows > 0) {
-    const PagedKvView<float> cache = tier.CacheView(plan.layer);
-    job.slab_k = cache.k;
-    job.slab_v = cache.v;
-  }
   if (dense >= 0) {
     job.dense_tokens = dense;
   } else {
@@ -639,7 +671,7 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
   if (selection != nullptr && !on_device && static_cast<int>(selection->size()) != hkv) {
     return OffloadError("GatheredAttention", "selection has the wrong head count");
   }
-  const int64_t capacity = tier.segment_capacity(segment);
+  const int64_t capacity = tier.segment_capacity(layer, segment);
   int32_t longest = 0;
   for (int h = 0; h < hkv; ++h) {
     const int64_t n = fetched[h];
@@ -656,15 +688,12 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
     }
     longest = std::max<int32_t>(longest, static_cast<int32_t>(n + 1));
   }
-  // The segment's rows: the tier's views count fp32 elements, so the segment's first row is
-  // recovered from them and re-addressed in the pool's element size.
+  // The segment's rows (a ping-pong or a kept buffer), in the pool's element type.
   const int64_t elem = static_cast<int64_t>(DTypeSize(options_.dtype));
   const int64_t row_bytes = static_cast<int64_t>(d) * elem;
-  const PagedKvView<float> buffer = tier.BufferView(layer);
-  const PagedKvView<float> seg = tier.SegmentView(layer, segment);
-  const int64_t segment_row = (seg.k - buffer.k) / (static_cast<int64_t>(hkv) * d);
-  char* seg_k = reinterpret_cast<char*>(buffer.k) + segment_row * hkv * row_bytes;
-  char* seg_v = reinterpret_cast<char*>(buffer.v) + segment_row * hkv * row_bytes;
+  const SegmentRows seg_rows = tier.Destination(layer, segment);
+  char* seg_k = static_cast<char*>(seg_rows.k);
+  char* seg_v = static_cast<char*>(seg_rows.v);
 
   // The fetch into this layer's buffer must be complete: a device-side wait, no host wait.
   CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, st->fetched[layer & 1], 0));

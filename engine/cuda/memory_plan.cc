@@ -49,6 +49,7 @@ absl::Status MemoryPlanRequest::Validate() const {
     return absl::InvalidArgumentError("labels: r must be >= 0 and bits 16 or 4");
   }
   if (reuse_rows < 0) return absl::InvalidArgumentError("reuse_rows must be >= 0");
+  if (kept_rows < 0) return absl::InvalidArgumentError("kept_rows must be >= 0");
   if (layer_major_from < 0) return absl::InvalidArgumentError("layer_major_from must be >= 0");
   if (host_reserve_bytes < 0) return absl::InvalidArgumentError("host_reserve_bytes must be >= 0");
   if (dtype != DType::kBF16 && dtype != DType::kF16) {
@@ -85,6 +86,9 @@ MemoryPlanRequest MemoryPlanRequestFor(const ModelConfig& config, const ModelOpt
                             (a.mode == AttentionMode::kAuto && has_channels);
   if (keeps_labels) r.labels = LabelFormat{a.channels, a.label_bits};
   r.reuse_rows = options.offload.reuse_rows;
+  if (options.offload.reuse_previous && keeps_labels && options.kv_mode == KvMode::kOffload) {
+    r.kept_rows = max_batch * a.BudgetFor(r.max_context);
+  }
   r.resident_layers = ResidentLayers(options, config.num_layers);
   return r;
 }
@@ -133,6 +137,13 @@ absl::StatusOr<CudaMemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
     const int64_t rows = std::min(plan.pool_tokens, request.max_batch * request.max_context);
     plan.fetch_buffer_bytes = 2 * (2 * rows * kv_heads * row_bytes);
     plan.reuse_bytes = layers * 2 * request.reuse_rows * kv_heads * row_bytes;
+    if (request.kept_rows > 0) {
+      // As OffloadTier::KeptBufferBytes at the cap the engine gets (max_kept_rows =
+      // kept_rows), for every layer that may fetch sparse rows and the one free buffer.
+      const int64_t kept = std::min(plan.pool_tokens, request.kept_rows) * kv_heads;
+      const int64_t buffers = layers - resident + 1;
+      plan.reuse_bytes += buffers * (2 * kept * row_bytes + (kept * 4 + 255) / 256 * 256);
+    }
   }
 
   // Workspace: the fp32 residual and the 16-bit activations of Model::EnsureWorkspace per row,
@@ -174,7 +185,11 @@ std::string CudaMemoryPlan::DeviceSummary() const {
                     " (2 x the K/V rows of one step's decode contexts; --kv-pool-tokens, "
                     "--max-context x --max-batch)");
   }
-  if (reuse_bytes > 0) {
+  if (reuse_bytes > 0 && r.kept_rows > 0) {
+    absl::StrAppend(&s, " + kept buffers ", GiB(reuse_bytes),
+                    " (--offload-reuse-previous: a layer's budget rows of ", r.max_batch,
+                    " sequences, per sparse layer)");
+  } else if (reuse_bytes > 0) {
     absl::StrAppend(&s, " + reuse slabs ", GiB(reuse_bytes), " (--offload-reuse-rows ",
                     r.reuse_rows, ")");
   }

@@ -45,6 +45,10 @@ struct MemoryPlanRequest {
   // keeps labels by default (attention mode dense, or auto without a channel config).
   LabelFormat labels{0, 16};
   int64_t reuse_rows = 4096;                  // OffloadOptions::reuse_rows (--offload-reuse-rows)
+  // Previous-step reuse (--offload-reuse-previous): rows per KV head of one step's sparse
+  // fetches, max_batch × the token budget at max_context; 0 = off. The engine caps its kept
+  // buffers there (OffloadOptions::max_kept_rows): pass it on.
+  int64_t kept_rows = 0;
   // Offload modes: the first layers whose pool K/V stay on the GPU (ResidentLayers, resolved;
   // --offload-resident-layers).
   int resident_layers = 0;
@@ -87,7 +91,9 @@ struct CudaMemoryPlan {
   int64_t gpu_kv_bytes = 0;        // the KV pool (kv mode gpu), or its resident layers
   int64_t label_bytes = 0;         // layers × kv heads × label row bytes × pool tokens
   int64_t fetch_buffer_bytes = 0;  // 2 ping-pong buffers of K and V rows (offload modes)
-  int64_t reuse_bytes = 0;         // reuse slabs: layers × K,V × reuse_rows × kv heads × row
+  // reuse slabs: layers × K,V × reuse_rows × kv heads × row; or the kept buffers of
+  // previous-step reuse: (layers − resident + 1) × (K,V + tokens) × kept_rows × kv heads
+  int64_t reuse_bytes = 0;
   int64_t workspace_bytes = 0;     // activations, logits, cuBLAS and kernel scratch
   // Model::PrefillLayerMajor (request.layer_major_from > 0): two layers of the pool's K/V (the
   // staging pools) and the fp32 residual of a max_context prompt.

@@ -330,6 +330,16 @@ int64_t DoubleSparsity::FetchRows(size_t index, const ForwardBatch& batch,
   return any_sparse ? std::min(context, p.options->BudgetFor(context)) : 0;
 }
 
+int64_t DoubleSparsity::SparseFetchRows(size_t index, const ForwardBatch& batch) const {
+  if (index >= plan_.size()) return 0;
+  const BatchSequence& s = batch.sequences[index];
+  if (s.num_rows != 1) return 0;
+  const Plan& p = plan_[index];
+  if (std::none_of(p.sparse.begin(), p.sparse.end(), [](bool b) { return b; })) return 0;
+  const int64_t context = s.start_position + 1;
+  return std::min(context, p.options->BudgetFor(context));
+}
+
 bool DoubleSparsity::IsKept(size_t index, const ForwardBatch& batch, int32_t token) const {
   const AttentionOptions& o = *plan_[index].options;
   const int64_t tokens =

@@ -130,6 +130,10 @@ class DoubleSparsity {
   // Dense rows of the first `resident_layers` layers attend the pool in place (their K/V is
   // in device memory) and need no buffer rows.
   int64_t FetchRows(size_t index, const ForwardBatch& batch, int resident_layers = 0) const;
+  // Rows per KV head a sparse fetch of sequence `index` places this step (its token budget)
+  // when any layer runs sparse for its decode row, else 0: the kept segments of
+  // previous-step reuse.
+  int64_t SparseFetchRows(size_t index, const ForwardBatch& batch) const;
   // The kept tokens (sink, recent, current) of sequence `index` this step, for recall.
   bool IsKept(size_t index, const ForwardBatch& batch, int32_t token) const;
   // Accounting from the offload tier and the predictor.

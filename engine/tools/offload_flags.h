@@ -11,10 +11,11 @@
 
 ABSL_DECLARE_FLAG(int32_t, offload_resident_layers);
 ABSL_DECLARE_FLAG(int64_t, offload_reuse_rows);
+ABSL_DECLARE_FLAG(bool, offload_reuse_previous);
 
 namespace dsinfer {
 
-// Sets `offload`'s resident_layers and reuse_rows from the flags above; other fields are left
+// Sets `offload`'s resident_layers, reuse_rows and reuse_previous from the flags above; other fields are left
 // alone. Call after ParseFlagsWithEnvironment; ModelOptions::Validate checks the values.
 void SetOffloadOptionsFromFlags(OffloadOptions& offload);
 

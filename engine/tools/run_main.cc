@@ -206,6 +206,7 @@ int main(int argc, char** argv) {
         *config, options, model_dir, /*max_batch=*/1, std::max<int64_t>(rows, 1),
         request.prompt_logprobs ? std::max<int64_t>(rows, 1) : 1);
     plan_request.layer_major_from = generator.layer_major_from;
+    options.offload.max_kept_rows = plan_request.kept_rows;  // what the plan counted
     auto plan = dsinfer::PlanCudaMemory(*config, plan_request, 0);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));
     auto cuda = dsinfer::CudaBackend::Create({});

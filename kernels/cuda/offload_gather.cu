@@ -18,6 +18,8 @@ struct Piece {
   const uint4* src;
   uint4* dst;
   uint4* slab;  // non-null: also store here (a host read that fills a reuse slot)
+  bool first;   // the row's first piece (stores its token, counts a hit)
+  bool hit;     // read from the previous rows (previous-step reuse)
 };
 
 __device__ __forceinline__ Piece Locate(const CudaFetchJob& job, int64_t item, int chunks) {
@@ -36,7 +38,9 @@ __device__ __forceinline__ Piece Locate(const CudaFetchJob& job, int64_t item, i
     // Entry e = i * kv_heads + h: entry i of every head before entry i + 1, so the rows in
     // flight lie in one band of the pool (see FlattenFetchPlan).
     r.token = job.selected[(e % job.kv_heads) * job.sel_stride + e / job.kv_heads];
-    r.from_slot = -1;
+    // Every lane of the row searches the same entries: one broadcast load per step.
+    r.from_slot = job.prev_tokens != nullptr ? FindPreviousRow(job, e % job.kv_heads, r.token)
+                                             : -1;
     r.to_slot = -1;
     r.dst = static_cast<int32_t>(e);
   } else {
@@ -53,6 +57,9 @@ __device__ __forceinline__ Piece Locate(const CudaFetchJob& job, int64_t item, i
   Piece p;
   p.dst = reinterpret_cast<uint4*>(out + static_cast<int64_t>(r.dst) * rb) + c;
   p.slab = nullptr;
+  p.first = rem == 0;
+  p.hit = job.prev_tokens != nullptr && r.from_slot >= 0;
+  if (p.first && job.out_tokens != nullptr) job.out_tokens[r.dst] = r.token;
   if (r.from_slot >= 0) {
     p.src = reinterpret_cast<const uint4*>(
                 slab + (static_cast<int64_t>(r.from_slot) * job.kv_heads + h) * rb) + c;
@@ -71,6 +78,7 @@ __device__ __forceinline__ Piece Locate(const CudaFetchJob& job, int64_t item, i
 __global__ void __launch_bounds__(kThreads) FetchRowsKernel(CudaFetchJob job, int64_t items) {
   const int chunks = job.row_bytes / 16;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  unsigned hits = 0;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; base < items;
        base += stride * kUnroll) {
     Piece p[kUnroll];
@@ -88,7 +96,15 @@ __global__ void __launch_bounds__(kThreads) FetchRowsKernel(CudaFetchJob job, in
       if (base + u * stride < items) {
         *p[u].dst = v[u];
         if (p[u].slab != nullptr) *p[u].slab = v[u];
+        hits += p[u].first && p[u].hit ? 1u : 0u;
       }
+    }
+  }
+  if (job.hits != nullptr) {
+    // One atomic per warp: the warp's sum, added by its first lane.
+    for (int off = 16; off > 0; off /= 2) hits += __shfl_down_sync(0xffffffffu, hits, off);
+    if ((threadIdx.x & 31) == 0 && hits > 0) {
+      atomicAdd(job.hits, static_cast<unsigned long long>(hits));
     }
   }
 }
@@ -133,6 +149,12 @@ absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t
   }
   if (job.selected != nullptr && (job.rows != nullptr || job.sel_stride < job.per_head)) {
     return absl::InvalidArgumentError("LaunchFetchRows: selection with rows, or stride < per_head");
+  }
+  if (job.prev_tokens != nullptr &&
+      (job.selected == nullptr || job.slab_k == nullptr || job.slab_v == nullptr ||
+       job.prev_per_head < 0)) {
+    return absl::InvalidArgumentError(
+        "LaunchFetchRows: previous rows need a selection, their slab and a count >= 0");
   }
   if ((job.slab_k != nullptr && !Aligned16(job.slab_k)) ||
       (job.slab_v != nullptr && !Aligned16(job.slab_v))) {

@@ -25,11 +25,16 @@ void FetchRowsReference(const CudaFetchJob& job) {
     } else if (job.selected != nullptr) {
       r.token = job.selected[(e % job.kv_heads) * job.sel_stride + e / job.kv_heads];
       r.dst = static_cast<int32_t>(e);
+      if (job.prev_tokens != nullptr) {
+        r.from_slot = FindPreviousRow(job, e % job.kv_heads, r.token);
+        if (r.from_slot >= 0 && job.hits != nullptr) ++*job.hits;
+      }
     } else {
       r.token = static_cast<int32_t>(e / job.kv_heads);
       r.dst = static_cast<int32_t>(e);
     }
     const int64_t h = r.dst % job.kv_heads;
+    if (job.out_tokens != nullptr) job.out_tokens[r.dst] = r.token;
     for (int part = 0; part < 2; ++part) {
       const void* pool = part == 0 ? job.pool_k : job.pool_v;
       void* slab = part == 0 ? job.slab_k : job.slab_v;

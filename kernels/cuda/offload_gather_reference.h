@@ -44,7 +44,41 @@ struct CudaFetchJob {
   int32_t dense_tokens = 0;
   int32_t kv_heads = 0;
   int32_t row_bytes = 0;  // a multiple of 16
+  // Previous-step reuse of a `selected` fetch: the ascending tokens of the rows the layer kept
+  // for the sequence at its last fetch, prev_per_head of every head at
+  // prev_tokens[j * kv_heads + h], their rows in the slab (slab_k / slab_v, laid out alike). A
+  // selected token found at j is copied from slab row j instead of the pool. Null: no lookup.
+  const int32_t* prev_tokens = nullptr;
+  int32_t prev_per_head = 0;
+  // Where each placed row's token is stored (row dst's at out_tokens[dst]); may be null.
+  int32_t* out_tokens = nullptr;
+  // Incremented by the rows found among the previous rows; may be null.
+  unsigned long long* hits = nullptr;
 };
+
+#ifdef __CUDACC__
+#define DSINFER_HOST_DEVICE __host__ __device__
+#else
+#define DSINFER_HOST_DEVICE
+#endif
+
+// The row of `token` among the previous rows of KV head h (binary search over their ascending
+// tokens), or -1. Shared by the gather kernel and its twin.
+DSINFER_HOST_DEVICE inline int32_t FindPreviousRow(const CudaFetchJob& job, int64_t h,
+                                                   int32_t token) {
+  int32_t lo = 0, hi = job.prev_per_head;
+  while (lo < hi) {
+    const int32_t mid = (lo + hi) / 2;
+    const int32_t t = job.prev_tokens[static_cast<int64_t>(mid) * job.kv_heads + h];
+    if (t == token) return mid;
+    if (t < token) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return -1;
+}
 
 // Host twin of LaunchFetchRows: every pointer of `job` is a host address.
 void FetchRowsReference(const CudaFetchJob& job);

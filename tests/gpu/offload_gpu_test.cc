@@ -158,6 +158,101 @@ TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
   }
 }
 
+// Previous-step reuse: the device path's data movement (PlanCounted, then the byte twin over
+// a selection looking tokens up in the previous rows) equals the host path's (Plan merging
+// lists, ExecuteFetchPlanReference), rows, stored tokens and hits alike.
+TEST(OffloadGatherTwin, PreviousStepTwinEqualsTierReference) {
+  std::mt19937_64 rng = MakeSeededRng("PreviousStepTwinEqualsTierReference");
+  const int layers = 3, kv_heads = 2, head_dim = 8, context = 120, n = 30;
+  PageableHostMemory memory;
+  KvPoolOptions po;
+  po.layers = layers;
+  po.kv_heads = kv_heads;
+  po.head_dim = head_dim;
+  po.block_tokens = 4;
+  po.num_blocks = 64;
+  auto pool = KvBlockPool::Create(po, memory);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  const auto seq = (*pool)->AddSequence();
+  ASSERT_TRUE((*pool)->Reserve(seq, context).ok());
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int l = 0; l < layers; ++l) {
+    for (void* base : {(*pool)->KBase(l), (*pool)->VBase(l)}) {
+      float* f = static_cast<float*>(base);
+      for (int64_t i = 0; i < po.num_blocks * po.block_tokens * kv_heads * head_dim; ++i) {
+        f[i] = u(rng);
+      }
+    }
+  }
+  OffloadOptions oo;
+  oo.reuse_rows = 0;
+  oo.reuse_previous = true;
+  auto a = OffloadTier::Create(layers, kv_heads, head_dim, DType::kF32, oo, memory);
+  auto b = OffloadTier::Create(layers, kv_heads, head_dim, DType::kF32, oo, memory);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::vector<std::vector<std::vector<int32_t>>> last(layers);
+  int64_t hits_a = 0;
+  unsigned long long hits_b = 0;
+  for (int step = 0; step < 8; ++step) {
+    ASSERT_TRUE((*a)->BeginStep({n + 1}).ok());
+    ASSERT_TRUE((*b)->BeginStep({n + 1}).ok());
+    for (int l = 0; l < layers; ++l) {
+      // Per head: some of the layer's last selection, the rest fresh.
+      std::vector<std::vector<int32_t>> tokens(kv_heads);
+      std::vector<int32_t> selected(static_cast<size_t>(kv_heads) * (n + 3), -9);
+      for (int h = 0; h < kv_heads; ++h) {
+        std::vector<int32_t>& t = tokens[h];
+        if (!last[l].empty()) {
+          for (int32_t x : last[l][h]) {
+            if (rng() % 3 != 0) t.push_back(x);
+          }
+        }
+        for (int32_t x : RandomTokens(rng, context, n)) {
+          if (t.size() == static_cast<size_t>(n)) break;
+          if (std::find(t.begin(), t.end(), x) == t.end()) t.push_back(x);
+        }
+        std::sort(t.begin(), t.end());
+        std::copy(t.begin(), t.end(), selected.begin() + h * (n + 3));
+      }
+      last[l] = tokens;
+      auto pa = (*a)->Plan(l, 0, seq, tokens, /*use_cache=*/true);
+      auto pb = (*b)->PlanCounted(l, 0, seq, std::vector<int64_t>(kv_heads, n));
+      ASSERT_TRUE(pa.ok() && pb.ok());
+      ExecuteFetchPlanReference(*pa, CpuKvView(**pool, l, seq), **a);
+      hits_a += pa->counts.rows_reused;
+      CudaFetchJob job;
+      job.pool_k = (*pool)->KBase(l);
+      job.pool_v = (*pool)->VBase(l);
+      job.block_table = (*pool)->BlockTable(seq).data();
+      job.block_tokens = po.block_tokens;
+      job.out_k = pb->destination.k;
+      job.out_v = pb->destination.v;
+      job.out_tokens = pb->destination.tokens;
+      job.selected = selected.data();
+      job.sel_stride = n + 3;
+      job.per_head = n;
+      if (pb->previous.k != nullptr) {
+        job.slab_k = pb->previous.k;
+        job.slab_v = pb->previous.v;
+        job.prev_tokens = pb->previous.tokens;
+        job.prev_per_head = static_cast<int32_t>(pb->previous_per_head);
+        job.hits = &hits_b;
+      }
+      job.kv_heads = kv_heads;
+      job.row_bytes = head_dim * 4;
+      FetchRowsReference(job);
+      const size_t bytes = static_cast<size_t>(n) * kv_heads * head_dim * 4;
+      EXPECT_EQ(std::memcmp(pa->destination.k, pb->destination.k, bytes), 0);
+      EXPECT_EQ(std::memcmp(pa->destination.v, pb->destination.v, bytes), 0);
+      EXPECT_EQ(std::memcmp(pa->destination.tokens, pb->destination.tokens,
+                            static_cast<size_t>(n) * kv_heads * 4),
+                0);
+      EXPECT_EQ(static_cast<int64_t>(hits_b), hits_a) << "step " << step << " layer " << l;
+    }
+  }
+  EXPECT_GT(hits_a, 0);
+}
+
 // ---------------------------------------------------------------------------------------
 // GPU: kernels vs twins.
 
@@ -197,8 +292,10 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
     for (int kv_heads : {1, 8}) {
       for (int head_dim : {64, 128}) {
         // 0 mixed plan, 1 plan without cache, 2 dense range, 3 a device selection (top-k's
-        // layout: per head ascending tokens at a row stride, the last entries unused)
-        for (int variant = 0; variant < 4; ++variant) {
+        // layout: per head ascending tokens at a row stride, the last entries unused), 4 the
+        // same with previous rows (previous-step reuse: the slab holds them, about half of
+        // the selection is among them) and the placed tokens stored
+        for (int variant = 0; variant < 5; ++variant) {
           SCOPED_TRACE(testing::Message() << DTypeName(dtype) << " kv_heads " << kv_heads
                                           << " head_dim " << head_dim << " variant " << variant);
           // The widest shape's pool (72 MiB per K and V) takes PinnedHostMemory's registered
@@ -234,10 +331,27 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           std::vector<CudaFetchRow> rows;
           const int64_t sel_stride = per_head + 5;
           std::vector<int32_t> selected(static_cast<size_t>(kv_heads) * sel_stride, -7);
-          if (variant == 3) {
+          const bool on_device = variant >= 3;
+          // Previous rows: prev_per_head ascending tokens of every head, [row, head].
+          const int prev_per_head = slots - 1 - static_cast<int>(rng() % 50);
+          std::vector<int32_t> prev_tokens(static_cast<size_t>(slots) * kv_heads, -3);
+          if (on_device) {
             for (int h = 0; h < kv_heads; ++h) {
               const std::vector<int32_t> tokens = RandomTokens(rng, context, per_head);
               std::copy(tokens.begin(), tokens.end(), selected.begin() + h * sel_stride);
+              std::vector<int32_t> prev;
+              for (int32_t t : tokens) {
+                if (rng() % 2 == 0 && static_cast<int>(prev.size()) < prev_per_head / 2) {
+                  prev.push_back(t);
+                }
+              }
+              for (int32_t t : RandomTokens(rng, context, prev_per_head)) {
+                if (prev.size() == static_cast<size_t>(prev_per_head)) break;
+                if (std::find(prev.begin(), prev.end(), t) == prev.end()) prev.push_back(t);
+              }
+              std::sort(prev.begin(), prev.end());
+              ASSERT_EQ(prev.size(), static_cast<size_t>(prev_per_head));
+              for (int j = 0; j < prev_per_head; ++j) prev_tokens[j * kv_heads + h] = prev[j];
             }
           } else if (variant != 2) {
             std::vector<int32_t> slot_order(slots);
@@ -257,7 +371,10 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
               }
             }
           }
-          DeviceBuffer d_selected(selected);
+          DeviceBuffer d_selected(selected), d_prev_tokens(prev_tokens);
+          std::vector<int32_t> out_tokens(static_cast<size_t>(out_rows), -5);
+          std::vector<unsigned long long> hits(1, 0);
+          DeviceBuffer d_out_tokens(out_tokens), d_hits(hits);
           DeviceBuffer d_table(table), d_rows(std::max<size_t>(rows.size(), 1) * 16),
               d_slab_k(slab_k), d_slab_v(slab_v), d_out_k(out_k), d_out_v(out_v);
           if (!rows.empty()) {
@@ -270,10 +387,11 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           job.row_bytes = row_bytes;
           job.num_rows = static_cast<int64_t>(rows.size());
           job.dense_tokens = variant == 2 ? per_head : 0;
-          if (variant == 3) {
+          if (on_device) {
             job.sel_stride = sel_stride;
             job.per_head = per_head;
           }
+          if (variant == 4) job.prev_per_head = prev_per_head;
           CudaFetchJob host = job;
           job.pool_k = pinned.DevicePointer(*pk);
           job.pool_v = pinned.DevicePointer(*pv);
@@ -283,7 +401,12 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           job.out_k = d_out_k.ptr;
           job.out_v = d_out_v.ptr;
           job.rows = variant >= 2 ? nullptr : static_cast<const CudaFetchRow*>(d_rows.ptr);
-          job.selected = variant == 3 ? static_cast<const int32_t*>(d_selected.ptr) : nullptr;
+          job.selected = on_device ? static_cast<const int32_t*>(d_selected.ptr) : nullptr;
+          if (variant == 4) {
+            job.prev_tokens = static_cast<const int32_t*>(d_prev_tokens.ptr);
+            job.out_tokens = static_cast<int32_t*>(d_out_tokens.ptr);
+            job.hits = static_cast<unsigned long long*>(d_hits.ptr);
+          }
           ASSERT_OK(LaunchFetchRows(job, sm, nullptr));
           ASSERT_CUDA(cudaDeviceSynchronize());
 
@@ -295,8 +418,19 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
           host.out_k = out_k.data();
           host.out_v = out_v.data();
           host.rows = variant >= 2 ? nullptr : rows.data();
-          host.selected = variant == 3 ? selected.data() : nullptr;
+          host.selected = on_device ? selected.data() : nullptr;
+          if (variant == 4) {
+            host.prev_tokens = prev_tokens.data();
+            host.out_tokens = out_tokens.data();
+            host.hits = hits.data();
+          }
           FetchRowsReference(host);
+          if (variant == 4) {
+            EXPECT_GT(hits[0], 0u);
+            EXPECT_LT(hits[0], static_cast<unsigned long long>(per_head) * kv_heads);
+            EXPECT_EQ(Download<unsigned long long>(d_hits, 1), hits);
+            EXPECT_EQ(Download<int32_t>(d_out_tokens, out_tokens.size()), out_tokens);
+          }
 
           EXPECT_EQ(Download<uint16_t>(d_out_k, out_k.size()), out_k);
           EXPECT_EQ(Download<uint16_t>(d_out_v, out_v.size()), out_v);
@@ -501,13 +635,15 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
   SKIP_WITHOUT_GPU();
   for (const char* dir : kGoldenModels)
   for (int resident : {0, 1}) {
-    for (int64_t reuse : {int64_t{0}, int64_t{4096}, int64_t{5}}) {
+    // reuse -1: previous-step reuse (the device path: hits decided by the gather).
+    for (int64_t reuse : {int64_t{0}, int64_t{4096}, int64_t{5}, int64_t{-1}}) {
       const std::string what = std::string(dir) + " reuse " + std::to_string(reuse) +
                                " resident layers " + std::to_string(resident);
       SCOPED_TRACE(what);
       OffloadOptions oo;
       oo.predict = false;
-      oo.reuse_rows = reuse;
+      oo.reuse_rows = std::max<int64_t>(reuse, 0);
+      oo.reuse_previous = reuse < 0;
       oo.resident_layers = resident;
       GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kOffload, oo);
       ASSERT_NE(e.gpu, nullptr);
@@ -568,8 +704,14 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
         if (reuse == 0) {
           EXPECT_EQ(st->fetch.rows_reused, 0);
         }
-        if (reuse == 4096) {
+        if (reuse == 4096 || reuse < 0) {
           EXPECT_GT(st->fetch.rows_reused, 0);
+        }
+        if (reuse < 0) {
+          // Resident layers gather from device memory anyway: they keep nothing.
+          EXPECT_EQ(st->fetch.rows_looked_up, st->fetch.rows_requested - st->fetch.rows_resident);
+          std::printf("%s: previous-step reuse hit rate %.3f\n", what.c_str(),
+                      static_cast<double>(st->fetch.rows_reused) / st->fetch.rows_looked_up);
         }
       }
       // Release returns pool, tier and (at the next step) device labels to idle.
@@ -584,13 +726,14 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
 TEST(OffloadEngineGpu, PredictedPathWithFullBudgetEqualsGpuMode) {
   SKIP_WITHOUT_GPU();
   // reuse 16: host lists (SelectTokens + the tier's cache plan); reuse 0: the selection stays
-  // on the device (SelectAndFetch).
-  for (int64_t reuse : {int64_t{16}, int64_t{0}})
+  // on the device (SelectAndFetch); reuse -1: that with previous-step reuse.
+  for (int64_t reuse : {int64_t{16}, int64_t{0}, int64_t{-1}})
   for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(testing::Message() << dir << " reuse " << reuse);
     OffloadOptions oo;
     oo.own_query_layers = 1;
-    oo.reuse_rows = reuse;
+    oo.reuse_rows = std::max<int64_t>(reuse, 0);
+    oo.reuse_previous = reuse < 0;
     GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kOffload, oo);
     ASSERT_NE(e.gpu, nullptr);
     ASSERT_NE(e.off, nullptr);
@@ -611,6 +754,13 @@ TEST(OffloadEngineGpu, PredictedPathWithFullBudgetEqualsGpuMode) {
       const SequenceAttentionStats* st = off.double_sparsity().Stats(seq);
       ASSERT_NE(st, nullptr);
       EXPECT_GT(st->predicted_rows, 0);
+      // The whole context every step: all but the newest rows are found again.
+      if (reuse < 0) {
+        EXPECT_GT(st->fetch.rows_reused, st->fetch.rows_requested / 2);
+      }
+    }
+    if (reuse < 0) {
+      EXPECT_LE(off.offload_tier()->kept_buffers(), c.num_layers + 1);
     }
   }
 }

@@ -191,6 +191,42 @@ TEST(MemoryPlan, TermsMatchTheEngineAllocators) {
   // Two dense decode rows with full 40-token contexts: the most one step of this batch asks.
   ASSERT_TRUE((*tier)->BeginStep({40, 40}).ok());
   EXPECT_EQ((*tier)->buffer_bytes(), plan->fetch_buffer_bytes);
+
+  // Previous-step reuse: kept buffers of every non-resident layer (+1 free), grown by
+  // doubling from a small step to the largest: never more than the plan counts.
+  r.reuse_rows = 0;
+  r.kept_rows = 2 * 10;  // 2 sequences × a 10-token budget
+  r.resident_layers = 1;
+  plan = ComputeMemoryPlan(small, r);
+  ASSERT_TRUE(plan.ok());
+  options.reuse_rows = 0;
+  options.reuse_previous = true;
+  options.resident_layers = 1;
+  options.max_buffer_rows = r.PoolTokens();
+  options.max_kept_rows = plan->request.kept_rows;  // as dsinfer-server and dsinfer-run pass it
+  auto kept = OffloadTier::Create(small.num_layers, small.num_heads_kv, small.head_dim,
+                                  DType::kBF16, options, memory);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  PageableHostMemory pool_memory;
+  KvPoolOptions po;
+  po.layers = small.num_layers;
+  po.kv_heads = small.num_heads_kv;
+  po.head_dim = small.head_dim;
+  po.block_tokens = 16;
+  po.num_blocks = 4;
+  po.dtype = DType::kBF16;
+  auto pool = KvBlockPool::Create(po, pool_memory);
+  ASSERT_TRUE(pool.ok());
+  const auto seq = (*pool)->AddSequence();
+  for (int64_t budget : {3, 6, 9, 10}) {
+    ASSERT_TRUE((*kept)->BeginStep({budget, budget}, {budget, budget}).ok());
+    for (int layer = 0; layer < small.num_layers; ++layer) {
+      ASSERT_TRUE((*kept)->PlanCounted(layer, 0, seq, {budget - 1, budget - 1}).ok());
+    }
+  }
+  EXPECT_EQ((*kept)->kept_buffers(), small.num_layers - 1 + 1);
+  EXPECT_GT((*kept)->reuse_bytes(), 0);
+  EXPECT_LE((*kept)->reuse_bytes(), plan->reuse_bytes);
 }
 
 TEST(MemoryPlan, GpuModeThatDoesNotFitNamesEveryTermAndTheFlags) {

@@ -130,12 +130,14 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
       std::vector<SequenceAttentionStats> want_stats;
       for (auto seq : want.seqs) want_stats.push_back(*gpu->double_sparsity().Stats(seq));
       for (auto seq : want.seqs) gpu->ReleaseSequence(seq);
-      // Reuse off, a cache large enough for every row, and one so small it evicts all the time.
-      for (int64_t reuse : {int64_t{0}, int64_t{4096}, int64_t{5}}) {
+      // Reuse off, a cache large enough for every row, one so small it evicts all the time,
+      // and previous-step reuse (-1).
+      for (int64_t reuse : {int64_t{0}, int64_t{4096}, int64_t{5}, int64_t{-1}}) {
         SCOPED_TRACE(testing::Message() << "bits " << bits << " reuse " << reuse);
         OffloadOptions oo;
         oo.predict = false;
-        oo.reuse_rows = reuse;
+        oo.reuse_rows = std::max<int64_t>(reuse, 0);
+        oo.reuse_previous = reuse < 0;
         oo.resident_layers = 0;  // every layer streams (ResidentLayersReadNothingFromTheHost)
         CpuBackend backend;
         std::unique_ptr<Model> off = LoadModel(dir, backend, KvMode::kOffload, oo);
@@ -168,11 +170,11 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
           looked_up += st.fetch.rows_looked_up;
           reused += st.fetch.rows_reused;
         }
-        if (reuse == 4096) {
+        if (reuse == 4096 || reuse < 0) {
           // Random-weight models select nearly at random, so only "some" is certain here;
           // the trained demo model's rate is measured below.
           EXPECT_GT(reused, 0);
-          std::cout << dir << " bits " << bits << ": reuse hit rate "
+          std::cout << dir << " bits " << bits << ": reuse " << reuse << " hit rate "
                     << static_cast<double>(reused) / looked_up << "\n";
         }
         for (auto seq : got.seqs) off->ReleaseSequence(seq);
@@ -275,6 +277,22 @@ TEST(OffloadEngine, PredictedPathWithFullBudgetEqualsGpuModeBitForBit) {
     const SequenceAttentionStats& st = *off->double_sparsity().Stats(got.seqs[1]);
     EXPECT_EQ(st.predicted_rows, 21 * (c.num_layers - 1));
     EXPECT_GT(st.fetch.rows_reused, 0);
+    // Previous-step reuse on the predicted path (plans a layer ahead take kept buffers in
+    // layer order): bit-equal as well, and with the whole context selected every step, all
+    // but the newest row of each step is a hit after the first decode step.
+    OffloadOptions previous = oo;
+    previous.reuse_rows = 0;
+    previous.reuse_previous = true;
+    previous.resident_layers = 0;  // resident layers keep nothing (their rows are on the device)
+    CpuBackend previous_backend;
+    std::unique_ptr<Model> kept = LoadModel(dir, previous_backend, KvMode::kOffload, previous);
+    ASSERT_NE(kept, nullptr);
+    const BatchRun reused = RunBatch(*kept, ids, {5, 0}, o);
+    EXPECT_TRUE(BitEqual(want.logits, reused.logits));
+    const SequenceAttentionStats& ks = *kept->double_sparsity().Stats(reused.seqs[1]);
+    EXPECT_EQ(ks.fetch.rows_requested, st.fetch.rows_requested);
+    EXPECT_GT(ks.fetch.rows_reused, ks.fetch.rows_requested / 2);
+    EXPECT_LE(kept->offload_tier()->kept_buffers(), c.num_layers + 1);
     // A layer listed in own_query_extra selects with its own query: one fewer predicted.
     oo.own_query_extra = {c.num_layers - 1};
     CpuBackend other_backend;

@@ -7,6 +7,9 @@
 //   offload          Double Sparsity at the budget ratio, cross-layer prediction, reuse cache
 //   offload-noreuse  the same without the reuse cache: the selection stays on the device,
 //                    the gather reads it there (Backend::SelectAndFetch, the engine's path)
+//   offload-previous offload-noreuse with previous-step reuse (--offload-reuse-previous):
+//                    rows selected again at the next step are copied from the layer's kept
+//                    buffer in HBM; the gather decides hits on the device
 //   offload-streamed offload-noreuse with the dense layers' K/V streamed from the host too
 //                    (--offload-resident-layers 0); the other Double Sparsity modes keep the
 //                    first --dense_layers layers (default 2, as the engine) resident in HBM
@@ -52,7 +55,8 @@ ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
 ABSL_FLAG(std::string, contexts, "32768,131072,262144", "decode contexts");
 ABSL_FLAG(std::string, batches, "1,4", "decode batch sizes");
 ABSL_FLAG(std::string, modes,
-          "offload,offload-noreuse,offload-streamed,offload-hostsel,dense-offload,gpu",
+          "offload,offload-noreuse,offload-previous,offload-streamed,offload-hostsel,"
+          "dense-offload,gpu",
           "modes to time");
 ABSL_FLAG(int64_t, kv_pool_tokens, 262144 + 256,
           "host pool size in tokens (all sequences); configurations that do not fit are skipped");
@@ -236,11 +240,12 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   RETURN_IF_ERROR(e.ds->BeginStep(batch, *e.pool));
   if (e.tier != nullptr) {
     e.tier->ReleaseMissing(*e.pool);
-    std::vector<int64_t> segments(batch.sequences.size());
+    std::vector<int64_t> segments(batch.sequences.size()), sparse(segments.size());
     for (size_t j = 0; j < segments.size(); ++j) {
       segments[j] = e.ds->FetchRows(j, batch, e.resident_layers);
+      sparse[j] = e.ds->SparseFetchRows(j, batch);
     }
-    RETURN_IF_ERROR(e.tier->BeginStep(segments));
+    RETURN_IF_ERROR(e.tier->BeginStep(segments, sparse));
     for (auto& p : e.selection) p.assign(batch.sequences.size(), {});
     RETURN_IF_ERROR(b.BeginOffloadStep(m.attention, batch, *e.pool));
   }
@@ -284,7 +289,16 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   RETURN_IF_ERROR(b.Linear(last, m.lm_head, logits));
   RETURN_IF_ERROR(
       LaunchArgmax(logits.dtype, logits.data, n, logits.cols, logits.cols, m.ids, b.stream()));
-  return b.Synchronize();
+  RETURN_IF_ERROR(b.Synchronize());
+  // Model::CountDeviceReuse.
+  if (e.tier != nullptr && e.tier->options().reuse_previous && e.device_selection) {
+    ASSIGN_OR_RETURN(const std::vector<int64_t> hits, b.DeviceReuseHits(batch.sequences.size()));
+    for (size_t j = 0; j < hits.size(); ++j) {
+      const KvBlockPool::SequenceId seq = batch.sequences[j].kv;
+      e.ds->AddFetch(seq, e.tier->CountReusedOnDevice(seq, hits[j]));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const ModelConfig& c,
@@ -496,8 +510,8 @@ absl::Status Run() {
   std::map<std::pair<int64_t, int64_t>, double> dense_ms;
   // Dense-offload first, so the others can report their speed-up against it.
   std::vector<std::string> ordered;
-  for (const char* want : {"dense-offload", "offload", "offload-noreuse", "offload-streamed",
-                           "offload-hostsel", "gpu"}) {
+  for (const char* want : {"dense-offload", "offload", "offload-noreuse", "offload-previous",
+                           "offload-streamed", "offload-hostsel", "gpu"}) {
     if (std::find(modes.begin(), modes.end(), want) != modes.end()) ordered.push_back(want);
   }
   for (int64_t context : contexts) {
@@ -532,11 +546,23 @@ absl::Status Run() {
         RETURN_IF_ERROR(ds.SetDefaults(o));
         RETURN_IF_ERROR(ds.SetChannelConfig(RandomChannelConfig(c, 17)));
         ds.set_force_dense(mode == "dense-offload");
+        // Resident layers: the Double Sparsity offload modes (not offload-streamed, not the
+        // dense-offload baseline), at most the dense layers.
+        int resident = 0;
+        if (!gpu && mode != "dense-offload" && mode != "offload-streamed") {
+          resident = absl::GetFlag(FLAGS_resident_layers);
+          if (resident < 0) resident = o.dense_layers;
+          resident = std::min(resident, o.dense_layers);
+        }
         std::unique_ptr<OffloadTier> tier;
         if (!gpu) {
           OffloadOptions oo;
           oo.predict = absl::GetFlag(FLAGS_predict);
           oo.reuse_rows = mode == "offload" ? absl::GetFlag(FLAGS_reuse_rows) : 0;
+          oo.reuse_previous = mode == "offload-previous";
+          // As the engine: the resident layers (below), kept buffers capped at one step's budgets.
+          oo.resident_layers = resident;
+          oo.max_kept_rows = batch_size * o.BudgetFor(context + warmup + steps);
           ASSIGN_OR_RETURN(tier, OffloadTier::Create(c.num_layers, c.num_heads_kv, c.head_dim,
                                                      DType::kBF16, oo, b.offload_buffer_memory()));
         }
@@ -545,19 +571,12 @@ absl::Status Run() {
         e.pool = &pool;
         e.ds = &ds;
         e.tier = tier.get();
-        e.device_selection = mode == "offload-noreuse" || mode == "offload-streamed";
+        e.device_selection = mode == "offload-noreuse" || mode == "offload-previous" ||
+                             mode == "offload-streamed";
         std::vector<KvBlockPool::SequenceId> seqs;
         for (int64_t s = 0; s < batch_size; ++s) {
           seqs.push_back(pool.AddSequence());
           RETURN_IF_ERROR(pool.Reserve(seqs.back(), context + warmup + steps + 1));
-        }
-        // Resident layers: the Double Sparsity offload modes (not offload-streamed, not the
-        // dense-offload baseline), at most the dense layers.
-        int resident = 0;
-        if (!gpu && mode != "dense-offload" && mode != "offload-streamed") {
-          resident = absl::GetFlag(FLAGS_resident_layers);
-          if (resident < 0) resident = o.dense_layers;
-          resident = std::min(resident, o.dense_layers);
         }
         std::unique_ptr<KvBlockPool> resident_pool;
         std::vector<KvBlockPool::SequenceId> resident_seqs;
