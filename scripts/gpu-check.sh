@@ -98,14 +98,17 @@ echo "GPU: $gpu" | tee -a "$log"
 ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 # STEPS picks the groups (comma list; default tests,bench,offload,smoke), so that a session can
 # split its device time into calls of under 10 minutes each:
-#   tests     every gpu test binary (kernels first)
+#   tests     every gpu test binary (kernels first; GPU_TESTS="a_test b_test" picks some)
 #   bench     dsinfer-bench (dense; DS_E2E=1 adds the Double Sparsity end-to-end configs,
 #             DENSE_BENCH=0 leaves the dense one out),
 #             dsinfer-attention-bench (decode operator + prefill kernels), PyTorch SDPA,
 #             (HF=1) transformers generate
 #   offload   dsinfer-offload-bench at 32K/128K (batch 1 and 4) and 256K (batch 1)
 #   offload2  the same at the Llama-2-7B shape (32K, 128K, batch 1) and at 128K batch 4
-#             (64-69 GB of pinned host memory each)
+#             (64-69 GB of pinned host memory each); OFFLOAD_ARGS adds bench flags to both
+#   offload-tune  TUNE_MODES (default offload-previous) at 256K with GATHER_BLOCKS gather
+#             blocks per SM (default "4 2"), TUNE_GPU=1 gpu mode at 256K, and an nsys summary of
+#             offload-previous (if nsys exists)
 #   longprefill  scripts/bench-long-prefill.sh: dsinfer-run prefill timing on a random
 #             Llama-3.1-8B-shaped checkpoint, 32K (gpu, offload, offload layer-major) and 256K
 #             (offload layer-major)
@@ -120,7 +123,8 @@ steps=",${STEPS:-tests,bench,offload,smoke},"
 want() { [[ "$steps" == *",$1,"* ]]; }
 if want tests; then
   # Tests first (correctness decides what the timings mean), the dense kernels first of all.
-  for t in kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | grep -vE '^(kernels_gpu_test|cuda_golden_test)$'); do
+  # GPU_TESTS names a subset (space-separated binaries) for a call that re-checks one area.
+  for t in ${GPU_TESTS:-kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | grep -vE '^(kernels_gpu_test|cuda_golden_test)$')}; do
     [ -x "$bin/$t" ] || continue
     step "$t" "${TEST_TIMEOUT:-75}" "$bin/$t" --gtest_output=json:"$OUT/$t.json"
   done
@@ -151,17 +155,43 @@ if want bench && [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timing
 fi
 if want offload && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8
   step offload-bench-32k-128k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
-    --contexts 32768,131072 --kv_pool_tokens 140000 --json_out="$OUT/offload_a.json"
+    --contexts 32768,131072 --kv_pool_tokens 140000 --json_out="$OUT/offload_a.json" \
+    ${OFFLOAD_ARGS:-}
   step offload-bench-256k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
     --contexts 262144 --batches 1 --modes offload,offload-noreuse,offload-previous,dense-offload \
-    --json_out="$OUT/offload_b.json"
+    --json_out="$OUT/offload_b.json" ${OFFLOAD_ARGS:-}
 fi
 if want offload2 && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8: the other shapes
   step offload-bench-llama2 "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
     --model llama2-7b --contexts 32768,131072 --batches 1 --kv_pool_tokens 131400 \
-    --json_out="$OUT/offload_llama2.json"
+    --json_out="$OUT/offload_llama2.json" ${OFFLOAD_ARGS:-}
   step offload-bench-128k-b4 "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
-    --contexts 131072 --batches 4 --kv_pool_tokens 524500 --json_out="$OUT/offload_c.json"
+    --contexts 131072 --batches 4 --kv_pool_tokens 524500 --json_out="$OUT/offload_c.json" \
+    ${OFFLOAD_ARGS:-}
+fi
+if want offload-tune && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8: the reuse path
+  # The gather shares the SMs with the layer's compute: fewer resident blocks of it per SM.
+  for blocks in ${GATHER_BLOCKS:-4 2}; do
+    step "offload-gather-$blocks" "${OFFLOAD_TIMEOUT:-150}" \
+      "$bin/dsinfer-offload-bench" --contexts 262144 --batches 1 \
+      --modes "${TUNE_MODES:-offload-previous}" \
+      --gather_blocks_per_sm "$blocks" --json_out="$OUT/offload_tune_$blocks.json"
+  done
+  if [ "${TUNE_GPU:-0}" = 1 ]; then  # gpu mode at 256K: the step's compute without PCIe
+    step offload-gpu-256k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \
+      --contexts 262144 --batches 1 --modes gpu --gpu_max_context 262144 \
+      --json_out="$OUT/offload_gpu_256k.json"
+  fi
+  nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+  if [ -n "$nsys_bin" ]; then
+    step nsys-offload-previous "${PROFILE_TIMEOUT:-150}" "$nsys_bin" profile -t cuda \
+      --capture-range=cudaProfilerApi --stats=true --force-overwrite true -o "$OUT/offload_prev" \
+      "$bin/dsinfer-offload-bench" --contexts 262144 --batches 1 --modes offload-previous \
+      --steps 3 ${PROFILE_ARGS:-}
+    rm -f "$OUT"/offload_prev.nsys-rep "$OUT"/offload_prev.sqlite
+  else
+    echo "=== nsys-offload-previous skipped: no nsys on this host" | tee -a "$log"
+  fi
 fi
 if want longprefill && [ -x "$bin/dsinfer-run" ]; then  # issue 8: 256K prefill time
   step long-prefill "${LONGPREFILL_TIMEOUT:-420}" bash scripts/bench-long-prefill.sh "$bin" \

@@ -37,6 +37,7 @@
 #include "engine/backend.h"
 #include "engine/cuda/pinned_host_memory.h"
 #include "engine/model_config.h"
+#include "kernels/cuda/offload_gather.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda/offload_gather_reference.h"
@@ -56,6 +57,9 @@ struct CudaBackendOptions {
   TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
   // Linear layers: cuBLAS, or the few-row GEMV kernel for decode steps (LinearAlgo).
   LinearAlgo linear_algo = LinearAlgo::kCublas;
+  // Offload gather (LaunchFetchRows): resident blocks per SM it may take; it runs on the copy
+  // stream beside the layer's compute, whose kernels it must leave room for.
+  int fetch_blocks_per_sm = kFetchRowsBlocksPerSm;
 
   absl::Status Validate() const;
 };

@@ -126,7 +126,8 @@ bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 
 }  // namespace
 
-absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream) {
+absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream,
+                             int blocks_per_sm) {
   const int64_t entries = job.rows != nullptr ? job.num_rows
                           : job.selected != nullptr
                               ? static_cast<int64_t>(job.per_head) * job.kv_heads
@@ -162,7 +163,7 @@ absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t
   }
   const int64_t items = entries * 2 * (job.row_bytes / 16);
   const int64_t want = (items + kThreads * kUnroll - 1) / (kThreads * kUnroll);
-  const int64_t cap = static_cast<int64_t>(std::max(sm_count, 1)) * 8;
+  const int64_t cap = static_cast<int64_t>(std::max(sm_count, 1)) * std::max(blocks_per_sm, 1);
   const unsigned grid = static_cast<unsigned>(std::max<int64_t>(1, std::min(want, cap)));
   FetchRowsKernel<<<grid, kThreads, 0, stream>>>(job, items);
   CUDA_RETURN_IF_LAUNCH_ERROR();

@@ -25,8 +25,14 @@
 namespace dsinfer {
 
 // `job`'s pointers are device addresses (the pool's: mapped host memory; rows: device).
-// `sm_count` sizes the grid. Twin: FetchRowsReference.
-absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream);
+// The grid is at most `blocks_per_sm` blocks of each of `sm_count` SMs. Twin:
+// FetchRowsReference. Default 2 (H200, docs/benchmarks.md run 7): the gather runs beside the
+// layer's compute on the copy stream, and 2 blocks of 256 threads per SM still keep ~4 MB of
+// reads in flight; 256K offload steps were 3% (no reuse) to 13% (previous-step reuse) faster
+// than at 8, 1 block was slower.
+constexpr int kFetchRowsBlocksPerSm = 2;
+absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream,
+                             int blocks_per_sm = kFetchRowsBlocksPerSm);
 
 // `job`'s pointers are device addresses. Twin: WriteCurrentKvReference.
 absl::Status LaunchWriteCurrentKv(const CudaCurrentKv& job, cudaStream_t stream);

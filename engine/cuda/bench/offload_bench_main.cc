@@ -25,6 +25,7 @@
 // ms/step (host wall clock, the decode latency), bytes fetched from the host per step, the
 // PCIe floor = bytes ÷ contiguous H2D bandwidth, ratio to it, speed-up vs dense-offload, reuse hit
 // rate, GPU memory in use (cudaMemGetInfo) vs weights + label cache. --json_out writes it all.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -74,6 +75,8 @@ ABSL_FLAG(int32_t, resident_layers, -1,
           "first layers whose K/V stay in GPU memory in the Double Sparsity offload modes but "
           "offload-streamed (the engine's --offload-resident-layers; -1 = --dense_layers)");
 ABSL_FLAG(std::string, model, "llama3-8b", "model shape: llama3-8b (GQA 8) | llama2-7b (MHA)");
+ABSL_FLAG(int32_t, gather_blocks_per_sm, dsinfer::kFetchRowsBlocksPerSm,
+          "resident blocks per SM the offload gather may take (CudaBackendOptions)");
 
 namespace dsinfer {
 namespace {
@@ -387,7 +390,9 @@ absl::StatusOr<double> GatherBps(CudaBackend& b, const void* k, const void* v, i
   float best = 1e30f;
   for (int i = 0; i < 4; ++i) {
     CUDA_RETURN_IF_ERROR(cudaEventRecord(e0, b.stream()));
-    RETURN_IF_ERROR(LaunchFetchRows(job, b.sm_count(), b.stream()));
+    // The gather alone, at the engine's grid (--gather_blocks_per_sm).
+    RETURN_IF_ERROR(LaunchFetchRows(job, b.sm_count(), b.stream(),
+                                    absl::GetFlag(FLAGS_gather_blocks_per_sm)));
     CUDA_RETURN_IF_ERROR(cudaEventRecord(e1, b.stream()));
     CUDA_RETURN_IF_ERROR(cudaEventSynchronize(e1));
     float ms = 0;
@@ -402,7 +407,9 @@ absl::StatusOr<double> GatherBps(CudaBackend& b, const void* k, const void* v, i
 
 absl::Status Run() {
   const auto t_start = Clock::now();
-  ASSIGN_OR_RETURN(auto backend, CudaBackend::Create({}));
+  CudaBackendOptions backend_options;
+  backend_options.fetch_blocks_per_sm = absl::GetFlag(FLAGS_gather_blocks_per_sm);
+  ASSIGN_OR_RETURN(auto backend, CudaBackend::Create(backend_options));
   CudaBackend& b = *backend;
   cudaDeviceProp prop;
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
@@ -502,6 +509,7 @@ absl::Status Run() {
   std::printf("contiguous pinned H2D %.1f GB/s; zero-copy gather of random %lld-byte rows %.1f GB/s\n",
               Gb(h2d_bps), static_cast<long long>(row_bytes), Gb(gather_bps));
   out["h2d_bytes_per_s"] = h2d_bps;
+  out["gather_blocks_per_sm"] = absl::GetFlag(FLAGS_gather_blocks_per_sm);
   out["gather_bytes_per_s"] = gather_bps;
 
   std::printf("\n%-16s %8s %5s %10s %12s %10s %8s %9s %8s %10s %10s\n", "mode", "context", "batch",
@@ -605,11 +613,14 @@ absl::Status Run() {
           }
           e.resident_batch = &resident_batch;
           if (step == warmup && tier != nullptr) before = tier->totals();
+          // nsys --capture-range=cudaProfilerApi profiles the timed steps only.
+          if (step == warmup) CUDA_RETURN_IF_ERROR(cudaProfilerStart());
           const auto t0 = Clock::now();
           RETURN_IF_ERROR(Step(m, e, batch));
           const double t = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
           if (step >= warmup) ms.push_back(t);
         }
+        CUDA_RETURN_IF_ERROR(cudaProfilerStop());
         std::sort(ms.begin(), ms.end());
         const double step_ms = ms[ms.size() / 2];
         FetchCounters timed;
