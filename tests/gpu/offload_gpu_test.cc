@@ -41,6 +41,7 @@
 #include "tests/engine_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/layer_major_check.h"
+#include "tests/offload_test_pool.h"
 
 namespace dsinfer {
 namespace {
@@ -64,27 +65,11 @@ TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
     SCOPED_TRACE(testing::Message() << "reuse " << reuse);
     const int layers = 2, kv_heads = 3, head_dim = 8, context = 90;
     PageableHostMemory memory;
-    KvPoolOptions po;
-    po.layers = layers;
-    po.kv_heads = kv_heads;
-    po.head_dim = head_dim;
-    po.block_tokens = 4;
-    po.num_blocks = 64;
-    auto pool = KvBlockPool::Create(po, memory);
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    const auto seq = (*pool)->AddSequence();
-    ASSERT_TRUE((*pool)->Reserve(seq, context).ok());
-    // Shuffle the block table's meaning by filling a second sequence first? The pool hands
-    // out blocks in its own order; values differ per (layer, block row) either way.
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    for (int l = 0; l < layers; ++l) {
-      for (void* base : {(*pool)->KBase(l), (*pool)->VBase(l)}) {
-        float* f = static_cast<float*>(base);
-        for (int64_t i = 0; i < po.num_blocks * po.block_tokens * kv_heads * head_dim; ++i) {
-          f[i] = u(rng);
-        }
-      }
-    }
+    std::unique_ptr<KvBlockPool> pool = RandomF32Pool(layers, kv_heads, head_dim, memory, rng);
+    ASSERT_NE(pool, nullptr);
+    const KvPoolOptions& po = pool->options();
+    const auto seq = pool->AddSequence();
+    ASSERT_TRUE(pool->Reserve(seq, context).ok());
     OffloadOptions oo;
     oo.reuse_rows = reuse;
     auto a = OffloadTier::Create(layers, kv_heads, head_dim, DType::kF32, oo, memory);
@@ -117,15 +102,15 @@ TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
               buf.v[i] = -888.0f;
             }
           }
-          ExecuteFetchPlanReference(*pa, CpuKvView(**pool, l, seq), **a);
+          ExecuteFetchPlanReference(*pa, CpuKvView(*pool, l, seq), **a);
           std::vector<CudaFetchRow> rows;
           auto range = FlattenFetchPlan(*pb, kv_heads, rows);
           ASSERT_TRUE(range.ok()) << range.status();
           EXPECT_EQ(*range >= 0, dense);
           CudaFetchJob job;
-          job.pool_k = (*pool)->KBase(l);
-          job.pool_v = (*pool)->VBase(l);
-          job.block_table = (*pool)->BlockTable(seq).data();
+          job.pool_k = pool->KBase(l);
+          job.pool_v = pool->VBase(l);
+          job.block_table = pool->BlockTable(seq).data();
           job.block_tokens = po.block_tokens;
           if (reuse > 0) {
             job.slab_k = (*b)->CacheView(l).k;
@@ -165,25 +150,11 @@ TEST(OffloadGatherTwin, PreviousStepTwinEqualsTierReference) {
   std::mt19937_64 rng = MakeSeededRng("PreviousStepTwinEqualsTierReference");
   const int layers = 3, kv_heads = 2, head_dim = 8, context = 120, n = 30;
   PageableHostMemory memory;
-  KvPoolOptions po;
-  po.layers = layers;
-  po.kv_heads = kv_heads;
-  po.head_dim = head_dim;
-  po.block_tokens = 4;
-  po.num_blocks = 64;
-  auto pool = KvBlockPool::Create(po, memory);
-  ASSERT_TRUE(pool.ok()) << pool.status();
-  const auto seq = (*pool)->AddSequence();
-  ASSERT_TRUE((*pool)->Reserve(seq, context).ok());
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (int l = 0; l < layers; ++l) {
-    for (void* base : {(*pool)->KBase(l), (*pool)->VBase(l)}) {
-      float* f = static_cast<float*>(base);
-      for (int64_t i = 0; i < po.num_blocks * po.block_tokens * kv_heads * head_dim; ++i) {
-        f[i] = u(rng);
-      }
-    }
-  }
+  std::unique_ptr<KvBlockPool> pool = RandomF32Pool(layers, kv_heads, head_dim, memory, rng);
+  ASSERT_NE(pool, nullptr);
+  const KvPoolOptions& po = pool->options();
+  const auto seq = pool->AddSequence();
+  ASSERT_TRUE(pool->Reserve(seq, context).ok());
   OffloadOptions oo;
   oo.reuse_rows = 0;
   oo.reuse_previous = true;
@@ -218,12 +189,12 @@ TEST(OffloadGatherTwin, PreviousStepTwinEqualsTierReference) {
       auto pa = (*a)->Plan(l, 0, seq, tokens, /*use_cache=*/true);
       auto pb = (*b)->PlanCounted(l, 0, seq, std::vector<int64_t>(kv_heads, n));
       ASSERT_TRUE(pa.ok() && pb.ok());
-      ExecuteFetchPlanReference(*pa, CpuKvView(**pool, l, seq), **a);
+      ExecuteFetchPlanReference(*pa, CpuKvView(*pool, l, seq), **a);
       hits_a += pa->counts.rows_reused;
       CudaFetchJob job;
-      job.pool_k = (*pool)->KBase(l);
-      job.pool_v = (*pool)->VBase(l);
-      job.block_table = (*pool)->BlockTable(seq).data();
+      job.pool_k = pool->KBase(l);
+      job.pool_v = pool->VBase(l);
+      job.block_table = pool->BlockTable(seq).data();
       job.block_tokens = po.block_tokens;
       job.out_k = pb->destination.k;
       job.out_v = pb->destination.v;

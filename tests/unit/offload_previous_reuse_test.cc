@@ -10,9 +10,11 @@
 #include <random>
 #include <vector>
 
+#include "engine/cpu_backend.h"
 #include "gtest/gtest.h"
 #include "offload/kv_block_pool.h"
 #include "offload/offload_tier.h"
+#include "tests/offload_test_pool.h"
 
 namespace dsinfer {
 namespace {
@@ -28,13 +30,9 @@ struct Fixture {
   std::unique_ptr<OffloadTier> tier;
 
   explicit Fixture(uint32_t seed, int64_t max_kept_rows = 0) {
-    KvPoolOptions po;
-    po.layers = kLayers;
-    po.kv_heads = kHeads;
-    po.head_dim = kDim;
-    po.block_tokens = 4;
-    po.num_blocks = 64;
-    pool = std::move(*KvBlockPool::Create(po, memory));
+    std::mt19937 rng(seed);
+    pool = RandomF32Pool(kLayers, kHeads, kDim, memory, rng);
+    EXPECT_NE(pool, nullptr);
     OffloadOptions oo;
     oo.reuse_rows = 0;
     oo.reuse_previous = true;
@@ -42,22 +40,10 @@ struct Fixture {
     auto t = OffloadTier::Create(kLayers, kHeads, kDim, DType::kF32, oo, memory);
     EXPECT_TRUE(t.ok()) << t.status();
     tier = std::move(*t);
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist;
-    float* k = static_cast<float*>(pool->KBase(0));
-    const int64_t floats = 2 * po.layers * po.num_blocks * po.block_tokens * kHeads * kDim;
-    for (int64_t i = 0; i < floats; ++i) k[i] = dist(rng);
   }
 
   PagedKvView<const float> View(KvBlockPool::SequenceId seq, int layer) const {
-    PagedKvView<const float> v;
-    v.k = static_cast<const float*>(pool->KBase(layer));
-    v.v = static_cast<const float*>(pool->VBase(layer));
-    v.block_table = pool->BlockTable(seq).data();
-    v.block_tokens = pool->options().block_tokens;
-    v.kv_heads = kHeads;
-    v.head_dim = kDim;
-    return v;
+    return CpuKvView(*pool, layer, seq);
   }
 
   // Plans, executes and checks the segment row by row against the pool.

@@ -12,8 +12,10 @@
 #include <set>
 #include <vector>
 
+#include "engine/cpu_backend.h"
 #include "gtest/gtest.h"
 #include "offload/kv_block_pool.h"
+#include "tests/offload_test_pool.h"
 
 namespace dsinfer {
 namespace {
@@ -27,36 +29,19 @@ struct Fixture {
   std::unique_ptr<OffloadTier> tier;
 
   Fixture(int64_t reuse_rows, int64_t tokens, uint32_t seed) {
-    KvPoolOptions po;
-    po.layers = 2;
-    po.kv_heads = kHeads;
-    po.head_dim = kDim;
-    po.block_tokens = 4;
-    po.num_blocks = 64;
-    pool = std::move(*KvBlockPool::Create(po, memory));
+    std::mt19937 rng(seed);
+    pool = RandomF32Pool(2, kHeads, kDim, memory, rng);
+    EXPECT_NE(pool, nullptr);
     OffloadOptions oo;
     oo.reuse_rows = reuse_rows;
     auto t = OffloadTier::Create(2, kHeads, kDim, DType::kF32, oo, memory);
     EXPECT_TRUE(t.ok()) << t.status();
     tier = std::move(*t);
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist;
-    float* k = static_cast<float*>(pool->KBase(0));
-    // Fill every layer's K and V regions with fresh random values.
-    const int64_t floats = 2 * po.layers * po.num_blocks * po.block_tokens * kHeads * kDim;
-    for (int64_t i = 0; i < floats; ++i) k[i] = dist(rng);
     (void)tokens;
   }
 
   PagedKvView<const float> View(KvBlockPool::SequenceId seq, int layer) const {
-    PagedKvView<const float> v;
-    v.k = static_cast<const float*>(pool->KBase(layer));
-    v.v = static_cast<const float*>(pool->VBase(layer));
-    v.block_table = pool->BlockTable(seq).data();
-    v.block_tokens = pool->options().block_tokens;
-    v.kv_heads = kHeads;
-    v.head_dim = kDim;
-    return v;
+    return CpuKvView(*pool, layer, seq);
   }
 
   // Plans and executes, then checks the segment against the pool row by row.
