@@ -29,7 +29,9 @@ void LabelScoresF16Reference(const float* q, const int32_t* channels, const uint
                              float* scores, int64_t score_stride);
 
 // As LabelScoresF16Reference over 4-bit labels: codes [tokens, heads_kv, ceil(r/2)] with token
-// stride code_stride bytes, scales / minimums [tokens, heads_kv] fp16 bits.
+// stride code_stride bytes, scales / minimums [tokens, heads_kv] fp16 bits. Scale s and minimum
+// m are folded out of each query head's dot: fma(s, Σ q·c as an FMA chain, m · Σ q) (the
+// exact order in label_score_reference.cc), which equals Σ q·(c·s + m) up to fp32 rounding.
 void LabelScores4BitReference(const float* q, const int32_t* channels, const uint8_t* codes,
                               int64_t code_stride, const uint16_t* scales,
                               const uint16_t* minimums, int64_t tokens,

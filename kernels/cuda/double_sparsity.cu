@@ -2,13 +2,17 @@
 //
 // Label write: one thread per (row, KV head); r <= 256 channels, two passes over the row
 // (min/max, then codes) instead of a local array, so nothing spills.
-// Scoring (LabelScoreAlgo), every body bit-exact to the twin (__fmul_rn / __fadd_rn in the
-// twin's order, which makes the selection comparable exactly):
+// Scoring (LabelScoreAlgo), every body bit-exact to the twin (__fmul_rn / __fadd_rn, and the
+// 4-bit FMA chain as __fmaf_rn, in the twin's order, which makes the selection comparable
+// exactly). 4-bit rows fold scale s and minimum m out of the dot, as the twin does: per query
+// head qc = Σ q·c (an FMA chain over the codes as floats), dot = fma(s, qc, m · qs) with
+// qs = Σ q staged once per block next to the query channels (as their channel r); per channel
+// that is a nibble, its float, and one FMA per query head.
 //  - kRowPerThread (the first body): one thread per (token, KV head) label row; consecutive
 //    threads take consecutive heads of a token, so a warp reads one contiguous span of the
 //    label cache, in 16-byte loads whenever the row size allows (fp16 r % 8 == 0, 4-bit
-//    r % 32 == 0). The query's label channels of all query heads are staged once per block in
-//    shared memory, [heads_q][r].
+//    r % 32 == 0). The query's label channels of all query heads (and for 4-bit rows their
+//    sums) are staged once per block in shared memory, [heads_q][r + 1].
 //  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads),
 //    scores leaving through shared memory as per-head token runs; one block per token tile
@@ -62,8 +66,8 @@ constexpr int kScoreThreads = 256;
 constexpr int kScoreItemsPerThread = 4;
 // Resident blocks per SM the fixed-shape scorers are compiled for (64 registers a thread):
 // half the SM's threads, each with kScoreItemsPerThread rows in flight. The runtime-group ones
-// hold a dequantized row (up to 64 floats) and get 128 registers (2 blocks), except on 8-byte
-// rows (4-bit r 16: 16 floats), which fit 64 without spilling.
+// hold a row as floats (fp16 values or 4-bit codes, up to 64) and get 128 registers (2 blocks),
+// except on 8-byte rows (4-bit r 16: 16 floats), which fit 64 without spilling.
 constexpr int kScoreFixedBlocksPerSm = 4;
 constexpr int kTopKThreads = 1024;
 // The one-block top-k is compiled for two resident blocks per SM (32 registers a thread): on
@@ -191,11 +195,28 @@ struct VecOf<1> {
   using T = uint8_t;
 };
 
-// A 4-bit code's value, code × scale + minimum in the twin's rounding. The code becomes a float
-// through the exponent trick (exact for 0..15; I2F is quarter rate).
-__device__ __forceinline__ float DequantizeCode(uint32_t code, float scale, float minimum) {
-  const float code_f = __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
-  return __fadd_rn(__fmul_rn(code_f, scale), minimum);
+// A 4-bit code (0..15) as a float, through the exponent trick: 2^23 + code is exact, and so is
+// subtracting 2^23 (I2F is quarter rate).
+__device__ __forceinline__ float CodeToFloat(uint32_t code) {
+  return __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
+}
+
+// One 4-bit row's dot for one query head in the twin's order: scale and minimum folded out,
+// fma(scale, qc, minimum · q_sum), qc = Σ q·c (DotStep's FMA chain), q_sum = Σ q.
+__device__ __forceinline__ float FoldScaleMinimum(float qc, float scale, float minimum,
+                                                  float q_sum) {
+  return __fmaf_rn(scale, qc, __fmul_rn(minimum, q_sum));
+}
+
+// One channel's step of a query head's dot, in the twin's order: fp16 labels a rounded
+// multiply then a rounded add (no contraction); 4-bit codes (as floats) one FMA of Σ q·c.
+template <int kBits>
+__device__ __forceinline__ float DotStep(float acc, float q, float value) {
+  if constexpr (kBits == 16) {
+    return __fadd_rn(acc, __fmul_rn(q, value));
+  } else {
+    return __fmaf_rn(q, value, acc);
+  }
 }
 
 // GQA aggregation of one row's per-query-head dots in the twin's order (ScoreAggregation sum
@@ -218,8 +239,10 @@ __device__ __forceinline__ float Aggregate(const float* dot, int group, bool max
 }
 
 // Dots of one label row with the group's query channels, in the twins' order: per query head,
-// channels ascending, no fused multiply-add. q_at(j, g) is channel j of group head g; both
-// scorers' layouts of the query channels below plug in here. Rows are read in kBytes pieces.
+// channels ascending (DotStep), 4-bit dots folded once at the end (FoldScaleMinimum).
+// q_at(j, g) is channel j of group head g, and q_at(r, g) the sum of its r channels (staged
+// for 4-bit rows); both scorers' layouts of the query channels below plug in here. Rows are
+// read in kBytes pieces.
 template <int kBits, int kBytes, typename QAt>
 __device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scale, float minimum,
                                            int group, QAt q_at, float* dot) {
@@ -240,9 +263,7 @@ __device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scal
       }
     } else {
 #pragma unroll
-      for (int e = 0; e < kPer; ++e) {
-        vals[e] = DequantizeCode((u.b[e / 2] >> ((e % 2) * 4)) & 0xfu, scale, minimum);
-      }
+      for (int e = 0; e < kPer; ++e) vals[e] = CodeToFloat((u.b[e / 2] >> ((e % 2) * 4)) & 0xfu);
     }
     const int j0 = c * kPer;
 #pragma unroll
@@ -250,20 +271,39 @@ __device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scal
       if (g >= group) break;
 #pragma unroll
       for (int e = 0; e < kPer; ++e) {
-        if (j0 + e < r) dot[g] = __fadd_rn(dot[g], __fmul_rn(q_at(j0 + e, g), vals[e]));
+        if (j0 + e < r) dot[g] = DotStep<kBits>(dot[g], q_at(j0 + e, g), vals[e]);
       }
+    }
+  }
+  if constexpr (kBits == 4) {
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      dot[g] = FoldScaleMinimum(dot[g], scale, minimum, q_at(r, g));
     }
   }
 }
 
 // kRowPerThread (the GPU-verified scorer, as it ran on the H100/H200): the group's query
-// channels as qs: [group][r] in shared memory.
+// channels as qs: [group][r + 1] in shared memory, channel r their sum (4-bit rows).
 template <int kBits, int kBytes>
 __device__ __forceinline__ void DotRowHeadMajor(const uint8_t* row, int r, float scale,
                                                 float minimum, const float* qs, int group,
                                                 float* dot) {
-  DotRowWith<kBits, kBytes>(row, r, scale, minimum, group,
-                            [qs, r](int j, int g) { return qs[g * r + j]; }, dot);
+  DotRowWith<kBits, kBytes>(
+      row, r, scale, minimum, group, [qs, r](int j, int g) { return qs[g * (r + 1) + j]; }, dot);
+}
+
+// The sum of query head hq's r label channels (ch: its KV head's channel indices) in the
+// twin's order: rounded adds, channels ascending, from 0 — what 4-bit scoring folds the
+// minimum with.
+template <typename T>
+__device__ __forceinline__ float QueryChannelSum(const T* qrow, int hq, int head_dim,
+                                                 const int32_t* ch, int r) {
+  const T* qh = qrow + static_cast<int64_t>(hq) * head_dim;
+  float sum = 0.0f;
+  for (int j = 0; j < r; ++j) sum = __fadd_rn(sum, Num<T>::ToF(qh[ch[j]]));
+  return sum;
 }
 
 template <typename T>
@@ -272,7 +312,7 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
                                               const CudaLabelSeq* labels, int heads_q,
                                               int heads_kv, int head_dim, float* scores,
                                               int64_t score_stride) {
-  extern __shared__ float qs[];  // [heads_q][r]
+  extern __shared__ float qs[];  // [heads_q][r + 1], channel r the sum (4-bit)
   const int s = blockIdx.y;
   const CudaDsSequence seq = seqs[s];
   const CudaLabelSeq lab = labels[s];
@@ -285,7 +325,13 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
   for (int i = threadIdx.x; i < heads_q * r; i += blockDim.x) {
     const int hq = i / r, j = i % r;
     const int c = lab.channels[(hq / group) * r + j];
-    qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(hq) * head_dim + c]);
+    qs[hq * (r + 1) + j] = Num<T>::ToF(qrow[static_cast<int64_t>(hq) * head_dim + c]);
+  }
+  if (lab.bits == 4) {
+    for (int hq = threadIdx.x; hq < heads_q; hq += blockDim.x) {
+      qs[hq * (r + 1) + r] =
+          QueryChannelSum(qrow, hq, head_dim, lab.channels + (hq / group) * r, r);
+    }
   }
   __syncthreads();
   const bool max_agg = seq.aggregation == 1;
@@ -304,7 +350,7 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
     float dot[kMaxGroup];
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
-    const float* qh = qs + h * group * r;
+    const float* qh = qs + h * group * (r + 1);
     const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
     const bool aligned8 = (reinterpret_cast<uintptr_t>(lab.data) & 7) == 0;
     if (lab.bits == 16) {
@@ -330,7 +376,8 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
 // The query's label channels in shared memory, laid out [j][g][h] (KV head fastest): the lanes
 // of a warp take consecutive (token, KV head) items, i.e. consecutive heads, so they read
 // consecutive words (no bank conflicts; lanes of one head share a broadcast). A [h][g][j]
-// layout put lanes r words apart: an r-way conflict that made scoring scale with r.
+// layout put lanes r words apart: an r-way conflict that made scoring scale with r. For 4-bit
+// labels, j = r holds each query head's channel sum (QueryChannelSum).
 __device__ __forceinline__ float QChannel(const float* qh, int j, int g, int group, int heads_kv) {
   return qh[(j * group + g) * heads_kv];
 }
@@ -403,8 +450,10 @@ __host__ __device__ __forceinline__ int ScoreTokensPerBlock(int heads_kv) {
 }
 
 // Stages the query's label channels of sequence `seq` in shared memory as [r][group][heads_kv]
-// (QChannel's layout), then a barrier.
-template <typename T>
+// (QChannel's layout), for 4-bit labels followed by their sums as channel r, then a barrier.
+// kBits: the labels' bits where the kernel is compiled for them (so an fp16 kernel carries no
+// sum code), 0 where they are known at run time only.
+template <int kBits, typename T>
 __device__ __forceinline__ void StageQueryChannels(const T* q, int64_t q_stride,
                                                    const CudaDsSequence& seq,
                                                    const CudaLabelSeq& lab, int heads_q,
@@ -415,6 +464,14 @@ __device__ __forceinline__ void StageQueryChannels(const T* q, int64_t q_stride,
     const int h = i % heads_kv, g = (i / heads_kv) % group, j = i / heads_q;
     const int c = lab.channels[h * lab.r + j];
     qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(h * group + g) * head_dim + c]);
+  }
+  if (kBits == 4 || (kBits == 0 && lab.bits == 4)) {
+    // Query head i = h * group + g at (r × group + g) × heads_kv + h.
+    for (int i = threadIdx.x; i < heads_q; i += blockDim.x) {
+      const int h = i / group, g = i % group;
+      qs[(lab.r * group + g) * heads_kv + h] =
+          QueryChannelSum(qrow, i, head_dim, lab.channels + h * lab.r, lab.r);
+    }
   }
   __syncthreads();
 }
@@ -429,9 +486,9 @@ struct ScoreBlock {
 };
 
 // This block's ScoreBlock, and for an active block the query's label channels staged in `qs`
-// (StageQueryChannels, ending with a barrier). Every thread of a block gets the same answer, so
-// an inactive block may return at once.
-template <typename T>
+// (StageQueryChannels<kBits>, ending with a barrier). Every thread of a block gets the same
+// answer, so an inactive block may return at once.
+template <int kBits, typename T>
 __device__ __forceinline__ ScoreBlock BeginScoreBlock(const T* q, int64_t q_stride,
                                                       const CudaDsSequence* seqs,
                                                       const CudaLabelSeq* labels, int heads_q,
@@ -439,7 +496,9 @@ __device__ __forceinline__ ScoreBlock BeginScoreBlock(const T* q, int64_t q_stri
   ScoreBlock b{seqs[blockIdx.y], labels[blockIdx.y], ScoreTokensPerBlock(heads_kv), 0, false};
   b.tiles = (b.seq.tokens + b.tpb - 1) / b.tpb;
   b.active = static_cast<int>(blockIdx.x) < b.tiles;
-  if (b.active) StageQueryChannels(q, q_stride, b.seq, b.lab, heads_q, heads_kv, head_dim, qs);
+  if (b.active) {
+    StageQueryChannels<kBits>(q, q_stride, b.seq, b.lab, heads_q, heads_kv, head_dim, qs);
+  }
   return b;
 }
 
@@ -470,10 +529,9 @@ __device__ __forceinline__ uint32_t ChunkWord(const uint2& c, int w) { return w 
 // Channel j of a fixed-size label row held as chunks of type V (uint4, or uint2 for 8-byte
 // rows; j a compile-time constant once unrolled): words are taken by member, never through a
 // pointer into the registers (which would put the row in local memory). fp16 converts exactly;
-// 4-bit codes go through DequantizeCode.
+// a 4-bit code becomes its float (CodeToFloat; scale and minimum are folded in per row).
 template <int kBits, typename V, int kChunks>
-__device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j, float scale,
-                                            float minimum) {
+__device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j) {
   constexpr int kPerWord = kBits == 16 ? 2 : 8;
   constexpr int kWordsPerChunk = static_cast<int>(sizeof(V) / 4);
   const int wi = j / kPerWord, e = j % kPerWord;
@@ -481,28 +539,30 @@ __device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j, floa
   if constexpr (kBits == 16) {
     return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
   } else {
-    return DequantizeCode((w >> (4 * e)) & 0xfu, scale, minimum);
+    return CodeToFloat((w >> (4 * e)) & 0xfu);
   }
 }
 
 // One KV head's query channels for LabelScoresFixedKernel: in registers while they are few,
 // else read from shared memory at each use (consecutive lanes on consecutive heads:
 // conflict-free) through a volatile pointer — loop-invariant, they would otherwise be hoisted
-// into registers, which at kG × kR up to 512 spills and cuts occupancy.
-template <int kG, int kR>
+// into registers, which at kG × kR up to 512 spills and cuts occupancy. kWithSum (4-bit
+// labels): each head's channel sum too, staged as channel kR.
+template <int kG, int kR, bool kWithSum>
 struct HeadQueryChannels {
   static constexpr bool kInRegisters = kG * kR <= 16;
+  static constexpr int kChannels = kR + (kWithSum ? 1 : 0);
   __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv)
       : smem(qs + h), heads_kv(heads_kv) {
     if constexpr (kInRegisters) {
 #pragma unroll
       for (int g = 0; g < kG; ++g) {
 #pragma unroll
-        for (int j = 0; j < kR; ++j) regs[g][j] = QChannel(qs + h, j, g, kG, heads_kv);
+        for (int j = 0; j < kChannels; ++j) regs[g][j] = QChannel(qs + h, j, g, kG, heads_kv);
       }
     }
   }
-  // Channel j of group head g.
+  // Channel j of group head g; j == kR: the sum of its channels (kWithSum).
   __device__ __forceinline__ float At(int g, int j) const {
     if constexpr (kInRegisters) {
       return regs[g][j];
@@ -510,7 +570,7 @@ struct HeadQueryChannels {
       return smem[(j * kG + g) * heads_kv];  // QChannel's layout
     }
   }
-  float regs[kInRegisters ? kG : 1][kInRegisters ? kR : 1];
+  float regs[kInRegisters ? kG : 1][kInRegisters ? kChannels : 1];
   const volatile float* smem;
   int heads_kv;
 };
@@ -520,8 +580,9 @@ struct HeadQueryChannels {
 // checks), so a thread's items are one KV head's (no division per item) and r and the group
 // are compile-time constants (the row and the group's dots live in registers; each shape is
 // its own kernel, so the largest does not set every shape's register count). kG 0: the group
-// at run time, the dequantized row held. Every row of a tile is loaded before any is used;
-// values come from LabelValue. The arithmetic order is the twin's: bit-exact.
+// at run time, the row's values (fp16 labels or 4-bit codes as floats) held. Every row of a
+// tile is loaded before any is used; values come from LabelValue. The arithmetic order is the
+// twin's (DotStep per channel, FoldScaleMinimum per 4-bit row and query head): bit-exact.
 // Grid: blocks × sequences; block x scores token tiles x, x + gridDim.x, ... of its sequence.
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kScoreThreads,
@@ -534,9 +595,10 @@ __global__ void __launch_bounds__(kScoreThreads,
   constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : 8;
   using Chunk = typename VecOf<kChunkBytes>::T;
   static_assert(kRowBytes % kChunkBytes == 0 && kR % 2 == 0, "8-byte or 16-byte rows, r even");
-  extern __shared__ float qs[];  // [r][group][heads_kv]
+  extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
-  const ScoreBlock b = BeginScoreBlock(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
+  const ScoreBlock b =
+      BeginScoreBlock<kBits>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
   if (!b.active) return;
   const CudaDsSequence& seq = b.seq;
   const CudaLabelSeq& lab = b.lab;
@@ -550,12 +612,14 @@ __global__ void __launch_bounds__(kScoreThreads,
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
   float* srow = scores + static_cast<int64_t>(s) * heads_kv * score_stride;
   [[maybe_unused]] const int group = heads_q / heads_kv;  // the runtime group (kG 0)
-  const HeadQueryChannels<(kG > 0 ? kG : 1), kR> qc(qs, h, heads_kv);
+  const HeadQueryChannels<(kG > 0 ? kG : 1), kR, kBits == 4> qc(qs, h, heads_kv);
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int t0 = tile * tpb;
     const int tokens_here = min(tpb, seq.tokens - t0);
     Chunk raw[kScoreItemsPerThread][kRowBytes / kChunkBytes];
-    float scale[kScoreItemsPerThread], minimum[kScoreItemsPerThread];
+    // 4-bit rows: fp16 scale (low half) and minimum (high half), converted only at the fold
+    // (one register per item where two floats spilled more at 4-bit r 32).
+    uint32_t scale_min[kScoreItemsPerThread];
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       const int tl = it * tok_step + tok;
@@ -565,8 +629,7 @@ __global__ void __launch_bounds__(kScoreThreads,
 #pragma unroll
         for (int c = 0; c < kRowBytes / kChunkBytes; ++c) raw[it][c] = row[c];
         if (kBits == 4) {
-          scale[it] = F16BitsToF32(lab.scales[item]);
-          minimum[it] = F16BitsToF32(lab.minimums[item]);
+          scale_min[it] = lab.scales[item] | static_cast<uint32_t>(lab.minimums[item]) << 16;
         }
       }
     }
@@ -577,32 +640,41 @@ __global__ void __launch_bounds__(kScoreThreads,
       float agg = AggregateStart(max_agg);
       if constexpr (kG > 0) {
         // Each channel's value is used as it is made (per query head, channels ascending:
-        // the twin's order), so no dequantized row is held.
+        // the twin's order), so no row of values is held.
         float dot[kG];
 #pragma unroll
         for (int g = 0; g < kG; ++g) dot[g] = 0.0f;
 #pragma unroll
         for (int j = 0; j < kR; ++j) {
-          const float v = LabelValue<kBits>(raw[it], j, scale[it], minimum[it]);
+          const float v = LabelValue<kBits>(raw[it], j);
 #pragma unroll
-          for (int g = 0; g < kG; ++g) dot[g] = __fadd_rn(dot[g], __fmul_rn(qc.At(g, j), v));
+          for (int g = 0; g < kG; ++g) dot[g] = DotStep<kBits>(dot[g], qc.At(g, j), v);
         }
 #pragma unroll
-        for (int g = 0; g < kG; ++g) agg = AggregateStep(agg, dot[g], max_agg);
+        for (int g = 0; g < kG; ++g) {
+          if constexpr (kBits == 4) {
+            dot[g] = FoldScaleMinimum(dot[g], F16BitsToF32(scale_min[it] & 0xffffu),
+                                      F16BitsToF32(scale_min[it] >> 16), qc.At(g, kR));
+          }
+          agg = AggregateStep(agg, dot[g], max_agg);
+        }
       } else {
-        // A runtime group: the row dequantized once, then a dot per query head with its
+        // A runtime group: the row's values made once, then a dot per query head with its
         // channels read from shared memory.
         float vals[kR];
 #pragma unroll
-        for (int j = 0; j < kR; ++j) {
-          vals[j] = LabelValue<kBits>(raw[it], j, scale[it], minimum[it]);
-        }
+        for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits>(raw[it], j);
         const float* qh = qs + h;
         for (int g = 0; g < group; ++g) {
           float dot = 0.0f;
 #pragma unroll
           for (int j = 0; j < kR; ++j) {
-            dot = __fadd_rn(dot, __fmul_rn(QChannel(qh, j, g, group, heads_kv), vals[j]));
+            dot = DotStep<kBits>(dot, QChannel(qh, j, g, group, heads_kv), vals[j]);
+          }
+          if constexpr (kBits == 4) {
+            dot = FoldScaleMinimum(dot, F16BitsToF32(scale_min[it] & 0xffffu),
+                                   F16BitsToF32(scale_min[it] >> 16),
+                                   QChannel(qh, kR, g, group, heads_kv));
           }
           agg = AggregateStep(agg, dot, max_agg);
         }
@@ -620,9 +692,10 @@ __global__ void __launch_bounds__(kScoreThreads)
     LabelScoresGeneralKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                              const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                              float* scores, int64_t score_stride) {
-  extern __shared__ float qs[];  // [r][group][heads_kv]
+  extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
-  const ScoreBlock b = BeginScoreBlock(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
+  const ScoreBlock b =
+      BeginScoreBlock<0>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
   if (!b.active) return;
   ScoreTile t;
   t.data = static_cast<const uint8_t*>(b.lab.data);
@@ -1288,7 +1361,8 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int nu
                           const CudaDsSequence* seqs, const CudaLabelSeq* labels, int heads_q,
                           int heads_kv, int head_dim, float* scores, int64_t score_stride,
                           cudaStream_t stream) {
-  const size_t smem = static_cast<size_t>(heads_q) * max_r * sizeof(float);
+  // The query's label channels and, for 4-bit labels, their sums: heads_q × (r + 1) floats.
+  const size_t smem = static_cast<size_t>(heads_q) * (max_r + 1) * sizeof(float);
   ScoreKernel<T> kernel = LabelScoresRowPerThreadKernel<T>;
   size_t static_smem = 0;
   int64_t blocks = 0;

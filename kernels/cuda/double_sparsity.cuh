@@ -11,8 +11,10 @@
 // through a pointer that may address device memory or mapped pinned host memory).
 //
 // Exactness: the label writer rounds exactly as kernels/label_reference does; the scorer
-// multiplies and adds in the reference's order with no contraction (__fmul_rn / __fadd_rn), so
-// its scores equal LabelScores*Reference's bit for bit; the selection is TopKSelectReference's
+// rounds in the reference's order with explicit intrinsics (fp16 labels: __fmul_rn then
+// __fadd_rn, no contraction; 4-bit labels: scale and minimum folded out as the twin does, an
+// __fmaf_rn chain over the codes and fma(scale, Σ q·c, minimum · Σ q) per row and query head),
+// so its scores equal LabelScores*Reference's bit for bit; the selection is TopKSelectReference's
 // total order (score descending, index ascending, NaN as -inf), so the selected sets are
 // identical, ties included. Attention matches SelectedAttentionReference within the dtype's
 // rounding.
