@@ -17,7 +17,7 @@
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads),
 //    scores leaving through shared memory as per-head token runs; one block per token tile
 //    (kCoalesced) or two waves of resident blocks looping over the tiles (kStrided). Rows of
-//    8, 16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
+//    4, 8, 16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
 //    sized to the shape, a thread's items all of one KV head, the GQA group a compile-time
 //    constant where group × r <= 32); other shapes the general kernel.
 // Top-k, two kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps onto
@@ -185,6 +185,10 @@ struct VecOf<16> {
 template <>
 struct VecOf<8> {
   using T = uint2;
+};
+template <>
+struct VecOf<4> {
+  using T = uint32_t;
 };
 template <>
 struct VecOf<2> {
@@ -520,11 +524,12 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
   __syncthreads();
 }
 
-// Word w of a 16- or 8-byte chunk of a label row, taken by member.
+// Word w of a 16-, 8- or 4-byte chunk of a label row, taken by member.
 __device__ __forceinline__ uint32_t ChunkWord(const uint4& c, int w) {
   return w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
 }
 __device__ __forceinline__ uint32_t ChunkWord(const uint2& c, int w) { return w == 0 ? c.x : c.y; }
+__device__ __forceinline__ uint32_t ChunkWord(const uint32_t& c, int) { return c; }
 
 // Channel j of a fixed-size label row held as chunks of type V (uint4, or uint2 for 8-byte
 // rows; j a compile-time constant once unrolled): words are taken by member, never through a
@@ -575,8 +580,8 @@ struct HeadQueryChannels {
   int heads_kv;
 };
 
-// Label scoring of the common shapes: rows of exactly 8, 16 or 32 bytes (fp16 r 8 / 16, 4-bit
-// r 16 / 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher
+// Label scoring of the common shapes: rows of exactly 4, 8, 16 or 32 bytes (fp16 r 8 / 16,
+// 4-bit r 8 / 16 / 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher
 // checks), so a thread's items are one KV head's (no division per item) and r and the group
 // are compile-time constants (the row and the group's dots live in registers; each shape is
 // its own kernel, so the largest does not set every shape's register count). kG 0: the group
@@ -592,9 +597,9 @@ __global__ void __launch_bounds__(kScoreThreads,
                            float* scores, int64_t score_stride) {
   constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
   // Rows are loaded in 16-byte chunks, an 8-byte row (4-bit r 16) as one 8-byte chunk.
-  constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : 8;
+  constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : kRowBytes >= 8 ? 8 : 4;
   using Chunk = typename VecOf<kChunkBytes>::T;
-  static_assert(kRowBytes % kChunkBytes == 0 && kR % 2 == 0, "8-byte or 16-byte rows, r even");
+  static_assert(kRowBytes % kChunkBytes == 0 && kR % 2 == 0, "4-, 8- or 16-byte rows, r even");
   extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b =
@@ -1337,6 +1342,12 @@ ScoreKernel<T> FixedScoreKernel(int bits, int r, int group, int heads_kv) {
     return group == 1   ? LabelScoresFixedKernel<T, 16, 16, 1>
            : group == 2 ? LabelScoresFixedKernel<T, 16, 16, 2>
                         : LabelScoresFixedKernel<T, 16, 16, 0>;
+  }
+  if (bits == 4 && r == 8) {  // 4-byte code rows: half of fp16 r 8's bytes, the same channels
+    return group == 1   ? LabelScoresFixedKernel<T, 4, 8, 1>
+           : group == 2 ? LabelScoresFixedKernel<T, 4, 8, 2>
+           : group == 4 ? LabelScoresFixedKernel<T, 4, 8, 4>
+                        : LabelScoresFixedKernel<T, 4, 8, 0>;
   }
   if (bits == 4 && r == 16) {
     return group == 1   ? LabelScoresFixedKernel<T, 4, 16, 1>

@@ -5,7 +5,7 @@
 // are compared too), and attention over the selection (SelectedAttentionReference, dtype
 // tolerance); then the same sequences with a budget above the context must equal dense causal
 // attention. Sweeps: lengths 1, 7, 97, 4099, 65537, 300001; GQA 1/2/4/8; head_dim 64/128;
-// label bits 16 (r 7, 8, 16) and 4 (r 7, 16, 32, 64); budgets from 1 to above the context; sum
+// label bits 16 (r 7, 8, 16) and 4 (r 7, 8, 16, 32, 64); budgets from 1 to above the context; sum
 // and max aggregation; bf16 and fp16; two sequences of different length and options per
 // launch; one case with K/V in mapped pinned host memory. Fresh random inputs (seed printed);
 // outputs poisoned with all-ones bits first. Every LabelScoreAlgo and TopKAlgo (including
@@ -503,11 +503,11 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
           c.heads_q = g[0];
           c.heads_kv = g[1];
           c.head_dim = d;
-          // r: the general path (7) and every fixed-row fast path (fp16 8 / 16; 4-bit 16 / 32 /
-          // 64, the 4-bit r stepping with each case and each length, i / 12, so that every r
-          // meets every GQA group).
-          const int r4[] = {7, 16, 32, d == 128 ? 64 : 16};
-          c.r = bits == 4 ? r4[(i / 2 + i / 12) % 4] : (i % 3 == 0 ? 7 : (d == 64 ? 8 : 16));
+          // r: the general path (7) and every fixed-row fast path (fp16 8 / 16; 4-bit 8 / 16 /
+          // 32 / 64, the 4-bit r stepping with each case and each length, i / 12, so that every
+          // r meets every GQA group).
+          const int r4[] = {7, 8, 16, 32, d == 128 ? 64 : 16};
+          c.r = bits == 4 ? r4[(i / 2 + i / 12) % 5] : (i % 3 == 0 ? 7 : (d == 64 ? 8 : 16));
           c.bits = bits;
           c.seqs.push_back({L, BudgetFor(L, i), 4, 8, i % 2});
           const int L2 = std::max(1, L / 3 + (i % 5));

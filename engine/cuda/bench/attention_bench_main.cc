@@ -3,8 +3,8 @@
 // LaunchTopKSelect → LaunchSparseAttention), at Llama-2-7B heads (32 × 128, MHA) and
 // Llama-3-8B heads (32 q / 8 kv), contexts 4K … 256K, batch 1 / 8 / 32, fp16 K/V and labels.
 // Double Sparsity variants: 1/8 (fp16 labels r = 16, k = L/8; 4-bit r = 64), 1/16 (fp16 r = 8,
-// k = L/16; 4-bit r = 16, 12 bytes a row with its scale and minimum against fp16 r 8's 16;
-// 4-bit r = 32). Inputs are random (generated on the GPU); the selection does not
+// k = L/16; 4-bit r = 8, 8 bytes a row with its scale and minimum against fp16 r 8's 16, the
+// same channels; 4-bit r = 16, 12 bytes a row; 4-bit r = 32). Inputs are random (generated on the GPU); the selection does not
 // depend on the values for timing purposes beyond the radix passes, which random scores
 // exercise fully (no early exit after the first digit).
 //
@@ -78,6 +78,7 @@ const Variant kVariants[] = {
     {"ds 1/8 fp16 r16", 8, 16, 16},
     {"ds 1/8 4bit r64", 8, 64, 4},
     {"ds 1/16 fp16 r8", 16, 8, 16},
+    {"ds 1/16 4bit r8", 16, 8, 4},
     {"ds 1/16 4bit r16", 16, 16, 4},
     {"ds 1/16 4bit r32", 16, 32, 4},
 };
