@@ -63,6 +63,10 @@ TEST(SamplerTest, GreedyIsArgmaxLowestIdOnTies) {
   EXPECT_EQ(ArgMax(logits), 1);
   EXPECT_EQ(ArgMax(std::vector<float>{-5.0f}), 0);
   EXPECT_EQ(ArgMax(std::vector<float>{-INFINITY, -3.0f, -3.0f}), 1);
+  // A NaN never wins, and one at index 0 is never beaten (every comparison with it is false).
+  EXPECT_EQ(ArgMax(std::vector<float>{1.0f, NAN, 4.0f, NAN}), 2);
+  EXPECT_EQ(ArgMax(std::vector<float>{NAN, 2.0f, 7.0f}), 0);
+  EXPECT_EQ(ArgMax(std::vector<float>{}), 0);
 }
 
 TEST(SamplerTest, TemperatureScalesSoftmax) {
