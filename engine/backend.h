@@ -18,6 +18,7 @@
 #include "absl/types/span.h"
 #include "engine/forward_batch.h"
 #include "engine/safetensors.h"
+#include "engine/sampler.h"
 #include "kernels/dtype.h"
 #include "kernels/rope.h"
 #include "offload/host_memory.h"
@@ -96,6 +97,15 @@ class Backend {
   // All parts must have the same number of columns (1-D tensors count as [1, n]).
   virtual absl::StatusOr<DeviceTensor> UploadWeight(absl::Span<const TensorRef* const> parts) = 0;
   // Copies `rows` of `src` (all columns) to host fp32 memory `dst` [rows.size(), cols].
+  // Whether LogitStats is implemented: rows' argmax and log Σ exp computed where the logits
+  // are (the CUDA backend), so a greedy token and its log-probability need no host scan.
+  virtual bool ComputesLogitStats() const { return false; }
+  // out[i] = {argmax, log Σ exp} of row i of `logits` (fp32), i < rows.
+  virtual absl::Status LogitStats(const DeviceTensor& logits, int64_t rows,
+                                  std::vector<LogitRowStat>& out) {
+    (void)logits, (void)rows, (void)out;
+    return absl::UnimplementedError(absl::StrCat("backend ", name(), " computes no logit stats"));
+  }
   virtual absl::Status CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
                                       float* dst) = 0;
 

@@ -113,16 +113,17 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
     const int64_t n = static_cast<int64_t>(prompt.size());
     const auto prefill_start = std::chrono::steady_clock::now();
     // The first token, from the last prompt position's logits.
-    auto first_token = [&](absl::Span<const float> row) {
-      const int32_t token = s.sampler.Sample(row, s.history);
+    auto first_token = [&](absl::Span<const float> row, int64_t logit_row) {
+      const auto [token, logprob] =
+          NextToken(s.sampler, row, s.history, model.logit_stat(logit_row));
       s.result->prefill_seconds = SecondsSince(prefill_start);
-      Accept(model.config(), s, token, LogProbability(row, token));
+      Accept(model.config(), s, token, logprob);
     };
     if (PrefillsLayerMajor(*s.request, options.layer_major_from)) {
       ASSIGN_OR_RETURN(const std::vector<float> last,
                        model.PrefillLayerMajor(s.kv, prompt, options.prefill_chunk,
                                                &s.request->attention));
-      first_token(absl::MakeConstSpan(last.data(), vocab));
+      first_token(absl::MakeConstSpan(last.data(), vocab), 0);
       continue;
     }
     for (int64_t begin = 0; begin < n; begin += options.prefill_chunk) {
@@ -140,8 +141,8 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
         }
       }
       if (begin + count == n) {
-        first_token(absl::MakeConstSpan(logits.data() + (logits.size() / vocab - 1) * vocab,
-                                        vocab));
+        const int64_t last = static_cast<int64_t>(logits.size()) / vocab - 1;
+        first_token(absl::MakeConstSpan(logits.data() + last * vocab, vocab), last);
       }
     }
   }
@@ -161,8 +162,9 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
     RETURN_IF_ERROR(model.Forward(batch, logits));
     for (size_t i = 0; i < stepping.size(); ++i) {
       absl::Span<const float> row(logits.data() + i * vocab, vocab);
-      const int32_t token = stepping[i]->sampler.Sample(row, stepping[i]->history);
-      Accept(model.config(), *stepping[i], token, LogProbability(row, token));
+      const auto [token, logprob] = NextToken(stepping[i]->sampler, row, stepping[i]->history,
+                                              model.logit_stat(static_cast<int64_t>(i)));
+      Accept(model.config(), *stepping[i], token, logprob);
     }
     const double step_seconds = SecondsSince(step_start);
     for (Live* s : stepping) {

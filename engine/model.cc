@@ -308,6 +308,7 @@ absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t>
                            std::vector<float>& logits) {
   const int64_t m = static_cast<int64_t>(rows.size());
   logits.assign(static_cast<size_t>(m * config_.vocab_size), 0.0f);
+  logit_stats_.clear();
   if (m == 0) return absl::OkStatus();
   if (ws_.logits_in.rows < m) {
     backend_.Free(ws_.logits_in);
@@ -319,9 +320,15 @@ absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t>
   RETURN_IF_ERROR(backend_.GatherRows(normed, rows, gathered));
   DeviceTensor out = Rows(ws_.logits, m);
   RETURN_IF_ERROR(backend_.Linear(gathered, lm_head_, out));
+  logit_stats_.clear();
+  if (backend_.ComputesLogitStats()) RETURN_IF_ERROR(backend_.LogitStats(out, m, logit_stats_));
   std::vector<int64_t> all(m);
   for (int64_t i = 0; i < m; ++i) all[i] = i;
   return backend_.CopyRowsToHost(out, all, logits.data());
+}
+
+const LogitRowStat* Model::logit_stat(int64_t row) const {
+  return row >= 0 && row < static_cast<int64_t>(logit_stats_.size()) ? &logit_stats_[row] : nullptr;
 }
 
 namespace {

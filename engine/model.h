@@ -112,6 +112,10 @@ class Model {
   // `logits` [logit_rows.size(), vocab] (fp32). On error the batch's sequences must be
   // considered corrupt (their newly written KV rows are undefined).
   absl::Status Forward(const ForwardBatch& batch, std::vector<float>& logits);
+  // Row `row` of the logits the latest Forward (or layer-major prefill) returned, as the
+  // backend summarized it where they were computed (argmax, log Σ exp; Backend::LogitStats);
+  // null when the backend computes none or `row` is out of range. For NextToken.
+  const LogitRowStat* logit_stat(int64_t row) const;
 
   // Prefills a whole prompt layer-major: every `chunk` rows of `ids` through layer l, then the
   // next layer, with layer l's K/V in a one-layer staging pool in the backend's device memory
@@ -167,6 +171,7 @@ class Model {
   std::vector<Layer> layers_;
   std::vector<DeviceTensor*> owned_;  // every uploaded weight, for freeing
   Workspace ws_;
+  std::vector<LogitRowStat> logit_stats_;  // of the latest LmHead's rows (logit_stat)
   std::unique_ptr<KvBlockPool> pool_;
   std::unique_ptr<DoubleSparsity> ds_;
   ForwardObserver* observer_ = nullptr;

@@ -118,8 +118,20 @@ std::vector<double> Sampler::Distribution(absl::Span<const float> logits,
   return probs;
 }
 
+std::pair<int32_t, double> NextToken(Sampler& sampler, absl::Span<const float> logits,
+                                     absl::Span<const int32_t> history, const LogitRowStat* stat) {
+  const int32_t token = stat != nullptr && sampler.greedy() && stat->argmax >= 0 &&
+                                static_cast<size_t>(stat->argmax) < logits.size()
+                            ? stat->argmax
+                            : sampler.Sample(logits, history);
+  const double logprob =
+      stat != nullptr ? static_cast<double>(logits[token]) - static_cast<double>(stat->log_sum_exp)
+                      : LogProbability(logits, token);
+  return {token, logprob};
+}
+
 int32_t Sampler::Sample(absl::Span<const float> logits, absl::Span<const int32_t> history) {
-  if (params_.temperature == 0.0f && params_.repetition_penalty == 1.0f) return ArgMax(logits);
+  if (greedy()) return ArgMax(logits);
   std::vector<double> probs = Distribution(logits, history);
   const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
   double cumulative = 0.0;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,6 +34,9 @@ class Sampler {
   // penalty applies to (prompt and generated so far).
   int32_t Sample(absl::Span<const float> logits, absl::Span<const int32_t> history);
 
+  // Temperature 0 and no repetition penalty: the token is the argmax, no draw.
+  bool greedy() const { return params_.temperature == 0.0f && params_.repetition_penalty == 1.0f; }
+
   // The probabilities the draw uses (after every filter), for tests: [vocab], sums to 1.
   std::vector<double> Distribution(absl::Span<const float> logits,
                                    absl::Span<const int32_t> history) const;
@@ -44,6 +48,20 @@ class Sampler {
 
 // log softmax of `logits` at `token` (in double).
 double LogProbability(absl::Span<const float> logits, int32_t token);
+
+// What a backend may compute for a row of logits where they are (Backend::LogitStats): the
+// argmax (lowest index on ties, NaN never wins) and log Σ exp.
+struct LogitRowStat {
+  int32_t argmax = 0;
+  float log_sum_exp = 0.0f;
+};
+
+// The next token from one row of logits and its log-probability. With the row's `stat` (may
+// be null), a greedy sampler (temperature 0, no repetition penalty) takes the argmax from it
+// and the log-probability is logit − log_sum_exp, so the row is not scanned on the host;
+// otherwise Sampler::Sample and LogProbability.
+std::pair<int32_t, double> NextToken(Sampler& sampler, absl::Span<const float> logits,
+                                     absl::Span<const int32_t> history, const LogitRowStat* stat);
 // Index of the largest logit (lowest index on ties).
 int32_t ArgMax(absl::Span<const float> logits);
 

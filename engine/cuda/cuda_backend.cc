@@ -244,6 +244,32 @@ absl::Status CudaBackend::CopyRowsToHost(const DeviceTensor& src, absl::Span<con
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::LogitStats(const DeviceTensor& logits, int64_t rows,
+                                     std::vector<LogitRowStat>& out) {
+  out.clear();
+  if (rows == 0) return absl::OkStatus();
+  if (mode_ != StepMode::kEager) return ShapeError("LogitStats", "inside a graph step");
+  if (logits.dtype != DType::kF32 || logits.rows < rows) return ShapeError("LogitStats", "logits");
+  const size_t n = static_cast<size_t>(rows);
+  RETURN_IF_ERROR(Ensure(logit_stats_, 2 * n * 4));
+  int32_t* ids = static_cast<int32_t*>(logit_stats_.ptr);
+  float* lse = reinterpret_cast<float*>(ids + n);
+  RETURN_IF_ERROR(
+      LaunchArgmax(DType::kF32, logits.data, rows, logits.cols, logits.cols, ids, stream_));
+  RETURN_IF_ERROR(LaunchLogSumExp(static_cast<const float*>(logits.data), rows, logits.cols,
+                                  logits.cols, lse, stream_));
+  std::vector<int32_t> host(2 * n);
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data(), logit_stats_.ptr, 2 * n * 4,
+                                       cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  out.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    out[i].argmax = host[i];
+    std::memcpy(&out[i].log_sum_exp, &host[n + i], 4);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::Embedding(const DeviceTensor& table, absl::Span<const int32_t> ids,
                                     DeviceTensor& out) {
   if (out.cols != table.cols || out.rows < static_cast<int64_t>(ids.size())) {

@@ -100,6 +100,9 @@ class CudaBackend final : public Backend {
   absl::StatusOr<DeviceTensor> AllocateF32(int64_t rows, int64_t cols) override;
   void Free(DeviceTensor& tensor) override;
   absl::StatusOr<DeviceTensor> UploadWeight(absl::Span<const TensorRef* const> parts) override;
+  bool ComputesLogitStats() const override { return true; }
+  absl::Status LogitStats(const DeviceTensor& logits, int64_t rows,
+                          std::vector<LogitRowStat>& out) override;
   absl::Status CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
                               float* dst) override;
 
@@ -262,6 +265,7 @@ class CudaBackend final : public Backend {
   int sm_count_ = 0;
 
   Buffer meta_, ids_, scratch_, scratch_f32_, attn_ws_, inv_freq_;
+  Buffer logit_stats_;  // LogitStats: [rows] argmax then [rows] log Σ exp
   std::vector<float> inv_freq_host_;
   std::vector<int32_t> meta_host_;
   // Layout of the uploaded batch metadata (offsets into meta_, in int32 elements).

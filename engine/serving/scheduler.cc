@@ -396,7 +396,7 @@ absl::Status Scheduler::Step() {
       if (!done) return absl::OkStatus();
       s.layer_major.reset();
       s.prefilled = s.prompt_size();
-      Accept(s, logits_);
+      Accept(s, logits_, model_.logit_stat(0));
       return absl::OkStatus();
     }();
     if (!status.ok()) {
@@ -433,7 +433,7 @@ absl::Status Scheduler::Step() {
   for (const Entry& e : entries) {
     Sequence& s = *e.s;
     if (!e.prefill) {
-      Accept(s, row(e.first_logit));
+      Accept(s, row(e.first_logit), model_.logit_stat(e.first_logit));
       continue;
     }
     const std::vector<int32_t>& prompt = s.request.generation.prompt;
@@ -445,7 +445,7 @@ absl::Status Scheduler::Step() {
     s.prefilled += e.count;
     if (s.prefilled == s.prompt_size()) {
       const int64_t last = s.request.generation.prompt_logprobs ? e.first_logit + e.count - 1 : e.first_logit;
-      Accept(s, row(last));
+      Accept(s, row(last), model_.logit_stat(last));
     }
   }
   return absl::OkStatus();
@@ -487,14 +487,14 @@ size_t HeldBack(const std::string& text, const std::vector<std::string>& stops) 
 
 }  // namespace
 
-void Scheduler::Accept(Sequence& s, absl::Span<const float> logits) {
+void Scheduler::Accept(Sequence& s, absl::Span<const float> logits, const LogitRowStat* stat) {
   const GenerationRequest& g = s.request.generation;
-  const int32_t token = s.sampler.Sample(logits, s.history);
+  const auto [token, logprob] = NextToken(s.sampler, logits, s.history, stat);
   s.history.push_back(token);
   ++s.generated;
   if (s.generated == 1) s.first_token = Now();
   s.pending.tokens.push_back(token);
-  s.pending.logprobs.push_back(LogProbability(logits, token));
+  s.pending.logprobs.push_back(logprob);
   if (s.request.top_logprobs > 0) s.pending.top_logprobs.push_back(TopLogprobs(logits, s.request.top_logprobs));
 
   bool finished = true;

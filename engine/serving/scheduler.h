@@ -205,7 +205,8 @@ class Scheduler {
   void Loop();
   void AdmitLocked(std::vector<std::unique_ptr<Sequence>>& admitted);
   absl::Status Step();
-  void Accept(Sequence& s, absl::Span<const float> logits);
+  // `stat`: the row as the backend summarized it (Model::logit_stat; may be null).
+  void Accept(Sequence& s, absl::Span<const float> logits, const LogitRowStat* stat);
   void Finish(Sequence& s, absl::Status status);
   void PublishStats();
   absl::Time Now() const { return options_.clock ? options_.clock() : absl::Now(); }

@@ -143,6 +143,13 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
 absl::Status LaunchArgmax(DType dtype, const void* logits, int64_t rows, int64_t vocab,
                           int64_t stride, int32_t* ids, cudaStream_t stream);
 
+// lse[i] = log Σ_j exp(logits[i, j]) (fp32 logits, row stride `stride`; the maximum taken
+// first, NaN ignored there, a NaN anywhere makes the row's sum NaN): with the argmax, what a
+// greedy token and its log-probability need, without the row leaving the GPU.
+// Twin: LogSumExpReference.
+absl::Status LaunchLogSumExp(const float* logits, int64_t rows, int64_t vocab, int64_t stride,
+                            float* lse, cudaStream_t stream);
+
 // The sampling filters of engine/sampler.h (repetition penalty aside: it is applied to the
 // logits first).
 struct SampleKnobs {

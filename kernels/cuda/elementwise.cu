@@ -157,6 +157,36 @@ __global__ void ArgmaxKernel(const T* logits, int64_t vocab, int64_t stride, int
   }
 }
 
+// One block per row: the row's maximum (NaN ignored), then Σ exp(x − max) in fp32 (a NaN
+// makes it NaN), reduced per warp then per block; lse = max + log(sum).
+__global__ void LogSumExpKernel(const float* logits, int64_t vocab, int64_t stride, float* lse) {
+  const float* row = logits + blockIdx.x * stride;
+  __shared__ float part[32];
+  __shared__ float row_max;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) m = fmaxf(m, row[i]);
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (lane == 0) part[warp] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < warps; ++w) m = fmaxf(m, part[w]);
+    row_max = m;
+  }
+  __syncthreads();
+  const float mx = row_max;
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) sum += expf(row[i] - mx);
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  __syncthreads();  // part[] is reused
+  if (lane == 0) part[warp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < warps; ++w) sum += part[w];
+    lse[blockIdx.x] = mx + logf(sum);
+  }
+}
+
 __device__ __forceinline__ uint64_t Mix(uint64_t x) {
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdull;
@@ -364,6 +394,17 @@ absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride,
     default:
       return BadDType("LaunchRopeStoreKv", dtype);
   }
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status LaunchLogSumExp(const float* logits, int64_t rows, int64_t vocab, int64_t stride,
+                            float* lse, cudaStream_t stream) {
+  if (rows == 0) return absl::OkStatus();
+  if (vocab <= 0 || stride < vocab || logits == nullptr || lse == nullptr) {
+    return absl::InvalidArgumentError("LaunchLogSumExp: bad shape or null pointer");
+  }
+  LogSumExpKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(logits, vocab, stride, lse);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }

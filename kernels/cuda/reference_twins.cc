@@ -28,6 +28,17 @@ void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* 
   }
 }
 
+void LogSumExpReference(const float* logits, int64_t rows, int64_t vocab, float* lse) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = logits + r * vocab;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < vocab; ++j) mx = std::max(mx, static_cast<double>(row[j]));
+    double sum = 0.0;
+    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
+    lse[r] = static_cast<float>(mx + std::log(sum));
+  }
+}
+
 void SampleReference(const float* logits, int64_t rows, int64_t vocab, float temperature,
                      int top_k, float top_p, float min_p, const float* uniforms, int32_t* ids,
                      float* thresholds) {

@@ -14,6 +14,8 @@ void EmbeddingReference(const float* table, int64_t cols, const int32_t* ids, in
 // ids[i] = argmax_j logits[i, j], lowest index on ties, NaN never wins (0 if all NaN).
 // logits: [rows, vocab].
 void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* ids);
+// Twin of LaunchLogSumExp, accumulated in double (as engine/sampler.cc's LogProbability).
+void LogSumExpReference(const float* logits, int64_t rows, int64_t vocab, float* lse);
 
 // LaunchSample's semantics in plain fp32 loops (same thresholds, same bisection, serial
 // sums). logits: [rows, vocab]; uniforms, ids: [rows]. Knobs as in SampleKnobs. When

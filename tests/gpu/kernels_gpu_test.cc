@@ -290,7 +290,7 @@ TEST(KernelsGpu, GemvMatchesLinearReference) {
   }
 }
 
-TEST(KernelsGpu, Argmax) {
+TEST(KernelsGpu, ArgmaxAndLogSumExp) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {
     for (int64_t rows : {1, 7}) {
@@ -312,6 +312,17 @@ TEST(KernelsGpu, Argmax) {
         ASSERT_CUDA(cudaMemcpy(got.data(), ids32.ptr, rows * 4, cudaMemcpyDeviceToHost));
         ArgmaxReference(f32.data(), rows, vocab, ref.data());
         EXPECT_EQ(got, ref) << "fp32 " << vocab;
+        // log Σ exp of the same fp32 rows (the greedy token's log-probability on the device),
+        // into a poisoned output, against the double-accumulated twin.
+        std::vector<float> lse_ref(rows), lse_got(rows, NAN);
+        DevBuf lse(lse_got);
+        ASSERT_OK(LaunchLogSumExp(dl32.as<float>(), rows, vocab, vocab, lse.as<float>(), nullptr));
+        ASSERT_CUDA(cudaMemcpy(lse_got.data(), lse.ptr, rows * 4, cudaMemcpyDeviceToHost));
+        LogSumExpReference(f32.data(), rows, vocab, lse_ref.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          EXPECT_NEAR(lse_got[r], lse_ref[r], 1e-5 * std::max(1.0f, std::fabs(lse_ref[r])))
+              << "row " << r << " vocab " << vocab;
+        }
       }
     }
   }

@@ -69,6 +69,33 @@ TEST(SamplerTest, GreedyIsArgmaxLowestIdOnTies) {
   EXPECT_EQ(ArgMax(std::vector<float>{}), 0);
 }
 
+// NextToken: a backend's row summary (argmax, log Σ exp) stands in for the host scan only for a
+// greedy sampler; without one, or with a sampled or penalised request, the host decides.
+TEST(SamplerTest, NextTokenUsesTheBackendsRowSummaryOnlyWhenGreedy) {
+  const std::vector<float> logits = {0.5f, 3.0f, -1.0f, 3.0f, 2.9f};
+  Sampler greedy(Params(0.0f));
+  const auto [t0, lp0] = NextToken(greedy, logits, {}, nullptr);
+  EXPECT_EQ(t0, 1);
+  EXPECT_DOUBLE_EQ(lp0, LogProbability(logits, 1));
+  // The summary's argmax and log Σ exp are used as given (a backend's, here a marker value).
+  const LogitRowStat stat{4, 10.0f};
+  const auto [t1, lp1] = NextToken(greedy, logits, {}, &stat);
+  EXPECT_EQ(t1, 4);
+  EXPECT_DOUBLE_EQ(lp1, static_cast<double>(logits[4]) - 10.0);
+  // An argmax outside the row is not trusted.
+  const LogitRowStat bad{99, 10.0f};
+  EXPECT_EQ(NextToken(greedy, logits, {}, &bad).first, 1);
+  // A repetition penalty or a temperature: the host sampler picks the token.
+  SamplingParams penalised = Params(0.0f);
+  penalised.repetition_penalty = 2.0f;
+  Sampler p(penalised);
+  const std::vector<int32_t> history = {1};
+  EXPECT_EQ(NextToken(p, logits, history, &stat).first, 3);
+  Sampler hot(Params(1.0f));
+  Sampler hot_twin(Params(1.0f));
+  EXPECT_EQ(NextToken(hot, logits, {}, &stat).first, hot_twin.Sample(logits, {}));
+}
+
 TEST(SamplerTest, TemperatureScalesSoftmax) {
   const std::vector<float> logits = {1.0f, 2.0f, 0.0f, -1.0f};
   for (float t : {1.0f, 0.5f, 2.0f, 0.1f}) {
