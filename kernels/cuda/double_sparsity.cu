@@ -1323,41 +1323,37 @@ template <typename T>
 using ScoreKernel = void (*)(const T*, int64_t, const CudaDsSequence*, const CudaLabelSeq*, int,
                              int, int, float*, int64_t);
 
-// LabelScoresFixedKernel for labels of `bits` bits and r channels (every sequence's) at GQA
-// group `group`, or null where none applies. The group is a compile-time constant where
-// group × r <= 32 (measured on an H200 for fp16 r 8 / 16 and 4-bit r 32: 1.7-2.4x faster than
-// the runtime group there, but slower beyond, where the unrolled dots spill; 4-bit r 16
-// follows the rule unmeasured: at group 4 its unrolled dots spill 1 KB); else the
-// runtime-group kernel of that row.
+// LabelScoresFixedKernel for rows of kBits bits and kR channels at GQA group `group`: the group
+// a compile-time constant where group × r <= 32 (measured on an H200 for fp16 r 8 / 16 and
+// 4-bit r 32: 1.7-2.4x faster than the runtime group there, but slower beyond, where the
+// unrolled dots spill; 4-bit r 8 / 16 follow the rule: at 4-bit r 16, group 4 spills 1 KB),
+// else the runtime-group kernel of that row.
+template <typename T, int kBits, int kR>
+ScoreKernel<T> FixedScoreKernelFor(int group) {
+  if constexpr (kR <= 32) {
+    if (group == 1) return LabelScoresFixedKernel<T, kBits, kR, 1>;
+  }
+  if constexpr (2 * kR <= 32) {
+    if (group == 2) return LabelScoresFixedKernel<T, kBits, kR, 2>;
+  }
+  if constexpr (4 * kR <= 32) {
+    if (group == 4) return LabelScoresFixedKernel<T, kBits, kR, 4>;
+  }
+  return LabelScoresFixedKernel<T, kBits, kR, 0>;
+}
+
+// The fixed-row kernel for labels of `bits` bits and r channels (every sequence's) at GQA group
+// `group`, or null where none applies: rows of 4, 8, 16 or 32 bytes (fp16 r 8 / 16; 4-bit r 8,
+// whose 4-byte rows are half of fp16 r 8's bytes for the same channels, 16, 32, 64).
 template <typename T>
 ScoreKernel<T> FixedScoreKernel(int bits, int r, int group, int heads_kv) {
   if (heads_kv > kScoreThreads || kScoreThreads % heads_kv != 0) return nullptr;
-  if (bits == 16 && r == 8) {
-    return group == 1   ? LabelScoresFixedKernel<T, 16, 8, 1>
-           : group == 2 ? LabelScoresFixedKernel<T, 16, 8, 2>
-           : group == 4 ? LabelScoresFixedKernel<T, 16, 8, 4>
-                        : LabelScoresFixedKernel<T, 16, 8, 0>;
-  }
-  if (bits == 16 && r == 16) {
-    return group == 1   ? LabelScoresFixedKernel<T, 16, 16, 1>
-           : group == 2 ? LabelScoresFixedKernel<T, 16, 16, 2>
-                        : LabelScoresFixedKernel<T, 16, 16, 0>;
-  }
-  if (bits == 4 && r == 8) {  // 4-byte code rows: half of fp16 r 8's bytes, the same channels
-    return group == 1   ? LabelScoresFixedKernel<T, 4, 8, 1>
-           : group == 2 ? LabelScoresFixedKernel<T, 4, 8, 2>
-           : group == 4 ? LabelScoresFixedKernel<T, 4, 8, 4>
-                        : LabelScoresFixedKernel<T, 4, 8, 0>;
-  }
-  if (bits == 4 && r == 16) {
-    return group == 1   ? LabelScoresFixedKernel<T, 4, 16, 1>
-           : group == 2 ? LabelScoresFixedKernel<T, 4, 16, 2>
-                        : LabelScoresFixedKernel<T, 4, 16, 0>;
-  }
-  if (bits == 4 && r == 32) {
-    return group == 1 ? LabelScoresFixedKernel<T, 4, 32, 1> : LabelScoresFixedKernel<T, 4, 32, 0>;
-  }
-  if (bits == 4 && r == 64) return LabelScoresFixedKernel<T, 4, 64, 0>;
+  if (bits == 16 && r == 8) return FixedScoreKernelFor<T, 16, 8>(group);
+  if (bits == 16 && r == 16) return FixedScoreKernelFor<T, 16, 16>(group);
+  if (bits == 4 && r == 8) return FixedScoreKernelFor<T, 4, 8>(group);
+  if (bits == 4 && r == 16) return FixedScoreKernelFor<T, 4, 16>(group);
+  if (bits == 4 && r == 32) return FixedScoreKernelFor<T, 4, 32>(group);
+  if (bits == 4 && r == 64) return FixedScoreKernelFor<T, 4, 64>(group);
   return nullptr;
 }
 
