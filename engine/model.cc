@@ -288,18 +288,19 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
   }
   RETURN_IF_ERROR(backend_.EndStep());
   RETURN_IF_ERROR(LmHead(normed, batch.logit_rows, logits));
-  RETURN_IF_ERROR(CountDeviceReuse(batch));
+  RETURN_IF_ERROR(CountDeviceReuse(backend_, tier_.get(), *ds_, batch));
   std::move(abandon).Cancel();
   return absl::OkStatus();
 }
 
-absl::Status Model::CountDeviceReuse(const ForwardBatch& batch) {
-  if (tier_ == nullptr || !tier_->device_lookups()) return absl::OkStatus();
+absl::Status CountDeviceReuse(Backend& backend, OffloadTier* tier, DoubleSparsity& ds,
+                              const ForwardBatch& batch) {
+  if (tier == nullptr || !tier->device_lookups()) return absl::OkStatus();
   ASSIGN_OR_RETURN(const std::vector<int64_t> hits,
-                   backend_.DeviceReuseHits(batch.sequences.size()));
+                   backend.DeviceReuseHits(batch.sequences.size()));
   for (size_t j = 0; j < hits.size(); ++j) {
     const KvBlockPool::SequenceId seq = batch.sequences[j].kv;
-    ds_->AddFetch(seq, tier_->CountReusedOnDevice(seq, hits[j]));
+    ds.AddFetch(seq, tier->CountReusedOnDevice(seq, hits[j]));
   }
   return absl::OkStatus();
 }
@@ -320,7 +321,6 @@ absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t>
   RETURN_IF_ERROR(backend_.GatherRows(normed, rows, gathered));
   DeviceTensor out = Rows(ws_.logits, m);
   RETURN_IF_ERROR(backend_.Linear(gathered, lm_head_, out));
-  logit_stats_.clear();
   if (backend_.ComputesLogitStats()) RETURN_IF_ERROR(backend_.LogitStats(out, m, logit_stats_));
   std::vector<int64_t> all(m);
   for (int64_t i = 0; i < m; ++i) all[i] = i;

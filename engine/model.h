@@ -44,6 +44,12 @@ struct ModelOptions {
   absl::Status Validate() const;
 };
 
+// After a step whose device gathers looked rows up in previous-step reuse
+// (OffloadTier::device_lookups): moves the rows they found from host reads to reused, in the
+// tier and in `ds`'s per-request stats. Model::Forward and dsinfer-offload-bench call it.
+absl::Status CountDeviceReuse(Backend& backend, OffloadTier* tier, DoubleSparsity& ds,
+                              const ForwardBatch& batch);
+
 // Layers whose K/V the pool keeps in the backend's device memory under `options`
 // (OffloadOptions::resident_layers resolved: 0 in kv mode gpu, where every layer is there).
 int ResidentLayers(const ModelOptions& options, int layers);
@@ -190,9 +196,6 @@ class Model {
   absl::Status SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
                               const DeviceTensor& q, int64_t q_row, bool current_label_written);
   bool DeviceSelection() const;
-  // After a step on the device path with previous-step reuse: moves the rows the gathers
-  // found in the kept rows from host reads to reused, in the tier and the request's stats.
-  absl::Status CountDeviceReuse(const ForwardBatch& batch);
   absl::Status FetchSelection(int layer, const ForwardBatch& batch, size_t index,
                               const std::vector<std::vector<int32_t>>& selection);
   KvMode kv_mode_ = KvMode::kGpu;

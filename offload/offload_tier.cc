@@ -444,6 +444,7 @@ absl::StatusOr<FetchPlan> OffloadTier::PlanCounted(int layer, size_t segment,
                                                    const std::vector<int64_t>& rows) {
   ASSIGN_OR_RETURN(FetchPlan plan, NewPlan(layer, segment, rows.size()));
   pending_kept_[layer][segment] = false;
+  const bool keep = KeepsPrevious(layer, segment, /*use_cache=*/true);
   FetchCounters counts;
   for (int h = 0; h < kv_heads_; ++h) {
     // One row per head stays free for the current token.
@@ -454,9 +455,9 @@ absl::StatusOr<FetchPlan> OffloadTier::PlanCounted(int layer, size_t segment,
     }
     counts.rows_requested += rows[h];
     counts.rows_from_host += rows[h];
-    if (KeepsPrevious(layer, segment, true)) counts.rows_looked_up += rows[h];
+    if (keep) counts.rows_looked_up += rows[h];
   }
-  if (KeepsPrevious(layer, segment, true)) {
+  if (keep) {
     RETURN_IF_ERROR(KeepPlan(plan, seq, rows, nullptr));
     device_lookups_ = device_lookups_ || plan.previous.k != nullptr;
   }
@@ -569,6 +570,19 @@ PagedKvView<float> OffloadTier::CacheView(int layer) const {
   return view;
 }
 
+SegmentRows OffloadTier::ReuseSource(const FetchPlan& plan) const {
+  SegmentRows source;
+  if (options_.reuse_rows > 0) {
+    const PagedKvView<float> cache = CacheView(plan.layer);
+    source.k = cache.k;
+    source.v = cache.v;
+  } else {
+    source.k = plan.previous.k;
+    source.v = plan.previous.v;
+  }
+  return source;
+}
+
 FetchCounters OffloadTier::CountDirect(KvBlockPool::SequenceId seq, int64_t rows) {
   FetchCounters counts;
   counts.rows_requested = rows;
@@ -621,13 +635,7 @@ void ExecuteFetchPlanReference(const FetchPlan& plan, const PagedKvView<const fl
   auto row_in = [&](const SegmentRows& rows, bool v, int64_t i, int head) {
     return static_cast<float*>(v ? rows.v : rows.k) + (i * pool.kv_heads + head) * row_floats;
   };
-  // From-slot rows: the previous step's (reuse_previous) or the LRU slab's.
-  SegmentRows source = plan.previous;
-  if (tier.options().reuse_rows > 0) {
-    const PagedKvView<float> cache = tier.CacheView(plan.layer);
-    source.k = cache.k;
-    source.v = cache.v;
-  }
+  const SegmentRows source = tier.ReuseSource(plan);
   const size_t row = static_cast<size_t>(pool.head_dim) * sizeof(float);
   for (size_t h = 0; h < plan.tokens.size(); ++h) {
     const int head = static_cast<int>(h);

@@ -239,6 +239,9 @@ class OffloadTier {
 
   // Reuse-cache storage of `layer` as a view over slots: row `slot` of KV head h.
   PagedKvView<float> CacheView(int layer) const;
+  // Where `plan`'s from_slot (and to_slot) rows are: the layer's LRU slab (reuse_rows > 0) or
+  // the previous rows the plan names (previous-step reuse; null when none). Tokens unset.
+  SegmentRows ReuseSource(const FetchPlan& plan) const;
 
   // Frees the reuse slots and counters of `seq` (unknown ids are ignored).
   void Release(KvBlockPool::SequenceId seq);

@@ -529,14 +529,9 @@ CudaFetchJob CudaBackend::FetchJobFor(const FetchPlan& plan, const KvBlockPool& 
   job.out_tokens = plan.destination.tokens;
   // Rows found in reuse come from the LRU slab, or with previous-step reuse from the rows the
   // layer kept for the sequence at its last fetch.
-  if (tier.options().reuse_rows > 0) {
-    const PagedKvView<float> cache = tier.CacheView(plan.layer);
-    job.slab_k = cache.k;
-    job.slab_v = cache.v;
-  } else if (plan.previous.k != nullptr) {
-    job.slab_k = plan.previous.k;
-    job.slab_v = plan.previous.v;
-  }
+  const SegmentRows source = tier.ReuseSource(plan);
+  job.slab_k = source.k;
+  job.slab_v = source.v;
   job.kv_heads = hkv;
   job.row_bytes = static_cast<int32_t>(row_bytes);
   return job;

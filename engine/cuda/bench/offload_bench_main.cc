@@ -45,6 +45,7 @@
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/bench_model.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/model.h"
 #include "engine/sparse/double_sparsity.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/cuda/offload_gather.cuh"
@@ -293,15 +294,7 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   RETURN_IF_ERROR(
       LaunchArgmax(logits.dtype, logits.data, n, logits.cols, logits.cols, m.ids, b.stream()));
   RETURN_IF_ERROR(b.Synchronize());
-  // Model::CountDeviceReuse.
-  if (e.tier != nullptr && e.tier->options().reuse_previous && e.device_selection) {
-    ASSIGN_OR_RETURN(const std::vector<int64_t> hits, b.DeviceReuseHits(batch.sequences.size()));
-    for (size_t j = 0; j < hits.size(); ++j) {
-      const KvBlockPool::SequenceId seq = batch.sequences[j].kv;
-      e.ds->AddFetch(seq, e.tier->CountReusedOnDevice(seq, hits[j]));
-    }
-  }
-  return absl::OkStatus();
+  return CountDeviceReuse(b, e.tier, *e.ds, batch);
 }
 
 absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const ModelConfig& c,
