@@ -236,6 +236,13 @@ TEST(OffloadPreviousReuse, ExcludesTheLruCacheAndMatchesAscendingLists) {
   both.reuse_rows = 16;
   both.reuse_previous = true;
   EXPECT_EQ(both.Validate().code(), absl::StatusCode::kInvalidArgument);
+  OffloadOptions negative_cap;
+  negative_cap.reuse_rows = 0;
+  negative_cap.reuse_previous = true;
+  negative_cap.max_kept_rows = -1;
+  EXPECT_EQ(negative_cap.Validate().code(), absl::StatusCode::kInvalidArgument);
+  negative_cap.max_kept_rows = 0;
+  EXPECT_TRUE(negative_cap.Validate().ok());
   std::vector<int32_t> from(5, -1);
   EXPECT_EQ(MatchPrevious({2, 3, 7, 8, 11}, {1, 3, 4, 8, 9, 11}, from), 3);
   EXPECT_EQ(from, (std::vector<int32_t>{-1, 1, -1, 3, 5}));
