@@ -122,7 +122,10 @@ __global__ void __launch_bounds__(kSampleThreads)
   }
   const float total = prefix[blockDim.x - 1];
   const float target = uniforms[blockIdx.x] * total;
-  const float before = prefix[tid] - mine;
+  // The previous thread's inclusive prefix, not prefix[tid] - mine: that difference rounds,
+  // leaving gaps between the threads' intervals where a target matched no thread and the draw
+  // fell back to the row's last kept token (1 draw in 864 of kernels_gpu_test, H200 run 8).
+  const float before = tid > 0 ? prefix[tid - 1] : 0.0f;
   if (mine > 0.0f && target >= before && target < prefix[tid]) {
     float cum = before;
     for (int64_t i = first; i < last; ++i) {
