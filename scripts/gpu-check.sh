@@ -113,6 +113,10 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #             Llama-3.1-8B-shaped checkpoint, 32K (gpu, offload, offload layer-major) and 256K
 #             (offload layer-major)
 #   profile   nsys summaries of one Double Sparsity end-to-end configuration (if nsys exists)
+#   waves     dsinfer-bench (batch 1 and 8, 4K and 32K) per DECODE_WAVES (default "8 4 2 1"):
+#             the flash-decoding split count's aim, end to end
+#   ncu-decode  ncu's time of every kernel of one eager dense decode step, batch 1, 4K
+#             (NCU_MODELS, default both shapes), as CSV
 #   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
 #   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end
 #   smoke-offload  the same in offload mode, a longer prompt prefilled layer-major a layer per
@@ -207,6 +211,27 @@ if want profile; then  # nsys kernel and API summaries of one DS_E2E configurati
     rm -f "$OUT"/ds_e2e.nsys-rep "$OUT"/ds_e2e.sqlite
   else
     echo "=== profile skipped: no nsys on this host" | tee -a "$log"
+  fi
+fi
+if want waves; then  # the flash-decoding split count end to end (dsinfer-bench --decode_waves)
+  for w in ${DECODE_WAVES:-8 4 2 1}; do
+    step "dsinfer-bench-waves-$w" "${BENCH_TIMEOUT:-200}" "$bin/dsinfer-bench" \
+      --decode_waves "$w" --batches 1,8 --contexts 4096,32768 --linear_algos cublas \
+      --json_out="$OUT/bench_waves_$w.json"
+  done
+fi
+if want ncu-decode; then  # per-kernel times of one eager dense decode step (issue 6's 4K floor)
+  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu \
+    2>/dev/null | head -1)
+  if [ -n "$ncu_bin" ]; then
+    for model in ${NCU_MODELS:-llama2-7b llama3-8b}; do
+      step "ncu-decode-$model" "${NCU_TIMEOUT:-150}" "$ncu_bin" --profile-from-start off \
+        --cache-control none --clock-control none --metrics gpu__time_duration.sum --csv \
+        --log-file "$OUT/ncu_decode_$model.csv" "$bin/dsinfer-bench" --models "$model" \
+        --batches 1 --contexts 4096 --iters 1 --graphs=false --linear_algos cublas
+    done
+  else
+    echo "=== ncu-decode skipped: no ncu on this host" | tee -a "$log"
   fi
 fi
 if want noise; then  # transformers' own bf16 error on the golden models (cuda_golden_test's yardstick)

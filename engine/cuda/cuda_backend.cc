@@ -529,16 +529,12 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
 namespace dsinfer {
 
 int CudaBackend::DecodeSplits(int heads_q, int heads_kv) const {
-  // Enough (piece, head-group, row) blocks to fill the chip several times over, but no piece
-  // shorter than 64 tokens. A graph step sizes by the block bucket (its capacity), not by the
-  // current context, so the split count stays fixed for the graph's whole range.
-  const int groups = (heads_q / heads_kv + 7) / 8;
-  const int64_t base_blocks = rows_ * heads_kv * groups;
-  const int64_t want = (8 * static_cast<int64_t>(sm_count_) + base_blocks - 1) / base_blocks;
+  // A graph step sizes by the block bucket (its capacity), not by the current context, so the
+  // split count stays fixed for the graph's whole range.
   const int64_t context =
       graph_step_ ? static_cast<int64_t>(max_blocks_) * block_tokens_ : max_context_;
-  return static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>({want, (context + 63) / 64, 256})));
+  return DecodeAttentionSplits(rows_, heads_q, heads_kv, context, sm_count_,
+                               options_.decode_waves);
 }
 
 absl::StatusOr<bool> CudaBackend::GraphOp(uint64_t signature) {

@@ -48,7 +48,10 @@ struct CudaBackendOptions {
   int device = 0;
   DType dtype = DType::kBF16;  // activations, weights and KV: kBF16 or kF16
   bool decode_graphs = false;  // capture/replay decode steps as CUDA graphs (see above)
-  DecodeAttentionAlgo decode_algo = DecodeAttentionAlgo::kTiled;  // flash-decoding block body
+  // Flash-decoding block body: the tensor-core pipelined one (docs/benchmarks.md), and the
+  // blocks its split count aims at, in waves of the SM count (DecodeAttentionSplits).
+  DecodeAttentionAlgo decode_algo = DecodeAttentionAlgo::kPipelined;
+  int decode_waves = kDecodeAttentionWaves;
   // Kernel bodies, the fastest measured as defaults (docs/benchmarks.md; the others stay for
   // comparison benchmarks): prefill attention (the tiles PrepareBatch builds follow it),
   // Double Sparsity label scoring and top-k.
@@ -137,6 +140,7 @@ class CudaBackend final : public Backend {
     options_.decode_algo = algo;
     ClearGraphs();
   }
+  DecodeAttentionAlgo decode_algo() const { return options_.decode_algo; }
   // Selects the linear-layer body (the benchmark compares them).
   void set_linear_algo(LinearAlgo algo) {
     options_.linear_algo = algo;

@@ -772,10 +772,8 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
     return absl::OkStatus();
   }
   // Dense: flash-decoding over the segment, the row's query and output addressed directly.
-  const int groups = (hq / hkv + 7) / 8;
-  const int64_t want = (8 * static_cast<int64_t>(sm_count_) + hkv * groups - 1) / (hkv * groups);
-  const int splits = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>({want, (position + 1 + 63) / 64, 256})));
+  const int splits =
+      DecodeAttentionSplits(1, hq, hkv, position + 1, sm_count_, options_.decode_waves);
   RETURN_IF_ERROR(st->workspace.Grow(
       static_cast<size_t>(DecodeAttentionWorkspaceFloats(1, hq, d, splits)) * 4, stream_));
   CudaBatchRows rows{d_position, d_zero, 1};

@@ -20,13 +20,16 @@
 //    4, 8, 16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
 //    sized to the shape, a thread's items all of one KV head, the GQA group a compile-time
 //    constant where group × r <= 32); other shapes the general kernel.
-// Top-k, two kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps onto
-// -inf's key, as the twin ranks NaN as -inf), digits 11/11/10, early exit once the boundary
-// bucket is taken whole, then an ordered compaction (cub::BlockScan) writing ascending
-// indices, boundary ties lowest index first.
+// Top-k, three kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps
+// onto -inf's key, as the twin ranks NaN as -inf), early exit once the boundary bucket is taken
+// whole, then an ordered compaction (cub::BlockScan) writing ascending indices, boundary ties
+// lowest index first.
 //  - kOneBlock: one 1024-thread block per (sequence, KV head) streaming
-//    the scores per pass — selection must see the whole segment, and batch × KV heads blocks
-//    fill the GPU at batch >= 8.
+//    the scores per pass (digits 11/11/10) — selection must see the whole segment, and
+//    batch × KV heads blocks fill the GPU at batch >= 8.
+//  - kTwoRead: the same grid with 512-thread blocks reading the scores twice: a 13-bit
+//    histogram, then an ordered split (keys above the boundary bucket to the output, the
+//    bucket's to shared memory, where the remaining 10- and 9-bit digits are resolved).
 //  - kCluster (score_stride > 8192 only): a thread-block cluster
 //    per (sequence, KV head) that loads the scores once into shared memory and merges its
 //    blocks' histograms through distributed shared memory.
@@ -771,89 +774,168 @@ __device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, in
   }
 }
 
-__global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
-    TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
-                     int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
-  using Scan = cub::BlockScan<int, kTopKThreads>;
-  __shared__ typename Scan::TempStorage scan_tmp;
-  __shared__ int hist[2048];
-  __shared__ int sh_bucket, sh_greater;
-  const int s = blockIdx.y, h = blockIdx.x;
-  const CudaDsSequence seq = seqs[s];
-  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
-  int32_t* out = selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride;
+template <int kThreads>
+using TopKScan = cub::BlockScan<int, kThreads>;
+
+// Run by the whole block of kThreads: as FindBoundaryBucket over bins (a power of two, up to
+// 8192) counters, with a block scan instead of one warp's sequential sums (8192 bins would take
+// a lane 256 loads). Thread 0 holds the highest chunk of bins, so an exclusive prefix over the
+// threads counts the keys in higher chunks. scan_tmp is free on entry and busy on return.
+template <int kThreads>
+__device__ __forceinline__ void FindBoundaryBucketInBlock(
+    const int* hist, int bins, int remaining,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp, int* bucket, int* greater_out) {
+  const int per = bins > kThreads ? bins / kThreads : 1;
+  const int chunk = bins / per - 1 - static_cast<int>(threadIdx.x);
+  int local = 0;
+  if (chunk >= 0) {
+    for (int b = chunk * per; b < (chunk + 1) * per; ++b) local += hist[b];
+  }
+  int greater = 0;
+  TopKScan<kThreads>(scan_tmp).ExclusiveSum(local, greater);
+  if (chunk >= 0 && greater < remaining && remaining <= greater + local) {
+    int acc = greater;
+    for (int b = (chunk + 1) * per - 1; b >= chunk * per; --b) {
+      if (acc + hist[b] >= remaining) {
+        *bucket = b;
+        *greater_out = acc;
+        break;
+      }
+      acc += hist[b];
+    }
+  }
+}
+
+
+// Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
+struct TopKSegment {
+  int lo, hi;    // the candidates: tokens [lo, hi) (after the sinks, before the recent window)
+  int want;      // how many of them to select; 0: the selection is complete already
+  int32_t* mid;  // where the selected candidates go, ascending
+};
+
+// The start every top-k kernel shares, run by `threads` threads numbered `tid`: writes the
+// segment's count (by the leader) and its kept sink and recent tokens, or the whole selection
+// where those or all candidates fill the budget.
+__device__ __forceinline__ TopKSegment StartTopKSegment(const CudaDsSequence& seq, int32_t* out,
+                                                        int32_t* count, int tid, int threads,
+                                                        bool leader) {
   const int n = seq.tokens;
   if (n <= 0) {
-    if (threadIdx.x == 0) counts[s * heads_kv + h] = 0;
-    return;
+    if (leader) *count = 0;
+    return {0, 0, 0, out};
   }
   const int budget = min(max(seq.budget, 1), n);
   const int sink_end = min(seq.sink, n);
   const int recent_begin = max(sink_end, n - max(seq.recent, 1));
   const int kept = sink_end + (n - recent_begin);
-  if (threadIdx.x == 0) counts[s * heads_kv + h] = budget;
+  if (leader) *count = budget;
   if (kept >= budget) {
     const int sinks = min(sink_end, budget - 1);
     const int recents = budget - sinks;
-    for (int i = threadIdx.x; i < budget; i += blockDim.x) {
-      out[i] = i < sinks ? i : n - recents + (i - sinks);
-    }
-    return;
+    for (int i = tid; i < budget; i += threads) out[i] = i < sinks ? i : n - recents + (i - sinks);
+    return {0, 0, 0, out};
   }
   const int want = budget - kept;
   const int cand = recent_begin - sink_end;
-  for (int i = threadIdx.x; i < sink_end; i += blockDim.x) out[i] = i;
-  for (int i = threadIdx.x; i < n - recent_begin; i += blockDim.x) {
-    out[sink_end + want + i] = recent_begin + i;
-  }
+  for (int i = tid; i < sink_end; i += threads) out[i] = i;
+  for (int i = tid; i < n - recent_begin; i += threads) out[sink_end + want + i] = recent_begin + i;
   int32_t* mid = out + sink_end;
   if (want == cand) {
-    for (int i = threadIdx.x; i < cand; i += blockDim.x) mid[i] = sink_end + i;
-    return;
+    for (int i = tid; i < cand; i += threads) mid[i] = sink_end + i;
+    return {0, 0, 0, out};
   }
-  // Radix select: find the boundary key prefix and how many keys of it to take.
-  uint32_t prefix = 0, mask = 0;
-  int remaining = want;
-  for (int pass = 0; pass < 3; ++pass) {
-    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
-    const int bins = pass == 2 ? 1024 : 2048;
-    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
-    for (int b = threadIdx.x; b < bins; b += blockDim.x) hist[b] = 0;
-    __syncthreads();
-    // kTopKUnroll independent loads in flight per thread: one load at a time would leave a
-    // single block latency-bound far below its share of bandwidth.
-    for (int base = sink_end; base < recent_begin; base += kTopKThreads * kTopKUnroll) {
-      float x[kTopKUnroll];
+  return {sink_end, recent_begin, want, mid};
+}
+
+// Adds to hist the digit (key >> shift) & digit_mask of every score in [lo, hi) whose key
+// matches prefix under mask, kThreads threads with kUnroll independent loads in flight each:
+// one load at a time would leave a single block latency-bound far below its share of
+// bandwidth. kPrefetch: the next kUnroll loads are issued before this batch's atomics (twice
+// the registers), so a block's loads never wait for its own histogram updates.
+template <int kThreads, int kUnroll, bool kPrefetch = false>
+__device__ __forceinline__ void RadixHistogram(const float* sc, int lo, int hi, uint32_t prefix,
+                                               uint32_t mask, int shift, uint32_t digit_mask,
+                                               int* hist) {
+  constexpr int kStep = kThreads * kUnroll;
+  auto load = [&](int base, float (&x)[kUnroll]) {
 #pragma unroll
-      for (int u = 0; u < kTopKUnroll; ++u) {
-        const int t = base + u * kTopKThreads + threadIdx.x;
-        x[u] = t < recent_begin ? sc[t] : 0.0f;
-      }
-#pragma unroll
-      for (int u = 0; u < kTopKUnroll; ++u) {
-        const int t = base + u * kTopKThreads + threadIdx.x;
-        const uint32_t key = OrderKey(x[u]);
-        if (t < recent_begin && (key & mask) == prefix) {
-          atomicAdd(&hist[(key >> shift) & digit_mask], 1);
-        }
-      }
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = base + u * kThreads + threadIdx.x;
+      x[u] = t < hi ? sc[t] : 0.0f;
     }
+  };
+  auto count = [&](int base, const float (&x)[kUnroll]) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = base + u * kThreads + threadIdx.x;
+      const uint32_t key = OrderKey(x[u]);
+      if (t < hi && (key & mask) == prefix) atomicAdd(&hist[(key >> shift) & digit_mask], 1);
+    }
+  };
+  if constexpr (kPrefetch) {
+    float x[kUnroll];
+    if (lo < hi) load(lo, x);
+    for (int base = lo; base < hi; base += kStep) {
+      float next[kUnroll];
+      if (base + kStep < hi) load(base + kStep, next);
+      count(base, x);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) x[u] = next[u];
+    }
+  } else {
+    for (int base = lo; base < hi; base += kStep) {
+      float x[kUnroll];
+      load(base, x);
+      count(base, x);
+    }
+  }
+}
+
+// Radix passes over the scores in memory, from pass `first` of the digits kBits0/1/2 (from the
+// key's top bit down): each narrows (*prefix, *mask) to the boundary bucket and takes the
+// keys above it off *remaining; they stop once the boundary bucket is taken whole (or at once
+// if *whole already). hist holds 1 << max(kBits0, kBits1, kBits2) counters.
+template <int kThreads, int kUnroll, int kBits0, int kBits1, int kBits2>
+__device__ __forceinline__ void RadixPassesInMemory(
+    const float* sc, int lo, int hi, int first, int* hist,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp, uint32_t* prefix, uint32_t* mask,
+    int* remaining, bool whole) {
+  static_assert(kBits0 + kBits1 + kBits2 == 32, "three digits cover the key");
+  __shared__ int sh_bucket, sh_greater;
+  int shift = 32;
+  for (int pass = 0; pass < 3; ++pass) {
+    const int bits = pass == 0 ? kBits0 : (pass == 1 ? kBits1 : kBits2);
+    shift -= bits;
+    if (pass < first || whole) continue;
+    const int bins = 1 << bits;
+    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
+    for (int b = threadIdx.x; b < bins; b += kThreads) hist[b] = 0;
     __syncthreads();
-    if (threadIdx.x < 32) FindBoundaryBucket(hist, bins, remaining, &sh_bucket, &sh_greater);
+    RadixHistogram<kThreads, kUnroll>(sc, lo, hi, *prefix, *mask, shift, digit_mask, hist);
+    __syncthreads();
+    FindBoundaryBucketInBlock<kThreads>(hist, bins, *remaining, scan_tmp, &sh_bucket,
+                                        &sh_greater);
     __syncthreads();
     const int bucket = sh_bucket;
-    remaining -= sh_greater;
-    prefix |= static_cast<uint32_t>(bucket) << shift;
-    mask |= digit_mask << shift;
-    const bool whole = hist[bucket] == remaining;
+    *remaining -= sh_greater;
+    *prefix |= static_cast<uint32_t>(bucket) << shift;
+    *mask |= digit_mask << shift;
+    whole = hist[bucket] == *remaining;
     __syncthreads();  // hist is cleared by the next pass
-    if (whole) break;
   }
-  // Ordered compaction: keys above the boundary prefix, and the first `remaining` boundary
-  // keys by index. Each thread owns kTopKItems consecutive candidates of a tile (blocked
-  // arrangement: one block scan per kTopKThreads × kTopKItems candidates).
+}
+
+// Ordered compaction: the scores in [lo, hi) whose keys lie above the boundary prefix, and the
+// first `remaining` boundary keys by index, to mid ascending. Each thread owns kTopKItems
+// consecutive candidates of a tile (blocked arrangement: one block scan per
+// kThreads × kTopKItems candidates).
+template <int kThreads>
+__device__ __forceinline__ void OrderedCompaction(
+    const float* sc, int lo, int hi, uint32_t prefix, uint32_t mask, int remaining, int32_t* mid,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp) {
   int written = 0, ties_seen = 0;
-  for (int base = sink_end; base < recent_begin; base += kTopKThreads * kTopKItems) {
+  for (int base = lo; base < hi; base += kThreads * kTopKItems) {
     const int first = base + threadIdx.x * kTopKItems;
     int flags[kTopKItems];
     int packed = 0;
@@ -861,14 +943,14 @@ __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
     for (int u = 0; u < kTopKItems; ++u) {
       const int t = first + u;
       flags[u] = 0;
-      if (t < recent_begin) {
+      if (t < hi) {
         const uint32_t kp = OrderKey(sc[t]) & mask;
         flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
       }
       packed += flags[u];
     }
     int ex = 0, total = 0;
-    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    TopKScan<kThreads>(scan_tmp).ExclusiveSum(packed, ex, total);
     const int tie_quota = max(remaining - ties_seen, 0);
     int above_before = ex & 0xffff, ties_before = ex >> 16;
 #pragma unroll
@@ -884,6 +966,247 @@ __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
     written += tile_above + min(tile_ties, tie_quota);
     ties_seen += tile_ties;
     __syncthreads();  // scan_tmp is reused by the next tile
+  }
+}
+
+// kOneBlock: radix passes of 11/11/10-bit digits over the scores in memory, then the ordered
+// compaction — up to four reads of the scores.
+__global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
+    TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                     int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  __shared__ TopKScan<kTopKThreads>::TempStorage scan_tmp;
+  __shared__ int hist[2048];
+  const int s = blockIdx.y, h = blockIdx.x;
+  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
+  const TopKSegment seg = StartTopKSegment(
+      seqs[s], selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride,
+      counts + s * heads_kv + h, threadIdx.x, kTopKThreads, threadIdx.x == 0);
+  if (seg.want == 0) return;
+  uint32_t prefix = 0, mask = 0;
+  int remaining = seg.want;
+  RadixPassesInMemory<kTopKThreads, kTopKUnroll, 11, 11, 10>(sc, seg.lo, seg.hi, 0, hist, scan_tmp,
+                                                             &prefix, &mask, &remaining, false);
+  OrderedCompaction<kTopKThreads>(sc, seg.lo, seg.hi, prefix, mask, remaining, seg.mid, scan_tmp);
+}
+
+// kTwoRead: the scores are read twice. Read 1 takes a 13-bit histogram (the boundary bucket
+// then holds ~0.5-1.5% of a 1/16 segment's candidates). Read 2 is an ordered split: keys above
+// the boundary bucket (winners) go straight to their rank among winners in mid, the boundary
+// bucket's keys (candidates) to shared memory with their index and the count of winners before
+// them. The boundary among the candidates is found in shared memory (10- and 9-bit digits),
+// then the winners move right by the chosen candidates before them (back to front, so none is
+// overwritten before it is read) and the chosen candidates fill the gaps. A boundary bucket
+// larger than kTwoReadCandidates (scores with few distinct values near the boundary) continues
+// as kOneBlock does, from its second pass. 512 threads with 64 registers (two blocks per SM,
+// as the shared memory allows): at 1024 threads and 32 registers the split spilled.
+constexpr int kTwoReadThreads = 512;
+constexpr int kTwoReadUnroll = 8;  // histogram loads per batch (two batches in flight)
+constexpr int kTwoReadBits0 = 13, kTwoReadBits1 = 10, kTwoReadBits2 = 9;
+constexpr int kTwoReadFirstBins = 1 << kTwoReadBits0;
+constexpr int kTwoReadCandidates = 6144;
+constexpr uint32_t kChosenBit = 0x80000000u;
+// Dynamic shared memory: the histogram, then each candidate's key, index and winners before.
+constexpr size_t kTwoReadSmem = (kTwoReadFirstBins + 3 * kTwoReadCandidates) * sizeof(int);
+
+// The eight scores t = first .. first + 7, with 16-byte loads where the row allows (vec: the
+// row is 16-byte aligned and first a multiple of 4); loads at or past hi are skipped.
+__device__ __forceinline__ void LoadEightScores(const float* sc, int first, int hi, bool vec,
+                                                float (&x)[8]) {
+  if (vec && first + 8 <= hi) {
+    const float4 a = *reinterpret_cast<const float4*>(sc + first);
+    const float4 b = *reinterpret_cast<const float4*>(sc + first + 4);
+    x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z,
+    x[7] = b.w;
+    return;
+  }
+#pragma unroll
+  for (int u = 0; u < 8; ++u) x[u] = first + u < hi ? sc[first + u] : 0.0f;
+}
+static_assert(kTopKItems == 8, "LoadEightScores");
+
+__global__ void __launch_bounds__(kTwoReadThreads, 2)
+    TopKSelectTwoReadKernel(const float* scores, int64_t score_stride,
+                            const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+                            int64_t sel_stride, int32_t* counts) {
+  constexpr int kThreads = kTwoReadThreads;
+  using Scan = TopKScan<kThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ int sh_bucket, sh_greater;
+  extern __shared__ int two_read_smem[];
+  int* hist = two_read_smem;
+  uint32_t* cand_key = reinterpret_cast<uint32_t*>(hist + kTwoReadFirstBins);
+  int32_t* cand_idx = reinterpret_cast<int32_t*>(cand_key + kTwoReadCandidates);
+  int32_t* cand_wb = cand_idx + kTwoReadCandidates;
+  const int s = blockIdx.y, h = blockIdx.x;
+  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
+  const TopKSegment seg = StartTopKSegment(
+      seqs[s], selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride,
+      counts + s * heads_kv + h, threadIdx.x, kThreads, threadIdx.x == 0);
+  if (seg.want == 0) return;
+  int32_t* mid = seg.mid;
+
+  // Read 1: the first digit's histogram and its boundary bucket.
+  constexpr int kShift = 32 - kTwoReadBits0;
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  __syncthreads();
+  RadixHistogram<kThreads, kTwoReadUnroll, true>(sc, seg.lo, seg.hi, 0, 0, kShift,
+                                                 kTwoReadFirstBins - 1, hist);
+  __syncthreads();
+  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, seg.want, scan_tmp, &sh_bucket,
+                                      &sh_greater);
+  __syncthreads();
+  const int greater = sh_greater;  // winners
+  const int cands = hist[sh_bucket];
+  const int chosen_total = seg.want - greater;  // candidates to choose, 1 .. cands
+  int take = chosen_total;
+  uint32_t prefix = static_cast<uint32_t>(sh_bucket) << kShift;
+  uint32_t mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
+  __syncthreads();  // hist is rewritten below
+  if (cands > kTwoReadCandidates) {
+    RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
+        sc, seg.lo, seg.hi, 1, hist, scan_tmp, &prefix, &mask, &take, cands == take);
+    OrderedCompaction<kThreads>(sc, seg.lo, seg.hi, prefix, mask, take, mid, scan_tmp);
+    return;
+  }
+
+  // Read 2: winners to mid at their rank among winners, candidates to shared memory.
+  // Each thread's next tile is loaded before this tile's scan and writes.
+  const bool vec = (reinterpret_cast<uintptr_t>(sc) & 15) == 0;
+  const int start = vec ? seg.lo & ~3 : seg.lo;
+  constexpr int kTile = kThreads * kTopKItems;
+  int winners = 0, held = 0;
+  float x[kTopKItems];
+  LoadEightScores(sc, start + threadIdx.x * kTopKItems, seg.hi, vec, x);
+  for (int base = start; base < seg.hi; base += kTile) {
+    const int first = base + threadIdx.x * kTopKItems;
+    uint32_t kinds = 0;  // 2 bits per item: 1 winner, 2 candidate
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const int t = first + u;
+      const uint32_t kp = OrderKey(x[u]) & mask;
+      if (t >= seg.lo && t < seg.hi) {
+        kinds |= (kp > prefix ? 1u : (kp == prefix ? 2u : 0u)) << (2 * u);
+      }
+    }
+    if (base + kTile < seg.hi) LoadEightScores(sc, first + kTile, seg.hi, vec, x);
+    int packed = 0;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const uint32_t kind = (kinds >> (2 * u)) & 3u;
+      packed += kind == 1u ? 1 : (kind == 2u ? (1 << 16) : 0);
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    int wb = winners + (ex & 0xffff), cb = held + (ex >> 16);
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const uint32_t kind = (kinds >> (2 * u)) & 3u;
+      if (kind == 1u) {
+        mid[wb++] = first + u;
+      } else if (kind == 2u) {  // ~1% of the items: the key is read again (L1) rather than kept
+        cand_key[cb] = OrderKey(sc[first + u]);
+        cand_idx[cb] = first + u;
+        cand_wb[cb] = wb;
+        ++cb;
+      }
+    }
+    winners += total & 0xffff;
+    held += total >> 16;
+    __syncthreads();  // scan_tmp is reused by the next tile
+  }
+
+  // The boundary among the candidates: the remaining digits over shared memory.
+  bool whole = cands == take;
+  int shift = kShift;
+  for (int pass = 1; pass < 3 && !whole; ++pass) {
+    const int bits = pass == 1 ? kTwoReadBits1 : kTwoReadBits2;
+    shift -= bits;
+    const int bins = 1 << bits;
+    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
+    for (int b = threadIdx.x; b < bins; b += kThreads) hist[b] = 0;
+    __syncthreads();
+    for (int c = threadIdx.x; c < cands; c += kThreads) {
+      const uint32_t key = cand_key[c];
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & digit_mask], 1);
+    }
+    __syncthreads();
+    FindBoundaryBucketInBlock<kThreads>(hist, bins, take, scan_tmp, &sh_bucket, &sh_greater);
+    __syncthreads();
+    take -= sh_greater;
+    prefix |= static_cast<uint32_t>(sh_bucket) << shift;
+    mask |= digit_mask << shift;
+    whole = hist[sh_bucket] == take;
+    __syncthreads();  // hist is cleared by the next pass
+  }
+
+  // Which candidates are chosen (above the boundary, or its first `take` ties by index), and
+  // how many chosen ones precede each: stored over the key as count | kChosenBit.
+  int chosen_seen = 0, ties_seen = 0;
+  for (int base = 0; base < cands; base += kThreads * kTopKItems) {
+    const int first = base + threadIdx.x * kTopKItems;
+    int packed = 0;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      if (first + u < cands) {
+        const uint32_t kp = cand_key[first + u] & mask;
+        packed += kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
+      }
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    const int tie_quota = max(take - ties_seen, 0);
+    int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      if (first + u >= cands) break;
+      const uint32_t kp = cand_key[first + u] & mask;
+      const bool above = kp > prefix, tie = kp == prefix;
+      const bool chosen = above || (tie && ties_before < tie_quota);
+      cand_key[first + u] =
+          static_cast<uint32_t>(chosen_seen + above_before + min(ties_before, tie_quota)) |
+          (chosen ? kChosenBit : 0u);
+      above_before += above;
+      ties_before += tie;
+    }
+    chosen_seen += (total & 0xffff) + min(total >> 16, tie_quota);
+    ties_seen += total >> 16;
+    __syncthreads();  // scan_tmp is reused by the next tile; cand_key complete after the last
+  }
+  // Winner r moves right by the chosen candidates before it: those with at most r winners
+  // before them (cand_wb ascends, so binary searches). A thread takes kFixItems consecutive
+  // winners per pass; passes run back to front so that no winner is overwritten before it is
+  // read.
+  constexpr int kFixItems = 8;
+  constexpr int kFixTile = kThreads * kFixItems;
+  for (int top = greater; top > 0; top -= kFixTile) {
+    const int r0 = top - kFixTile + static_cast<int>(threadIdx.x) * kFixItems;
+    int idx[kFixItems], moved[kFixItems];
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) idx[u] = r0 + u >= 0 ? mid[r0 + u] : 0;
+    int a = 0;  // candidates with at most r0 + u winners before them (ascending in u)
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) {
+      int b = cands;
+      while (a < b) {
+        const int m = (a + b) / 2;
+        if (cand_wb[m] <= r0 + u) {
+          a = m + 1;
+        } else {
+          b = m;
+        }
+      }
+      moved[u] = a < cands ? static_cast<int>(cand_key[a] & ~kChosenBit) : chosen_total;
+    }
+    __syncthreads();  // every winner of this pass is read before any is written
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) {
+      if (r0 + u >= 0 && moved[u] > 0) mid[r0 + u + moved[u]] = idx[u];
+    }
+    __syncthreads();
+  }
+  for (int c = threadIdx.x; c < cands; c += kThreads) {
+    const uint32_t v = cand_key[c];
+    if (v & kChosenBit) mid[cand_wb[c] + static_cast<int>(v & ~kChosenBit)] = cand_idx[c];
   }
 }
 
@@ -914,41 +1237,16 @@ __global__ void __launch_bounds__(kThreads)
   const int rank = static_cast<int>(cluster.block_rank());
   const int nb = static_cast<int>(cluster.num_blocks());
   const int s = blockIdx.z, h = blockIdx.y;
-  const CudaDsSequence seq = seqs[s];
   const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
-  int32_t* out = selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride;
-  const int n = seq.tokens;
-  // Every branch below is uniform over the cluster (it depends on the sequence only), and the
-  // early ones touch no other block's shared memory, so they may return without a barrier.
-  if (n <= 0) {
-    if (rank == 0 && threadIdx.x == 0) counts[s * heads_kv + h] = 0;
-    return;
-  }
-  const int budget = min(max(seq.budget, 1), n);
-  const int sink_end = min(seq.sink, n);
-  const int recent_begin = max(sink_end, n - max(seq.recent, 1));
-  const int kept = sink_end + (n - recent_begin);
   const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
-  if (rank == 0 && threadIdx.x == 0) counts[s * heads_kv + h] = budget;
-  if (kept >= budget) {
-    const int sinks = min(sink_end, budget - 1);
-    const int recents = budget - sinks;
-    for (int i = gtid; i < budget; i += nb * kThreads) {
-      out[i] = i < sinks ? i : n - recents + (i - sinks);
-    }
-    return;
-  }
-  const int want = budget - kept;
-  const int cand = recent_begin - sink_end;
-  for (int i = gtid; i < sink_end; i += nb * kThreads) out[i] = i;
-  for (int i = gtid; i < n - recent_begin; i += nb * kThreads) {
-    out[sink_end + want + i] = recent_begin + i;
-  }
-  int32_t* mid = out + sink_end;
-  if (want == cand) {
-    for (int i = gtid; i < cand; i += nb * kThreads) mid[i] = sink_end + i;
-    return;
-  }
+  // Uniform over the cluster (it depends on the sequence only), and touching no other block's
+  // shared memory, so blocks may return here without a barrier.
+  const TopKSegment seg = StartTopKSegment(
+      seqs[s], selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride,
+      counts + s * heads_kv + h, gtid, nb * kThreads, gtid == 0);
+  if (seg.want == 0) return;
+  const int sink_end = seg.lo, want = seg.want, cand = seg.hi - seg.lo;
+  int32_t* mid = seg.mid;
   // This block's slice: candidates [lo, lo + len), a multiple of 4 long except the last.
   const int per = ((cand + nb - 1) / nb + 3) / 4 * 4;
   const int lo = sink_end + min(cand, rank * per);
@@ -1531,9 +1829,11 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 }
 
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms) {
-  if (score_stride <= kTopKShortSegment || algo == TopKAlgo::kOneBlock) return TopKAlgo::kOneBlock;
+  if (algo == TopKAlgo::kOneBlock || algo == TopKAlgo::kTwoRead) return algo;
+  const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kTwoRead : TopKAlgo::kOneBlock;
+  if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
-  return 2 * pairs <= sms ? TopKAlgo::kCluster : TopKAlgo::kOneBlock;
+  return 2 * pairs <= sms ? TopKAlgo::kCluster : one_block;
 }
 
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
@@ -1547,7 +1847,8 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
     sms = info.sms;
   }
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  if (ResolveTopKAlgo(algo, score_stride, pairs, sms) == TopKAlgo::kCluster) {
+  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, sms);
+  if (resolved == TopKAlgo::kCluster) {
     const int64_t nb = std::clamp<int64_t>(
         (score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock, 2, kTopKClusterMax);
     // As the kernel's slice: ceil(candidates / nb) rounded up to 4 keys.
@@ -1575,7 +1876,18 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                                               selected, sel_stride, counts));
       return absl::OkStatus();
     }
-    // Longer than the cluster's shared memory holds: the one-block kernel below.
+    // Longer than the cluster's shared memory holds: a one-block kernel.
+    resolved = algo == TopKAlgo::kAuto ? TopKAlgo::kTwoRead : TopKAlgo::kOneBlock;
+  }
+  if (resolved == TopKAlgo::kTwoRead) {
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(TopKSelectTwoReadKernel,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(kTwoReadSmem)));
+    TopKSelectTwoReadKernel<<<dim3(heads_kv, num_seqs), kTwoReadThreads, kTwoReadSmem,
+                              stream>>>(scores, score_stride, seqs, heads_kv, selected,
+                                        sel_stride, counts);
+    CUDA_RETURN_IF_LAUNCH_ERROR();
+    return absl::OkStatus();
   }
   // kOneBlock.
   TopKSelectKernel<<<dim3(heads_kv, num_seqs), kTopKThreads, 0, stream>>>(

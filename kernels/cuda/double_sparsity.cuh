@@ -130,18 +130,24 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 // The kernels of top-k. Both select the twin's sets (verified on an H100/H200).
 //  - kOneBlock: one 1024-thread block per (s, h) streaming the scores once per radix pass
 //    (two such blocks resident per SM).
+//  - kTwoRead: the same grid, reading the scores twice: a 13-bit histogram, then an ordered
+//    split sending keys above the boundary bucket to the output and the bucket's keys (up to
+//    6144) to shared memory, where the boundary is finished; a larger bucket continues as
+//    kOneBlock (from its second radix pass). 1.2-1.3x faster than kOneBlock at batch 8-32,
+//    64K-256K (H200), but still latency-bound per block (~10 GB/s a block).
 //  - kCluster: for score_stride > 8192, a thread-block cluster of 2–8 blocks per (s, h)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
 //    through distributed shared memory); shorter strides, and slices that would not fit in
 //    shared memory, run kOneBlock.
 //  - kAuto (the default): kCluster while the (s, h) pairs number at most half the SMs — there
 //    the one-block kernel leaves most SMs idle and the cluster is 1.1-5.0x faster (16K-256K,
-//    H200) — else kOneBlock, whose one wave of 1024-thread blocks is then 1.06-1.6x faster.
-enum class TopKAlgo { kOneBlock, kCluster, kAuto };
+//    H200) — else kTwoRead (and where the cluster's slice would not fit shared memory).
+enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead };
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
-// `score_stride` on a GPU of `sms` SMs: kCluster or kOneBlock (kCluster only past 8192 tokens;
-// LaunchTopKSelect still falls back to kOneBlock where a slice exceeds shared memory).
+// `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead or kOneBlock (kCluster only past
+// 8192 tokens; LaunchTopKSelect still falls back to a one-block kernel where a slice exceeds
+// shared memory).
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms);
 
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives

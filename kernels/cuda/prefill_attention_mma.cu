@@ -35,13 +35,22 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda/prefill_attention_mma.h"
 #include "kernels/cuda_check.h"
 
 namespace dsinfer {
 namespace {
 
+using cuda::CpAsync16;
+using cuda::CpAsyncCommit;
+using cuda::CpAsyncWaitGroup;
+using cuda::LdMatrixX4;
+using cuda::LdMatrixX4Trans;
+using cuda::Mma16816;
 using cuda::Num;
+using cuda::PackF;
+using cuda::SmemAddr;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
@@ -64,70 +73,10 @@ constexpr int SmemBytes() {
   return (kRows + 4 * kKeys) * Stride<HD>() * static_cast<int>(sizeof(T));  // Q + 2 × (K, V)
 }
 
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// 16-byte async copy; zero-fills the destination when !valid (src then is not read).
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
-  const int bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)),
-               "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::); }
-
-__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// c += a · b, m16n8k16, fp32 accumulate.
-template <typename T>
-__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                    uint32_t b1);
-template <>
-__device__ __forceinline__ void Mma<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4],
-                                                   uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void Mma<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                            uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two fp32 values rounded to T, `lo` in the low half (the lower column of a fragment pair).
-template <typename T>
-__device__ __forceinline__ uint32_t Pack(float lo, float hi);
-template <>
-__device__ __forceinline__ uint32_t Pack<__nv_bfloat16>(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-template <>
-__device__ __forceinline__ uint32_t Pack<__half>(float lo, float hi) {
-  __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-
-// What Pack<bf16>(lo, hi) rounded away, itself packed as bf16 (the second part of split P).
+// What PackF<bf16>(lo, hi) rounded away, itself packed as bf16 (the second part of split P).
 __device__ __forceinline__ uint32_t PackBf16Rest(float lo, float hi, uint32_t packed) {
   const float2 kept = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&packed));
-  return Pack<__nv_bfloat16>(lo - kept.x, hi - kept.y);
+  return PackF<__nv_bfloat16>(lo - kept.x, hi - kept.y);
 }
 
 // 2^x; 2^-inf = +0.
@@ -256,7 +205,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const uint32_t v_lane = ((lane & 7) + ((lane >> 3) & 1) * 8) * S * 2 + (lane >> 4) * 16;
 
   for (int kt = 0; kt < key_tiles; ++kt) {
-    CpAsyncWaitAll();
+    CpAsyncWaitGroup<0>();
     __syncthreads();  // tile kt visible to all; everyone is done with the buffer reloaded next
     if (kt + 1 < key_tiles) {
       const int nb = (kt + 1) & 1;
@@ -289,8 +238,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         LdMatrixX4(b, k_tile + k_lane + (np * 16 * S + kk * 16) * 2);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
-          Mma<T>(s[mt][2 * np], a[mt], b[0], b[1]);
-          Mma<T>(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+          Mma16816<T>(s[mt][2 * np], a[mt], b[0], b[1]);
+          Mma16816<T>(s[mt][2 * np + 1], a[mt], b[2], b[3]);
         }
       }
     }
@@ -345,7 +294,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int q = 0; q < 4; ++q) {
           // A register q: row g (q even) or g + 8 of n8 key tile 2kk (q < 2) or 2kk + 1.
           const float* pair = &s[mt][2 * kk + q / 2][2 * (q % 2)];
-          pa[mt][q] = Pack<T>(pair[0], pair[1]);
+          pa[mt][q] = PackF<T>(pair[0], pair[1]);
           if constexpr (kSplitP) pr[mt][q] = PackBf16Rest(pair[0], pair[1], pa[mt][q]);
         }
       }
@@ -355,11 +304,11 @@ __global__ void __launch_bounds__(kThreads, 2)
         LdMatrixX4Trans(b, v_tile + v_lane + (kk * 16 * S + dp * 16) * 2);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
-          Mma<T>(o[mt][2 * dp], pa[mt], b[0], b[1]);
-          Mma<T>(o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
+          Mma16816<T>(o[mt][2 * dp], pa[mt], b[0], b[1]);
+          Mma16816<T>(o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
           if constexpr (kSplitP) {
-            Mma<T>(o[mt][2 * dp], pr[mt], b[0], b[1]);
-            Mma<T>(o[mt][2 * dp + 1], pr[mt], b[2], b[3]);
+            Mma16816<T>(o[mt][2 * dp], pr[mt], b[0], b[1]);
+            Mma16816<T>(o[mt][2 * dp + 1], pr[mt], b[2], b[3]);
           }
         }
       }
@@ -381,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                2 * tq;
 #pragma unroll
       for (int nt = 0; nt < kDTiles; ++nt) {
-        const uint32_t packed = Pack<T>(o[mt][nt][2 * h] * inv, o[mt][nt][2 * h + 1] * inv);
+        const uint32_t packed = PackF<T>(o[mt][nt][2 * h] * inv, o[mt][nt][2 * h + 1] * inv);
         *reinterpret_cast<Vec2*>(dst + nt * 8) = *reinterpret_cast<const Vec2*>(&packed);
       }
     }

@@ -89,7 +89,8 @@ struct Buf {
 // comparison benchmarks).
 constexpr LabelScoreAlgo kLabelScoreAlgos[] = {
     LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced, LabelScoreAlgo::kStrided};
-constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kCluster, TopKAlgo::kAuto};
+constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kCluster,
+                                   TopKAlgo::kAuto};
 
 const char* AlgoName(LabelScoreAlgo a) {
   return a == LabelScoreAlgo::kRowPerThread ? "row-per-thread"
@@ -97,7 +98,10 @@ const char* AlgoName(LabelScoreAlgo a) {
                                             : "strided";
 }
 const char* AlgoName(TopKAlgo a) {
-  return a == TopKAlgo::kOneBlock ? "one-block" : a == TopKAlgo::kCluster ? "cluster" : "auto";
+  return a == TopKAlgo::kOneBlock  ? "one-block"
+         : a == TopKAlgo::kTwoRead ? "two-read"
+         : a == TopKAlgo::kCluster ? "cluster"
+                                   : "auto";
 }
 
 struct SeqSpec {
@@ -534,12 +538,17 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
 }
 
-// Top-k alone against TopKSelectReference, both TopKAlgo values: kOneBlock at every stride, and
-// kCluster, whose cluster kernel takes strides over 8192 (also on short segments, where some of
-// the cluster's blocks get empty slices) and whose one-block fallback takes the rest. Per
-// launch 2 sequences × 3 KV heads with rows at an odd stride (unaligned 16-byte loads); scores
-// continuous, coarse (many ties at the boundary, incl. ±0) or with NaNs; budgets from 1 (kept
-// tokens cut) to above the length.
+// Top-k alone against TopKSelectReference, every TopKAlgo: kOneBlock and kTwoRead at every
+// stride, and kCluster, whose cluster kernel takes strides over 8192 (also on short segments,
+// where some of the cluster's blocks get empty slices) and whose one-block fallback takes the
+// rest. Per launch 2 sequences × 3 KV heads with rows at an odd stride (unaligned 16-byte loads)
+// or, for kind 3, a multiple of 4 (kTwoRead's 16-byte loads); scores continuous, coarse (many
+// ties at the boundary, incl. ±0), with NaNs, or uniform in [1, 2) (kind 3: sixteen 13-bit
+// buckets). kTwoRead's paths: normal scores keep ~1% of a segment in the boundary bucket (its
+// shared-memory path); coarse ones at 300000 tokens put ~10K ties there (its fallback to the
+// one-block passes); kind 3 at 70000 ~4.4K (two scan tiles of candidates), at 300000 ~19K
+// (fallback); kind 4 raises 1/16 of the positions in runs of 8 (two populations, the budget
+// past the raised one); budgets from 1 (kept tokens cut) to above the length.
 TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   SKIP_WITHOUT_GPU();
   const int hkv = 3;
@@ -548,17 +557,24 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   for (int L : {1, 7, 97, 4099, 70000, 300000}) {
     for (int64_t stride : {int64_t{L} + 5, int64_t{L} + 9000}) {
       if (L + 5 > 8192 && stride != L + 5) continue;  // both strides: the cluster kernel
-      for (int kind = 0; kind < 3; ++kind, ++i) {
+      for (int kind = 0; kind < 5; ++kind, ++i) {
+        const int64_t row_stride = kind == 3 ? (stride + 3) / 4 * 4 : stride;
         const int L2 = std::max(1, L / 2 - 3);
-        const std::vector<SeqSpec> specs = {{L, BudgetFor(L, i), 4, 64, 0},
+        const int budget = kind == 3 ? L / 4 + 1 : kind == 4 ? L / 8 + 1 : BudgetFor(L, i);
+        const std::vector<SeqSpec> specs = {{L, budget, 4, 64, 0},
                                             {L2, BudgetFor(L2, i + 3), i % 3, 1 + i % 5, 0}};
-        SCOPED_TRACE(absl::StrCat("L ", L, " stride ", stride, " kind ", kind, " budgets ",
+        SCOPED_TRACE(absl::StrCat("L ", L, " row_stride ", row_stride, " kind ", kind, " budgets ",
                                   specs[0].budget, " / ", specs[1].budget));
         const int ns = 2;
-        std::vector<float> scores(static_cast<size_t>(ns) * hkv * stride, 0.0f);
-        for (float& x : scores) {
+        std::vector<float> scores(static_cast<size_t>(ns) * hkv * row_stride, 0.0f);
+        for (size_t e = 0; e < scores.size(); ++e) {
+          float& x = scores[e];
           const float v = normal(Rng());
           x = kind == 0 ? v : kind == 1 ? std::round(v * 4.0f) * 0.25f : v;
+          if (kind == 3) x = 1.0f + std::ldexp(static_cast<float>(Rng()() >> 9), -23);
+          // Kind 4: every 128th run of 8 positions from sequence 0's first candidate (after its
+          // 4 sinks) scores 50 higher (structure a sampled threshold estimate would misread).
+          if (kind == 4 && (e % row_stride + 128 - 4) % 128 < 8) x += 50.0f;
           if (kind == 1 && x == 0.0f && (Rng()() & 1)) x = -0.0f;
           if (kind == 2 && Rng()() % 64 == 0) x = NAN;
         }
@@ -580,16 +596,16 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           SCOPED_TRACE(AlgoName(algo));
           ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));  // poisoned per kernel
           ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
-          ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), stride, dseqs.as<CudaDsSequence>(), ns,
-                                     hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
-                                     nullptr, algo));
+          ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), row_stride,
+                                     dseqs.as<CudaDsSequence>(), ns, hkv, dsel.as<int32_t>(),
+                                     sel_stride, dcounts.as<int32_t>(), nullptr, algo));
           const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
           const auto counts = dcounts.Get<int32_t>(ns * hkv);
           for (int s = 0; s < ns; ++s) {
             const int n = specs[s].tokens;
             std::vector<int32_t> want(n), scratch(n);
             for (int h = 0; h < hkv; ++h) {
-              const float* row = scores.data() + (static_cast<size_t>(s) * hkv + h) * stride;
+              const float* row = scores.data() + (static_cast<size_t>(s) * hkv + h) * row_stride;
               const int64_t m = TopKSelectReference(row, n, specs[s].budget, specs[s].sink,
                                                     specs[s].recent, scratch.data(), want.data());
               ASSERT_EQ(counts[s * hkv + h], m) << "count, sequence " << s << " head " << h;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/sampler.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_reference.h"
@@ -89,7 +90,7 @@ TEST(KernelsGpu, RmsNormAndAddRmsNorm) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {
     for (int64_t rows : {1, 7, 97}) {
-      for (int64_t dim : {64, 1000, 4099}) {
+      for (int64_t dim : {64, 1000, 4099, 9001}) {
         const size_t n = rows * dim;
         HostArray x = Random(t, n), w = Random(t, dim), d = Random(t, n);
         DevBuf dx(x.raw), dw(w.raw), dd(d.raw), out(n * 2);
@@ -123,7 +124,7 @@ TEST(KernelsGpu, Fp32ResidualStream) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {
     for (int64_t rows : {1, 7, 97}) {
-      for (int64_t dim : {64, 1000, 4099}) {
+      for (int64_t dim : {64, 1000, 4099, 9001}) {
         const size_t n = rows * dim;
         std::vector<float> x(n);
         std::uniform_real_distribution<float> u(-3.0f, 3.0f);
@@ -510,7 +511,9 @@ struct AttnCase {
 };
 
 // wide: also GQA ratios 3 (a group that fills no power of two) and 16 (more than one block's
-// 8 heads) — for decode, whose blocks split a group; prefill's CPU reference is too slow for it.
+// 8 heads), and a batch of lengths that are whole multiples of the decode tiles (16 and 64
+// tokens: no partial tile) — for decode, whose blocks split a group; prefill's CPU reference is
+// too slow for it.
 std::vector<AttnCase> AttnCases(bool wide) {
   std::vector<AttnCase> cases;
   const std::vector<int> groups =
@@ -523,6 +526,7 @@ std::vector<AttnCase> AttnCases(bool wide) {
         cases.push_back({t, hd, 2, group, {97}});
         cases.push_back({t, hd, 2, group, {4099}});
         cases.push_back({t, hd, 2, group, {97, 1, 4099}});  // batch > 1
+        if (wide) cases.push_back({t, hd, 2, group, {2048, 64, 16}});
       }
     }
   }
@@ -556,7 +560,8 @@ TEST(KernelsGpu, DecodeAttentionMatchesReference) {
     }
     // 300 splits: most pieces of the short sequences are empty (graph steps size the split by
     // capacity, not by the context).
-    for (DecodeAttentionAlgo algo : {DecodeAttentionAlgo::kTiled, DecodeAttentionAlgo::kWarp}) {
+    for (DecodeAttentionAlgo algo : {DecodeAttentionAlgo::kTiled, DecodeAttentionAlgo::kWarp,
+                                     DecodeAttentionAlgo::kPipelined}) {
       for (int splits : {1, 7, 64, 300}) {
         DevBuf ws(DecodeAttentionWorkspaceFloats(rows, hq, d, splits) * 4 + 4);
         DevBuf out(rows * hq * d * 2);
@@ -566,7 +571,7 @@ TEST(KernelsGpu, DecodeAttentionMatchesReference) {
         EXPECT_LE(RelErr(out.Read16(c.dtype, rows * hq * d), ref), Tolerance(c.dtype))
             << DTypeName(c.dtype) << " hd " << d << " group " << c.group << " lens "
             << c.lens[0] << " batch " << rows << " splits " << splits << " algo "
-            << (algo == DecodeAttentionAlgo::kTiled ? "tiled" : "warp");
+            << AlgoName(algo);
       }
     }
   }
@@ -646,10 +651,6 @@ std::vector<std::vector<float>> RunPrefill(const PrefillCase& c,
     }
   }
   return outs;
-}
-
-const char* AlgoName(PrefillAttentionAlgo a) {
-  return a == PrefillAttentionAlgo::kMma ? "mma" : "simt";
 }
 
 void ExpectPrefillMatchesReference(const PrefillCase& c) {

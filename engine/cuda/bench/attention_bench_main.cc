@@ -55,12 +55,18 @@ ABSL_FLAG(std::string, prefill_lengths, "4096,32768", "prefill prompt lengths (t
 // Every body listed is timed side by side (defaults: all, the engine's default first).
 ABSL_FLAG(std::string, prefill_algos, "mma,simt",
           "prefill attention bodies to time: mma (tensor cores, the engine's default), simt");
+ABSL_FLAG(std::string, dense_algos, "pipelined,tiled",
+          "dense flash-decoding block bodies to time: pipelined (the engine's default), tiled, "
+          "warp; the first is the dense time the Double Sparsity rows compare against");
+ABSL_FLAG(std::string, dense_waves, "4,8,2,1",
+          "split counts to time the first dense body at, in waves of the SM count "
+          "(DecodeAttentionSplits; the engine aims at kDecodeAttentionWaves)");
 ABSL_FLAG(std::string, ds_score_algos, "strided,coalesced,row",
           "Double Sparsity label scoring bodies to time: coalesced (the engine's default), row; "
           "the chain time uses the first");
-ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,cluster",
+ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,two-read,cluster",
           "Double Sparsity top-k kernels to time: auto (the engine's default), one-block, "
-          "cluster (> 8192 tokens only); the chain time uses the first");
+          "two-read, cluster (> 8192 tokens only); the chain time uses the first");
 
 namespace dsinfer {
 namespace {
@@ -272,8 +278,15 @@ absl::Status Run() {
                    ParseAlgoList<LabelScoreAlgo>(absl::GetFlag(FLAGS_ds_score_algos)));
   ASSIGN_OR_RETURN(const std::vector<TopKAlgo> topk_algos,
                    ParseAlgoList<TopKAlgo>(absl::GetFlag(FLAGS_ds_topk_algos)));
+  ASSIGN_OR_RETURN(const std::vector<DecodeAttentionAlgo> dense_algos,
+                   ParseAlgoList<DecodeAttentionAlgo>(absl::GetFlag(FLAGS_dense_algos)));
   const auto batches = ParseList(absl::GetFlag(FLAGS_batches));
   const auto contexts = ParseList(absl::GetFlag(FLAGS_contexts));
+  std::vector<int> dense_waves;
+  for (int64_t w : ParseList(absl::GetFlag(FLAGS_dense_waves))) {
+    if (w < 1) return absl::InvalidArgumentError("--dense_waves: counts must be >= 1");
+    dense_waves.push_back(static_cast<int>(w));
+  }
   const int iters = absl::GetFlag(FLAGS_iters);
   const double max_bytes = absl::GetFlag(FLAGS_max_gib) * (1ull << 30);
   int64_t max_kv = 0, max_seq_tokens = 0;
@@ -342,28 +355,60 @@ absl::Status Run() {
         kv.head_dim = kHeadDim;
         CudaBatchRows rows{dpos.as<int32_t>(), drs.as<int32_t>(), batch};
         const float scale = 1.0f / std::sqrt(float(kHeadDim));
-        // Dense: the split heuristic of CudaBackend::DecodeSplits.
-        const int groups = (hq / hkv + 7) / 8;
-        const int64_t base = batch * hkv * groups;
-        const int dense_splits = static_cast<int>(std::max<int64_t>(
-            1, std::min<int64_t>({(8 * sm + base - 1) / base, (ctx + 63) / 64, 256})));
+        // Dense: the engine's split count (DecodeAttentionSplits at the backend's waves), and
+        // the first body at every count of --dense_waves.
+        const int dense_splits =
+            DecodeAttentionSplits(batch, hq, hkv, ctx, sm, kDecodeAttentionWaves);
+        int most_splits = dense_splits;
+        for (int w : dense_waves) {
+          most_splits = std::max(most_splits, DecodeAttentionSplits(batch, hq, hkv, ctx, sm, w));
+        }
         RETURN_IF_ERROR(
-            dws.Alloc(DecodeAttentionWorkspaceFloats(batch, hq, kHeadDim, dense_splits) * 4));
-        ASSIGN_OR_RETURN(const double dense_us, TimeUs(stream, iters, [&] {
-                           return LaunchDecodeAttention(
-                               DType::kF16, dq.ptr, hq * kHeadDim, rows, hq, hkv, kHeadDim, scale,
-                               kv, dense_splits, dws.as<float>(), dout.ptr, hq * kHeadDim, stream);
-                         }));
+            dws.Alloc(DecodeAttentionWorkspaceFloats(batch, hq, kHeadDim, most_splits) * 4));
+        // Every body of --dense_algos; the first is the dense time (and the row's "us").
         const double dense_floor = kv_bytes / hbm_bps * 1e6;
+        nlohmann::json dense_by_algo;
+        std::string dense_bodies;
+        double dense_us = 0;
+        for (size_t i = 0; i < dense_algos.size(); ++i) {
+          const DecodeAttentionAlgo a = dense_algos[i];
+          ASSIGN_OR_RETURN(const double t, TimeUs(stream, iters, [&] {
+                             return LaunchDecodeAttention(
+                                 DType::kF16, dq.ptr, hq * kHeadDim, rows, hq, hkv, kHeadDim,
+                                 scale, kv, dense_splits, dws.as<float>(), dout.ptr,
+                                 hq * kHeadDim, stream, a);
+                           }));
+          if (i == 0) dense_us = t;
+          dense_by_algo[AlgoName(a)] = t;
+          absl::StrAppend(&dense_bodies, dense_bodies.empty() ? "" : ", ", AlgoName(a), " ",
+                          absl::StrFormat("%.1f (%.2fx)", t, t / dense_floor));
+        }
+        nlohmann::json dense_by_waves;
+        for (int w : dense_waves) {
+          const int n = DecodeAttentionSplits(batch, hq, hkv, ctx, sm, w);
+          ASSIGN_OR_RETURN(const double t, TimeUs(stream, iters, [&] {
+                             return LaunchDecodeAttention(
+                                 DType::kF16, dq.ptr, hq * kHeadDim, rows, hq, hkv, kHeadDim,
+                                 scale, kv, n, dws.as<float>(), dout.ptr, hq * kHeadDim, stream,
+                                 dense_algos[0]);
+                           }));
+          dense_by_waves[std::to_string(w)] = {{"splits", n}, {"us", t}};
+          absl::StrAppend(&dense_bodies, dense_bodies.empty() ? "" : ", ", "waves ", w, " (", n,
+                          " splits) ", absl::StrFormat("%.1f", t));
+        }
         const std::string m(model);
-        std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %7s\n", m.c_str(),
-                    static_cast<long long>(batch), static_cast<long long>(ctx), "dense", dense_us,
-                    dense_floor, dense_us / dense_floor, kv_bytes / dense_us / 1e6, "1.00");
+        std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %7s  by body: %s\n",
+                    m.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx),
+                    "dense", dense_us, dense_floor, dense_us / dense_floor,
+                    kv_bytes / dense_us / 1e6, "1.00", dense_bodies.c_str());
         out["results"].push_back({{"model", m},
                                   {"batch", batch},
                                   {"context", ctx},
                                   {"op", "dense"},
                                   {"us", dense_us},
+                                  {"algo", AlgoName(dense_algos[0])},
+                                  {"us_by_algo", dense_by_algo},
+                                  {"us_by_waves", dense_by_waves},
                                   {"bytes", kv_bytes},
                                   {"floor_us", dense_floor},
                                   {"splits", dense_splits}});
@@ -469,10 +514,11 @@ absl::Status Run() {
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
           const int64_t floor_bytes = label_bytes + kv_sel;
           // Scores: one write, then one read by the cluster top-k (> 8K tokens, keys kept in
-          // shared memory) or up to four by the one-block kernel.
-          const bool cluster =
-              ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm) == TopKAlgo::kCluster;
-          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * (cluster ? 2 : 5);
+          // shared memory), two by the two-read kernel, up to four by the one-block kernel.
+          const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm);
+          const int score_passes =
+              ran == TopKAlgo::kCluster ? 2 : (ran == TopKAlgo::kTwoRead ? 3 : 5);
+          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * score_passes;
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),
                       static_cast<long long>(batch), static_cast<long long>(ctx), var.name, us,

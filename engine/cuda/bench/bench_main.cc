@@ -23,6 +23,7 @@
 //
 // --prefill_algo, --ds_score_algo, --ds_topk_algo pick the kernel bodies (CudaBackendOptions;
 // defaults: the GPU-verified ones), so one run per value compares the opt-in bodies end to end.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -53,6 +54,8 @@ ABSL_FLAG(std::string, models, "llama2-7b,llama3-8b", "model shapes to run");
 ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
 ABSL_FLAG(std::string, contexts, "4096,32768", "decode contexts / prefill lengths");
 ABSL_FLAG(int32_t, iters, 10, "timed decode steps per configuration");
+ABSL_FLAG(int32_t, decode_waves, dsinfer::kDecodeAttentionWaves,
+          "flash-decoding split count aim, in waves of the SM count (CudaBackendOptions)");
 ABSL_FLAG(bool, graphs, true, "also time decode with CUDA graphs");
 ABSL_FLAG(std::string, attention, "dense",
           "decode attention modes to time, comma-separated: dense, double_sparse");
@@ -275,9 +278,13 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
     for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get()));
     std::vector<double> ms;
     for (int i = 0; i < iters; ++i) {
+      // `ncu --profile-from-start off` sees the last eager step only (gpu-check.sh ncu-decode).
+      const bool profiled = !graphs && i == iters - 1;
+      if (profiled) CUDA_RETURN_IF_ERROR(cudaProfilerStart());
       timer.Start();
       RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get()));
       ms.push_back(timer.StopMs());
+      if (profiled) CUDA_RETURN_IF_ERROR(cudaProfilerStop());
     }
     RETURN_IF_ERROR(b.Synchronize());
     return Median(ms);
@@ -342,6 +349,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   double warp_tbps = 0;
   if (ds == nullptr) {
     // The first (warp-per-token) decode kernel at the same shape, for comparison.
+    const DecodeAttentionAlgo engine_algo = b.decode_algo();
     b.set_decode_algo(DecodeAttentionAlgo::kWarp);
     std::vector<double> wms;
     for (int i = 0; i < 20; ++i) {
@@ -349,7 +357,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
       RETURN_IF_ERROR(b.Attention(layer, m.attention, fb, pool, qkv, attn));
       wms.push_back(timer.StopMs());
     }
-    b.set_decode_algo(DecodeAttentionAlgo::kTiled);
+    b.set_decode_algo(engine_algo);
     warp_tbps = attn_bytes / (Median(wms) * 1e-3) / 1e12;
     r["attention_warp_kernel_TBps"] = warp_tbps;
   }
@@ -442,6 +450,8 @@ absl::Status Run() {
   RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_prefill_algo), &options.prefill_algo));
   RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_ds_score_algo), &options.ds_score_algo));
   RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_ds_topk_algo), &options.ds_topk_algo));
+  options.decode_waves = absl::GetFlag(FLAGS_decode_waves);
+  if (options.decode_waves < 1) return absl::InvalidArgumentError("--decode_waves must be >= 1");
   ASSIGN_OR_RETURN(auto backend, CudaBackend::Create(options));
   CudaBackend& b = *backend;
   cudaDeviceProp prop;
@@ -451,6 +461,7 @@ absl::Status Run() {
   out["prefill_algo"] = AlgoName(options.prefill_algo);
   out["ds_score_algo"] = AlgoName(options.ds_score_algo);
   out["ds_topk_algo"] = AlgoName(options.ds_topk_algo);
+  out["decode_waves"] = options.decode_waves;
   std::printf("kernel bodies: prefill %s, DS scoring %s, DS top-k %s\n",
               AlgoName(options.prefill_algo), AlgoName(options.ds_score_algo),
               AlgoName(options.ds_topk_algo));

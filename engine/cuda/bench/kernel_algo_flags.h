@@ -1,9 +1,11 @@
 // Names of the selectable CUDA kernel bodies, shared by the benchmark programs' flags
 // (dsinfer-bench, dsinfer-attention-bench): every body has run on a GPU; the defaults are the
 // fastest measured (docs/benchmarks.md), the others stay for side-by-side timings.
+//   decode attention:   pipelined (default) | tiled | warp
 //   prefill attention:  mma (default) | simt
-//   DS label scoring:   coalesced (default) | row
-//   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs) | one-block | cluster
+//   DS label scoring:   strided (default) | coalesced | row
+//   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs, else
+//                       two-read) | one-block | two-read | cluster
 //   linear layers:      cublas (default) | gemv (decode steps of up to 8 rows)
 #ifndef DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
 #define DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
@@ -22,6 +24,11 @@
 
 namespace dsinfer {
 
+inline const char* AlgoName(DecodeAttentionAlgo a) {
+  return a == DecodeAttentionAlgo::kPipelined ? "pipelined"
+         : a == DecodeAttentionAlgo::kTiled   ? "tiled"
+                                              : "warp";
+}
 inline const char* AlgoName(PrefillAttentionAlgo a) {
   return a == PrefillAttentionAlgo::kMma ? "mma" : "simt";
 }
@@ -31,7 +38,10 @@ inline const char* AlgoName(LabelScoreAlgo a) {
                                            : "row";
 }
 inline const char* AlgoName(TopKAlgo a) {
-  return a == TopKAlgo::kCluster ? "cluster" : a == TopKAlgo::kAuto ? "auto" : "one-block";
+  return a == TopKAlgo::kCluster   ? "cluster"
+         : a == TopKAlgo::kAuto    ? "auto"
+         : a == TopKAlgo::kTwoRead ? "two-read"
+                                   : "one-block";
 }
 
 inline const char* AlgoName(LinearAlgo a) { return a == LinearAlgo::kGemv ? "gemv" : "cublas"; }
@@ -52,6 +62,12 @@ absl::Status ParseAlgo(absl::string_view name, std::initializer_list<Enum> value
       absl::StrCat("unknown ", what, " \"", name, "\" (known: ", known, ")"));
 }
 
+inline absl::Status ParseAlgo(absl::string_view name, DecodeAttentionAlgo* out) {
+  return ParseAlgo(name,
+                   {DecodeAttentionAlgo::kPipelined, DecodeAttentionAlgo::kTiled,
+                    DecodeAttentionAlgo::kWarp},
+                   "decode attention body", out);
+}
 inline absl::Status ParseAlgo(absl::string_view name, PrefillAttentionAlgo* out) {
   return ParseAlgo(name, {PrefillAttentionAlgo::kSimt, PrefillAttentionAlgo::kMma},
                    "prefill attention body", out);
@@ -62,8 +78,9 @@ inline absl::Status ParseAlgo(absl::string_view name, LabelScoreAlgo* out) {
                    "label scoring body", out);
 }
 inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
-  return ParseAlgo(name, {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kCluster}, "top-k kernel",
-                   out);
+  return ParseAlgo(
+      name, {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kCluster},
+      "top-k kernel", out);
 }
 
 inline absl::Status ParseAlgo(absl::string_view name, LinearAlgo* out) {
