@@ -533,6 +533,35 @@ std::vector<AttnCase> AttnCases(bool wide) {
   return cases;
 }
 
+// The flash-decoding split rule (a host function; runs without a GPU): at least one piece, at
+// most 256, no piece under 64 tokens, enough blocks for the aimed waves when the context
+// allows, and more waves never fewer pieces.
+TEST(KernelsGpu, DecodeAttentionSplitsRule) {
+  for (int64_t rows : {1, 8, 32}) {
+    for (int hq_hkv : {1, 4, 8, 16}) {
+      for (int64_t ctx : {1, 63, 64, 4096, 262144}) {
+        int previous = 0;
+        for (int waves : {1, 2, 4, 8}) {
+          const int heads_kv = 32 / std::min(hq_hkv, 32);
+          const int heads_q = heads_kv * hq_hkv;
+          const int splits = DecodeAttentionSplits(rows, heads_q, heads_kv, ctx, 132, waves);
+          SCOPED_TRACE(::testing::Message() << "rows " << rows << " group " << hq_hkv
+                                            << " ctx " << ctx << " waves " << waves);
+          EXPECT_GE(splits, 1);
+          EXPECT_LE(splits, 256);
+          EXPECT_LE(splits, std::max<int64_t>(1, (ctx + 63) / 64));
+          const int64_t blocks = rows * heads_kv * ((hq_hkv + 7) / 8) * splits;
+          if (splits < std::min<int64_t>(256, (ctx + 63) / 64)) {
+            EXPECT_GE(blocks, static_cast<int64_t>(waves) * 132);
+          }
+          EXPECT_GE(splits, previous);
+          previous = splits;
+        }
+      }
+    }
+  }
+}
+
 TEST(KernelsGpu, DecodeAttentionMatchesReference) {
   SKIP_WITHOUT_GPU();
   for (const AttnCase& c : AttnCases(true)) {
