@@ -796,14 +796,8 @@ absl::Status DecodeT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
         static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
         scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
   } else if (algo == DecodeAttentionAlgo::kPipelined) {
-    constexpr int kSmem = PipeSmemBytes<T, HD>();
-    // Over the 48 KiB default: opt in (per call, so any current device is covered; cheap), and
-    // ask for the largest shared-memory carveout so that kPipeMinBlocks blocks fit on an SM.
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-        DecodePipelinedKernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodePipelinedKernel<T, HD>,
-                                              cudaFuncAttributePreferredSharedMemoryCarveout,
-                                              cudaSharedmemCarveoutMaxShared));
+    constexpr int kSmem = PipeSmemBytes<T, HD>();  // kPipeMinBlocks blocks to an SM
+    CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(DecodePipelinedKernel<T, HD>, kSmem));
     DecodePipelinedKernel<T, HD><<<grid, kPipeThreads, kSmem, stream>>>(
         static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
         scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);

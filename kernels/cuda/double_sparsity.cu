@@ -809,21 +809,30 @@ __device__ __forceinline__ void FindBoundaryBucketInBlock(
 
 // Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
 struct TopKSegment {
-  int lo, hi;    // the candidates: tokens [lo, hi) (after the sinks, before the recent window)
-  int want;      // how many of them to select; 0: the selection is complete already
-  int32_t* mid;  // where the selected candidates go, ascending
+  const float* sc;  // the segment's scores
+  int lo, hi;       // the candidates: tokens [lo, hi) (after the sinks, before the recent window)
+  int want;         // how many of them to select; 0: the selection is complete already
+  int32_t* mid;     // where the selected candidates go, ascending
 };
 
-// The start every top-k kernel shares, run by `threads` threads numbered `tid`: writes the
-// segment's count (by the leader) and its kept sink and recent tokens, or the whole selection
-// where those or all candidates fill the budget.
-__device__ __forceinline__ TopKSegment StartTopKSegment(const CudaDsSequence& seq, int32_t* out,
-                                                        int32_t* count, int tid, int threads,
-                                                        bool leader) {
+// The start every top-k kernel shares for sequence s, KV head h (LaunchTopKSelect's layout),
+// run by `threads` threads numbered `tid`: writes the segment's count (by the leader) and its
+// kept sink and recent tokens, or the whole selection where those or all candidates fill the
+// budget.
+__device__ __forceinline__ TopKSegment StartTopKSegment(const float* scores, int64_t score_stride,
+                                                        const CudaDsSequence* seqs, int heads_kv,
+                                                        int32_t* selected, int64_t sel_stride,
+                                                        int32_t* counts, int s, int h, int tid,
+                                                        int threads, bool leader) {
+  const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
+  const float* sc = scores + pair * score_stride;
+  int32_t* out = selected + pair * sel_stride;
+  int32_t* count = counts + pair;
+  const CudaDsSequence seq = seqs[s];
   const int n = seq.tokens;
   if (n <= 0) {
     if (leader) *count = 0;
-    return {0, 0, 0, out};
+    return {sc, 0, 0, 0, out};
   }
   const int budget = min(max(seq.budget, 1), n);
   const int sink_end = min(seq.sink, n);
@@ -834,7 +843,7 @@ __device__ __forceinline__ TopKSegment StartTopKSegment(const CudaDsSequence& se
     const int sinks = min(sink_end, budget - 1);
     const int recents = budget - sinks;
     for (int i = tid; i < budget; i += threads) out[i] = i < sinks ? i : n - recents + (i - sinks);
-    return {0, 0, 0, out};
+    return {sc, 0, 0, 0, out};
   }
   const int want = budget - kept;
   const int cand = recent_begin - sink_end;
@@ -843,9 +852,9 @@ __device__ __forceinline__ TopKSegment StartTopKSegment(const CudaDsSequence& se
   int32_t* mid = out + sink_end;
   if (want == cand) {
     for (int i = tid; i < cand; i += threads) mid[i] = sink_end + i;
-    return {0, 0, 0, out};
+    return {sc, 0, 0, 0, out};
   }
-  return {sink_end, recent_begin, want, mid};
+  return {sc, sink_end, recent_begin, want, mid};
 }
 
 // Adds to hist the digit (key >> shift) & digit_mask of every score in [lo, hi) whose key
@@ -976,12 +985,11 @@ __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
                      int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
   __shared__ TopKScan<kTopKThreads>::TempStorage scan_tmp;
   __shared__ int hist[2048];
-  const int s = blockIdx.y, h = blockIdx.x;
-  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
-  const TopKSegment seg = StartTopKSegment(
-      seqs[s], selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride,
-      counts + s * heads_kv + h, threadIdx.x, kTopKThreads, threadIdx.x == 0);
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.y, blockIdx.x, threadIdx.x, kTopKThreads, threadIdx.x == 0);
   if (seg.want == 0) return;
+  const float* sc = seg.sc;
   uint32_t prefix = 0, mask = 0;
   int remaining = seg.want;
   RadixPassesInMemory<kTopKThreads, kTopKUnroll, 11, 11, 10>(sc, seg.lo, seg.hi, 0, hist, scan_tmp,
@@ -1037,12 +1045,11 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
   uint32_t* cand_key = reinterpret_cast<uint32_t*>(hist + kTwoReadFirstBins);
   int32_t* cand_idx = reinterpret_cast<int32_t*>(cand_key + kTwoReadCandidates);
   int32_t* cand_wb = cand_idx + kTwoReadCandidates;
-  const int s = blockIdx.y, h = blockIdx.x;
-  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
-  const TopKSegment seg = StartTopKSegment(
-      seqs[s], selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride,
-      counts + s * heads_kv + h, threadIdx.x, kThreads, threadIdx.x == 0);
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.y, blockIdx.x, threadIdx.x, kThreads, threadIdx.x == 0);
   if (seg.want == 0) return;
+  const float* sc = seg.sc;
   int32_t* mid = seg.mid;
 
   // Read 1: the first digit's histogram and its boundary bucket.
@@ -1236,15 +1243,14 @@ __global__ void __launch_bounds__(kThreads)
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int nb = static_cast<int>(cluster.num_blocks());
-  const int s = blockIdx.z, h = blockIdx.y;
-  const float* sc = scores + (static_cast<int64_t>(s) * heads_kv + h) * score_stride;
   const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
   // Uniform over the cluster (it depends on the sequence only), and touching no other block's
   // shared memory, so blocks may return here without a barrier.
-  const TopKSegment seg = StartTopKSegment(
-      seqs[s], selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride,
-      counts + s * heads_kv + h, gtid, nb * kThreads, gtid == 0);
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.z, blockIdx.y, gtid, nb * kThreads, gtid == 0);
   if (seg.want == 0) return;
+  const float* sc = seg.sc;
   const int sink_end = seg.lo, want = seg.want, cand = seg.hi - seg.lo;
   int32_t* mid = seg.mid;
   // This block's slice: candidates [lo, lo + len), a multiple of 4 long except the last.

@@ -1,12 +1,13 @@
 // Inline-PTX wrappers shared by the attention kernels (attention.cu, prefill_attention_mma.cu):
 // cp.async 16-byte copies into shared memory and their groups, ldmatrix, the mma.m16n8k16
-// tensor-core product with fp32 accumulation (sm_80 and later), and fp32 pairs packed as the
-// 16-bit fragment registers it takes.
+// tensor-core product with fp32 accumulation (sm_80 and later), fp32 pairs packed as the
+// 16-bit fragment registers it takes, and the shared-memory opt-in their tiles need.
 #ifndef DSINFER_KERNELS_CUDA_MMA_PTX_CUH_
 #define DSINFER_KERNELS_CUDA_MMA_PTX_CUH_
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -89,6 +90,18 @@ template <>
 __device__ __forceinline__ uint32_t PackF<__half>(float lo, float hi) {
   const __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory (over the 48 KiB default) and asks for
+// the largest shared-memory carveout, so that its blocks fit several to an SM. Called per
+// launch, so any current device is covered; cheap.
+template <typename Kernel>
+cudaError_t OptInSharedMemory(Kernel kernel, int bytes) {
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e != cudaSuccess) return e;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                              cudaSharedmemCarveoutMaxShared);
 }
 
 }  // namespace cuda

@@ -342,14 +342,8 @@ absl::Status LaunchT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
                      const int32_t* tiles, int64_t num_tiles, int heads_q, int heads_kv,
                      float scale, const CudaPagedKv& kv, void* out, int64_t out_stride,
                      cudaStream_t stream) {
-  constexpr int kSmem = SmemBytes<T, HD>();
-  // Over the 48 KiB default: opt in (per call, so any current device is covered; cheap).
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      PrefillMmaKernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-  // Two blocks per SM need the largest shared-memory carveout.
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(PrefillMmaKernel<T, HD>,
-                                            cudaFuncAttributePreferredSharedMemoryCarveout,
-                                            cudaSharedmemCarveoutMaxShared));
+  constexpr int kSmem = SmemBytes<T, HD>();  // two blocks to an SM
+  CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(PrefillMmaKernel<T, HD>, kSmem));
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(heads_q));
   PrefillMmaKernel<T, HD><<<grid, kThreads, kSmem, stream>>>(
       static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles,

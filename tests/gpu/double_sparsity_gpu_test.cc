@@ -28,6 +28,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu_backend.h"
+#include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/model.h"
 #include "engine/sparse/channel_config.h"
@@ -92,17 +93,6 @@ constexpr LabelScoreAlgo kLabelScoreAlgos[] = {
 constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kCluster,
                                    TopKAlgo::kAuto};
 
-const char* AlgoName(LabelScoreAlgo a) {
-  return a == LabelScoreAlgo::kRowPerThread ? "row-per-thread"
-         : a == LabelScoreAlgo::kCoalesced  ? "coalesced"
-                                            : "strided";
-}
-const char* AlgoName(TopKAlgo a) {
-  return a == TopKAlgo::kOneBlock  ? "one-block"
-         : a == TopKAlgo::kTwoRead ? "two-read"
-         : a == TopKAlgo::kCluster ? "cluster"
-                                   : "auto";
-}
 
 struct SeqSpec {
   int tokens, budget, sink, recent, aggregation;

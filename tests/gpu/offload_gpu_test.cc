@@ -56,6 +56,20 @@ std::vector<int32_t> RandomTokens(std::mt19937_64& rng, int32_t context, int n) 
   return all;
 }
 
+// A fetch job reading layer `layer` of `seq` straight from the host pool (the CPU twins'
+// source addresses); the caller adds what to fetch and where it goes.
+CudaFetchJob PoolFetchJob(const KvBlockPool& pool, int layer, KvBlockPool::SequenceId seq,
+                          int kv_heads, int64_t row_bytes) {
+  CudaFetchJob job;
+  job.pool_k = pool.KBase(layer);
+  job.pool_v = pool.VBase(layer);
+  job.block_table = pool.BlockTable(seq).data();
+  job.block_tokens = pool.options().block_tokens;
+  job.kv_heads = kv_heads;
+  job.row_bytes = static_cast<int32_t>(row_bytes);
+  return job;
+}
+
 // ---------------------------------------------------------------------------------------
 // CPU: flatten + byte twin == the tier's reference data movement.
 
@@ -67,7 +81,6 @@ TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
     PageableHostMemory memory;
     std::unique_ptr<KvBlockPool> pool = RandomF32Pool(layers, kv_heads, head_dim, memory, rng);
     ASSERT_NE(pool, nullptr);
-    const KvPoolOptions& po = pool->options();
     const auto seq = pool->AddSequence();
     ASSERT_TRUE(pool->Reserve(seq, context).ok());
     OffloadOptions oo;
@@ -107,11 +120,7 @@ TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
           auto range = FlattenFetchPlan(*pb, kv_heads, rows);
           ASSERT_TRUE(range.ok()) << range.status();
           EXPECT_EQ(*range >= 0, dense);
-          CudaFetchJob job;
-          job.pool_k = pool->KBase(l);
-          job.pool_v = pool->VBase(l);
-          job.block_table = pool->BlockTable(seq).data();
-          job.block_tokens = po.block_tokens;
+          CudaFetchJob job = PoolFetchJob(*pool, l, seq, kv_heads, row_bytes);
           if (reuse > 0) {
             job.slab_k = (*b)->CacheView(l).k;
             job.slab_v = (*b)->CacheView(l).v;
@@ -122,8 +131,6 @@ TEST(OffloadGatherTwin, FlattenedTwinEqualsTierReference) {
           job.rows = *range >= 0 ? nullptr : rows.data();
           job.num_rows = static_cast<int64_t>(rows.size());
           job.dense_tokens = std::max(*range, 0);
-          job.kv_heads = kv_heads;
-          job.row_bytes = static_cast<int32_t>(row_bytes);
           FetchRowsReference(job);
           PagedKvView<float> ba = (*a)->BufferView(l);
           const size_t n = 70 * kv_heads * head_dim * sizeof(float);
@@ -152,7 +159,6 @@ TEST(OffloadGatherTwin, PreviousStepTwinEqualsTierReference) {
   PageableHostMemory memory;
   std::unique_ptr<KvBlockPool> pool = RandomF32Pool(layers, kv_heads, head_dim, memory, rng);
   ASSERT_NE(pool, nullptr);
-  const KvPoolOptions& po = pool->options();
   const auto seq = pool->AddSequence();
   ASSERT_TRUE(pool->Reserve(seq, context).ok());
   OffloadOptions oo;
@@ -191,11 +197,7 @@ TEST(OffloadGatherTwin, PreviousStepTwinEqualsTierReference) {
       ASSERT_TRUE(pa.ok() && pb.ok());
       ExecuteFetchPlanReference(*pa, CpuKvView(*pool, l, seq), **a);
       hits_a += pa->counts.rows_reused;
-      CudaFetchJob job;
-      job.pool_k = pool->KBase(l);
-      job.pool_v = pool->VBase(l);
-      job.block_table = pool->BlockTable(seq).data();
-      job.block_tokens = po.block_tokens;
+      CudaFetchJob job = PoolFetchJob(*pool, l, seq, kv_heads, head_dim * 4);
       job.out_k = pb->destination.k;
       job.out_v = pb->destination.v;
       job.out_tokens = pb->destination.tokens;
@@ -209,8 +211,6 @@ TEST(OffloadGatherTwin, PreviousStepTwinEqualsTierReference) {
         job.prev_per_head = static_cast<int32_t>(pb->previous_per_head);
         job.hits = &hits_b;
       }
-      job.kv_heads = kv_heads;
-      job.row_bytes = head_dim * 4;
       FetchRowsReference(job);
       const size_t bytes = static_cast<size_t>(n) * kv_heads * head_dim * 4;
       EXPECT_EQ(std::memcmp(pa->destination.k, pb->destination.k, bytes), 0);
