@@ -19,6 +19,7 @@
 #include "engine/forward_batch.h"
 #include "engine/safetensors.h"
 #include "engine/sampler.h"
+#include "engine/token_choice.h"
 #include "kernels/dtype.h"
 #include "kernels/rope.h"
 #include "offload/host_memory.h"
@@ -108,6 +109,20 @@ class Backend {
   }
   virtual absl::Status CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
                                       float* dst) = 0;
+  // The device token path (engine/token_choice.h says what it covers): whether ChooseTokens is
+  // implemented, so that a step's tokens can be chosen where its logits are.
+  virtual bool ChoosesTokensOnDevice() const { return false; }
+  // out[i] = the token of row i of `logits` (fp32, [>= choices.size(), vocab]) chosen with
+  // choices[i] (knobs, and the uniform for a sampled row; LaunchSample's semantics), and its
+  // log-probability; only those come back to the host. INVALID_ARGUMENT for knobs out of
+  // range or a uniform outside [0, 1) (nothing launched, `out` empty).
+  virtual absl::Status ChooseTokens(const DeviceTensor& logits,
+                                    absl::Span<const DeviceTokenChoice> choices,
+                                    std::vector<ChosenToken>& out) {
+    (void)logits, (void)choices, (void)out;
+    return absl::UnimplementedError(
+        absl::StrCat("backend ", name(), " cannot choose tokens on the device"));
+  }
 
   // dst[i] = src[rows[i]]. dst: [>= rows.size(), src.cols].
   virtual absl::Status GatherRows(const DeviceTensor& src, absl::Span<const int64_t> rows,

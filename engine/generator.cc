@@ -5,6 +5,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "engine/token_choice.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
@@ -107,17 +108,22 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
                                                      requests[i].max_new_tokens));
   }
   std::vector<float> logits;
-  // Prefill, one sequence at a time, in chunks.
+  std::vector<ChosenToken> chosen;
+  // Prefill, one sequence at a time, in chunks; a layer-major prefill's first token is chosen
+  // on the host (Model::PrefillLayerMajor returns the row).
   for (Live& s : live) {
     const std::vector<int32_t>& prompt = s.request->prompt;
     const int64_t n = static_cast<int64_t>(prompt.size());
     const auto prefill_start = std::chrono::steady_clock::now();
-    // The first token, from the last prompt position's logits.
+    // The first token, chosen from the last prompt position's logits.
+    auto accept_first = [&](int32_t token, double logprob) {
+      s.result->prefill_seconds = SecondsSince(prefill_start);
+      Accept(model.config(), s, token, logprob);
+    };
     auto first_token = [&](absl::Span<const float> row, int64_t logit_row) {
       const auto [token, logprob] =
           NextToken(s.sampler, row, s.history, model.logit_stat(logit_row));
-      s.result->prefill_seconds = SecondsSince(prefill_start);
-      Accept(model.config(), s, token, logprob);
+      accept_first(token, logprob);
     };
     if (PrefillsLayerMajor(*s.request, options.layer_major_from)) {
       ASSIGN_OR_RETURN(const std::vector<float> last,
@@ -131,6 +137,19 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
       ForwardBatch batch;
       batch.Add(s.kv, prompt.data() + begin, count, begin, s.request->prompt_logprobs);
       batch.sequences.back().attention = &s.request->attention;
+      // The chunk's last logit row gives the first token when the chunk ends the prompt, and
+      // is unused before. Prompt logprobs need whole rows: the host path.
+      const bool last_chunk = begin + count == n;
+      StepTokenChoices choices(model.backend().ChoosesTokensOnDevice());
+      for (size_t r = 0; r < batch.logit_rows.size(); ++r) {
+        const bool first_token_row = last_chunk && r + 1 == batch.logit_rows.size();
+        choices.AddRow(first_token_row ? &s.sampler : nullptr, s.request->prompt_logprobs);
+      }
+      if (choices.on_device()) {
+        RETURN_IF_ERROR(model.ForwardAndChoose(batch, choices.Draw(), chosen));
+        if (last_chunk) accept_first(chosen.back().token, chosen.back().logprob);
+        continue;
+      }
       RETURN_IF_ERROR(model.Forward(batch, logits));
       if (s.request->prompt_logprobs) {
         for (int64_t j = 0; j < count; ++j) {
@@ -159,12 +178,21 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(Model& model,
     }
     if (stepping.empty()) break;
     const auto step_start = std::chrono::steady_clock::now();
-    RETURN_IF_ERROR(model.Forward(batch, logits));
-    for (size_t i = 0; i < stepping.size(); ++i) {
-      absl::Span<const float> row(logits.data() + i * vocab, vocab);
-      const auto [token, logprob] = NextToken(stepping[i]->sampler, row, stepping[i]->history,
-                                              model.logit_stat(static_cast<int64_t>(i)));
-      Accept(model.config(), *stepping[i], token, logprob);
+    StepTokenChoices choices(model.backend().ChoosesTokensOnDevice());
+    for (Live* s : stepping) choices.AddRow(&s->sampler, /*needs_host_logits=*/false);
+    if (choices.on_device()) {
+      RETURN_IF_ERROR(model.ForwardAndChoose(batch, choices.Draw(), chosen));
+      for (size_t i = 0; i < stepping.size(); ++i) {
+        Accept(model.config(), *stepping[i], chosen[i].token, chosen[i].logprob);
+      }
+    } else {
+      RETURN_IF_ERROR(model.Forward(batch, logits));
+      for (size_t i = 0; i < stepping.size(); ++i) {
+        absl::Span<const float> row(logits.data() + i * vocab, vocab);
+        const auto [token, logprob] = NextToken(stepping[i]->sampler, row, stepping[i]->history,
+                                                model.logit_stat(static_cast<int64_t>(i)));
+        Accept(model.config(), *stepping[i], token, logprob);
+      }
     }
     const double step_seconds = SecondsSince(step_start);
     for (Live* s : stepping) {

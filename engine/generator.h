@@ -1,7 +1,9 @@
 // Offline generation for a fixed set of requests (dsinfer-run, tests, calibration): each
 // prompt is prefilled in chunks, then all live sequences decode together, one token per step,
 // until each meets a stop condition. The server's continuous-batching scheduler admits and
-// retires requests at token boundaries instead; both drive Model::Forward the same way.
+// retires requests at token boundaries instead; both drive Model::Forward the same way, and
+// both choose each step's tokens on the device when the backend can and no request of the
+// step needs whole logit rows (engine/token_choice.h), else on the host.
 #ifndef DSINFER_ENGINE_GENERATOR_H_
 #define DSINFER_ENGINE_GENERATOR_H_
 

@@ -195,6 +195,34 @@ DeviceTensor Rows(const DeviceTensor& t, int64_t rows) {
 }  // namespace
 
 absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logits) {
+  return RunStep(batch, [&](const DeviceTensor& normed) {
+    return LmHead(normed, batch.logit_rows, logits);
+  });
+}
+
+absl::Status Model::ForwardAndChoose(const ForwardBatch& batch,
+                                     absl::Span<const DeviceTokenChoice> choices,
+                                     std::vector<ChosenToken>& chosen) {
+  chosen.clear();
+  if (!backend_.ChoosesTokensOnDevice()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backend ", backend_.name(), " cannot choose tokens on the device"));
+  }
+  if (choices.size() != batch.logit_rows.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("ForwardAndChoose: ", choices.size(),
+                                                   " token choices for ",
+                                                   batch.logit_rows.size(), " logit rows"));
+  }
+  for (size_t i = 0; i < choices.size(); ++i) {
+    RETURN_IF_ERROR(ValidateDeviceTokenChoice(choices[i], i));
+  }
+  return RunStep(batch, [&](const DeviceTensor& normed) {
+    return ChooseOnBackend(normed, batch.logit_rows, choices, chosen);
+  });
+}
+
+absl::Status Model::RunStep(const ForwardBatch& batch,
+                            absl::FunctionRef<absl::Status(const DeviceTensor& normed)> head) {
   const int64_t n = batch.rows();
   if (n == 0) return absl::InvalidArgumentError("empty batch");
   for (const BatchSequence& s : batch.sequences) {
@@ -287,7 +315,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, std::vector<float>& logit
     RETURN_IF_ERROR(backend_.AddRmsNorm(residual, delta, next_norm, eps, normed));
   }
   RETURN_IF_ERROR(backend_.EndStep());
-  RETURN_IF_ERROR(LmHead(normed, batch.logit_rows, logits));
+  RETURN_IF_ERROR(head(normed));
   RETURN_IF_ERROR(CountDeviceReuse(backend_, tier_.get(), *ds_, batch));
   std::move(abandon).Cancel();
   return absl::OkStatus();
@@ -305,12 +333,9 @@ absl::Status CountDeviceReuse(Backend& backend, OffloadTier* tier, DoubleSparsit
   return absl::OkStatus();
 }
 
-absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t> rows,
-                           std::vector<float>& logits) {
+absl::StatusOr<DeviceTensor> Model::LogitsOnBackend(const DeviceTensor& normed,
+                                                    absl::Span<const int64_t> rows) {
   const int64_t m = static_cast<int64_t>(rows.size());
-  logits.assign(static_cast<size_t>(m * config_.vocab_size), 0.0f);
-  logit_stats_.clear();
-  if (m == 0) return absl::OkStatus();
   if (ws_.logits_in.rows < m) {
     backend_.Free(ws_.logits_in);
     backend_.Free(ws_.logits);
@@ -321,10 +346,30 @@ absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t>
   RETURN_IF_ERROR(backend_.GatherRows(normed, rows, gathered));
   DeviceTensor out = Rows(ws_.logits, m);
   RETURN_IF_ERROR(backend_.Linear(gathered, lm_head_, out));
+  return out;
+}
+
+absl::Status Model::LmHead(const DeviceTensor& normed, absl::Span<const int64_t> rows,
+                           std::vector<float>& logits) {
+  const int64_t m = static_cast<int64_t>(rows.size());
+  logits.assign(static_cast<size_t>(m * config_.vocab_size), 0.0f);
+  logit_stats_.clear();
+  if (m == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const DeviceTensor out, LogitsOnBackend(normed, rows));
   if (backend_.ComputesLogitStats()) RETURN_IF_ERROR(backend_.LogitStats(out, m, logit_stats_));
   std::vector<int64_t> all(m);
   for (int64_t i = 0; i < m; ++i) all[i] = i;
   return backend_.CopyRowsToHost(out, all, logits.data());
+}
+
+absl::Status Model::ChooseOnBackend(const DeviceTensor& normed, absl::Span<const int64_t> rows,
+                                    absl::Span<const DeviceTokenChoice> choices,
+                                    std::vector<ChosenToken>& chosen) {
+  chosen.clear();
+  logit_stats_.clear();
+  if (rows.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const DeviceTensor out, LogitsOnBackend(normed, rows));
+  return backend_.ChooseTokens(out, choices, chosen);
 }
 
 const LogitRowStat* Model::logit_stat(int64_t row) const {

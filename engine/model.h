@@ -8,12 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
 #include "engine/forward_batch.h"
 #include "engine/attention_options.h"
 #include "engine/model_config.h"
 #include "engine/sparse/double_sparsity.h"
+#include "engine/token_choice.h"
 #include "engine/weights.h"
 #include "offload/kv_block_pool.h"
 
@@ -118,6 +120,16 @@ class Model {
   // `logits` [logit_rows.size(), vocab] (fp32). On error the batch's sequences must be
   // considered corrupt (their newly written KV rows are undefined).
   absl::Status Forward(const ForwardBatch& batch, std::vector<float>& logits);
+  // The same step ending on the device token path (engine/token_choice.h) instead: the logits
+  // stay on the backend, which chooses the token of logit row i with choices[i] (one per
+  // batch.logit_rows entry, in that order), and only the tokens and their log-probabilities
+  // come back, in `chosen`. logit_stat() has nothing after it. Checked before the step runs:
+  // FAILED_PRECONDITION when the backend cannot (Backend::ChoosesTokensOnDevice),
+  // INVALID_ARGUMENT when choices and logit rows differ in number or a choice is out of range
+  // (ValidateDeviceTokenChoice). Other errors as Forward's.
+  absl::Status ForwardAndChoose(const ForwardBatch& batch,
+                                absl::Span<const DeviceTokenChoice> choices,
+                                std::vector<ChosenToken>& chosen);
   // Row `row` of the logits the latest Forward (or layer-major prefill) returned, as the
   // backend summarized it where they were computed (argmax, log Σ exp; Backend::LogitStats);
   // null when the backend computes none or `row` is out of range. For NextToken.
@@ -155,10 +167,21 @@ class Model {
   Model(ModelConfig config, Backend& backend);
   absl::Status Upload(const ModelWeights& weights);
   absl::Status EnsureWorkspace(int64_t rows);
-  // The fp32 logits of `rows` of `normed` (rows after the final norm) into `logits`
-  // [rows, vocab], through the LM head.
+  // Forward's step up to the final norm, then `head` on the normed rows [batch.rows(), hidden]
+  // (Forward: LmHead; ForwardAndChoose: ChooseOnBackend).
+  absl::Status RunStep(const ForwardBatch& batch,
+                       absl::FunctionRef<absl::Status(const DeviceTensor& normed)> head);
+  // The fp32 logits of `rows` of `normed` (rows after the final norm) through the LM head,
+  // left on the backend: the first rows.size() rows of the workspace's logits, [rows, vocab].
+  absl::StatusOr<DeviceTensor> LogitsOnBackend(const DeviceTensor& normed,
+                                               absl::Span<const int64_t> rows);
+  // LogitsOnBackend, then the rows copied to host `logits` [rows, vocab] (the host path).
   absl::Status LmHead(const DeviceTensor& normed, absl::Span<const int64_t> rows,
                       std::vector<float>& logits);
+  // LogitsOnBackend, then Backend::ChooseTokens on them (the device path).
+  absl::Status ChooseOnBackend(const DeviceTensor& normed, absl::Span<const int64_t> rows,
+                               absl::Span<const DeviceTokenChoice> choices,
+                               std::vector<ChosenToken>& chosen);
   void FreeWorkspace();
 
   struct Layer {

@@ -132,8 +132,14 @@ std::pair<int32_t, double> NextToken(Sampler& sampler, absl::Span<const float> l
 
 int32_t Sampler::Sample(absl::Span<const float> logits, absl::Span<const int32_t> history) {
   if (greedy()) return ArgMax(logits);
-  std::vector<double> probs = Distribution(logits, history);
-  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  return SampleAt(logits, history, DrawUniform());
+}
+
+double Sampler::DrawUniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+int32_t Sampler::SampleAt(absl::Span<const float> logits, absl::Span<const int32_t> history,
+                          double u) const {
+  const std::vector<double> probs = Distribution(logits, history);
   double cumulative = 0.0;
   int32_t last_nonzero = 0;
   for (size_t i = 0; i < probs.size(); ++i) {

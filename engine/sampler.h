@@ -31,8 +31,19 @@ class Sampler {
   explicit Sampler(const SamplingParams& params);
 
   // Samples a token from `logits` [vocab]. `history` holds the tokens the repetition
-  // penalty applies to (prompt and generated so far).
+  // penalty applies to (prompt and generated so far). A non-greedy call draws one uniform
+  // (DrawUniform) and returns SampleAt it; a greedy one draws nothing.
   int32_t Sample(absl::Span<const float> logits, absl::Span<const int32_t> history);
+  // The uniform in [0, 1) a non-greedy Sample draws next, advancing the generator. The
+  // device token path (engine/token_choice.h) draws here instead of Sample, so a seeded
+  // request sees the same stream of uniforms on either path.
+  double DrawUniform();
+  // The token a non-greedy Sample draws at uniform `u`: inverse CDF of Distribution in id
+  // order (the last kept token when rounding leaves u past the total).
+  int32_t SampleAt(absl::Span<const float> logits, absl::Span<const int32_t> history,
+                   double u) const;
+
+  const SamplingParams& params() const { return params_; }
 
   // Temperature 0 and no repetition penalty: the token is the argmax, no draw.
   bool greedy() const { return params_.temperature == 0.0f && params_.repetition_penalty == 1.0f; }

@@ -39,6 +39,7 @@
 #include "engine/model_config.h"
 #include "kernels/cuda/offload_gather.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/dependent_launch.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda/offload_gather_reference.h"
 
@@ -63,6 +64,10 @@ struct CudaBackendOptions {
   // Offload gather (LaunchFetchRows): resident blocks per SM it may take; it runs on the copy
   // stream beside the layer's compute, whose kernels it must leave room for.
   int fetch_blocks_per_sm = kFetchRowsBlocksPerSm;
+  // The device token path (engine/token_choice.h; cuda_backend_token_choice.cc): steps whose
+  // requests allow it get their tokens chosen by LaunchSample beside the logits, and only the
+  // ids and log-probabilities cross PCIe. Off: every step copies its logit rows to the host.
+  bool device_token_choice = true;
 
   absl::Status Validate() const;
 };
@@ -108,6 +113,16 @@ class CudaBackend final : public Backend {
                           std::vector<LogitRowStat>& out) override;
   absl::Status CopyRowsToHost(const DeviceTensor& src, absl::Span<const int64_t> rows,
                               float* dst) override;
+  // The device token path (cuda_backend_token_choice.cc): knobs and uniforms up through pinned
+  // staging, LaunchSample and LaunchLogSumExp on the stream, ids and log-probabilities back.
+  bool ChoosesTokensOnDevice() const override { return options_.device_token_choice; }
+  absl::Status ChooseTokens(const DeviceTensor& logits,
+                            absl::Span<const DeviceTokenChoice> choices,
+                            std::vector<ChosenToken>& out) override;
+  // Turns the device token path on or off (tests and benchmarks compare the two paths).
+  void set_device_token_choice(bool on) { options_.device_token_choice = on; }
+  // Steps whose tokens ChooseTokens chose (tests, bench).
+  int64_t device_token_steps() const { return device_token_steps_; }
 
   absl::Status GatherRows(const DeviceTensor& src, absl::Span<const int64_t> rows,
                           DeviceTensor& dst) override;
@@ -144,6 +159,13 @@ class CudaBackend final : public Backend {
   // Selects the linear-layer body (the benchmark compares them).
   void set_linear_algo(LinearAlgo algo) {
     options_.linear_algo = algo;
+    ClearGraphs();
+  }
+  // Programmatic dependent launch of the forward pass's kernels (kernels/cuda/dependent_launch.h;
+  // on by default). Process-wide: it sets the kernels' switch for every backend of the process
+  // (the benchmark compares the two). Drops the cached graphs, which keep what they captured.
+  void set_dependent_launch(bool on) {
+    cuda::SetDependentLaunch(on);
     ClearGraphs();
   }
   // Turns decode-step graphs on or off (off drops the cached graphs).
@@ -300,6 +322,10 @@ class CudaBackend final : public Backend {
   // (defined in cuda_backend_offload.cc).
   struct OffloadState;
   std::shared_ptr<OffloadState> offload_state_;
+  // The device token path's pinned staging and device buffer (cuda_backend_token_choice.cc).
+  struct TokenChoiceState;
+  std::shared_ptr<TokenChoiceState> token_choice_state_;
+  int64_t device_token_steps_ = 0;
   absl::StatusOr<OffloadState*> Offload();
   // The device part of a selection: labels caught up, scores, top-k of batch sequence
   // `index` at `layer` into `selected` [Hkv, k] (k = the sequence's AttentionOptions::BudgetFor

@@ -427,6 +427,35 @@ absl::Status Scheduler::Step() {
     batch.sequences.back().attention = &s.request.generation.attention;
   }
   if (entries.empty()) return absl::OkStatus();
+  // The step's token path (engine/token_choice.h), from its logit rows in order: a decode row
+  // and a prompt's last chunk give a token (top_logprobs read the whole row); an earlier
+  // chunk's row is unused; prompt logprobs read every row of the chunk.
+  StepTokenChoices choices(model_.backend().ChoosesTokensOnDevice());
+  for (const Entry& e : entries) {
+    Sequence& s = *e.s;
+    const bool top_logprobs = s.request.top_logprobs > 0;
+    if (!e.prefill) {
+      choices.AddRow(&s.sampler, top_logprobs);
+    } else if (s.request.generation.prompt_logprobs) {
+      for (int64_t j = 0; j < e.count; ++j) choices.AddRow(nullptr, /*needs_host_logits=*/true);
+    } else {
+      const bool ends_prompt = s.prefilled + e.count == s.prompt_size();
+      choices.AddRow(ends_prompt ? &s.sampler : nullptr, ends_prompt && top_logprobs);
+    }
+  }
+  if (choices.on_device()) {
+    RETURN_IF_ERROR(model_.ForwardAndChoose(batch, choices.Draw(), chosen_));
+    for (const Entry& e : entries) {
+      Sequence& s = *e.s;
+      if (e.prefill) {
+        s.prefilled += e.count;
+        if (s.prefilled < s.prompt_size()) continue;
+      }
+      const ChosenToken& c = chosen_[static_cast<size_t>(e.first_logit)];
+      AcceptToken(s, c.token, c.logprob);
+    }
+    return absl::OkStatus();
+  }
   RETURN_IF_ERROR(model_.Forward(batch, logits_));
   const int64_t vocab = model_.config().vocab_size;
   auto row = [&](int64_t i) { return absl::Span<const float>(logits_.data() + i * vocab, vocab); };
@@ -488,14 +517,20 @@ size_t HeldBack(const std::string& text, const std::vector<std::string>& stops) 
 }  // namespace
 
 void Scheduler::Accept(Sequence& s, absl::Span<const float> logits, const LogitRowStat* stat) {
-  const GenerationRequest& g = s.request.generation;
   const auto [token, logprob] = NextToken(s.sampler, logits, s.history, stat);
+  if (s.request.top_logprobs > 0) {
+    s.pending.top_logprobs.push_back(TopLogprobs(logits, s.request.top_logprobs));
+  }
+  AcceptToken(s, token, logprob);
+}
+
+void Scheduler::AcceptToken(Sequence& s, int32_t token, double logprob) {
+  const GenerationRequest& g = s.request.generation;
   s.history.push_back(token);
   ++s.generated;
   if (s.generated == 1) s.first_token = Now();
   s.pending.tokens.push_back(token);
   s.pending.logprobs.push_back(logprob);
-  if (s.request.top_logprobs > 0) s.pending.top_logprobs.push_back(TopLogprobs(logits, s.request.top_logprobs));
 
   bool finished = true;
   const std::vector<int32_t>& eos = model_.config().eos_token_ids;

@@ -26,6 +26,10 @@
 // the engine just before the release. Deadlines and timings read `SchedulerOptions::clock`,
 // so tests drive them with a fake clock instead of sleeping.
 //
+// Tokens: each step's are chosen on the device when the backend can and no row of the step
+// needs its logits on the host (repetition penalty, top_logprobs, prompt_logprobs), else from
+// host copies of the logits as before; engine/token_choice.h says what each path covers.
+//
 // Text: with a tokenizer, each sequence decodes its tokens incrementally (UTF-8 safe) and
 // matches stop sequences on the text. Text that could still be the start of a stop sequence
 // is held back until it cannot be, so a stop sequence never leaks into the stream.
@@ -48,6 +52,7 @@
 #include "absl/time/time.h"
 #include "engine/generator.h"
 #include "engine/model.h"
+#include "engine/token_choice.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace dsinfer {
@@ -205,8 +210,13 @@ class Scheduler {
   void Loop();
   void AdmitLocked(std::vector<std::unique_ptr<Sequence>>& admitted);
   absl::Status Step();
-  // `stat`: the row as the backend summarized it (Model::logit_stat; may be null).
+  // The host token path: the token from the row's `logits` (and its top_logprobs when asked)
+  // by the sequence's sampler. `stat`: the row as the backend summarized it
+  // (Model::logit_stat; may be null).
   void Accept(Sequence& s, absl::Span<const float> logits, const LogitRowStat* stat);
+  // Appends `token` (chosen on either path, engine/token_choice.h) to `s`: streaming, stop
+  // checks, finishing.
+  void AcceptToken(Sequence& s, int32_t token, double logprob);
   void Finish(Sequence& s, absl::Status status);
   void PublishStats();
   absl::Time Now() const { return options_.clock ? options_.clock() : absl::Now(); }
@@ -227,6 +237,7 @@ class Scheduler {
   // Engine thread only.
   std::vector<std::unique_ptr<Sequence>> running_;
   std::vector<float> logits_;
+  std::vector<ChosenToken> chosen_;  // a device-path step's tokens
   std::thread thread_;
 };
 

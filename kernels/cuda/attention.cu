@@ -35,6 +35,9 @@
 //  - warp (the first version, DecodeAttentionKernel, kept as a cross-check and fallback): 4
 //    warps take tokens round-robin, a lane holds head_dim/32 channels, a warp reduction per
 //    score; latency-bound (0.5–1.3 TB/s on an H100).
+// The decode bodies and the combine are launched dependent (dependent_launch.cuh): each lets the
+// next kernel start at once and waits for the previous one first, so the o_proj GEMV begins
+// streaming its weights during the last wave of attention blocks.
 //
 // Prefill: two bodies (PrefillAttentionAlgo). kSimt, the default and the verified one, is
 // here: grid (16-row query tiles, query heads). A block loads 16 query rows (one sequence) and
@@ -48,6 +51,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda/prefill_attention_mma.h"
 #include "kernels/cuda_check.h"
@@ -137,6 +141,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
                           CudaPagedKv kv, float* ws, int splits, T* out, int64_t out_stride) {
   constexpr int VEC = HD / 32;
   using Vec2 = typename Num<T>::Vec2;
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, gcount = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -239,6 +245,8 @@ __global__ void __launch_bounds__(kTiledThreads)
   constexpr int KS = HD + 8;                  // K row stride: conflict-free 16-byte reads
   constexpr int NG = kTiledThreads / CH;      // P·V thread groups (8 or 16)
   constexpr int kHeadsPerThread = kMaxGroup * TK / kTiledThreads;  // 4
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, G = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -422,6 +430,8 @@ __global__ void __launch_bounds__(kPipeThreads, kPipeMinBlocks)
   static_assert(HD % 32 == 0, "two k16 steps per K ldmatrix, two n8 tiles per V ldmatrix");
   static_assert(kRedFloats * sizeof(float) <= kPipeStages * kStageElems * sizeof(T),
                 "a warp's merge scratch fits in its stage buffers");
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, G = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -626,6 +636,8 @@ __global__ void __launch_bounds__(HD * kCombineParts)
     DecodeCombineKernel(const float* ws, int64_t rows, int heads_q, int splits, T* out,
                         int64_t out_stride) {
   constexpr int kUnroll = 4;
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const int64_t row = blockIdx.x / heads_q;
   const int qh = blockIdx.x % heads_q;
   const int d = threadIdx.x % HD, part = threadIdx.x / HD;
@@ -791,27 +803,29 @@ absl::Status DecodeT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
   const int group = heads_q / heads_kv;
   const dim3 grid(splits, heads_kv * ((group + kMaxGroup - 1) / kMaxGroup),
                   static_cast<unsigned>(rows.rows));
+  // The three bodies share one signature; each is launched dependent (dependent_launch.cuh).
+  auto body = DecodeAttentionKernel<T, HD>;
+  unsigned threads = kDecodeWarps * 32;
+  size_t smem = 0;
   if (algo == DecodeAttentionAlgo::kTiled) {
-    DecodeTiledKernel<T, HD><<<grid, kTiledThreads, 0, stream>>>(
-        static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
-        scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
+    body = DecodeTiledKernel<T, HD>;
+    threads = kTiledThreads;
   } else if (algo == DecodeAttentionAlgo::kPipelined) {
     constexpr int kSmem = PipeSmemBytes<T, HD>();  // kPipeMinBlocks blocks to an SM
     CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(DecodePipelinedKernel<T, HD>, kSmem));
-    DecodePipelinedKernel<T, HD><<<grid, kPipeThreads, kSmem, stream>>>(
-        static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
-        scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
-  } else {
-    DecodeAttentionKernel<T, HD><<<grid, kDecodeWarps * 32, 0, stream>>>(
-        static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
-        scale * kLog2e, kv, ws, splits, static_cast<T*>(out), out_stride);
+    body = DecodePipelinedKernel<T, HD>;
+    threads = kPipeThreads;
+    smem = kSmem;
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(body, grid, dim3(threads), smem, stream,
+                                             static_cast<const T*>(q), q_stride, rows.positions,
+                                             rows.row_seq, heads_q, heads_kv, scale * kLog2e, kv,
+                                             ws, splits, static_cast<T*>(out), out_stride));
   if (splits > 1) {
-    DecodeCombineKernel<T, HD>
-        <<<static_cast<unsigned>(rows.rows * heads_q), HD * kCombineParts, 0, stream>>>(
-            ws, rows.rows, heads_q, splits, static_cast<T*>(out), out_stride);
-    CUDA_RETURN_IF_LAUNCH_ERROR();
+    CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+        DecodeCombineKernel<T, HD>, dim3(static_cast<unsigned>(rows.rows * heads_q)),
+        dim3(HD * kCombineParts), 0, stream, static_cast<const float*>(ws), rows.rows, heads_q,
+        splits, static_cast<T*>(out), out_stride));
   }
   return absl::OkStatus();
 }

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/dtype.h"
+#include "kernels/sample_knobs.h"
 
 namespace dsinfer {
 
@@ -162,23 +163,20 @@ absl::Status LaunchArgmax(DType dtype, const void* logits, int64_t rows, int64_t
 absl::Status LaunchLogSumExp(const float* logits, int64_t rows, int64_t vocab, int64_t stride,
                             float* lse, cudaStream_t stream);
 
-// The sampling filters of engine/sampler.h (repetition penalty aside: it is applied to the
-// logits first).
-struct SampleKnobs {
-  float temperature = 1.0f;  // 0 = greedy (argmax)
-  int top_k = 0;             // 0 = off
-  float top_p = 1.0f;        // (0, 1]
-  float min_p = 0.0f;        // [0, 1)
-};
-
-// ids[i] = a token drawn from softmax(logits[i] / temperature) restricted to the tokens that
-// top-k, then top-p (of the top-k mass), then min-p keep, by inverse CDF in id order at
-// uniforms[i] in [0, 1) — the CPU sampler's order of filters and draw. One 1024-thread block
-// per row; no sort (thresholds found by bisection, see sampling.cu). Twin: SampleReference.
-// logits: [rows, vocab] (row stride `stride`; fp32, bf16 or fp16); uniforms, ids: device [rows].
+// ids[i] = a token drawn from softmax(logits[i] / T_i) restricted to the tokens that top-k,
+// then top-p (of the top-k mass), then min-p keep, by inverse CDF in id order at uniforms[i]
+// in [0, 1) — the CPU sampler's order of filters and draw — with row i's own knobs[i]
+// (kernels/sample_knobs.h), so one launch serves a batch of requests with different knobs. A
+// row with temperature 0 is greedy: its argmax (lowest id on ties, NaN never wins, as
+// LaunchArgmax), its uniform unread. One 1024-thread block per row; no sort (thresholds found
+// by bisection, see sampling.cu). Twin: SampleReference.
+// logits: [rows, vocab] (row stride `stride`; fp32, bf16 or fp16), vocab <= 2^24; knobs,
+// uniforms, ids: device [rows]; chosen_logits: device [rows] or null, receives
+// logits[i, ids[i]] in fp32 (with LaunchLogSumExp, the chosen token's log-probability). The
+// knobs must pass ValidateSampleKnobs: the launcher cannot read them.
 absl::Status LaunchSample(DType dtype, const void* logits, int64_t rows, int64_t vocab,
-                          int64_t stride, const SampleKnobs& knobs, const float* uniforms,
-                          int32_t* ids, cudaStream_t stream);
+                          int64_t stride, const SampleKnobs* knobs, const float* uniforms,
+                          int32_t* ids, float* chosen_logits, cudaStream_t stream);
 
 // Fills `count` elements with uniform values in [-scale, scale) from a counter-based hash of
 // (seed, index): deterministic, for benchmark weights and test inputs.

@@ -40,6 +40,8 @@
 // sector it touches is used; no per-token shuffle reduction), then lanes over channels for V;
 // one online-softmax rescale per 32 rows. Every warp writes its own partial state; the combine
 // kernel merges them.
+// Every kernel here but the cluster top-k is launched dependent (dependent_launch.cuh): it lets
+// the next kernel start at once and waits for the previous one before touching memory.
 #include <algorithm>
 #include <cstdint>
 #include <cooperative_groups.h>
@@ -53,6 +55,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -147,6 +150,8 @@ template <typename T>
 __global__ void WriteLabelsKernel(const T* k, int64_t k_stride, int64_t rows,
                                   const int32_t* positions, const int32_t* row_label,
                                   const CudaLabelSeq* labels, int kv_heads, int head_dim) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * kv_heads) return;
   const int64_t row = i / kv_heads;
@@ -161,6 +166,8 @@ __global__ void WriteLabelsKernel(const T* k, int64_t k_stride, int64_t rows,
 template <typename T>
 __global__ void WriteLabelsPagedKernel(CudaPagedKv kv, const CudaLabelRange* ranges,
                                        const CudaLabelSeq* labels) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const CudaLabelRange range = ranges[blockIdx.y];
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= static_cast<int64_t>(range.count) * kv.kv_heads) return;
@@ -319,6 +326,8 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
                                               const CudaLabelSeq* labels, int heads_q,
                                               int heads_kv, int head_dim, float* scores,
                                               int64_t score_stride) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   extern __shared__ float qs[];  // [heads_q][r + 1], channel r the sum (4-bit)
   const int s = blockIdx.y;
   const CudaDsSequence seq = seqs[s];
@@ -598,6 +607,8 @@ __global__ void __launch_bounds__(kScoreThreads,
     LabelScoresFixedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                            const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                            float* scores, int64_t score_stride) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
   // Rows are loaded in 16-byte chunks, an 8-byte row (4-bit r 16) as one 8-byte chunk.
   constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : kRowBytes >= 8 ? 8 : 4;
@@ -700,6 +711,8 @@ __global__ void __launch_bounds__(kScoreThreads)
     LabelScoresGeneralKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                              const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                              float* scores, int64_t score_stride) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b =
@@ -983,6 +996,8 @@ __device__ __forceinline__ void OrderedCompaction(
 __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
     TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                      int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   __shared__ TopKScan<kTopKThreads>::TempStorage scan_tmp;
   __shared__ int hist[2048];
   const TopKSegment seg =
@@ -1036,6 +1051,8 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
     TopKSelectTwoReadKernel(const float* scores, int64_t score_stride,
                             const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
                             int64_t sel_stride, int32_t* counts) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   constexpr int kThreads = kTwoReadThreads;
   using Scan = TopKScan<kThreads>;
   __shared__ typename Scan::TempStorage scan_tmp;
@@ -1428,6 +1445,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     SparseAttentionKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs, int heads_kv,
                           float scale, CudaPagedKv kv, const int32_t* selected, int64_t sel_stride,
                           const int32_t* counts, int splits, float* workspace) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   static_assert(kD == 64 || kD == 128, "head_dim 64 or 128");
   constexpr int kC = kD / 32;  // V channels per lane
   __shared__ float qs[kG][kD];
@@ -1559,6 +1578,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 template <typename T, int kD>
 __global__ void SparseCombineKernel(const CudaDsSequence* seqs, int heads_q, int partials,
                                     const float* workspace, T* out, int64_t out_stride) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const int s = blockIdx.y, hq = blockIdx.x, c = threadIdx.x;
   const float* w = workspace + (static_cast<int64_t>(s) * heads_q + hq) * partials * (kD + 2);
   float big = -INFINITY;
@@ -1699,9 +1720,9 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int nu
     blocks = std::clamp<int64_t>((2 * resident + num_seqs - 1) / num_seqs, 1, blocks);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
-  kernel<<<grid, kScoreThreads, smem, stream>>>(q, q_stride, seqs, labels, heads_q, heads_kv,
-                                                head_dim, scores, score_stride);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(kernel, grid, dim3(kScoreThreads), smem, stream, q,
+                                             q_stride, seqs, labels, heads_q, heads_kv, head_dim,
+                                             scores, score_stride));
   return absl::OkStatus();
 }
 
@@ -1712,13 +1733,14 @@ absl::Status SparseAttentionTyped(const void* q, int64_t q_stride, const CudaDsS
                                   const int32_t* counts, int splits, float* workspace, void* out,
                                   int64_t out_stride, cudaStream_t stream) {
   const dim3 grid(splits, heads_kv, num_seqs);
-  SparseAttentionKernel<T, kD, kG><<<grid, kAttnWarps * 32, 0, stream>>>(
+  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+      SparseAttentionKernel<T, kD, kG>, grid, dim3(kAttnWarps * 32), 0, stream,
       static_cast<const T*>(q), q_stride, seqs, heads_kv, scale, kv, selected, sel_stride, counts,
-      splits, workspace);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  SparseCombineKernel<T, kD><<<dim3(heads_kv * kG, num_seqs), kD, 0, stream>>>(
-      seqs, heads_kv * kG, splits * kAttnWarps, workspace, static_cast<T*>(out), out_stride);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+      splits, workspace));
+  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+      SparseCombineKernel<T, kD>, dim3(heads_kv * kG, num_seqs), dim3(kD), 0, stream, seqs,
+      heads_kv * kG, splits * kAttnWarps, static_cast<const float*>(workspace),
+      static_cast<T*>(out), out_stride));
   return absl::OkStatus();
 }
 
@@ -1757,18 +1779,20 @@ absl::Status LaunchWriteLabels(DType dtype, const void* k, int64_t k_stride, int
   const int grid = static_cast<int>((items + 127) / 128);
   switch (dtype) {
     case DType::kBF16:
-      WriteLabelsKernel<<<grid, 128, 0, stream>>>(static_cast<const __nv_bfloat16*>(k), k_stride,
-                                                  rows, positions, row_label, labels, kv_heads,
-                                                  head_dim);
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+          WriteLabelsKernel<__nv_bfloat16>, dim3(grid), dim3(128), 0, stream,
+          static_cast<const __nv_bfloat16*>(k), k_stride, rows, positions, row_label, labels,
+          kv_heads, head_dim));
       break;
     case DType::kF16:
-      WriteLabelsKernel<<<grid, 128, 0, stream>>>(static_cast<const __half*>(k), k_stride, rows,
-                                                  positions, row_label, labels, kv_heads, head_dim);
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+          WriteLabelsKernel<__half>, dim3(grid), dim3(128), 0, stream,
+          static_cast<const __half*>(k), k_stride, rows, positions, row_label, labels, kv_heads,
+          head_dim));
       break;
     default:
       return BadDType("LaunchWriteLabels", dtype);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
@@ -1779,15 +1803,16 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
   const dim3 grid(static_cast<unsigned>((max_count * kv.kv_heads + 127) / 128), num_ranges);
   switch (dtype) {
     case DType::kBF16:
-      WriteLabelsPagedKernel<__nv_bfloat16><<<grid, 128, 0, stream>>>(kv, ranges, labels);
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(WriteLabelsPagedKernel<__nv_bfloat16>, grid,
+                                                 dim3(128), 0, stream, kv, ranges, labels));
       break;
     case DType::kF16:
-      WriteLabelsPagedKernel<__half><<<grid, 128, 0, stream>>>(kv, ranges, labels);
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(WriteLabelsPagedKernel<__half>, grid, dim3(128),
+                                                 0, stream, kv, ranges, labels));
       break;
     default:
       return BadDType("LaunchWriteLabelsPaged", dtype);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
@@ -1889,16 +1914,15 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
     CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(TopKSelectTwoReadKernel,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(kTwoReadSmem)));
-    TopKSelectTwoReadKernel<<<dim3(heads_kv, num_seqs), kTwoReadThreads, kTwoReadSmem,
-                              stream>>>(scores, score_stride, seqs, heads_kv, selected,
-                                        sel_stride, counts);
-    CUDA_RETURN_IF_LAUNCH_ERROR();
+    CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+        TopKSelectTwoReadKernel, dim3(heads_kv, num_seqs), dim3(kTwoReadThreads), kTwoReadSmem,
+        stream, scores, score_stride, seqs, heads_kv, selected, sel_stride, counts));
     return absl::OkStatus();
   }
   // kOneBlock.
-  TopKSelectKernel<<<dim3(heads_kv, num_seqs), kTopKThreads, 0, stream>>>(
-      scores, score_stride, seqs, heads_kv, selected, sel_stride, counts);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(TopKSelectKernel, dim3(heads_kv, num_seqs),
+                                             dim3(kTopKThreads), 0, stream, scores, score_stride,
+                                             seqs, heads_kv, selected, sel_stride, counts));
   return absl::OkStatus();
 }
 

@@ -7,10 +7,16 @@
 // keeps it so: rounding the running sum to bf16 after every sub-block is what pushed the bf16
 // golden error to the 2e-2 bound). The embedding writes, and (Add)RmsNorm read and update, a
 // residual of type R (fp32 or the activation type T) through the same templates.
+//
+// The forward pass's kernels are launched dependent (dependent_launch.cuh): each lets the next
+// kernel start its blocks at once and waits for the previous one before touching memory, so a
+// GEMV after a norm streams weights while the norm runs. The fill/convert helpers launch as
+// usual.
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda_check.h"
 
 namespace dsinfer {
@@ -30,6 +36,8 @@ constexpr int kCopyItems = 8;
 template <typename T, typename Tout>
 __global__ void EmbeddingKernel(const T* table, int64_t cols, const int32_t* ids, Tout* out,
                                 int64_t out_stride) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const int64_t row = blockIdx.x;
   const T* src = table + static_cast<int64_t>(ids[row]) * cols;
   Tout* dst = out + row * out_stride;
@@ -59,6 +67,8 @@ template <typename T, typename R>
 __global__ void __launch_bounds__(kNormThreads)
     RmsNormKernel(R* residual, const T* delta, const R* x, const T* weight, int64_t dim,
                   float eps, T* out) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const int64_t row = blockIdx.x;
   extern __shared__ float vals[];  // [dim] fp32 copy of the (summed) row
   // The first pass's weights, loaded now so that their latency hides behind the row's.
@@ -121,6 +131,8 @@ __global__ void __launch_bounds__(kNormThreads)
 
 template <typename T>
 __global__ void SwiGluKernel(const T* gate_up, int64_t rows, int64_t inter, T* out) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const int64_t total = rows * inter;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -142,6 +154,8 @@ __global__ void __launch_bounds__(kRopeThreads)
     RopeStoreKvKernel(T* qkv, int64_t qkv_stride, const int32_t* positions,
                       const int32_t* row_seq, int heads_q, int heads_kv, int head_dim,
                       const float* inv_freq, CudaPagedKv kv) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const int64_t row = blockIdx.x;
   const int half = head_dim / 2;
   const int pairs = (heads_q + heads_kv) * half;
@@ -180,6 +194,8 @@ __global__ void __launch_bounds__(kRopeThreads)
 
 template <typename T>
 __global__ void ArgmaxKernel(const T* logits, int64_t vocab, int64_t stride, int32_t* ids) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const T* row = logits + blockIdx.x * stride;
   float best = -INFINITY;
   int64_t best_i = INT64_MAX;
@@ -230,6 +246,8 @@ __global__ void ArgmaxKernel(const T* logits, int64_t vocab, int64_t stride, int
 // One block per row: the row's maximum (NaN ignored), then Σ exp(x − max) in fp32 (a NaN
 // makes it NaN), reduced per warp then per block; lse = max + log(sum).
 __global__ void LogSumExpKernel(const float* logits, int64_t vocab, int64_t stride, float* lse) {
+  cuda::LetDependentsStart();
+  cuda::WaitForPrior();
   const float* row = logits + blockIdx.x * stride;
   __shared__ float part[32];
   __shared__ float row_max;
@@ -304,6 +322,13 @@ __global__ void ToF32Kernel(const T* src, int64_t count, float* dst) {
   }
 }
 
+template <typename T>
+cudaError_t LaunchArgmaxKernel(const void* logits, int64_t rows, int64_t vocab, int64_t stride,
+                               int32_t* ids, cudaStream_t stream) {
+  return cuda::LaunchDependent(ArgmaxKernel<T>, dim3(static_cast<unsigned>(rows)), dim3(1024), 0,
+                               stream, static_cast<const T*>(logits), vocab, stride, ids);
+}
+
 int GridFor(int64_t count, int threads) {
   const int64_t blocks = (count + threads - 1) / threads;
   return static_cast<int>(blocks < 1 ? 1 : (blocks > 65536 ? 65536 : blocks));
@@ -315,9 +340,9 @@ absl::Status RmsNormT(R* residual, const T* delta, const R* x, const T* weight, 
   if (rows == 0) return absl::OkStatus();
   const size_t smem = static_cast<size_t>(dim) * sizeof(float);
   if (smem > 48 * 1024) return absl::InvalidArgumentError("RmsNorm: dim over 12288");
-  RmsNormKernel<T, R><<<static_cast<unsigned>(rows), kNormThreads, smem, stream>>>(
-      residual, delta, x, weight, dim, eps, out);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(RmsNormKernel<T, R>, dim3(static_cast<unsigned>(rows)),
+                                             dim3(kNormThreads), smem, stream, residual, delta,
+                                             x, weight, dim, eps, out));
   return absl::OkStatus();
 }
 
@@ -339,17 +364,22 @@ absl::Status RmsNormDispatch(DType residual_dtype, DType dtype, void* residual, 
   return BadDType("RmsNorm residual", residual_dtype);
 }
 
+template <typename T, typename Tout>
+cudaError_t LaunchEmbeddingKernel(unsigned grid, const void* table, int64_t cols,
+                                  const int32_t* ids, void* out, int64_t out_stride,
+                                  cudaStream_t stream) {
+  return cuda::LaunchDependent(EmbeddingKernel<T, Tout>, dim3(grid), dim3(256), 0, stream,
+                               static_cast<const T*>(table), cols, ids, static_cast<Tout*>(out),
+                               out_stride);
+}
+
 // The embedding gather of a 16-bit table T into T (or fp32 when `f32`: the residual stream).
 template <typename T>
-void LaunchEmbeddingFrom(bool f32, unsigned grid, const void* table, int64_t cols,
-                         const int32_t* ids, void* out, int64_t out_stride, cudaStream_t stream) {
-  if (f32) {
-    EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
-                                              static_cast<float*>(out), out_stride);
-  } else {
-    EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(table), cols, ids,
-                                              static_cast<T*>(out), out_stride);
-  }
+cudaError_t LaunchEmbeddingFrom(bool f32, unsigned grid, const void* table, int64_t cols,
+                                const int32_t* ids, void* out, int64_t out_stride,
+                                cudaStream_t stream) {
+  return f32 ? LaunchEmbeddingKernel<T, float>(grid, table, cols, ids, out, out_stride, stream)
+             : LaunchEmbeddingKernel<T, T>(grid, table, cols, ids, out, out_stride, stream);
 }
 
 }  // namespace
@@ -368,26 +398,28 @@ absl::Status LaunchEmbeddingEx(DType dtype, DType out_dtype, const void* table, 
   }
   const unsigned grid = static_cast<unsigned>(n);
   const bool f32 = out_dtype == DType::kF32;
+  cudaError_t launched = cudaSuccess;
   switch (dtype) {
     case DType::kBF16:
-      LaunchEmbeddingFrom<__nv_bfloat16>(f32, grid, table, cols, ids, out, out_stride, stream);
+      launched = LaunchEmbeddingFrom<__nv_bfloat16>(f32, grid, table, cols, ids, out, out_stride,
+                                                    stream);
       break;
     case DType::kF16:
-      LaunchEmbeddingFrom<__half>(f32, grid, table, cols, ids, out, out_stride, stream);
+      launched = LaunchEmbeddingFrom<__half>(f32, grid, table, cols, ids, out, out_stride, stream);
       break;
     case DType::kF32:  // gathers of fp32 tensors (logits, residual), kept or rounded
       switch (out_dtype) {
         case DType::kF32:
-          EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const float*>(table), cols, ids,
-                                                    static_cast<float*>(out), out_stride);
+          launched = LaunchEmbeddingKernel<float, float>(grid, table, cols, ids, out, out_stride,
+                                                         stream);
           break;
         case DType::kBF16:
-          EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const float*>(table), cols, ids,
-                                                    static_cast<__nv_bfloat16*>(out), out_stride);
+          launched = LaunchEmbeddingKernel<float, __nv_bfloat16>(grid, table, cols, ids, out,
+                                                                 out_stride, stream);
           break;
         case DType::kF16:
-          EmbeddingKernel<<<grid, 256, 0, stream>>>(static_cast<const float*>(table), cols, ids,
-                                                    static_cast<__half*>(out), out_stride);
+          launched = LaunchEmbeddingKernel<float, __half>(grid, table, cols, ids, out, out_stride,
+                                                          stream);
           break;
         default:
           return BadDType("LaunchEmbeddingEx output", out_dtype);
@@ -396,7 +428,7 @@ absl::Status LaunchEmbeddingEx(DType dtype, DType out_dtype, const void* table, 
     default:
       return BadDType("LaunchEmbedding", dtype);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(launched);
   return absl::OkStatus();
 }
 
@@ -447,17 +479,19 @@ absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_
   const int grid = GridFor(rows * inter, 256);
   switch (dtype) {
     case DType::kBF16:
-      SwiGluKernel<<<grid, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(gate_up), rows,
-                                             inter, static_cast<__nv_bfloat16*>(out));
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+          SwiGluKernel<__nv_bfloat16>, dim3(grid), dim3(256), 0, stream,
+          static_cast<const __nv_bfloat16*>(gate_up), rows, inter,
+          static_cast<__nv_bfloat16*>(out)));
       break;
     case DType::kF16:
-      SwiGluKernel<<<grid, 256, 0, stream>>>(static_cast<const __half*>(gate_up), rows, inter,
-                                             static_cast<__half*>(out));
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(SwiGluKernel<__half>, dim3(grid), dim3(256), 0,
+                                                 stream, static_cast<const __half*>(gate_up),
+                                                 rows, inter, static_cast<__half*>(out)));
       break;
     default:
       return BadDType("LaunchSwiGlu", dtype);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
@@ -475,19 +509,20 @@ absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride,
                   static_cast<unsigned>((items + kRopeThreads - 1) / kRopeThreads));
   switch (dtype) {
     case DType::kBF16:
-      RopeStoreKvKernel<<<grid, kRopeThreads, 0, stream>>>(
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+          RopeStoreKvKernel<__nv_bfloat16>, grid, dim3(kRopeThreads), 0, stream,
           static_cast<__nv_bfloat16*>(qkv), qkv_stride, rows.positions, rows.row_seq, heads_q,
-          heads_kv, head_dim, inv_freq, kv);
+          heads_kv, head_dim, inv_freq, kv));
       break;
     case DType::kF16:
-      RopeStoreKvKernel<<<grid, kRopeThreads, 0, stream>>>(
+      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+          RopeStoreKvKernel<__half>, grid, dim3(kRopeThreads), 0, stream,
           static_cast<__half*>(qkv), qkv_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
-          head_dim, inv_freq, kv);
+          head_dim, inv_freq, kv));
       break;
     default:
       return BadDType("LaunchRopeStoreKv", dtype);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
@@ -497,8 +532,8 @@ absl::Status LaunchLogSumExp(const float* logits, int64_t rows, int64_t vocab, i
   if (vocab <= 0 || stride < vocab || logits == nullptr || lse == nullptr) {
     return absl::InvalidArgumentError("LaunchLogSumExp: bad shape or null pointer");
   }
-  LogSumExpKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(logits, vocab, stride, lse);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(LogSumExpKernel, dim3(static_cast<unsigned>(rows)),
+                                             dim3(1024), 0, stream, logits, vocab, stride, lse));
   return absl::OkStatus();
 }
 
@@ -507,21 +542,18 @@ absl::Status LaunchArgmax(DType dtype, const void* logits, int64_t rows, int64_t
   if (rows == 0) return absl::OkStatus();
   switch (dtype) {
     case DType::kBF16:
-      ArgmaxKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(
-          static_cast<const __nv_bfloat16*>(logits), vocab, stride, ids);
+      CUDA_RETURN_IF_ERROR(LaunchArgmaxKernel<__nv_bfloat16>(logits, rows, vocab, stride, ids,
+                                                             stream));
       break;
     case DType::kF16:
-      ArgmaxKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(
-          static_cast<const __half*>(logits), vocab, stride, ids);
+      CUDA_RETURN_IF_ERROR(LaunchArgmaxKernel<__half>(logits, rows, vocab, stride, ids, stream));
       break;
     case DType::kF32:
-      ArgmaxKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(
-          static_cast<const float*>(logits), vocab, stride, ids);
+      CUDA_RETURN_IF_ERROR(LaunchArgmaxKernel<float>(logits, rows, vocab, stride, ids, stream));
       break;
     default:
       return BadDType("LaunchArgmax", dtype);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 

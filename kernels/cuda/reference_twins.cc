@@ -39,14 +39,8 @@ void LogSumExpReference(const float* logits, int64_t rows, int64_t vocab, float*
   }
 }
 
-void SampleReference(const float* logits, int64_t rows, int64_t vocab, float temperature,
-                     int top_k, float top_p, float min_p, const float* uniforms, int32_t* ids,
-                     float* thresholds) {
-  if (temperature == 0.0f) {
-    ArgmaxReference(logits, rows, vocab, ids);
-    return;
-  }
-  const float c = 1.4426950408889634f / temperature;
+void SampleReference(const float* logits, int64_t rows, int64_t vocab, const SampleKnobs* knobs,
+                     const float* uniforms, int32_t* ids, float* thresholds) {
   std::vector<float> p(static_cast<size_t>(vocab));
   auto count_at = [&](float theta) {
     int64_t n = 0;
@@ -71,6 +65,13 @@ void SampleReference(const float* logits, int64_t rows, int64_t vocab, float tem
   constexpr uint32_t kOneBits = 0x3f800000u;
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = logits + r * vocab;
+    if (knobs[r].temperature == 0.0f) {
+      ArgmaxReference(x, 1, vocab, ids + r);
+      continue;
+    }
+    const float c = 1.4426950408889634f / knobs[r].temperature;
+    const int top_k = knobs[r].top_k;
+    const float top_p = knobs[r].top_p, min_p = knobs[r].min_p;
     float mx = -INFINITY;
     for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, x[i]);
     for (int64_t i = 0; i < vocab; ++i) p[i] = std::exp2((x[i] - mx) * c);

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "kernels/sample_knobs.h"
+
 namespace dsinfer {
 
 // out[i, :] = table[ids[i], :]. table: [vocab, cols]; out: [n, cols].
@@ -18,12 +20,12 @@ void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* 
 void LogSumExpReference(const float* logits, int64_t rows, int64_t vocab, float* lse);
 
 // LaunchSample's semantics in plain fp32 loops (same thresholds, same bisection, serial
-// sums). logits: [rows, vocab]; uniforms, ids: [rows]. Knobs as in SampleKnobs. When
-// `thresholds` is not null it receives each row's kept threshold: token i is kept iff
-// 2^((x_i - max) · log2e / T) >= thresholds[r] (not written for temperature 0).
-void SampleReference(const float* logits, int64_t rows, int64_t vocab, float temperature,
-                     int top_k, float top_p, float min_p, const float* uniforms, int32_t* ids,
-                     float* thresholds = nullptr);
+// sums), row r with its own knobs[r] (temperature 0: ArgmaxReference of the row).
+// logits: [rows, vocab]; knobs, uniforms, ids: [rows]. When `thresholds` is not null it
+// receives each row's kept threshold: token i is kept iff 2^((x_i - max) · log2e / T_r) >=
+// thresholds[r] (not written for greedy rows).
+void SampleReference(const float* logits, int64_t rows, int64_t vocab, const SampleKnobs* knobs,
+                     const float* uniforms, int32_t* ids, float* thresholds = nullptr);
 
 }  // namespace dsinfer
 

@@ -9,6 +9,11 @@
 // block-wide prefix sum over contiguous per-thread chunks. Probabilities are unnormalised,
 // p = 2^((x - max) · log2e / T), so p_max is exactly 1. Ties at a threshold keep every tied
 // token (the CPU sampler keeps the lowest ids); with continuous logits ties do not occur.
+//
+// Knobs are per row (read by each block from a device array), so one launch serves a batch
+// whose requests sample differently; a row with temperature 0 takes the greedy branch, a block
+// argmax with LaunchArgmax's semantics. The branch is uniform within a block (one row each),
+// so the block-wide reductions behind it stay legal.
 #include <cstdint>
 #include <cstring>
 
@@ -43,12 +48,81 @@ __device__ __forceinline__ float BlockMaxF(float v) {
   return r;
 }
 
+// Loads in flight per thread in the greedy scan (as elementwise.cu's ArgmaxKernel: one at a
+// time leaves a 128K-entry row latency-bound).
+constexpr int kArgmaxItems = 8;
+
+// The block's argmax of x[0, vocab): the largest value, lowest index on ties, NaN never wins;
+// 0 when every value is NaN (ArgmaxReference). Every thread gets the result.
+template <typename T>
+__device__ int32_t BlockArgmax(const T* x, int64_t vocab) {
+  float best = -INFINITY;
+  int64_t best_i = INT64_MAX;
+  for (int64_t base = threadIdx.x; base < vocab; base += blockDim.x * kArgmaxItems) {
+    float v[kArgmaxItems];
+#pragma unroll
+    for (int u = 0; u < kArgmaxItems; ++u) {
+      const int64_t i = base + u * blockDim.x;
+      v[u] = i < vocab ? Num<T>::ToF(x[i]) : NAN;
+    }
+#pragma unroll
+    for (int u = 0; u < kArgmaxItems; ++u) {  // ascending index: ties keep the first
+      if (!(v[u] != v[u]) && (best_i == INT64_MAX || v[u] > best)) {
+        best = v[u];
+        best_i = base + u * blockDim.x;
+      }
+    }
+  }
+  // Warp then block reduction over (value, index): larger value, then lower index. A thread
+  // that saw only NaN carries (-inf, INT64_MAX), so it loses to any index.
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int64_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (ov > best || (ov == best && oi < best_i)) {
+      best = ov;
+      best_i = oi;
+    }
+  }
+  __shared__ float warp_best[32];
+  __shared__ int64_t warp_index[32];
+  __shared__ int32_t result;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    warp_best[warp] = best;
+    warp_index[warp] = best_i;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) {
+      if (warp_best[w] > best || (warp_best[w] == best && warp_index[w] < best_i)) {
+        best = warp_best[w];
+        best_i = warp_index[w];
+      }
+    }
+    result = best_i == INT64_MAX ? 0 : static_cast<int32_t>(best_i);
+  }
+  __syncthreads();
+  return result;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kSampleThreads)
-    SampleKernel(const T* logits, int64_t vocab, int64_t stride, float temperature, int top_k,
-                 float top_p, float min_p, const float* uniforms, int32_t* ids) {
+    SampleKernel(const T* logits, int64_t vocab, int64_t stride, const SampleKnobs* knobs,
+                 const float* uniforms, int32_t* ids, float* chosen_logits) {
   const T* x = logits + blockIdx.x * stride;
   const int tid = threadIdx.x;
+  const SampleKnobs row_knobs = knobs[blockIdx.x];
+  if (row_knobs.temperature == 0.0f) {
+    const int32_t id = BlockArgmax(x, vocab);
+    if (tid == 0) {
+      ids[blockIdx.x] = id;
+      if (chosen_logits != nullptr) chosen_logits[blockIdx.x] = Num<T>::ToF(x[id]);
+    }
+    return;
+  }
+  const float temperature = row_knobs.temperature, top_p = row_knobs.top_p;
+  const float min_p = row_knobs.min_p;
+  const int top_k = row_knobs.top_k;
   float mx = -INFINITY;
   for (int64_t i = tid; i < vocab; i += blockDim.x) mx = fmaxf(mx, Num<T>::ToF(x[i]));
   mx = BlockMaxF(mx);
@@ -142,39 +216,43 @@ __global__ void __launch_bounds__(kSampleThreads)
   __syncthreads();
   // Rounding past the total: the last kept token, as the CPU sampler falls back to.
   const float last_id = BlockMaxF(static_cast<float>(last_kept));
-  if (tid == 0) ids[blockIdx.x] = chosen >= 0 ? chosen : static_cast<int32_t>(last_id);
+  if (tid == 0) {
+    const int32_t id = chosen >= 0 ? chosen : static_cast<int32_t>(last_id);
+    ids[blockIdx.x] = id;
+    if (chosen_logits != nullptr) chosen_logits[blockIdx.x] = Num<T>::ToF(x[id]);
+  }
 }
 
 }  // namespace
 
 absl::Status LaunchSample(DType dtype, const void* logits, int64_t rows, int64_t vocab,
-                          int64_t stride, const SampleKnobs& knobs, const float* uniforms,
-                          int32_t* ids, cudaStream_t stream) {
+                          int64_t stride, const SampleKnobs* knobs, const float* uniforms,
+                          int32_t* ids, float* chosen_logits, cudaStream_t stream) {
   if (rows == 0) return absl::OkStatus();
-  if (!(knobs.temperature >= 0.0f) || knobs.top_k < 0 || !(knobs.top_p > 0.0f) ||
-      knobs.top_p > 1.0f || !(knobs.min_p >= 0.0f) || knobs.min_p >= 1.0f) {
-    return absl::InvalidArgumentError("LaunchSample: knobs out of range");
+  if (rows < 0 || vocab <= 0 || stride < vocab) {
+    return absl::InvalidArgumentError("LaunchSample: bad shape");
   }
+  if (logits == nullptr || knobs == nullptr || uniforms == nullptr || ids == nullptr) {
+    return absl::InvalidArgumentError("LaunchSample: null pointer");
+  }
+  // Token ids pass through float (the block max of the last kept id).
   if (vocab > (1 << 24)) return absl::InvalidArgumentError("LaunchSample: vocab over 2^24");
-  if (knobs.temperature == 0.0f) {
-    return LaunchArgmax(dtype, logits, rows, vocab, stride, ids, stream);
-  }
   const unsigned grid = static_cast<unsigned>(rows);
   switch (dtype) {
     case DType::kF32:
-      SampleKernel<<<grid, kSampleThreads, 0, stream>>>(
-          static_cast<const float*>(logits), vocab, stride, knobs.temperature, knobs.top_k,
-          knobs.top_p, knobs.min_p, uniforms, ids);
+      SampleKernel<<<grid, kSampleThreads, 0, stream>>>(static_cast<const float*>(logits), vocab,
+                                                        stride, knobs, uniforms, ids,
+                                                        chosen_logits);
       break;
     case DType::kBF16:
       SampleKernel<<<grid, kSampleThreads, 0, stream>>>(
-          static_cast<const __nv_bfloat16*>(logits), vocab, stride, knobs.temperature,
-          knobs.top_k, knobs.top_p, knobs.min_p, uniforms, ids);
+          static_cast<const __nv_bfloat16*>(logits), vocab, stride, knobs, uniforms, ids,
+          chosen_logits);
       break;
     case DType::kF16:
-      SampleKernel<<<grid, kSampleThreads, 0, stream>>>(
-          static_cast<const __half*>(logits), vocab, stride, knobs.temperature, knobs.top_k,
-          knobs.top_p, knobs.min_p, uniforms, ids);
+      SampleKernel<<<grid, kSampleThreads, 0, stream>>>(static_cast<const __half*>(logits),
+                                                        vocab, stride, knobs, uniforms, ids,
+                                                        chosen_logits);
       break;
     default:
       return absl::InvalidArgumentError("LaunchSample: unsupported dtype " +

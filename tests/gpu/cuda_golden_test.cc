@@ -16,6 +16,8 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/generator.h"
 #include "engine/model.h"
@@ -122,21 +124,29 @@ TEST_P(CudaGoldenTest, DecodeGraphsMatchTransformers) {
 }
 
 // Decode steps with the linear layers on the few-row GEMV kernel (LinearAlgo::kGemv), eager
-// and as CUDA graphs: the same bound.
+// and as CUDA graphs, with and without dependent launch of the other kernels: the same bound.
 TEST_P(CudaGoldenTest, GemvDecodeMatchesTransformers) {
   const Golden g = LoadGolden(Dir());
   auto model = Model::Load(Dir(), *backend_);
   ASSERT_TRUE(model.ok()) << model.status();
-  backend_->set_linear_algo(LinearAlgo::kGemv);
-  for (bool graphs : {false, true}) {
-    backend_->set_decode_graphs(graphs);
-    std::vector<float> logits = PromptLogits(**model, g.prompt, 1);
-    ASSERT_EQ(logits.size(), g.logits.size());
-    const double max_err = MaxAbsError(logits, g);
-    std::printf("%s gemv%s: max|dlogit| = %.4g (%.3g of max|logit|)\n", Name().c_str(),
-                graphs ? " + graphs" : "", max_err, max_err / g.max_abs);
-    EXPECT_LE(max_err, Tolerance() * g.max_abs) << Name() << (graphs ? " graphs" : "");
+  for (LinearAlgo algo : {LinearAlgo::kCublas, LinearAlgo::kGemv}) {
+    backend_->set_linear_algo(algo);
+    for (bool dependent : {true, false}) {
+      backend_->set_dependent_launch(dependent);
+      for (bool graphs : {false, true}) {
+        backend_->set_decode_graphs(graphs);
+        std::vector<float> logits = PromptLogits(**model, g.prompt, 1);
+        ASSERT_EQ(logits.size(), g.logits.size());
+        const double max_err = MaxAbsError(logits, g);
+        const std::string what = absl::StrCat(AlgoName(algo), dependent ? " + pdl" : "",
+                                              graphs ? " + graphs" : "");
+        std::printf("%s %s: max|dlogit| = %.4g (%.3g of max|logit|)\n", Name().c_str(),
+                    what.c_str(), max_err, max_err / g.max_abs);
+        EXPECT_LE(max_err, Tolerance() * g.max_abs) << Name() << " " << what;
+      }
+    }
   }
+  backend_->set_dependent_launch(true);
 }
 
 TEST_P(CudaGoldenTest, GreedyTokensMatchTransformers) {

@@ -5,7 +5,8 @@
 // Error is ‖out − ref‖ / ‖ref‖ against a per-dtype bound. Skips without a GPU (except the
 // sampling twin's check against the CPU sampler, which is pure C++). Also: the fp32 residual
 // stream variants, both flash-decoding bodies, both prefill bodies (tensor-core and CUDA-core;
-// chunked positions, long prompts, the misaligned-stride fallback), and GPU sampling.
+// chunked positions, long prompts, the misaligned-stride fallback), and GPU sampling (one set
+// of knobs per launch, and different knobs per row).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -329,12 +330,7 @@ TEST(KernelsGpu, ArgmaxAndLogSumExp) {
   }
 }
 
-struct SampleCase {
-  float temperature;
-  int top_k;
-  float top_p, min_p;
-};
-const SampleCase kSampleCases[] = {
+const SampleKnobs kSampleCases[] = {
     {0.7f, 0, 1.0f, 0.0f}, {1.0f, 50, 1.0f, 0.0f}, {1.0f, 0, 0.9f, 0.0f},
     {1.3f, 100, 0.8f, 0.05f}, {0.9f, 0, 1.0f, 0.1f}, {0.0f, 0, 1.0f, 0.0f}};
 
@@ -345,11 +341,16 @@ std::vector<float> NormalLogits(size_t n, float sigma) {
   return v;
 }
 
+std::string KnobsText(const SampleKnobs& c) {
+  return "T " + std::to_string(c.temperature) + " k " + std::to_string(c.top_k) + " p " +
+         std::to_string(c.top_p) + " min_p " + std::to_string(c.min_p);
+}
+
 // The twin against the engine's CPU sampler: the same kept set (top-k, then top-p of the top-k
 // mass, then min-p) and the same inverse-CDF draw, up to rounding at interval edges. Pure CPU,
 // so it runs without a GPU too.
 TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
-  for (const SampleCase& c : kSampleCases) {
+  for (const SampleKnobs& c : kSampleCases) {
     for (int64_t vocab : {7, 4099}) {
       const std::vector<float> logits = NormalLogits(vocab, 3.0f);
       SamplingParams params;
@@ -363,8 +364,7 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
       for (int k = 0; k < draws; ++k) {
         const float u = (k + 0.5f) / draws;
         int32_t id = -1;
-        SampleReference(logits.data(), 1, vocab, c.temperature, c.top_k, c.top_p, c.min_p, &u,
-                        &id, &theta);
+        SampleReference(logits.data(), 1, vocab, &c, &u, &id, &theta);
         double cum = 0;
         int32_t want = -1;
         for (int64_t i = 0; i < vocab && want < 0; ++i) {
@@ -381,12 +381,10 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
         double edge = 0;
         for (int64_t i = 0; i <= std::min(id, want); ++i) edge += dist[i];
         EXPECT_NEAR(edge, u, 1e-3) << "twin drew " << id << ", the CPU sampler " << want
-                                   << " at u " << u << " (T " << c.temperature << " k "
-                                   << c.top_k << " p " << c.top_p << " min_p " << c.min_p
-                                   << " vocab " << vocab << ")";
+                                   << " at u " << u << " (" << KnobsText(c) << " vocab "
+                                   << vocab << ")";
       }
-      EXPECT_GE(equal, draws - 10) << "T " << c.temperature << " k " << c.top_k << " p "
-                                   << c.top_p << " min_p " << c.min_p << " vocab " << vocab;
+      EXPECT_GE(equal, draws - 10) << KnobsText(c) << " vocab " << vocab;
       if (c.temperature == 0.0f) continue;
       // Kept sets agree: {p >= theta} vs the CPU sampler's nonzero probabilities.
       float mx = -INFINITY;
@@ -395,76 +393,112 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
         const float k = 1.4426950408889634f / c.temperature;  // rounded as the twin does
         const float p = std::exp2((logits[i] - mx) * k);
         EXPECT_EQ(p >= theta, dist[i] > 0)
-            << "token " << i << " vocab " << vocab << " p " << p << " theta " << theta << " T "
-            << c.temperature << " k " << c.top_k << " top_p " << c.top_p << " min_p " << c.min_p;
+            << "token " << i << " vocab " << vocab << " p " << p << " theta " << theta << " "
+            << KnobsText(c);
       }
     }
   }
 }
 
-// The sampling kernel against its twin: every drawn token is in the twin's kept set and sits at
-// the twin's inverse CDF of the same uniform (within 5e-4 of the kept mass: fp32 sums of 128K
-// probabilities in another order move interval edges — by 1.3e-4 of the kept mass in one H200
-// run, so the earlier 1e-4 bound failed by chance — which at 128K tokens of similar
-// probability is enough to change the exact id; a wrong filter or interval is off by far
-// more). Exact agreement is counted and must hold for most draws.
+// One launch of the sampling kernel over `rows` rows of fresh random logits (rounded to `t`)
+// with row r's knobs knobs[r], held to its twin: every drawn token is in the twin's kept set
+// and sits at the twin's inverse CDF of the same uniform (within 5e-4 of the kept mass: fp32
+// sums of 128K probabilities in another order move interval edges — by 1.3e-4 of the kept
+// mass in one H200 run, so the earlier 1e-4 bound failed by chance — which at 128K tokens of
+// similar probability is enough to change the exact id; a wrong filter or interval is off by
+// far more). Greedy rows must match exactly; every row's chosen logit must be the logit of
+// its id. Outputs are poisoned first. Exact agreements are added to `equal`, rows to `total`.
+void SampleAndCompare(DType t, int64_t vocab, const std::vector<SampleKnobs>& knobs,
+                      int64_t& equal, int64_t& total) {
+  const int64_t rows = static_cast<int64_t>(knobs.size());
+  std::vector<float> logits = NormalLogits(rows * vocab, 3.0f);
+  std::vector<uint16_t> raw;
+  if (t != DType::kF32) {
+    raw.resize(logits.size());
+    for (size_t i = 0; i < logits.size(); ++i) {
+      raw[i] = To16(t, logits[i]);
+      logits[i] = From16(t, raw[i]);
+    }
+  }
+  std::vector<float> u(rows);
+  std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+  for (float& x : u) x = uni(Rng());
+  DevBuf dl = t == DType::kF32 ? DevBuf(logits) : DevBuf(raw);
+  DevBuf du(u), dk(knobs), dids(rows * 4), dchosen(rows * 4);
+  ASSERT_OK(LaunchSample(t, dl.ptr, rows, vocab, vocab, dk.as<SampleKnobs>(), du.as<float>(),
+                         dids.as<int32_t>(), dchosen.as<float>(), nullptr));
+  std::vector<int32_t> got(rows), want(rows);
+  std::vector<float> theta(rows), chosen(rows);
+  ASSERT_CUDA(cudaMemcpy(got.data(), dids.ptr, rows * 4, cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(chosen.data(), dchosen.ptr, rows * 4, cudaMemcpyDeviceToHost));
+  SampleReference(logits.data(), rows, vocab, knobs.data(), u.data(), want.data(),
+                  theta.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    const SampleKnobs& c = knobs[r];
+    ++total;
+    ASSERT_GE(got[r], 0) << "row " << r << " unwritten or out of range";
+    ASSERT_LT(got[r], vocab);
+    const float* x = logits.data() + r * vocab;
+    EXPECT_EQ(chosen[r], x[got[r]]) << "chosen logit of row " << r;
+    equal += got[r] == want[r];
+    if (got[r] == want[r]) continue;
+    ASSERT_NE(c.temperature, 0.0f) << "argmax differs, row " << r;
+    const float mx = *std::max_element(x, x + vocab);
+    const float k = 1.4426950408889634f / c.temperature;
+    double kept = 0, before = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float p = std::exp2((x[i] - mx) * k);
+      if (p < theta[r]) continue;
+      kept += p;
+      if (i < got[r]) before += p;
+    }
+    const float pg = std::exp2((x[got[r]] - mx) * k);
+    EXPECT_GE(pg, theta[r] * (1 - 1e-5f))
+        << "drew a filtered token, vocab " << vocab << " " << KnobsText(c);
+    const double target = u[r] * kept;
+    EXPECT_LE(before, target + 5e-4 * kept) << "vocab " << vocab << " " << KnobsText(c);
+    EXPECT_GE(before + pg, target - 5e-4 * kept) << "vocab " << vocab << " " << KnobsText(c);
+  }
+}
+
+// Every row of a launch with the same knobs, for each case.
 TEST(KernelsGpu, SampleMatchesReference) {
   SKIP_WITHOUT_GPU();
-  const int64_t rows = 24;
   int64_t equal = 0, total = 0;
   for (DType t : {DType::kF32, DType::kBF16}) {
     for (int64_t vocab : {7, 4099, 128256}) {
-      for (const SampleCase& c : kSampleCases) {
-        std::vector<float> logits = NormalLogits(rows * vocab, 3.0f);
-        std::vector<uint16_t> raw;
-        if (t != DType::kF32) {
-          raw.resize(logits.size());
-          for (size_t i = 0; i < logits.size(); ++i) {
-            raw[i] = To16(t, logits[i]);
-            logits[i] = From16(t, raw[i]);
-          }
-        }
-        std::vector<float> u(rows);
-        std::uniform_real_distribution<float> uni(0.0f, 1.0f);
-        for (float& x : u) x = uni(Rng());
-        DevBuf dl = t == DType::kF32 ? DevBuf(logits) : DevBuf(raw);
-        DevBuf du(u), dids(rows * 4);
-        SampleKnobs knobs{c.temperature, c.top_k, c.top_p, c.min_p};
-        ASSERT_OK(LaunchSample(t, dl.ptr, rows, vocab, vocab, knobs, du.as<float>(),
-                               dids.as<int32_t>(), nullptr));
-        std::vector<int32_t> got(rows), want(rows);
-        std::vector<float> theta(rows);
-        ASSERT_CUDA(cudaMemcpy(got.data(), dids.ptr, rows * 4, cudaMemcpyDeviceToHost));
-        SampleReference(logits.data(), rows, vocab, c.temperature, c.top_k, c.top_p, c.min_p,
-                        u.data(), want.data(), theta.data());
-        for (int64_t r = 0; r < rows; ++r) {
-          ++total;
-          equal += got[r] == want[r];
-          if (got[r] == want[r]) continue;
-          ASSERT_NE(c.temperature, 0.0f) << "argmax differs";
-          ASSERT_GE(got[r], 0);
-          ASSERT_LT(got[r], vocab);
-          const float* x = logits.data() + r * vocab;
-          const float mx = *std::max_element(x, x + vocab);
-          const float k = 1.4426950408889634f / c.temperature;
-          double kept = 0, before = 0;
-          for (int64_t i = 0; i < vocab; ++i) {
-            const float p = std::exp2((x[i] - mx) * k);
-            if (p < theta[r]) continue;
-            kept += p;
-            if (i < got[r]) before += p;
-          }
-          const float pg = std::exp2((x[got[r]] - mx) * k);
-          EXPECT_GE(pg, theta[r] * (1 - 1e-5f)) << "drew a filtered token, vocab " << vocab;
-          const double target = u[r] * kept;
-          EXPECT_LE(before, target + 5e-4 * kept) << "vocab " << vocab;
-          EXPECT_GE(before + pg, target - 5e-4 * kept) << "vocab " << vocab;
-        }
+      for (const SampleKnobs& c : kSampleCases) {
+        SampleAndCompare(t, vocab, std::vector<SampleKnobs>(24, c), equal, total);
+        if (HasFatalFailure()) return;
       }
     }
   }
   std::printf("sampling: %lld of %lld draws equal to the twin's\n", static_cast<long long>(equal),
               static_cast<long long>(total));
+  EXPECT_GE(equal, total * 8 / 10);
+}
+
+// A batch whose rows have different knobs (greedy rows among them) in one launch, as the
+// device token path issues it: row r takes case (r + shift) mod 6, so each case lands on
+// every residue of the row index across the shifts.
+TEST(KernelsGpu, SampleMixedKnobsPerRowMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const int64_t cases = static_cast<int64_t>(std::size(kSampleCases));
+  int64_t equal = 0, total = 0;
+  for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (int64_t vocab : {7, 4099, 128256}) {
+      for (int64_t shift = 0; shift < cases; ++shift) {
+        std::vector<SampleKnobs> knobs(13);
+        for (size_t r = 0; r < knobs.size(); ++r) {
+          knobs[r] = kSampleCases[(static_cast<int64_t>(r) + shift) % cases];
+        }
+        SampleAndCompare(t, vocab, knobs, equal, total);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+  std::printf("mixed-knob sampling: %lld of %lld draws equal to the twin's\n",
+              static_cast<long long>(equal), static_cast<long long>(total));
   EXPECT_GE(equal, total * 8 / 10);
 }
 

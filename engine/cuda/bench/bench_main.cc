@@ -18,8 +18,10 @@
 //
 // Decode is timed once per linear-layer body of --linear_algos (default cublas,gemv: cuBLAS and
 // the few-row GEMV kernel, which applies to batches of up to 8 rows only), side by side. A
-// section before the decode table times every weight matrix of the shape alone with both
-// bodies at 1, 2, 4 and 8 rows: GB/s of weights read, and the weights' share of a decode step.
+// section before the decode table times every weight matrix of the shape alone with each body
+// at 1, 2, 4 and 8 rows: GB/s of weights read, and the weights' share of a decode step.
+// Each is also timed with and without programmatic dependent launch (--dependent_launch, default
+// on,off: kernels/cuda/dependent_launch.cuh), so the overlap it buys shows side by side.
 //
 // --prefill_algo, --ds_score_algo, --ds_topk_algo pick the kernel bodies (CudaBackendOptions;
 // defaults: the GPU-verified ones), so one run per value compares the opt-in bodies end to end.
@@ -71,6 +73,8 @@ ABSL_FLAG(std::string, ds_score_algo, "strided",
           "Double Sparsity label scoring body: strided (default) | coalesced | row");
 ABSL_FLAG(std::string, ds_topk_algo, "auto",
           "Double Sparsity top-k kernel: auto (default) | one-block | cluster");
+ABSL_FLAG(std::string, dependent_launch, "on,off",
+          "programmatic dependent launch settings to time decode with, side by side: on | off");
 ABSL_FLAG(std::string, linear_algos, "cublas,gemv",
           "linear-layer bodies to time decode with, side by side: cublas | gemv (batches of up "
           "to 8 rows)");
@@ -362,7 +366,8 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
     r["attention_warp_kernel_TBps"] = warp_tbps;
   }
   for (BatchSequence& s : fb.sequences) s.attention = nullptr;
-  const std::string label = absl::StrCat(mode, "/", r.value("linear_algo", "cublas"));
+  const std::string label = absl::StrCat(mode, "/", r.value("linear_algo", "cublas"),
+                                         r.value("dependent_launch", true) ? "+pdl" : "");
   std::printf("%-14s %-6lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %10.3f %12.2f %12.2f\n",
               label.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
               graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms, attn_ms,
@@ -390,13 +395,15 @@ absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double
   ASSIGN_OR_RETURN(DeviceTensor x_buf, b.Allocate(kGemvMaxRows, max_in));
   ASSIGN_OR_RETURN(DeviceTensor y_buf, b.Allocate(kGemvMaxRows, max_out));
   RETURN_IF_ERROR(b.FillRandom(x_buf, 11, 1.0f));
-  std::printf("\nlinear layers alone, all layers in turn (floor: D2D %.0f GB/s)\n"
-              "%-13s %5s %11s %11s %11s %11s\n",
-              hbm_bps / 1e9, "weight", "rows", "cublas ms", "gemv ms", "cublas GB/s",
-              "gemv GB/s");
-  const LinearAlgo bodies[2] = {LinearAlgo::kCublas, LinearAlgo::kGemv};
+  const LinearAlgo bodies[] = {LinearAlgo::kCublas, LinearAlgo::kGemv};
+  constexpr int kBodies = sizeof(bodies) / sizeof(bodies[0]);
+  std::printf("\nlinear layers alone, all layers in turn (floor: D2D %.0f GB/s); ms, GB/s\n"
+              "%-13s %5s",
+              hbm_bps / 1e9, "weight", "rows");
+  for (LinearAlgo body : bodies) std::printf(" %10s ms %10s GB/s", AlgoName(body), "");
+  std::printf("\n");
   for (int rows : {1, 2, 4, 8}) {
-    double step_ms[2] = {0, 0}, step_bytes = 0;
+    double step_ms[kBodies] = {}, step_bytes = 0;
     for (const auto& [name, member] : kinds) {
       std::vector<const DeviceTensor*> ws;
       if (member == nullptr) {
@@ -404,8 +411,12 @@ absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double
       } else {
         for (const RandomWeightModel::Layer& l : m.layers) ws.push_back(&(l.*member));
       }
-      double ms[2];
-      for (int body = 0; body < 2; ++body) {
+      const double bytes = 2.0 * ws[0]->rows * ws[0]->cols * ws.size();
+      step_bytes += bytes;
+      nlohmann::json row = {{"weight", name}, {"rows", rows},       {"in", ws[0]->cols},
+                            {"out", ws[0]->rows}, {"launches", ws.size()}};
+      std::printf("%-13s %5d", name, rows);
+      for (int body = 0; body < kBodies; ++body) {
         b.set_linear_algo(bodies[body]);
         std::vector<double> t;
         for (int pass = 0; pass < 8; ++pass) {
@@ -420,24 +431,25 @@ absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double
           t.push_back(timer.StopMs());
         }
         t.erase(t.begin());
-        ms[body] = Median(t);
-        step_ms[body] += ms[body];
+        const double ms = Median(t);
+        step_ms[body] += ms;
+        const std::string key = AlgoName(bodies[body]);
+        row[key + "_ms"] = ms;
+        row[key + "_GBps"] = bytes / (ms * 1e-3) / 1e9;
+        std::printf(" %13.4f %15.0f", ms, bytes / (ms * 1e-3) / 1e9);
       }
-      const double bytes = 2.0 * ws[0]->rows * ws[0]->cols * ws.size();
-      step_bytes += bytes;
-      std::printf("%-13s %5d %11.4f %11.4f %11.0f %11.0f\n", name, rows, ms[0], ms[1],
-                  bytes / (ms[0] * 1e-3) / 1e9, bytes / (ms[1] * 1e-3) / 1e9);
-      out["matrices"].push_back({{"weight", name}, {"rows", rows}, {"in", ws[0]->cols},
-                                 {"out", ws[0]->rows}, {"launches", ws.size()},
-                                 {"cublas_ms", ms[0]}, {"gemv_ms", ms[1]},
-                                 {"cublas_GBps", bytes / (ms[0] * 1e-3) / 1e9},
-                                 {"gemv_GBps", bytes / (ms[1] * 1e-3) / 1e9}});
+      std::printf("\n");
+      out["matrices"].push_back(row);
     }
     const double floor_ms = step_bytes / hbm_bps * 1e3;
-    std::printf("%-13s %5d %11.3f %11.3f   weights of one decode step (floor %.3f ms)\n",
-                "step", rows, step_ms[0], step_ms[1], floor_ms);
-    out["step"].push_back({{"rows", rows}, {"cublas_ms", step_ms[0]}, {"gemv_ms", step_ms[1]},
-                           {"floor_ms", floor_ms}});
+    nlohmann::json step = {{"rows", rows}, {"floor_ms", floor_ms}};
+    std::printf("%-13s %5d", "step", rows);
+    for (int body = 0; body < kBodies; ++body) {
+      step[std::string(AlgoName(bodies[body])) + "_ms"] = step_ms[body];
+      std::printf(" %13.3f %15s", step_ms[body], "");
+    }
+    std::printf("  weights of one decode step (floor %.3f ms)\n", floor_ms);
+    out["step"].push_back(step);
   }
   RETURN_IF_ERROR(b.Synchronize());
   b.Free(x_buf);
@@ -522,6 +534,13 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(const std::vector<LinearAlgo> linear_algos,
                    ParseAlgoList<LinearAlgo>(absl::GetFlag(FLAGS_linear_algos)));
   b.set_linear_algo(linear_algos.front());
+  std::vector<bool> dependent_launch;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_dependent_launch), ',')) {
+    if (s != "on" && s != "off") {
+      return absl::InvalidArgumentError(absl::StrCat("--dependent_launch: '", s, "' is not on|off"));
+    }
+    dependent_launch.push_back(s == "on");
+  }
   const bool any_ds = std::find(modes.begin(), modes.end(), "double_sparse") != modes.end();
 
   for (absl::string_view model_name : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
@@ -566,16 +585,21 @@ absl::Status Run() {
         for (const std::string& mode : modes) {
           for (LinearAlgo linear : linear_algos) {
             if (linear == LinearAlgo::kGemv && batch > kGemvMaxRows) continue;
-            b.set_linear_algo(linear);
-            nlohmann::json rm = r;
-            rm["attention"] = mode;
-            rm["linear_algo"] = AlgoName(linear);
-            RETURN_IF_ERROR(TimeDecode(b, m, ws, fb, *pool, mode, ctx, batch, hbm_bps, timer,
-                                       iters, rm));
-            jm["decode"].push_back(rm);
+            for (bool dependent : dependent_launch) {
+              b.set_linear_algo(linear);
+              b.set_dependent_launch(dependent);
+              nlohmann::json rm = r;
+              rm["attention"] = mode;
+              rm["linear_algo"] = AlgoName(linear);
+              rm["dependent_launch"] = dependent;
+              RETURN_IF_ERROR(TimeDecode(b, m, ws, fb, *pool, mode, ctx, batch, hbm_bps, timer,
+                                         iters, rm));
+              jm["decode"].push_back(rm);
+            }
           }
         }
         b.set_linear_algo(linear_algos.front());
+        b.set_dependent_launch(dependent_launch.front());
       }
     }
     // Prefill, batch 1.

@@ -75,6 +75,9 @@ ABSL_FLAG(int32_t, dense_layers, 2,
 ABSL_FLAG(int32_t, resident_layers, -1,
           "first layers whose K/V stay in GPU memory in the Double Sparsity offload modes but "
           "offload-streamed (the engine's --offload-resident-layers; -1 = --dense_layers)");
+ABSL_FLAG(bool, dependent_launch, true,
+          "programmatic dependent launch of the forward pass's kernels (kernels/cuda/"
+          "dependent_launch.h): off to compare");
 ABSL_FLAG(std::string, model, "llama3-8b", "model shape: llama3-8b (GQA 8) | llama2-7b (MHA)");
 ABSL_FLAG(int32_t, gather_blocks_per_sm, dsinfer::kFetchRowsBlocksPerSm,
           "resident blocks per SM the offload gather may take (CudaBackendOptions)");
@@ -404,6 +407,7 @@ absl::Status Run() {
   backend_options.fetch_blocks_per_sm = absl::GetFlag(FLAGS_gather_blocks_per_sm);
   ASSIGN_OR_RETURN(auto backend, CudaBackend::Create(backend_options));
   CudaBackend& b = *backend;
+  b.set_dependent_launch(absl::GetFlag(FLAGS_dependent_launch));
   cudaDeviceProp prop;
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
   nlohmann::json out;
@@ -503,6 +507,7 @@ absl::Status Run() {
               Gb(h2d_bps), static_cast<long long>(row_bytes), Gb(gather_bps));
   out["h2d_bytes_per_s"] = h2d_bps;
   out["gather_blocks_per_sm"] = absl::GetFlag(FLAGS_gather_blocks_per_sm);
+  out["dependent_launch"] = absl::GetFlag(FLAGS_dependent_launch);
   out["gather_bytes_per_s"] = gather_bps;
 
   std::printf("\n%-16s %8s %5s %10s %12s %10s %8s %9s %8s %10s %10s\n", "mode", "context", "batch",

@@ -1,0 +1,63 @@
+// Programmatic dependent launch (sm_90): the decode step's kernels are short (a few µs each at
+// batch 1), and between two of them the chip drains the first grid's last blocks and then
+// ramps the next one up, idle for most of that time. A kernel launched with LaunchDependent may
+// start its blocks while the stream's previous kernel is still running, once every block of
+// that kernel has called LetDependentsStart (or exited). Its blocks must call WaitForPrior before
+// they read anything an earlier kernel wrote or write anything one reads: the wait returns
+// when every grid the kernel depends on has finished and its writes are visible. Work that
+// reads only constants (model weights) may come before the wait — that is the point: a GEMV
+// streams its weights while the norm before it is still running.
+//
+// Correctness does not depend on where LetDependentsStart is called, only on every kernel
+// launched this way waiting before its dependent accesses (then a kernel's completion implies
+// its predecessors' too, so the ordering stays transitive along the stream). Without the
+// launch attribute (DependentLaunch() off, or a launch through <<<>>>) both calls are no-ops
+// and the stream orders kernels as usual. Kernels launched any other way (cuBLAS) start after
+// the previous kernel finishes, as always.
+#ifndef DSINFER_KERNELS_CUDA_DEPENDENT_LAUNCH_CUH_
+#define DSINFER_KERNELS_CUDA_DEPENDENT_LAUNCH_CUH_
+
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/dependent_launch.h"
+
+namespace dsinfer {
+namespace cuda {
+
+// Returns once the grids this one depends on have completed and their memory is visible.
+__device__ __forceinline__ void WaitForPrior() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Lets the stream's next kernel (if launched dependent) start once every block of this grid
+// has made this call or exited.
+__device__ __forceinline__ void LetDependentsStart() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-serialization attribute
+// when DependentLaunch() is on. The kernel must follow the contract above.
+template <typename... Params, typename... Args>
+cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                            cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = attribute;
+  config.numAttrs = DependentLaunch() ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+}
+
+}  // namespace cuda
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_DEPENDENT_LAUNCH_CUH_
