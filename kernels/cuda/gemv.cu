@@ -5,10 +5,13 @@
 // loaded past L1 so that x stays there), read x's matching chunks through the read-only cache
 // (every warp of the chip reads the same x: it stays in L1/L2), and accumulate in fp32. One
 // butterfly reduction per (row, x row) at the end; no shared memory, no atomics, one pass.
-// Launched as usual, not dependent (dependent_launch.cuh): on an H200 (docs/benchmarks.md, run 9)
-// a dependent GEMV made the CUDA-graph decode step 4-6% slower at batch 1 and 25% at batch 8,
-// with or without reading its first weights before the wait, and a pipelined variant (two
-// rounds of weight loads in flight per warp) was 2-5% slower than this one.
+// Launched as usual, not dependent (dependent_launch.cuh). On an H200 (docs/benchmarks.md, run
+// 9), CUDA-graph decode steps: a dependent GEMV letting the next kernel start right after its
+// wait was 4-6% slower at batch 1 and 25% at batch 8 (the next kernel's blocks, waiting, sat on
+// the SMs beside the weight stream), with or without its first weights read before the wait;
+// letting it start only after the last weight loads, +1.5% / -0.9% (Llama-2 / Llama-3 shapes)
+// at batch 1 and -2.4% at batch 8. A pipelined variant (two rounds of weight loads in flight
+// per warp) was 2-5% slower than this one.
 // Twin: LinearReference.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

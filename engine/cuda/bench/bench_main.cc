@@ -537,7 +537,8 @@ absl::Status Run() {
   std::vector<bool> dependent_launch;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_dependent_launch), ',')) {
     if (s != "on" && s != "off") {
-      return absl::InvalidArgumentError(absl::StrCat("--dependent_launch: '", s, "' is not on|off"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dependent_launch: '", s, "' is not on|off"));
     }
     dependent_launch.push_back(s == "on");
   }
