@@ -107,7 +107,7 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   offload2  the same at the Llama-2-7B shape (32K, 128K, batch 1) and at 128K batch 4
 #             (64-69 GB of pinned host memory each); OFFLOAD_ARGS adds bench flags to both
 #   offload-tune  TUNE_MODES (default offload-previous) at 256K with GATHER_BLOCKS gather
-#             blocks per SM (default "4 2"), TUNE_GPU=1 gpu mode at 256K, and an nsys summary of
+#             grid caps (default "264 32"), TUNE_GPU=1 gpu mode at 256K, and an nsys summary of
 #             offload-previous (if nsys exists)
 #   longprefill  scripts/bench-long-prefill.sh: dsinfer-run prefill timing on a random
 #             Llama-3.1-8B-shaped checkpoint, 32K (gpu, offload, offload layer-major) and 256K
@@ -174,12 +174,12 @@ if want offload2 && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8: the ot
     ${OFFLOAD_ARGS:-}
 fi
 if want offload-tune && [ -x "$bin/dsinfer-offload-bench" ]; then  # issue 8: the reuse path
-  # The gather shares the SMs with the layer's compute: fewer resident blocks of it per SM.
-  for blocks in ${GATHER_BLOCKS:-4 2}; do
+  # The gather shares the SMs with the layer's compute: its grid cap (--gather_blocks).
+  for blocks in ${GATHER_BLOCKS:-264 32}; do
     step "offload-gather-$blocks" "${OFFLOAD_TIMEOUT:-150}" \
       "$bin/dsinfer-offload-bench" --contexts 262144 --batches 1 \
       --modes "${TUNE_MODES:-offload-previous}" \
-      --gather_blocks_per_sm "$blocks" --json_out="$OUT/offload_tune_$blocks.json"
+      --gather_blocks "$blocks" --json_out="$OUT/offload_tune_$blocks.json"
   done
   if [ "${TUNE_GPU:-0}" = 1 ]; then  # gpu mode at 256K: the step's compute without PCIe
     step offload-gpu-256k "${OFFLOAD_TIMEOUT:-150}" "$bin/dsinfer-offload-bench" \

@@ -50,8 +50,9 @@ absl::Status CudaBackendOptions::Validate() const {
     return absl::InvalidArgumentError("cuda backend dtype must be bf16 or f16");
   }
   if (device < 0) return absl::InvalidArgumentError("cuda device must be >= 0");
-  if (fetch_blocks_per_sm < 1) {
-    return absl::InvalidArgumentError("cuda backend fetch_blocks_per_sm must be >= 1");
+  if (fetch_blocks < 1 || fetch_reuse_blocks < 1) {
+    return absl::InvalidArgumentError(
+        "cuda backend fetch_blocks and fetch_reuse_blocks must be >= 1");
   }
   return absl::OkStatus();
 }

@@ -61,9 +61,11 @@ struct CudaBackendOptions {
   TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
   // Linear layers: cuBLAS, or the few-row GEMV kernel for decode steps (LinearAlgo).
   LinearAlgo linear_algo = LinearAlgo::kCublas;
-  // Offload gather (LaunchFetchRows): resident blocks per SM it may take; it runs on the copy
-  // stream beside the layer's compute, whose kernels it must leave room for.
-  int fetch_blocks_per_sm = kFetchRowsBlocksPerSm;
+  // Offload gather (LaunchFetchRows): the most blocks its grid may have; it runs on the copy
+  // stream beside the layer's compute, whose kernels it must leave room for. Gathers that
+  // also look rows up among the previous step's (previous-step reuse) take fetch_reuse_blocks.
+  int fetch_blocks = kFetchRowsMaxBlocks;
+  int fetch_reuse_blocks = kFetchRowsReuseMaxBlocks;
   // The device token path (engine/token_choice.h; cuda_backend_token_choice.cc): steps whose
   // requests allow it get their tokens chosen by LaunchSample beside the logits, and only the
   // ids and log-probabilities cross PCIe. Off: every step copies its logit rows to the host.

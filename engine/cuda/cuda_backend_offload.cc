@@ -587,7 +587,9 @@ absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, s
     job.prev_per_head = static_cast<int32_t>(plan.previous_per_head);
     job.hits = static_cast<unsigned long long*>(st->reuse_hits.ptr) + plan.segment;
   }
-  RETURN_IF_ERROR(LaunchFetchRows(job, sm_count_, st->copy, options_.fetch_blocks_per_sm));
+  RETURN_IF_ERROR(LaunchFetchRows(
+      job, st->copy,
+      job.prev_tokens != nullptr ? options_.fetch_reuse_blocks : options_.fetch_blocks));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
   return absl::OkStatus();
 }
@@ -632,7 +634,7 @@ absl::Status CudaBackend::FetchRows(const FetchPlan& plan, const KvBlockPool& po
     job.rows = static_cast<const CudaFetchRow*>(st->plan_dev.ptr);
     job.num_rows = static_cast<int64_t>(st->rows.size());
   }
-  RETURN_IF_ERROR(LaunchFetchRows(job, sm_count_, st->copy, options_.fetch_blocks_per_sm));
+  RETURN_IF_ERROR(LaunchFetchRows(job, st->copy, options_.fetch_blocks));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[plan.buffer & 1], st->copy));
   return absl::OkStatus();
 }

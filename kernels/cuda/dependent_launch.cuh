@@ -57,6 +57,16 @@ cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, si
   return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
 }
 
+// kernel<<<grid, block, smem, stream>>>(args...) as a call returning the launch's error, never
+// dependent: for kernels whose successors must not start early (their blocks, waiting, would
+// take SM slots from a kernel that fills the GPU).
+template <typename... Params, typename... Args>
+cudaError_t LaunchOrdered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, Args... args) {
+  kernel<<<grid, block, smem, stream>>>(static_cast<Params>(args)...);
+  return cudaGetLastError();
+}
+
 }  // namespace cuda
 }  // namespace dsinfer
 

@@ -20,7 +20,7 @@
 //    4, 8, 16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
 //    sized to the shape, a thread's items all of one KV head, the GQA group a compile-time
 //    constant where group × r <= 32); other shapes the general kernel.
-// Top-k, three kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps
+// Top-k, four kernels (TopKAlgo): radix select over order-preserving uint32 keys (NaN maps
 // onto -inf's key, as the twin ranks NaN as -inf), early exit once the boundary bucket is taken
 // whole, then an ordered compaction (cub::BlockScan) writing ascending indices, boundary ties
 // lowest index first.
@@ -30,18 +30,22 @@
 //  - kTwoRead: the same grid with 512-thread blocks reading the scores twice: a 13-bit
 //    histogram, then an ordered split (keys above the boundary bucket to the output, the
 //    bucket's to shared memory, where the remaining 10- and 9-bit digits are resolved).
+//  - kStriped: kTwoRead's reads and finish with striped 16-byte loads, the split classified by
+//    two float comparisons and ordered by warp scans of per-round counts packed in bytes,
+//    winners leaving through shared memory as contiguous runs (its comment below).
 //  - kCluster (score_stride > 8192 only): a thread-block cluster
 //    per (sequence, KV head) that loads the scores once into shared memory and merges its
 //    blocks' histograms through distributed shared memory.
-//  - kAuto (the default): kCluster where the (sequence, KV head) pairs number at most half the
-//    SMs, else kOneBlock (double_sparsity.cuh gives the measured reasons).
+//  - kAuto (the default): kCluster where the (sequence, KV head) pairs number at most a quarter
+//    of the SMs, else kStriped (double_sparsity.cuh gives the measured reasons).
 // Attention: grid splits × KV heads × sequences; each warp takes 32 selected rows at a time,
 // one lane per row for the scores (a lane reads a whole K row in 16-byte loads, so every
 // sector it touches is used; no per-token shuffle reduction), then lanes over channels for V;
 // one online-softmax rescale per 32 rows. Every warp writes its own partial state; the combine
 // kernel merges them.
-// Every kernel here but the cluster top-k is launched dependent (dependent_launch.cuh): it lets
-// the next kernel start at once and waits for the previous one before touching memory.
+// None is launched dependent (dependent_launch.cuh): each stage of the chain fills the GPU,
+// and the next stage's blocks, started early and waiting, sat beside it — the operator chain
+// at batch 8, 256K was ~1.25x slower with them (H200, docs/benchmarks.md run 9).
 #include <algorithm>
 #include <cstdint>
 #include <cooperative_groups.h>
@@ -150,8 +154,6 @@ template <typename T>
 __global__ void WriteLabelsKernel(const T* k, int64_t k_stride, int64_t rows,
                                   const int32_t* positions, const int32_t* row_label,
                                   const CudaLabelSeq* labels, int kv_heads, int head_dim) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * kv_heads) return;
   const int64_t row = i / kv_heads;
@@ -166,8 +168,6 @@ __global__ void WriteLabelsKernel(const T* k, int64_t k_stride, int64_t rows,
 template <typename T>
 __global__ void WriteLabelsPagedKernel(CudaPagedKv kv, const CudaLabelRange* ranges,
                                        const CudaLabelSeq* labels) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   const CudaLabelRange range = ranges[blockIdx.y];
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= static_cast<int64_t>(range.count) * kv.kv_heads) return;
@@ -326,8 +326,6 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
                                               const CudaLabelSeq* labels, int heads_q,
                                               int heads_kv, int head_dim, float* scores,
                                               int64_t score_stride) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   extern __shared__ float qs[];  // [heads_q][r + 1], channel r the sum (4-bit)
   const int s = blockIdx.y;
   const CudaDsSequence seq = seqs[s];
@@ -607,8 +605,6 @@ __global__ void __launch_bounds__(kScoreThreads,
     LabelScoresFixedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                            const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                            float* scores, int64_t score_stride) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
   // Rows are loaded in 16-byte chunks, an 8-byte row (4-bit r 16) as one 8-byte chunk.
   constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : kRowBytes >= 8 ? 8 : 4;
@@ -711,8 +707,6 @@ __global__ void __launch_bounds__(kScoreThreads)
     LabelScoresGeneralKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                              const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                              float* scores, int64_t score_stride) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b =
@@ -996,8 +990,6 @@ __device__ __forceinline__ void OrderedCompaction(
 __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
     TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                      int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   __shared__ TopKScan<kTopKThreads>::TempStorage scan_tmp;
   __shared__ int hist[2048];
   const TopKSegment seg =
@@ -1047,98 +1039,22 @@ __device__ __forceinline__ void LoadEightScores(const float* sc, int first, int 
 }
 static_assert(kTopKItems == 8, "LoadEightScores");
 
-__global__ void __launch_bounds__(kTwoReadThreads, 2)
-    TopKSelectTwoReadKernel(const float* scores, int64_t score_stride,
-                            const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
-                            int64_t sel_stride, int32_t* counts) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
-  constexpr int kThreads = kTwoReadThreads;
+// The end of the two-read bodies, once the split has put the greater winners (keys above the
+// boundary bucket of (prefix, mask)) at their rank among winners in mid and the bucket's cands
+// keys, indices and winners before them in shared memory, in index order: the boundary among
+// the candidates (the remaining digits, over shared memory, choosing take of them), then the
+// winners move right by the chosen candidates before them (back to front, so none is
+// overwritten before it is read) and the chosen candidates fill the gaps. hist (at least
+// 1 << kTwoReadBits1 counters) and scan_tmp are free on entry.
+template <int kThreads>
+__device__ __forceinline__ void FinishSplitInShared(
+    int cands, int take, uint32_t prefix, uint32_t mask, int greater, int* hist, uint32_t* cand_key,
+    const int32_t* cand_idx, const int32_t* cand_wb, int32_t* mid,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp) {
   using Scan = TopKScan<kThreads>;
-  __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ int sh_bucket, sh_greater;
-  extern __shared__ int two_read_smem[];
-  int* hist = two_read_smem;
-  uint32_t* cand_key = reinterpret_cast<uint32_t*>(hist + kTwoReadFirstBins);
-  int32_t* cand_idx = reinterpret_cast<int32_t*>(cand_key + kTwoReadCandidates);
-  int32_t* cand_wb = cand_idx + kTwoReadCandidates;
-  const TopKSegment seg =
-      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
-                       blockIdx.y, blockIdx.x, threadIdx.x, kThreads, threadIdx.x == 0);
-  if (seg.want == 0) return;
-  const float* sc = seg.sc;
-  int32_t* mid = seg.mid;
-
-  // Read 1: the first digit's histogram and its boundary bucket.
   constexpr int kShift = 32 - kTwoReadBits0;
-  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
-  __syncthreads();
-  RadixHistogram<kThreads, kTwoReadUnroll, true>(sc, seg.lo, seg.hi, 0, 0, kShift,
-                                                 kTwoReadFirstBins - 1, hist);
-  __syncthreads();
-  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, seg.want, scan_tmp, &sh_bucket,
-                                      &sh_greater);
-  __syncthreads();
-  const int greater = sh_greater;  // winners
-  const int cands = hist[sh_bucket];
-  const int chosen_total = seg.want - greater;  // candidates to choose, 1 .. cands
-  int take = chosen_total;
-  uint32_t prefix = static_cast<uint32_t>(sh_bucket) << kShift;
-  uint32_t mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
-  __syncthreads();  // hist is rewritten below
-  if (cands > kTwoReadCandidates) {
-    RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
-        sc, seg.lo, seg.hi, 1, hist, scan_tmp, &prefix, &mask, &take, cands == take);
-    OrderedCompaction<kThreads>(sc, seg.lo, seg.hi, prefix, mask, take, mid, scan_tmp);
-    return;
-  }
-
-  // Read 2: winners to mid at their rank among winners, candidates to shared memory.
-  // Each thread's next tile is loaded before this tile's scan and writes.
-  const bool vec = (reinterpret_cast<uintptr_t>(sc) & 15) == 0;
-  const int start = vec ? seg.lo & ~3 : seg.lo;
-  constexpr int kTile = kThreads * kTopKItems;
-  int winners = 0, held = 0;
-  float x[kTopKItems];
-  LoadEightScores(sc, start + threadIdx.x * kTopKItems, seg.hi, vec, x);
-  for (int base = start; base < seg.hi; base += kTile) {
-    const int first = base + threadIdx.x * kTopKItems;
-    uint32_t kinds = 0;  // 2 bits per item: 1 winner, 2 candidate
-#pragma unroll
-    for (int u = 0; u < kTopKItems; ++u) {
-      const int t = first + u;
-      const uint32_t kp = OrderKey(x[u]) & mask;
-      if (t >= seg.lo && t < seg.hi) {
-        kinds |= (kp > prefix ? 1u : (kp == prefix ? 2u : 0u)) << (2 * u);
-      }
-    }
-    if (base + kTile < seg.hi) LoadEightScores(sc, first + kTile, seg.hi, vec, x);
-    int packed = 0;
-#pragma unroll
-    for (int u = 0; u < kTopKItems; ++u) {
-      const uint32_t kind = (kinds >> (2 * u)) & 3u;
-      packed += kind == 1u ? 1 : (kind == 2u ? (1 << 16) : 0);
-    }
-    int ex = 0, total = 0;
-    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
-    int wb = winners + (ex & 0xffff), cb = held + (ex >> 16);
-#pragma unroll
-    for (int u = 0; u < kTopKItems; ++u) {
-      const uint32_t kind = (kinds >> (2 * u)) & 3u;
-      if (kind == 1u) {
-        mid[wb++] = first + u;
-      } else if (kind == 2u) {  // ~1% of the items: the key is read again (L1) rather than kept
-        cand_key[cb] = OrderKey(sc[first + u]);
-        cand_idx[cb] = first + u;
-        cand_wb[cb] = wb;
-        ++cb;
-      }
-    }
-    winners += total & 0xffff;
-    held += total >> 16;
-    __syncthreads();  // scan_tmp is reused by the next tile
-  }
-
+  const int chosen_total = take;
   // The boundary among the candidates: the remaining digits over shared memory.
   bool whole = cands == take;
   int shift = kShift;
@@ -1232,6 +1148,430 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
     const uint32_t v = cand_key[c];
     if (v & kChosenBit) mid[cand_wb[c] + static_cast<int>(v & ~kChosenBit)] = cand_idx[c];
   }
+}
+
+// The dynamic shared memory of the two-read bodies (kTwoReadSmem bytes): the first digit's
+// histogram, then the boundary bucket's candidates — keys, indices and earlier-winner counts.
+struct TwoReadSmem {
+  int* hist;
+  uint32_t* cand_key;
+  int32_t* cand_idx;
+  int32_t* cand_wb;
+};
+__device__ __forceinline__ TwoReadSmem CarveTwoReadSmem(int* base) {
+  TwoReadSmem m;
+  m.hist = base;
+  m.cand_key = reinterpret_cast<uint32_t*>(base + kTwoReadFirstBins);
+  m.cand_idx = reinterpret_cast<int32_t*>(m.cand_key + kTwoReadCandidates);
+  m.cand_wb = m.cand_idx + kTwoReadCandidates;
+  return m;
+}
+
+__global__ void __launch_bounds__(kTwoReadThreads, 2)
+    TopKSelectTwoReadKernel(const float* scores, int64_t score_stride,
+                            const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+                            int64_t sel_stride, int32_t* counts) {
+  constexpr int kThreads = kTwoReadThreads;
+  using Scan = TopKScan<kThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ int sh_bucket, sh_greater;
+  extern __shared__ int two_read_smem[];
+  const TwoReadSmem smem = CarveTwoReadSmem(two_read_smem);
+  int* const hist = smem.hist;
+  uint32_t* const cand_key = smem.cand_key;
+  int32_t* const cand_idx = smem.cand_idx;
+  int32_t* const cand_wb = smem.cand_wb;
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.y, blockIdx.x, threadIdx.x, kThreads, threadIdx.x == 0);
+  if (seg.want == 0) return;
+  const float* sc = seg.sc;
+  int32_t* mid = seg.mid;
+
+  // Read 1: the first digit's histogram and its boundary bucket.
+  constexpr int kShift = 32 - kTwoReadBits0;
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  __syncthreads();
+  RadixHistogram<kThreads, kTwoReadUnroll, true>(sc, seg.lo, seg.hi, 0, 0, kShift,
+                                                 kTwoReadFirstBins - 1, hist);
+  __syncthreads();
+  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, seg.want, scan_tmp, &sh_bucket,
+                                      &sh_greater);
+  __syncthreads();
+  const int greater = sh_greater;  // winners
+  const int cands = hist[sh_bucket];
+  int take = seg.want - greater;  // candidates to choose, 1 .. cands
+  uint32_t prefix = static_cast<uint32_t>(sh_bucket) << kShift;
+  uint32_t mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
+  __syncthreads();  // hist is rewritten below
+  if (cands > kTwoReadCandidates) {
+    RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
+        sc, seg.lo, seg.hi, 1, hist, scan_tmp, &prefix, &mask, &take, cands == take);
+    OrderedCompaction<kThreads>(sc, seg.lo, seg.hi, prefix, mask, take, mid, scan_tmp);
+    return;
+  }
+
+  // Read 2: winners to mid at their rank among winners, candidates to shared memory.
+  // Each thread's next tile is loaded before this tile's scan and writes.
+  const bool vec = (reinterpret_cast<uintptr_t>(sc) & 15) == 0;
+  const int start = vec ? seg.lo & ~3 : seg.lo;
+  constexpr int kTile = kThreads * kTopKItems;
+  int winners = 0, held = 0;
+  float x[kTopKItems];
+  LoadEightScores(sc, start + threadIdx.x * kTopKItems, seg.hi, vec, x);
+  for (int base = start; base < seg.hi; base += kTile) {
+    const int first = base + threadIdx.x * kTopKItems;
+    uint32_t kinds = 0;  // 2 bits per item: 1 winner, 2 candidate
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const int t = first + u;
+      const uint32_t kp = OrderKey(x[u]) & mask;
+      if (t >= seg.lo && t < seg.hi) {
+        kinds |= (kp > prefix ? 1u : (kp == prefix ? 2u : 0u)) << (2 * u);
+      }
+    }
+    if (base + kTile < seg.hi) LoadEightScores(sc, first + kTile, seg.hi, vec, x);
+    int packed = 0;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const uint32_t kind = (kinds >> (2 * u)) & 3u;
+      packed += kind == 1u ? 1 : (kind == 2u ? (1 << 16) : 0);
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    int wb = winners + (ex & 0xffff), cb = held + (ex >> 16);
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const uint32_t kind = (kinds >> (2 * u)) & 3u;
+      if (kind == 1u) {
+        mid[wb++] = first + u;
+      } else if (kind == 2u) {  // ~1% of the items: the key is read again (L1) rather than kept
+        cand_key[cb] = OrderKey(sc[first + u]);
+        cand_idx[cb] = first + u;
+        cand_wb[cb] = wb;
+        ++cb;
+      }
+    }
+    winners += total & 0xffff;
+    held += total >> 16;
+    __syncthreads();  // scan_tmp is reused by the next tile
+  }
+
+  FinishSplitInShared<kThreads>(cands, take, prefix, mask, greater, hist, cand_key, cand_idx,
+                                 cand_wb, mid, scan_tmp);
+}
+
+// kStriped: kTwoRead's two reads and shared-memory finish (FinishSplitInShared), with the
+// instruction count per score cut (ncu of kTwoRead: ~83 per score, latency-bound, 57% of its
+// global sectors excess). Loads are striped: consecutive lanes take consecutive 16-byte
+// chunks of the row (chunks of the 16-byte-aligned address at or before it, so any row stride
+// gets them; the chunks that hold a token outside the candidates are loaded by element, in
+// the tiles that hold them). Read 1 adds every key's 13-bit digit to the histogram, with
+// kStripedHistChunks chunks in flight per thread. Read 2 classifies by two float comparisons
+// (against the least scores of the boundary bucket and of the bucket above it, which order
+// exactly as the keys do) into one bit per score of two masks; a tile gives each warp
+// kStripedRounds × 32 consecutive chunks (round u: chunks u × 32 + lane), so the order among
+// a warp's winners and candidates is a warp scan of per-round counts packed one per byte
+// (four rounds of both kinds in two words), and the order among warps one exchange of 16
+// counts per tile (one __syncthreads, double-buffered). Winners are staged per warp in shared
+// memory (over the histogram, free by then) and leave as contiguous runs; a candidate's key is
+// read again (L1), the first one per lane before the next tile's loads reuse the registers.
+// The next tile's loads are issued before this tile's scan, exchange and writes.
+constexpr int kStripedThreads = 512;
+constexpr int kStripedWarps = kStripedThreads / 32;
+constexpr int kStripedHistChunks = 8;  // 16-byte chunks a thread has in flight in read 1
+constexpr int kStripedRounds = 4;      // 16-byte chunks a lane classifies per tile in read 2
+constexpr int kStripedWarpChunks = kStripedRounds * 32;
+constexpr int kStripedTileChunks = kStripedWarps * kStripedWarpChunks;
+static_assert(kStripedRounds * 8 <= 32, "a lane's classification of a tile fits a word");
+static_assert(kStripedTileChunks * 4 <= kTwoReadFirstBins, "the winners' staging fits hist");
+static_assert(kStripedWarps <= 32, "one warp exchanges the warps' counts");
+
+// The candidates [lo, hi) of a score row as 16-byte chunks: chunk c holds tokens 4c - a ..
+// 4c - a + 3 (a: the row's offset in floats from the 16-byte boundary at or before it).
+struct StripedRow {
+  const float* sc;
+  const float4* p4;
+  int a, lo, hi;
+  int c_begin, c_end;        // chunks holding a candidate
+  int full_begin, full_end;  // chunks holding only candidates
+};
+
+__device__ __forceinline__ StripedRow MakeStripedRow(const float* sc, int lo, int hi) {
+  StripedRow r;
+  r.sc = sc;
+  r.p4 = reinterpret_cast<const float4*>(reinterpret_cast<uintptr_t>(sc) & ~uintptr_t{15});
+  r.a = static_cast<int>((reinterpret_cast<uintptr_t>(sc) >> 2) & 3);
+  r.lo = lo;
+  r.hi = hi;
+  r.c_begin = (lo + r.a) >> 2;
+  r.c_end = (hi + r.a + 3) >> 2;
+  r.full_begin = (lo + r.a + 3) >> 2;
+  r.full_end = (hi + r.a) >> 2;
+  return r;
+}
+
+// Whether token t is a candidate of the row.
+__device__ __forceinline__ bool StripedValid(const StripedRow& r, int t) {
+  return static_cast<unsigned>(t - r.lo) < static_cast<unsigned>(r.hi - r.lo);
+}
+
+// Whether the tile of `chunks` chunks from tb holds a chunk that is not all candidates.
+__device__ __forceinline__ bool StripedTileChecked(const StripedRow& r, int tb, int chunks) {
+  return tb < r.full_begin || tb + chunks > r.full_end;
+}
+
+// Chunk c of the row with its non-candidates as 0 (and no load outside the candidates).
+__device__ __forceinline__ float4 LoadChunkChecked(const StripedRow& r, int c) {
+  if (c >= r.full_begin && c < r.full_end) return __ldg(r.p4 + c);
+  const int t = 4 * c - r.a;
+  float4 v;
+  v.x = StripedValid(r, t) ? __ldg(r.sc + t) : 0.0f;
+  v.y = StripedValid(r, t + 1) ? __ldg(r.sc + t + 1) : 0.0f;
+  v.z = StripedValid(r, t + 2) ? __ldg(r.sc + t + 2) : 0.0f;
+  v.w = StripedValid(r, t + 3) ? __ldg(r.sc + t + 3) : 0.0f;
+  return v;
+}
+
+// Read 1 over one tile: chunks tb + u × kStripedThreads + thread, all loaded before any is
+// counted. kCheck: the tile holds chunks that are not all candidates.
+template <bool kCheck>
+__device__ __forceinline__ void StripedHistogramTile(const StripedRow& r, int tb, int* hist) {
+  constexpr int kShift = 32 - kTwoReadBits0;
+  const int c0 = tb + static_cast<int>(threadIdx.x);
+  float4 x[kStripedHistChunks];
+#pragma unroll
+  for (int u = 0; u < kStripedHistChunks; ++u) {
+    const int c = c0 + u * kStripedThreads;
+    if (kCheck) {
+      x[u] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else {
+      x[u] = __ldg(r.p4 + c);
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kStripedHistChunks; ++u) {
+    const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+    const int t = 4 * (c0 + u * kStripedThreads) - r.a;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (!kCheck || StripedValid(r, t + e)) atomicAdd(&hist[OrderKey(f[e]) >> kShift], 1);
+    }
+  }
+}
+
+// Read 2's loads for one tile: round u of this lane is chunk c0 + u × 32.
+template <bool kCheck>
+__device__ __forceinline__ void LoadSplitTile(const StripedRow& r, int c0,
+                                              float4 (&x)[kStripedRounds]) {
+#pragma unroll
+  for (int u = 0; u < kStripedRounds; ++u) {
+    const int c = c0 + u * 32;
+    if (kCheck) {
+      x[u] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else {
+      x[u] = __ldg(r.p4 + c);
+    }
+  }
+}
+
+// All ones where x >= y (NaN: never), else 0: one FSET, so that a flag costs a LOP3 more.
+__device__ __forceinline__ uint32_t AtLeastBits(float x, float y) {
+  uint32_t r;
+  asm("set.ge.u32.f32 %0, %1, %2;" : "=r"(r) : "f"(x), "f"(y));
+  return r;
+}
+
+// Read 2's classification of a lane's tile (t0: the token of round 0's first element): bit
+// 8u + e of *win is set where element e of round u is at least thr (a winner), of *ge where it
+// is at least flo (a winner or a candidate).
+template <bool kCheck>
+__device__ __forceinline__ void ClassifySplitTile(const StripedRow& r,
+                                                  const float4 (&x)[kStripedRounds], int t0,
+                                                  float thr, float flo, uint32_t* win,
+                                                  uint32_t* ge) {
+  uint32_t w = 0, g = 0;
+#pragma unroll
+  for (int u = 0; u < kStripedRounds; ++u) {
+    const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      uint32_t bit = 1u << (8 * u + e);
+      if (kCheck && !StripedValid(r, t0 + 128 * u + e)) bit = 0;
+      w |= AtLeastBits(f[e], thr) & bit;
+      g |= AtLeastBits(f[e], flo) & bit;
+    }
+  }
+  *win = w;
+  *ge = g;
+}
+
+// The token offset from a lane's t0 of bit 8u + e of its classification: round u's chunk is
+// 32 chunks (128 tokens) after round u - 1's.
+__device__ __forceinline__ int SplitBitToken(int bit) { return ((bit >> 3) << 7) + (bit & 7); }
+
+// The sum of bytes 0 .. u - 1 (u < 4) of per-round counts packed one per byte, and of all four.
+__device__ __forceinline__ int RoundsBefore(uint32_t rounds, int u) {
+  return static_cast<int>(__dp4a(rounds, 0x01010101u & ((1u << (8 * u)) - 1u), 0u));
+}
+__device__ __forceinline__ int RoundsTotal(uint32_t rounds) {
+  return static_cast<int>(__dp4a(rounds, 0x01010101u, 0u));
+}
+
+// The least score whose OrderKey is at least bucket << 19 (13-bit buckets above -inf's, 15;
+// bucket 8192 or one past +inf's: NaN, which no score compares at least).
+__device__ __forceinline__ float BucketFloor(int bucket) {
+  if (bucket >= kTwoReadFirstBins) return __uint_as_float(0x7fffffffu);
+  const uint32_t k = static_cast<uint32_t>(bucket) << (32 - kTwoReadBits0);
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+__global__ void __launch_bounds__(kStripedThreads, 2)
+    TopKSelectStripedKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                            int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  constexpr int kThreads = kStripedThreads;
+  using Scan = TopKScan<kThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ int sh_bucket, sh_greater;
+  __shared__ int exchange[2][kStripedWarps];  // per warp: winners | candidates << 16 of a tile
+  extern __shared__ int striped_smem[];
+  const TwoReadSmem smem = CarveTwoReadSmem(striped_smem);
+  int* const hist = smem.hist;
+  uint32_t* const cand_key = smem.cand_key;
+  int32_t* const cand_idx = smem.cand_idx;
+  int32_t* const cand_wb = smem.cand_wb;
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.y, blockIdx.x, threadIdx.x, kThreads, threadIdx.x == 0);
+  if (seg.want == 0) return;
+  const StripedRow r = MakeStripedRow(seg.sc, seg.lo, seg.hi);
+  int32_t* mid = seg.mid;
+
+  // Read 1: the first digit's histogram and its boundary bucket.
+  constexpr int kShift = 32 - kTwoReadBits0;
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  __syncthreads();
+  constexpr int kHistTile = kStripedHistChunks * kThreads;
+  for (int tb = r.c_begin; tb < r.c_end; tb += kHistTile) {
+    if (StripedTileChecked(r, tb, kHistTile)) {
+      StripedHistogramTile<true>(r, tb, hist);
+    } else {
+      StripedHistogramTile<false>(r, tb, hist);
+    }
+  }
+  __syncthreads();
+  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, seg.want, scan_tmp, &sh_bucket,
+                                      &sh_greater);
+  __syncthreads();
+  const int bucket = sh_bucket;
+  const int greater = sh_greater;  // winners
+  const int cands = hist[bucket];
+  int take = seg.want - greater;  // candidates to choose, 1 .. cands
+  uint32_t prefix = static_cast<uint32_t>(bucket) << kShift;
+  uint32_t mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
+  __syncthreads();  // hist is rewritten below
+  // Buckets below 16 hold -inf and NaN only (bucket 15), which BucketFloor cannot bound.
+  if (cands > kTwoReadCandidates || bucket < 16) {
+    RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
+        seg.sc, seg.lo, seg.hi, 1, hist, scan_tmp, &prefix, &mask, &take, cands == take);
+    OrderedCompaction<kThreads>(seg.sc, seg.lo, seg.hi, prefix, mask, take, mid, scan_tmp);
+    return;
+  }
+
+  // Read 2: winners to mid at their rank among winners, candidates to shared memory.
+  const float thr = BucketFloor(bucket + 1), flo = BucketFloor(bucket);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  int* stage = hist + warp * kStripedWarpChunks * 4;  // this warp's winners of a tile
+  const int lane_chunk = warp * kStripedWarpChunks + lane;
+  float4 x[kStripedRounds];
+  if (StripedTileChecked(r, r.c_begin, kStripedTileChunks)) {
+    LoadSplitTile<true>(r, r.c_begin + lane_chunk, x);
+  } else {
+    LoadSplitTile<false>(r, r.c_begin + lane_chunk, x);
+  }
+  int winners = 0, held = 0, parity = 0;
+  for (int tb = r.c_begin; tb < r.c_end; tb += kStripedTileChunks) {
+    const int t0 = 4 * (tb + lane_chunk) - r.a;
+    uint32_t win, ge;
+    if (StripedTileChecked(r, tb, kStripedTileChunks)) {
+      ClassifySplitTile<true>(r, x, t0, thr, flo, &win, &ge);
+    } else {
+      ClassifySplitTile<false>(r, x, t0, thr, flo, &win, &ge);
+    }
+    const uint32_t cand = ge & ~win;
+    float first_cand = 0.0f;  // the lane's first candidate, read before x is reloaded
+    if (cand != 0u) first_cand = __ldg(r.sc + t0 + SplitBitToken(__ffs(cand) - 1));
+    const int next = tb + kStripedTileChunks;
+    if (next < r.c_end) {
+      if (StripedTileChecked(r, next, kStripedTileChunks)) {
+        LoadSplitTile<true>(r, next + lane_chunk, x);
+      } else {
+        LoadSplitTile<false>(r, next + lane_chunk, x);
+      }
+    }
+    // Per-round counts, one per byte (winners in the low nibbles, candidates in the high ones
+    // before the split), and their exclusive prefix over the warp's lanes.
+    uint32_t v = win | (cand << 4);
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    const uint32_t win_n = v & 0x0f0f0f0fu, cand_n = (v >> 4) & 0x0f0f0f0fu;
+    uint32_t win_in = win_n, cand_in = cand_n;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const uint32_t w = __shfl_up_sync(0xffffffffu, win_in, d);
+      const uint32_t c = __shfl_up_sync(0xffffffffu, cand_in, d);
+      if (lane >= d) {
+        win_in += w;
+        cand_in += c;
+      }
+    }
+    const uint32_t win_ex = win_in - win_n, cand_ex = cand_in - cand_n;
+    const uint32_t win_rounds = __shfl_sync(0xffffffffu, win_in, 31);
+    const uint32_t cand_rounds = __shfl_sync(0xffffffffu, cand_in, 31);
+#pragma unroll
+    for (int u = 0; u < kStripedRounds; ++u) {
+      int* sp = stage + RoundsBefore(win_rounds, u) + static_cast<int>((win_ex >> (8 * u)) & 0xffu);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (win & (1u << (8 * u + e))) *sp++ = t0 + 128 * u + e;
+      }
+    }
+    const int warp_wins = RoundsTotal(win_rounds);
+    if (lane == 0) exchange[parity][warp] = warp_wins | (RoundsTotal(cand_rounds) << 16);
+    __syncthreads();  // every warp's counts (and this warp's staged winners) are complete
+    const int own = lane < kStripedWarps ? exchange[parity][lane] : 0;
+    int incl = own;
+#pragma unroll
+    for (int d = 1; d < kStripedWarps; d <<= 1) {
+      const int o = __shfl_up_sync(0xffffffffu, incl, d);
+      if (lane >= d) incl += o;
+    }
+    const int before = __shfl_sync(0xffffffffu, incl - own, warp);
+    const int total = __shfl_sync(0xffffffffu, incl, kStripedWarps - 1);
+    const int win_base = winners + (before & 0xffff), cand_base = held + (before >> 16);
+    for (int i = lane; i < warp_wins; i += 32) mid[win_base + i] = stage[i];
+    uint32_t left = cand;
+    for (bool first = true; left != 0u; first = false) {
+      const int bit = __ffs(left) - 1;
+      const int u = bit >> 3;
+      const uint32_t below = ((1u << bit) - 1u) & ~((1u << (8 * u)) - 1u);  // this round's
+      const int t = t0 + SplitBitToken(bit);
+      const int c = cand_base + RoundsBefore(cand_rounds, u) +
+                    static_cast<int>((cand_ex >> (8 * u)) & 0xffu) + __popc(cand & below);
+      cand_key[c] = OrderKey(first ? first_cand : __ldg(r.sc + t));
+      cand_idx[c] = t;
+      cand_wb[c] = win_base + RoundsBefore(win_rounds, u) +
+                   static_cast<int>((win_ex >> (8 * u)) & 0xffu) + __popc(win & below);
+      left &= left - 1u;
+    }
+    winners += total & 0xffff;
+    held += total >> 16;
+    parity ^= 1;
+    __syncwarp();  // this warp's stage is rewritten by the next tile
+  }
+  __syncthreads();  // the candidates are complete; hist is free
+  FinishSplitInShared<kThreads>(cands, take, prefix, mask, greater, hist, cand_key, cand_idx,
+                                cand_wb, mid, scan_tmp);
 }
 
 // Long segments: a cluster of kTopKClusterMax or fewer blocks per (sequence, KV head), each
@@ -1445,8 +1785,6 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     SparseAttentionKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs, int heads_kv,
                           float scale, CudaPagedKv kv, const int32_t* selected, int64_t sel_stride,
                           const int32_t* counts, int splits, float* workspace) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   static_assert(kD == 64 || kD == 128, "head_dim 64 or 128");
   constexpr int kC = kD / 32;  // V channels per lane
   __shared__ float qs[kG][kD];
@@ -1578,8 +1916,6 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 template <typename T, int kD>
 __global__ void SparseCombineKernel(const CudaDsSequence* seqs, int heads_q, int partials,
                                     const float* workspace, T* out, int64_t out_stride) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
   const int s = blockIdx.y, hq = blockIdx.x, c = threadIdx.x;
   const float* w = workspace + (static_cast<int64_t>(s) * heads_q + hq) * partials * (kD + 2);
   float big = -INFINITY;
@@ -1720,7 +2056,7 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int nu
     blocks = std::clamp<int64_t>((2 * resident + num_seqs - 1) / num_seqs, 1, blocks);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
-  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(kernel, grid, dim3(kScoreThreads), smem, stream, q,
+  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(kernel, grid, dim3(kScoreThreads), smem, stream, q,
                                              q_stride, seqs, labels, heads_q, heads_kv, head_dim,
                                              scores, score_stride));
   return absl::OkStatus();
@@ -1733,11 +2069,11 @@ absl::Status SparseAttentionTyped(const void* q, int64_t q_stride, const CudaDsS
                                   const int32_t* counts, int splits, float* workspace, void* out,
                                   int64_t out_stride, cudaStream_t stream) {
   const dim3 grid(splits, heads_kv, num_seqs);
-  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
       SparseAttentionKernel<T, kD, kG>, grid, dim3(kAttnWarps * 32), 0, stream,
       static_cast<const T*>(q), q_stride, seqs, heads_kv, scale, kv, selected, sel_stride, counts,
       splits, workspace));
-  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
       SparseCombineKernel<T, kD>, dim3(heads_kv * kG, num_seqs), dim3(kD), 0, stream, seqs,
       heads_kv * kG, splits * kAttnWarps, static_cast<const float*>(workspace),
       static_cast<T*>(out), out_stride));
@@ -1779,13 +2115,13 @@ absl::Status LaunchWriteLabels(DType dtype, const void* k, int64_t k_stride, int
   const int grid = static_cast<int>((items + 127) / 128);
   switch (dtype) {
     case DType::kBF16:
-      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+      CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
           WriteLabelsKernel<__nv_bfloat16>, dim3(grid), dim3(128), 0, stream,
           static_cast<const __nv_bfloat16*>(k), k_stride, rows, positions, row_label, labels,
           kv_heads, head_dim));
       break;
     case DType::kF16:
-      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+      CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
           WriteLabelsKernel<__half>, dim3(grid), dim3(128), 0, stream,
           static_cast<const __half*>(k), k_stride, rows, positions, row_label, labels, kv_heads,
           head_dim));
@@ -1803,11 +2139,11 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
   const dim3 grid(static_cast<unsigned>((max_count * kv.kv_heads + 127) / 128), num_ranges);
   switch (dtype) {
     case DType::kBF16:
-      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(WriteLabelsPagedKernel<__nv_bfloat16>, grid,
+      CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(WriteLabelsPagedKernel<__nv_bfloat16>, grid,
                                                  dim3(128), 0, stream, kv, ranges, labels));
       break;
     case DType::kF16:
-      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(WriteLabelsPagedKernel<__half>, grid, dim3(128),
+      CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(WriteLabelsPagedKernel<__half>, grid, dim3(128),
                                                  0, stream, kv, ranges, labels));
       break;
     default:
@@ -1860,11 +2196,13 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 }
 
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms) {
-  if (algo == TopKAlgo::kOneBlock || algo == TopKAlgo::kTwoRead) return algo;
-  const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kTwoRead : TopKAlgo::kOneBlock;
+  if (algo == TopKAlgo::kOneBlock || algo == TopKAlgo::kTwoRead || algo == TopKAlgo::kStriped) {
+    return algo;
+  }
+  const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
-  return 2 * pairs <= sms ? TopKAlgo::kCluster : one_block;
+  return 4 * pairs <= sms ? TopKAlgo::kCluster : one_block;
 }
 
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
@@ -1908,19 +2246,28 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
       return absl::OkStatus();
     }
     // Longer than the cluster's shared memory holds: a one-block kernel.
-    resolved = algo == TopKAlgo::kAuto ? TopKAlgo::kTwoRead : TopKAlgo::kOneBlock;
+    resolved = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   }
   if (resolved == TopKAlgo::kTwoRead) {
     CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(TopKSelectTwoReadKernel,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(kTwoReadSmem)));
-    CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
+    CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
         TopKSelectTwoReadKernel, dim3(heads_kv, num_seqs), dim3(kTwoReadThreads), kTwoReadSmem,
         stream, scores, score_stride, seqs, heads_kv, selected, sel_stride, counts));
     return absl::OkStatus();
   }
+  if (resolved == TopKAlgo::kStriped) {
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(TopKSelectStripedKernel,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(kTwoReadSmem)));
+    CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+        TopKSelectStripedKernel, dim3(heads_kv, num_seqs), dim3(kStripedThreads), kTwoReadSmem,
+        stream, scores, score_stride, seqs, heads_kv, selected, sel_stride, counts));
+    return absl::OkStatus();
+  }
   // kOneBlock.
-  CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(TopKSelectKernel, dim3(heads_kv, num_seqs),
+  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(TopKSelectKernel, dim3(heads_kv, num_seqs),
                                              dim3(kTopKThreads), 0, stream, scores, score_stride,
                                              seqs, heads_kv, selected, sel_stride, counts));
   return absl::OkStatus();

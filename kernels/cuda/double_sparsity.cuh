@@ -127,7 +127,7 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                cudaStream_t stream,
                                LabelScoreAlgo algo = LabelScoreAlgo::kCoalesced);
 
-// The kernels of top-k. Both select the twin's sets (verified on an H100/H200).
+// The kernels of top-k. Each selects the twin's sets (verified on an H100/H200).
 //  - kOneBlock: one 1024-thread block per (s, h) streaming the scores once per radix pass
 //    (two such blocks resident per SM).
 //  - kTwoRead: the same grid, reading the scores twice: a 13-bit histogram, then an ordered
@@ -135,19 +135,26 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    6144) to shared memory, where the boundary is finished; a larger bucket continues as
 //    kOneBlock (from its second radix pass). 1.2-1.3x faster than kOneBlock at batch 8-32,
 //    64K-256K (H200), but still latency-bound per block (~10 GB/s a block).
+//  - kStriped: kTwoRead's two reads and shared-memory finish with far fewer instructions per
+//    score: striped 16-byte loads (a warp reads 512 contiguous bytes), the split classified
+//    by two float comparisons and ordered by warp scans of packed per-round counts plus one
+//    exchange of per-warp counts per tile, winners staged per warp and written as
+//    contiguous runs. 1.4-1.5x faster than kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3
+//    heads (batch 8, 64K-256K, H200, docs/benchmarks.md run 9): 256K, 1/16, 235 vs 346 us.
 //  - kCluster: for score_stride > 8192, a thread-block cluster of 2–8 blocks per (s, h)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
 //    through distributed shared memory); shorter strides, and slices that would not fit in
 //    shared memory, run kOneBlock.
-//  - kAuto (the default): kCluster while the (s, h) pairs number at most half the SMs — there
-//    the one-block kernel leaves most SMs idle and the cluster is 1.1-5.0x faster (16K-256K,
-//    H200) — else kTwoRead (and where the cluster's slice would not fit shared memory).
-enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead };
+//  - kAuto (the default): kCluster while the (s, h) pairs number at most a quarter of the SMs —
+//    there a block per pair leaves most SMs idle: at 8-16 pairs the cluster is 1.1-3.2x faster
+//    than kStriped, at 32 they trade places by shape, at 64 kStriped is 1.4-1.7x faster (64K-256K,
+//    H200, run 9) — else kStriped (and where the cluster's slice would not fit shared memory).
+enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped };
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
-// `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead or kOneBlock (kCluster only past
-// 8192 tokens; LaunchTopKSelect still falls back to a one-block kernel where a slice exceeds
-// shared memory).
+// `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead, kStriped or kOneBlock (kCluster
+// only past 8192 tokens; LaunchTopKSelect still falls back to a one-block kernel where a slice
+// exceeds shared memory).
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms);
 
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives

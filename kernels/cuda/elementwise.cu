@@ -196,51 +196,8 @@ template <typename T>
 __global__ void ArgmaxKernel(const T* logits, int64_t vocab, int64_t stride, int32_t* ids) {
   cuda::LetDependentsStart();
   cuda::WaitForPrior();
-  const T* row = logits + blockIdx.x * stride;
-  float best = -INFINITY;
-  int64_t best_i = INT64_MAX;
-  // kCopyItems loads in flight per thread (one at a time, a 128K-entry row took 51 µs).
-  for (int64_t base = threadIdx.x; base < vocab; base += blockDim.x * kCopyItems) {
-    float v[kCopyItems];
-#pragma unroll
-    for (int u = 0; u < kCopyItems; ++u) {
-      const int64_t i = base + u * blockDim.x;
-      v[u] = i < vocab ? Num<T>::ToF(row[i]) : NAN;
-    }
-#pragma unroll
-    for (int u = 0; u < kCopyItems; ++u) {  // ascending index: ties keep the first
-      if (!(v[u] != v[u]) && (best_i == INT64_MAX || v[u] > best)) {  // NaN never wins
-        best = v[u];
-        best_i = base + u * blockDim.x;
-      }
-    }
-  }
-  // Warp then block reduction over (value, index): larger value, then lower index.
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int64_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-    if (ov > best || (ov == best && oi < best_i)) {
-      best = ov;
-      best_i = oi;
-    }
-  }
-  __shared__ float sv[32];
-  __shared__ int64_t si[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) {
-    sv[warp] = best;
-    si[warp] = best_i;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) {
-      if (sv[w] > best || (sv[w] == best && si[w] < best_i)) {
-        best = sv[w];
-        best_i = si[w];
-      }
-    }
-    ids[blockIdx.x] = best_i == INT64_MAX ? 0 : static_cast<int32_t>(best_i);
-  }
+  const int32_t id = cuda::BlockArgmax(logits + blockIdx.x * stride, vocab);
+  if (threadIdx.x == 0) ids[blockIdx.x] = id;
 }
 
 // One block per row: the row's maximum (NaN ignored), then Σ exp(x − max) in fp32 (a NaN

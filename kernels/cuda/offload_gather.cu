@@ -126,8 +126,7 @@ bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 
 }  // namespace
 
-absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream,
-                             int blocks_per_sm) {
+absl::Status LaunchFetchRows(const CudaFetchJob& job, cudaStream_t stream, int max_blocks) {
   const int64_t entries = job.rows != nullptr ? job.num_rows
                           : job.selected != nullptr
                               ? static_cast<int64_t>(job.per_head) * job.kv_heads
@@ -163,8 +162,8 @@ absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t
   }
   const int64_t items = entries * 2 * (job.row_bytes / 16);
   const int64_t want = (items + kThreads * kUnroll - 1) / (kThreads * kUnroll);
-  const int64_t cap = static_cast<int64_t>(std::max(sm_count, 1)) * std::max(blocks_per_sm, 1);
-  const unsigned grid = static_cast<unsigned>(std::max<int64_t>(1, std::min(want, cap)));
+  const unsigned grid = static_cast<unsigned>(
+      std::max<int64_t>(1, std::min<int64_t>(want, std::max(max_blocks, 1))));
   FetchRowsKernel<<<grid, kThreads, 0, stream>>>(job, items);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();

@@ -25,14 +25,21 @@
 namespace dsinfer {
 
 // `job`'s pointers are device addresses (the pool's: mapped host memory; rows: device).
-// The grid is at most `blocks_per_sm` blocks of each of `sm_count` SMs. Twin:
-// FetchRowsReference. Default 2 (H200, docs/benchmarks.md run 7): the gather runs beside the
-// layer's compute on the copy stream, and 2 blocks of 256 threads per SM still keep ~4 MB of
-// reads in flight; 256K offload steps were 3% (no reuse) to 13% (previous-step reuse) faster
-// than at 8, 1 block was slower.
-constexpr int kFetchRowsBlocksPerSm = 2;
-absl::Status LaunchFetchRows(const CudaFetchJob& job, int sm_count, cudaStream_t stream,
-                             int blocks_per_sm = kFetchRowsBlocksPerSm);
+// The grid is at most `max_blocks` blocks of 256 threads, each looping over its share. Twin:
+// FetchRowsReference. The gather runs on the copy stream beside the layer's compute, and a
+// zero-copy read waits microseconds on PCIe while it holds its SM's memory-request slots: with
+// the grid over every SM (2 blocks each, run 7's default) the layer's kernels ran ~3x slower
+// while a gather was in flight (docs/benchmarks.md run 9, --timeline), so the step was the
+// gathers plus the compute. 64 blocks still keep the link busy (each thread has 4 16-byte
+// reads in flight: 1 MiB) and leave most SMs to the compute: 128K batch 1 without reuse
+// 28.7 -> 22.4 ms (264 blocks -> 64; 32: 23.5, 16: 34.8). A gather that also looks every row
+// up among the previous step's (previous-step reuse: a binary search in HBM per row) is
+// latency-bound on those searches and wants the wide grid: 14.7 ms at 264 blocks, 15.6 at 64,
+// 23.7 at 32 — kFetchRowsReuseMaxBlocks.
+constexpr int kFetchRowsMaxBlocks = 64;
+constexpr int kFetchRowsReuseMaxBlocks = 264;
+absl::Status LaunchFetchRows(const CudaFetchJob& job, cudaStream_t stream,
+                             int max_blocks = kFetchRowsMaxBlocks);
 
 // `job`'s pointers are device addresses. Twin: WriteCurrentKvReference.
 absl::Status LaunchWriteCurrentKv(const CudaCurrentKv& job, cudaStream_t stream);

@@ -48,63 +48,6 @@ __device__ __forceinline__ float BlockMaxF(float v) {
   return r;
 }
 
-// Loads in flight per thread in the greedy scan (as elementwise.cu's ArgmaxKernel: one at a
-// time leaves a 128K-entry row latency-bound).
-constexpr int kArgmaxItems = 8;
-
-// The block's argmax of x[0, vocab): the largest value, lowest index on ties, NaN never wins;
-// 0 when every value is NaN (ArgmaxReference). Every thread gets the result.
-template <typename T>
-__device__ int32_t BlockArgmax(const T* x, int64_t vocab) {
-  float best = -INFINITY;
-  int64_t best_i = INT64_MAX;
-  for (int64_t base = threadIdx.x; base < vocab; base += blockDim.x * kArgmaxItems) {
-    float v[kArgmaxItems];
-#pragma unroll
-    for (int u = 0; u < kArgmaxItems; ++u) {
-      const int64_t i = base + u * blockDim.x;
-      v[u] = i < vocab ? Num<T>::ToF(x[i]) : NAN;
-    }
-#pragma unroll
-    for (int u = 0; u < kArgmaxItems; ++u) {  // ascending index: ties keep the first
-      if (!(v[u] != v[u]) && (best_i == INT64_MAX || v[u] > best)) {
-        best = v[u];
-        best_i = base + u * blockDim.x;
-      }
-    }
-  }
-  // Warp then block reduction over (value, index): larger value, then lower index. A thread
-  // that saw only NaN carries (-inf, INT64_MAX), so it loses to any index.
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int64_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-    if (ov > best || (ov == best && oi < best_i)) {
-      best = ov;
-      best_i = oi;
-    }
-  }
-  __shared__ float warp_best[32];
-  __shared__ int64_t warp_index[32];
-  __shared__ int32_t result;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) {
-    warp_best[warp] = best;
-    warp_index[warp] = best_i;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) {
-      if (warp_best[w] > best || (warp_best[w] == best && warp_index[w] < best_i)) {
-        best = warp_best[w];
-        best_i = warp_index[w];
-      }
-    }
-    result = best_i == INT64_MAX ? 0 : static_cast<int32_t>(best_i);
-  }
-  __syncthreads();
-  return result;
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kSampleThreads)
     SampleKernel(const T* logits, int64_t vocab, int64_t stride, const SampleKnobs* knobs,
@@ -113,7 +56,7 @@ __global__ void __launch_bounds__(kSampleThreads)
   const int tid = threadIdx.x;
   const SampleKnobs row_knobs = knobs[blockIdx.x];
   if (row_knobs.temperature == 0.0f) {
-    const int32_t id = BlockArgmax(x, vocab);
+    const int32_t id = cuda::BlockArgmax(x, vocab);
     if (tid == 0) {
       ids[blockIdx.x] = id;
       if (chosen_logits != nullptr) chosen_logits[blockIdx.x] = Num<T>::ToF(x[id]);

@@ -90,8 +90,8 @@ struct Buf {
 // comparison benchmarks).
 constexpr LabelScoreAlgo kLabelScoreAlgos[] = {
     LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced, LabelScoreAlgo::kStrided};
-constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kCluster,
-                                   TopKAlgo::kAuto};
+constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
+                                   TopKAlgo::kCluster, TopKAlgo::kAuto};
 
 
 struct SeqSpec {

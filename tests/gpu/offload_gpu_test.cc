@@ -378,7 +378,7 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
             job.out_tokens = static_cast<int32_t*>(d_out_tokens.ptr);
             job.hits = static_cast<unsigned long long*>(d_hits.ptr);
           }
-          ASSERT_OK(LaunchFetchRows(job, sm, nullptr));
+          ASSERT_OK(LaunchFetchRows(job, nullptr, sm));
           ASSERT_CUDA(cudaDeviceSynchronize());
 
           host.pool_k = *pk;

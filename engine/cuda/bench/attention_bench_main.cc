@@ -64,9 +64,9 @@ ABSL_FLAG(std::string, dense_waves, "4,8,2,1",
 ABSL_FLAG(std::string, ds_score_algos, "strided,coalesced,row",
           "Double Sparsity label scoring bodies to time: coalesced (the engine's default), row; "
           "the chain time uses the first");
-ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,two-read,cluster",
+ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,two-read,striped,cluster",
           "Double Sparsity top-k kernels to time: auto (the engine's default), one-block, "
-          "two-read, cluster (> 8192 tokens only); the chain time uses the first");
+          "two-read, striped, cluster (> 8192 tokens only); the chain time uses the first");
 
 namespace dsinfer {
 namespace {
@@ -514,10 +514,13 @@ absl::Status Run() {
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
           const int64_t floor_bytes = label_bytes + kv_sel;
           // Scores: one write, then one read by the cluster top-k (> 8K tokens, keys kept in
-          // shared memory), two by the two-read kernel, up to four by the one-block kernel.
+          // shared memory), two by the two-read and striped kernels, up to four by the one-block
+          // kernel.
           const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm);
           const int score_passes =
-              ran == TopKAlgo::kCluster ? 2 : (ran == TopKAlgo::kTwoRead ? 3 : 5);
+              ran == TopKAlgo::kCluster
+                  ? 2
+                  : (ran == TopKAlgo::kTwoRead || ran == TopKAlgo::kStriped ? 3 : 5);
           const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * score_passes;
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),

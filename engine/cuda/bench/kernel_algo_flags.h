@@ -41,6 +41,7 @@ inline const char* AlgoName(TopKAlgo a) {
   return a == TopKAlgo::kCluster   ? "cluster"
          : a == TopKAlgo::kAuto    ? "auto"
          : a == TopKAlgo::kTwoRead ? "two-read"
+         : a == TopKAlgo::kStriped ? "striped"
                                    : "one-block";
 }
 
@@ -79,7 +80,9 @@ inline absl::Status ParseAlgo(absl::string_view name, LabelScoreAlgo* out) {
 }
 inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
   return ParseAlgo(
-      name, {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kCluster},
+      name,
+      {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
+       TopKAlgo::kCluster},
       "top-k kernel", out);
 }
 

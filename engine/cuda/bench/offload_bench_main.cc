@@ -42,8 +42,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/bench_model.h"
+#include "engine/cuda/bench/step_timeline.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/model.h"
 #include "engine/sparse/double_sparsity.h"
@@ -75,12 +77,17 @@ ABSL_FLAG(int32_t, dense_layers, 2,
 ABSL_FLAG(int32_t, resident_layers, -1,
           "first layers whose K/V stay in GPU memory in the Double Sparsity offload modes but "
           "offload-streamed (the engine's --offload-resident-layers; -1 = --dense_layers)");
+ABSL_FLAG(bool, timeline, false,
+          "after the timed steps, run one more with a per-layer GPU/host timeline (JSON "
+          "'timeline', and a summary line per layer)");
 ABSL_FLAG(bool, dependent_launch, true,
           "programmatic dependent launch of the forward pass's kernels (kernels/cuda/"
           "dependent_launch.h): off to compare");
 ABSL_FLAG(std::string, model, "llama3-8b", "model shape: llama3-8b (GQA 8) | llama2-7b (MHA)");
-ABSL_FLAG(int32_t, gather_blocks_per_sm, dsinfer::kFetchRowsBlocksPerSm,
-          "resident blocks per SM the offload gather may take (CudaBackendOptions)");
+ABSL_FLAG(int32_t, gather_blocks, dsinfer::kFetchRowsMaxBlocks,
+          "the most blocks the offload gather's grid may have (CudaBackendOptions::fetch_blocks)");
+ABSL_FLAG(int32_t, gather_reuse_blocks, dsinfer::kFetchRowsReuseMaxBlocks,
+          "the same for gathers with previous-step reuse lookups (fetch_reuse_blocks)");
 
 namespace dsinfer {
 namespace {
@@ -146,7 +153,15 @@ struct Engine {
   KvBlockPool* resident = nullptr;
   const ForwardBatch* resident_batch = nullptr;
   std::vector<std::vector<std::vector<int32_t>>> selection[2];  // [parity][seq][head]
+  StepTimeline* timeline = nullptr;  // --timeline: marks of one extra step
 };
+
+// Marks `what` for `layer` on the backend stream (or the copy stream) when a timeline is on.
+absl::Status MarkStep(Engine& e, CudaBackend& b, const char* what, int layer,
+                      bool copy_stream = false) {
+  if (e.timeline == nullptr) return absl::OkStatus();
+  return e.timeline->Mark(what, layer, copy_stream ? b.offload_copy_stream() : b.stream());
+}
 
 // Model::FetchSelection.
 absl::Status FetchSelection(CudaBackend& b, Engine& e, int layer, const ForwardBatch& batch,
@@ -229,6 +244,9 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
       for (int64_t i = 0; i < n; ++i) {
         RETURN_IF_ERROR(SelectAndFetch(b, e, next, batch, targets[i], q, i, false));
       }
+      // The selection of layer + 1 done (backend stream); its gather done (copy stream).
+      RETURN_IF_ERROR(MarkStep(e, b, "selected_next", layer));
+      RETURN_IF_ERROR(MarkStep(e, b, "gathered_next", layer, /*copy_stream=*/true));
     }
   }
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
@@ -237,7 +255,43 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
                                         sparse ? &e.selection[layer % 2][j] : nullptr, *e.tier, j,
                                         *e.pool, *e.ds, qkv, attn));
   }
-  return absl::OkStatus();
+  return MarkStep(e, b, "attended", layer);
+}
+
+// One line per layer of a --timeline step: when the backend stream began the layer, finished
+// selecting layer + 1 and finished this layer's attention, and when the copy stream finished
+// gathering layer + 1 (GPU ms from the step's start; the host's issue time in brackets); then
+// the gathers' busy time (each from the later of the previous gather's end and its selection)
+// against the step.
+void PrintTimeline(const nlohmann::json& marks) {
+  std::map<int, std::map<std::string, std::pair<double, double>>> at;  // layer → what → times
+  double end = 0.0;
+  for (const nlohmann::json& m : marks) {
+    at[m["layer"].get<int>()][m["what"].get<std::string>()] = {m["gpu_ms"].get<double>(),
+                                                              m["host_ms"].get<double>()};
+    end = std::max(end, m["gpu_ms"].get<double>());
+  }
+  std::printf("timeline (ms from the step's start, GPU [host issue]):\n%5s %16s %16s %16s %16s\n",
+              "layer", "layer start", "selected l+1", "gathered l+1", "attended");
+  const auto cell = [](const std::map<std::string, std::pair<double, double>>& l,
+                       const char* what) {
+    const auto it = l.find(what);
+    return it == l.end() ? std::string("-")
+                         : absl::StrFormat("%7.3f [%6.3f]", it->second.first, it->second.second);
+  };
+  double busy = 0.0, last_end = 0.0;
+  for (const auto& [layer, l] : at) {
+    if (layer < 0) continue;
+    std::printf("%5d %16s %16s %16s %16s\n", layer, cell(l, "layer").c_str(),
+                cell(l, "selected_next").c_str(), cell(l, "gathered_next").c_str(),
+                cell(l, "attended").c_str());
+    const auto sel = l.find("selected_next"), gat = l.find("gathered_next");
+    if (sel != l.end() && gat != l.end()) {
+      busy += gat->second.first - std::max(last_end, sel->second.first);
+      last_end = gat->second.first;
+    }
+  }
+  std::printf("gathers busy %.3f ms of the step's %.3f ms\n", busy, end);
 }
 
 // Model::Forward for a decode-only batch, ending with a GPU argmax.
@@ -267,6 +321,7 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   std::iota(all.begin(), all.end(), 0);
   for (int i = 0; i < m.config.num_layers; ++i) {
     const BenchModel::Layer& l = m.layers[i];
+    RETURN_IF_ERROR(MarkStep(e, b, "layer", i));
     RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
     if (i < e.resident_layers) {
       RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, *e.resident_batch, *e.resident, qkv));
@@ -290,6 +345,7 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
         i + 1 < m.config.num_layers ? m.layers[i + 1].input_norm : m.final_norm;
     RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, next, eps, normed));
   }
+  RETURN_IF_ERROR(MarkStep(e, b, "layers_done", m.config.num_layers));
   RETURN_IF_ERROR(b.EndStep());
   DeviceTensor last = Rows(m.last, n), logits = Rows(m.logits, n);
   RETURN_IF_ERROR(b.GatherRows(normed, batch.logit_rows, last));
@@ -386,9 +442,8 @@ absl::StatusOr<double> GatherBps(CudaBackend& b, const void* k, const void* v, i
   float best = 1e30f;
   for (int i = 0; i < 4; ++i) {
     CUDA_RETURN_IF_ERROR(cudaEventRecord(e0, b.stream()));
-    // The gather alone, at the engine's grid (--gather_blocks_per_sm).
-    RETURN_IF_ERROR(LaunchFetchRows(job, b.sm_count(), b.stream(),
-                                    absl::GetFlag(FLAGS_gather_blocks_per_sm)));
+    // The gather alone, at the engine's grid (--gather_blocks).
+    RETURN_IF_ERROR(LaunchFetchRows(job, b.stream(), absl::GetFlag(FLAGS_gather_blocks)));
     CUDA_RETURN_IF_ERROR(cudaEventRecord(e1, b.stream()));
     CUDA_RETURN_IF_ERROR(cudaEventSynchronize(e1));
     float ms = 0;
@@ -404,7 +459,8 @@ absl::StatusOr<double> GatherBps(CudaBackend& b, const void* k, const void* v, i
 absl::Status Run() {
   const auto t_start = Clock::now();
   CudaBackendOptions backend_options;
-  backend_options.fetch_blocks_per_sm = absl::GetFlag(FLAGS_gather_blocks_per_sm);
+  backend_options.fetch_blocks = absl::GetFlag(FLAGS_gather_blocks);
+  backend_options.fetch_reuse_blocks = absl::GetFlag(FLAGS_gather_reuse_blocks);
   ASSIGN_OR_RETURN(auto backend, CudaBackend::Create(backend_options));
   CudaBackend& b = *backend;
   b.set_dependent_launch(absl::GetFlag(FLAGS_dependent_launch));
@@ -506,7 +562,8 @@ absl::Status Run() {
   std::printf("contiguous pinned H2D %.1f GB/s; zero-copy gather of random %lld-byte rows %.1f GB/s\n",
               Gb(h2d_bps), static_cast<long long>(row_bytes), Gb(gather_bps));
   out["h2d_bytes_per_s"] = h2d_bps;
-  out["gather_blocks_per_sm"] = absl::GetFlag(FLAGS_gather_blocks_per_sm);
+  out["gather_blocks"] = absl::GetFlag(FLAGS_gather_blocks);
+  out["gather_reuse_blocks"] = absl::GetFlag(FLAGS_gather_reuse_blocks);
   out["dependent_launch"] = absl::GetFlag(FLAGS_dependent_launch);
   out["gather_bytes_per_s"] = gather_bps;
 
@@ -629,6 +686,24 @@ absl::Status Run() {
           timed.rows_reused -= before.rows_reused;
           timed.bytes_from_host -= before.bytes_from_host;
           timed.rows_looked_up -= before.rows_looked_up;
+        }
+        // After the timed steps' counters are read: the timeline step's bytes are not theirs.
+        if (absl::GetFlag(FLAGS_timeline) && tier != nullptr) {
+          ForwardBatch batch, resident_batch;
+          const int step = warmup + steps - 1;  // the last timed step's position again
+          for (int64_t s = 0; s < batch_size; ++s) {
+            batch.Add(seqs[s], &ids[s], 1, context + step, false);
+            if (resident > 0) resident_batch.Add(resident_seqs[s], &ids[s], 1, context + step, false);
+          }
+          e.resident_batch = &resident_batch;
+          StepTimeline timeline;
+          RETURN_IF_ERROR(timeline.Begin(b.stream()));
+          e.timeline = &timeline;
+          const absl::Status stepped = Step(m, e, batch);
+          e.timeline = nullptr;
+          RETURN_IF_ERROR(stepped);
+          ASSIGN_OR_RETURN(r["timeline"], timeline.Read());
+          PrintTimeline(r["timeline"]);
         }
         const double bytes_step = static_cast<double>(timed.bytes_from_host) / steps;
         // The PCIe floor of the bytes actually fetched, at the contiguous H2D rate (issue 8's
