@@ -72,7 +72,8 @@ ABSL_FLAG(std::string, prefill_algo, "mma", "prefill attention body: mma (defaul
 ABSL_FLAG(std::string, ds_score_algo, "strided",
           "Double Sparsity label scoring body: strided (default) | coalesced | row");
 ABSL_FLAG(std::string, ds_topk_algo, "auto",
-          "Double Sparsity top-k kernel: auto (default) | one-block | two-read | striped | cluster");
+          "Double Sparsity top-k kernel: auto (default) | one-block | two-read | striped | "
+          "cluster");
 ABSL_FLAG(std::string, dependent_launch, "on,off",
           "programmatic dependent launch settings to time decode with, side by side: on | off");
 ABSL_FLAG(std::string, linear_algos, "cublas,gemv",

@@ -693,7 +693,9 @@ absl::Status Run() {
           const int step = warmup + steps - 1;  // the last timed step's position again
           for (int64_t s = 0; s < batch_size; ++s) {
             batch.Add(seqs[s], &ids[s], 1, context + step, false);
-            if (resident > 0) resident_batch.Add(resident_seqs[s], &ids[s], 1, context + step, false);
+            if (resident > 0) {
+              resident_batch.Add(resident_seqs[s], &ids[s], 1, context + step, false);
+            }
           }
           e.resident_batch = &resident_batch;
           StepTimeline timeline;
