@@ -484,6 +484,23 @@ TEST(DoubleSparsityHost, UniformLabelBitsGatesTheFixedRowScorers) {
   EXPECT_EQ(UniformLabelBits(labs.data(), 3, 16), 16);
 }
 
+// Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
+// run 9 measured the crossover: the cluster kernel up to a quarter of the SMs in (sequence,
+// KV head) pairs past 8192 tokens, the striped one-block kernel otherwise; named bodies pass.
+TEST(DoubleSparsityHost, AutoTopKRule) {
+  constexpr int kSms = 132;
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 33, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8192, 8, kSms), TopKAlgo::kStriped);  // short
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 8192, 8, kSms), TopKAlgo::kOneBlock);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 262144, 256, kSms), TopKAlgo::kCluster);
+  for (TopKAlgo named : {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped}) {
+    EXPECT_EQ(ResolveTopKAlgo(named, 262144, 8, kSms), named);
+  }
+}
+
 TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
   SKIP_WITHOUT_GPU();
   const int gqa[][2] = {{4, 4}, {8, 2}, {16, 2}};  // groups 1, 4, 8
