@@ -1150,6 +1150,47 @@ __device__ __forceinline__ void FinishSplitInShared(
   }
 }
 
+// The two-read bodies' step between their reads. After read 1 (hist holds the first digit's
+// counts, the block synced): the boundary bucket, the winners above it, the candidates in it
+// and the radix state that selects `take` of them; the block synced again, so hist may be
+// rewritten. The whole block calls it and gets the same values.
+struct FirstDigitSplit {
+  int bucket, greater, cands, take;
+  uint32_t prefix, mask;
+};
+template <int kThreads>
+__device__ __forceinline__ FirstDigitSplit SplitAtFirstDigit(
+    const int* hist, int want, typename TopKScan<kThreads>::TempStorage& scan_tmp,
+    int* sh_bucket, int* sh_greater) {
+  constexpr int kShift = 32 - kTwoReadBits0;
+  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, want, scan_tmp, sh_bucket,
+                                      sh_greater);
+  __syncthreads();
+  FirstDigitSplit f;
+  f.bucket = *sh_bucket;
+  f.greater = *sh_greater;  // winners
+  f.cands = hist[f.bucket];
+  f.take = want - f.greater;  // candidates to choose, 1 .. cands
+  f.prefix = static_cast<uint32_t>(f.bucket) << kShift;
+  f.mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
+  __syncthreads();  // hist is rewritten after
+  return f;
+}
+
+// The two-read bodies' way out when the boundary bucket does not fit shared memory: the
+// remaining digits by radix passes over the scores, then the ordered compaction (kOneBlock's
+// passes from its second digit on).
+template <int kThreads>
+__device__ __forceinline__ void FinishByRadixPasses(
+    const TopKSegment& seg, int* hist, typename TopKScan<kThreads>::TempStorage& scan_tmp,
+    FirstDigitSplit f) {
+  RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
+      seg.sc, seg.lo, seg.hi, 1, hist, scan_tmp, &f.prefix, &f.mask, &f.take,
+      f.cands == f.take);
+  OrderedCompaction<kThreads>(seg.sc, seg.lo, seg.hi, f.prefix, f.mask, f.take, seg.mid,
+                              scan_tmp);
+}
+
 // The dynamic shared memory of the two-read bodies (kTwoReadSmem bytes): the first digit's
 // histogram, then the boundary bucket's candidates — keys, indices and earlier-winner counts.
 struct TwoReadSmem {
@@ -1195,21 +1236,14 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
   RadixHistogram<kThreads, kTwoReadUnroll, true>(sc, seg.lo, seg.hi, 0, 0, kShift,
                                                  kTwoReadFirstBins - 1, hist);
   __syncthreads();
-  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, seg.want, scan_tmp, &sh_bucket,
-                                      &sh_greater);
-  __syncthreads();
-  const int greater = sh_greater;  // winners
-  const int cands = hist[sh_bucket];
-  int take = seg.want - greater;  // candidates to choose, 1 .. cands
-  uint32_t prefix = static_cast<uint32_t>(sh_bucket) << kShift;
-  uint32_t mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
-  __syncthreads();  // hist is rewritten below
-  if (cands > kTwoReadCandidates) {
-    RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
-        sc, seg.lo, seg.hi, 1, hist, scan_tmp, &prefix, &mask, &take, cands == take);
-    OrderedCompaction<kThreads>(sc, seg.lo, seg.hi, prefix, mask, take, mid, scan_tmp);
+  const FirstDigitSplit split =
+      SplitAtFirstDigit<kThreads>(hist, seg.want, scan_tmp, &sh_bucket, &sh_greater);
+  if (split.cands > kTwoReadCandidates) {
+    FinishByRadixPasses<kThreads>(seg, hist, scan_tmp, split);
     return;
   }
+  const int greater = split.greater, cands = split.cands, take = split.take;
+  const uint32_t prefix = split.prefix, mask = split.mask;
 
   // Read 2: winners to mid at their rank among winners, candidates to shared memory.
   // Each thread's next tile is loaded before this tile's scan and writes.
@@ -1448,7 +1482,6 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   int32_t* mid = seg.mid;
 
   // Read 1: the first digit's histogram and its boundary bucket.
-  constexpr int kShift = 32 - kTwoReadBits0;
   for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
   __syncthreads();
   constexpr int kHistTile = kStripedHistChunks * kThreads;
@@ -1460,23 +1493,16 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
     }
   }
   __syncthreads();
-  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, seg.want, scan_tmp, &sh_bucket,
-                                      &sh_greater);
-  __syncthreads();
-  const int bucket = sh_bucket;
-  const int greater = sh_greater;  // winners
-  const int cands = hist[bucket];
-  int take = seg.want - greater;  // candidates to choose, 1 .. cands
-  uint32_t prefix = static_cast<uint32_t>(bucket) << kShift;
-  uint32_t mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
-  __syncthreads();  // hist is rewritten below
+  const FirstDigitSplit split =
+      SplitAtFirstDigit<kThreads>(hist, seg.want, scan_tmp, &sh_bucket, &sh_greater);
   // Buckets below 16 hold -inf and NaN only (bucket 15), which BucketFloor cannot bound.
-  if (cands > kTwoReadCandidates || bucket < 16) {
-    RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
-        seg.sc, seg.lo, seg.hi, 1, hist, scan_tmp, &prefix, &mask, &take, cands == take);
-    OrderedCompaction<kThreads>(seg.sc, seg.lo, seg.hi, prefix, mask, take, mid, scan_tmp);
+  if (split.cands > kTwoReadCandidates || split.bucket < 16) {
+    FinishByRadixPasses<kThreads>(seg, hist, scan_tmp, split);
     return;
   }
+  const int bucket = split.bucket, greater = split.greater, cands = split.cands;
+  const int take = split.take;
+  const uint32_t prefix = split.prefix, mask = split.mask;
 
   // Read 2: winners to mid at their rank among winners, candidates to shared memory.
   const float thr = BucketFloor(bucket + 1), flo = BucketFloor(bucket);
