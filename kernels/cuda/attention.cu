@@ -141,8 +141,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
                           CudaPagedKv kv, float* ws, int splits, T* out, int64_t out_stride) {
   constexpr int VEC = HD / 32;
   using Vec2 = typename Num<T>::Vec2;
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, gcount = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -245,8 +244,7 @@ __global__ void __launch_bounds__(kTiledThreads)
   constexpr int KS = HD + 8;                  // K row stride: conflict-free 16-byte reads
   constexpr int NG = kTiledThreads / CH;      // P·V thread groups (8 or 16)
   constexpr int kHeadsPerThread = kMaxGroup * TK / kTiledThreads;  // 4
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, G = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -430,8 +428,7 @@ __global__ void __launch_bounds__(kPipeThreads, kPipeMinBlocks)
   static_assert(HD % 32 == 0, "two k16 steps per K ldmatrix, two n8 tiles per V ldmatrix");
   static_assert(kRedFloats * sizeof(float) <= kPipeStages * kStageElems * sizeof(T),
                 "a warp's merge scratch fits in its stage buffers");
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, G = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -636,8 +633,7 @@ __global__ void __launch_bounds__(HD * kCombineParts)
     DecodeCombineKernel(const float* ws, int64_t rows, int heads_q, int splits, T* out,
                         int64_t out_stride) {
   constexpr int kUnroll = 4;
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const int64_t row = blockIdx.x / heads_q;
   const int qh = blockIdx.x % heads_q;
   const int d = threadIdx.x % HD, part = threadIdx.x / HD;

@@ -39,6 +39,13 @@ __device__ __forceinline__ void LetDependentsStart() {
 #endif
 }
 
+// The prologue of a short kernel: let the next kernel start its blocks at once (they wait in
+// their own prologue), then wait for the previous one before touching memory.
+__device__ __forceinline__ void StartNextThenWaitForPrior() {
+  LetDependentsStart();
+  WaitForPrior();
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-serialization attribute
 // when DependentLaunch() is on. The kernel must follow the contract above.
 template <typename... Params, typename... Args>

@@ -36,8 +36,7 @@ constexpr int kCopyItems = 8;
 template <typename T, typename Tout>
 __global__ void EmbeddingKernel(const T* table, int64_t cols, const int32_t* ids, Tout* out,
                                 int64_t out_stride) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const int64_t row = blockIdx.x;
   const T* src = table + static_cast<int64_t>(ids[row]) * cols;
   Tout* dst = out + row * out_stride;
@@ -67,8 +66,7 @@ template <typename T, typename R>
 __global__ void __launch_bounds__(kNormThreads)
     RmsNormKernel(R* residual, const T* delta, const R* x, const T* weight, int64_t dim,
                   float eps, T* out) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const int64_t row = blockIdx.x;
   extern __shared__ float vals[];  // [dim] fp32 copy of the (summed) row
   // The first pass's weights, loaded now so that their latency hides behind the row's.
@@ -131,8 +129,7 @@ __global__ void __launch_bounds__(kNormThreads)
 
 template <typename T>
 __global__ void SwiGluKernel(const T* gate_up, int64_t rows, int64_t inter, T* out) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const int64_t total = rows * inter;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -154,8 +151,7 @@ __global__ void __launch_bounds__(kRopeThreads)
     RopeStoreKvKernel(T* qkv, int64_t qkv_stride, const int32_t* positions,
                       const int32_t* row_seq, int heads_q, int heads_kv, int head_dim,
                       const float* inv_freq, CudaPagedKv kv) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const int64_t row = blockIdx.x;
   const int half = head_dim / 2;
   const int pairs = (heads_q + heads_kv) * half;
@@ -194,8 +190,7 @@ __global__ void __launch_bounds__(kRopeThreads)
 
 template <typename T>
 __global__ void ArgmaxKernel(const T* logits, int64_t vocab, int64_t stride, int32_t* ids) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const int32_t id = cuda::BlockArgmax(logits + blockIdx.x * stride, vocab);
   if (threadIdx.x == 0) ids[blockIdx.x] = id;
 }
@@ -203,8 +198,7 @@ __global__ void ArgmaxKernel(const T* logits, int64_t vocab, int64_t stride, int
 // One block per row: the row's maximum (NaN ignored), then Σ exp(x − max) in fp32 (a NaN
 // makes it NaN), reduced per warp then per block; lse = max + log(sum).
 __global__ void LogSumExpKernel(const float* logits, int64_t vocab, int64_t stride, float* lse) {
-  cuda::LetDependentsStart();
-  cuda::WaitForPrior();
+  cuda::StartNextThenWaitForPrior();
   const float* row = logits + blockIdx.x * stride;
   __shared__ float part[32];
   __shared__ float row_max;
