@@ -37,9 +37,7 @@ OffloadOptions TierOptions(OffloadOptions options, const KvPoolOptions& pool, Kv
 
 int ResidentLayers(const ModelOptions& options, int layers) {
   if (options.kv_mode == KvMode::kGpu) return 0;
-  int n = options.offload.resident_layers;
-  if (n < 0) n = options.kv_mode == KvMode::kOffload ? options.attention.dense_layers : 0;
-  return std::min(n, layers);
+  return std::min(std::max(options.offload.resident_layers, 0), layers);
 }
 
 absl::Status ModelOptions::Validate() const {
@@ -122,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir,
                                                      model->ds_->channel_config()),
                                          backend.offload_buffer_memory()));
     model->ds_->set_force_dense(options.kv_mode == KvMode::kDenseOffload);
+    if (options.kv_mode == KvMode::kOffload) model->ds_->set_dense_layer_limit(pool.resident_layers);
   }
   return model;
 }

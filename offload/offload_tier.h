@@ -101,9 +101,10 @@ struct OffloadOptions {
   // more label scan per predicted layer; for eval and tests).
   bool measure_prediction_recall = false;
   // The first layers whose K/V stay in device memory (KvPoolOptions::resident_layers): their
-  // dense rows attend the pool in place, with nothing fetched over PCIe. -1 = the engine's
-  // default dense_layers in kv mode offload (the layers that would otherwise stream every
-  // token each step) and 0 in dense-offload (the baseline streams every layer). Rows the tier
+  // dense rows attend the pool in place, with nothing fetched over PCIe. -1 = 0: by default
+  // the GPU holds no K/V, and in kv mode offload the layers that dense_layers keeps dense run
+  // Double Sparsity on their own query instead (DoubleSparsity::set_dense_layer_limit). N > 0
+  // keeps up to N of the dense layers dense, at N layers' K/V of GPU memory. Rows the tier
   // gathers from these layers (sparse rows) count as rows_resident, not as host reads.
   int resident_layers = -1;
 

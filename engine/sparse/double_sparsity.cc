@@ -99,7 +99,9 @@ absl::Status DoubleSparsity::BeginStep(const ForwardBatch& batch, const KvBlockP
     const int64_t context = s.start_position + s.num_rows;
     const bool decode = s.num_rows == 1;
     const bool long_enough = o.mode == AttentionMode::kDoubleSparse || context >= o.dense_below;
-    for (int l = o.dense_layers; l < layers_; ++l) p.sparse[l] = decode && long_enough;
+    const int dense_layers =
+        dense_layer_limit_ < 0 ? o.dense_layers : std::min(o.dense_layers, dense_layer_limit_);
+    for (int l = dense_layers; l < layers_; ++l) p.sparse[l] = decode && long_enough;
   }
   stores_labels_ = false;
   for (size_t i = 0; i < plan.size(); ++i) {

@@ -7,9 +7,9 @@
 //
 // Resolution, per sequence and layer: `dense` never goes sparse. A row goes sparse only when
 // it is a decode row (the sequence's only new row this step; prefill is dense), the layer is
-// >= dense_layers, and — for `auto` only — the context is >= dense_below. `double_sparse`
-// ignores dense_below (it is the explicit request) but keeps dense_layers (set it to 0 to
-// make every layer sparse).
+// >= dense_layers (capped by set_dense_layer_limit in kv mode offload), and — for `auto`
+// only — the context is >= dense_below. `double_sparse` ignores dense_below (it is the
+// explicit request) but keeps dense_layers (set it to 0 to make every layer sparse).
 //
 // Without a channel config: `auto` stays dense (it needs no labels), `double_sparse` with
 // channels = head_dim uses every channel in natural order (the selection is then exact
@@ -146,6 +146,13 @@ class DoubleSparsity {
   void ResetPrediction();
   // dense-offload: every sequence resolves dense and keeps no labels.
   void set_force_dense(bool on) { force_dense_ = on; }
+  // kv mode offload: a layer at or past `limit` does not run dense for being below
+  // dense_layers (its K/V is on the host; reading all of it every step is what the tier
+  // avoids). It runs Double Sparsity instead, like the layers after it; the tier selects for
+  // the first layers with their own query (OffloadOptions::own_query_layers), as the
+  // reference implementation's offload does. Explicit `dense` mode and `auto` below
+  // dense_below are unchanged. -1 = no limit (kv mode gpu).
+  void set_dense_layer_limit(int limit) { dense_layer_limit_ = limit; }
 
   // The tokens AttendHost selected for sequence `index` at its last call: per KV head,
   // ascending indices. For tests and diagnostics.
@@ -198,6 +205,7 @@ class DoubleSparsity {
   std::vector<int64_t> prediction_exact_;
   std::vector<int32_t> identity_;
   bool force_dense_ = false;
+  int dense_layer_limit_ = -1;
 };
 
 }  // namespace dsinfer

@@ -4,8 +4,8 @@
 
 ABSL_FLAG(int32_t, offload_resident_layers, -1,
           "offload kv modes: the first layers whose K/V stay in GPU memory, so that their dense "
-          "attention reads nothing over PCIe; -1 = --dense-layers in kv mode offload, 0 in "
-          "dense-offload");
+          "attention reads nothing over PCIe; -1 = 0: the GPU holds no K/V, and in kv mode "
+          "offload the --dense-layers run Double Sparsity on their own query instead");
 ABSL_FLAG(int64_t, offload_reuse_rows, 0,
           "offload modes: reuse-cache rows per layer and KV head on the GPU; 0 = no reuse (the "
           "default: its bookkeeping runs on the host and costs more than it saves, "

@@ -455,9 +455,6 @@ std::unique_ptr<Model> LoadCuda(const std::string& dir, CudaBackend& backend, Kv
   ModelOptions options;
   options.kv_mode = mode;
   options.offload = offload;
-  // The golden models have 2-3 layers, which the default (the 2 dense layers) would keep all
-  // resident in HBM: the tests take the pinned path unless they ask for resident layers.
-  if (options.offload.resident_layers < 0) options.offload.resident_layers = 0;
   options.kv_pool_tokens = 1024;
   auto model = Model::Load(dir, backend, options);
   EXPECT_TRUE(model.ok()) << model.status();

@@ -306,7 +306,11 @@ TEST(MemoryPlan, RequestFromModelOptions) {
   EXPECT_EQ(r.max_context, 8192);
   EXPECT_EQ(r.PoolTokens(), 4 * 8192);
   EXPECT_EQ(r.reuse_rows, 1234);
-  EXPECT_EQ(r.resident_layers, options.attention.dense_layers);  // -1: the dense layers
+  EXPECT_EQ(r.resident_layers, 0);  // -1: none
+  options.offload.resident_layers = 2;
+  EXPECT_EQ(MemoryPlanRequestFor(Llama3_8B(), options, "/nonexistent", 4, 300, 5).resident_layers,
+            2);
+  options.offload.resident_layers = -1;
   EXPECT_EQ(r.max_batch, 4);
   EXPECT_EQ(r.max_rows, 300);
   EXPECT_EQ(r.max_logit_rows, 5);

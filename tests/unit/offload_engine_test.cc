@@ -108,6 +108,13 @@ AttentionOptions SparseOptions(int channels, int bits, double ratio) {
   return o;
 }
 
+// `o` as kv mode offload without resident layers runs it: its dense layers run Double
+// Sparsity too (DoubleSparsity::set_dense_layer_limit), so gpu mode equals it with none.
+AttentionOptions WithoutDenseLayers(AttentionOptions o) {
+  o.dense_layers = 0;
+  return o;
+}
+
 TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
   for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
@@ -123,8 +130,10 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
     const std::vector<int64_t> prefill = {17, 0};  // one prompt chunk, one all-decode
     std::vector<float> previous;
     for (int bits : {16, 4}) {
+      // The offload runs below take o with its dense layer, which offload mode without
+      // resident layers runs sparse (on its own query): gpu mode with no dense layer.
       const AttentionOptions o = SparseOptions(c.head_dim / 8, bits, 0.25);
-      const BatchRun want = RunBatch(*gpu, ids, prefill, o);
+      const BatchRun want = RunBatch(*gpu, ids, prefill, WithoutDenseLayers(o));
       EXPECT_FALSE(BitEqual(previous, want.logits)) << "4-bit labels select differently";
       previous = want.logits;
       std::vector<SequenceAttentionStats> want_stats;
@@ -138,7 +147,7 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
         oo.predict = false;
         oo.reuse_rows = std::max<int64_t>(reuse, 0);
         oo.reuse_previous = reuse < 0;
-        oo.resident_layers = 0;  // every layer streams (ResidentLayersReadNothingFromTheHost)
+        oo.resident_layers = 0;  // every layer from the host (ResidentLayersReadNothingFromTheHost)
         CpuBackend backend;
         std::unique_ptr<Model> off = LoadModel(dir, backend, KvMode::kOffload, oo);
         ASSERT_NE(off, nullptr);
@@ -184,66 +193,78 @@ TEST(OffloadEngine, ExactSelectionEqualsGpuModeBitForBit) {
   }
 }
 
-// Resident layers (OffloadOptions::resident_layers, by default the engine's dense_layers):
-// the first layers' K/V in the backend's device memory. Logits stay bit-equal to every layer
-// streaming; the dense rows of those layers fetch nothing, their sparse rows count as
-// resident, and the host bytes drop by exactly what the streamed run read from those layers.
+// Resident layers (OffloadOptions::resident_layers; none by default): the first layers' K/V
+// in the backend's device memory. Three runs of one sequence, exact selection:
+//   host:  no resident layer; the dense layer runs sparse, every row comes from the host;
+//   one:   layer 0 resident and sparse (no dense layer): its rows are gathered from the device
+//          and count as rows_resident; logits bit-equal to `host`, host rows fewer by exactly
+//          those;
+//   two:   layers 0 and 1 resident with one dense layer: layer 0 runs dense in place (fetches
+//          nothing), layer 1 sparse from the device; logits bit-equal to gpu mode.
 TEST(OffloadEngine, ResidentLayersReadNothingFromTheHost) {
   for (const char* dir : kGoldenModels) {
     SCOPED_TRACE(dir);
-    const std::vector<int32_t> probe = {1};
-    CpuBackend b0, b1;
-    OffloadOptions streamed, resident;
-    streamed.predict = resident.predict = false;
-    streamed.reuse_rows = resident.reuse_rows = 0;
-    streamed.resident_layers = 0;
-    resident.resident_layers = 2;
-    std::unique_ptr<Model> s = LoadModel(dir, b0, KvMode::kOffload, streamed);
-    std::unique_ptr<Model> r = LoadModel(dir, b1, KvMode::kOffload, resident);
-    ASSERT_NE(s, nullptr);
-    ASSERT_NE(r, nullptr);
-    EXPECT_EQ(r->kv_pool().options().resident_layers, 2);
-    const ModelConfig& c = s->config();
+    CpuBackend b0, b1, b2, bg;
+    OffloadOptions host, one, two;
+    host.predict = one.predict = two.predict = false;
+    host.reuse_rows = one.reuse_rows = two.reuse_rows = 0;
+    host.resident_layers = -1;  // the default: none
+    one.resident_layers = 1;
+    two.resident_layers = 2;
+    std::unique_ptr<Model> h = LoadModel(dir, b0, KvMode::kOffload, host);
+    std::unique_ptr<Model> r1 = LoadModel(dir, b1, KvMode::kOffload, one);
+    std::unique_ptr<Model> r2 = LoadModel(dir, b2, KvMode::kOffload, two);
+    std::unique_ptr<Model> gpu = LoadModel(dir, bg, KvMode::kGpu);
+    for (const auto* m : {&h, &r1, &r2, &gpu}) ASSERT_NE(*m, nullptr);
+    EXPECT_EQ(h->kv_pool().options().resident_layers, 0);
+    EXPECT_EQ(r2->kv_pool().options().resident_layers, 2);
+    const ModelConfig& c = h->config();
     const ChannelConfig channels = RandomChannelConfig(c, 23);
-    ASSERT_TRUE(s->double_sparsity().SetChannelConfig(channels).ok());
-    ASSERT_TRUE(r->double_sparsity().SetChannelConfig(channels).ok());
+    for (const auto* m : {&h, &r1, &r2, &gpu}) {
+      ASSERT_TRUE((*m)->double_sparsity().SetChannelConfig(channels).ok());
+    }
     const std::vector<std::vector<int32_t>> ids = {
         RandomIds(40, static_cast<int>(c.vocab_size), 8)};
-    // Layer 0 dense (resident: in place), layer 1 sparse (resident: gathered from the device
-    // pool), the rest sparse from the host.
     const AttentionOptions o = SparseOptions(c.head_dim / 8, 16, 0.25);
-    const BatchRun a = RunBatch(*s, ids, {12}, o);
-    const BatchRun b = RunBatch(*r, ids, {12}, o);
+    const BatchRun a = RunBatch(*h, ids, {12}, o);
+    const BatchRun b = RunBatch(*r1, ids, {12}, WithoutDenseLayers(o));
+    const BatchRun d = RunBatch(*r2, ids, {12}, o);
+    const BatchRun want = RunBatch(*gpu, ids, {12}, o);
     EXPECT_TRUE(BitEqual(a.logits, b.logits));
-    const FetchCounters& fa = s->double_sparsity().Stats(a.seqs[0])->fetch;
-    const FetchCounters& fb = r->double_sparsity().Stats(b.seqs[0])->fetch;
-    // Streamed, layer 0's decode rows fetch every earlier token (positions 12..39).
-    int64_t dense_rows = 0;
-    for (int64_t p = 12; p < 40; ++p) dense_rows += p;
-    dense_rows *= c.num_heads_kv;
-    EXPECT_EQ(fb.rows_requested, fa.rows_requested - dense_rows);
-    EXPECT_GT(fb.rows_resident, 0);
+    EXPECT_TRUE(BitEqual(d.logits, want.logits));
+    EXPECT_FALSE(BitEqual(a.logits, d.logits)) << "the dense layer changes the logits";
+    const FetchCounters& fa = h->double_sparsity().Stats(a.seqs[0])->fetch;
+    const FetchCounters& fb = r1->double_sparsity().Stats(b.seqs[0])->fetch;
+    const FetchCounters& fd = r2->double_sparsity().Stats(d.seqs[0])->fetch;
     EXPECT_EQ(fa.rows_resident, 0);
-    EXPECT_EQ(fb.rows_from_host + fb.rows_resident, fb.rows_requested);
-    EXPECT_EQ(fb.rows_from_host, fa.rows_from_host - dense_rows - fb.rows_resident);
-    EXPECT_EQ(fb.bytes_from_host,
-              fb.rows_from_host * 2 * c.head_dim * static_cast<int64_t>(sizeof(float)));
-    // No streamed dense layer: the fetch buffers hold a budget per head, not the context.
-    EXPECT_LT(r->offload_tier()->buffer_bytes(), s->offload_tier()->buffer_bytes());
-    s->ReleaseSequence(a.seqs[0]);
-    r->ReleaseSequence(b.seqs[0]);
-    EXPECT_EQ(r->kv_pool().blocks_in_use(), 0);
+    EXPECT_EQ(fa.rows_from_host, fa.rows_requested);
+    // Layer 0's sparse rows: from the device in `one`, not fetched at all in `two`.
+    EXPECT_GT(fb.rows_resident, 0);
+    EXPECT_EQ(fb.rows_requested, fa.rows_requested);
+    EXPECT_EQ(fb.rows_from_host, fa.rows_from_host - fb.rows_resident);
+    EXPECT_GT(fd.rows_resident, 0);
+    EXPECT_EQ(fd.rows_requested, fa.rows_requested - fb.rows_resident);
+    EXPECT_EQ(fd.rows_from_host + fd.rows_resident, fd.rows_requested);
+    EXPECT_EQ(fd.rows_from_host, fa.rows_from_host - fb.rows_resident - fd.rows_resident);
+    for (const FetchCounters* f : {&fa, &fb, &fd}) {
+      EXPECT_EQ(f->bytes_from_host,
+                f->rows_from_host * 2 * c.head_dim * static_cast<int64_t>(sizeof(float)));
+    }
+    h->ReleaseSequence(a.seqs[0]);
+    r1->ReleaseSequence(b.seqs[0]);
+    r2->ReleaseSequence(d.seqs[0]);
+    EXPECT_EQ(r2->kv_pool().blocks_in_use(), 0);
   }
-  // -1 resolves to dense_layers in kv mode offload, 0 in dense-offload.
+  // -1 resolves to 0 in every mode: the GPU holds no K/V unless asked to.
   ModelOptions mo;
   mo.kv_mode = KvMode::kOffload;
   mo.attention.dense_layers = 3;
-  EXPECT_EQ(ResidentLayers(mo, 32), 3);
-  EXPECT_EQ(ResidentLayers(mo, 2), 2);
+  EXPECT_EQ(ResidentLayers(mo, 32), 0);
   mo.kv_mode = KvMode::kDenseOffload;
   EXPECT_EQ(ResidentLayers(mo, 32), 0);
-  mo.offload.resident_layers = 1;
-  EXPECT_EQ(ResidentLayers(mo, 32), 1);
+  mo.offload.resident_layers = 5;
+  EXPECT_EQ(ResidentLayers(mo, 32), 5);
+  EXPECT_EQ(ResidentLayers(mo, 2), 2);
   mo.kv_mode = KvMode::kGpu;
   EXPECT_EQ(ResidentLayers(mo, 32), 0);
   mo.offload.resident_layers = -2;
@@ -755,7 +776,7 @@ TEST(OffloadEngine, PoolExhaustionRefusesOneSequenceAndTheOtherRunsOn) {
   ASSERT_TRUE(off->double_sparsity().SetChannelConfig(channels).ok());
   const AttentionOptions o = SparseOptions(8, 16, 0.25);
   const std::vector<int32_t> ids = RandomIds(48, static_cast<int>(c.vocab_size), 7);
-  const BatchRun want = RunBatch(*gpu, {ids}, {8}, o);
+  const BatchRun want = RunBatch(*gpu, {ids}, {8}, WithoutDenseLayers(o));
   // Sequence A takes 48 of the 64 tokens; B asks for 32 and is refused, changing nothing.
   KvBlockPool& pool = off->kv_pool();
   const KvBlockPool::SequenceId a = pool.AddSequence();

@@ -10,9 +10,13 @@
 //   offload-previous offload-noreuse with previous-step reuse (--offload-reuse-previous):
 //                    rows selected again at the next step are copied from the layer's kept
 //                    buffer in HBM; the gather decides hits on the device
-//   offload-streamed offload-noreuse with the dense layers' K/V streamed from the host too
-//                    (--offload-resident-layers 0); the other Double Sparsity modes keep the
-//                    first --dense_layers layers (default 2, as the engine) resident in HBM
+//   offload-resident offload-noreuse with the first --dense_layers layers dense and their
+//                    K/V resident in HBM (the engine's --offload-resident-layers 2)
+//   offload-streamed offload-noreuse with the first --dense_layers layers dense and their
+//                    K/V streamed from the host every step
+//                    The other Double Sparsity modes run those layers sparse on their own
+//                    query with nothing on the GPU, as the engine's default
+//                    (DoubleSparsity::set_dense_layer_limit; --resident_layers changes it)
 //   offload-hostsel  offload-noreuse through host lists instead (SelectTokens + FetchRows:
 //                    one device→host copy and host wait per selection), for comparison
 //   dense-offload    every row of every layer streamed from the host (FlexGen-style baseline)
@@ -59,8 +63,8 @@ ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
 ABSL_FLAG(std::string, contexts, "32768,131072,262144", "decode contexts");
 ABSL_FLAG(std::string, batches, "1,4", "decode batch sizes");
 ABSL_FLAG(std::string, modes,
-          "offload,offload-noreuse,offload-previous,offload-streamed,offload-hostsel,"
-          "dense-offload,gpu",
+          "offload,offload-noreuse,offload-previous,offload-resident,offload-streamed,"
+          "offload-hostsel,dense-offload,gpu",
           "modes to time");
 ABSL_FLAG(int64_t, kv_pool_tokens, 262144 + 256,
           "host pool size in tokens (all sequences); configurations that do not fit are skipped");
@@ -74,9 +78,9 @@ ABSL_FLAG(bool, predict, true, "cross-layer prediction in the offload modes");
 ABSL_FLAG(int32_t, layers, 32, "layers of the model (32 = Llama-3-8B)");
 ABSL_FLAG(int32_t, dense_layers, 2,
           "first layers that stay dense in the Double Sparsity modes (the engine's default 2)");
-ABSL_FLAG(int32_t, resident_layers, -1,
+ABSL_FLAG(int32_t, resident_layers, 0,
           "first layers whose K/V stay in GPU memory in the Double Sparsity offload modes but "
-          "offload-streamed (the engine's --offload-resident-layers; -1 = --dense_layers)");
+          "offload-resident and offload-streamed (the engine's --offload-resident-layers)");
 ABSL_FLAG(bool, timeline, false,
           "after the timed steps, run one more with a per-layer GPU/host timeline (JSON "
           "'timeline', and a summary line per layer)");
@@ -574,7 +578,7 @@ absl::Status Run() {
   // Dense-offload first, so the others can report their speed-up against it.
   std::vector<std::string> ordered;
   for (const char* want : {"dense-offload", "offload", "offload-noreuse", "offload-previous",
-                           "offload-streamed", "offload-hostsel", "gpu"}) {
+                           "offload-resident", "offload-streamed", "offload-hostsel", "gpu"}) {
     if (std::find(modes.begin(), modes.end(), want) != modes.end()) ordered.push_back(want);
   }
   for (int64_t context : contexts) {
@@ -609,13 +613,18 @@ absl::Status Run() {
         RETURN_IF_ERROR(ds.SetDefaults(o));
         RETURN_IF_ERROR(ds.SetChannelConfig(RandomChannelConfig(c, 17)));
         ds.set_force_dense(mode == "dense-offload");
-        // Resident layers: the Double Sparsity offload modes (not offload-streamed, not the
-        // dense-offload baseline), at most the dense layers.
+        // Resident layers (at most the dense layers, which they keep dense): offload-resident
+        // all of them, the other Double Sparsity offload modes --resident_layers (default
+        // none). As the engine, dense layers without their K/V on the GPU run sparse, but in
+        // offload-streamed, which streams them.
         int resident = 0;
-        if (!gpu && mode != "dense-offload" && mode != "offload-streamed") {
-          resident = absl::GetFlag(FLAGS_resident_layers);
-          if (resident < 0) resident = o.dense_layers;
-          resident = std::min(resident, o.dense_layers);
+        if (!gpu && mode != "dense-offload") {
+          if (mode == "offload-resident") {
+            resident = o.dense_layers;
+          } else if (mode != "offload-streamed") {
+            resident = std::clamp(absl::GetFlag(FLAGS_resident_layers), 0, o.dense_layers);
+          }
+          if (mode != "offload-streamed") ds.set_dense_layer_limit(resident);
         }
         std::unique_ptr<OffloadTier> tier;
         if (!gpu) {
@@ -635,7 +644,7 @@ absl::Status Run() {
         e.ds = &ds;
         e.tier = tier.get();
         e.device_selection = mode == "offload-noreuse" || mode == "offload-previous" ||
-                             mode == "offload-streamed";
+                             mode == "offload-resident" || mode == "offload-streamed";
         std::vector<KvBlockPool::SequenceId> seqs;
         for (int64_t s = 0; s < batch_size; ++s) {
           seqs.push_back(pool.AddSequence());
