@@ -16,7 +16,8 @@
 //    Nothing overlaps a tile's loads inside a block (wait all, 4 __syncthreads per tile), and
 //    with G query heads the SIMT score and P·V work grows G-fold: 1.6–1.8x the HBM floor for
 //    Llama-3-8B heads (G = 4) at batch 8–32 on an H200, 1.1–1.25x for MHA.
-//  - pipelined (the CUDA backend's default, DecodePipelinedKernel): 4 warps, each its own pipeline
+//  - pipelined (the CUDA backend's default, DecodePipelinedKernel; its body is in
+//    decode_pipeline.cuh, shared with Double Sparsity's attention): 4 warps, each its own pipeline
 //    with no __syncthreads in the loop: warp w takes the piece's 16-token tiles w, w + 4, …,
 //    streaming K and V (16-byte cp.async, zero-filled past the piece) through a private 3-stage
 //    ring (two tiles in flight while one is computed; 102 KiB a block at head_dim 128: 2 blocks an
@@ -51,8 +52,11 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/decode_pieces.cuh"
+#include "kernels/cuda/decode_pipeline.cuh"
 #include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/mma_ptx.cuh"
+#include "kernels/cuda/paged_kv.cuh"
 #include "kernels/cuda/prefill_attention_mma.h"
 #include "kernels/cuda_check.h"
 
@@ -60,18 +64,19 @@ namespace dsinfer {
 namespace {
 
 using cuda::CpAsync16;
-using cuda::CpAsyncCommit;
 using cuda::CpAsyncWaitAll;
-using cuda::CpAsyncWaitGroup;
-using cuda::LdMatrixX4;
-using cuda::LdMatrixX4Trans;
-using cuda::Mma16816;
+using cuda::DecodeCombineKernel;
+using cuda::DenseDecodeRows;
+using cuda::kCombineParts;
+using cuda::kPipeMinBlocks;
+using cuda::kPipeThreads;
+using cuda::KvOffset;
 using cuda::Num;
-using cuda::PackF;
-using cuda::SmemAddr;
+using cuda::PipeSmemBytes;
 using cuda::Unpack8;
 using cuda::WarpMax;
 using cuda::WarpSum;
+using cuda::WritePiece;
 
 constexpr int kMaxGroup = 8;
 constexpr int kDecodeWarps = 4;
@@ -81,13 +86,6 @@ constexpr int kSimtRows = kPrefillTileRowsSimt;  // rows per SIMT prefill block
 constexpr int kSimtSubTilesOfMma = kPrefillTileRowsMma / kSimtRows;
 static_assert(kPrefillTileRowsMma % kSimtRows == 0, "SIMT sub-tiles of kMma tiles");
 constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ int64_t KvOffset(const CudaPagedKv& kv, const int32_t* table, int t,
-                                            int kvh, int hd) {
-  const int64_t block = table[t / kv.block_tokens];
-  return ((block * kv.block_tokens + t % kv.block_tokens) * kv.kv_heads + kvh) *
-         static_cast<int64_t>(hd);
-}
 
 // Where a decode block works (grid: splits × KV-head groups × rows): its piece [begin, end) of
 // row `row`'s context (tokens [0, positions[row]] cut into `splits` pieces), KV head kvh, and
@@ -112,26 +110,6 @@ __device__ __forceinline__ DecodePiece LocateDecodePiece(const int32_t* position
   p.begin = p.split * per;
   p.end = min(ctx, p.begin + per);
   return p;
-}
-
-// A piece's result for channel d of query head qh of `row`: the output itself when the context
-// is one piece, else the piece's partial state for DecodeCombineKernel (acc, then m and l once
-// per head). An empty piece writes acc 0, m -inf, l 0, which the combine skips.
-template <typename T, int HD>
-__device__ __forceinline__ void WritePiece(float acc, float m, float l, int64_t row, int qh, int d,
-                                           int heads_q, int splits, int split, float* ws, T* out,
-                                           int64_t out_stride) {
-  if (splits == 1) {
-    out[row * out_stride + static_cast<int64_t>(qh) * HD + d] = Num<T>::FromF(acc / l);
-    return;
-  }
-  const int64_t base = (row * heads_q + qh) * splits + split;
-  ws[base * HD + d] = acc;
-  if (d == 0) {
-    float* ml = ws + static_cast<int64_t>(gridDim.z) * heads_q * splits * HD;
-    ml[base * 2] = m;
-    ml[base * 2 + 1] = l;
-  }
 }
 
 template <typename T, int HD>
@@ -226,7 +204,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         sum_a += sm_acc[w][g][d] * f;
       }
     }
-    WritePiece<T, HD>(sum_a, big, sum_l, row, qh0 + g, d, heads_q, splits, split, ws, out,
+    WritePiece<T, HD>(sum_a, big, sum_l, row, row, qh0 + g, d, heads_q, splits, split, ws, out,
                       out_stride);
   }
 }
@@ -368,319 +346,41 @@ __global__ void __launch_bounds__(kTiledThreads)
     float sum_a = 0.0f;
     for (int sub = 0; sub < R; ++sub) sum_a += red[(sub * G + g) * HD + d];
     const float m = m_s[g], l = l_s[g];
-    WritePiece<T, HD>(sum_a, m, l, row, qh0 + g, d, heads_q, splits, split, ws, out, out_stride);
+    WritePiece<T, HD>(sum_a, m, l, row, row, qh0 + g, d, heads_q, splits, split, ws, out,
+                      out_stride);
   }
 }
 
-// kPipelined: each warp streams its own 16-token K/V tiles through a private cp.async ring of
-// kPipeStages buffers (no __syncthreads in the loop) and computes with tensor cores, treating
-// the block's query heads as the rows of one m16 tile: S = Q·Kᵀ and O += P·V by mma.m16n8k16
-// (fp32 accumulate). Rows 0-7 hold the up to kMaxGroup heads; rows 8-15 of P carry what
-// rounding P to T dropped (P = hi + lo), so P·V costs no extra MMA and keeps ~16 bits of P.
-constexpr int kPipeWarps = 4;
-constexpr int kPipeThreads = kPipeWarps * 32;
-constexpr int kPipeTokens = 16;  // tokens per warp tile: one k16 step of P·V
-constexpr int kPipeStages = 3;   // tiles in flight per warp: the one computed and two loading
-static_assert(kMaxGroup == 8, "heads are the 8 rows of the A operand that lane / 4 indexes");
+// kPipelined: the pipelined body (decode_pipeline.cuh) over the row's context, slot i being
+// token i. Grid, workspace and (m, l, acc) output as DecodeTiledKernel.
+static_assert(kMaxGroup == cuda::kPipeMaxHeads, "a block takes a head group's chunk whole");
 
-template <int HD>
-constexpr int PipeStride() {
-  return HD + 8;  // shared row stride: 16 bytes of padding, conflict-free ldmatrix rows
-}
-template <int HD>
-constexpr int PipeStageElems() {
-  return 2 * kPipeTokens * PipeStride<HD>();  // K tile, then V tile
-}
-template <typename T, int HD>
-constexpr int PipeSmemBytes() {
-  return kPipeWarps * kPipeStages * PipeStageElems<HD>() * static_cast<int>(sizeof(T));
-}
-// 2 blocks per SM at head_dim 128 (102 KiB each), 4 at 64.
-constexpr int kPipeMinBlocks = 2;
+// The pipelined body's slot list for a dense row: its context, slot i = token i.
+struct ContextSlots {
+  const int32_t* row_seq;
+  int64_t row;
+  __device__ __forceinline__ const int32_t* Table(const CudaPagedKv& kv) const {
+    return kv.block_tables + static_cast<int64_t>(row_seq[row]) * kv.max_blocks;
+  }
+  __device__ __forceinline__ int Token(int slot) const { return slot; }
+};
 
-// Two T values as one fragment register, `lo` in the low half (the lower column).
-template <typename T>
-__device__ __forceinline__ uint32_t PackRaw(T lo, T hi) {
-  typename Num<T>::Vec2 v;
-  v.x = lo;
-  v.y = hi;
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-// Grid, workspace and (m, l, acc) output as DecodeTiledKernel. Warp w takes the piece's 16-token
-// tiles w, w + 4, w + 8, … and keeps its own online softmax (m, l, O) over them; the four warp
-// states are merged through shared memory at the end.
 template <typename T, int HD>
 __global__ void __launch_bounds__(kPipeThreads, kPipeMinBlocks)
     DecodePipelinedKernel(const T* q, int64_t q_stride, const int32_t* positions,
                           const int32_t* row_seq, int heads_q, int heads_kv, float scale_log2,
                           CudaPagedKv kv, float* ws, int splits, T* out, int64_t out_stride) {
-  constexpr int kStride = PipeStride<HD>();
-  constexpr int kTileElems = kPipeTokens * kStride;  // one K (or V) tile
-  constexpr int kStageElems = PipeStageElems<HD>();
-  constexpr int kChunks = HD / 8;             // 16-byte chunks per K/V row
-  constexpr int kRowsPerPass = 32 / kChunks;  // rows one warp-wide cp.async covers
-  constexpr int kPasses = kPipeTokens / kRowsPerPass;
-  constexpr int kKSteps = HD / 16;    // k16 steps of S = Q·Kᵀ
-  constexpr int kDTiles = HD / 8;     // n8 tiles of O
-  constexpr int kRedStride = HD + 8;  // floats per head row of the merge scratch
-  constexpr int kRedFloats = kMaxGroup * kRedStride + 2 * kMaxGroup;  // O, then m, then l
-  static_assert(kPipeTokens == 16 && kRowsPerPass * kPasses == kPipeTokens, "tile shape");
-  static_assert(HD % 32 == 0, "two k16 steps per K ldmatrix, two n8 tiles per V ldmatrix");
-  static_assert(kRedFloats * sizeof(float) <= kPipeStages * kStageElems * sizeof(T),
-                "a warp's merge scratch fits in its stage buffers");
+  extern __shared__ __align__(16) unsigned char pipe_smem[];
   cuda::StartNextThenWaitForPrior();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
-  const int split = piece.split, kvh = piece.kvh, G = piece.heads, qh0 = piece.qh0;
-  const int begin = piece.begin, end = piece.end;
-  const int64_t row = piece.row;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  // Fragment coordinates: a thread holds row lane / 4 (its head) and columns 2 (lane % 4), +1.
-  const int frag_row = lane >> 2, frag_col = (lane & 3) * 2;
-
-  extern __shared__ __align__(16) unsigned char pipe_smem[];
-  T* const ring = reinterpret_cast<T*>(pipe_smem) + warp * kPipeStages * kStageElems;
-
-  // Q as A fragments (unscaled T: exact; the scale goes onto S in fp32): a0 = dims
-  // [16k + frag_col, +1], a2 = the same + 8 for head frag_row; rows 8-15 (a1, a3) are zero.
-  uint32_t qa[kKSteps][2];
-  {
-    const bool head_on = frag_row < G;
-    const T* qh = q + row * q_stride + static_cast<int64_t>(qh0 + (head_on ? frag_row : 0)) * HD;
-    const T zero = Num<T>::FromF(0.0f);
-#pragma unroll
-    for (int k = 0; k < kKSteps; ++k) {
-      const int d = 16 * k + frag_col;
-      qa[k][0] = head_on ? PackRaw<T>(qh[d], qh[d + 1]) : PackRaw<T>(zero, zero);
-      qa[k][1] = head_on ? PackRaw<T>(qh[d + 8], qh[d + 9]) : PackRaw<T>(zero, zero);
-    }
-  }
-  const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[row]) * kv.max_blocks;
-  const T* kbase = static_cast<const T*>(kv.k);
-  const T* vbase = static_cast<const T*>(kv.v);
-
-  // Warp tile i holds tokens [tile_start(i), +16) ∩ [begin, end); only the piece's last tile is
-  // partial. An empty piece (begin >= end) has no tiles.
-  const int tiles = begin < end ? (end - begin + kPipeTokens - 1) / kPipeTokens : 0;
-  const int my_tiles = tiles > warp ? (tiles - warp + kPipeWarps - 1) / kPipeWarps : 0;
-  auto tile_start = [&](int i) { return begin + (i * kPipeWarps + warp) * kPipeTokens; };
-  // Tile i's K and V rows into ring buffer i % kPipeStages; rows past `end` are zero-filled
-  // (P·V over them adds exact zeros, never NaN from stale memory). Lane r < 16 looks token
-  // t0 + r up in the block table (lanes 16-31 repeat it); the rows' offsets go round by shuffles.
-  auto load_tile = [&](int i) {
-    T* ks = ring + (i % kPipeStages) * kStageElems;
-    T* vs = ks + kTileElems;
-    const int t0 = tile_start(i);
-    const int my_t = t0 + (lane & (kPipeTokens - 1));
-    const long long my_off = my_t < end ? KvOffset(kv, table, my_t, kvh, HD) : 0;
-    const int c = (lane % kChunks) * 8;
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int r = pass * kRowsPerPass + lane / kChunks;
-      const long long off = __shfl_sync(0xffffffffu, my_off, r);
-      const bool valid = t0 + r < end;
-      CpAsync16(ks + r * kStride + c, valid ? kbase + off + c : kbase, valid);
-      CpAsync16(vs + r * kStride + c, valid ? vbase + off + c : vbase, valid);
-    }
-  };
-
-  // acc[n]: c0, c1 = O[head frag_row][8n + frag_col, +1] from P's hi part; c2, c3 = the same
-  // channels from its lo part (rows 8-15). m_run is the head's running max (equal over the
-  // quad); l_run the thread's share of the running sum (summed over the quad at the end).
-  float acc[kDTiles][4];
-#pragma unroll
-  for (int n = 0; n < kDTiles; ++n) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[n][j] = 0.0f;
-  }
-  float m_run = -INFINITY, l_run = 0.0f;
-
-  // Prologue: tiles 0 .. kPipeStages - 2 in flight, one commit group each (empty past the end,
-  // so that the group count stays uniform).
-#pragma unroll
-  for (int i = 0; i < kPipeStages - 1; ++i) {
-    if (i < my_tiles) load_tile(i);
-    CpAsyncCommit();
-  }
-  for (int i = 0; i < my_tiles; ++i) {
-    // Every lane is done with the buffer of tile i - 1, which tile i + kPipeStages - 1 reuses.
-    __syncwarp();
-    if (i + kPipeStages - 1 < my_tiles) load_tile(i + kPipeStages - 1);
-    CpAsyncCommit();
-    // Committed: i + kPipeStages groups; tile i's is done once at most kPipeStages - 1 remain.
-    CpAsyncWaitGroup<kPipeStages - 1>();
-    __syncwarp();  // the other lanes' copies of tile i are visible too
-    const T* ks = ring + (i % kPipeStages) * kStageElems;
-    const T* vs = ks + kTileElems;
-    const int t0 = tile_start(i);
-
-    // S = Q·Kᵀ: two n8 token tiles; one ldmatrix.x4 of K rows gives the B fragments of two
-    // k16 steps (K rows are the "col" layout as stored).
-    float s[2][4];
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) s[nt][j] = 0.0f;
-#pragma unroll
-      for (int k2 = 0; k2 < kKSteps / 2; ++k2) {
-        uint32_t b[4];
-        LdMatrixX4(b, SmemAddr(ks + (nt * 8 + (lane & 7)) * kStride + 32 * k2 + (lane >> 3) * 8));
-        const uint32_t a0[4] = {qa[2 * k2][0], 0u, qa[2 * k2][1], 0u};
-        const uint32_t a1[4] = {qa[2 * k2 + 1][0], 0u, qa[2 * k2 + 1][1], 0u};
-        Mma16816<T>(s[nt], a0, b[0], b[1]);
-        Mma16816<T>(s[nt], a1, b[2], b[3]);
-      }
-    }
-    // Online softmax (base 2) over the tile: s[nt][e] is token t0 + 8 nt + frag_col + e of head
-    // frag_row (s[nt][2, 3] are rows 8-15 of zero Q: unused). Tokens past `end` get -inf.
-    float x[2][2];
-    float tile_max = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        x[nt][e] = t0 + 8 * nt + frag_col + e < end ? s[nt][e] * scale_log2 : -INFINITY;
-        tile_max = fmaxf(tile_max, x[nt][e]);
-      }
-    }
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-    const float m_new = fmaxf(m_run, tile_max);  // finite: the tile holds token t0 < end
-    // Rescale only when some head's max rose (warp-uniform; rare once the max has settled).
-    if (__any_sync(0xffffffffu, m_new > m_run)) {
-      const float corr = exp2f(m_run - m_new);  // 0 on the first tile, 1 where m stayed
-      l_run *= corr;
-#pragma unroll
-      for (int n = 0; n < kDTiles; ++n) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[n][j] *= corr;
-      }
-    }
-    m_run = m_new;
-    // P as the A fragment of one k16 step (the S layout of two adjacent n8 tiles): a0/a2 the
-    // hi part of tokens [frag_col, +1] / [8 + frag_col, +1], a1/a3 (rows 8-15) the lo part.
-    uint32_t pa[4];
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const float p0 = exp2f(x[nt][0] - m_new), p1 = exp2f(x[nt][1] - m_new);
-      l_run += p0 + p1;
-      const uint32_t hi = PackF<T>(p0, p1);
-      const float2 kept = Num<T>::ToF2(*reinterpret_cast<const typename Num<T>::Vec2*>(&hi));
-      pa[2 * nt] = hi;
-      pa[2 * nt + 1] = PackF<T>(p0 - kept.x, p1 - kept.y);
-    }
-    // O += P·V: one ldmatrix.x4.trans of V gives the B fragments of two n8 channel tiles.
-#pragma unroll
-    for (int n2 = 0; n2 < kDTiles / 2; ++n2) {
-      uint32_t b[4];
-      LdMatrixX4Trans(b, SmemAddr(vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * kStride +
-                                  16 * n2 + (lane >> 4) * 8));
-      Mma16816<T>(acc[2 * n2], pa, b[0], b[1]);
-      Mma16816<T>(acc[2 * n2 + 1], pa, b[2], b[3]);
-    }
-  }
-
-  // Nothing may still be in flight once the ring turns into merge scratch (the groups past the
-  // warp's last tile are empty, but wait for all the same), and every lane must be done reading.
-  CpAsyncWaitGroup<0>();
-  __syncwarp();
-  l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
-  l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
-  // Warp scratch (in its own ring): O [kMaxGroup][kRedStride] (hi + lo), then m, then l.
-  float* red = reinterpret_cast<float*>(ring);
-#pragma unroll
-  for (int n = 0; n < kDTiles; ++n) {
-    *reinterpret_cast<float2*>(&red[frag_row * kRedStride + 8 * n + frag_col]) =
-        make_float2(acc[n][0] + acc[n][2], acc[n][1] + acc[n][3]);
-  }
-  if ((lane & 3) == 0) {
-    red[kMaxGroup * kRedStride + frag_row] = m_run;
-    red[kMaxGroup * kRedStride + kMaxGroup + frag_row] = l_run;
-  }
-  __syncthreads();
-  // Merge the warps' states per (head, channel); a warp without tiles has m = -inf, l = 0, O = 0.
-  const float* red0 = reinterpret_cast<const float*>(pipe_smem);
-  constexpr int kWarpFloats = kPipeStages * kStageElems * static_cast<int>(sizeof(T)) / 4;
-  for (int idx = tid; idx < G * HD; idx += kPipeThreads) {
-    const int g = idx / HD, d = idx % HD;
-    float big = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kPipeWarps; ++w) {
-      big = fmaxf(big, red0[w * kWarpFloats + kMaxGroup * kRedStride + g]);
-    }
-    float sum_l = 0.0f, sum_a = 0.0f;
-    if (big != -INFINITY) {
-#pragma unroll
-      for (int w = 0; w < kPipeWarps; ++w) {
-        const float* wr = red0 + w * kWarpFloats;
-        const float f = exp2f(wr[kMaxGroup * kRedStride + g] - big);
-        sum_l += wr[kMaxGroup * kRedStride + kMaxGroup + g] * f;
-        sum_a += wr[g * kRedStride + d] * f;
-      }
-    }
-    WritePiece<T, HD>(sum_a, big, sum_l, row, qh0 + g, d, heads_q, splits, split, ws, out,
-                      out_stride);
-  }
-}
-
-// Merges a (row, query head)'s pieces: HD × kCombineParts threads, thread (d, part) folding
-// pieces part, part + kCombineParts, … of channel d into one online-softmax state (kUnroll
-// pieces' loads issued before they are used), the parts then merged through shared memory.
-// One thread per channel walking every piece twice was latency-bound: ~33 µs for 32 heads ×
-// 132 pieces at batch 1 (H200), most of the pipelined body's distance to the floor there.
-constexpr int kCombineParts = 8;
-template <typename T, int HD>
-__global__ void __launch_bounds__(HD * kCombineParts)
-    DecodeCombineKernel(const float* ws, int64_t rows, int heads_q, int splits, T* out,
-                        int64_t out_stride) {
-  constexpr int kUnroll = 4;
-  cuda::StartNextThenWaitForPrior();
-  const int64_t row = blockIdx.x / heads_q;
-  const int qh = blockIdx.x % heads_q;
-  const int d = threadIdx.x % HD, part = threadIdx.x / HD;
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * splits;
-  const float* ml = ws + rows * heads_q * splits * HD;
-  float m = -INFINITY, sum_l = 0.0f, sum_a = 0.0f;
-  for (int s0 = part; s0 < splits; s0 += kCombineParts * kUnroll) {
-    float pm[kUnroll], pl[kUnroll], pa[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int s = s0 + u * kCombineParts;
-      pm[u] = s < splits ? ml[(base + s) * 2] : -INFINITY;
-      pl[u] = s < splits ? ml[(base + s) * 2 + 1] : 0.0f;
-      pa[u] = s < splits ? ws[(base + s) * HD + d] : 0.0f;
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      if (pm[u] == -INFINITY) continue;  // an empty piece
-      if (pm[u] > m) {
-        const float c = exp2f(m - pm[u]);  // 0 while m is -inf (the sums are 0 then)
-        sum_l *= c;
-        sum_a *= c;
-        m = pm[u];
-      }
-      const float f = exp2f(pm[u] - m);
-      sum_l += pl[u] * f;
-      sum_a += pa[u] * f;
-    }
-  }
-  __shared__ float part_m[kCombineParts][HD], part_l[kCombineParts][HD], part_a[kCombineParts][HD];
-  part_m[part][d] = m;
-  part_l[part][d] = sum_l;
-  part_a[part][d] = sum_a;
-  __syncthreads();
-  if (part != 0) return;
-  float big = -INFINITY;
-#pragma unroll
-  for (int p = 0; p < kCombineParts; ++p) big = fmaxf(big, part_m[p][d]);  // finite: piece 0
-  float total_l = 0.0f, total_a = 0.0f;
-#pragma unroll
-  for (int p = 0; p < kCombineParts; ++p) {
-    if (part_m[p][d] == -INFINITY) continue;
-    const float f = exp2f(part_m[p][d] - big);
-    total_l += part_l[p][d] * f;
-    total_a += part_a[p][d] * f;
-  }
-  out[row * out_stride + static_cast<int64_t>(qh) * HD + d] = Num<T>::FromF(total_a / total_l);
+  const cuda::PipePiece pipe{piece.row, piece.qh0, piece.heads, piece.kvh, piece.begin, piece.end};
+  cuda::PipelinedDecodeBody<T, HD>(
+      q, q_stride, pipe, kv, scale_log2, ContextSlots{row_seq, piece.row},
+      [&](int g, int d, float acc, float m, float l) {
+        WritePiece<T, HD>(acc, m, l, piece.row, piece.row, piece.qh0 + g, d, heads_q, splits,
+                          piece.split, ws, out, out_stride);
+      },
+      pipe_smem);
 }
 
 // kSubTiles: SIMT blocks per tile of the list. 1 for kSimt's own 16-row tiles (then this is
@@ -819,9 +519,10 @@ absl::Status DecodeT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
                                              ws, splits, static_cast<T*>(out), out_stride));
   if (splits > 1) {
     CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
-        DecodeCombineKernel<T, HD>, dim3(static_cast<unsigned>(rows.rows * heads_q)),
-        dim3(HD * kCombineParts), 0, stream, static_cast<const float*>(ws), rows.rows, heads_q,
-        splits, static_cast<T*>(out), out_stride));
+        DecodeCombineKernel<T, HD, DenseDecodeRows>,
+        dim3(static_cast<unsigned>(rows.rows * heads_q)), dim3(HD * kCombineParts), 0, stream,
+        static_cast<const float*>(ws), rows.rows, heads_q, splits, static_cast<T*>(out),
+        out_stride, DenseDecodeRows{}));
   }
   return absl::OkStatus();
 }

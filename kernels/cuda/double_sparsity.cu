@@ -38,11 +38,19 @@
 //    blocks' histograms through distributed shared memory.
 //  - kAuto (the default): kCluster where the (sequence, KV head) pairs number at most a quarter
 //    of the SMs, else kStriped (double_sparsity.cuh gives the measured reasons).
-// Attention: grid splits × KV heads × sequences; each warp takes 32 selected rows at a time,
-// one lane per row for the scores (a lane reads a whole K row in 16-byte loads, so every
-// sector it touches is used; no per-token shuffle reduction), then lanes over channels for V;
-// one online-softmax rescale per 32 rows. Every warp writes its own partial state; the combine
-// kernel merges them.
+// Attention (SparseAttentionAlgo), grid splits × KV heads × sequences, a block taking its
+// split's share of the (sequence, KV head)'s selected rows for the whole GQA group:
+//  - kPipelined (the default): SparsePipelinedKernel, dense decode's pipelined body
+//    (decode_pipeline.cuh) with slot i = token sel[i]: per-warp cp.async rings of 16-row K/V
+//    tiles gathered by index, tensor-core scores and P·V with the group's heads as MMA rows;
+//    pieces go through dense decode's workspace and DecodeCombineKernel (decode_pieces.cuh),
+//    which writes sequence s's row seqs[s].q_row. Split count: dense flash-decoding's rule.
+//  - kWarp (the first, the cross-check): each warp takes 32 selected rows at a time, one lane
+//    per row for the scores (a lane reads a whole K row in 16-byte loads, so every sector it
+//    touches is used; no per-token shuffle reduction), then lanes over channels for V; one
+//    online-softmax rescale per 32 rows; SIMT work that grows with the group. Every warp writes
+//    its own partial state; SparseCombineKernel merges them.
+// Both give 0 for an empty selection (the twin's empty sum), not 0 / 0.
 // None is launched dependent (dependent_launch.cuh): each stage of the chain fills the GPU,
 // and the next stage's blocks, started early and waiting, sat beside it — the operator chain
 // at batch 8, 256K was ~1.25x slower with them (H200, docs/benchmarks.md run 9).
@@ -59,6 +67,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/decode_pieces.cuh"
+#include "kernels/cuda/decode_pipeline.cuh"
 #include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
@@ -88,6 +98,7 @@ constexpr int kTopKUnroll = 8;  // histogram loads in flight per thread
 constexpr int kTopKItems = 8;   // candidates per thread per compaction tile
 constexpr int kAttnWarps = 4;
 constexpr int kAttnVRows = 16;  // V rows a warp has in flight (of its 32)
+constexpr int kSparseWarpWaves = 2;  // kWarp's split rule aims at 2 waves of blocks
 // Top-k of segments longer than this (score_stride, which bounds every segment) runs on a
 // cluster of blocks holding the keys in shared memory; shorter ones on one block, whose fixed
 // cost is a few microseconds.
@@ -1955,7 +1966,62 @@ __global__ void SparseCombineKernel(const CudaDsSequence* seqs, int heads_q, int
     acc += wp[2 + c] * f;
   }
   out[static_cast<int64_t>(seqs[s].q_row) * out_stride + static_cast<int64_t>(hq) * kD + c] =
-      Num<T>::FromF(acc / total);
+      Num<T>::FromF(cuda::SoftmaxOutput<true>(acc, total));  // an empty selection: 0
+}
+
+// kPipelined: the pipelined decode body (decode_pipeline.cuh) over a (sequence, KV head)'s
+// selected rows, its kG query heads the rows of the MMA tile; pieces merge in
+// DecodeCombineKernel (decode_pieces.cuh), launch row s landing in q row seqs[s].q_row.
+
+// The body's slot list: the selected rows, slot i = token sel[i] of KV sequence kv_seq.
+struct SelectedSlots {
+  const int32_t* sel;
+  int32_t kv_seq;
+  __device__ __forceinline__ const int32_t* Table(const CudaPagedKv& kv) const {
+    return kv.block_tables + static_cast<int64_t>(kv_seq) * kv.max_blocks;
+  }
+  __device__ __forceinline__ int Token(int slot) const { return sel[slot]; }
+};
+
+// Output rows of the pieces (the combine's rows policy): launch row s is sequence s, written to
+// q row seqs[s].q_row; an empty selection gives 0, as SelectedAttentionReference's empty sum.
+struct SelectionRows {
+  static constexpr bool kMayBeEmpty = true;
+  const CudaDsSequence* seqs;
+  __device__ __forceinline__ int64_t OutRow(int64_t s) const { return seqs[s].q_row; }
+};
+
+// Grid (splits, KV heads, sequences) as SparseAttentionKernel; the selection [0, n) is cut into
+// `splits` pieces of ceil(n / splits) slots (pieces past n are empty).
+template <typename T, int kD, int kG>
+__global__ void __launch_bounds__(cuda::kPipeThreads, cuda::kPipeMinBlocks)
+    SparsePipelinedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs, int heads_kv,
+                          float scale_log2, CudaPagedKv kv, const int32_t* selected,
+                          int64_t sel_stride, const int32_t* counts, int splits, float* ws, T* out,
+                          int64_t out_stride) {
+  static_assert(kG <= cuda::kPipeMaxHeads, "one block takes the whole group");
+  extern __shared__ __align__(16) unsigned char pipe_smem[];
+  const int s = blockIdx.z, h = blockIdx.y, split = blockIdx.x;
+  const int n = counts[s * heads_kv + h];
+  const int per = (n + splits - 1) / splits;
+  cuda::PipePiece piece;
+  piece.q_row = seqs[s].q_row;
+  piece.qh0 = h * kG;
+  piece.heads = kG;
+  piece.kvh = h;
+  piece.begin = split * per;
+  piece.end = min(n, piece.begin + per);
+  const int heads_q = heads_kv * kG;
+  const SelectedSlots slots{selected + (static_cast<int64_t>(s) * heads_kv + h) * sel_stride,
+                            seqs[s].kv_seq};
+  cuda::PipelinedDecodeBody<T, kD>(
+      q, q_stride, piece, kv, scale_log2, slots,
+      [&](int g, int d, float acc, float m, float l) {
+        cuda::WritePiece<T, kD, SelectionRows::kMayBeEmpty>(acc, m, l, s, piece.q_row,
+                                                            piece.qh0 + g, d, heads_q, splits,
+                                                            split, ws, out, out_stride);
+      },
+      pipe_smem);
 }
 
 absl::Status BadDType(const char* what, DType dtype) {
@@ -2093,16 +2159,34 @@ absl::Status SparseAttentionTyped(const void* q, int64_t q_stride, const CudaDsS
                                   int num_seqs, int heads_kv, float scale, const CudaPagedKv& kv,
                                   const int32_t* selected, int64_t sel_stride,
                                   const int32_t* counts, int splits, float* workspace, void* out,
-                                  int64_t out_stride, cudaStream_t stream) {
+                                  int64_t out_stride, SparseAttentionAlgo algo,
+                                  cudaStream_t stream) {
   const dim3 grid(splits, heads_kv, num_seqs);
+  const int heads_q = heads_kv * kG;
+  if (algo == SparseAttentionAlgo::kPipelined) {
+    constexpr int kSmem = cuda::PipeSmemBytes<T, kD>();
+    constexpr float kLog2e = 1.4426950408889634f;
+    CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(SparsePipelinedKernel<T, kD, kG>, kSmem));
+    CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+        SparsePipelinedKernel<T, kD, kG>, grid, dim3(cuda::kPipeThreads), kSmem, stream,
+        static_cast<const T*>(q), q_stride, seqs, heads_kv, scale * kLog2e, kv, selected,
+        sel_stride, counts, splits, workspace, static_cast<T*>(out), out_stride));
+    if (splits > 1) {
+      CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+          cuda::DecodeCombineKernel<T, kD, SelectionRows>,
+          dim3(static_cast<unsigned>(num_seqs * heads_q)), dim3(kD * cuda::kCombineParts), 0,
+          stream, static_cast<const float*>(workspace), static_cast<int64_t>(num_seqs), heads_q,
+          splits, static_cast<T*>(out), out_stride, SelectionRows{seqs}));
+    }
+    return absl::OkStatus();
+  }
   CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
       SparseAttentionKernel<T, kD, kG>, grid, dim3(kAttnWarps * 32), 0, stream,
       static_cast<const T*>(q), q_stride, seqs, heads_kv, scale, kv, selected, sel_stride, counts,
       splits, workspace));
   CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
-      SparseCombineKernel<T, kD>, dim3(heads_kv * kG, num_seqs), dim3(kD), 0, stream, seqs,
-      heads_kv * kG, splits * kAttnWarps, static_cast<const float*>(workspace),
-      static_cast<T*>(out), out_stride));
+      SparseCombineKernel<T, kD>, dim3(heads_q, num_seqs), dim3(kD), 0, stream, seqs, heads_q,
+      splits * kAttnWarps, static_cast<const float*>(workspace), static_cast<T*>(out), out_stride));
   return absl::OkStatus();
 }
 
@@ -2112,12 +2196,12 @@ absl::Status SparseAttentionByGroup(int group, const void* q, int64_t q_stride,
                                     float scale, const CudaPagedKv& kv, const int32_t* selected,
                                     int64_t sel_stride, const int32_t* counts, int splits,
                                     float* workspace, void* out, int64_t out_stride,
-                                    cudaStream_t stream) {
+                                    SparseAttentionAlgo algo, cudaStream_t stream) {
 #define DSINFER_SPARSE_CASE(G)                                                                  \
   case G:                                                                                       \
     return SparseAttentionTyped<T, kD, G>(q, q_stride, seqs, num_seqs, heads_kv, scale, kv,     \
                                           selected, sel_stride, counts, splits, workspace, out, \
-                                          out_stride, stream);
+                                          out_stride, algo, stream);
   switch (group) {
     DSINFER_SPARSE_CASE(1)
     DSINFER_SPARSE_CASE(2)
@@ -2300,11 +2384,20 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
 }
 
 int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits) {
+  // kWarp's: a partial state per warp of each piece. kPipelined needs a quarter of it (one per
+  // piece, DecodeCombineKernel's layout).
   return static_cast<int64_t>(num_seqs) * heads_q * splits * kAttnWarps * (head_dim + 2);
 }
 
 int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count,
-                          int waves) {
+                          SparseAttentionAlgo algo, int waves) {
+  if (algo == SparseAttentionAlgo::kPipelined) {
+    // Dense flash-decoding's rule: one block per (piece, KV head, sequence), the whole group in
+    // it (as dense attention with one head group per KV head).
+    return DecodeAttentionSplits(num_seqs, heads_kv, heads_kv, max_budget, sm_count,
+                                 waves > 0 ? waves : kDecodeAttentionWaves);
+  }
+  if (waves <= 0) waves = kSparseWarpWaves;
   const int64_t blocks = static_cast<int64_t>(num_seqs) * heads_kv;
   int64_t splits = (static_cast<int64_t>(waves) * sm_count + blocks - 1) / blocks;
   splits = std::min<int64_t>(splits, (max_budget + 255) / 256);
@@ -2316,11 +2409,15 @@ absl::Status LaunchSparseAttention(DType dtype, const void* q, int64_t q_stride,
                                    int heads_kv, int head_dim, float scale, const CudaPagedKv& kv,
                                    const int32_t* selected, int64_t sel_stride,
                                    const int32_t* counts, int splits, float* workspace, void* out,
-                                   int64_t out_stride, cudaStream_t stream) {
+                                   int64_t out_stride, cudaStream_t stream,
+                                   SparseAttentionAlgo algo) {
   if (num_seqs == 0) return absl::OkStatus();
   if (splits < 1) return absl::InvalidArgumentError("LaunchSparseAttention: splits < 1");
   if (heads_kv <= 0 || heads_q % heads_kv != 0) {
     return absl::InvalidArgumentError("LaunchSparseAttention: heads_q % heads_kv != 0");
+  }
+  if (algo != SparseAttentionAlgo::kWarp && algo != SparseAttentionAlgo::kPipelined) {
+    return absl::InvalidArgumentError("LaunchSparseAttention: unknown algo");
   }
   const int group = heads_q / heads_kv;
   const int key = (dtype == DType::kBF16 ? 0 : dtype == DType::kF16 ? 1 : 9) * 1000 + head_dim;
@@ -2328,19 +2425,20 @@ absl::Status LaunchSparseAttention(DType dtype, const void* q, int64_t q_stride,
     case 64:
       return SparseAttentionByGroup<__nv_bfloat16, 64>(group, q, q_stride, seqs, num_seqs, heads_kv,
                                                        scale, kv, selected, sel_stride, counts,
-                                                       splits, workspace, out, out_stride, stream);
+                                                       splits, workspace, out, out_stride, algo,
+                                                       stream);
     case 128:
       return SparseAttentionByGroup<__nv_bfloat16, 128>(
           group, q, q_stride, seqs, num_seqs, heads_kv, scale, kv, selected, sel_stride, counts,
-          splits, workspace, out, out_stride, stream);
+          splits, workspace, out, out_stride, algo, stream);
     case 1064:
       return SparseAttentionByGroup<__half, 64>(group, q, q_stride, seqs, num_seqs, heads_kv, scale,
                                                 kv, selected, sel_stride, counts, splits, workspace,
-                                                out, out_stride, stream);
+                                                out, out_stride, algo, stream);
     case 1128:
       return SparseAttentionByGroup<__half, 128>(group, q, q_stride, seqs, num_seqs, heads_kv,
                                                  scale, kv, selected, sel_stride, counts, splits,
-                                                 workspace, out, out_stride, stream);
+                                                 workspace, out, out_stride, algo, stream);
     default:
       return absl::InvalidArgumentError(absl::StrCat("LaunchSparseAttention: unsupported dtype ",
                                                      static_cast<int>(dtype), " / head_dim ",

@@ -8,7 +8,8 @@
 // candidates per (sequence, KV head), kept sink/recent/current tokens merged in, ascending
 // indices) → LaunchSparseAttention (exact attention over the selected rows, split over the
 // selected set, one pass over each K/V row for all query heads of its group, gathered by index
-// through a pointer that may address device memory or mapped pinned host memory).
+// through a pointer that may address device memory or mapped pinned host memory; by default on
+// dense decode's pipelined tensor-core body, SparseAttentionAlgo).
 //
 // Exactness: the label writer rounds exactly as kernels/label_reference does; the scorer
 // rounds in the reference's order with explicit intrinsics (fp16 labels: __fmul_rn then
@@ -168,26 +169,50 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                               int32_t* counts, cudaStream_t stream,
                               TopKAlgo algo = TopKAlgo::kAuto);
 
-// Floats of workspace LaunchSparseAttention needs.
+// The body of sparse attention. Both match SelectedAttentionReference within the dtype's
+// rounding (tests/gpu/double_sparsity_gpu_test.cc runs each).
+//  - kWarp (the first, kept as the cross-check): SIMT; each warp takes 32 selected rows at a
+//    time, a lane scoring a whole K row for every query head, then lanes over channels for V;
+//    a partial state per warp, merged by its own combine kernel. Its SIMT work grows with the
+//    group: on an H200 ~3.6 TB/s of K/V at MHA but ~2.0 TB/s at GQA 4 (Llama-3-8B heads, batch
+//    8, 256K, 1/16: 269 us against ~126 us of K/V bytes).
+//  - kPipelined (the default): dense decode's pipelined tensor-core body (decode_pipeline.cuh)
+//    over the selected rows: per warp a 3-stage cp.async ring of 16-row K/V tiles gathered by
+//    index, scores and P·V on mma.m16n8k16 with the group's query heads as the MMA rows, so its
+//    work per row does not grow with the group; pieces merged by DecodeCombineKernel. On an
+//    H200 (docs/benchmarks.md run 10; batch 8, 256K, 1/16): Llama-3-8B heads 169 us against
+//    kWarp's 264, Llama-2 heads 541 against 643.
+enum class SparseAttentionAlgo { kWarp, kPipelined };
+
+// Floats of workspace LaunchSparseAttention needs at `splits` splits, with either body.
 int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits);
 
-// A split count that fills the GPU: ~256 selected rows per block at least, >= `waves` blocks
-// per SM (as many as fit: more blocks resident, more rows in flight).
+// A split count for `algo` that fills the GPU; waves <= 0 takes the body's own aim.
+//  - kPipelined: DecodeAttentionSplits' rule with one block per (piece, KV head, sequence):
+//    >= waves × sm_count blocks (default kDecodeAttentionWaves), no piece under 64 selected
+//    rows (one 16-row tile per warp), at most 256 pieces.
+//  - kWarp: ~256 selected rows per block at least, >= waves blocks per SM (default 2), at most
+//    64 pieces.
 int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm_count,
-                          int waves = 2);
+                          SparseAttentionAlgo algo = SparseAttentionAlgo::kPipelined,
+                          int waves = 0);
 
 // Attention of each sequence's decode query over its selected rows: out[q_row, hq*d..] for
-// every query head hq of KV head h, softmax over selected[s, h, 0 .. counts[s, h]) only.
-// K/V rows are gathered through kv (device or mapped pinned host memory). The selected set is
-// cut into `splits` slices (grid splits × kv_heads × num_seqs), each block reads its slice's
-// rows once for all query heads of the group; a combine kernel merges the partial softmax
-// states. Twin: SelectedAttentionReference. q: stride q_stride; out: stride out_stride.
+// every query head hq of KV head h, softmax over selected[s, h, 0 .. counts[s, h]) only (an
+// empty selection, counts 0, gives 0: the twin's empty sum). K/V rows are gathered through kv
+// (device or mapped pinned host memory). The selected set is cut into `splits` slices (grid
+// splits × kv_heads × num_seqs; SparseAttentionSplits for `algo`), each block reads its slice's
+// rows once for all query heads of the group (heads_q / heads_kv in {1, 2, 4, 8}; head_dim 64
+// or 128); a combine kernel merges the partial softmax states. Twin:
+// SelectedAttentionReference. q: stride q_stride; out: stride out_stride; workspace:
+// SparseAttentionWorkspaceFloats(num_seqs, heads_q, head_dim, splits) floats.
 absl::Status LaunchSparseAttention(DType dtype, const void* q, int64_t q_stride,
                                    const CudaDsSequence* seqs, int num_seqs, int heads_q,
                                    int heads_kv, int head_dim, float scale, const CudaPagedKv& kv,
                                    const int32_t* selected, int64_t sel_stride,
                                    const int32_t* counts, int splits, float* workspace, void* out,
-                                   int64_t out_stride, cudaStream_t stream);
+                                   int64_t out_stride, cudaStream_t stream,
+                                   SparseAttentionAlgo algo = SparseAttentionAlgo::kPipelined);
 
 }  // namespace dsinfer
 

@@ -12,7 +12,9 @@
 // kAuto, the default, which dispatches to one of the other two) runs in every chain case, the
 // coalesced scorers with and without the fixed-row kernels. Top-k alone over both of its
 // kernels (one block, and a cluster of blocks for long segments) with tie-heavy and NaN
-// scores. Skips without a GPU.
+// scores. Sparse attention runs with every SparseAttentionAlgo (each at its own split count,
+// kPipelined also with empty pieces), and alone on hand-made selections of 0 to 40 rows. Skips
+// without a GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -92,6 +94,14 @@ constexpr LabelScoreAlgo kLabelScoreAlgos[] = {
     LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced, LabelScoreAlgo::kStrided};
 constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
                                    TopKAlgo::kCluster, TopKAlgo::kAuto};
+constexpr SparseAttentionAlgo kSparseAttentionAlgos[] = {SparseAttentionAlgo::kPipelined,
+                                                         SparseAttentionAlgo::kWarp};
+// A sparse attention launch of a case: the body and its split count.
+struct AttentionRun {
+  SparseAttentionAlgo algo;
+  int splits;
+  std::string Name() const { return absl::StrCat(AlgoName(algo), " at ", splits, " splits"); }
+};
 
 
 struct SeqSpec {
@@ -354,17 +364,30 @@ void RunCase(const Case& c) {
         algo_names.push_back(absl::StrCat(AlgoName(sa), " + ", AlgoName(ta)));
       }
     }
+    // Attention with every body at its own split count, and kPipelined also at up to
+    // budget_cap + 3 splits (every piece of a short selection at most one row, some empty);
+    // the output poisoned before each launch.
     int sm = 0;
     ASSERT_CUDA(cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, 0));
-    const int splits = SparseAttentionSplits(ns, hkv, budget_cap, sm);
-    Buf dws(SparseAttentionWorkspaceFloats(ns, hq, d, splits) * 4);
+    std::vector<AttentionRun> attn_runs;
+    for (SparseAttentionAlgo a : kSparseAttentionAlgos) {
+      attn_runs.push_back({a, SparseAttentionSplits(ns, hkv, budget_cap, sm, a)});
+    }
+    attn_runs.push_back({SparseAttentionAlgo::kPipelined, std::min(budget_cap + 3, 256)});
+    int most_splits = 1;
+    for (const AttentionRun& run : attn_runs) most_splits = std::max(most_splits, run.splits);
+    Buf dws(SparseAttentionWorkspaceFloats(ns, hq, d, most_splits) * 4);
     Buf dout(static_cast<size_t>(ns) * hq * d * 2);
-    ASSERT_OK(LaunchSparseAttention(c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns, hq,
-                                    hkv, d, 1.0f / std::sqrt(float(d)), kv, dsel.as<int32_t>(),
-                                    sel_stride, dcounts.as<int32_t>(), splits, dws.as<float>(),
-                                    dout.ptr, hq * d, nullptr));
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    const auto out_raw = dout.Get<uint16_t>(static_cast<size_t>(ns) * hq * d);
+    std::vector<std::vector<uint16_t>> attn_out;
+    for (const AttentionRun& run : attn_runs) {
+      ASSERT_CUDA(cudaMemset(dout.ptr, 0xff, dout.bytes));
+      ASSERT_OK(LaunchSparseAttention(c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns, hq,
+                                      hkv, d, 1.0f / std::sqrt(float(d)), kv, dsel.as<int32_t>(),
+                                      sel_stride, dcounts.as<int32_t>(), run.splits,
+                                      dws.as<float>(), dout.ptr, hq * d, nullptr, run.algo));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      attn_out.push_back(dout.Get<uint16_t>(static_cast<size_t>(ns) * hq * d));
+    }
 
     for (int s = 0; s < ns; ++s) {
       const int L = c.seqs[s].tokens;
@@ -429,10 +452,13 @@ void RunCase(const Case& c) {
       } else {
         SelectedAttentionReference(qs, view, ashape, idx.data(), counts.data(), ref.data());
       }
-      for (size_t i = 0; i < got.size(); ++i) {
-        got[i] = From16(c.dtype, out_raw[static_cast<size_t>(s) * hq * d + i]);
+      for (size_t a = 0; a < attn_runs.size(); ++a) {
+        for (size_t i = 0; i < got.size(); ++i) {
+          got[i] = From16(c.dtype, attn_out[a][static_cast<size_t>(s) * hq * d + i]);
+        }
+        EXPECT_LE(RelErr(got, ref), Tolerance(c.dtype))
+            << attn_runs[a].Name() << (full ? " vs dense" : " vs selected");
       }
-      EXPECT_LE(RelErr(got, ref), Tolerance(c.dtype)) << (full ? "vs dense" : "vs selected");
     }
   }
 }
@@ -543,6 +569,122 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
       Case{DType::kF16, 4, 2, 64, 16, 4, {{65537, 65537 / 16, 4, 64, 1}, {4099, 300, 4, 64, 0}}});
   // ~300K tokens, GQA 8, fp16 labels r 8, k = L/16.
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
+}
+
+// Sparse attention alone on hand-made selections, every body: per (sequence, KV head) 0 rows
+// (the output must be 0, the twin's empty sum, not NaN), 1, 17 and 40, at 1, 3 and 64 splits
+// (more splits than rows: empty pieces); GQA 1 / 4 / 8, head_dim 64 / 128, bf16 and fp16;
+// sequence s reads q / writes out row (s + 1) % 2 and block table (s + 1) % 2.
+TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
+  SKIP_WITHOUT_GPU();
+  constexpr int kTokens = 50, kSeqs = 2, kHeadsKv = 2, kSelStride = 41;
+  const int counts_of[kSeqs][kHeadsKv] = {{0, 17}, {40, 1}};
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (int group : {1, 4, 8}) {
+      for (int d : {64, 128}) {
+        const int hq = kHeadsKv * group;
+        SCOPED_TRACE(
+            absl::StrCat(dtype == DType::kBF16 ? "bf16" : "fp16", " group ", group, " d ", d));
+        const int blocks_per_seq = (kTokens + kBlockTokens - 1) / kBlockTokens;
+        std::vector<int32_t> tables(kSeqs * blocks_per_seq);
+        std::iota(tables.begin(), tables.end(), 0);
+        std::shuffle(tables.begin(), tables.end(), Rng());
+        const size_t pool_elems = tables.size() * kBlockTokens * kHeadsKv * d;
+        std::vector<uint16_t> k_raw(pool_elems), v_raw(pool_elems), q_raw(kSeqs * hq * d);
+        std::vector<float> k_f(pool_elems), v_f(pool_elems), q_f(q_raw.size());
+        for (size_t i = 0; i < pool_elems; ++i) {
+          k_raw[i] = To16(dtype, u(Rng()));
+          k_f[i] = From16(dtype, k_raw[i]);
+          v_raw[i] = To16(dtype, u(Rng()));
+          v_f[i] = From16(dtype, v_raw[i]);
+        }
+        for (size_t i = 0; i < q_raw.size(); ++i) {
+          q_raw[i] = To16(dtype, 3.0f * u(Rng()));
+          q_f[i] = From16(dtype, q_raw[i]);
+        }
+        std::vector<CudaDsSequence> seqs(kSeqs);
+        std::vector<int32_t> sel(kSeqs * kHeadsKv * kSelStride, -1), counts(kSeqs * kHeadsKv);
+        for (int s = 0; s < kSeqs; ++s) {
+          seqs[s].tokens = kTokens;
+          seqs[s].budget = kSelStride;
+          seqs[s].q_row = (s + 1) % kSeqs;
+          seqs[s].kv_seq = (s + 1) % kSeqs;
+          for (int h = 0; h < kHeadsKv; ++h) {
+            std::vector<int32_t> all(kTokens);
+            std::iota(all.begin(), all.end(), 0);
+            std::shuffle(all.begin(), all.end(), Rng());
+            const int n = counts_of[s][h];
+            std::sort(all.begin(), all.begin() + n);
+            std::copy(all.begin(), all.begin() + n, sel.begin() + (s * kHeadsKv + h) * kSelStride);
+            counts[s * kHeadsKv + h] = n;
+          }
+        }
+        Buf dk(pool_elems * 2), dv(pool_elems * 2), dq(q_raw.size() * 2);
+        Buf dtables(tables.size() * 4), dseqs(kSeqs * sizeof(CudaDsSequence));
+        Buf dsel(sel.size() * 4), dcounts(counts.size() * 4), dout(q_raw.size() * 2);
+        dk.Put(k_raw.data(), pool_elems * 2);
+        dv.Put(v_raw.data(), pool_elems * 2);
+        dq.Put(q_raw.data(), q_raw.size() * 2);
+        dtables.Put(tables.data(), tables.size() * 4);
+        dseqs.Put(seqs.data(), kSeqs * sizeof(CudaDsSequence));
+        dsel.Put(sel.data(), sel.size() * 4);
+        dcounts.Put(counts.data(), counts.size() * 4);
+        CudaPagedKv kv;
+        kv.k = dk.ptr;
+        kv.v = dv.ptr;
+        kv.block_tables = dtables.as<int32_t>();
+        kv.max_blocks = blocks_per_seq;
+        kv.block_tokens = kBlockTokens;
+        kv.kv_heads = kHeadsKv;
+        kv.head_dim = d;
+        const float scale = 1.0f / std::sqrt(float(d));
+        for (SparseAttentionAlgo algo : kSparseAttentionAlgos) {
+          for (int splits : {1, 3, 64}) {
+            const AttentionRun run{algo, splits};
+            SCOPED_TRACE(run.Name());
+            Buf dws(SparseAttentionWorkspaceFloats(kSeqs, hq, d, splits) * 4);
+            ASSERT_CUDA(cudaMemset(dout.ptr, 0xff, dout.bytes));
+            ASSERT_OK(LaunchSparseAttention(dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(),
+                                            kSeqs, hq, kHeadsKv, d, scale, kv, dsel.as<int32_t>(),
+                                            kSelStride, dcounts.as<int32_t>(), splits,
+                                            dws.as<float>(), dout.ptr, hq * d, nullptr, algo));
+            const auto out_raw = dout.Get<uint16_t>(q_raw.size());
+            for (int s = 0; s < kSeqs; ++s) {
+              const int row = seqs[s].q_row;
+              PagedKvView<const float> view;
+              view.k = k_f.data();
+              view.v = v_f.data();
+              view.block_table = tables.data() + seqs[s].kv_seq * blocks_per_seq;
+              view.block_tokens = kBlockTokens;
+              view.kv_heads = kHeadsKv;
+              view.head_dim = d;
+              std::vector<const int32_t*> idx(kHeadsKv);
+              std::vector<int64_t> n(kHeadsKv);
+              for (int h = 0; h < kHeadsKv; ++h) {
+                idx[h] = sel.data() + (s * kHeadsKv + h) * kSelStride;
+                n[h] = counts[s * kHeadsKv + h];
+              }
+              std::vector<float> ref(static_cast<size_t>(hq) * d), got(ref.size());
+              SelectedAttentionReference(q_f.data() + static_cast<size_t>(row) * hq * d, view,
+                                         AttentionShape{hq, kHeadsKv, d, scale}, idx.data(),
+                                         n.data(), ref.data());
+              for (size_t i = 0; i < got.size(); ++i) {
+                got[i] = From16(dtype, out_raw[static_cast<size_t>(row) * hq * d + i]);
+              }
+              EXPECT_LE(RelErr(got, ref), Tolerance(dtype)) << "sequence " << s;
+              for (int h = 0; h < kHeadsKv; ++h) {
+                if (n[h] != 0) continue;
+                for (int i = h * group * d; i < (h + 1) * group * d; ++i) {
+                  ASSERT_EQ(got[i], 0.0f) << "empty selection, sequence " << s << " head " << h;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 // Top-k alone against TopKSelectReference, every TopKAlgo: kOneBlock and kTwoRead at every

@@ -14,9 +14,9 @@
 // "moved" also counts the scores the chain writes and re-reads (one write; one read above 8K
 // tokens, up to four below), which the floor does not. Configurations whose K/V exceed
 // --max_gib are skipped and listed.
-// Per-stage times (score, top-k, attention) are reported for Double Sparsity, scoring and top-k
-// once per body of --ds_score_algos / --ds_topk_algos (default: the GPU-verified body and the
-// opt-in one side by side); the chain uses the first of each list. JSON: --json_out.
+// Per-stage times (score, top-k, attention) are reported for Double Sparsity, once per body of
+// --ds_score_algos / --ds_topk_algos / --ds_attention_algos (attention at the body's own split
+// count and at 8 waves); the chain uses the first of each list. JSON: --json_out.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -39,7 +39,8 @@
 #include "kernels/status.h"
 #include "nlohmann/json.hpp"
 
-// Waves of blocks the sparse attention's second split count aims at (the engine's: 2).
+// Waves of blocks the sparse attention's second split count aims at, for every body (the
+// engine's own: SparseAttentionSplits' default for the body).
 constexpr int kMoreWaves = 8;
 
 ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
@@ -67,6 +68,9 @@ ABSL_FLAG(std::string, ds_score_algos, "strided,coalesced,row",
 ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,two-read,striped,cluster",
           "Double Sparsity top-k kernels to time: auto (the engine's default), one-block, "
           "two-read, striped, cluster (> 8192 tokens only); the chain time uses the first");
+ABSL_FLAG(std::string, ds_attention_algos, "pipelined,warp",
+          "Double Sparsity attention bodies to time, each at its own split count and at "
+          "kMoreWaves: pipelined (the engine's default), warp; the chain time uses the first");
 
 namespace dsinfer {
 namespace {
@@ -278,6 +282,8 @@ absl::Status Run() {
                    ParseAlgoList<LabelScoreAlgo>(absl::GetFlag(FLAGS_ds_score_algos)));
   ASSIGN_OR_RETURN(const std::vector<TopKAlgo> topk_algos,
                    ParseAlgoList<TopKAlgo>(absl::GetFlag(FLAGS_ds_topk_algos)));
+  ASSIGN_OR_RETURN(const std::vector<SparseAttentionAlgo> attn_algos,
+                   ParseAlgoList<SparseAttentionAlgo>(absl::GetFlag(FLAGS_ds_attention_algos)));
   ASSIGN_OR_RETURN(const std::vector<DecodeAttentionAlgo> dense_algos,
                    ParseAlgoList<DecodeAttentionAlgo>(absl::GetFlag(FLAGS_dense_algos)));
   const auto batches = ParseList(absl::GetFlag(FLAGS_batches));
@@ -304,11 +310,13 @@ absl::Status Run() {
   DevMem k, v;
   RETURN_IF_ERROR(k.Alloc(max_kv / 2));
   RETURN_IF_ERROR(v.Alloc(max_kv / 2));
-  std::printf("Double Sparsity chain: scoring %s, top-k %s; stage times per body listed\n",
-              AlgoName(score_algos[0]), AlgoName(topk_algos[0]));
+  std::printf(
+      "Double Sparsity chain: scoring %s, top-k %s, attention %s; stage times per body listed "
+      "(attention: us at the body's split count, then at %d waves)\n",
+      AlgoName(score_algos[0]), AlgoName(topk_algos[0]), AlgoName(attn_algos[0]), kMoreWaves);
   std::printf("%-10s %5s %7s  %-18s %9s %9s %8s %8s %7s  %s\n", "heads", "batch", "ctx", "op",
               "us", "floor us", "x floor", "TB/s", "speedup",
-              "stages us (score by body | top-k by body | attn)");
+              "stages us (score by body | top-k by body | attn by body)");
   for (absl::string_view model : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
     const int hq = 32, hkv = model == "llama2-7b" ? 32 : 8;
     for (int64_t batch : batches) {
@@ -459,14 +467,20 @@ absl::Status Run() {
           RETURN_IF_ERROR(scores.Alloc(batch * hkv * ctx * 4));
           RETURN_IF_ERROR(sel.Alloc(batch * hkv * budget * 4));
           RETURN_IF_ERROR(counts.Alloc(batch * hkv * 4));
-          // The engine's split count (2 waves), and more splits beside it (more blocks
-          // resident: more rows in flight), timed side by side below.
-          const int splits = SparseAttentionSplits(static_cast<int>(batch), hkv, budget, sm);
-          const int splits_more =
-              SparseAttentionSplits(static_cast<int>(batch), hkv, budget, sm, kMoreWaves);
-          RETURN_IF_ERROR(sws.Alloc(SparseAttentionWorkspaceFloats(static_cast<int>(batch), hq,
-                                                                   kHeadDim, splits_more) *
-                                    4));
+          // Per attention body: the engine's split count for it, and more splits beside it
+          // (kMoreWaves: more blocks resident, more rows in flight), timed side by side below.
+          const int nseq = static_cast<int>(batch);
+          std::vector<int> attn_splits, attn_splits_more;
+          int most_attn_splits = 1;
+          for (SparseAttentionAlgo a : attn_algos) {
+            attn_splits.push_back(SparseAttentionSplits(nseq, hkv, budget, sm, a));
+            attn_splits_more.push_back(SparseAttentionSplits(nseq, hkv, budget, sm, a, kMoreWaves));
+            most_attn_splits =
+                std::max({most_attn_splits, attn_splits.back(), attn_splits_more.back()});
+          }
+          const int splits = attn_splits[0];
+          RETURN_IF_ERROR(
+              sws.Alloc(SparseAttentionWorkspaceFloats(nseq, hq, kHeadDim, most_attn_splits) * 4));
           const auto* dseq = dseqs.as<CudaDsSequence>();
           const int label_bits = UniformLabelBits(labs.data(), static_cast<int>(batch), var.r);
           auto score = [&](LabelScoreAlgo algo) {
@@ -478,13 +492,13 @@ absl::Status Run() {
             return LaunchTopKSelect(scores.as<float>(), ctx, dseq, batch, hkv, sel.as<int32_t>(),
                                     budget, counts.as<int32_t>(), stream, algo);
           };
-          auto attend_with = [&](int n_splits) {
+          auto attend_with = [&](SparseAttentionAlgo algo, int n_splits) {
             return LaunchSparseAttention(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch, hq, hkv,
                                          kHeadDim, scale, kv, sel.as<int32_t>(), budget,
                                          counts.as<int32_t>(), n_splits, sws.as<float>(),
-                                         dout.ptr, hq * kHeadDim, stream);
+                                         dout.ptr, hq * kHeadDim, stream, algo);
           };
-          auto attend = [&] { return attend_with(splits); };
+          auto attend = [&] { return attend_with(attn_algos[0], splits); };
           // The chain with the first body of each list; then each stage alone, per body.
           ASSIGN_OR_RETURN(const double us, TimeUs(stream, iters, [&]() -> absl::Status {
                              RETURN_IF_ERROR(score(score_algos[0]));
@@ -504,11 +518,28 @@ absl::Status Run() {
             topk_by_algo[AlgoName(a)] = t;
             absl::StrAppend(&stages, AlgoName(a), " ", absl::StrFormat("%.1f", t), " ");
           }
-          ASSIGN_OR_RETURN(const double us_attn, TimeUs(stream, iters, attend));
-          ASSIGN_OR_RETURN(const double us_attn_more,
-                           TimeUs(stream, iters, [&] { return attend_with(splits_more); }));
-          absl::StrAppend(&stages, "| ", absl::StrFormat("%.1f (%d splits), %.1f (%d)", us_attn,
-                                                         splits, us_attn_more, splits_more));
+          // e.g. "| pipelined 131.0 (9 splits), 140.2 (17); warp 269.3 (4), 250.1 (16)"
+          nlohmann::json attn_by_algo;
+          absl::StrAppend(&stages, "|");
+          for (size_t i = 0; i < attn_algos.size(); ++i) {
+            const SparseAttentionAlgo a = attn_algos[i];
+            ASSIGN_OR_RETURN(const double t,
+                             TimeUs(stream, iters, [&] { return attend_with(a, attn_splits[i]); }));
+            ASSIGN_OR_RETURN(const double t_more, TimeUs(stream, iters, [&] {
+                               return attend_with(a, attn_splits_more[i]);
+                             }));
+            attn_by_algo[AlgoName(a)] = {{"splits", attn_splits[i]},
+                                         {"us", t},
+                                         {"splits_more", attn_splits_more[i]},
+                                         {"us_more_splits", t_more}};
+            absl::StrAppend(&stages, i == 0 ? " " : "; ", AlgoName(a), " ",
+                            absl::StrFormat("%.1f (%d%s), %.1f (%d)", t, attn_splits[i],
+                                            i == 0 ? " splits" : "", t_more, attn_splits_more[i]));
+          }
+          const double us_attn = attn_by_algo[AlgoName(attn_algos[0])]["us"].get<double>();
+          const double us_attn_more =
+              attn_by_algo[AlgoName(attn_algos[0])]["us_more_splits"].get<double>();
+          const int splits_more = attn_splits_more[0];
           const double us_score = score_by_algo[AlgoName(score_algos[0])].get<double>();
           const double us_topk = topk_by_algo[AlgoName(topk_algos[0])].get<double>();
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
@@ -542,13 +573,15 @@ absl::Status Run() {
                                     {"splits", splits},
                                     {"score_algo", AlgoName(score_algos[0])},
                                     {"topk_algo", AlgoName(topk_algos[0])},
+                                    {"attention_algo", AlgoName(attn_algos[0])},
                                     {"us_score", us_score},
                                     {"us_topk", us_topk},
                                     {"us_score_by_algo", score_by_algo},
                                     {"us_topk_by_algo", topk_by_algo},
                                     {"us_attention", us_attn},
                                     {"splits_more", splits_more},
-                                    {"us_attention_more_splits", us_attn_more}});
+                                    {"us_attention_more_splits", us_attn_more},
+                                    {"us_attention_by_algo", attn_by_algo}});
         }
         std::fflush(stdout);
       }

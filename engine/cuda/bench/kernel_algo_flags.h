@@ -6,6 +6,7 @@
 //   DS label scoring:   strided (default) | coalesced | row
 //   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs, else
 //                       two-read) | one-block | two-read | cluster
+//   DS attention:       pipelined (default) | warp
 //   linear layers:      cublas (default) | gemv (decode steps of up to 8 rows)
 #ifndef DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
 #define DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
@@ -43,6 +44,10 @@ inline const char* AlgoName(TopKAlgo a) {
          : a == TopKAlgo::kTwoRead ? "two-read"
          : a == TopKAlgo::kStriped ? "striped"
                                    : "one-block";
+}
+
+inline const char* AlgoName(SparseAttentionAlgo a) {
+  return a == SparseAttentionAlgo::kPipelined ? "pipelined" : "warp";
 }
 
 inline const char* AlgoName(LinearAlgo a) { return a == LinearAlgo::kGemv ? "gemv" : "cublas"; }
@@ -84,6 +89,11 @@ inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
       {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
        TopKAlgo::kCluster},
       "top-k kernel", out);
+}
+
+inline absl::Status ParseAlgo(absl::string_view name, SparseAttentionAlgo* out) {
+  return ParseAlgo(name, {SparseAttentionAlgo::kPipelined, SparseAttentionAlgo::kWarp},
+                   "sparse attention body", out);
 }
 
 inline absl::Status ParseAlgo(absl::string_view name, LinearAlgo* out) {
