@@ -278,6 +278,29 @@ class Backend {
     (void)current_label_written, (void)plan, (void)pool, (void)tier;
     return OffloadUnimplemented();
   }
+  // One decode row of SelectAndFetchMany: batch sequence `index`, its query at row q_row of
+  // q, and its OffloadTier::PlanCounted plan (which must outlive the call).
+  struct SelectFetch {
+    size_t index = 0;
+    int64_t q_row = 0;
+    const FetchPlan* plan = nullptr;
+  };
+  // SelectAndFetch of several decode rows of one layer: the result of one call per entry, in
+  // order. A backend may score and select them together (the CUDA backend: one scoring and one
+  // top-k launch for all of them, so that a batch's selections are not a chain of small
+  // kernels ahead of its gathers). The default calls SelectAndFetch per entry.
+  virtual absl::Status SelectAndFetchMany(int layer, const ForwardBatch& batch,
+                                          const std::vector<SelectFetch>& rows,
+                                          DoubleSparsity& ds, const DeviceTensor& q,
+                                          bool current_label_written, const KvBlockPool& pool,
+                                          OffloadTier& tier) {
+    for (const SelectFetch& r : rows) {
+      const absl::Status st = SelectAndFetch(layer, batch, r.index, ds, q, r.q_row,
+                                             current_label_written, *r.plan, pool, tier);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
   // After a step whose SelectAndFetch plans had previous rows (previous-step reuse): the
   // rows the device gathers found there, per segment of the step (waits for the gathers).
   virtual absl::StatusOr<std::vector<int64_t>> DeviceReuseHits(size_t segments) {

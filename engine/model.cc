@@ -556,26 +556,37 @@ bool Model::DeviceSelection() const {
          !tier_->options().measure_prediction_recall;
 }
 
-absl::Status Model::SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
-                                   const DeviceTensor& q, int64_t q_row,
+absl::Status Model::SelectAndFetch(int layer, const ForwardBatch& batch,
+                                   const std::vector<size_t>& indices,
+                                   const std::vector<int64_t>& q_rows, const DeviceTensor& q,
                                    bool current_label_written) {
-  std::vector<std::vector<int32_t>>& sel = offload_selection_[layer % 2][index];
   if (!DeviceSelection()) {
-    RETURN_IF_ERROR(backend_.SelectTokens(layer, batch, index, *ds_, q, q_row,
-                                          current_label_written, sel));
-    return FetchSelection(layer, batch, index, sel);
+    for (size_t i = 0; i < indices.size(); ++i) {
+      std::vector<std::vector<int32_t>>& sel = offload_selection_[layer % 2][indices[i]];
+      RETURN_IF_ERROR(backend_.SelectTokens(layer, batch, indices[i], *ds_, q, q_rows[i],
+                                            current_label_written, sel));
+      RETURN_IF_ERROR(FetchSelection(layer, batch, indices[i], sel));
+    }
+    return absl::OkStatus();
   }
-  // The selection holds BudgetFor(tokens) tokens of every head, the current one last.
-  const BatchSequence& s = batch.sequences[index];
-  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds_->defaults();
-  const int64_t selected = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
-  sel.clear();
-  ASSIGN_OR_RETURN(FetchPlan plan,
-                   tier_->PlanCounted(layer, index, s.kv,
-                                      std::vector<int64_t>(config_.num_heads_kv, selected - 1)));
-  ds_->AddFetch(s.kv, plan.counts);
-  return backend_.SelectAndFetch(layer, batch, index, *ds_, q, q_row, current_label_written, plan,
-                                 *pool_, *tier_);
+  // Each selection holds BudgetFor(tokens) tokens of every head, the current one last.
+  std::vector<FetchPlan> plans;
+  plans.reserve(indices.size());
+  for (size_t j : indices) {
+    const BatchSequence& s = batch.sequences[j];
+    const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds_->defaults();
+    const int64_t selected = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
+    offload_selection_[layer % 2][j].clear();
+    ASSIGN_OR_RETURN(FetchPlan plan,
+                     tier_->PlanCounted(layer, j, s.kv,
+                                        std::vector<int64_t>(config_.num_heads_kv, selected - 1)));
+    ds_->AddFetch(s.kv, plan.counts);
+    plans.push_back(std::move(plan));
+  }
+  std::vector<Backend::SelectFetch> rows(indices.size());
+  for (size_t i = 0; i < indices.size(); ++i) rows[i] = {indices[i], q_rows[i], &plans[i]};
+  return backend_.SelectAndFetchMany(layer, batch, rows, *ds_, q, current_label_written, *pool_,
+                                     *tier_);
 }
 
 absl::Status Model::PredictNext(int layer, const ForwardBatch& batch,
@@ -618,10 +629,9 @@ absl::Status Model::PredictNext(int layer, const ForwardBatch& batch,
   q_proj.rows = config_.q_size();
   RETURN_IF_ERROR(backend_.Linear(in_normed, q_proj, q));
   RETURN_IF_ERROR(backend_.RopeQueries(attention_, positions, q));
-  for (int64_t i = 0; i < m; ++i) {
-    RETURN_IF_ERROR(SelectAndFetch(next, batch, targets[i], q, i, /*current_label_written=*/false));
-  }
-  return absl::OkStatus();
+  std::vector<int64_t> q_rows(targets.size());
+  std::iota(q_rows.begin(), q_rows.end(), 0);
+  return SelectAndFetch(next, batch, targets, q_rows, q, /*current_label_written=*/false);
 }
 
 absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
@@ -635,6 +645,9 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
   // layer's K/V is in device memory: nothing crosses PCIe).
   const bool resident = layer < pool_->options().resident_layers;
   std::vector<bool> in_place(batch.sequences.size(), false);
+  // Sparse decode rows that select with this layer's own query (nothing predicted for them).
+  std::vector<size_t> own;
+  std::vector<int64_t> own_rows;
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
     if (s.num_rows != 1 || (resident && !ds_->IsSparse(j, layer))) {
@@ -654,9 +667,9 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
       RETURN_IF_ERROR(backend_.FetchRows(plan, *pool_, s.kv, *tier_));
       continue;
     }
-    if (!tier_->HasPending(layer, j)) {
-      RETURN_IF_ERROR(SelectAndFetch(layer, batch, j, qkv, s.first_row,
-                                     /*current_label_written=*/true));
+    if (!tier_->HasPending(layer, j)) {  // selected below, all together
+      own.push_back(j);
+      own_rows.push_back(s.first_row);
       continue;
     }
     // Predicted during the previous layer and already fetched.
@@ -681,6 +694,10 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
       }
       ds_->AddPrediction(layer, s.kv, overlap, total);
     }
+  }
+  if (!own.empty()) {
+    RETURN_IF_ERROR(SelectAndFetch(layer, batch, own, own_rows, qkv,
+                                   /*current_label_written=*/true));
   }
   if (!direct.sequences.empty()) {
     RETURN_IF_ERROR(backend_.Attention(layer, attention_, direct, *pool_, qkv, attn));

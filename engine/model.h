@@ -208,16 +208,19 @@ class Model {
 
   // Offload modes (docs/offload.md). OffloadLayer replaces the attention of one layer;
   // PredictNext selects and fetches layer + 1 from layer's hidden state; SelectAndFetch
-  // selects batch sequence `index`'s rows of `layer` with the query in row q_row of q and
-  // fetches them (minus the current token) into its segment — on the device when the
-  // backend can (DeviceSelection), else through host lists (FetchSelection).
+  // selects the rows of `layer` of batch sequences `indices` with their queries in rows
+  // q_rows of q and fetches them (minus the current token) into their segments — on the
+  // device when the backend can (DeviceSelection; all sequences in one backend call), else
+  // through host lists (FetchSelection).
   absl::Status OffloadLayer(int layer, const ForwardBatch& batch, const DeviceTensor& residual,
                             const DeviceTensor& normed, const DeviceTensor& qkv,
                             DeviceTensor& attn);
   absl::Status PredictNext(int layer, const ForwardBatch& batch, const DeviceTensor& residual,
                            const DeviceTensor& normed);
-  absl::Status SelectAndFetch(int layer, const ForwardBatch& batch, size_t index,
-                              const DeviceTensor& q, int64_t q_row, bool current_label_written);
+  absl::Status SelectAndFetch(int layer, const ForwardBatch& batch,
+                              const std::vector<size_t>& indices,
+                              const std::vector<int64_t>& q_rows, const DeviceTensor& q,
+                              bool current_label_written);
   bool DeviceSelection() const;
   absl::Status FetchSelection(int layer, const ForwardBatch& batch, size_t index,
                               const std::vector<std::vector<int32_t>>& selection);

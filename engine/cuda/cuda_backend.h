@@ -239,6 +239,10 @@ class CudaBackend final : public Backend {
                               DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
                               bool current_label_written, const FetchPlan& plan,
                               const KvBlockPool& pool, OffloadTier& tier) override;
+  absl::Status SelectAndFetchMany(int layer, const ForwardBatch& batch,
+                                  const std::vector<SelectFetch>& rows, DoubleSparsity& ds,
+                                  const DeviceTensor& q, bool current_label_written,
+                                  const KvBlockPool& pool, OffloadTier& tier) override;
   absl::StatusOr<std::vector<int64_t>> DeviceReuseHits(size_t segments) override;
   absl::Status GatheredAttention(int layer, const AttentionConfig& config,
                                  const ForwardBatch& batch, size_t index,
@@ -329,9 +333,6 @@ class CudaBackend final : public Backend {
   std::shared_ptr<TokenChoiceState> token_choice_state_;
   int64_t device_token_steps_ = 0;
   absl::StatusOr<OffloadState*> Offload();
-  // The device part of a selection: labels caught up, scores, top-k of batch sequence
-  // `index` at `layer` into `selected` [Hkv, k] (k = the sequence's AttentionOptions::BudgetFor
-  // its tokens: the selection's size; counts into the state's scratch), on the backend stream.
   // The gather of `plan` (pool rows of `table` into the plan's buffer segment) with no rows
   // named yet: the caller sets rows, a selection, or a dense range (and reuse slabs).
   CudaFetchJob FetchJobFor(const FetchPlan& plan, const KvBlockPool& pool, const int32_t* table,
@@ -340,9 +341,15 @@ class CudaBackend final : public Backend {
   absl::Status CopyKvBlocksOn(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
                               int dst_layer, const std::vector<int32_t>& blocks,
                               cudaStream_t stream);
-  absl::Status SelectIntoDevice(int layer, const ForwardBatch& batch, size_t index,
-                                DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
-                                bool current_label_written, int32_t* selected);
+  // The device part of the selections of `rows` (their plans unread): labels caught up, then
+  // one scoring and one top-k launch for all of them, row i's into selected + i · Hkv ·
+  // sel_stride as [Hkv, sel_stride] (its first k entries per head: k = the sequence's
+  // AttentionOptions::BudgetFor its tokens, the selection's size, <= sel_stride; counts into
+  // the state's scratch [rows, Hkv]), on the backend stream.
+  absl::Status SelectIntoDevice(int layer, const ForwardBatch& batch,
+                                const std::vector<SelectFetch>& rows, DoubleSparsity& ds,
+                                const DeviceTensor& q, bool current_label_written,
+                                int32_t* selected, int64_t sel_stride);
 };
 
 }  // namespace dsinfer

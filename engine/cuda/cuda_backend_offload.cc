@@ -5,9 +5,10 @@
 //   SelectIntoDevice  (backend stream) catch up the layer's device labels from the pool's K
 //                     (zero-copy reads of the new rows), score, radix top-k — the Double
 //                     Sparsity kernels of kernels/cuda/double_sparsity.cuh.
-//   SelectAndFetch    (no reuse cache: the model's default path) the selection stays on the
-//                     device, in a buffer per (layer parity, segment); the copy stream waits
-//                     for the backend stream (an event) and the gather kernel reads the
+//   SelectAndFetch    (no reuse cache: the model's default path; SelectAndFetchMany for all the
+//                     rows of a layer at once: one scoring and one top-k launch) the selection
+//                     stays on the device, in a buffer per layer parity; the copy stream waits
+//                     for the backend stream (an event) and the gather kernels read the
 //                     selected indices there — no host wait, no upload.
 //   SelectTokens +    (with the reuse cache, whose bookkeeping, OffloadTier::Plan, runs on the
 //   FetchRows          host) one device→host copy and host wait per selection; FetchRows then
@@ -95,11 +96,9 @@ struct CudaBackend::OffloadState {
     for (auto& [id, l] : labels) cudaFree(l.base);
     for (auto& [id, t] : tables) cudaFree(t.dev);
     for (StreamBuffer* b : {&plan_dev, &select_meta, &scores, &selected, &counts, &attend_meta,
-                            &workspace, &iota, &rope_meta, &reuse_hits}) {
+                            &workspace, &iota, &rope_meta, &reuse_hits, &device_selection[0],
+                            &device_selection[1]}) {
       if (b->ptr != nullptr) cudaFree(b->ptr);
-    }
-    for (auto& by_segment : device_selection) {
-      for (StreamBuffer& b : by_segment) cudaFree(b.ptr);
     }
     for (Staging& s : staging) {
       if (s.host != nullptr) cudaFreeHost(s.host);
@@ -217,11 +216,9 @@ struct CudaBackend::OffloadState {
     }
     for (const auto& [id, t] : tables) b += static_cast<int64_t>(t.capacity) * 4;
     for (const StreamBuffer* s : {&plan_dev, &select_meta, &scores, &selected, &counts,
-                                  &attend_meta, &workspace, &iota, &rope_meta, &reuse_hits}) {
+                                  &attend_meta, &workspace, &iota, &rope_meta, &reuse_hits,
+                                  &device_selection[0], &device_selection[1]}) {
       b += static_cast<int64_t>(s->bytes);
-    }
-    for (const auto& by_segment : device_selection) {
-      for (const StreamBuffer& s : by_segment) b += static_cast<int64_t>(s.bytes);
     }
     return b;
   }
@@ -248,8 +245,8 @@ struct CudaBackend::OffloadState {
   StreamBuffer select_meta, scores, selected, counts, attend_meta, workspace, rope_meta;
   StreamBuffer iota;                  // int32 0, 1, 2, ...: every head's "selection" over a segment
   StreamBuffer reuse_hits;  // uint64 per segment: previous-step reuse hits this step
-  // SelectAndFetch's selections, read by the gather on the copy stream: [layer parity][segment].
-  std::vector<StreamBuffer> device_selection[2];
+  // SelectAndFetchMany's selections, read by the gathers on the copy stream: [layer parity].
+  StreamBuffer device_selection[2];
   int32_t* selection_host = nullptr;  // pinned: counts then selected indices
   size_t selection_host_bytes = 0;
   std::vector<char> meta_host;
@@ -409,64 +406,80 @@ absl::Status CudaBackend::LabelLayerFrom(int layer, const ForwardBatch& batch, s
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch, size_t index,
+absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
+                                           const std::vector<SelectFetch>& rows,
                                            DoubleSparsity& ds, const DeviceTensor& q,
-                                           int64_t q_row, bool current_label_written,
-                                           int32_t* selected) {
+                                           bool current_label_written, int32_t* selected,
+                                           int64_t sel_stride) {
   ASSIGN_OR_RETURN(OffloadState * st, Offload());
   if (st->pool == nullptr) return OffloadError("SelectTokens", "no BeginOffloadStep this step");
   const KvBlockPool& pool = *st->pool;
-  if (index >= batch.sequences.size()) return OffloadError("SelectTokens", "bad index");
-  if (!ds.IsSparse(index, layer)) return OffloadError("SelectTokens", "a dense row");
-  if (q_row < 0 || q_row >= q.rows) return OffloadError("SelectTokens", "q row out of range");
-  const BatchSequence& s = batch.sequences[index];
-  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
-  if (!ds.labels().Contains(s.kv)) return OffloadError("SelectTokens", "sequence without labels");
   const int hkv = pool.options().kv_heads;
   const int d = pool.options().head_dim;
   const int hq = st->heads_q;
   if (hq <= 0 || hq % hkv != 0 || q.cols < static_cast<int64_t>(hq) * d) {
     return OffloadError("SelectTokens", "bad head shape");
   }
-  const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
-  // Predicting a layer ahead, the current token's label at that layer does not exist yet:
-  // only the past is labelled and scored; the current token is kept by the selection whatever
-  // its (unlabelled) slot scores.
-  const int64_t scored = current_label_written ? tokens : tokens - 1;
-  ASSIGN_OR_RETURN(const OffloadState::LayerLabels lab,
-                   st->LabelsAt(ds, s, layer, tokens, hq, pool.options()));
-  const CudaLabelSeq& label = lab.view;
-  int64_t& written = *lab.written;
-  if (written > scored) written = 0;  // the sequence was cut back: relabel
-  CudaLabelRange range{0, 0, static_cast<int32_t>(written), static_cast<int32_t>(scored - written)};
-  const bool catch_up = range.count > 0;
-  written = std::max(written, scored);
-
-  const CudaDsSequence seq = SparseSequence(o, tokens, q_row, 0);
-  const int64_t budget = seq.budget;
-  // One upload: [label | sequence | range].
+  const size_t n = rows.size();
+  std::vector<CudaLabelSeq> labels(n);
+  std::vector<CudaDsSequence> seqs(n);
+  std::vector<CudaLabelRange> ranges(n);
+  int64_t max_tokens = 0;
+  int max_r = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t index = rows[i].index;
+    const int64_t q_row = rows[i].q_row;
+    if (index >= batch.sequences.size()) return OffloadError("SelectTokens", "bad index");
+    if (!ds.IsSparse(index, layer)) return OffloadError("SelectTokens", "a dense row");
+    if (q_row < 0 || q_row >= q.rows) return OffloadError("SelectTokens", "q row out of range");
+    const BatchSequence& s = batch.sequences[index];
+    const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+    if (!ds.labels().Contains(s.kv)) {
+      return OffloadError("SelectTokens", "sequence without labels");
+    }
+    const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
+    // Predicting a layer ahead, the current token's label at that layer does not exist yet:
+    // only the past is labelled and scored; the current token is kept by the selection
+    // whatever its (unlabelled) slot scores.
+    const int64_t scored = current_label_written ? tokens : tokens - 1;
+    ASSIGN_OR_RETURN(const OffloadState::LayerLabels lab,
+                     st->LabelsAt(ds, s, layer, tokens, hq, pool.options()));
+    int64_t& written = *lab.written;
+    if (written > scored) written = 0;  // the sequence was cut back: relabel
+    ranges[i] = CudaLabelRange{static_cast<int32_t>(i), 0, static_cast<int32_t>(written),
+                               static_cast<int32_t>(scored - written)};
+    written = std::max(written, scored);
+    labels[i] = lab.view;
+    seqs[i] = SparseSequence(o, tokens, q_row, 0);
+    if (seqs[i].budget > sel_stride) return OffloadError("SelectTokens", "selection stride");
+    max_tokens = std::max(max_tokens, tokens);
+    max_r = std::max(max_r, static_cast<int>(lab.view.r));
+  }
+  // One upload: [labels | sequences | ranges].
   ASSIGN_OR_RETURN(const DeviceLabelDescriptors desc,
-                   UploadLabelDescriptors(
-                       absl::MakeConstSpan(&label, 1), absl::MakeConstSpan(&seq, 1),
-                       absl::MakeConstSpan(&range, 1), st->meta_host, st->select_meta, stream_));
+                   UploadLabelDescriptors(labels, seqs, ranges, st->meta_host, st->select_meta,
+                                          stream_));
   const DType dtype = options_.dtype;
-  if (catch_up) {
-    ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
+  for (size_t i = 0; i < n; ++i) {  // catch-up (after a prefill or a cut): each its own table
+    if (ranges[i].count == 0) continue;
+    const KvBlockPool::SequenceId kv_seq = batch.sequences[rows[i].index].kv;
+    ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(kv_seq, pool));
     const CudaPagedKv kv = SequenceLayerKv(offload_memory_.DevicePointer(pool.KBase(layer)),
                                            offload_memory_.DevicePointer(pool.VBase(layer)),
-                                           table, pool, s.kv);
-    RETURN_IF_ERROR(
-        LaunchWriteLabelsPaged(dtype, kv, desc.ranges, 1, range.count, desc.labels, stream_));
+                                           table, pool, kv_seq);
+    RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, desc.ranges + i, 1, ranges[i].count,
+                                           desc.labels, stream_));
   }
-  RETURN_IF_ERROR(st->scores.Grow(static_cast<size_t>(hkv * tokens) * 4, stream_));
-  RETURN_IF_ERROR(st->counts.Grow(static_cast<size_t>(hkv) * 4, stream_));
-  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, desc.sequences, 1, desc.labels, hq, hkv,
-                                    d, label.r, UniformLabelBits(&label, 1, label.r), tokens,
-                                    static_cast<float*>(st->scores.ptr),
-                                    tokens, stream_, options_.ds_score_algo));
-  return LaunchTopKSelect(static_cast<float*>(st->scores.ptr), tokens, desc.sequences, 1, hkv,
-                          selected, budget, static_cast<int32_t*>(st->counts.ptr), stream_,
-                          options_.ds_topk_algo);
+  const int num = static_cast<int>(n);
+  RETURN_IF_ERROR(st->scores.Grow(n * hkv * static_cast<size_t>(max_tokens) * 4, stream_));
+  RETURN_IF_ERROR(st->counts.Grow(n * hkv * 4, stream_));
+  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, desc.sequences, num, desc.labels, hq,
+                                    hkv, d, max_r, UniformLabelBits(labels.data(), num, max_r),
+                                    max_tokens, static_cast<float*>(st->scores.ptr), max_tokens,
+                                    stream_, options_.ds_score_algo));
+  return LaunchTopKSelect(static_cast<float*>(st->scores.ptr), max_tokens, desc.sequences, num,
+                          hkv, selected, sel_stride, static_cast<int32_t*>(st->counts.ptr),
+                          stream_, options_.ds_topk_algo);
 }
 
 absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, size_t index,
@@ -481,8 +494,9 @@ absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, siz
   const int hkv = st->pool->options().kv_heads;
   const int64_t budget = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
   RETURN_IF_ERROR(st->selected.Grow(static_cast<size_t>(hkv * budget) * 4, stream_));
-  RETURN_IF_ERROR(SelectIntoDevice(layer, batch, index, ds, q, q_row, current_label_written,
-                                   static_cast<int32_t*>(st->selected.ptr)));
+  RETURN_IF_ERROR(SelectIntoDevice(layer, batch, {SelectFetch{index, q_row, nullptr}}, ds, q,
+                                   current_label_written, static_cast<int32_t*>(st->selected.ptr),
+                                   budget));
   // The selection goes back to the host: the tier's cache bookkeeping runs there.
   const size_t back = static_cast<size_t>(hkv) * (1 + budget) * 4;
   if (st->selection_host_bytes < back) {
@@ -541,25 +555,42 @@ absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, s
                                          DoubleSparsity& ds, const DeviceTensor& q, int64_t q_row,
                                          bool current_label_written, const FetchPlan& plan,
                                          const KvBlockPool& pool, OffloadTier& tier) {
+  return SelectAndFetchMany(layer, batch, {SelectFetch{index, q_row, &plan}}, ds, q,
+                            current_label_written, pool, tier);
+}
+
+absl::Status CudaBackend::SelectAndFetchMany(int layer, const ForwardBatch& batch,
+                                             const std::vector<SelectFetch>& rows,
+                                             DoubleSparsity& ds, const DeviceTensor& q,
+                                             bool current_label_written, const KvBlockPool& pool,
+                                             OffloadTier& tier) {
   ASSIGN_OR_RETURN(OffloadState * st, Offload());
-  if (index >= batch.sequences.size()) return OffloadError("SelectAndFetch", "bad index");
-  const BatchSequence& s = batch.sequences[index];
-  const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+  if (rows.empty()) return absl::OkStatus();
   const int hkv = pool.options().kv_heads;
-  const int64_t budget = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
-  const std::vector<int64_t>& rows = tier.PendingCounts(plan.layer, index);
-  if (plan.layer != layer || static_cast<int>(rows.size()) != hkv ||
-      std::any_of(rows.begin(), rows.end(), [&](int64_t r) { return r != budget - 1; })) {
-    return OffloadError("SelectAndFetch", "the plan is not this selection's (PlanCounted)");
+  std::vector<int64_t> budgets(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const size_t index = rows[i].index;
+    const FetchPlan* plan = rows[i].plan;
+    if (index >= batch.sequences.size() || plan == nullptr) {
+      return OffloadError("SelectAndFetch", "bad index or no plan");
+    }
+    const BatchSequence& s = batch.sequences[index];
+    const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
+    budgets[i] = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
+    const std::vector<int64_t>& counted = tier.PendingCounts(plan->layer, index);
+    if (plan->layer != layer || static_cast<int>(counted.size()) != hkv ||
+        std::any_of(counted.begin(), counted.end(),
+                    [&](int64_t r) { return r != budgets[i] - 1; })) {
+      return OffloadError("SelectAndFetch", "the plan is not this selection's (PlanCounted)");
+    }
   }
-  // The selection stays where top-k writes it until the gather has read it: one buffer per
-  // (layer parity, segment). The last gather that read this one (layer - 2) finished before
-  // that layer's attention, which the backend stream ran before this call's work; a buffer
-  // that must grow is freed and allocated in the copy stream's order instead.
-  std::vector<StreamBuffer>& by_segment = st->device_selection[layer & 1];
-  if (by_segment.size() <= index) by_segment.resize(index + 1);
-  StreamBuffer& buf = by_segment[index];
-  const size_t need = static_cast<size_t>(hkv * budget) * 4;
+  const int64_t sel_stride = *std::max_element(budgets.begin(), budgets.end());
+  // The selections stay where top-k writes them until the gathers have read them: one buffer
+  // per layer parity. The last gathers that read this one (layer - 2) finished before that
+  // layer's attention, which the backend stream ran before this call's work; a buffer that must
+  // grow is freed and allocated in the copy stream's order instead.
+  StreamBuffer& buf = st->device_selection[layer & 1];
+  const size_t need = rows.size() * static_cast<size_t>(hkv * sel_stride) * 4;
   if (buf.bytes < need) {
     RETURN_IF_ERROR(st->CopyAfterMain());
     RETURN_IF_ERROR(buf.Grow(need, st->copy));
@@ -567,29 +598,30 @@ absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, s
     CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, st->copy_done, 0));
   }
   int32_t* selected = static_cast<int32_t*>(buf.ptr);
-  RETURN_IF_ERROR(SelectIntoDevice(layer, batch, index, ds, q, q_row, current_label_written,
-                                   selected));
-  if (budget <= 1) {  // only the current token: nothing to fetch
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
-    return absl::OkStatus();
-  }
-  ASSIGN_OR_RETURN(const int32_t* table, st->EnsureTable(s.kv, pool));
-  // The gather follows the selection (and everything else queued on the backend stream).
+  RETURN_IF_ERROR(SelectIntoDevice(layer, batch, rows, ds, q, current_label_written, selected,
+                                   sel_stride));
+  // The gathers follow the selections (and everything else queued on the backend stream).
   RETURN_IF_ERROR(st->CopyAfterMain());
-  CudaFetchJob job = FetchJobFor(plan, pool, table, tier);
-  job.selected = selected;
-  job.sel_stride = budget;
-  job.per_head = static_cast<int32_t>(budget - 1);  // the current token (last) stays behind
-  if (plan.previous.k != nullptr) {
-    // Previous-step reuse: the gather looks every selected token up in the rows the layer
-    // kept for this sequence and counts what it finds (DeviceReuseHits).
-    job.prev_tokens = plan.previous.tokens;
-    job.prev_per_head = static_cast<int32_t>(plan.previous_per_head);
-    job.hits = static_cast<unsigned long long*>(st->reuse_hits.ptr) + plan.segment;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (budgets[i] <= 1) continue;  // only the current token: nothing to fetch
+    const FetchPlan& plan = *rows[i].plan;
+    ASSIGN_OR_RETURN(const int32_t* table,
+                     st->EnsureTable(batch.sequences[rows[i].index].kv, pool));
+    CudaFetchJob job = FetchJobFor(plan, pool, table, tier);
+    job.selected = selected + static_cast<int64_t>(i) * hkv * sel_stride;
+    job.sel_stride = sel_stride;
+    job.per_head = static_cast<int32_t>(budgets[i] - 1);  // the current token (last) stays
+    if (plan.previous.k != nullptr) {
+      // Previous-step reuse: the gather looks every selected token up in the rows the layer
+      // kept for this sequence and counts what it finds (DeviceReuseHits).
+      job.prev_tokens = plan.previous.tokens;
+      job.prev_per_head = static_cast<int32_t>(plan.previous_per_head);
+      job.hits = static_cast<unsigned long long*>(st->reuse_hits.ptr) + plan.segment;
+    }
+    RETURN_IF_ERROR(LaunchFetchRows(
+        job, st->copy,
+        job.prev_tokens != nullptr ? options_.fetch_reuse_blocks : options_.fetch_blocks));
   }
-  RETURN_IF_ERROR(LaunchFetchRows(
-      job, st->copy,
-      job.prev_tokens != nullptr ? options_.fetch_reuse_blocks : options_.fetch_blocks));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
   return absl::OkStatus();
 }

@@ -182,23 +182,34 @@ absl::Status FetchSelection(CudaBackend& b, Engine& e, int layer, const ForwardB
   return b.FetchRows(plan, *e.pool, s.kv, *e.tier);
 }
 
-// Model::SelectAndFetch.
+// Model::SelectAndFetch: sequences `js` (queries in rows q_rows of q) together.
 absl::Status SelectAndFetch(CudaBackend& b, Engine& e, int layer, const ForwardBatch& batch,
-                            size_t j, const DeviceTensor& q, int64_t q_row, bool written) {
-  auto& sel = e.selection[layer % 2][j];
+                            const std::vector<size_t>& js, const std::vector<int64_t>& q_rows,
+                            const DeviceTensor& q, bool written) {
   if (!e.device_selection) {
-    RETURN_IF_ERROR(b.SelectTokens(layer, batch, j, *e.ds, q, q_row, written, sel));
-    return FetchSelection(b, e, layer, batch, j, sel);
+    for (size_t i = 0; i < js.size(); ++i) {
+      auto& sel = e.selection[layer % 2][js[i]];
+      RETURN_IF_ERROR(b.SelectTokens(layer, batch, js[i], *e.ds, q, q_rows[i], written, sel));
+      RETURN_IF_ERROR(FetchSelection(b, e, layer, batch, js[i], sel));
+    }
+    return absl::OkStatus();
   }
-  const BatchSequence& s = batch.sequences[j];
-  const int64_t selected =
-      e.ds->defaults().BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
-  ASSIGN_OR_RETURN(FetchPlan plan,
-                   e.tier->PlanCounted(layer, j, s.kv,
-                                       std::vector<int64_t>(e.pool->options().kv_heads,
-                                                            selected - 1)));
-  e.ds->AddFetch(s.kv, plan.counts);
-  return b.SelectAndFetch(layer, batch, j, *e.ds, q, q_row, written, plan, *e.pool, *e.tier);
+  std::vector<FetchPlan> plans;
+  plans.reserve(js.size());
+  for (size_t j : js) {
+    const BatchSequence& s = batch.sequences[j];
+    const int64_t selected =
+        e.ds->defaults().BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
+    ASSIGN_OR_RETURN(FetchPlan plan,
+                     e.tier->PlanCounted(layer, j, s.kv,
+                                         std::vector<int64_t>(e.pool->options().kv_heads,
+                                                              selected - 1)));
+    e.ds->AddFetch(s.kv, plan.counts);
+    plans.push_back(std::move(plan));
+  }
+  std::vector<Backend::SelectFetch> rows(js.size());
+  for (size_t i = 0; i < js.size(); ++i) rows[i] = {js[i], q_rows[i], &plans[i]};
+  return b.SelectAndFetchMany(layer, batch, rows, *e.ds, q, written, *e.pool, *e.tier);
 }
 
 // Model::OffloadLayer + PredictNext for decode-only batches.
@@ -210,6 +221,8 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
   if (layer < e.resident_layers) {  // dense (resident_layers <= dense_layers): in place
     return b.Attention(layer, m.attention, *e.resident_batch, *e.resident, qkv, attn);
   }
+  std::vector<size_t> own;  // sparse rows selecting with this layer's own query
+  std::vector<int64_t> own_rows;
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
     const int32_t position = batch.positions[s.first_row];
@@ -222,9 +235,11 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
       continue;
     }
     if (!e.tier->HasPending(layer, j)) {
-      RETURN_IF_ERROR(SelectAndFetch(b, e, layer, batch, j, qkv, s.first_row, true));
+      own.push_back(j);
+      own_rows.push_back(s.first_row);
     }
   }
+  if (!own.empty()) RETURN_IF_ERROR(SelectAndFetch(b, e, layer, batch, own, own_rows, qkv, true));
   const int next = layer + 1;
   if (next < m.config.num_layers && !e.tier->options().OwnQuery(next)) {
     std::vector<size_t> targets;
@@ -245,9 +260,9 @@ absl::Status OffloadLayer(BenchModel& m, Engine& e, int layer, const ForwardBatc
       q_proj.rows = m.config.q_size();
       RETURN_IF_ERROR(b.Linear(normed, q_proj, q));
       RETURN_IF_ERROR(b.RopeQueries(m.attention, positions, q));
-      for (int64_t i = 0; i < n; ++i) {
-        RETURN_IF_ERROR(SelectAndFetch(b, e, next, batch, targets[i], q, i, false));
-      }
+      std::vector<int64_t> q_rows(targets.size());
+      std::iota(q_rows.begin(), q_rows.end(), 0);
+      RETURN_IF_ERROR(SelectAndFetch(b, e, next, batch, targets, q_rows, q, false));
       // The selection of layer + 1 done (backend stream); its gather done (copy stream).
       RETURN_IF_ERROR(MarkStep(e, b, "selected_next", layer));
       RETURN_IF_ERROR(MarkStep(e, b, "gathered_next", layer, /*copy_stream=*/true));
