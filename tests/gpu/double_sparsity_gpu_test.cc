@@ -630,14 +630,8 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
         dseqs.Put(seqs.data(), kSeqs * sizeof(CudaDsSequence));
         dsel.Put(sel.data(), sel.size() * 4);
         dcounts.Put(counts.data(), counts.size() * 4);
-        CudaPagedKv kv;
-        kv.k = dk.ptr;
-        kv.v = dv.ptr;
-        kv.block_tables = dtables.as<int32_t>();
-        kv.max_blocks = blocks_per_seq;
-        kv.block_tokens = kBlockTokens;
-        kv.kv_heads = kHeadsKv;
-        kv.head_dim = d;
+        const CudaPagedKv kv{dk.ptr, dv.ptr, dtables.as<int32_t>(), blocks_per_seq,
+                             kBlockTokens, kHeadsKv, d};
         const float scale = 1.0f / std::sqrt(float(d));
         for (SparseAttentionAlgo algo : kSparseAttentionAlgos) {
           for (int splits : {1, 3, 64}) {
