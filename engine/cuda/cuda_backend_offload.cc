@@ -600,8 +600,10 @@ absl::Status CudaBackend::SelectAndFetchMany(int layer, const ForwardBatch& batc
   int32_t* selected = static_cast<int32_t*>(buf.ptr);
   RETURN_IF_ERROR(SelectIntoDevice(layer, batch, rows, ds, q, current_label_written, selected,
                                    sel_stride));
-  // The gathers follow the selections (and everything else queued on the backend stream).
+  // The gathers follow the selections (and everything else queued on the backend stream):
+  // one launch for all of them, but with previous-step reuse (whose hits count per job).
   RETURN_IF_ERROR(st->CopyAfterMain());
+  std::vector<CudaFetchJob> jobs;
   for (size_t i = 0; i < rows.size(); ++i) {
     if (budgets[i] <= 1) continue;  // only the current token: nothing to fetch
     const FetchPlan& plan = *rows[i].plan;
@@ -617,11 +619,13 @@ absl::Status CudaBackend::SelectAndFetchMany(int layer, const ForwardBatch& batc
       job.prev_tokens = plan.previous.tokens;
       job.prev_per_head = static_cast<int32_t>(plan.previous_per_head);
       job.hits = static_cast<unsigned long long*>(st->reuse_hits.ptr) + plan.segment;
+      RETURN_IF_ERROR(LaunchFetchRows(job, st->copy, options_.fetch_reuse_blocks));
+    } else {
+      jobs.push_back(job);
     }
-    RETURN_IF_ERROR(LaunchFetchRows(
-        job, st->copy,
-        job.prev_tokens != nullptr ? options_.fetch_reuse_blocks : options_.fetch_blocks));
   }
+  RETURN_IF_ERROR(LaunchFetchRowsMany(jobs.data(), static_cast<int>(jobs.size()), st->copy,
+                                      options_.fetch_blocks));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(st->fetched[layer & 1], st->copy));
   return absl::OkStatus();
 }

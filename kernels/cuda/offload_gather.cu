@@ -1,10 +1,13 @@
 // Zero-copy gather of fetch plans and the current-row writer (see offload_gather.cuh).
 #include <algorithm>
 #include <initializer_list>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/offload_gather.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/status.h"
 
 namespace dsinfer {
 namespace {
@@ -75,8 +78,16 @@ __device__ __forceinline__ Piece Locate(const CudaFetchJob& job, int64_t item, i
   return p;
 }
 
-__global__ void __launch_bounds__(kThreads) FetchRowsKernel(CudaFetchJob job, int64_t items) {
-  const int chunks = job.row_bytes / 16;
+// The jobs of one launch: job j owns items [first[j], first[j + 1]) of the grid's items (16-byte
+// pieces). Passed by value as a __grid_constant__ parameter, read where it lies.
+struct FetchJobs {
+  CudaFetchJob job[kFetchRowsMaxJobs];
+  int64_t first[kFetchRowsMaxJobs + 1];
+  int count;
+};
+
+__global__ void __launch_bounds__(kThreads) FetchRowsKernel(const __grid_constant__ FetchJobs jobs) {
+  const int64_t items = jobs.first[jobs.count];
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   unsigned hits = 0;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; base < items;
@@ -87,7 +98,10 @@ __global__ void __launch_bounds__(kThreads) FetchRowsKernel(CudaFetchJob job, in
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t item = base + u * stride;
       if (item < items) {
-        p[u] = Locate(job, item, chunks);
+        int j = 0;
+        while (item >= jobs.first[j + 1]) ++j;
+        const CudaFetchJob& job = jobs.job[j];
+        p[u] = Locate(job, item - jobs.first[j], job.row_bytes / 16);
         v[u] = *p[u].src;  // mapped host memory (PCIe) or the reuse slab (HBM)
       }
     }
@@ -100,11 +114,11 @@ __global__ void __launch_bounds__(kThreads) FetchRowsKernel(CudaFetchJob job, in
       }
     }
   }
-  if (job.hits != nullptr) {
+  if (jobs.job[0].hits != nullptr) {  // a launch with hits has one job (LaunchFetchRowsMany)
     // One atomic per warp: the warp's sum, added by its first lane.
     for (int off = 16; off > 0; off /= 2) hits += __shfl_down_sync(0xffffffffu, hits, off);
     if ((threadIdx.x & 31) == 0 && hits > 0) {
-      atomicAdd(job.hits, static_cast<unsigned long long>(hits));
+      atomicAdd(jobs.job[0].hits, static_cast<unsigned long long>(hits));
     }
   }
 }
@@ -124,14 +138,14 @@ __global__ void WriteCurrentKvKernel(CudaCurrentKv job) {
 
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-}  // namespace
 
-absl::Status LaunchFetchRows(const CudaFetchJob& job, cudaStream_t stream, int max_blocks) {
+// The entries `job` asks for (rows of every head), or an error naming what is wrong with it.
+absl::StatusOr<int64_t> CheckedEntries(const CudaFetchJob& job) {
   const int64_t entries = job.rows != nullptr ? job.num_rows
                           : job.selected != nullptr
                               ? static_cast<int64_t>(job.per_head) * job.kv_heads
                               : static_cast<int64_t>(job.dense_tokens) * job.kv_heads;
-  if (entries <= 0) return absl::OkStatus();  // an empty plan (a sequence's first token)
+  if (entries <= 0) return int64_t{0};  // an empty plan (a sequence's first token)
   if (job.kv_heads <= 0 || job.row_bytes <= 0 || job.row_bytes % 16 != 0 ||
       job.block_tokens <= 0) {
     return absl::InvalidArgumentError(
@@ -160,13 +174,51 @@ absl::Status LaunchFetchRows(const CudaFetchJob& job, cudaStream_t stream, int m
       (job.slab_v != nullptr && !Aligned16(job.slab_v))) {
     return absl::InvalidArgumentError("LaunchFetchRows: unaligned slab");
   }
-  const int64_t items = entries * 2 * (job.row_bytes / 16);
-  const int64_t want = (items + kThreads * kUnroll - 1) / (kThreads * kUnroll);
-  const unsigned grid = static_cast<unsigned>(
-      std::max<int64_t>(1, std::min<int64_t>(want, std::max(max_blocks, 1))));
-  FetchRowsKernel<<<grid, kThreads, 0, stream>>>(job, items);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  return absl::OkStatus();
+  return entries;
+}
+
+}  // namespace
+
+absl::Status LaunchFetchRowsMany(const CudaFetchJob* jobs, int count, cudaStream_t stream,
+                                 int max_blocks) {
+  if (count < 0 || (count > 0 && jobs == nullptr)) {
+    return absl::InvalidArgumentError("LaunchFetchRowsMany: bad job list");
+  }
+  if (count > 1 && std::any_of(jobs, jobs + count,
+                               [](const CudaFetchJob& j) { return j.hits != nullptr; })) {
+    return absl::InvalidArgumentError("LaunchFetchRowsMany: hits are counted for one job alone");
+  }
+  // Every job is checked before any launch; then launches of up to kFetchRowsMaxJobs jobs.
+  std::vector<int64_t> items(count);
+  for (int i = 0; i < count; ++i) {
+    ASSIGN_OR_RETURN(const int64_t entries, CheckedEntries(jobs[i]));
+    items[i] = entries * 2 * (jobs[i].row_bytes / 16);
+  }
+  FetchJobs batch;
+  batch.count = 0;
+  batch.first[0] = 0;
+  auto launch = [&]() -> absl::Status {
+    if (batch.count == 0) return absl::OkStatus();
+    const int64_t total = batch.first[batch.count];
+    const int64_t want = (total + kThreads * kUnroll - 1) / (kThreads * kUnroll);
+    const unsigned grid = static_cast<unsigned>(
+        std::max<int64_t>(1, std::min<int64_t>(want, std::max(max_blocks, 1))));
+    FetchRowsKernel<<<grid, kThreads, 0, stream>>>(batch);
+    CUDA_RETURN_IF_LAUNCH_ERROR();
+    batch.count = 0;
+    return absl::OkStatus();
+  };
+  for (int i = 0; i < count; ++i) {
+    if (items[i] == 0) continue;
+    batch.job[batch.count] = jobs[i];
+    batch.first[batch.count + 1] = batch.first[batch.count] + items[i];
+    if (++batch.count == kFetchRowsMaxJobs) RETURN_IF_ERROR(launch());
+  }
+  return launch();
+}
+
+absl::Status LaunchFetchRows(const CudaFetchJob& job, cudaStream_t stream, int max_blocks) {
+  return LaunchFetchRowsMany(&job, 1, stream, max_blocks);
 }
 
 absl::Status LaunchWriteCurrentKv(const CudaCurrentKv& job, cudaStream_t stream) {

@@ -416,6 +416,139 @@ TEST(OffloadGatherGpu, FetchRowsKernelMatchesTwin) {
   EXPECT_EQ(pinned.bytes_pinned(), 0u);
 }
 
+// LaunchFetchRowsMany: one grid for several sequences' jobs. 11 jobs (two launches of up to
+// kFetchRowsMaxJobs) over one pinned pool, each its own block table and output segment, of
+// every form: a device selection (top-k's layout, some with a per-head count of 0), a
+// flattened plan with reuse slots, a dense range; a small grid so that every thread walks
+// several jobs. Each job's output equals its own FetchRowsReference; a job list with hits
+// counted for more than one job, or a bad job anywhere, is refused before anything runs.
+TEST(OffloadGatherGpu, FetchRowsManyMatchesTwinPerJob) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng = MakeSeededRng("FetchRowsManyMatchesTwinPerJob");
+  PinnedHostMemory pinned;
+  const DType dtype = DType::kBF16;
+  const int kv_heads = 8, head_dim = 128, block_tokens = 16, blocks = 400, context = 4000;
+  const int slots = 300, jobs_n = 11;
+  const int32_t row_bytes = head_dim * 2;
+  const size_t pool_rows = static_cast<size_t>(blocks) * block_tokens * kv_heads;
+  auto pk = pinned.Allocate(pool_rows * row_bytes);
+  auto pv = pinned.Allocate(pool_rows * row_bytes);
+  ASSERT_TRUE(pk.ok() && pv.ok());
+  Fill16(rng, dtype, static_cast<uint16_t*>(*pk), pool_rows * head_dim);
+  Fill16(rng, dtype, static_cast<uint16_t*>(*pv), pool_rows * head_dim);
+  std::vector<uint16_t> slab_k(static_cast<size_t>(slots) * kv_heads * head_dim);
+  std::vector<uint16_t> slab_v(slab_k.size());
+  Fill16(rng, dtype, slab_k.data(), slab_k.size());
+  Fill16(rng, dtype, slab_v.data(), slab_v.size());
+  DeviceBuffer d_slab_k(slab_k), d_slab_v(slab_v);
+  struct One {
+    std::vector<int32_t> table, selected;
+    std::vector<CudaFetchRow> rows;
+    std::vector<uint16_t> out_k, out_v;
+    std::unique_ptr<DeviceBuffer> d_table, d_selected, d_rows, d_out_k, d_out_v;
+    CudaFetchJob host, dev;
+  };
+  std::vector<One> all(jobs_n);
+  std::vector<CudaFetchJob> jobs;
+  std::vector<int32_t> slot_order(slots);
+  std::iota(slot_order.begin(), slot_order.end(), 0);
+  std::shuffle(slot_order.begin(), slot_order.end(), rng);
+  size_t next_slot = 0;  // slots distinct across the launch: no two jobs store to one
+  for (int j = 0; j < jobs_n; ++j) {
+    One& o = all[j];
+    const int form = j % 3;  // 0 selection, 1 flattened plan, 2 dense range
+    const int per_head = j == 3 ? 0 : 50 + static_cast<int>(rng() % 400);
+    o.table.resize(blocks);
+    std::iota(o.table.begin(), o.table.end(), 0);
+    std::shuffle(o.table.begin(), o.table.end(), rng);
+    const int64_t sel_stride = per_head + 3;
+    o.selected.assign(static_cast<size_t>(kv_heads) * sel_stride, -7);
+    for (int h = 0; h < kv_heads; ++h) {
+      const std::vector<int32_t> tokens = RandomTokens(rng, context, per_head);
+      if (form == 0) std::copy(tokens.begin(), tokens.end(), o.selected.begin() + h * sel_stride);
+      if (form != 1) continue;
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        CudaFetchRow r;
+        r.token = tokens[i];
+        r.dst = static_cast<int32_t>(i) * kv_heads + h;
+        const int kind = static_cast<int>(rng() % 3);
+        if (kind < 2 && next_slot < slot_order.size()) {
+          (kind == 0 ? r.from_slot : r.to_slot) = slot_order[next_slot++];
+        }
+        o.rows.push_back(r);
+      }
+    }
+    o.out_k.assign(static_cast<size_t>(per_head + 1) * kv_heads * head_dim, 0x7fc1);
+    o.out_v.assign(o.out_k.size(), 0x7fc2);
+    o.d_table = std::make_unique<DeviceBuffer>(o.table);
+    o.d_selected = std::make_unique<DeviceBuffer>(o.selected);
+    o.d_rows = std::make_unique<DeviceBuffer>(std::max<size_t>(o.rows.size(), 1) * 16);
+    if (!o.rows.empty()) {
+      ASSERT_CUDA(cudaMemcpy(o.d_rows->ptr, o.rows.data(), o.rows.size() * 16,
+                             cudaMemcpyHostToDevice));
+    }
+    o.d_out_k = std::make_unique<DeviceBuffer>(o.out_k);
+    o.d_out_v = std::make_unique<DeviceBuffer>(o.out_v);
+    CudaFetchJob job;
+    job.block_tokens = block_tokens;
+    job.kv_heads = kv_heads;
+    job.row_bytes = row_bytes;
+    if (form == 0) {
+      job.sel_stride = sel_stride;
+      job.per_head = per_head;
+    }
+    if (form == 1) job.num_rows = static_cast<int64_t>(o.rows.size());
+    if (form == 2) job.dense_tokens = per_head;
+    o.host = o.dev = job;
+    o.dev.pool_k = pinned.DevicePointer(*pk);
+    o.dev.pool_v = pinned.DevicePointer(*pv);
+    o.dev.block_table = static_cast<const int32_t*>(o.d_table->ptr);
+    o.dev.slab_k = d_slab_k.ptr;
+    o.dev.slab_v = d_slab_v.ptr;
+    o.dev.out_k = o.d_out_k->ptr;
+    o.dev.out_v = o.d_out_v->ptr;
+    o.dev.rows = form == 1 ? static_cast<const CudaFetchRow*>(o.d_rows->ptr) : nullptr;
+    o.dev.selected = form == 0 ? static_cast<const int32_t*>(o.d_selected->ptr) : nullptr;
+    o.host.pool_k = *pk;
+    o.host.pool_v = *pv;
+    o.host.block_table = o.table.data();
+    o.host.slab_k = slab_k.data();
+    o.host.slab_v = slab_v.data();
+    o.host.out_k = o.out_k.data();
+    o.host.out_v = o.out_v.data();
+    o.host.rows = form == 1 ? o.rows.data() : nullptr;
+    o.host.selected = form == 0 ? o.selected.data() : nullptr;
+    jobs.push_back(o.dev);
+  }
+  // Refused before anything runs: hits for several jobs; one bad job among good ones.
+  std::vector<CudaFetchJob> bad = jobs;
+  unsigned long long* some_counter = reinterpret_cast<unsigned long long*>(d_slab_k.ptr);
+  bad[1].hits = some_counter;
+  EXPECT_EQ(LaunchFetchRowsMany(bad.data(), jobs_n, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  bad = jobs;
+  bad[jobs_n - 1].row_bytes = 24;
+  EXPECT_EQ(LaunchFetchRowsMany(bad.data(), jobs_n, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  for (const One& o : all) {
+    EXPECT_EQ(Download<uint16_t>(*o.d_out_k, o.out_k.size()), o.out_k) << "written by a refusal";
+  }
+  ASSERT_OK(LaunchFetchRowsMany(jobs.data(), jobs_n, nullptr, /*max_blocks=*/7));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  for (int j = 0; j < jobs_n; ++j) {
+    SCOPED_TRACE(testing::Message() << "job " << j);
+    FetchRowsReference(all[j].host);
+    EXPECT_EQ(Download<uint16_t>(*all[j].d_out_k, all[j].out_k.size()), all[j].out_k);
+    EXPECT_EQ(Download<uint16_t>(*all[j].d_out_v, all[j].out_v.size()), all[j].out_v);
+  }
+  EXPECT_EQ(Download<uint16_t>(d_slab_k, slab_k.size()), slab_k);
+  EXPECT_EQ(Download<uint16_t>(d_slab_v, slab_v.size()), slab_v);
+  all.clear();
+  pinned.Free(*pk);
+  pinned.Free(*pv);
+  EXPECT_EQ(pinned.bytes_pinned(), 0u);
+}
+
 TEST(OffloadGatherGpu, WriteCurrentKvMatchesTwin) {
   SKIP_WITHOUT_GPU();
   std::mt19937_64 rng = MakeSeededRng("WriteCurrentKvMatchesTwin");
