@@ -714,7 +714,9 @@ absl::Status Run() {
         // After the timed steps' counters are read: the timeline step's bytes are not theirs.
         if (absl::GetFlag(FLAGS_timeline) && tier != nullptr) {
           ForwardBatch batch, resident_batch;
-          const int step = warmup + steps - 1;  // the last timed step's position again
+          // The next position, as a timed step would (a new token: the previous one's labels
+          // caught up, tables grown), for which the sequences reserved one more token.
+          const int step = warmup + steps;
           for (int64_t s = 0; s < batch_size; ++s) {
             batch.Add(seqs[s], &ids[s], 1, context + step, false);
             if (resident > 0) {
@@ -725,11 +727,15 @@ absl::Status Run() {
           StepTimeline timeline;
           RETURN_IF_ERROR(timeline.Begin(b.stream()));
           e.timeline = &timeline;
+          const auto t0 = Clock::now();
           const absl::Status stepped = Step(m, e, batch);
+          const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
           e.timeline = nullptr;
           RETURN_IF_ERROR(stepped);
           ASSIGN_OR_RETURN(r["timeline"], timeline.Read());
           PrintTimeline(r["timeline"]);
+          std::printf("the timeline step's host wall time (to its logits): %.3f ms\n", wall);
+          r["timeline_step_wall_ms"] = wall;
         }
         const double bytes_step = static_cast<double>(timed.bytes_from_host) / steps;
         // The PCIe floor of the bytes actually fetched, at the contiguous H2D rate (issue 8's
