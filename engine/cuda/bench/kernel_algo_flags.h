@@ -5,7 +5,7 @@
 //   prefill attention:  mma (default) | simt
 //   DS label scoring:   strided (default) | coalesced | row
 //   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs, else
-//                       two-read) | one-block | two-read | cluster
+//                       striped) | one-block | two-read | striped | cluster
 //   DS attention:       pipelined (default) | warp
 //   linear layers:      cublas (default) | gemv (decode steps of up to 8 rows)
 #ifndef DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
