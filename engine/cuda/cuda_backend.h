@@ -341,6 +341,12 @@ class CudaBackend final : public Backend {
   absl::Status CopyKvBlocksOn(const KvBlockPool& src, int src_layer, KvBlockPool& dst,
                               int dst_layer, const std::vector<int32_t>& blocks,
                               cudaStream_t stream);
+  // Offload steps (StoreLabels): the current token's label at `layer` of each decode row whose
+  // labels there reach up to it, written from the step's post-RoPE K in qkv (on the device), so
+  // that the next selection at the layer has nothing to catch up from the host pool (one small
+  // launch per sequence reading the previous token's K over PCIe; docs/benchmarks.md run 10).
+  absl::Status StoreCurrentLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
+                                  const DeviceTensor& qkv);
   // The device part of the selections of `rows` (their plans unread): labels caught up, then
   // one scoring and one top-k launch for all of them, row i's into selected + i · Hkv ·
   // sel_stride as [Hkv, sel_stride] (its first k entries per head: k = the sequence's

@@ -97,7 +97,7 @@ struct CudaBackend::OffloadState {
     for (auto& [id, t] : tables) cudaFree(t.dev);
     for (StreamBuffer* b : {&plan_dev, &select_meta, &scores, &selected, &counts, &attend_meta,
                             &workspace, &iota, &rope_meta, &reuse_hits, &device_selection[0],
-                            &device_selection[1]}) {
+                            &device_selection[1], &label_meta}) {
       if (b->ptr != nullptr) cudaFree(b->ptr);
     }
     for (Staging& s : staging) {
@@ -217,7 +217,7 @@ struct CudaBackend::OffloadState {
     for (const auto& [id, t] : tables) b += static_cast<int64_t>(t.capacity) * 4;
     for (const StreamBuffer* s : {&plan_dev, &select_meta, &scores, &selected, &counts,
                                   &attend_meta, &workspace, &iota, &rope_meta, &reuse_hits,
-                                  &device_selection[0], &device_selection[1]}) {
+                                  &device_selection[0], &device_selection[1], &label_meta}) {
       b += static_cast<int64_t>(s->bytes);
     }
     return b;
@@ -243,6 +243,7 @@ struct CudaBackend::OffloadState {
 
   // Backend-stream scratch.
   StreamBuffer select_meta, scores, selected, counts, attend_meta, workspace, rope_meta;
+  StreamBuffer label_meta;  // StoreCurrentLabels' [labels | positions | row labels]
   StreamBuffer iota;                  // int32 0, 1, 2, ...: every head's "selection" over a segment
   StreamBuffer reuse_hits;  // uint64 per segment: previous-step reuse hits this step
   // SelectAndFetchMany's selections, read by the gathers on the copy stream: [layer parity].
@@ -403,6 +404,58 @@ absl::Status CudaBackend::LabelLayerFrom(int layer, const ForwardBatch& batch, s
   RETURN_IF_ERROR(LaunchWriteLabelsPaged(options_.dtype, kv, desc.ranges, 1, range.count,
                                          desc.labels, stream_));
   written = tokens;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::StoreCurrentLabels(int layer, const ForwardBatch& batch,
+                                             DoubleSparsity& ds, const DeviceTensor& qkv) {
+  OffloadState* st = offload_state_.get();
+  if (st == nullptr || st->pool == nullptr) return absl::OkStatus();  // not an offload step
+  const KvBlockPool& pool = *st->pool;
+  const int hkv = pool.options().kv_heads;
+  const int d = pool.options().head_dim;
+  const int hq = st->heads_q;
+  const int64_t rows = batch.rows();
+  if (hq <= 0 || qkv.rows < rows || qkv.cols != static_cast<int64_t>(hq + 2 * hkv) * d) {
+    return OffloadError("StoreLabels", "bad qkv shape");
+  }
+  std::vector<CudaLabelSeq> labels;
+  std::vector<int32_t> positions(rows, 0), row_label(rows, -1);
+  std::vector<int64_t*> advance;
+  for (const BatchSequence& s : batch.sequences) {
+    if (s.num_rows != 1 || !ds.labels().Contains(s.kv)) continue;
+    const int32_t position = batch.positions[s.first_row];
+    ASSIGN_OR_RETURN(const OffloadState::LayerLabels lab,
+                     st->LabelsAt(ds, s, layer, static_cast<int64_t>(position) + 1, hq,
+                                  pool.options()));
+    // Only a row right behind the labelled tokens; the next selection catches others up.
+    if (*lab.written != position) continue;
+    row_label[s.first_row] = static_cast<int32_t>(labels.size());
+    positions[s.first_row] = position;
+    labels.push_back(lab.view);
+    advance.push_back(lab.written);
+  }
+  if (labels.empty()) return absl::OkStatus();
+  // One upload: [labels | positions | row labels], each part 16-byte aligned.
+  const auto aligned = [](size_t b) { return (b + 15) / 16 * 16; };
+  const size_t lab_bytes = aligned(labels.size() * sizeof(CudaLabelSeq));
+  const size_t int_bytes = aligned(static_cast<size_t>(rows) * 4);
+  std::vector<char>& h = st->meta_host;
+  h.assign(lab_bytes + 2 * int_bytes, 0);
+  std::memcpy(h.data(), labels.data(), labels.size() * sizeof(CudaLabelSeq));
+  std::memcpy(h.data() + lab_bytes, positions.data(), static_cast<size_t>(rows) * 4);
+  std::memcpy(h.data() + lab_bytes + int_bytes, row_label.data(), static_cast<size_t>(rows) * 4);
+  RETURN_IF_ERROR(st->label_meta.Grow(h.size(), stream_));
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(st->label_meta.ptr, h.data(), h.size(), cudaMemcpyHostToDevice, stream_));
+  const char* dev = static_cast<const char*>(st->label_meta.ptr);
+  const int64_t elem = static_cast<int64_t>(DTypeSize(options_.dtype));
+  const char* k = static_cast<const char*>(qkv.data) + static_cast<int64_t>(hq) * d * elem;
+  RETURN_IF_ERROR(LaunchWriteLabels(options_.dtype, k, qkv.cols, rows,
+                                    reinterpret_cast<const int32_t*>(dev + lab_bytes),
+                                    reinterpret_cast<const int32_t*>(dev + lab_bytes + int_bytes),
+                                    reinterpret_cast<const CudaLabelSeq*>(dev), hkv, d, stream_));
+  for (int64_t* written : advance) *written += 1;
   return absl::OkStatus();
 }
 

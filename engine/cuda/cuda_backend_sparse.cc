@@ -68,7 +68,9 @@ struct CudaBackend::DsState {
 
 absl::Status CudaBackend::StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
                                       const DeviceTensor& qkv) {
-  (void)layer, (void)batch, (void)qkv;  // labels are derived from the pool when needed
+  // gpu mode: labels are derived from the pool when needed; offload steps also write the
+  // current token's (StoreCurrentLabels: their pool is in host memory).
+  RETURN_IF_ERROR(StoreCurrentLabels(layer, batch, ds, qkv));
   if (ds_state_ == nullptr) return absl::OkStatus();
   return ds_state_->Retire(ds, stream_);
 }
