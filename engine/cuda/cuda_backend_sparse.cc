@@ -5,8 +5,9 @@
 // dtype-rounded values qkv held — by LaunchWriteLabelsPaged, lazily: at a sparse layer, the
 // tokens whose labels do not exist yet are labelled first (the whole prompt at a sequence's
 // first sparse step, then one token per step). So StoreLabels only retires the labels of
-// sequences that left, prefill writes no label bytes for sequences that never go sparse, and
-// the result is bit-identical to writing labels beside the K/V write. The host LabelCache of
+// sequences that left (and, in offload steps, whose pool is in host memory, writes the current
+// token's label from qkv: StoreCurrentLabels), prefill writes no label bytes for sequences that
+// never go sparse, and the result is bit-identical to writing labels beside the K/V write. The host LabelCache of
 // DoubleSparsity stays the source of truth for which sequences keep labels and their format.
 //
 // Per sparse layer: one upload of the step's small per-sequence descriptors, then four
