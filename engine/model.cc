@@ -569,24 +569,31 @@ absl::Status Model::SelectAndFetch(int layer, const ForwardBatch& batch,
     }
     return absl::OkStatus();
   }
-  // Each selection holds BudgetFor(tokens) tokens of every head, the current one last.
+  for (size_t j : indices) offload_selection_[layer % 2][j].clear();  // stays on the device
+  return SelectAndFetchOnDevice(backend_, *tier_, *ds_, *pool_, layer, batch, indices, q_rows, q,
+                                current_label_written);
+}
+
+absl::Status SelectAndFetchOnDevice(Backend& backend, OffloadTier& tier, DoubleSparsity& ds,
+                                    const KvBlockPool& pool, int layer, const ForwardBatch& batch,
+                                    const std::vector<size_t>& indices,
+                                    const std::vector<int64_t>& q_rows, const DeviceTensor& q,
+                                    bool current_label_written) {
   std::vector<FetchPlan> plans;
   plans.reserve(indices.size());
   for (size_t j : indices) {
     const BatchSequence& s = batch.sequences[j];
-    const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds_->defaults();
+    const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
     const int64_t selected = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
-    offload_selection_[layer % 2][j].clear();
     ASSIGN_OR_RETURN(FetchPlan plan,
-                     tier_->PlanCounted(layer, j, s.kv,
-                                        std::vector<int64_t>(config_.num_heads_kv, selected - 1)));
-    ds_->AddFetch(s.kv, plan.counts);
+                     tier.PlanCounted(layer, j, s.kv,
+                                      std::vector<int64_t>(pool.options().kv_heads, selected - 1)));
+    ds.AddFetch(s.kv, plan.counts);
     plans.push_back(std::move(plan));
   }
   std::vector<Backend::SelectFetch> rows(indices.size());
   for (size_t i = 0; i < indices.size(); ++i) rows[i] = {indices[i], q_rows[i], &plans[i]};
-  return backend_.SelectAndFetchMany(layer, batch, rows, *ds_, q, current_label_written, *pool_,
-                                     *tier_);
+  return backend.SelectAndFetchMany(layer, batch, rows, ds, q, current_label_written, pool, tier);
 }
 
 absl::Status Model::PredictNext(int layer, const ForwardBatch& batch,

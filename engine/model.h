@@ -52,6 +52,17 @@ struct ModelOptions {
 absl::Status CountDeviceReuse(Backend& backend, OffloadTier* tier, DoubleSparsity& ds,
                               const ForwardBatch& batch);
 
+// The device path of selecting sparse decode rows `indices` of `layer` (queries in rows q_rows
+// of q) and fetching them: each row's tier plan counted (OffloadTier::PlanCounted: every KV head
+// fetches BudgetFor(tokens) - 1 rows, the current token being its selection's last) and added to
+// `ds`'s per-request stats, then one Backend::SelectAndFetchMany for all of them.
+// Model::SelectAndFetch and dsinfer-offload-bench call it.
+absl::Status SelectAndFetchOnDevice(Backend& backend, OffloadTier& tier, DoubleSparsity& ds,
+                                    const KvBlockPool& pool, int layer, const ForwardBatch& batch,
+                                    const std::vector<size_t>& indices,
+                                    const std::vector<int64_t>& q_rows, const DeviceTensor& q,
+                                    bool current_label_written);
+
 // Layers whose K/V the pool keeps in the backend's device memory under `options`
 // (OffloadOptions::resident_layers resolved: 0 in kv mode gpu, where every layer is there).
 int ResidentLayers(const ModelOptions& options, int layers);

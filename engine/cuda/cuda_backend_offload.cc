@@ -437,9 +437,8 @@ absl::Status CudaBackend::StoreCurrentLabels(int layer, const ForwardBatch& batc
   }
   if (labels.empty()) return absl::OkStatus();
   // One upload: [labels | positions | row labels], each part 16-byte aligned.
-  const auto aligned = [](size_t b) { return (b + 15) / 16 * 16; };
-  const size_t lab_bytes = aligned(labels.size() * sizeof(CudaLabelSeq));
-  const size_t int_bytes = aligned(static_cast<size_t>(rows) * 4);
+  const size_t lab_bytes = Align16(labels.size() * sizeof(CudaLabelSeq));
+  const size_t int_bytes = Align16(static_cast<size_t>(rows) * 4);
   std::vector<char>& h = st->meta_host;
   h.assign(lab_bytes + 2 * int_bytes, 0);
   std::memcpy(h.data(), labels.data(), labels.size() * sizeof(CudaLabelSeq));

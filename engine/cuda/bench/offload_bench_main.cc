@@ -194,22 +194,7 @@ absl::Status SelectAndFetch(CudaBackend& b, Engine& e, int layer, const ForwardB
     }
     return absl::OkStatus();
   }
-  std::vector<FetchPlan> plans;
-  plans.reserve(js.size());
-  for (size_t j : js) {
-    const BatchSequence& s = batch.sequences[j];
-    const int64_t selected =
-        e.ds->defaults().BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);
-    ASSIGN_OR_RETURN(FetchPlan plan,
-                     e.tier->PlanCounted(layer, j, s.kv,
-                                         std::vector<int64_t>(e.pool->options().kv_heads,
-                                                              selected - 1)));
-    e.ds->AddFetch(s.kv, plan.counts);
-    plans.push_back(std::move(plan));
-  }
-  std::vector<Backend::SelectFetch> rows(js.size());
-  for (size_t i = 0; i < js.size(); ++i) rows[i] = {js[i], q_rows[i], &plans[i]};
-  return b.SelectAndFetchMany(layer, batch, rows, *e.ds, q, written, *e.pool, *e.tier);
+  return SelectAndFetchOnDevice(b, *e.tier, *e.ds, *e.pool, layer, batch, js, q_rows, q, written);
 }
 
 // Model::OffloadLayer + PredictNext for decode-only batches.
