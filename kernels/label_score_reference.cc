@@ -1,5 +1,5 @@
-// fp16 rows: per query head, dot = Σ_j q[ch_j] · label_j, each product and each sum rounded
-// (channels ascending). 4-bit rows fold scale s and minimum m out of the dot product,
+// fp16 rows: per query head, dot = Σ_j q[ch_j] · label_j as an FMA chain from 0 (channels
+// ascending). 4-bit rows fold scale s and minimum m out of the dot product,
 // Σ q·(c·s + m) = s·Σ q·c + m·Σ q, so that a kernel spends one fused multiply-add per channel
 // and query head on the codes and touches s and m once per row:
 //   qc = Σ_j q[ch_j] · c_j   an FMA chain from 0 (channels ascending),
@@ -7,10 +7,10 @@
 //                            alone, computed once per KV head and query head),
 //   dot = fma(s, qc, m · qs)  (m · qs rounded).
 // The CUDA scorers compute exactly this (__fmaf_rn / __fmul_rn / __fadd_rn), so their scores
-// equal these bit for bit. Contraction cannot change the 4-bit expressions: each multiply is
+// equal these bit for bit. Contraction cannot change these expressions: each multiply is
 // already fused by std::fma or is an fma operand (m · qs), and the adds are of non-products.
-// The fp16 dot (q · label, then + dot) relies on the build not contracting it, as the
-// project's x86-64 build (no -mfma, so no FMA instruction to contract to) does not.
+// (The fp16 dot was a rounded product then a rounded add; as an FMA the GQA scorers, which
+// spend r × group of them per row, run one instruction per channel instead of two.)
 #include "kernels/label_score_reference.h"
 
 #include <algorithm>
@@ -23,16 +23,18 @@
 namespace dsinfer {
 namespace {
 
-// Aggregated score of one label row (fp32 values) over KV head h's query heads.
-float GroupScore(const float* q, const int32_t* ch, const float* label,
-                 const LabelScoreShape& s, int h) {
+// Aggregated score of one label row (fp32 values) over KV head h's query heads (inlined into
+// each target clone of its caller).
+__attribute__((always_inline)) inline float GroupScore(const float* q, const int32_t* ch,
+                                                       const float* label,
+                                                       const LabelScoreShape& s, int h) {
   const int group = s.heads_q / s.heads_kv;
   float agg = s.aggregation == ScoreAggregation::kMax ? -std::numeric_limits<float>::infinity()
                                                       : 0.0f;
   for (int g = 0; g < group; ++g) {
     const float* qh = q + static_cast<int64_t>(h * group + g) * s.head_dim;
     float dot = 0.0f;
-    for (int j = 0; j < s.r; ++j) dot += qh[ch[j]] * label[j];
+    for (int j = 0; j < s.r; ++j) dot = std::fma(qh[ch[j]], label[j], dot);
     agg = s.aggregation == ScoreAggregation::kMax ? std::max(agg, dot) : agg + dot;
   }
   return agg;
@@ -40,6 +42,10 @@ float GroupScore(const float* q, const int32_t* ch, const float* label,
 
 }  // namespace
 
+// Cloned for x86-64 CPUs with FMA, as LabelScores4BitReference below.
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target_clones("fma", "default")))
+#endif
 void LabelScoresF16Reference(const float* q, const int32_t* channels, const uint16_t* labels,
                              int64_t label_stride, int64_t tokens, const LabelScoreShape& shape,
                              float* scores, int64_t score_stride) {

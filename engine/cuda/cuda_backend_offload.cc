@@ -96,8 +96,8 @@ struct CudaBackend::OffloadState {
     for (auto& [id, l] : labels) cudaFree(l.base);
     for (auto& [id, t] : tables) cudaFree(t.dev);
     for (StreamBuffer* b : {&plan_dev, &select_meta, &scores, &selected, &counts, &attend_meta,
-                            &workspace, &iota, &rope_meta, &reuse_hits, &device_selection[0],
-                            &device_selection[1], &label_meta}) {
+                            &workspace, &topk_workspace, &iota, &rope_meta, &reuse_hits,
+                            &device_selection[0], &device_selection[1], &label_meta}) {
       if (b->ptr != nullptr) cudaFree(b->ptr);
     }
     for (Staging& s : staging) {
@@ -216,8 +216,9 @@ struct CudaBackend::OffloadState {
     }
     for (const auto& [id, t] : tables) b += static_cast<int64_t>(t.capacity) * 4;
     for (const StreamBuffer* s : {&plan_dev, &select_meta, &scores, &selected, &counts,
-                                  &attend_meta, &workspace, &iota, &rope_meta, &reuse_hits,
-                                  &device_selection[0], &device_selection[1], &label_meta}) {
+                                  &attend_meta, &workspace, &topk_workspace, &iota, &rope_meta,
+                                  &reuse_hits, &device_selection[0], &device_selection[1],
+                                  &label_meta}) {
       b += static_cast<int64_t>(s->bytes);
     }
     return b;
@@ -244,6 +245,7 @@ struct CudaBackend::OffloadState {
   // Backend-stream scratch.
   StreamBuffer select_meta, scores, selected, counts, attend_meta, workspace, rope_meta;
   StreamBuffer label_meta;  // StoreCurrentLabels' [labels | positions | row labels]
+  StreamBuffer topk_workspace;  // LaunchTopKSelect's, kept zeroed by it
   StreamBuffer iota;                  // int32 0, 1, 2, ...: every head's "selection" over a segment
   StreamBuffer reuse_hits;  // uint64 per segment: previous-step reuse hits this step
   // SelectAndFetchMany's selections, read by the gathers on the copy stream: [layer parity].
@@ -525,13 +527,15 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
   const int num = static_cast<int>(n);
   RETURN_IF_ERROR(st->scores.Grow(n * hkv * static_cast<size_t>(max_tokens) * 4, stream_));
   RETURN_IF_ERROR(st->counts.Grow(n * hkv * 4, stream_));
+  RETURN_IF_ERROR(
+      st->topk_workspace.GrowZeroed(TopKSelectWorkspaceBytes(num, hkv, max_tokens), stream_));
   RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, desc.sequences, num, desc.labels, hq,
                                     hkv, d, max_r, UniformLabelBits(labels.data(), num, max_r),
                                     max_tokens, static_cast<float*>(st->scores.ptr), max_tokens,
                                     stream_, options_.ds_score_algo));
   return LaunchTopKSelect(static_cast<float*>(st->scores.ptr), max_tokens, desc.sequences, num,
                           hkv, selected, sel_stride, static_cast<int32_t*>(st->counts.ptr),
-                          stream_, options_.ds_topk_algo);
+                          stream_, options_.ds_topk_algo, st->topk_workspace.ptr);
 }
 
 absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, size_t index,

@@ -58,12 +58,15 @@ struct CudaBackend::DsState {
 
   ~DsState() {
     for (auto& [id, s] : seqs) cudaFree(s.base);
-    for (StreamBuffer* b : {&meta, &scores, &selected, &counts, &workspace}) cudaFree(b->ptr);
+    for (StreamBuffer* b : {&meta, &scores, &selected, &counts, &workspace, &topk_workspace}) {
+      cudaFree(b->ptr);
+    }
   }
 
   std::unordered_map<KvBlockPool::SequenceId, DeviceLabels> seqs;
   DeviceChannelSets channels;
   StreamBuffer meta, scores, selected, counts, workspace;
+  StreamBuffer topk_workspace;  // LaunchTopKSelect's, kept zeroed by it
   std::vector<char> staging;
 };
 
@@ -153,6 +156,8 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(st.scores.Grow(n * hkv * score_stride * 4, stream_));
   RETURN_IF_ERROR(st.selected.Grow(n * hkv * max_budget * 4, stream_));
   RETURN_IF_ERROR(st.counts.Grow(n * hkv * 4, stream_));
+  RETURN_IF_ERROR(st.topk_workspace.GrowZeroed(
+      TopKSelectWorkspaceBytes(num, hkv, static_cast<int64_t>(score_stride)), stream_));
   RETURN_IF_ERROR(LaunchLabelScores(dtype, qkv.data, qkv.cols, d_seqs, num, d_labs, hq, hkv, d,
                                     max_r, UniformLabelBits(labs.data(), num, max_r), max_tokens,
                                     static_cast<float*>(st.scores.ptr),
@@ -160,7 +165,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st.scores.ptr), score_stride, d_seqs, num,
                                    hkv, static_cast<int32_t*>(st.selected.ptr), max_budget,
                                    static_cast<int32_t*>(st.counts.ptr), stream_,
-                                   options_.ds_topk_algo));
+                                   options_.ds_topk_algo, st.topk_workspace.ptr));
   const int splits = SparseAttentionSplits(num, hkv, max_budget, sm_count_);
   RETURN_IF_ERROR(
       st.workspace.Grow(SparseAttentionWorkspaceFloats(num, hq, d, splits) * 4, stream_));

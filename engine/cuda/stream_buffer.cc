@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/cuda_check.h"
+#include "kernels/status.h"
 
 namespace dsinfer {
 
@@ -15,6 +16,13 @@ absl::Status StreamBuffer::Grow(size_t need, cudaStream_t stream) {
   bytes = 0;
   CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ptr, grown, stream));
   bytes = grown;
+  return absl::OkStatus();
+}
+
+absl::Status StreamBuffer::GrowZeroed(size_t need, cudaStream_t stream) {
+  const void* before = ptr;
+  RETURN_IF_ERROR(Grow(need, stream));
+  if (ptr != before) CUDA_RETURN_IF_ERROR(cudaMemsetAsync(ptr, 0, bytes, stream));
   return absl::OkStatus();
 }
 

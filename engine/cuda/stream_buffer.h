@@ -24,6 +24,10 @@ struct StreamBuffer {
   // Makes the buffer hold at least `need` bytes, reallocating on `stream` when it is smaller
   // (contents lost). On failure the buffer is empty (ptr null, bytes 0).
   absl::Status Grow(size_t need, cudaStream_t stream);
+
+  // As Grow, and a new allocation is zeroed on `stream` (for workspaces whose users leave them
+  // zeroed, as LaunchTopKSelect's).
+  absl::Status GrowZeroed(size_t need, cudaStream_t stream);
 };
 
 }  // namespace dsinfer

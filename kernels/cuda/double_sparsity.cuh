@@ -12,8 +12,8 @@
 // dense decode's pipelined tensor-core body, SparseAttentionAlgo).
 //
 // Exactness: the label writer rounds exactly as kernels/label_reference does; the scorer
-// rounds in the reference's order with explicit intrinsics (fp16 labels: __fmul_rn then
-// __fadd_rn, no contraction; 4-bit labels: scale and minimum folded out as the twin does, an
+// rounds in the reference's order with explicit intrinsics (fp16 labels: an __fmaf_rn chain
+// over the channels; 4-bit labels: scale and minimum folded out as the twin does, an
 // __fmaf_rn chain over the codes and fma(scale, Σ q·c, minimum · Σ q) per row and query head),
 // so its scores equal LabelScores*Reference's bit for bit; the selection is TopKSelectReference's
 // total order (score descending, index ascending, NaN as -inf), so the selected sets are
@@ -141,33 +141,52 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    by two float comparisons and ordered by warp scans of packed per-round counts plus one
 //    exchange of per-warp counts per tile, winners staged per warp and written as
 //    contiguous runs. 1.4-1.5x faster than kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3
-//    heads (batch 8, 64K-256K, H200, docs/benchmarks.md run 9): 256K, 1/16, 235 vs 346 us.
+//    heads (batch 8, 64K-256K, H200, docs/benchmarks.md run 9). On segments of 160K candidates
+//    or more, read 1 is a sample of the row instead (1/16 to 1/4 of it), whose band of scores
+//    around the budget's rank read 2 then counts exactly, the exact reads taking over where the
+//    band misses (run 11: 256K, batch 8, Llama-2 heads, 1/16: 207 -> 161 us).
 //  - kCluster: for score_stride > 8192, a thread-block cluster of 2–8 blocks per (s, h)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
 //    through distributed shared memory); shorter strides, and slices that would not fit in
 //    shared memory, run kOneBlock.
-//  - kAuto (the default): kCluster while the (s, h) pairs number at most a quarter of the SMs —
+//  - kMultiBlock: kStriped's exact reads and finish spread over many blocks per (s, h) (three
+//    kernels: histogram slices merged in the workspace, ordered split slices, a finish block
+//    per pair), so that few pairs still fill the GPU; needs the workspace. Run 11 (H200,
+//    256K): at 32 pairs (Llama-2 heads, batch 1) 76 us against kStriped's 93 and kCluster's
+//    108; at 8 pairs kCluster is as fast, at 64 pairs and more kStriped is faster (its blocks
+//    already fill the GPU, and the three kernels' extra steps cost more than they spread).
+//  - kAuto (the default): kStriped up to 8192 tokens; past them kMultiBlock for 17-33 pairs
+//    (more than an eighth and at most a quarter of the SMs) on rows over 128K tokens when a
+//    workspace is given, else kCluster while the pairs number at most a quarter of the SMs —
 //    there a block per pair leaves most SMs idle: at 8-16 pairs the cluster is 1.1-3.2x faster
-//    than kStriped, at 32 they trade places by shape, at 64 kStriped is 1.4-1.7x faster (64K-256K,
-//    H200, run 9) — else kStriped (and where the cluster's slice would not fit shared memory).
-enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped };
+//    than kStriped (run 9) — else kStriped (and where the cluster's slice would not fit shared
+//    memory).
+enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped, kMultiBlock };
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
-// `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead, kStriped or kOneBlock (kCluster
-// only past 8192 tokens; LaunchTopKSelect still falls back to a one-block kernel where a slice
-// exceeds shared memory).
-TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms);
+// `score_stride` on a GPU of `sms` SMs, with or without a workspace: kCluster, kTwoRead,
+// kStriped, kMultiBlock or kOneBlock (kCluster only past 8192 tokens; LaunchTopKSelect still
+// falls back to a one-block kernel where a slice exceeds shared memory).
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
+                         bool workspace);
+
+// Bytes of workspace LaunchTopKSelect's kMultiBlock needs for num_seqs × heads_kv score rows of
+// score_stride (one per (sequence, KV head): ~230 KB a pair). It must be zeroed before its first
+// use; every launch leaves it zeroed, so a buffer serves any later launch it is large enough
+// for (one launch at a time per workspace: they share it).
+int64_t TopKSelectWorkspaceBytes(int num_seqs, int heads_kv, int64_t score_stride);
 
 // Top-k with kept tokens per (sequence, KV head): selected[s, h, 0 .. counts[s, h]) receives
 // min(budget, tokens) ascending indices (row stride sel_stride >= max budget). A radix select
 // on the scores' order-preserving 32-bit keys (11/11/10-bit digits, a histogram per pass,
 // early exit once the boundary bucket is taken whole), then one ordered compaction.
-// score_stride bounds every seqs[s].tokens. Twin: TopKSelectReference (identical sets, ties
-// included).
+// score_stride bounds every seqs[s].tokens. workspace: null, or TopKSelectWorkspaceBytes
+// (num_seqs, heads_kv, score_stride) bytes (kMultiBlock's; kAuto may take that kernel with it).
+// Twin: TopKSelectReference (identical sets, ties included).
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream,
-                              TopKAlgo algo = TopKAlgo::kAuto);
+                              TopKAlgo algo = TopKAlgo::kAuto, void* workspace = nullptr);
 
 // The body of sparse attention. Both match SelectedAttentionReference within the dtype's
 // rounding (tests/gpu/double_sparsity_gpu_test.cc runs each).

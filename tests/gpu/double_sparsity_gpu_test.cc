@@ -92,8 +92,8 @@ struct Buf {
 // comparison benchmarks).
 constexpr LabelScoreAlgo kLabelScoreAlgos[] = {
     LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced, LabelScoreAlgo::kStrided};
-constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
-                                   TopKAlgo::kCluster, TopKAlgo::kAuto};
+constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead,   TopKAlgo::kStriped,
+                                   TopKAlgo::kCluster,  TopKAlgo::kMultiBlock, TopKAlgo::kAuto};
 constexpr SparseAttentionAlgo kSparseAttentionAlgos[] = {SparseAttentionAlgo::kPipelined,
                                                          SparseAttentionAlgo::kWarp};
 // A sparse attention launch of a case: the body and its split count.
@@ -332,6 +332,8 @@ void RunCase(const Case& c) {
     const int64_t sel_stride = budget_cap + 1;
     Buf dscores(static_cast<size_t>(ns) * hkv * score_stride * 4);
     Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
+    Buf dtopk_ws(TopKSelectWorkspaceBytes(ns, hkv, score_stride));
+    ASSERT_CUDA(cudaMemset(dtopk_ws.ptr, 0, dtopk_ws.bytes));
     // Every scoring body and every top-k kernel (kLabelScoreAlgos × kTopKAlgos): each scorer's
     // scores and each selector's sets are checked against the twins below; attention runs on
     // the last pair's selection.
@@ -358,7 +360,7 @@ void RunCase(const Case& c) {
         ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
         ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), score_stride, dseqs.as<CudaDsSequence>(),
                                    ns, hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
-                                   nullptr, ta));
+                                   nullptr, ta, dtopk_ws.ptr));
         algo_sel.push_back(dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride));
         algo_counts.push_back(dcounts.Get<int32_t>(ns * hkv));
         algo_names.push_back(absl::StrCat(AlgoName(sa), " + ", AlgoName(ta)));
@@ -511,19 +513,28 @@ TEST(DoubleSparsityHost, UniformLabelBitsGatesTheFixedRowScorers) {
 }
 
 // Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
-// run 9 measured the crossover: the cluster kernel up to a quarter of the SMs in (sequence,
-// KV head) pairs past 8192 tokens, the striped one-block kernel otherwise; named bodies pass.
+// runs 9 and 11 measured the crossovers. Past 8192 tokens: with a workspace, the multi-block
+// kernels for 17-33 (sequence, KV head) pairs on rows over 128K tokens; the cluster kernel up
+// to a quarter of the SMs in pairs; the striped one-block kernel otherwise. Named bodies pass.
 TEST(DoubleSparsityHost, AutoTopKRule) {
   constexpr int kSms = 132;
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 33, kSms), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms), TopKAlgo::kStriped);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms), TopKAlgo::kStriped);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8192, 8, kSms), TopKAlgo::kStriped);  // short
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 8192, 8, kSms), TopKAlgo::kOneBlock);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 262144, 256, kSms), TopKAlgo::kCluster);
-  for (TopKAlgo named : {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped}) {
-    EXPECT_EQ(ResolveTopKAlgo(named, 262144, 8, kSms), named);
+  for (bool ws : {false, true}) {
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8192, 8, kSms, ws), TopKAlgo::kStriped);  // short
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 8192, 8, kSms, ws), TopKAlgo::kOneBlock);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 262144, 256, kSms, ws), TopKAlgo::kCluster);
+    for (TopKAlgo named : {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
+                           TopKAlgo::kMultiBlock}) {
+      EXPECT_EQ(ResolveTopKAlgo(named, 262144, 8, kSms, ws), named);
+    }
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 16, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms, ws), TopKAlgo::kStriped);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, ws), TopKAlgo::kStriped);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms, ws), TopKAlgo::kCluster);
+  }
+  for (int64_t pairs : {17, 32, 33}) {
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, false), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, true), TopKAlgo::kMultiBlock);
   }
 }
 
@@ -691,16 +702,22 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
 // shared-memory path); coarse ones at 300000 tokens put ~10K ties there (its fallback to the
 // one-block passes); kind 3 at 70000 ~4.4K (two scan tiles of candidates), at 300000 ~19K
 // (fallback); kind 4 raises 1/16 of the positions in runs of 8 (two populations, the budget
-// past the raised one); budgets from 1 (kept tokens cut) to above the length.
+// past the raised one); kind 5 raises the runs kStriped samples (its band then misses and the
+// exact reads run; kinds 0-4 at 70000 and 300000 take the sampled band); budgets from 1 (kept
+// tokens cut) to above the length.
 TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   SKIP_WITHOUT_GPU();
   const int hkv = 3;
+  // kMultiBlock's workspace, zeroed once and shared by every launch of every shape below (each
+  // launch must leave it zeroed: checked at the end).
+  Buf dtopk_ws(TopKSelectWorkspaceBytes(2, hkv, 300000 + 9000));
+  ASSERT_CUDA(cudaMemset(dtopk_ws.ptr, 0, dtopk_ws.bytes));
   std::normal_distribution<float> normal(0.0f, 1.0f);
   int i = 0;
   for (int L : {1, 7, 97, 4099, 70000, 300000}) {
     for (int64_t stride : {int64_t{L} + 5, int64_t{L} + 9000}) {
       if (L + 5 > 8192 && stride != L + 5) continue;  // both strides: the cluster kernel
-      for (int kind = 0; kind < 5; ++kind, ++i) {
+      for (int kind = 0; kind < 6; ++kind, ++i) {
         const int64_t row_stride = kind == 3 ? (stride + 3) / 4 * 4 : stride;
         const int L2 = std::max(1, L / 2 - 3);
         const int budget = kind == 3 ? L / 4 + 1 : kind == 4 ? L / 8 + 1 : BudgetFor(L, i);
@@ -718,6 +735,9 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           // Kind 4: every 128th run of 8 positions from sequence 0's first candidate (after its
           // 4 sinks) scores 50 higher (structure a sampled threshold estimate would misread).
           if (kind == 4 && (e % row_stride + 128 - 4) % 128 < 8) x += 50.0f;
+          // Kind 5: the runs kStriped's sample reads (512 scores, one in 16) score 3 higher,
+          // so the sampled band misses and the exact reads must take over.
+          if (kind == 5 && (e % row_stride) / 512 % 16 == 0) x += 3.0f;
           if (kind == 1 && x == 0.0f && (Rng()() & 1)) x = -0.0f;
           if (kind == 2 && Rng()() % 64 == 0) x = NAN;
         }
@@ -741,7 +761,8 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
           ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), row_stride,
                                      dseqs.as<CudaDsSequence>(), ns, hkv, dsel.as<int32_t>(),
-                                     sel_stride, dcounts.as<int32_t>(), nullptr, algo));
+                                     sel_stride, dcounts.as<int32_t>(), nullptr, algo,
+                                     dtopk_ws.ptr));
           const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
           const auto counts = dcounts.Get<int32_t>(ns * hkv);
           for (int s = 0; s < ns; ++s) {
@@ -763,6 +784,9 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
       }
     }
   }
+  const auto ws = dtopk_ws.Get<uint8_t>(dtopk_ws.bytes);
+  EXPECT_EQ(std::count(ws.begin(), ws.end(), uint8_t{0}), static_cast<int64_t>(ws.size()))
+      << "the top-k workspace is left zeroed";
 }
 
 // The exact shapes EngineMatchesCpuEngine runs on the golden models (fp16 activations,

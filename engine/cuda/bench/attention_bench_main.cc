@@ -65,9 +65,10 @@ ABSL_FLAG(std::string, dense_waves, "4,8,2,1",
 ABSL_FLAG(std::string, ds_score_algos, "strided,coalesced,row",
           "Double Sparsity label scoring bodies to time: coalesced (the engine's default), row; "
           "the chain time uses the first");
-ABSL_FLAG(std::string, ds_topk_algos, "auto,one-block,two-read,striped,cluster",
-          "Double Sparsity top-k kernels to time: auto (the engine's default), one-block, "
-          "two-read, striped, cluster (> 8192 tokens only); the chain time uses the first");
+ABSL_FLAG(std::string, ds_topk_algos, "auto,striped,cluster,multi-block,two-read,one-block",
+          "Double Sparsity top-k kernels to time: auto (the engine's default), striped, cluster "
+          "(> 8192 tokens only), multi-block, two-read, one-block; the chain time uses the "
+          "first");
 ABSL_FLAG(std::string, ds_attention_algos, "pipelined,warp",
           "Double Sparsity attention bodies to time, each at its own split count and at "
           "kMoreWaves: pipelined (the engine's default), warp; the chain time uses the first");
@@ -424,7 +425,7 @@ absl::Status Run() {
           const int64_t budget = std::max<int64_t>(1, ctx / var.denominator);
           const int row_bytes = var.bits == 16 ? 2 * var.r : (var.r + 1) / 2;
           const int64_t label_bytes = batch * ctx * hkv * (row_bytes + (var.bits == 4 ? 4 : 0));
-          DevMem labels, scales, mins, channels, dlabs, dseqs, scores, sel, counts, sws;
+          DevMem labels, scales, mins, channels, dlabs, dseqs, scores, sel, counts, sws, topk_ws;
           RETURN_IF_ERROR(labels.Alloc(batch * ctx * hkv * row_bytes));
           RETURN_IF_ERROR(scales.Alloc(batch * ctx * hkv * 2));
           RETURN_IF_ERROR(mins.Alloc(batch * ctx * hkv * 2));
@@ -481,6 +482,9 @@ absl::Status Run() {
           const int splits = attn_splits[0];
           RETURN_IF_ERROR(
               sws.Alloc(SparseAttentionWorkspaceFloats(nseq, hq, kHeadDim, most_attn_splits) * 4));
+          const int64_t topk_ws_bytes = TopKSelectWorkspaceBytes(nseq, hkv, ctx);
+          RETURN_IF_ERROR(topk_ws.Alloc(topk_ws_bytes));
+          CUDA_RETURN_IF_ERROR(cudaMemset(topk_ws.ptr, 0, topk_ws_bytes));
           const auto* dseq = dseqs.as<CudaDsSequence>();
           const int label_bits = UniformLabelBits(labs.data(), static_cast<int>(batch), var.r);
           auto score = [&](LabelScoreAlgo algo) {
@@ -490,7 +494,7 @@ absl::Status Run() {
           };
           auto topk = [&](TopKAlgo algo) {
             return LaunchTopKSelect(scores.as<float>(), ctx, dseq, batch, hkv, sel.as<int32_t>(),
-                                    budget, counts.as<int32_t>(), stream, algo);
+                                    budget, counts.as<int32_t>(), stream, algo, topk_ws.ptr);
           };
           auto attend_with = [&](SparseAttentionAlgo algo, int n_splits) {
             return LaunchSparseAttention(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch, hq, hkv,
@@ -545,13 +549,13 @@ absl::Status Run() {
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
           const int64_t floor_bytes = label_bytes + kv_sel;
           // Scores: one write, then one read by the cluster top-k (> 8K tokens, keys kept in
-          // shared memory), two by the two-read and striped kernels, up to four by the one-block
+          // shared memory), two by the two-read, striped and multi-block kernels (the
+          // multi-block's third, of each slice again, from L2), up to four by the one-block
           // kernel.
-          const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm);
-          const int score_passes =
-              ran == TopKAlgo::kCluster
-                  ? 2
-                  : (ran == TopKAlgo::kTwoRead || ran == TopKAlgo::kStriped ? 3 : 5);
+          const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm, true);
+          const bool two_reads = ran == TopKAlgo::kTwoRead || ran == TopKAlgo::kStriped ||
+                                 ran == TopKAlgo::kMultiBlock;
+          const int score_passes = ran == TopKAlgo::kCluster ? 2 : (two_reads ? 3 : 5);
           const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * score_passes;
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),

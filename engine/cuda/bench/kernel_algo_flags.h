@@ -39,11 +39,12 @@ inline const char* AlgoName(LabelScoreAlgo a) {
                                            : "row";
 }
 inline const char* AlgoName(TopKAlgo a) {
-  return a == TopKAlgo::kCluster   ? "cluster"
-         : a == TopKAlgo::kAuto    ? "auto"
-         : a == TopKAlgo::kTwoRead ? "two-read"
-         : a == TopKAlgo::kStriped ? "striped"
-                                   : "one-block";
+  return a == TopKAlgo::kCluster      ? "cluster"
+         : a == TopKAlgo::kAuto       ? "auto"
+         : a == TopKAlgo::kTwoRead    ? "two-read"
+         : a == TopKAlgo::kStriped    ? "striped"
+         : a == TopKAlgo::kMultiBlock ? "multi-block"
+                                      : "one-block";
 }
 
 inline const char* AlgoName(SparseAttentionAlgo a) {
@@ -87,7 +88,7 @@ inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
   return ParseAlgo(
       name,
       {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
-       TopKAlgo::kCluster},
+       TopKAlgo::kCluster, TopKAlgo::kMultiBlock},
       "top-k kernel", out);
 }
 

@@ -1,0 +1,1788 @@
+// Top-k of Double Sparsity (LaunchTopKSelect, declared in double_sparsity.cuh; its twin
+// TopKSelectReference). The kernels (TopKAlgo): radix select over order-preserving uint32 keys
+// (NaN maps onto -inf's key, as the twin ranks NaN as -inf), early exit once the boundary
+// bucket is taken whole, then an ordered compaction (cub::BlockScan) writing ascending
+// indices, boundary ties lowest index first.
+//  - kOneBlock: one 1024-thread block per (sequence, KV head) streaming
+//    the scores per pass (digits 11/11/10) — selection must see the whole segment, and
+//    batch × KV heads blocks fill the GPU at batch >= 8.
+//  - kTwoRead: the same grid with 512-thread blocks reading the scores twice: a 13-bit
+//    histogram, then an ordered split (keys above the boundary bucket to the output, the
+//    bucket's to shared memory, where the remaining 10- and 9-bit digits are resolved).
+//  - kStriped: kTwoRead's reads and finish with striped 16-byte loads, the split classified by
+//    two float comparisons and ordered by warp scans of per-round counts packed in bytes,
+//    winners leaving through shared memory as contiguous runs (its comment below).
+//  - kMultiBlock: kStriped's reads and finish over many blocks per (sequence, KV head), three
+//    kernels meeting in a workspace (its comment below).
+//  - kCluster (score_stride > 8192 only): a thread-block cluster
+//    per (sequence, KV head) that loads the scores once into shared memory and merges its
+//    blocks' histograms through distributed shared memory.
+//  - kAuto (the default): double_sparsity.cuh gives its rule and the measured reasons.
+#include <algorithm>
+#include <utility>
+#include <cooperative_groups.h>
+#include <cstdint>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
+#include "absl/status/statusor.h"
+#include "kernels/cuda/dependent_launch.cuh"
+#include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda/launch_info.h"
+#include "kernels/cuda_check.h"
+#include "kernels/status.h"
+
+namespace dsinfer {
+namespace {
+
+using cuda::CachedLaunchInfo;
+using cuda::LaunchInfo;
+
+constexpr int kTopKThreads = 1024;
+// The one-block top-k is compiled for two resident blocks per SM (32 registers a thread): on
+// an H200 it was issue- and latency-bound at one (ncu), and two are 10-17% faster with half
+// the loads and compaction keys per thread.
+constexpr int kTopKBlocksPerSm = 2;
+constexpr int kTopKUnroll = 8;  // histogram loads in flight per thread
+constexpr int kTopKItems = 8;   // candidates per thread per compaction tile
+// Top-k of segments longer than this (score_stride, which bounds every segment) runs on a
+// cluster of blocks holding the keys in shared memory; shorter ones on one block, whose fixed
+// cost is a few microseconds.
+constexpr int64_t kTopKShortSegment = 8192;
+constexpr int kTopKClusterMax = 8;  // portable cluster size
+constexpr int64_t kTopKKeysPerBlock = 16384;
+constexpr int kTopKClusterThreads = 512;
+constexpr int kTopKClusterItems = 8;  // keys per thread per compaction tile
+
+// ---------------------------------------------------------------------------------------------
+// Top-k.
+
+// Larger score -> larger key; NaN gets -inf's key (the twin ranks NaN as -inf, ties by index),
+// and -0 gets +0's.
+__device__ __forceinline__ uint32_t OrderKey(float x) {
+  if (isnan(x)) x = -INFINITY;
+  if (x == 0.0f) x = 0.0f;  // -0 and +0 compare equal in the twin: one key
+  const uint32_t b = __float_as_uint(x);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Run by one warp: the bucket (of `bins`, higher bucket = larger keys) holding the
+// remaining-th largest key, and how many keys lie in buckets above it.
+__device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, int remaining,
+                                                   int* bucket, int* greater_out) {
+  const int lane = threadIdx.x % 32;
+  const int per = bins / 32;
+  const int lo = lane * per;
+  int local = 0;
+  for (int b = lo; b < lo + per; ++b) local += hist[b];
+  // Suffix sums over lanes: keys in bins of lanes above this one.
+  int incl = local;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_down_sync(0xffffffffu, incl, o);
+    if (lane + o < 32) incl += v;
+  }
+  const int greater = incl - local;
+  if (greater < remaining && remaining <= incl) {
+    int acc = greater;
+    for (int b = lo + per - 1; b >= lo; --b) {
+      if (acc + hist[b] >= remaining) {
+        *bucket = b;
+        *greater_out = acc;
+        break;
+      }
+      acc += hist[b];
+    }
+  }
+}
+
+template <int kThreads>
+using TopKScan = cub::BlockScan<int, kThreads>;
+
+// Run by the whole block of kThreads: as FindBoundaryBucket over bins (a power of two, up to
+// 8192) counters, with a block scan instead of one warp's sequential sums (8192 bins would take
+// a lane 256 loads). Thread 0 holds the highest chunk of bins, so an exclusive prefix over the
+// threads counts the keys in higher chunks. scan_tmp is free on entry and busy on return.
+template <int kThreads>
+__device__ __forceinline__ void FindBoundaryBucketInBlock(
+    const int* hist, int bins, int remaining,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp, int* bucket, int* greater_out) {
+  const int per = bins > kThreads ? bins / kThreads : 1;
+  const int chunk = bins / per - 1 - static_cast<int>(threadIdx.x);
+  int local = 0;
+  if (chunk >= 0) {
+    for (int b = chunk * per; b < (chunk + 1) * per; ++b) local += hist[b];
+  }
+  int greater = 0;
+  TopKScan<kThreads>(scan_tmp).ExclusiveSum(local, greater);
+  if (chunk >= 0 && greater < remaining && remaining <= greater + local) {
+    int acc = greater;
+    for (int b = (chunk + 1) * per - 1; b >= chunk * per; --b) {
+      if (acc + hist[b] >= remaining) {
+        *bucket = b;
+        *greater_out = acc;
+        break;
+      }
+      acc += hist[b];
+    }
+  }
+}
+
+
+// Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
+struct TopKSegment {
+  const float* sc;  // the segment's scores
+  int lo, hi;       // the candidates: tokens [lo, hi) (after the sinks, before the recent window)
+  int want;         // how many of them to select; 0: the selection is complete already
+  int32_t* mid;     // where the selected candidates go, ascending
+};
+
+// What a (sequence, KV head) segment of seq selects: tokens 0 .. sink_end and recent_begin .. n
+// kept, `want` of the candidates [sink_end, recent_begin) chosen by score. selecting: a top-k
+// remains to run (else the kept tokens, or all candidates, fill the budget).
+struct SegmentPlan {
+  int n, budget, sink_end, recent_begin, kept, want, cand;
+  bool selecting;
+};
+__device__ __forceinline__ SegmentPlan PlanSegment(const CudaDsSequence& seq) {
+  SegmentPlan p;
+  p.n = seq.tokens;
+  p.budget = min(max(seq.budget, 1), p.n);
+  p.sink_end = min(seq.sink, p.n);
+  p.recent_begin = max(p.sink_end, p.n - max(seq.recent, 1));
+  p.kept = p.sink_end + (p.n - p.recent_begin);
+  p.want = p.budget - p.kept;
+  p.cand = p.recent_begin - p.sink_end;
+  p.selecting = p.n > 0 && p.kept < p.budget && p.want != p.cand;
+  return p;
+}
+
+// The start every top-k kernel shares for sequence s, KV head h (LaunchTopKSelect's layout),
+// run by `threads` threads numbered `tid`: writes the segment's count (by the leader) and its
+// kept sink and recent tokens, or the whole selection where those or all candidates fill the
+// budget.
+__device__ __forceinline__ TopKSegment StartTopKSegment(const float* scores, int64_t score_stride,
+                                                        const CudaDsSequence* seqs, int heads_kv,
+                                                        int32_t* selected, int64_t sel_stride,
+                                                        int32_t* counts, int s, int h, int tid,
+                                                        int threads, bool leader) {
+  const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
+  const float* sc = scores + pair * score_stride;
+  int32_t* out = selected + pair * sel_stride;
+  int32_t* count = counts + pair;
+  const SegmentPlan p = PlanSegment(seqs[s]);
+  const int n = p.n, budget = p.budget, sink_end = p.sink_end, recent_begin = p.recent_begin;
+  if (n <= 0) {
+    if (leader) *count = 0;
+    return {sc, 0, 0, 0, out};
+  }
+  if (leader) *count = budget;
+  if (p.kept >= budget) {
+    const int sinks = min(sink_end, budget - 1);
+    const int recents = budget - sinks;
+    for (int i = tid; i < budget; i += threads) out[i] = i < sinks ? i : n - recents + (i - sinks);
+    return {sc, 0, 0, 0, out};
+  }
+  const int want = p.want, cand = p.cand;
+  for (int i = tid; i < sink_end; i += threads) out[i] = i;
+  for (int i = tid; i < n - recent_begin; i += threads) out[sink_end + want + i] = recent_begin + i;
+  int32_t* mid = out + sink_end;
+  if (want == cand) {
+    for (int i = tid; i < cand; i += threads) mid[i] = sink_end + i;
+    return {sc, 0, 0, 0, out};
+  }
+  return {sc, sink_end, recent_begin, want, mid};
+}
+
+// Adds to hist the digit (key >> shift) & digit_mask of every score in [lo, hi) whose key
+// matches prefix under mask, kThreads threads with kUnroll independent loads in flight each:
+// one load at a time would leave a single block latency-bound far below its share of
+// bandwidth. kPrefetch: the next kUnroll loads are issued before this batch's atomics (twice
+// the registers), so a block's loads never wait for its own histogram updates.
+template <int kThreads, int kUnroll, bool kPrefetch = false>
+__device__ __forceinline__ void RadixHistogram(const float* sc, int lo, int hi, uint32_t prefix,
+                                               uint32_t mask, int shift, uint32_t digit_mask,
+                                               int* hist) {
+  constexpr int kStep = kThreads * kUnroll;
+  auto load = [&](int base, float (&x)[kUnroll]) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = base + u * kThreads + threadIdx.x;
+      x[u] = t < hi ? sc[t] : 0.0f;
+    }
+  };
+  auto count = [&](int base, const float (&x)[kUnroll]) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = base + u * kThreads + threadIdx.x;
+      const uint32_t key = OrderKey(x[u]);
+      if (t < hi && (key & mask) == prefix) atomicAdd(&hist[(key >> shift) & digit_mask], 1);
+    }
+  };
+  if constexpr (kPrefetch) {
+    float x[kUnroll];
+    if (lo < hi) load(lo, x);
+    for (int base = lo; base < hi; base += kStep) {
+      float next[kUnroll];
+      if (base + kStep < hi) load(base + kStep, next);
+      count(base, x);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) x[u] = next[u];
+    }
+  } else {
+    for (int base = lo; base < hi; base += kStep) {
+      float x[kUnroll];
+      load(base, x);
+      count(base, x);
+    }
+  }
+}
+
+// Radix passes over the scores in memory, from pass `first` of the digits kBits0/1/2 (from the
+// key's top bit down): each narrows (*prefix, *mask) to the boundary bucket and takes the
+// keys above it off *remaining; they stop once the boundary bucket is taken whole (or at once
+// if *whole already). hist holds 1 << max(kBits0, kBits1, kBits2) counters.
+template <int kThreads, int kUnroll, int kBits0, int kBits1, int kBits2>
+__device__ __forceinline__ void RadixPassesInMemory(
+    const float* sc, int lo, int hi, int first, int* hist,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp, uint32_t* prefix, uint32_t* mask,
+    int* remaining, bool whole) {
+  static_assert(kBits0 + kBits1 + kBits2 == 32, "three digits cover the key");
+  __shared__ int sh_bucket, sh_greater;
+  int shift = 32;
+  for (int pass = 0; pass < 3; ++pass) {
+    const int bits = pass == 0 ? kBits0 : (pass == 1 ? kBits1 : kBits2);
+    shift -= bits;
+    if (pass < first || whole) continue;
+    const int bins = 1 << bits;
+    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
+    for (int b = threadIdx.x; b < bins; b += kThreads) hist[b] = 0;
+    __syncthreads();
+    RadixHistogram<kThreads, kUnroll>(sc, lo, hi, *prefix, *mask, shift, digit_mask, hist);
+    __syncthreads();
+    FindBoundaryBucketInBlock<kThreads>(hist, bins, *remaining, scan_tmp, &sh_bucket,
+                                        &sh_greater);
+    __syncthreads();
+    const int bucket = sh_bucket;
+    *remaining -= sh_greater;
+    *prefix |= static_cast<uint32_t>(bucket) << shift;
+    *mask |= digit_mask << shift;
+    whole = hist[bucket] == *remaining;
+    __syncthreads();  // hist is cleared by the next pass
+  }
+}
+
+// Ordered compaction: the scores in [lo, hi) whose keys lie above the boundary prefix, and the
+// first `remaining` boundary keys by index, to mid ascending. Each thread owns kTopKItems
+// consecutive candidates of a tile (blocked arrangement: one block scan per
+// kThreads × kTopKItems candidates).
+template <int kThreads>
+__device__ __forceinline__ void OrderedCompaction(
+    const float* sc, int lo, int hi, uint32_t prefix, uint32_t mask, int remaining, int32_t* mid,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp) {
+  int written = 0, ties_seen = 0;
+  for (int base = lo; base < hi; base += kThreads * kTopKItems) {
+    const int first = base + threadIdx.x * kTopKItems;
+    int flags[kTopKItems];
+    int packed = 0;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const int t = first + u;
+      flags[u] = 0;
+      if (t < hi) {
+        const uint32_t kp = OrderKey(sc[t]) & mask;
+        flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
+      }
+      packed += flags[u];
+    }
+    int ex = 0, total = 0;
+    TopKScan<kThreads>(scan_tmp).ExclusiveSum(packed, ex, total);
+    const int tie_quota = max(remaining - ties_seen, 0);
+    int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
+      if (above || (tie && ties_before < tie_quota)) {
+        mid[written + above_before + min(ties_before, tie_quota)] = first + u;
+      }
+      above_before += above;
+      ties_before += tie;
+    }
+    const int tile_above = total & 0xffff, tile_ties = total >> 16;
+    written += tile_above + min(tile_ties, tie_quota);
+    ties_seen += tile_ties;
+    __syncthreads();  // scan_tmp is reused by the next tile
+  }
+}
+
+// kOneBlock: radix passes of 11/11/10-bit digits over the scores in memory, then the ordered
+// compaction — up to four reads of the scores.
+__global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
+    TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                     int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  __shared__ TopKScan<kTopKThreads>::TempStorage scan_tmp;
+  __shared__ int hist[2048];
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.y, blockIdx.x, threadIdx.x, kTopKThreads, threadIdx.x == 0);
+  if (seg.want == 0) return;
+  const float* sc = seg.sc;
+  uint32_t prefix = 0, mask = 0;
+  int remaining = seg.want;
+  RadixPassesInMemory<kTopKThreads, kTopKUnroll, 11, 11, 10>(sc, seg.lo, seg.hi, 0, hist, scan_tmp,
+                                                             &prefix, &mask, &remaining, false);
+  OrderedCompaction<kTopKThreads>(sc, seg.lo, seg.hi, prefix, mask, remaining, seg.mid, scan_tmp);
+}
+
+// kTwoRead: the scores are read twice. Read 1 takes a 13-bit histogram (the boundary bucket
+// then holds ~0.5-1.5% of a 1/16 segment's candidates). Read 2 is an ordered split: keys above
+// the boundary bucket (winners) go straight to their rank among winners in mid, the boundary
+// bucket's keys (candidates) to shared memory with their index and the count of winners before
+// them. The boundary among the candidates is found in shared memory (10- and 9-bit digits),
+// then the winners move right by the chosen candidates before them (back to front, so none is
+// overwritten before it is read) and the chosen candidates fill the gaps. A boundary bucket
+// larger than kTwoReadCandidates (scores with few distinct values near the boundary) continues
+// as kOneBlock does, from its second pass. 512 threads with 64 registers (two blocks per SM,
+// as the shared memory allows): at 1024 threads and 32 registers the split spilled.
+constexpr int kTwoReadThreads = 512;
+constexpr int kTwoReadUnroll = 8;  // histogram loads per batch (two batches in flight)
+constexpr int kTwoReadBits0 = 13, kTwoReadBits1 = 10, kTwoReadBits2 = 9;
+constexpr int kTwoReadFirstBins = 1 << kTwoReadBits0;
+constexpr int kTwoReadCandidates = 6144;
+constexpr uint32_t kChosenBit = 0x80000000u;
+// Dynamic shared memory: the histogram, then each candidate's key, index and winners before.
+constexpr size_t kTwoReadSmem = (kTwoReadFirstBins + 3 * kTwoReadCandidates) * sizeof(int);
+
+// The eight scores t = first .. first + 7, with 16-byte loads where the row allows (vec: the
+// row is 16-byte aligned and first a multiple of 4); loads at or past hi are skipped.
+__device__ __forceinline__ void LoadEightScores(const float* sc, int first, int hi, bool vec,
+                                                float (&x)[8]) {
+  if (vec && first + 8 <= hi) {
+    const float4 a = *reinterpret_cast<const float4*>(sc + first);
+    const float4 b = *reinterpret_cast<const float4*>(sc + first + 4);
+    x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z,
+    x[7] = b.w;
+    return;
+  }
+#pragma unroll
+  for (int u = 0; u < 8; ++u) x[u] = first + u < hi ? sc[first + u] : 0.0f;
+}
+static_assert(kTopKItems == 8, "LoadEightScores");
+
+// The end of the two-read bodies, once the split has put the greater winners (keys above the
+// boundary bucket of (prefix, mask)) at their rank among winners in mid and the bucket's cands
+// keys, indices and winners before them in shared memory, in index order: the boundary among
+// the candidates (the remaining digits, over shared memory, choosing take of them), then the
+// winners move right by the chosen candidates before them (back to front, so none is
+// overwritten before it is read) and the chosen candidates fill the gaps. hist (at least
+// 1 << kTwoReadBits1 counters) and scan_tmp are free on entry. first_pass 0: the candidates
+// span several first-digit buckets (a sampled band; prefix and mask 0), so the digits are
+// resolved from the first (hist then holds at least kTwoReadFirstBins counters).
+template <int kThreads>
+__device__ __forceinline__ void FinishSplitInShared(
+    int cands, int take, uint32_t prefix, uint32_t mask, int greater, int* hist, uint32_t* cand_key,
+    const int32_t* cand_idx, const int32_t* cand_wb, int32_t* mid,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp, int first_pass = 1) {
+  using Scan = TopKScan<kThreads>;
+  __shared__ int sh_bucket, sh_greater;
+  constexpr int kShift = 32 - kTwoReadBits0;
+  const int chosen_total = take;
+  // The boundary among the candidates: the remaining digits over shared memory.
+  bool whole = cands == take;
+  int shift = first_pass == 0 ? 32 : kShift;
+  for (int pass = first_pass; pass < 3 && !whole; ++pass) {
+    const int bits = pass == 0 ? kTwoReadBits0 : (pass == 1 ? kTwoReadBits1 : kTwoReadBits2);
+    shift -= bits;
+    const int bins = 1 << bits;
+    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
+    for (int b = threadIdx.x; b < bins; b += kThreads) hist[b] = 0;
+    __syncthreads();
+    for (int c = threadIdx.x; c < cands; c += kThreads) {
+      const uint32_t key = cand_key[c];
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & digit_mask], 1);
+    }
+    __syncthreads();
+    FindBoundaryBucketInBlock<kThreads>(hist, bins, take, scan_tmp, &sh_bucket, &sh_greater);
+    __syncthreads();
+    take -= sh_greater;
+    prefix |= static_cast<uint32_t>(sh_bucket) << shift;
+    mask |= digit_mask << shift;
+    whole = hist[sh_bucket] == take;
+    __syncthreads();  // hist is cleared by the next pass
+  }
+
+  // Which candidates are chosen (above the boundary, or its first `take` ties by index), and
+  // how many chosen ones precede each: stored over the key as count | kChosenBit.
+  int chosen_seen = 0, ties_seen = 0;
+  for (int base = 0; base < cands; base += kThreads * kTopKItems) {
+    const int first = base + threadIdx.x * kTopKItems;
+    int packed = 0;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      if (first + u < cands) {
+        const uint32_t kp = cand_key[first + u] & mask;
+        packed += kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
+      }
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    const int tie_quota = max(take - ties_seen, 0);
+    int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      if (first + u >= cands) break;
+      const uint32_t kp = cand_key[first + u] & mask;
+      const bool above = kp > prefix, tie = kp == prefix;
+      const bool chosen = above || (tie && ties_before < tie_quota);
+      cand_key[first + u] =
+          static_cast<uint32_t>(chosen_seen + above_before + min(ties_before, tie_quota)) |
+          (chosen ? kChosenBit : 0u);
+      above_before += above;
+      ties_before += tie;
+    }
+    chosen_seen += (total & 0xffff) + min(total >> 16, tie_quota);
+    ties_seen += total >> 16;
+    __syncthreads();  // scan_tmp is reused by the next tile; cand_key complete after the last
+  }
+  // Winner r moves right by the chosen candidates before it: those with at most r winners
+  // before them (cand_wb ascends, so binary searches). A pass takes kFixTile winners, thread t
+  // those r = base + u × kThreads + t (a warp's loads and stores contiguous: with a thread's
+  // items consecutive, each store instruction touched 32 sectors for 128 bytes); passes run
+  // back to front so that no winner is overwritten before it is read.
+  constexpr int kFixItems = 8;
+  constexpr int kFixTile = kThreads * kFixItems;
+  for (int top = greater; top > 0; top -= kFixTile) {
+    const int r0 = top - kFixTile + static_cast<int>(threadIdx.x);
+    int idx[kFixItems], moved[kFixItems];
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) {
+      const int r = r0 + u * kThreads;
+      idx[u] = r >= 0 ? mid[r] : 0;
+    }
+    // a[u]: the candidates with at most r winners before them — kFixItems branchless binary
+    // searches in lockstep (independent, so their dependent compare-and-select chains overlap;
+    // one search after another left the warps stalled on those chains).
+    int a[kFixItems];
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) a[u] = 0;
+    for (int step = cands > 0 ? 1 << (31 - __clz(cands)) : 0; step > 0; step >>= 1) {
+#pragma unroll
+      for (int u = 0; u < kFixItems; ++u) {
+        const int probe = a[u] + step;
+        if (probe <= cands && cand_wb[probe - 1] <= r0 + u * kThreads) a[u] = probe;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) {
+      moved[u] = a[u] < cands ? static_cast<int>(cand_key[a[u]] & ~kChosenBit) : chosen_total;
+    }
+    __syncthreads();  // every winner of this pass is read before any is written
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) {
+      const int r = r0 + u * kThreads;
+      if (r >= 0 && moved[u] > 0) mid[r + moved[u]] = idx[u];
+    }
+    __syncthreads();
+  }
+  for (int c = threadIdx.x; c < cands; c += kThreads) {
+    const uint32_t v = cand_key[c];
+    if (v & kChosenBit) mid[cand_wb[c] + static_cast<int>(v & ~kChosenBit)] = cand_idx[c];
+  }
+}
+
+// The two-read bodies' step between their reads. After read 1 (hist holds the first digit's
+// counts, the block synced): the boundary bucket, the winners above it, the candidates in it
+// and the radix state that selects `take` of them; the block synced again, so hist may be
+// rewritten. The whole block calls it and gets the same values.
+struct FirstDigitSplit {
+  int bucket, greater, cands, take;
+  uint32_t prefix, mask;
+};
+template <int kThreads>
+__device__ __forceinline__ FirstDigitSplit SplitAtFirstDigit(
+    const int* hist, int want, typename TopKScan<kThreads>::TempStorage& scan_tmp,
+    int* sh_bucket, int* sh_greater) {
+  constexpr int kShift = 32 - kTwoReadBits0;
+  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, want, scan_tmp, sh_bucket,
+                                      sh_greater);
+  __syncthreads();
+  FirstDigitSplit f;
+  f.bucket = *sh_bucket;
+  f.greater = *sh_greater;  // winners
+  f.cands = hist[f.bucket];
+  f.take = want - f.greater;  // candidates to choose, 1 .. cands
+  f.prefix = static_cast<uint32_t>(f.bucket) << kShift;
+  f.mask = static_cast<uint32_t>(kTwoReadFirstBins - 1) << kShift;
+  __syncthreads();  // hist is rewritten after
+  return f;
+}
+
+// The two-read bodies' way out when the boundary bucket does not fit shared memory: the
+// remaining digits by radix passes over the scores, then the ordered compaction (kOneBlock's
+// passes from its second digit on).
+template <int kThreads>
+__device__ __forceinline__ void FinishByRadixPasses(
+    const TopKSegment& seg, int* hist, typename TopKScan<kThreads>::TempStorage& scan_tmp,
+    FirstDigitSplit f) {
+  RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
+      seg.sc, seg.lo, seg.hi, 1, hist, scan_tmp, &f.prefix, &f.mask, &f.take,
+      f.cands == f.take);
+  OrderedCompaction<kThreads>(seg.sc, seg.lo, seg.hi, f.prefix, f.mask, f.take, seg.mid,
+                              scan_tmp);
+}
+
+// The dynamic shared memory of the two-read bodies (kTwoReadSmem bytes): the first digit's
+// histogram, then the boundary bucket's candidates — keys, indices and earlier-winner counts.
+struct TwoReadSmem {
+  int* hist;
+  uint32_t* cand_key;
+  int32_t* cand_idx;
+  int32_t* cand_wb;
+};
+__device__ __forceinline__ TwoReadSmem CarveTwoReadSmem(int* base) {
+  TwoReadSmem m;
+  m.hist = base;
+  m.cand_key = reinterpret_cast<uint32_t*>(base + kTwoReadFirstBins);
+  m.cand_idx = reinterpret_cast<int32_t*>(m.cand_key + kTwoReadCandidates);
+  m.cand_wb = m.cand_idx + kTwoReadCandidates;
+  return m;
+}
+
+__global__ void __launch_bounds__(kTwoReadThreads, 2)
+    TopKSelectTwoReadKernel(const float* scores, int64_t score_stride,
+                            const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+                            int64_t sel_stride, int32_t* counts) {
+  constexpr int kThreads = kTwoReadThreads;
+  using Scan = TopKScan<kThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ int sh_bucket, sh_greater;
+  extern __shared__ int two_read_smem[];
+  const TwoReadSmem smem = CarveTwoReadSmem(two_read_smem);
+  int* const hist = smem.hist;
+  uint32_t* const cand_key = smem.cand_key;
+  int32_t* const cand_idx = smem.cand_idx;
+  int32_t* const cand_wb = smem.cand_wb;
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.y, blockIdx.x, threadIdx.x, kThreads, threadIdx.x == 0);
+  if (seg.want == 0) return;
+  const float* sc = seg.sc;
+  int32_t* mid = seg.mid;
+
+  // Read 1: the first digit's histogram and its boundary bucket.
+  constexpr int kShift = 32 - kTwoReadBits0;
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  __syncthreads();
+  RadixHistogram<kThreads, kTwoReadUnroll, true>(sc, seg.lo, seg.hi, 0, 0, kShift,
+                                                 kTwoReadFirstBins - 1, hist);
+  __syncthreads();
+  const FirstDigitSplit split =
+      SplitAtFirstDigit<kThreads>(hist, seg.want, scan_tmp, &sh_bucket, &sh_greater);
+  if (split.cands > kTwoReadCandidates) {
+    FinishByRadixPasses<kThreads>(seg, hist, scan_tmp, split);
+    return;
+  }
+  const int greater = split.greater, cands = split.cands, take = split.take;
+  const uint32_t prefix = split.prefix, mask = split.mask;
+
+  // Read 2: winners to mid at their rank among winners, candidates to shared memory.
+  // Each thread's next tile is loaded before this tile's scan and writes.
+  const bool vec = (reinterpret_cast<uintptr_t>(sc) & 15) == 0;
+  const int start = vec ? seg.lo & ~3 : seg.lo;
+  constexpr int kTile = kThreads * kTopKItems;
+  int winners = 0, held = 0;
+  float x[kTopKItems];
+  LoadEightScores(sc, start + threadIdx.x * kTopKItems, seg.hi, vec, x);
+  for (int base = start; base < seg.hi; base += kTile) {
+    const int first = base + threadIdx.x * kTopKItems;
+    uint32_t kinds = 0;  // 2 bits per item: 1 winner, 2 candidate
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const int t = first + u;
+      const uint32_t kp = OrderKey(x[u]) & mask;
+      if (t >= seg.lo && t < seg.hi) {
+        kinds |= (kp > prefix ? 1u : (kp == prefix ? 2u : 0u)) << (2 * u);
+      }
+    }
+    if (base + kTile < seg.hi) LoadEightScores(sc, first + kTile, seg.hi, vec, x);
+    int packed = 0;
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const uint32_t kind = (kinds >> (2 * u)) & 3u;
+      packed += kind == 1u ? 1 : (kind == 2u ? (1 << 16) : 0);
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    int wb = winners + (ex & 0xffff), cb = held + (ex >> 16);
+#pragma unroll
+    for (int u = 0; u < kTopKItems; ++u) {
+      const uint32_t kind = (kinds >> (2 * u)) & 3u;
+      if (kind == 1u) {
+        mid[wb++] = first + u;
+      } else if (kind == 2u) {  // ~1% of the items: the key is read again (L1) rather than kept
+        cand_key[cb] = OrderKey(sc[first + u]);
+        cand_idx[cb] = first + u;
+        cand_wb[cb] = wb;
+        ++cb;
+      }
+    }
+    winners += total & 0xffff;
+    held += total >> 16;
+    __syncthreads();  // scan_tmp is reused by the next tile
+  }
+
+  FinishSplitInShared<kThreads>(cands, take, prefix, mask, greater, hist, cand_key, cand_idx,
+                                 cand_wb, mid, scan_tmp);
+}
+
+// kStriped: kTwoRead's two reads and shared-memory finish (FinishSplitInShared), with the
+// instruction count per score cut (ncu of kTwoRead: ~83 per score, latency-bound, 57% of its
+// global sectors excess). Loads are striped: consecutive lanes take consecutive 16-byte
+// chunks of the row (chunks of the 16-byte-aligned address at or before it, so any row stride
+// gets them; the chunks that hold a token outside the candidates are loaded by element, in
+// the tiles that hold them). Read 1 adds every key's 13-bit digit to the histogram, with
+// kStripedHistChunks chunks in flight per thread. Read 2 classifies by two float comparisons
+// (against the least scores of the boundary bucket and of the bucket above it, which order
+// exactly as the keys do) into one bit per score of two masks; a tile gives each warp
+// kStripedRounds × 32 consecutive chunks (round u: chunks u × 32 + lane), so the order among
+// a warp's winners and candidates is a warp scan of per-round counts packed one per byte
+// (four rounds of both kinds in two words), and the order among warps one exchange of 16
+// counts per tile (one __syncthreads, double-buffered). Winners are staged per warp in shared
+// memory (over the histogram, free by then) and leave as contiguous runs; a candidate's key is
+// read again (L1), the first one per lane before the next tile's loads reuse the registers.
+// The next tile's loads are issued before this tile's scan, exchange and writes.
+constexpr int kStripedThreads = 512;
+constexpr int kStripedWarps = kStripedThreads / 32;
+constexpr int kStripedHistChunks = 8;  // 16-byte chunks a thread has in flight in read 1
+constexpr int kStripedRounds = 4;      // 16-byte chunks a lane classifies per tile in read 2
+constexpr int kStripedWarpChunks = kStripedRounds * 32;
+constexpr int kStripedTileChunks = kStripedWarps * kStripedWarpChunks;
+static_assert(kStripedRounds * 8 <= 32, "a lane's classification of a tile fits a word");
+static_assert(kStripedTileChunks * 4 <= kTwoReadFirstBins, "the winners' staging fits hist");
+static_assert(kStripedWarps <= 32, "one warp exchanges the warps' counts");
+
+// The candidates [lo, hi) of a score row as 16-byte chunks: chunk c holds tokens 4c - a ..
+// 4c - a + 3 (a: the row's offset in floats from the 16-byte boundary at or before it).
+struct StripedRow {
+  const float* sc;
+  const float4* p4;
+  int a, lo, hi;
+  int c_begin, c_end;        // chunks holding a candidate
+  int full_begin, full_end;  // chunks holding only candidates
+};
+
+__device__ __forceinline__ StripedRow MakeStripedRow(const float* sc, int lo, int hi) {
+  StripedRow r;
+  r.sc = sc;
+  r.p4 = reinterpret_cast<const float4*>(reinterpret_cast<uintptr_t>(sc) & ~uintptr_t{15});
+  r.a = static_cast<int>((reinterpret_cast<uintptr_t>(sc) >> 2) & 3);
+  r.lo = lo;
+  r.hi = hi;
+  r.c_begin = (lo + r.a) >> 2;
+  r.c_end = (hi + r.a + 3) >> 2;
+  r.full_begin = (lo + r.a + 3) >> 2;
+  r.full_end = (hi + r.a) >> 2;
+  return r;
+}
+
+// Whether token t is a candidate of the row.
+__device__ __forceinline__ bool StripedValid(const StripedRow& r, int t) {
+  return static_cast<unsigned>(t - r.lo) < static_cast<unsigned>(r.hi - r.lo);
+}
+
+// Whether the tile of `chunks` chunks from tb holds a chunk that is not all candidates.
+__device__ __forceinline__ bool StripedTileChecked(const StripedRow& r, int tb, int chunks) {
+  return tb < r.full_begin || tb + chunks > r.full_end;
+}
+
+// Chunk c of the row with its non-candidates as 0 (and no load outside the candidates).
+__device__ __forceinline__ float4 LoadChunkChecked(const StripedRow& r, int c) {
+  if (c >= r.full_begin && c < r.full_end) return __ldg(r.p4 + c);
+  const int t = 4 * c - r.a;
+  float4 v;
+  v.x = StripedValid(r, t) ? __ldg(r.sc + t) : 0.0f;
+  v.y = StripedValid(r, t + 1) ? __ldg(r.sc + t + 1) : 0.0f;
+  v.z = StripedValid(r, t + 2) ? __ldg(r.sc + t + 2) : 0.0f;
+  v.w = StripedValid(r, t + 3) ? __ldg(r.sc + t + 3) : 0.0f;
+  return v;
+}
+
+// Read 1 over one tile: chunks tb + u × kStripedThreads + thread, all loaded before any is
+// counted. kCheck: the tile holds chunks that are not all candidates.
+template <bool kCheck>
+__device__ __forceinline__ void StripedHistogramTile(const StripedRow& r, int tb, int* hist) {
+  constexpr int kShift = 32 - kTwoReadBits0;
+  const int c0 = tb + static_cast<int>(threadIdx.x);
+  float4 x[kStripedHistChunks];
+#pragma unroll
+  for (int u = 0; u < kStripedHistChunks; ++u) {
+    const int c = c0 + u * kStripedThreads;
+    if (kCheck) {
+      x[u] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else {
+      x[u] = __ldg(r.p4 + c);
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kStripedHistChunks; ++u) {
+    const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+    const int t = 4 * (c0 + u * kStripedThreads) - r.a;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (!kCheck || StripedValid(r, t + e)) atomicAdd(&hist[OrderKey(f[e]) >> kShift], 1);
+    }
+  }
+}
+
+// Read 2's loads for one tile: round u of this lane is chunk c0 + u × 32.
+template <bool kCheck>
+__device__ __forceinline__ void LoadSplitTile(const StripedRow& r, int c0,
+                                              float4 (&x)[kStripedRounds]) {
+#pragma unroll
+  for (int u = 0; u < kStripedRounds; ++u) {
+    const int c = c0 + u * 32;
+    if (kCheck) {
+      x[u] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else {
+      x[u] = __ldg(r.p4 + c);
+    }
+  }
+}
+
+// All ones where x >= y (NaN: never), else 0: one FSET, so that a flag costs a LOP3 more.
+__device__ __forceinline__ uint32_t AtLeastBits(float x, float y) {
+  uint32_t r;
+  asm("set.ge.u32.f32 %0, %1, %2;" : "=r"(r) : "f"(x), "f"(y));
+  return r;
+}
+
+// Read 2's classification of a lane's tile (t0: the token of round 0's first element): bit
+// 8u + e of *win is set where element e of round u is at least thr (a winner), of *ge where it
+// is at least flo (a winner or a candidate).
+template <bool kCheck>
+__device__ __forceinline__ void ClassifySplitTile(const StripedRow& r,
+                                                  const float4 (&x)[kStripedRounds], int t0,
+                                                  float thr, float flo, uint32_t* win,
+                                                  uint32_t* ge) {
+  uint32_t w = 0, g = 0;
+#pragma unroll
+  for (int u = 0; u < kStripedRounds; ++u) {
+    const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      uint32_t bit = 1u << (8 * u + e);
+      if (kCheck && !StripedValid(r, t0 + 128 * u + e)) bit = 0;
+      w |= AtLeastBits(f[e], thr) & bit;
+      g |= AtLeastBits(f[e], flo) & bit;
+    }
+  }
+  *win = w;
+  *ge = g;
+}
+
+// The token offset from a lane's t0 of bit 8u + e of its classification: round u's chunk is
+// 32 chunks (128 tokens) after round u - 1's.
+__device__ __forceinline__ int SplitBitToken(int bit) { return ((bit >> 3) << 7) + (bit & 7); }
+
+// The sum of bytes 0 .. u - 1 (u < 4) of per-round counts packed one per byte, and of all four.
+__device__ __forceinline__ int RoundsBefore(uint32_t rounds, int u) {
+  return static_cast<int>(__dp4a(rounds, 0x01010101u & ((1u << (8 * u)) - 1u), 0u));
+}
+__device__ __forceinline__ int RoundsTotal(uint32_t rounds) {
+  return static_cast<int>(__dp4a(rounds, 0x01010101u, 0u));
+}
+
+// The least score whose OrderKey is at least bucket << 19 (13-bit buckets above -inf's, 15;
+// bucket 8192 or one past +inf's: NaN, which no score compares at least).
+__device__ __forceinline__ float BucketFloor(int bucket) {
+  if (bucket >= kTwoReadFirstBins) return __uint_as_float(0x7fffffffu);
+  const uint32_t k = static_cast<uint32_t>(bucket) << (32 - kTwoReadBits0);
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// Read 1 of the row r: every candidate's 13-bit digit added to hist.
+__device__ __forceinline__ void StripedHistogram(const StripedRow& r, int* hist) {
+  constexpr int kHistTile = kStripedHistChunks * kStripedThreads;
+  for (int tb = r.c_begin; tb < r.c_end; tb += kHistTile) {
+    if (StripedTileChecked(r, tb, kHistTile)) {
+      StripedHistogramTile<true>(r, tb, hist);
+    } else {
+      StripedHistogramTile<false>(r, tb, hist);
+    }
+  }
+}
+
+// The shared memory read 2 works in: per warp its winners of a tile (kStripedWarpChunks × 4
+// slots), and the warps' counts of a tile, double-buffered.
+struct StripedSplitSmem {
+  int* stage;                       // kStripedTileChunks × 4 ints
+  int (*exchange)[kStripedWarps];  // [2][kStripedWarps]
+};
+
+// Where read 2 sends a row's keys: winners to mid at their rank among winners (winners of
+// earlier rows or slices already counted in `winners`), the boundary bucket's candidates to
+// cand_key / cand_idx / cand_wb at their rank (`held` before them), with the winners before
+// each. thr / flo: the least scores of the bucket above the boundary's and of the boundary's.
+// Winners at rank win_limit or later and candidates at cand_cap or later are counted but not
+// written (a sampled band, below, may hold more than there is room for).
+struct StripedSplitOut {
+  int32_t* mid;
+  uint32_t* cand_key;
+  int32_t* cand_idx;
+  int32_t* cand_wb;
+  int winners, held;
+  int win_limit, cand_cap;
+};
+
+// Read 2 over the row r (the whole block); returns the winners and candidates counted, those
+// of dst included (the same for every thread).
+__device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, float flo,
+                                             StripedSplitOut dst, StripedSplitSmem sm) {
+  int32_t* const mid = dst.mid;
+  uint32_t* const cand_key = dst.cand_key;
+  int32_t* const cand_idx = dst.cand_idx;
+  int32_t* const cand_wb = dst.cand_wb;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  int* stage = sm.stage + warp * kStripedWarpChunks * 4;  // this warp's winners of a tile
+  const int lane_chunk = warp * kStripedWarpChunks + lane;
+  float4 x[kStripedRounds];
+  if (StripedTileChecked(r, r.c_begin, kStripedTileChunks)) {
+    LoadSplitTile<true>(r, r.c_begin + lane_chunk, x);
+  } else {
+    LoadSplitTile<false>(r, r.c_begin + lane_chunk, x);
+  }
+  int winners = dst.winners, held = dst.held, parity = 0;
+  for (int tb = r.c_begin; tb < r.c_end; tb += kStripedTileChunks) {
+    const int t0 = 4 * (tb + lane_chunk) - r.a;
+    uint32_t win, ge;
+    if (StripedTileChecked(r, tb, kStripedTileChunks)) {
+      ClassifySplitTile<true>(r, x, t0, thr, flo, &win, &ge);
+    } else {
+      ClassifySplitTile<false>(r, x, t0, thr, flo, &win, &ge);
+    }
+    const uint32_t cand = ge & ~win;
+    float first_cand = 0.0f;  // the lane's first candidate, read before x is reloaded
+    if (cand != 0u) first_cand = __ldg(r.sc + t0 + SplitBitToken(__ffs(cand) - 1));
+    const int next = tb + kStripedTileChunks;
+    if (next < r.c_end) {
+      if (StripedTileChecked(r, next, kStripedTileChunks)) {
+        LoadSplitTile<true>(r, next + lane_chunk, x);
+      } else {
+        LoadSplitTile<false>(r, next + lane_chunk, x);
+      }
+    }
+    // Per-round counts, one per byte (winners in the low nibbles, candidates in the high ones
+    // before the split), and their exclusive prefix over the warp's lanes.
+    uint32_t v = win | (cand << 4);
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    const uint32_t win_n = v & 0x0f0f0f0fu, cand_n = (v >> 4) & 0x0f0f0f0fu;
+    uint32_t win_in = win_n, cand_in = cand_n;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const uint32_t w = __shfl_up_sync(0xffffffffu, win_in, d);
+      const uint32_t c = __shfl_up_sync(0xffffffffu, cand_in, d);
+      if (lane >= d) {
+        win_in += w;
+        cand_in += c;
+      }
+    }
+    const uint32_t win_ex = win_in - win_n, cand_ex = cand_in - cand_n;
+    const uint32_t win_rounds = __shfl_sync(0xffffffffu, win_in, 31);
+    const uint32_t cand_rounds = __shfl_sync(0xffffffffu, cand_in, 31);
+#pragma unroll
+    for (int u = 0; u < kStripedRounds; ++u) {
+      int* sp = stage + RoundsBefore(win_rounds, u) + static_cast<int>((win_ex >> (8 * u)) & 0xffu);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (win & (1u << (8 * u + e))) *sp++ = t0 + 128 * u + e;
+      }
+    }
+    const int warp_wins = RoundsTotal(win_rounds);
+    if (lane == 0) sm.exchange[parity][warp] = warp_wins | (RoundsTotal(cand_rounds) << 16);
+    __syncthreads();  // every warp's counts (and this warp's staged winners) are complete
+    const int own = lane < kStripedWarps ? sm.exchange[parity][lane] : 0;
+    int incl = own;
+#pragma unroll
+    for (int d = 1; d < kStripedWarps; d <<= 1) {
+      const int o = __shfl_up_sync(0xffffffffu, incl, d);
+      if (lane >= d) incl += o;
+    }
+    const int before = __shfl_sync(0xffffffffu, incl - own, warp);
+    const int total = __shfl_sync(0xffffffffu, incl, kStripedWarps - 1);
+    const int win_base = winners + (before & 0xffff), cand_base = held + (before >> 16);
+    for (int i = lane; i < warp_wins && win_base + i < dst.win_limit; i += 32) {
+      mid[win_base + i] = stage[i];
+    }
+    uint32_t left = cand;
+    for (bool first = true; left != 0u; first = false) {
+      const int bit = __ffs(left) - 1;
+      const int u = bit >> 3;
+      const uint32_t below = ((1u << bit) - 1u) & ~((1u << (8 * u)) - 1u);  // this round's
+      const int t = t0 + SplitBitToken(bit);
+      const int c = cand_base + RoundsBefore(cand_rounds, u) +
+                    static_cast<int>((cand_ex >> (8 * u)) & 0xffu) + __popc(cand & below);
+      if (c < dst.cand_cap) {
+        cand_key[c] = OrderKey(first ? first_cand : __ldg(r.sc + t));
+        cand_idx[c] = t;
+        cand_wb[c] = win_base + RoundsBefore(win_rounds, u) +
+                     static_cast<int>((win_ex >> (8 * u)) & 0xffu) + __popc(win & below);
+      }
+      left &= left - 1u;
+    }
+    winners += total & 0xffff;
+    held += total >> 16;
+    parity ^= 1;
+    __syncwarp();  // this warp's stage is rewritten by the next tile
+  }
+  return make_int2(winners, held);
+}
+
+// kStriped's sampled band, for segments of at least kSampleMinCandidates candidates: read 1
+// (the full histogram, ~40% of the kernel's time) is replaced by a sample of the row — runs
+// of kSampleRunChunks chunks, one run in `period` — whose 13-bit histogram, refined by 10 more
+// bits in the two buckets that matter, gives the scores of sample ranks k_s -+ delta (k_s the
+// budget's rank scaled to the sample, delta kSampleZ binomial standard deviations): winners
+// are the scores at least thr (above the upper one), candidates those in [flo, thr). Read 2
+// then counts them exactly; the band holds the boundary when winners < want <= winners +
+// candidates and the candidates fit shared memory (else the block runs the exact reads). The
+// result is the exact reads' (the same total order, finished over the candidates' keys).
+// period: the longest of 16, 8, 4 runs whose expected band, 2 z sqrt(p (1 - p) N period)
+// candidates, stays under kSampleBandLimit. Measured on an H200 (docs/benchmarks.md run 11):
+// at 256K the top-k took 10-22% less time (Llama-2 heads, batch 8: 240 -> 205 us at 1/8, 207
+// -> 161 us at 1/16); at 64K the sampling's chain of dependent steps cost a lone block ~7 us
+// more than read 1 saved (batch 1), hence kSampleMinCandidates.
+constexpr int kSampleRunChunks = 128;
+constexpr int kSampleMinCandidates = 160000;
+constexpr float kSampleZ = 4.5f;
+constexpr int kSampleBandLimit = kTwoReadCandidates * 3 / 4;
+
+struct SampledBand {
+  float thr, flo;
+  bool ok;
+};
+
+// The least score whose OrderKey is at least key (NaN above +inf's key: no score is at least
+// it).
+__device__ __forceinline__ float KeyFloor(uint64_t key) {
+  if (key > 0xff800000ull) return __uint_as_float(0x7fffffffu);
+  const uint32_t k = static_cast<uint32_t>(key);
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// Sample chunk i of row r at `period`: its chunk, or -1 past the row (-2 past the last run).
+__device__ __forceinline__ int SampleChunk(const StripedRow& r, int i, int period) {
+  const int run_start = r.c_begin + (i / kSampleRunChunks) * kSampleRunChunks * period;
+  if (run_start >= r.c_end) return -2;
+  const int c = run_start + i % kSampleRunChunks;
+  return c < r.c_end ? c : -1;
+}
+
+// Adds the sample's keys (in buckets b_hi / b_lo only, by their next 10 bits, when refine) to
+// hist and returns this thread's count of sampled candidates.
+__device__ __forceinline__ int SampleHistogram(const StripedRow& r, int period, int* hist,
+                                               bool refine, int b_hi, int b_lo) {
+  constexpr int kBatch = 4;
+  int n = 0;
+  for (int i0 = threadIdx.x;; i0 += kBatch * kStripedThreads) {
+    float4 x[kBatch];
+    int c[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      c[u] = SampleChunk(r, i0 + u * kStripedThreads, period);
+      x[u] = c[u] >= 0 ? LoadChunkChecked(r, c[u]) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (c[u] < 0) continue;
+      const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+      const int t = 4 * c[u] - r.a;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (!StripedValid(r, t + e)) continue;
+        ++n;
+        const uint32_t key = OrderKey(f[e]);
+        const int b = static_cast<int>(key >> (32 - kTwoReadBits0));
+        const int sub = static_cast<int>((key >> (32 - kTwoReadBits0 - kTwoReadBits1)) & 1023u);
+        if (!refine) {
+          atomicAdd(&hist[b], 1);
+        } else if (b == b_hi) {
+          atomicAdd(&hist[sub], 1);
+        } else if (b == b_lo) {
+          atomicAdd(&hist[1024 + sub], 1);
+        }
+      }
+    }
+    if (SampleChunk(r, i0 + (kBatch - 1) * kStripedThreads, period) == -2) break;
+  }
+  return n;
+}
+
+// The block's sampled band for the row r and `want` of its candidates (whole block; hist
+// (kTwoReadFirstBins counters) and scan_tmp free on entry and on return).
+template <int kThreads>
+__device__ __forceinline__ SampledBand SampleBand(
+    const StripedRow& r, int want, int* hist, typename TopKScan<kThreads>::TempStorage& scan_tmp,
+    int* sh_bucket, int* sh_greater) {
+  __shared__ int sh_count;
+  SampledBand band{0.0f, 0.0f, false};
+  const int total = r.hi - r.lo;
+  if (total < kSampleMinCandidates) return band;
+  const float p = static_cast<float>(want) / static_cast<float>(total);
+  int period = 0;
+  for (int candidate : {16, 8, 4}) {
+    const float expect = 2.0f * kSampleZ * sqrtf(p * (1.0f - p) * total * candidate);
+    if (expect <= kSampleBandLimit) {
+      period = candidate;
+      break;
+    }
+  }
+  if (period == 0) return band;
+
+  // The sample's 13-bit histogram and size.
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  if (threadIdx.x == 0) sh_count = 0;
+  __syncthreads();
+  const int n = __reduce_add_sync(0xffffffffu, SampleHistogram(r, period, hist, false, 0, 0));
+  if (threadIdx.x % 32 == 0) atomicAdd(&sh_count, n);
+  __syncthreads();
+  const int n_s = sh_count;
+  const float k_s = p * static_cast<float>(n_s);
+  const float delta = ceilf(kSampleZ * sqrtf(k_s * (1.0f - p))) + 2.0f;
+  const int m_hi = static_cast<int>(floorf(k_s - delta));  // ranks from 1 (the largest)
+  const int m_lo = static_cast<int>(ceilf(k_s + delta));
+  if (m_lo > n_s) {
+    __syncthreads();
+    return band;
+  }
+  // The buckets of sample ranks m_hi and m_lo, then their sub-buckets.
+  int b_hi = -1, g_hi = 0;
+  if (m_hi >= 1) {
+    FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, m_hi, scan_tmp, sh_bucket,
+                                        sh_greater);
+    __syncthreads();
+    b_hi = *sh_bucket;
+    g_hi = *sh_greater;
+    __syncthreads();
+  }
+  FindBoundaryBucketInBlock<kThreads>(hist, kTwoReadFirstBins, m_lo, scan_tmp, sh_bucket,
+                                      sh_greater);
+  __syncthreads();
+  const int b_lo = *sh_bucket, g_lo = *sh_greater;
+  __syncthreads();
+  if (b_lo < 16) return band;  // -inf / NaN bucket: no float bound orders as the keys do
+  for (int b = threadIdx.x; b < 2048; b += kThreads) hist[b] = 0;
+  __syncthreads();
+  SampleHistogram(r, period, hist, true, b_hi, b_lo);
+  __syncthreads();
+  uint64_t thr_key = ~0ull;  // no winner
+  if (m_hi >= 1) {
+    FindBoundaryBucketInBlock<kThreads>(hist, 1024, m_hi - g_hi, scan_tmp, sh_bucket,
+                                        sh_greater);
+    __syncthreads();
+    thr_key = ((static_cast<uint64_t>(b_hi) << 10) + *sh_bucket + 1) << 9;
+    __syncthreads();
+  }
+  FindBoundaryBucketInBlock<kThreads>(hist + 1024, 1024, m_lo - g_lo, scan_tmp, sh_bucket,
+                                      sh_greater);
+  __syncthreads();
+  const uint64_t flo_key = ((static_cast<uint64_t>(b_lo) << 10) + *sh_bucket) << 9;
+  __syncthreads();
+  band.thr = KeyFloor(thr_key);
+  band.flo = KeyFloor(flo_key);
+  band.ok = true;
+  return band;
+}
+
+__global__ void __launch_bounds__(kStripedThreads, 2)
+    TopKSelectStripedKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                            int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  constexpr int kThreads = kStripedThreads;
+  using Scan = TopKScan<kThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ int sh_bucket, sh_greater;
+  __shared__ int exchange[2][kStripedWarps];  // per warp: winners | candidates << 16 of a tile
+  extern __shared__ int striped_smem[];
+  const TwoReadSmem smem = CarveTwoReadSmem(striped_smem);
+  int* const hist = smem.hist;
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.y, blockIdx.x, threadIdx.x, kThreads, threadIdx.x == 0);
+  if (seg.want == 0) return;
+  const StripedRow r = MakeStripedRow(seg.sc, seg.lo, seg.hi);
+
+  // A sampled band in place of read 1, where the segment is long enough and the band holds.
+  const SampledBand band =
+      SampleBand<kThreads>(r, seg.want, hist, scan_tmp, &sh_bucket, &sh_greater);
+  if (band.ok) {
+    const int2 got =
+        StripedSplit(r, band.thr, band.flo,
+                     {seg.mid, smem.cand_key, smem.cand_idx, smem.cand_wb, 0, 0, seg.want,
+                      kTwoReadCandidates},
+                     {hist, exchange});
+    __syncthreads();  // the candidates are complete; hist is free
+    if (got.x < seg.want && got.x + got.y >= seg.want && got.y <= kTwoReadCandidates) {
+      FinishSplitInShared<kThreads>(got.y, seg.want - got.x, 0u, 0u, got.x, hist,
+                                    smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
+                                    scan_tmp, 0);
+      return;
+    }
+  }
+
+  // Read 1: the first digit's histogram and its boundary bucket.
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  __syncthreads();
+  StripedHistogram(r, hist);
+  __syncthreads();
+  const FirstDigitSplit split =
+      SplitAtFirstDigit<kThreads>(hist, seg.want, scan_tmp, &sh_bucket, &sh_greater);
+  // Buckets below 16 hold -inf and NaN only (bucket 15), which BucketFloor cannot bound.
+  if (split.cands > kTwoReadCandidates || split.bucket < 16) {
+    FinishByRadixPasses<kThreads>(seg, hist, scan_tmp, split);
+    return;
+  }
+
+  // Read 2: winners to mid at their rank among winners, candidates to shared memory.
+  StripedSplit(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket),
+               {seg.mid, smem.cand_key, smem.cand_idx, smem.cand_wb, 0, 0, seg.want,
+                kTwoReadCandidates},
+               {hist, exchange});
+  __syncthreads();  // the candidates are complete; hist is free
+  FinishSplitInShared<kThreads>(split.cands, split.take, split.prefix, split.mask, split.greater,
+                                hist, smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
+                                scan_tmp);
+}
+
+// kMultiBlock: kStriped's two reads spread over many blocks per (s, h), through a workspace
+// (TopKSelectWorkspaceBytes) that every launch leaves as it found it, zeroed. Three kernels:
+//  1. TopKHistogramKernel, grid (slices, heads_kv, seqs): each block adds its slice's 13-bit
+//     digits to a histogram in shared memory, then its nonzero bins to the pair's histogram in
+//     the workspace; the pair's last block to arrive (a counter) finds the boundary bucket
+//     (SplitAtFirstDigit, stored per pair) and zeroes the histogram and the counter.
+//  2. TopKSplitKernel, one block per (pair, slice) taken in the order the blocks start (a
+//     ticket): it classifies its slice (read 2's comparisons) and publishes its winner and
+//     candidate counts, adds up those of the pair's earlier slices (each published as soon as
+//     its block has counted; a block waits only on blocks that started before it), then runs
+//     read 2 over the slice again (in L2 by then): winners to mid at their rank, candidates to
+//     the pair's arrays in the workspace with the winners before each.
+//  3. TopKFinishKernel, one block per pair: the candidates into shared memory and
+//     FinishSplitInShared; a pair whose boundary bucket is larger than kMultiCandidates (or
+//     holds -inf / NaN only) is finished instead by the one-block radix passes over its scores.
+//     It zeroes what the launch left in the workspace: the pair's published counts, split and
+//     candidates, and (block (0, 0)) the ticket — so every launch leaves the whole workspace
+//     zeroed, whatever the shapes of the launches before it.
+// The result is kStriped's (the same digits, comparisons and finish).
+constexpr int kMultiHistTile = kStripedHistChunks * kStripedThreads;  // chunks per read-1 tile
+constexpr int kMultiMaxTiles = 4;  // tiles per block at most (a slice's counts fit 16 bits)
+constexpr uint32_t kPublished = 0x80000000u;
+// Boundary-bucket candidates a pair may have (the finish holds them in shared memory): ~2.5x
+// kTwoReadCandidates, as a 13-bit bucket at 1/16 of 256K Gaussian-like scores holds 1-2.5%
+// of the candidates (2.6K-6.5K), and one pair past the limit costs the whole launch its
+// one-block radix passes (~100 us at 256K).
+constexpr int kMultiCandidates = 16384;
+constexpr int kMultiFinishBins = 1 << kTwoReadBits1;  // FinishSplitInShared's and the passes'
+constexpr size_t kMultiFinishSmem = (kMultiFinishBins + 3 * kMultiCandidates) * sizeof(int);
+// Slices hold up to 1.5x kMultiMaxTiles tiles (the count rounded to the nearest).
+static_assert(kMultiMaxTiles * kStripedTileChunks * 4 * 3 / 2 < 65536,
+              "a slice's winners fit 16 bits");
+static_assert(kMultiCandidates < 32768, "a slice's candidates fit 15 bits");
+
+// The workspace, carved by the host (CarveTopKMultiWorkspace) for the launch's shape.
+struct TopKMultiWorkspace {
+  int* ticket;            // split blocks started
+  int* hist;              // [pairs][kTwoReadFirstBins]
+  int* arrived;           // [pairs] histogram blocks done
+  uint32_t* published;    // [pairs][split_slices] kPublished | winners | candidates << 16
+  FirstDigitSplit* split;  // [pairs]
+  uint32_t* cand_key;     // [pairs][kMultiCandidates]
+  int32_t* cand_idx;      // [pairs][kMultiCandidates]
+  int32_t* cand_wb;       // [pairs][kMultiCandidates]
+  int split_slices;       // slices per pair in TopKSplitKernel
+  int split_chunks;       // 16-byte chunks per split slice
+  int hist_chunks;        // 16-byte chunks per histogram slice
+};
+
+// Chunks [c0, c0 + chunks) of row as a row of its own (its candidates only; c0 on the row's
+// chunk grid, so no chunk is shared with another slice but the row's first).
+__device__ __forceinline__ StripedRow SliceOfRow(const StripedRow& row, int c0, int chunks) {
+  const int lo = max(row.lo, 4 * c0 - row.a);
+  const int hi = min(row.hi, 4 * (c0 + chunks) - row.a);
+  return MakeStripedRow(row.sc, lo, max(lo, hi));
+}
+
+// The candidates' row of pair (s, h) and its plan.
+__device__ __forceinline__ StripedRow PairRow(const float* scores, int64_t score_stride,
+                                              int64_t pair, const SegmentPlan& p) {
+  return MakeStripedRow(scores + pair * score_stride, p.sink_end, p.recent_begin);
+}
+
+__global__ void __launch_bounds__(kStripedThreads, 2)
+    TopKHistogramKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                        int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts,
+                        TopKMultiWorkspace ws) {
+  constexpr int kThreads = kStripedThreads;
+  __shared__ typename TopKScan<kThreads>::TempStorage scan_tmp;
+  __shared__ int hist[kTwoReadFirstBins];
+  __shared__ int sh_bucket, sh_greater, sh_last;
+  const int s = blockIdx.z, h = blockIdx.y;
+  const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
+  if (blockIdx.x == 0) {  // the count and the kept tokens (or the whole selection)
+    StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts, s, h,
+                     threadIdx.x, kThreads, threadIdx.x == 0);
+  }
+  const SegmentPlan p = PlanSegment(seqs[s]);
+  if (!p.selecting) return;  // no block of the pair arrives; the later kernels skip it too
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  __syncthreads();
+  const StripedRow row = PairRow(scores, score_stride, pair, p);
+  const int c0 = row.c_begin + static_cast<int>(blockIdx.x) * ws.hist_chunks;
+  if (c0 < row.c_end) StripedHistogram(SliceOfRow(row, c0, ws.hist_chunks), hist);
+  __syncthreads();
+  int* pair_hist = ws.hist + pair * kTwoReadFirstBins;
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) {
+    if (hist[b] != 0) atomicAdd(pair_hist + b, hist[b]);
+  }
+  __threadfence();  // this block's bins are visible before its arrival is
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    sh_last = atomicAdd(ws.arrived + pair, 1) == static_cast<int>(gridDim.x) - 1;
+  }
+  __syncthreads();
+  if (!sh_last) return;
+  __threadfence();  // every block's bins, before they are read
+  constexpr int kPerThread = kTwoReadFirstBins / kThreads;
+  int bins[kPerThread];
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) bins[i] = __ldcg(pair_hist + i * kThreads + threadIdx.x);
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    hist[i * kThreads + threadIdx.x] = bins[i];
+    pair_hist[i * kThreads + threadIdx.x] = 0;
+  }
+  __syncthreads();
+  const FirstDigitSplit split =
+      SplitAtFirstDigit<kThreads>(hist, p.want, scan_tmp, &sh_bucket, &sh_greater);
+  if (threadIdx.x == 0) {
+    ws.split[pair] = split;
+    ws.arrived[pair] = 0;
+  }
+}
+
+// Whether TopKSplitKernel leaves the pair to TopKFinishKernel's radix passes.
+__device__ __forceinline__ bool SplitByPasses(const FirstDigitSplit& f) {
+  return f.cands > kMultiCandidates || f.bucket < 16;
+}
+
+__global__ void __launch_bounds__(kStripedThreads, 2)
+    TopKSplitKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                    int heads_kv, int32_t* selected, int64_t sel_stride, TopKMultiWorkspace ws) {
+  __shared__ int stage[kStripedTileChunks * 4];
+  __shared__ int exchange[2][kStripedWarps];
+  __shared__ int warp_counts[2][kStripedWarps];
+  __shared__ int sh_ticket, sh_winners, sh_held;
+  if (threadIdx.x == 0) sh_ticket = atomicAdd(ws.ticket, 1);
+  __syncthreads();
+  const int64_t pair = sh_ticket / ws.split_slices;
+  const int slice = sh_ticket % ws.split_slices;
+  const int s = static_cast<int>(pair / heads_kv);
+  const SegmentPlan p = PlanSegment(seqs[s]);
+  if (!p.selecting) return;
+  const FirstDigitSplit f = ws.split[pair];
+  if (SplitByPasses(f)) return;
+  const StripedRow row = PairRow(scores, score_stride, pair, p);
+  const int c0 = row.c_begin + slice * ws.split_chunks;
+  if (c0 >= row.c_end) return;  // past the pair's candidates: no later slice looks back here
+  const StripedRow r = SliceOfRow(row, c0, ws.split_chunks);
+  const float thr = BucketFloor(f.bucket + 1), flo = BucketFloor(f.bucket);
+
+  // Count: the slice's winners and candidates, by read 2's classification.
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int lane_chunk = warp * kStripedWarpChunks + lane;
+  int wins = 0, cands = 0;
+  auto load = [&](int tb, float4 (&x)[kStripedRounds]) {
+    if (StripedTileChecked(r, tb, kStripedTileChunks)) {
+      LoadSplitTile<true>(r, tb + lane_chunk, x);
+    } else {
+      LoadSplitTile<false>(r, tb + lane_chunk, x);
+    }
+  };
+  float4 x[kStripedRounds];
+  load(r.c_begin, x);
+  for (int tb = r.c_begin; tb < r.c_end; tb += kStripedTileChunks) {
+    float4 next[kStripedRounds];  // the next tile's loads, in flight while this one is counted
+    if (tb + kStripedTileChunks < r.c_end) load(tb + kStripedTileChunks, next);
+    const int t0 = 4 * (tb + lane_chunk) - r.a;
+    uint32_t win, ge;
+    if (StripedTileChecked(r, tb, kStripedTileChunks)) {
+      ClassifySplitTile<true>(r, x, t0, thr, flo, &win, &ge);
+    } else {
+      ClassifySplitTile<false>(r, x, t0, thr, flo, &win, &ge);
+    }
+    wins += __popc(win);
+    cands += __popc(ge & ~win);
+#pragma unroll
+    for (int u = 0; u < kStripedRounds; ++u) x[u] = next[u];
+  }
+  wins = __reduce_add_sync(0xffffffffu, wins);
+  cands = __reduce_add_sync(0xffffffffu, cands);
+  if (lane == 0) {
+    warp_counts[0][warp] = wins;
+    warp_counts[1][warp] = cands;
+  }
+  __syncthreads();
+  uint32_t* published = ws.published + pair * ws.split_slices;
+  if (warp == 0) {
+    const int w = __reduce_add_sync(0xffffffffu, lane < kStripedWarps ? warp_counts[0][lane] : 0);
+    const int c = __reduce_add_sync(0xffffffffu, lane < kStripedWarps ? warp_counts[1][lane] : 0);
+    if (lane == 0) {
+      atomicExch(published + slice,
+                 kPublished | static_cast<uint32_t>(w) | (static_cast<uint32_t>(c) << 16));
+    }
+    // The earlier slices' counts (their blocks started before this one).
+    int w_before = 0, c_before = 0;
+    for (int j = lane; j < slice; j += 32) {
+      uint32_t v;
+      while (((v = atomicAdd(published + j, 0u)) & kPublished) == 0u) __nanosleep(64);
+      w_before += static_cast<int>(v & 0xffffu);
+      c_before += static_cast<int>((v >> 16) & 0x7fffu);
+    }
+    w_before = __reduce_add_sync(0xffffffffu, w_before);
+    c_before = __reduce_add_sync(0xffffffffu, c_before);
+    if (lane == 0) {
+      sh_winners = w_before;
+      sh_held = c_before;
+    }
+  }
+  __syncthreads();
+
+  // Read 2 again (L2): winners to mid, candidates to the workspace.
+  const size_t cand0 = static_cast<size_t>(pair) * kMultiCandidates;
+  int32_t* mid = selected + pair * sel_stride + p.sink_end;
+  StripedSplit(r, thr, flo,
+               {mid, ws.cand_key + cand0, ws.cand_idx + cand0, ws.cand_wb + cand0, sh_winners,
+                sh_held, p.want, kMultiCandidates},
+               {stage, exchange});
+}
+
+__global__ void __launch_bounds__(kStripedThreads, 2)
+    TopKFinishKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                     int heads_kv, int32_t* selected, int64_t sel_stride, TopKMultiWorkspace ws) {
+  constexpr int kThreads = kStripedThreads;
+  __shared__ typename TopKScan<kThreads>::TempStorage scan_tmp;
+  extern __shared__ int finish_smem[];  // kMultiFinishSmem: [bins | keys | indices | wb]
+  TwoReadSmem smem;
+  smem.hist = finish_smem;
+  smem.cand_key = reinterpret_cast<uint32_t*>(finish_smem + kMultiFinishBins);
+  smem.cand_idx = reinterpret_cast<int32_t*>(smem.cand_key + kMultiCandidates);
+  smem.cand_wb = smem.cand_idx + kMultiCandidates;
+  const int s = blockIdx.y, h = blockIdx.x;
+  const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
+  if (pair == 0 && threadIdx.x == 0) *ws.ticket = 0;  // TopKSplitKernel has finished
+  uint32_t* published = ws.published + pair * ws.split_slices;
+  for (int j = threadIdx.x; j < ws.split_slices; j += kThreads) published[j] = 0u;
+  const SegmentPlan p = PlanSegment(seqs[s]);
+  if (!p.selecting) return;
+  const FirstDigitSplit f = ws.split[pair];
+  const float* sc = scores + pair * score_stride;
+  int32_t* mid = selected + pair * sel_stride + p.sink_end;
+  if (SplitByPasses(f)) {
+    FinishByRadixPasses<kThreads>({sc, p.sink_end, p.recent_begin, p.want, mid}, smem.hist,
+                                  scan_tmp, f);
+    __syncthreads();  // every thread has read the split
+    if (threadIdx.x == 0) ws.split[pair] = FirstDigitSplit{};
+    return;
+  }
+  // The candidates to shared memory (kLoadBatch loads in flight per thread), then their
+  // entries (and the split) zeroed behind them.
+  const size_t cand0 = static_cast<size_t>(pair) * kMultiCandidates;
+  constexpr int kLoadBatch = 4;
+  for (int c0 = threadIdx.x; c0 < f.cands; c0 += kLoadBatch * kThreads) {
+    uint32_t key[kLoadBatch];
+    int32_t idx[kLoadBatch], wb[kLoadBatch];
+#pragma unroll
+    for (int u = 0; u < kLoadBatch; ++u) {
+      const int c = c0 + u * kThreads;
+      if (c < f.cands) {
+        key[u] = __ldcg(ws.cand_key + cand0 + c);
+        idx[u] = __ldcg(ws.cand_idx + cand0 + c);
+        wb[u] = __ldcg(ws.cand_wb + cand0 + c);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kLoadBatch; ++u) {
+      const int c = c0 + u * kThreads;
+      if (c < f.cands) {
+        smem.cand_key[c] = key[u];
+        smem.cand_idx[c] = idx[u];
+        smem.cand_wb[c] = wb[u];
+      }
+    }
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < f.cands; c += kThreads) {
+    ws.cand_key[cand0 + c] = 0u;
+    ws.cand_idx[cand0 + c] = 0;
+    ws.cand_wb[cand0 + c] = 0;
+  }
+  if (threadIdx.x == 0) ws.split[pair] = FirstDigitSplit{};
+  FinishSplitInShared<kThreads>(f.cands, f.take, f.prefix, f.mask, f.greater, smem.hist,
+                                smem.cand_key, smem.cand_idx, smem.cand_wb, mid, scan_tmp);
+}
+
+// Long segments: a cluster of kTopKClusterMax or fewer blocks per (sequence, KV head), each
+// holding a contiguous slice of the candidates' keys in shared memory, so the scores are read
+// from memory once (16-byte loads, the first radix histogram taken during the load) and every
+// later pass and the compaction read shared memory. Per pass each block histograms its slice;
+// after a cluster barrier every block sums all blocks' histograms through distributed shared
+// memory (double-buffered, so the next pass's clear cannot race a slower block's read) and
+// finds the same boundary bucket. The compaction is ordered across blocks by an exclusive
+// prefix of the blocks' above-boundary and tie counts, so the result is the one-block kernel's.
+template <int kThreads, int kItems>
+__global__ void __launch_bounds__(kThreads)
+    TopKSelectClusterKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                            int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+  namespace cg = cooperative_groups;
+  using Scan = cub::BlockScan<int, kThreads>;
+  using Reduce = cub::BlockReduce<int, kThreads>;
+  extern __shared__ uint4 keys4[];  // this block's candidate keys, slice order
+  uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ typename Reduce::TempStorage reduce_tmp;
+  __shared__ int hist[2][2048];
+  __shared__ int merged[2048];
+  __shared__ int totals[2];  // this block's above-boundary and boundary-tie counts
+  __shared__ int sh_bucket, sh_greater;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int nb = static_cast<int>(cluster.num_blocks());
+  const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
+  // Uniform over the cluster (it depends on the sequence only), and touching no other block's
+  // shared memory, so blocks may return here without a barrier.
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.z, blockIdx.y, gtid, nb * kThreads, gtid == 0);
+  if (seg.want == 0) return;
+  const float* sc = seg.sc;
+  const int sink_end = seg.lo, want = seg.want, cand = seg.hi - seg.lo;
+  int32_t* mid = seg.mid;
+  // This block's slice: candidates [lo, lo + len), a multiple of 4 long except the last.
+  const int per = ((cand + nb - 1) / nb + 3) / 4 * 4;
+  const int lo = sink_end + min(cand, rank * per);
+  const int len = min(cand, (rank + 1) * per) - (lo - sink_end);
+  for (int b = threadIdx.x; b < 2 * 2048; b += kThreads) (&hist[0][0])[b] = 0;
+  __syncthreads();
+  // Load + first histogram (digit 31..21). Scalar loads up to 16-byte alignment, then float4.
+  {
+    const float* p = sc + lo;
+    const int head =
+        min(len, static_cast<int>(((16 - (reinterpret_cast<uintptr_t>(p) & 15)) & 15) / 4));
+    for (int i = threadIdx.x; i < head; i += kThreads) {
+      const uint32_t k = OrderKey(p[i]);
+      keys[i] = k;
+      atomicAdd(&hist[0][k >> 21], 1);
+    }
+    const int vecs = (len - head) / 4;
+    const float4* p4 = reinterpret_cast<const float4*>(p + head);
+    constexpr int kUnroll = 4;
+    for (int base = 0; base < vecs; base += kThreads * kUnroll) {
+      float4 x[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int v = base + u * kThreads + threadIdx.x;
+        if (v < vecs) x[u] = p4[v];
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int v = base + u * kThreads + threadIdx.x;
+        if (v < vecs) {
+          const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const uint32_t k = OrderKey(f[e]);
+            keys[head + 4 * v + e] = k;
+            atomicAdd(&hist[0][k >> 21], 1);
+          }
+        }
+      }
+    }
+    for (int i = head + 4 * vecs + threadIdx.x; i < len; i += kThreads) {
+      const uint32_t k = OrderKey(p[i]);
+      keys[i] = k;
+      atomicAdd(&hist[0][k >> 21], 1);
+    }
+  }
+  uint32_t prefix = 0, mask = 0;
+  int remaining = want;
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
+    const int bins = pass == 2 ? 1024 : 2048;
+    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
+    int* local = hist[pass % 2];
+    if (pass > 0) {
+      // Keys of the current prefix, from shared memory (the histogram buffer was cleared
+      // before the previous pass's cluster barrier).
+      for (int i = 4 * threadIdx.x; i < len; i += 4 * kThreads) {
+        const uint4 k4 = keys4[i / 4];
+        const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (i + e < len && (k[e] & mask) == prefix) {
+            atomicAdd(&local[(k[e] >> shift) & digit_mask], 1);
+          }
+        }
+      }
+    }
+    cluster.sync();  // every block's histogram of this pass is complete
+    for (int b = threadIdx.x; b < bins; b += kThreads) {
+      int sum = 0;
+      for (int q = 0; q < nb; ++q) sum += cluster.map_shared_rank(local, q)[b];
+      merged[b] = sum;
+    }
+    // The other buffer was last read in the previous pass's merge, which every block finished
+    // before the barrier above: clear it for the next pass.
+    for (int b = threadIdx.x; b < 2048; b += kThreads) hist[(pass + 1) % 2][b] = 0;
+    __syncthreads();
+    if (threadIdx.x < 32) FindBoundaryBucket(merged, bins, remaining, &sh_bucket, &sh_greater);
+    __syncthreads();
+    const int bucket = sh_bucket;
+    remaining -= sh_greater;
+    prefix |= static_cast<uint32_t>(bucket) << shift;
+    mask |= digit_mask << shift;
+    const bool whole = merged[bucket] == remaining;
+    __syncthreads();  // merged is rewritten by the next pass
+    if (whole) break;
+  }
+  // This block's counts of keys above the boundary prefix and of boundary ties.
+  {
+    int above = 0, ties = 0;
+    for (int i = threadIdx.x; i < len; i += kThreads) {
+      const uint32_t kp = keys[i] & mask;
+      above += kp > prefix;
+      ties += kp == prefix;
+    }
+    above = Reduce(reduce_tmp).Sum(above);
+    __syncthreads();
+    ties = Reduce(reduce_tmp).Sum(ties);
+    if (threadIdx.x == 0) totals[0] = above, totals[1] = ties;
+  }
+  cluster.sync();  // every block's totals are complete
+  int written = 0, ties_seen = 0;
+  for (int q = 0; q < rank; ++q) {
+    const int* t = cluster.map_shared_rank(totals, q);
+    written += t[0];
+    ties_seen += t[1];
+  }
+  written += min(ties_seen, remaining);
+  // Ordered compaction of the slice, as the one-block kernel's (blocked tiles, one block scan
+  // each), starting from the blocks before this one.
+  for (int base = 0; base < len; base += kThreads * kItems) {
+    const int first = base + threadIdx.x * kItems;
+    int flags[kItems];
+    int packed = 0;
+#pragma unroll
+    for (int u4 = 0; u4 < kItems / 4; ++u4) {
+      const uint4 k4 =
+          first + 4 * u4 < len ? keys4[(first + 4 * u4) / 4] : make_uint4(0, 0, 0, 0);
+      const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int u = 4 * u4 + e;
+        flags[u] = 0;
+        if (first + u < len) {
+          const uint32_t kp = k[e] & mask;
+          flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
+        }
+        packed += flags[u];
+      }
+    }
+    int ex = 0, total = 0;
+    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
+    const int tie_quota = max(remaining - ties_seen, 0);
+    int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+    for (int u = 0; u < kItems; ++u) {
+      const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
+      if (above || (tie && ties_before < tie_quota)) {
+        mid[written + above_before + min(ties_before, tie_quota)] = lo + first + u;
+      }
+      above_before += above;
+      ties_before += tie;
+    }
+    const int tile_above = total & 0xffff, tile_ties = total >> 16;
+    written += tile_above + min(tile_ties, tie_quota);
+    ties_seen += tile_ties;
+    __syncthreads();  // scan_tmp is reused by the next tile
+  }
+  cluster.sync();  // no block leaves while another may still read its totals
+}
+
+
+}  // namespace
+
+// kAuto's multi-block rows: longer than this (measured at 256K: 64K and 128K tie or lose).
+constexpr int64_t kMultiBlockMinStride = 131072;
+
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
+                         bool workspace) {
+  if (algo == TopKAlgo::kOneBlock || algo == TopKAlgo::kTwoRead || algo == TopKAlgo::kStriped ||
+      algo == TopKAlgo::kMultiBlock) {
+    return algo;
+  }
+  const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
+  if (score_stride <= kTopKShortSegment) return one_block;
+  if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
+  if (workspace && score_stride > kMultiBlockMinStride && 8 * pairs > sms && 4 * pairs <= sms) {
+    return TopKAlgo::kMultiBlock;
+  }
+  return 4 * pairs <= sms ? TopKAlgo::kCluster : one_block;
+}
+
+namespace {
+
+// kernel with one block of `threads` per (KV head, sequence) and `smem` bytes of dynamic shared
+// memory (opted in at each launch).
+template <typename... Params, typename... Args>
+absl::Status LaunchPerPair(void (*kernel)(Params...), int threads, size_t smem, int heads_kv,
+                           int num_seqs, cudaStream_t stream, Args... args) {
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(smem)));
+  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(kernel, dim3(heads_kv, num_seqs), dim3(threads), smem,
+                                           stream, args...));
+  return absl::OkStatus();
+}
+
+// The workspace's layout for `pairs` (sequence, KV head) pairs over score rows of
+// score_stride: [ticket | histograms | arrivals | published counts | splits | candidate keys |
+// indices | winners before]. Its size with base null.
+struct TopKMultiLayout {
+  TopKMultiWorkspace ws;
+  int64_t bytes;
+};
+int64_t RowChunksBound(int64_t score_stride) { return (score_stride + 3) / 4 + 1; }
+TopKMultiLayout CarveTopKMultiWorkspace(void* base, int64_t pairs, int64_t score_stride) {
+  const int64_t max_slices =
+      (RowChunksBound(score_stride) + kStripedTileChunks - 1) / kStripedTileChunks;
+  char* p = static_cast<char*>(base);
+  int64_t at = 0;
+  auto take = [&](int64_t bytes) {
+    char* q = p == nullptr ? nullptr : p + at;
+    at += (bytes + 255) / 256 * 256;
+    return q;
+  };
+  TopKMultiLayout l{};
+  l.ws.ticket = reinterpret_cast<int*>(take(sizeof(int)));
+  l.ws.hist = reinterpret_cast<int*>(take(pairs * kTwoReadFirstBins * sizeof(int)));
+  l.ws.arrived = reinterpret_cast<int*>(take(pairs * sizeof(int)));
+  l.ws.published = reinterpret_cast<uint32_t*>(take(pairs * max_slices * sizeof(uint32_t)));
+  l.ws.split = reinterpret_cast<FirstDigitSplit*>(take(pairs * sizeof(FirstDigitSplit)));
+  const int64_t cand_bytes = pairs * kMultiCandidates * sizeof(int32_t);
+  l.ws.cand_key = reinterpret_cast<uint32_t*>(take(cand_bytes));
+  l.ws.cand_idx = reinterpret_cast<int32_t*>(take(cand_bytes));
+  l.ws.cand_wb = reinterpret_cast<int32_t*>(take(cand_bytes));
+  l.bytes = at;
+  return l;
+}
+
+// How a row of row_chunks chunks is cut into slices for `pairs` rows on `sms` SMs: about
+// `tiles` tiles of tile_chunks per block (enough blocks for ~4 per SM, at most kMultiMaxTiles
+// tiles), the slice count rounded to the nearest. {slices, chunks per slice}.
+std::pair<int, int> SliceRows(int64_t pairs, int64_t row_chunks, int64_t tile_chunks, int sms) {
+  const int64_t tiles = (row_chunks + tile_chunks - 1) / tile_chunks;
+  const int64_t per_block =
+      tile_chunks *
+      std::clamp<int64_t>(pairs * tiles / (4 * static_cast<int64_t>(sms)), 1, kMultiMaxTiles);
+  const int64_t slices = std::max<int64_t>(1, (row_chunks + per_block / 2) / per_block);
+  return {static_cast<int>(slices), static_cast<int>((row_chunks + slices - 1) / slices)};
+}
+
+absl::Status LaunchTopKMultiBlock(const float* scores, int64_t score_stride,
+                                  const CudaDsSequence* seqs, int num_seqs, int heads_kv,
+                                  int32_t* selected, int64_t sel_stride, int32_t* counts,
+                                  cudaStream_t stream, void* workspace, int sms) {
+  const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
+  TopKMultiWorkspace ws = CarveTopKMultiWorkspace(workspace, pairs, score_stride).ws;
+  const int64_t row_chunks = RowChunksBound(score_stride);
+  const auto [hist_slices, hist_chunks] = SliceRows(pairs, row_chunks, kMultiHistTile, sms);
+  const auto [split_slices, split_chunks] =
+      SliceRows(pairs, row_chunks, kStripedTileChunks, sms);
+  ws.hist_chunks = hist_chunks;
+  ws.split_chunks = split_chunks;
+  ws.split_slices = split_slices;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+      TopKHistogramKernel, dim3(hist_slices, heads_kv, num_seqs), dim3(kStripedThreads), 0,
+      stream, scores, score_stride, seqs, heads_kv, selected, sel_stride, counts, ws));
+  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+      TopKSplitKernel, dim3(static_cast<unsigned>(pairs * ws.split_slices)),
+      dim3(kStripedThreads), 0, stream, scores, score_stride, seqs, heads_kv, selected,
+      sel_stride, ws));
+  return LaunchPerPair(TopKFinishKernel, kStripedThreads, kMultiFinishSmem, heads_kv, num_seqs,
+                       stream, scores, score_stride, seqs, heads_kv, selected, sel_stride, ws);
+}
+
+}  // namespace
+
+int64_t TopKSelectWorkspaceBytes(int num_seqs, int heads_kv, int64_t score_stride) {
+  return CarveTopKMultiWorkspace(nullptr, static_cast<int64_t>(num_seqs) * heads_kv,
+                                 score_stride)
+      .bytes;
+}
+
+absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+                              int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
+                              int32_t* counts, cudaStream_t stream, TopKAlgo algo,
+                              void* workspace) {
+  if (num_seqs == 0) return absl::OkStatus();
+  // score_stride bounds every sequence's tokens, hence its candidates.
+  ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
+  const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
+  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, device.sms, workspace != nullptr);
+  if (resolved == TopKAlgo::kMultiBlock) {
+    if (workspace == nullptr) {
+      return absl::InvalidArgumentError("LaunchTopKSelect: kMultiBlock needs a workspace");
+    }
+    return LaunchTopKMultiBlock(scores, score_stride, seqs, num_seqs, heads_kv, selected,
+                                sel_stride, counts, stream, workspace, device.sms);
+  }
+  if (resolved == TopKAlgo::kCluster) {
+    const int64_t nb = std::clamp<int64_t>(
+        (score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock, 2, kTopKClusterMax);
+    // As the kernel's slice: ceil(candidates / nb) rounded up to 4 keys.
+    const int64_t cap = ((score_stride + nb - 1) / nb + 3) / 4 * 4;
+    auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads, kTopKClusterItems>;
+    ASSIGN_OR_RETURN(const LaunchInfo info,
+                     CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));
+    const int64_t smem = cap * 4;
+    if (smem + static_cast<int64_t>(info.static_smem) <= info.smem_optin) {
+      CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(static_cast<unsigned>(nb), heads_kv, num_seqs);
+      cfg.blockDim = dim3(kTopKClusterThreads);
+      cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+      cfg.stream = stream;
+      cudaLaunchAttribute cluster;
+      cluster.id = cudaLaunchAttributeClusterDimension;
+      cluster.val.clusterDim.x = static_cast<unsigned>(nb);
+      cluster.val.clusterDim.y = 1;
+      cluster.val.clusterDim.z = 1;
+      cfg.attrs = &cluster;
+      cfg.numAttrs = 1;
+      CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, scores, score_stride, seqs, heads_kv,
+                                              selected, sel_stride, counts));
+      return absl::OkStatus();
+    }
+    // Longer than the cluster's shared memory holds: a one-block kernel.
+    resolved = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
+  }
+  if (resolved == TopKAlgo::kTwoRead || resolved == TopKAlgo::kStriped) {
+    const bool striped = resolved == TopKAlgo::kStriped;
+    return LaunchPerPair(striped ? TopKSelectStripedKernel : TopKSelectTwoReadKernel,
+                         striped ? kStripedThreads : kTwoReadThreads, kTwoReadSmem, heads_kv,
+                         num_seqs, stream, scores, score_stride, seqs, heads_kv, selected,
+                         sel_stride, counts);
+  }
+  return LaunchPerPair(TopKSelectKernel, kTopKThreads, 0, heads_kv, num_seqs, stream, scores,
+                       score_stride, seqs, heads_kv, selected, sel_stride, counts);  // kOneBlock
+}
+
+}  // namespace dsinfer
