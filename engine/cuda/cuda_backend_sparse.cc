@@ -34,6 +34,7 @@
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_labels.h"
 #include "engine/cuda/stream_buffer.h"
+#include "engine/cuda/topk_workspace.h"
 #include "engine/sparse/double_sparsity.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
@@ -156,8 +157,9 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(st.scores.Grow(n * hkv * score_stride * 4, stream_));
   RETURN_IF_ERROR(st.selected.Grow(n * hkv * max_budget * 4, stream_));
   RETURN_IF_ERROR(st.counts.Grow(n * hkv * 4, stream_));
-  RETURN_IF_ERROR(st.topk_workspace.GrowZeroed(
-      TopKSelectWorkspaceBytes(num, hkv, static_cast<int64_t>(score_stride)), stream_));
+  ASSIGN_OR_RETURN(void* const topk_ws,
+                   TopKWorkspaceFor(st.topk_workspace, options_.ds_topk_algo, num, hkv,
+                                    static_cast<int64_t>(score_stride), sm_count_, stream_));
   RETURN_IF_ERROR(LaunchLabelScores(dtype, qkv.data, qkv.cols, d_seqs, num, d_labs, hq, hkv, d,
                                     max_r, UniformLabelBits(labs.data(), num, max_r), max_tokens,
                                     static_cast<float*>(st.scores.ptr),
@@ -165,7 +167,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st.scores.ptr), score_stride, d_seqs, num,
                                    hkv, static_cast<int32_t*>(st.selected.ptr), max_budget,
                                    static_cast<int32_t*>(st.counts.ptr), stream_,
-                                   options_.ds_topk_algo, st.topk_workspace.ptr));
+                                   options_.ds_topk_algo, topk_ws));
   const int splits = SparseAttentionSplits(num, hkv, max_budget, sm_count_);
   RETURN_IF_ERROR(
       st.workspace.Grow(SparseAttentionWorkspaceFloats(num, hq, d, splits) * 4, stream_));
