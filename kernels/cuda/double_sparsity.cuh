@@ -142,9 +142,10 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    exchange of per-warp counts per tile, winners staged per warp and written as
 //    contiguous runs. 1.4-1.5x faster than kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3
 //    heads (batch 8, 64K-256K, H200, docs/benchmarks.md run 9). On segments of 160K candidates
-//    or more, read 1 is a sample of the row instead (1/16 to 1/4 of it), whose band of scores
-//    around the budget's rank read 2 then counts exactly, the exact reads taking over where the
-//    band misses (run 11: 256K, batch 8, Llama-2 heads, 1/16: 207 -> 161 us).
+//    or more (100K from 256 pairs on), read 1 is a sample of the row instead (1/16 to 1/4 of
+//    it), whose band of scores around the budget's rank read 2 then counts exactly, the exact
+//    reads taking over where the band misses (run 11: 256K, batch 8, Llama-2 heads, 1/16: 207
+//    -> 161 us; 128K, 256 pairs: 109 -> 96 us).
 //  - kCluster: for score_stride > 8192, a thread-block cluster of 2–8 blocks per (s, h)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
 //    through distributed shared memory); shorter strides, and slices that would not fit in
@@ -155,12 +156,14 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    256K): at 32 pairs (Llama-2 heads, batch 1) 76 us against kStriped's 93 and kCluster's
 //    108; at 8 pairs kCluster is as fast, at 64 pairs and more kStriped is faster (its blocks
 //    already fill the GPU, and the three kernels' extra steps cost more than they spread).
-//  - kAuto (the default): kStriped up to 8192 tokens; past them kMultiBlock for 17-33 pairs
-//    (more than an eighth and at most a quarter of the SMs) on rows over 128K tokens when a
-//    workspace is given, else kCluster while the pairs number at most a quarter of the SMs —
-//    there a block per pair leaves most SMs idle: at 8-16 pairs the cluster is 1.1-3.2x faster
-//    than kStriped (run 9) — else kStriped (and where the cluster's slice would not fit shared
-//    memory).
+//  - kAuto (the default): kStriped up to 8192 tokens; past them kCluster while the (s, h)
+//    pairs number at most an eighth of the SMs — there a block per pair leaves most SMs idle:
+//    at 8-16 pairs the cluster is 1.1-3.2x faster than kStriped (run 9; run 11 at 8 pairs:
+//    43.5 against 90 us at 256K) — then kMultiBlock up to a quarter of the SMs on rows over
+//    128K tokens when a workspace is given, else kStriped (also where the cluster's slice
+//    would not fit shared memory). Run 11 at 32 pairs: kStriped 50.6 us at 128K against the
+//    cluster's 59.5 (run 9 had them trading places there, before the sampled read 1 and the
+//    new finish).
 enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped, kMultiBlock };
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of

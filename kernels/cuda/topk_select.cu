@@ -951,9 +951,14 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
 // candidates, stays under kSampleBandLimit. Measured on an H200 (docs/benchmarks.md run 11):
 // at 256K the top-k took 10-22% less time (Llama-2 heads, batch 8: 240 -> 205 us at 1/8, 207
 // -> 161 us at 1/16); at 64K the sampling's chain of dependent steps cost a lone block ~7 us
-// more than read 1 saved (batch 1), hence kSampleMinCandidates.
+// more than read 1 saved (batch 1). At 128K (call 10) it saved 5-12% with 256 pairs (two
+// blocks per SM: throughput-bound) and cost 8-19% with 8-64 (each block's latency is the
+// kernel's), hence kSampleMinCandidates, and kSampleMinCandidatesFullGrid from
+// kSampleFullGridPairs (sequence, KV head) pairs.
 constexpr int kSampleRunChunks = 128;
 constexpr int kSampleMinCandidates = 160000;
+constexpr int kSampleMinCandidatesFullGrid = 100000;
+constexpr int kSampleFullGridPairs = 256;
 constexpr float kSampleZ = 4.5f;
 constexpr int kSampleBandLimit = kTwoReadCandidates * 3 / 4;
 
@@ -1027,7 +1032,8 @@ __device__ __forceinline__ SampledBand SampleBand(
   __shared__ int sh_count;
   SampledBand band{0.0f, 0.0f, false};
   const int total = r.hi - r.lo;
-  if (total < kSampleMinCandidates) return band;
+  const bool full_grid = static_cast<int>(gridDim.x * gridDim.y) >= kSampleFullGridPairs;
+  if (total < (full_grid ? kSampleMinCandidatesFullGrid : kSampleMinCandidates)) return band;
   const float p = static_cast<float>(want) / static_cast<float>(total);
   int period = 0;
   for (int candidate : {16, 8, 4}) {
@@ -1619,7 +1625,9 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-// kAuto's multi-block rows: longer than this (measured at 256K: 64K and 128K tie or lose).
+// kAuto's multi-block rows: longer than this (run 11, 32 pairs: at 256K 76 us against the
+// striped kernel's 93; at 64K and 128K the striped kernel is faster, the cluster kernel
+// slower than both).
 constexpr int64_t kMultiBlockMinStride = 131072;
 
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
@@ -1631,10 +1639,11 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
   const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
-  if (workspace && score_stride > kMultiBlockMinStride && 8 * pairs > sms && 4 * pairs <= sms) {
+  if (8 * pairs <= sms) return TopKAlgo::kCluster;
+  if (workspace && score_stride > kMultiBlockMinStride && 4 * pairs <= sms) {
     return TopKAlgo::kMultiBlock;
   }
-  return 4 * pairs <= sms ? TopKAlgo::kCluster : one_block;
+  return one_block;
 }
 
 namespace {

@@ -513,9 +513,10 @@ TEST(DoubleSparsityHost, UniformLabelBitsGatesTheFixedRowScorers) {
 }
 
 // Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
-// runs 9 and 11 measured the crossovers. Past 8192 tokens: with a workspace, the multi-block
-// kernels for 17-33 (sequence, KV head) pairs on rows over 128K tokens; the cluster kernel up
-// to a quarter of the SMs in pairs; the striped one-block kernel otherwise. Named bodies pass.
+// runs 9 and 11 measured the crossovers. Past 8192 tokens: the cluster kernel up to an eighth
+// of the SMs in (sequence, KV head) pairs; then, with a workspace, the multi-block kernels up
+// to a quarter of the SMs on rows over 128K tokens; the striped one-block kernel otherwise.
+// Named bodies pass.
 TEST(DoubleSparsityHost, AutoTopKRule) {
   constexpr int kSms = 132;
   for (bool ws : {false, true}) {
@@ -527,13 +528,13 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
       EXPECT_EQ(ResolveTopKAlgo(named, 262144, 8, kSms, ws), named);
     }
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 16, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms, ws), TopKAlgo::kCluster);
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms, ws), TopKAlgo::kStriped);
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, ws), TopKAlgo::kStriped);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms, ws), TopKAlgo::kStriped);
   }
   for (int64_t pairs : {17, 32, 33}) {
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, false), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, false), TopKAlgo::kStriped);
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, true), TopKAlgo::kMultiBlock);
   }
 }
