@@ -272,6 +272,37 @@ __device__ __forceinline__ void RadixPassesInMemory(
   }
 }
 
+// One tile of an ordered compaction, after its kItems flags per thread are made (1: the key
+// lies above the boundary prefix; 1 << 16: a boundary tie; 0: neither), this thread's items
+// numbered index0 ... index0 + kItems - 1 (blocked arrangement): one block scan orders them,
+// the keys above and the first `remaining` ties by index (counting *ties_seen before the
+// tile) go to mid from *written, and both counters advance past the tile.
+template <int kThreads, int kItems>
+__device__ __forceinline__ void CompactTile(const int (&flags)[kItems], int index0, int remaining,
+                                            int32_t* mid, int* written, int* ties_seen,
+                                            typename TopKScan<kThreads>::TempStorage& scan_tmp) {
+  int packed = 0;
+#pragma unroll
+  for (int u = 0; u < kItems; ++u) packed += flags[u];
+  int ex = 0, total = 0;
+  TopKScan<kThreads>(scan_tmp).ExclusiveSum(packed, ex, total);
+  const int tie_quota = max(remaining - *ties_seen, 0);
+  int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+  for (int u = 0; u < kItems; ++u) {
+    const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
+    if (above || (tie && ties_before < tie_quota)) {
+      mid[*written + above_before + min(ties_before, tie_quota)] = index0 + u;
+    }
+    above_before += above;
+    ties_before += tie;
+  }
+  const int tile_above = total & 0xffff, tile_ties = total >> 16;
+  *written += tile_above + min(tile_ties, tie_quota);
+  *ties_seen += tile_ties;
+  __syncthreads();  // scan_tmp is reused by the next tile
+}
+
 // Ordered compaction: the scores in [lo, hi) whose keys lie above the boundary prefix, and the
 // first `remaining` boundary keys by index, to mid ascending. Each thread owns kTopKItems
 // consecutive candidates of a tile (blocked arrangement: one block scan per
@@ -284,7 +315,6 @@ __device__ __forceinline__ void OrderedCompaction(
   for (int base = lo; base < hi; base += kThreads * kTopKItems) {
     const int first = base + threadIdx.x * kTopKItems;
     int flags[kTopKItems];
-    int packed = 0;
 #pragma unroll
     for (int u = 0; u < kTopKItems; ++u) {
       const int t = first + u;
@@ -293,25 +323,9 @@ __device__ __forceinline__ void OrderedCompaction(
         const uint32_t kp = OrderKey(sc[t]) & mask;
         flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
       }
-      packed += flags[u];
     }
-    int ex = 0, total = 0;
-    TopKScan<kThreads>(scan_tmp).ExclusiveSum(packed, ex, total);
-    const int tie_quota = max(remaining - ties_seen, 0);
-    int above_before = ex & 0xffff, ties_before = ex >> 16;
-#pragma unroll
-    for (int u = 0; u < kTopKItems; ++u) {
-      const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
-      if (above || (tie && ties_before < tie_quota)) {
-        mid[written + above_before + min(ties_before, tie_quota)] = first + u;
-      }
-      above_before += above;
-      ties_before += tie;
-    }
-    const int tile_above = total & 0xffff, tile_ties = total >> 16;
-    written += tile_above + min(tile_ties, tie_quota);
-    ties_seen += tile_ties;
-    __syncthreads();  // scan_tmp is reused by the next tile
+    CompactTile<kThreads, kTopKItems>(flags, first, remaining, mid, &written, &ties_seen,
+                                      scan_tmp);
   }
 }
 
@@ -780,6 +794,27 @@ __device__ __forceinline__ void ClassifySplitTile(const StripedRow& r,
   *ge = g;
 }
 
+// LoadSplitTile / ClassifySplitTile for the tile of kStripedTileChunks chunks from tb, checked
+// only where the tile holds chunks that are not all candidates.
+__device__ __forceinline__ void LoadSplitTileAt(const StripedRow& r, int tb, int lane_chunk,
+                                                float4 (&x)[kStripedRounds]) {
+  if (StripedTileChecked(r, tb, kStripedTileChunks)) {
+    LoadSplitTile<true>(r, tb + lane_chunk, x);
+  } else {
+    LoadSplitTile<false>(r, tb + lane_chunk, x);
+  }
+}
+__device__ __forceinline__ void ClassifySplitTileAt(const StripedRow& r, int tb,
+                                                    const float4 (&x)[kStripedRounds], int t0,
+                                                    float thr, float flo, uint32_t* win,
+                                                    uint32_t* ge) {
+  if (StripedTileChecked(r, tb, kStripedTileChunks)) {
+    ClassifySplitTile<true>(r, x, t0, thr, flo, win, ge);
+  } else {
+    ClassifySplitTile<false>(r, x, t0, thr, flo, win, ge);
+  }
+}
+
 // The token offset from a lane's t0 of bit 8u + e of its classification: round u's chunk is
 // 32 chunks (128 tokens) after round u - 1's.
 __device__ __forceinline__ int SplitBitToken(int bit) { return ((bit >> 3) << 7) + (bit & 7); }
@@ -846,31 +881,17 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
   int* stage = sm.stage + warp * kStripedWarpChunks * 4;  // this warp's winners of a tile
   const int lane_chunk = warp * kStripedWarpChunks + lane;
   float4 x[kStripedRounds];
-  if (StripedTileChecked(r, r.c_begin, kStripedTileChunks)) {
-    LoadSplitTile<true>(r, r.c_begin + lane_chunk, x);
-  } else {
-    LoadSplitTile<false>(r, r.c_begin + lane_chunk, x);
-  }
+  LoadSplitTileAt(r, r.c_begin, lane_chunk, x);
   int winners = dst.winners, held = dst.held, parity = 0;
   for (int tb = r.c_begin; tb < r.c_end; tb += kStripedTileChunks) {
     const int t0 = 4 * (tb + lane_chunk) - r.a;
     uint32_t win, ge;
-    if (StripedTileChecked(r, tb, kStripedTileChunks)) {
-      ClassifySplitTile<true>(r, x, t0, thr, flo, &win, &ge);
-    } else {
-      ClassifySplitTile<false>(r, x, t0, thr, flo, &win, &ge);
-    }
+    ClassifySplitTileAt(r, tb, x, t0, thr, flo, &win, &ge);
     const uint32_t cand = ge & ~win;
     float first_cand = 0.0f;  // the lane's first candidate, read before x is reloaded
     if (cand != 0u) first_cand = __ldg(r.sc + t0 + SplitBitToken(__ffs(cand) - 1));
     const int next = tb + kStripedTileChunks;
-    if (next < r.c_end) {
-      if (StripedTileChecked(r, next, kStripedTileChunks)) {
-        LoadSplitTile<true>(r, next + lane_chunk, x);
-      } else {
-        LoadSplitTile<false>(r, next + lane_chunk, x);
-      }
-    }
+    if (next < r.c_end) LoadSplitTileAt(r, next, lane_chunk, x);
     // Per-round counts, one per byte (winners in the low nibbles, candidates in the high ones
     // before the split), and their exclusive prefix over the warp's lanes.
     uint32_t v = win | (cand << 4);
@@ -1305,25 +1326,16 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int lane_chunk = warp * kStripedWarpChunks + lane;
   int wins = 0, cands = 0;
-  auto load = [&](int tb, float4 (&x)[kStripedRounds]) {
-    if (StripedTileChecked(r, tb, kStripedTileChunks)) {
-      LoadSplitTile<true>(r, tb + lane_chunk, x);
-    } else {
-      LoadSplitTile<false>(r, tb + lane_chunk, x);
-    }
-  };
   float4 x[kStripedRounds];
-  load(r.c_begin, x);
+  LoadSplitTileAt(r, r.c_begin, lane_chunk, x);
   for (int tb = r.c_begin; tb < r.c_end; tb += kStripedTileChunks) {
     float4 next[kStripedRounds];  // the next tile's loads, in flight while this one is counted
-    if (tb + kStripedTileChunks < r.c_end) load(tb + kStripedTileChunks, next);
+    if (tb + kStripedTileChunks < r.c_end) {
+      LoadSplitTileAt(r, tb + kStripedTileChunks, lane_chunk, next);
+    }
     const int t0 = 4 * (tb + lane_chunk) - r.a;
     uint32_t win, ge;
-    if (StripedTileChecked(r, tb, kStripedTileChunks)) {
-      ClassifySplitTile<true>(r, x, t0, thr, flo, &win, &ge);
-    } else {
-      ClassifySplitTile<false>(r, x, t0, thr, flo, &win, &ge);
-    }
+    ClassifySplitTileAt(r, tb, x, t0, thr, flo, &win, &ge);
     wins += __popc(win);
     cands += __popc(ge & ~win);
 #pragma unroll
@@ -1584,7 +1596,6 @@ __global__ void __launch_bounds__(kThreads)
   for (int base = 0; base < len; base += kThreads * kItems) {
     const int first = base + threadIdx.x * kItems;
     int flags[kItems];
-    int packed = 0;
 #pragma unroll
     for (int u4 = 0; u4 < kItems / 4; ++u4) {
       const uint4 k4 =
@@ -1598,26 +1609,10 @@ __global__ void __launch_bounds__(kThreads)
           const uint32_t kp = k[e] & mask;
           flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
         }
-        packed += flags[u];
       }
     }
-    int ex = 0, total = 0;
-    Scan(scan_tmp).ExclusiveSum(packed, ex, total);
-    const int tie_quota = max(remaining - ties_seen, 0);
-    int above_before = ex & 0xffff, ties_before = ex >> 16;
-#pragma unroll
-    for (int u = 0; u < kItems; ++u) {
-      const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
-      if (above || (tie && ties_before < tie_quota)) {
-        mid[written + above_before + min(ties_before, tie_quota)] = lo + first + u;
-      }
-      above_before += above;
-      ties_before += tie;
-    }
-    const int tile_above = total & 0xffff, tile_ties = total >> 16;
-    written += tile_above + min(tile_ties, tie_quota);
-    ties_seen += tile_ties;
-    __syncthreads();  // scan_tmp is reused by the next tile
+    CompactTile<kThreads, kItems>(flags, lo + first, remaining, mid, &written, &ties_seen,
+                                  scan_tmp);
   }
   cluster.sync();  // no block leaves while another may still read its totals
 }
