@@ -553,12 +553,14 @@ struct TwoReadSmem {
   int32_t* cand_idx;
   int32_t* cand_wb;
 };
-__device__ __forceinline__ TwoReadSmem CarveTwoReadSmem(int* base) {
+// (The multi-block finish carves the same layout with fewer counters and more candidates.)
+__device__ __forceinline__ TwoReadSmem CarveTwoReadSmem(int* base, int bins = kTwoReadFirstBins,
+                                                        int capacity = kTwoReadCandidates) {
   TwoReadSmem m;
   m.hist = base;
-  m.cand_key = reinterpret_cast<uint32_t*>(base + kTwoReadFirstBins);
-  m.cand_idx = reinterpret_cast<int32_t*>(m.cand_key + kTwoReadCandidates);
-  m.cand_wb = m.cand_idx + kTwoReadCandidates;
+  m.cand_key = reinterpret_cast<uint32_t*>(base + bins);
+  m.cand_idx = reinterpret_cast<int32_t*>(m.cand_key + capacity);
+  m.cand_wb = m.cand_idx + capacity;
   return m;
 }
 
@@ -827,12 +829,22 @@ __device__ __forceinline__ int RoundsTotal(uint32_t rounds) {
   return static_cast<int>(__dp4a(rounds, 0x01010101u, 0u));
 }
 
+// The least score whose OrderKey is at least k (OrderKey's inverse on the keys it makes).
+__device__ __forceinline__ float FloorOfKey(uint32_t k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// FloorOfKey for a key that may lie past +inf's: NaN there (no score is at least it).
+__device__ __forceinline__ float KeyFloor(uint64_t key) {
+  if (key > 0xff800000ull) return __uint_as_float(0x7fffffffu);
+  return FloorOfKey(static_cast<uint32_t>(key));
+}
+
 // The least score whose OrderKey is at least bucket << 19 (13-bit buckets above -inf's, 15;
 // bucket 8192 or one past +inf's: NaN, which no score compares at least).
 __device__ __forceinline__ float BucketFloor(int bucket) {
   if (bucket >= kTwoReadFirstBins) return __uint_as_float(0x7fffffffu);
-  const uint32_t k = static_cast<uint32_t>(bucket) << (32 - kTwoReadBits0);
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+  return FloorOfKey(static_cast<uint32_t>(bucket) << (32 - kTwoReadBits0));
 }
 
 // Read 1 of the row r: every candidate's 13-bit digit added to hist.
@@ -982,19 +994,12 @@ constexpr int kSampleMinCandidatesFullGrid = 100000;
 constexpr int kSampleFullGridPairs = 256;
 constexpr float kSampleZ = 4.5f;
 constexpr int kSampleBandLimit = kTwoReadCandidates * 3 / 4;
+constexpr int kSampleSubBins = 1 << kTwoReadBits1;  // the refinement's counters per bucket
 
 struct SampledBand {
   float thr, flo;
   bool ok;
 };
-
-// The least score whose OrderKey is at least key (NaN above +inf's key: no score is at least
-// it).
-__device__ __forceinline__ float KeyFloor(uint64_t key) {
-  if (key > 0xff800000ull) return __uint_as_float(0x7fffffffu);
-  const uint32_t k = static_cast<uint32_t>(key);
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
 
 // Sample chunk i of row r at `period`: its chunk, or -1 past the row (-2 past the last run).
 __device__ __forceinline__ int SampleChunk(const StripedRow& r, int i, int period) {
@@ -1029,13 +1034,14 @@ __device__ __forceinline__ int SampleHistogram(const StripedRow& r, int period, 
         ++n;
         const uint32_t key = OrderKey(f[e]);
         const int b = static_cast<int>(key >> (32 - kTwoReadBits0));
-        const int sub = static_cast<int>((key >> (32 - kTwoReadBits0 - kTwoReadBits1)) & 1023u);
+        const int sub = static_cast<int>((key >> (32 - kTwoReadBits0 - kTwoReadBits1)) &
+                                         (kSampleSubBins - 1));
         if (!refine) {
           atomicAdd(&hist[b], 1);
         } else if (b == b_hi) {
           atomicAdd(&hist[sub], 1);
         } else if (b == b_lo) {
-          atomicAdd(&hist[1024 + sub], 1);
+          atomicAdd(&hist[kSampleSubBins + sub], 1);
         }
       }
     }
@@ -1098,22 +1104,24 @@ __device__ __forceinline__ SampledBand SampleBand(
   const int b_lo = *sh_bucket, g_lo = *sh_greater;
   __syncthreads();
   if (b_lo < 16) return band;  // -inf / NaN bucket: no float bound orders as the keys do
-  for (int b = threadIdx.x; b < 2048; b += kThreads) hist[b] = 0;
+  for (int b = threadIdx.x; b < 2 * kSampleSubBins; b += kThreads) hist[b] = 0;
   __syncthreads();
   SampleHistogram(r, period, hist, true, b_hi, b_lo);
   __syncthreads();
+  constexpr int kSubShift = 32 - kTwoReadBits0 - kTwoReadBits1;
   uint64_t thr_key = ~0ull;  // no winner
   if (m_hi >= 1) {
-    FindBoundaryBucketInBlock<kThreads>(hist, 1024, m_hi - g_hi, scan_tmp, sh_bucket,
+    FindBoundaryBucketInBlock<kThreads>(hist, kSampleSubBins, m_hi - g_hi, scan_tmp, sh_bucket,
                                         sh_greater);
     __syncthreads();
-    thr_key = ((static_cast<uint64_t>(b_hi) << 10) + *sh_bucket + 1) << 9;
+    thr_key = ((static_cast<uint64_t>(b_hi) << kTwoReadBits1) + *sh_bucket + 1) << kSubShift;
     __syncthreads();
   }
-  FindBoundaryBucketInBlock<kThreads>(hist + 1024, 1024, m_lo - g_lo, scan_tmp, sh_bucket,
-                                      sh_greater);
+  FindBoundaryBucketInBlock<kThreads>(hist + kSampleSubBins, kSampleSubBins, m_lo - g_lo,
+                                      scan_tmp, sh_bucket, sh_greater);
   __syncthreads();
-  const uint64_t flo_key = ((static_cast<uint64_t>(b_lo) << 10) + *sh_bucket) << 9;
+  const uint64_t flo_key =
+      ((static_cast<uint64_t>(b_lo) << kTwoReadBits1) + *sh_bucket) << kSubShift;
   __syncthreads();
   band.thr = KeyFloor(thr_key);
   band.flo = KeyFloor(flo_key);
@@ -1388,11 +1396,7 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   constexpr int kThreads = kStripedThreads;
   __shared__ typename TopKScan<kThreads>::TempStorage scan_tmp;
   extern __shared__ int finish_smem[];  // kMultiFinishSmem: [bins | keys | indices | wb]
-  TwoReadSmem smem;
-  smem.hist = finish_smem;
-  smem.cand_key = reinterpret_cast<uint32_t*>(finish_smem + kMultiFinishBins);
-  smem.cand_idx = reinterpret_cast<int32_t*>(smem.cand_key + kMultiCandidates);
-  smem.cand_wb = smem.cand_idx + kMultiCandidates;
+  const TwoReadSmem smem = CarveTwoReadSmem(finish_smem, kMultiFinishBins, kMultiCandidates);
   const int s = blockIdx.y, h = blockIdx.x;
   const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
   if (pair == 0 && threadIdx.x == 0) *ws.ticket = 0;  // TopKSplitKernel has finished
@@ -1737,15 +1741,19 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                               void* workspace) {
   if (num_seqs == 0) return absl::OkStatus();
   // score_stride bounds every sequence's tokens, hence its candidates.
-  ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
+  int sms = 0;  // only kAuto's rule and the multi-block slicing look at the SM count
+  if (algo == TopKAlgo::kAuto || algo == TopKAlgo::kMultiBlock) {
+    ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
+    sms = device.sms;
+  }
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, device.sms, workspace != nullptr);
+  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, sms, workspace != nullptr);
   if (resolved == TopKAlgo::kMultiBlock) {
     if (workspace == nullptr) {
       return absl::InvalidArgumentError("LaunchTopKSelect: kMultiBlock needs a workspace");
     }
     return LaunchTopKMultiBlock(scores, score_stride, seqs, num_seqs, heads_kv, selected,
-                                sel_stride, counts, stream, workspace, device.sms);
+                                sel_stride, counts, stream, workspace, sms);
   }
   if (resolved == TopKAlgo::kCluster) {
     const int64_t nb = std::clamp<int64_t>(
