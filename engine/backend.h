@@ -133,11 +133,17 @@ class Backend {
   // out = RmsNorm(x) * weight.
   virtual absl::Status RmsNorm(const DeviceTensor& x, const DeviceTensor& weight, float eps,
                                DeviceTensor& out) = 0;
-  // residual += delta; out = RmsNorm(residual) * weight.
-  virtual absl::Status AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
-                                  const DeviceTensor& weight, float eps, DeviceTensor& out) = 0;
   // y[:, :w.rows] = x · wᵀ. x: [n, in], w: [out, in], y: [n, >= out].
   virtual absl::Status Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) = 0;
+  // The two ends of a transformer sub-block, which a backend may fuse with the projection:
+  //  - y = (RmsNorm(residual) * norm_weight) · wᵀ, with the normed rows left in `normed`
+  //    ([n, in]) too;
+  //  - residual += x · wᵀ; `delta` ([n, w.rows]) is scratch for a backend that adds apart.
+  virtual absl::Status NormLinear(const DeviceTensor& residual, const DeviceTensor& norm_weight,
+                                  float eps, const DeviceTensor& w, DeviceTensor& normed,
+                                  DeviceTensor& y) = 0;
+  virtual absl::Status AddLinear(const DeviceTensor& x, const DeviceTensor& w,
+                                 DeviceTensor& delta, DeviceTensor& residual) = 0;
   // gate_up: [n, 2I] -> out: [n, I] = silu(gate) * up.
   virtual absl::Status SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) = 0;
   // qkv: [n, (Hq + 2 Hkv) * d] packed q | k | v per row. Applies RoPE to q and k in place
@@ -152,7 +158,7 @@ class Backend {
                                  const ForwardBatch& batch, const KvBlockPool& pool,
                                  const DeviceTensor& qkv, DeviceTensor& out) = 0;
 
-  // Bracket the layer loop of one forward step (Embedding through the last AddRmsNorm).
+  // Bracket the layer loop of one forward step (Embedding through the last AddLinear).
   // `capturable`: the step issues only the dense operations above, so a backend may record
   // it once (e.g. as a CUDA graph) and replay it for later steps of the same shape, skipping
   // the individual launches. After a failed operation the caller need not call EndStep; the

@@ -104,23 +104,36 @@ absl::Status CpuBackend::RmsNorm(const DeviceTensor& x, const DeviceTensor& weig
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
-                                    const DeviceTensor& weight, float eps, DeviceTensor& out) {
-  if (weight.elements() != residual.cols || delta.cols != residual.cols ||
-      out.cols != residual.cols) {
-    return ShapeError("AddRmsNorm", "shape");
-  }
-  AddRmsNormReference(F32(residual), F32(delta), F32(weight), residual.rows, residual.cols, eps,
-                      F32(out));
-  return absl::OkStatus();
-}
-
 absl::Status CpuBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) {
   if (x.cols != w.cols || y.cols < w.rows || y.rows < x.rows) {
     return ShapeError("Linear", absl::StrCat("x [", x.rows, ",", x.cols, "] w [", w.rows, ",",
                                              w.cols, "] y [", y.rows, ",", y.cols, "]"));
   }
   LinearReference(F32(x), x.rows, x.cols, F32(w), w.rows, F32(y), y.cols);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::NormLinear(const DeviceTensor& residual, const DeviceTensor& norm_weight,
+                                    float eps, const DeviceTensor& w, DeviceTensor& normed,
+                                    DeviceTensor& y) {
+  if (norm_weight.elements() != residual.cols || normed.cols != residual.cols ||
+      normed.rows < residual.rows || w.cols != residual.cols || y.cols < w.rows ||
+      y.rows < residual.rows) {
+    return ShapeError("NormLinear", "shape");
+  }
+  NormLinearReference(F32(residual), residual.rows, residual.cols, F32(norm_weight), eps, F32(w),
+                      w.rows, F32(normed), F32(y), y.cols);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::AddLinear(const DeviceTensor& x, const DeviceTensor& w,
+                                   DeviceTensor& delta, DeviceTensor& residual) {
+  if (x.cols != w.cols || residual.cols != w.rows || residual.rows < x.rows ||
+      delta.cols < w.rows || delta.rows < x.rows) {
+    return ShapeError("AddLinear", "shape");
+  }
+  LinearAddReference(F32(x), x.rows, x.cols, F32(w), w.rows, F32(delta), F32(residual),
+                     residual.cols);
   return absl::OkStatus();
 }
 

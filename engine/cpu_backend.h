@@ -29,9 +29,11 @@ class CpuBackend : public Backend {
                          DeviceTensor& out) override;
   absl::Status RmsNorm(const DeviceTensor& x, const DeviceTensor& weight, float eps,
                        DeviceTensor& out) override;
-  absl::Status AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
-                          const DeviceTensor& weight, float eps, DeviceTensor& out) override;
   absl::Status Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) override;
+  absl::Status NormLinear(const DeviceTensor& residual, const DeviceTensor& norm_weight, float eps,
+                          const DeviceTensor& w, DeviceTensor& normed, DeviceTensor& y) override;
+  absl::Status AddLinear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& delta,
+                         DeviceTensor& residual) override;
   absl::Status SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) override;
   absl::Status CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst, int dst_layer,
                             const std::vector<int32_t>& blocks) override;

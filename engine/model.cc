@@ -1,6 +1,8 @@
 // Per layer: h = x + Attn(RmsNorm(x)); x' = h + MLP(RmsNorm(h)). The residual stream lives in
-// ws_.residual; each sub-block's output goes to ws_.delta and is added by the next fused
-// AddRmsNorm, so no separate add pass exists. Projections are fused at upload: q|k|v into
+// ws_.residual. Each sub-block starts with Backend::NormLinear (the norm and the first
+// projection) and ends with Backend::AddLinear (the last projection added into the residual),
+// so that a backend may fuse the norm and the add into the projections (the CUDA backend does
+// at decode rows); no separate add pass exists. Projections are fused at upload: q|k|v into
 // one [Hq·d + 2·Hkv·d, hidden] matrix and gate|up into one [2I, hidden].
 #include "engine/model.h"
 
@@ -13,6 +15,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "engine/layer_ops.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
@@ -263,11 +266,10 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
   }
   RETURN_IF_ERROR(backend_.BeginStep(batch, *pool_, capturable));
   RETURN_IF_ERROR(backend_.Embedding(embed_, batch.token_ids, residual));
-  RETURN_IF_ERROR(backend_.RmsNorm(residual, layers_[0].input_norm, eps, normed));
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = layers_[i];
     const int layer = static_cast<int>(i);
-    RETURN_IF_ERROR(backend_.Linear(normed, l.qkv_proj, qkv));
+    RETURN_IF_ERROR(backend_.NormLinear(residual, l.input_norm, eps, l.qkv_proj, normed, qkv));
     std::vector<int64_t> all_rows;
     if (observer_ != nullptr) {
       all_rows.resize(n);
@@ -304,15 +306,9 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
       }
       RETURN_IF_ERROR(backend_.SparseAttention(layer, batch, sparse, *pool_, *ds_, qkv, attn));
     }
-    RETURN_IF_ERROR(backend_.Linear(attn, l.o_proj, delta));
-    RETURN_IF_ERROR(backend_.AddRmsNorm(residual, delta, l.post_attn_norm, eps, normed));
-    RETURN_IF_ERROR(backend_.Linear(normed, l.gate_up_proj, gate_up));
-    RETURN_IF_ERROR(backend_.SwiGlu(gate_up, mlp));
-    RETURN_IF_ERROR(backend_.Linear(mlp, l.down_proj, delta));
-    const DeviceTensor& next_norm =
-        i + 1 < layers_.size() ? layers_[i + 1].input_norm : final_norm_;
-    RETURN_IF_ERROR(backend_.AddRmsNorm(residual, delta, next_norm, eps, normed));
+    RETURN_IF_ERROR(FinishLayer(backend_, l, eps, attn, delta, residual, normed, gate_up, mlp));
   }
+  RETURN_IF_ERROR(backend_.RmsNorm(residual, final_norm_, eps, normed));
   RETURN_IF_ERROR(backend_.EndStep());
   RETURN_IF_ERROR(head(normed));
   RETURN_IF_ERROR(CountDeviceReuse(backend_, tier_.get(), *ds_, batch));
@@ -466,8 +462,6 @@ absl::StatusOr<bool> Model::ContinueLayerMajor(LayerMajorPrefill& p, int layers,
   for (; p.next_layer < end; ++p.next_layer) {
     const int layer = p.next_layer;
     const Layer& l = layers_[layer];
-    const DeviceTensor& next_norm = layer + 1 < num_layers ? layers_[layer + 1].input_norm
-                                                           : final_norm_;
     const int slot = layer % 2;
     KvBlockPool& stage_pool = *p.staging[slot];
     // Layer - 2's copy out of this staging pool must be done before it is rewritten.
@@ -482,17 +476,11 @@ absl::StatusOr<bool> Model::ContinueLayerMajor(LayerMajorPrefill& p, int layers,
       DeviceTensor res = RowRange(p.residual, r0, m), normed = Rows(ws_.normed, m),
                    qkv = Rows(ws_.qkv, m), attn = Rows(ws_.attn, m), delta = Rows(ws_.delta, m),
                    gate_up = Rows(ws_.gate_up, m), mlp = Rows(ws_.mlp, m);
-      RETURN_IF_ERROR(backend_.RmsNorm(res, l.input_norm, eps, normed));
-      RETURN_IF_ERROR(backend_.Linear(normed, l.qkv_proj, qkv));
+      RETURN_IF_ERROR(backend_.NormLinear(res, l.input_norm, eps, l.qkv_proj, normed, qkv));
       RETURN_IF_ERROR(backend_.RopeAndStoreKv(0, attention_, stage, stage_pool, qkv));
       if (ds_->StoresLabels()) RETURN_IF_ERROR(backend_.StoreLabels(layer, real, *ds_, qkv));
       RETURN_IF_ERROR(backend_.Attention(0, attention_, stage, stage_pool, qkv, attn));
-      RETURN_IF_ERROR(backend_.Linear(attn, l.o_proj, delta));
-      RETURN_IF_ERROR(backend_.AddRmsNorm(res, delta, l.post_attn_norm, eps, normed));
-      RETURN_IF_ERROR(backend_.Linear(normed, l.gate_up_proj, gate_up));
-      RETURN_IF_ERROR(backend_.SwiGlu(gate_up, mlp));
-      RETURN_IF_ERROR(backend_.Linear(mlp, l.down_proj, delta));
-      RETURN_IF_ERROR(backend_.AddRmsNorm(res, delta, next_norm, eps, normed));
+      RETURN_IF_ERROR(FinishLayer(backend_, l, eps, attn, delta, res, normed, gate_up, mlp));
     }
     // The layer is done: in the offload modes its labels are derived from the staging pool
     // in HBM (not read back over PCIe at the first decode step), then its K/V go to the
@@ -513,9 +501,11 @@ absl::StatusOr<bool> Model::ContinueLayerMajor(LayerMajorPrefill& p, int layers,
   RETURN_IF_ERROR(backend_.JoinKvCopy(1));
   RETURN_IF_ERROR(backend_.EndStep());
   p.step_open = false;
-  // `normed` holds the last chunk's rows after the final norm: the LM head over its last row.
-  const int64_t last_row[1] = {(n - 1) % chunk};
-  RETURN_IF_ERROR(LmHead(Rows(ws_.normed, std::min(chunk, n)), last_row, logits));
+  // The LM head over the prompt's last row, after the final norm.
+  DeviceTensor last = RowRange(p.residual, n - 1, 1), normed = Rows(ws_.normed, 1);
+  RETURN_IF_ERROR(backend_.RmsNorm(last, final_norm_, config_.rms_norm_eps, normed));
+  const int64_t row0[1] = {0};
+  RETURN_IF_ERROR(LmHead(normed, row0, logits));
   return true;
 }
 

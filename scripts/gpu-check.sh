@@ -116,7 +116,8 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   waves     dsinfer-bench (batch 1 and 8, 4K and 32K) per DECODE_WAVES (default "8 4 2 1"):
 #             the flash-decoding split count's aim, end to end
 #   ncu-decode  ncu's time of every kernel of one eager dense decode step, batch 1, 4K
-#             (NCU_MODELS, default both shapes), as CSV
+#             (NCU_MODELS, default both shapes; NCU_LINEAR the linear body, default cublas),
+#             as CSV
 #   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
 #   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end
 #   smoke-offload  the same in offload mode, a longer prompt prefilled layer-major a layer per
@@ -228,7 +229,8 @@ if want ncu-decode; then  # per-kernel times of one eager dense decode step (iss
       step "ncu-decode-$model" "${NCU_TIMEOUT:-150}" "$ncu_bin" --profile-from-start off \
         --cache-control none --clock-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu_decode_$model.csv" "$bin/dsinfer-bench" --models "$model" \
-        --batches 1 --contexts 4096 --iters 1 --graphs=false --linear_algos cublas
+        --batches 1 --contexts 4096 --iters 1 --graphs=false \
+        --linear_algos "${NCU_LINEAR:-cublas}" --dependent_launch on
     done
   else
     echo "=== ncu-decode skipped: no ncu on this host" | tee -a "$log"

@@ -308,21 +308,6 @@ absl::Status CudaBackend::RmsNorm(const DeviceTensor& x, const DeviceTensor& wei
                          out.data, stream_);
 }
 
-absl::Status CudaBackend::AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
-                                     const DeviceTensor& weight, float eps, DeviceTensor& out) {
-  if (weight.elements() != residual.cols || delta.cols != residual.cols ||
-      out.cols != residual.cols) {
-    return ShapeError("AddRmsNorm", "shape");
-  }
-  if (mode_ != StepMode::kEager) {
-    ASSIGN_OR_RETURN(const bool skip,
-                     GraphOp(Sig({3, T(residual), T(delta), T(weight), T(out)})));
-    if (skip) return absl::OkStatus();
-  }
-  return LaunchAddRmsNormEx(options_.dtype, residual.dtype, residual.data, delta.data,
-                            weight.data, residual.rows, residual.cols, eps, out.data, stream_);
-}
-
 absl::Status CudaBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) {
   if (x.cols != w.cols || y.cols < w.rows || y.rows < x.rows) {
     return ShapeError("Linear", absl::StrCat("x [", x.rows, ",", x.cols, "] w [", w.rows, ",",
@@ -332,13 +317,73 @@ absl::Status CudaBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, D
     ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({4, T(x), T(w), T(y)})));
     if (skip) return absl::OkStatus();
   }
-  if (options_.linear_algo == LinearAlgo::kGemv &&
-      GemvApplies(options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data)) {
+  if (UsesGemv(x.rows, w) && GemvApplies(options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data)) {
     return LaunchGemv(options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data, w.rows, y.data,
                       y.cols, stream_);
   }
   return GemmEx(cublas_, options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data, w.rows, y.data,
                 y.cols);
+}
+
+bool CudaBackend::UsesGemv(int64_t rows, const DeviceTensor& w) const {
+  switch (options_.linear_algo) {
+    case LinearAlgo::kCublas:
+      return false;
+    case LinearAlgo::kGemv:
+      return rows <= kGemvMaxRows;
+    case LinearAlgo::kAuto:
+      return AutoPicksGemv(rows, w.rows, w.cols);
+  }
+  return false;
+}
+
+absl::Status CudaBackend::NormLinear(const DeviceTensor& residual,
+                                     const DeviceTensor& norm_weight, float eps,
+                                     const DeviceTensor& w, DeviceTensor& normed,
+                                     DeviceTensor& y) {
+  if (norm_weight.elements() != residual.cols || normed.cols != residual.cols ||
+      normed.rows < residual.rows || w.cols != residual.cols || y.cols < w.rows ||
+      y.rows < residual.rows) {
+    return ShapeError("NormLinear", "shape");
+  }
+  const bool fused =
+      residual.dtype == DType::kF32 && y.dtype == options_.dtype && UsesGemv(residual.rows, w) &&
+      NormGemvApplies(options_.dtype, static_cast<const float*>(residual.data), residual.rows,
+                      residual.cols, norm_weight.data, w.data, normed.data);
+  if (!fused) {
+    RETURN_IF_ERROR(RmsNorm(residual, norm_weight, eps, normed));
+    DeviceTensor x = normed;
+    x.rows = residual.rows;
+    return Linear(x, w, y);
+  }
+  if (mode_ != StepMode::kEager) {
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({8, T(residual), T(norm_weight), T(w), T(normed), T(y)})));
+    if (skip) return absl::OkStatus();
+  }
+  return LaunchNormGemv(options_.dtype, static_cast<const float*>(residual.data), residual.rows,
+                        residual.cols, norm_weight.data, eps, w.data, w.rows, y.data, y.cols,
+                        normed.data, stream_);
+}
+
+absl::Status CudaBackend::AddLinear(const DeviceTensor& x, const DeviceTensor& w,
+                                    DeviceTensor& delta, DeviceTensor& residual) {
+  if (x.cols != w.cols || residual.cols != w.rows || residual.rows < x.rows ||
+      delta.cols < w.rows || delta.rows < x.rows) {
+    return ShapeError("AddLinear", "shape");
+  }
+  if (mode_ != StepMode::kEager) {
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({3, T(x), T(w), T(residual)})));
+    if (skip) return absl::OkStatus();
+  }
+  // The fp32 residual takes the projection's fp32 sums, unrounded (GEMV or cuBLAS alike).
+  if (residual.dtype == DType::kF32 && UsesGemv(x.rows, w) &&
+      GemvApplies(options_.dtype, DType::kF32, x.data, x.rows, x.cols, w.data)) {
+    return LaunchGemvAdd(options_.dtype, x.data, x.rows, x.cols, w.data, w.rows,
+                         static_cast<float*>(residual.data), residual.cols, stream_);
+  }
+  return GemmEx(cublas_, options_.dtype, residual.dtype, x.data, x.rows, x.cols, w.data, w.rows,
+                residual.data, residual.cols, /*accumulate=*/true);
 }
 
 absl::Status CudaBackend::SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) {

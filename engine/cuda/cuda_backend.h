@@ -50,17 +50,19 @@ struct CudaBackendOptions {
   DType dtype = DType::kBF16;  // activations, weights and KV: kBF16 or kF16
   bool decode_graphs = false;  // capture/replay decode steps as CUDA graphs (see above)
   // Flash-decoding block body: the tensor-core pipelined one (docs/benchmarks.md), and the
-  // blocks its split count aims at, in waves of the SM count (DecodeAttentionSplits).
+  // blocks its split count aims at, in waves of the SM count (DecodeAttentionSplits; 0: its
+  // rule of one or two rounds by piece length).
   DecodeAttentionAlgo decode_algo = DecodeAttentionAlgo::kPipelined;
-  int decode_waves = kDecodeAttentionWaves;
+  int decode_waves = 0;
   // Kernel bodies, the fastest measured as defaults (docs/benchmarks.md; the others stay for
   // comparison benchmarks): prefill attention (the tiles PrepareBatch builds follow it),
   // Double Sparsity label scoring and top-k.
   PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kMma;
   LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kStrided;
   TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
-  // Linear layers: cuBLAS, or the few-row GEMV kernel for decode steps (LinearAlgo).
-  LinearAlgo linear_algo = LinearAlgo::kCublas;
+  // Linear layers: cuBLAS, the few-row GEMV kernels for decode steps, or kAuto's mix of the
+  // two (LinearAlgo, AutoPicksGemv).
+  LinearAlgo linear_algo = LinearAlgo::kAuto;
   // Offload gather (LaunchFetchRows): the most blocks its grid may have; it runs on the copy
   // stream beside the layer's compute, whose kernels it must leave room for. Gathers that
   // also look rows up among the previous step's (previous-step reuse) take fetch_reuse_blocks.
@@ -132,9 +134,11 @@ class CudaBackend final : public Backend {
                          DeviceTensor& out) override;
   absl::Status RmsNorm(const DeviceTensor& x, const DeviceTensor& weight, float eps,
                        DeviceTensor& out) override;
-  absl::Status AddRmsNorm(DeviceTensor& residual, const DeviceTensor& delta,
-                          const DeviceTensor& weight, float eps, DeviceTensor& out) override;
   absl::Status Linear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& y) override;
+  absl::Status NormLinear(const DeviceTensor& residual, const DeviceTensor& norm_weight, float eps,
+                          const DeviceTensor& w, DeviceTensor& normed, DeviceTensor& y) override;
+  absl::Status AddLinear(const DeviceTensor& x, const DeviceTensor& w, DeviceTensor& delta,
+                         DeviceTensor& residual) override;
   absl::Status SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) override;
   absl::Status CopyKvBlocks(const KvBlockPool& src, int src_layer, KvBlockPool& dst, int dst_layer,
                             const std::vector<int32_t>& blocks) override;
@@ -280,6 +284,9 @@ class CudaBackend final : public Backend {
     cudaGraphExec_t exec = nullptr;
     std::vector<uint64_t> ops;  // signature of each operation of the recorded step
   };
+  // Whether a linear layer of `rows` rows over `w` takes the GEMV kernels
+  // (options_.linear_algo).
+  bool UsesGemv(int64_t rows, const DeviceTensor& w) const;
   // In a graph step, records (capture) or checks (replay) one operation's signature. Returns
   // true when the caller must skip its launch (replay).
   absl::StatusOr<bool> GraphOp(uint64_t signature);

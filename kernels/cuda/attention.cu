@@ -371,16 +371,21 @@ __global__ void __launch_bounds__(kPipeThreads, kPipeMinBlocks)
                           const int32_t* row_seq, int heads_q, int heads_kv, float scale_log2,
                           CudaPagedKv kv, float* ws, int splits, T* out, int64_t out_stride) {
   extern __shared__ __align__(16) unsigned char pipe_smem[];
-  cuda::StartNextThenWaitForPrior();
+  // Dependent launch with early loads: the positions and block tables were uploaded before the
+  // step, and the K/V of a row's older tokens were written by earlier steps (ordered by the
+  // step's q|k|v projection, a kernel launched as usual), so a warp's first tiles of them load
+  // while the kernel before (RoPE + K/V write) still runs. Only the row's own token and q wait.
+  cuda::LetDependentsStart();
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
-  const cuda::PipePiece pipe{piece.row, piece.qh0, piece.heads, piece.kvh, piece.begin, piece.end};
+  const cuda::PipePiece pipe{piece.row,   piece.qh0, piece.heads,         piece.kvh,
+                             piece.begin, piece.end, positions[piece.row]};
   cuda::PipelinedDecodeBody<T, HD>(
       q, q_stride, pipe, kv, scale_log2, ContextSlots{row_seq, piece.row},
       [&](int g, int d, float acc, float m, float l) {
         WritePiece<T, HD>(acc, m, l, piece.row, piece.row, piece.qh0 + g, d, heads_q, splits,
                           piece.split, ws, out, out_stride);
       },
-      pipe_smem);
+      [] { cuda::WaitForPrior(); }, pipe_smem);
 }
 
 // kSubTiles: SIMT blocks per tile of the list. 1 for kSimt's own 16-row tiles (then this is
@@ -559,10 +564,17 @@ absl::Status CheckHeads(const char* op, int heads_q, int heads_kv, int head_dim,
 
 int DecodeAttentionSplits(int64_t rows, int heads_q, int heads_kv, int64_t context, int sm_count,
                           int waves) {
+  if (waves <= 0) {
+    const int one_round =
+        DecodeAttentionSplits(rows, heads_q, heads_kv, context, sm_count, kDecodeAttentionWaves);
+    if ((context + one_round - 1) / one_round < kDecodeLongPieceTokens) return one_round;
+    return DecodeAttentionSplits(rows, heads_q, heads_kv, context, sm_count,
+                                 2 * kDecodeAttentionWaves);
+  }
   const int64_t groups = (heads_q / heads_kv + kMaxGroup - 1) / kMaxGroup;
   const int64_t base_blocks = std::max<int64_t>(1, rows * heads_kv * groups);
-  const int64_t want =
-      (static_cast<int64_t>(waves) * sm_count + base_blocks - 1) / base_blocks;
+  // Whole rounds of resident blocks: a few blocks past them would cost a round of their own.
+  const int64_t want = static_cast<int64_t>(waves) * sm_count / base_blocks;
   return static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>({want, (context + 63) / 64, 256})));
 }

@@ -87,11 +87,19 @@ absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride, const
 int64_t DecodeAttentionWorkspaceFloats(int64_t rows, int heads_q, int head_dim, int splits);
 
 // The split count of flash-decoding for `rows` rows over contexts up to `context` tokens on
-// `sm_count` SMs: enough (piece, head group, row) blocks for `waves` × sm_count, no piece
-// shorter than 64 tokens, at most 256 pieces. kDecodeAttentionWaves: the CUDA backend's aim
-// (H200, the pipelined body: 4 waves were as fast as 8 or faster at every measured shape, up to
-// 15% at batch 1; 2 or 1 win at 4K but lose up to 25% at >= 16K).
-constexpr int kDecodeAttentionWaves = 4;
+// `sm_count` SMs: the most (piece, head group, row) blocks that fit in `waves` × sm_count (at
+// least one piece), no piece shorter than 64 tokens, at most 256 pieces. The pipelined body
+// runs 2 blocks per SM at head_dim 128, so 4 waves are two whole rounds of resident blocks;
+// rounding the count up instead left a few blocks for a round of their own (run 12: Llama-2
+// heads at batch 1 took 17 pieces, 544 blocks on 132 SMs).
+// waves <= 0 is the CUDA backend's rule (H200, the pipelined body, docs/benchmarks.md run 12):
+// kDecodeAttentionWaves (one whole round of resident blocks), or twice that where one round
+// leaves pieces of kDecodeLongPieceTokens or more. One round was as fast as two or faster end
+// to end at every measured shape (batch 1 and 8, 4K and 32K: 4K batch 1 decode 1.5-2.3%
+// faster) and in the operator alone on pieces up to 16K tokens (up to 23% at 4K), but 0.4-3%
+// slower on pieces of 32K-256K tokens (Llama-2 heads at batch 8 from 64K, batch 1 at 256K).
+constexpr int kDecodeAttentionWaves = 2;
+constexpr int64_t kDecodeLongPieceTokens = 32768;
 int DecodeAttentionSplits(int64_t rows, int heads_q, int heads_kv, int64_t context, int sm_count,
                           int waves);
 
@@ -193,8 +201,10 @@ absl::Status LaunchToF32(DType dtype, const void* src, int64_t count, float* dst
 absl::Status Gemm(cublasHandle_t handle, DType dtype, const void* x, int64_t rows, int64_t in,
                   const void* w, int64_t out, void* y, int64_t y_stride);
 // The same with y of y_dtype: dtype or kF32 (the fp32 accumulator written unrounded: logits).
+// accumulate: y += x · wᵀ (the residual stream's add; twin LinearAddReference).
 absl::Status GemmEx(cublasHandle_t handle, DType dtype, DType y_dtype, const void* x, int64_t rows,
-                    int64_t in, const void* w, int64_t out, void* y, int64_t y_stride);
+                    int64_t in, const void* w, int64_t out, void* y, int64_t y_stride,
+                    bool accumulate = false);
 
 // The same product for decode steps (1 to kGemvMaxRows rows), where reading w once from HBM
 // is the whole cost: a warp streams two weight rows in 16-byte chunks and accumulates in fp32
@@ -202,14 +212,44 @@ absl::Status GemmEx(cublasHandle_t handle, DType dtype, DType y_dtype, const voi
 // or fp32, `in` a multiple of 8, x and w 16-byte aligned); INVALID_ARGUMENT otherwise. x:
 // [rows, in] contiguous; y: row stride y_stride >= out.
 inline constexpr int kGemvMaxRows = 8;
-// Which body a backend's linear layers use: kCublas (cublasGemmEx for every shape) or kGemv
-// (LaunchGemv where GemvApplies — decode steps of up to kGemvMaxRows rows — cuBLAS otherwise).
-enum class LinearAlgo { kCublas, kGemv };
+// Which body a backend's linear layers use: kCublas (cublasGemmEx for every shape), kGemv
+// (the GEMV kernels where they apply — decode steps of up to kGemvMaxRows rows — cuBLAS
+// otherwise), or kAuto (AutoPicksGemv). The GEMV path folds the RMSNorm into the next
+// projection (LaunchNormGemv) and adds the output projections into the residual stream
+// (LaunchGemvAdd), so such a projection runs no separate norm and no split-K reduction.
+enum class LinearAlgo { kCublas, kGemv, kAuto };
+// kAuto's rule (docs/benchmarks.md, run 12): the GEMV at one row on weights of up to 32 Mi
+// elements, cuBLAS otherwise. At one row cuBLAS reads large weights faster (its TMA kernels
+// with deep pipelines: 3.7-3.9 TB/s on the 7B/8B qkv and gate_up projections against the
+// GEMV's 3.1-3.7) but splits small ones over K and reduces apart (o_proj: 2.3-2.5 TB/s
+// against 2.6-2.7); from two rows on, each GEMV warp's x reads grow with the rows and cuBLAS
+// wins everywhere.
+inline constexpr int kAutoGemvMaxRows = 1;
+inline constexpr int64_t kAutoGemvMaxWeights = int64_t{32} << 20;
+inline bool AutoPicksGemv(int64_t rows, int64_t out, int64_t in) {
+  return rows <= kAutoGemvMaxRows && out * in <= kAutoGemvMaxWeights;
+}
 bool GemvApplies(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_t in,
                  const void* w);
 absl::Status LaunchGemv(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_t in,
                         const void* w, int64_t out, void* y, int64_t y_stride,
                         cudaStream_t stream);
+// residual[:, :out] += x · wᵀ with the fp32 residual (row stride residual_stride >= out)
+// taking the fp32 sums unrounded. Twin: LinearAddReference. Needs GemvApplies(dtype, kF32, …).
+absl::Status LaunchGemvAdd(DType dtype, const void* x, int64_t rows, int64_t in, const void* w,
+                           int64_t out, float* residual, int64_t residual_stride,
+                           cudaStream_t stream);
+// y[:, :out] = RmsNorm(residual) · wᵀ (y of dtype) with the norm folded into the product: the
+// dot runs over residual ⊙ norm_weight in fp32 and is scaled by 1/rms at the end, so the
+// normed rows are never rounded to dtype. `normed` (may be null): RmsNorm(residual) in dtype,
+// as LaunchRmsNormEx writes it. Twin: NormLinearReference. residual: [rows, in] fp32,
+// contiguous; norm_weight: [in]. Needs NormGemvApplies (GemvApplies plus 16-byte aligned
+// norm_weight and normed).
+bool NormGemvApplies(DType dtype, const float* residual, int64_t rows, int64_t in,
+                     const void* norm_weight, const void* w, const void* normed);
+absl::Status LaunchNormGemv(DType dtype, const float* residual, int64_t rows, int64_t in,
+                            const void* norm_weight, float eps, const void* w, int64_t out,
+                            void* y, int64_t y_stride, void* normed, cudaStream_t stream);
 
 }  // namespace dsinfer
 

@@ -61,9 +61,12 @@ __device__ __forceinline__ uint32_t PackRaw(T lo, T hi) {
 
 // What a block attends: query heads [qh0, qh0 + heads) (heads <= kPipeMaxHeads) of q row q_row,
 // against KV head kvh, over slots [begin, end) of its slot list (empty when begin >= end).
+// Slots below early_end hold K/V that no kernel of the step writes (a decode row's older
+// tokens): a warp whose first tiles lie below it starts loading them before the body's wait.
 struct PipePiece {
   int64_t q_row;
   int qh0, heads, kvh, begin, end;
+  int early_end = 0;
 };
 
 // The body of a kernel launched with kPipeThreads threads and PipeSmemBytes<T, HD>() bytes of
@@ -75,11 +78,15 @@ struct PipePiece {
 // Emit is called once per (g, d), g < heads, d < HD, as emit(g, d, acc, m, l): the piece's
 // unnormalised output, base-2 max and sum of query head qh0 + g, channel d (an empty piece:
 // 0, -inf, 0). The whole block takes part; no thread returns early.
-template <typename T, int HD, typename Slots, typename Emit>
+// wait() is called once by every thread before it reads q or any slot at or past
+// piece.early_end (a dependent kernel's WaitForPrior; the block table and the slot list must be
+// readable before it).
+template <typename T, int HD, typename Slots, typename Emit, typename Wait>
 __device__ __forceinline__ void PipelinedDecodeBody(const T* q, int64_t q_stride,
                                                     const PipePiece& piece, const CudaPagedKv& kv,
                                                     float scale_log2, const Slots& slots,
-                                                    const Emit& emit, unsigned char* pipe_smem) {
+                                                    const Emit& emit, const Wait& wait,
+                                                    unsigned char* pipe_smem) {
   constexpr int kStride = PipeStride<HD>();
   constexpr int kTileElems = kPipeTokens * kStride;  // one K (or V) tile
   constexpr int kStageElems = PipeStageElems<HD>();
@@ -103,20 +110,6 @@ __device__ __forceinline__ void PipelinedDecodeBody(const T* q, int64_t q_stride
 
   T* const ring = reinterpret_cast<T*>(pipe_smem) + warp * kPipeStages * kStageElems;
 
-  // Q as A fragments (unscaled T: exact; the scale goes onto S in fp32): a0 = dims
-  // [16k + frag_col, +1], a2 = the same + 8 for head frag_row; rows 8-15 (a1, a3) are zero.
-  uint32_t qa[kKSteps][2];
-  {
-    const bool head_on = frag_row < G;
-    const T* qh = q + row * q_stride + static_cast<int64_t>(qh0 + (head_on ? frag_row : 0)) * HD;
-    const T zero = Num<T>::FromF(0.0f);
-#pragma unroll
-    for (int k = 0; k < kKSteps; ++k) {
-      const int d = 16 * k + frag_col;
-      qa[k][0] = head_on ? PackRaw<T>(qh[d], qh[d + 1]) : PackRaw<T>(zero, zero);
-      qa[k][1] = head_on ? PackRaw<T>(qh[d + 8], qh[d + 9]) : PackRaw<T>(zero, zero);
-    }
-  }
   const int32_t* table = slots.Table(kv);
   const T* kbase = static_cast<const T*>(kv.k);
   const T* vbase = static_cast<const T*>(kv.v);
@@ -160,12 +153,34 @@ __device__ __forceinline__ void PipelinedDecodeBody(const T* q, int64_t q_stride
   float m_run = -INFINITY, l_run = 0.0f;
 
   // Prologue: tiles 0 .. kPipeStages - 2 in flight, one commit group each (empty past the end,
-  // so that the group count stays uniform).
+  // so that the group count stays uniform) — before the wait when they all lie below early_end.
+  auto prologue = [&] {
 #pragma unroll
-  for (int i = 0; i < kPipeStages - 1; ++i) {
-    if (i < my_tiles) load_tile(i);
-    CpAsyncCommit();
+    for (int i = 0; i < kPipeStages - 1; ++i) {
+      if (i < my_tiles) load_tile(i);
+      CpAsyncCommit();
+    }
+  };
+  const int first_tiles = min(my_tiles, kPipeStages - 1);
+  const bool early =
+      first_tiles > 0 && tile_start(first_tiles - 1) + kPipeTokens <= piece.early_end;
+  if (early) prologue();
+  wait();
+  // Q as A fragments (unscaled T: exact; the scale goes onto S in fp32): a0 = dims
+  // [16k + frag_col, +1], a2 = the same + 8 for head frag_row; rows 8-15 (a1, a3) are zero.
+  uint32_t qa[kKSteps][2];
+  {
+    const bool head_on = frag_row < G;
+    const T* qh = q + row * q_stride + static_cast<int64_t>(qh0 + (head_on ? frag_row : 0)) * HD;
+    const T zero = Num<T>::FromF(0.0f);
+#pragma unroll
+    for (int k = 0; k < kKSteps; ++k) {
+      const int d = 16 * k + frag_col;
+      qa[k][0] = head_on ? PackRaw<T>(qh[d], qh[d + 1]) : PackRaw<T>(zero, zero);
+      qa[k][1] = head_on ? PackRaw<T>(qh[d + 8], qh[d + 9]) : PackRaw<T>(zero, zero);
+    }
   }
+  if (!early) prologue();
   for (int i = 0; i < my_tiles; ++i) {
     // Every lane is done with the buffer of tile i - 1, which tile i + kPipeStages - 1 reuses.
     __syncwarp();

@@ -939,7 +939,7 @@ __global__ void __launch_bounds__(cuda::kPipeThreads, cuda::kPipeMinBlocks)
                                                             piece.qh0 + g, d, heads_q, splits,
                                                             split, ws, out, out_stride);
       },
-      pipe_smem);
+      [] {}, pipe_smem);  // launched as usual: nothing to wait for, nothing loaded early
 }
 
 absl::Status BadDType(const char* what, DType dtype) {
@@ -1193,7 +1193,7 @@ int SparseAttentionSplits(int num_seqs, int heads_kv, int64_t max_budget, int sm
     // Dense flash-decoding's rule: one block per (piece, KV head, sequence), the whole group in
     // it (as dense attention with one head group per KV head).
     return DecodeAttentionSplits(num_seqs, heads_kv, heads_kv, max_budget, sm_count,
-                                 waves > 0 ? waves : kDecodeAttentionWaves);
+                                 waves > 0 ? waves : kSparsePipelinedWaves);
   }
   if (waves <= 0) waves = kSparseWarpWaves;
   const int64_t blocks = static_cast<int64_t>(num_seqs) * heads_kv;

@@ -209,9 +209,14 @@ enum class SparseAttentionAlgo { kWarp, kPipelined };
 // Floats of workspace LaunchSparseAttention needs at `splits` splits, with either body.
 int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits);
 
+// The pipelined sparse attention's aim: two whole rounds of resident blocks, as measured with
+// run 12's operator table (dense decode aims at one round, kDecodeAttentionWaves; the sparse
+// body was not re-measured at one round).
+inline constexpr int kSparsePipelinedWaves = 4;
+
 // A split count for `algo` that fills the GPU; waves <= 0 takes the body's own aim.
 //  - kPipelined: DecodeAttentionSplits' rule with one block per (piece, KV head, sequence):
-//    >= waves × sm_count blocks (default kDecodeAttentionWaves), no piece under 64 selected
+//    <= waves × sm_count blocks (default kSparsePipelinedWaves), no piece under 64 selected
 //    rows (one 16-row tile per warp), at most 256 pieces.
 //  - kWarp: ~256 selected rows per block at least, >= waves blocks per SM (default 2), at most
 //    64 pieces.

@@ -13,7 +13,8 @@ absl::Status Gemm(cublasHandle_t handle, DType dtype, const void* x, int64_t row
 }
 
 absl::Status GemmEx(cublasHandle_t handle, DType dtype, DType y_dtype, const void* x, int64_t rows,
-                    int64_t in, const void* w, int64_t out, void* y, int64_t y_stride) {
+                    int64_t in, const void* w, int64_t out, void* y, int64_t y_stride,
+                    bool accumulate) {
   if (rows == 0 || out == 0) return absl::OkStatus();
   cudaDataType_t type;
   switch (dtype) {
@@ -31,7 +32,7 @@ absl::Status GemmEx(cublasHandle_t handle, DType dtype, DType y_dtype, const voi
                                       std::string(DTypeName(y_dtype)));
   }
   const cudaDataType_t y_type = y_dtype == DType::kF32 ? CUDA_R_32F : type;
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const cublasStatus_t st = cublasGemmEx(
       handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(rows),
       static_cast<int>(in), &alpha, w, type, static_cast<int>(in), x, type, static_cast<int>(in),

@@ -44,19 +44,51 @@ __device__ __forceinline__ uint4 LoadStreaming(const uint4* p) {
   return r;
 }
 
-// acc[r][m] += w chunk of row r · x chunk of row m, for every x row below `rows`.
-template <typename T, int M>
-__device__ __forceinline__ void Accumulate(const uint4 (&wc)[kRowsPerWarp], const uint4* x,
-                                           int64_t x_chunks, int64_t c, int rows,
-                                           float (&acc)[kRowsPerWarp][M]) {
+// What a GEMV reads as its x rows and where its sums go. Three forms share the kernel:
+//  - plain: x is [rows, in] of T, y[m, n] = Σ x·w (T or fp32);
+//  - kNorm: x is the fp32 residual and y = RmsNorm(x) · wᵀ with the norm folded in: the dot
+//    runs over x ⊙ norm_weight and is scaled by 1/rms(x) at the end. Every warp reads all of x
+//    (lane j takes chunks j, j + 32, …), so it sums x² on the way and knows 1/rms itself: no
+//    separate norm pass, no extra read. Block 0 also writes RmsNorm(x) to `normed` if set;
+//  - kAdd: y is the fp32 residual and the sums are added into it (one lane owns each output).
+template <typename T>
+struct GemvIo {
+  const void* x;
+  const T* norm_weight;
+  float eps;
+  T* normed;
+  void* y;
+  int64_t y_stride;
+};
+
+// acc[r][m] += w chunk of row r · x chunk of row m, for every x row below `rows` (kNorm: x ⊙
+// norm_weight, and ss[m] += x²).
+template <typename T, int M, bool kNorm>
+__device__ __forceinline__ void Accumulate(const uint4 (&wc)[kRowsPerWarp], const GemvIo<T>& io,
+                                           int64_t in, int64_t c, int rows,
+                                           float (&acc)[kRowsPerWarp][M], float (&ss)[M]) {
   float wf[kRowsPerWarp][8];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) Unpack8<T>(wc[r], wf[r]);
+  float g[8];
+  if constexpr (kNorm) Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(io.norm_weight) + c), g);
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     if (m < rows) {
       float xf[8];
-      Unpack8<T>(__ldg(x + m * x_chunks + c), xf);
+      if constexpr (kNorm) {
+        const float4* xr =
+            reinterpret_cast<const float4*>(static_cast<const float*>(io.x) + m * in) + 2 * c;
+        const float4 a = __ldg(xr), b = __ldg(xr + 1);
+        const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          ss[m] = fmaf(v[i], v[i], ss[m]);
+          xf[i] = v[i] * g[i];
+        }
+      } else {
+        Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(io.x) + m * (in / 8) + c), xf);
+      }
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) {
 #pragma unroll
@@ -66,26 +98,52 @@ __device__ __forceinline__ void Accumulate(const uint4 (&wc)[kRowsPerWarp], cons
   }
 }
 
-template <typename T, typename Y, int M>
-__global__ void __launch_bounds__(kThreads)
-    GemvKernel(const T* __restrict__ x, int rows, int64_t in, const T* __restrict__ w,
-               int64_t out, Y* __restrict__ y, int64_t y_stride) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
-  if (n0 >= out) return;
+// Block 0 of a kNorm GEMV: normed[m] = x[m] · inv[m] ⊙ norm_weight, as RmsNormKernel rounds it.
+template <typename T, int M>
+__device__ __forceinline__ void WriteNormed(const GemvIo<T>& io, int64_t in, int rows,
+                                            const float (&inv)[M]) {
+  using Vec2 = typename Num<T>::Vec2;
   const int64_t chunks = in / 8;
-  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  for (int64_t c = threadIdx.x; c < chunks; c += kThreads) {
+    float g[8];
+    Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(io.norm_weight) + c), g);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      if (m < rows) {
+        const float* xr = static_cast<const float*>(io.x) + m * in + 8 * c;
+        uint4 packed;
+        Vec2* out = reinterpret_cast<Vec2*>(&packed);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          out[i].x = Num<T>::FromF(xr[2 * i] * inv[m] * g[2 * i]);
+          out[i].y = Num<T>::FromF(xr[2 * i + 1] * inv[m] * g[2 * i + 1]);
+        }
+        reinterpret_cast<uint4*>(io.normed + m * in)[c] = packed;
+      }
+    }
+  }
+}
+
+template <typename T, typename Y, int M, bool kNorm, bool kAdd>
+__global__ void __launch_bounds__(kThreads)
+    GemvKernel(GemvIo<T> io, int rows, int64_t in, const T* __restrict__ w, int64_t out) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  // Warps past `out` (the last block's) run too, on the last row, storing nothing: block 0's
+  // warps all take part in writing `normed`.
+  const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
+  const int64_t chunks = in / 8;
   const uint4* wv[kRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     // Rows past `out` re-read the last row (never written), so the loop needs no guard.
     wv[r] = reinterpret_cast<const uint4*>(w + min(n0 + r, out - 1) * in);
   }
-  float acc[kRowsPerWarp][M];
+  float acc[kRowsPerWarp][M], ss[M];
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
+  for (int m = 0; m < M; ++m) {
+    ss[m] = 0.0f;
 #pragma unroll
-    for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+    for (int r = 0; r < kRowsPerWarp; ++r) acc[r][m] = 0.0f;
   }
   int64_t c = lane;
   for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
@@ -96,47 +154,62 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = 0; r < kRowsPerWarp; ++r) wc[u][r] = LoadStreaming(wv[r] + c + 32 * u);
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) Accumulate<T, M>(wc[u], xv, chunks, c + 32 * u, rows, acc);
+    for (int u = 0; u < kUnroll; ++u) {
+      Accumulate<T, M, kNorm>(wc[u], io, in, c + 32 * u, rows, acc, ss);
+    }
   }
   for (; c < chunks; c += 32) {
     uint4 wc[kRowsPerWarp];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) wc[r] = LoadStreaming(wv[r] + c);
-    Accumulate<T, M>(wc, xv, chunks, c, rows, acc);
+    Accumulate<T, M, kNorm>(wc, io, in, c, rows, acc, ss);
+  }
+  float inv[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    inv[m] = kNorm ? rsqrtf(WarpSum(ss[m]) / static_cast<float>(in) + io.eps) : 1.0f;
   }
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      const float sum = WarpSum(acc[r][m]);  // every lane holds the total
+      const float sum = WarpSum(acc[r][m]) * inv[m];  // every lane holds the total
       if (lane == r * M + m && m < rows && n0 + r < out) {
-        y[m * y_stride + n0 + r] = Num<Y>::FromF(sum);
+        Y* yp = static_cast<Y*>(io.y) + m * io.y_stride + n0 + r;
+        if constexpr (kAdd) {
+          *yp += sum;
+        } else {
+          *yp = Num<Y>::FromF(sum);
+        }
       }
     }
   }
+  if constexpr (kNorm) {
+    if (io.normed != nullptr && blockIdx.x == 0) WriteNormed<T, M>(io, in, rows, inv);
+  }
 }
 
-template <typename T, typename Y>
-absl::Status GemvT(const void* x, int64_t rows, int64_t in, const void* w, int64_t out, void* y,
-                   int64_t y_stride, cudaStream_t stream) {
+template <typename T, typename Y, bool kNorm, bool kAdd>
+absl::Status GemvT(const GemvIo<T>& io, int64_t rows, int64_t in, const void* w, int64_t out,
+                   cudaStream_t stream) {
   const int64_t warps = (out + kRowsPerWarp - 1) / kRowsPerWarp;
   const dim3 grid(static_cast<unsigned>((warps + kWarps - 1) / kWarps));
-  const T* xt = static_cast<const T*>(x);
   const T* wt = static_cast<const T*>(w);
-  Y* yt = static_cast<Y*>(y);
   const int n = static_cast<int>(rows);
   if (rows <= 1) {
-    GemvKernel<T, Y, 1><<<grid, kThreads, 0, stream>>>(xt, n, in, wt, out, yt, y_stride);
+    GemvKernel<T, Y, 1, kNorm, kAdd><<<grid, kThreads, 0, stream>>>(io, n, in, wt, out);
   } else if (rows <= 2) {
-    GemvKernel<T, Y, 2><<<grid, kThreads, 0, stream>>>(xt, n, in, wt, out, yt, y_stride);
+    GemvKernel<T, Y, 2, kNorm, kAdd><<<grid, kThreads, 0, stream>>>(io, n, in, wt, out);
   } else if (rows <= 4) {
-    GemvKernel<T, Y, 4><<<grid, kThreads, 0, stream>>>(xt, n, in, wt, out, yt, y_stride);
+    GemvKernel<T, Y, 4, kNorm, kAdd><<<grid, kThreads, 0, stream>>>(io, n, in, wt, out);
   } else {
-    GemvKernel<T, Y, 8><<<grid, kThreads, 0, stream>>>(xt, n, in, wt, out, yt, y_stride);
+    GemvKernel<T, Y, 8, kNorm, kAdd><<<grid, kThreads, 0, stream>>>(io, n, in, wt, out);
   }
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 
@@ -146,9 +219,20 @@ bool GemvApplies(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_
                  const void* w) {
   const bool types = (dtype == DType::kBF16 || dtype == DType::kF16) &&
                      (y_dtype == dtype || y_dtype == DType::kF32);
-  return types && rows >= 1 && rows <= kGemvMaxRows && in >= 8 && in % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  return types && rows >= 1 && rows <= kGemvMaxRows && in >= 8 && in % 8 == 0 && Aligned16(x) &&
+         Aligned16(w);
 }
+
+namespace {
+
+// GemvIo<void> is the untyped form the launchers build.
+template <typename T>
+GemvIo<T> Typed(const GemvIo<void>& io) {
+  return GemvIo<T>{io.x, static_cast<const T*>(io.norm_weight), io.eps,
+                   static_cast<T*>(io.normed), io.y, io.y_stride};
+}
+
+}  // namespace
 
 absl::Status LaunchGemv(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_t in,
                         const void* w, int64_t out, void* y, int64_t y_stride,
@@ -160,13 +244,58 @@ absl::Status LaunchGemv(DType dtype, DType y_dtype, const void* x, int64_t rows,
         "of 8 and 16-byte aligned x and w");
   }
   if (y_stride < out) return absl::InvalidArgumentError("Gemv: y_stride < out");
+  const GemvIo<void> io{x, nullptr, 0.0f, nullptr, y, y_stride};
   const bool f32 = y_dtype == DType::kF32;
   if (dtype == DType::kBF16) {
-    return f32 ? GemvT<__nv_bfloat16, float>(x, rows, in, w, out, y, y_stride, stream)
-               : GemvT<__nv_bfloat16, __nv_bfloat16>(x, rows, in, w, out, y, y_stride, stream);
+    const GemvIo<__nv_bfloat16> t = Typed<__nv_bfloat16>(io);
+    return f32 ? GemvT<__nv_bfloat16, float, false, false>(t, rows, in, w, out, stream)
+               : GemvT<__nv_bfloat16, __nv_bfloat16, false, false>(t, rows, in, w, out, stream);
   }
-  return f32 ? GemvT<__half, float>(x, rows, in, w, out, y, y_stride, stream)
-             : GemvT<__half, __half>(x, rows, in, w, out, y, y_stride, stream);
+  const GemvIo<__half> t = Typed<__half>(io);
+  return f32 ? GemvT<__half, float, false, false>(t, rows, in, w, out, stream)
+             : GemvT<__half, __half, false, false>(t, rows, in, w, out, stream);
+}
+
+absl::Status LaunchGemvAdd(DType dtype, const void* x, int64_t rows, int64_t in, const void* w,
+                           int64_t out, float* residual, int64_t residual_stride,
+                           cudaStream_t stream) {
+  if (rows == 0 || out == 0) return absl::OkStatus();
+  if (!GemvApplies(dtype, DType::kF32, x, rows, in, w)) {
+    return absl::InvalidArgumentError(
+        "GemvAdd: needs bf16/fp16 operands, 1 to 8 rows, in a multiple of 8 and 16-byte "
+        "aligned x and w");
+  }
+  if (residual_stride < out) return absl::InvalidArgumentError("GemvAdd: residual_stride < out");
+  const GemvIo<void> io{x, nullptr, 0.0f, nullptr, residual, residual_stride};
+  if (dtype == DType::kBF16) {
+    return GemvT<__nv_bfloat16, float, false, true>(Typed<__nv_bfloat16>(io), rows, in, w, out,
+                                                    stream);
+  }
+  return GemvT<__half, float, false, true>(Typed<__half>(io), rows, in, w, out, stream);
+}
+
+bool NormGemvApplies(DType dtype, const float* residual, int64_t rows, int64_t in,
+                     const void* norm_weight, const void* w, const void* normed) {
+  return GemvApplies(dtype, dtype, residual, rows, in, w) && Aligned16(norm_weight) &&
+         Aligned16(normed);
+}
+
+absl::Status LaunchNormGemv(DType dtype, const float* residual, int64_t rows, int64_t in,
+                            const void* norm_weight, float eps, const void* w, int64_t out,
+                            void* y, int64_t y_stride, void* normed, cudaStream_t stream) {
+  if (rows == 0 || out == 0) return absl::OkStatus();
+  if (!NormGemvApplies(dtype, residual, rows, in, norm_weight, w, normed)) {
+    return absl::InvalidArgumentError(
+        "NormGemv: needs bf16/fp16 weights, 1 to 8 rows, in a multiple of 8 and 16-byte "
+        "aligned residual, norm weight, w and normed");
+  }
+  if (y_stride < out) return absl::InvalidArgumentError("NormGemv: y_stride < out");
+  const GemvIo<void> io{residual, norm_weight, eps, normed, y, y_stride};
+  if (dtype == DType::kBF16) {
+    return GemvT<__nv_bfloat16, __nv_bfloat16, true, false>(Typed<__nv_bfloat16>(io), rows, in,
+                                                            w, out, stream);
+  }
+  return GemvT<__half, __half, true, false>(Typed<__half>(io), rows, in, w, out, stream);
 }
 
 }  // namespace dsinfer

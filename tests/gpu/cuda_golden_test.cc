@@ -129,7 +129,7 @@ TEST_P(CudaGoldenTest, GemvDecodeMatchesTransformers) {
   const Golden g = LoadGolden(Dir());
   auto model = Model::Load(Dir(), *backend_);
   ASSERT_TRUE(model.ok()) << model.status();
-  for (LinearAlgo algo : {LinearAlgo::kCublas, LinearAlgo::kGemv}) {
+  for (LinearAlgo algo : {LinearAlgo::kCublas, LinearAlgo::kGemv, LinearAlgo::kAuto}) {
     backend_->set_linear_algo(algo);
     for (bool dependent : {true, false}) {
       backend_->set_dependent_launch(dependent);

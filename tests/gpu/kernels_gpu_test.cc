@@ -244,10 +244,50 @@ TEST(KernelsGpu, GemmMatchesLinearReference) {
           }
         }
         EXPECT_LE(RelErr(g3, r2), 1e-4) << "fp32 out " << rows << " " << in << " " << out;
+        // Accumulating into fp32 (the residual stream's add): y += x · wᵀ, past `out` untouched.
+        std::vector<float> init(rows * y_stride);
+        for (float& v : init) v = std::uniform_real_distribution<float>(-4.0f, 4.0f)(Rng());
+        DevBuf dacc(init);
+        ASSERT_OK(GemmEx(handle, t, DType::kF32, dx.ptr, rows, in, dw.ptr, out, dacc.ptr,
+                         y_stride, /*accumulate=*/true));
+        const std::vector<float> acc = ReadF32(dacc, rows * y_stride);
+        std::vector<float> g4;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < out; ++c) {
+            g4.push_back(acc[r * y_stride + c] - init[r * y_stride + c]);
+          }
+          for (int64_t c = out; c < y_stride; ++c) {
+            EXPECT_EQ(acc[r * y_stride + c], init[r * y_stride + c]) << "added past out";
+          }
+        }
+        EXPECT_LE(RelErr(g4, r2), 1e-4) << "accumulate " << rows << " " << in << " " << out;
       }
     }
   }
   cublasDestroy(handle);
+}
+
+// ‖got − ref‖ of an fp32 product y = x · wᵀ ([rows, out], row stride `stride`) over
+// Σ max(ref², Σ_k (x w)²) per output: an output the random inputs cancel to near 0 is not held
+// to a relative bound of its accidental size. Infinite if any output is not finite.
+double ProductErr(const std::vector<float>& got, const std::vector<float>& ref,
+                  const std::vector<float>& x, const std::vector<float>& w, int64_t rows,
+                  int64_t in, int64_t out, int64_t stride) {
+  double err = 0, den = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < out; ++c) {
+      double scale2 = 0;
+      for (int64_t k = 0; k < in; ++k) {
+        const double xw = double(x[i * in + k]) * w[c * in + k];
+        scale2 += xw * xw;
+      }
+      const float g = got[i * stride + c], r = ref[i * stride + c];
+      const double d = double(g) - r;
+      err += std::isfinite(g) ? d * d : INFINITY;
+      den += std::max(double(r) * r, scale2);
+    }
+  }
+  return std::sqrt(err / den);
 }
 
 // The few-row GEMV body of decode steps against the same twin: 1 to 8 rows (every template
@@ -273,24 +313,11 @@ TEST(KernelsGpu, GemvMatchesLinearReference) {
         LinearReference(x.f32.data(), rows, in, w.f32.data(), out, ref.data(), y_stride);
         const std::vector<float> got = dy.Read16(t, rows * y_stride);
         const std::vector<float> got32 = ReadF32(dy32, rows * y_stride);
-        // fp32 out: ‖g − r‖ over max(|r|, the dot's random-sign scale sqrt(Σ (x w)²)) per
-        // output, so that an output the random inputs cancel to near 0 (out = 1) is not held
-        // to a relative bound of its accidental size.
-        std::vector<float> g16, g32, r;
-        double err32 = 0, den32 = 0;
+        std::vector<float> g16, r;
         for (int64_t i = 0; i < rows; ++i) {
           for (int64_t c = 0; c < out; ++c) {
             g16.push_back(got[i * y_stride + c]);
-            g32.push_back(got32[i * y_stride + c]);
             r.push_back(ref[i * y_stride + c]);
-            double scale2 = 0;
-            for (int64_t k = 0; k < in; ++k) {
-              const double xw = double(x.f32[i * in + k]) * w.f32[c * in + k];
-              scale2 += xw * xw;
-            }
-            const double d = double(g32.back()) - r.back();
-            err32 += std::isfinite(g32.back()) ? d * d : INFINITY;
-            den32 += std::max(double(r.back()) * r.back(), scale2);
           }
           for (int64_t c = out; c < y_stride; ++c) {
             EXPECT_TRUE(std::isnan(got[i * y_stride + c])) << "wrote past out";
@@ -298,11 +325,94 @@ TEST(KernelsGpu, GemvMatchesLinearReference) {
           }
         }
         EXPECT_LE(RelErr(g16, r), Tolerance(t)) << rows << " " << in << " " << out;
-        EXPECT_LE(std::sqrt(err32 / den32), 2e-5) << "fp32 out " << rows << " " << in << " "
-                                                  << out;
+        EXPECT_LE(ProductErr(got32, ref, x.f32, w.f32, rows, in, out, y_stride), 2e-5)
+            << "fp32 out " << rows << " " << in << " " << out;
       }
     }
   }
+}
+
+// The GEMV's fused forms against their twins over the same shapes: LaunchGemvAdd into an fp32
+// residual whose columns past `out` must keep their values (LinearAddReference), and
+// LaunchNormGemv with and without the normed rows written (NormLinearReference: the norm in
+// fp32, unrounded, then the product).
+TEST(KernelsGpu, FusedGemvMatchesTwins) {
+  SKIP_WITHOUT_GPU();
+  std::uniform_real_distribution<float> u(-4.0f, 4.0f);
+  for (DType t : kDTypes) {
+    for (int64_t rows : {1, 2, 3, 5, 8}) {
+      for (auto [in, out] : {std::pair<int64_t, int64_t>{8, 7}, {64, 97}, {4104, 129},
+                             {136, 4099}, {4096, 1}}) {
+        const int64_t stride = out + 3;
+        HostArray x = Random(t, rows * in), w = Random(t, out * in), g = Random(t, in);
+        std::vector<float> res0(rows * stride), r(rows * in);
+        for (float& v : res0) v = u(Rng());
+        for (float& v : r) v = u(Rng());
+        DevBuf dx(x.raw), dw(w.raw), dg(g.raw), dres(res0), dr(r);
+
+        ASSERT_OK(LaunchGemvAdd(t, dx.ptr, rows, in, dw.ptr, out, dres.as<float>(), stride,
+                                nullptr));
+        std::vector<float> ref = res0, delta(rows * out);
+        LinearAddReference(x.f32.data(), rows, in, w.f32.data(), out, delta.data(), ref.data(),
+                           stride);
+        const std::vector<float> got = ReadF32(dres, rows * stride);
+        std::vector<float> got_sum(rows * stride), ref_sum(rows * stride);
+        for (int64_t i = 0; i < rows * stride; ++i) {
+          got_sum[i] = got[i] - res0[i];
+          ref_sum[i] = ref[i] - res0[i];
+          if (i % stride >= out) {
+            EXPECT_EQ(got[i], res0[i]) << "added past out";
+          }
+        }
+        EXPECT_LE(ProductErr(got_sum, ref_sum, x.f32, w.f32, rows, in, out, stride), 2e-5)
+            << "add " << rows << " " << in << " " << out;
+
+        DevBuf dy(rows * stride * 2), dy2(rows * stride * 2), dn(rows * in * 2);
+        ASSERT_TRUE(NormGemvApplies(t, dr.as<float>(), rows, in, dg.ptr, dw.ptr, dn.ptr));
+        ASSERT_OK(LaunchNormGemv(t, dr.as<float>(), rows, in, dg.ptr, 1e-5f, dw.ptr, out, dy.ptr,
+                                 stride, dn.ptr, nullptr));
+        ASSERT_OK(LaunchNormGemv(t, dr.as<float>(), rows, in, dg.ptr, 1e-5f, dw.ptr, out,
+                                 dy2.ptr, stride, nullptr, nullptr));
+        std::vector<float> normed(rows * in), yref(rows * stride, 0.0f);
+        NormLinearReference(r.data(), rows, in, g.f32.data(), 1e-5f, w.f32.data(), out,
+                            normed.data(), yref.data(), stride);
+        const std::vector<float> y = dy.Read16(t, rows * stride),
+                                 y2 = dy2.Read16(t, rows * stride);
+        std::vector<float> gy, ry;
+        for (int64_t i = 0; i < rows * stride; ++i) {
+          if (i % stride >= out) {
+            EXPECT_TRUE(std::isnan(y[i])) << "norm wrote past out";
+            continue;
+          }
+          gy.push_back(y[i]);
+          ry.push_back(yref[i]);
+          EXPECT_EQ(y2[i], y[i]) << "the normed output changed y";
+        }
+        EXPECT_LE(RelErr(gy, ry), Tolerance(t)) << "norm " << rows << " " << in << " " << out;
+        EXPECT_LE(RelErr(dn.Read16(t, rows * in), normed), Tolerance(t))
+            << "normed " << rows << " " << in << " " << out;
+      }
+    }
+  }
+  DevBuf a(4096 * 4);
+  const float* res = a.as<float>();
+  EXPECT_FALSE(NormGemvApplies(DType::kBF16, res, 1, 64, a.as<char>() + 2, a.ptr, a.ptr));
+  EXPECT_FALSE(NormGemvApplies(DType::kBF16, res, 1, 64, a.ptr, a.ptr, a.as<char>() + 8));
+  EXPECT_FALSE(NormGemvApplies(DType::kBF16, res, 9, 64, a.ptr, a.ptr, nullptr));
+  EXPECT_TRUE(NormGemvApplies(DType::kBF16, res, 1, 64, a.ptr, a.ptr, nullptr));
+}
+
+// kAuto's linear-layer rule at the 7B/8B shapes: the GEMV at one row on o_proj (16 Mi weights)
+// and Llama-3's q|k|v (24 Mi), cuBLAS on Llama-2's q|k|v (48 Mi), gate|up, down and the LM
+// head, and cuBLAS for everything from two rows.
+TEST(KernelsGpu, AutoLinearRule) {
+  EXPECT_TRUE(AutoPicksGemv(1, 4096, 4096));
+  EXPECT_TRUE(AutoPicksGemv(1, 6144, 4096));
+  EXPECT_FALSE(AutoPicksGemv(1, 12288, 4096));
+  EXPECT_FALSE(AutoPicksGemv(1, 22016, 4096));
+  EXPECT_FALSE(AutoPicksGemv(1, 4096, 11008));
+  EXPECT_FALSE(AutoPicksGemv(1, 128256, 4096));
+  EXPECT_FALSE(AutoPicksGemv(2, 4096, 4096));
 }
 
 TEST(KernelsGpu, ArgmaxAndLogSumExp) {
@@ -597,16 +707,32 @@ TEST(KernelsGpu, DecodeAttentionSplitsRule) {
           EXPECT_GE(splits, 1);
           EXPECT_LE(splits, 256);
           EXPECT_LE(splits, std::max<int64_t>(1, (ctx + 63) / 64));
-          const int64_t blocks = rows * heads_kv * ((hq_hkv + 7) / 8) * splits;
+          // The most blocks that fit in the waves (one piece at least).
+          const int64_t base = rows * heads_kv * ((hq_hkv + 7) / 8);
+          if (splits > 1) {
+            EXPECT_LE(base * splits, static_cast<int64_t>(waves) * 132);
+          }
           if (splits < std::min<int64_t>(256, (ctx + 63) / 64)) {
-            EXPECT_GE(blocks, static_cast<int64_t>(waves) * 132);
+            EXPECT_GT(base * (splits + 1), static_cast<int64_t>(waves) * 132);
           }
           EXPECT_GE(splits, previous);
           previous = splits;
         }
+        // The engine's rule (waves 0): one round, or two where one leaves pieces of 32K or more.
+        const int heads_kv = 32 / std::min(hq_hkv, 32);
+        const int heads_q = heads_kv * hq_hkv;
+        const int one = DecodeAttentionSplits(rows, heads_q, heads_kv, ctx, 132, 2);
+        const int two = DecodeAttentionSplits(rows, heads_q, heads_kv, ctx, 132, 4);
+        const int rule = DecodeAttentionSplits(rows, heads_q, heads_kv, ctx, 132, 0);
+        EXPECT_EQ(rule, (ctx + one - 1) / one < kDecodeLongPieceTokens ? one : two)
+            << "rows " << rows << " group " << hq_hkv << " ctx " << ctx;
       }
     }
   }
+  // Llama-2 heads: batch 1 at 4K (one round) and 256K (32K-token pieces: two), batch 8 at 64K.
+  EXPECT_EQ(DecodeAttentionSplits(1, 32, 32, 4096, 132, 0), 8);
+  EXPECT_EQ(DecodeAttentionSplits(1, 32, 32, 262144, 132, 0), 16);
+  EXPECT_EQ(DecodeAttentionSplits(8, 32, 32, 65536, 132, 0), 2);
 }
 
 TEST(KernelsGpu, DecodeAttentionMatchesReference) {

@@ -61,7 +61,7 @@ ABSL_FLAG(std::string, dense_algos, "pipelined,tiled",
           "warp; the first is the dense time the Double Sparsity rows compare against");
 ABSL_FLAG(std::string, dense_waves, "4,8,2,1",
           "split counts to time the first dense body at, in waves of the SM count "
-          "(DecodeAttentionSplits; the engine aims at kDecodeAttentionWaves)");
+          "(DecodeAttentionSplits; the engine's rule picks one or two rounds: 2 or 4 waves)");
 ABSL_FLAG(std::string, ds_score_algos, "strided,coalesced,row",
           "Double Sparsity label scoring bodies to time: coalesced (the engine's default), row; "
           "the chain time uses the first");
@@ -364,10 +364,9 @@ absl::Status Run() {
         kv.head_dim = kHeadDim;
         CudaBatchRows rows{dpos.as<int32_t>(), drs.as<int32_t>(), batch};
         const float scale = 1.0f / std::sqrt(float(kHeadDim));
-        // Dense: the engine's split count (DecodeAttentionSplits at the backend's waves), and
-        // the first body at every count of --dense_waves.
-        const int dense_splits =
-            DecodeAttentionSplits(batch, hq, hkv, ctx, sm, kDecodeAttentionWaves);
+        // Dense: the engine's split count (DecodeAttentionSplits' own rule), and the first body
+        // at every count of --dense_waves.
+        const int dense_splits = DecodeAttentionSplits(batch, hq, hkv, ctx, sm, /*waves=*/0);
         int most_splits = dense_splits;
         for (int w : dense_waves) {
           most_splits = std::max(most_splits, DecodeAttentionSplits(batch, hq, hkv, ctx, sm, w));

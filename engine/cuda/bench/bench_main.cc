@@ -16,8 +16,9 @@
 // 4-bit ones, budget k = context / ratio, sink 4, recent 64, the first --ds_dense_layers
 // layers dense. Labels are derived from the pool's random K at the first (warm-up) step.
 //
-// Decode is timed once per linear-layer body of --linear_algos (default cublas,gemv: cuBLAS and
-// the few-row GEMV kernel, which applies to batches of up to 8 rows only), side by side. A
+// Decode is timed once per linear-layer body of --linear_algos (default auto,cublas: the
+// engine's default, AutoPicksGemv, and cuBLAS alone; gemv: the few-row GEMV kernels, with the
+// norms and residual adds folded in, wherever they apply, up to 8 rows), side by side. A
 // section before the decode table times every weight matrix of the shape alone with each body
 // at 1, 2, 4 and 8 rows: GB/s of weights read, and the weights' share of a decode step.
 // Each is also timed with and without programmatic dependent launch (--dependent_launch, default
@@ -42,6 +43,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/bench_model.h"
+#include "engine/layer_ops.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/sparse/channel_config.h"
@@ -56,8 +58,9 @@ ABSL_FLAG(std::string, models, "llama2-7b,llama3-8b", "model shapes to run");
 ABSL_FLAG(std::string, batches, "1,8,32", "decode batch sizes");
 ABSL_FLAG(std::string, contexts, "4096,32768", "decode contexts / prefill lengths");
 ABSL_FLAG(int32_t, iters, 10, "timed decode steps per configuration");
-ABSL_FLAG(int32_t, decode_waves, dsinfer::kDecodeAttentionWaves,
-          "flash-decoding split count aim, in waves of the SM count (CudaBackendOptions)");
+ABSL_FLAG(int32_t, decode_waves, 0,
+          "flash-decoding split count aim, in waves of the SM count; 0: the engine's rule "
+          "(DecodeAttentionSplits, CudaBackendOptions)");
 ABSL_FLAG(bool, graphs, true, "also time decode with CUDA graphs");
 ABSL_FLAG(std::string, attention, "dense",
           "decode attention modes to time, comma-separated: dense, double_sparse");
@@ -76,9 +79,9 @@ ABSL_FLAG(std::string, ds_topk_algo, "auto",
           "cluster");
 ABSL_FLAG(std::string, dependent_launch, "on,off",
           "programmatic dependent launch settings to time decode with, side by side: on | off");
-ABSL_FLAG(std::string, linear_algos, "cublas,gemv",
-          "linear-layer bodies to time decode with, side by side: cublas | gemv (batches of up "
-          "to 8 rows)");
+ABSL_FLAG(std::string, linear_algos, "auto,cublas",
+          "linear-layer bodies to time decode with, side by side: auto (the engine's default: "
+          "the GEMV at one row on small weights) | cublas | gemv (batches of up to 8 rows)");
 
 namespace dsinfer {
 namespace {
@@ -163,10 +166,9 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
   if (ds != nullptr) RETURN_IF_ERROR(ds->BeginStep(batch, pool));
   RETURN_IF_ERROR(b.BeginStep(batch, pool, layers == m.config.num_layers && ds == nullptr));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
-  RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
   for (int i = 0; i < layers; ++i) {
     const RandomWeightModel::Layer& l = m.layers[i];
-    RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
+    RETURN_IF_ERROR(b.NormLinear(residual, l.input_norm, eps, l.qkv_proj, normed, qkv));
     RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, pool, qkv));
     if (ds != nullptr && ds->StoresLabels()) RETURN_IF_ERROR(b.StoreLabels(i, batch, *ds, qkv));
     if (ds == nullptr || !ds->AnySparse(i)) {
@@ -187,14 +189,9 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
       }
       RETURN_IF_ERROR(b.SparseAttention(i, batch, sparse, pool, *ds, qkv, attn));
     }
-    RETURN_IF_ERROR(b.Linear(attn, l.o_proj, delta));
-    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, l.post_attn_norm, eps, normed));
-    RETURN_IF_ERROR(b.Linear(normed, l.gate_up_proj, gate_up));
-    RETURN_IF_ERROR(b.SwiGlu(gate_up, mlp));
-    RETURN_IF_ERROR(b.Linear(mlp, l.down_proj, delta));
-    const DeviceTensor& next = i + 1 < layers ? m.layers[i + 1].input_norm : m.final_norm;
-    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, next, eps, normed));
+    RETURN_IF_ERROR(FinishLayer(b, l, eps, attn, delta, residual, normed, gate_up, mlp));
   }
+  RETURN_IF_ERROR(b.RmsNorm(residual, m.final_norm, eps, normed));
   RETURN_IF_ERROR(b.EndStep());
   DeviceTensor last = ws.last, logits = ws.logits;
   last.rows = logits.rows = static_cast<int64_t>(batch.logit_rows.size());
@@ -464,7 +461,7 @@ absl::Status Run() {
   RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_ds_score_algo), &options.ds_score_algo));
   RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_ds_topk_algo), &options.ds_topk_algo));
   options.decode_waves = absl::GetFlag(FLAGS_decode_waves);
-  if (options.decode_waves < 1) return absl::InvalidArgumentError("--decode_waves must be >= 1");
+  if (options.decode_waves < 0) return absl::InvalidArgumentError("--decode_waves must be >= 0");
   ASSIGN_OR_RETURN(auto backend, CudaBackend::Create(options));
   CudaBackend& b = *backend;
   cudaDeviceProp prop;

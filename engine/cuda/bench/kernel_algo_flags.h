@@ -51,7 +51,9 @@ inline const char* AlgoName(SparseAttentionAlgo a) {
   return a == SparseAttentionAlgo::kPipelined ? "pipelined" : "warp";
 }
 
-inline const char* AlgoName(LinearAlgo a) { return a == LinearAlgo::kGemv ? "gemv" : "cublas"; }
+inline const char* AlgoName(LinearAlgo a) {
+  return a == LinearAlgo::kGemv ? "gemv" : a == LinearAlgo::kAuto ? "auto" : "cublas";
+}
 
 // Parses one name into `*out`, trying every value of Enum in `values`.
 template <typename Enum>
@@ -98,7 +100,8 @@ inline absl::Status ParseAlgo(absl::string_view name, SparseAttentionAlgo* out) 
 }
 
 inline absl::Status ParseAlgo(absl::string_view name, LinearAlgo* out) {
-  return ParseAlgo(name, {LinearAlgo::kCublas, LinearAlgo::kGemv}, "linear-layer body", out);
+  return ParseAlgo(name, {LinearAlgo::kCublas, LinearAlgo::kGemv, LinearAlgo::kAuto},
+                   "linear-layer body", out);
 }
 
 // A comma-separated list of names ("simt,mma"); at least one.

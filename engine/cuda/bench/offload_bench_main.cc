@@ -49,6 +49,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/bench_model.h"
+#include "engine/layer_ops.h"
 #include "engine/cuda/bench/step_timeline.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/model.h"
@@ -320,13 +321,12 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
   const float eps = m.config.rms_norm_eps;
   RETURN_IF_ERROR(b.BeginStep(batch, *e.pool, false));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
-  RETURN_IF_ERROR(b.RmsNorm(residual, m.layers[0].input_norm, eps, normed));
   std::vector<size_t> all(batch.sequences.size());
   std::iota(all.begin(), all.end(), 0);
   for (int i = 0; i < m.config.num_layers; ++i) {
     const BenchModel::Layer& l = m.layers[i];
     RETURN_IF_ERROR(MarkStep(e, b, "layer", i));
-    RETURN_IF_ERROR(b.Linear(normed, l.qkv_proj, qkv));
+    RETURN_IF_ERROR(b.NormLinear(residual, l.input_norm, eps, l.qkv_proj, normed, qkv));
     if (i < e.resident_layers) {
       RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, *e.resident_batch, *e.resident, qkv));
     } else {
@@ -340,15 +340,9 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
     } else {
       RETURN_IF_ERROR(b.Attention(i, m.attention, batch, *e.pool, qkv, attn));
     }
-    RETURN_IF_ERROR(b.Linear(attn, l.o_proj, delta));
-    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, l.post_attn_norm, eps, normed));
-    RETURN_IF_ERROR(b.Linear(normed, l.gate_up_proj, gate_up));
-    RETURN_IF_ERROR(b.SwiGlu(gate_up, mlp));
-    RETURN_IF_ERROR(b.Linear(mlp, l.down_proj, delta));
-    const DeviceTensor& next =
-        i + 1 < m.config.num_layers ? m.layers[i + 1].input_norm : m.final_norm;
-    RETURN_IF_ERROR(b.AddRmsNorm(residual, delta, next, eps, normed));
+    RETURN_IF_ERROR(FinishLayer(b, l, eps, attn, delta, residual, normed, gate_up, mlp));
   }
+  RETURN_IF_ERROR(b.RmsNorm(residual, m.final_norm, eps, normed));
   RETURN_IF_ERROR(MarkStep(e, b, "layers_done", m.config.num_layers));
   RETURN_IF_ERROR(b.EndStep());
   DeviceTensor last = Rows(m.last, n), logits = Rows(m.logits, n);
