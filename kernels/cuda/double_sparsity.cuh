@@ -156,10 +156,12 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    256K): at 32 pairs (Llama-2 heads, batch 1) 76 us against kStriped's 93 and kCluster's
 //    108; at 8 pairs kCluster is as fast, at 64 pairs and more kStriped is faster (its blocks
 //    already fill the GPU, and the three kernels' extra steps cost more than they spread).
-//  - kAuto (the default): kStriped up to 8192 tokens; past them kCluster while the (s, h)
-//    pairs number at most an eighth of the SMs — there a block per pair leaves most SMs idle:
-//    at 8-16 pairs the cluster is 1.1-3.2x faster than kStriped (run 9; run 11 at 8 pairs:
-//    43.5 against 90 us at 256K) — then kMultiBlock up to a quarter of the SMs on rows over
+//  - kAuto (the default): kStriped up to 8192 tokens; past them kCluster on rows of 64K
+//    tokens or more while the (s, h) pairs number at most an eighth of the SMs — there a block
+//    per pair leaves most SMs idle: at 8-16 pairs the cluster is 1.1-3.2x faster than kStriped
+//    (run 9; run 11 at 8 pairs: 43.5 against 90 us at 256K), but at 16K its cluster's set-up
+//    costs more than it spreads (run 12, 8 pairs: 20.0-24.6 us against kStriped's 14.3-15.0;
+//    at 64K the two are even) — then kMultiBlock up to a quarter of the SMs on rows over
 //    128K tokens when a workspace is given, else kStriped (also where the cluster's slice
 //    would not fit shared memory). Run 11 at 32 pairs: kStriped 50.6 us at 128K against the
 //    cluster's 59.5 (run 9 had them trading places there, before the sampled read 1 and the

@@ -1628,6 +1628,9 @@ __global__ void __launch_bounds__(kThreads)
 // striped kernel's 93; at 64K and 128K the striped kernel is faster, the cluster kernel
 // slower than both).
 constexpr int64_t kMultiBlockMinStride = 131072;
+// kAuto's cluster rows: this long or longer (run 12, 8 pairs: at 16K the striped kernel took
+// 14.3-15.0 us against the cluster's 20.0-24.6; at 64K they were even).
+constexpr int64_t kClusterMinStride = 65536;
 
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
                          bool workspace) {
@@ -1638,7 +1641,7 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
   const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
-  if (8 * pairs <= sms) return TopKAlgo::kCluster;
+  if (8 * pairs <= sms && score_stride >= kClusterMinStride) return TopKAlgo::kCluster;
   if (workspace && score_stride > kMultiBlockMinStride && 4 * pairs <= sms) {
     return TopKAlgo::kMultiBlock;
   }
