@@ -39,6 +39,7 @@
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_labels.h"
 #include "engine/cuda/offload_fetch_plan.h"
+#include "engine/cuda/packed_upload.h"
 #include "engine/cuda/stream_buffer.h"
 #include "engine/cuda/topk_workspace.h"
 #include "engine/sparse/double_sparsity.h"
@@ -49,8 +50,6 @@
 
 namespace dsinfer {
 namespace {
-
-size_t Align16(size_t b) { return (b + 15) / 16 * 16; }
 
 // One layer of sequence `seq`'s K/V as the label writer reads it: the layer's K and V at device
 // addresses `k`, `v` (the pool's layer, or a staging pool with the same block ids), through the
@@ -253,7 +252,7 @@ struct CudaBackend::OffloadState {
   StreamBuffer device_selection[2];
   int32_t* selection_host = nullptr;  // pinned: counts then selected indices
   size_t selection_host_bytes = 0;
-  std::vector<char> meta_host;
+  std::vector<char> meta_host;  // staging of the descriptor uploads (PackedUpload)
 };
 
 absl::StatusOr<CudaBackend::OffloadState*> CudaBackend::Offload() {
@@ -439,24 +438,18 @@ absl::Status CudaBackend::StoreCurrentLabels(int layer, const ForwardBatch& batc
     advance.push_back(lab.written);
   }
   if (labels.empty()) return absl::OkStatus();
-  // One upload: [labels | positions | row labels], each part 16-byte aligned.
-  const size_t lab_bytes = Align16(labels.size() * sizeof(CudaLabelSeq));
-  const size_t int_bytes = Align16(static_cast<size_t>(rows) * 4);
-  std::vector<char>& h = st->meta_host;
-  h.assign(lab_bytes + 2 * int_bytes, 0);
-  std::memcpy(h.data(), labels.data(), labels.size() * sizeof(CudaLabelSeq));
-  std::memcpy(h.data() + lab_bytes, positions.data(), static_cast<size_t>(rows) * 4);
-  std::memcpy(h.data() + lab_bytes + int_bytes, row_label.data(), static_cast<size_t>(rows) * 4);
-  RETURN_IF_ERROR(st->label_meta.Grow(h.size(), stream_));
-  CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(st->label_meta.ptr, h.data(), h.size(), cudaMemcpyHostToDevice, stream_));
-  const char* dev = static_cast<const char*>(st->label_meta.ptr);
+  // One upload: [labels | positions | row labels].
+  PackedUpload upload(st->meta_host);
+  const size_t labels_off = upload.Add(absl::MakeConstSpan(labels));
+  const size_t positions_off = upload.Add(absl::MakeConstSpan(positions));
+  const size_t row_label_off = upload.Add(absl::MakeConstSpan(row_label));
+  ASSIGN_OR_RETURN(const char* dev, upload.Upload(st->label_meta, stream_));
   const int64_t elem = static_cast<int64_t>(DTypeSize(options_.dtype));
   const char* k = static_cast<const char*>(qkv.data) + static_cast<int64_t>(hq) * d * elem;
-  RETURN_IF_ERROR(LaunchWriteLabels(options_.dtype, k, qkv.cols, rows,
-                                    reinterpret_cast<const int32_t*>(dev + lab_bytes),
-                                    reinterpret_cast<const int32_t*>(dev + lab_bytes + int_bytes),
-                                    reinterpret_cast<const CudaLabelSeq*>(dev), hkv, d, stream_));
+  RETURN_IF_ERROR(LaunchWriteLabels(
+      options_.dtype, k, qkv.cols, rows, reinterpret_cast<const int32_t*>(dev + positions_off),
+      reinterpret_cast<const int32_t*>(dev + row_label_off),
+      reinterpret_cast<const CudaLabelSeq*>(dev + labels_off), hkv, d, stream_));
   for (int64_t* written : advance) *written += 1;
   return absl::OkStatus();
 }
@@ -802,26 +795,21 @@ absl::Status CudaBackend::GatheredAttention(int layer, const AttentionConfig& co
   }
   ints[2 * hkv] = position;
   ints[2 * hkv + 1] = 0;  // the segment is one block: block 0; also row 0's table index
-  const size_t seq_off = Align16(ints.size() * 4);
   CudaDsSequence dseq;
   dseq.tokens = position + 1;
   dseq.budget = longest;
   dseq.q_row = s.first_row;
   dseq.kv_seq = 0;
-  const size_t meta_bytes = seq_off + sizeof(CudaDsSequence);
-  st->meta_host.assign(meta_bytes, 0);
-  std::memcpy(st->meta_host.data(), ints.data(), ints.size() * 4);
-  std::memcpy(st->meta_host.data() + seq_off, &dseq, sizeof(dseq));
-  RETURN_IF_ERROR(st->attend_meta.Grow(meta_bytes, stream_));
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st->attend_meta.ptr, st->meta_host.data(), meta_bytes,
-                                       cudaMemcpyHostToDevice, stream_));
-  const int32_t* dm = static_cast<const int32_t*>(st->attend_meta.ptr);
+  PackedUpload upload(st->meta_host);
+  upload.Add(absl::MakeConstSpan(ints));
+  const size_t seq_off = upload.Add(absl::MakeConstSpan(&dseq, 1));
+  ASSIGN_OR_RETURN(const char* meta, upload.Upload(st->attend_meta, stream_));
+  const int32_t* dm = reinterpret_cast<const int32_t*>(meta);
   const int32_t* d_fetched = dm;
   const int32_t* d_attended = dm + hkv;
   const int32_t* d_position = dm + 2 * hkv;
   const int32_t* d_zero = dm + 2 * hkv + 1;
-  const auto* d_seq = reinterpret_cast<const CudaDsSequence*>(
-      static_cast<const char*>(st->attend_meta.ptr) + seq_off);
+  const auto* d_seq = reinterpret_cast<const CudaDsSequence*>(meta + seq_off);
 
   // The current token's K/V from this step's qkv, behind the fetched rows of each head.
   const char* row = static_cast<const char*>(qkv.data) + s.first_row * qkv.cols * elem;

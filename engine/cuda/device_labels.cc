@@ -2,9 +2,9 @@
 #include "engine/cuda/device_labels.h"
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 
+#include "engine/cuda/packed_upload.h"
 #include "engine/sparse/channel_config.h"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -13,7 +13,6 @@ namespace dsinfer {
 namespace {
 
 size_t Align256(size_t b) { return (b + 255) / 256 * 256; }
-size_t Align16(size_t b) { return (b + 15) / 16 * 16; }
 
 }  // namespace
 
@@ -125,27 +124,13 @@ absl::StatusOr<DeviceLabelDescriptors> UploadLabelDescriptors(
     absl::Span<const CudaLabelSeq> labels, absl::Span<const CudaDsSequence> sequences,
     absl::Span<const CudaLabelRange> ranges, std::vector<char>& staging, StreamBuffer& device,
     cudaStream_t stream) {
-  const size_t sequences_off = Align16(labels.size() * sizeof(CudaLabelSeq));
-  const size_t ranges_off = sequences_off + Align16(sequences.size() * sizeof(CudaDsSequence));
-  const size_t bytes = ranges_off + ranges.size() * sizeof(CudaLabelRange);
-  staging.assign(bytes, 0);
-  if (!labels.empty()) {
-    std::memcpy(staging.data(), labels.data(), labels.size() * sizeof(CudaLabelSeq));
-  }
-  if (!sequences.empty()) {
-    std::memcpy(staging.data() + sequences_off, sequences.data(),
-                sequences.size() * sizeof(CudaDsSequence));
-  }
-  if (!ranges.empty()) {
-    std::memcpy(staging.data() + ranges_off, ranges.data(), ranges.size() * sizeof(CudaLabelRange));
-  }
-  RETURN_IF_ERROR(device.Grow(bytes, stream));
-  // Pageable source: the copy is staged before the call returns, so `staging` may be reused.
-  CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(device.ptr, staging.data(), bytes, cudaMemcpyHostToDevice, stream));
-  const char* base = static_cast<const char*>(device.ptr);
+  PackedUpload upload(staging);
+  const size_t labels_off = upload.Add(labels);
+  const size_t sequences_off = upload.Add(sequences);
+  const size_t ranges_off = upload.Add(ranges);
+  ASSIGN_OR_RETURN(const char* base, upload.Upload(device, stream));
   DeviceLabelDescriptors d;
-  d.labels = reinterpret_cast<const CudaLabelSeq*>(base);
+  d.labels = reinterpret_cast<const CudaLabelSeq*>(base + labels_off);
   d.sequences = reinterpret_cast<const CudaDsSequence*>(base + sequences_off);
   d.ranges = reinterpret_cast<const CudaLabelRange*>(base + ranges_off);
   return d;
