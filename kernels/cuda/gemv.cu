@@ -11,8 +11,9 @@
 // the SMs beside the weight stream), with or without its first weights read before the wait;
 // letting it start only after the last weight loads, +1.5% / -0.9% (Llama-2 / Llama-3 shapes)
 // at batch 1 and -2.4% at batch 8. A pipelined variant (two rounds of weight loads in flight
-// per warp) was 2-5% slower than this one.
-// Twin: LinearReference.
+// per warp) was 2-5% slower than this one; one weight row per warp was slower on every matrix
+// (run 12). The fused forms (GemvIo below): LaunchNormGemv, twin NormLinearReference, and
+// LaunchGemvAdd, twin LinearAddReference; the plain one's twin is LinearReference.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
