@@ -7,8 +7,9 @@
 // first sparse step, then one token per step). So StoreLabels only retires the labels of
 // sequences that left (and, in offload steps, whose pool is in host memory, writes the current
 // token's label from qkv: StoreCurrentLabels), prefill writes no label bytes for sequences that
-// never go sparse, and the result is bit-identical to writing labels beside the K/V write. The host LabelCache of
-// DoubleSparsity stays the source of truth for which sequences keep labels and their format.
+// never go sparse, and the result is bit-identical to writing labels beside the K/V write. The
+// host LabelCache of DoubleSparsity stays the source of truth for which sequences keep labels
+// and their format.
 //
 // Per sparse layer: one upload of the step's small per-sequence descriptors, then four
 // launches on the backend's stream — label catch-up, scores, radix top-k, attention over the

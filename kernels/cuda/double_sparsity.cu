@@ -3,8 +3,9 @@
 // Label write: one thread per (row, KV head); r <= 256 channels, two passes over the row
 // (min/max, then codes) instead of a local array, so nothing spills.
 // Scoring (LabelScoreAlgo), every body bit-exact to the twin (the dots as __fmaf_rn chains,
-// the sums __fadd_rn, in the twin's order, which makes the selection comparable exactly). 4-bit rows fold scale s and minimum m out of the dot, as the twin does: per query
-// head qc = Σ q·c (an FMA chain over the codes as floats), dot = fma(s, qc, m · qs) with
+// the sums __fadd_rn, in the twin's order, which makes the selection comparable exactly).
+// 4-bit rows fold scale s and minimum m out of the dot, as the twin does: per query head
+// qc = Σ q·c (an FMA chain over the codes as floats), dot = fma(s, qc, m · qs) with
 // qs = Σ q staged once per block next to the query channels (as their channel r); per channel
 // that is a nibble, its float, and one FMA per query head.
 //  - kRowPerThread (the first body): one thread per (token, KV head) label row; consecutive

@@ -52,12 +52,12 @@ __device__ __forceinline__ uint4 LoadStreaming(const uint4* p) {
 //    (lane j takes chunks j, j + 32, …), so it sums x² on the way and knows 1/rms itself: no
 //    separate norm pass, no extra read. Block 0 also writes RmsNorm(x) to `normed` if set;
 //  - kAdd: y is the fp32 residual and the sums are added into it (one lane owns each output).
-template <typename T>
+// Untyped: the kernel reads x, norm_weight and normed as its T (or fp32 x with kNorm).
 struct GemvIo {
   const void* x;
-  const T* norm_weight;
+  const void* norm_weight;
   float eps;
-  T* normed;
+  void* normed;
   void* y;
   int64_t y_stride;
 };
@@ -65,7 +65,7 @@ struct GemvIo {
 // acc[r][m] += w chunk of row r · x chunk of row m, for every x row below `rows` (kNorm: x ⊙
 // norm_weight, and ss[m] += x²).
 template <typename T, int M, bool kNorm>
-__device__ __forceinline__ void Accumulate(const uint4 (&wc)[kRowsPerWarp], const GemvIo<T>& io,
+__device__ __forceinline__ void Accumulate(const uint4 (&wc)[kRowsPerWarp], const GemvIo& io,
                                            int64_t in, int64_t c, int rows,
                                            float (&acc)[kRowsPerWarp][M], float (&ss)[M]) {
   float wf[kRowsPerWarp][8];
@@ -101,7 +101,7 @@ __device__ __forceinline__ void Accumulate(const uint4 (&wc)[kRowsPerWarp], cons
 
 // Block 0 of a kNorm GEMV: normed[m] = x[m] · inv[m] ⊙ norm_weight, as RmsNormKernel rounds it.
 template <typename T, int M>
-__device__ __forceinline__ void WriteNormed(const GemvIo<T>& io, int64_t in, int rows,
+__device__ __forceinline__ void WriteNormed(const GemvIo& io, int64_t in, int rows,
                                             const float (&inv)[M]) {
   using Vec2 = typename Num<T>::Vec2;
   const int64_t chunks = in / 8;
@@ -119,7 +119,7 @@ __device__ __forceinline__ void WriteNormed(const GemvIo<T>& io, int64_t in, int
           out[i].x = Num<T>::FromF(xr[2 * i] * inv[m] * g[2 * i]);
           out[i].y = Num<T>::FromF(xr[2 * i + 1] * inv[m] * g[2 * i + 1]);
         }
-        reinterpret_cast<uint4*>(io.normed + m * in)[c] = packed;
+        reinterpret_cast<uint4*>(static_cast<T*>(io.normed) + m * in)[c] = packed;
       }
     }
   }
@@ -127,7 +127,7 @@ __device__ __forceinline__ void WriteNormed(const GemvIo<T>& io, int64_t in, int
 
 template <typename T, typename Y, int M, bool kNorm, bool kAdd>
 __global__ void __launch_bounds__(kThreads)
-    GemvKernel(GemvIo<T> io, int rows, int64_t in, const T* __restrict__ w, int64_t out) {
+    GemvKernel(GemvIo io, int rows, int64_t in, const T* __restrict__ w, int64_t out) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   // Warps past `out` (the last block's) run too, on the last row, storing nothing: block 0's
   // warps all take part in writing `normed`.
@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <typename T, typename Y, bool kNorm, bool kAdd>
-absl::Status GemvT(const GemvIo<T>& io, int64_t rows, int64_t in, const void* w, int64_t out,
+absl::Status GemvT(const GemvIo& io, int64_t rows, int64_t in, const void* w, int64_t out,
                    cudaStream_t stream) {
   const int64_t warps = (out + kRowsPerWarp - 1) / kRowsPerWarp;
   const dim3 grid(static_cast<unsigned>((warps + kWarps - 1) / kWarps));
@@ -210,6 +210,30 @@ absl::Status GemvT(const GemvIo<T>& io, int64_t rows, int64_t in, const void* w,
   return absl::OkStatus();
 }
 
+// GemvT for one 16-bit T: the adding form's y is the fp32 residual, the norm-folding form's is
+// T, the plain form's T or fp32 (y_f32).
+template <typename T, bool kNorm, bool kAdd>
+absl::Status GemvForT(bool y_f32, const GemvIo& io, int64_t rows, int64_t in, const void* w,
+                      int64_t out, cudaStream_t stream) {
+  if constexpr (kAdd) {
+    return GemvT<T, float, kNorm, kAdd>(io, rows, in, w, out, stream);
+  } else if constexpr (kNorm) {
+    return GemvT<T, T, kNorm, kAdd>(io, rows, in, w, out, stream);
+  } else {
+    return y_f32 ? GemvT<T, float, kNorm, kAdd>(io, rows, in, w, out, stream)
+                 : GemvT<T, T, kNorm, kAdd>(io, rows, in, w, out, stream);
+  }
+}
+
+// GemvForT for dtype's T (GemvApplies has checked it is bf16 or fp16).
+template <bool kNorm, bool kAdd>
+absl::Status GemvForDType(DType dtype, bool y_f32, const GemvIo& io, int64_t rows, int64_t in,
+                          const void* w, int64_t out, cudaStream_t stream) {
+  return dtype == DType::kBF16
+             ? GemvForT<__nv_bfloat16, kNorm, kAdd>(y_f32, io, rows, in, w, out, stream)
+             : GemvForT<__half, kNorm, kAdd>(y_f32, io, rows, in, w, out, stream);
+}
+
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
@@ -224,17 +248,6 @@ bool GemvApplies(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_
          Aligned16(w);
 }
 
-namespace {
-
-// GemvIo<void> is the untyped form the launchers build.
-template <typename T>
-GemvIo<T> Typed(const GemvIo<void>& io) {
-  return GemvIo<T>{io.x, static_cast<const T*>(io.norm_weight), io.eps,
-                   static_cast<T*>(io.normed), io.y, io.y_stride};
-}
-
-}  // namespace
-
 absl::Status LaunchGemv(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_t in,
                         const void* w, int64_t out, void* y, int64_t y_stride,
                         cudaStream_t stream) {
@@ -245,16 +258,8 @@ absl::Status LaunchGemv(DType dtype, DType y_dtype, const void* x, int64_t rows,
         "of 8 and 16-byte aligned x and w");
   }
   if (y_stride < out) return absl::InvalidArgumentError("Gemv: y_stride < out");
-  const GemvIo<void> io{x, nullptr, 0.0f, nullptr, y, y_stride};
-  const bool f32 = y_dtype == DType::kF32;
-  if (dtype == DType::kBF16) {
-    const GemvIo<__nv_bfloat16> t = Typed<__nv_bfloat16>(io);
-    return f32 ? GemvT<__nv_bfloat16, float, false, false>(t, rows, in, w, out, stream)
-               : GemvT<__nv_bfloat16, __nv_bfloat16, false, false>(t, rows, in, w, out, stream);
-  }
-  const GemvIo<__half> t = Typed<__half>(io);
-  return f32 ? GemvT<__half, float, false, false>(t, rows, in, w, out, stream)
-             : GemvT<__half, __half, false, false>(t, rows, in, w, out, stream);
+  const GemvIo io{x, nullptr, 0.0f, nullptr, y, y_stride};
+  return GemvForDType<false, false>(dtype, y_dtype == DType::kF32, io, rows, in, w, out, stream);
 }
 
 absl::Status LaunchGemvAdd(DType dtype, const void* x, int64_t rows, int64_t in, const void* w,
@@ -267,12 +272,8 @@ absl::Status LaunchGemvAdd(DType dtype, const void* x, int64_t rows, int64_t in,
         "aligned x and w");
   }
   if (residual_stride < out) return absl::InvalidArgumentError("GemvAdd: residual_stride < out");
-  const GemvIo<void> io{x, nullptr, 0.0f, nullptr, residual, residual_stride};
-  if (dtype == DType::kBF16) {
-    return GemvT<__nv_bfloat16, float, false, true>(Typed<__nv_bfloat16>(io), rows, in, w, out,
-                                                    stream);
-  }
-  return GemvT<__half, float, false, true>(Typed<__half>(io), rows, in, w, out, stream);
+  const GemvIo io{x, nullptr, 0.0f, nullptr, residual, residual_stride};
+  return GemvForDType<false, true>(dtype, /*y_f32=*/true, io, rows, in, w, out, stream);
 }
 
 bool NormGemvApplies(DType dtype, const float* residual, int64_t rows, int64_t in,
@@ -291,12 +292,8 @@ absl::Status LaunchNormGemv(DType dtype, const float* residual, int64_t rows, in
         "aligned residual, norm weight, w and normed");
   }
   if (y_stride < out) return absl::InvalidArgumentError("NormGemv: y_stride < out");
-  const GemvIo<void> io{residual, norm_weight, eps, normed, y, y_stride};
-  if (dtype == DType::kBF16) {
-    return GemvT<__nv_bfloat16, __nv_bfloat16, true, false>(Typed<__nv_bfloat16>(io), rows, in,
-                                                            w, out, stream);
-  }
-  return GemvT<__half, __half, true, false>(Typed<__half>(io), rows, in, w, out, stream);
+  const GemvIo io{residual, norm_weight, eps, normed, y, y_stride};
+  return GemvForDType<true, false>(dtype, /*y_f32=*/false, io, rows, in, w, out, stream);
 }
 
 }  // namespace dsinfer
