@@ -402,17 +402,19 @@ TEST(KernelsGpu, FusedGemvMatchesTwins) {
   EXPECT_TRUE(NormGemvApplies(DType::kBF16, res, 1, 64, a.ptr, a.ptr, nullptr));
 }
 
-// kAuto's linear-layer rule at the 7B/8B shapes: the GEMV at one row on o_proj (16 Mi weights)
-// and Llama-3's q|k|v (24 Mi), cuBLAS on Llama-2's q|k|v (48 Mi), gate|up, down and the LM
-// head, and cuBLAS for everything from two rows.
+// kAuto's linear-layer rule at the 7B/8B shapes: the GEMV at one and two rows on every matrix
+// (o_proj, q|k|v, gate|up, down, the LM head), cuBLAS from three rows.
 TEST(KernelsGpu, AutoLinearRule) {
-  EXPECT_TRUE(AutoPicksGemv(1, 4096, 4096));
-  EXPECT_TRUE(AutoPicksGemv(1, 6144, 4096));
-  EXPECT_FALSE(AutoPicksGemv(1, 12288, 4096));
-  EXPECT_FALSE(AutoPicksGemv(1, 22016, 4096));
-  EXPECT_FALSE(AutoPicksGemv(1, 4096, 11008));
-  EXPECT_FALSE(AutoPicksGemv(1, 128256, 4096));
-  EXPECT_FALSE(AutoPicksGemv(2, 4096, 4096));
+  for (int64_t rows : {1, 2}) {
+    EXPECT_TRUE(AutoPicksGemv(rows, 4096, 4096));
+    EXPECT_TRUE(AutoPicksGemv(rows, 6144, 4096));
+    EXPECT_TRUE(AutoPicksGemv(rows, 12288, 4096));
+    EXPECT_TRUE(AutoPicksGemv(rows, 22016, 4096));
+    EXPECT_TRUE(AutoPicksGemv(rows, 4096, 11008));
+    EXPECT_TRUE(AutoPicksGemv(rows, 128256, 4096));
+  }
+  EXPECT_FALSE(AutoPicksGemv(3, 4096, 4096));
+  EXPECT_FALSE(AutoPicksGemv(8, 22016, 4096));
 }
 
 TEST(KernelsGpu, ArgmaxAndLogSumExp) {

@@ -1,0 +1,339 @@
+// dsinfer-read-bench: how fast one GPU streams HBM into its SMs, by load method — the ceiling
+// a bandwidth-bound kernel (the decode GEMV, attention's K/V stream, label scoring) can reach
+// with each, beside the device-to-device copy rate that dsinfer-bench's floors divide by.
+//   loads     16-byte ld.global.nc (L1 no-allocate), 4 in flight per thread, 8 blocks per SM
+//   cp.async  16-byte cp.async into a 4-stage ring of 8 KiB stages per block (as the decode
+//             attention body loads K/V)
+//   each of those also with the .L2::256B prefetch qualifier (as the earlier GEMV's loads)
+//   bulk      cp.async.bulk (the TMA unit) into a 6-stage ring of 16 KiB stages per block
+//             (bulk_copy.cuh; the GEMV's loads)
+// Each reads the whole buffer once per timed launch (best of --reps after a warm-up) and XORs
+// its 32-bit words per block; the blocks' XORs must equal ReadXorReference (the host twin) over
+// the buffer's pattern, so a method that skipped bytes fails instead of looking fast.
+// Usage: dsinfer-read-bench [--gib 4] [--reps 5] [--json_out FILE]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "engine/tools/cli_flags.h"
+#include "kernels/cuda/bulk_copy.cuh"
+#include "kernels/cuda/mma_ptx.cuh"
+#include "kernels/cuda_check.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(int32_t, gib, 4, "buffer size in GiB (read once per timed launch)");
+ABSL_FLAG(int32_t, reps, 5, "timed launches per method (the best counts)");
+ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
+
+namespace dsinfer {
+namespace {
+
+constexpr int kThreads = 256;
+
+__host__ __device__ inline uint32_t PatternWord(uint64_t i) {
+  uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ static_cast<uint32_t>(i >> 32);
+  h ^= h >> 13;
+  h *= 0x5bd1e995u;
+  return h ^ (h >> 15);
+}
+
+// The host twin: the XOR of the buffer's words.
+uint32_t ReadXorReference(uint64_t words) {
+  uint32_t x = 0;
+  for (uint64_t i = 0; i < words; ++i) x ^= PatternWord(i);
+  return x;
+}
+
+__global__ void FillPatternKernel(uint32_t* p, uint64_t words) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < words;
+       i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    p[i] = PatternWord(i);
+  }
+}
+
+__device__ __forceinline__ uint32_t Xor4(const uint4& v) { return v.x ^ v.y ^ v.z ^ v.w; }
+
+// Thread 0 of each block publishes the block's XOR (after a block-wide XOR).
+__device__ __forceinline__ void PublishXor(uint32_t x, uint32_t* block_xor) {
+  __shared__ uint32_t warp_xor[kThreads / 32];
+  for (int o = 16; o > 0; o >>= 1) x ^= __shfl_xor_sync(0xffffffffu, x, o);
+  if (threadIdx.x % 32 == 0) warp_xor[threadIdx.x / 32] = x;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    uint32_t b = 0;
+    for (int w = 0; w < kThreads / 32; ++w) b ^= warp_xor[w];
+    block_xor[blockIdx.x] = b;
+  }
+}
+
+// One 16-byte load past L1; kL2Prefetch adds the .L2::256B qualifier (L2 fetches the whole
+// 256-byte sector group), which the earlier GEMV used.
+template <bool kL2Prefetch>
+__device__ __forceinline__ uint4 LoadNoL1(const uint4* p) {
+  uint4 r;
+  if constexpr (kL2Prefetch) {
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+  } else {
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+  }
+  return r;
+}
+
+// Plain loads over the grid (block b, thread t: chunks (b · threads + t) + k · grid threads),
+// kUnroll loads issued before any is used.
+template <int kUnroll, bool kL2Prefetch>
+__global__ void __launch_bounds__(kThreads) LoadReadKernel(const uint4* v, int64_t n,
+                                                           uint32_t* block_xor) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  uint32_t x = 0;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x; i < n;
+       i += stride * kUnroll) {
+    uint4 r[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = i + u * stride;
+      r[u] = j < n ? LoadNoL1<kL2Prefetch>(v + j) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) x ^= Xor4(r[u]);
+  }
+  PublishXor(x, block_xor);
+}
+
+// A block's contiguous range of kChunk-byte chunks (the last block's may be short).
+struct ChunkRange {
+  int64_t first, end;
+};
+__device__ __forceinline__ ChunkRange BlockChunks(int64_t chunks) {
+  const int64_t per_block = (chunks + gridDim.x - 1) / gridDim.x;
+  const int64_t first = blockIdx.x * per_block;
+  return {first, min(chunks, first + per_block)};
+}
+
+// One 16-byte cp.async (.cg: past L1); kL2Prefetch adds .L2::256B.
+template <bool kL2Prefetch>
+__device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem) {
+  if constexpr (kL2Prefetch) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(cuda::SmemAddr(smem)),
+                 "l"(gmem)
+                 : "memory");
+  } else {
+    cuda::CpAsync16(smem, gmem);
+  }
+}
+
+// cp.async: every thread copies its 16-byte pieces of chunk c into stage c % kStages,
+// kStages - 1 chunks in flight while one is read.
+template <int kChunk, int kStages, bool kL2Prefetch>
+__global__ void __launch_bounds__(kThreads) CpAsyncReadKernel(const uint8_t* v, int64_t chunks,
+                                                              uint32_t* block_xor) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  const ChunkRange range = BlockChunks(chunks);
+  auto issue = [&](int64_t c) {
+    if (c < range.end) {
+      uint8_t* stage = smem + ((c - range.first) % kStages) * kChunk;
+      for (int i = threadIdx.x; i < kChunk / 16; i += kThreads) {
+        CopyAsync16<kL2Prefetch>(stage + 16 * i, v + c * kChunk + 16 * i);
+      }
+    }
+    cuda::CpAsyncCommit();
+  };
+  for (int s = 0; s < kStages - 1; ++s) issue(range.first + s);
+  uint32_t x = 0;
+  for (int64_t c = range.first; c < range.end; ++c) {
+    issue(c + kStages - 1);
+    cuda::CpAsyncWaitGroup<kStages - 1>();
+    __syncthreads();
+    const uint4* stage =
+        reinterpret_cast<const uint4*>(smem + ((c - range.first) % kStages) * kChunk);
+    for (int i = threadIdx.x; i < kChunk / 16; i += kThreads) x ^= Xor4(stage[i]);
+    __syncthreads();
+  }
+  PublishXor(x, block_xor);
+}
+
+// Bulk copies: thread 0 fills stage c % kStages with chunk c (one copy), every thread reads it
+// once its barrier completes, and thread 0 refills it after a block barrier.
+template <int kChunk, int kStages>
+__global__ void __launch_bounds__(kThreads) BulkReadKernel(const uint8_t* v, int64_t chunks,
+                                                           uint32_t* block_xor) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  __shared__ uint64_t full[kStages];
+  const ChunkRange range = BlockChunks(chunks);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) cuda::InitBarrier(&full[s]);
+  }
+  __syncthreads();
+  auto issue = [&](int64_t c) {
+    const int s = static_cast<int>((c - range.first) % kStages);
+    cuda::ExpectBytes(&full[s], kChunk);
+    cuda::BulkLoad(smem + s * kChunk, v + c * kChunk, kChunk, &full[s]);
+  };
+  if (threadIdx.x == 0) {
+    for (int64_t c = range.first; c < range.end && c < range.first + kStages; ++c) issue(c);
+  }
+  uint32_t x = 0;
+  for (int64_t c = range.first; c < range.end; ++c) {
+    const int64_t n = c - range.first;
+    const int s = static_cast<int>(n % kStages);
+    cuda::WaitBarrier(&full[s], static_cast<uint32_t>((n / kStages) & 1));
+    const uint4* stage = reinterpret_cast<const uint4*>(smem + s * kChunk);
+    for (int i = threadIdx.x; i < kChunk / 16; i += kThreads) x ^= Xor4(stage[i]);
+    __syncthreads();
+    if (threadIdx.x == 0 && c + kStages < range.end) issue(c + kStages);
+  }
+  PublishXor(x, block_xor);
+}
+
+struct Method {
+  std::string name;
+  int blocks_per_sm;
+  int smem;
+  // Launches one read of the buffer into block_xor (grid = sms × blocks_per_sm).
+  cudaError_t (*launch)(const uint8_t* v, int64_t bytes, int grid, int smem, uint32_t* xors);
+};
+
+constexpr int kCpChunk = 8192, kCpStages = 4;
+constexpr int kBulkChunk = 16384, kBulkStages = 6;
+
+absl::Status Run() {
+  const int64_t bytes = int64_t{absl::GetFlag(FLAGS_gib)} << 30;
+  const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
+  if (bytes <= 0 || bytes % kBulkChunk != 0) return absl::InvalidArgumentError("--gib >= 1");
+  int device = 0, sms = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  cudaDeviceProp prop;
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, device));
+  uint8_t *buf = nullptr, *dst = nullptr;
+  uint32_t* xors = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&buf, bytes));
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&dst, bytes / 2));
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&xors, sizeof(uint32_t) * sms * 8));
+  const uint64_t words = static_cast<uint64_t>(bytes) / 4;
+  FillPatternKernel<<<sms * 8, kThreads>>>(reinterpret_cast<uint32_t*>(buf), words);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  const uint32_t expected = ReadXorReference(words);
+  cudaEvent_t e0, e1;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&e0));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&e1));
+
+  // Best of `reps` timed calls after one warm-up, in ms.
+  auto time_ms = [&](auto&& call) -> absl::StatusOr<float> {
+    CUDA_RETURN_IF_ERROR(call());
+    float best = 1e30f;
+    for (int i = 0; i < reps; ++i) {
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(e0));
+      CUDA_RETURN_IF_ERROR(call());
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(e1));
+      CUDA_RETURN_IF_ERROR(cudaEventSynchronize(e1));
+      float ms = 0;
+      CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, e0, e1));
+      best = std::min(best, ms);
+    }
+    return best;
+  };
+
+  nlohmann::json out;
+  out["gpu"] = prop.name;
+  out["bytes"] = bytes;
+  std::printf("GPU %s, %d SMs; %lld MiB read per launch, best of %d\n", prop.name, sms,
+              static_cast<long long>(bytes >> 20), reps);
+  // The copy rate the floors use: bytes read + written per second.
+  absl::StatusOr<float> copy_ms = time_ms(
+      [&] { return cudaMemcpyAsync(dst, buf, bytes / 2, cudaMemcpyDeviceToDevice); });
+  if (!copy_ms.ok()) return copy_ms.status();
+  const double copy_gbps = bytes / (*copy_ms * 1e6);
+  std::printf("%-10s %9.0f GB/s  (read + write)\n", "d2d copy", copy_gbps);
+  out["d2d_copy_gbps"] = copy_gbps;
+
+  const Method methods[] = {
+      {"loads", 8, 0,
+       [](const uint8_t* v, int64_t n, int grid, int, uint32_t* x) {
+         LoadReadKernel<4, false>
+             <<<grid, kThreads>>>(reinterpret_cast<const uint4*>(v), n / 16, x);
+         return cudaGetLastError();
+       }},
+      {"loads+L2::256B", 8, 0,
+       [](const uint8_t* v, int64_t n, int grid, int, uint32_t* x) {
+         LoadReadKernel<4, true><<<grid, kThreads>>>(reinterpret_cast<const uint4*>(v), n / 16, x);
+         return cudaGetLastError();
+       }},
+      {"cp.async", 2, kCpChunk * kCpStages,
+       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
+         CpAsyncReadKernel<kCpChunk, kCpStages, false>
+             <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
+         return cudaGetLastError();
+       }},
+      {"cp.async+L2::256B", 2, kCpChunk * kCpStages,
+       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
+         CpAsyncReadKernel<kCpChunk, kCpStages, true>
+             <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
+         return cudaGetLastError();
+       }},
+      {"bulk", 2, kBulkChunk * kBulkStages,
+       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
+         BulkReadKernel<kBulkChunk, kBulkStages><<<grid, kThreads, smem>>>(v, n / kBulkChunk, x);
+         return cudaGetLastError();
+       }},
+  };
+  for (bool prefetch : {false, true}) {
+    CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(
+        prefetch ? CpAsyncReadKernel<kCpChunk, kCpStages, true>
+                 : CpAsyncReadKernel<kCpChunk, kCpStages, false>,
+        kCpChunk * kCpStages));
+  }
+  CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(BulkReadKernel<kBulkChunk, kBulkStages>,
+                                               kBulkChunk * kBulkStages));
+  bool all_match = true;
+  for (const Method& m : methods) {
+    const int grid = sms * m.blocks_per_sm;
+    absl::StatusOr<float> ms = time_ms([&] { return m.launch(buf, bytes, grid, m.smem, xors); });
+    if (!ms.ok()) return ms.status();
+    std::vector<uint32_t> got(grid);
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(got.data(), xors, sizeof(uint32_t) * grid, cudaMemcpyDeviceToHost));
+    uint32_t x = 0;
+    for (uint32_t b : got) x ^= b;
+    const double gbps = bytes / (*ms * 1e6);
+    std::printf("%-10s %9.0f GB/s  (read; %.2f × the copy rate)%s\n", m.name.c_str(), gbps,
+                gbps / copy_gbps, x == expected ? "" : "  WRONG XOR: bytes were skipped");
+    out["methods"].push_back({{"name", m.name}, {"read_gbps", gbps}, {"ms", *ms},
+                              {"xor_matches", x == expected}});
+    all_match = all_match && x == expected;
+  }
+  cudaFree(buf);
+  cudaFree(dst);
+  cudaFree(xors);
+  const std::string path = absl::GetFlag(FLAGS_json_out);
+  if (!path.empty()) std::ofstream(path) << out.dump(1) << "\n";
+  if (!all_match) return absl::InternalError("a read method's XOR differs from the reference");
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace dsinfer
+
+int main(int argc, char** argv) {
+  dsinfer::ParseFlagsWithEnvironment(argc, argv,
+                                     "dsinfer-read-bench [--gib 4] [--reps 5] [--json_out FILE]");
+  const absl::Status s = dsinfer::Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "dsinfer-read-bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
