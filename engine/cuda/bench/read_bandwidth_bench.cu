@@ -4,7 +4,8 @@
 //   loads     16-byte ld.global.nc (L1 no-allocate), 4 in flight per thread, 8 blocks per SM
 //   cp.async  16-byte cp.async into a 4-stage ring of 8 KiB stages per block (as the decode
 //             attention body loads K/V)
-//   each of those also with the .L2::256B prefetch qualifier (as the earlier GEMV's loads)
+//   each of those also with the .L2::256B prefetch qualifier (as the earlier GEMV's loads),
+//   and cp.async in its zero-filling form (a source-size operand; the attention body's)
 //   bulk      cp.async.bulk (the TMA unit) into a 6-stage ring of 16 KiB stages per block
 //             (bulk_copy.cuh; the GEMV's loads)
 // Each reads the whole buffer once per timed launch (best of --reps after a warm-up) and XORs
@@ -123,13 +124,19 @@ __device__ __forceinline__ ChunkRange BlockChunks(int64_t chunks) {
   return {first, min(chunks, first + per_block)};
 }
 
-// One 16-byte cp.async (.cg: past L1); kL2Prefetch adds .L2::256B.
-template <bool kL2Prefetch>
+// How a read method's 16-byte cp.async is spelled: plain (.cg: past L1), with the .L2::256B
+// qualifier, or in the zero-filling form with a source size (always 16 here), as the decode
+// attention body issues its K/V copies.
+enum class CopyForm { kPlain, kL2Prefetch, kZeroFill };
+
+template <CopyForm kForm>
 __device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem) {
-  if constexpr (kL2Prefetch) {
+  if constexpr (kForm == CopyForm::kL2Prefetch) {
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(cuda::SmemAddr(smem)),
                  "l"(gmem)
                  : "memory");
+  } else if constexpr (kForm == CopyForm::kZeroFill) {
+    cuda::CpAsync16(smem, gmem, /*valid=*/true);
   } else {
     cuda::CpAsync16(smem, gmem);
   }
@@ -137,7 +144,7 @@ __device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem) {
 
 // cp.async: every thread copies its 16-byte pieces of chunk c into stage c % kStages,
 // kStages - 1 chunks in flight while one is read.
-template <int kChunk, int kStages, bool kL2Prefetch>
+template <int kChunk, int kStages, CopyForm kForm>
 __global__ void __launch_bounds__(kThreads) CpAsyncReadKernel(const uint8_t* v, int64_t chunks,
                                                               uint32_t* block_xor) {
   extern __shared__ __align__(128) uint8_t smem[];
@@ -146,7 +153,7 @@ __global__ void __launch_bounds__(kThreads) CpAsyncReadKernel(const uint8_t* v, 
     if (c < range.end) {
       uint8_t* stage = smem + ((c - range.first) % kStages) * kChunk;
       for (int i = threadIdx.x; i < kChunk / 16; i += kThreads) {
-        CopyAsync16<kL2Prefetch>(stage + 16 * i, v + c * kChunk + 16 * i);
+        CopyAsync16<kForm>(stage + 16 * i, v + c * kChunk + 16 * i);
       }
     }
     cuda::CpAsyncCommit();
@@ -257,7 +264,7 @@ absl::Status Run() {
       [&] { return cudaMemcpyAsync(dst, buf, bytes / 2, cudaMemcpyDeviceToDevice); });
   if (!copy_ms.ok()) return copy_ms.status();
   const double copy_gbps = bytes / (*copy_ms * 1e6);
-  std::printf("%-10s %9.0f GB/s  (read + write)\n", "d2d copy", copy_gbps);
+  std::printf("%-24s %9.0f GB/s  (read + write)\n", "d2d copy", copy_gbps);
   out["d2d_copy_gbps"] = copy_gbps;
 
   const Method methods[] = {
@@ -274,13 +281,19 @@ absl::Status Run() {
        }},
       {"cp.async", 2, kCpChunk * kCpStages,
        [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
-         CpAsyncReadKernel<kCpChunk, kCpStages, false>
+         CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kPlain>
              <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
          return cudaGetLastError();
        }},
       {"cp.async+L2::256B", 2, kCpChunk * kCpStages,
        [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
-         CpAsyncReadKernel<kCpChunk, kCpStages, true>
+         CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kL2Prefetch>
+             <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
+         return cudaGetLastError();
+       }},
+      {"cp.async zero-fill form", 2, kCpChunk * kCpStages,
+       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
+         CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kZeroFill>
              <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
          return cudaGetLastError();
        }},
@@ -290,11 +303,10 @@ absl::Status Run() {
          return cudaGetLastError();
        }},
   };
-  for (bool prefetch : {false, true}) {
-    CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(
-        prefetch ? CpAsyncReadKernel<kCpChunk, kCpStages, true>
-                 : CpAsyncReadKernel<kCpChunk, kCpStages, false>,
-        kCpChunk * kCpStages));
+  for (auto* kernel : {CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kPlain>,
+                       CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kL2Prefetch>,
+                       CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kZeroFill>}) {
+    CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(kernel, kCpChunk * kCpStages));
   }
   CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(BulkReadKernel<kBulkChunk, kBulkStages>,
                                                kBulkChunk * kBulkStages));
@@ -309,7 +321,7 @@ absl::Status Run() {
     uint32_t x = 0;
     for (uint32_t b : got) x ^= b;
     const double gbps = bytes / (*ms * 1e6);
-    std::printf("%-10s %9.0f GB/s  (read; %.2f × the copy rate)%s\n", m.name.c_str(), gbps,
+    std::printf("%-24s %9.0f GB/s  (read; %.2f × the copy rate)%s\n", m.name.c_str(), gbps,
                 gbps / copy_gbps, x == expected ? "" : "  WRONG XOR: bytes were skipped");
     out["methods"].push_back({{"name", m.name}, {"read_gbps", gbps}, {"ms", *ms},
                               {"xor_matches", x == expected}});
