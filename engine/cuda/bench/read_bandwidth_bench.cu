@@ -216,6 +216,25 @@ struct Method {
 constexpr int kCpChunk = 8192, kCpStages = 4;
 constexpr int kBulkChunk = 16384, kBulkStages = 6;
 
+// Method launchers: one read of `bytes` from v, the blocks' XORs into `xors`.
+template <bool kL2Prefetch>
+cudaError_t LaunchLoadRead(const uint8_t* v, int64_t bytes, int grid, int, uint32_t* xors) {
+  LoadReadKernel<4, kL2Prefetch>
+      <<<grid, kThreads>>>(reinterpret_cast<const uint4*>(v), bytes / 16, xors);
+  return cudaGetLastError();
+}
+template <CopyForm kForm>
+cudaError_t LaunchCpAsyncRead(const uint8_t* v, int64_t bytes, int grid, int smem,
+                              uint32_t* xors) {
+  CpAsyncReadKernel<kCpChunk, kCpStages, kForm>
+      <<<grid, kThreads, smem>>>(v, bytes / kCpChunk, xors);
+  return cudaGetLastError();
+}
+cudaError_t LaunchBulkRead(const uint8_t* v, int64_t bytes, int grid, int smem, uint32_t* xors) {
+  BulkReadKernel<kBulkChunk, kBulkStages><<<grid, kThreads, smem>>>(v, bytes / kBulkChunk, xors);
+  return cudaGetLastError();
+}
+
 absl::Status Run() {
   const int64_t bytes = int64_t{absl::GetFlag(FLAGS_gib)} << 30;
   const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
@@ -268,40 +287,12 @@ absl::Status Run() {
   out["d2d_copy_gbps"] = copy_gbps;
 
   const Method methods[] = {
-      {"loads", 8, 0,
-       [](const uint8_t* v, int64_t n, int grid, int, uint32_t* x) {
-         LoadReadKernel<4, false>
-             <<<grid, kThreads>>>(reinterpret_cast<const uint4*>(v), n / 16, x);
-         return cudaGetLastError();
-       }},
-      {"loads+L2::256B", 8, 0,
-       [](const uint8_t* v, int64_t n, int grid, int, uint32_t* x) {
-         LoadReadKernel<4, true><<<grid, kThreads>>>(reinterpret_cast<const uint4*>(v), n / 16, x);
-         return cudaGetLastError();
-       }},
-      {"cp.async", 2, kCpChunk * kCpStages,
-       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
-         CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kPlain>
-             <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
-         return cudaGetLastError();
-       }},
-      {"cp.async+L2::256B", 2, kCpChunk * kCpStages,
-       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
-         CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kL2Prefetch>
-             <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
-         return cudaGetLastError();
-       }},
-      {"cp.async zero-fill form", 2, kCpChunk * kCpStages,
-       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
-         CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kZeroFill>
-             <<<grid, kThreads, smem>>>(v, n / kCpChunk, x);
-         return cudaGetLastError();
-       }},
-      {"bulk", 2, kBulkChunk * kBulkStages,
-       [](const uint8_t* v, int64_t n, int grid, int smem, uint32_t* x) {
-         BulkReadKernel<kBulkChunk, kBulkStages><<<grid, kThreads, smem>>>(v, n / kBulkChunk, x);
-         return cudaGetLastError();
-       }},
+      {"loads", 8, 0, LaunchLoadRead<false>},
+      {"loads+L2::256B", 8, 0, LaunchLoadRead<true>},
+      {"cp.async", 2, kCpChunk * kCpStages, LaunchCpAsyncRead<CopyForm::kPlain>},
+      {"cp.async+L2::256B", 2, kCpChunk * kCpStages, LaunchCpAsyncRead<CopyForm::kL2Prefetch>},
+      {"cp.async zero-fill form", 2, kCpChunk * kCpStages, LaunchCpAsyncRead<CopyForm::kZeroFill>},
+      {"bulk", 2, kBulkChunk * kBulkStages, LaunchBulkRead},
   };
   for (auto* kernel : {CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kPlain>,
                        CpAsyncReadKernel<kCpChunk, kCpStages, CopyForm::kL2Prefetch>,
