@@ -20,7 +20,7 @@
 //    decode_pipeline.cuh, shared with Double Sparsity's attention): 4 warps, each its own pipeline
 //    with no __syncthreads in the loop: warp w takes the piece's 16-token tiles w, w + 4, …,
 //    streaming K and V (16-byte cp.async, zero-filled past the piece) through a private 3-stage
-//    ring (two tiles in flight while one is computed; 102 KiB a block at head_dim 128: 2 blocks an
+//    ring (two tiles in flight while one is computed; 96 KiB a block at head_dim 128: 2 blocks an
 //    SM). Scores and P·V run on tensor cores (mma.m16n8k16, fp32 accumulate) with the block's up to
 //    8 query heads as the rows of one m16 tile: S = Q·Kᵀ with Q's fragments in registers (q
 //    unscaled, exact in T; the scale goes onto S in fp32) and K's by ldmatrix; P goes from the S

@@ -33,16 +33,22 @@ constexpr int kPipeWarps = 4;
 constexpr int kPipeThreads = kPipeWarps * 32;
 constexpr int kPipeTokens = 16;  // tokens per warp tile: one k16 step of P·V
 constexpr int kPipeStages = 3;   // tiles in flight per warp: the one computed and two loading
-// 2 blocks per SM at head_dim 128 (102 KiB each), 4 at 64.
+// 2 blocks per SM at head_dim 128 (96 KiB each), 4 at 64.
 constexpr int kPipeMinBlocks = 2;
 
+// A K or V tile in shared memory: kPipeTokens rows of HD elements, unpadded, the 16-byte
+// chunks of row r stored at chunk index (chunk ^ (r & 7)). The 8 rows one ldmatrix phase reads
+// then hit 8 different bank groups (conflict-free), and every row starts on a 128-byte line,
+// which the cp.async stream needs: rows padded to HD + 8 elements (the layout before run 13)
+// held a streaming read at 4.30 TB/s against 4.65 for aligned rows (dsinfer-read-bench's
+// scratch variant, docs/benchmarks.md run 13).
 template <int HD>
-constexpr int PipeStride() {
-  return HD + 8;  // shared row stride: 16 bytes of padding, conflict-free ldmatrix rows
+__device__ __forceinline__ int PipeTileOffset(int row, int chunk) {
+  return row * HD + ((chunk ^ (row & 7)) * 8);
 }
 template <int HD>
 constexpr int PipeStageElems() {
-  return 2 * kPipeTokens * PipeStride<HD>();  // K tile, then V tile
+  return 2 * kPipeTokens * HD;  // K tile, then V tile
 }
 // Dynamic shared memory of a block (opted in by the launcher).
 template <typename T, int HD>
@@ -87,8 +93,7 @@ __device__ __forceinline__ void PipelinedDecodeBody(const T* q, int64_t q_stride
                                                     float scale_log2, const Slots& slots,
                                                     const Emit& emit, const Wait& wait,
                                                     unsigned char* pipe_smem) {
-  constexpr int kStride = PipeStride<HD>();
-  constexpr int kTileElems = kPipeTokens * kStride;  // one K (or V) tile
+  constexpr int kTileElems = kPipeTokens * HD;  // one K (or V) tile (PipeTileOffset)
   constexpr int kStageElems = PipeStageElems<HD>();
   constexpr int kChunks = HD / 8;             // 16-byte chunks per K/V row
   constexpr int kRowsPerPass = 32 / kChunks;  // rows one warp-wide cp.async covers
@@ -130,14 +135,15 @@ __device__ __forceinline__ void PipelinedDecodeBody(const T* q, int64_t q_stride
     const int t0 = tile_start(i);
     const int my_t = t0 + (lane & (kPipeTokens - 1));
     const long long my_off = my_t < end ? KvOffset(kv, table, slots.Token(my_t), kvh, HD) : 0;
-    const int c = (lane % kChunks) * 8;
+    const int chunk = lane % kChunks, c = chunk * 8;
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
       const int r = pass * kRowsPerPass + lane / kChunks;
       const long long off = __shfl_sync(0xffffffffu, my_off, r);
       const bool valid = t0 + r < end;
-      CpAsync16(ks + r * kStride + c, valid ? kbase + off + c : kbase, valid);
-      CpAsync16(vs + r * kStride + c, valid ? vbase + off + c : vbase, valid);
+      const int at = PipeTileOffset<HD>(r, chunk);
+      CpAsync16(ks + at, valid ? kbase + off + c : kbase, valid);
+      CpAsync16(vs + at, valid ? vbase + off + c : vbase, valid);
     }
   };
 
@@ -203,7 +209,7 @@ __device__ __forceinline__ void PipelinedDecodeBody(const T* q, int64_t q_stride
 #pragma unroll
       for (int k2 = 0; k2 < kKSteps / 2; ++k2) {
         uint32_t b[4];
-        LdMatrixX4(b, SmemAddr(ks + (nt * 8 + (lane & 7)) * kStride + 32 * k2 + (lane >> 3) * 8));
+        LdMatrixX4(b, SmemAddr(ks + PipeTileOffset<HD>(nt * 8 + (lane & 7), 4 * k2 + (lane >> 3))));
         const uint32_t a0[4] = {qa[2 * k2][0], 0u, qa[2 * k2][1], 0u};
         const uint32_t a1[4] = {qa[2 * k2 + 1][0], 0u, qa[2 * k2 + 1][1], 0u};
         Mma16816<T>(s[nt], a0, b[0], b[1]);
@@ -252,8 +258,8 @@ __device__ __forceinline__ void PipelinedDecodeBody(const T* q, int64_t q_stride
 #pragma unroll
     for (int n2 = 0; n2 < kDTiles / 2; ++n2) {
       uint32_t b[4];
-      LdMatrixX4Trans(b, SmemAddr(vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * kStride +
-                                  16 * n2 + (lane >> 4) * 8));
+      LdMatrixX4Trans(b, SmemAddr(vs + PipeTileOffset<HD>(((lane >> 3) & 1) * 8 + (lane & 7),
+                                                          2 * n2 + (lane >> 4))));
       Mma16816<T>(acc[2 * n2], pa, b[0], b[1]);
       Mma16816<T>(acc[2 * n2 + 1], pa, b[2], b[3]);
     }
