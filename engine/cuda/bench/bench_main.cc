@@ -43,9 +43,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/bench_model.h"
-#include "engine/layer_ops.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/layer_ops.h"
 #include "engine/sparse/channel_config.h"
 #include "engine/sparse/double_sparsity.h"
 #include "engine/tools/cli_flags.h"
@@ -81,7 +81,8 @@ ABSL_FLAG(std::string, dependent_launch, "on,off",
           "programmatic dependent launch settings to time decode with, side by side: on | off");
 ABSL_FLAG(std::string, linear_algos, "auto,cublas",
           "linear-layer bodies to time decode with, side by side: auto (the engine's default: "
-          "the GEMV at one row on small weights) | cublas | gemv (batches of up to 8 rows)");
+          "the GEMV at one and two rows, AutoPicksGemv) | cublas | gemv (batches of up to 8 "
+          "rows)");
 
 namespace dsinfer {
 namespace {
