@@ -36,6 +36,7 @@
 
 #include "engine/backend.h"
 #include "engine/cuda/pinned_host_memory.h"
+#include "engine/cuda/score_and_select.h"
 #include "engine/model_config.h"
 #include "kernels/cuda/offload_gather.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -60,6 +61,10 @@ struct CudaBackendOptions {
   PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kMma;
   LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kStrided;
   TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
+  // Scoring and top-k fused into one kernel (LaunchScoreSelectCluster): kAuto where it pays
+  // (ScoreSelectClusterPays), kAlways wherever it takes the shape (tests), kOff never. Only
+  // with the default scorer and top-k (kStrided, kAuto).
+  FusedSelectMode ds_fused_select = FusedSelectMode::kAuto;
   // Linear layers: cuBLAS, the few-row GEMV kernels for decode steps, or kAuto's mix of the
   // two (LinearAlgo, AutoPicksGemv).
   LinearAlgo linear_algo = LinearAlgo::kAuto;
@@ -162,6 +167,11 @@ class CudaBackend final : public Backend {
     ClearGraphs();
   }
   DecodeAttentionAlgo decode_algo() const { return options_.decode_algo; }
+  // Whether Double Sparsity's scoring and top-k run fused (Options::ds_fused_select).
+  void set_fused_select(FusedSelectMode mode) {
+    options_.ds_fused_select = mode;
+    ClearGraphs();
+  }
   // Selects the linear-layer body (the benchmark compares them).
   void set_linear_algo(LinearAlgo algo) {
     options_.linear_algo = algo;
@@ -331,6 +341,14 @@ class CudaBackend final : public Backend {
   std::shared_ptr<DsState> ds_state_;
   bool capture_sparse_ = false;
   std::vector<SparseCapture> sparse_captures_;
+  // How a selection may run fused: Options::ds_fused_select with the default kernels, else
+  // kOff.
+  FusedSelectMode FusedSelect() const {
+    return options_.ds_score_algo == LabelScoreAlgo::kStrided &&
+                   options_.ds_topk_algo == TopKAlgo::kAuto
+               ? options_.ds_fused_select
+               : FusedSelectMode::kOff;
+  }
   // Offload tier state: copy stream, events, plan staging, label caches, scratch
   // (defined in cuda_backend_offload.cc).
   struct OffloadState;

@@ -40,8 +40,8 @@
 #include "engine/cuda/device_labels.h"
 #include "engine/cuda/offload_fetch_plan.h"
 #include "engine/cuda/packed_upload.h"
+#include "engine/cuda/score_and_select.h"
 #include "engine/cuda/stream_buffer.h"
-#include "engine/cuda/topk_workspace.h"
 #include "engine/sparse/double_sparsity.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda/offload_gather.cuh"
@@ -519,18 +519,25 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
                                            desc.labels, stream_));
   }
   const int num = static_cast<int>(n);
-  RETURN_IF_ERROR(st->scores.Grow(n * hkv * static_cast<size_t>(max_tokens) * 4, stream_));
   RETURN_IF_ERROR(st->counts.Grow(n * hkv * 4, stream_));
-  ASSIGN_OR_RETURN(void* const topk_ws,
-                   TopKWorkspaceFor(st->topk_workspace, options_.ds_topk_algo, num, hkv,
-                                    max_tokens, sm_count_, stream_));
-  RETURN_IF_ERROR(LaunchLabelScores(dtype, q.data, q.cols, desc.sequences, num, desc.labels, hq,
-                                    hkv, d, max_r, UniformLabelBits(labels.data(), num, max_r),
-                                    max_tokens, static_cast<float*>(st->scores.ptr), max_tokens,
-                                    stream_, options_.ds_score_algo));
-  return LaunchTopKSelect(static_cast<float*>(st->scores.ptr), max_tokens, desc.sequences, num,
-                          hkv, selected, sel_stride, static_cast<int32_t*>(st->counts.ptr),
-                          stream_, options_.ds_topk_algo, topk_ws);
+  ScoreSelectJob job;
+  job.dtype = dtype;
+  job.q = q.data;
+  job.q_stride = q.cols;
+  job.seqs = desc.sequences;
+  job.num_seqs = num;
+  job.labels = desc.labels;
+  job.heads_q = hq;
+  job.heads_kv = hkv;
+  job.head_dim = d;
+  job.max_r = max_r;
+  job.label_bits = UniformLabelBits(labels.data(), num, max_r);
+  job.max_tokens = max_tokens;
+  job.selected = selected;
+  job.sel_stride = sel_stride;
+  job.counts = static_cast<int32_t*>(st->counts.ptr);
+  return ScoreAndSelect(job, FusedSelect(), options_.ds_score_algo, options_.ds_topk_algo,
+                        sm_count_, st->scores, st->topk_workspace, stream_);
 }
 
 absl::Status CudaBackend::SelectTokens(int layer, const ForwardBatch& batch, size_t index,

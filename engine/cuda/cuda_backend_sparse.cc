@@ -34,8 +34,8 @@
 #include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_labels.h"
+#include "engine/cuda/score_and_select.h"
 #include "engine/cuda/stream_buffer.h"
-#include "engine/cuda/topk_workspace.h"
 #include "engine/sparse/double_sparsity.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
@@ -154,21 +154,28 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
 
   RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, d_ranges, static_cast<int>(ranges.size()),
                                          max_count, d_labs, stream_));
-  const size_t score_stride = static_cast<size_t>(max_tokens);
-  RETURN_IF_ERROR(st.scores.Grow(n * hkv * score_stride * 4, stream_));
   RETURN_IF_ERROR(st.selected.Grow(n * hkv * max_budget * 4, stream_));
   RETURN_IF_ERROR(st.counts.Grow(n * hkv * 4, stream_));
-  ASSIGN_OR_RETURN(void* const topk_ws,
-                   TopKWorkspaceFor(st.topk_workspace, options_.ds_topk_algo, num, hkv,
-                                    static_cast<int64_t>(score_stride), sm_count_, stream_));
-  RETURN_IF_ERROR(LaunchLabelScores(dtype, qkv.data, qkv.cols, d_seqs, num, d_labs, hq, hkv, d,
-                                    max_r, UniformLabelBits(labs.data(), num, max_r), max_tokens,
-                                    static_cast<float*>(st.scores.ptr),
-                                    score_stride, stream_, options_.ds_score_algo));
-  RETURN_IF_ERROR(LaunchTopKSelect(static_cast<float*>(st.scores.ptr), score_stride, d_seqs, num,
-                                   hkv, static_cast<int32_t*>(st.selected.ptr), max_budget,
-                                   static_cast<int32_t*>(st.counts.ptr), stream_,
-                                   options_.ds_topk_algo, topk_ws));
+  ScoreSelectJob job;
+  job.dtype = dtype;
+  job.q = qkv.data;
+  job.q_stride = qkv.cols;
+  job.seqs = d_seqs;
+  job.num_seqs = num;
+  job.labels = d_labs;
+  job.heads_q = hq;
+  job.heads_kv = hkv;
+  job.head_dim = d;
+  job.max_r = max_r;
+  job.label_bits = UniformLabelBits(labs.data(), num, max_r);
+  job.max_tokens = max_tokens;
+  job.selected = static_cast<int32_t*>(st.selected.ptr);
+  job.sel_stride = max_budget;
+  job.counts = static_cast<int32_t*>(st.counts.ptr);
+  // The capture copies the scores back, so it takes the two launches.
+  RETURN_IF_ERROR(ScoreAndSelect(job, capture_sparse_ ? FusedSelectMode::kOff : FusedSelect(),
+                                 options_.ds_score_algo, options_.ds_topk_algo, sm_count_,
+                                 st.scores, st.topk_workspace, stream_));
   const int splits = SparseAttentionSplits(num, hkv, max_budget, sm_count_);
   RETURN_IF_ERROR(
       st.workspace.Grow(SparseAttentionWorkspaceFloats(num, hq, d, splits) * 4, stream_));
@@ -234,20 +241,24 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     }
     to_f32(dtype, raw.data(), static_cast<size_t>(c.tokens) * key_elems, c.keys);
     const size_t rows = static_cast<size_t>(c.tokens) * hkv;
+    // The device's paged rows (whole pages), to the twins' token-major order.
+    const size_t stored_rows = static_cast<size_t>(LabelCapacity(c.tokens)) * hkv;
+    auto copy_rows = [&](const void* from, size_t row_bytes, void* to) -> absl::Status {
+      raw.resize(stored_rows * row_bytes);
+      CUDA_RETURN_IF_ERROR(cudaMemcpy(raw.data(), from, raw.size(), cudaMemcpyDeviceToHost));
+      LabelRowsToTokenMajor(raw.data(), c.tokens, hkv, row_bytes, to);
+      return absl::OkStatus();
+    };
     if (c.bits == 16) {
       c.f16.resize(rows * c.r);
-      CUDA_RETURN_IF_ERROR(
-          cudaMemcpy(c.f16.data(), labs[i].data, c.f16.size() * 2, cudaMemcpyDeviceToHost));
+      RETURN_IF_ERROR(copy_rows(labs[i].data, 2 * c.r, c.f16.data()));
     } else {
       c.codes.resize(rows * ((c.r + 1) / 2));
       c.scales.resize(rows);
       c.minimums.resize(rows);
-      CUDA_RETURN_IF_ERROR(
-          cudaMemcpy(c.codes.data(), labs[i].data, c.codes.size(), cudaMemcpyDeviceToHost));
-      CUDA_RETURN_IF_ERROR(
-          cudaMemcpy(c.scales.data(), labs[i].scales, rows * 2, cudaMemcpyDeviceToHost));
-      CUDA_RETURN_IF_ERROR(
-          cudaMemcpy(c.minimums.data(), labs[i].minimums, rows * 2, cudaMemcpyDeviceToHost));
+      RETURN_IF_ERROR(copy_rows(labs[i].data, (c.r + 1) / 2, c.codes.data()));
+      RETURN_IF_ERROR(copy_rows(labs[i].scales, 2, c.scales.data()));
+      RETURN_IF_ERROR(copy_rows(labs[i].minimums, 2, c.minimums.data()));
     }
     c.scores.resize(static_cast<size_t>(hkv) * c.tokens);
     std::vector<int32_t> counts(hkv);
@@ -258,7 +269,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     for (int h = 0; h < hkv; ++h) {
       CUDA_RETURN_IF_ERROR(
           cudaMemcpy(c.scores.data() + static_cast<size_t>(h) * c.tokens,
-                     static_cast<const float*>(st.scores.ptr) + (i * hkv + h) * score_stride,
+                     static_cast<const float*>(st.scores.ptr) + (i * hkv + h) * max_tokens,
                      c.tokens * 4, cudaMemcpyDeviceToHost));
       c.selected[h].resize(std::max(counts[h], 0));
       CUDA_RETURN_IF_ERROR(

@@ -45,7 +45,7 @@ absl::Status DeviceLabels::Reserve(const LabelFormat& want, int64_t tokens, int6
   if (base != nullptr && capacity >= tokens) return absl::OkStatus();
   DeviceLabels grown;
   grown.format = want;
-  grown.capacity = std::max<int64_t>({tokens, reserved_tokens, 2 * capacity});
+  grown.capacity = LabelCapacity(std::max<int64_t>({tokens, reserved_tokens, 2 * capacity}));
   grown.written = written;
   grown.written.resize(layers, 0);
   CUDA_RETURN_IF_ERROR(cudaMallocAsync(&grown.base, grown.LayerBytes(kv_heads) * layers, stream));
@@ -53,7 +53,8 @@ absl::Status DeviceLabels::Reserve(const LabelFormat& want, int64_t tokens, int6
     const size_t row_bytes = want.bits == 16 ? 2 * want.r : (want.r + 1) / 2;
     for (int l = 0; l < layers; ++l) {
       const CudaLabelSeq from = View(l, kv_heads), to = grown.View(l, kv_heads);
-      const int64_t w = written[l];
+      // Tokens [0, w) are the first whole pages of the paged layout: rows [0, pages × kv_heads).
+      const int64_t w = LabelCapacity(written[l]);
       CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to.data, from.data, w * kv_heads * row_bytes,
                                            cudaMemcpyDeviceToDevice, stream));
       if (want.bits == 4) {

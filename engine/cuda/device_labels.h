@@ -6,10 +6,11 @@
 //
 // Label layout (read by the kernels through CudaLabelSeq, so it must not change casually):
 // one stream-ordered allocation of layers × [data | scales | minimums], each part 256-byte
-// aligned and sized for `capacity` tokens × kv_heads rows — data rows are r fp16 values
-// (bits 16) or ceil(r/2) bytes of 4-bit codes (bits 4); scales and minimums are one fp16 per
-// row and absent for 16-bit labels. Capacity grows geometrically; the labelled prefix of
-// every layer is copied on the stream, so labels are never recomputed because of growth.
+// aligned and sized for `capacity` tokens (whole pages, LabelCapacity) × kv_heads rows, rows
+// numbered by LabelRow — data rows are r fp16 values (bits 16) or ceil(r/2) bytes of 4-bit
+// codes (bits 4); scales and minimums are one fp16 per row and absent for 16-bit labels.
+// Capacity grows geometrically; the labelled prefix of every layer (whole pages) is copied on
+// the stream, so labels are never recomputed because of growth.
 #ifndef DSINFER_ENGINE_CUDA_DEVICE_LABELS_H_
 #define DSINFER_ENGINE_CUDA_DEVICE_LABELS_H_
 
@@ -35,7 +36,7 @@ namespace dsinfer {
 // (cudaFreeAsync on its stream, or cudaFree at teardown).
 struct DeviceLabels {
   LabelFormat format;
-  int64_t capacity = 0;          // tokens
+  int64_t capacity = 0;          // tokens, whole label pages
   void* base = nullptr;          // layers × [data | scales | minimums]
   std::vector<int64_t> written;  // per layer: tokens [0, written) are labelled
 

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "kernels/label_layout.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
@@ -128,7 +129,9 @@ absl::StatusOr<CudaMemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
   // Labels, on the GPU in gpu and offload modes; dense-offload forces every sequence dense,
   // so it keeps none.
   if (request.labels.r > 0 && request.kv_mode != KvMode::kDenseOffload) {
-    plan.label_bytes = layers * kv_heads * request.labels.RowBytes() * plan.pool_tokens;
+    // Each sequence's labels round up to whole label pages (LabelCapacity).
+    plan.label_bytes = layers * kv_heads * request.labels.RowBytes() *
+                       (plan.pool_tokens + request.max_batch * kLabelPageTokens);
   }
 
   // The offload tier's device buffers.

@@ -8,11 +8,12 @@
 // qc = Σ q·c (an FMA chain over the codes as floats), dot = fma(s, qc, m · qs) with
 // qs = Σ q staged once per block next to the query channels (as their channel r); per channel
 // that is a nibble, its float, and one FMA per query head.
-//  - kRowPerThread (the first body): one thread per (token, KV head) label row; consecutive
-//    threads take consecutive heads of a token, so a warp reads one contiguous span of the
-//    label cache, in 16-byte loads whenever the row size allows (fp16 r % 8 == 0, 4-bit
-//    r % 32 == 0). The query's label channels of all query heads (and for 4-bit rows their
-//    sums) are staged once per block in shared memory, [heads_q][r + 1].
+// Every body has consecutive threads on consecutive tokens of one KV head, whose rows the
+// paged label layout (LabelRow) keeps contiguous, so a warp reads contiguous spans.
+//  - kRowPerThread (the first body): one thread per (token, KV head) label row, in 16-byte
+//    loads whenever the row size allows (fp16 r % 8 == 0, 4-bit r % 32 == 0). The query's
+//    label channels of all query heads (and for 4-bit rows their sums) are staged once per
+//    block in shared memory, [heads_q][r + 1].
 //  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads),
 //    scores leaving through shared memory as per-head token runs; one block per token tile
@@ -54,6 +55,7 @@
 #include "kernels/cuda/decode_pipeline.cuh"
 #include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda/label_dot.cuh"
 #include "kernels/cuda/launch_info.h"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -63,7 +65,19 @@ namespace {
 
 using cuda::CachedLaunchInfo;
 using cuda::LaunchInfo;
+using cuda::AggregateStart;
+using cuda::AggregateStep;
+using cuda::CodeToFloat;
+using cuda::DotStep;
+using cuda::F16BitsToF32;
+using cuda::FoldScaleMinimum;
+using cuda::HeadQueryChannels;
+using cuda::LabelValue;
 using cuda::Num;
+using cuda::QChannel;
+using cuda::QueryChannelSum;
+using cuda::ScoreLabelRow;
+using cuda::VecOf;
 using cuda::WarpMax;
 using cuda::WarpSum;
 
@@ -82,15 +96,12 @@ constexpr int kSparseWarpWaves = 2;  // kWarp's split rule aims at 2 waves of bl
 __device__ __forceinline__ uint16_t F32ToF16Bits(float x) {
   return __half_as_ushort(__float2half_rn(x));
 }
-__device__ __forceinline__ float F16BitsToF32(uint16_t b) {
-  return __half2float(__ushort_as_half(b));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Label write.
 
-// One (token, KV head) label row from its key (head_dim values of dtype T); slot = token ×
-// kv_heads + head.
+// One (token, KV head) label row from its key (head_dim values of dtype T); slot = its
+// LabelRow.
 template <typename T>
 __device__ void WriteLabelRow(const T* key, const CudaLabelSeq& lab, int h, int64_t slot) {
   const int32_t* ch = lab.channels + static_cast<int64_t>(h) * lab.r;
@@ -144,7 +155,7 @@ __global__ void WriteLabelsKernel(const T* k, int64_t k_stride, int64_t rows,
   if (li < 0) return;
   const CudaLabelSeq lab = labels[li];
   WriteLabelRow(k + row * k_stride + static_cast<int64_t>(h) * head_dim, lab, h,
-                static_cast<int64_t>(positions[row]) * kv_heads + h);
+                LabelRow(positions[row], h, kv_heads));
 }
 
 template <typename T>
@@ -162,63 +173,12 @@ __global__ void WriteLabelsPagedKernel(CudaPagedKv kv, const CudaLabelRange* ran
        h) *
       kv.head_dim;
   const CudaLabelSeq lab = labels[range.label];
-  WriteLabelRow(static_cast<const T*>(kv.k) + off, lab, h, t * kv.kv_heads + h);
+  WriteLabelRow(static_cast<const T*>(kv.k) + off, lab, h, LabelRow(t, h, kv.kv_heads));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Scoring.
 
-template <int kBytes>
-struct VecOf;
-template <>
-struct VecOf<16> {
-  using T = uint4;
-};
-template <>
-struct VecOf<8> {
-  using T = uint2;
-};
-template <>
-struct VecOf<4> {
-  using T = uint32_t;
-};
-template <>
-struct VecOf<2> {
-  using T = uint16_t;
-};
-template <>
-struct VecOf<1> {
-  using T = uint8_t;
-};
-
-// A 4-bit code (0..15) as a float, through the exponent trick: 2^23 + code is exact, and so is
-// subtracting 2^23 (I2F is quarter rate).
-__device__ __forceinline__ float CodeToFloat(uint32_t code) {
-  return __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
-}
-
-// One 4-bit row's dot for one query head in the twin's order: scale and minimum folded out,
-// fma(scale, qc, minimum · q_sum), qc = Σ q·c (DotStep's FMA chain), q_sum = Σ q.
-__device__ __forceinline__ float FoldScaleMinimum(float qc, float scale, float minimum,
-                                                  float q_sum) {
-  return __fmaf_rn(scale, qc, __fmul_rn(minimum, q_sum));
-}
-
-// One channel's step of a query head's dot, in the twin's order: one FMA (fp16 label values,
-// or 4-bit codes as floats of Σ q·c). kBits stays for the callers' symmetry.
-template <int kBits>
-__device__ __forceinline__ float DotStep(float acc, float q, float value) {
-  return __fmaf_rn(q, value, acc);
-}
-
-// GQA aggregation of one row's per-query-head dots in the twin's order (ScoreAggregation sum
-// or max): start from AggregateStart, fold each dot in with AggregateStep.
-__device__ __forceinline__ float AggregateStart(bool max_agg) {
-  return max_agg ? -INFINITY : 0.0f;
-}
-__device__ __forceinline__ float AggregateStep(float agg, float dot, bool max_agg) {
-  return max_agg ? (agg < dot ? dot : agg) : __fadd_rn(agg, dot);
-}
 // The dots of `group` query heads folded in order.
 __device__ __forceinline__ float Aggregate(const float* dot, int group, bool max_agg) {
   float agg = AggregateStart(max_agg);
@@ -286,18 +246,6 @@ __device__ __forceinline__ void DotRowHeadMajor(const uint8_t* row, int r, float
       row, r, scale, minimum, group, [qs, r](int j, int g) { return qs[g * (r + 1) + j]; }, dot);
 }
 
-// The sum of query head hq's r label channels (ch: its KV head's channel indices) in the
-// twin's order: rounded adds, channels ascending, from 0 — what 4-bit scoring folds the
-// minimum with.
-template <typename T>
-__device__ __forceinline__ float QueryChannelSum(const T* qrow, int hq, int head_dim,
-                                                 const int32_t* ch, int r) {
-  const T* qh = qrow + static_cast<int64_t>(hq) * head_dim;
-  float sum = 0.0f;
-  for (int j = 0; j < r; ++j) sum = __fadd_rn(sum, Num<T>::ToF(qh[ch[j]]));
-  return sum;
-}
-
 template <typename T>
 __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
                                               const CudaDsSequence* seqs,
@@ -331,13 +279,15 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
   for (int it = 0; it < kScoreItemsPerThread; ++it) {
     const int64_t i = first + it * kScoreThreads + threadIdx.x;
     if (i >= items) break;
-    const int64_t t = i / heads_kv;
-    const int h = static_cast<int>(i % heads_kv);
-    const uint8_t* row = static_cast<const uint8_t*>(lab.data) + i * row_bytes;
+    // Items head by head, so consecutive threads take consecutive tokens of one head.
+    const int64_t t = i % seq.tokens;
+    const int h = static_cast<int>(i / seq.tokens);
+    const int64_t slot = LabelRow(t, h, heads_kv);
+    const uint8_t* row = static_cast<const uint8_t*>(lab.data) + slot * row_bytes;
     float scale = 0.0f, minimum = 0.0f;
     if (lab.bits == 4) {
-      scale = F16BitsToF32(lab.scales[i]);
-      minimum = F16BitsToF32(lab.minimums[i]);
+      scale = F16BitsToF32(lab.scales[slot]);
+      minimum = F16BitsToF32(lab.minimums[slot]);
     }
     float dot[kMaxGroup];
 #pragma unroll
@@ -365,15 +315,6 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
   }
 }
 
-// The query's label channels in shared memory, laid out [j][g][h] (KV head fastest): the lanes
-// of a warp take consecutive (token, KV head) items, i.e. consecutive heads, so they read
-// consecutive words (no bank conflicts; lanes of one head share a broadcast). A [h][g][j]
-// layout put lanes r words apart: an r-way conflict that made scoring scale with r. For 4-bit
-// labels, j = r holds each query head's channel sum (QueryChannelSum).
-__device__ __forceinline__ float QChannel(const float* qh, int j, int g, int group, int heads_kv) {
-  return qh[(j * group + g) * heads_kv];
-}
-
 // kCoalesced: the group's query channels in the [j][g][h] layout (qh = qs + h). The general
 // path (any r).
 template <int kBits, int kBytes>
@@ -384,20 +325,22 @@ __device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, f
       [qh, group, heads_kv](int j, int g) { return QChannel(qh, j, g, group, heads_kv); }, dot);
 }
 
-// What one scoring block works on: items [first, end) of one sequence (item = token × kv_heads
-// + head; the block covers whole tokens), its label storage and the staged query channels.
+// What one scoring block works on: tokens [t0, t0 + tokens) of one sequence (a tile of tpb
+// token slots, items numbered head by head: item = head × tpb + token - t0), its label storage
+// and the staged query channels.
 struct ScoreTile {
   const uint8_t* data;
   const uint16_t* scales;
   const uint16_t* minimums;
   const float* qs;
-  int first, end, group, heads_kv, r;
+  int t0, tokens, tpb, group, heads_kv, r;
   bool max_agg;
 };
 
-// Item it of this thread (kScoreItemsPerThread per thread, blockDim apart: coalesced).
-__device__ __forceinline__ int ScoreItem(const ScoreTile& t, int it) {
-  return t.first + it * kScoreThreads + static_cast<int>(threadIdx.x);
+// Item it of this thread (kScoreItemsPerThread per thread, blockDim apart: consecutive threads
+// on consecutive tokens of one head, which LabelRow keeps contiguous).
+__device__ __forceinline__ int ScoreItem(int it) {
+  return it * kScoreThreads + static_cast<int>(threadIdx.x);
 }
 
 // Any r and alignment: one row at a time, the widest loads the row size allows.
@@ -406,10 +349,12 @@ __device__ __forceinline__ void ScoreItemsGeneral(const ScoreTile& t, int bits, 
   const bool aligned16 = (reinterpret_cast<uintptr_t>(t.data) & 15) == 0;
   const bool aligned8 = (reinterpret_cast<uintptr_t>(t.data) & 7) == 0;
   for (int it = 0; it < kScoreItemsPerThread; ++it) {
-    const int i = ScoreItem(t, it);
-    if (i >= t.end) break;
-    const uint8_t* row = t.data + static_cast<int64_t>(i) * row_bytes;
-    const float* qh = t.qs + i % t.heads_kv;
+    const int li = ScoreItem(it);
+    const int h = li / t.tpb, tl = li % t.tpb;
+    if (h >= t.heads_kv || tl >= t.tokens) continue;
+    const int64_t i = LabelRow(t.t0 + tl, h, t.heads_kv);
+    const uint8_t* row = t.data + i * row_bytes;
+    const float* qh = t.qs + h;
     float dot[kMaxGroup];
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
@@ -439,6 +384,17 @@ __host__ __device__ __forceinline__ int ScoreTokensPerBlock(int heads_kv) {
   return heads_kv >= kScoreThreads * kScoreItemsPerThread
              ? 1
              : kScoreThreads * kScoreItemsPerThread / heads_kv;
+}
+
+// Tiles of the fixed-row scorers for a sequence of `tokens` tokens: a tile is kScoreRunsPerTile
+// consecutive (page, KV head) runs of the paged label layout — run = page × heads_kv + head
+// holds the head's rows of that page, rows [run × P, run × P + P) — so a tile is one contiguous
+// span of rows, and each warp takes one run (one head, a page of tokens).
+constexpr int kScoreRunsPerTile = kScoreThreads / 32;
+static_assert(32 * kScoreItemsPerThread == kLabelPageTokens, "a warp's items are one page run");
+__host__ __device__ __forceinline__ int64_t ScoreRunTiles(int64_t tokens, int heads_kv) {
+  const int64_t runs = LabelCapacity(tokens) / kLabelPageTokens * heads_kv;
+  return (runs + kScoreRunsPerTile - 1) / kScoreRunsPerTile;
 }
 
 // Stages the query's label channels of sequence `seq` in shared memory as [r][group][heads_kv]
@@ -480,13 +436,14 @@ struct ScoreBlock {
 // This block's ScoreBlock, and for an active block the query's label channels staged in `qs`
 // (StageQueryChannels<kBits>, ending with a barrier). Every thread of a block gets the same
 // answer, so an inactive block may return at once.
-template <int kBits, typename T>
+template <int kBits, bool kRunTiles, typename T>
 __device__ __forceinline__ ScoreBlock BeginScoreBlock(const T* q, int64_t q_stride,
                                                       const CudaDsSequence* seqs,
                                                       const CudaLabelSeq* labels, int heads_q,
                                                       int heads_kv, int head_dim, float* qs) {
   ScoreBlock b{seqs[blockIdx.y], labels[blockIdx.y], ScoreTokensPerBlock(heads_kv), 0, false};
-  b.tiles = (b.seq.tokens + b.tpb - 1) / b.tpb;
+  b.tiles = kRunTiles ? static_cast<int>(ScoreRunTiles(b.seq.tokens, heads_kv))
+                      : (b.seq.tokens + b.tpb - 1) / b.tpb;
   b.active = static_cast<int>(blockIdx.x) < b.tiles;
   if (b.active) {
     StageQueryChannels<kBits>(q, q_stride, b.seq, b.lab, heads_q, heads_kv, head_dim, qs);
@@ -512,71 +469,18 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
   __syncthreads();
 }
 
-// Word w of a 16-, 8- or 4-byte chunk of a label row, taken by member.
-__device__ __forceinline__ uint32_t ChunkWord(const uint4& c, int w) {
-  return w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
-}
-__device__ __forceinline__ uint32_t ChunkWord(const uint2& c, int w) { return w == 0 ? c.x : c.y; }
-__device__ __forceinline__ uint32_t ChunkWord(const uint32_t& c, int) { return c; }
-
-// Channel j of a fixed-size label row held as chunks of type V (uint4, or uint2 for 8-byte
-// rows; j a compile-time constant once unrolled): words are taken by member, never through a
-// pointer into the registers (which would put the row in local memory). fp16 converts exactly;
-// a 4-bit code becomes its float (CodeToFloat; scale and minimum are folded in per row).
-template <int kBits, typename V, int kChunks>
-__device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j) {
-  constexpr int kPerWord = kBits == 16 ? 2 : 8;
-  constexpr int kWordsPerChunk = static_cast<int>(sizeof(V) / 4);
-  const int wi = j / kPerWord, e = j % kPerWord;
-  const uint32_t w = ChunkWord(row[wi / kWordsPerChunk], wi % kWordsPerChunk);
-  if constexpr (kBits == 16) {
-    return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
-  } else {
-    return CodeToFloat((w >> (4 * e)) & 0xfu);
-  }
-}
-
-// One KV head's query channels for LabelScoresFixedKernel: in registers while they are few,
-// else read from shared memory at each use (consecutive lanes on consecutive heads:
-// conflict-free) through a volatile pointer — loop-invariant, they would otherwise be hoisted
-// into registers, which at kG × kR up to 512 spills and cuts occupancy. kWithSum (4-bit
-// labels): each head's channel sum too, staged as channel kR.
-template <int kG, int kR, bool kWithSum>
-struct HeadQueryChannels {
-  static constexpr bool kInRegisters = kG * kR <= 16;
-  static constexpr int kChannels = kR + (kWithSum ? 1 : 0);
-  __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv)
-      : smem(qs + h), heads_kv(heads_kv) {
-    if constexpr (kInRegisters) {
-#pragma unroll
-      for (int g = 0; g < kG; ++g) {
-#pragma unroll
-        for (int j = 0; j < kChannels; ++j) regs[g][j] = QChannel(qs + h, j, g, kG, heads_kv);
-      }
-    }
-  }
-  // Channel j of group head g; j == kR: the sum of its channels (kWithSum).
-  __device__ __forceinline__ float At(int g, int j) const {
-    if constexpr (kInRegisters) {
-      return regs[g][j];
-    } else {
-      return smem[(j * kG + g) * heads_kv];  // QChannel's layout
-    }
-  }
-  float regs[kInRegisters ? kG : 1][kInRegisters ? kChannels : 1];
-  const volatile float* smem;
-  int heads_kv;
-};
-
 // Label scoring of the common shapes: rows of exactly 4, 8, 16 or 32 bytes (fp16 r 8 / 16,
 // 4-bit r 8 / 16 / 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher
-// checks), so a thread's items are one KV head's (no division per item) and r and the group
-// are compile-time constants (the row and the group's dots live in registers; each shape is
-// its own kernel, so the largest does not set every shape's register count). kG 0: the group
-// at run time, the row's values (fp16 labels or 4-bit codes as floats) held. Every row of a
-// tile is loaded before any is used; values come from LabelValue. The arithmetic order is the
-// twin's (DotStep per channel, FoldScaleMinimum per 4-bit row and query head): bit-exact.
-// Grid: blocks × sequences; block x scores token tiles x, x + gridDim.x, ... of its sequence.
+// checks); r and the group are compile-time constants (the row and the group's dots live in
+// registers; each shape is its own kernel, so the largest does not set every shape's register
+// count). kG 0: the group at run time, the row's values (fp16 labels or 4-bit codes as floats)
+// held. Tiles of kScoreRunsPerTile runs (ScoreRunTiles): warp w takes run w of the tile, one KV
+// head's rows of one page, lane l its tokens l, l + 32, l + 64, l + 96 — every load of a warp
+// one contiguous span, and every store of its scores one contiguous run of the head's score
+// row. Every row of a run is loaded before any is used; values come from LabelValue. The
+// arithmetic order is the twin's (DotStep per channel, FoldScaleMinimum per 4-bit row and
+// query head): bit-exact. Grid: blocks × sequences; block x scores tiles x, x + gridDim.x, ...
+// of its sequence.
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kScoreThreads,
                                   kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm : 2)
@@ -589,35 +493,33 @@ __global__ void __launch_bounds__(kScoreThreads,
   using Chunk = typename VecOf<kChunkBytes>::T;
   static_assert(kRowBytes % kChunkBytes == 0 && kR % 2 == 0, "4-, 8- or 16-byte rows, r even");
   extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
-  __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b =
-      BeginScoreBlock<kBits>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
+      BeginScoreBlock<kBits, true>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
   if (!b.active) return;
   const CudaDsSequence& seq = b.seq;
   const CudaLabelSeq& lab = b.lab;
-  const int s = blockIdx.y, tpb = b.tpb, tiles = b.tiles;
-  // This thread's KV head and first token of a tile; item `it` is token it * tok_step + tok.
-  const int h = static_cast<int>(threadIdx.x) % heads_kv;
-  const int tok = static_cast<int>(threadIdx.x) / heads_kv;
-  const int tok_step = kScoreThreads / heads_kv;
-  const int pitch = heads_kv + 1;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t runs = LabelCapacity(seq.tokens) / kLabelPageTokens * heads_kv;
   const bool max_agg = seq.aggregation == 1;
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
-  float* srow = scores + static_cast<int64_t>(s) * heads_kv * score_stride;
+  float* srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
   [[maybe_unused]] const int group = heads_q / heads_kv;  // the runtime group (kG 0)
-  const HeadQueryChannels<(kG > 0 ? kG : 1), kR, kBits == 4> qc(qs, h, heads_kv);
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int t0 = tile * tpb;
-    const int tokens_here = min(tpb, seq.tokens - t0);
+  for (int tile = blockIdx.x; tile < b.tiles; tile += gridDim.x) {
+    const int64_t run = static_cast<int64_t>(tile) * kScoreRunsPerTile + warp;
+    if (run >= runs) break;  // runs past the last: this warp's later tiles are past it too
+    const int h = static_cast<int>(run % heads_kv);
+    const int64_t t0 = run / heads_kv * kLabelPageTokens;  // the run's first token
+    const int64_t row0 = run * kLabelPageTokens;             // and its first row
+    const HeadQueryChannels<(kG > 0 ? kG : 1), kR, kBits == 4> qc(qs, h, heads_kv);
     Chunk raw[kScoreItemsPerThread][kRowBytes / kChunkBytes];
     // 4-bit rows: fp16 scale (low half) and minimum (high half), converted only at the fold
     // (one register per item where two floats spilled more at 4-bit r 32).
-    uint32_t scale_min[kScoreItemsPerThread];
+    uint32_t scale_min[kScoreItemsPerThread] = {};
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
-      const int tl = it * tok_step + tok;
-      if (tl < tokens_here) {
-        const int64_t item = static_cast<int64_t>(t0 + tl) * heads_kv + h;
+      const int tl = it * 32 + lane;
+      if (t0 + tl < seq.tokens) {
+        const int64_t item = row0 + tl;
         const Chunk* row = reinterpret_cast<const Chunk*>(data + item * kRowBytes);
 #pragma unroll
         for (int c = 0; c < kRowBytes / kChunkBytes; ++c) raw[it][c] = row[c];
@@ -628,53 +530,17 @@ __global__ void __launch_bounds__(kScoreThreads,
     }
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
-      const int tl = it * tok_step + tok;
-      if (tl >= tokens_here) break;
-      float agg = AggregateStart(max_agg);
-      if constexpr (kG > 0) {
-        // Each channel's value is used as it is made (per query head, channels ascending:
-        // the twin's order), so no row of values is held.
-        float dot[kG];
-#pragma unroll
-        for (int g = 0; g < kG; ++g) dot[g] = 0.0f;
-#pragma unroll
-        for (int j = 0; j < kR; ++j) {
-          const float v = LabelValue<kBits>(raw[it], j);
-#pragma unroll
-          for (int g = 0; g < kG; ++g) dot[g] = DotStep<kBits>(dot[g], qc.At(g, j), v);
-        }
-#pragma unroll
-        for (int g = 0; g < kG; ++g) {
-          if constexpr (kBits == 4) {
-            dot[g] = FoldScaleMinimum(dot[g], F16BitsToF32(scale_min[it] & 0xffffu),
-                                      F16BitsToF32(scale_min[it] >> 16), qc.At(g, kR));
-          }
-          agg = AggregateStep(agg, dot[g], max_agg);
-        }
-      } else {
-        // A runtime group: the row's values made once, then a dot per query head with its
-        // channels read from shared memory.
-        float vals[kR];
-#pragma unroll
-        for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits>(raw[it], j);
-        const float* qh = qs + h;
-        for (int g = 0; g < group; ++g) {
-          float dot = 0.0f;
-#pragma unroll
-          for (int j = 0; j < kR; ++j) {
-            dot = DotStep<kBits>(dot, QChannel(qh, j, g, group, heads_kv), vals[j]);
-          }
-          if constexpr (kBits == 4) {
-            dot = FoldScaleMinimum(dot, F16BitsToF32(scale_min[it] & 0xffffu),
-                                   F16BitsToF32(scale_min[it] >> 16),
-                                   QChannel(qh, kR, g, group, heads_kv));
-          }
-          agg = AggregateStep(agg, dot, max_agg);
-        }
-      }
-      staged[tl * pitch + h] = agg;
+      const int tl = it * 32 + lane;
+      if (t0 + tl >= seq.tokens) break;
+      srow[h * score_stride + t0 + tl] = ScoreLabelRow<kBits, kR, kG>(
+          raw[it], scale_min[it], group, max_agg, [&](int g, int j) {
+            if constexpr (kG > 0) {
+              return qc.At(g, j);
+            } else {
+              return QChannel(qs + h, j, g, group, heads_kv);
+            }
+          });
     }
-    WriteStagedScores(staged, heads_kv, t0, tokens_here, srow, score_stride);
   }
 }
 
@@ -688,13 +554,14 @@ __global__ void __launch_bounds__(kScoreThreads)
   extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b =
-      BeginScoreBlock<0>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
+      BeginScoreBlock<0, false>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
   if (!b.active) return;
   ScoreTile t;
   t.data = static_cast<const uint8_t*>(b.lab.data);
   t.scales = b.lab.scales;
   t.minimums = b.lab.minimums;
   t.qs = qs;
+  t.tpb = b.tpb;
   t.group = heads_q / heads_kv;
   t.heads_kv = heads_kv;
   t.r = b.lab.r;
@@ -704,14 +571,15 @@ __global__ void __launch_bounds__(kScoreThreads)
   for (int tile = blockIdx.x; tile < b.tiles; tile += gridDim.x) {
     const int t0 = tile * b.tpb;
     const int tokens_here = min(b.tpb, b.seq.tokens - t0);
-    t.first = t0 * heads_kv;
-    t.end = (t0 + tokens_here) * heads_kv;
+    t.t0 = t0;
+    t.tokens = tokens_here;
     float out[kScoreItemsPerThread];
     ScoreItemsGeneral(t, b.lab.bits, out);
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
-      const int li = it * kScoreThreads + static_cast<int>(threadIdx.x);
-      if (t.first + li < t.end) staged[(li / heads_kv) * pitch + li % heads_kv] = out[it];
+      const int li = ScoreItem(it);
+      const int h = li / b.tpb, tl = li % b.tpb;
+      if (h < heads_kv && tl < tokens_here) staged[tl * pitch + h] = out[it];
     }
     WriteStagedScores(staged, heads_kv, t0, tokens_here, srow, score_stride);
   }
@@ -1008,10 +876,14 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int nu
     blocks = (max_tokens * heads_kv + per_block - 1) / per_block;
   } else {
     kernel = FixedScoreKernel<T>(label_bits, max_r, heads_q / heads_kv, heads_kv);
-    if (kernel == nullptr) kernel = LabelScoresGeneralKernel<T>;
-    static_smem = 2 * kScoreThreads * kScoreItemsPerThread * sizeof(float);
-    const int tpb = ScoreTokensPerBlock(heads_kv);
-    blocks = (max_tokens + tpb - 1) / tpb;
+    if (kernel != nullptr) {
+      blocks = ScoreRunTiles(max_tokens, heads_kv);
+    } else {
+      kernel = LabelScoresGeneralKernel<T>;
+      static_smem = 2 * kScoreThreads * kScoreItemsPerThread * sizeof(float);  // the staging
+      const int tpb = ScoreTokensPerBlock(heads_kv);
+      blocks = (max_tokens + tpb - 1) / tpb;
+    }
   }
   if (smem + static_smem > 48 * 1024) {
     CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

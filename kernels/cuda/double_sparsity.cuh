@@ -32,16 +32,19 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/dtype.h"
+#include "kernels/label_layout.h"
 
 namespace dsinfer {
 
 // One sequence's label storage for one layer, as the kernels see it (all device pointers).
-// Sequences of one batch may differ in r and bits (per-request options).
-//   bits 16: data = [capacity, kv_heads, r] fp16 bits.
-//   bits 4:  data = [capacity, kv_heads, ceil(r/2)] bytes (channel 2j low nibble), scales and
-//            minimums = [capacity, kv_heads] fp16 bits.
+// Sequences of one batch may differ in r and bits (per-request options). Rows are numbered by
+// LabelRow over a capacity of whole pages (LabelCapacity).
+//   bits 16: data = [capacity × kv_heads rows][r] fp16 bits.
+//   bits 4:  data = [capacity × kv_heads rows][ceil(r/2)] bytes (channel 2j low nibble), scales
+//            and minimums = [capacity × kv_heads rows] fp16 bits.
 struct CudaLabelSeq {
   void* data = nullptr;
   uint16_t* scales = nullptr;
@@ -156,16 +159,14 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    256K): at 32 pairs (Llama-2 heads, batch 1) 76 us against kStriped's 93 and kCluster's
 //    108; at 8 pairs kCluster is as fast, at 64 pairs and more kStriped is faster (its blocks
 //    already fill the GPU, and the three kernels' extra steps cost more than they spread).
-//  - kAuto (the default): kStriped up to 8192 tokens; past them kCluster on rows of 64K
-//    tokens or more while the (s, h) pairs number at most an eighth of the SMs — there a block
-//    per pair leaves most SMs idle: at 8-16 pairs the cluster is 1.1-3.2x faster than kStriped
-//    (run 9; run 11 at 8 pairs: 43.5 against 90 us at 256K), but at 16K its cluster's set-up
-//    costs more than it spreads (run 12, 8 pairs: 20.0-24.6 us against kStriped's 14.3-15.0;
-//    at 64K the two are even) — then kMultiBlock up to a quarter of the SMs on rows over
-//    128K tokens when a workspace is given, else kStriped (also where the cluster's slice
-//    would not fit shared memory). Run 11 at 32 pairs: kStriped 50.6 us at 128K against the
-//    cluster's 59.5 (run 9 had them trading places there, before the sampled read 1 and the
-//    new finish).
+//  - kAuto (the default): kStriped up to 8192 tokens; past them kCluster while the (s, h)
+//    pairs number at most an eighth of the SMs, or a quarter on rows up to 128K tokens — there
+//    a block per pair leaves most SMs idle (run 14, the cluster's merge on 32-bin chunk sums:
+//    8 pairs at 16K 12.7 us against kStriped's 14.5, 32 pairs at 64K / 128K 24.4 / 41.9 against
+//    30.4 / 52.2; before it, run 12 had the cluster slower at 16K) — then kMultiBlock up to a
+//    quarter of the SMs on rows over 128K tokens when a workspace is given (32 pairs at 256K:
+//    75 against the cluster's 78.5), else kStriped (also where the cluster's slice would not
+//    fit shared memory).
 enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped, kMultiBlock };
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
@@ -192,6 +193,28 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream,
                               TopKAlgo algo = TopKAlgo::kAuto, void* workspace = nullptr);
+
+// Label scoring and top-k fused (LaunchLabelScores then LaunchTopKSelect in one kernel, whose
+// selection it equals: the same bit-exact scores, the same total order): a thread-block cluster
+// per (sequence, KV head) scores its candidates straight into shared memory as the top-k's keys
+// and selects from there, so the scores never reach memory (score_select_cluster.cu). Takes the
+// fixed-row label shapes (label_bits from UniformLabelBits, non-zero: fp16 r 8 / 16, 4-bit
+// r 8 / 16 / 32 / 64), GQA groups up to 16 and rows whose keys fit the cluster's shared memory
+// (~400K tokens on an H100/H200). Returns false, launching nothing, for any other case: the
+// caller runs the two launches. max_tokens bounds every seqs[s].tokens; selected and counts as
+// LaunchTopKSelect's.
+// Whether the fused kernel beats the two launches for `pairs` (sequence, KV head) rows of up to
+// max_tokens tokens (the engine's rule, ScoreAndSelect's kAuto): where the rows hold at most
+// 2^18 tokens in all (measured on an H200, docs/benchmarks.md run 14).
+bool ScoreSelectClusterPays(int64_t max_tokens, int64_t pairs);
+
+absl::StatusOr<bool> LaunchScoreSelectCluster(DType dtype, const void* q, int64_t q_stride,
+                                              const CudaDsSequence* seqs, int num_seqs,
+                                              const CudaLabelSeq* labels, int heads_q,
+                                              int heads_kv, int head_dim, int max_r,
+                                              int label_bits, int64_t max_tokens,
+                                              int32_t* selected, int64_t sel_stride,
+                                              int32_t* counts, cudaStream_t stream);
 
 // The body of sparse attention. Both match SelectedAttentionReference within the dtype's
 // rounding (tests/gpu/double_sparsity_gpu_test.cc runs each).

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/host_device.h"
+
 namespace dsinfer {
 
 // One row of a fetch plan, flattened over KV heads. `dst` is the row's place in the buffer
@@ -55,12 +57,6 @@ struct CudaFetchJob {
   // Incremented by the rows found among the previous rows; may be null.
   unsigned long long* hits = nullptr;
 };
-
-#ifdef __CUDACC__
-#define DSINFER_HOST_DEVICE __host__ __device__
-#else
-#define DSINFER_HOST_DEVICE
-#endif
 
 // The row of `token` among the previous rows of KV head h (binary search over their ascending
 // tokens), or -1. Shared by the gather kernel and its twin.

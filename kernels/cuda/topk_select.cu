@@ -28,7 +28,9 @@
 #include "absl/status/statusor.h"
 #include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda/cluster_select.cuh"
 #include "kernels/cuda/launch_info.h"
+#include "kernels/cuda/topk_common.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
 
@@ -36,7 +38,21 @@ namespace dsinfer {
 namespace {
 
 using cuda::CachedLaunchInfo;
+using cuda::ClearClusterHistograms;
+using cuda::ClusterSelect;
+using cuda::ClusterSelectShared;
+using cuda::ClusterSlice;
+using cuda::ClusterSliceOf;
+using cuda::CompactTile;
+using cuda::FindBoundaryBucket;
+using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
+using cuda::OrderKey;
+using cuda::PlanSegment;
+using cuda::SegmentPlan;
+using cuda::StartTopKSegment;
+using cuda::TopKScan;
+using cuda::TopKSegment;
 
 constexpr int kTopKThreads = 1024;
 // The one-block top-k is compiled for two resident blocks per SM (32 registers a thread): on
@@ -56,48 +72,6 @@ constexpr int kTopKClusterItems = 8;  // keys per thread per compaction tile
 
 // ---------------------------------------------------------------------------------------------
 // Top-k.
-
-// Larger score -> larger key; NaN gets -inf's key (the twin ranks NaN as -inf, ties by index),
-// and -0 gets +0's.
-__device__ __forceinline__ uint32_t OrderKey(float x) {
-  if (isnan(x)) x = -INFINITY;
-  if (x == 0.0f) x = 0.0f;  // -0 and +0 compare equal in the twin: one key
-  const uint32_t b = __float_as_uint(x);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
-// Run by one warp: the bucket (of `bins`, higher bucket = larger keys) holding the
-// remaining-th largest key, and how many keys lie in buckets above it.
-__device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, int remaining,
-                                                   int* bucket, int* greater_out) {
-  const int lane = threadIdx.x % 32;
-  const int per = bins / 32;
-  const int lo = lane * per;
-  int local = 0;
-  for (int b = lo; b < lo + per; ++b) local += hist[b];
-  // Suffix sums over lanes: keys in bins of lanes above this one.
-  int incl = local;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int v = __shfl_down_sync(0xffffffffu, incl, o);
-    if (lane + o < 32) incl += v;
-  }
-  const int greater = incl - local;
-  if (greater < remaining && remaining <= incl) {
-    int acc = greater;
-    for (int b = lo + per - 1; b >= lo; --b) {
-      if (acc + hist[b] >= remaining) {
-        *bucket = b;
-        *greater_out = acc;
-        break;
-      }
-      acc += hist[b];
-    }
-  }
-}
-
-template <int kThreads>
-using TopKScan = cub::BlockScan<int, kThreads>;
 
 // Run by the whole block of kThreads: as FindBoundaryBucket over bins (a power of two, up to
 // 8192) counters, with a block scan instead of one warp's sequential sums (8192 bins would take
@@ -128,71 +102,6 @@ __device__ __forceinline__ void FindBoundaryBucketInBlock(
   }
 }
 
-
-// Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
-struct TopKSegment {
-  const float* sc;  // the segment's scores
-  int lo, hi;       // the candidates: tokens [lo, hi) (after the sinks, before the recent window)
-  int want;         // how many of them to select; 0: the selection is complete already
-  int32_t* mid;     // where the selected candidates go, ascending
-};
-
-// What a (sequence, KV head) segment of seq selects: tokens 0 .. sink_end and recent_begin .. n
-// kept, `want` of the candidates [sink_end, recent_begin) chosen by score. selecting: a top-k
-// remains to run (else the kept tokens, or all candidates, fill the budget).
-struct SegmentPlan {
-  int n, budget, sink_end, recent_begin, kept, want, cand;
-  bool selecting;
-};
-__device__ __forceinline__ SegmentPlan PlanSegment(const CudaDsSequence& seq) {
-  SegmentPlan p;
-  p.n = seq.tokens;
-  p.budget = min(max(seq.budget, 1), p.n);
-  p.sink_end = min(seq.sink, p.n);
-  p.recent_begin = max(p.sink_end, p.n - max(seq.recent, 1));
-  p.kept = p.sink_end + (p.n - p.recent_begin);
-  p.want = p.budget - p.kept;
-  p.cand = p.recent_begin - p.sink_end;
-  p.selecting = p.n > 0 && p.kept < p.budget && p.want != p.cand;
-  return p;
-}
-
-// The start every top-k kernel shares for sequence s, KV head h (LaunchTopKSelect's layout),
-// run by `threads` threads numbered `tid`: writes the segment's count (by the leader) and its
-// kept sink and recent tokens, or the whole selection where those or all candidates fill the
-// budget.
-__device__ __forceinline__ TopKSegment StartTopKSegment(const float* scores, int64_t score_stride,
-                                                        const CudaDsSequence* seqs, int heads_kv,
-                                                        int32_t* selected, int64_t sel_stride,
-                                                        int32_t* counts, int s, int h, int tid,
-                                                        int threads, bool leader) {
-  const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
-  const float* sc = scores + pair * score_stride;
-  int32_t* out = selected + pair * sel_stride;
-  int32_t* count = counts + pair;
-  const SegmentPlan p = PlanSegment(seqs[s]);
-  const int n = p.n, budget = p.budget, sink_end = p.sink_end, recent_begin = p.recent_begin;
-  if (n <= 0) {
-    if (leader) *count = 0;
-    return {sc, 0, 0, 0, out};
-  }
-  if (leader) *count = budget;
-  if (p.kept >= budget) {
-    const int sinks = min(sink_end, budget - 1);
-    const int recents = budget - sinks;
-    for (int i = tid; i < budget; i += threads) out[i] = i < sinks ? i : n - recents + (i - sinks);
-    return {sc, 0, 0, 0, out};
-  }
-  const int want = p.want, cand = p.cand;
-  for (int i = tid; i < sink_end; i += threads) out[i] = i;
-  for (int i = tid; i < n - recent_begin; i += threads) out[sink_end + want + i] = recent_begin + i;
-  int32_t* mid = out + sink_end;
-  if (want == cand) {
-    for (int i = tid; i < cand; i += threads) mid[i] = sink_end + i;
-    return {sc, 0, 0, 0, out};
-  }
-  return {sc, sink_end, recent_begin, want, mid};
-}
 
 // Adds to hist the digit (key >> shift) & digit_mask of every score in [lo, hi) whose key
 // matches prefix under mask, kThreads threads with kUnroll independent loads in flight each:
@@ -270,37 +179,6 @@ __device__ __forceinline__ void RadixPassesInMemory(
     whole = hist[bucket] == *remaining;
     __syncthreads();  // hist is cleared by the next pass
   }
-}
-
-// One tile of an ordered compaction, after its kItems flags per thread are made (1: the key
-// lies above the boundary prefix; 1 << 16: a boundary tie; 0: neither), this thread's items
-// numbered index0 ... index0 + kItems - 1 (blocked arrangement): one block scan orders them,
-// the keys above and the first `remaining` ties by index (counting *ties_seen before the
-// tile) go to mid from *written, and both counters advance past the tile.
-template <int kThreads, int kItems>
-__device__ __forceinline__ void CompactTile(const int (&flags)[kItems], int index0, int remaining,
-                                            int32_t* mid, int* written, int* ties_seen,
-                                            typename TopKScan<kThreads>::TempStorage& scan_tmp) {
-  int packed = 0;
-#pragma unroll
-  for (int u = 0; u < kItems; ++u) packed += flags[u];
-  int ex = 0, total = 0;
-  TopKScan<kThreads>(scan_tmp).ExclusiveSum(packed, ex, total);
-  const int tie_quota = max(remaining - *ties_seen, 0);
-  int above_before = ex & 0xffff, ties_before = ex >> 16;
-#pragma unroll
-  for (int u = 0; u < kItems; ++u) {
-    const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
-    if (above || (tie && ties_before < tie_quota)) {
-      mid[*written + above_before + min(ties_before, tie_quota)] = index0 + u;
-    }
-    above_before += above;
-    ties_before += tie;
-  }
-  const int tile_above = total & 0xffff, tile_ties = total >> 16;
-  *written += tile_above + min(tile_ties, tie_quota);
-  *ties_seen += tile_ties;
-  __syncthreads();  // scan_tmp is reused by the next tile
 }
 
 // Ordered compaction: the scores in [lo, hi) whose keys lie above the boundary prefix, and the
@@ -1464,16 +1342,10 @@ __global__ void __launch_bounds__(kThreads)
     TopKSelectClusterKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                             int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
   namespace cg = cooperative_groups;
-  using Scan = cub::BlockScan<int, kThreads>;
-  using Reduce = cub::BlockReduce<int, kThreads>;
   extern __shared__ uint4 keys4[];  // this block's candidate keys, slice order
   uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
-  __shared__ typename Scan::TempStorage scan_tmp;
-  __shared__ typename Reduce::TempStorage reduce_tmp;
-  __shared__ int hist[2][2048];
-  __shared__ int merged[2048];
-  __shared__ int totals[2];  // this block's above-boundary and boundary-tie counts
-  __shared__ int sh_bucket, sh_greater;
+  __shared__ ClusterSelectShared<kThreads> sh;
+  int (&hist)[2][kClusterSelectBins] = sh.hist;
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int nb = static_cast<int>(cluster.num_blocks());
@@ -1485,14 +1357,9 @@ __global__ void __launch_bounds__(kThreads)
                        blockIdx.z, blockIdx.y, gtid, nb * kThreads, gtid == 0);
   if (seg.want == 0) return;
   const float* sc = seg.sc;
-  const int sink_end = seg.lo, want = seg.want, cand = seg.hi - seg.lo;
-  int32_t* mid = seg.mid;
-  // This block's slice: candidates [lo, lo + len), a multiple of 4 long except the last.
-  const int per = ((cand + nb - 1) / nb + 3) / 4 * 4;
-  const int lo = sink_end + min(cand, rank * per);
-  const int len = min(cand, (rank + 1) * per) - (lo - sink_end);
-  for (int b = threadIdx.x; b < 2 * 2048; b += kThreads) (&hist[0][0])[b] = 0;
-  __syncthreads();
+  const ClusterSlice slice = ClusterSliceOf(seg, rank, nb);
+  const int lo = slice.lo, len = slice.len;
+  ClearClusterHistograms(sh);
   // Load + first histogram (digit 31..21). Scalar loads up to 16-byte alignment, then float4.
   {
     const float* p = sc + lo;
@@ -1533,92 +1400,7 @@ __global__ void __launch_bounds__(kThreads)
       atomicAdd(&hist[0][k >> 21], 1);
     }
   }
-  uint32_t prefix = 0, mask = 0;
-  int remaining = want;
-  for (int pass = 0; pass < 3; ++pass) {
-    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
-    const int bins = pass == 2 ? 1024 : 2048;
-    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
-    int* local = hist[pass % 2];
-    if (pass > 0) {
-      // Keys of the current prefix, from shared memory (the histogram buffer was cleared
-      // before the previous pass's cluster barrier).
-      for (int i = 4 * threadIdx.x; i < len; i += 4 * kThreads) {
-        const uint4 k4 = keys4[i / 4];
-        const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (i + e < len && (k[e] & mask) == prefix) {
-            atomicAdd(&local[(k[e] >> shift) & digit_mask], 1);
-          }
-        }
-      }
-    }
-    cluster.sync();  // every block's histogram of this pass is complete
-    for (int b = threadIdx.x; b < bins; b += kThreads) {
-      int sum = 0;
-      for (int q = 0; q < nb; ++q) sum += cluster.map_shared_rank(local, q)[b];
-      merged[b] = sum;
-    }
-    // The other buffer was last read in the previous pass's merge, which every block finished
-    // before the barrier above: clear it for the next pass.
-    for (int b = threadIdx.x; b < 2048; b += kThreads) hist[(pass + 1) % 2][b] = 0;
-    __syncthreads();
-    if (threadIdx.x < 32) FindBoundaryBucket(merged, bins, remaining, &sh_bucket, &sh_greater);
-    __syncthreads();
-    const int bucket = sh_bucket;
-    remaining -= sh_greater;
-    prefix |= static_cast<uint32_t>(bucket) << shift;
-    mask |= digit_mask << shift;
-    const bool whole = merged[bucket] == remaining;
-    __syncthreads();  // merged is rewritten by the next pass
-    if (whole) break;
-  }
-  // This block's counts of keys above the boundary prefix and of boundary ties.
-  {
-    int above = 0, ties = 0;
-    for (int i = threadIdx.x; i < len; i += kThreads) {
-      const uint32_t kp = keys[i] & mask;
-      above += kp > prefix;
-      ties += kp == prefix;
-    }
-    above = Reduce(reduce_tmp).Sum(above);
-    __syncthreads();
-    ties = Reduce(reduce_tmp).Sum(ties);
-    if (threadIdx.x == 0) totals[0] = above, totals[1] = ties;
-  }
-  cluster.sync();  // every block's totals are complete
-  int written = 0, ties_seen = 0;
-  for (int q = 0; q < rank; ++q) {
-    const int* t = cluster.map_shared_rank(totals, q);
-    written += t[0];
-    ties_seen += t[1];
-  }
-  written += min(ties_seen, remaining);
-  // Ordered compaction of the slice, as the one-block kernel's (blocked tiles, one block scan
-  // each), starting from the blocks before this one.
-  for (int base = 0; base < len; base += kThreads * kItems) {
-    const int first = base + threadIdx.x * kItems;
-    int flags[kItems];
-#pragma unroll
-    for (int u4 = 0; u4 < kItems / 4; ++u4) {
-      const uint4 k4 =
-          first + 4 * u4 < len ? keys4[(first + 4 * u4) / 4] : make_uint4(0, 0, 0, 0);
-      const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int u = 4 * u4 + e;
-        flags[u] = 0;
-        if (first + u < len) {
-          const uint32_t kp = k[e] & mask;
-          flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
-        }
-      }
-    }
-    CompactTile<kThreads, kItems>(flags, lo + first, remaining, mid, &written, &ties_seen,
-                                  scan_tmp);
-  }
-  cluster.sync();  // no block leaves while another may still read its totals
+  ClusterSelect<kThreads, kItems>(cluster, keys4, len, lo, seg.want, seg.mid, sh);
 }
 
 
@@ -1628,9 +1410,6 @@ __global__ void __launch_bounds__(kThreads)
 // striped kernel's 93; at 64K and 128K the striped kernel is faster, the cluster kernel
 // slower than both).
 constexpr int64_t kMultiBlockMinStride = 131072;
-// kAuto's cluster rows: this long or longer (run 12, 8 pairs: at 16K the striped kernel took
-// 14.3-15.0 us against the cluster's 20.0-24.6; at 64K they were even).
-constexpr int64_t kClusterMinStride = 65536;
 
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
                          bool workspace) {
@@ -1641,7 +1420,12 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
   const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
-  if (8 * pairs <= sms && score_stride >= kClusterMinStride) return TopKAlgo::kCluster;
+  // The cluster kernel where a block per pair would leave most SMs idle: up to an eighth of
+  // the SMs in pairs at any length past 8K, up to a quarter on rows up to 128K (run 14, its
+  // merge on chunk sums: 8 pairs at 16K 12.7 us against kStriped's 14.5; 32 pairs at 64K / 128K
+  // 24.4 / 41.9 against 30.4 / 52.2; at 256K kMultiBlock's 75 against its 78.5).
+  if (8 * pairs <= sms) return TopKAlgo::kCluster;
+  if (4 * pairs <= sms && score_stride <= kMultiBlockMinStride) return TopKAlgo::kCluster;
   if (workspace && score_stride > kMultiBlockMinStride && 4 * pairs <= sms) {
     return TopKAlgo::kMultiBlock;
   }
@@ -1768,22 +1552,10 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                      CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));
     const int64_t smem = cap * 4;
     if (smem + static_cast<int64_t>(info.static_smem) <= info.smem_optin) {
-      CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-      cudaLaunchConfig_t cfg = {};
-      cfg.gridDim = dim3(static_cast<unsigned>(nb), heads_kv, num_seqs);
-      cfg.blockDim = dim3(kTopKClusterThreads);
-      cfg.dynamicSmemBytes = static_cast<size_t>(smem);
-      cfg.stream = stream;
-      cudaLaunchAttribute cluster;
-      cluster.id = cudaLaunchAttributeClusterDimension;
-      cluster.val.clusterDim.x = static_cast<unsigned>(nb);
-      cluster.val.clusterDim.y = 1;
-      cluster.val.clusterDim.z = 1;
-      cfg.attrs = &cluster;
-      cfg.numAttrs = 1;
-      CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, scores, score_stride, seqs, heads_kv,
-                                              selected, sel_stride, counts));
+      RETURN_IF_ERROR(cuda::LaunchSegmentClusters(kernel, static_cast<int>(nb), heads_kv,
+                                                  num_seqs, kTopKClusterThreads, smem, stream,
+                                                  scores, score_stride, seqs, heads_kv, selected,
+                                                  sel_stride, counts));
       return absl::OkStatus();
     }
     // Longer than the cluster's shared memory holds: a one-block kernel.

@@ -40,6 +40,7 @@
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/dtype.h"
+#include "kernels/label_layout.h"
 #include "kernels/label_reference.h"
 #include "kernels/label_score_reference.h"
 #include "kernels/paged_kv.h"
@@ -87,6 +88,18 @@ struct Buf {
     return static_cast<T*>(ptr);
   }
 };
+
+// A label buffer's first `tokens` tokens (kv_heads rows each of `elems` values of T) in the
+// twins' token-major order: the buffer holds them in the paged layout (LabelRow).
+template <typename T>
+std::vector<T> TokenMajor(const Buf& b, int64_t tokens, int kv_heads, int elems) {
+  const size_t row_bytes = static_cast<size_t>(elems) * sizeof(T);
+  const std::vector<uint8_t> stored =
+      b.Get<uint8_t>(static_cast<size_t>(LabelCapacity(tokens)) * kv_heads * row_bytes);
+  std::vector<T> out(static_cast<size_t>(tokens) * kv_heads * elems);
+  LabelRowsToTokenMajor(stored.data(), tokens, kv_heads, row_bytes, out.data());
+  return out;
+}
 
 // Every body of scoring and top-k runs against the twins (the defaults and the bodies kept for
 // comparison benchmarks).
@@ -199,9 +212,10 @@ void RunCase(const Case& c) {
     const int L = c.seqs[s].tokens;
     max_tokens = std::max(max_tokens, L);
     max_budget = std::max(max_budget, std::min(std::max(c.seqs[s].budget, 1), L));
-    lab_data.push_back(std::make_unique<Buf>(static_cast<size_t>(L) * hkv * row_bytes));
-    lab_scale.push_back(std::make_unique<Buf>(static_cast<size_t>(L) * hkv * 2));
-    lab_min.push_back(std::make_unique<Buf>(static_cast<size_t>(L) * hkv * 2));
+    const size_t stored_rows = static_cast<size_t>(LabelCapacity(L)) * hkv;  // whole pages
+    lab_data.push_back(std::make_unique<Buf>(stored_rows * row_bytes));
+    lab_scale.push_back(std::make_unique<Buf>(stored_rows * 2));
+    lab_min.push_back(std::make_unique<Buf>(stored_rows * 2));
     labs[s].data = lab_data[s]->ptr;
     labs[s].scales = lab_scale[s]->as<uint16_t>();
     labs[s].minimums = lab_min[s]->as<uint16_t>();
@@ -256,7 +270,7 @@ void RunCase(const Case& c) {
       ref_f16[s].resize(static_cast<size_t>(L) * hkv * r);
       WriteLabelsF16Reference(keys_f.data(), hkv * d, L, hkv, d, channels.data(), r,
                               ref_f16[s].data(), hkv * r);
-      EXPECT_EQ(lab_data[s]->Get<uint16_t>(ref_f16[s].size()), ref_f16[s]) << "fp16 labels";
+      EXPECT_EQ(TokenMajor<uint16_t>(*lab_data[s], L, hkv, r), ref_f16[s]) << "fp16 labels";
     } else {
       ref_codes[s].resize(static_cast<size_t>(L) * hkv * row_bytes);
       ref_scale[s].resize(static_cast<size_t>(L) * hkv);
@@ -264,9 +278,9 @@ void RunCase(const Case& c) {
       WriteLabels4BitReference(keys_f.data(), hkv * d, L, hkv, d, channels.data(), r,
                                ref_codes[s].data(), hkv * row_bytes, ref_scale[s].data(),
                                ref_min[s].data());
-      EXPECT_EQ(lab_data[s]->Get<uint8_t>(ref_codes[s].size()), ref_codes[s]) << "codes";
-      EXPECT_EQ(lab_scale[s]->Get<uint16_t>(ref_scale[s].size()), ref_scale[s]) << "scales";
-      EXPECT_EQ(lab_min[s]->Get<uint16_t>(ref_min[s].size()), ref_min[s]) << "minimums";
+      EXPECT_EQ(TokenMajor<uint8_t>(*lab_data[s], L, hkv, row_bytes), ref_codes[s]) << "codes";
+      EXPECT_EQ(TokenMajor<uint16_t>(*lab_scale[s], L, hkv, 1), ref_scale[s]) << "scales";
+      EXPECT_EQ(TokenMajor<uint16_t>(*lab_min[s], L, hkv, 1), ref_min[s]) << "minimums";
     }
   }
 
@@ -279,9 +293,10 @@ void RunCase(const Case& c) {
     int64_t max_count = 0;
     for (int s = 0; s < ns; ++s) {
       const int L = c.seqs[s].tokens;
-      pdata.push_back(std::make_unique<Buf>(static_cast<size_t>(L) * hkv * row_bytes));
-      pscale.push_back(std::make_unique<Buf>(static_cast<size_t>(L) * hkv * 2));
-      pmin.push_back(std::make_unique<Buf>(static_cast<size_t>(L) * hkv * 2));
+      const size_t stored_rows = static_cast<size_t>(LabelCapacity(L)) * hkv;
+      pdata.push_back(std::make_unique<Buf>(stored_rows * row_bytes));
+      pscale.push_back(std::make_unique<Buf>(stored_rows * 2));
+      pmin.push_back(std::make_unique<Buf>(stored_rows * 2));
       plabs[s].data = pdata[s]->ptr;
       plabs[s].scales = pscale[s]->as<uint16_t>();
       plabs[s].minimums = pmin[s]->as<uint16_t>();
@@ -299,12 +314,14 @@ void RunCase(const Case& c) {
                                      dplabs.as<CudaLabelSeq>(), nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     for (int s = 0; s < ns; ++s) {
+      const int L = c.seqs[s].tokens;
       if (c.bits == 16) {
-        EXPECT_EQ(pdata[s]->Get<uint16_t>(ref_f16[s].size()), ref_f16[s]) << "paged fp16";
+        EXPECT_EQ(TokenMajor<uint16_t>(*pdata[s], L, hkv, r), ref_f16[s]) << "paged fp16";
       } else {
-        EXPECT_EQ(pdata[s]->Get<uint8_t>(ref_codes[s].size()), ref_codes[s]) << "paged codes";
-        EXPECT_EQ(pscale[s]->Get<uint16_t>(ref_scale[s].size()), ref_scale[s]) << "paged scales";
-        EXPECT_EQ(pmin[s]->Get<uint16_t>(ref_min[s].size()), ref_min[s]) << "paged minimums";
+        EXPECT_EQ(TokenMajor<uint8_t>(*pdata[s], L, hkv, row_bytes), ref_codes[s])
+            << "paged codes";
+        EXPECT_EQ(TokenMajor<uint16_t>(*pscale[s], L, hkv, 1), ref_scale[s]) << "paged scales";
+        EXPECT_EQ(TokenMajor<uint16_t>(*pmin[s], L, hkv, 1), ref_min[s]) << "paged minimums";
       }
     }
   }
@@ -344,6 +361,25 @@ void RunCase(const Case& c) {
     // label_bits 0 (the general kernel) and with UniformLabelBits (the fixed-shape kernels).
     const int uniform_bits = UniformLabelBits(labs.data(), ns, r);
     std::vector<std::string> score_names;
+    // Scoring and top-k fused (LaunchScoreSelectCluster): it takes every fixed-row shape, and
+    // must then select what the twins select; other shapes it declines, launching nothing.
+    {
+      ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));
+      ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
+      const absl::StatusOr<bool> fused = LaunchScoreSelectCluster(
+          c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns, dlabs.as<CudaLabelSeq>(), hq,
+          hkv, d, r, uniform_bits, max_tokens, dsel.as<int32_t>(), sel_stride,
+          dcounts.as<int32_t>(), nullptr);
+      ASSERT_OK(fused.status());
+      const bool fixed_shape =
+          uniform_bits != 0 && (r == 8 || r == 16 || (c.bits == 4 && (r == 32 || r == 64)));
+      EXPECT_EQ(*fused, fixed_shape) << "fused scorer and top-k, r " << r << " bits " << c.bits;
+      if (*fused) {
+        algo_sel.push_back(dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride));
+        algo_counts.push_back(dcounts.Get<int32_t>(ns * hkv));
+        algo_names.push_back("fused scorer + cluster top-k");
+      }
+    }
     for (LabelScoreAlgo sa : kLabelScoreAlgos)
     for (int pass = 0; pass < 2; ++pass) {
       // (kRowPerThread has one kernel whatever label_bits says.)
@@ -513,10 +549,10 @@ TEST(DoubleSparsityHost, UniformLabelBitsGatesTheFixedRowScorers) {
 }
 
 // Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
-// runs 9 and 11 measured the crossovers. Past 8192 tokens: the cluster kernel up to an eighth
-// of the SMs in (sequence, KV head) pairs; then, with a workspace, the multi-block kernels up
-// to a quarter of the SMs on rows over 128K tokens; the striped one-block kernel otherwise.
-// Named bodies pass.
+// runs 9, 11 and 14 measured the crossovers. Past 8192 tokens: the cluster kernel up to an
+// eighth of the SMs in (sequence, KV head) pairs, or a quarter on rows up to 128K; then, with
+// a workspace, the multi-block kernels up to a quarter of the SMs on rows over 128K tokens;
+// the striped one-block kernel otherwise. Named bodies pass.
 TEST(DoubleSparsityHost, AutoTopKRule) {
   constexpr int kSms = 132;
   for (bool ws : {false, true}) {
@@ -529,16 +565,27 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
     }
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms, ws), TopKAlgo::kCluster);
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 16384, 8, kSms, ws), TopKAlgo::kStriped);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65535, 16, kSms, ws), TopKAlgo::kStriped);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 16384, 8, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8193, 16, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 33, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms, ws), TopKAlgo::kCluster);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 34, kSms, ws), TopKAlgo::kStriped);
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms, ws), TopKAlgo::kStriped);
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, ws), TopKAlgo::kStriped);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms, ws), TopKAlgo::kStriped);
   }
   for (int64_t pairs : {17, 32, 33}) {
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, false), TopKAlgo::kStriped);
     EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, true), TopKAlgo::kMultiBlock);
   }
+}
+
+// Without a GPU: the engine's fused-select rule (ScoreSelectClusterPays) — up to 2^18 rows.
+TEST(DoubleSparsityHost, FusedSelectRule) {
+  EXPECT_TRUE(ScoreSelectClusterPays(4096, 32));     // Llama-2 heads, batch 1, 4K
+  EXPECT_TRUE(ScoreSelectClusterPays(16384, 8));     // Llama-3 heads, batch 1, 16K
+  EXPECT_TRUE(ScoreSelectClusterPays(4096, 64));     // Llama-3 heads, batch 8, 4K
+  EXPECT_FALSE(ScoreSelectClusterPays(16384, 32));   // Llama-2 heads, batch 1, 16K
+  EXPECT_FALSE(ScoreSelectClusterPays(262144, 256));
 }
 
 TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
@@ -583,6 +630,100 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
       Case{DType::kF16, 4, 2, 64, 16, 4, {{65537, 65537 / 16, 4, 64, 1}, {4099, 300, 4, 64, 0}}});
   // ~300K tokens, GQA 8, fp16 labels r 8, k = L/16.
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
+}
+
+// The fused scorer and top-k against the twins on ties, fp16 labels r 8 written straight into
+// the paged layout, GQA 4, two sequences (70001 and 9000 tokens, budgets L/16, a cluster of up
+// to 16 blocks): continuous labels, labels of {0, 1} (256 distinct scores a head, ~270 ties
+// each, ties across the blocks at the boundary) and one constant label (every score tied: the
+// first sink-free candidates win). Identical sets, ties lowest index first.
+TEST(DoubleSparsityGpu, FusedSelectMatchesTwinsOnTies) {
+  SKIP_WITHOUT_GPU();
+  constexpr int kHq = 8, kHkv = 2, kD = 64, kR = 8;
+  const int lengths[] = {70001, 9000};
+  constexpr int kSeqs = 2;
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<int32_t> channels(kHkv * kR);
+  for (int h = 0; h < kHkv; ++h) {
+    for (int j = 0; j < kR; ++j) channels[h * kR + j] = (7 * j + 3 * h) % kD;
+  }
+  std::vector<uint16_t> q_raw(kSeqs * kHq * kD);
+  std::vector<float> q_f(q_raw.size());
+  for (size_t i = 0; i < q_raw.size(); ++i) {
+    q_raw[i] = F32ToF16(u(Rng()));
+    q_f[i] = F16ToF32(q_raw[i]);
+  }
+  Buf dq(q_raw.size() * 2), dch(channels.size() * 4);
+  dq.Put(q_raw.data(), q_raw.size() * 2);
+  dch.Put(channels.data(), channels.size() * 4);
+  for (int kind = 0; kind < 3; ++kind) {
+    SCOPED_TRACE(kind == 0 ? "continuous labels" : kind == 1 ? "labels of {0, 1}" : "constant");
+    std::vector<std::vector<uint16_t>> token_major(kSeqs);
+    std::vector<std::unique_ptr<Buf>> data;
+    std::vector<CudaLabelSeq> labs(kSeqs);
+    std::vector<CudaDsSequence> seqs(kSeqs);
+    int max_budget = 0;
+    for (int s = 0; s < kSeqs; ++s) {
+      const int L = lengths[s];
+      token_major[s].resize(static_cast<size_t>(L) * kHkv * kR);
+      for (uint16_t& v : token_major[s]) {
+        v = F32ToF16(kind == 0 ? u(Rng()) : kind == 1 ? static_cast<float>(Rng()() % 2) : 0.5f);
+      }
+      std::vector<uint16_t> paged(static_cast<size_t>(LabelCapacity(L)) * kHkv * kR, 0x7fff);
+      for (int t = 0; t < L; ++t) {
+        for (int h = 0; h < kHkv; ++h) {
+          std::copy_n(token_major[s].begin() + (static_cast<size_t>(t) * kHkv + h) * kR, kR,
+                      paged.begin() + static_cast<size_t>(LabelRow(t, h, kHkv)) * kR);
+        }
+      }
+      data.push_back(std::make_unique<Buf>(paged.size() * 2));
+      data.back()->Put(paged.data(), paged.size() * 2);
+      labs[s].data = data.back()->ptr;
+      labs[s].channels = dch.as<int32_t>();
+      labs[s].r = kR;
+      labs[s].bits = 16;
+      seqs[s].tokens = L;
+      seqs[s].budget = L / 16;
+      seqs[s].sink = 4;
+      seqs[s].recent = 64;
+      seqs[s].q_row = s;
+      seqs[s].kv_seq = s;
+      max_budget = std::max(max_budget, L / 16);
+    }
+    Buf dlabs(kSeqs * sizeof(CudaLabelSeq)), dseqs(kSeqs * sizeof(CudaDsSequence));
+    dlabs.Put(labs.data(), kSeqs * sizeof(CudaLabelSeq));
+    dseqs.Put(seqs.data(), kSeqs * sizeof(CudaDsSequence));
+    const int64_t sel_stride = max_budget + 1;
+    Buf dsel(static_cast<size_t>(kSeqs) * kHkv * sel_stride * 4), dcounts(kSeqs * kHkv * 4);
+    const absl::StatusOr<bool> fused = LaunchScoreSelectCluster(
+        DType::kF16, dq.ptr, kHq * kD, dseqs.as<CudaDsSequence>(), kSeqs,
+        dlabs.as<CudaLabelSeq>(), kHq, kHkv, kD, kR, 16, lengths[0], dsel.as<int32_t>(),
+        sel_stride, dcounts.as<int32_t>(), nullptr);
+    ASSERT_OK(fused.status());
+    ASSERT_TRUE(*fused);
+    const std::vector<int32_t> got = dsel.Get<int32_t>(static_cast<size_t>(kSeqs) * kHkv *
+                                                       sel_stride);
+    const std::vector<int32_t> counts = dcounts.Get<int32_t>(kSeqs * kHkv);
+    for (int s = 0; s < kSeqs; ++s) {
+      const int L = lengths[s];
+      std::vector<float> ref_scores(static_cast<size_t>(kHkv) * L);
+      LabelScoresF16Reference(q_f.data() + static_cast<size_t>(s) * kHq * kD, channels.data(),
+                              token_major[s].data(), kHkv * kR, L,
+                              LabelScoreShape{kHq, kHkv, kD, kR, ScoreAggregation::kSum},
+                              ref_scores.data(), L);
+      std::vector<int32_t> want(L), scratch(L);
+      for (int h = 0; h < kHkv; ++h) {
+        const int64_t n = TopKSelectReference(ref_scores.data() + static_cast<size_t>(h) * L, L,
+                                              seqs[s].budget, seqs[s].sink, seqs[s].recent,
+                                              scratch.data(), want.data());
+        ASSERT_EQ(counts[s * kHkv + h], n) << "sequence " << s << " head " << h;
+        const int32_t* g = got.data() + (static_cast<size_t>(s) * kHkv + h) * sel_stride;
+        int64_t diff = 0;
+        for (int64_t i = 0; i < n; ++i) diff += g[i] != want[i];
+        EXPECT_EQ(diff, 0) << "sequence " << s << " head " << h << " (of " << n << ")";
+      }
+    }
+  }
 }
 
 // Sparse attention alone on hand-made selections, every body: per (sequence, KV head) 0 rows
@@ -999,6 +1140,12 @@ TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
       ExpectCapturesMatchTwins(cuda.sparse_captures(), *(*gm)->double_sparsity().channel_config(),
                                ds.statistic, absl::StrCat(dir, " bits ", bits));
       cuda.clear_sparse_captures();
+      // The same run with scoring and top-k fused wherever the kernel takes the shape (the
+      // capture above ran the two launches): the same selections, so the same logits.
+      cuda.set_fused_select(FusedSelectMode::kAlways);
+      const std::vector<float> fused = RunEngine(**gm, ids, 20, &ds);
+      cuda.set_fused_select(FusedSelectMode::kAuto);
+      EXPECT_EQ(fused, got) << dir << " bits " << bits << ": fused scorer and top-k";
       // Logits against the CPU engine: printed, not asserted. At budget 12 of 21..44 tokens
       // the comparison is ill-conditioned: fp16 activations against fp32 ones move a top-k
       // boundary (4-bit labels most of all: a code flips at a rounding boundary and the score

@@ -134,6 +134,38 @@ struct DevMem {
   }
 };
 
+// A selection copied to the host: `rows` (sequence, KV head) rows of up to `stride` indices,
+// and their counts.
+struct SelectionCopy {
+  std::vector<int32_t> selected, counts;
+};
+absl::StatusOr<SelectionCopy> CopySelection(const DevMem& sel, const DevMem& counts,
+                                            int64_t rows, int64_t stride, cudaStream_t stream) {
+  SelectionCopy c;
+  c.selected.resize(static_cast<size_t>(rows * stride));
+  c.counts.resize(static_cast<size_t>(rows));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(c.selected.data(), sel.ptr, c.selected.size() * 4,
+                                  cudaMemcpyDeviceToHost));
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(c.counts.data(), counts.ptr, c.counts.size() * 4, cudaMemcpyDeviceToHost));
+  return c;
+}
+
+// Rows whose count or selected indices differ.
+int64_t SelectionMismatches(const SelectionCopy& a, const SelectionCopy& b, int64_t stride) {
+  int64_t bad = 0;
+  for (size_t r = 0; r < a.counts.size(); ++r) {
+    const int32_t n = a.counts[r];
+    bool same = n == b.counts[r];
+    for (int32_t i = 0; same && i < n; ++i) {
+      same = a.selected[r * stride + i] == b.selected[r * stride + i];
+    }
+    bad += !same;
+  }
+  return bad;
+}
+
 // Prefill section: causal attention of one prompt of L tokens over its own K/V (paged, 16-token
 // blocks as the engine's pool), bf16, head_dim 128, Llama-2-7B (32 q / 32 kv) and Llama-3-8B
 // (32 q / 8 kv) heads; the bodies of --prefill_algos (CUDA-core kSimt, tensor-core kMma) side by
@@ -502,12 +534,42 @@ absl::Status Run() {
                                          dout.ptr, hq * kHeadDim, stream, algo);
           };
           auto attend = [&] { return attend_with(attn_algos[0], splits); };
+          // Scoring and top-k fused (LaunchScoreSelectCluster); false where it declines.
+          auto fused = [&]() -> absl::StatusOr<bool> {
+            return LaunchScoreSelectCluster(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
+                                            dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r,
+                                            label_bits, ctx, sel.as<int32_t>(), budget,
+                                            counts.as<int32_t>(), stream);
+          };
           // The chain with the first body of each list; then each stage alone, per body.
-          ASSIGN_OR_RETURN(const double us, TimeUs(stream, iters, [&]() -> absl::Status {
+          ASSIGN_OR_RETURN(const double us_separate,
+                           TimeUs(stream, iters, [&]() -> absl::Status {
                              RETURN_IF_ERROR(score(score_algos[0]));
                              RETURN_IF_ERROR(topk(topk_algos[0]));
                              return attend();
                            }));
+          // The fused kernel's selection against the two launches' (identical sets), then its
+          // time alone and in the chain.
+          ASSIGN_OR_RETURN(const SelectionCopy separate_sel,
+                           CopySelection(sel, counts, batch * hkv, budget, stream));
+          ASSIGN_OR_RETURN(const bool fused_ran, fused());
+          double us_fused = 0, us_chain_fused = 0;
+          int64_t fused_mismatches = -1;
+          if (fused_ran) {
+            ASSIGN_OR_RETURN(const SelectionCopy fused_sel,
+                             CopySelection(sel, counts, batch * hkv, budget, stream));
+            fused_mismatches = SelectionMismatches(separate_sel, fused_sel, budget);
+            auto run_fused = [&]() -> absl::Status { return fused().status(); };
+            ASSIGN_OR_RETURN(us_fused, TimeUs(stream, iters, run_fused));
+            ASSIGN_OR_RETURN(us_chain_fused, TimeUs(stream, iters, [&]() -> absl::Status {
+                               RETURN_IF_ERROR(run_fused());
+                               return attend();
+                             }));
+          }
+          // The chain as the engine runs it (ScoreAndSelect under kAuto).
+          const bool engine_fuses =
+              fused_ran && ScoreSelectClusterPays(ctx, batch * hkv);
+          const double us = engine_fuses ? us_chain_fused : us_separate;
           nlohmann::json score_by_algo, topk_by_algo;
           std::string stages;
           for (LabelScoreAlgo a : score_algos) {
@@ -554,8 +616,11 @@ absl::Status Run() {
           const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm, true);
           const bool two_reads = ran == TopKAlgo::kTwoRead || ran == TopKAlgo::kStriped ||
                                  ran == TopKAlgo::kMultiBlock;
-          const int score_passes = ran == TopKAlgo::kCluster ? 2 : (two_reads ? 3 : 5);
+          const int score_passes =
+              engine_fuses ? 0 : (ran == TopKAlgo::kCluster ? 2 : (two_reads ? 3 : 5));
           const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * score_passes;
+          absl::StrAppend(&stages, absl::StrFormat(" | fused %.1f, chain %.1f (two launches %.1f)",
+                                                   us_fused, us_chain_fused, us_separate));
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),
                       static_cast<long long>(batch), static_cast<long long>(ctx), var.name, us,
@@ -584,7 +649,18 @@ absl::Status Run() {
                                     {"us_attention", us_attn},
                                     {"splits_more", splits_more},
                                     {"us_attention_more_splits", us_attn_more},
-                                    {"us_attention_by_algo", attn_by_algo}});
+                                    {"us_attention_by_algo", attn_by_algo},
+                                    {"fused", engine_fuses},
+                                    {"us_chain_two_launches", us_separate},
+                                    {"us_score_topk_fused", us_fused},
+                                    {"us_chain_fused", us_chain_fused},
+                                    {"fused_selection_mismatches", fused_mismatches}});
+          if (fused_mismatches != 0 && fused_ran) {
+            return absl::InternalError(absl::StrCat(
+                "fused scorer and top-k selected differently from the two launches at ", m,
+                " batch ", batch, " context ", ctx, " ", var.name, ": ", fused_mismatches,
+                " mismatches"));
+          }
         }
         std::fflush(stdout);
       }

@@ -1,0 +1,36 @@
+// ScoreAndSelect (score_and_select.h).
+#include "engine/cuda/score_and_select.h"
+
+#include "engine/cuda/topk_workspace.h"
+#include "kernels/status.h"
+
+namespace dsinfer {
+
+absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
+                            LabelScoreAlgo score_algo, TopKAlgo topk_algo, int sms,
+                            StreamBuffer& scores, StreamBuffer& topk_workspace,
+                            cudaStream_t stream) {
+  const int64_t pairs = static_cast<int64_t>(job.num_seqs) * job.heads_kv;
+  if (fused == FusedSelectMode::kAlways ||
+      (fused == FusedSelectMode::kAuto && ScoreSelectClusterPays(job.max_tokens, pairs))) {
+    ASSIGN_OR_RETURN(const bool launched,
+                     LaunchScoreSelectCluster(job.dtype, job.q, job.q_stride, job.seqs,
+                                              job.num_seqs, job.labels, job.heads_q, job.heads_kv,
+                                              job.head_dim, job.max_r, job.label_bits,
+                                              job.max_tokens, job.selected, job.sel_stride,
+                                              job.counts, stream));
+    if (launched) return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * 4, stream));
+  ASSIGN_OR_RETURN(void* const ws, TopKWorkspaceFor(topk_workspace, topk_algo, job.num_seqs,
+                                                    job.heads_kv, job.max_tokens, sms, stream));
+  float* const sc = static_cast<float*>(scores.ptr);
+  RETURN_IF_ERROR(LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs, job.num_seqs,
+                                    job.labels, job.heads_q, job.heads_kv, job.head_dim,
+                                    job.max_r, job.label_bits, job.max_tokens, sc, job.max_tokens,
+                                    stream, score_algo));
+  return LaunchTopKSelect(sc, job.max_tokens, job.seqs, job.num_seqs, job.heads_kv, job.selected,
+                          job.sel_stride, job.counts, stream, topk_algo, ws);
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,50 @@
+// Scoring and top-k of one Double Sparsity selection on the CUDA backend, shared by the sparse
+// decode path (cuda_backend_sparse.cc) and the offload tier (cuda_backend_offload.cc): the
+// fused kernel (LaunchScoreSelectCluster) where it is allowed and ScoreSelectClusterPays,
+// else LaunchLabelScores into a score buffer, then LaunchTopKSelect.
+#ifndef DSINFER_ENGINE_CUDA_SCORE_AND_SELECT_H_
+#define DSINFER_ENGINE_CUDA_SCORE_AND_SELECT_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "engine/cuda/stream_buffer.h"
+#include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/dtype.h"
+
+namespace dsinfer {
+
+// Whether a selection runs scoring and top-k fused (LaunchScoreSelectCluster): where it pays
+// (ScoreSelectClusterPays), wherever the kernel takes the shape, or never.
+enum class FusedSelectMode { kAuto, kAlways, kOff };
+
+// One selection's inputs and outputs (device pointers; seqs and labels num_seqs long).
+struct ScoreSelectJob {
+  DType dtype = DType::kBF16;
+  const void* q = nullptr;
+  int64_t q_stride = 0;
+  const CudaDsSequence* seqs = nullptr;
+  int num_seqs = 0;
+  const CudaLabelSeq* labels = nullptr;
+  int heads_q = 0, heads_kv = 0, head_dim = 0;
+  int max_r = 0;
+  int label_bits = 0;  // UniformLabelBits of the labels
+  int64_t max_tokens = 0;
+  int32_t* selected = nullptr;
+  int64_t sel_stride = 0;
+  int32_t* counts = nullptr;
+};
+
+// Runs `job` on `stream`: fused where `fused` allows it (kAuto: where ScoreSelectClusterPays)
+// and the kernel takes the shape; else the two launches with score_algo and topk_algo (the
+// top-k's rule on `sms` SMs), growing `scores` and `topk_workspace` as needed.
+absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
+                            LabelScoreAlgo score_algo, TopKAlgo topk_algo, int sms,
+                            StreamBuffer& scores, StreamBuffer& topk_workspace,
+                            cudaStream_t stream);
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_ENGINE_CUDA_SCORE_AND_SELECT_H_

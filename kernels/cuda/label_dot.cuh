@@ -1,0 +1,196 @@
+// The arithmetic of Double Sparsity's label scoring, in the twins' rounding order (shared by
+// the scorers in double_sparsity.cu and the fused scorer and top-k in
+// score_select_cluster.cu): label values from fp16 bits or 4-bit codes, the per-channel FMA,
+// the 4-bit scale/minimum fold, the GQA aggregation and the query's channel sums.
+#ifndef DSINFER_KERNELS_CUDA_LABEL_DOT_CUH_
+#define DSINFER_KERNELS_CUDA_LABEL_DOT_CUH_
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+
+namespace dsinfer {
+namespace cuda {
+
+__device__ __forceinline__ float F16BitsToF32(uint16_t b) {
+  return __half2float(__ushort_as_half(b));
+}
+
+template <int kBytes>
+struct VecOf;
+template <>
+struct VecOf<16> {
+  using T = uint4;
+};
+template <>
+struct VecOf<8> {
+  using T = uint2;
+};
+template <>
+struct VecOf<4> {
+  using T = uint32_t;
+};
+template <>
+struct VecOf<2> {
+  using T = uint16_t;
+};
+template <>
+struct VecOf<1> {
+  using T = uint8_t;
+};
+
+// A 4-bit code (0..15) as a float, through the exponent trick: 2^23 + code is exact, and so is
+// subtracting 2^23 (I2F is quarter rate).
+__device__ __forceinline__ float CodeToFloat(uint32_t code) {
+  return __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
+}
+
+// One 4-bit row's dot for one query head in the twin's order: scale and minimum folded out,
+// fma(scale, qc, minimum · q_sum), qc = Σ q·c (DotStep's FMA chain), q_sum = Σ q.
+__device__ __forceinline__ float FoldScaleMinimum(float qc, float scale, float minimum,
+                                                  float q_sum) {
+  return __fmaf_rn(scale, qc, __fmul_rn(minimum, q_sum));
+}
+
+// One channel's step of a query head's dot, in the twin's order: one FMA (fp16 label values,
+// or 4-bit codes as floats of Σ q·c). kBits stays for the callers' symmetry.
+template <int kBits>
+__device__ __forceinline__ float DotStep(float acc, float q, float value) {
+  return __fmaf_rn(q, value, acc);
+}
+
+// GQA aggregation of one row's per-query-head dots in the twin's order (ScoreAggregation sum
+// or max): start from AggregateStart, fold each dot in with AggregateStep.
+__device__ __forceinline__ float AggregateStart(bool max_agg) {
+  return max_agg ? -INFINITY : 0.0f;
+}
+__device__ __forceinline__ float AggregateStep(float agg, float dot, bool max_agg) {
+  return max_agg ? (agg < dot ? dot : agg) : __fadd_rn(agg, dot);
+}
+
+// The sum of query head hq's r label channels (ch: its KV head's channel indices) in the
+// twin's order: rounded adds, channels ascending, from 0 — what 4-bit scoring folds the
+// minimum with.
+template <typename T>
+__device__ __forceinline__ float QueryChannelSum(const T* qrow, int hq, int head_dim,
+                                                 const int32_t* ch, int r) {
+  const T* qh = qrow + static_cast<int64_t>(hq) * head_dim;
+  float sum = 0.0f;
+  for (int j = 0; j < r; ++j) sum = __fadd_rn(sum, Num<T>::ToF(qh[ch[j]]));
+  return sum;
+}
+
+// Word w of a 16-, 8- or 4-byte chunk of a label row, taken by member.
+__device__ __forceinline__ uint32_t ChunkWord(const uint4& c, int w) {
+  return w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
+}
+__device__ __forceinline__ uint32_t ChunkWord(const uint2& c, int w) { return w == 0 ? c.x : c.y; }
+__device__ __forceinline__ uint32_t ChunkWord(const uint32_t& c, int) { return c; }
+
+// Channel j of a fixed-size label row held as chunks of type V (uint4, or uint2 for 8-byte
+// rows; j a compile-time constant once unrolled): words are taken by member, never through a
+// pointer into the registers (which would put the row in local memory). fp16 converts exactly;
+// a 4-bit code becomes its float (CodeToFloat; scale and minimum are folded in per row).
+template <int kBits, typename V, int kChunks>
+__device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j) {
+  constexpr int kPerWord = kBits == 16 ? 2 : 8;
+  constexpr int kWordsPerChunk = static_cast<int>(sizeof(V) / 4);
+  const int wi = j / kPerWord, e = j % kPerWord;
+  const uint32_t w = ChunkWord(row[wi / kWordsPerChunk], wi % kWordsPerChunk);
+  if constexpr (kBits == 16) {
+    return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
+  } else {
+    return CodeToFloat((w >> (4 * e)) & 0xfu);
+  }
+}
+
+// The query's label channels in shared memory, laid out [j][g][h] (KV head fastest): the lanes
+// of a warp span one head or a few consecutive heads, so they read one word (a broadcast) or
+// consecutive words (no bank conflicts). A [h][g][j]
+// layout put lanes r words apart: an r-way conflict that made scoring scale with r. For 4-bit
+// labels, j = r holds each query head's channel sum (QueryChannelSum).
+__device__ __forceinline__ float QChannel(const float* qh, int j, int g, int group, int heads_kv) {
+  return qh[(j * group + g) * heads_kv];
+}
+
+// One KV head's query channels for the fixed-row scorers: in registers while they are few,
+// else read from shared memory at each use (a warp's lanes on one or a few consecutive heads:
+// conflict-free) through a volatile pointer — loop-invariant, they would otherwise be hoisted
+// into registers, which at kG × kR up to 512 spills and cuts occupancy. kWithSum (4-bit
+// labels): each head's channel sum too, staged as channel kR.
+template <int kG, int kR, bool kWithSum>
+struct HeadQueryChannels {
+  static constexpr bool kInRegisters = kG * kR <= 16;
+  static constexpr int kChannels = kR + (kWithSum ? 1 : 0);
+  __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv)
+      : smem(qs + h), heads_kv(heads_kv) {
+    if constexpr (kInRegisters) {
+#pragma unroll
+      for (int g = 0; g < kG; ++g) {
+#pragma unroll
+        for (int j = 0; j < kChannels; ++j) regs[g][j] = QChannel(qs + h, j, g, kG, heads_kv);
+      }
+    }
+  }
+  // Channel j of group head g; j == kR: the sum of its channels (kWithSum).
+  __device__ __forceinline__ float At(int g, int j) const {
+    if constexpr (kInRegisters) {
+      return regs[g][j];
+    } else {
+      return smem[(j * kG + g) * heads_kv];  // QChannel's layout
+    }
+  }
+  float regs[kInRegisters ? kG : 1][kInRegisters ? kChannels : 1];
+  const volatile float* smem;
+  int heads_kv;
+};
+
+// The score of one fixed-size label row (kR channels of kBits, held as chunks of type V; for
+// 4-bit rows scale_min = fp16 scale | fp16 minimum << 16) for a GQA group, in the twin's order:
+// per query head channels ascending (DotStep), the 4-bit fold (FoldScaleMinimum), the heads
+// folded in order (AggregateStep). q_at(g, j) is channel j of group head g (j = kR: the sum of
+// its channels, 4-bit rows). kG > 0: the group a compile-time constant, each channel's value
+// used as it is made, so no row of values is held; kG 0: `group` at run time, the row's values
+// made once, then a dot per query head.
+template <int kBits, int kR, int kG, typename V, int kChunks, typename QAt>
+__device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t scale_min,
+                                               int group, bool max_agg, QAt q_at) {
+  float agg = AggregateStart(max_agg);
+  [[maybe_unused]] const float scale = F16BitsToF32(scale_min & 0xffffu);
+  [[maybe_unused]] const float minimum = F16BitsToF32(scale_min >> 16);
+  if constexpr (kG > 0) {
+    float dot[kG];
+#pragma unroll
+    for (int g = 0; g < kG; ++g) dot[g] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kR; ++j) {
+      const float v = LabelValue<kBits>(raw, j);
+#pragma unroll
+      for (int g = 0; g < kG; ++g) dot[g] = DotStep<kBits>(dot[g], q_at(g, j), v);
+    }
+#pragma unroll
+    for (int g = 0; g < kG; ++g) {
+      if constexpr (kBits == 4) dot[g] = FoldScaleMinimum(dot[g], scale, minimum, q_at(g, kR));
+      agg = AggregateStep(agg, dot[g], max_agg);
+    }
+  } else {
+    float vals[kR];
+#pragma unroll
+    for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits>(raw, j);
+    for (int g = 0; g < group; ++g) {
+      float dot = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kR; ++j) dot = DotStep<kBits>(dot, q_at(g, j), vals[j]);
+      if constexpr (kBits == 4) dot = FoldScaleMinimum(dot, scale, minimum, q_at(g, kR));
+      agg = AggregateStep(agg, dot, max_agg);
+    }
+  }
+  return agg;
+}
+
+}  // namespace cuda
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_LABEL_DOT_CUH_

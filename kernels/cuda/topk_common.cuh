@@ -1,0 +1,158 @@
+// Top-k pieces shared by the top-k kernels (topk_select.cu), the cluster select
+// (cluster_select.cuh) and the fused scorer and top-k (score_select_cluster.cu): the scores'
+// order-preserving keys, the boundary search over a radix histogram, a (sequence, KV head)
+// segment's plan and kept tokens, and one tile of the ordered compaction.
+#ifndef DSINFER_KERNELS_CUDA_TOPK_COMMON_CUH_
+#define DSINFER_KERNELS_CUDA_TOPK_COMMON_CUH_
+
+#include <cstdint>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
+#include "kernels/cuda/double_sparsity.cuh"
+
+namespace dsinfer {
+namespace cuda {
+
+// Larger score -> larger key; NaN gets -inf's key (the twin ranks NaN as -inf, ties by index),
+// and -0 gets +0's.
+__device__ __forceinline__ uint32_t OrderKey(float x) {
+  if (isnan(x)) x = -INFINITY;
+  if (x == 0.0f) x = 0.0f;  // -0 and +0 compare equal in the twin: one key
+  const uint32_t b = __float_as_uint(x);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Run by one warp: the bucket (of `bins`, higher bucket = larger keys) holding the
+// remaining-th largest key, and how many keys lie in buckets above it.
+__device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, int remaining,
+                                                   int* bucket, int* greater_out) {
+  const int lane = threadIdx.x % 32;
+  const int per = bins / 32;
+  const int lo = lane * per;
+  int local = 0;
+  for (int b = lo; b < lo + per; ++b) local += hist[b];
+  // Suffix sums over lanes: keys in bins of lanes above this one.
+  int incl = local;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_down_sync(0xffffffffu, incl, o);
+    if (lane + o < 32) incl += v;
+  }
+  const int greater = incl - local;
+  if (greater < remaining && remaining <= incl) {
+    int acc = greater;
+    for (int b = lo + per - 1; b >= lo; --b) {
+      if (acc + hist[b] >= remaining) {
+        *bucket = b;
+        *greater_out = acc;
+        break;
+      }
+      acc += hist[b];
+    }
+  }
+}
+
+template <int kThreads>
+using TopKScan = cub::BlockScan<int, kThreads>;
+
+// Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
+struct TopKSegment {
+  const float* sc;  // the segment's scores
+  int lo, hi;       // the candidates: tokens [lo, hi) (after the sinks, before the recent window)
+  int want;         // how many of them to select; 0: the selection is complete already
+  int32_t* mid;     // where the selected candidates go, ascending
+};
+
+// What a (sequence, KV head) segment of seq selects: tokens 0 .. sink_end and recent_begin .. n
+// kept, `want` of the candidates [sink_end, recent_begin) chosen by score. selecting: a top-k
+// remains to run (else the kept tokens, or all candidates, fill the budget).
+struct SegmentPlan {
+  int n, budget, sink_end, recent_begin, kept, want, cand;
+  bool selecting;
+};
+__device__ __forceinline__ SegmentPlan PlanSegment(const CudaDsSequence& seq) {
+  SegmentPlan p;
+  p.n = seq.tokens;
+  p.budget = min(max(seq.budget, 1), p.n);
+  p.sink_end = min(seq.sink, p.n);
+  p.recent_begin = max(p.sink_end, p.n - max(seq.recent, 1));
+  p.kept = p.sink_end + (p.n - p.recent_begin);
+  p.want = p.budget - p.kept;
+  p.cand = p.recent_begin - p.sink_end;
+  p.selecting = p.n > 0 && p.kept < p.budget && p.want != p.cand;
+  return p;
+}
+
+// The start every top-k kernel shares for sequence s, KV head h (LaunchTopKSelect's layout),
+// run by `threads` threads numbered `tid`: writes the segment's count (by the leader) and its
+// kept sink and recent tokens, or the whole selection where those or all candidates fill the
+// budget.
+__device__ __forceinline__ TopKSegment StartTopKSegment(const float* scores, int64_t score_stride,
+                                                        const CudaDsSequence* seqs, int heads_kv,
+                                                        int32_t* selected, int64_t sel_stride,
+                                                        int32_t* counts, int s, int h, int tid,
+                                                        int threads, bool leader) {
+  const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
+  const float* sc = scores + pair * score_stride;
+  int32_t* out = selected + pair * sel_stride;
+  int32_t* count = counts + pair;
+  const SegmentPlan p = PlanSegment(seqs[s]);
+  const int n = p.n, budget = p.budget, sink_end = p.sink_end, recent_begin = p.recent_begin;
+  if (n <= 0) {
+    if (leader) *count = 0;
+    return {sc, 0, 0, 0, out};
+  }
+  if (leader) *count = budget;
+  if (p.kept >= budget) {
+    const int sinks = min(sink_end, budget - 1);
+    const int recents = budget - sinks;
+    for (int i = tid; i < budget; i += threads) out[i] = i < sinks ? i : n - recents + (i - sinks);
+    return {sc, 0, 0, 0, out};
+  }
+  const int want = p.want, cand = p.cand;
+  for (int i = tid; i < sink_end; i += threads) out[i] = i;
+  for (int i = tid; i < n - recent_begin; i += threads) out[sink_end + want + i] = recent_begin + i;
+  int32_t* mid = out + sink_end;
+  if (want == cand) {
+    for (int i = tid; i < cand; i += threads) mid[i] = sink_end + i;
+    return {sc, 0, 0, 0, out};
+  }
+  return {sc, sink_end, recent_begin, want, mid};
+}
+
+// One tile of an ordered compaction, after its kItems flags per thread are made (1: the key
+// lies above the boundary prefix; 1 << 16: a boundary tie; 0: neither), this thread's items
+// numbered index0 ... index0 + kItems - 1 (blocked arrangement): one block scan orders them,
+// the keys above and the first `remaining` ties by index (counting *ties_seen before the
+// tile) go to mid from *written, and both counters advance past the tile.
+template <int kThreads, int kItems>
+__device__ __forceinline__ void CompactTile(const int (&flags)[kItems], int index0, int remaining,
+                                            int32_t* mid, int* written, int* ties_seen,
+                                            typename TopKScan<kThreads>::TempStorage& scan_tmp) {
+  int packed = 0;
+#pragma unroll
+  for (int u = 0; u < kItems; ++u) packed += flags[u];
+  int ex = 0, total = 0;
+  TopKScan<kThreads>(scan_tmp).ExclusiveSum(packed, ex, total);
+  const int tie_quota = max(remaining - *ties_seen, 0);
+  int above_before = ex & 0xffff, ties_before = ex >> 16;
+#pragma unroll
+  for (int u = 0; u < kItems; ++u) {
+    const bool above = flags[u] == 1, tie = flags[u] == (1 << 16);
+    if (above || (tie && ties_before < tie_quota)) {
+      mid[*written + above_before + min(ties_before, tie_quota)] = index0 + u;
+    }
+    above_before += above;
+    ties_before += tie;
+  }
+  const int tile_above = total & 0xffff, tile_ties = total >> 16;
+  *written += tile_above + min(tile_ties, tie_quota);
+  *ties_seen += tile_ties;
+  __syncthreads();  // scan_tmp is reused by the next tile
+}
+
+}  // namespace cuda
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_TOPK_COMMON_CUH_
