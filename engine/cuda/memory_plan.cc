@@ -21,7 +21,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "kernels/label_layout.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
@@ -129,9 +128,7 @@ absl::StatusOr<CudaMemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
   // Labels, on the GPU in gpu and offload modes; dense-offload forces every sequence dense,
   // so it keeps none.
   if (request.labels.r > 0 && request.kv_mode != KvMode::kDenseOffload) {
-    // Each sequence's labels round up to whole label pages (LabelCapacity).
-    plan.label_bytes = layers * kv_heads * request.labels.RowBytes() *
-                       (plan.pool_tokens + request.max_batch * kLabelPageTokens);
+    plan.label_bytes = layers * kv_heads * request.labels.RowBytes() * plan.pool_tokens;
   }
 
   // The offload tier's device buffers.
