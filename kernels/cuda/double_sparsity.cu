@@ -15,12 +15,13 @@
 //    label channels of all query heads (and for 4-bit rows their sums) are staged once per
 //    block in shared memory, [heads_q][r + 1].
 //  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
-//    label channels staged with the KV head fastest (no bank conflicts across a warp's heads),
-//    scores leaving through shared memory as per-head token runs; one block per token tile
-//    (kCoalesced) or two waves of resident blocks looping over the tiles (kStrided). Rows of
-//    4, 8, 16 or 32 bytes run a kernel compiled for their shape (LabelScoresFixedKernel: registers
-//    sized to the shape, a thread's items all of one KV head, the GQA group a compile-time
-//    constant where group × r <= 32); other shapes the general kernel.
+//    label channels staged with the KV head fastest (no bank conflicts across a warp's heads);
+//    one block per tile (kCoalesced) or two waves of resident blocks looping over the tiles
+//    (kStrided). Rows of 4, 8, 16 or 32 bytes run a kernel compiled for their shape
+//    (LabelScoresFixedKernel: registers sized to the shape, a warp's items one KV head's run of
+//    a label page, its scores stored straight to the head's row; the GQA group a compile-time
+//    constant where group × r <= 32); other shapes the general kernel, whose scores leave
+//    through shared memory as per-head token runs.
 // Top-k: topk_select.cu.
 // Attention (SparseAttentionAlgo), grid splits × KV heads × sequences, a block taking its
 // split's share of the (sequence, KV head)'s selected rows for the whole GQA group:
@@ -72,7 +73,6 @@ using cuda::DotStep;
 using cuda::F16BitsToF32;
 using cuda::FoldScaleMinimum;
 using cuda::HeadQueryChannels;
-using cuda::LabelValue;
 using cuda::Num;
 using cuda::QChannel;
 using cuda::QueryChannelSum;
@@ -392,9 +392,11 @@ __host__ __device__ __forceinline__ int ScoreTokensPerBlock(int heads_kv) {
 // span of rows, and each warp takes one run (one head, a page of tokens).
 constexpr int kScoreRunsPerTile = kScoreThreads / 32;
 static_assert(32 * kScoreItemsPerThread == kLabelPageTokens, "a warp's items are one page run");
+__host__ __device__ __forceinline__ int64_t ScoreRuns(int64_t tokens, int heads_kv) {
+  return LabelCapacity(tokens) / kLabelPageTokens * heads_kv;
+}
 __host__ __device__ __forceinline__ int64_t ScoreRunTiles(int64_t tokens, int heads_kv) {
-  const int64_t runs = LabelCapacity(tokens) / kLabelPageTokens * heads_kv;
-  return (runs + kScoreRunsPerTile - 1) / kScoreRunsPerTile;
+  return (ScoreRuns(tokens, heads_kv) + kScoreRunsPerTile - 1) / kScoreRunsPerTile;
 }
 
 // Stages the query's label channels of sequence `seq` in shared memory as [r][group][heads_kv]
@@ -499,18 +501,18 @@ __global__ void __launch_bounds__(kScoreThreads,
   const CudaDsSequence& seq = b.seq;
   const CudaLabelSeq& lab = b.lab;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int64_t runs = LabelCapacity(seq.tokens) / kLabelPageTokens * heads_kv;
+  const int64_t runs = ScoreRuns(seq.tokens, heads_kv);
   const bool max_agg = seq.aggregation == 1;
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
   float* srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
-  [[maybe_unused]] const int group = heads_q / heads_kv;  // the runtime group (kG 0)
+  const int group = heads_q / heads_kv;
   for (int tile = blockIdx.x; tile < b.tiles; tile += gridDim.x) {
     const int64_t run = static_cast<int64_t>(tile) * kScoreRunsPerTile + warp;
     if (run >= runs) break;  // runs past the last: this warp's later tiles are past it too
     const int h = static_cast<int>(run % heads_kv);
     const int64_t t0 = run / heads_kv * kLabelPageTokens;  // the run's first token
     const int64_t row0 = run * kLabelPageTokens;             // and its first row
-    const HeadQueryChannels<(kG > 0 ? kG : 1), kR, kBits == 4> qc(qs, h, heads_kv);
+    const HeadQueryChannels<kG, kR, kBits == 4> qc(qs, h, heads_kv, group);
     Chunk raw[kScoreItemsPerThread][kRowBytes / kChunkBytes];
     // 4-bit rows: fp16 scale (low half) and minimum (high half), converted only at the fold
     // (one register per item where two floats spilled more at 4-bit r 32).
@@ -532,14 +534,8 @@ __global__ void __launch_bounds__(kScoreThreads,
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       const int tl = it * 32 + lane;
       if (t0 + tl >= seq.tokens) break;
-      srow[h * score_stride + t0 + tl] = ScoreLabelRow<kBits, kR, kG>(
-          raw[it], scale_min[it], group, max_agg, [&](int g, int j) {
-            if constexpr (kG > 0) {
-              return qc.At(g, j);
-            } else {
-              return QChannel(qs + h, j, g, group, heads_kv);
-            }
-          });
+      srow[h * score_stride + t0 + tl] =
+          ScoreLabelRow<kBits, kR, kG>(raw[it], scale_min[it], group, max_agg, qc);
     }
   }
 }
@@ -821,38 +817,22 @@ template <typename T>
 using ScoreKernel = void (*)(const T*, int64_t, const CudaDsSequence*, const CudaLabelSeq*, int,
                              int, int, float*, int64_t);
 
-// LabelScoresFixedKernel for rows of kBits bits and kR channels at GQA group `group`: the group
-// a compile-time constant where group × r <= 32 (measured on an H200 for fp16 r 8 / 16 and
-// 4-bit r 32: 1.7-2.4x faster than the runtime group there, but slower beyond, where the
-// unrolled dots spill; 4-bit r 8 / 16 follow the rule: at 4-bit r 16, group 4 spills 1 KB),
-// else the runtime-group kernel of that row.
-template <typename T, int kBits, int kR>
-ScoreKernel<T> FixedScoreKernelFor(int group) {
-  if constexpr (kR <= 32) {
-    if (group == 1) return LabelScoresFixedKernel<T, kBits, kR, 1>;
+// LabelScoresFixedKernel as a kernel family of FixedLabelKernel.
+template <typename T>
+struct FixedScorers {
+  template <int kBits, int kR, int kG>
+  static ScoreKernel<T> Of() {
+    return LabelScoresFixedKernel<T, kBits, kR, kG>;
   }
-  if constexpr (2 * kR <= 32) {
-    if (group == 2) return LabelScoresFixedKernel<T, kBits, kR, 2>;
-  }
-  if constexpr (4 * kR <= 32) {
-    if (group == 4) return LabelScoresFixedKernel<T, kBits, kR, 4>;
-  }
-  return LabelScoresFixedKernel<T, kBits, kR, 0>;
-}
+};
 
 // The fixed-row kernel for labels of `bits` bits and r channels (every sequence's) at GQA group
-// `group`, or null where none applies: rows of 4, 8, 16 or 32 bytes (fp16 r 8 / 16; 4-bit r 8,
-// whose 4-byte rows are half of fp16 r 8's bytes for the same channels, 16, 32, 64).
+// `group` (FixedLabelKernel's shapes and group rule), or null where none applies or heads_kv
+// does not divide the block.
 template <typename T>
 ScoreKernel<T> FixedScoreKernel(int bits, int r, int group, int heads_kv) {
   if (heads_kv > kScoreThreads || kScoreThreads % heads_kv != 0) return nullptr;
-  if (bits == 16 && r == 8) return FixedScoreKernelFor<T, 16, 8>(group);
-  if (bits == 16 && r == 16) return FixedScoreKernelFor<T, 16, 16>(group);
-  if (bits == 4 && r == 8) return FixedScoreKernelFor<T, 4, 8>(group);
-  if (bits == 4 && r == 16) return FixedScoreKernelFor<T, 4, 16>(group);
-  if (bits == 4 && r == 32) return FixedScoreKernelFor<T, 4, 32>(group);
-  if (bits == 4 && r == 64) return FixedScoreKernelFor<T, 4, 64>(group);
-  return nullptr;
+  return cuda::FixedLabelKernel<FixedScorers<T>>(bits, r, group);
 }
 
 // Launches the scoring body `algo` (every kernel takes the same arguments): kRowPerThread, or

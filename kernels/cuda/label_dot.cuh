@@ -115,17 +115,19 @@ __device__ __forceinline__ float QChannel(const float* qh, int j, int g, int gro
   return qh[(j * group + g) * heads_kv];
 }
 
-// One KV head's query channels for the fixed-row scorers: in registers while they are few,
+// One KV head's query channels for the fixed-row scorers, in QChannel's layout from qs (qs + h,
+// heads_kv apart). kG > 0 (the group a compile-time constant): in registers while they are few,
 // else read from shared memory at each use (a warp's lanes on one or a few consecutive heads:
 // conflict-free) through a volatile pointer — loop-invariant, they would otherwise be hoisted
-// into registers, which at kG × kR up to 512 spills and cuts occupancy. kWithSum (4-bit
-// labels): each head's channel sum too, staged as channel kR.
+// into registers, which at kG × kR up to 512 spills and cuts occupancy. kG 0: the group at run
+// time (`group`), read from shared memory at each use. kWithSum (4-bit labels): each head's
+// channel sum too, staged as channel kR.
 template <int kG, int kR, bool kWithSum>
 struct HeadQueryChannels {
-  static constexpr bool kInRegisters = kG * kR <= 16;
+  static constexpr bool kInRegisters = kG > 0 && kG * kR <= 16;
   static constexpr int kChannels = kR + (kWithSum ? 1 : 0);
-  __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv)
-      : smem(qs + h), heads_kv(heads_kv) {
+  __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv, int group)
+      : smem(qs + h), heads_kv(heads_kv), group(group) {
     if constexpr (kInRegisters) {
 #pragma unroll
       for (int g = 0; g < kG; ++g) {
@@ -138,25 +140,61 @@ struct HeadQueryChannels {
   __device__ __forceinline__ float At(int g, int j) const {
     if constexpr (kInRegisters) {
       return regs[g][j];
+    } else if constexpr (kG > 0) {
+      return static_cast<const volatile float*>(smem)[(j * kG + g) * heads_kv];
     } else {
-      return smem[(j * kG + g) * heads_kv];  // QChannel's layout
+      return QChannel(smem, j, g, group, heads_kv);
     }
   }
   float regs[kInRegisters ? kG : 1][kInRegisters ? kChannels : 1];
-  const volatile float* smem;
-  int heads_kv;
+  const float* smem;
+  int heads_kv, group;
 };
+
+// The fixed-row label shapes: rows of 4, 8, 16 or 32 bytes (fp16 r 8 / 16; 4-bit r 8, whose
+// 4-byte rows are half of fp16 r 8's bytes for the same channels, 16, 32, 64), each with the
+// GQA group a compile-time constant where group × r <= 32 (measured on an H200 for fp16 r 8 /
+// 16 and 4-bit r 32: 1.7-2.4x faster than the runtime group there, but slower beyond, where the
+// unrolled dots spill; 4-bit r 8 / 16 follow the rule: at 4-bit r 16, group 4 spills 1 KB),
+// else group 0 (at run time). FixedLabelKernel returns Make::template Of<kBits, kR, kG>() for
+// the shape of `bits`, r and `group`, or null where none applies; Make names a kernel family
+// (the fixed-row scorer, the fused scorer and top-k).
+template <typename Make, int kBits, int kR>
+__host__ auto FixedLabelKernelOfGroup(int group) {
+  if constexpr (kR <= 32) {
+    if (group == 1) return Make::template Of<kBits, kR, 1>();
+  }
+  if constexpr (2 * kR <= 32) {
+    if (group == 2) return Make::template Of<kBits, kR, 2>();
+  }
+  if constexpr (4 * kR <= 32) {
+    if (group == 4) return Make::template Of<kBits, kR, 4>();
+  }
+  return Make::template Of<kBits, kR, 0>();
+}
+template <typename Make>
+__host__ auto FixedLabelKernel(int bits, int r, int group)
+    -> decltype(Make::template Of<16, 8, 0>()) {
+  if (bits == 16 && r == 8) return FixedLabelKernelOfGroup<Make, 16, 8>(group);
+  if (bits == 16 && r == 16) return FixedLabelKernelOfGroup<Make, 16, 16>(group);
+  if (bits == 4 && r == 8) return FixedLabelKernelOfGroup<Make, 4, 8>(group);
+  if (bits == 4 && r == 16) return FixedLabelKernelOfGroup<Make, 4, 16>(group);
+  if (bits == 4 && r == 32) return FixedLabelKernelOfGroup<Make, 4, 32>(group);
+  if (bits == 4 && r == 64) return FixedLabelKernelOfGroup<Make, 4, 64>(group);
+  return nullptr;
+}
 
 // The score of one fixed-size label row (kR channels of kBits, held as chunks of type V; for
 // 4-bit rows scale_min = fp16 scale | fp16 minimum << 16) for a GQA group, in the twin's order:
 // per query head channels ascending (DotStep), the 4-bit fold (FoldScaleMinimum), the heads
-// folded in order (AggregateStep). q_at(g, j) is channel j of group head g (j = kR: the sum of
+// folded in order (AggregateStep). qc.At(g, j) is channel j of group head g (j = kR: the sum of
 // its channels, 4-bit rows). kG > 0: the group a compile-time constant, each channel's value
 // used as it is made, so no row of values is held; kG 0: `group` at run time, the row's values
 // made once, then a dot per query head.
-template <int kBits, int kR, int kG, typename V, int kChunks, typename QAt>
+template <int kBits, int kR, int kG, typename V, int kChunks>
 __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t scale_min,
-                                               int group, bool max_agg, QAt q_at) {
+                                               int group, bool max_agg,
+                                               const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
   float agg = AggregateStart(max_agg);
   [[maybe_unused]] const float scale = F16BitsToF32(scale_min & 0xffffu);
   [[maybe_unused]] const float minimum = F16BitsToF32(scale_min >> 16);
@@ -168,11 +206,11 @@ __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t
     for (int j = 0; j < kR; ++j) {
       const float v = LabelValue<kBits>(raw, j);
 #pragma unroll
-      for (int g = 0; g < kG; ++g) dot[g] = DotStep<kBits>(dot[g], q_at(g, j), v);
+      for (int g = 0; g < kG; ++g) dot[g] = DotStep<kBits>(dot[g], qc.At(g, j), v);
     }
 #pragma unroll
     for (int g = 0; g < kG; ++g) {
-      if constexpr (kBits == 4) dot[g] = FoldScaleMinimum(dot[g], scale, minimum, q_at(g, kR));
+      if constexpr (kBits == 4) dot[g] = FoldScaleMinimum(dot[g], scale, minimum, qc.At(g, kR));
       agg = AggregateStep(agg, dot[g], max_agg);
     }
   } else {
@@ -182,8 +220,8 @@ __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t
     for (int g = 0; g < group; ++g) {
       float dot = 0.0f;
 #pragma unroll
-      for (int j = 0; j < kR; ++j) dot = DotStep<kBits>(dot, q_at(g, j), vals[j]);
-      if constexpr (kBits == 4) dot = FoldScaleMinimum(dot, scale, minimum, q_at(g, kR));
+      for (int j = 0; j < kR; ++j) dot = DotStep<kBits>(dot, qc.At(g, j), vals[j]);
+      if constexpr (kBits == 4) dot = FoldScaleMinimum(dot, scale, minimum, qc.At(g, kR));
       agg = AggregateStep(agg, dot, max_agg);
     }
   }

@@ -40,7 +40,6 @@ using cuda::HeadQueryChannels;
 using cuda::LaunchInfo;
 using cuda::Num;
 using cuda::OrderKey;
-using cuda::QChannel;
 using cuda::QueryChannelSum;
 using cuda::ScoreLabelRow;
 using cuda::StartTopKSegment;
@@ -117,7 +116,7 @@ __global__ void __launch_bounds__(kFusedThreads)
     }
   }
   ClearClusterHistograms(sh);  // ends with a barrier: qch is staged
-  const HeadQueryChannels<(kG > 0 ? kG : 1), kR, kBits == 4> qc(qch, 0, 1);
+  const HeadQueryChannels<kG, kR, kBits == 4> qc(qch, 0, 1, group);
   const bool max_agg = seq.aggregation == 1;
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
   // Thread i of the block takes candidates i, i + kFusedThreads, ...: consecutive threads on
@@ -155,14 +154,8 @@ __global__ void __launch_bounds__(kFusedThreads)
     for (int u = 0; u < kInFlight; ++u) {
       const int i = base + u * kFusedThreads + static_cast<int>(threadIdx.x);
       if (i < slice.len) {
-        const uint32_t k = OrderKey(ScoreLabelRow<kBits, kR, kG>(
-            raw[u], sm[u], group, max_agg, [&](int g, int j) {
-              if constexpr (kG > 0) {
-                return qc.At(g, j);
-              } else {
-                return QChannel(qch, j, g, group, 1);
-              }
-            }));
+        const uint32_t k =
+            OrderKey(ScoreLabelRow<kBits, kR, kG>(raw[u], sm[u], group, max_agg, qc));
         keys[i] = k;
         const uint32_t bin = k >> 21;
         const unsigned peers = __match_any_sync(__activemask(), bin);
@@ -192,33 +185,14 @@ template <typename T>
 using FusedKernel = void (*)(const T*, int64_t, const CudaDsSequence*, const CudaLabelSeq*, int,
                              int, int, int32_t*, int64_t, int32_t*);
 
-// The kernel of rows of kBits bits and kR channels at GQA group `group`: the group a
-// compile-time constant where group × r <= 32 (the fixed-row scorers' rule), else at run time.
-template <typename T, int kBits, int kR>
-FusedKernel<T> FusedKernelFor(int group) {
-  if constexpr (kR <= 32) {
-    if (group == 1) return ScoreSelectClusterKernel<T, kBits, kR, 1>;
-  }
-  if constexpr (2 * kR <= 32) {
-    if (group == 2) return ScoreSelectClusterKernel<T, kBits, kR, 2>;
-  }
-  if constexpr (4 * kR <= 32) {
-    if (group == 4) return ScoreSelectClusterKernel<T, kBits, kR, 4>;
-  }
-  return ScoreSelectClusterKernel<T, kBits, kR, 0>;
-}
-
-// The kernel for labels of `bits` bits and r channels, or null: the fixed-row shapes.
+// ScoreSelectClusterKernel as a kernel family of FixedLabelKernel (its shapes and group rule).
 template <typename T>
-FusedKernel<T> FusedKernelOf(int bits, int r, int group) {
-  if (bits == 16 && r == 8) return FusedKernelFor<T, 16, 8>(group);
-  if (bits == 16 && r == 16) return FusedKernelFor<T, 16, 16>(group);
-  if (bits == 4 && r == 8) return FusedKernelFor<T, 4, 8>(group);
-  if (bits == 4 && r == 16) return FusedKernelFor<T, 4, 16>(group);
-  if (bits == 4 && r == 32) return FusedKernelFor<T, 4, 32>(group);
-  if (bits == 4 && r == 64) return FusedKernelFor<T, 4, 64>(group);
-  return nullptr;
-}
+struct FusedKernels {
+  template <int kBits, int kR, int kG>
+  static FusedKernel<T> Of() {
+    return ScoreSelectClusterKernel<T, kBits, kR, kG>;
+  }
+};
 
 // Blocks per cluster for `pairs` rows of up to max_tokens tokens on `sms` SMs: slices of about
 // kFusedTargetSlice keys (two blocks fit an SM's shared memory, so one block's select overlaps
@@ -262,7 +236,8 @@ absl::StatusOr<bool> LaunchFused(int label_bits, int r, const T* q, int64_t q_st
                                  const CudaLabelSeq* labels, int heads_q, int heads_kv,
                                  int head_dim, int64_t max_tokens, int32_t* selected,
                                  int64_t sel_stride, int32_t* counts, cudaStream_t stream) {
-  const FusedKernel<T> kernel = FusedKernelOf<T>(label_bits, r, heads_q / heads_kv);
+  const FusedKernel<T> kernel =
+      cuda::FixedLabelKernel<FusedKernels<T>>(label_bits, r, heads_q / heads_kv);
   if (kernel == nullptr) return false;
   ASSIGN_OR_RETURN(const LaunchInfo info,
                    CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));

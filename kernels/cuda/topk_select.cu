@@ -44,7 +44,6 @@ using cuda::ClusterSelectShared;
 using cuda::ClusterSlice;
 using cuda::ClusterSliceOf;
 using cuda::CompactTile;
-using cuda::FindBoundaryBucket;
 using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
 using cuda::OrderKey;
