@@ -1,9 +1,10 @@
 // Approximate attention scores of Double Sparsity (DESIGN §1): one query row's r label
 // channels dotted with every cached token's label row, per KV head. Query heads of a GQA
 // group share one token set, so their scores are aggregated per KV head — summed (the mean
-// up to a constant factor, i.e. the group's average approximate logit) or maxed (a token any
-// head wants). No softmax scale: it does not change the ranking. The CPU twins of the
-// scoring kernels: pointers, shapes and strides, no allocation.
+// up to a constant factor, i.e. the group's average approximate logit; computed as one dot of
+// the group's summed query channels) or maxed (a token any head wants: a dot per query head).
+// No softmax scale: it does not change the ranking. The CPU twins of the scoring kernels:
+// pointers, shapes and strides, no allocation.
 #ifndef DSINFER_KERNELS_LABEL_SCORE_REFERENCE_H_
 #define DSINFER_KERNELS_LABEL_SCORE_REFERENCE_H_
 
@@ -21,6 +22,12 @@ struct LabelScoreShape {
   ScoreAggregation aggregation = ScoreAggregation::kSum;
 };
 
+// The query vectors a KV head's scores fold: for sum aggregation one (the group's label
+// channels summed), for max each query head of the group.
+inline int ScoreHeads(const LabelScoreShape& s) {
+  return s.aggregation == ScoreAggregation::kMax ? s.heads_q / s.heads_kv : 1;
+}
+
 // q: [heads_q, head_dim] post-RoPE query of one token; channels: [heads_kv, r];
 // labels: [tokens, heads_kv, r] fp16 bits, token stride label_stride elements;
 // scores: [heads_kv, tokens], head stride score_stride.
@@ -30,7 +37,7 @@ void LabelScoresF16Reference(const float* q, const int32_t* channels, const uint
 
 // As LabelScoresF16Reference over 4-bit labels: codes [tokens, heads_kv, ceil(r/2)] with token
 // stride code_stride bytes, scales / minimums [tokens, heads_kv] fp16 bits. Scale s and minimum
-// m are folded out of each query head's dot: fma(s, Σ q·c as an FMA chain, m · Σ q) (the
+// m are folded out of each score head's dot: fma(s, Σ q·c as an FMA chain, m · Σ q) (the
 // exact order in label_score_reference.cc), which equals Σ q·(c·s + m) up to fp32 rounding.
 void LabelScores4BitReference(const float* q, const int32_t* channels, const uint8_t* codes,
                               int64_t code_stride, const uint16_t* scales,

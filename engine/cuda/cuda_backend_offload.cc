@@ -532,6 +532,7 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
   job.head_dim = d;
   job.max_r = max_r;
   job.label_bits = UniformLabelBits(labels.data(), num, max_r);
+  job.score_heads = UniformScoreHeads(seqs.data(), num, hq, hkv);
   job.max_tokens = max_tokens;
   job.selected = selected;
   job.sel_stride = sel_stride;

@@ -168,6 +168,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   job.head_dim = d;
   job.max_r = max_r;
   job.label_bits = UniformLabelBits(labs.data(), num, max_r);
+  job.score_heads = UniformScoreHeads(seqs.data(), num, hq, hkv);
   job.max_tokens = max_tokens;
   job.selected = static_cast<int32_t*>(st.selected.ptr);
   job.sel_stride = max_budget;

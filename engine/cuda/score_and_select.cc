@@ -17,8 +17,8 @@ absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
                      LaunchScoreSelectCluster(job.dtype, job.q, job.q_stride, job.seqs,
                                               job.num_seqs, job.labels, job.heads_q, job.heads_kv,
                                               job.head_dim, job.max_r, job.label_bits,
-                                              job.max_tokens, job.selected, job.sel_stride,
-                                              job.counts, stream));
+                                              job.score_heads, job.max_tokens, job.selected,
+                                              job.sel_stride, job.counts, stream));
     if (launched) return absl::OkStatus();
   }
   RETURN_IF_ERROR(scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * 4, stream));
@@ -27,8 +27,8 @@ absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
   float* const sc = static_cast<float*>(scores.ptr);
   RETURN_IF_ERROR(LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs, job.num_seqs,
                                     job.labels, job.heads_q, job.heads_kv, job.head_dim,
-                                    job.max_r, job.label_bits, job.max_tokens, sc, job.max_tokens,
-                                    stream, score_algo));
+                                    job.max_r, job.label_bits, job.score_heads, job.max_tokens,
+                                    sc, job.max_tokens, stream, score_algo));
   return LaunchTopKSelect(sc, job.max_tokens, job.seqs, job.num_seqs, job.heads_kv, job.selected,
                           job.sel_stride, job.counts, stream, topk_algo, ws);
 }

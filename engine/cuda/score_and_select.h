@@ -31,6 +31,7 @@ struct ScoreSelectJob {
   int heads_q = 0, heads_kv = 0, head_dim = 0;
   int max_r = 0;
   int label_bits = 0;  // UniformLabelBits of the labels
+  int score_heads = 0;  // UniformScoreHeads of the sequences
   int64_t max_tokens = 0;
   int32_t* selected = nullptr;
   int64_t sel_stride = 0;

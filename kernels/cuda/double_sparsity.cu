@@ -12,16 +12,19 @@
 // paged label layout (LabelRow) keeps contiguous, so a warp reads contiguous spans.
 //  - kRowPerThread (the first body): one thread per (token, KV head) label row, in 16-byte
 //    loads whenever the row size allows (fp16 r % 8 == 0, 4-bit r % 32 == 0). The query's
-//    label channels of all query heads (and for 4-bit rows their sums) are staged once per
-//    block in shared memory, [heads_q][r + 1].
+//    label channels of every score head (and for 4-bit rows their sums) are staged once per
+//    block in shared memory, [heads_kv][score heads][r + 1].
 //  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads);
 //    one block per tile (kCoalesced) or two waves of resident blocks looping over the tiles
 //    (kStrided). Rows of 4, 8, 16 or 32 bytes run a kernel compiled for their shape
 //    (LabelScoresFixedKernel: registers sized to the shape, a warp's items one KV head's run of
-//    a label page, its scores stored straight to the head's row; the GQA group a compile-time
-//    constant where group × r <= 32); other shapes the general kernel, whose scores leave
-//    through shared memory as per-head token runs.
+//    a label page, its scores stored straight to the head's row; the score heads a
+//    compile-time constant where heads × r <= 32); other shapes the general kernel, whose
+//    scores leave through shared memory as per-head token runs.
+// Score heads (ScoreHeadsOf, the twin's ScoreHeads): the query vectors a KV head's scores fold.
+// Sum aggregation (the default) stages one, the GQA group's label channels summed, so a row
+// costs r FMAs whatever the group; max aggregation stages each query head's channels.
 // Top-k: topk_select.cu.
 // Attention (SparseAttentionAlgo), grid splits × KV heads × sequences, a block taking its
 // split's share of the (sequence, KV head)'s selected rows for the whole GQA group:
@@ -75,13 +78,15 @@ using cuda::FoldScaleMinimum;
 using cuda::HeadQueryChannels;
 using cuda::Num;
 using cuda::QChannel;
-using cuda::QueryChannelSum;
+using cuda::ScoreHeadsOf;
 using cuda::ScoreLabelRow;
+using cuda::ScoreQueryChannel;
+using cuda::StagedChannelSum;
 using cuda::VecOf;
 using cuda::WarpMax;
 using cuda::WarpSum;
 
-constexpr int kMaxGroup = 16;  // query heads per KV head the scorer handles
+constexpr int kMaxGroup = 16;  // query heads per KV head (so score heads) the scorer handles
 constexpr int kScoreThreads = 256;
 constexpr int kScoreItemsPerThread = 4;
 // Resident blocks per SM the fixed-shape scorers are compiled for (64 registers a thread):
@@ -179,25 +184,25 @@ __global__ void WriteLabelsPagedKernel(CudaPagedKv kv, const CudaLabelRange* ran
 // ---------------------------------------------------------------------------------------------
 // Scoring.
 
-// The dots of `group` query heads folded in order.
-__device__ __forceinline__ float Aggregate(const float* dot, int group, bool max_agg) {
+// The dots of `heads` score heads folded in order.
+__device__ __forceinline__ float Aggregate(const float* dot, int heads, bool max_agg) {
   float agg = AggregateStart(max_agg);
 #pragma unroll
   for (int g = 0; g < kMaxGroup; ++g) {
-    if (g >= group) break;
+    if (g >= heads) break;
     agg = AggregateStep(agg, dot[g], max_agg);
   }
   return agg;
 }
 
-// Dots of one label row with the group's query channels, in the twins' order: per query head,
-// channels ascending (DotStep), 4-bit dots folded once at the end (FoldScaleMinimum).
-// q_at(j, g) is channel j of group head g, and q_at(r, g) the sum of its r channels (staged
+// Dots of one label row with the score heads' query channels, in the twins' order: per score
+// head, channels ascending (DotStep), 4-bit dots folded once at the end (FoldScaleMinimum).
+// q_at(j, g) is channel j of score head g, and q_at(r, g) the sum of its r channels (staged
 // for 4-bit rows); both scorers' layouts of the query channels below plug in here. Rows are
 // read in kBytes pieces.
 template <int kBits, int kBytes, typename QAt>
 __device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scale, float minimum,
-                                           int group, QAt q_at, float* dot) {
+                                           int heads, QAt q_at, float* dot) {
   using V = typename VecOf<kBytes>::T;
   const int row_bytes = kBits == 16 ? 2 * r : (r + 1) / 2;
   for (int c = 0; c < row_bytes / kBytes; ++c) {
@@ -220,7 +225,7 @@ __device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scal
     const int j0 = c * kPer;
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= group) break;
+      if (g >= heads) break;
 #pragma unroll
       for (int e = 0; e < kPer; ++e) {
         if (j0 + e < r) dot[g] = DotStep<kBits>(dot[g], q_at(j0 + e, g), vals[e]);
@@ -230,20 +235,20 @@ __device__ __forceinline__ void DotRowWith(const uint8_t* row, int r, float scal
   if constexpr (kBits == 4) {
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= group) break;
+      if (g >= heads) break;
       dot[g] = FoldScaleMinimum(dot[g], scale, minimum, q_at(r, g));
     }
   }
 }
 
-// kRowPerThread (the GPU-verified scorer, as it ran on the H100/H200): the group's query
-// channels as qs: [group][r + 1] in shared memory, channel r their sum (4-bit rows).
+// kRowPerThread (the GPU-verified scorer, as it ran on the H100/H200): a KV head's score heads'
+// query channels as qs: [heads][r + 1] in shared memory, channel r their sum (4-bit rows).
 template <int kBits, int kBytes>
 __device__ __forceinline__ void DotRowHeadMajor(const uint8_t* row, int r, float scale,
-                                                float minimum, const float* qs, int group,
+                                                float minimum, const float* qs, int heads,
                                                 float* dot) {
   DotRowWith<kBits, kBytes>(
-      row, r, scale, minimum, group, [qs, r](int j, int g) { return qs[g * (r + 1) + j]; }, dot);
+      row, r, scale, minimum, heads, [qs, r](int j, int g) { return qs[g * (r + 1) + j]; }, dot);
 }
 
 template <typename T>
@@ -252,7 +257,7 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
                                               const CudaLabelSeq* labels, int heads_q,
                                               int heads_kv, int head_dim, float* scores,
                                               int64_t score_stride) {
-  extern __shared__ float qs[];  // [heads_q][r + 1], channel r the sum (4-bit)
+  extern __shared__ float qs[];  // [heads_kv][score heads][r + 1], channel r the sum (4-bit)
   const int s = blockIdx.y;
   const CudaDsSequence seq = seqs[s];
   const CudaLabelSeq lab = labels[s];
@@ -261,20 +266,22 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kScoreThreads * kScoreItemsPerThread;
   if (first >= items) return;
   const int group = heads_q / heads_kv;
+  const bool max_agg = seq.aggregation == 1;
+  const int heads = ScoreHeadsOf(group, max_agg);
   const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
-  for (int i = threadIdx.x; i < heads_q * r; i += blockDim.x) {
-    const int hq = i / r, j = i % r;
-    const int c = lab.channels[(hq / group) * r + j];
-    qs[hq * (r + 1) + j] = Num<T>::ToF(qrow[static_cast<int64_t>(hq) * head_dim + c]);
+  for (int i = threadIdx.x; i < heads_kv * heads * r; i += blockDim.x) {
+    const int hs = i / r, j = i % r;  // score head hs = h × heads + g
+    const int h = hs / heads;
+    qs[hs * (r + 1) + j] = ScoreQueryChannel(qrow, head_dim, group, max_agg, h, hs % heads,
+                                             lab.channels[h * r + j]);
   }
   if (lab.bits == 4) {
-    for (int hq = threadIdx.x; hq < heads_q; hq += blockDim.x) {
-      qs[hq * (r + 1) + r] =
-          QueryChannelSum(qrow, hq, head_dim, lab.channels + (hq / group) * r, r);
+    __syncthreads();  // the channels are staged
+    for (int hs = threadIdx.x; hs < heads_kv * heads; hs += blockDim.x) {
+      qs[hs * (r + 1) + r] = StagedChannelSum(qs + hs * (r + 1), r, 1);
     }
   }
   __syncthreads();
-  const bool max_agg = seq.aggregation == 1;
   const int row_bytes = lab.bits == 16 ? 2 * r : (r + 1) / 2;
   for (int it = 0; it < kScoreItemsPerThread; ++it) {
     const int64_t i = first + it * kScoreThreads + threadIdx.x;
@@ -292,37 +299,37 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
     float dot[kMaxGroup];
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
-    const float* qh = qs + h * group * (r + 1);
+    const float* qh = qs + h * heads * (r + 1);
     const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
     const bool aligned8 = (reinterpret_cast<uintptr_t>(lab.data) & 7) == 0;
     if (lab.bits == 16) {
       if (row_bytes % 16 == 0 && aligned16) {
-        DotRowHeadMajor<16, 16>(row, r, 0.0f, 0.0f, qh, group, dot);
+        DotRowHeadMajor<16, 16>(row, r, 0.0f, 0.0f, qh, heads, dot);
       } else {
-        DotRowHeadMajor<16, 2>(row, r, 0.0f, 0.0f, qh, group, dot);
+        DotRowHeadMajor<16, 2>(row, r, 0.0f, 0.0f, qh, heads, dot);
       }
     } else {
       if (row_bytes % 16 == 0 && aligned16) {
-        DotRowHeadMajor<4, 16>(row, r, scale, minimum, qh, group, dot);
+        DotRowHeadMajor<4, 16>(row, r, scale, minimum, qh, heads, dot);
       } else if (row_bytes % 8 == 0 && aligned8) {
-        DotRowHeadMajor<4, 8>(row, r, scale, minimum, qh, group, dot);
+        DotRowHeadMajor<4, 8>(row, r, scale, minimum, qh, heads, dot);
       } else {
-        DotRowHeadMajor<4, 1>(row, r, scale, minimum, qh, group, dot);
+        DotRowHeadMajor<4, 1>(row, r, scale, minimum, qh, heads, dot);
       }
     }
     scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t] =
-        Aggregate(dot, group, max_agg);
+        Aggregate(dot, heads, max_agg);
   }
 }
 
-// kCoalesced: the group's query channels in the [j][g][h] layout (qh = qs + h). The general
-// path (any r).
+// kCoalesced: the score heads' query channels in the [j][g][h] layout (qh = qs + h). The
+// general path (any r).
 template <int kBits, int kBytes>
 __device__ __forceinline__ void DotRow(const uint8_t* row, int r, float scale, float minimum,
-                                       const float* qh, int group, int heads_kv, float* dot) {
+                                       const float* qh, int heads, int heads_kv, float* dot) {
   DotRowWith<kBits, kBytes>(
-      row, r, scale, minimum, group,
-      [qh, group, heads_kv](int j, int g) { return QChannel(qh, j, g, group, heads_kv); }, dot);
+      row, r, scale, minimum, heads,
+      [qh, heads, heads_kv](int j, int g) { return QChannel(qh, j, g, heads, heads_kv); }, dot);
 }
 
 // What one scoring block works on: tokens [t0, t0 + tokens) of one sequence (a tile of tpb
@@ -333,7 +340,7 @@ struct ScoreTile {
   const uint16_t* scales;
   const uint16_t* minimums;
   const float* qs;
-  int t0, tokens, tpb, group, heads_kv, r;
+  int t0, tokens, tpb, heads, heads_kv, r;  // heads: the sequence's score heads
   bool max_agg;
 };
 
@@ -360,22 +367,22 @@ __device__ __forceinline__ void ScoreItemsGeneral(const ScoreTile& t, int bits, 
     for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
     if (bits == 16) {
       if (row_bytes % 16 == 0 && aligned16) {
-        DotRow<16, 16>(row, t.r, 0.0f, 0.0f, qh, t.group, t.heads_kv, dot);
+        DotRow<16, 16>(row, t.r, 0.0f, 0.0f, qh, t.heads, t.heads_kv, dot);
       } else {
-        DotRow<16, 2>(row, t.r, 0.0f, 0.0f, qh, t.group, t.heads_kv, dot);
+        DotRow<16, 2>(row, t.r, 0.0f, 0.0f, qh, t.heads, t.heads_kv, dot);
       }
     } else {
       const float scale = F16BitsToF32(t.scales[i]);
       const float minimum = F16BitsToF32(t.minimums[i]);
       if (row_bytes % 16 == 0 && aligned16) {
-        DotRow<4, 16>(row, t.r, scale, minimum, qh, t.group, t.heads_kv, dot);
+        DotRow<4, 16>(row, t.r, scale, minimum, qh, t.heads, t.heads_kv, dot);
       } else if (row_bytes % 8 == 0 && aligned8) {
-        DotRow<4, 8>(row, t.r, scale, minimum, qh, t.group, t.heads_kv, dot);
+        DotRow<4, 8>(row, t.r, scale, minimum, qh, t.heads, t.heads_kv, dot);
       } else {
-        DotRow<4, 1>(row, t.r, scale, minimum, qh, t.group, t.heads_kv, dot);
+        DotRow<4, 1>(row, t.r, scale, minimum, qh, t.heads, t.heads_kv, dot);
       }
     }
-    out[it] = Aggregate(dot, t.group, t.max_agg);
+    out[it] = Aggregate(dot, t.heads, t.max_agg);
   }
 }
 
@@ -399,39 +406,42 @@ __host__ __device__ __forceinline__ int64_t ScoreRunTiles(int64_t tokens, int he
   return (ScoreRuns(tokens, heads_kv) + kScoreRunsPerTile - 1) / kScoreRunsPerTile;
 }
 
-// Stages the query's label channels of sequence `seq` in shared memory as [r][group][heads_kv]
-// (QChannel's layout), for 4-bit labels followed by their sums as channel r, then a barrier.
-// kBits: the labels' bits where the kernel is compiled for them (so an fp16 kernel carries no
-// sum code), 0 where they are known at run time only.
+// Stages the query's label channels of sequence `seq` in shared memory as [r][heads][heads_kv]
+// (QChannel's layout; `heads` the sequence's score heads, ScoreHeadsOf), for 4-bit labels
+// followed by their sums as channel r, then a barrier. kBits: the labels' bits where the
+// kernel is compiled for them (so an fp16 kernel carries no sum code), 0 where they are known
+// at run time only.
 template <int kBits, typename T>
 __device__ __forceinline__ void StageQueryChannels(const T* q, int64_t q_stride,
                                                    const CudaDsSequence& seq,
                                                    const CudaLabelSeq& lab, int heads_q,
-                                                   int heads_kv, int head_dim, float* qs) {
+                                                   int heads_kv, int head_dim, int heads,
+                                                   float* qs) {
   const int group = heads_q / heads_kv;
+  const bool max_agg = seq.aggregation == 1;
   const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
-  for (int i = threadIdx.x; i < heads_q * lab.r; i += blockDim.x) {
-    const int h = i % heads_kv, g = (i / heads_kv) % group, j = i / heads_q;
-    const int c = lab.channels[h * lab.r + j];
-    qs[i] = Num<T>::ToF(qrow[static_cast<int64_t>(h * group + g) * head_dim + c]);
+  const int per_channel = heads * heads_kv;
+  for (int i = threadIdx.x; i < per_channel * lab.r; i += blockDim.x) {
+    const int h = i % heads_kv, g = (i / heads_kv) % heads, j = i / per_channel;
+    qs[i] = ScoreQueryChannel(qrow, head_dim, group, max_agg, h, g, lab.channels[h * lab.r + j]);
   }
   if (kBits == 4 || (kBits == 0 && lab.bits == 4)) {
-    // Query head i = h * group + g at (r × group + g) × heads_kv + h.
-    for (int i = threadIdx.x; i < heads_q; i += blockDim.x) {
-      const int h = i / group, g = i % group;
-      qs[(lab.r * group + g) * heads_kv + h] =
-          QueryChannelSum(qrow, i, head_dim, lab.channels + h * lab.r, lab.r);
+    __syncthreads();  // the channels are staged
+    // Score head g of KV head h (i = g × heads_kv + h) at (r × heads + g) × heads_kv + h.
+    for (int i = threadIdx.x; i < per_channel; i += blockDim.x) {
+      qs[lab.r * per_channel + i] = StagedChannelSum(qs + i, lab.r, per_channel);
     }
   }
   __syncthreads();
 }
 
-// What one scoring block works on: its sequence (blockIdx.y) and that sequence's labels, and
-// the sequence's token tiles of tpb tokens; inactive past the last tile.
+// What one scoring block works on: its sequence (blockIdx.y), that sequence's labels and score
+// heads (ScoreHeadsOf), and the sequence's token tiles of tpb tokens; inactive past the last
+// tile.
 struct ScoreBlock {
   CudaDsSequence seq;
   CudaLabelSeq lab;
-  int tpb, tiles;
+  int heads, tpb, tiles;
   bool active;
 };
 
@@ -443,12 +453,14 @@ __device__ __forceinline__ ScoreBlock BeginScoreBlock(const T* q, int64_t q_stri
                                                       const CudaDsSequence* seqs,
                                                       const CudaLabelSeq* labels, int heads_q,
                                                       int heads_kv, int head_dim, float* qs) {
-  ScoreBlock b{seqs[blockIdx.y], labels[blockIdx.y], ScoreTokensPerBlock(heads_kv), 0, false};
+  ScoreBlock b{seqs[blockIdx.y], labels[blockIdx.y], 0, ScoreTokensPerBlock(heads_kv), 0, false};
+  b.heads = ScoreHeadsOf(heads_q / heads_kv, b.seq.aggregation == 1);
   b.tiles = kRunTiles ? static_cast<int>(ScoreRunTiles(b.seq.tokens, heads_kv))
                       : (b.seq.tokens + b.tpb - 1) / b.tpb;
   b.active = static_cast<int>(blockIdx.x) < b.tiles;
   if (b.active) {
-    StageQueryChannels<kBits>(q, q_stride, b.seq, b.lab, heads_q, heads_kv, head_dim, qs);
+    StageQueryChannels<kBits>(q, q_stride, b.seq, b.lab, heads_q, heads_kv, head_dim, b.heads,
+                              qs);
   }
   return b;
 }
@@ -472,16 +484,17 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
 }
 
 // Label scoring of the common shapes: rows of exactly 4, 8, 16 or 32 bytes (fp16 r 8 / 16,
-// 4-bit r 8 / 16 / 32 / 64), a GQA group of kG, and heads_kv dividing kScoreThreads (the launcher
-// checks); r and the group are compile-time constants (the row and the group's dots live in
-// registers; each shape is its own kernel, so the largest does not set every shape's register
-// count). kG 0: the group at run time, the row's values (fp16 labels or 4-bit codes as floats)
+// 4-bit r 8 / 16 / 32 / 64), kG score heads, and heads_kv dividing kScoreThreads (the launcher
+// checks); r and the score heads are compile-time constants (the row and the heads' dots live
+// in registers; each shape is its own kernel, so the largest does not set every shape's
+// register count). kG 0: the score heads at run time, the row's values (fp16 labels or 4-bit
+// codes as floats)
 // held. Tiles of kScoreRunsPerTile runs (ScoreRunTiles): warp w takes run w of the tile, one KV
 // head's rows of one page, lane l its tokens l, l + 32, l + 64, l + 96 — every load of a warp
 // one contiguous span, and every store of its scores one contiguous run of the head's score
 // row. Every row of a run is loaded before any is used; values come from LabelValue. The
 // arithmetic order is the twin's (DotStep per channel, FoldScaleMinimum per 4-bit row and
-// query head): bit-exact. Grid: blocks × sequences; block x scores tiles x, x + gridDim.x, ...
+// score head): bit-exact. Grid: blocks × sequences; block x scores tiles x, x + gridDim.x, ...
 // of its sequence.
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kScoreThreads,
@@ -494,7 +507,7 @@ __global__ void __launch_bounds__(kScoreThreads,
   constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : kRowBytes >= 8 ? 8 : 4;
   using Chunk = typename VecOf<kChunkBytes>::T;
   static_assert(kRowBytes % kChunkBytes == 0 && kR % 2 == 0, "4-, 8- or 16-byte rows, r even");
-  extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
+  extern __shared__ float qs[];  // [r + 1][score heads][heads_kv], channel r the sums (4-bit)
   const ScoreBlock b =
       BeginScoreBlock<kBits, true>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
   if (!b.active) return;
@@ -505,14 +518,13 @@ __global__ void __launch_bounds__(kScoreThreads,
   const bool max_agg = seq.aggregation == 1;
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
   float* srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
-  const int group = heads_q / heads_kv;
   for (int tile = blockIdx.x; tile < b.tiles; tile += gridDim.x) {
     const int64_t run = static_cast<int64_t>(tile) * kScoreRunsPerTile + warp;
     if (run >= runs) break;  // runs past the last: this warp's later tiles are past it too
     const int h = static_cast<int>(run % heads_kv);
     const int64_t t0 = run / heads_kv * kLabelPageTokens;  // the run's first token
     const int64_t row0 = run * kLabelPageTokens;             // and its first row
-    const HeadQueryChannels<kG, kR, kBits == 4> qc(qs, h, heads_kv, group);
+    const HeadQueryChannels<kG, kR, kBits == 4> qc(qs, h, heads_kv, b.heads);
     Chunk raw[kScoreItemsPerThread][kRowBytes / kChunkBytes];
     // 4-bit rows: fp16 scale (low half) and minimum (high half), converted only at the fold
     // (one register per item where two floats spilled more at 4-bit r 32).
@@ -535,7 +547,7 @@ __global__ void __launch_bounds__(kScoreThreads,
       const int tl = it * 32 + lane;
       if (t0 + tl >= seq.tokens) break;
       srow[h * score_stride + t0 + tl] =
-          ScoreLabelRow<kBits, kR, kG>(raw[it], scale_min[it], group, max_agg, qc);
+          ScoreLabelRow<kBits, kR, kG>(raw[it], scale_min[it], b.heads, max_agg, qc);
     }
   }
 }
@@ -547,7 +559,7 @@ __global__ void __launch_bounds__(kScoreThreads)
     LabelScoresGeneralKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                              const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                              float* scores, int64_t score_stride) {
-  extern __shared__ float qs[];  // [r + 1][group][heads_kv], channel r the sums (4-bit)
+  extern __shared__ float qs[];  // [r + 1][score heads][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b =
       BeginScoreBlock<0, false>(q, q_stride, seqs, labels, heads_q, heads_kv, head_dim, qs);
@@ -558,7 +570,7 @@ __global__ void __launch_bounds__(kScoreThreads)
   t.minimums = b.lab.minimums;
   t.qs = qs;
   t.tpb = b.tpb;
-  t.group = heads_q / heads_kv;
+  t.heads = b.heads;
   t.heads_kv = heads_kv;
   t.r = b.lab.r;
   t.max_agg = b.seq.aggregation == 1;
@@ -826,23 +838,24 @@ struct FixedScorers {
   }
 };
 
-// The fixed-row kernel for labels of `bits` bits and r channels (every sequence's) at GQA group
-// `group` (FixedLabelKernel's shapes and group rule), or null where none applies or heads_kv
-// does not divide the block.
+// The fixed-row kernel for labels of `bits` bits and r channels (every sequence's) at `heads`
+// score heads (FixedLabelKernel's shapes and rule; 0: at run time), or null where none applies
+// or heads_kv does not divide the block.
 template <typename T>
-ScoreKernel<T> FixedScoreKernel(int bits, int r, int group, int heads_kv) {
+ScoreKernel<T> FixedScoreKernel(int bits, int r, int heads, int heads_kv) {
   if (heads_kv > kScoreThreads || kScoreThreads % heads_kv != 0) return nullptr;
-  return cuda::FixedLabelKernel<FixedScorers<T>>(bits, r, group);
+  return cuda::FixedLabelKernel<FixedScorers<T>>(bits, r, heads);
 }
 
 // Launches the scoring body `algo` (every kernel takes the same arguments): kRowPerThread, or
 // the fixed-shape kernel where label_bits names one (else the general one) on one block per
-// token tile (kCoalesced) or on two waves of resident blocks (kStrided). Dynamic shared memory
+// token tile (kCoalesced) or on two waves of resident blocks (kStrided), compiled for
+// score_heads score heads where every sequence has them (else 0). Dynamic shared memory
 // past the 48 KiB default, counting the kernel's static shared memory (the score staging),
 // needs an opt-in.
 template <typename T>
-absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int num_seqs,
-                          int64_t max_tokens, const T* q, int64_t q_stride,
+absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, int max_r,
+                          int num_seqs, int64_t max_tokens, const T* q, int64_t q_stride,
                           const CudaDsSequence* seqs, const CudaLabelSeq* labels, int heads_q,
                           int heads_kv, int head_dim, float* scores, int64_t score_stride,
                           cudaStream_t stream) {
@@ -855,7 +868,7 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int max_r, int nu
     const int64_t per_block = kScoreThreads * kScoreItemsPerThread;
     blocks = (max_tokens * heads_kv + per_block - 1) / per_block;
   } else {
-    kernel = FixedScoreKernel<T>(label_bits, max_r, heads_q / heads_kv, heads_kv);
+    kernel = FixedScoreKernel<T>(label_bits, max_r, score_heads, heads_kv);
     if (kernel != nullptr) {
       blocks = ScoreRunTiles(max_tokens, heads_kv);
     } else {
@@ -1002,11 +1015,19 @@ int UniformLabelBits(const CudaLabelSeq* labels, int n, int max_r) {
   return labels[0].bits;
 }
 
+int UniformScoreHeads(const CudaDsSequence* seqs, int n, int heads_q, int heads_kv) {
+  if (n <= 0 || heads_kv <= 0) return 0;
+  for (int i = 1; i < n; ++i) {
+    if (seqs[i].aggregation != seqs[0].aggregation) return heads_q == heads_kv ? 1 : 0;
+  }
+  return ScoreHeadsOf(heads_q / heads_kv, seqs[0].aggregation == 1);
+}
+
 absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
                                int heads_q, int heads_kv, int head_dim, int max_r, int label_bits,
-                               int64_t max_tokens, float* scores, int64_t score_stride,
-                               cudaStream_t stream, LabelScoreAlgo algo) {
+                               int score_heads, int64_t max_tokens, float* scores,
+                               int64_t score_stride, cudaStream_t stream, LabelScoreAlgo algo) {
   if (num_seqs == 0 || max_tokens == 0) return absl::OkStatus();
   if (heads_kv <= 0 || heads_q % heads_kv != 0 || heads_q / heads_kv > kMaxGroup) {
     return absl::InvalidArgumentError(
@@ -1015,6 +1036,10 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
   if (max_r <= 0 || max_r > head_dim || max_r > 256) {
     return absl::InvalidArgumentError(absl::StrCat("LaunchLabelScores: bad r ", max_r));
   }
+  if (score_heads != 0 && score_heads != 1 && score_heads != heads_q / heads_kv) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LaunchLabelScores: bad score heads ", score_heads));
+  }
   if (algo != LabelScoreAlgo::kRowPerThread &&
       (heads_kv > kScoreThreads * kScoreItemsPerThread || max_tokens * heads_kv > INT32_MAX)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -1022,11 +1047,11 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
   }
   switch (dtype) {
     case DType::kBF16:
-      return LabelScoresT(algo, label_bits, max_r, num_seqs, max_tokens,
+      return LabelScoresT(algo, label_bits, score_heads, max_r, num_seqs, max_tokens,
                           static_cast<const __nv_bfloat16*>(q), q_stride, seqs, labels, heads_q,
                           heads_kv, head_dim, scores, score_stride, stream);
     case DType::kF16:
-      return LabelScoresT(algo, label_bits, max_r, num_seqs, max_tokens,
+      return LabelScoresT(algo, label_bits, score_heads, max_r, num_seqs, max_tokens,
                           static_cast<const __half*>(q), q_stride, seqs, labels, heads_q, heads_kv,
                           head_dim, scores, score_stride, stream);
     default:

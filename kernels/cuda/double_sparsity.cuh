@@ -93,7 +93,7 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
 //  - kRowPerThread (the first body): one thread per (token, KV head) label row, consecutive
 //    threads on consecutive heads of a token (a warp reads one contiguous span of the label
 //    cache), 16-byte loads where the row size allows; the query's label channels staged per
-//    block in shared memory as [heads_q][r].
+//    block in shared memory as [heads_kv][score heads][r].
 //  - kCoalesced: the query's channels staged KV head fastest (no bank conflicts across a
 //    warp's heads), a fast path for 8-, 16- and 32-byte rows with every row of a thread loaded
 //    before any is used, and scores written through shared memory as per-head token runs.
@@ -106,9 +106,11 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
 //    only for 4-bit r 64 at GQA 4, batch 32).
 // With kCoalesced and kStrided, rows of exactly 8, 16 or 32 bytes (fp16 r 8 / 16, 4-bit
 // r 16 / 32 / 64) with heads_kv dividing 256 run a kernel compiled for that row (registers
-// sized to it, a thread's rows all of one KV head, no I2F; the GQA group a compile-time
-// constant where group × r <= 32) when every sequence of the launch shares it (label_bits
-// below); any other shape runs the general kernel. All are bit-exact
+// sized to it, a thread's rows all of one KV head, no I2F; the score heads a compile-time
+// constant where heads × r <= 32) when every sequence of the launch shares it (label_bits and
+// score_heads below); any other shape runs the general kernel. Score heads: sum aggregation
+// folds one query vector per KV head, the group's label channels summed (so a GQA row costs r
+// FMAs, as with MHA), max aggregation one per query head. All are bit-exact
 // (tests/gpu/double_sparsity_gpu_test.cc runs each against the twin). On an H200 the fixed-row
 // kernels made scoring 1.7-2.5x faster at fp16 r 8 (docs/benchmarks.md, run 6); the 4-bit
 // r 16 one is not yet measured.
@@ -119,16 +121,23 @@ enum class LabelScoreAlgo { kRowPerThread, kCoalesced, kStrided };
 // else 0 (the general kernel).
 int UniformLabelBits(const CudaLabelSeq* labels, int n, int max_r);
 
+// The score_heads argument of LaunchLabelScores and LaunchScoreSelectCluster for these
+// sequences (host copies of the device array): the query vectors every sequence's scores fold
+// per KV head (1 for sum aggregation, the GQA group for max: ScoreHeads of the twin) where they
+// agree, else 0 (each sequence's at run time).
+int UniformScoreHeads(const CudaDsSequence* seqs, int n, int heads_q, int heads_kv);
+
 // Approximate scores: scores[s, h, t] for t < seqs[s].tokens (row stride score_stride floats
 // per (s, h)), from the query q + seqs[s].q_row * q_stride ([heads_q, head_dim], dtype) and
 // labels[s]. max_tokens bounds every seqs[s].tokens (grid size); max_r bounds every r;
-// label_bits is UniformLabelBits of the labels (0 is always safe). Twins:
-// LabelScoresF16Reference / LabelScores4BitReference (bit-identical).
+// label_bits is UniformLabelBits of the labels and score_heads UniformScoreHeads of the
+// sequences (0 is always safe for both). Twins: LabelScoresF16Reference /
+// LabelScores4BitReference (bit-identical).
 absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
                                int heads_q, int heads_kv, int head_dim, int max_r, int label_bits,
-                               int64_t max_tokens, float* scores, int64_t score_stride,
-                               cudaStream_t stream,
+                               int score_heads, int64_t max_tokens, float* scores,
+                               int64_t score_stride, cudaStream_t stream,
                                LabelScoreAlgo algo = LabelScoreAlgo::kCoalesced);
 
 // The kernels of top-k. Each selects the twin's sets (verified on an H100/H200).
@@ -199,7 +208,8 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
 // per (sequence, KV head) scores its candidates straight into shared memory as the top-k's keys
 // and selects from there, so the scores never reach memory (score_select_cluster.cu). Takes the
 // fixed-row label shapes (label_bits from UniformLabelBits, non-zero: fp16 r 8 / 16, 4-bit
-// r 8 / 16 / 32 / 64), GQA groups up to 16 and rows whose keys fit the cluster's shared memory
+// r 8 / 16 / 32 / 64; score_heads from UniformScoreHeads, 0 always safe), GQA groups up to 16
+// and rows whose keys fit the cluster's shared memory
 // (~400K tokens on an H100/H200). Returns false, launching nothing, for any other case: the
 // caller runs the two launches. max_tokens bounds every seqs[s].tokens; selected and counts as
 // LaunchTopKSelect's.
@@ -212,7 +222,7 @@ absl::StatusOr<bool> LaunchScoreSelectCluster(DType dtype, const void* q, int64_
                                               const CudaDsSequence* seqs, int num_seqs,
                                               const CudaLabelSeq* labels, int heads_q,
                                               int heads_kv, int head_dim, int max_r,
-                                              int label_bits, int64_t max_tokens,
+                                              int label_bits, int score_heads, int64_t max_tokens,
                                               int32_t* selected, int64_t sel_stride,
                                               int32_t* counts, cudaStream_t stream);
 

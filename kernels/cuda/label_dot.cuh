@@ -61,7 +61,7 @@ __device__ __forceinline__ float DotStep(float acc, float q, float value) {
   return __fmaf_rn(q, value, acc);
 }
 
-// GQA aggregation of one row's per-query-head dots in the twin's order (ScoreAggregation sum
+// GQA aggregation of one row's per-score-head dots in the twin's order (ScoreAggregation sum
 // or max): start from AggregateStart, fold each dot in with AggregateStep.
 __device__ __forceinline__ float AggregateStart(bool max_agg) {
   return max_agg ? -INFINITY : 0.0f;
@@ -70,15 +70,35 @@ __device__ __forceinline__ float AggregateStep(float agg, float dot, bool max_ag
   return max_agg ? (agg < dot ? dot : agg) : __fadd_rn(agg, dot);
 }
 
-// The sum of query head hq's r label channels (ch: its KV head's channel indices) in the
-// twin's order: rounded adds, channels ascending, from 0 — what 4-bit scoring folds the
-// minimum with.
+// The query vectors a KV head's scores fold (the twin's ScoreHeads): for max aggregation each
+// of the group's query heads, for sum one, the group's label channels summed.
+__host__ __device__ __forceinline__ int ScoreHeadsOf(int group, bool max_agg) {
+  return max_agg ? group : 1;
+}
+
+// Channel c of score head g of KV head h in the twin's order (StageScoreQuery): for max
+// aggregation query head h × group + g's, for sum the group's channel c summed (rounded adds
+// from 0, query heads ascending; unrolled so that the loads are in flight together).
 template <typename T>
-__device__ __forceinline__ float QueryChannelSum(const T* qrow, int hq, int head_dim,
-                                                 const int32_t* ch, int r) {
-  const T* qh = qrow + static_cast<int64_t>(hq) * head_dim;
+__device__ __forceinline__ float ScoreQueryChannel(const T* qrow, int head_dim, int group,
+                                                   bool max_agg, int h, int g, int c) {
+  const T* q0 = qrow + static_cast<int64_t>(h) * group * head_dim + c;
+  if (max_agg) return Num<T>::ToF(q0[static_cast<int64_t>(g) * head_dim]);
   float sum = 0.0f;
-  for (int j = 0; j < r; ++j) sum = __fadd_rn(sum, Num<T>::ToF(qh[ch[j]]));
+#pragma unroll 8
+  for (int i = 0; i < group; ++i) {
+    sum = __fadd_rn(sum, Num<T>::ToF(q0[static_cast<int64_t>(i) * head_dim]));
+  }
+  return sum;
+}
+
+// The sum of a score head's r staged channels (channel j at first[j × step]) in the twin's
+// order: rounded adds, channels ascending, from 0 — what 4-bit scoring folds the minimum with.
+// Read from shared memory once the channels are staged: summing from global memory put r
+// dependent loads on one thread, which at r 64 cost the scorer more than its rows.
+__device__ __forceinline__ float StagedChannelSum(const float* first, int r, int step) {
+  float sum = 0.0f;
+  for (int j = 0; j < r; ++j) sum = __fadd_rn(sum, first[j * step]);
   return sum;
 }
 
@@ -106,28 +126,28 @@ __device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j) {
   }
 }
 
-// The query's label channels in shared memory, laid out [j][g][h] (KV head fastest): the lanes
-// of a warp span one head or a few consecutive heads, so they read one word (a broadcast) or
-// consecutive words (no bank conflicts). A [h][g][j]
+// The query's label channels in shared memory, laid out [j][g][h] (KV head fastest; g < heads,
+// the score heads, ScoreHeadsOf): the lanes of a warp span one head or a few consecutive heads,
+// so they read one word (a broadcast) or consecutive words (no bank conflicts). A [h][g][j]
 // layout put lanes r words apart: an r-way conflict that made scoring scale with r. For 4-bit
-// labels, j = r holds each query head's channel sum (QueryChannelSum).
-__device__ __forceinline__ float QChannel(const float* qh, int j, int g, int group, int heads_kv) {
-  return qh[(j * group + g) * heads_kv];
+// labels, j = r holds each score head's channel sum (StagedChannelSum).
+__device__ __forceinline__ float QChannel(const float* qh, int j, int g, int heads, int heads_kv) {
+  return qh[(j * heads + g) * heads_kv];
 }
 
 // One KV head's query channels for the fixed-row scorers, in QChannel's layout from qs (qs + h,
-// heads_kv apart). kG > 0 (the group a compile-time constant): in registers while they are few,
-// else read from shared memory at each use (a warp's lanes on one or a few consecutive heads:
-// conflict-free) through a volatile pointer — loop-invariant, they would otherwise be hoisted
-// into registers, which at kG × kR up to 512 spills and cuts occupancy. kG 0: the group at run
-// time (`group`), read from shared memory at each use. kWithSum (4-bit labels): each head's
-// channel sum too, staged as channel kR.
+// heads_kv apart). kG > 0 (the score heads a compile-time constant): in registers while they
+// are few, else read from shared memory at each use (a warp's lanes on one or a few
+// consecutive heads: conflict-free) through a volatile pointer — loop-invariant, they would
+// otherwise be hoisted into registers, which at kG × kR up to 512 spills and cuts occupancy.
+// kG 0: the score heads at run time (`heads`), read from shared memory at each use. kWithSum
+// (4-bit labels): each score head's channel sum too, staged as channel kR.
 template <int kG, int kR, bool kWithSum>
 struct HeadQueryChannels {
   static constexpr bool kInRegisters = kG > 0 && kG * kR <= 16;
   static constexpr int kChannels = kR + (kWithSum ? 1 : 0);
-  __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv, int group)
-      : smem(qs + h), heads_kv(heads_kv), group(group) {
+  __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv, int heads)
+      : smem(qs + h), heads_kv(heads_kv), heads(heads) {
     if constexpr (kInRegisters) {
 #pragma unroll
       for (int g = 0; g < kG; ++g) {
@@ -136,64 +156,76 @@ struct HeadQueryChannels {
       }
     }
   }
-  // Channel j of group head g; j == kR: the sum of its channels (kWithSum).
+  // Channel j of the only score head, where there is one (sum aggregation, or MHA): the
+  // layout's head stride is then 1, known here rather than read from `heads`.
+  __device__ __forceinline__ float AtSingle(int j) const {
+    if constexpr (kInRegisters) {
+      return regs[0][j];
+    } else if constexpr (kG > 0) {
+      return static_cast<const volatile float*>(smem)[j * kG * heads_kv];
+    } else {
+      return QChannel(smem, j, 0, 1, heads_kv);
+    }
+  }
+  // Channel j of score head g; j == kR: the sum of its channels (kWithSum).
   __device__ __forceinline__ float At(int g, int j) const {
     if constexpr (kInRegisters) {
       return regs[g][j];
     } else if constexpr (kG > 0) {
       return static_cast<const volatile float*>(smem)[(j * kG + g) * heads_kv];
     } else {
-      return QChannel(smem, j, g, group, heads_kv);
+      return QChannel(smem, j, g, heads, heads_kv);
     }
   }
   float regs[kInRegisters ? kG : 1][kInRegisters ? kChannels : 1];
   const float* smem;
-  int heads_kv, group;
+  int heads_kv, heads;
 };
 
 // The fixed-row label shapes: rows of 4, 8, 16 or 32 bytes (fp16 r 8 / 16; 4-bit r 8, whose
 // 4-byte rows are half of fp16 r 8's bytes for the same channels, 16, 32, 64), each with the
-// GQA group a compile-time constant where group × r <= 32 (measured on an H200 for fp16 r 8 /
-// 16 and 4-bit r 32: 1.7-2.4x faster than the runtime group there, but slower beyond, where the
-// unrolled dots spill; 4-bit r 8 / 16 follow the rule: at 4-bit r 16, group 4 spills 1 KB),
-// else group 0 (at run time). FixedLabelKernel returns Make::template Of<kBits, kR, kG>() for
-// the shape of `bits`, r and `group`, or null where none applies; Make names a kernel family
-// (the fixed-row scorer, the fused scorer and top-k).
+// score heads (`heads`: every sequence's ScoreHeadsOf, 0 where they differ) a compile-time
+// constant where heads × r <= 32 (measured on an H200 for fp16 r 8 / 16 and 4-bit r 32 with
+// max aggregation's group: 1.7-2.4x faster than at run time there, but slower beyond, where the
+// unrolled dots spill; 4-bit r 8 / 16 follow the rule: at 4-bit r 16, 4 heads spill 1 KB), else
+// 0 (at run time). FixedLabelKernel returns Make::template Of<kBits, kR, kG>() for the shape of
+// `bits`, r and `heads`, or null where none applies; Make names a kernel family (the fixed-row
+// scorer, the fused scorer and top-k).
 template <typename Make, int kBits, int kR>
-__host__ auto FixedLabelKernelOfGroup(int group) {
+__host__ auto FixedLabelKernelOfHeads(int heads) {
   if constexpr (kR <= 32) {
-    if (group == 1) return Make::template Of<kBits, kR, 1>();
+    if (heads == 1) return Make::template Of<kBits, kR, 1>();
   }
   if constexpr (2 * kR <= 32) {
-    if (group == 2) return Make::template Of<kBits, kR, 2>();
+    if (heads == 2) return Make::template Of<kBits, kR, 2>();
   }
   if constexpr (4 * kR <= 32) {
-    if (group == 4) return Make::template Of<kBits, kR, 4>();
+    if (heads == 4) return Make::template Of<kBits, kR, 4>();
   }
   return Make::template Of<kBits, kR, 0>();
 }
 template <typename Make>
-__host__ auto FixedLabelKernel(int bits, int r, int group)
+__host__ auto FixedLabelKernel(int bits, int r, int heads)
     -> decltype(Make::template Of<16, 8, 0>()) {
-  if (bits == 16 && r == 8) return FixedLabelKernelOfGroup<Make, 16, 8>(group);
-  if (bits == 16 && r == 16) return FixedLabelKernelOfGroup<Make, 16, 16>(group);
-  if (bits == 4 && r == 8) return FixedLabelKernelOfGroup<Make, 4, 8>(group);
-  if (bits == 4 && r == 16) return FixedLabelKernelOfGroup<Make, 4, 16>(group);
-  if (bits == 4 && r == 32) return FixedLabelKernelOfGroup<Make, 4, 32>(group);
-  if (bits == 4 && r == 64) return FixedLabelKernelOfGroup<Make, 4, 64>(group);
+  if (bits == 16 && r == 8) return FixedLabelKernelOfHeads<Make, 16, 8>(heads);
+  if (bits == 16 && r == 16) return FixedLabelKernelOfHeads<Make, 16, 16>(heads);
+  if (bits == 4 && r == 8) return FixedLabelKernelOfHeads<Make, 4, 8>(heads);
+  if (bits == 4 && r == 16) return FixedLabelKernelOfHeads<Make, 4, 16>(heads);
+  if (bits == 4 && r == 32) return FixedLabelKernelOfHeads<Make, 4, 32>(heads);
+  if (bits == 4 && r == 64) return FixedLabelKernelOfHeads<Make, 4, 64>(heads);
   return nullptr;
 }
 
 // The score of one fixed-size label row (kR channels of kBits, held as chunks of type V; for
-// 4-bit rows scale_min = fp16 scale | fp16 minimum << 16) for a GQA group, in the twin's order:
-// per query head channels ascending (DotStep), the 4-bit fold (FoldScaleMinimum), the heads
-// folded in order (AggregateStep). qc.At(g, j) is channel j of group head g (j = kR: the sum of
-// its channels, 4-bit rows). kG > 0: the group a compile-time constant, each channel's value
-// used as it is made, so no row of values is held; kG 0: `group` at run time, the row's values
-// made once, then a dot per query head.
+// 4-bit rows scale_min = fp16 scale | fp16 minimum << 16) over a KV head's score heads, in the
+// twin's order: per score head channels ascending (DotStep), the 4-bit fold
+// (FoldScaleMinimum), the heads folded in order (AggregateStep). qc.At(g, j) is channel j of
+// score head g (j = kR: the sum of its channels, 4-bit rows). kG > 0: the score heads a
+// compile-time constant, each channel's value used as it is made, so no row of values is held;
+// kG 0: `heads` at run time, the row's values made once, then a dot per score head.
 template <int kBits, int kR, int kG, typename V, int kChunks>
 __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t scale_min,
-                                               int group, bool max_agg,
+                                               int heads, bool max_agg,
                                                const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
   float agg = AggregateStart(max_agg);
   [[maybe_unused]] const float scale = F16BitsToF32(scale_min & 0xffffu);
@@ -217,7 +249,16 @@ __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t
     float vals[kR];
 #pragma unroll
     for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits>(raw, j);
-    for (int g = 0; g < group; ++g) {
+    if (heads == 1) {
+      // One score head (sum aggregation, MHA): its channels' addresses without `heads` (with
+      // the count at run time, 4-bit r 64 at MHA heads ran 3-5% slower at batch 8-32).
+      float dot = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kR; ++j) dot = DotStep<kBits>(dot, qc.AtSingle(j), vals[j]);
+      if constexpr (kBits == 4) dot = FoldScaleMinimum(dot, scale, minimum, qc.AtSingle(kR));
+      return AggregateStep(agg, dot, max_agg);
+    }
+    for (int g = 0; g < heads; ++g) {
       float dot = 0.0f;
 #pragma unroll
       for (int j = 0; j < kR; ++j) dot = DotStep<kBits>(dot, qc.At(g, j), vals[j]);

@@ -38,10 +38,11 @@ using cuda::ClusterSlice;
 using cuda::ClusterSliceOf;
 using cuda::HeadQueryChannels;
 using cuda::LaunchInfo;
-using cuda::Num;
 using cuda::OrderKey;
-using cuda::QueryChannelSum;
+using cuda::ScoreHeadsOf;
 using cuda::ScoreLabelRow;
+using cuda::ScoreQueryChannel;
+using cuda::StagedChannelSum;
 using cuda::StartTopKSegment;
 using cuda::TopKSegment;
 using cuda::VecOf;
@@ -49,7 +50,7 @@ using cuda::VecOf;
 constexpr int kFusedThreads = 512;
 constexpr int kFusedItems = 8;        // keys per thread per compaction tile
 constexpr int kFusedClusterMax = 16;  // non-portable past 8 (MaxClusterBlocks)
-constexpr int kFusedMaxGroup = 16;    // query heads per KV head (the staged channels' room)
+constexpr int kFusedMaxGroup = 16;    // query (so score) heads per KV head: the staging's room
 // Candidates per block below which a smaller cluster is used: a block's fixed cost (staging,
 // three cluster barriers, the merges) is a few microseconds, so short rows take fewer blocks.
 constexpr int64_t kFusedMinSlice = 2048;
@@ -71,8 +72,8 @@ constexpr int FusedRowsInFlight() {
 }
 
 // Grid (cluster size, heads_kv, sequences), clusters along x. Keys in dynamic shared memory: a
-// block's slice of its segment's candidates. kG > 0: the GQA group a compile-time constant
-// (the query channels in registers where few); kG 0: the group at run time.
+// block's slice of its segment's candidates. kG > 0: the score heads a compile-time constant
+// (the query channels in registers where few); kG 0: the score heads at run time.
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kFusedThreads)
     ScoreSelectClusterKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
@@ -87,7 +88,7 @@ __global__ void __launch_bounds__(kFusedThreads)
   extern __shared__ uint4 keys4[];  // this block's candidate keys, slice order
   uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
   __shared__ ClusterSelectShared<kFusedThreads> sh;
-  // The group's query channels in QChannel's layout for one head: [j][g], j = kR the sums.
+  // The score heads' query channels in QChannel's layout for one head: [j][g], j = kR the sums.
   __shared__ float qch[(kR + 1) * kFusedMaxGroup];
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -103,21 +104,21 @@ __global__ void __launch_bounds__(kFusedThreads)
   const CudaDsSequence& seq = seqs[s];
   const CudaLabelSeq lab = labels[s];
   const int group = heads_q / heads_kv;
+  const bool max_agg = seq.aggregation == 1;
+  const int heads = ScoreHeadsOf(group, max_agg);
   const T* qrow = q + static_cast<int64_t>(seq.q_row) * q_stride;
-  for (int i = threadIdx.x; i < group * kR; i += kFusedThreads) {
-    const int g = i % group, j = i / group;
-    const int c = lab.channels[h * kR + j];
-    qch[i] = Num<T>::ToF(qrow[static_cast<int64_t>(h * group + g) * head_dim + c]);
+  for (int i = threadIdx.x; i < heads * kR; i += kFusedThreads) {
+    const int g = i % heads, j = i / heads;
+    qch[i] = ScoreQueryChannel(qrow, head_dim, group, max_agg, h, g, lab.channels[h * kR + j]);
   }
   if constexpr (kBits == 4) {
-    for (int g = threadIdx.x; g < group; g += kFusedThreads) {
-      qch[kR * group + g] =
-          QueryChannelSum(qrow, h * group + g, head_dim, lab.channels + h * kR, kR);
+    __syncthreads();  // the channels are staged
+    for (int g = threadIdx.x; g < heads; g += kFusedThreads) {
+      qch[kR * heads + g] = StagedChannelSum(qch + g, kR, heads);
     }
   }
   ClearClusterHistograms(sh);  // ends with a barrier: qch is staged
-  const HeadQueryChannels<kG, kR, kBits == 4> qc(qch, 0, 1, group);
-  const bool max_agg = seq.aggregation == 1;
+  const HeadQueryChannels<kG, kR, kBits == 4> qc(qch, 0, 1, heads);
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
   // Thread i of the block takes candidates i, i + kFusedThreads, ...: consecutive threads on
   // consecutive tokens of the head (contiguous rows, LabelRow). kFusedThreads tokens are whole
@@ -155,7 +156,7 @@ __global__ void __launch_bounds__(kFusedThreads)
       const int i = base + u * kFusedThreads + static_cast<int>(threadIdx.x);
       if (i < slice.len) {
         const uint32_t k =
-            OrderKey(ScoreLabelRow<kBits, kR, kG>(raw[u], sm[u], group, max_agg, qc));
+            OrderKey(ScoreLabelRow<kBits, kR, kG>(raw[u], sm[u], heads, max_agg, qc));
         keys[i] = k;
         const uint32_t bin = k >> 21;
         const unsigned peers = __match_any_sync(__activemask(), bin);
@@ -231,13 +232,14 @@ absl::StatusOr<int> MaxClusterBlocks(const void* kernel, size_t smem) {
 }
 
 template <typename T>
-absl::StatusOr<bool> LaunchFused(int label_bits, int r, const T* q, int64_t q_stride,
+absl::StatusOr<bool> LaunchFused(int label_bits, int score_heads, int r, const T* q,
+                                 int64_t q_stride,
                                  const CudaDsSequence* seqs, int num_seqs,
                                  const CudaLabelSeq* labels, int heads_q, int heads_kv,
                                  int head_dim, int64_t max_tokens, int32_t* selected,
                                  int64_t sel_stride, int32_t* counts, cudaStream_t stream) {
   const FusedKernel<T> kernel =
-      cuda::FixedLabelKernel<FusedKernels<T>>(label_bits, r, heads_q / heads_kv);
+      cuda::FixedLabelKernel<FusedKernels<T>>(label_bits, r, score_heads);
   if (kernel == nullptr) return false;
   ASSIGN_OR_RETURN(const LaunchInfo info,
                    CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));
@@ -271,23 +273,25 @@ absl::StatusOr<bool> LaunchScoreSelectCluster(DType dtype, const void* q, int64_
                                               const CudaDsSequence* seqs, int num_seqs,
                                               const CudaLabelSeq* labels, int heads_q,
                                               int heads_kv, int head_dim, int max_r,
-                                              int label_bits, int64_t max_tokens,
-                                              int32_t* selected, int64_t sel_stride,
-                                              int32_t* counts, cudaStream_t stream) {
+                                              int label_bits, int score_heads,
+                                              int64_t max_tokens, int32_t* selected,
+                                              int64_t sel_stride, int32_t* counts,
+                                              cudaStream_t stream) {
   if (num_seqs == 0) return true;
   if (label_bits == 0 || heads_kv <= 0 || heads_q % heads_kv != 0 ||
-      heads_q / heads_kv > kFusedMaxGroup || max_tokens <= 0 || max_tokens > INT32_MAX) {
+      heads_q / heads_kv > kFusedMaxGroup || max_tokens <= 0 || max_tokens > INT32_MAX ||
+      (score_heads != 0 && score_heads != 1 && score_heads != heads_q / heads_kv)) {
     return false;
   }
   switch (dtype) {
     case DType::kBF16:
-      return LaunchFused(label_bits, max_r, static_cast<const __nv_bfloat16*>(q), q_stride, seqs,
-                         num_seqs, labels, heads_q, heads_kv, head_dim, max_tokens, selected,
-                         sel_stride, counts, stream);
+      return LaunchFused(label_bits, score_heads, max_r, static_cast<const __nv_bfloat16*>(q),
+                         q_stride, seqs, num_seqs, labels, heads_q, heads_kv, head_dim,
+                         max_tokens, selected, sel_stride, counts, stream);
     case DType::kF16:
-      return LaunchFused(label_bits, max_r, static_cast<const __half*>(q), q_stride, seqs,
-                         num_seqs, labels, heads_q, heads_kv, head_dim, max_tokens, selected,
-                         sel_stride, counts, stream);
+      return LaunchFused(label_bits, score_heads, max_r, static_cast<const __half*>(q),
+                         q_stride, seqs, num_seqs, labels, heads_q, heads_kv, head_dim,
+                         max_tokens, selected, sel_stride, counts, stream);
     default:
       return false;
   }

@@ -358,8 +358,11 @@ void RunCase(const Case& c) {
     std::vector<std::vector<int32_t>> algo_sel, algo_counts;
     std::vector<std::string> algo_names;
     // The coalesced bodies run twice where the labels share a fixed-kernel shape: with
-    // label_bits 0 (the general kernel) and with UniformLabelBits (the fixed-shape kernels).
+    // label_bits 0 (the general kernel) and with UniformLabelBits (the fixed-shape kernels);
+    // where the sequences also share their score heads (UniformScoreHeads), the fixed-shape
+    // kernels run a third time with the score heads at run time (score_heads 0).
     const int uniform_bits = UniformLabelBits(labs.data(), ns, r);
+    const int uniform_heads = UniformScoreHeads(seqs.data(), ns, hq, hkv);
     std::vector<std::string> score_names;
     // Scoring and top-k fused (LaunchScoreSelectCluster): it takes every fixed-row shape, and
     // must then select what the twins select; other shapes it declines, launching nothing.
@@ -368,7 +371,7 @@ void RunCase(const Case& c) {
       ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
       const absl::StatusOr<bool> fused = LaunchScoreSelectCluster(
           c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns, dlabs.as<CudaLabelSeq>(), hq,
-          hkv, d, r, uniform_bits, max_tokens, dsel.as<int32_t>(), sel_stride,
+          hkv, d, r, uniform_bits, uniform_heads, max_tokens, dsel.as<int32_t>(), sel_stride,
           dcounts.as<int32_t>(), nullptr);
       ASSERT_OK(fused.status());
       const bool fixed_shape =
@@ -381,16 +384,20 @@ void RunCase(const Case& c) {
       }
     }
     for (LabelScoreAlgo sa : kLabelScoreAlgos)
-    for (int pass = 0; pass < 2; ++pass) {
-      // (kRowPerThread has one kernel whatever label_bits says.)
-      if (pass == 1 && (uniform_bits == 0 || sa == LabelScoreAlgo::kRowPerThread)) continue;
+    for (int pass = 0; pass < 3; ++pass) {
+      // (kRowPerThread has one kernel whatever label_bits and score_heads say.)
+      if (pass > 0 && (uniform_bits == 0 || sa == LabelScoreAlgo::kRowPerThread)) continue;
+      if (pass == 2 && uniform_heads == 0) continue;
       const int label_bits = pass == 0 ? 0 : uniform_bits;
+      const int score_heads = pass == 1 ? uniform_heads : 0;
       ASSERT_CUDA(cudaMemset(dscores.ptr, 0xff, dscores.bytes));  // poison between bodies
       ASSERT_OK(LaunchLabelScores(c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns,
-                                  dlabs.as<CudaLabelSeq>(), hq, hkv, d, r, label_bits, max_tokens,
-                                  dscores.as<float>(), score_stride, nullptr, sa));
+                                  dlabs.as<CudaLabelSeq>(), hq, hkv, d, r, label_bits,
+                                  score_heads, max_tokens, dscores.as<float>(), score_stride,
+                                  nullptr, sa));
       algo_scores.push_back(dscores.Get<float>(static_cast<size_t>(ns) * hkv * score_stride));
-      score_names.push_back(absl::StrCat(AlgoName(sa), " label_bits ", label_bits));
+      score_names.push_back(absl::StrCat(AlgoName(sa), " label_bits ", label_bits,
+                                         " score_heads ", score_heads));
       for (TopKAlgo ta : kTopKAlgos) {
         ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));
         ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
@@ -548,6 +555,21 @@ TEST(DoubleSparsityHost, UniformLabelBitsGatesTheFixedRowScorers) {
   EXPECT_EQ(UniformLabelBits(labs.data(), 3, 16), 16);
 }
 
+// Without a GPU: the score heads a launch compiles for. Sum aggregation folds one summed query
+// per KV head, max one per query head; sequences that differ take them at run time (0), but
+// with MHA both are one.
+TEST(DoubleSparsityHost, UniformScoreHeadsFollowsTheAggregation) {
+  std::vector<CudaDsSequence> seqs(3);
+  EXPECT_EQ(UniformScoreHeads(seqs.data(), 3, 32, 8), 1);  // all sum
+  EXPECT_EQ(UniformScoreHeads(seqs.data(), 0, 32, 8), 0);
+  seqs[1].aggregation = 1;
+  EXPECT_EQ(UniformScoreHeads(seqs.data(), 3, 32, 8), 0);  // mixed
+  EXPECT_EQ(UniformScoreHeads(seqs.data(), 3, 32, 32), 1);  // mixed, MHA
+  EXPECT_EQ(UniformScoreHeads(seqs.data() + 1, 1, 32, 8), 4);  // max: the group
+  for (CudaDsSequence& q : seqs) q.aggregation = 1;
+  EXPECT_EQ(UniformScoreHeads(seqs.data(), 3, 16, 2), 8);
+}
+
 // Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
 // runs 9, 11 and 14 measured the crossovers. Past 8192 tokens: the cluster kernel up to an
 // eighth of the SMs in (sequence, KV head) pairs, or a quarter on rows up to 128K; then, with
@@ -607,9 +629,14 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
           const int r4[] = {7, 8, 16, 32, d == 128 ? 64 : 16};
           c.r = bits == 4 ? r4[(i / 2 + i / 12) % 5] : (i % 3 == 0 ? 7 : (d == 64 ? 8 : 16));
           c.bits = bits;
-          c.seqs.push_back({L, BudgetFor(L, i), 4, 8, i % 2});
+          // Aggregation: both sequences sum, both max, or one of each (stepping with the case
+          // so that every GQA group meets every mode at both label widths): shared modes run
+          // the fixed-row kernels at compile-time score heads, mixed ones at run time.
+          const int mode = (i / 2 + i / 12 + 2 * (i / 24)) % 3;
+          const int agg1 = mode == 2 ? i % 2 : mode, agg2 = mode == 2 ? 1 - i % 2 : mode;
+          c.seqs.push_back({L, BudgetFor(L, i), 4, 8, agg1});
           const int L2 = std::max(1, L / 3 + (i % 5));
-          c.seqs.push_back({L2, BudgetFor(L2, i + 2), i % 3, 1 + i % 7, (i + 1) % 2});
+          c.seqs.push_back({L2, BudgetFor(L2, i + 2), i % 3, 1 + i % 7, agg2});
           c.mapped_kv = (i == 13);
           RunCase(c);
           ++i;
@@ -697,7 +724,8 @@ TEST(DoubleSparsityGpu, FusedSelectMatchesTwinsOnTies) {
     Buf dsel(static_cast<size_t>(kSeqs) * kHkv * sel_stride * 4), dcounts(kSeqs * kHkv * 4);
     const absl::StatusOr<bool> fused = LaunchScoreSelectCluster(
         DType::kF16, dq.ptr, kHq * kD, dseqs.as<CudaDsSequence>(), kSeqs,
-        dlabs.as<CudaLabelSeq>(), kHq, kHkv, kD, kR, 16, lengths[0], dsel.as<int32_t>(),
+        dlabs.as<CudaLabelSeq>(), kHq, kHkv, kD, kR, 16,
+        UniformScoreHeads(seqs.data(), kSeqs, kHq, kHkv), lengths[0], dsel.as<int32_t>(),
         sel_stride, dcounts.as<int32_t>(), nullptr);
     ASSERT_OK(fused.status());
     ASSERT_TRUE(*fused);

@@ -60,17 +60,33 @@ TEST(LabelReference, FourBitErrorIsWithinHalfAStep) {
   }
 }
 
+// Random keys of `tokens` tokens ([tokens, hkv, d]), KV head h's r channels (5j + 3h + 1) mod d,
+// and the keys' fp16 labels ([tokens, hkv, r]).
+struct LabelInputs {
+  std::vector<float> k;
+  std::vector<int32_t> ch;
+  std::vector<uint16_t> f16;
+};
+LabelInputs MakeLabelInputs(int hkv, int d, int r, int tokens, uint32_t seed) {
+  LabelInputs in;
+  in.k = Random(tokens * hkv * d, seed);
+  in.ch.resize(hkv * r);
+  for (int h = 0; h < hkv; ++h) {
+    for (int j = 0; j < r; ++j) in.ch[h * r + j] = (5 * j + 3 * h + 1) % d;
+  }
+  in.f16.resize(tokens * hkv * r);
+  WriteLabelsF16Reference(in.k.data(), hkv * d, tokens, hkv, d, in.ch.data(), r, in.f16.data(),
+                          hkv * r);
+  return in;
+}
+
 TEST(LabelScoreReference, MatchesBruteForceForSumAndMax) {
   const int hq = 8, hkv = 2, d = 16, r = 6, tokens = 23;
   std::vector<float> q = Random(hq * d, 7);
-  std::vector<float> k = Random(tokens * hkv * d, 8);
-  std::vector<int32_t> ch(hkv * r);
-  for (int h = 0; h < hkv; ++h) {
-    for (int j = 0; j < r; ++j) ch[h * r + j] = (5 * j + 3 * h + 1) % d;
-  }
-  std::vector<uint16_t> labels(tokens * hkv * r);
-  WriteLabelsF16Reference(k.data(), hkv * d, tokens, hkv, d, ch.data(), r, labels.data(),
-                          hkv * r);
+  const LabelInputs in = MakeLabelInputs(hkv, d, r, tokens, 8);
+  const std::vector<float>& k = in.k;
+  const std::vector<int32_t>& ch = in.ch;
+  const std::vector<uint16_t>& labels = in.f16;
   for (ScoreAggregation agg : {ScoreAggregation::kSum, ScoreAggregation::kMax}) {
     std::vector<float> scores(hkv * tokens);
     LabelScoresF16Reference(q.data(), ch.data(), labels.data(), hkv * r, tokens,
@@ -87,6 +103,73 @@ TEST(LabelScoreReference, MatchesBruteForceForSumAndMax) {
           want = agg == ScoreAggregation::kMax ? std::max(want, dot) : want + dot;
         }
         EXPECT_NEAR(scores[h * tokens + t], want, 1e-4 * (1 + std::abs(want)));
+      }
+    }
+  }
+}
+
+// The twins' exact order (what the CUDA scorers reproduce bit for bit): sum aggregation sums
+// the group's label channels first (rounded adds from 0, query heads ascending) and takes one
+// dot; max takes a dot per query head. fp16 labels and 4-bit labels (scale and minimum folded
+// out of the summed query's dot), GQA 4 and MHA.
+TEST(LabelScoreReference, SumAggregationDotsTheGroupsSummedQuery) {
+  const int d = 16, r = 6, tokens = 19;
+  for (int hq : {8, 2}) {
+    const int hkv = 2, group = hq / hkv;
+    std::vector<float> q = Random(hq * d, 11 + hq);
+    const LabelInputs in = MakeLabelInputs(hkv, d, r, tokens, 12);
+    const std::vector<float>& k = in.k;
+    const std::vector<int32_t>& ch = in.ch;
+    const std::vector<uint16_t>& f16 = in.f16;
+    const int64_t row_bytes = Label4BitRowBytes(r);
+    std::vector<uint8_t> codes(tokens * hkv * row_bytes);
+    std::vector<uint16_t> scales(tokens * hkv), mins(tokens * hkv);
+    WriteLabels4BitReference(k.data(), hkv * d, tokens, hkv, d, ch.data(), r, codes.data(),
+                             hkv * row_bytes, scales.data(), mins.data());
+    for (ScoreAggregation agg : {ScoreAggregation::kSum, ScoreAggregation::kMax}) {
+      const LabelScoreShape shape{hq, hkv, d, r, agg};
+      ASSERT_EQ(ScoreHeads(shape), agg == ScoreAggregation::kMax ? group : 1);
+      std::vector<float> s16(hkv * tokens), s4(hkv * tokens);
+      LabelScoresF16Reference(q.data(), ch.data(), f16.data(), hkv * r, tokens, shape,
+                              s16.data(), tokens);
+      LabelScores4BitReference(q.data(), ch.data(), codes.data(), hkv * row_bytes,
+                               scales.data(), mins.data(), tokens, shape, s4.data(), tokens);
+      for (int h = 0; h < hkv; ++h) {
+        // The score heads' channels: the group's summed (sum) or each query head's (max).
+        std::vector<std::vector<float>> qv;
+        for (int g = 0; g < ScoreHeads(shape); ++g) {
+          std::vector<float> v(r);
+          for (int j = 0; j < r; ++j) {
+            const int c = ch[h * r + j];
+            if (agg == ScoreAggregation::kMax) {
+              v[j] = q[(h * group + g) * d + c];
+            } else {
+              float sum = 0.0f;
+              for (int i = 0; i < group; ++i) sum += q[(h * group + i) * d + c];
+              v[j] = sum;
+            }
+          }
+          qv.push_back(v);
+        }
+        for (int t = 0; t < tokens; ++t) {
+          const int64_t slot = t * hkv + h;
+          float want16 = agg == ScoreAggregation::kMax ? -INFINITY : 0.0f, want4 = want16;
+          for (const std::vector<float>& v : qv) {
+            float dot = 0.0f, qc = 0.0f, qs = 0.0f;
+            for (int j = 0; j < r; ++j) {
+              dot = std::fma(v[j], F16ToF32(f16[slot * r + j]), dot);
+              const float code = (codes[slot * row_bytes + j / 2] >> ((j % 2) * 4)) & 0xf;
+              qc = std::fma(v[j], code, qc);
+              qs += v[j];
+            }
+            const float dot4 =
+                std::fma(F16ToF32(scales[slot]), qc, F16ToF32(mins[slot]) * qs);
+            want16 = agg == ScoreAggregation::kMax ? std::max(want16, dot) : want16 + dot;
+            want4 = agg == ScoreAggregation::kMax ? std::max(want4, dot4) : want4 + dot4;
+          }
+          EXPECT_EQ(s16[h * tokens + t], want16) << "hq " << hq << " h " << h << " t " << t;
+          EXPECT_EQ(s4[h * tokens + t], want4) << "hq " << hq << " h " << h << " t " << t;
+        }
       }
     }
   }

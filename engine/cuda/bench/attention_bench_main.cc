@@ -69,6 +69,9 @@ ABSL_FLAG(std::string, ds_topk_algos, "auto,striped,cluster,multi-block,two-read
           "Double Sparsity top-k kernels to time: auto (the engine's default), striped, cluster "
           "(> 8192 tokens only), multi-block, two-read, one-block; the chain time uses the "
           "first");
+ABSL_FLAG(std::string, ds_aggregation, "sum",
+          "GQA aggregation of the Double Sparsity rows: sum (the engine's default; one summed "
+          "query per KV head) or max (a dot per query head)");
 ABSL_FLAG(std::string, ds_attention_algos, "pipelined,warp",
           "Double Sparsity attention bodies to time, each at its own split count and at "
           "kMoreWaves: pipelined (the engine's default), warp; the chain time uses the first");
@@ -319,6 +322,11 @@ absl::Status Run() {
                    ParseAlgoList<SparseAttentionAlgo>(absl::GetFlag(FLAGS_ds_attention_algos)));
   ASSIGN_OR_RETURN(const std::vector<DecodeAttentionAlgo> dense_algos,
                    ParseAlgoList<DecodeAttentionAlgo>(absl::GetFlag(FLAGS_dense_algos)));
+  const std::string aggregation = absl::GetFlag(FLAGS_ds_aggregation);
+  if (aggregation != "sum" && aggregation != "max") {
+    return absl::InvalidArgumentError("--ds_aggregation: sum or max");
+  }
+  const bool max_aggregation = aggregation == "max";
   const auto batches = ParseList(absl::GetFlag(FLAGS_batches));
   const auto contexts = ParseList(absl::GetFlag(FLAGS_contexts));
   std::vector<int> dense_waves;
@@ -487,6 +495,7 @@ absl::Status Run() {
             seqs[s].budget = static_cast<int32_t>(budget);
             seqs[s].sink = 4;
             seqs[s].recent = 64;
+            seqs[s].aggregation = max_aggregation ? 1 : 0;
             seqs[s].q_row = static_cast<int32_t>(s);
             seqs[s].kv_seq = static_cast<int32_t>(s);
           }
@@ -518,10 +527,13 @@ absl::Status Run() {
           CUDA_RETURN_IF_ERROR(cudaMemset(topk_ws.ptr, 0, topk_ws_bytes));
           const auto* dseq = dseqs.as<CudaDsSequence>();
           const int label_bits = UniformLabelBits(labs.data(), static_cast<int>(batch), var.r);
+          const int score_heads =
+              UniformScoreHeads(seqs.data(), static_cast<int>(batch), hq, hkv);
           auto score = [&](LabelScoreAlgo algo) {
             return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
                                      dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r,
-                                     label_bits, ctx, scores.as<float>(), ctx, stream, algo);
+                                     label_bits, score_heads, ctx, scores.as<float>(), ctx,
+                                     stream, algo);
           };
           auto topk = [&](TopKAlgo algo) {
             return LaunchTopKSelect(scores.as<float>(), ctx, dseq, batch, hkv, sel.as<int32_t>(),
@@ -538,8 +550,8 @@ absl::Status Run() {
           auto fused = [&]() -> absl::StatusOr<bool> {
             return LaunchScoreSelectCluster(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
                                             dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r,
-                                            label_bits, ctx, sel.as<int32_t>(), budget,
-                                            counts.as<int32_t>(), stream);
+                                            label_bits, score_heads, ctx, sel.as<int32_t>(),
+                                            budget, counts.as<int32_t>(), stream);
           };
           // The chain with the first body of each list; then each stage alone, per body.
           ASSIGN_OR_RETURN(const double us_separate,
@@ -638,6 +650,7 @@ absl::Status Run() {
                                     {"budget", budget},
                                     {"r", var.r},
                                     {"label_bits", var.bits},
+                                    {"aggregation", max_aggregation ? "max" : "sum"},
                                     {"splits", splits},
                                     {"score_algo", AlgoName(score_algos[0])},
                                     {"topk_algo", AlgoName(topk_algos[0])},
