@@ -9,7 +9,7 @@ absl::StatusOr<void*> TopKWorkspaceFor(StreamBuffer& buffer, TopKAlgo algo, int 
                                        int heads_kv, int64_t score_stride, int sms,
                                        cudaStream_t stream) {
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  if (ResolveTopKAlgo(algo, score_stride, pairs, sms, true) != TopKAlgo::kMultiBlock) {
+  if (ResolveTopKAlgo(algo, score_stride, pairs, sms) != TopKAlgo::kMultiBlock) {
     return nullptr;
   }
   RETURN_IF_ERROR(buffer.GrowZeroed(

@@ -158,7 +158,8 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    it), whose band of scores around the budget's rank read 2 then counts exactly, the exact
 //    reads taking over where the band misses (run 11: 256K, batch 8, Llama-2 heads, 1/16: 207
 //    -> 161 us; 128K, 256 pairs: 109 -> 96 us).
-//  - kCluster: for score_stride > 8192, a thread-block cluster of 2–8 blocks per (s, h)
+//  - kCluster: for score_stride > 8192, a thread-block cluster of 2–16 blocks per (s, h)
+//    (about 16K keys a block; past 8 where the hardware takes the non-portable size)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
 //    through distributed shared memory); shorter strides, and slices that would not fit in
 //    shared memory, run kOneBlock.
@@ -169,21 +170,19 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    108; at 8 pairs kCluster is as fast, at 64 pairs and more kStriped is faster (its blocks
 //    already fill the GPU, and the three kernels' extra steps cost more than they spread).
 //  - kAuto (the default): kStriped up to 8192 tokens; past them kCluster while the (s, h)
-//    pairs number at most an eighth of the SMs, or a quarter on rows up to 128K tokens — there
-//    a block per pair leaves most SMs idle (run 14, the cluster's merge on 32-bin chunk sums:
-//    8 pairs at 16K 12.7 us against kStriped's 14.5, 32 pairs at 64K / 128K 24.4 / 41.9 against
-//    30.4 / 52.2; before it, run 12 had the cluster slower at 16K) — then kMultiBlock up to a
-//    quarter of the SMs on rows over 128K tokens when a workspace is given (32 pairs at 256K:
-//    75 against the cluster's 78.5), else kStriped (also where the cluster's slice would not
-//    fit shared memory).
+//    pairs number at most a quarter of the SMs — there a block per pair leaves most SMs idle
+//    (run 14, the cluster's merge on 32-bin chunk sums: 8 pairs at 16K 12.7 us against
+//    kStriped's 14.5, 32 pairs at 64K / 128K 24.4 / 41.9 against 30.4 / 52.2; run 15, clusters
+//    of up to 16 blocks: 32 pairs at 256K 70.7-73.3 us against kMultiBlock's 74.3-91.1, which
+//    run 14 had ahead of the 8-block cluster); else kStriped (also where the cluster's slice
+//    would not fit shared memory). kMultiBlock runs only when named.
 enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped, kMultiBlock };
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
-// `score_stride` on a GPU of `sms` SMs, with or without a workspace: kCluster, kTwoRead,
-// kStriped, kMultiBlock or kOneBlock (kCluster only past 8192 tokens; LaunchTopKSelect still
-// falls back to a one-block kernel where a slice exceeds shared memory).
-TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
-                         bool workspace);
+// `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead, kStriped, kMultiBlock or kOneBlock
+// (kCluster only past 8192 tokens; LaunchTopKSelect still falls back to a one-block kernel
+// where a slice exceeds shared memory).
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms);
 
 // Bytes of workspace LaunchTopKSelect's kMultiBlock needs for num_seqs × heads_kv score rows of
 // score_stride (one per (sequence, KV head): ~230 KB a pair). It must be zeroed before its first

@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -43,6 +44,31 @@ absl::StatusOr<LaunchInfo> CachedLaunchInfo(const void* kernel, int threads, siz
   std::lock_guard<std::mutex> lock(*mu);
   cache->emplace(key, info);
   return info;
+}
+
+absl::StatusOr<int> MaxClusterBlocks(const void* kernel, int threads, size_t dynamic_smem,
+                                     int most) {
+  int device = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  using Key = std::tuple<int, const void*, int, size_t, int>;
+  static std::mutex* const mu = new std::mutex;
+  static std::map<Key, int>* const cache = new std::map<Key, int>;
+  const Key key{device, kernel, threads, dynamic_smem, most};
+  std::lock_guard<std::mutex> lock(*mu);
+  if (const auto it = cache->find(key); it != cache->end()) return it->second;
+  CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(dynamic_smem)));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(most), 1, 1);
+  cfg.blockDim = dim3(static_cast<unsigned>(threads));
+  cfg.dynamicSmemBytes = dynamic_smem;
+  int fits = 0;
+  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxPotentialClusterSize(&fits, kernel, &cfg));
+  fits = std::clamp(fits, 1, most);
+  cache->emplace(key, fits);
+  return fits;
 }
 
 }  // namespace cuda

@@ -22,6 +22,13 @@ struct LaunchInfo {
 
 absl::StatusOr<LaunchInfo> CachedLaunchInfo(const void* kernel, int threads, size_t dynamic_smem);
 
+// The largest thread-block cluster `kernel` may launch with, at `threads` threads and
+// dynamic_smem bytes of dynamic shared memory a block, up to `most` (sizes over 8 are
+// non-portable: the kernel is opted in to them here, with its dynamic shared memory limit
+// raised to dynamic_smem). Cached per (device, kernel, threads, dynamic_smem, most).
+absl::StatusOr<int> MaxClusterBlocks(const void* kernel, int threads, size_t dynamic_smem,
+                                     int most);
+
 }  // namespace cuda
 }  // namespace dsinfer
 

@@ -13,8 +13,6 @@
 #include <algorithm>
 #include <cooperative_groups.h>
 #include <cstdint>
-#include <map>
-#include <mutex>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -208,33 +206,9 @@ int FusedClusterBlocks(int64_t max_tokens, int64_t pairs, int sms, int64_t min_b
       std::max({for_slices, std::min(for_sms, most), min_blocks}), 1, max_blocks));
 }
 
-// The largest cluster `kernel` may launch with at `smem` bytes of dynamic shared memory (up to
-// kFusedClusterMax; sizes over 8 are non-portable, opted in here), cached per kernel.
-absl::StatusOr<int> MaxClusterBlocks(const void* kernel, size_t smem) {
-  static std::mutex mu;
-  static std::map<std::pair<const void*, size_t>, int> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  const auto key = std::make_pair(kernel, smem);
-  if (const auto it = cache.find(key); it != cache.end()) return it->second;
-  CUDA_RETURN_IF_ERROR(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(smem)));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(kFusedClusterMax, 1, 1);
-  cfg.blockDim = dim3(kFusedThreads);
-  cfg.dynamicSmemBytes = smem;
-  int most = 0;
-  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxPotentialClusterSize(&most, kernel, &cfg));
-  most = std::clamp(most, 1, kFusedClusterMax);
-  cache.emplace(key, most);
-  return most;
-}
-
 template <typename T>
 absl::StatusOr<bool> LaunchFused(int label_bits, int score_heads, int r, const T* q,
-                                 int64_t q_stride,
-                                 const CudaDsSequence* seqs, int num_seqs,
+                                 int64_t q_stride, const CudaDsSequence* seqs, int num_seqs,
                                  const CudaLabelSeq* labels, int heads_q, int heads_kv,
                                  int head_dim, int64_t max_tokens, int32_t* selected,
                                  int64_t sel_stride, int32_t* counts, cudaStream_t stream) {
@@ -249,8 +223,8 @@ absl::StatusOr<bool> LaunchFused(int label_bits, int score_heads, int r, const T
   if (room <= 0) return false;
   // The cluster sizes the hardware takes at the largest slice that fits.
   ASSIGN_OR_RETURN(const int max_blocks,
-                   MaxClusterBlocks(reinterpret_cast<const void*>(kernel),
-                                    static_cast<size_t>(room) * 4));
+                   cuda::MaxClusterBlocks(reinterpret_cast<const void*>(kernel), kFusedThreads,
+                                          static_cast<size_t>(room) * 4, kFusedClusterMax));
   const int nb = FusedClusterBlocks(max_tokens, static_cast<int64_t>(num_seqs) * heads_kv,
                                     info.sms, (max_tokens + room - 1) / room, max_blocks);
   // As ClusterSliceOf: ceil(candidates / nb) rounded up to 4 keys; candidates <= max_tokens.

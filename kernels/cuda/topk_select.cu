@@ -64,7 +64,11 @@ constexpr int kTopKItems = 8;   // candidates per thread per compaction tile
 // cluster of blocks holding the keys in shared memory; shorter ones on one block, whose fixed
 // cost is a few microseconds.
 constexpr int64_t kTopKShortSegment = 8192;
-constexpr int kTopKClusterMax = 8;  // portable cluster size
+// Blocks a cluster: up to 16 (non-portable past 8, where the hardware takes it:
+// MaxClusterBlocks), a block holding about kTopKKeysPerBlock keys. Run 15 (H200, 8 pairs):
+// 16K keys a block took 20-21 us at 64K and 128K, 32K keys a block (a cluster of 8 at 256K) 30.
+constexpr int kTopKClusterMax = 16;
+constexpr int kTopKClusterPortable = 8;
 constexpr int64_t kTopKKeysPerBlock = 16384;
 constexpr int kTopKClusterThreads = 512;
 constexpr int kTopKClusterItems = 8;  // keys per thread per compaction tile
@@ -1405,13 +1409,7 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-// kAuto's multi-block rows: longer than this (run 11, 32 pairs: at 256K 76 us against the
-// striped kernel's 93; at 64K and 128K the striped kernel is faster, the cluster kernel
-// slower than both).
-constexpr int64_t kMultiBlockMinStride = 131072;
-
-TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
-                         bool workspace) {
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms) {
   if (algo == TopKAlgo::kOneBlock || algo == TopKAlgo::kTwoRead || algo == TopKAlgo::kStriped ||
       algo == TopKAlgo::kMultiBlock) {
     return algo;
@@ -1419,15 +1417,12 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
   const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
-  // The cluster kernel where a block per pair would leave most SMs idle: up to an eighth of
-  // the SMs in pairs at any length past 8K, up to a quarter on rows up to 128K (run 14, its
-  // merge on chunk sums: 8 pairs at 16K 12.7 us against kStriped's 14.5; 32 pairs at 64K / 128K
-  // 24.4 / 41.9 against 30.4 / 52.2; at 256K kMultiBlock's 75 against its 78.5).
-  if (8 * pairs <= sms) return TopKAlgo::kCluster;
-  if (4 * pairs <= sms && score_stride <= kMultiBlockMinStride) return TopKAlgo::kCluster;
-  if (workspace && score_stride > kMultiBlockMinStride && 4 * pairs <= sms) {
-    return TopKAlgo::kMultiBlock;
-  }
+  // The cluster kernel where a block per pair would leave most SMs idle: up to a quarter of
+  // the SMs in pairs at any length past 8K (run 14, its merge on chunk sums: 8 pairs at 16K
+  // 12.7 us against kStriped's 14.5; 32 pairs at 64K / 128K 24.4 / 41.9 against 30.4 / 52.2;
+  // run 15, clusters of up to 16 blocks: 32 pairs at 256K 70.7-73.3 against kMultiBlock's
+  // 74.3-91.1, which had been ahead of the 8-block cluster).
+  if (4 * pairs <= sms) return TopKAlgo::kCluster;
   return one_block;
 }
 
@@ -1533,7 +1528,7 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
     sms = device.sms;
   }
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, sms, workspace != nullptr);
+  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, sms);
   if (resolved == TopKAlgo::kMultiBlock) {
     if (workspace == nullptr) {
       return absl::InvalidArgumentError("LaunchTopKSelect: kMultiBlock needs a workspace");
@@ -1542,14 +1537,24 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
                                 sel_stride, counts, stream, workspace, sms);
   }
   if (resolved == TopKAlgo::kCluster) {
-    const int64_t nb = std::clamp<int64_t>(
-        (score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock, 2, kTopKClusterMax);
-    // As the kernel's slice: ceil(candidates / nb) rounded up to 4 keys.
-    const int64_t cap = ((score_stride + nb - 1) / nb + 3) / 4 * 4;
     auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads, kTopKClusterItems>;
+    int64_t nb = std::clamp<int64_t>((score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock,
+                                     2, kTopKClusterMax);
+    // As the kernel's slice: ceil(candidates / nb) rounded up to 4 keys.
+    auto slice_bytes = [&](int64_t blocks) {
+      return ((score_stride + blocks - 1) / blocks + 3) / 4 * 4 * 4;
+    };
+    if (nb > kTopKClusterPortable) {
+      ASSIGN_OR_RETURN(const int fits,
+                       cuda::MaxClusterBlocks(reinterpret_cast<const void*>(kernel),
+                                              kTopKClusterThreads,
+                                              static_cast<size_t>(slice_bytes(nb)),
+                                              static_cast<int>(nb)));
+      nb = std::max<int64_t>(fits, kTopKClusterPortable);
+    }
     ASSIGN_OR_RETURN(const LaunchInfo info,
                      CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));
-    const int64_t smem = cap * 4;
+    const int64_t smem = slice_bytes(nb);
     if (smem + static_cast<int64_t>(info.static_smem) <= info.smem_optin) {
       RETURN_IF_ERROR(cuda::LaunchSegmentClusters(kernel, static_cast<int>(nb), heads_kv,
                                                   num_seqs, kTopKClusterThreads, smem, stream,

@@ -571,34 +571,31 @@ TEST(DoubleSparsityHost, UniformScoreHeadsFollowsTheAggregation) {
 }
 
 // Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
-// runs 9, 11 and 14 measured the crossovers. Past 8192 tokens: the cluster kernel up to an
-// eighth of the SMs in (sequence, KV head) pairs, or a quarter on rows up to 128K; then, with
-// a workspace, the multi-block kernels up to a quarter of the SMs on rows over 128K tokens;
+// runs 9, 11, 14 and 15 measured the crossovers. Past 8192 tokens: the cluster kernel up to a
+// quarter of the SMs in (sequence, KV head) pairs, at any length (run 15: its clusters of up
+// to 16 blocks beat the multi-block kernels at 32 pairs × 256K, which kAuto no longer picks);
 // the striped one-block kernel otherwise. Named bodies pass.
 TEST(DoubleSparsityHost, AutoTopKRule) {
   constexpr int kSms = 132;
-  for (bool ws : {false, true}) {
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8192, 8, kSms, ws), TopKAlgo::kStriped);  // short
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 8192, 8, kSms, ws), TopKAlgo::kOneBlock);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 262144, 256, kSms, ws), TopKAlgo::kCluster);
-    for (TopKAlgo named : {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
-                           TopKAlgo::kMultiBlock}) {
-      EXPECT_EQ(ResolveTopKAlgo(named, 262144, 8, kSms, ws), named);
-    }
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 16384, 8, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8193, 16, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 33, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms, ws), TopKAlgo::kCluster);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 34, kSms, ws), TopKAlgo::kStriped);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms, ws), TopKAlgo::kStriped);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, ws), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8192, 8, kSms), TopKAlgo::kStriped);  // short
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 8192, 8, kSms), TopKAlgo::kOneBlock);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 262144, 256, kSms), TopKAlgo::kCluster);
+  for (TopKAlgo named : {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
+                         TopKAlgo::kMultiBlock}) {
+    EXPECT_EQ(ResolveTopKAlgo(named, 262144, 8, kSms), named);
   }
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 16384, 8, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8193, 16, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 33, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms), TopKAlgo::kCluster);
   for (int64_t pairs : {17, 32, 33}) {
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, false), TopKAlgo::kStriped);
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms, true), TopKAlgo::kMultiBlock);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms), TopKAlgo::kCluster);
   }
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 34, kSms), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms), TopKAlgo::kStriped);
 }
 
 // Without a GPU: the engine's fused-select rule (ScoreSelectClusterPays) — up to 2^18 rows.
@@ -876,7 +873,8 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
 // (fallback); kind 4 raises 1/16 of the positions in runs of 8 (two populations, the budget
 // past the raised one); kind 5 raises the runs kStriped samples (its band then misses and the
 // exact reads run; kinds 0-4 at 70000 and 300000 take the sampled band); budgets from 1 (kept
-// tokens cut) to above the length.
+// tokens cut) to above the length. The cluster kernel's sizes: 2 (short strides), 5 (70000),
+// 12 (190000: non-portable, not a power of two) and 16 (300000) blocks, where the GPU takes them.
 TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   SKIP_WITHOUT_GPU();
   const int hkv = 3;
@@ -886,7 +884,7 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   ASSERT_CUDA(cudaMemset(dtopk_ws.ptr, 0, dtopk_ws.bytes));
   std::normal_distribution<float> normal(0.0f, 1.0f);
   int i = 0;
-  for (int L : {1, 7, 97, 4099, 70000, 300000}) {
+  for (int L : {1, 7, 97, 4099, 70000, 190000, 300000}) {
     for (int64_t stride : {int64_t{L} + 5, int64_t{L} + 9000}) {
       if (L + 5 > 8192 && stride != L + 5) continue;  // both strides: the cluster kernel
       for (int kind = 0; kind < 6; ++kind, ++i) {
