@@ -472,8 +472,6 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
   std::vector<CudaLabelSeq> labels(n);
   std::vector<CudaDsSequence> seqs(n);
   std::vector<CudaLabelRange> ranges(n);
-  int64_t max_tokens = 0;
-  int max_r = 0;
   for (size_t i = 0; i < n; ++i) {
     const size_t index = rows[i].index;
     const int64_t q_row = rows[i].q_row;
@@ -500,8 +498,6 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
     labels[i] = lab.view;
     seqs[i] = SparseSequence(o, tokens, q_row, 0);
     if (seqs[i].budget > sel_stride) return OffloadError("SelectTokens", "selection stride");
-    max_tokens = std::max(max_tokens, tokens);
-    max_r = std::max(max_r, static_cast<int>(lab.view.r));
   }
   // One upload: [labels | sequences | ranges].
   ASSIGN_OR_RETURN(const DeviceLabelDescriptors desc,
@@ -518,22 +514,15 @@ absl::Status CudaBackend::SelectIntoDevice(int layer, const ForwardBatch& batch,
     RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, desc.ranges + i, 1, ranges[i].count,
                                            desc.labels, stream_));
   }
-  const int num = static_cast<int>(n);
   RETURN_IF_ERROR(st->counts.Grow(n * hkv * 4, stream_));
   ScoreSelectJob job;
   job.dtype = dtype;
   job.q = q.data;
   job.q_stride = q.cols;
-  job.seqs = desc.sequences;
-  job.num_seqs = num;
-  job.labels = desc.labels;
   job.heads_q = hq;
   job.heads_kv = hkv;
   job.head_dim = d;
-  job.max_r = max_r;
-  job.label_bits = UniformLabelBits(labels.data(), num, max_r);
-  job.score_heads = UniformScoreHeads(seqs.data(), num, hq, hkv);
-  job.max_tokens = max_tokens;
+  SetJobSequences(labels, seqs, desc, job);
   job.selected = selected;
   job.sel_stride = sel_stride;
   job.counts = static_cast<int32_t*>(st->counts.ptr);

@@ -105,9 +105,8 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   std::vector<CudaLabelSeq> labs(n);
   std::vector<CudaDsSequence> seqs(n);
   std::vector<CudaLabelRange> ranges;
-  int64_t max_tokens = 0, max_budget = 0, max_count = 0;
+  int64_t max_budget = 0, max_count = 0;
   std::vector<std::vector<int32_t>> capture_channels(capture_sparse_ ? n : 0);
-  int max_r = 0;
   for (size_t i = 0; i < n; ++i) {
     const size_t index = sequences[i];
     const BatchSequence& s = batch.sequences[index];
@@ -138,9 +137,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     }
     seqs[i] = SparseSequence(o, tokens, row, static_cast<int>(index));
     const int64_t budget = seqs[i].budget;
-    max_tokens = std::max(max_tokens, tokens);
     max_budget = std::max(max_budget, budget);
-    max_r = std::max(max_r, format.r);
   }
   // One upload of the descriptors: [labels | sequences | ranges].
   ASSIGN_OR_RETURN(const DeviceLabelDescriptors desc,
@@ -160,16 +157,10 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   job.dtype = dtype;
   job.q = qkv.data;
   job.q_stride = qkv.cols;
-  job.seqs = d_seqs;
-  job.num_seqs = num;
-  job.labels = d_labs;
   job.heads_q = hq;
   job.heads_kv = hkv;
   job.head_dim = d;
-  job.max_r = max_r;
-  job.label_bits = UniformLabelBits(labs.data(), num, max_r);
-  job.score_heads = UniformScoreHeads(seqs.data(), num, hq, hkv);
-  job.max_tokens = max_tokens;
+  SetJobSequences(labs, seqs, desc, job);
   job.selected = static_cast<int32_t*>(st.selected.ptr);
   job.sel_stride = max_budget;
   job.counts = static_cast<int32_t*>(st.counts.ptr);
@@ -270,7 +261,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     for (int h = 0; h < hkv; ++h) {
       CUDA_RETURN_IF_ERROR(
           cudaMemcpy(c.scores.data() + static_cast<size_t>(h) * c.tokens,
-                     static_cast<const float*>(st.scores.ptr) + (i * hkv + h) * max_tokens,
+                     static_cast<const float*>(st.scores.ptr) + (i * hkv + h) * job.max_tokens,
                      c.tokens * 4, cudaMemcpyDeviceToHost));
       c.selected[h].resize(std::max(counts[h], 0));
       CUDA_RETURN_IF_ERROR(

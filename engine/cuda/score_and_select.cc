@@ -1,10 +1,29 @@
 // ScoreAndSelect (score_and_select.h).
 #include "engine/cuda/score_and_select.h"
 
+#include <algorithm>
+
 #include "engine/cuda/topk_workspace.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
+
+void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
+                     absl::Span<const CudaDsSequence> seqs, const DeviceLabelDescriptors& device,
+                     ScoreSelectJob& job) {
+  const int num = static_cast<int>(seqs.size());
+  job.labels = device.labels;
+  job.seqs = device.sequences;
+  job.num_seqs = num;
+  job.max_r = 0;
+  job.max_tokens = 0;
+  for (int i = 0; i < num; ++i) {
+    job.max_r = std::max(job.max_r, static_cast<int>(labels[i].r));
+    job.max_tokens = std::max<int64_t>(job.max_tokens, seqs[i].tokens);
+  }
+  job.label_bits = UniformLabelBits(labels.data(), num, job.max_r);
+  job.score_heads = UniformScoreHeads(seqs.data(), num, job.heads_q, job.heads_kv);
+}
 
 absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
                             LabelScoreAlgo score_algo, TopKAlgo topk_algo, int sms,

@@ -10,6 +10,8 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "engine/cuda/device_labels.h"
 #include "engine/cuda/stream_buffer.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/dtype.h"
@@ -37,6 +39,14 @@ struct ScoreSelectJob {
   int64_t sel_stride = 0;
   int32_t* counts = nullptr;
 };
+
+// Sets job's sequence fields from the host copies `labels` / `seqs` of the device arrays in
+// `device` (UploadLabelDescriptors'): their count, the largest r and context, and the label
+// bits and score heads they share (UniformLabelBits / UniformScoreHeads: the fixed-row
+// kernels). job.heads_q and job.heads_kv must be set first.
+void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
+                     absl::Span<const CudaDsSequence> seqs, const DeviceLabelDescriptors& device,
+                     ScoreSelectJob& job);
 
 // Runs `job` on `stream`: fused where `fused` allows it (kAuto: where ScoreSelectClusterPays)
 // and the kernel takes the shape; else the two launches with score_algo and topk_algo (the

@@ -24,9 +24,14 @@ namespace cuda {
 struct ClusterSlice {
   int lo, len;
 };
+// Keys a block's slice holds, at most, for `candidates` candidates over nb blocks:
+// ceil(candidates / nb) rounded up to 4 (the launchers size shared memory by it).
+__host__ __device__ __forceinline__ int64_t ClusterSliceKeys(int64_t candidates, int64_t nb) {
+  return ((candidates + nb - 1) / nb + 3) / 4 * 4;
+}
 __device__ __forceinline__ ClusterSlice ClusterSliceOf(const TopKSegment& seg, int rank, int nb) {
   const int cand = seg.hi - seg.lo;
-  const int per = ((cand + nb - 1) / nb + 3) / 4 * 4;
+  const int per = static_cast<int>(ClusterSliceKeys(cand, nb));
   const int lo = seg.lo + min(cand, rank * per);
   return {lo, min(cand, (rank + 1) * per) - (lo - seg.lo)};
 }

@@ -156,16 +156,12 @@ struct HeadQueryChannels {
       }
     }
   }
-  // Channel j of the only score head, where there is one (sum aggregation, or MHA): the
-  // layout's head stride is then 1, known here rather than read from `heads`.
+  // Channel j of the only score head, for a reader of a run-time count (kG 0) that found one
+  // (sum aggregation, or MHA): the layout's head stride is then 1, known here rather than read
+  // from `heads`.
   __device__ __forceinline__ float AtSingle(int j) const {
-    if constexpr (kInRegisters) {
-      return regs[0][j];
-    } else if constexpr (kG > 0) {
-      return static_cast<const volatile float*>(smem)[j * kG * heads_kv];
-    } else {
-      return QChannel(smem, j, 0, 1, heads_kv);
-    }
+    static_assert(kG == 0, "compile-time counts index through At");
+    return QChannel(smem, j, 0, 1, heads_kv);
   }
   // Channel j of score head g; j == kR: the sum of its channels (kWithSum).
   __device__ __forceinline__ float At(int g, int j) const {

@@ -227,9 +227,8 @@ absl::StatusOr<bool> LaunchFused(int label_bits, int score_heads, int r, const T
                                           static_cast<size_t>(room) * 4, kFusedClusterMax));
   const int nb = FusedClusterBlocks(max_tokens, static_cast<int64_t>(num_seqs) * heads_kv,
                                     info.sms, (max_tokens + room - 1) / room, max_blocks);
-  // As ClusterSliceOf: ceil(candidates / nb) rounded up to 4 keys; candidates <= max_tokens.
-  const int64_t cap = ((max_tokens + nb - 1) / nb + 3) / 4 * 4;
-  const int64_t smem = cap * 4;
+  // candidates <= max_tokens.
+  const int64_t smem = cuda::ClusterSliceKeys(max_tokens, nb) * 4;
   if (smem + static_cast<int64_t>(info.static_smem) > info.smem_optin) return false;
   RETURN_IF_ERROR(cuda::LaunchSegmentClusters(kernel, nb, heads_kv, num_seqs, kFusedThreads, smem,
                                               stream, q, q_stride, seqs, labels, heads_q,

@@ -1540,9 +1540,8 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
     auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads, kTopKClusterItems>;
     int64_t nb = std::clamp<int64_t>((score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock,
                                      2, kTopKClusterMax);
-    // As the kernel's slice: ceil(candidates / nb) rounded up to 4 keys.
     auto slice_bytes = [&](int64_t blocks) {
-      return ((score_stride + blocks - 1) / blocks + 3) / 4 * 4 * 4;
+      return cuda::ClusterSliceKeys(score_stride, blocks) * 4;
     };
     if (nb > kTopKClusterPortable) {
       ASSIGN_OR_RETURN(const int fits,
