@@ -159,13 +159,15 @@ class Backend {
                                  const DeviceTensor& qkv, DeviceTensor& out) = 0;
 
   // Bracket the layer loop of one forward step (Embedding through the last AddLinear).
-  // `capturable`: the step issues only the dense operations above, so a backend may record
-  // it once (e.g. as a CUDA graph) and replay it for later steps of the same shape, skipping
-  // the individual launches. After a failed operation the caller need not call EndStep; the
-  // next BeginStep discards the unfinished step. Defaults do nothing.
+  // `capturable`: the step issues only the operations above and, with `ds` (its plan made
+  // by ds->BeginStep), StoreLabels at every layer and SparseAttention of every sequence at
+  // each layer `ds` plans sparse (DoubleSparsity::SparseLayersUniform), so a backend may
+  // record it once (e.g. as a CUDA graph) and replay it for later steps of the same shape,
+  // skipping the individual launches. After a failed operation the caller need not call
+  // EndStep; the next BeginStep discards the unfinished step. Defaults do nothing.
   virtual absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
-                                 bool capturable) {
-    (void)batch, (void)pool, (void)capturable;
+                                 bool capturable, DoubleSparsity* ds) {
+    (void)batch, (void)pool, (void)capturable, (void)ds;
     return absl::OkStatus();
   }
   virtual absl::Status EndStep() { return absl::OkStatus(); }

@@ -259,12 +259,12 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
                qkv = Rows(ws_.qkv, n), attn = Rows(ws_.attn, n), delta = Rows(ws_.delta, n),
                gate_up = Rows(ws_.gate_up, n), mlp = Rows(ws_.mlp, n);
   const float eps = config_.rms_norm_eps;
-  // Only all-dense GPU-KV steps without an observer may be recorded and replayed by the backend.
-  bool capturable = observer_ == nullptr && tier_ == nullptr && !ds_->StoresLabels();
-  for (size_t i = 0; capturable && i < layers_.size(); ++i) {
-    capturable = !ds_->AnySparse(static_cast<int>(i));
-  }
-  RETURN_IF_ERROR(backend_.BeginStep(batch, *pool_, capturable));
+  // Steps the backend may record and replay: GPU-resident KV, no observer, labels (if any)
+  // kept by the backend, and at each layer all sequences sparse or none.
+  const bool capturable = observer_ == nullptr && tier_ == nullptr &&
+                          (!ds_->StoresLabels() || backend_.keeps_labels_on_device()) &&
+                          ds_->SparseLayersUniform();
+  RETURN_IF_ERROR(backend_.BeginStep(batch, *pool_, capturable, ds_.get()));
   RETURN_IF_ERROR(backend_.Embedding(embed_, batch.token_ids, residual));
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = layers_[i];
@@ -434,7 +434,7 @@ absl::StatusOr<std::unique_ptr<LayerMajorPrefill>> Model::StartLayerMajor(
   ASSIGN_OR_RETURN(p->residual, backend_.AllocateF32(n, config_.hidden_size));
   p->backend = &backend_;
   RETURN_IF_ERROR(EnsureWorkspace(std::min(chunk, n)));
-  RETURN_IF_ERROR(backend_.BeginStep(whole, *p->staging[0], /*capturable=*/false));
+  RETURN_IF_ERROR(backend_.BeginStep(whole, *p->staging[0], /*capturable=*/false, nullptr));
   RETURN_IF_ERROR(backend_.Embedding(embed_, p->ids, p->residual));
   p->step_open = true;
   return p;
@@ -454,7 +454,7 @@ absl::StatusOr<bool> Model::ContinueLayerMajor(LayerMajorPrefill& p, int layers,
     // and take the workspace back.
     RETURN_IF_ERROR(ds_->BeginStep(whole, *pool_, /*count_stats=*/false));
     RETURN_IF_ERROR(EnsureWorkspace(std::min(chunk, n)));
-    RETURN_IF_ERROR(backend_.BeginStep(whole, *p.staging[0], /*capturable=*/false));
+    RETURN_IF_ERROR(backend_.BeginStep(whole, *p.staging[0], /*capturable=*/false, nullptr));
     p.step_open = true;
   }
   const int end = layers > 0 ? std::min(num_layers, p.next_layer + layers) : num_layers;

@@ -120,7 +120,8 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #             (NCU_MODELS, default both shapes; NCU_LINEAR the linear body, default cublas),
 #             as CSV
 #   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
-#   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end
+#   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end, then with
+#             every request Double Sparsity (decode graphs on, then off)
 #   smoke-offload  the same in offload mode, a longer prompt prefilled layer-major a layer per
 #             engine step (--prefill-chunk 16 --layer-major-layers-per-step 1), dense attention
 #   accuracy  tools/accuracy/gpu_report.sh (the missing jobs of tools/accuracy/results-gpu;
@@ -247,6 +248,14 @@ if want noise; then  # transformers' own bf16 error on the golden models (cuda_g
 fi
 if want smoke && [ -x "$bin/dsinfer-server" ]; then
   step server-smoke "${SMOKE_TIMEOUT:-120}" bash scripts/gpu-server-smoke.sh "$bin" "$OUT/smoke" cuda
+  # Every request Double Sparsity (all channels, no config: the decode steps run as CUDA graphs),
+  # against the CPU engine with the same attention flags; then the same without graphs.
+  ds_args="--attention-mode double_sparse --channels 128"
+  step server-smoke-ds "${SMOKE_TIMEOUT:-120}" env SERVER_ARGS="$ds_args" RUN_ARGS="$ds_args" \
+    bash scripts/gpu-server-smoke.sh "$bin" "$OUT/smoke-ds" cuda
+  step server-smoke-ds-eager "${SMOKE_TIMEOUT:-120}" env \
+    SERVER_ARGS="$ds_args --cuda-graphs=false" RUN_ARGS="$ds_args" \
+    bash scripts/gpu-server-smoke.sh "$bin" "$OUT/smoke-ds-eager" cuda
 fi
 if want smoke-offload && [ -x "$bin/dsinfer-server" ]; then
   step server-smoke-offload "${SMOKE_TIMEOUT:-120}" env \

@@ -18,7 +18,8 @@
 #      INVALID_ARGUMENT, and the same token-id Generate must then still give the same tokens;
 #   5. SIGTERM: the server must exit 0 within its drain grace.
 # Logs and outputs in OUT_DIR; prints PASS/FAIL per step and exits non-zero on any failure.
-# SERVER_ARGS adds server flags (e.g. an offload kv mode), PROMPT replaces the prompt.
+# SERVER_ARGS adds server flags (e.g. an offload kv mode), RUN_ARGS flags of the CPU reference
+# run (e.g. the same attention flags), PROMPT replaces the prompt.
 set -uo pipefail
 BIN=${1:?usage: gpu-server-smoke.sh BIN_DIR OUT_DIR [DEVICE]}
 OUT=${2:?usage: gpu-server-smoke.sh BIN_DIR OUT_DIR [DEVICE]}
@@ -79,7 +80,8 @@ else
   fail "token-id Generate: $(tail -1 "$OUT/server_ids.json.err")"
 fi
 timeout 300 "$BIN/dsinfer-run" --device cpu --model "$MODEL" --prompt-ids "$IDS" \
-  --max-new-tokens "$NEW_TOKENS" --ignore-eos --temperature 0 --json > "$OUT/run_cpu.json" 2> "$OUT/run_cpu.err" ||
+  --max-new-tokens "$NEW_TOKENS" --ignore-eos --temperature 0 --json ${RUN_ARGS:-} \
+  > "$OUT/run_cpu.json" 2> "$OUT/run_cpu.err" ||
   fail "dsinfer-run --device cpu: $(tail -1 "$OUT/run_cpu.err")"
 python3 - "$OUT/server_ids.json" "$OUT/run_cpu.json" "$NEAR_TIE" "$DEVICE" > "$OUT/compare.txt" 2>&1 <<'PY'
 import json, sys

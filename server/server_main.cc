@@ -43,6 +43,7 @@ ABSL_FLAG(std::string, model, "", "model directory (config.json, safetensors, to
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to listen on (host:port; port 0 = any)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
 ABSL_FLAG(std::string, device, "cpu", "backend: cpu | cuda | cuda:N (cuda only in CUDA builds)");
+ABSL_FLAG(bool, cuda_graphs, true, "cuda: replay decode steps as CUDA graphs");
 ABSL_FLAG(std::string, kv_mode, "gpu", "KV tier: gpu | offload | dense-offload");
 ABSL_FLAG(int32_t, max_batch, 32, "sequences in the running decode batch");
 ABSL_FLAG(int32_t, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED");
@@ -220,8 +221,10 @@ int main(int argc, char** argv) {
 #endif
   // engine/backend_factory.h: UNAVAILABLE with a clear message when this binary has no CUDA
   // backend or no GPU is visible.
+  dsinfer::BackendFactoryOptions backend_options;
+  backend_options.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
   absl::StatusOr<std::unique_ptr<dsinfer::Backend>> backend =
-      dsinfer::CreateBackend(service_options.device);
+      dsinfer::CreateBackend(service_options.device, backend_options);
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
   absl::StatusOr<std::unique_ptr<dsinfer::Model>> model =
       dsinfer::Model::Load(model_dir, **backend, model_options);

@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "engine/cuda/graph_signature.h"
+#include "engine/cuda/sparse_state.h"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
 
@@ -21,22 +23,6 @@ absl::Status ShapeError(const char* op, const std::string& what) {
 absl::Status CublasStatus(cublasStatus_t st, const char* expr) {
   if (st == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
   return absl::InternalError(absl::StrCat(expr, " failed: ", cublasGetStatusString(st)));
-}
-
-// Signature of one operation of a graph step: op code, pointers and shapes, mixed.
-uint64_t Mix(uint64_t h, uint64_t v) {
-  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h * 0xff51afd7ed558ccdull;
-}
-uint64_t Sig(std::initializer_list<uint64_t> values) {
-  uint64_t h = 0;
-  for (uint64_t v : values) h = Mix(h, v);
-  return h;
-}
-uint64_t P(const void* p) { return reinterpret_cast<uintptr_t>(p); }
-uint64_t T(const DeviceTensor& t) {
-  return Sig({P(t.data), static_cast<uint64_t>(t.rows), static_cast<uint64_t>(t.cols),
-              static_cast<uint64_t>(t.dtype)});
 }
 
 constexpr int64_t kMaxGraphRows = 256;
@@ -285,7 +271,8 @@ absl::Status CudaBackend::Embedding(const DeviceTensor& table, absl::Span<const 
   }
   if (mode_ != StepMode::kEager) {
     // BeginStep uploaded the ids (the same span: the batch's token ids) before the capture.
-    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({1, T(table), T(out), ids.size()})));
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({1, SigTensor(table), SigTensor(out), ids.size()})));
     if (skip) return absl::OkStatus();
   } else {
     RETURN_IF_ERROR(Ensure(ids_, ids.size() * sizeof(int32_t)));
@@ -301,7 +288,8 @@ absl::Status CudaBackend::RmsNorm(const DeviceTensor& x, const DeviceTensor& wei
                                   DeviceTensor& out) {
   if (weight.elements() != x.cols || out.cols != x.cols) return ShapeError("RmsNorm", "shape");
   if (mode_ != StepMode::kEager) {
-    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({2, T(x), T(weight), T(out)})));
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({2, SigTensor(x), SigTensor(weight), SigTensor(out)})));
     if (skip) return absl::OkStatus();
   }
   return LaunchRmsNormEx(options_.dtype, x.dtype, x.data, weight.data, x.rows, x.cols, eps,
@@ -314,7 +302,8 @@ absl::Status CudaBackend::Linear(const DeviceTensor& x, const DeviceTensor& w, D
                                              w.cols, "] y [", y.rows, ",", y.cols, "]"));
   }
   if (mode_ != StepMode::kEager) {
-    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({4, T(x), T(w), T(y)})));
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({4, SigTensor(x), SigTensor(w), SigTensor(y)})));
     if (skip) return absl::OkStatus();
   }
   if (UsesGemv(x.rows, w) && GemvApplies(options_.dtype, y.dtype, x.data, x.rows, x.cols, w.data)) {
@@ -358,7 +347,8 @@ absl::Status CudaBackend::NormLinear(const DeviceTensor& residual,
   }
   if (mode_ != StepMode::kEager) {
     ASSIGN_OR_RETURN(const bool skip,
-                     GraphOp(Sig({8, T(residual), T(norm_weight), T(w), T(normed), T(y)})));
+                     GraphOp(Sig({8, SigTensor(residual), SigTensor(norm_weight), SigTensor(w),
+                                  SigTensor(normed), SigTensor(y)})));
     if (skip) return absl::OkStatus();
   }
   return LaunchNormGemv(options_.dtype, static_cast<const float*>(residual.data), residual.rows,
@@ -373,7 +363,8 @@ absl::Status CudaBackend::AddLinear(const DeviceTensor& x, const DeviceTensor& w
     return ShapeError("AddLinear", "shape");
   }
   if (mode_ != StepMode::kEager) {
-    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({3, T(x), T(w), T(residual)})));
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({3, SigTensor(x), SigTensor(w), SigTensor(residual)})));
     if (skip) return absl::OkStatus();
   }
   // The fp32 residual takes the projection's fp32 sums, unrounded (GEMV or cuBLAS alike).
@@ -389,7 +380,7 @@ absl::Status CudaBackend::AddLinear(const DeviceTensor& x, const DeviceTensor& w
 absl::Status CudaBackend::SwiGlu(const DeviceTensor& gate_up, DeviceTensor& out) {
   if (gate_up.cols != 2 * out.cols) return ShapeError("SwiGlu", "shape");
   if (mode_ != StepMode::kEager) {
-    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({5, T(gate_up), T(out)})));
+    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({5, SigTensor(gate_up), SigTensor(out)})));
     if (skip) return absl::OkStatus();
   }
   return LaunchSwiGlu(options_.dtype, gate_up.data, gate_up.rows, out.cols, out.data, stream_);
@@ -517,10 +508,11 @@ absl::Status CudaBackend::RopeAndStoreKv(int layer, const AttentionConfig& confi
       AbortStep();
       return ShapeError("RopeAndStoreKv", "rope table changed inside a graph step");
     }
-    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({6, static_cast<uint64_t>(layer), T(qkv),
-                                                   P(pool.KBase(layer)), P(pool.VBase(layer)),
-                                                   static_cast<uint64_t>(config.num_heads_q),
-                                                   static_cast<uint64_t>(config.num_heads_kv)})));
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({6, static_cast<uint64_t>(layer), SigTensor(qkv),
+                                  SigPtr(pool.KBase(layer)), SigPtr(pool.VBase(layer)),
+                                  static_cast<uint64_t>(config.num_heads_q),
+                                  static_cast<uint64_t>(config.num_heads_kv)})));
     if (skip) return absl::OkStatus();
   } else {
     // Layer 0 starts a step: the batch (and the pool's block tables) may have changed.
@@ -540,10 +532,11 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
   const int64_t q_cols = static_cast<int64_t>(config.num_heads_q) * config.head_dim;
   if (out.cols != q_cols || out.rows < batch.rows()) return ShapeError("Attention", "out shape");
   if (mode_ != StepMode::kEager) {
-    ASSIGN_OR_RETURN(const bool skip, GraphOp(Sig({7, static_cast<uint64_t>(layer), T(qkv), T(out),
-                                                   P(pool.KBase(layer)), P(pool.VBase(layer)),
-                                                   static_cast<uint64_t>(config.num_heads_q),
-                                                   static_cast<uint64_t>(config.num_heads_kv)})));
+    ASSIGN_OR_RETURN(const bool skip,
+                     GraphOp(Sig({7, static_cast<uint64_t>(layer), SigTensor(qkv), SigTensor(out),
+                                  SigPtr(pool.KBase(layer)), SigPtr(pool.VBase(layer)),
+                                  static_cast<uint64_t>(config.num_heads_q),
+                                  static_cast<uint64_t>(config.num_heads_kv)})));
     if (skip) return absl::OkStatus();
   } else if (batch_ != &batch || rows_ != batch.rows()) {
     RETURN_IF_ERROR(PrepareBatch(batch, pool));
@@ -616,7 +609,7 @@ void CudaBackend::ClearGraphs() {
 }
 
 absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
-                                    bool capturable) {
+                                    bool capturable, DoubleSparsity* ds) {
   AbortStep();  // an earlier step that failed half-way
   const int64_t n = batch.rows();
   if (!options_.decode_graphs || !capturable || last_heads_q_ == 0 || n == 0 ||
@@ -643,7 +636,27 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
     graph_step_ = false;
     return prepared;
   }
-  step_key_ = {n, max_blocks_};
+  // Double Sparsity: StoreLabels does nothing inside a graph step, so the labels of sequences
+  // that left are retired here, and a step with sparse layers is planned before it is captured
+  // or replayed (key 0: it cannot be, and runs eagerly).
+  uint64_t sparse_key = 0;
+  bool eager = false;
+  const absl::Status sparse = [&]() -> absl::Status {
+    if (ds == nullptr) return absl::OkStatus();
+    if (ds_state_ != nullptr) RETURN_IF_ERROR(ds_state_->Retire(*ds, stream_));
+    for (int l = 0; l < static_cast<int>(pool.options().layers); ++l) {
+      if (!ds->AnySparse(l)) continue;
+      ASSIGN_OR_RETURN(sparse_key, PlanSparseGraphStep(batch, pool, *ds));
+      eager = sparse_key == 0;
+      break;
+    }
+    return absl::OkStatus();
+  }();
+  if (!sparse.ok() || eager) {
+    graph_step_ = false;
+    return sparse;
+  }
+  step_key_ = {n, max_blocks_, sparse_key};
   if (graphs_.count(step_key_) > 0) {
     mode_ = StepMode::kReplay;
     op_index_ = 0;

@@ -19,7 +19,12 @@
 // arguments (a hash of op, pointers, shapes) match the recorded step and launches nothing;
 // EndStep launches the graph. The first decode step of a shape runs eagerly (it learns the
 // attention shape), the second captures. Any Free or buffer regrowth drops the graphs (they
-// hold raw pointers).
+// hold raw pointers). Double Sparsity steps are captured too, where every sequence runs
+// sparse at the same layers and has its labels up to the previous token: BeginStep then
+// describes every sparse layer and uploads the descriptors (label views, sequences, the
+// current token's label range) before the graph runs, sized by the block bucket, and the
+// graph's key also holds those sizes and the scratch buffers' addresses
+// (cuda_backend_sparse_graph.cc).
 //
 // Not thread-safe: one engine thread drives it.
 #ifndef DSINFER_ENGINE_CUDA_CUDA_BACKEND_H_
@@ -31,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -45,6 +51,8 @@
 #include "kernels/cuda/offload_gather_reference.h"
 
 namespace dsinfer {
+
+struct SparseLayerPlan;  // engine/cuda/sparse_state.h
 
 struct CudaBackendOptions {
   int device = 0;
@@ -157,8 +165,8 @@ class CudaBackend final : public Backend {
   absl::Status Attention(int layer, const AttentionConfig& config, const ForwardBatch& batch,
                          const KvBlockPool& pool, const DeviceTensor& qkv,
                          DeviceTensor& out) override;
-  absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool,
-                         bool capturable) override;
+  absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool, bool capturable,
+                         DoubleSparsity* ds) override;
   absl::Status EndStep() override;
 
   // Selects the flash-decoding block body (the benchmark compares them).
@@ -325,15 +333,18 @@ class CudaBackend final : public Backend {
   bool decode_only_ = false;
   int block_tokens_ = 0;
 
-  // CUDA graphs of decode steps, keyed by (rows, block-table bucket).
+  // CUDA graphs of decode steps, keyed by (rows, block-table bucket, sparse layout: 0 for
+  // none, else PlanSparseGraphStep's key).
+  using StepKey = std::tuple<int64_t, int, uint64_t>;
   StepMode mode_ = StepMode::kEager;
   bool graph_step_ = false;  // PrepareBatch pads block tables to a bucket
-  std::map<std::pair<int64_t, int>, StepGraph> graphs_;
-  std::pair<int64_t, int> step_key_;
+  std::map<StepKey, StepGraph> graphs_;
+  StepKey step_key_;
   std::vector<uint64_t> op_log_;
   size_t op_index_ = 0;
   int64_t graph_replays_ = 0;
-  int last_heads_q_ = 0, last_heads_kv_ = 0;  // from the last eager decode Attention
+  // From the last eager decode Attention or SparseAttention.
+  int last_heads_q_ = 0, last_heads_kv_ = 0;
   Buffer cublas_ws_;
   // Double Sparsity state: device label caches per sequence, device channel sets, scratch
   // (defined in cuda_backend_sparse.cc; shared_ptr so that this header needs no definition).
@@ -341,6 +352,32 @@ class CudaBackend final : public Backend {
   std::shared_ptr<DsState> ds_state_;
   bool capture_sparse_ = false;
   std::vector<SparseCapture> sparse_captures_;
+  // One sparse layer's descriptors for `sequences` (labels reserved, channels uploaded, the
+  // missing labels' ranges; `written` advanced). bucket_tokens 0: sized for this step (eager);
+  // else for any context of the graph step's block bucket, with the current token's label
+  // always rewritten.
+  absl::Status DescribeSparseLayer(int layer, const ForwardBatch& batch,
+                                   absl::Span<const size_t> sequences, const KvBlockPool& pool,
+                                   DoubleSparsity& ds, int heads_q, int64_t bucket_tokens,
+                                   SparseLayerPlan& plan);
+  // Grows the selection scratch for `plan` (and, with `scores`, the score buffer and top-k
+  // workspace, which ScoreAndSelect otherwise grows itself).
+  absl::Status GrowSparseScratch(const SparseLayerPlan& plan, int heads_q, int heads_kv,
+                                 int head_dim, bool scores);
+  // The four launches of an uploaded plan: label catch-up, scores and top-k, attention.
+  absl::Status LaunchSparseLayer(const SparseLayerPlan& plan, const CudaPagedKv& kv, int heads_q,
+                                 const DeviceTensor& qkv, DeviceTensor& out);
+  // A graph step's Double Sparsity, before capture or replay (BeginStep): checks the step can
+  // run as a graph (0 if not: it runs eagerly), then describes every sparse layer, uploads the
+  // descriptors and grows the scratch. Returns the layout's key (never 0).
+  absl::StatusOr<uint64_t> PlanSparseGraphStep(const ForwardBatch& batch,
+                                               const KvBlockPool& pool, DoubleSparsity& ds);
+  // SparseAttention inside a graph step: the recorded layer plan's launches (capture) or none
+  // (replay); the statistics count either way.
+  absl::Status GraphSparseAttention(int layer, const ForwardBatch& batch,
+                                    absl::Span<const size_t> sequences, const KvBlockPool& pool,
+                                    DoubleSparsity& ds, const DeviceTensor& qkv,
+                                    DeviceTensor& out);
   // How a selection may run fused: Options::ds_fused_select with the default kernels, else
   // kOff.
   FusedSelectMode FusedSelect() const {

@@ -15,7 +15,9 @@
 // launches on the backend's stream — label catch-up, scores, radix top-k, attention over the
 // selected rows — with no host wait. All device memory here is stream-ordered
 // (cudaMallocAsync / cudaFreeAsync), grow-only scratch and per-sequence label blocks that grow
-// geometrically (old labels copied on the stream).
+// geometrically (old labels copied on the stream). Decode steps may also run as CUDA graphs
+// (cuda_backend_sparse_graph.cc): the same launches, described and uploaded for all layers
+// before the step.
 //
 // Statistics: each sparse row is counted by DoubleSparsity::CountDeviceRow (the selection's
 // size is known on the host: top-k keeps BudgetFor(tokens) rows per KV head); recall is not
@@ -28,14 +30,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_labels.h"
 #include "engine/cuda/score_and_select.h"
+#include "engine/cuda/sparse_state.h"
 #include "engine/cuda/stream_buffer.h"
+#include "engine/cuda/topk_workspace.h"
 #include "engine/sparse/double_sparsity.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
@@ -44,36 +47,31 @@
 
 namespace dsinfer {
 
-struct CudaBackend::DsState {
-  // Frees the labels of sequences DoubleSparsity no longer keeps (released, or finished).
-  absl::Status Retire(const DoubleSparsity& ds, cudaStream_t stream) {
-    for (auto it = seqs.begin(); it != seqs.end();) {
-      if (ds.labels().Contains(it->first)) {
-        ++it;
-        continue;
-      }
-      if (it->second.base != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(it->second.base, stream));
-      it = seqs.erase(it);
+absl::Status CudaBackend::DsState::Retire(const DoubleSparsity& ds, cudaStream_t stream) {
+  for (auto it = seqs.begin(); it != seqs.end();) {
+    if (ds.labels().Contains(it->first)) {
+      ++it;
+      continue;
     }
-    return absl::OkStatus();
+    if (it->second.base != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(it->second.base, stream));
+    it = seqs.erase(it);
   }
+  return absl::OkStatus();
+}
 
-  ~DsState() {
-    for (auto& [id, s] : seqs) cudaFree(s.base);
-    for (StreamBuffer* b : {&meta, &scores, &selected, &counts, &workspace, &topk_workspace}) {
-      cudaFree(b->ptr);
-    }
+CudaBackend::DsState::~DsState() {
+  for (auto& [id, s] : seqs) cudaFree(s.base);
+  for (StreamBuffer* b :
+       {&meta, &scores, &selected, &counts, &workspace, &topk_workspace, &graph_meta}) {
+    cudaFree(b->ptr);
   }
-
-  std::unordered_map<KvBlockPool::SequenceId, DeviceLabels> seqs;
-  DeviceChannelSets channels;
-  StreamBuffer meta, scores, selected, counts, workspace;
-  StreamBuffer topk_workspace;  // LaunchTopKSelect's, kept zeroed by it
-  std::vector<char> staging;
-};
+}
 
 absl::Status CudaBackend::StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
                                       const DeviceTensor& qkv) {
+  // A graph step: BeginStep retired the labels of sequences that left, and offload steps are
+  // never captured.
+  if (mode_ != StepMode::kEager) return absl::OkStatus();
   // gpu mode: labels are derived from the pool when needed; offload steps also write the
   // current token's (StoreCurrentLabels: their pool is in host memory).
   RETURN_IF_ERROR(StoreCurrentLabels(layer, batch, ds, qkv));
@@ -81,32 +79,23 @@ absl::Status CudaBackend::StoreLabels(int layer, const ForwardBatch& batch, Doub
   return ds_state_->Retire(ds, stream_);
 }
 
-absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
-                                          absl::Span<const size_t> sequences,
-                                          const KvBlockPool& pool, DoubleSparsity& ds,
-                                          const DeviceTensor& qkv, DeviceTensor& out) {
-  if (sequences.empty()) return absl::OkStatus();
-  if (mode_ != StepMode::kEager) {
-    return absl::InternalError("Double Sparsity in a captured decode graph");
-  }
-  // The block tables KvView hands out are those of the batch last prepared; the model's dense
-  // op may have prepared a view listing only the dense sequences.
-  if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
-  if (ds_state_ == nullptr) ds_state_ = std::make_shared<DsState>();
+absl::Status CudaBackend::DescribeSparseLayer(int layer, const ForwardBatch& batch,
+                                              absl::Span<const size_t> sequences,
+                                              const KvBlockPool& pool, DoubleSparsity& ds,
+                                              int heads_q, int64_t bucket_tokens,
+                                              SparseLayerPlan& plan) {
   DsState& st = *ds_state_;
-  RETURN_IF_ERROR(st.Retire(ds, stream_));
   const int hkv = pool.options().kv_heads;
   const int d = pool.options().head_dim;
-  const int hq = static_cast<int>(qkv.cols / d) - 2 * hkv;
   const int layers = static_cast<int>(pool.options().layers);
-  if (hq <= 0 || hq % hkv != 0) return absl::InternalError("SparseAttention: bad qkv shape");
-
   const size_t n = sequences.size();
-  std::vector<CudaLabelSeq> labs(n);
-  std::vector<CudaDsSequence> seqs(n);
-  std::vector<CudaLabelRange> ranges;
-  int64_t max_budget = 0, max_count = 0;
-  std::vector<std::vector<int32_t>> capture_channels(capture_sparse_ ? n : 0);
+  plan.labels.resize(n);
+  plan.seqs.resize(n);
+  plan.ranges.clear();
+  plan.channels.assign(capture_sparse_ ? n : 0, {});
+  plan.max_count = 0;
+  plan.sel_stride = 0;
+  plan.max_tokens = bucket_tokens;
   for (size_t i = 0; i < n; ++i) {
     const size_t index = sequences[i];
     const BatchSequence& s = batch.sequences[index];
@@ -121,61 +110,117 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     DeviceLabels& q = st.seqs[s.kv];
     RETURN_IF_ERROR(q.Reserve(format, tokens, ds.labels().capacity(s.kv), layers, hkv, stream_));
     // Channels of this layer for the sequence's statistic and r, on the device.
-    ASSIGN_OR_RETURN(const DeviceChannelSet* ch,
-                     st.channels.Upload(ds, o.statistic, layer, hq, hkv, format.r, d, stream_));
-    labs[i] = q.View(layer, hkv);
-    labs[i].channels = static_cast<const int32_t*>(ch->dev);
-    if (capture_sparse_) capture_channels[i] = ch->host;
+    ASSIGN_OR_RETURN(const DeviceChannelSet* ch, st.channels.Upload(ds, o.statistic, layer,
+                                                                    heads_q, hkv, format.r, d,
+                                                                    stream_));
+    plan.labels[i] = q.View(layer, hkv);
+    plan.labels[i].channels = static_cast<const int32_t*>(ch->dev);
+    if (capture_sparse_) plan.channels[i] = ch->host;
     int64_t& written = q.written[layer];
     if (written > tokens) written = 0;  // the sequence was cut back: relabel
-    if (written < tokens) {
-      ranges.push_back(CudaLabelRange{static_cast<int32_t>(i), static_cast<int32_t>(index),
-                                      static_cast<int32_t>(written),
-                                      static_cast<int32_t>(tokens - written)});
-      max_count = std::max(max_count, tokens - written);
-      written = tokens;
+    // A graph step labels the current token in every replay (PlanSparseGraphStep made sure
+    // nothing before it is missing); an eager one whatever is missing.
+    const int64_t from = bucket_tokens > 0 ? tokens - 1 : written;
+    if (from < tokens) {
+      plan.ranges.push_back(CudaLabelRange{static_cast<int32_t>(i), static_cast<int32_t>(index),
+                                           static_cast<int32_t>(from),
+                                           static_cast<int32_t>(tokens - from)});
+      plan.max_count = std::max(plan.max_count, tokens - from);
     }
-    seqs[i] = SparseSequence(o, tokens, row, static_cast<int>(index));
-    const int64_t budget = seqs[i].budget;
-    max_budget = std::max(max_budget, budget);
+    written = tokens;
+    plan.seqs[i] = SparseSequence(o, tokens, row, static_cast<int>(index));
+    // A graph step's sizes hold for every context of its block bucket (BudgetFor grows with
+    // the context).
+    const int64_t stride =
+        bucket_tokens > 0 ? o.BudgetFor(bucket_tokens) : int64_t{plan.seqs[i].budget};
+    plan.sel_stride = std::max(plan.sel_stride, stride);
+    plan.max_tokens = std::max(plan.max_tokens, tokens);
   }
-  // One upload of the descriptors: [labels | sequences | ranges].
-  ASSIGN_OR_RETURN(const DeviceLabelDescriptors desc,
-                   UploadLabelDescriptors(labs, seqs, ranges, st.staging, st.meta, stream_));
-  const CudaLabelSeq* d_labs = desc.labels;
-  const CudaDsSequence* d_seqs = desc.sequences;
-  const CudaLabelRange* d_ranges = desc.ranges;
-  const CudaPagedKv kv = KvView(pool, layer);
-  const DType dtype = options_.dtype;
-  const int num = static_cast<int>(n);
+  return absl::OkStatus();
+}
 
-  RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, d_ranges, static_cast<int>(ranges.size()),
-                                         max_count, d_labs, stream_));
-  RETURN_IF_ERROR(st.selected.Grow(n * hkv * max_budget * 4, stream_));
-  RETURN_IF_ERROR(st.counts.Grow(n * hkv * 4, stream_));
+absl::Status CudaBackend::GrowSparseScratch(const SparseLayerPlan& plan, int heads_q,
+                                            int heads_kv, int head_dim, bool scores) {
+  DsState& st = *ds_state_;
+  const int num = static_cast<int>(plan.seqs.size());
+  const size_t pairs = static_cast<size_t>(num) * heads_kv;
+  RETURN_IF_ERROR(st.selected.Grow(pairs * plan.sel_stride * 4, stream_));
+  RETURN_IF_ERROR(st.counts.Grow(pairs * 4, stream_));
+  const int splits = SparseAttentionSplits(num, heads_kv, plan.sel_stride, sm_count_);
+  RETURN_IF_ERROR(st.workspace.Grow(
+      SparseAttentionWorkspaceFloats(num, heads_q, head_dim, splits) * 4, stream_));
+  if (!scores) return absl::OkStatus();
+  // ScoreAndSelect's own growth of the score buffer and the top-k workspace, ahead of time.
+  RETURN_IF_ERROR(st.scores.Grow(pairs * plan.max_tokens * 4, stream_));
+  return TopKWorkspaceFor(st.topk_workspace, options_.ds_topk_algo, num, heads_kv,
+                          plan.max_tokens, sm_count_, stream_)
+      .status();
+}
+
+absl::Status CudaBackend::LaunchSparseLayer(const SparseLayerPlan& plan, const CudaPagedKv& kv,
+                                            int heads_q, const DeviceTensor& qkv,
+                                            DeviceTensor& out) {
+  DsState& st = *ds_state_;
+  const int hkv = kv.kv_heads;
+  const int d = kv.head_dim;
+  const int num = static_cast<int>(plan.seqs.size());
+  const DType dtype = options_.dtype;
+  RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, plan.device.ranges,
+                                         static_cast<int>(plan.ranges.size()), plan.max_count,
+                                         plan.device.labels, stream_));
+  RETURN_IF_ERROR(GrowSparseScratch(plan, heads_q, hkv, d, /*scores=*/false));
   ScoreSelectJob job;
   job.dtype = dtype;
   job.q = qkv.data;
   job.q_stride = qkv.cols;
-  job.heads_q = hq;
+  job.heads_q = heads_q;
   job.heads_kv = hkv;
   job.head_dim = d;
-  SetJobSequences(labs, seqs, desc, job);
+  SetJobSequences(plan.labels, plan.seqs, plan.device, job);
+  job.max_tokens = plan.max_tokens;
   job.selected = static_cast<int32_t*>(st.selected.ptr);
-  job.sel_stride = max_budget;
+  job.sel_stride = plan.sel_stride;
   job.counts = static_cast<int32_t*>(st.counts.ptr);
   // The capture copies the scores back, so it takes the two launches.
   RETURN_IF_ERROR(ScoreAndSelect(job, capture_sparse_ ? FusedSelectMode::kOff : FusedSelect(),
                                  options_.ds_score_algo, options_.ds_topk_algo, sm_count_,
                                  st.scores, st.topk_workspace, stream_));
-  const int splits = SparseAttentionSplits(num, hkv, max_budget, sm_count_);
-  RETURN_IF_ERROR(
-      st.workspace.Grow(SparseAttentionWorkspaceFloats(num, hq, d, splits) * 4, stream_));
-  RETURN_IF_ERROR(LaunchSparseAttention(
-      dtype, qkv.data, qkv.cols, d_seqs, num, hq, hkv, d, 1.0f / std::sqrt(static_cast<float>(d)),
-      kv, static_cast<const int32_t*>(st.selected.ptr), max_budget,
-      static_cast<const int32_t*>(st.counts.ptr), splits, static_cast<float*>(st.workspace.ptr),
-      out.data, out.cols, stream_));
+  const int splits = SparseAttentionSplits(num, hkv, plan.sel_stride, sm_count_);
+  return LaunchSparseAttention(
+      dtype, qkv.data, qkv.cols, plan.device.sequences, num, heads_q, hkv, d,
+      1.0f / std::sqrt(static_cast<float>(d)), kv, static_cast<const int32_t*>(st.selected.ptr),
+      plan.sel_stride, static_cast<const int32_t*>(st.counts.ptr), splits,
+      static_cast<float*>(st.workspace.ptr), out.data, out.cols, stream_);
+}
+
+absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
+                                          absl::Span<const size_t> sequences,
+                                          const KvBlockPool& pool, DoubleSparsity& ds,
+                                          const DeviceTensor& qkv, DeviceTensor& out) {
+  if (sequences.empty()) return absl::OkStatus();
+  const int hkv = pool.options().kv_heads;
+  const int d = pool.options().head_dim;
+  const int hq = static_cast<int>(qkv.cols / d) - 2 * hkv;
+  if (hq <= 0 || hq % hkv != 0) return absl::InternalError("SparseAttention: bad qkv shape");
+  if (mode_ != StepMode::kEager) {
+    return GraphSparseAttention(layer, batch, sequences, pool, ds, qkv, out);
+  }
+  // The block tables KvView hands out are those of the batch last prepared; the model's dense
+  // op may have prepared a view listing only the dense sequences.
+  if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
+  if (ds_state_ == nullptr) ds_state_ = std::make_shared<DsState>();
+  DsState& st = *ds_state_;
+  RETURN_IF_ERROR(st.Retire(ds, stream_));
+  // Graph steps size their workspaces by the heads (a step with no dense layer learns them here).
+  last_heads_q_ = hq;
+  last_heads_kv_ = hkv;
+  SparseLayerPlan plan;
+  RETURN_IF_ERROR(DescribeSparseLayer(layer, batch, sequences, pool, ds, hq, 0, plan));
+  // One upload of the descriptors: [labels | sequences | ranges].
+  ASSIGN_OR_RETURN(plan.device, UploadLabelDescriptors(plan.labels, plan.seqs, plan.ranges,
+                                                       st.staging, st.meta, stream_));
+  const CudaPagedKv kv = KvView(pool, layer);
+  RETURN_IF_ERROR(LaunchSparseLayer(plan, kv, hq, qkv, out));
   for (size_t index : sequences) ds.CountDeviceRow(batch, index);
   if (!capture_sparse_) return absl::OkStatus();
 
@@ -193,6 +238,8 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     }
   };
   // As the kernels read them: q and the pool's keys in the backend's dtype.
+  const DType dtype = options_.dtype;
+  const size_t n = sequences.size();
   const size_t qkv_elem = dtype == DType::kF32 ? 4 : 2;
   const size_t kv_elem = qkv_elem;
   const int64_t block_tokens = pool.options().block_tokens;
@@ -206,15 +253,15 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   for (size_t i = 0; i < n; ++i) {
     SparseCapture::Seq& c = cap.seqs[i];
     const BatchSequence& s = batch.sequences[sequences[i]];
-    const CudaDsSequence& sq = seqs[i];
-    c.r = labs[i].r;
-    c.bits = labs[i].bits;
+    const CudaDsSequence& sq = plan.seqs[i];
+    c.r = plan.labels[i].r;
+    c.bits = plan.labels[i].bits;
     c.aggregation = sq.aggregation;
     c.sink = sq.sink;
     c.recent = sq.recent;
     c.tokens = sq.tokens;
     c.budget = sq.budget;
-    c.channels = capture_channels[i];
+    c.channels = plan.channels[i];
     raw.resize(static_cast<size_t>(hq) * d * qkv_elem);
     CUDA_RETURN_IF_ERROR(
         cudaMemcpy(raw.data(), static_cast<const char*>(qkv.data) + sq.q_row * qkv.cols * qkv_elem,
@@ -243,14 +290,14 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     };
     if (c.bits == 16) {
       c.f16.resize(rows * c.r);
-      RETURN_IF_ERROR(copy_rows(labs[i].data, 2 * c.r, c.f16.data()));
+      RETURN_IF_ERROR(copy_rows(plan.labels[i].data, 2 * c.r, c.f16.data()));
     } else {
       c.codes.resize(rows * ((c.r + 1) / 2));
       c.scales.resize(rows);
       c.minimums.resize(rows);
-      RETURN_IF_ERROR(copy_rows(labs[i].data, (c.r + 1) / 2, c.codes.data()));
-      RETURN_IF_ERROR(copy_rows(labs[i].scales, 2, c.scales.data()));
-      RETURN_IF_ERROR(copy_rows(labs[i].minimums, 2, c.minimums.data()));
+      RETURN_IF_ERROR(copy_rows(plan.labels[i].data, (c.r + 1) / 2, c.codes.data()));
+      RETURN_IF_ERROR(copy_rows(plan.labels[i].scales, 2, c.scales.data()));
+      RETURN_IF_ERROR(copy_rows(plan.labels[i].minimums, 2, c.minimums.data()));
     }
     c.scores.resize(static_cast<size_t>(hkv) * c.tokens);
     std::vector<int32_t> counts(hkv);
@@ -261,12 +308,12 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     for (int h = 0; h < hkv; ++h) {
       CUDA_RETURN_IF_ERROR(
           cudaMemcpy(c.scores.data() + static_cast<size_t>(h) * c.tokens,
-                     static_cast<const float*>(st.scores.ptr) + (i * hkv + h) * job.max_tokens,
+                     static_cast<const float*>(st.scores.ptr) + (i * hkv + h) * plan.max_tokens,
                      c.tokens * 4, cudaMemcpyDeviceToHost));
       c.selected[h].resize(std::max(counts[h], 0));
       CUDA_RETURN_IF_ERROR(
           cudaMemcpy(c.selected[h].data(),
-                     static_cast<const int32_t*>(st.selected.ptr) + (i * hkv + h) * max_budget,
+                     static_cast<const int32_t*>(st.selected.ptr) + (i * hkv + h) * plan.sel_stride,
                      c.selected[h].size() * 4, cudaMemcpyDeviceToHost));
     }
   }

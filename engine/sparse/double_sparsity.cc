@@ -142,6 +142,16 @@ bool DoubleSparsity::AnySparse(int layer) const {
   return false;
 }
 
+bool DoubleSparsity::SparseLayersUniform() const {
+  for (int l = 0; l < layers_; ++l) {
+    const bool any = AnySparse(l);
+    for (const Plan& p : plan_) {
+      if (p.sparse[l] != any) return false;
+    }
+  }
+  return true;
+}
+
 bool DoubleSparsity::IsSparse(size_t index, int layer) const {
   return index < plan_.size() && plan_[index].sparse[layer];
 }

@@ -95,6 +95,9 @@ class DoubleSparsity {
   // Whether any sequence of the step keeps labels / runs sparse at `layer`.
   bool StoresLabels() const { return stores_labels_; }
   bool AnySparse(int layer) const;
+  // Whether at every layer either every sequence of the step runs sparse or none does (a step
+  // a backend may capture: Backend::BeginStep).
+  bool SparseLayersUniform() const;
   // Whether sequence `index` of the step's batch runs sparse at `layer`.
   bool IsSparse(size_t index, int layer) const;
 

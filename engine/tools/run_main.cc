@@ -48,6 +48,7 @@ ABSL_FLAG(bool, ignore_eos, false, "do not stop at the model's EOS tokens");
 ABSL_FLAG(bool, prompt_logprobs, false, "also report log p of each prompt token after the first");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda (when built with CUDA)");
+ABSL_FLAG(bool, cuda_graphs, true, "cuda: replay decode steps as CUDA graphs");
 ABSL_FLAG(int64_t, max_context, 0, "context limit in tokens; 0 = the model's");
 ABSL_FLAG(std::string, kv_mode, "gpu", "KV tier: gpu | offload | dense-offload");
 ABSL_FLAG(int64_t, kv_pool_tokens, 0, "KV pool size in tokens; 0 = 4 x context");
@@ -209,7 +210,9 @@ int main(int argc, char** argv) {
     options.offload.max_kept_rows = plan_request.kept_rows;  // what the plan counted
     auto plan = dsinfer::PlanCudaMemory(*config, plan_request, 0);
     if (!plan.ok()) return Fail(std::string(plan.status().message()));
-    auto cuda = dsinfer::CudaBackend::Create({});
+    dsinfer::CudaBackendOptions cuda_options;
+    cuda_options.decode_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+    auto cuda = dsinfer::CudaBackend::Create(cuda_options);
     if (!cuda.ok()) return Fail(std::string(cuda.status().message()));
     backend = std::move(*cuda);
   }

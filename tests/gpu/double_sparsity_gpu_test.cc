@@ -46,6 +46,7 @@
 #include "kernels/paged_kv.h"
 #include "kernels/topk_select_reference.h"
 #include "tests/engine_test_util.h"
+#include "tests/gpu/ds_engine_runs.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace dsinfer {
@@ -984,82 +985,6 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsEngineShapes) {
   }
 }
 
-// The CUDA engine with Double Sparsity on the golden models (fp16): a 20-token prefill (dense,
-// labels derived later from the pool) then 24 decode steps, every layer sparse (budget 12,
-// sink 2, recent 4, r = head_dim / 4 from a shuffled channel config, 16- and 4-bit labels):
-// every sparse layer's labels, scores and selection replayed bit-exact by the CPU twins on the
-// engine's own captured data, and the logits against the CPU engine's with a budget above the
-// context (≤ 1e-2 × max|logit|; at budget 12 printed only, see there); with every channel and
-// a budget above the context against the CUDA engine's own dense logits; and a batch mixing a
-// sparse and a dense sequence against their single-sequence runs.
-std::vector<float> RunEngine(Model& model, const std::vector<int32_t>& ids, int prefill,
-                             const AttentionOptions* options,
-                             SequenceAttentionStats* stats = nullptr) {
-  KvBlockPool& pool = model.kv_pool();
-  const KvBlockPool::SequenceId seq = pool.AddSequence();
-  EXPECT_TRUE(pool.Reserve(seq, static_cast<int64_t>(ids.size())).ok());
-  std::vector<float> all, logits;
-  for (size_t i = 0; i < ids.size();) {
-    const int64_t count = i == 0 ? prefill : 1;
-    ForwardBatch batch;
-    batch.Add(seq, &ids[i], count, static_cast<int64_t>(i), false);
-    batch.sequences.back().attention = options;
-    const absl::Status st = model.Forward(batch, logits);
-    EXPECT_TRUE(st.ok()) << st;
-    if (i > 0) all.insert(all.end(), logits.begin(), logits.end());
-    i += count;
-  }
-  if (stats != nullptr) {
-    const SequenceAttentionStats* st = model.double_sparsity().Stats(seq);
-    *stats = st != nullptr ? *st : SequenceAttentionStats{};
-  }
-  model.ReleaseSequence(seq);
-  return all;
-}
-
-double MaxDiffRatio(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, top = 0;
-  EXPECT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    diff = std::max(diff, std::abs(double(got[i]) - want[i]));
-    top = std::max(top, std::abs(double(want[i])));
-  }
-  return diff / std::max(top, 1e-30);
-}
-
-// Two sequences in one batch with different options (a prefill of 20 rows each, then decode
-// steps); returns each sequence's decode logits.
-std::pair<std::vector<float>, std::vector<float>> RunPair(Model& model,
-                                                          const std::vector<int32_t>& ids,
-                                                          const AttentionOptions* a,
-                                                          const AttentionOptions* b) {
-  KvBlockPool& pool = model.kv_pool();
-  const KvBlockPool::SequenceId sa = pool.AddSequence(), sb = pool.AddSequence();
-  EXPECT_TRUE(pool.Reserve(sa, static_cast<int64_t>(ids.size())).ok());
-  EXPECT_TRUE(pool.Reserve(sb, static_cast<int64_t>(ids.size())).ok());
-  std::vector<float> la, lb, logits;
-  const size_t vocab = static_cast<size_t>(model.config().vocab_size);
-  for (size_t i = 0; i < ids.size();) {
-    const int64_t count = i == 0 ? 20 : 1;
-    ForwardBatch batch;
-    batch.Add(sa, &ids[i], count, static_cast<int64_t>(i), false);
-    batch.sequences.back().attention = a;
-    batch.Add(sb, &ids[i], count, static_cast<int64_t>(i), false);
-    batch.sequences.back().attention = b;
-    const absl::Status st = model.Forward(batch, logits);
-    EXPECT_TRUE(st.ok()) << st;
-    if (i > 0 && logits.size() == 2 * vocab) {
-      la.insert(la.end(), logits.begin(), logits.begin() + vocab);
-      lb.insert(lb.end(), logits.begin() + vocab, logits.end());
-    }
-    i += count;
-  }
-  model.ReleaseSequence(sa);
-  model.ReleaseSequence(sb);
-  return {la, lb};
-}
-
 // Replays the CPU twins on what the CUDA engine's sparse layers read and produced (captured
 // per SparseAttention call): the channel set is KvHeadChannels's (what the CPU engine uses),
 // the labels are the twin's from the pool's keys, the scores the twin's from those labels and
@@ -1125,6 +1050,14 @@ void ExpectCapturesMatchTwins(const std::vector<CudaBackend::SparseCapture>& cap
   EXPECT_GT(checked, 0) << what << ": no sparse call was captured";
 }
 
+// The CUDA engine with Double Sparsity on the golden models (fp16): a 20-token prefill (dense,
+// labels derived later from the pool) then 24 decode steps, every layer sparse (budget 12,
+// sink 2, recent 4, r = head_dim / 4 from a shuffled channel config, 16- and 4-bit labels):
+// every sparse layer's labels, scores and selection replayed bit-exact by the CPU twins on the
+// engine's own captured data, and the logits against the CPU engine's with a budget above the
+// context (≤ 1e-2 × max|logit|; at budget 12 printed only, see there); with every channel and
+// a budget above the context against the CUDA engine's own dense logits; and a batch mixing a
+// sparse and a dense sequence against their single-sequence runs.
 TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
   for (const char* dir : kGoldenModels) {

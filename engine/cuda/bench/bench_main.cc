@@ -152,7 +152,7 @@ struct Workspace {
 // Model::Forward's sequence of operations over `layers` layers, then the LM head and a GPU
 // argmax over batch.logit_rows (no logits to the host).
 // With `ds`, sequences run as Model::Forward runs them under Double Sparsity (labels stored,
-// sparse sequences through SparseAttention); such steps are never captured as graphs.
+// sparse sequences through SparseAttention), captured as graphs by the same rule.
 absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& batch,
                      KvBlockPool& pool, int layers, DoubleSparsity* ds = nullptr) {
   CudaBackend& b = *m.backend;
@@ -165,7 +165,9 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
                mlp = rows(ws.mlp);
   const float eps = m.config.rms_norm_eps;
   if (ds != nullptr) RETURN_IF_ERROR(ds->BeginStep(batch, pool));
-  RETURN_IF_ERROR(b.BeginStep(batch, pool, layers == m.config.num_layers && ds == nullptr));
+  RETURN_IF_ERROR(b.BeginStep(
+      batch, pool, layers == m.config.num_layers && (ds == nullptr || ds->SparseLayersUniform()),
+      ds));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   for (int i = 0; i < layers; ++i) {
     const RandomWeightModel::Layer& l = m.layers[i];
@@ -246,7 +248,7 @@ int64_t FreeBytes() {
 }
 
 // One decode configuration in one attention mode: ms per step (eager; and replayed as a
-// CUDA graph for dense), one layer's attention alone, and the floor: weights plus the bytes
+// CUDA graph), one layer's attention alone, and the floor: weights plus the bytes
 // attention must read — the context's K/V per dense layer; labels plus the selected K/V rows
 // per sparse layer. Fills r and prints one table row.
 absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, ForwardBatch& fb,
@@ -294,7 +296,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   };
   ASSIGN_OR_RETURN(const double eager_ms, time_steps(false));
   double graph_ms = 0;
-  if (absl::GetFlag(FLAGS_graphs) && ds == nullptr) {
+  if (absl::GetFlag(FLAGS_graphs)) {
     const int64_t replays = b.graph_replays();
     ASSIGN_OR_RETURN(graph_ms, time_steps(true));
     r["graph_replays"] = b.graph_replays() - replays;

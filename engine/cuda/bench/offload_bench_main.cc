@@ -319,7 +319,7 @@ absl::Status Step(BenchModel& m, Engine& e, const ForwardBatch& batch) {
                attn = Rows(m.attn, n), delta = Rows(m.delta, n), gate_up = Rows(m.gate_up, n),
                mlp = Rows(m.mlp, n);
   const float eps = m.config.rms_norm_eps;
-  RETURN_IF_ERROR(b.BeginStep(batch, *e.pool, false));
+  RETURN_IF_ERROR(b.BeginStep(batch, *e.pool, false, nullptr));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   std::vector<size_t> all(batch.sequences.size());
   std::iota(all.begin(), all.end(), 0);

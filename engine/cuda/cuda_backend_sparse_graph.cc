@@ -1,0 +1,122 @@
+// Double Sparsity decode steps as CUDA graphs (cuda_backend.h; the eager path is
+// cuda_backend_sparse.cc).
+//
+// A step can be a graph step when every sequence runs sparse at the same layers (the caller's
+// rule, DoubleSparsity::SparseLayersUniform), the test capture is off, and every sequence has
+// its labels at every sparse layer up to at least the previous token in the format it asks
+// for: then each sparse layer's launches have the same shape in every step of the graph's
+// block bucket. PlanSparseGraphStep, before the capture or replay, does all the host work the
+// eager path does per layer — label storage reserved (grown on the stream if needed), channel
+// sets uploaded, descriptors built — for every sparse layer at once, and uploads all the
+// descriptors with one copy; the graph's kernels read them from that buffer. Sizes are the
+// bucket's: score rows of the bucket's tokens, selection rows of the budget at that length,
+// the split count that follows from it; the label catch-up always rewrites the current token's
+// label (one token a sequence). The graph's key holds those sizes and the addresses of the
+// scratch buffers its kernels were captured with, so a buffer that moved leads to a new
+// capture, never to a replay with a stale pointer.
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/graph_signature.h"
+#include "engine/cuda/packed_upload.h"
+#include "engine/cuda/score_and_select.h"
+#include "engine/cuda/sparse_state.h"
+#include "kernels/status.h"
+
+namespace dsinfer {
+
+absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& batch,
+                                                          const KvBlockPool& pool,
+                                                          DoubleSparsity& ds) {
+  const int layers = static_cast<int>(pool.options().layers);
+  const int hkv = pool.options().kv_heads;
+  const int d = pool.options().head_dim;
+  const int hq = last_heads_q_;
+  if (capture_sparse_ || ds_state_ == nullptr || hq <= 0 || last_heads_kv_ != hkv) return 0;
+  DsState& st = *ds_state_;
+  // Every sequence sparse at exactly the layers some sequence is, with device labels (in its
+  // format) there up to at least its previous token.
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    const BatchSequence& s = batch.sequences[j];
+    const auto it = st.seqs.find(s.kv);
+    const bool labelled = it != st.seqs.end() && it->second.base != nullptr &&
+                          ds.labels().Contains(s.kv) &&
+                          it->second.format == ds.labels().format(s.kv);
+    const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
+    for (int l = 0; l < layers; ++l) {
+      if (ds.IsSparse(j, l) != ds.AnySparse(l)) return 0;
+      if (!ds.IsSparse(j, l)) continue;
+      if (!labelled || static_cast<int>(it->second.written.size()) <= l) return 0;
+      const int64_t written = it->second.written[l];
+      if (written != tokens && written != tokens - 1) return 0;
+    }
+  }
+  std::vector<size_t> all(batch.sequences.size());
+  std::iota(all.begin(), all.end(), size_t{0});
+  const int64_t bucket_tokens = static_cast<int64_t>(max_blocks_) * block_tokens_;
+  st.graph_layers.resize(layers);  // kept from step to step: their vectors keep their memory
+  struct Offsets {
+    size_t labels, seqs, ranges;
+  };
+  std::vector<Offsets> offsets(layers);
+  PackedUpload upload(st.graph_staging);
+  for (int l = 0; l < layers; ++l) {
+    SparseLayerPlan& plan = st.graph_layers[l];
+    plan.seqs.clear();  // a dense layer's plan stays empty
+    if (!ds.AnySparse(l)) continue;
+    RETURN_IF_ERROR(DescribeSparseLayer(l, batch, all, pool, ds, hq, bucket_tokens, plan));
+    offsets[l] = {upload.Add<CudaLabelSeq>(plan.labels), upload.Add<CudaDsSequence>(plan.seqs),
+                  upload.Add<CudaLabelRange>(plan.ranges)};
+  }
+  ASSIGN_OR_RETURN(const char* base, upload.Upload(st.graph_meta, stream_));
+  uint64_t key = Sig({static_cast<uint64_t>(all.size()), static_cast<uint64_t>(hq)});
+  for (int l = 0; l < layers; ++l) {
+    SparseLayerPlan& plan = st.graph_layers[l];
+    if (plan.seqs.empty()) continue;
+    plan.device.labels = reinterpret_cast<const CudaLabelSeq*>(base + offsets[l].labels);
+    plan.device.sequences = reinterpret_cast<const CudaDsSequence*>(base + offsets[l].seqs);
+    plan.device.ranges = reinterpret_cast<const CudaLabelRange*>(base + offsets[l].ranges);
+    RETURN_IF_ERROR(GrowSparseScratch(plan, hq, hkv, d, /*scores=*/true));
+    // What the layer's launches take as arguments besides the buffers' addresses.
+    ScoreSelectJob job;
+    job.heads_q = hq;
+    job.heads_kv = hkv;
+    SetJobSequences(plan.labels, plan.seqs, plan.device, job);
+    key = SignatureMix(key, Sig({static_cast<uint64_t>(l), static_cast<uint64_t>(plan.sel_stride),
+                                 static_cast<uint64_t>(plan.max_count),
+                                 static_cast<uint64_t>(plan.ranges.size()),
+                                 static_cast<uint64_t>(job.max_r),
+                                 static_cast<uint64_t>(job.label_bits),
+                                 static_cast<uint64_t>(job.score_heads)}));
+  }
+  for (const StreamBuffer* b : {&st.graph_meta, &st.scores, &st.selected, &st.counts,
+                                &st.workspace, &st.topk_workspace}) {
+    key = SignatureMix(key, SigPtr(b->ptr));
+  }
+  return key | 1;
+}
+
+absl::Status CudaBackend::GraphSparseAttention(int layer, const ForwardBatch& batch,
+                                               absl::Span<const size_t> sequences,
+                                               const KvBlockPool& pool, DoubleSparsity& ds,
+                                               const DeviceTensor& qkv, DeviceTensor& out) {
+  const DsState* st = ds_state_.get();
+  if (st == nullptr || layer < 0 || layer >= static_cast<int>(st->graph_layers.size()) ||
+      st->graph_layers[layer].seqs.size() != sequences.size()) {
+    AbortStep();
+    return absl::InternalError("cuda backend: a graph step's sparse layer was not planned");
+  }
+  const int hq = last_heads_q_;
+  ASSIGN_OR_RETURN(const bool skip,
+                   GraphOp(Sig({9, static_cast<uint64_t>(layer), SigTensor(qkv), SigTensor(out),
+                                SigPtr(pool.KBase(layer)), SigPtr(pool.VBase(layer)),
+                                static_cast<uint64_t>(sequences.size()),
+                                static_cast<uint64_t>(hq)})));
+  for (size_t index : sequences) ds.CountDeviceRow(batch, index);
+  if (skip) return absl::OkStatus();
+  return LaunchSparseLayer(st->graph_layers[layer], KvView(pool, layer), hq, qkv, out);
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,54 @@
+// The CUDA backend's Double Sparsity state (cuda_backend_sparse.cc, and the graph steps of
+// cuda_backend_sparse_graph.cc): device label caches per sequence, device channel sets, the
+// scratch of the selections, and the plan of a graph step's sparse layers.
+#ifndef DSINFER_ENGINE_CUDA_SPARSE_STATE_H_
+#define DSINFER_ENGINE_CUDA_SPARSE_STATE_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/device_labels.h"
+#include "engine/cuda/stream_buffer.h"
+#include "engine/sparse/double_sparsity.h"
+#include "kernels/cuda/double_sparsity.cuh"
+
+namespace dsinfer {
+
+// One sparse layer of one step (CudaBackend::DescribeSparseLayer): the descriptors of its
+// sequences on the host, the sizes its launches take, and (once uploaded) the device copies.
+struct SparseLayerPlan {
+  std::vector<CudaLabelSeq> labels;
+  std::vector<CudaDsSequence> seqs;
+  std::vector<CudaLabelRange> ranges;  // tokens whose labels the step writes first
+  int64_t max_count = 0;               // the most tokens one range labels
+  int64_t sel_stride = 0;              // selection row stride: at least every budget
+  int64_t max_tokens = 0;              // score row length: at least every context
+  std::vector<std::vector<int32_t>> channels;  // host channel sets (SparseCapture only)
+  DeviceLabelDescriptors device;
+};
+
+struct CudaBackend::DsState {
+  // Frees the labels of sequences DoubleSparsity no longer keeps (released, or finished).
+  absl::Status Retire(const DoubleSparsity& ds, cudaStream_t stream);
+  ~DsState();
+
+  std::unordered_map<KvBlockPool::SequenceId, DeviceLabels> seqs;
+  DeviceChannelSets channels;
+  StreamBuffer meta, scores, selected, counts, workspace;
+  StreamBuffer topk_workspace;  // LaunchTopKSelect's, kept zeroed by it
+  std::vector<char> staging;
+  // A graph step's sparse layers (empty plans at dense layers), their descriptors uploaded
+  // together into graph_meta before the step is captured or replayed.
+  std::vector<SparseLayerPlan> graph_layers;
+  StreamBuffer graph_meta;
+  std::vector<char> graph_staging;
+};
+
+}  // namespace dsinfer
+
+#endif  // DSINFER_ENGINE_CUDA_SPARSE_STATE_H_

@@ -1,0 +1,199 @@
+// Double Sparsity decode steps as CUDA graphs (engine/cuda/cuda_backend_sparse_graph.cc) on the
+// golden models (fp16, shuffled channel configs), each run once with decode graphs and once
+// without:
+// - every layer sparse at a fixed budget, so a graph step's selection rows and split count are
+//   the eager step's: the same logits bit for bit, with 16- and 4-bit labels, for one sequence
+//   and for two with different budgets in one batch, and the steps really replayed;
+// - a 300-token prompt decoded to 1100 tokens with its KV reserved a step at a time: the
+//   device labels grow twice under one graph (new addresses in its descriptors) and the steps
+//   cross the first block bucket (a second capture): bit for bit again;
+// - a dense layer in front and a budget above the context: the graph sizes its selection by
+//   the bucket, the eager step by the context, so the sums differ in order only (within
+//   5e-3 of max|logit|);
+// - steps no graph may take run eagerly and equal the graph-less run: a batch mixing a sparse
+//   and a dense sequence, and the test capture (SparseCapture) on.
+// Skipped without a GPU.
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "engine/cuda/cuda_backend.h"
+#include "engine/model.h"
+#include "engine/sparse/double_sparsity.h"
+#include "gtest/gtest.h"
+#include "tests/engine_test_util.h"
+#include "tests/gpu/ds_engine_runs.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace dsinfer {
+namespace {
+
+std::mt19937_64& Rng() {
+  static std::mt19937_64 rng = MakeSeededRng("double_sparsity_graph_gpu_test");
+  return rng;
+}
+
+struct Engine {
+  std::unique_ptr<CudaBackend> backend;
+  std::unique_ptr<Model> model;
+};
+
+Engine Load(const char* dir) {
+  CudaBackendOptions options;
+  options.dtype = DType::kF16;
+  auto backend = CudaBackend::Create(options);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  if (!backend.ok()) return {};
+  Engine e{std::move(*backend), nullptr};
+  auto model = Model::Load(dir, *e.backend);
+  EXPECT_TRUE(model.ok()) << dir << ": " << model.status();
+  if (!model.ok()) return {};
+  e.model = std::move(*model);
+  const ModelConfig& c = e.model->config();
+  EXPECT_TRUE(e.model->double_sparsity()
+                  .SetChannelConfig(ShuffledChannelConfig(c, std::mt19937_64(Rng()())))
+                  .ok());
+  return e;
+}
+
+std::vector<int32_t> RandomIds(const ModelConfig& c, size_t n) {
+  std::vector<int32_t> ids(n);
+  for (int32_t& id : ids) id = static_cast<int32_t>(Rng()() % c.vocab_size);
+  return ids;
+}
+
+AttentionOptions Sparse(const ModelConfig& c, int bits) {
+  AttentionOptions o;
+  o.mode = AttentionMode::kDoubleSparse;
+  o.channels = c.head_dim / 4;
+  o.label_bits = bits;
+  o.token_budget = 12;
+  o.sink = 2;
+  o.recent = 4;
+  o.dense_layers = 0;
+  return o;
+}
+
+// Runs `check` on each golden model, loaded on a fresh fp16 CUDA backend; then every KV block
+// must be back in the pool.
+template <typename Check>
+void ForEachGoldenModel(Check check) {
+  for (const char* dir : kGoldenModels) {
+    Engine e = Load(dir);
+    ASSERT_NE(e.model, nullptr);
+    check(dir, *e.model, *e.backend);
+    EXPECT_EQ(e.model->kv_pool().blocks_in_use(), 0) << dir;
+  }
+}
+
+// `run` once with decode graphs off, then once with them on.
+template <typename Result>
+struct EagerAndGraphed {
+  Result eager, graphed;
+  int64_t replays = 0;  // graph replays of the second run
+};
+template <typename Run>
+auto RunEagerThenGraphed(CudaBackend& cuda, Run run) -> EagerAndGraphed<decltype(run())> {
+  EagerAndGraphed<decltype(run())> r;
+  cuda.set_decode_graphs(false);
+  r.eager = run();
+  cuda.set_decode_graphs(true);
+  const int64_t before = cuda.graph_replays();
+  r.graphed = run();
+  r.replays = cuda.graph_replays() - before;
+  return r;
+}
+
+TEST(DoubleSparsityGraphGpu, GraphStepsEqualEagerSteps) {
+  SKIP_WITHOUT_GPU();
+  ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
+    const ModelConfig& c = model.config();
+    const std::vector<int32_t> ids = RandomIds(c, 44);
+    for (int bits : {16, 4}) {
+      const AttentionOptions ds = Sparse(c, bits);
+      const auto one = RunEagerThenGraphed(cuda, [&] { return RunEngine(model, ids, 20, &ds); });
+      // 24 decode steps: the first labels the prompt (eager), the second captures.
+      EXPECT_GE(one.replays, 22) << dir << " bits " << bits;
+      EXPECT_EQ(one.graphed, one.eager) << dir << " bits " << bits;
+
+      // Two sequences, budgets 12 and 9: one graph for both.
+      AttentionOptions other = ds;
+      other.token_budget = 9;
+      other.recent = 2;
+      const auto two =
+          RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &ds, &other); });
+      EXPECT_GE(two.replays, 22) << dir << " bits " << bits << " pair";
+      EXPECT_EQ(two.graphed.first, two.eager.first) << dir << " bits " << bits;
+      EXPECT_EQ(two.graphed.second, two.eager.second) << dir << " bits " << bits;
+    }
+  });
+}
+
+TEST(DoubleSparsityGraphGpu, LongDecodeCrossesABucketAndGrowsLabels) {
+  SKIP_WITHOUT_GPU();
+  ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
+    const ModelConfig& c = model.config();
+    // Labels of 384 tokens at the first sparse step (whole pages for the reserved blocks),
+    // grown to 768 at token 385 and to 1536 at 769; the first bucket holds 64 blocks of 16
+    // tokens, so token 1025 starts the next.
+    const std::vector<int32_t> ids = RandomIds(c, 1100);
+    const AttentionOptions ds = Sparse(c, 16);
+    const auto runs = RunEagerThenGraphed(
+        cuda, [&] { return RunEngine(model, ids, 300, &ds, nullptr, true); });
+    std::printf("%s: %lld replays, %zu graphs cached\n", dir,
+                static_cast<long long>(runs.replays), cuda.graphs_cached());
+    // 800 decode steps: eager labelling, a capture in each bucket, the rest replays.
+    EXPECT_GE(runs.replays, 796) << dir;
+    EXPECT_EQ(runs.graphed, runs.eager) << dir;
+  });
+}
+
+TEST(DoubleSparsityGraphGpu, BucketSizedSelectionMatchesEager) {
+  SKIP_WITHOUT_GPU();
+  ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
+    const ModelConfig& c = model.config();
+    const std::vector<int32_t> ids = RandomIds(c, 44);
+    AttentionOptions wide = Sparse(c, 16);
+    wide.dense_layers = 1;
+    wide.token_budget = 1000;
+    const auto runs =
+        RunEagerThenGraphed(cuda, [&] { return RunEngine(model, ids, 20, &wide); });
+    const double err = MaxDiffRatio(runs.graphed, runs.eager);
+    std::printf("%s: graph vs eager, budget above the context: %.3g of max|logit|\n", dir, err);
+    EXPECT_GE(runs.replays, 22) << dir;
+    EXPECT_LE(err, 5e-3) << dir;
+  });
+}
+
+TEST(DoubleSparsityGraphGpu, StepsNoGraphTakesRunEagerly) {
+  SKIP_WITHOUT_GPU();
+  ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
+    const ModelConfig& c = model.config();
+    const std::vector<int32_t> ids = RandomIds(c, 44);
+    const AttentionOptions ds = Sparse(c, 4);
+    AttentionOptions dense;
+    dense.mode = AttentionMode::kDense;
+    cuda.set_decode_graphs(false);
+    const auto mixed_eager = RunPair(model, ids, &ds, &dense);
+    const std::vector<float> eager = RunEngine(model, ids, 20, &ds);
+    cuda.set_decode_graphs(true);
+    const int64_t replays = cuda.graph_replays();
+    const auto mixed = RunPair(model, ids, &ds, &dense);
+    EXPECT_EQ(mixed.first, mixed_eager.first) << dir;
+    EXPECT_EQ(mixed.second, mixed_eager.second) << dir;
+    cuda.clear_sparse_captures();
+    cuda.set_capture_sparse(true);
+    const std::vector<float> captured = RunEngine(model, ids, 20, &ds);
+    cuda.set_capture_sparse(false);
+    EXPECT_EQ(cuda.graph_replays(), replays) << dir;
+    EXPECT_EQ(cuda.sparse_captures().size(), static_cast<size_t>(24 * c.num_layers)) << dir;
+    EXPECT_EQ(captured, eager) << dir;
+    cuda.clear_sparse_captures();
+  });
+}
+
+}  // namespace
+}  // namespace dsinfer
