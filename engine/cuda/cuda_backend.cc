@@ -657,12 +657,23 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
     return sparse;
   }
   step_key_ = {n, max_blocks_, sparse_key};
-  if (graphs_.count(step_key_) > 0) {
+  const auto found = graphs_.find(step_key_);
+  if (found != graphs_.end()) {
+    found->second.last_used = ++graph_clock_;
     mode_ = StepMode::kReplay;
     op_index_ = 0;
     return absl::OkStatus();
   }
-  if (graphs_.size() >= kMaxGraphs) ClearGraphs();
+  if (graphs_.size() >= kMaxGraphs) {
+    // A full cache gives up its least recently used graph (a server's batch sizes and
+    // context buckets come and go; clearing them all would recapture the ones still in use).
+    auto oldest = graphs_.begin();
+    for (auto it = graphs_.begin(); it != graphs_.end(); ++it) {
+      if (it->second.last_used < oldest->second.last_used) oldest = it;
+    }
+    cudaGraphExecDestroy(oldest->second.exec);
+    graphs_.erase(oldest);
+  }
   op_log_.clear();
   CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   mode_ = StepMode::kCapture;
@@ -688,6 +699,7 @@ absl::Status CudaBackend::EndStep() {
   CUDA_RETURN_IF_ERROR(cudaStreamEndCapture(stream_, &graph));
   StepGraph g;
   g.ops = std::move(op_log_);
+  g.last_used = ++graph_clock_;
   const cudaError_t inst = cudaGraphInstantiate(&g.exec, graph, 0);
   cudaGraphDestroy(graph);
   CUDA_RETURN_IF_ERROR(inst);

@@ -19,7 +19,7 @@
 // arguments (a hash of op, pointers, shapes) match the recorded step and launches nothing;
 // EndStep launches the graph. The first decode step of a shape runs eagerly (it learns the
 // attention shape), the second captures. Any Free or buffer regrowth drops the graphs (they
-// hold raw pointers). Double Sparsity steps are captured too, where every sequence runs
+// hold raw pointers); a full cache (64) drops its least recently used one. Double Sparsity steps are captured too, where every sequence runs
 // sparse at the same layers and has its labels up to the previous token: BeginStep then
 // describes every sparse layer and uploads the descriptors (label views, sequences, the
 // current token's label range) before the graph runs, sized by the block bucket, and the
@@ -239,6 +239,10 @@ class CudaBackend final : public Backend {
     std::vector<Seq> seqs;
   };
   void set_capture_sparse(bool on) { capture_sparse_ = on; }
+  // Marks the device labels of each batch sequence's rows (from its start position on) as not
+  // written, so that its next sparse step writes them again: a benchmark that repeats one
+  // decode step pays that step's label write, as a real decode step does.
+  void ForgetDeviceLabelsOf(const ForwardBatch& batch);
 
   // The offload tier (cuda_backend_offload.cc; kernels in kernels/cuda/offload_gather.cuh).
   // Selection runs on the backend's stream; SelectAndFetch (the model's path without a reuse
@@ -301,6 +305,7 @@ class CudaBackend final : public Backend {
   struct StepGraph {
     cudaGraphExec_t exec = nullptr;
     std::vector<uint64_t> ops;  // signature of each operation of the recorded step
+    uint64_t last_used = 0;     // graph_clock_ at its last capture or replay
   };
   // Whether a linear layer of `rows` rows over `w` takes the GEMV kernels
   // (options_.linear_algo).
@@ -343,6 +348,7 @@ class CudaBackend final : public Backend {
   std::vector<uint64_t> op_log_;
   size_t op_index_ = 0;
   int64_t graph_replays_ = 0;
+  uint64_t graph_clock_ = 0;  // counts graph steps, for the cache's least-recently-used rule
   // From the last eager decode Attention or SparseAttention.
   int last_heads_q_ = 0, last_heads_kv_ = 0;
   Buffer cublas_ws_;

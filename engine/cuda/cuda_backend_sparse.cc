@@ -67,6 +67,15 @@ CudaBackend::DsState::~DsState() {
   }
 }
 
+void CudaBackend::ForgetDeviceLabelsOf(const ForwardBatch& batch) {
+  if (ds_state_ == nullptr) return;
+  for (const BatchSequence& s : batch.sequences) {
+    const auto it = ds_state_->seqs.find(s.kv);
+    if (it == ds_state_->seqs.end()) continue;
+    for (int64_t& w : it->second.written) w = std::min(w, s.start_position);
+  }
+}
+
 absl::Status CudaBackend::StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
                                       const DeviceTensor& qkv) {
   // A graph step: BeginStep retired the labels of sequences that left, and offload steps are

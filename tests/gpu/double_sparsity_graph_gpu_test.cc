@@ -11,8 +11,9 @@
 //   the bucket, the eager step by the context, so the sums differ in order only (within
 //   5e-3 of max|logit|);
 // - steps no graph may take run eagerly and equal the graph-less run: a batch mixing a sparse
-//   and a dense sequence, and the test capture (SparseCapture) on.
-// Skipped without a GPU.
+//   and a dense sequence, and the test capture (SparseCapture) on;
+// and the graph cache's eviction (least recently used first) over more batch shapes than it
+// holds. Skipped without a GPU.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -193,6 +194,58 @@ TEST(DoubleSparsityGraphGpu, StepsNoGraphTakesRunEagerly) {
     EXPECT_EQ(captured, eager) << dir;
     cuda.clear_sparse_captures();
   });
+}
+
+// Decode steps of a batch of n fresh sequences (a 4-token prefill each, then `steps` steps of
+// all n, dense attention); returns the graph replays among those steps.
+int64_t DecodeBatch(Model& model, CudaBackend& cuda, int n, int steps,
+                    const std::vector<int32_t>& ids) {
+  KvBlockPool& pool = model.kv_pool();
+  std::vector<KvBlockPool::SequenceId> seqs(n);
+  for (KvBlockPool::SequenceId& s : seqs) {
+    s = pool.AddSequence();
+    EXPECT_TRUE(pool.Reserve(s, 4 + steps).ok());
+  }
+  std::vector<float> logits;
+  int64_t replays = 0;
+  for (int step = 0; step <= steps; ++step) {
+    ForwardBatch batch;
+    for (KvBlockPool::SequenceId s : seqs) {
+      batch.Add(s, step == 0 ? ids.data() : &ids[3 + step], step == 0 ? 4 : 1,
+                step == 0 ? 0 : 3 + step, false);
+    }
+    const int64_t before = cuda.graph_replays();
+    const absl::Status st = model.Forward(batch, logits);
+    EXPECT_TRUE(st.ok()) << st;
+    if (step > 0) replays += cuda.graph_replays() - before;
+  }
+  for (KvBlockPool::SequenceId s : seqs) model.ReleaseSequence(s);
+  return replays;
+}
+
+// More batch shapes than the graph cache holds (64): it keeps the most recently used graphs
+// and gives up the least recently used one, so a recent shape still replays at once and an
+// evicted one is captured again.
+TEST(DoubleSparsityGraphGpu, GraphCacheDropsItsLeastRecentlyUsedGraph) {
+  SKIP_WITHOUT_GPU();
+  Engine e = Load(kGoldenModels[0]);
+  ASSERT_NE(e.model, nullptr);
+  CudaBackend& cuda = *e.backend;
+  cuda.set_decode_graphs(true);
+  const std::vector<int32_t> ids = RandomIds(e.model->config(), 16);
+  // Twice over 66 batch sizes: the first pass also grows every buffer to its largest (a
+  // growth drops all graphs, whose pointers it invalidates), the second sees no growth.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int n = 1; n <= 66; ++n) DecodeBatch(*e.model, cuda, n, 3, ids);
+  }
+  EXPECT_EQ(cuda.graphs_cached(), size_t{64});
+  // n = 60 is among the 64 most recent: its three steps replay (dropping the whole cache when
+  // full would have lost it). n = 1 was evicted (with n = 2): its first step captures again,
+  // the next two replay.
+  EXPECT_EQ(DecodeBatch(*e.model, cuda, 60, 3, ids), 3);
+  EXPECT_EQ(DecodeBatch(*e.model, cuda, 1, 3, ids), 2);
+  EXPECT_EQ(cuda.graphs_cached(), size_t{64});
+  EXPECT_EQ(e.model->kv_pool().blocks_in_use(), 0);
 }
 
 }  // namespace
