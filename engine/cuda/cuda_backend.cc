@@ -523,7 +523,7 @@ absl::Status CudaBackend::RopeAndStoreKv(int layer, const AttentionConfig& confi
   }
   return LaunchRopeStoreKv(options_.dtype, qkv.data, qkv.cols, BatchRows(), config.num_heads_q,
                            config.num_heads_kv, d, static_cast<const float*>(inv_freq_.ptr),
-                           KvView(pool, layer), stream_);
+                           KvView(pool, layer), stream_, GraphRopeLabels(layer));
 }
 
 absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
@@ -574,6 +574,15 @@ int CudaBackend::DecodeSplits(int heads_q, int heads_kv) const {
       graph_step_ ? static_cast<int64_t>(max_blocks_) * block_tokens_ : max_context_;
   return DecodeAttentionSplits(rows_, heads_q, heads_kv, context, sm_count_,
                                options_.decode_waves);
+}
+
+const CudaLabelSeq* CudaBackend::GraphRopeLabels(int layer) const {
+  if (mode_ != StepMode::kCapture || ds_state_ == nullptr ||
+      layer >= static_cast<int>(ds_state_->graph_layers.size())) {
+    return nullptr;
+  }
+  const SparseLayerPlan& plan = ds_state_->graph_layers[layer];
+  return !plan.seqs.empty() && plan.labels_in_rope ? plan.device.labels : nullptr;
 }
 
 absl::StatusOr<bool> CudaBackend::GraphOp(uint64_t signature) {
@@ -642,6 +651,9 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
   uint64_t sparse_key = 0;
   bool eager = false;
   const absl::Status sparse = [&]() -> absl::Status {
+    if (ds_state_ != nullptr) {
+      for (SparseLayerPlan& plan : ds_state_->graph_layers) plan.seqs.clear();  // none planned
+    }
     if (ds == nullptr) return absl::OkStatus();
     if (ds_state_ != nullptr) RETURN_IF_ERROR(ds_state_->Retire(*ds, stream_));
     for (int l = 0; l < static_cast<int>(pool.options().layers); ++l) {

@@ -378,6 +378,9 @@ class CudaBackend final : public Backend {
   // descriptors and grows the scratch. Returns the layout's key (never 0).
   absl::StatusOr<uint64_t> PlanSparseGraphStep(const ForwardBatch& batch,
                                                const KvBlockPool& pool, DoubleSparsity& ds);
+  // A capture's label views for `layer`'s RoPE launch, where the graph step's plan has that
+  // launch write the current token's labels (SparseLayerPlan::labels_in_rope); else null.
+  const CudaLabelSeq* GraphRopeLabels(int layer) const;
   // SparseAttention inside a graph step: the recorded layer plan's launches (capture) or none
   // (replay); the statistics count either way.
   absl::Status GraphSparseAttention(int layer, const ForwardBatch& batch,

@@ -105,6 +105,7 @@ absl::Status CudaBackend::DescribeSparseLayer(int layer, const ForwardBatch& bat
   plan.max_count = 0;
   plan.sel_stride = 0;
   plan.max_tokens = bucket_tokens;
+  plan.labels_in_rope = false;
   for (size_t i = 0; i < n; ++i) {
     const size_t index = sequences[i];
     const BatchSequence& s = batch.sequences[index];
@@ -174,9 +175,11 @@ absl::Status CudaBackend::LaunchSparseLayer(const SparseLayerPlan& plan, const C
   const int d = kv.head_dim;
   const int num = static_cast<int>(plan.seqs.size());
   const DType dtype = options_.dtype;
-  RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, plan.device.ranges,
-                                         static_cast<int>(plan.ranges.size()), plan.max_count,
-                                         plan.device.labels, stream_));
+  if (!plan.labels_in_rope) {
+    RETURN_IF_ERROR(LaunchWriteLabelsPaged(dtype, kv, plan.device.ranges,
+                                           static_cast<int>(plan.ranges.size()), plan.max_count,
+                                           plan.device.labels, stream_));
+  }
   RETURN_IF_ERROR(GrowSparseScratch(plan, heads_q, hkv, d, /*scores=*/false));
   ScoreSelectJob job;
   job.dtype = dtype;

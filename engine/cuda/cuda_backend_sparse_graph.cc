@@ -10,8 +10,9 @@
 // sets uploaded, descriptors built — for every sparse layer at once, and uploads all the
 // descriptors with one copy; the graph's kernels read them from that buffer. Sizes are the
 // bucket's: score rows of the bucket's tokens, selection rows of the budget at that length,
-// the split count that follows from it; the label catch-up always rewrites the current token's
-// label (one token a sequence). The graph's key holds those sizes and the addresses of the
+// the split count that follows from it; the current token's label is always written again
+// (one token a sequence), by the layer's RoPE launch where the head_dim allows
+// (RopeWritesLabels: the label writer's launch is then left out), else by the label writer. The graph's key holds those sizes and the addresses of the
 // scratch buffers its kernels were captured with, so a buffer that moved leads to a new
 // capture, never to a replay with a stale pointer.
 #include <cstdint>
@@ -67,6 +68,7 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
     plan.seqs.clear();  // a dense layer's plan stays empty
     if (!ds.AnySparse(l)) continue;
     RETURN_IF_ERROR(DescribeSparseLayer(l, batch, all, pool, ds, hq, bucket_tokens, plan));
+    plan.labels_in_rope = RopeWritesLabels(d);
     offsets[l] = {upload.Add<CudaLabelSeq>(plan.labels), upload.Add<CudaDsSequence>(plan.seqs),
                   upload.Add<CudaLabelRange>(plan.ranges)};
   }
@@ -89,7 +91,8 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
                                  static_cast<uint64_t>(plan.ranges.size()),
                                  static_cast<uint64_t>(job.max_r),
                                  static_cast<uint64_t>(job.label_bits),
-                                 static_cast<uint64_t>(job.score_heads)}));
+                                 static_cast<uint64_t>(job.score_heads),
+                                 static_cast<uint64_t>(plan.labels_in_rope)}));
   }
   for (const StreamBuffer* b : {&st.graph_meta, &st.scores, &st.selected, &st.counts,
                                 &st.workspace, &st.topk_workspace}) {

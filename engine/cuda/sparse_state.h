@@ -30,6 +30,9 @@ struct SparseLayerPlan {
   int64_t max_tokens = 0;              // score row length: at least every context
   std::vector<std::vector<int32_t>> channels;  // host channel sets (SparseCapture only)
   DeviceLabelDescriptors device;
+  // A graph step's: the layer's RoPE launch writes the current token's labels (RopeWritesLabels
+  // at this head_dim), so the layer's own launches skip the label writer.
+  bool labels_in_rope = false;
 };
 
 struct CudaBackend::DsState {

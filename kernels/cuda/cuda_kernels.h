@@ -22,6 +22,8 @@
 
 namespace dsinfer {
 
+struct CudaLabelSeq;  // kernels/cuda/double_sparsity.cuh
+
 // The paged K/V of one layer as the kernels see it, for a whole batch of sequences: sequence
 // s's block table is block_tables[s * max_blocks ...]. K and V regions are
 // [num_blocks, block_tokens, kv_heads, head_dim] (the KvBlockPool layout).
@@ -79,9 +81,17 @@ absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_
 // device fp32) and writes each row's k and v into `kv` at (row_seq, position). Twin:
 // RopeReference + the CPU backend's row copy. qkv: [rows, (Hq + 2 Hkv) d], row stride
 // qkv_stride; blocks for every written position must be in the block tables.
+// With `labels` (device, one per sequence: Double Sparsity's label views of this layer, the
+// channels set; only where RopeWritesLabels(head_dim)) each row's K heads also get their label
+// rows at the row's position, from the stored keys: what LaunchWriteLabelsPaged writes for
+// that token afterwards, bit for bit (twins: the label references on the rounded keys).
 absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride, const CudaBatchRows& rows,
                                int heads_q, int heads_kv, int head_dim, const float* inv_freq,
-                               const CudaPagedKv& kv, cudaStream_t stream);
+                               const CudaPagedKv& kv, cudaStream_t stream,
+                               const CudaLabelSeq* labels = nullptr);
+// Whether LaunchRopeStoreKv can write labels at this head_dim (a head's rotation pairs in one
+// block of the kernel: head_dim 64, 128, 256, ...).
+bool RopeWritesLabels(int head_dim);
 
 // Floats of workspace LaunchDecodeAttention needs for `rows` rows and `splits` splits.
 int64_t DecodeAttentionWorkspaceFloats(int64_t rows, int heads_q, int head_dim, int splits);

@@ -13,10 +13,12 @@
 // GEMV after a norm streams weights while the norm runs. The fill/convert helpers launch as
 // usual.
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/dependent_launch.cuh"
+#include "kernels/cuda/label_write.cuh"
 #include "kernels/cuda_check.h"
 
 namespace dsinfer {
@@ -144,19 +146,23 @@ __global__ void SwiGluKernel(const T* gate_up, int64_t rows, int64_t inter, T* o
 // heads (i < (heads_q + heads_kv) · head_dim / 2) or copies v element i − pairs; rotated k and v
 // land in the pool at the row's (sequence, position). One item per thread: a block per row
 // looping over them took 12.3 µs per decode row (ncu, H200, Llama-2-7B shape), each iteration's
-// loads waiting on the previous iteration's stores.
+// loads waiting on the previous iteration's stores. kLabels: the row's sequence's labels
+// (labels[row_seq], RopeWritesLabels) get its K heads' label rows too, each written after a
+// block barrier by the thread that rotated the head's first pair, from the stored keys (a
+// head's pairs lie in one block: kRopeThreads is a multiple of head_dim / 2).
 constexpr int kRopeThreads = 256;
-template <typename T>
+template <typename T, bool kLabels>
 __global__ void __launch_bounds__(kRopeThreads)
     RopeStoreKvKernel(T* qkv, int64_t qkv_stride, const int32_t* positions,
                       const int32_t* row_seq, int heads_q, int heads_kv, int head_dim,
-                      const float* inv_freq, CudaPagedKv kv) {
+                      const float* inv_freq, CudaPagedKv kv, const CudaLabelSeq* labels) {
   cuda::StartNextThenWaitForPrior();
   const int64_t row = blockIdx.x;
   const int half = head_dim / 2;
   const int pairs = (heads_q + heads_kv) * half;
   const int i = blockIdx.y * kRopeThreads + threadIdx.x;
-  if (i >= pairs + heads_kv * head_dim) return;
+  const bool active = i < pairs + heads_kv * head_dim;
+  if (!kLabels && !active) return;  // (with labels every thread reaches the barrier)
   const int pos = positions[row];
   const int seq = row_seq[row];
   const int32_t block = kv.block_tables[static_cast<int64_t>(seq) * kv.max_blocks +
@@ -164,27 +170,35 @@ __global__ void __launch_bounds__(kRopeThreads)
   const int64_t slot_base =
       (static_cast<int64_t>(block) * kv.block_tokens + pos % kv.block_tokens) * kv.kv_heads;
   T* x = qkv + row * qkv_stride;
-  if (i >= pairs) {
+  const int h = i / half, j = i % half;
+  if (active && i >= pairs) {
     const int e = i - pairs;
     static_cast<T*>(kv.v)[slot_base * head_dim + e] =
         x[static_cast<int64_t>(heads_q + heads_kv) * head_dim + e];
-    return;
+  } else if (active) {
+    // fp32 angle then precise sincos, as transformers computes cos/sin in fp32.
+    const float angle = static_cast<float>(pos) * inv_freq[j];
+    float s, c;
+    sincosf(angle, &s, &c);
+    T* head = x + static_cast<int64_t>(h) * head_dim;
+    const float x1 = Num<T>::ToF(head[j]), x2 = Num<T>::ToF(head[j + half]);
+    const T y1 = Num<T>::FromF(x1 * c - x2 * s);
+    const T y2 = Num<T>::FromF(x2 * c + x1 * s);
+    head[j] = y1;
+    head[j + half] = y2;
+    if (h >= heads_q) {
+      T* dst = static_cast<T*>(kv.k) + (slot_base + (h - heads_q)) * head_dim;
+      dst[j] = y1;
+      dst[j + half] = y2;
+    }
   }
-  const int h = i / half, j = i % half;
-  // fp32 angle then precise sincos, as transformers computes cos/sin in fp32.
-  const float angle = static_cast<float>(pos) * inv_freq[j];
-  float s, c;
-  sincosf(angle, &s, &c);
-  T* head = x + static_cast<int64_t>(h) * head_dim;
-  const float x1 = Num<T>::ToF(head[j]), x2 = Num<T>::ToF(head[j + half]);
-  const T y1 = Num<T>::FromF(x1 * c - x2 * s);
-  const T y2 = Num<T>::FromF(x2 * c + x1 * s);
-  head[j] = y1;
-  head[j + half] = y2;
-  if (h >= heads_q) {
-    T* dst = static_cast<T*>(kv.k) + (slot_base + (h - heads_q)) * head_dim;
-    dst[j] = y1;
-    dst[j + half] = y2;
+  if constexpr (kLabels) {
+    __syncthreads();  // the block's k stores, seen by its label writers
+    if (active && i < pairs && j == 0 && h >= heads_q) {
+      const int kh = h - heads_q;
+      cuda::WriteLabelRow(static_cast<const T*>(kv.k) + (slot_base + kh) * head_dim,
+                          labels[seq], kh, LabelRow(pos, kh, heads_kv));
+    }
   }
 }
 
@@ -446,35 +460,42 @@ absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_
   return absl::OkStatus();
 }
 
+bool RopeWritesLabels(int head_dim) {
+  return head_dim >= 2 && head_dim % 2 == 0 && kRopeThreads % (head_dim / 2) == 0;
+}
+
 absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride,
                                const CudaBatchRows& rows, int heads_q, int heads_kv,
                                int head_dim, const float* inv_freq, const CudaPagedKv& kv,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, const CudaLabelSeq* labels) {
   if (rows.rows == 0) return absl::OkStatus();
   if (head_dim % 2 != 0 || kv.head_dim != head_dim || kv.kv_heads != heads_kv) {
     return absl::InvalidArgumentError("LaunchRopeStoreKv: head shape mismatch");
+  }
+  if (labels != nullptr && !RopeWritesLabels(head_dim)) {
+    return absl::InvalidArgumentError("LaunchRopeStoreKv: no label write at this head_dim");
   }
   const int64_t items = static_cast<int64_t>(heads_q + heads_kv) * (head_dim / 2) +
                         static_cast<int64_t>(heads_kv) * head_dim;
   const dim3 grid(static_cast<unsigned>(rows.rows),
                   static_cast<unsigned>((items + kRopeThreads - 1) / kRopeThreads));
+  auto launch = [&](auto* t) -> absl::Status {
+    using T = std::remove_pointer_t<decltype(t)>;
+    auto kernel = labels != nullptr ? RopeStoreKvKernel<T, true> : RopeStoreKvKernel<T, false>;
+    CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(kernel, grid, dim3(kRopeThreads), 0, stream,
+                                               static_cast<T*>(qkv), qkv_stride, rows.positions,
+                                               rows.row_seq, heads_q, heads_kv, head_dim,
+                                               inv_freq, kv, labels));
+    return absl::OkStatus();
+  };
   switch (dtype) {
     case DType::kBF16:
-      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
-          RopeStoreKvKernel<__nv_bfloat16>, grid, dim3(kRopeThreads), 0, stream,
-          static_cast<__nv_bfloat16*>(qkv), qkv_stride, rows.positions, rows.row_seq, heads_q,
-          heads_kv, head_dim, inv_freq, kv));
-      break;
+      return launch(static_cast<__nv_bfloat16*>(nullptr));
     case DType::kF16:
-      CUDA_RETURN_IF_ERROR(cuda::LaunchDependent(
-          RopeStoreKvKernel<__half>, grid, dim3(kRopeThreads), 0, stream,
-          static_cast<__half*>(qkv), qkv_stride, rows.positions, rows.row_seq, heads_q, heads_kv,
-          head_dim, inv_freq, kv));
-      break;
+      return launch(static_cast<__half*>(nullptr));
     default:
       return BadDType("LaunchRopeStoreKv", dtype);
   }
-  return absl::OkStatus();
 }
 
 absl::Status LaunchLogSumExp(const float* logits, int64_t rows, int64_t vocab, int64_t stride,

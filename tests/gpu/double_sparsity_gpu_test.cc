@@ -44,6 +44,7 @@
 #include "kernels/label_reference.h"
 #include "kernels/label_score_reference.h"
 #include "kernels/paged_kv.h"
+#include "kernels/rope.h"
 #include "kernels/topk_select_reference.h"
 #include "tests/engine_test_util.h"
 #include "tests/gpu/ds_engine_runs.h"
@@ -606,6 +607,149 @@ TEST(DoubleSparsityHost, FusedSelectRule) {
   EXPECT_TRUE(ScoreSelectClusterPays(4096, 64));     // Llama-3 heads, batch 8, 4K
   EXPECT_FALSE(ScoreSelectClusterPays(16384, 32));   // Llama-2 heads, batch 1, 16K
   EXPECT_FALSE(ScoreSelectClusterPays(262144, 256));
+}
+
+// The RoPE kernel writing each decode row's labels (LaunchRopeStoreKv with labels): sequences
+// of `lengths` tokens in a shuffled paged pool, one decode row each at its last position.
+// The rotated q and the pool equal the launch without labels bit for bit; each sequence's
+// label rows at its position equal the twins' on the stored keys, and no other row is touched
+// (the label buffers start poisoned).
+void ExpectRopeLabelsMatchTwins(DType dtype, int heads_q, int heads_kv, int d, int r, int bits,
+                                const std::vector<int>& lengths) {
+  SCOPED_TRACE(absl::StrCat(dtype == DType::kBF16 ? "bf16" : "fp16", " hq", heads_q, " hkv",
+                            heads_kv, " d", d, " r", r, " bits", bits));
+  ASSERT_TRUE(RopeWritesLabels(d));
+  const int ns = static_cast<int>(lengths.size()), hkv = heads_kv;
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  int max_blocks = 0, total_blocks = 0;
+  for (int L : lengths) {
+    max_blocks = std::max(max_blocks, (L + kBlockTokens - 1) / kBlockTokens);
+    total_blocks += (L + kBlockTokens - 1) / kBlockTokens;
+  }
+  std::vector<int32_t> perm(total_blocks), tables(static_cast<size_t>(ns) * max_blocks, 0);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), Rng());
+  for (int s = 0, next = 0; s < ns; ++s) {
+    for (int b = 0; b < (lengths[s] + kBlockTokens - 1) / kBlockTokens; ++b) {
+      tables[s * max_blocks + b] = perm[next++];
+    }
+  }
+  const size_t pool_elems = static_cast<size_t>(total_blocks) * kBlockTokens * hkv * d;
+  std::vector<uint16_t> pool_raw(pool_elems);
+  for (uint16_t& x : pool_raw) x = To16(dtype, u(Rng()));
+  const int64_t stride = static_cast<int64_t>(heads_q + 2 * hkv) * d;
+  std::vector<uint16_t> qkv_raw(static_cast<size_t>(ns) * stride);
+  for (uint16_t& x : qkv_raw) x = To16(dtype, u(Rng()));
+  std::vector<int32_t> channels(static_cast<size_t>(hkv) * r), pos(ns), seq(ns);
+  for (int h = 0; h < hkv; ++h) {
+    std::vector<int32_t> all(d);
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), Rng());
+    std::copy(all.begin(), all.begin() + r, channels.begin() + h * r);
+  }
+  for (int s = 0; s < ns; ++s) {
+    pos[s] = lengths[s] - 1;
+    seq[s] = s;
+  }
+  RopeParams rope;
+  rope.theta = 500000.0;
+  const std::vector<float> inv = ComputeRopeInvFreq(rope, d);
+  Buf dtables(tables.size() * 4), dch(channels.size() * 4), dpos(ns * 4), dseq(ns * 4),
+      dinv(inv.size() * 4);
+  dtables.Put(tables.data(), tables.size() * 4);
+  dch.Put(channels.data(), channels.size() * 4);
+  dpos.Put(pos.data(), ns * 4);
+  dseq.Put(seq.data(), ns * 4);
+  dinv.Put(inv.data(), inv.size() * 4);
+  const CudaBatchRows rows{dpos.as<int32_t>(), dseq.as<int32_t>(), ns};
+  // Run 0 without labels, run 1 with them, each on its own copy of the pool and of qkv.
+  const int row_bytes = bits == 16 ? 2 * r : static_cast<int>(Label4BitRowBytes(r));
+  std::vector<std::unique_ptr<Buf>> lab_data, lab_scale, lab_min;
+  std::vector<CudaLabelSeq> labs(ns);
+  for (int s = 0; s < ns; ++s) {
+    const size_t stored_rows = static_cast<size_t>(LabelCapacity(lengths[s])) * hkv;
+    lab_data.push_back(std::make_unique<Buf>(stored_rows * row_bytes));
+    lab_scale.push_back(std::make_unique<Buf>(stored_rows * 2));
+    lab_min.push_back(std::make_unique<Buf>(stored_rows * 2));
+    labs[s] = CudaLabelSeq{lab_data[s]->ptr, lab_scale[s]->as<uint16_t>(),
+                           lab_min[s]->as<uint16_t>(), dch.as<int32_t>(), r, bits};
+  }
+  Buf dlabs(labs.size() * sizeof(CudaLabelSeq));
+  dlabs.Put(labs.data(), labs.size() * sizeof(CudaLabelSeq));
+  std::vector<uint16_t> out_qkv[2], out_k[2], out_v[2];
+  for (int run = 0; run < 2; ++run) {
+    Buf dk(pool_elems * 2), dv(pool_elems * 2), dqkv(qkv_raw.size() * 2);
+    dk.Put(pool_raw.data(), pool_elems * 2);
+    dv.Put(pool_raw.data(), pool_elems * 2);
+    dqkv.Put(qkv_raw.data(), qkv_raw.size() * 2);
+    const CudaPagedKv kv{dk.ptr, dv.ptr, dtables.as<int32_t>(), max_blocks, kBlockTokens, hkv, d};
+    ASSERT_OK(LaunchRopeStoreKv(dtype, dqkv.ptr, stride, rows, heads_q, hkv, d, dinv.as<float>(),
+                                kv, nullptr, run == 1 ? dlabs.as<CudaLabelSeq>() : nullptr));
+    out_qkv[run] = dqkv.Get<uint16_t>(qkv_raw.size());
+    out_k[run] = dk.Get<uint16_t>(pool_elems);
+    out_v[run] = dv.Get<uint16_t>(pool_elems);
+  }
+  EXPECT_EQ(out_qkv[1], out_qkv[0]) << "rotated qkv";
+  EXPECT_EQ(out_k[1], out_k[0]) << "pool k";
+  EXPECT_EQ(out_v[1], out_v[0]) << "pool v";
+  for (int s = 0; s < ns; ++s) {
+    const int L = lengths[s];
+    // The stored keys of the decode row's position, [hkv, d], and the twins' labels of them.
+    const size_t slot =
+        (static_cast<size_t>(tables[s * max_blocks + pos[s] / kBlockTokens]) * kBlockTokens +
+         pos[s] % kBlockTokens) *
+        hkv * d;
+    std::vector<float> keys(static_cast<size_t>(hkv) * d);
+    for (size_t j = 0; j < keys.size(); ++j) keys[j] = From16(dtype, out_k[1][slot + j]);
+    const size_t rows_before = static_cast<size_t>(L - 1) * hkv;
+    if (bits == 16) {
+      std::vector<uint16_t> want(static_cast<size_t>(hkv) * r);
+      WriteLabelsF16Reference(keys.data(), hkv * d, 1, hkv, d, channels.data(), r, want.data(),
+                              hkv * r);
+      const std::vector<uint16_t> got = TokenMajor<uint16_t>(*lab_data[s], L, hkv, r);
+      EXPECT_EQ(std::vector<uint16_t>(got.begin() + rows_before * r, got.end()), want)
+          << "fp16 labels, sequence " << s;
+      EXPECT_EQ(std::count(got.begin(), got.begin() + rows_before * r, uint16_t{0xffff}),
+                static_cast<std::ptrdiff_t>(rows_before * r))
+          << "other tokens' rows touched";
+    } else {
+      std::vector<uint8_t> want_codes(static_cast<size_t>(hkv) * row_bytes);
+      std::vector<uint16_t> want_scale(hkv), want_min(hkv);
+      WriteLabels4BitReference(keys.data(), hkv * d, 1, hkv, d, channels.data(), r,
+                               want_codes.data(), hkv * row_bytes, want_scale.data(),
+                               want_min.data());
+      const std::vector<uint8_t> codes = TokenMajor<uint8_t>(*lab_data[s], L, hkv, row_bytes);
+      const std::vector<uint16_t> scales = TokenMajor<uint16_t>(*lab_scale[s], L, hkv, 1);
+      const std::vector<uint16_t> mins = TokenMajor<uint16_t>(*lab_min[s], L, hkv, 1);
+      EXPECT_EQ(std::vector<uint8_t>(codes.begin() + rows_before * row_bytes, codes.end()),
+                want_codes)
+          << "codes, sequence " << s;
+      EXPECT_EQ(std::vector<uint16_t>(scales.begin() + rows_before, scales.end()), want_scale)
+          << "scales, sequence " << s;
+      EXPECT_EQ(std::vector<uint16_t>(mins.begin() + rows_before, mins.end()), want_min)
+          << "minimums, sequence " << s;
+      EXPECT_EQ(std::count(scales.begin(), scales.begin() + rows_before, uint16_t{0xffff}),
+                static_cast<std::ptrdiff_t>(rows_before))
+          << "other tokens' rows touched";
+    }
+  }
+}
+
+TEST(DoubleSparsityGpu, RopeWritesTheDecodeRowsLabels) {
+  SKIP_WITHOUT_GPU();
+  const int gqa[][2] = {{4, 4}, {8, 2}, {32, 8}};  // groups 1, 4, 4 at Llama-3 heads
+  int i = 0;
+  for (auto& g : gqa) {
+    for (int d : {64, 128}) {
+      for (int bits : {16, 4}) {
+        const DType dtype = i % 2 ? DType::kF16 : DType::kBF16;
+        const int r16[] = {7, 8, 16}, r4[] = {7, 16, 32, d};
+        const int r = bits == 16 ? r16[i % 3] : r4[i % 4];
+        ExpectRopeLabelsMatchTwins(dtype, g[0], g[1], d, r, bits, {1, 130, 17 + i});
+        ++i;
+      }
+    }
+  }
 }
 
 TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {
