@@ -192,6 +192,12 @@ class CudaBackend final : public Backend {
     cuda::SetDependentLaunch(on);
     ClearGraphs();
   }
+  // Double Sparsity's chain launched dependent, no early start (dependent_launch.h;
+  // process-wide like the above). Drops the cached graphs.
+  void set_dependent_sparse_chain(bool on) {
+    cuda::SetDependentSparseChain(on);
+    ClearGraphs();
+  }
   // Turns decode-step graphs on or off (off drops the cached graphs).
   void set_decode_graphs(bool on) {
     options_.decode_graphs = on;

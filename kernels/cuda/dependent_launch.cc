@@ -11,10 +11,17 @@ std::atomic<bool>& Switch() {
   return on;
 }
 
+std::atomic<bool>& ChainSwitch() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+
 }  // namespace
 
 bool DependentLaunch() { return Switch().load(std::memory_order_relaxed); }
 void SetDependentLaunch(bool on) { Switch().store(on, std::memory_order_relaxed); }
+bool DependentSparseChain() { return ChainSwitch().load(std::memory_order_relaxed); }
+void SetDependentSparseChain(bool on) { ChainSwitch().store(on, std::memory_order_relaxed); }
 
 }  // namespace cuda
 }  // namespace dsinfer

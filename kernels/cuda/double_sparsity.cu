@@ -39,9 +39,11 @@
 //    online-softmax rescale per 32 rows; SIMT work that grows with the group. Every warp writes
 //    its own partial state; SparseCombineKernel merges them.
 // Both give 0 for an empty selection (the twin's empty sum), not 0 / 0.
-// None is launched dependent (dependent_launch.cuh): each stage of the chain fills the GPU,
-// and the next stage's blocks, started early and waiting, sat beside it — the operator chain
-// at batch 8, 256K was ~1.25x slower with them (H200, docs/benchmarks.md run 9).
+// None starts its successor early (dependent_launch.cuh): each stage of the chain fills the
+// GPU, and the next stage's blocks, started early and waiting, sat beside it — the operator
+// chain at batch 8, 256K was ~1.25x slower with them (H200, docs/benchmarks.md run 9). They
+// are launched dependent with no early start (LaunchChained, DependentSparseChain, on by
+// default: run 16), so each waits for its predecessor's memory first (WaitForPrior).
 #include <algorithm>
 #include <cstdint>
 #include <cooperative_groups.h>
@@ -214,6 +216,7 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
                                               int heads_kv, int head_dim, float* scores,
                                               int64_t score_stride) {
   extern __shared__ float qs[];  // [heads_kv][score heads][r + 1], channel r the sum (4-bit)
+  cuda::WaitForPrior();  // (LaunchChained)
   const int s = blockIdx.y;
   const CudaDsSequence seq = seqs[s];
   const CudaLabelSeq lab = labels[s];
@@ -409,6 +412,7 @@ __device__ __forceinline__ ScoreBlock BeginScoreBlock(const T* q, int64_t q_stri
                                                       const CudaDsSequence* seqs,
                                                       const CudaLabelSeq* labels, int heads_q,
                                                       int heads_kv, int head_dim, float* qs) {
+  cuda::WaitForPrior();  // (LaunchChained)
   ScoreBlock b{seqs[blockIdx.y], labels[blockIdx.y], 0, ScoreTokensPerBlock(heads_kv), 0, false};
   b.heads = ScoreHeadsOf(heads_q / heads_kv, b.seq.aggregation == 1);
   b.tiles = kRunTiles ? static_cast<int>(ScoreRunTiles(b.seq.tokens, heads_kv))
@@ -577,6 +581,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   constexpr int kC = kD / 32;  // V channels per lane
   __shared__ float qs[kG][kD];
   __shared__ float ps[kAttnWarps][kG][32];
+  cuda::WaitForPrior();  // (LaunchChained)
   const int s = blockIdx.z, h = blockIdx.y, split = blockIdx.x;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const CudaDsSequence seq = seqs[s];
@@ -704,6 +709,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 template <typename T, int kD>
 __global__ void SparseCombineKernel(const CudaDsSequence* seqs, int heads_q, int partials,
                                     const float* workspace, T* out, int64_t out_stride) {
+  cuda::WaitForPrior();  // (LaunchChained)
   const int s = blockIdx.y, hq = blockIdx.x, c = threadIdx.x;
   const float* w = workspace + (static_cast<int64_t>(s) * heads_q + hq) * partials * (kD + 2);
   float big = -INFINITY;
@@ -752,6 +758,7 @@ __global__ void __launch_bounds__(cuda::kPipeThreads, cuda::kPipeMinBlocks)
                           int64_t out_stride) {
   static_assert(kG <= cuda::kPipeMaxHeads, "one block takes the whole group");
   extern __shared__ __align__(16) unsigned char pipe_smem[];
+  cuda::WaitForPrior();  // (LaunchChained)
   const int s = blockIdx.z, h = blockIdx.y, split = blockIdx.x;
   const int n = counts[s * heads_kv + h];
   const int per = (n + splits - 1) / splits;
@@ -846,7 +853,7 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, 
     blocks = std::clamp<int64_t>((2 * resident + num_seqs - 1) / num_seqs, 1, blocks);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
-  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(kernel, grid, dim3(kScoreThreads), smem, stream, q,
+  CUDA_RETURN_IF_ERROR(cuda::LaunchChained(kernel, grid, dim3(kScoreThreads), smem, stream, q,
                                              q_stride, seqs, labels, heads_q, heads_kv, head_dim,
                                              scores, score_stride));
   return absl::OkStatus();
@@ -865,12 +872,12 @@ absl::Status SparseAttentionTyped(const void* q, int64_t q_stride, const CudaDsS
     constexpr int kSmem = cuda::PipeSmemBytes<T, kD>();
     constexpr float kLog2e = 1.4426950408889634f;
     CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(SparsePipelinedKernel<T, kD, kG>, kSmem));
-    CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+    CUDA_RETURN_IF_ERROR(cuda::LaunchChained(
         SparsePipelinedKernel<T, kD, kG>, grid, dim3(cuda::kPipeThreads), kSmem, stream,
         static_cast<const T*>(q), q_stride, seqs, heads_kv, scale * kLog2e, kv, selected,
         sel_stride, counts, splits, workspace, static_cast<T*>(out), out_stride));
     if (splits > 1) {
-      CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+      CUDA_RETURN_IF_ERROR(cuda::LaunchChained(
           cuda::DecodeCombineKernel<T, kD, SelectionRows>,
           dim3(static_cast<unsigned>(num_seqs * heads_q)), dim3(kD * cuda::kCombineParts), 0,
           stream, static_cast<const float*>(workspace), static_cast<int64_t>(num_seqs), heads_q,
@@ -878,11 +885,11 @@ absl::Status SparseAttentionTyped(const void* q, int64_t q_stride, const CudaDsS
     }
     return absl::OkStatus();
   }
-  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+  CUDA_RETURN_IF_ERROR(cuda::LaunchChained(
       SparseAttentionKernel<T, kD, kG>, grid, dim3(kAttnWarps * 32), 0, stream,
       static_cast<const T*>(q), q_stride, seqs, heads_kv, scale, kv, selected, sel_stride, counts,
       splits, workspace));
-  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(
+  CUDA_RETURN_IF_ERROR(cuda::LaunchChained(
       SparseCombineKernel<T, kD>, dim3(heads_q, num_seqs), dim3(kD), 0, stream, seqs, heads_q,
       splits * kAttnWarps, static_cast<const float*>(workspace), static_cast<T*>(out), out_stride));
   return absl::OkStatus();

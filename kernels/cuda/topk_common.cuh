@@ -9,6 +9,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
 
 namespace dsinfer {
@@ -93,6 +94,7 @@ __device__ __forceinline__ TopKSegment StartTopKSegment(const float* scores, int
                                                         int32_t* selected, int64_t sel_stride,
                                                         int32_t* counts, int s, int h, int tid,
                                                         int threads, bool leader) {
+  WaitForPrior();  // a top-k launched dependent (LaunchChained) reads the scores after it
   const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
   const float* sc = scores + pair * score_stride;
   int32_t* out = selected + pair * sel_stride;

@@ -1435,7 +1435,7 @@ absl::Status LaunchPerPair(void (*kernel)(Params...), int threads, size_t smem, 
                            int num_seqs, cudaStream_t stream, Args... args) {
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(smem)));
-  CUDA_RETURN_IF_ERROR(cuda::LaunchOrdered(kernel, dim3(heads_kv, num_seqs), dim3(threads), smem,
+  CUDA_RETURN_IF_ERROR(cuda::LaunchChained(kernel, dim3(heads_kv, num_seqs), dim3(threads), smem,
                                            stream, args...));
   return absl::OkStatus();
 }

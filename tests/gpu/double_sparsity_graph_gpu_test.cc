@@ -12,8 +12,9 @@
 //   5e-3 of max|logit|);
 // - steps no graph may take run eagerly and equal the graph-less run: a batch mixing a sparse
 //   and a dense sequence, and the test capture (SparseCapture) on;
-// and the graph cache's eviction (least recently used first) over more batch shapes than it
-// holds. Skipped without a GPU.
+// the chain launched dependent (DependentSparseChain) gives the same bits; and the graph
+// cache's eviction (least recently used first) over more batch shapes than it holds. Skipped
+// without a GPU.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -193,6 +194,33 @@ TEST(DoubleSparsityGraphGpu, StepsNoGraphTakesRunEagerly) {
     EXPECT_EQ(cuda.sparse_captures().size(), static_cast<size_t>(24 * c.num_layers)) << dir;
     EXPECT_EQ(captured, eager) << dir;
     cuda.clear_sparse_captures();
+  });
+}
+
+// Double Sparsity's chain launched dependent with no early start (DependentSparseChain):
+// only the launches change, so the logits are the same bits, eager and in graphs, one
+// sequence and two (fp16 and 4-bit labels, budgets 12 and 30).
+TEST(DoubleSparsityGraphGpu, DependentChainChangesNothing) {
+  SKIP_WITHOUT_GPU();
+  ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
+    const ModelConfig& c = model.config();
+    const std::vector<int32_t> ids = RandomIds(c, 44);
+    const AttentionOptions ds = Sparse(c, 16);
+    AttentionOptions other = Sparse(c, 4);
+    other.token_budget = 30;
+    const bool by_default = cuda::DependentSparseChain();
+    for (bool graphs : {false, true}) {
+      cuda.set_decode_graphs(graphs);
+      cuda.set_dependent_sparse_chain(false);
+      const std::vector<float> ordered = RunEngine(model, ids, 20, &ds);
+      const auto pair_ordered = RunPair(model, ids, &ds, &other);
+      cuda.set_dependent_sparse_chain(true);
+      const std::vector<float> chained = RunEngine(model, ids, 20, &ds);
+      const auto pair_chained = RunPair(model, ids, &ds, &other);
+      cuda.set_dependent_sparse_chain(by_default);
+      EXPECT_EQ(chained, ordered) << dir << (graphs ? " graphs" : " eager");
+      EXPECT_EQ(pair_chained, pair_ordered) << dir << (graphs ? " graphs" : " eager");
+    }
   });
 }
 

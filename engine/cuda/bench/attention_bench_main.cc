@@ -34,6 +34,7 @@
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/dependent_launch.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -72,6 +73,9 @@ ABSL_FLAG(std::string, ds_topk_algos, "auto,striped,cluster,multi-block,two-read
 ABSL_FLAG(std::string, ds_aggregation, "sum",
           "GQA aggregation of the Double Sparsity rows: sum (the engine's default; one summed "
           "query per KV head) or max (a dot per query head)");
+ABSL_FLAG(bool, ds_dependent_chain, true,
+          "Double Sparsity's kernels launched dependent, no early start "
+          "(kernels/cuda/dependent_launch.h, DependentSparseChain; on by default)");
 ABSL_FLAG(std::string, ds_attention_algos, "pipelined,warp",
           "Double Sparsity attention bodies to time, each at its own split count and at "
           "kMoreWaves: pipelined (the engine's default), warp; the chain time uses the first");
@@ -310,6 +314,8 @@ absl::Status Run() {
   out["gpu"] = prop.name;
   out["hbm_gbps"] = hbm_bps / 1e9;
   out["dtype"] = "fp16";
+  cuda::SetDependentSparseChain(absl::GetFlag(FLAGS_ds_dependent_chain));
+  out["ds_dependent_chain"] = absl::GetFlag(FLAGS_ds_dependent_chain);
   out["results"] = nlohmann::json::array();
   out["skipped"] = nlohmann::json::array();
   if (absl::GetFlag(FLAGS_prefill)) RETURN_IF_ERROR(RunPrefillBench(stream, out));

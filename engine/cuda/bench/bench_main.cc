@@ -77,6 +77,9 @@ ABSL_FLAG(std::string, ds_score_algo, "strided",
 ABSL_FLAG(std::string, ds_topk_algo, "auto",
           "Double Sparsity top-k kernel: auto (default) | one-block | two-read | striped | "
           "cluster");
+ABSL_FLAG(std::string, ds_dependent_chain, "on",
+          "Double Sparsity: its chain's kernels launched dependent, no early start "
+          "(kernels/cuda/dependent_launch.h; on by default): on | off | off,on (side by side)");
 ABSL_FLAG(std::string, dependent_launch, "on,off",
           "programmatic dependent launch settings to time decode with, side by side: on | off");
 ABSL_FLAG(std::string, linear_algos, "auto,cublas",
@@ -388,7 +391,8 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   }
   for (BatchSequence& s : fb.sequences) s.attention = nullptr;
   const std::string label = absl::StrCat(mode, "/", r.value("linear_algo", "cublas"),
-                                         r.value("dependent_launch", true) ? "+pdl" : "");
+                                         r.value("dependent_launch", true) ? "+pdl" : "",
+                                         r.value("ds_dependent_chain", false) ? "+chain" : "");
   std::printf("%-14s %-6lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %10.3f %12.2f %12.2f\n",
               label.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
               graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms, attn_ms,
@@ -557,14 +561,20 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(const std::vector<LinearAlgo> linear_algos,
                    ParseAlgoList<LinearAlgo>(absl::GetFlag(FLAGS_linear_algos)));
   b.set_linear_algo(linear_algos.front());
-  std::vector<bool> dependent_launch;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_dependent_launch), ',')) {
-    if (s != "on" && s != "off") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--dependent_launch: '", s, "' is not on|off"));
+  auto on_off_list = [](const char* flag, const std::string& text) -> absl::StatusOr<std::vector<bool>> {
+    std::vector<bool> out;
+    for (absl::string_view s : absl::StrSplit(text, ',')) {
+      if (s != "on" && s != "off") {
+        return absl::InvalidArgumentError(absl::StrCat("--", flag, ": '", s, "' is not on|off"));
+      }
+      out.push_back(s == "on");
     }
-    dependent_launch.push_back(s == "on");
-  }
+    return out;
+  };
+  ASSIGN_OR_RETURN(const std::vector<bool> dependent_launch,
+                   on_off_list("dependent_launch", absl::GetFlag(FLAGS_dependent_launch)));
+  ASSIGN_OR_RETURN(const std::vector<bool> ds_chain,
+                   on_off_list("ds_dependent_chain", absl::GetFlag(FLAGS_ds_dependent_chain)));
   const bool any_ds = std::find(modes.begin(), modes.end(), "double_sparse") != modes.end();
 
   for (absl::string_view model_name : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
@@ -610,15 +620,19 @@ absl::Status Run() {
           for (LinearAlgo linear : linear_algos) {
             if (linear == LinearAlgo::kGemv && batch > kGemvMaxRows) continue;
             for (bool dependent : dependent_launch) {
-              b.set_linear_algo(linear);
-              b.set_dependent_launch(dependent);
-              nlohmann::json rm = r;
-              rm["attention"] = mode;
-              rm["linear_algo"] = AlgoName(linear);
-              rm["dependent_launch"] = dependent;
-              RETURN_IF_ERROR(TimeDecode(b, m, ws, fb, *pool, mode, ctx, batch, hbm_bps, timer,
-                                         iters, rm));
-              jm["decode"].push_back(rm);
+              for (size_t ci = 0; ci < (mode == "double_sparse" ? ds_chain.size() : 1); ++ci) {
+                b.set_linear_algo(linear);
+                b.set_dependent_launch(dependent);
+                b.set_dependent_sparse_chain(mode == "double_sparse" && ds_chain[ci]);
+                nlohmann::json rm = r;
+                rm["attention"] = mode;
+                rm["linear_algo"] = AlgoName(linear);
+                rm["dependent_launch"] = dependent;
+                rm["ds_dependent_chain"] = mode == "double_sparse" && ds_chain[ci];
+                RETURN_IF_ERROR(TimeDecode(b, m, ws, fb, *pool, mode, ctx, batch, hbm_bps,
+                                           timer, iters, rm));
+                jm["decode"].push_back(rm);
+              }
             }
           }
         }
