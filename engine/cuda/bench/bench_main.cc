@@ -321,8 +321,15 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
     ASSIGN_OR_RETURN(const StepTimes graphed, time_steps(true));
     graph_ms = graphed.ms;
     r["graph_host_ms_per_step"] = graphed.host_ms;
-    r["graph_replays"] = b.graph_replays() - replays;
+    const int64_t replayed = b.graph_replays() - replays;
+    r["graph_replays"] = replayed;
     b.set_decode_graphs(false);
+    // Every timed step should have replayed (the warm-up captures): fewer means some ran
+    // eagerly, and the graph column is not what it says.
+    if (replayed < iters) {
+      std::printf("%-14s   graphs: only %lld of the %d timed steps replayed\n", "",
+                  static_cast<long long>(replayed), iters);
+    }
   }
   const double step_ms = graph_ms > 0 ? std::min(eager_ms, graph_ms) : eager_ms;
   r["eager_ms_per_step"] = eager_ms;
