@@ -12,6 +12,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "absl/status/status.h"
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/topk_common.cuh"
 #include "kernels/cuda_check.h"
 
@@ -218,7 +219,9 @@ __device__ __forceinline__ void ClusterSelect(const cooperative_groups::cluster_
 }
 
 // Launches `kernel` on (nb, heads_kv, num_seqs) blocks of `threads`, one cluster of nb blocks
-// per (sequence, KV head) along x, with `smem` bytes of dynamic shared memory (opted in here).
+// per (sequence, KV head) along x, with `smem` bytes of dynamic shared memory (opted in here);
+// dependent with no early start where the Double Sparsity chain is (LaunchChained: the kernels
+// wait first, in StartTopKSegment).
 template <typename... Params, typename... Args>
 absl::Status LaunchSegmentClusters(void (*kernel)(Params...), int nb, int heads_kv, int num_seqs,
                                    int threads, int64_t smem, cudaStream_t stream,
@@ -230,13 +233,15 @@ absl::Status LaunchSegmentClusters(void (*kernel)(Params...), int nb, int heads_
   cfg.blockDim = dim3(threads);
   cfg.dynamicSmemBytes = static_cast<size_t>(smem);
   cfg.stream = stream;
-  cudaLaunchAttribute cluster;
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = static_cast<unsigned>(nb);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  cfg.attrs = &cluster;
-  cfg.numAttrs = 1;
+  cudaLaunchAttribute attrs[2];
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = static_cast<unsigned>(nb);
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attrs;
+  cfg.numAttrs = DependentSparseChain() && DependentLaunch() ? 2 : 1;
   CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args...));
   return absl::OkStatus();
 }
