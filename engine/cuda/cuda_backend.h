@@ -19,8 +19,9 @@
 // arguments (a hash of op, pointers, shapes) match the recorded step and launches nothing;
 // EndStep launches the graph. The first decode step of a shape runs eagerly (it learns the
 // attention shape), the second captures. Any Free or buffer regrowth drops the graphs (they
-// hold raw pointers); a full cache (64) drops its least recently used one. Double Sparsity steps are captured too, where every sequence runs
-// sparse at the same layers and has its labels up to the previous token: BeginStep then
+// hold raw pointers); a full cache (64) drops its least recently used one. Double Sparsity
+// steps are captured too, where every sequence runs sparse at the same layers and has its
+// labels up to the previous token: BeginStep then
 // describes every sparse layer and uploads the descriptors (label views, sequences, the
 // current token's label range) before the graph runs, sized by the block bucket, and the
 // graph's key also holds those sizes and the scratch buffers' addresses

@@ -12,9 +12,10 @@
 // bucket's: score rows of the bucket's tokens, selection rows of the budget at that length,
 // the split count that follows from it; the current token's label is always written again
 // (one token a sequence), by the layer's RoPE launch where the head_dim allows
-// (RopeWritesLabels: the label writer's launch is then left out), else by the label writer. The graph's key holds those sizes and the addresses of the
-// scratch buffers its kernels were captured with, so a buffer that moved leads to a new
-// capture, never to a replay with a stale pointer.
+// (RopeWritesLabels: the label writer's launch is then left out), else by the label writer.
+// The graph's key holds those sizes and the addresses of the scratch buffers its kernels were
+// captured with, so a buffer that moved leads to a new capture, never to a replay with a stale
+// pointer.
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -35,10 +36,13 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
   const int hkv = pool.options().kv_heads;
   const int d = pool.options().head_dim;
   const int hq = last_heads_q_;
-  if (capture_sparse_ || ds_state_ == nullptr || hq <= 0 || last_heads_kv_ != hkv) return 0;
+  if (capture_sparse_ || ds_state_ == nullptr || hq <= 0 || last_heads_kv_ != hkv ||
+      !ds.SparseLayersUniform()) {
+    return 0;
+  }
   DsState& st = *ds_state_;
-  // Every sequence sparse at exactly the layers some sequence is, with device labels (in its
-  // format) there up to at least its previous token.
+  // Every sequence with device labels (in its format) at every sparse layer up to at least
+  // its previous token.
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
     const auto it = st.seqs.find(s.kv);
@@ -47,7 +51,6 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
                           it->second.format == ds.labels().format(s.kv);
     const int64_t tokens = static_cast<int64_t>(batch.positions[s.first_row]) + 1;
     for (int l = 0; l < layers; ++l) {
-      if (ds.IsSparse(j, l) != ds.AnySparse(l)) return 0;
       if (!ds.IsSparse(j, l)) continue;
       if (!labelled || static_cast<int>(it->second.written.size()) <= l) return 0;
       const int64_t written = it->second.written[l];

@@ -64,19 +64,6 @@ cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, si
   return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
 }
 
-// A kernel of Double Sparsity's chain (dependent_launch.h, DependentSparseChain): launched
-// dependent where both switches are on, else ordered. The kernel calls WaitForPrior before it
-// reads anything and never LetDependentsStart, so the next kernel starts when its blocks exit.
-template <typename... Params, typename... Args>
-cudaError_t LaunchChained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                          cudaStream_t stream, Args... args) {
-  if (!DependentSparseChain()) {
-    kernel<<<grid, block, smem, stream>>>(static_cast<Params>(args)...);
-    return cudaGetLastError();
-  }
-  return LaunchDependent(kernel, grid, block, smem, stream, args...);
-}
-
 // kernel<<<grid, block, smem, stream>>>(args...) as a call returning the launch's error, never
 // dependent: for kernels whose successors must not start early (their blocks, waiting, would
 // take SM slots from a kernel that fills the GPU).
@@ -85,6 +72,16 @@ cudaError_t LaunchOrdered(void (*kernel)(Params...), dim3 grid, dim3 block, size
                           cudaStream_t stream, Args... args) {
   kernel<<<grid, block, smem, stream>>>(static_cast<Params>(args)...);
   return cudaGetLastError();
+}
+
+// A kernel of Double Sparsity's chain (dependent_launch.h, DependentSparseChain): launched
+// dependent where both switches are on, else ordered. The kernel calls WaitForPrior before it
+// reads anything and never LetDependentsStart, so the next kernel starts when its blocks exit.
+template <typename... Params, typename... Args>
+cudaError_t LaunchChained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, Args... args) {
+  return DependentSparseChain() ? LaunchDependent(kernel, grid, block, smem, stream, args...)
+                                : LaunchOrdered(kernel, grid, block, smem, stream, args...);
 }
 
 }  // namespace cuda

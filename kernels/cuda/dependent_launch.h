@@ -18,8 +18,9 @@ void SetDependentLaunch(bool on);
 // overlaps the previous kernel's tail instead of following its completion. Needs
 // DependentLaunch() too. On by default: the operator chain at Llama-3 heads, batch 8, 16K-64K
 // took 5-7 us less (6-10%), at batch 1 10-20% less, at Llama-2 heads batch 8, 256K 0.3-0.8%
-// less (H200, docs/benchmarks.md run 16). Run 9 had found the chain slower with an early start (blocks
-// waiting on the SMs beside a stage that fills them); this variant starts nothing early.
+// less (H200, docs/benchmarks.md run 16). Run 9 had found the chain slower with an early
+// start (blocks waiting on the SMs beside a stage that fills them); this variant starts
+// nothing early.
 bool DependentSparseChain();
 void SetDependentSparseChain(bool on);
 

@@ -568,7 +568,8 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(const std::vector<LinearAlgo> linear_algos,
                    ParseAlgoList<LinearAlgo>(absl::GetFlag(FLAGS_linear_algos)));
   b.set_linear_algo(linear_algos.front());
-  auto on_off_list = [](const char* flag, const std::string& text) -> absl::StatusOr<std::vector<bool>> {
+  auto on_off_list = [](const char* flag,
+                        const std::string& text) -> absl::StatusOr<std::vector<bool>> {
     std::vector<bool> out;
     for (absl::string_view s : absl::StrSplit(text, ',')) {
       if (s != "on" && s != "off") {
