@@ -157,11 +157,27 @@ class Backend {
   virtual absl::Status Attention(int layer, const AttentionConfig& config,
                                  const ForwardBatch& batch, const KvBlockPool& pool,
                                  const DeviceTensor& qkv, DeviceTensor& out) = 0;
+  // Attention as above for the rows of the batch sequences listed in `sequences` (indices into
+  // batch.sequences) only: the dense sequences of a step whose others run Double Sparsity
+  // (SparseAttention writes their rows after it). The other rows of out may be overwritten
+  // with anything. The default runs Attention on a batch view listing only those sequences
+  // (rows stay addressed through first_row, so nothing moves).
+  virtual absl::Status SubsetAttention(int layer, const AttentionConfig& config,
+                                       const ForwardBatch& batch,
+                                       absl::Span<const size_t> sequences,
+                                       const KvBlockPool& pool, const DeviceTensor& qkv,
+                                       DeviceTensor& out) {
+    ForwardBatch view = batch;
+    view.sequences.clear();
+    for (size_t j : sequences) view.sequences.push_back(batch.sequences[j]);
+    return Attention(layer, config, view, pool, qkv, out);
+  }
 
   // Bracket the layer loop of one forward step (Embedding through the last AddLinear).
   // `capturable`: the step issues only the operations above and, with `ds` (its plan made
-  // by ds->BeginStep), StoreLabels at every layer and SparseAttention of every sequence at
-  // each layer `ds` plans sparse (DoubleSparsity::SparseLayersUniform), so a backend may
+  // by ds->BeginStep), StoreLabels at every layer and, at each layer `ds` plans sparse,
+  // SparseAttention of the same sequences (DoubleSparsity::SparseSetUniform,
+  // SparseSequences) and SubsetAttention of the others, if any, so a backend may
   // record it once (e.g. as a CUDA graph) and replay it for later steps of the same shape,
   // skipping the individual launches. After a failed operation the caller need not call
   // EndStep; the next BeginStep discards the unfinished step. Defaults do nothing.

@@ -263,7 +263,7 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
   // kept by the backend, and at each layer all sequences sparse or none.
   const bool capturable = observer_ == nullptr && tier_ == nullptr &&
                           (!ds_->StoresLabels() || backend_.keeps_labels_on_device()) &&
-                          ds_->SparseLayersUniform();
+                          ds_->SparseSetUniform();
   RETURN_IF_ERROR(backend_.BeginStep(batch, *pool_, capturable, ds_.get()));
   RETURN_IF_ERROR(backend_.Embedding(embed_, batch.token_ids, residual));
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -289,20 +289,15 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
     } else if (!ds_->AnySparse(layer)) {
       RETURN_IF_ERROR(backend_.Attention(layer, attention_, batch, *pool_, qkv, attn));
     } else {
-      // Dense sequences keep the dense op (a batch view listing only them: rows are
-      // addressed through first_row, so nothing moves); sparse ones go to the DS op.
-      ForwardBatch dense = batch;
-      dense.sequences.clear();
-      std::vector<size_t> sparse;
+      // Dense sequences keep the dense op (SubsetAttention, first: it may write the other
+      // rows too); sparse ones go to the DS op.
+      std::vector<size_t> dense, sparse;
       for (size_t j = 0; j < batch.sequences.size(); ++j) {
-        if (ds_->IsSparse(j, layer)) {
-          sparse.push_back(j);
-        } else {
-          dense.sequences.push_back(batch.sequences[j]);
-        }
+        (ds_->IsSparse(j, layer) ? sparse : dense).push_back(j);
       }
-      if (!dense.sequences.empty()) {
-        RETURN_IF_ERROR(backend_.Attention(layer, attention_, dense, *pool_, qkv, attn));
+      if (!dense.empty()) {
+        RETURN_IF_ERROR(
+            backend_.SubsetAttention(layer, attention_, batch, dense, *pool_, qkv, attn));
       }
       RETURN_IF_ERROR(backend_.SparseAttention(layer, batch, sparse, *pool_, *ds_, qkv, attn));
     }
@@ -634,8 +629,7 @@ absl::Status Model::PredictNext(int layer, const ForwardBatch& batch,
 absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
                                  const DeviceTensor& residual, const DeviceTensor& normed,
                                  const DeviceTensor& qkv, DeviceTensor& attn) {
-  ForwardBatch direct = batch;
-  direct.sequences.clear();
+  std::vector<size_t> direct;  // sequences attending the pool in place (SubsetAttention)
   const int hkv = config_.num_heads_kv;
   std::vector<std::vector<int32_t>> exact;
   // Prefill rows, and dense rows of a resident layer, attend the pool in place (a resident
@@ -648,7 +642,7 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
     if (s.num_rows != 1 || (resident && !ds_->IsSparse(j, layer))) {
-      direct.sequences.push_back(s);
+      direct.push_back(j);
       in_place[j] = true;
       if (!resident) ds_->AddFetch(s.kv, tier_->CountDirect(s.kv, s.start_position * hkv));
       continue;
@@ -696,8 +690,8 @@ absl::Status Model::OffloadLayer(int layer, const ForwardBatch& batch,
     RETURN_IF_ERROR(SelectAndFetch(layer, batch, own, own_rows, qkv,
                                    /*current_label_written=*/true));
   }
-  if (!direct.sequences.empty()) {
-    RETURN_IF_ERROR(backend_.Attention(layer, attention_, direct, *pool_, qkv, attn));
+  if (!direct.empty()) {
+    RETURN_IF_ERROR(backend_.SubsetAttention(layer, attention_, batch, direct, *pool_, qkv, attn));
   }
   const OffloadOptions& o = tier_->options();
   if (layer + 1 < config_.num_layers && !o.OwnQuery(layer + 1)) {

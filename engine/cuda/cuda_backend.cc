@@ -95,7 +95,8 @@ CudaBackend::~CudaBackend() {
   AbortStep();
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   ClearGraphs();
-  for (Buffer* b : {&meta_, &ids_, &scratch_, &scratch_f32_, &attn_ws_, &inv_freq_, &cublas_ws_}) {
+  for (Buffer* b : {&meta_, &ids_, &scratch_, &scratch_f32_, &attn_ws_, &inv_freq_, &cublas_ws_,
+                    &subset_positions_}) {
     if (b->ptr != nullptr) cudaFree(b->ptr);
   }
   if (cublas_ != nullptr) cublasDestroy(cublas_);
@@ -541,38 +542,47 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
   } else if (batch_ != &batch || rows_ != batch.rows()) {
     RETURN_IF_ERROR(PrepareBatch(batch, pool));
   }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
   const CudaPagedKv kv = KvView(pool, layer);
   if (!decode_only_) {
+    const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
     return LaunchPrefillAttention(options_.dtype, qkv.data, qkv.cols, BatchRows(),
                                   static_cast<const int32_t*>(meta_.ptr) + tiles_off_, tiles_,
                                   config.num_heads_q, config.num_heads_kv, config.head_dim, scale,
                                   kv, out.data, out.cols, stream_, options_.prefill_algo);
   }
+  const int splits = DecodeSplits(config.num_heads_q, config.num_heads_kv);
+  return DecodeAttention(config, BatchRows(), splits, kv, qkv, out);
+}
+
+absl::Status CudaBackend::DecodeAttention(const AttentionConfig& config,
+                                          const CudaBatchRows& rows, int splits,
+                                          const CudaPagedKv& kv, const DeviceTensor& qkv,
+                                          DeviceTensor& out) {
   if (mode_ == StepMode::kEager) {
     last_heads_q_ = config.num_heads_q;
     last_heads_kv_ = config.num_heads_kv;
   }
-  const int splits = DecodeSplits(config.num_heads_q, config.num_heads_kv);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
   const int64_t ws_floats =
       DecodeAttentionWorkspaceFloats(rows_, config.num_heads_q, config.head_dim, splits);
   RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4));
-  return LaunchDecodeAttention(options_.dtype, qkv.data, qkv.cols, BatchRows(),
-                               config.num_heads_q, config.num_heads_kv, config.head_dim, scale, kv,
-                               splits, static_cast<float*>(attn_ws_.ptr), out.data, out.cols,
-                               stream_, options_.decode_algo);
+  return LaunchDecodeAttention(options_.dtype, qkv.data, qkv.cols, rows, config.num_heads_q,
+                               config.num_heads_kv, config.head_dim, scale, kv, splits,
+                               static_cast<float*>(attn_ws_.ptr), out.data, out.cols, stream_,
+                               options_.decode_algo);
 }
 
 }  // namespace dsinfer
 
 namespace dsinfer {
 
-int CudaBackend::DecodeSplits(int heads_q, int heads_kv) const {
+int CudaBackend::DecodeSplits(int heads_q, int heads_kv, int64_t rows,
+                              int64_t context) const {
   // A graph step sizes by the block bucket (its capacity), not by the current context, so the
   // split count stays fixed for the graph's whole range.
-  const int64_t context =
-      graph_step_ ? static_cast<int64_t>(max_blocks_) * block_tokens_ : max_context_;
-  return DecodeAttentionSplits(rows_, heads_q, heads_kv, context, sm_count_,
+  if (graph_step_) context = static_cast<int64_t>(max_blocks_) * block_tokens_;
+  return DecodeAttentionSplits(rows < 0 ? rows_ : rows, heads_q, heads_kv,
+                               context < 0 ? max_context_ : context, sm_count_,
                                options_.decode_waves);
 }
 
@@ -582,7 +592,7 @@ const CudaLabelSeq* CudaBackend::GraphRopeLabels(int layer) const {
     return nullptr;
   }
   const SparseLayerPlan& plan = ds_state_->graph_layers[layer];
-  return !plan.seqs.empty() && plan.labels_in_rope ? plan.device.labels : nullptr;
+  return !plan.seqs.empty() && plan.labels_in_rope ? plan.rope_labels_device : nullptr;
 }
 
 absl::StatusOr<bool> CudaBackend::GraphOp(uint64_t signature) {
@@ -650,6 +660,7 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
   // or replayed (key 0: it cannot be, and runs eagerly).
   uint64_t sparse_key = 0;
   bool eager = false;
+  subset_sequences_ = -1;
   const absl::Status sparse = [&]() -> absl::Status {
     if (ds_state_ != nullptr) {
       for (SparseLayerPlan& plan : ds_state_->graph_layers) plan.seqs.clear();  // none planned
@@ -662,6 +673,27 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
       eager = sparse_key == 0;
       break;
     }
+    // The dense sequences beside sparse ones (SubsetAttention at the sparse layers).
+    const std::vector<size_t> sparse_seqs = ds->SparseSequences();
+    if (eager || sparse_seqs.empty() || sparse_seqs.size() == batch.sequences.size()) {
+      return absl::OkStatus();
+    }
+    std::vector<size_t> dense;
+    for (size_t j = 0, k = 0; j < batch.sequences.size(); ++j) {
+      if (k < sparse_seqs.size() && sparse_seqs[k] == j) {
+        ++k;
+      } else {
+        dense.push_back(j);
+      }
+    }
+    RETURN_IF_ERROR(UploadSubsetPositions(batch, dense));
+    subset_sequences_ = static_cast<int64_t>(dense.size());
+    // SubsetAttention's split count (for its fewer rows) may exceed the step's: its workspace.
+    const int splits = DecodeSplits(last_heads_q_, last_heads_kv_, subset_sequences_);
+    const int64_t ws_floats = DecodeAttentionWorkspaceFloats(n, last_heads_q_, 256, splits);
+    RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(ws_floats) * 4));
+    sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(dense.size()),
+                                               SigPtr(subset_positions_.ptr)})) | 1;
     return absl::OkStatus();
   }();
   if (!sparse.ok() || eager) {

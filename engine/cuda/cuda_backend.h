@@ -166,6 +166,13 @@ class CudaBackend final : public Backend {
   absl::Status Attention(int layer, const AttentionConfig& config, const ForwardBatch& batch,
                          const KvBlockPool& pool, const DeviceTensor& qkv,
                          DeviceTensor& out) override;
+  // Decode rows: the whole prepared batch's rows with the other sequences' positions set to 0
+  // (cuda_backend_subset_attention.cc), so a graph step mixing dense and sparse sequences is
+  // captured like any other; prefill rows: the default's batch view.
+  absl::Status SubsetAttention(int layer, const AttentionConfig& config,
+                               const ForwardBatch& batch, absl::Span<const size_t> sequences,
+                               const KvBlockPool& pool, const DeviceTensor& qkv,
+                               DeviceTensor& out) override;
   absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool, bool capturable,
                          DoubleSparsity* ds) override;
   absl::Status EndStep() override;
@@ -300,6 +307,15 @@ class CudaBackend final : public Backend {
   CudaPagedKv KvView(const KvBlockPool& pool, int layer) const;
   CudaBatchRows BatchRows() const;
   absl::Status UploadInvFreq(const AttentionConfig& config);
+  // Flash-decoding of `rows` (the prepared batch's rows, or their subset view) over kv in
+  // `splits` pieces a row.
+  absl::Status DecodeAttention(const AttentionConfig& config, const CudaBatchRows& rows,
+                               int splits, const CudaPagedKv& kv, const DeviceTensor& qkv,
+                               DeviceTensor& out);
+  // Uploads the prepared batch's positions with every row outside `sequences` at position 0
+  // (one token of its own sequence: cheap, in bounds) for SubsetAttention.
+  absl::Status UploadSubsetPositions(const ForwardBatch& batch,
+                                     absl::Span<const size_t> sequences);
 
   // A grow-only device buffer.
   struct Buffer {
@@ -323,8 +339,9 @@ class CudaBackend final : public Backend {
   // Drops an unfinished capture or replay (after a failed operation).
   void AbortStep();
   void ClearGraphs();
-  // Flash-decoding split count for the prepared batch.
-  int DecodeSplits(int heads_q, int heads_kv) const;
+  // Flash-decoding split count for the prepared batch, or for `rows` of it that attend up to
+  // `context` tokens (a graph step: its block bucket's).
+  int DecodeSplits(int heads_q, int heads_kv, int64_t rows = -1, int64_t context = -1) const;
 
   CudaBackendOptions options_;
   DeviceKvMemory kv_memory_;
@@ -335,6 +352,10 @@ class CudaBackend final : public Backend {
 
   Buffer meta_, ids_, scratch_, scratch_f32_, attn_ws_, inv_freq_;
   Buffer logit_stats_;  // LogitStats: [rows] argmax then [rows] log Σ exp
+  // SubsetAttention's positions (UploadSubsetPositions) and, in a graph step, how many
+  // sequences BeginStep uploaded them for (-1: none).
+  Buffer subset_positions_;
+  int64_t subset_sequences_ = -1;
   std::vector<float> inv_freq_host_;
   std::vector<int32_t> meta_host_;
   // Layout of the uploaded batch metadata (offsets into meta_, in int32 elements).

@@ -1,14 +1,16 @@
 // Double Sparsity decode steps as CUDA graphs (cuda_backend.h; the eager path is
 // cuda_backend_sparse.cc).
 //
-// A step can be a graph step when every sequence runs sparse at the same layers (the caller's
-// rule, DoubleSparsity::SparseLayersUniform), the test capture is off, and every sequence has
-// its labels at every sparse layer up to at least the previous token in the format it asks
-// for: then each sparse layer's launches have the same shape in every step of the graph's
-// block bucket. PlanSparseGraphStep, before the capture or replay, does all the host work the
-// eager path does per layer — label storage reserved (grown on the stream if needed), channel
-// sets uploaded, descriptors built — for every sparse layer at once, and uploads all the
-// descriptors with one copy; the graph's kernels read them from that buffer. Sizes are the
+// A step can be a graph step when every sparse layer runs the same sequences sparse (the
+// caller's rule, DoubleSparsity::SparseSetUniform; the others run dense beside them:
+// SubsetAttention, whose positions BeginStep uploads), the test capture is off, and every
+// sparse sequence has its labels at every sparse layer up to at least the previous token in
+// the format it asks for: then each sparse layer's launches have the same shape in every step
+// of the graph's block bucket. PlanSparseGraphStep, before the capture or replay, does all the
+// host work the eager path does per layer — label storage reserved (grown on the stream if
+// needed), channel sets uploaded, descriptors built — for every sparse layer at once, and
+// uploads all the descriptors with one copy; the graph's kernels read them from that buffer.
+// The RoPE launch's label views are per batch sequence (r 0 for the dense ones). Sizes are the
 // bucket's: score rows of the bucket's tokens, selection rows of the budget at that length,
 // the split count that follows from it; the current token's label is always written again
 // (one token a sequence), by the layer's RoPE launch where the head_dim allows
@@ -17,7 +19,6 @@
 // captured with, so a buffer that moved leads to a new capture, never to a replay with a stale
 // pointer.
 #include <cstdint>
-#include <numeric>
 #include <vector>
 
 #include "engine/cuda/cuda_backend.h"
@@ -37,13 +38,14 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
   const int d = pool.options().head_dim;
   const int hq = last_heads_q_;
   if (capture_sparse_ || ds_state_ == nullptr || hq <= 0 || last_heads_kv_ != hkv ||
-      !ds.SparseLayersUniform()) {
+      !ds.SparseSetUniform()) {
     return 0;
   }
+  const std::vector<size_t> sparse = ds.SparseSequences();
   DsState& st = *ds_state_;
-  // Every sequence with device labels (in its format) at every sparse layer up to at least
-  // its previous token.
-  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+  // Every sparse sequence with device labels (in its format) at every sparse layer up to at
+  // least its previous token.
+  for (size_t j : sparse) {
     const BatchSequence& s = batch.sequences[j];
     const auto it = st.seqs.find(s.kv);
     const bool labelled = it != st.seqs.end() && it->second.base != nullptr &&
@@ -57,12 +59,10 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
       if (written != tokens && written != tokens - 1) return 0;
     }
   }
-  std::vector<size_t> all(batch.sequences.size());
-  std::iota(all.begin(), all.end(), size_t{0});
   const int64_t bucket_tokens = static_cast<int64_t>(max_blocks_) * block_tokens_;
   st.graph_layers.resize(layers);  // kept from step to step: their vectors keep their memory
   struct Offsets {
-    size_t labels, seqs, ranges;
+    size_t labels, seqs, ranges, rope_labels;
   };
   std::vector<Offsets> offsets(layers);
   PackedUpload upload(st.graph_staging);
@@ -70,19 +70,25 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
     SparseLayerPlan& plan = st.graph_layers[l];
     plan.seqs.clear();  // a dense layer's plan stays empty
     if (!ds.AnySparse(l)) continue;
-    RETURN_IF_ERROR(DescribeSparseLayer(l, batch, all, pool, ds, hq, bucket_tokens, plan));
+    RETURN_IF_ERROR(DescribeSparseLayer(l, batch, sparse, pool, ds, hq, bucket_tokens, plan));
     plan.labels_in_rope = RopeWritesLabels(d);
+    // The RoPE launch indexes label views by batch sequence: the dense ones' write none.
+    plan.rope_labels.assign(batch.sequences.size(), CudaLabelSeq{});
+    for (size_t i = 0; i < sparse.size(); ++i) plan.rope_labels[sparse[i]] = plan.labels[i];
     offsets[l] = {upload.Add<CudaLabelSeq>(plan.labels), upload.Add<CudaDsSequence>(plan.seqs),
-                  upload.Add<CudaLabelRange>(plan.ranges)};
+                  upload.Add<CudaLabelRange>(plan.ranges),
+                  upload.Add<CudaLabelSeq>(plan.rope_labels)};
   }
   ASSIGN_OR_RETURN(const char* base, upload.Upload(st.graph_meta, stream_));
-  uint64_t key = Sig({static_cast<uint64_t>(all.size()), static_cast<uint64_t>(hq)});
+  uint64_t key = Sig({static_cast<uint64_t>(sparse.size()), static_cast<uint64_t>(hq)});
   for (int l = 0; l < layers; ++l) {
     SparseLayerPlan& plan = st.graph_layers[l];
     if (plan.seqs.empty()) continue;
     plan.device.labels = reinterpret_cast<const CudaLabelSeq*>(base + offsets[l].labels);
     plan.device.sequences = reinterpret_cast<const CudaDsSequence*>(base + offsets[l].seqs);
     plan.device.ranges = reinterpret_cast<const CudaLabelRange*>(base + offsets[l].ranges);
+    plan.rope_labels_device =
+        reinterpret_cast<const CudaLabelSeq*>(base + offsets[l].rope_labels);
     RETURN_IF_ERROR(GrowSparseScratch(plan, hq, hkv, d, /*scores=*/true));
     // What the layer's launches take as arguments besides the buffers' addresses.
     ScoreSelectJob job;

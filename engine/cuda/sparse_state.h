@@ -30,6 +30,11 @@ struct SparseLayerPlan {
   int64_t max_tokens = 0;              // score row length: at least every context
   std::vector<std::vector<int32_t>> channels;  // host channel sets (SparseCapture only)
   DeviceLabelDescriptors device;
+  // A graph step's label views per batch sequence for its RoPE launch (labels_in_rope): the
+  // sparse sequences' as in `labels`, the others' with r 0 (no labels written); on the device
+  // at rope_labels_device.
+  std::vector<CudaLabelSeq> rope_labels;
+  const CudaLabelSeq* rope_labels_device = nullptr;
   // A graph step's: the layer's RoPE launch writes the current token's labels (RopeWritesLabels
   // at this head_dim), so the layer's own launches skip the label writer.
   bool labels_in_rope = false;

@@ -142,11 +142,26 @@ bool DoubleSparsity::AnySparse(int layer) const {
   return false;
 }
 
-bool DoubleSparsity::SparseLayersUniform() const {
+std::vector<size_t> DoubleSparsity::SparseSequences() const {
+  std::vector<size_t> out;
+  for (int l = 0; l < layers_ && out.empty(); ++l) {
+    for (size_t j = 0; j < plan_.size(); ++j) {
+      if (plan_[j].sparse[l]) out.push_back(j);
+    }
+  }
+  return out;
+}
+
+bool DoubleSparsity::SparseSetUniform() const {
+  int first = -1;  // the first sparse layer
   for (int l = 0; l < layers_; ++l) {
-    const bool any = AnySparse(l);
+    if (!AnySparse(l)) continue;
+    if (first < 0) {
+      first = l;
+      continue;
+    }
     for (const Plan& p : plan_) {
-      if (p.sparse[l] != any) return false;
+      if (p.sparse[l] != p.sparse[first]) return false;
     }
   }
   return true;

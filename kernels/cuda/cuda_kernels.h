@@ -84,7 +84,8 @@ absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_
 // With `labels` (device, one per sequence: Double Sparsity's label views of this layer, the
 // channels set; only where RopeWritesLabels(head_dim)) each row's K heads also get their label
 // rows at the row's position, from the stored keys: what LaunchWriteLabelsPaged writes for
-// that token afterwards, bit for bit (twins: the label references on the rounded keys).
+// that token afterwards, bit for bit (twins: the label references on the rounded keys). A
+// sequence whose entry has r 0 (one that runs dense beside sparse ones) gets none.
 absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride, const CudaBatchRows& rows,
                                int heads_q, int heads_kv, int head_dim, const float* inv_freq,
                                const CudaPagedKv& kv, cudaStream_t stream,

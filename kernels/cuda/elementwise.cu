@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(kRopeThreads)
   }
   if constexpr (kLabels) {
     __syncthreads();  // the block's k stores, seen by its label writers
-    if (active && i < pairs && j == 0 && h >= heads_q) {
+    if (active && i < pairs && j == 0 && h >= heads_q && labels[seq].r > 0) {
       const int kh = h - heads_q;
       cuda::WriteLabelRow(static_cast<const T*>(kv.k) + (slot_base + kh) * head_dim,
                           labels[seq], kh, LabelRow(pos, kh, heads_kv));

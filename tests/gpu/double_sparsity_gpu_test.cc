@@ -614,6 +614,8 @@ TEST(DoubleSparsityHost, FusedSelectRule) {
 // The rotated q and the pool equal the launch without labels bit for bit; each sequence's
 // label rows at its position equal the twins' on the stored keys, and no other row is touched
 // (the label buffers start poisoned).
+// lengths: one decode row per sequence at that context; the last sequence's label view has
+// r 0 (a dense sequence beside sparse ones), so its label rows must stay untouched.
 void ExpectRopeLabelsMatchTwins(DType dtype, int heads_q, int heads_kv, int d, int r, int bits,
                                 const std::vector<int>& lengths) {
   SCOPED_TRACE(absl::StrCat(dtype == DType::kBF16 ? "bf16" : "fp16", " hq", heads_q, " hkv",
@@ -672,7 +674,8 @@ void ExpectRopeLabelsMatchTwins(DType dtype, int heads_q, int heads_kv, int d, i
     lab_scale.push_back(std::make_unique<Buf>(stored_rows * 2));
     lab_min.push_back(std::make_unique<Buf>(stored_rows * 2));
     labs[s] = CudaLabelSeq{lab_data[s]->ptr, lab_scale[s]->as<uint16_t>(),
-                           lab_min[s]->as<uint16_t>(), dch.as<int32_t>(), r, bits};
+                           lab_min[s]->as<uint16_t>(), dch.as<int32_t>(), s + 1 < ns ? r : 0,
+                           bits};
   }
   Buf dlabs(labs.size() * sizeof(CudaLabelSeq));
   dlabs.Put(labs.data(), labs.size() * sizeof(CudaLabelSeq));
@@ -692,7 +695,13 @@ void ExpectRopeLabelsMatchTwins(DType dtype, int heads_q, int heads_kv, int d, i
   EXPECT_EQ(out_qkv[1], out_qkv[0]) << "rotated qkv";
   EXPECT_EQ(out_k[1], out_k[0]) << "pool k";
   EXPECT_EQ(out_v[1], out_v[0]) << "pool v";
-  for (int s = 0; s < ns; ++s) {
+  {
+    const std::vector<uint8_t> untouched = lab_data[ns - 1]->Get<uint8_t>(lab_data[ns - 1]->bytes);
+    EXPECT_EQ(std::count(untouched.begin(), untouched.end(), uint8_t{0xff}),
+              static_cast<std::ptrdiff_t>(untouched.size()))
+        << "a sequence whose label view has r 0 got labels";
+  }
+  for (int s = 0; s + 1 < ns; ++s) {
     const int L = lengths[s];
     // The stored keys of the decode row's position, [hkv, d], and the twins' labels of them.
     const size_t slot =
@@ -745,7 +754,7 @@ TEST(DoubleSparsityGpu, RopeWritesTheDecodeRowsLabels) {
         const DType dtype = i % 2 ? DType::kF16 : DType::kBF16;
         const int r16[] = {7, 8, 16}, r4[] = {7, 16, 32, d};
         const int r = bits == 16 ? r16[i % 3] : r4[i % 4];
-        ExpectRopeLabelsMatchTwins(dtype, g[0], g[1], d, r, bits, {1, 130, 17 + i});
+        ExpectRopeLabelsMatchTwins(dtype, g[0], g[1], d, r, bits, {1, 130, 17 + i, 40});
         ++i;
       }
     }

@@ -5,6 +5,7 @@
 // cache's lifetime and the per-sequence stats.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <set>
@@ -18,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "kernels/dtype.h"
 #include "tests/engine_test_util.h"
+#include "tests/offload_test_pool.h"
 
 namespace dsinfer {
 namespace {
@@ -281,6 +283,54 @@ TEST(DoubleSparsityEngine, SmallBudgetChangesLogitsAndCountsTokens) {
   dense.mode = AttentionMode::kDense;
   DecodeAll(**model, {1, 2}, &dense);
   EXPECT_EQ((*model)->double_sparsity().labels().bytes_in_use(), 0);
+}
+
+// The capturable-step rule: every sparse layer runs the same sequences sparse (the others
+// dense beside them), or the step is not uniform.
+TEST(DoubleSparsityEngine, SparseSetUniformAndSparseSequences) {
+  const int layers = 3, hq = 4, hkv = 2, d = 16;
+  PageableHostMemory memory;
+  std::mt19937 rng(7);
+  const std::unique_ptr<KvBlockPool> pool = RandomF32Pool(layers, hkv, d, memory, rng);
+  ASSERT_NE(pool, nullptr);
+  ModelConfig mc;
+  mc.num_layers = layers;
+  mc.num_heads_q = hq;
+  mc.num_heads_kv = hkv;
+  mc.head_dim = d;
+  DoubleSparsity ds(layers, hq, hkv, d);
+  ASSERT_TRUE(ds.SetChannelConfig(RandomChannelConfig(mc, 5)).ok());
+  AttentionOptions from_1, from_2, dense;
+  from_1.mode = from_2.mode = AttentionMode::kDoubleSparse;
+  from_1.channels = from_2.channels = 4;
+  from_1.dense_layers = 1;  // sparse at layers 1 and 2
+  from_2.dense_layers = 2;  // sparse at layer 2 only
+  dense.mode = AttentionMode::kDense;
+  std::vector<KvBlockPool::SequenceId> seqs;
+  for (int i = 0; i < 3; ++i) {
+    seqs.push_back(pool->AddSequence());
+    ASSERT_TRUE(pool->Reserve(seqs.back(), 40).ok());
+  }
+  const int32_t id = 1;
+  auto step = [&](std::vector<const AttentionOptions*> options) {
+    ForwardBatch batch;
+    for (size_t i = 0; i < options.size(); ++i) {
+      batch.Add(seqs[i], &id, 1, 30, false);  // decode rows
+      batch.sequences.back().attention = options[i];
+    }
+    EXPECT_TRUE(ds.BeginStep(batch, *pool).ok());
+  };
+  step({&from_1, &dense});
+  EXPECT_TRUE(ds.SparseSetUniform());
+  EXPECT_EQ(ds.SparseSequences(), std::vector<size_t>{0});
+  step({&dense, &from_1, &from_1});
+  EXPECT_TRUE(ds.SparseSetUniform());
+  EXPECT_EQ(ds.SparseSequences(), (std::vector<size_t>{1, 2}));
+  step({&from_1, &dense, &from_2});  // layer 1: {0}; layer 2: {0, 2}
+  EXPECT_FALSE(ds.SparseSetUniform());
+  step({&dense, &dense});
+  EXPECT_TRUE(ds.SparseSetUniform());
+  EXPECT_TRUE(ds.SparseSequences().empty());
 }
 
 TEST(DoubleSparsityEngine, RefusesDoubleSparseWithoutChannelsAndAutoStaysDense) {

@@ -35,7 +35,6 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -80,6 +79,13 @@ ABSL_FLAG(std::string, ds_topk_algo, "auto",
 ABSL_FLAG(std::string, ds_dependent_chain, "on",
           "Double Sparsity: its chain's kernels launched dependent, no early start "
           "(kernels/cuda/dependent_launch.h; on by default): on | off | off,on (side by side)");
+ABSL_FLAG(int64_t, ds_dense_sequences, 0,
+          "Double Sparsity: this many of the batch's sequences run dense beside the sparse ones "
+          "(a mixed step, as a server's short requests beside long ones)");
+ABSL_FLAG(bool, ds_mixed_baseline, false,
+          "with --ds_dense_sequences: also time the path before SubsetAttention, for comparison "
+          "(the dense sequences' attention on a batch view, Backend's default; mixed steps never "
+          "captured)");
 ABSL_FLAG(std::string, dependent_launch, "on,off",
           "programmatic dependent launch settings to time decode with, side by side: on | off");
 ABSL_FLAG(std::string, linear_algos, "auto,cublas",
@@ -152,12 +158,31 @@ struct Workspace {
   }
 };
 
+// A sparse layer as the model runs it: the dense sequences' attention (SubsetAttention, or with
+// `baseline` Backend's default batch view, the path before it), then Double Sparsity for the
+// others.
+absl::Status MixedAttention(CudaBackend& b, RandomWeightModel& m, int layer,
+                            const ForwardBatch& batch, KvBlockPool& pool, DoubleSparsity& ds,
+                            const DeviceTensor& qkv, DeviceTensor& attn, bool baseline) {
+  std::vector<size_t> dense, sparse;
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    (ds.IsSparse(j, layer) ? sparse : dense).push_back(j);
+  }
+  if (!dense.empty()) {
+    RETURN_IF_ERROR(
+        baseline ? b.Backend::SubsetAttention(layer, m.attention, batch, dense, pool, qkv, attn)
+                 : b.SubsetAttention(layer, m.attention, batch, dense, pool, qkv, attn));
+  }
+  return b.SparseAttention(layer, batch, sparse, pool, ds, qkv, attn);
+}
+
 // Model::Forward's sequence of operations over `layers` layers, then the LM head and a GPU
 // argmax over batch.logit_rows (no logits to the host).
 // With `ds`, sequences run as Model::Forward runs them under Double Sparsity (labels stored,
 // sparse sequences through SparseAttention), captured as graphs by the same rule.
 absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& batch,
-                     KvBlockPool& pool, int layers, DoubleSparsity* ds = nullptr) {
+                     KvBlockPool& pool, int layers, DoubleSparsity* ds = nullptr,
+                     bool baseline = false) {
   CudaBackend& b = *m.backend;
   auto rows = [&](DeviceTensor t) {
     t.rows = batch.rows();
@@ -174,7 +199,11 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
     RETURN_IF_ERROR(ds->BeginStep(batch, pool));
   }
   RETURN_IF_ERROR(b.BeginStep(
-      batch, pool, layers == m.config.num_layers && (ds == nullptr || ds->SparseLayersUniform()),
+      batch, pool,
+      layers == m.config.num_layers &&
+          (ds == nullptr ||
+           (ds->SparseSetUniform() &&
+            !(baseline && ds->SparseSequences().size() < batch.sequences.size()))),
       ds));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   for (int i = 0; i < layers; ++i) {
@@ -185,20 +214,7 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
     if (ds == nullptr || !ds->AnySparse(i)) {
       RETURN_IF_ERROR(b.Attention(i, m.attention, batch, pool, qkv, attn));
     } else {
-      ForwardBatch dense = batch;
-      dense.sequences.clear();
-      std::vector<size_t> sparse;
-      for (size_t j = 0; j < batch.sequences.size(); ++j) {
-        if (ds->IsSparse(j, i)) {
-          sparse.push_back(j);
-        } else {
-          dense.sequences.push_back(batch.sequences[j]);
-        }
-      }
-      if (!dense.sequences.empty()) {
-        RETURN_IF_ERROR(b.Attention(i, m.attention, dense, pool, qkv, attn));
-      }
-      RETURN_IF_ERROR(b.SparseAttention(i, batch, sparse, pool, *ds, qkv, attn));
+      RETURN_IF_ERROR(MixedAttention(b, m, i, batch, pool, *ds, qkv, attn, baseline));
     }
     RETURN_IF_ERROR(FinishLayer(b, l, eps, attn, delta, residual, normed, gate_up, mlp));
   }
@@ -285,16 +301,28 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   } else if (mode != "dense") {
     return absl::InvalidArgumentError(absl::StrCat("--attention: unknown mode ", mode));
   }
-  for (BatchSequence& s : fb.sequences) s.attention = ds != nullptr ? &opts : nullptr;
+  // --ds_dense_sequences: the batch's last sequences run dense beside the sparse ones.
+  AttentionOptions dense_opts;
+  dense_opts.mode = AttentionMode::kDense;
+  const int64_t dense_seqs =
+      ds != nullptr ? std::clamp<int64_t>(absl::GetFlag(FLAGS_ds_dense_sequences), 0, batch) : 0;
+  for (size_t j = 0; j < fb.sequences.size(); ++j) {
+    fb.sequences[j].attention =
+        ds == nullptr ? nullptr
+                      : (static_cast<int64_t>(j) >= batch - dense_seqs ? &dense_opts : &opts);
+  }
+  if (ds != nullptr) r["ds_dense_sequences"] = dense_seqs;
   // The median step (GPU events around it) and the median host time to issue it (the call's
   // wall time before the events are waited for: where it comes near the step, the host bounds
   // the step).
   struct StepTimes {
     double ms = 0, host_ms = 0;
   };
-  auto time_steps = [&](bool graphs) -> absl::StatusOr<StepTimes> {
+  auto time_steps = [&](bool graphs, bool baseline = false) -> absl::StatusOr<StepTimes> {
     b.set_decode_graphs(graphs);
-    for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get()));
+    for (int i = 0; i < 3; ++i) {
+      RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get(), baseline));
+    }
     std::vector<double> ms, host_ms;
     for (int i = 0; i < iters; ++i) {
       // `ncu --profile-from-start off` sees the last eager step only (gpu-check.sh ncu-decode).
@@ -302,7 +330,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
       if (profiled) CUDA_RETURN_IF_ERROR(cudaProfilerStart());
       timer.Start();
       const auto issue_start = std::chrono::steady_clock::now();
-      RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get()));
+      RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get(), baseline));
       host_ms.push_back(std::chrono::duration<double, std::milli>(
                             std::chrono::steady_clock::now() - issue_start)
                             .count());
@@ -331,6 +359,12 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
                   static_cast<long long>(replayed), iters);
     }
   }
+  if (dense_seqs > 0 && absl::GetFlag(FLAGS_ds_mixed_baseline)) {
+    ASSIGN_OR_RETURN(const StepTimes baseline, time_steps(false, true));
+    r["baseline_eager_ms_per_step"] = baseline.ms;
+    std::printf("%-14s   before SubsetAttention (batch view, eager): %.3f ms a step\n", "",
+                baseline.ms);
+  }
   const double step_ms = graph_ms > 0 ? std::min(eager_ms, graph_ms) : eager_ms;
   r["eager_ms_per_step"] = eager_ms;
   r["graph_ms_per_step"] = graph_ms;
@@ -339,12 +373,10 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   DeviceTensor qkv = ws.qkv, attn = ws.attn;
   qkv.rows = attn.rows = batch;
   const int layer = c.num_layers - 1;
-  std::vector<size_t> all(fb.sequences.size());
-  std::iota(all.begin(), all.end(), size_t{0});
   auto attend = [&]() -> absl::Status {
     if (ds != nullptr && ds->AnySparse(layer)) {
       b.ForgetDeviceLabelsOf(fb);  // the op as in a decode step: its token's label written
-      return b.SparseAttention(layer, fb, all, pool, *ds, qkv, attn);
+      return MixedAttention(b, m, layer, fb, pool, *ds, qkv, attn, false);
     }
     return b.Attention(layer, m.attention, fb, pool, qkv, attn);
   };
@@ -367,12 +399,17 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   r["attention_layer_host_issue_ms"] = issue_ms;
   const double kv_token_bytes = 2.0 * c.kv_size() * 2;  // per layer
   const double ctx_tokens = double(batch) * (ctx + 1);
-  const double attn_bytes = ctx_tokens * (ds != nullptr && ds->AnySparse(layer)
-                                              ? sparse_token_bytes
-                                              : kv_token_bytes);
+  // The sparse sequences' tokens; the dense ones read all their K/V at every layer.
+  const double sparse_tokens = double(batch - dense_seqs) * (ctx + 1);
+  const double dense_tokens = ctx_tokens - sparse_tokens;
+  const double attn_bytes =
+      ds != nullptr && ds->AnySparse(layer)
+          ? sparse_tokens * sparse_token_bytes + dense_tokens * kv_token_bytes
+          : ctx_tokens * kv_token_bytes;
   const double bytes = double(m.weight_bytes - c.vocab_size * c.hidden_size * 2) +
-                       ctx_tokens * ((c.num_layers - sparse_layers) * kv_token_bytes +
-                                     sparse_layers * sparse_token_bytes);
+                       dense_tokens * c.num_layers * kv_token_bytes +
+                       sparse_tokens * ((c.num_layers - sparse_layers) * kv_token_bytes +
+                                        sparse_layers * sparse_token_bytes);
   const double floor_ms = bytes / hbm_bps * 1e3;
   r["ms_per_step"] = step_ms;
   r["tokens_per_s"] = batch / (step_ms * 1e-3);
@@ -399,7 +436,11 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   for (BatchSequence& s : fb.sequences) s.attention = nullptr;
   const std::string label = absl::StrCat(mode, "/", r.value("linear_algo", "cublas"),
                                          r.value("dependent_launch", true) ? "+pdl" : "",
-                                         r.value("ds_dependent_chain", false) ? "+chain" : "");
+                                         r.value("ds_dependent_chain", false) ? "+chain" : "",
+                                         r.value("ds_dense_sequences", 0) > 0
+                                             ? absl::StrCat("+", r.value("ds_dense_sequences", 0),
+                                                            "dense")
+                                             : "");
   std::printf("%-14s %-6lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %10.3f %12.2f %12.2f\n",
               label.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
               graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms, attn_ms,
