@@ -192,10 +192,13 @@ absl::Status LaunchLogSumExp(const float* logits, int64_t rows, int64_t vocab, i
 // logits: [rows, vocab] (row stride `stride`; fp32, bf16 or fp16), vocab <= 2^24; knobs,
 // uniforms, ids: device [rows]; chosen_logits: device [rows] or null, receives
 // logits[i, ids[i]] in fp32 (with LaunchLogSumExp, the chosen token's log-probability). The
-// knobs must pass ValidateSampleKnobs: the launcher cannot read them.
+// knobs must pass ValidateSampleKnobs: the launcher cannot read them. thresholds: device
+// [rows] or null, receives each sampled row's kept-set threshold (the kept tokens are those
+// with exp2((logit - max) · log2 e / T) >= it; greedy rows are not written), as the twin's.
 absl::Status LaunchSample(DType dtype, const void* logits, int64_t rows, int64_t vocab,
                           int64_t stride, const SampleKnobs* knobs, const float* uniforms,
-                          int32_t* ids, float* chosen_logits, cudaStream_t stream);
+                          int32_t* ids, float* chosen_logits, cudaStream_t stream,
+                          float* thresholds = nullptr);
 
 // Fills `count` elements with uniform values in [-scale, scale) from a counter-based hash of
 // (seed, index): deterministic, for benchmark weights and test inputs.

@@ -47,9 +47,12 @@ void SampleReference(const float* logits, int64_t rows, int64_t vocab, const Sam
     for (float v : p) n += v >= theta;
     return n;
   };
+  // Masses in double, as the CPU sampler sums them: fp32 sums of 128K probabilities in id
+  // order drop the small ones once the running sum is large (its ulp over their size), which
+  // moved the top-p threshold by ~3% (run 17, call 10).
   auto mass_at = [&](float theta) {
-    float m = 0.0f;
-    for (float v : p) m += v >= theta ? v : 0.0f;
+    double m = 0.0;
+    for (float v : p) m += v >= theta ? v : 0.0;
     return m;
   };
   auto as_float = [](uint32_t bits) {
@@ -85,7 +88,7 @@ void SampleReference(const float* logits, int64_t rows, int64_t vocab, const Sam
       theta = as_float(lo);
     }
     if (top_p < 1.0f) {
-      const float target = top_p * mass_at(theta);
+      const double target = top_p * mass_at(theta);
       uint32_t lo = as_bits(theta), hi = kOneBits + 1;
       while (hi - lo > 1) {
         const uint32_t mid = lo + (hi - lo) / 2;
@@ -95,8 +98,8 @@ void SampleReference(const float* logits, int64_t rows, int64_t vocab, const Sam
     }
     if (min_p > 0.0f) theta = std::max(theta, min_p);
     if (thresholds != nullptr) thresholds[r] = theta;
-    const float target = uniforms[r] * mass_at(theta);
-    float cum = 0.0f;
+    const double target = uniforms[r] * mass_at(theta);
+    double cum = 0.0;
     int32_t chosen = -1, last_kept = 0;
     for (int64_t i = 0; i < vocab && chosen < 0; ++i) {
       if (p[i] < theta) continue;

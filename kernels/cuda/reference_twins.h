@@ -19,8 +19,9 @@ void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* 
 // Twin of LaunchLogSumExp, accumulated in double (as engine/sampler.cc's LogProbability).
 void LogSumExpReference(const float* logits, int64_t rows, int64_t vocab, float* lse);
 
-// LaunchSample's semantics in plain fp32 loops (same thresholds, same bisection, serial
-// sums), row r with its own knobs[r] (temperature 0: ArgmaxReference of the row).
+// LaunchSample's semantics in plain loops (same fp32 probabilities, same thresholds, same
+// bisection; masses summed serially in double, as the CPU sampler sums them), row r with its
+// own knobs[r] (temperature 0: ArgmaxReference of the row).
 // logits: [rows, vocab]; knobs, uniforms, ids: [rows]. When `thresholds` is not null it
 // receives each row's kept threshold: token i is kept iff 2^((x_i - max) · log2e / T_r) >=
 // thresholds[r] (not written for greedy rows).

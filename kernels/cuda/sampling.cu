@@ -51,7 +51,8 @@ __device__ __forceinline__ float BlockMaxF(float v) {
 template <typename T>
 __global__ void __launch_bounds__(kSampleThreads)
     SampleKernel(const T* logits, int64_t vocab, int64_t stride, const SampleKnobs* knobs,
-                 const float* uniforms, int32_t* ids, float* chosen_logits) {
+                 const float* uniforms, int32_t* ids, float* chosen_logits,
+                 float* thresholds) {
   const T* x = logits + blockIdx.x * stride;
   const int tid = threadIdx.x;
   const SampleKnobs row_knobs = knobs[blockIdx.x];
@@ -113,6 +114,7 @@ __global__ void __launch_bounds__(kSampleThreads)
     theta = __uint_as_float(lo);
   }
   if (min_p > 0.0f) theta = fmaxf(theta, min_p);  // min_p · p_max, p_max = 1
+  if (thresholds != nullptr && tid == 0) thresholds[blockIdx.x] = theta;
   // Inverse CDF in id order: thread t owns ids [t·chunk, (t+1)·chunk).
   const int64_t chunk = (vocab + blockDim.x - 1) / blockDim.x;
   const int64_t first = tid * chunk, last = min(vocab, first + chunk);
@@ -170,7 +172,8 @@ __global__ void __launch_bounds__(kSampleThreads)
 
 absl::Status LaunchSample(DType dtype, const void* logits, int64_t rows, int64_t vocab,
                           int64_t stride, const SampleKnobs* knobs, const float* uniforms,
-                          int32_t* ids, float* chosen_logits, cudaStream_t stream) {
+                          int32_t* ids, float* chosen_logits, cudaStream_t stream,
+                          float* thresholds) {
   if (rows == 0) return absl::OkStatus();
   if (rows < 0 || vocab <= 0 || stride < vocab) {
     return absl::InvalidArgumentError("LaunchSample: bad shape");
@@ -185,17 +188,17 @@ absl::Status LaunchSample(DType dtype, const void* logits, int64_t rows, int64_t
     case DType::kF32:
       SampleKernel<<<grid, kSampleThreads, 0, stream>>>(static_cast<const float*>(logits), vocab,
                                                         stride, knobs, uniforms, ids,
-                                                        chosen_logits);
+                                                        chosen_logits, thresholds);
       break;
     case DType::kBF16:
       SampleKernel<<<grid, kSampleThreads, 0, stream>>>(
           static_cast<const __nv_bfloat16*>(logits), vocab, stride, knobs, uniforms, ids,
-          chosen_logits);
+          chosen_logits, thresholds);
       break;
     case DType::kF16:
       SampleKernel<<<grid, kSampleThreads, 0, stream>>>(static_cast<const __half*>(logits),
                                                         vocab, stride, knobs, uniforms, ids,
-                                                        chosen_logits);
+                                                        chosen_logits, thresholds);
       break;
     default:
       return absl::InvalidArgumentError("LaunchSample: unsupported dtype " +
