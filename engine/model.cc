@@ -260,7 +260,7 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
                gate_up = Rows(ws_.gate_up, n), mlp = Rows(ws_.mlp, n);
   const float eps = config_.rms_norm_eps;
   // Steps the backend may record and replay: GPU-resident KV, no observer, labels (if any)
-  // kept by the backend, and at each layer all sequences sparse or none.
+  // kept by the backend, and every sparse layer running the same sequences sparse.
   const bool capturable = observer_ == nullptr && tier_ == nullptr &&
                           (!ds_->StoresLabels() || backend_.keeps_labels_on_device()) &&
                           ds_->SparseSetUniform();

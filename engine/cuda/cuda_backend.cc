@@ -439,6 +439,7 @@ absl::Status CudaBackend::PrepareBatch(const ForwardBatch& batch, const KvBlockP
   rows_ = n;
   seq_off_ = n;
   batch_ = &batch;
+  subset_uploaded_.clear();
   return absl::OkStatus();
 }
 
@@ -534,10 +535,7 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
   if (out.cols != q_cols || out.rows < batch.rows()) return ShapeError("Attention", "out shape");
   if (mode_ != StepMode::kEager) {
     ASSIGN_OR_RETURN(const bool skip,
-                     GraphOp(Sig({7, static_cast<uint64_t>(layer), SigTensor(qkv), SigTensor(out),
-                                  SigPtr(pool.KBase(layer)), SigPtr(pool.VBase(layer)),
-                                  static_cast<uint64_t>(config.num_heads_q),
-                                  static_cast<uint64_t>(config.num_heads_kv)})));
+                     GraphOp(AttentionOpSig(7, layer, config, pool, qkv, out)));
     if (skip) return absl::OkStatus();
   } else if (batch_ != &batch || rows_ != batch.rows()) {
     RETURN_IF_ERROR(PrepareBatch(batch, pool));
@@ -552,6 +550,15 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
   }
   const int splits = DecodeSplits(config.num_heads_q, config.num_heads_kv);
   return DecodeAttention(config, BatchRows(), splits, kv, qkv, out);
+}
+
+uint64_t CudaBackend::AttentionOpSig(uint64_t op, int layer, const AttentionConfig& config,
+                                     const KvBlockPool& pool, const DeviceTensor& qkv,
+                                     const DeviceTensor& out) {
+  return Sig({op, static_cast<uint64_t>(layer), SigTensor(qkv), SigTensor(out),
+              SigPtr(pool.KBase(layer)), SigPtr(pool.VBase(layer)),
+              static_cast<uint64_t>(config.num_heads_q),
+              static_cast<uint64_t>(config.num_heads_kv)});
 }
 
 absl::Status CudaBackend::DecodeAttention(const AttentionConfig& config,
@@ -660,7 +667,6 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
   // or replayed (key 0: it cannot be, and runs eagerly).
   uint64_t sparse_key = 0;
   bool eager = false;
-  subset_sequences_ = -1;
   const absl::Status sparse = [&]() -> absl::Status {
     if (ds_state_ != nullptr) {
       for (SparseLayerPlan& plan : ds_state_->graph_layers) plan.seqs.clear();  // none planned
@@ -687,9 +693,8 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
       }
     }
     RETURN_IF_ERROR(UploadSubsetPositions(batch, dense));
-    subset_sequences_ = static_cast<int64_t>(dense.size());
     // SubsetAttention's split count (for its fewer rows) may exceed the step's: its workspace.
-    const int splits = DecodeSplits(last_heads_q_, last_heads_kv_, subset_sequences_);
+    const int splits = SubsetDecodeSplits(last_heads_q_, last_heads_kv_, batch, dense);
     const int64_t ws_floats = DecodeAttentionWorkspaceFloats(n, last_heads_q_, 256, splits);
     RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(ws_floats) * 4));
     sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(dense.size()),
@@ -711,10 +716,10 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
   if (graphs_.size() >= kMaxGraphs) {
     // A full cache gives up its least recently used graph (a server's batch sizes and
     // context buckets come and go; clearing them all would recapture the ones still in use).
-    auto oldest = graphs_.begin();
-    for (auto it = graphs_.begin(); it != graphs_.end(); ++it) {
-      if (it->second.last_used < oldest->second.last_used) oldest = it;
-    }
+    const auto oldest =
+        std::min_element(graphs_.begin(), graphs_.end(), [](const auto& a, const auto& b) {
+          return a.second.last_used < b.second.last_used;
+        });
     cudaGraphExecDestroy(oldest->second.exec);
     graphs_.erase(oldest);
   }

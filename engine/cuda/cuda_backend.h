@@ -313,9 +313,19 @@ class CudaBackend final : public Backend {
                                int splits, const CudaPagedKv& kv, const DeviceTensor& qkv,
                                DeviceTensor& out);
   // Uploads the prepared batch's positions with every row outside `sequences` at position 0
-  // (one token of its own sequence: cheap, in bounds) for SubsetAttention.
+  // (one token of its own sequence: cheap, in bounds) for SubsetAttention, unless they are up
+  // already for this prepared batch (subset_uploaded_).
   absl::Status UploadSubsetPositions(const ForwardBatch& batch,
                                      absl::Span<const size_t> sequences);
+  // SubsetAttention's split count: for the subset's rows and their longest context (a graph
+  // step: its block bucket's).
+  int SubsetDecodeSplits(int heads_q, int heads_kv, const ForwardBatch& batch,
+                         absl::Span<const size_t> sequences) const;
+  // A graph step's operation signature of a layer's attention over `pool` (Attention: op 7,
+  // SubsetAttention: op 10).
+  static uint64_t AttentionOpSig(uint64_t op, int layer, const AttentionConfig& config,
+                                 const KvBlockPool& pool, const DeviceTensor& qkv,
+                                 const DeviceTensor& out);
 
   // A grow-only device buffer.
   struct Buffer {
@@ -352,10 +362,11 @@ class CudaBackend final : public Backend {
 
   Buffer meta_, ids_, scratch_, scratch_f32_, attn_ws_, inv_freq_;
   Buffer logit_stats_;  // LogitStats: [rows] argmax then [rows] log Σ exp
-  // SubsetAttention's positions (UploadSubsetPositions) and, in a graph step, how many
-  // sequences BeginStep uploaded them for (-1: none).
+  // SubsetAttention's positions (UploadSubsetPositions) and the sequences they were uploaded
+  // for; PrepareBatch clears it (a new batch's positions). A graph step's are uploaded by
+  // BeginStep, and SubsetAttention checks it was for the same sequences.
   Buffer subset_positions_;
-  int64_t subset_sequences_ = -1;
+  std::vector<size_t> subset_uploaded_;
   std::vector<float> inv_freq_host_;
   std::vector<int32_t> meta_host_;
   // Layout of the uploaded batch metadata (offsets into meta_, in int32 elements).

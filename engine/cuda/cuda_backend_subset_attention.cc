@@ -22,6 +22,11 @@ namespace dsinfer {
 
 absl::Status CudaBackend::UploadSubsetPositions(const ForwardBatch& batch,
                                                 absl::Span<const size_t> sequences) {
+  // Once a step in eager steps too (every sparse layer asks for the same subset).
+  if (std::equal(sequences.begin(), sequences.end(), subset_uploaded_.begin(),
+                 subset_uploaded_.end())) {
+    return absl::OkStatus();
+  }
   const int64_t n = batch.rows();
   std::vector<int32_t> positions(static_cast<size_t>(n), 0);
   for (size_t j : sequences) {
@@ -33,7 +38,18 @@ absl::Status CudaBackend::UploadSubsetPositions(const ForwardBatch& batch,
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(subset_positions_.ptr, positions.data(),
                                        positions.size() * sizeof(int32_t),
                                        cudaMemcpyHostToDevice, stream_));
+  subset_uploaded_.assign(sequences.begin(), sequences.end());
   return absl::OkStatus();
+}
+
+int CudaBackend::SubsetDecodeSplits(int heads_q, int heads_kv, const ForwardBatch& batch,
+                                    absl::Span<const size_t> sequences) const {
+  // Sized for all rows, the few that attend would leave most SMs idle.
+  int64_t context = 1;
+  for (size_t j : sequences) {
+    context = std::max<int64_t>(context, batch.positions[batch.sequences[j].first_row] + 1);
+  }
+  return DecodeSplits(heads_q, heads_kv, static_cast<int64_t>(sequences.size()), context);
 }
 
 absl::Status CudaBackend::SubsetAttention(int layer, const AttentionConfig& config,
@@ -54,16 +70,13 @@ absl::Status CudaBackend::SubsetAttention(int layer, const AttentionConfig& conf
     return absl::InvalidArgumentError("SubsetAttention: out shape");
   }
   if (mode_ != StepMode::kEager) {
-    if (subset_sequences_ != static_cast<int64_t>(sequences.size())) {
+    if (!std::equal(sequences.begin(), sequences.end(), subset_uploaded_.begin(),
+                    subset_uploaded_.end())) {
       AbortStep();
       return absl::InternalError("cuda backend: a graph step's dense subset was not prepared");
     }
     ASSIGN_OR_RETURN(const bool skip,
-                     GraphOp(Sig({10, static_cast<uint64_t>(layer), SigTensor(qkv),
-                                  SigTensor(out), SigPtr(pool.KBase(layer)),
-                                  SigPtr(pool.VBase(layer)),
-                                  static_cast<uint64_t>(config.num_heads_q),
-                                  static_cast<uint64_t>(config.num_heads_kv)})));
+                     GraphOp(AttentionOpSig(10, layer, config, pool, qkv, out)));
     if (skip) return absl::OkStatus();
   } else {
     if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
@@ -72,14 +85,8 @@ absl::Status CudaBackend::SubsetAttention(int layer, const AttentionConfig& conf
   const CudaBatchRows all = BatchRows();
   const CudaBatchRows rows{static_cast<const int32_t*>(subset_positions_.ptr), all.row_seq,
                            all.rows};
-  // Pieces sized for the subset's rows and contexts: sized for all rows, the few that attend
-  // would leave most SMs idle.
-  int64_t context = 1;
-  for (size_t j : sequences) {
-    context = std::max<int64_t>(context, batch.positions[batch.sequences[j].first_row] + 1);
-  }
-  const int splits = DecodeSplits(config.num_heads_q, config.num_heads_kv,
-                                  static_cast<int64_t>(sequences.size()), context);
+  const int splits =
+      SubsetDecodeSplits(config.num_heads_q, config.num_heads_kv, batch, sequences);
   return DecodeAttention(config, rows, splits, KvView(pool, layer), qkv, out);
 }
 

@@ -173,7 +173,7 @@ TEST(DoubleSparsityGraphGpu, BucketSizedSelectionMatchesEager) {
 // A batch of a sparse and a dense sequence replays as graphs (SubsetAttention), agreeing with
 // its eager steps within the rounding of the graphs' bucket-sized split counts; the test
 // capture never replays.
-TEST(DoubleSparsityGraphGpu, StepsNoGraphTakesRunEagerly) {
+TEST(DoubleSparsityGraphGpu, MixedPairReplaysAndTheTestCaptureRunsEagerly) {
   SKIP_WITHOUT_GPU();
   ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
     const ModelConfig& c = model.config();
@@ -232,36 +232,6 @@ TEST(DoubleSparsityGraphGpu, DependentChainChangesNothing) {
   });
 }
 
-// Two sequences in one batch, one with a 30-token prompt and one with a 4-token prompt, then
-// 14 decode steps of both; returns each one's decode logits.
-std::pair<std::vector<float>, std::vector<float>> RunUnevenPair(Model& model,
-                                                                const std::vector<int32_t>& ids,
-                                                                const AttentionOptions* o) {
-  KvBlockPool& pool = model.kv_pool();
-  const KvBlockPool::SequenceId a = pool.AddSequence(), b = pool.AddSequence();
-  EXPECT_TRUE(pool.Reserve(a, 44).ok());
-  EXPECT_TRUE(pool.Reserve(b, 18).ok());
-  std::vector<float> la, lb, logits;
-  const size_t vocab = static_cast<size_t>(model.config().vocab_size);
-  for (int step = 0; step <= 14; ++step) {
-    ForwardBatch batch;
-    const int64_t at_a = step == 0 ? 0 : 29 + step, at_b = step == 0 ? 0 : 3 + step;
-    batch.Add(a, &ids[at_a], step == 0 ? 30 : 1, at_a, false);
-    batch.sequences.back().attention = o;
-    batch.Add(b, &ids[at_b], step == 0 ? 4 : 1, at_b, false);
-    batch.sequences.back().attention = o;
-    const absl::Status st = model.Forward(batch, logits);
-    EXPECT_TRUE(st.ok()) << st;
-    if (step > 0 && logits.size() == 2 * vocab) {
-      la.insert(la.end(), logits.begin(), logits.begin() + vocab);
-      lb.insert(lb.end(), logits.begin() + vocab, logits.end());
-    }
-  }
-  model.ReleaseSequence(a);
-  model.ReleaseSequence(b);
-  return {la, lb};
-}
-
 // A long sequence running sparse beside a short one running dense below the length threshold
 // (kAuto, dense_below 24: 31-44 tokens against 5-18), every step: the short one's attention
 // runs on the whole batch's rows with the long one's at position 0 (SubsetAttention), so the
@@ -279,7 +249,9 @@ TEST(DoubleSparsityGraphGpu, MixedDenseAndSparseStepsReplay) {
       o.mode = AttentionMode::kAuto;
       o.dense_below = 24;
       o.token_budget = budget;
-      const auto runs = RunEagerThenGraphed(cuda, [&] { return RunUnevenPair(model, ids, &o); });
+      // A 30-token and a 4-token prompt, then 14 decode steps of both.
+      const auto runs =
+          RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &o, &o, 30, 4); });
       const double err_long = MaxDiffRatio(runs.graphed.first, runs.eager.first);
       const double err_short = MaxDiffRatio(runs.graphed.second, runs.eager.second);
       std::printf("%s budget %d: graph vs eager, long %.3g short %.3g of max|logit|\n", dir,

@@ -65,31 +65,34 @@ inline double MaxDiffRatio(const std::vector<float>& got, const std::vector<floa
   return diff / std::max(top, 1e-30);
 }
 
-// Two sequences in one batch with different options (a prefill of 20 rows each, then decode
-// steps); returns each sequence's decode logits.
+// Two sequences in one batch with different options: a prefill of prefill_a / prefill_b rows
+// of `ids`, then decode steps of both (one more id each) until the longer one has used all of
+// `ids`; returns each sequence's decode logits.
 inline std::pair<std::vector<float>, std::vector<float>> RunPair(
     Model& model, const std::vector<int32_t>& ids, const AttentionOptions* a,
-    const AttentionOptions* b) {
+    const AttentionOptions* b, int64_t prefill_a = 20, int64_t prefill_b = 20) {
   KvBlockPool& pool = model.kv_pool();
+  const int64_t steps = static_cast<int64_t>(ids.size()) - std::max(prefill_a, prefill_b);
   const KvBlockPool::SequenceId sa = pool.AddSequence(), sb = pool.AddSequence();
-  EXPECT_TRUE(pool.Reserve(sa, static_cast<int64_t>(ids.size())).ok());
-  EXPECT_TRUE(pool.Reserve(sb, static_cast<int64_t>(ids.size())).ok());
+  EXPECT_TRUE(pool.Reserve(sa, prefill_a + steps).ok());
+  EXPECT_TRUE(pool.Reserve(sb, prefill_b + steps).ok());
   std::vector<float> la, lb, logits;
   const size_t vocab = static_cast<size_t>(model.config().vocab_size);
-  for (size_t i = 0; i < ids.size();) {
-    const int64_t count = i == 0 ? 20 : 1;
+  for (int64_t step = 0; step <= steps; ++step) {
+    // Step 0 prefills; step k decodes the id after each sequence's first k - 1 decodes.
+    const int64_t at_a = step == 0 ? 0 : prefill_a + step - 1;
+    const int64_t at_b = step == 0 ? 0 : prefill_b + step - 1;
     ForwardBatch batch;
-    batch.Add(sa, &ids[i], count, static_cast<int64_t>(i), false);
+    batch.Add(sa, &ids[at_a], step == 0 ? prefill_a : 1, at_a, false);
     batch.sequences.back().attention = a;
-    batch.Add(sb, &ids[i], count, static_cast<int64_t>(i), false);
+    batch.Add(sb, &ids[at_b], step == 0 ? prefill_b : 1, at_b, false);
     batch.sequences.back().attention = b;
     const absl::Status st = model.Forward(batch, logits);
     EXPECT_TRUE(st.ok()) << st;
-    if (i > 0 && logits.size() == 2 * vocab) {
+    if (step > 0 && logits.size() == 2 * vocab) {
       la.insert(la.end(), logits.begin(), logits.begin() + vocab);
       lb.insert(lb.end(), logits.begin() + vocab, logits.end());
     }
-    i += count;
   }
   model.ReleaseSequence(sa);
   model.ReleaseSequence(sb);

@@ -159,8 +159,8 @@ struct Workspace {
 };
 
 // A sparse layer as the model runs it: the dense sequences' attention (SubsetAttention, or with
-// `baseline` Backend's default batch view, the path before it), then Double Sparsity for the
-// others.
+// `baseline` Backend's default batch view, the path before it, timed eagerly only), then
+// Double Sparsity for the others.
 absl::Status MixedAttention(CudaBackend& b, RandomWeightModel& m, int layer,
                             const ForwardBatch& batch, KvBlockPool& pool, DoubleSparsity& ds,
                             const DeviceTensor& qkv, DeviceTensor& attn, bool baseline) {
@@ -199,11 +199,7 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
     RETURN_IF_ERROR(ds->BeginStep(batch, pool));
   }
   RETURN_IF_ERROR(b.BeginStep(
-      batch, pool,
-      layers == m.config.num_layers &&
-          (ds == nullptr ||
-           (ds->SparseSetUniform() &&
-            !(baseline && ds->SparseSequences().size() < batch.sequences.size()))),
+      batch, pool, layers == m.config.num_layers && (ds == nullptr || ds->SparseSetUniform()),
       ds));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   for (int i = 0; i < layers; ++i) {
