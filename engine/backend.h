@@ -159,9 +159,9 @@ class Backend {
                                  const DeviceTensor& qkv, DeviceTensor& out) = 0;
   // Attention as above for the rows of the batch sequences listed in `sequences` (indices into
   // batch.sequences) only: the dense sequences of a step whose others run Double Sparsity
-  // (SparseAttention writes their rows after it). The other rows of out may be overwritten
-  // with anything. The default runs Attention on a batch view listing only those sequences
-  // (rows stay addressed through first_row, so nothing moves).
+  // (MixedAttention; SparseAttention writes their rows after it). The other rows of out may be
+  // overwritten with anything. The default runs Attention on a batch view listing only those
+  // sequences (rows stay addressed through first_row, so nothing moves).
   virtual absl::Status SubsetAttention(int layer, const AttentionConfig& config,
                                        const ForwardBatch& batch,
                                        absl::Span<const size_t> sequences,
@@ -176,8 +176,8 @@ class Backend {
   // Bracket the layer loop of one forward step (Embedding through the last AddLinear).
   // `capturable`: the step issues only the operations above and, with `ds` (its plan made
   // by ds->BeginStep), StoreLabels at every layer and, at each layer `ds` plans sparse,
-  // SparseAttention of the same sequences (DoubleSparsity::SparseSetUniform,
-  // SparseSequences) and SubsetAttention of the others, if any, so a backend may
+  // MixedAttention with the same sparse sequences (DoubleSparsity::SparseSetUniform,
+  // SparseSequences) and the others dense, so a backend may
   // record it once (e.g. as a CUDA graph) and replay it for later steps of the same shape,
   // skipping the individual launches. After a failed operation the caller need not call
   // EndStep; the next BeginStep discards the unfinished step. Defaults do nothing.
@@ -207,6 +207,20 @@ class Backend {
     (void)layer, (void)batch, (void)sequences, (void)pool, (void)ds, (void)qkv, (void)out;
     return absl::UnimplementedError(
         absl::StrCat("backend ", name(), " does not implement Double Sparsity"));
+  }
+  // A layer where `ds` runs some sequences sparse: SubsetAttention of the `dense` ones (if
+  // any), then SparseAttention of the `sparse` ones. The two write different rows of out, so a
+  // backend may run them side by side (the CUDA backend does, on two streams).
+  virtual absl::Status MixedAttention(int layer, const AttentionConfig& config,
+                                      const ForwardBatch& batch, absl::Span<const size_t> dense,
+                                      absl::Span<const size_t> sparse, const KvBlockPool& pool,
+                                      DoubleSparsity& ds, const DeviceTensor& qkv,
+                                      DeviceTensor& out) {
+    if (!dense.empty()) {
+      const absl::Status s = SubsetAttention(layer, config, batch, dense, pool, qkv, out);
+      if (!s.ok()) return s;
+    }
+    return SparseAttention(layer, batch, sparse, pool, ds, qkv, out);
   }
 
   // BeginOffloadStep runs once per forward step in the offload modes, after the tier planned

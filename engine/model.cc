@@ -289,17 +289,14 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
     } else if (!ds_->AnySparse(layer)) {
       RETURN_IF_ERROR(backend_.Attention(layer, attention_, batch, *pool_, qkv, attn));
     } else {
-      // Dense sequences keep the dense op (SubsetAttention, first: it may write the other
-      // rows too); sparse ones go to the DS op.
+      // Dense sequences keep the dense op (SubsetAttention); sparse ones go to the DS op.
       std::vector<size_t> dense, sparse;
       for (size_t j = 0; j < batch.sequences.size(); ++j) {
         (ds_->IsSparse(j, layer) ? sparse : dense).push_back(j);
       }
-      if (!dense.empty()) {
-        RETURN_IF_ERROR(
-            backend_.SubsetAttention(layer, attention_, batch, dense, *pool_, qkv, attn));
-      }
-      RETURN_IF_ERROR(backend_.SparseAttention(layer, batch, sparse, *pool_, *ds_, qkv, attn));
+      RETURN_IF_ERROR(
+          backend_.MixedAttention(layer, attention_, batch, dense, sparse, *pool_, *ds_, qkv,
+                                  attn));
     }
     RETURN_IF_ERROR(FinishLayer(backend_, l, eps, attn, delta, residual, normed, gate_up, mlp));
   }

@@ -47,6 +47,7 @@ void CausalAttentionReference(const float* q, int64_t q_stride, const int32_t* p
   const int group = shape.heads_q / shape.heads_kv;
   std::vector<double> scores;
   for (int64_t i = 0; i < n; ++i) {
+    if (positions[i] < 0) continue;
     for (int h = 0; h < shape.heads_q; ++h) {
       AttendHead(q + i * q_stride + static_cast<int64_t>(h) * shape.head_dim, kv, h / group,
                  shape.head_dim, shape.scale, nullptr, 0, positions[i] + 1, scores,

@@ -19,7 +19,8 @@ struct AttentionShape {
 
 // q: [n, heads_q, head_dim] (row stride q_stride elements between tokens);
 // positions: [n] — query i attends to tokens [0, positions[i]] of `kv`, which must already
-// hold them; out: [n, heads_q, head_dim] (row stride out_stride).
+// hold them; a negative position leaves row i of out untouched (a row outside the launch);
+// out: [n, heads_q, head_dim] (row stride out_stride).
 void CausalAttentionReference(const float* q, int64_t q_stride, const int32_t* positions,
                               int64_t n, const PagedKvView<const float>& kv,
                               const AttentionShape& shape, float* out, int64_t out_stride);

@@ -36,6 +36,7 @@ absl::Status CudaBackendOptions::Validate() const {
     return absl::InvalidArgumentError("cuda backend dtype must be bf16 or f16");
   }
   if (device < 0) return absl::InvalidArgumentError("cuda device must be >= 0");
+  if (beside_waves < -1) return absl::InvalidArgumentError("cuda beside_waves must be >= -1");
   if (fetch_blocks < 1 || fetch_reuse_blocks < 1) {
     return absl::InvalidArgumentError(
         "cuda backend fetch_blocks and fetch_reuse_blocks must be >= 1");
@@ -80,6 +81,10 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
   CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&backend->sm_count_, cudaDevAttrMultiProcessorCount, options.device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&backend->side_stream_, cudaStreamNonBlocking));
+  for (cudaEvent_t* e : {&backend->side_fork_, &backend->side_join_}) {
+    CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+  }
   RETURN_IF_ERROR(CublasStatus(cublasCreate(&backend->cublas_), "cublasCreate"));
   RETURN_IF_ERROR(CublasStatus(cublasSetStream(backend->cublas_, backend->stream_),
                                "cublasSetStream"));
@@ -100,6 +105,11 @@ CudaBackend::~CudaBackend() {
     if (b->ptr != nullptr) cudaFree(b->ptr);
   }
   if (cublas_ != nullptr) cublasDestroy(cublas_);
+  if (side_stream_ != nullptr) cudaStreamSynchronize(side_stream_);
+  for (cudaEvent_t e : {side_fork_, side_join_}) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
+  if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
@@ -549,7 +559,7 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
                                   kv, out.data, out.cols, stream_, options_.prefill_algo);
   }
   const int splits = DecodeSplits(config.num_heads_q, config.num_heads_kv);
-  return DecodeAttention(config, BatchRows(), splits, kv, qkv, out);
+  return DecodeAttention(config, BatchRows(), splits, kv, qkv, out, stream_);
 }
 
 uint64_t CudaBackend::AttentionOpSig(uint64_t op, int layer, const AttentionConfig& config,
@@ -564,7 +574,7 @@ uint64_t CudaBackend::AttentionOpSig(uint64_t op, int layer, const AttentionConf
 absl::Status CudaBackend::DecodeAttention(const AttentionConfig& config,
                                           const CudaBatchRows& rows, int splits,
                                           const CudaPagedKv& kv, const DeviceTensor& qkv,
-                                          DeviceTensor& out) {
+                                          DeviceTensor& out, cudaStream_t stream) {
   if (mode_ == StepMode::kEager) {
     last_heads_q_ = config.num_heads_q;
     last_heads_kv_ = config.num_heads_kv;
@@ -575,7 +585,7 @@ absl::Status CudaBackend::DecodeAttention(const AttentionConfig& config,
   RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4));
   return LaunchDecodeAttention(options_.dtype, qkv.data, qkv.cols, rows, config.num_heads_q,
                                config.num_heads_kv, config.head_dim, scale, kv, splits,
-                               static_cast<float*>(attn_ws_.ptr), out.data, out.cols, stream_,
+                               static_cast<float*>(attn_ws_.ptr), out.data, out.cols, stream,
                                options_.decode_algo);
 }
 
@@ -583,14 +593,14 @@ absl::Status CudaBackend::DecodeAttention(const AttentionConfig& config,
 
 namespace dsinfer {
 
-int CudaBackend::DecodeSplits(int heads_q, int heads_kv, int64_t rows,
-                              int64_t context) const {
+int CudaBackend::DecodeSplits(int heads_q, int heads_kv, int64_t rows, int64_t context,
+                              int waves) const {
   // A graph step sizes by the block bucket (its capacity), not by the current context, so the
   // split count stays fixed for the graph's whole range.
   if (graph_step_) context = static_cast<int64_t>(max_blocks_) * block_tokens_;
   return DecodeAttentionSplits(rows < 0 ? rows_ : rows, heads_q, heads_kv,
                                context < 0 ? max_context_ : context, sm_count_,
-                               options_.decode_waves);
+                               waves < 0 ? options_.decode_waves : waves);
 }
 
 const CudaLabelSeq* CudaBackend::GraphRopeLabels(int layer) const {
@@ -694,7 +704,9 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
     }
     RETURN_IF_ERROR(UploadSubsetPositions(batch, dense));
     // SubsetAttention's split count (for its fewer rows) may exceed the step's: its workspace.
-    const int splits = SubsetDecodeSplits(last_heads_q_, last_heads_kv_, batch, dense);
+    const int splits =
+        SubsetDecodeSplits(last_heads_q_, last_heads_kv_, pool.options().head_dim, batch, dense,
+                           options_.dense_beside_sparse);
     const int64_t ws_floats = DecodeAttentionWorkspaceFloats(n, last_heads_q_, 256, splits);
     RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(ws_floats) * 4));
     sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(dense.size()),

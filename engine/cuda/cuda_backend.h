@@ -86,6 +86,13 @@ struct CudaBackendOptions {
   // requests allow it get their tokens chosen by LaunchSample beside the logits, and only the
   // ids and log-probabilities cross PCIe. Off: every step copies its logit rows to the host.
   bool device_token_choice = true;
+  // MixedAttention: the dense decode rows of a step with sparse ones attend on a side stream
+  // beside Double Sparsity's chain (off: one after the other; the benchmark compares them).
+  // Their split count aims at beside_waves waves of the SM count; 0: as alone (decode_waves'
+  // rule); -1 (the default): in graph steps one wave, leaving SMs to the chain, where their
+  // K/V of a layer is small enough to hide under it (kBesideOneWaveBytes), else as alone.
+  bool dense_beside_sparse = true;
+  int beside_waves = -1;
 
   absl::Status Validate() const;
 };
@@ -166,13 +173,20 @@ class CudaBackend final : public Backend {
   absl::Status Attention(int layer, const AttentionConfig& config, const ForwardBatch& batch,
                          const KvBlockPool& pool, const DeviceTensor& qkv,
                          DeviceTensor& out) override;
-  // Decode rows: the whole prepared batch's rows with the other sequences' positions set to 0
-  // (cuda_backend_subset_attention.cc), so a graph step mixing dense and sparse sequences is
-  // captured like any other; prefill rows: the default's batch view.
+  // Decode rows: the whole prepared batch's rows with the other sequences' positions set to -1
+  // (outside the launch; cuda_backend_subset_attention.cc), so a graph step mixing dense and
+  // sparse sequences is captured like any other; prefill rows: the default's batch view.
   absl::Status SubsetAttention(int layer, const AttentionConfig& config,
                                const ForwardBatch& batch, absl::Span<const size_t> sequences,
                                const KvBlockPool& pool, const DeviceTensor& qkv,
                                DeviceTensor& out) override;
+  // Dense decode rows beside sparse ones: SubsetAttention on a side stream while Double
+  // Sparsity runs on the backend's (forked and joined by events, in graph steps too); any
+  // other mix: the default, one after the other.
+  absl::Status MixedAttention(int layer, const AttentionConfig& config, const ForwardBatch& batch,
+                              absl::Span<const size_t> dense, absl::Span<const size_t> sparse,
+                              const KvBlockPool& pool, DoubleSparsity& ds,
+                              const DeviceTensor& qkv, DeviceTensor& out) override;
   absl::Status BeginStep(const ForwardBatch& batch, const KvBlockPool& pool, bool capturable,
                          DoubleSparsity* ds) override;
   absl::Status EndStep() override;
@@ -204,6 +218,13 @@ class CudaBackend final : public Backend {
   // process-wide like the above). Drops the cached graphs.
   void set_dependent_sparse_chain(bool on) {
     cuda::SetDependentSparseChain(on);
+    ClearGraphs();
+  }
+  // MixedAttention's side stream on or off, and its split aim (Options::dense_beside_sparse,
+  // beside_waves).
+  void set_dense_beside_sparse(bool on, int waves = -1) {
+    options_.dense_beside_sparse = on;
+    options_.beside_waves = waves;
     ClearGraphs();
   }
   // Turns decode-step graphs on or off (off drops the cached graphs).
@@ -308,19 +329,25 @@ class CudaBackend final : public Backend {
   CudaBatchRows BatchRows() const;
   absl::Status UploadInvFreq(const AttentionConfig& config);
   // Flash-decoding of `rows` (the prepared batch's rows, or their subset view) over kv in
-  // `splits` pieces a row.
+  // `splits` pieces a row, on `stream`.
   absl::Status DecodeAttention(const AttentionConfig& config, const CudaBatchRows& rows,
                                int splits, const CudaPagedKv& kv, const DeviceTensor& qkv,
-                               DeviceTensor& out);
-  // Uploads the prepared batch's positions with every row outside `sequences` at position 0
-  // (one token of its own sequence: cheap, in bounds) for SubsetAttention, unless they are up
-  // already for this prepared batch (subset_uploaded_).
+                               DeviceTensor& out, cudaStream_t stream);
+  // SubsetAttention's launch on `stream`, once the batch and the subset's positions are up.
+  // (`beside`: on MixedAttention's side stream, its split count SubsetDecodeSplits' for that).
+  absl::Status SubsetAttentionOn(int layer, const AttentionConfig& config,
+                                 const ForwardBatch& batch, absl::Span<const size_t> sequences,
+                                 const KvBlockPool& pool, const DeviceTensor& qkv,
+                                 DeviceTensor& out, cudaStream_t stream, bool beside);
+  // Uploads the prepared batch's positions with every row outside `sequences` at position -1
+  // (outside the launch: the decode kernels leave its output alone) for SubsetAttention,
+  // unless they are up already for this prepared batch (subset_uploaded_).
   absl::Status UploadSubsetPositions(const ForwardBatch& batch,
                                      absl::Span<const size_t> sequences);
   // SubsetAttention's split count: for the subset's rows and their longest context (a graph
-  // step: its block bucket's).
-  int SubsetDecodeSplits(int heads_q, int heads_kv, const ForwardBatch& batch,
-                         absl::Span<const size_t> sequences) const;
+  // step: its block bucket's); `beside` Double Sparsity, aimed by Options::beside_waves.
+  int SubsetDecodeSplits(int heads_q, int heads_kv, int head_dim, const ForwardBatch& batch,
+                         absl::Span<const size_t> sequences, bool beside) const;
   // A graph step's operation signature of a layer's attention over `pool` (Attention: op 7,
   // SubsetAttention: op 10).
   static uint64_t AttentionOpSig(uint64_t op, int layer, const AttentionConfig& config,
@@ -351,12 +378,17 @@ class CudaBackend final : public Backend {
   void ClearGraphs();
   // Flash-decoding split count for the prepared batch, or for `rows` of it that attend up to
   // `context` tokens (a graph step: its block bucket's).
-  int DecodeSplits(int heads_q, int heads_kv, int64_t rows = -1, int64_t context = -1) const;
+  // waves: the aim (DecodeAttentionSplits); -1 takes Options::decode_waves.
+  int DecodeSplits(int heads_q, int heads_kv, int64_t rows = -1, int64_t context = -1,
+                   int waves = -1) const;
 
   CudaBackendOptions options_;
   DeviceKvMemory kv_memory_;
   PinnedHostMemory offload_memory_;
   cudaStream_t stream_ = nullptr;
+  // MixedAttention's side stream for the dense rows, and its fork and join events.
+  cudaStream_t side_stream_ = nullptr;
+  cudaEvent_t side_fork_ = nullptr, side_join_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   int sm_count_ = 0;
 

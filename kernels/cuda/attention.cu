@@ -120,6 +120,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   constexpr int VEC = HD / 32;
   using Vec2 = typename Num<T>::Vec2;
   cuda::StartNextThenWaitForPrior();
+  if (positions[blockIdx.z] < 0) return;  // a row outside the launch
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, gcount = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -223,6 +224,7 @@ __global__ void __launch_bounds__(kTiledThreads)
   constexpr int NG = kTiledThreads / CH;      // P·V thread groups (8 or 16)
   constexpr int kHeadsPerThread = kMaxGroup * TK / kTiledThreads;  // 4
   cuda::StartNextThenWaitForPrior();
+  if (positions[blockIdx.z] < 0) return;  // a row outside the launch
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const int split = piece.split, kvh = piece.kvh, G = piece.heads, qh0 = piece.qh0;
   const int begin = piece.begin, end = piece.end;
@@ -376,6 +378,7 @@ __global__ void __launch_bounds__(kPipeThreads, kPipeMinBlocks)
   // step's q|k|v projection, a kernel launched as usual), so a warp's first tiles of them load
   // while the kernel before (RoPE + K/V write) still runs. Only the row's own token and q wait.
   cuda::LetDependentsStart();
+  if (positions[blockIdx.z] < 0) return;  // a row outside the launch
   const DecodePiece piece = LocateDecodePiece(positions, heads_q, heads_kv, splits);
   const cuda::PipePiece pipe{piece.row,   piece.qh0, piece.heads,         piece.kvh,
                              piece.begin, piece.end, positions[piece.row]};
@@ -527,7 +530,7 @@ absl::Status DecodeT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
         DecodeCombineKernel<T, HD, DenseDecodeRows>,
         dim3(static_cast<unsigned>(rows.rows * heads_q)), dim3(HD * kCombineParts), 0, stream,
         static_cast<const float*>(ws), rows.rows, heads_q, splits, static_cast<T*>(out),
-        out_stride, DenseDecodeRows{}));
+        out_stride, DenseDecodeRows{rows.positions}));
   }
   return absl::OkStatus();
 }

@@ -127,7 +127,9 @@ enum class DecodeAttentionAlgo { kTiled, kWarp, kPipelined };
 // rows); one block reads each (piece, KV head) once for all (up to 8) query heads of the
 // group, and a combine kernel merges the pieces' partial softmax states. Twin:
 // CausalAttentionReference. q: rows of qkv (stride q_stride, q heads first); out: [rows,
-// heads_q d] (stride out_stride); workspace: DecodeAttentionWorkspaceFloats floats.
+// heads_q d] (stride out_stride); workspace: DecodeAttentionWorkspaceFloats floats. A row at a
+// negative position is outside the launch: its blocks end at once and its output rows stay
+// untouched (the CUDA backend's SubsetAttention, beside Double Sparsity writing those rows).
 absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
                                    const CudaBatchRows& rows, int heads_q, int heads_kv,
                                    int head_dim, float scale, const CudaPagedKv& kv, int splits,

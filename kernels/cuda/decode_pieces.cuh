@@ -29,10 +29,13 @@ __device__ __forceinline__ float SoftmaxOutput(float acc, float l) {
   }
 }
 
-// Dense decode rows: launch row r is output row r, and never empty (it attends its own token).
+// Dense decode rows: launch row r is output row r, and never empty (it attends its own token);
+// a row at a negative position is outside the launch (Skips: no block writes it).
 struct DenseDecodeRows {
   static constexpr bool kMayBeEmpty = false;
+  const int32_t* positions;
   __device__ __forceinline__ int64_t OutRow(int64_t row) const { return row; }
+  __device__ __forceinline__ bool Skips(int64_t row) const { return positions[row] < 0; }
 };
 
 // A piece's result for channel d of query head qh of launch row `row` (output row `out_row`):
@@ -62,7 +65,8 @@ __device__ __forceinline__ void WritePiece(float acc, float m, float l, int64_t 
 // pieces' loads issued before they are used), the parts then merged through shared memory.
 // One thread per channel walking every piece twice was latency-bound: ~33 µs for 32 heads ×
 // 132 pieces at batch 1 (H200), most of the pipelined body's distance to the floor there.
-// Grid: rows × heads_q blocks. Rows: DenseDecodeRows or another policy with the same members.
+// Grid: rows × heads_q blocks. Rows: DenseDecodeRows or another policy with the same members;
+// a row it Skips keeps its output untouched.
 constexpr int kCombineParts = 8;
 template <typename T, int HD, typename Rows>
 __global__ void __launch_bounds__(HD * kCombineParts)
@@ -71,6 +75,7 @@ __global__ void __launch_bounds__(HD * kCombineParts)
   constexpr int kUnroll = 4;
   StartNextThenWaitForPrior();
   const int64_t row = blockIdx.x / heads_q;
+  if (out_rows.Skips(row)) return;
   const int qh = blockIdx.x % heads_q;
   const int d = threadIdx.x % HD, part = threadIdx.x / HD;
   const int64_t base = static_cast<int64_t>(blockIdx.x) * splits;

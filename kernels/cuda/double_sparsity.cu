@@ -746,6 +746,7 @@ struct SelectionRows {
   static constexpr bool kMayBeEmpty = true;
   const CudaDsSequence* seqs;
   __device__ __forceinline__ int64_t OutRow(int64_t s) const { return seqs[s].q_row; }
+  __device__ __forceinline__ bool Skips(int64_t) const { return false; }
 };
 
 // Grid (splits, KV heads, sequences) as SparseAttentionKernel; the selection [0, n) is cut into

@@ -234,8 +234,9 @@ TEST(DoubleSparsityGraphGpu, DependentChainChangesNothing) {
 
 // A long sequence running sparse beside a short one running dense below the length threshold
 // (kAuto, dense_below 24: 31-44 tokens against 5-18), every step: the short one's attention
-// runs on the whole batch's rows with the long one's at position 0 (SubsetAttention), so the
-// step is captured and replayed as a graph. The graph steps agree with the eager ones within
+// runs on the whole batch's rows with the long one's left out (SubsetAttention; beside Double
+// Sparsity on a side stream, which changes no bit), so the step is captured and replayed as a
+// graph. The graph steps agree with the eager ones within
 // the rounding of their bucket-sized split counts, and with a budget above the context each
 // sequence's logits agree with its own dense run (another batch shape: within 2e-2 of
 // max|logit|).
@@ -259,6 +260,15 @@ TEST(DoubleSparsityGraphGpu, MixedDenseAndSparseStepsReplay) {
       EXPECT_LE(err_long, 5e-3) << dir << " budget " << budget;
       EXPECT_LE(err_short, 5e-3) << dir << " budget " << budget;
       EXPECT_GE(runs.replays, 12) << dir << " budget " << budget;
+      // The short one's attention ran beside Double Sparsity (MixedAttention's side stream);
+      // one after the other the launches are the same (one piece a row either way, under 64
+      // tokens): the same bits, eager and in graphs.
+      cuda.set_dense_beside_sparse(false);
+      const auto in_turn =
+          RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &o, &o, 30, 4); });
+      cuda.set_dense_beside_sparse(true);
+      EXPECT_EQ(in_turn.eager, runs.eager) << dir << " budget " << budget;
+      EXPECT_EQ(in_turn.graphed, runs.graphed) << dir << " budget " << budget;
       if (budget < 1000) continue;
       AttentionOptions dense;
       dense.mode = AttentionMode::kDense;

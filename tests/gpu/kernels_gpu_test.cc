@@ -793,6 +793,66 @@ TEST(KernelsGpu, DecodeAttentionMatchesReference) {
   }
 }
 
+// Rows at a negative position are outside the launch (SubsetAttention beside Double Sparsity):
+// their output stays poisoned, bit for bit, while the other rows match the twin, with every
+// body and split count (the combine skips them too).
+TEST(KernelsGpu, DecodeAttentionLeavesRowsAtNegativePositions) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (int group : {1, 4}) {
+      const int hkv = 2, hq = hkv * group, d = 128;
+      const std::vector<int> lens = {97, 300, 4099, 5};
+      const int64_t rows = static_cast<int64_t>(lens.size());
+      const int64_t q_stride = static_cast<int64_t>(hq + 2 * hkv) * d;
+      TestPool pool = MakePool(t, lens, hkv, d);
+      HostArray q = Random(t, rows * q_stride);
+      // Rows 1 and 3 left out.
+      std::vector<int32_t> pos(rows), seq(rows);
+      for (int64_t r = 0; r < rows; ++r) {
+        pos[r] = r % 2 == 1 ? -1 : lens[r] - 1;
+        seq[r] = static_cast<int32_t>(r);
+      }
+      DevBuf dk(pool.k.raw), dv(pool.v.raw), dt(pool.tables), dq(q.raw), dpos(pos), dseq(seq);
+      CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens, hkv,
+                     d};
+      CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+      const float poison = 12345.0f;
+      std::vector<float> ref(rows * hq * d, poison);
+      for (int64_t r = 0; r < rows; ++r) {  // the twin keeps the poison of rows 1 and 3 too
+        CausalAttentionReference(q.f32.data() + r * q_stride, q_stride, &pos[r], 1,
+                                 pool.HostView(static_cast<int>(r)),
+                                 AttentionShape{hq, hkv, d, scale}, ref.data() + r * hq * d,
+                                 hq * d);
+      }
+      for (DecodeAttentionAlgo algo : {DecodeAttentionAlgo::kTiled, DecodeAttentionAlgo::kWarp,
+                                       DecodeAttentionAlgo::kPipelined}) {
+        for (int splits : {1, 7, 64}) {
+          DevBuf ws(DecodeAttentionWorkspaceFloats(rows, hq, d, splits) * 4 + 4);
+          DevBuf out(rows * hq * d * 2);  // poisoned: 0xffff, a NaN in both dtypes
+          ASSERT_OK(LaunchDecodeAttention(t, dq.ptr, q_stride, br, hq, hkv, d, scale, kv, splits,
+                                          ws.as<float>(), out.ptr, hq * d, nullptr, algo));
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          std::vector<uint16_t> raw(rows * hq * d);
+          ASSERT_EQ(cudaMemcpy(raw.data(), out.ptr, raw.size() * 2, cudaMemcpyDeviceToHost),
+                    cudaSuccess);
+          std::vector<float> got(raw.size());
+          for (size_t i = 0; i < raw.size(); ++i) {
+            const bool skipped = pos[i / (hq * d)] < 0;
+            if (skipped) {
+              EXPECT_EQ(raw[i], 0xffff) << "row " << i / (hq * d) << " written";
+            }
+            got[i] = skipped ? poison : From16(t, raw[i]);
+          }
+          EXPECT_LE(RelErr(got, ref), Tolerance(t))
+              << DTypeName(t) << " group " << group << " splits " << splits << " algo "
+              << AlgoName(algo);
+        }
+      }
+    }
+  }
+}
+
 // One prefill step: sequence s has lens[s] tokens in the pool and its last rows[s] tokens are
 // this step's rows (rows < len: a chunk at a deep position over earlier chunks' K/V). The q
 // rows sit in a qkv-shaped buffer of row stride q_stride (>= heads_q·d; a stride that is not

@@ -399,6 +399,29 @@ TEST_P(AttentionTest, CausalMatchesNaivePerHead) {
   }
 }
 
+// A query at a negative position is outside the call: its output row stays as it was, and the
+// others are those of a call without it.
+TEST_P(AttentionTest, CausalLeavesRowsAtNegativePositions) {
+  const AttnCase c = GetParam();
+  const PagedKv kv(c.tokens, c.block_tokens, c.heads_kv, c.head_dim, 5000 + c.heads_q);
+  AttentionShape shape{c.heads_q, c.heads_kv, c.head_dim,
+                       static_cast<float>(1.0 / std::sqrt(c.head_dim))};
+  const std::vector<int32_t> positions = {static_cast<int32_t>(c.tokens - 1), -1,
+                                          static_cast<int32_t>(c.tokens / 2)};
+  const int64_t width = c.heads_q * c.head_dim;
+  const std::vector<float> q = RandomVector(3 * width, 6000 + c.head_dim, 2.0f);
+  std::vector<float> out(3 * width, -7.0f);
+  CausalAttentionReference(q.data(), width, positions.data(), 3, kv.View(), shape, out.data(),
+                           width);
+  for (int64_t i : {0, 2}) {
+    std::vector<float> alone(width, 0.0f);
+    CausalAttentionReference(q.data() + i * width, width, &positions[i], 1, kv.View(), shape,
+                             alone.data(), width);
+    for (int64_t e = 0; e < width; ++e) EXPECT_EQ(out[i * width + e], alone[e]) << i << " " << e;
+  }
+  for (int64_t e = 0; e < width; ++e) EXPECT_EQ(out[width + e], -7.0f) << e;
+}
+
 TEST_P(AttentionTest, SelectedWithFullSetEqualsCausalAndSubsetMatchesNaive) {
   const AttnCase c = GetParam();
   const PagedKv kv(c.tokens, c.block_tokens, c.heads_kv, c.head_dim, 3000 + c.heads_kv);

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/bench_model.h"
@@ -86,6 +87,14 @@ ABSL_FLAG(bool, ds_mixed_baseline, false,
           "with --ds_dense_sequences: also time the path before SubsetAttention, for comparison "
           "(the dense sequences' attention on a batch view, Backend's default; mixed steps never "
           "captured)");
+ABSL_FLAG(bool, ds_mixed_sequential, false,
+          "with --ds_dense_sequences: also time the dense sequences' attention before Double "
+          "Sparsity's chain instead of beside it (CudaBackendOptions::dense_beside_sparse off), "
+          "eager and with graphs");
+ABSL_FLAG(std::string, ds_beside_waves, "",
+          "with --ds_dense_sequences: also time the dense sequences beside Double Sparsity with "
+          "each of these split aims (CudaBackendOptions::beside_waves: waves of the SM count; "
+          "0 their count alone), eager and with graphs");
 ABSL_FLAG(std::string, dependent_launch, "on,off",
           "programmatic dependent launch settings to time decode with, side by side: on | off");
 ABSL_FLAG(std::string, linear_algos, "auto,cublas",
@@ -158,9 +167,9 @@ struct Workspace {
   }
 };
 
-// A sparse layer as the model runs it: the dense sequences' attention (SubsetAttention, or with
-// `baseline` Backend's default batch view, the path before it, timed eagerly only), then
-// Double Sparsity for the others.
+// A sparse layer as the model runs it (MixedAttention), or with `baseline` the path before
+// SubsetAttention (Backend's default batch view for the dense sequences, then Double Sparsity;
+// timed eagerly only).
 absl::Status MixedAttention(CudaBackend& b, RandomWeightModel& m, int layer,
                             const ForwardBatch& batch, KvBlockPool& pool, DoubleSparsity& ds,
                             const DeviceTensor& qkv, DeviceTensor& attn, bool baseline) {
@@ -168,10 +177,11 @@ absl::Status MixedAttention(CudaBackend& b, RandomWeightModel& m, int layer,
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     (ds.IsSparse(j, layer) ? sparse : dense).push_back(j);
   }
+  if (!baseline) {
+    return b.MixedAttention(layer, m.attention, batch, dense, sparse, pool, ds, qkv, attn);
+  }
   if (!dense.empty()) {
-    RETURN_IF_ERROR(
-        baseline ? b.Backend::SubsetAttention(layer, m.attention, batch, dense, pool, qkv, attn)
-                 : b.SubsetAttention(layer, m.attention, batch, dense, pool, qkv, attn));
+    RETURN_IF_ERROR(b.Backend::SubsetAttention(layer, m.attention, batch, dense, pool, qkv, attn));
   }
   return b.SparseAttention(layer, batch, sparse, pool, ds, qkv, attn);
 }
@@ -354,6 +364,42 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
       std::printf("%-14s   graphs: only %lld of the %d timed steps replayed\n", "",
                   static_cast<long long>(replayed), iters);
     }
+  }
+  if (dense_seqs > 0 && absl::GetFlag(FLAGS_ds_mixed_sequential)) {
+    b.set_dense_beside_sparse(false);
+    const absl::StatusOr<StepTimes> eager_seq = time_steps(false);
+    absl::StatusOr<StepTimes> graph_seq = StepTimes{};
+    if (eager_seq.ok() && absl::GetFlag(FLAGS_graphs)) graph_seq = time_steps(true);
+    b.set_decode_graphs(false);
+    b.set_dense_beside_sparse(true);
+    RETURN_IF_ERROR(eager_seq.status());
+    RETURN_IF_ERROR(graph_seq.status());
+    r["sequential_eager_ms_per_step"] = eager_seq->ms;
+    r["sequential_graph_ms_per_step"] = graph_seq->ms;
+    std::printf("%-14s   dense sequences before Double Sparsity, not beside: %.3f ms eager, "
+                "%.3f with graphs\n", "", eager_seq->ms, graph_seq->ms);
+  }
+  if (dense_seqs > 0 && !absl::GetFlag(FLAGS_ds_beside_waves).empty()) {
+    nlohmann::json by_waves;
+    for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_ds_beside_waves), ',')) {
+      int waves = 0;
+      if (!absl::SimpleAtoi(w, &waves) || waves < 0) {
+        return absl::InvalidArgumentError("--ds_beside_waves: counts must be >= 0");
+      }
+      b.set_dense_beside_sparse(true, waves);
+      const absl::StatusOr<StepTimes> eager_w = time_steps(false);
+      absl::StatusOr<StepTimes> graph_w = StepTimes{};
+      if (eager_w.ok() && absl::GetFlag(FLAGS_graphs)) graph_w = time_steps(true);
+      b.set_decode_graphs(false);
+      b.set_dense_beside_sparse(true);
+      RETURN_IF_ERROR(eager_w.status());
+      RETURN_IF_ERROR(graph_w.status());
+      by_waves[std::string(w)] = {{"eager_ms_per_step", eager_w->ms},
+                                  {"graph_ms_per_step", graph_w->ms}};
+      std::printf("%-14s   dense sequences beside, split aim %d waves: %.3f ms eager, %.3f with "
+                  "graphs\n", "", waves, eager_w->ms, graph_w->ms);
+    }
+    r["beside_by_waves"] = by_waves;
   }
   if (dense_seqs > 0 && absl::GetFlag(FLAGS_ds_mixed_baseline)) {
     ASSIGN_OR_RETURN(const StepTimes baseline, time_steps(false, true));
