@@ -176,8 +176,8 @@ class Backend {
   // Bracket the layer loop of one forward step (Embedding through the last AddLinear).
   // `capturable`: the step issues only the operations above and, with `ds` (its plan made
   // by ds->BeginStep), StoreLabels at every layer and, at each layer `ds` plans sparse,
-  // MixedAttention with the same sparse sequences (DoubleSparsity::SparseSetUniform,
-  // SparseSequences) and the others dense, so a backend may
+  // MixedAttention with that layer's sparse sequences (DoubleSparsity::SparseSequences) and
+  // the others dense, so a backend may
   // record it once (e.g. as a CUDA graph) and replay it for later steps of the same shape,
   // skipping the individual launches. After a failed operation the caller need not call
   // EndStep; the next BeginStep discards the unfinished step. Defaults do nothing.

@@ -260,10 +260,9 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
                gate_up = Rows(ws_.gate_up, n), mlp = Rows(ws_.mlp, n);
   const float eps = config_.rms_norm_eps;
   // Steps the backend may record and replay: GPU-resident KV, no observer, labels (if any)
-  // kept by the backend, and every sparse layer running the same sequences sparse.
+  // kept by the backend.
   const bool capturable = observer_ == nullptr && tier_ == nullptr &&
-                          (!ds_->StoresLabels() || backend_.keeps_labels_on_device()) &&
-                          ds_->SparseSetUniform();
+                          (!ds_->StoresLabels() || backend_.keeps_labels_on_device());
   RETURN_IF_ERROR(backend_.BeginStep(batch, *pool_, capturable, ds_.get()));
   RETURN_IF_ERROR(backend_.Embedding(embed_, batch.token_ids, residual));
   for (size_t i = 0; i < layers_.size(); ++i) {

@@ -689,27 +689,38 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
       eager = sparse_key == 0;
       break;
     }
-    // The dense sequences beside sparse ones (SubsetAttention at the sparse layers).
-    const std::vector<size_t> sparse_seqs = ds->SparseSequences();
-    if (eager || sparse_seqs.empty() || sparse_seqs.size() == batch.sequences.size()) {
-      return absl::OkStatus();
-    }
-    std::vector<size_t> dense;
-    for (size_t j = 0, k = 0; j < batch.sequences.size(); ++j) {
-      if (k < sparse_seqs.size() && sparse_seqs[k] == j) {
-        ++k;
-      } else {
-        dense.push_back(j);
+    if (eager) return absl::OkStatus();
+    // The dense sequences beside sparse ones (SubsetAttention at the sparse layers): every
+    // sparse layer's subset, each distinct one uploaded once, in a slot of its own.
+    std::vector<std::vector<size_t>> subsets;
+    for (int l = 0; l < static_cast<int>(pool.options().layers); ++l) {
+      const std::vector<size_t> sparse_seqs = ds->SparseSequences(l);
+      if (sparse_seqs.empty() || sparse_seqs.size() == batch.sequences.size()) continue;
+      std::vector<size_t> dense;
+      for (size_t j = 0, k = 0; j < batch.sequences.size(); ++j) {
+        if (k < sparse_seqs.size() && sparse_seqs[k] == j) {
+          ++k;
+        } else {
+          dense.push_back(j);
+        }
+      }
+      if (std::find(subsets.begin(), subsets.end(), dense) == subsets.end()) {
+        subsets.push_back(std::move(dense));
       }
     }
-    RETURN_IF_ERROR(UploadSubsetPositions(batch, dense));
+    if (subsets.empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(UploadSubsetPositions(batch, subsets));
     // SubsetAttention's split count (for its fewer rows) may exceed the step's: its workspace.
-    const int splits =
-        SubsetDecodeSplits(last_heads_q_, last_heads_kv_, pool.options().head_dim, batch, dense,
-                           options_.dense_beside_sparse);
+    int splits = 1;
+    for (const std::vector<size_t>& dense : subsets) {
+      splits = std::max(splits, SubsetDecodeSplits(last_heads_q_, last_heads_kv_,
+                                                   pool.options().head_dim, batch, dense,
+                                                   options_.dense_beside_sparse));
+      sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(dense.size())}));
+    }
     const int64_t ws_floats = DecodeAttentionWorkspaceFloats(n, last_heads_q_, 256, splits);
     RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(ws_floats) * 4));
-    sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(dense.size()),
+    sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(subsets.size()),
                                                SigPtr(subset_positions_.ptr)})) | 1;
     return absl::OkStatus();
   }();

@@ -339,11 +339,14 @@ class CudaBackend final : public Backend {
                                  const ForwardBatch& batch, absl::Span<const size_t> sequences,
                                  const KvBlockPool& pool, const DeviceTensor& qkv,
                                  DeviceTensor& out, cudaStream_t stream, bool beside);
-  // Uploads the prepared batch's positions with every row outside `sequences` at position -1
-  // (outside the launch: the decode kernels leave its output alone) for SubsetAttention,
-  // unless they are up already for this prepared batch (subset_uploaded_).
+  // Uploads, for each subset of `subsets` (index lists into batch.sequences), the prepared
+  // batch's positions with every row outside it at position -1 (outside the launch: the decode
+  // kernels leave its output alone), one slot of rows a subset, in place of those up before.
   absl::Status UploadSubsetPositions(const ForwardBatch& batch,
-                                     absl::Span<const size_t> sequences);
+                                     const std::vector<std::vector<size_t>>& subsets);
+  // SubsetAttention's positions for `sequences`: their slot if uploaded for this prepared
+  // batch (subset_uploaded_), else null.
+  const int32_t* SubsetPositions(absl::Span<const size_t> sequences) const;
   // SubsetAttention's split count: for the subset's rows and their longest context (a graph
   // step: its block bucket's); `beside` Double Sparsity, aimed by Options::beside_waves.
   int SubsetDecodeSplits(int heads_q, int heads_kv, int head_dim, const ForwardBatch& batch,
@@ -394,11 +397,11 @@ class CudaBackend final : public Backend {
 
   Buffer meta_, ids_, scratch_, scratch_f32_, attn_ws_, inv_freq_;
   Buffer logit_stats_;  // LogitStats: [rows] argmax then [rows] log Σ exp
-  // SubsetAttention's positions (UploadSubsetPositions) and the sequences they were uploaded
-  // for; PrepareBatch clears it (a new batch's positions). A graph step's are uploaded by
-  // BeginStep, and SubsetAttention checks it was for the same sequences.
+  // SubsetAttention's positions (UploadSubsetPositions), a slot of rows_ positions per subset,
+  // and the subsets in slot order; PrepareBatch clears them (a new batch's positions). A graph
+  // step's are uploaded by BeginStep, every layer's subset, and SubsetAttention finds its own.
   Buffer subset_positions_;
-  std::vector<size_t> subset_uploaded_;
+  std::vector<std::vector<size_t>> subset_uploaded_;
   std::vector<float> inv_freq_host_;
   std::vector<int32_t> meta_host_;
   // Layout of the uploaded batch metadata (offsets into meta_, in int32 elements).

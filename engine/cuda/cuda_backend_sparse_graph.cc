@@ -1,15 +1,16 @@
 // Double Sparsity decode steps as CUDA graphs (cuda_backend.h; the eager path is
 // cuda_backend_sparse.cc).
 //
-// A step can be a graph step when every sparse layer runs the same sequences sparse (the
-// caller's rule, DoubleSparsity::SparseSetUniform; the others run dense beside them:
-// SubsetAttention, whose positions BeginStep uploads), the test capture is off, and every
-// sparse sequence has its labels at every sparse layer up to at least the previous token in
-// the format it asks for: then each sparse layer's launches have the same shape in every step
-// of the graph's block bucket. PlanSparseGraphStep, before the capture or replay, does all the
-// host work the eager path does per layer — label storage reserved (grown on the stream if
-// needed), channel sets uploaded, descriptors built — for every sparse layer at once, and
-// uploads all the descriptors with one copy; the graph's kernels read them from that buffer.
+// A step can be a graph step when the test capture is off and every sequence has its labels at
+// every layer it runs sparse, up to at least the previous token, in the format it asks for:
+// then each sparse layer's launches have the same shape in every step of the graph's block
+// bucket. Each layer runs its own sparse sequences (DoubleSparsity::SparseSequences: requests
+// with different dense layers differ in the first ones); the others run dense beside them
+// (SubsetAttention, whose positions BeginStep uploads, a slot per distinct subset).
+// PlanSparseGraphStep, before the capture or replay, does all the host work the eager path
+// does per layer — label storage reserved (grown on the stream if needed), channel sets
+// uploaded, descriptors built — for every sparse layer at once, and uploads all the
+// descriptors with one copy; the graph's kernels read them from that buffer.
 // The RoPE launch's label views are per batch sequence (r 0 for the dense ones). Sizes are the
 // bucket's: score rows of the bucket's tokens, selection rows of the budget at that length,
 // the split count that follows from it; the current token's label is always written again
@@ -37,15 +38,11 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
   const int hkv = pool.options().kv_heads;
   const int d = pool.options().head_dim;
   const int hq = last_heads_q_;
-  if (capture_sparse_ || ds_state_ == nullptr || hq <= 0 || last_heads_kv_ != hkv ||
-      !ds.SparseSetUniform()) {
-    return 0;
-  }
-  const std::vector<size_t> sparse = ds.SparseSequences();
+  if (capture_sparse_ || ds_state_ == nullptr || hq <= 0 || last_heads_kv_ != hkv) return 0;
   DsState& st = *ds_state_;
-  // Every sparse sequence with device labels (in its format) at every sparse layer up to at
+  // Every sequence with device labels (in its format) at every layer it runs sparse, up to at
   // least its previous token.
-  for (size_t j : sparse) {
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
     const BatchSequence& s = batch.sequences[j];
     const auto it = st.seqs.find(s.kv);
     const bool labelled = it != st.seqs.end() && it->second.base != nullptr &&
@@ -69,7 +66,8 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
   for (int l = 0; l < layers; ++l) {
     SparseLayerPlan& plan = st.graph_layers[l];
     plan.seqs.clear();  // a dense layer's plan stays empty
-    if (!ds.AnySparse(l)) continue;
+    const std::vector<size_t> sparse = ds.SparseSequences(l);
+    if (sparse.empty()) continue;
     RETURN_IF_ERROR(DescribeSparseLayer(l, batch, sparse, pool, ds, hq, bucket_tokens, plan));
     plan.labels_in_rope = RopeWritesLabels(d);
     // The RoPE launch indexes label views by batch sequence: the dense ones' write none.
@@ -80,10 +78,13 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
                   upload.Add<CudaLabelSeq>(plan.rope_labels)};
   }
   ASSIGN_OR_RETURN(const char* base, upload.Upload(st.graph_meta, stream_));
-  uint64_t key = Sig({static_cast<uint64_t>(sparse.size()), static_cast<uint64_t>(hq)});
+  uint64_t key = Sig({static_cast<uint64_t>(hq)});
   for (int l = 0; l < layers; ++l) {
     SparseLayerPlan& plan = st.graph_layers[l];
     if (plan.seqs.empty()) continue;
+    for (size_t j : ds.SparseSequences(l)) {
+      key = SignatureMix(key, Sig({static_cast<uint64_t>(l), static_cast<uint64_t>(j)}));
+    }
     plan.device.labels = reinterpret_cast<const CudaLabelSeq*>(base + offsets[l].labels);
     plan.device.sequences = reinterpret_cast<const CudaDsSequence*>(base + offsets[l].seqs);
     plan.device.ranges = reinterpret_cast<const CudaLabelRange*>(base + offsets[l].ranges);

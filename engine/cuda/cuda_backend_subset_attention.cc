@@ -27,26 +27,35 @@
 
 namespace dsinfer {
 
-absl::Status CudaBackend::UploadSubsetPositions(const ForwardBatch& batch,
-                                                absl::Span<const size_t> sequences) {
-  // Once a step in eager steps too (every sparse layer asks for the same subset).
-  if (std::equal(sequences.begin(), sequences.end(), subset_uploaded_.begin(),
-                 subset_uploaded_.end())) {
-    return absl::OkStatus();
-  }
+absl::Status CudaBackend::UploadSubsetPositions(
+    const ForwardBatch& batch, const std::vector<std::vector<size_t>>& subsets) {
   const int64_t n = batch.rows();
-  std::vector<int32_t> positions(static_cast<size_t>(n), -1);
-  for (size_t j : sequences) {
-    const BatchSequence& s = batch.sequences[j];
-    std::copy_n(batch.positions.begin() + s.first_row, s.num_rows,
-                positions.begin() + s.first_row);
+  std::vector<int32_t> positions(static_cast<size_t>(n) * subsets.size(), -1);
+  for (size_t k = 0; k < subsets.size(); ++k) {
+    for (size_t j : subsets[k]) {
+      const BatchSequence& s = batch.sequences[j];
+      std::copy_n(batch.positions.begin() + s.first_row, s.num_rows,
+                  positions.begin() + static_cast<int64_t>(k) * n + s.first_row);
+    }
   }
-  RETURN_IF_ERROR(Ensure(subset_positions_, static_cast<size_t>(n) * sizeof(int32_t)));
+  subset_uploaded_.clear();
+  if (positions.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(Ensure(subset_positions_, positions.size() * sizeof(int32_t)));
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(subset_positions_.ptr, positions.data(),
                                        positions.size() * sizeof(int32_t),
                                        cudaMemcpyHostToDevice, stream_));
-  subset_uploaded_.assign(sequences.begin(), sequences.end());
+  subset_uploaded_ = subsets;
   return absl::OkStatus();
+}
+
+const int32_t* CudaBackend::SubsetPositions(absl::Span<const size_t> sequences) const {
+  for (size_t k = 0; k < subset_uploaded_.size(); ++k) {
+    const std::vector<size_t>& s = subset_uploaded_[k];
+    if (std::equal(sequences.begin(), sequences.end(), s.begin(), s.end())) {
+      return static_cast<const int32_t*>(subset_positions_.ptr) + static_cast<int64_t>(k) * rows_;
+    }
+  }
+  return nullptr;
 }
 
 namespace {
@@ -110,8 +119,7 @@ absl::Status CudaBackend::SubsetAttentionOn(int layer, const AttentionConfig& co
     return absl::InvalidArgumentError("SubsetAttention: out shape");
   }
   if (mode_ != StepMode::kEager) {
-    if (!std::equal(sequences.begin(), sequences.end(), subset_uploaded_.begin(),
-                    subset_uploaded_.end())) {
+    if (SubsetPositions(sequences) == nullptr) {
       AbortStep();
       return absl::InternalError("cuda backend: a graph step's dense subset was not prepared");
     }
@@ -120,11 +128,12 @@ absl::Status CudaBackend::SubsetAttentionOn(int layer, const AttentionConfig& co
     if (skip) return absl::OkStatus();
   } else {
     if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
-    RETURN_IF_ERROR(UploadSubsetPositions(batch, sequences));
+    if (SubsetPositions(sequences) == nullptr) {
+      RETURN_IF_ERROR(UploadSubsetPositions(batch, {{sequences.begin(), sequences.end()}}));
+    }
   }
   const CudaBatchRows all = BatchRows();
-  const CudaBatchRows rows{static_cast<const int32_t*>(subset_positions_.ptr), all.row_seq,
-                           all.rows};
+  const CudaBatchRows rows{SubsetPositions(sequences), all.row_seq, all.rows};
   const int splits =
       SubsetDecodeSplits(config.num_heads_q, config.num_heads_kv, config.head_dim, batch,
                          sequences, beside);
@@ -149,7 +158,9 @@ absl::Status CudaBackend::MixedAttention(int layer, const AttentionConfig& confi
     // What the side launch reads goes up on the backend's stream before the fork, and its
     // workspace grows there (a growth synchronizes; none may happen past the fork).
     if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
-    RETURN_IF_ERROR(UploadSubsetPositions(batch, dense));
+    if (SubsetPositions(dense) == nullptr) {
+      RETURN_IF_ERROR(UploadSubsetPositions(batch, {{dense.begin(), dense.end()}}));
+    }
     const int splits =
         SubsetDecodeSplits(config.num_heads_q, config.num_heads_kv, config.head_dim, batch,
                            dense, true);

@@ -142,29 +142,12 @@ bool DoubleSparsity::AnySparse(int layer) const {
   return false;
 }
 
-std::vector<size_t> DoubleSparsity::SparseSequences() const {
+std::vector<size_t> DoubleSparsity::SparseSequences(int layer) const {
   std::vector<size_t> out;
-  for (int l = 0; l < layers_ && out.empty(); ++l) {
-    for (size_t j = 0; j < plan_.size(); ++j) {
-      if (plan_[j].sparse[l]) out.push_back(j);
-    }
+  for (size_t j = 0; j < plan_.size(); ++j) {
+    if (plan_[j].sparse[layer]) out.push_back(j);
   }
   return out;
-}
-
-bool DoubleSparsity::SparseSetUniform() const {
-  int first = -1;  // the first sparse layer
-  for (int l = 0; l < layers_; ++l) {
-    if (!AnySparse(l)) continue;
-    if (first < 0) {
-      first = l;
-      continue;
-    }
-    for (const Plan& p : plan_) {
-      if (p.sparse[l] != p.sparse[first]) return false;
-    }
-  }
-  return true;
 }
 
 bool DoubleSparsity::IsSparse(size_t index, int layer) const {

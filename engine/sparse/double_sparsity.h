@@ -95,13 +95,10 @@ class DoubleSparsity {
   // Whether any sequence of the step keeps labels / runs sparse at `layer`.
   bool StoresLabels() const { return stores_labels_; }
   bool AnySparse(int layer) const;
-  // Whether every layer runs sparse either none of the step's sequences or the same ones, those
-  // of SparseSequences (a step a backend may capture: Backend::BeginStep). Sequences below the
-  // length threshold run dense beside them.
-  bool SparseSetUniform() const;
-  // The sequences (indices into the step's batch) that run sparse at the step's first sparse
-  // layer; empty where none is.
-  std::vector<size_t> SparseSequences() const;
+  // The sequences (indices into the step's batch) that run sparse at `layer`, ascending; the
+  // others run dense beside them (below the length threshold, asking for dense attention, or
+  // at one of their own dense layers).
+  std::vector<size_t> SparseSequences(int layer) const;
   // Whether sequence `index` of the step's batch runs sparse at `layer`.
   bool IsSparse(size_t index, int layer) const;
 

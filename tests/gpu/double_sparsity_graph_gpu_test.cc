@@ -10,8 +10,10 @@
 // - a dense layer in front and a budget above the context: the graph sizes its selection by
 //   the bucket, the eager step by the context, so the sums differ in order only (within
 //   5e-3 of max|logit|);
-// - steps no graph may take run eagerly and equal the graph-less run: a batch mixing a sparse
-//   and a dense sequence, and the test capture (SparseCapture) on;
+// - batches mixing a sparse and a dense sequence, and requests whose dense layers differ,
+//   replay too (each layer's own sparse set), within the bucket split counts' rounding;
+// - steps no graph may take run eagerly and equal the graph-less run: the test capture
+//   (SparseCapture) on;
 // the chain launched dependent (DependentSparseChain) gives the same bits; and the graph
 // cache's eviction (least recently used first) over more batch shapes than it holds. Skipped
 // without a GPU.
@@ -202,6 +204,32 @@ TEST(DoubleSparsityGraphGpu, MixedPairReplaysAndTheTestCaptureRunsEagerly) {
     EXPECT_EQ(cuda.sparse_captures().size(), static_cast<size_t>(24 * c.num_layers)) << dir;
     EXPECT_EQ(captured, eager) << dir;
     cuda.clear_sparse_captures();
+  });
+}
+
+// Requests whose dense layers differ (one sparse from layer 0, the other from layer 1): layer
+// 0 runs the first sparse and the second dense beside it, the later layers both sparse — a
+// step of two sparse sets, planned layer by layer (SubsetAttention's positions in a slot per
+// distinct subset), captured and replayed like any other, within the rounding of the graphs'
+// bucket-sized split counts of the eager steps.
+TEST(DoubleSparsityGraphGpu, DifferentDenseLayersReplay) {
+  SKIP_WITHOUT_GPU();
+  ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
+    const ModelConfig& c = model.config();
+    const std::vector<int32_t> ids = RandomIds(c, 44);
+    const AttentionOptions from_0 = Sparse(c, 16);
+    AttentionOptions from_1 = Sparse(c, 4);
+    from_1.dense_layers = 1;
+    from_1.token_budget = 30;
+    const auto runs =
+        RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &from_0, &from_1); });
+    const double err_0 = MaxDiffRatio(runs.graphed.first, runs.eager.first);
+    const double err_1 = MaxDiffRatio(runs.graphed.second, runs.eager.second);
+    std::printf("%s dense layers 0 and 1, graph vs eager: %.3g, %.3g of max|logit|\n", dir,
+                err_0, err_1);
+    EXPECT_GE(runs.replays, 22) << dir;
+    EXPECT_LE(err_0, 5e-3) << dir;
+    EXPECT_LE(err_1, 5e-3) << dir;
   });
 }
 

@@ -285,9 +285,9 @@ TEST(DoubleSparsityEngine, SmallBudgetChangesLogitsAndCountsTokens) {
   EXPECT_EQ((*model)->double_sparsity().labels().bytes_in_use(), 0);
 }
 
-// The capturable-step rule: every sparse layer runs the same sequences sparse (the others
-// dense beside them), or the step is not uniform.
-TEST(DoubleSparsityEngine, SparseSetUniformAndSparseSequences) {
+// Each layer's sparse sequences (a graph step plans every layer's own set; the others run
+// dense beside them), with requests whose dense layers differ.
+TEST(DoubleSparsityEngine, SparseSequencesPerLayer) {
   const int layers = 3, hq = 4, hkv = 2, d = 16;
   PageableHostMemory memory;
   std::mt19937 rng(7);
@@ -320,17 +320,25 @@ TEST(DoubleSparsityEngine, SparseSetUniformAndSparseSequences) {
     }
     EXPECT_TRUE(ds.BeginStep(batch, *pool).ok());
   };
+  using Set = std::vector<size_t>;
   step({&from_1, &dense});
-  EXPECT_TRUE(ds.SparseSetUniform());
-  EXPECT_EQ(ds.SparseSequences(), std::vector<size_t>{0});
+  EXPECT_EQ(ds.SparseSequences(0), Set{});
+  EXPECT_EQ(ds.SparseSequences(1), Set{0});
+  EXPECT_EQ(ds.SparseSequences(2), Set{0});
   step({&dense, &from_1, &from_1});
-  EXPECT_TRUE(ds.SparseSetUniform());
-  EXPECT_EQ(ds.SparseSequences(), (std::vector<size_t>{1, 2}));
-  step({&from_1, &dense, &from_2});  // layer 1: {0}; layer 2: {0, 2}
-  EXPECT_FALSE(ds.SparseSetUniform());
+  EXPECT_EQ(ds.SparseSequences(2), (Set{1, 2}));
+  step({&from_1, &dense, &from_2});
+  EXPECT_EQ(ds.SparseSequences(0), Set{});
+  EXPECT_EQ(ds.SparseSequences(1), Set{0});
+  EXPECT_EQ(ds.SparseSequences(2), (Set{0, 2}));
+  for (int l = 0; l < layers; ++l) {
+    for (size_t j = 0; j < 3; ++j) {
+      const Set sparse = ds.SparseSequences(l);
+      EXPECT_EQ(ds.IsSparse(j, l), std::count(sparse.begin(), sparse.end(), j) == 1) << l << j;
+    }
+  }
   step({&dense, &dense});
-  EXPECT_TRUE(ds.SparseSetUniform());
-  EXPECT_TRUE(ds.SparseSequences().empty());
+  for (int l = 0; l < layers; ++l) EXPECT_TRUE(ds.SparseSequences(l).empty()) << l;
 }
 
 TEST(DoubleSparsityEngine, RefusesDoubleSparseWithoutChannelsAndAutoStaysDense) {

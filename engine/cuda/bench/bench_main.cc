@@ -208,9 +208,7 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
     b.ForgetDeviceLabelsOf(batch);
     RETURN_IF_ERROR(ds->BeginStep(batch, pool));
   }
-  RETURN_IF_ERROR(b.BeginStep(
-      batch, pool, layers == m.config.num_layers && (ds == nullptr || ds->SparseSetUniform()),
-      ds));
+  RETURN_IF_ERROR(b.BeginStep(batch, pool, layers == m.config.num_layers, ds));
   RETURN_IF_ERROR(b.Embedding(m.embed, batch.token_ids, residual));
   for (int i = 0; i < layers; ++i) {
     const RandomWeightModel::Layer& l = m.layers[i];
