@@ -363,19 +363,28 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
                   static_cast<long long>(replayed), iters);
     }
   }
-  if (dense_seqs > 0 && absl::GetFlag(FLAGS_ds_mixed_sequential)) {
-    b.set_dense_beside_sparse(false);
-    const absl::StatusOr<StepTimes> eager_seq = time_steps(false);
-    absl::StatusOr<StepTimes> graph_seq = StepTimes{};
-    if (eager_seq.ok() && absl::GetFlag(FLAGS_graphs)) graph_seq = time_steps(true);
+  // A mixed step's times, eager and with graphs, with the dense sequences beside Double
+  // Sparsity or not and their split aim (CudaBackendOptions); the defaults restored after.
+  struct EagerAndGraph {
+    StepTimes eager, graph;
+  };
+  auto time_mixed = [&](bool beside, int waves) -> absl::StatusOr<EagerAndGraph> {
+    b.set_dense_beside_sparse(beside, waves);
+    const absl::StatusOr<StepTimes> eager = time_steps(false);
+    absl::StatusOr<StepTimes> graph = StepTimes{};
+    if (eager.ok() && absl::GetFlag(FLAGS_graphs)) graph = time_steps(true);
     b.set_decode_graphs(false);
     b.set_dense_beside_sparse(true);
-    RETURN_IF_ERROR(eager_seq.status());
-    RETURN_IF_ERROR(graph_seq.status());
-    r["sequential_eager_ms_per_step"] = eager_seq->ms;
-    r["sequential_graph_ms_per_step"] = graph_seq->ms;
+    RETURN_IF_ERROR(eager.status());
+    RETURN_IF_ERROR(graph.status());
+    return EagerAndGraph{*eager, *graph};
+  };
+  if (dense_seqs > 0 && absl::GetFlag(FLAGS_ds_mixed_sequential)) {
+    ASSIGN_OR_RETURN(const EagerAndGraph seq, time_mixed(false, -1));
+    r["sequential_eager_ms_per_step"] = seq.eager.ms;
+    r["sequential_graph_ms_per_step"] = seq.graph.ms;
     std::printf("%-14s   dense sequences before Double Sparsity, not beside: %.3f ms eager, "
-                "%.3f with graphs\n", "", eager_seq->ms, graph_seq->ms);
+                "%.3f with graphs\n", "", seq.eager.ms, seq.graph.ms);
   }
   if (dense_seqs > 0 && !absl::GetFlag(FLAGS_ds_beside_waves).empty()) {
     nlohmann::json by_waves;
@@ -384,18 +393,11 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
       if (!absl::SimpleAtoi(w, &waves) || waves < 0) {
         return absl::InvalidArgumentError("--ds_beside_waves: counts must be >= 0");
       }
-      b.set_dense_beside_sparse(true, waves);
-      const absl::StatusOr<StepTimes> eager_w = time_steps(false);
-      absl::StatusOr<StepTimes> graph_w = StepTimes{};
-      if (eager_w.ok() && absl::GetFlag(FLAGS_graphs)) graph_w = time_steps(true);
-      b.set_decode_graphs(false);
-      b.set_dense_beside_sparse(true);
-      RETURN_IF_ERROR(eager_w.status());
-      RETURN_IF_ERROR(graph_w.status());
-      by_waves[std::string(w)] = {{"eager_ms_per_step", eager_w->ms},
-                                  {"graph_ms_per_step", graph_w->ms}};
+      ASSIGN_OR_RETURN(const EagerAndGraph t, time_mixed(true, waves));
+      by_waves[std::string(w)] = {{"eager_ms_per_step", t.eager.ms},
+                                  {"graph_ms_per_step", t.graph.ms}};
       std::printf("%-14s   dense sequences beside, split aim %d waves: %.3f ms eager, %.3f with "
-                  "graphs\n", "", waves, eager_w->ms, graph_w->ms);
+                  "graphs\n", "", waves, t.eager.ms, t.graph.ms);
     }
     r["beside_by_waves"] = by_waves;
   }
