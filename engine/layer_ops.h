@@ -1,16 +1,34 @@
-// The backend calls of a decoder layer after its attention, shared by Model and the CUDA
-// benchmarks (which run the same step on their own random-weight models): the attention
-// output projected and added into the residual stream, then the MLP sub-block, from its norm
-// to its down projection added in. Backend::NormLinear / AddLinear let a backend fuse the norm
-// and the adds into the projections.
+// The backend calls of a decoder layer shared by Model and the CUDA benchmarks (which run the
+// same step on their own random-weight models): its attention under Double Sparsity's plan,
+// and what follows the attention: the output projected and added into the residual stream,
+// then the MLP sub-block, from its norm to its down projection added in. Backend::NormLinear /
+// AddLinear let a backend fuse the norm and the adds into the projections.
 #ifndef DSINFER_ENGINE_LAYER_OPS_H_
 #define DSINFER_ENGINE_LAYER_OPS_H_
 
+#include <vector>
+
 #include "absl/status/status.h"
 #include "engine/backend.h"
+#include "engine/sparse/double_sparsity.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
+
+// A layer's attention in a step `ds` planned (DoubleSparsity::BeginStep), after the layer's
+// RoPE and K/V write: the dense op over the batch where no sequence runs sparse at `layer`,
+// else MixedAttention of the layer's dense and sparse sequences.
+inline absl::Status LayerAttention(Backend& backend, int layer, const AttentionConfig& config,
+                                   const ForwardBatch& batch, const KvBlockPool& pool,
+                                   DoubleSparsity& ds, const DeviceTensor& qkv,
+                                   DeviceTensor& out) {
+  if (!ds.AnySparse(layer)) return backend.Attention(layer, config, batch, pool, qkv, out);
+  std::vector<size_t> dense, sparse;
+  for (size_t j = 0; j < batch.sequences.size(); ++j) {
+    (ds.IsSparse(j, layer) ? sparse : dense).push_back(j);
+  }
+  return backend.MixedAttention(layer, config, batch, dense, sparse, pool, ds, qkv, out);
+}
 
 // `Layer` has DeviceTensor members o_proj, post_attn_norm, gate_up_proj and down_proj.
 // delta, normed, gate_up, mlp: the step's scratch rows.

@@ -285,17 +285,9 @@ absl::Status Model::RunStep(const ForwardBatch& batch,
     if (ds_->StoresLabels()) RETURN_IF_ERROR(backend_.StoreLabels(layer, batch, *ds_, qkv));
     if (tier_ != nullptr) {
       RETURN_IF_ERROR(OffloadLayer(layer, batch, residual, normed, qkv, attn));
-    } else if (!ds_->AnySparse(layer)) {
-      RETURN_IF_ERROR(backend_.Attention(layer, attention_, batch, *pool_, qkv, attn));
     } else {
-      // Dense sequences keep the dense op (SubsetAttention); sparse ones go to the DS op.
-      std::vector<size_t> dense, sparse;
-      for (size_t j = 0; j < batch.sequences.size(); ++j) {
-        (ds_->IsSparse(j, layer) ? sparse : dense).push_back(j);
-      }
       RETURN_IF_ERROR(
-          backend_.MixedAttention(layer, attention_, batch, dense, sparse, *pool_, *ds_, qkv,
-                                  attn));
+          LayerAttention(backend_, layer, attention_, batch, *pool_, *ds_, qkv, attn));
     }
     RETURN_IF_ERROR(FinishLayer(backend_, l, eps, attn, delta, residual, normed, gate_up, mlp));
   }

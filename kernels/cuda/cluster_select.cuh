@@ -238,8 +238,7 @@ absl::Status LaunchSegmentClusters(void (*kernel)(Params...), int nb, int heads_
   attrs[0].val.clusterDim.x = static_cast<unsigned>(nb);
   attrs[0].val.clusterDim.y = 1;
   attrs[0].val.clusterDim.z = 1;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  attrs[1] = DependentLaunchAttribute();
   cfg.attrs = attrs;
   cfg.numAttrs = DependentSparseChain() && DependentLaunch() ? 2 : 1;
   CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args...));

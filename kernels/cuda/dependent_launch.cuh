@@ -46,14 +46,21 @@ __device__ __forceinline__ void StartNextThenWaitForPrior() {
   WaitForPrior();
 }
 
+// The launch attribute that lets a kernel's blocks start before the stream's previous kernel
+// ends (programmatic stream serialization; the contract above).
+inline cudaLaunchAttribute DependentLaunchAttribute() {
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  return attribute;
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-serialization attribute
 // when DependentLaunch() is on. The kernel must follow the contract above.
 template <typename... Params, typename... Args>
 cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                             cudaStream_t stream, Args... args) {
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attribute[1] = {DependentLaunchAttribute()};
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;

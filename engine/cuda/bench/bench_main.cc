@@ -167,18 +167,15 @@ struct Workspace {
   }
 };
 
-// A sparse layer as the model runs it (MixedAttention), or with `baseline` the path before
-// SubsetAttention (Backend's default batch view for the dense sequences, then Double Sparsity;
-// timed eagerly only).
-absl::Status MixedAttention(CudaBackend& b, RandomWeightModel& m, int layer,
-                            const ForwardBatch& batch, KvBlockPool& pool, DoubleSparsity& ds,
-                            const DeviceTensor& qkv, DeviceTensor& attn, bool baseline) {
+// A sparse layer as it ran before SubsetAttention (`--ds_mixed_baseline`, timed eagerly
+// only): Backend's default batch view for the dense sequences, then Double Sparsity.
+absl::Status BatchViewMixedAttention(CudaBackend& b, RandomWeightModel& m, int layer,
+                                     const ForwardBatch& batch, KvBlockPool& pool,
+                                     DoubleSparsity& ds, const DeviceTensor& qkv,
+                                     DeviceTensor& attn) {
   std::vector<size_t> dense, sparse;
   for (size_t j = 0; j < batch.sequences.size(); ++j) {
     (ds.IsSparse(j, layer) ? sparse : dense).push_back(j);
-  }
-  if (!baseline) {
-    return b.MixedAttention(layer, m.attention, batch, dense, sparse, pool, ds, qkv, attn);
   }
   if (!dense.empty()) {
     RETURN_IF_ERROR(b.Backend::SubsetAttention(layer, m.attention, batch, dense, pool, qkv, attn));
@@ -215,10 +212,12 @@ absl::Status Forward(RandomWeightModel& m, Workspace& ws, const ForwardBatch& ba
     RETURN_IF_ERROR(b.NormLinear(residual, l.input_norm, eps, l.qkv_proj, normed, qkv));
     RETURN_IF_ERROR(b.RopeAndStoreKv(i, m.attention, batch, pool, qkv));
     if (ds != nullptr && ds->StoresLabels()) RETURN_IF_ERROR(b.StoreLabels(i, batch, *ds, qkv));
-    if (ds == nullptr || !ds->AnySparse(i)) {
+    if (ds == nullptr) {
       RETURN_IF_ERROR(b.Attention(i, m.attention, batch, pool, qkv, attn));
+    } else if (baseline && ds->AnySparse(i)) {
+      RETURN_IF_ERROR(BatchViewMixedAttention(b, m, i, batch, pool, *ds, qkv, attn));
     } else {
-      RETURN_IF_ERROR(MixedAttention(b, m, i, batch, pool, *ds, qkv, attn, baseline));
+      RETURN_IF_ERROR(LayerAttention(b, i, m.attention, batch, pool, *ds, qkv, attn));
     }
     RETURN_IF_ERROR(FinishLayer(b, l, eps, attn, delta, residual, normed, gate_up, mlp));
   }
@@ -418,7 +417,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   auto attend = [&]() -> absl::Status {
     if (ds != nullptr && ds->AnySparse(layer)) {
       b.ForgetDeviceLabelsOf(fb);  // the op as in a decode step: its token's label written
-      return MixedAttention(b, m, layer, fb, pool, *ds, qkv, attn, false);
+      return LayerAttention(b, layer, m.attention, fb, pool, *ds, qkv, attn);
     }
     return b.Attention(layer, m.attention, fb, pool, qkv, attn);
   };
