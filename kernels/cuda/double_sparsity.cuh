@@ -243,10 +243,13 @@ enum class SparseAttentionAlgo { kWarp, kPipelined };
 // Floats of workspace LaunchSparseAttention needs at `splits` splits, with either body.
 int64_t SparseAttentionWorkspaceFloats(int num_seqs, int heads_q, int head_dim, int splits);
 
-// The pipelined sparse attention's aim: two whole rounds of resident blocks, as measured with
-// run 12's operator table (dense decode aims at one round, kDecodeAttentionWaves; the sparse
-// body was not re-measured at one round).
-inline constexpr int kSparsePipelinedWaves = 4;
+// The pipelined sparse attention's aim: one whole round of resident blocks, as dense decode's
+// (kDecodeAttentionWaves). Run 18 (H200, docs/benchmarks.md; operator benchmark, 1/8 and 1/16,
+// Llama-2 and Llama-3 heads, batch 1 and 8, 16K-256K) timed it beside two rounds (run 12's
+// aim): as fast or faster at every shape where the two counts differ, most at short selections
+// (Llama-3 heads batch 8, 1/16: 16K 15.2 -> 12.2 us, 32K 27.9 -> 25.0, 64K 43.9 -> 39.5;
+// Llama-2 heads batch 8, 16K 41.5 -> 36.3); half a round was slower.
+inline constexpr int kSparsePipelinedWaves = 2;
 
 // A split count for `algo` that fills the GPU; waves <= 0 takes the body's own aim.
 //  - kPipelined: DecodeAttentionSplits' rule with one block per (piece, KV head, sequence):

@@ -40,9 +40,6 @@
 #include "kernels/status.h"
 #include "nlohmann/json.hpp"
 
-// Waves of blocks the sparse attention's second split count aims at, for every body (the
-// engine's own: SparseAttentionSplits' default for the body).
-constexpr int kMoreWaves = 8;
 
 ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
 ABSL_FLAG(std::string, models, "llama2-7b,llama3-8b", "head shapes to run");
@@ -76,9 +73,13 @@ ABSL_FLAG(std::string, ds_aggregation, "sum",
 ABSL_FLAG(bool, ds_dependent_chain, true,
           "Double Sparsity's kernels launched dependent, no early start "
           "(kernels/cuda/dependent_launch.h, DependentSparseChain; on by default)");
+ABSL_FLAG(int32_t, ds_other_waves, 8,
+          "waves of blocks the Double Sparsity attention's second split count aims at, timed "
+          "beside the body's own (SparseAttentionSplits' default)");
 ABSL_FLAG(std::string, ds_attention_algos, "pipelined,warp",
           "Double Sparsity attention bodies to time, each at its own split count and at "
-          "kMoreWaves: pipelined (the engine's default), warp; the chain time uses the first");
+          "--ds_other_waves: pipelined (the engine's default), warp; the chain time uses the "
+          "first");
 
 namespace dsinfer {
 namespace {
@@ -360,7 +361,8 @@ absl::Status Run() {
   std::printf(
       "Double Sparsity chain: scoring %s, top-k %s, attention %s; stage times per body listed "
       "(attention: us at the body's split count, then at %d waves)\n",
-      AlgoName(score_algos[0]), AlgoName(topk_algos[0]), AlgoName(attn_algos[0]), kMoreWaves);
+      AlgoName(score_algos[0]), AlgoName(topk_algos[0]), AlgoName(attn_algos[0]),
+      absl::GetFlag(FLAGS_ds_other_waves));
   std::printf("%-10s %5s %7s  %-18s %9s %9s %8s %8s %7s  %s\n", "heads", "batch", "ctx", "op",
               "us", "floor us", "x floor", "TB/s", "speedup",
               "stages us (score by body | top-k by body | attn by body)");
@@ -515,13 +517,14 @@ absl::Status Run() {
           RETURN_IF_ERROR(sel.Alloc(batch * hkv * budget * 4));
           RETURN_IF_ERROR(counts.Alloc(batch * hkv * 4));
           // Per attention body: the engine's split count for it, and more splits beside it
-          // (kMoreWaves: more blocks resident, more rows in flight), timed side by side below.
+          // (--ds_other_waves, by default more blocks resident), timed side by side below.
           const int nseq = static_cast<int>(batch);
           std::vector<int> attn_splits, attn_splits_more;
           int most_attn_splits = 1;
           for (SparseAttentionAlgo a : attn_algos) {
             attn_splits.push_back(SparseAttentionSplits(nseq, hkv, budget, sm, a));
-            attn_splits_more.push_back(SparseAttentionSplits(nseq, hkv, budget, sm, a, kMoreWaves));
+            attn_splits_more.push_back(SparseAttentionSplits(nseq, hkv, budget, sm, a,
+                                                             absl::GetFlag(FLAGS_ds_other_waves)));
             most_attn_splits =
                 std::max({most_attn_splits, attn_splits.back(), attn_splits_more.back()});
           }
