@@ -6,8 +6,6 @@
 #ifndef DSINFER_ENGINE_LAYER_OPS_H_
 #define DSINFER_ENGINE_LAYER_OPS_H_
 
-#include <vector>
-
 #include "absl/status/status.h"
 #include "engine/backend.h"
 #include "engine/sparse/double_sparsity.h"
@@ -23,11 +21,8 @@ inline absl::Status LayerAttention(Backend& backend, int layer, const AttentionC
                                    DoubleSparsity& ds, const DeviceTensor& qkv,
                                    DeviceTensor& out) {
   if (!ds.AnySparse(layer)) return backend.Attention(layer, config, batch, pool, qkv, out);
-  std::vector<size_t> dense, sparse;
-  for (size_t j = 0; j < batch.sequences.size(); ++j) {
-    (ds.IsSparse(j, layer) ? sparse : dense).push_back(j);
-  }
-  return backend.MixedAttention(layer, config, batch, dense, sparse, pool, ds, qkv, out);
+  return backend.MixedAttention(layer, config, batch, ds.DenseSequences(layer),
+                                ds.SparseSequences(layer), pool, ds, qkv, out);
 }
 
 // `Layer` has DeviceTensor members o_proj, post_attn_norm, gate_up_proj and down_proj.

@@ -98,14 +98,15 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
 
 CudaBackend::~CudaBackend() {
   AbortStep();
-  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  for (cudaStream_t s : {stream_, side_stream_}) {
+    if (s != nullptr) cudaStreamSynchronize(s);
+  }
   ClearGraphs();
   for (Buffer* b : {&meta_, &ids_, &scratch_, &scratch_f32_, &attn_ws_, &inv_freq_, &cublas_ws_,
                     &subset_positions_}) {
     if (b->ptr != nullptr) cudaFree(b->ptr);
   }
   if (cublas_ != nullptr) cublasDestroy(cublas_);
-  if (side_stream_ != nullptr) cudaStreamSynchronize(side_stream_);
   for (cudaEvent_t e : {side_fork_, side_join_}) {
     if (e != nullptr) cudaEventDestroy(e);
   }
@@ -562,6 +563,11 @@ absl::Status CudaBackend::Attention(int layer, const AttentionConfig& config,
   return DecodeAttention(config, BatchRows(), splits, kv, qkv, out, stream_);
 }
 
+absl::Status CudaBackend::EnsureDecodeWorkspace(int heads_q, int head_dim, int splits) {
+  const int64_t ws_floats = DecodeAttentionWorkspaceFloats(rows_, heads_q, head_dim, splits);
+  return Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4);
+}
+
 uint64_t CudaBackend::AttentionOpSig(uint64_t op, int layer, const AttentionConfig& config,
                                      const KvBlockPool& pool, const DeviceTensor& qkv,
                                      const DeviceTensor& out) {
@@ -580,9 +586,7 @@ absl::Status CudaBackend::DecodeAttention(const AttentionConfig& config,
     last_heads_kv_ = config.num_heads_kv;
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
-  const int64_t ws_floats =
-      DecodeAttentionWorkspaceFloats(rows_, config.num_heads_q, config.head_dim, splits);
-  RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4));
+  RETURN_IF_ERROR(EnsureDecodeWorkspace(config.num_heads_q, config.head_dim, splits));
   return LaunchDecodeAttention(options_.dtype, qkv.data, qkv.cols, rows, config.num_heads_q,
                                config.num_heads_kv, config.head_dim, scale, kv, splits,
                                static_cast<float*>(attn_ws_.ptr), out.data, out.cols, stream,
@@ -665,8 +669,7 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
                                          cudaMemcpyHostToDevice, stream_));
     const int splits = DecodeSplits(last_heads_q_, last_heads_kv_);
     // Sized for any head_dim up to 256, so that the captured Attention never regrows it.
-    const int64_t ws_floats = DecodeAttentionWorkspaceFloats(n, last_heads_q_, 256, splits);
-    return Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4);
+    return EnsureDecodeWorkspace(last_heads_q_, 256, splits);
   }();
   if (!prepared.ok()) {
     graph_step_ = false;
@@ -694,16 +697,8 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
     // sparse layer's subset, each distinct one uploaded once, in a slot of its own.
     std::vector<std::vector<size_t>> subsets;
     for (int l = 0; l < static_cast<int>(pool.options().layers); ++l) {
-      const std::vector<size_t> sparse_seqs = ds->SparseSequences(l);
-      if (sparse_seqs.empty() || sparse_seqs.size() == batch.sequences.size()) continue;
-      std::vector<size_t> dense;
-      for (size_t j = 0, k = 0; j < batch.sequences.size(); ++j) {
-        if (k < sparse_seqs.size() && sparse_seqs[k] == j) {
-          ++k;
-        } else {
-          dense.push_back(j);
-        }
-      }
+      std::vector<size_t> dense = ds->DenseSequences(l);
+      if (dense.empty() || dense.size() == batch.sequences.size()) continue;  // all or none
       if (std::find(subsets.begin(), subsets.end(), dense) == subsets.end()) {
         subsets.push_back(std::move(dense));
       }
@@ -718,8 +713,7 @@ absl::Status CudaBackend::BeginStep(const ForwardBatch& batch, const KvBlockPool
                                                    options_.dense_beside_sparse));
       sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(dense.size())}));
     }
-    const int64_t ws_floats = DecodeAttentionWorkspaceFloats(n, last_heads_q_, 256, splits);
-    RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(ws_floats) * 4));
+    RETURN_IF_ERROR(EnsureDecodeWorkspace(last_heads_q_, 256, splits));
     sparse_key = SignatureMix(sparse_key, Sig({static_cast<uint64_t>(subsets.size()),
                                                SigPtr(subset_positions_.ptr)})) | 1;
     return absl::OkStatus();

@@ -333,6 +333,15 @@ class CudaBackend final : public Backend {
   absl::Status DecodeAttention(const AttentionConfig& config, const CudaBatchRows& rows,
                                int splits, const CudaPagedKv& kv, const DeviceTensor& qkv,
                                DeviceTensor& out, cudaStream_t stream);
+  // The decode workspace grown for the prepared batch's rows at `splits` pieces a row.
+  absl::Status EnsureDecodeWorkspace(int heads_q, int head_dim, int splits);
+  // An eager SubsetAttention's preparation on the backend's stream: the batch prepared, the
+  // subset's positions uploaded, the workspace grown for its split count (nothing is redone
+  // for a batch and subset already up, so MixedAttention does it before its fork and its side
+  // launch finds it done).
+  absl::Status PrepareSubset(const AttentionConfig& config, const ForwardBatch& batch,
+                             const KvBlockPool& pool, absl::Span<const size_t> sequences,
+                             bool beside);
   // SubsetAttention's launch on `stream`, once the batch and the subset's positions are up.
   // (`beside`: on MixedAttention's side stream, its split count SubsetDecodeSplits' for that).
   absl::Status SubsetAttentionOn(int layer, const AttentionConfig& config,

@@ -63,11 +63,15 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
   };
   std::vector<Offsets> offsets(layers);
   PackedUpload upload(st.graph_staging);
+  uint64_t key = Sig({static_cast<uint64_t>(hq)});
   for (int l = 0; l < layers; ++l) {
     SparseLayerPlan& plan = st.graph_layers[l];
     plan.seqs.clear();  // a dense layer's plan stays empty
     const std::vector<size_t> sparse = ds.SparseSequences(l);
     if (sparse.empty()) continue;
+    for (size_t j : sparse) {
+      key = SignatureMix(key, Sig({static_cast<uint64_t>(l), static_cast<uint64_t>(j)}));
+    }
     RETURN_IF_ERROR(DescribeSparseLayer(l, batch, sparse, pool, ds, hq, bucket_tokens, plan));
     plan.labels_in_rope = RopeWritesLabels(d);
     // The RoPE launch indexes label views by batch sequence: the dense ones' write none.
@@ -78,13 +82,9 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
                   upload.Add<CudaLabelSeq>(plan.rope_labels)};
   }
   ASSIGN_OR_RETURN(const char* base, upload.Upload(st.graph_meta, stream_));
-  uint64_t key = Sig({static_cast<uint64_t>(hq)});
   for (int l = 0; l < layers; ++l) {
     SparseLayerPlan& plan = st.graph_layers[l];
     if (plan.seqs.empty()) continue;
-    for (size_t j : ds.SparseSequences(l)) {
-      key = SignatureMix(key, Sig({static_cast<uint64_t>(l), static_cast<uint64_t>(j)}));
-    }
     plan.device.labels = reinterpret_cast<const CudaLabelSeq*>(base + offsets[l].labels);
     plan.device.sequences = reinterpret_cast<const CudaDsSequence*>(base + offsets[l].seqs);
     plan.device.ranges = reinterpret_cast<const CudaLabelRange*>(base + offsets[l].ranges);

@@ -92,6 +92,18 @@ int CudaBackend::SubsetDecodeSplits(int heads_q, int heads_kv, int head_dim,
   return DecodeSplits(heads_q, heads_kv, rows, context, waves);
 }
 
+absl::Status CudaBackend::PrepareSubset(const AttentionConfig& config,
+                                        const ForwardBatch& batch, const KvBlockPool& pool,
+                                        absl::Span<const size_t> sequences, bool beside) {
+  if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
+  if (SubsetPositions(sequences) == nullptr) {
+    RETURN_IF_ERROR(UploadSubsetPositions(batch, {{sequences.begin(), sequences.end()}}));
+  }
+  const int splits = SubsetDecodeSplits(config.num_heads_q, config.num_heads_kv,
+                                        config.head_dim, batch, sequences, beside);
+  return EnsureDecodeWorkspace(config.num_heads_q, config.head_dim, splits);
+}
+
 absl::Status CudaBackend::SubsetAttention(int layer, const AttentionConfig& config,
                                           const ForwardBatch& batch,
                                           absl::Span<const size_t> sequences,
@@ -127,10 +139,7 @@ absl::Status CudaBackend::SubsetAttentionOn(int layer, const AttentionConfig& co
                      GraphOp(AttentionOpSig(10, layer, config, pool, qkv, out)));
     if (skip) return absl::OkStatus();
   } else {
-    if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
-    if (SubsetPositions(sequences) == nullptr) {
-      RETURN_IF_ERROR(UploadSubsetPositions(batch, {{sequences.begin(), sequences.end()}}));
-    }
+    RETURN_IF_ERROR(PrepareSubset(config, batch, pool, sequences, beside));
   }
   const CudaBatchRows all = BatchRows();
   const CudaBatchRows rows{SubsetPositions(sequences), all.row_seq, all.rows};
@@ -157,16 +166,7 @@ absl::Status CudaBackend::MixedAttention(int layer, const AttentionConfig& confi
   if (mode_ == StepMode::kEager) {
     // What the side launch reads goes up on the backend's stream before the fork, and its
     // workspace grows there (a growth synchronizes; none may happen past the fork).
-    if (batch_ != &batch || rows_ != batch.rows()) RETURN_IF_ERROR(PrepareBatch(batch, pool));
-    if (SubsetPositions(dense) == nullptr) {
-      RETURN_IF_ERROR(UploadSubsetPositions(batch, {{dense.begin(), dense.end()}}));
-    }
-    const int splits =
-        SubsetDecodeSplits(config.num_heads_q, config.num_heads_kv, config.head_dim, batch,
-                           dense, true);
-    const int64_t ws_floats =
-        DecodeAttentionWorkspaceFloats(rows_, config.num_heads_q, config.head_dim, splits);
-    RETURN_IF_ERROR(Ensure(attn_ws_, static_cast<size_t>(std::max<int64_t>(ws_floats, 1)) * 4));
+    RETURN_IF_ERROR(PrepareSubset(config, batch, pool, dense, /*beside=*/true));
   }
   CUDA_RETURN_IF_ERROR(cudaEventRecord(side_fork_, stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, side_fork_, 0));

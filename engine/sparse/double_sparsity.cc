@@ -142,12 +142,26 @@ bool DoubleSparsity::AnySparse(int layer) const {
   return false;
 }
 
-std::vector<size_t> DoubleSparsity::SparseSequences(int layer) const {
+namespace {
+
+// The indices of `plan` whose sparse[layer] is `sparse`.
+template <typename Plan>
+std::vector<size_t> SequencesWhere(const std::vector<Plan>& plan, int layer, bool sparse) {
   std::vector<size_t> out;
-  for (size_t j = 0; j < plan_.size(); ++j) {
-    if (plan_[j].sparse[layer]) out.push_back(j);
+  for (size_t j = 0; j < plan.size(); ++j) {
+    if (plan[j].sparse[layer] == sparse) out.push_back(j);
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<size_t> DoubleSparsity::SparseSequences(int layer) const {
+  return SequencesWhere(plan_, layer, true);
+}
+
+std::vector<size_t> DoubleSparsity::DenseSequences(int layer) const {
+  return SequencesWhere(plan_, layer, false);
 }
 
 bool DoubleSparsity::IsSparse(size_t index, int layer) const {

@@ -99,6 +99,8 @@ class DoubleSparsity {
   // others run dense beside them (below the length threshold, asking for dense attention, or
   // at one of their own dense layers).
   std::vector<size_t> SparseSequences(int layer) const;
+  // The others: the sequences that run dense at `layer`, ascending.
+  std::vector<size_t> DenseSequences(int layer) const;
   // Whether sequence `index` of the step's batch runs sparse at `layer`.
   bool IsSparse(size_t index, int layer) const;
 

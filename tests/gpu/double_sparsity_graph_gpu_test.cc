@@ -21,9 +21,11 @@
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/model.h"
 #include "engine/sparse/double_sparsity.h"
@@ -111,6 +113,21 @@ auto RunEagerThenGraphed(CudaBackend& cuda, Run run) -> EagerAndGraphed<decltype
   return r;
 }
 
+// A pair's graphed run against its eager run where their split counts may differ (a dense
+// sequence's, sized by the bucket in graph steps): each sequence's logits within the rounding
+// of that (5e-3 of max|logit|), and at least `min_replays` steps replayed. `what` names the
+// case in the printout and in failures.
+using PairLogits = std::pair<std::vector<float>, std::vector<float>>;
+void ExpectPairNearEager(const EagerAndGraphed<PairLogits>& runs, int64_t min_replays,
+                         const std::string& what) {
+  const double err_a = MaxDiffRatio(runs.graphed.first, runs.eager.first);
+  const double err_b = MaxDiffRatio(runs.graphed.second, runs.eager.second);
+  std::printf("%s, graph vs eager: %.3g, %.3g of max|logit|\n", what.c_str(), err_a, err_b);
+  EXPECT_GE(runs.replays, min_replays) << what;
+  EXPECT_LE(err_a, 5e-3) << what;
+  EXPECT_LE(err_b, 5e-3) << what;
+}
+
 TEST(DoubleSparsityGraphGpu, GraphStepsEqualEagerSteps) {
   SKIP_WITHOUT_GPU();
   ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
@@ -183,15 +200,9 @@ TEST(DoubleSparsityGraphGpu, MixedPairReplaysAndTheTestCaptureRunsEagerly) {
     const AttentionOptions ds = Sparse(c, 4);
     AttentionOptions dense;
     dense.mode = AttentionMode::kDense;
-    const auto mixed =
-        RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &ds, &dense); });
-    EXPECT_GE(mixed.replays, 22) << dir;
-    const double err_sparse = MaxDiffRatio(mixed.graphed.first, mixed.eager.first);
-    const double err_dense = MaxDiffRatio(mixed.graphed.second, mixed.eager.second);
-    std::printf("%s mixed batch, graph vs eager: sparse %.3g, dense %.3g of max|logit|\n", dir,
-                err_sparse, err_dense);
-    EXPECT_LE(err_sparse, 5e-3) << dir;
-    EXPECT_LE(err_dense, 5e-3) << dir;
+    ExpectPairNearEager(
+        RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &ds, &dense); }), 22,
+        std::string(dir) + " mixed batch (sparse, dense)");
     cuda.set_decode_graphs(false);
     const std::vector<float> eager = RunEngine(model, ids, 20, &ds);
     cuda.set_decode_graphs(true);
@@ -221,15 +232,9 @@ TEST(DoubleSparsityGraphGpu, DifferentDenseLayersReplay) {
     AttentionOptions from_1 = Sparse(c, 4);
     from_1.dense_layers = 1;
     from_1.token_budget = 30;
-    const auto runs =
-        RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &from_0, &from_1); });
-    const double err_0 = MaxDiffRatio(runs.graphed.first, runs.eager.first);
-    const double err_1 = MaxDiffRatio(runs.graphed.second, runs.eager.second);
-    std::printf("%s dense layers 0 and 1, graph vs eager: %.3g, %.3g of max|logit|\n", dir,
-                err_0, err_1);
-    EXPECT_GE(runs.replays, 22) << dir;
-    EXPECT_LE(err_0, 5e-3) << dir;
-    EXPECT_LE(err_1, 5e-3) << dir;
+    ExpectPairNearEager(
+        RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &from_0, &from_1); }), 22,
+        std::string(dir) + " dense layers 0 and 1");
   });
 }
 
@@ -281,13 +286,7 @@ TEST(DoubleSparsityGraphGpu, MixedDenseAndSparseStepsReplay) {
       // A 30-token and a 4-token prompt, then 14 decode steps of both.
       const auto runs =
           RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &o, &o, 30, 4); });
-      const double err_long = MaxDiffRatio(runs.graphed.first, runs.eager.first);
-      const double err_short = MaxDiffRatio(runs.graphed.second, runs.eager.second);
-      std::printf("%s budget %d: graph vs eager, long %.3g short %.3g of max|logit|\n", dir,
-                  budget, err_long, err_short);
-      EXPECT_LE(err_long, 5e-3) << dir << " budget " << budget;
-      EXPECT_LE(err_short, 5e-3) << dir << " budget " << budget;
-      EXPECT_GE(runs.replays, 12) << dir << " budget " << budget;
+      ExpectPairNearEager(runs, 12, absl::StrCat(dir, " budget ", budget, " (long, short)"));
       // The short one's attention ran beside Double Sparsity (MixedAttention's side stream);
       // one after the other the launches are the same (one piece a row either way, under 64
       // tokens): the same bits, eager and in graphs.

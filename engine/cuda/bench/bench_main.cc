@@ -173,14 +173,11 @@ absl::Status BatchViewMixedAttention(CudaBackend& b, RandomWeightModel& m, int l
                                      const ForwardBatch& batch, KvBlockPool& pool,
                                      DoubleSparsity& ds, const DeviceTensor& qkv,
                                      DeviceTensor& attn) {
-  std::vector<size_t> dense, sparse;
-  for (size_t j = 0; j < batch.sequences.size(); ++j) {
-    (ds.IsSparse(j, layer) ? sparse : dense).push_back(j);
-  }
+  const std::vector<size_t> dense = ds.DenseSequences(layer);
   if (!dense.empty()) {
     RETURN_IF_ERROR(b.Backend::SubsetAttention(layer, m.attention, batch, dense, pool, qkv, attn));
   }
-  return b.SparseAttention(layer, batch, sparse, pool, ds, qkv, attn);
+  return b.SparseAttention(layer, batch, ds.SparseSequences(layer), pool, ds, qkv, attn);
 }
 
 // Model::Forward's sequence of operations over `layers` layers, then the LM head and a GPU
