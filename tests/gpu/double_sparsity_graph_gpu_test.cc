@@ -128,6 +128,22 @@ void ExpectPairNearEager(const EagerAndGraphed<PairLogits>& runs, int64_t min_re
   EXPECT_LE(err_b, 5e-3) << what;
 }
 
+// MixedAttention's split aim (CudaBackendOptions::beside_waves): -1 (the rule), 0 (the count
+// alone) or a number of waves; below -1 the options are refused with a clear error (no GPU
+// needed: Validate runs before any device call).
+TEST(DoubleSparsityGraphHost, BesideWavesBelowTheRuleAreRefused) {
+  CudaBackendOptions options;
+  for (int waves : {-1, 0, 1, 4}) {
+    options.beside_waves = waves;
+    EXPECT_TRUE(options.Validate().ok()) << waves;
+  }
+  options.beside_waves = -2;
+  const absl::Status refused = options.Validate();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("beside_waves"), absl::string_view::npos) << refused;
+  EXPECT_EQ(CudaBackend::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(DoubleSparsityGraphGpu, GraphStepsEqualEagerSteps) {
   SKIP_WITHOUT_GPU();
   ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
