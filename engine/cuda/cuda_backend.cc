@@ -82,7 +82,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
       cudaDeviceGetAttribute(&backend->sm_count_, cudaDevAttrMultiProcessorCount, options.device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&backend->side_stream_, cudaStreamNonBlocking));
-  for (cudaEvent_t* e : {&backend->side_fork_, &backend->side_join_}) {
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&backend->split_stream_, cudaStreamNonBlocking));
+  for (cudaEvent_t* e : {&backend->side_fork_, &backend->side_join_, &backend->split_fork_,
+                         &backend->split_join_}) {
     CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
   }
   RETURN_IF_ERROR(CublasStatus(cublasCreate(&backend->cublas_), "cublasCreate"));
@@ -98,7 +100,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
 
 CudaBackend::~CudaBackend() {
   AbortStep();
-  for (cudaStream_t s : {stream_, side_stream_}) {
+  for (cudaStream_t s : {stream_, side_stream_, split_stream_}) {
     if (s != nullptr) cudaStreamSynchronize(s);
   }
   ClearGraphs();
@@ -107,10 +109,12 @@ CudaBackend::~CudaBackend() {
     if (b->ptr != nullptr) cudaFree(b->ptr);
   }
   if (cublas_ != nullptr) cublasDestroy(cublas_);
-  for (cudaEvent_t e : {side_fork_, side_join_}) {
+  for (cudaEvent_t e : {side_fork_, side_join_, split_fork_, split_join_}) {
     if (e != nullptr) cudaEventDestroy(e);
   }
-  if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
+  for (cudaStream_t s : {side_stream_, split_stream_}) {
+    if (s != nullptr) cudaStreamDestroy(s);
+  }
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 

@@ -93,6 +93,11 @@ struct CudaBackendOptions {
   // K/V of a layer is small enough to hide under it (kBesideOneWaveBytes), else as alone.
   bool dense_beside_sparse = true;
   int beside_waves = -1;
+  // A sparse layer's chain in two halves of its sequences on two streams, the second half
+  // starting once the first half's scores are written, so that one half's scoring and
+  // attention run beside the other's latency-bound top-k (cuda_backend_split_chain.cc,
+  // SparseChainSplit's rule; measured in docs/benchmarks.md run 19).
+  bool split_sparse_chain = true;
 
   absl::Status Validate() const;
 };
@@ -227,6 +232,12 @@ class CudaBackend final : public Backend {
     options_.beside_waves = waves;
     ClearGraphs();
   }
+  // The sparse chain in two halves on two streams, or in one (Options::split_sparse_chain).
+  void set_split_sparse_chain(bool on) {
+    options_.split_sparse_chain = on;
+    ClearGraphs();
+  }
+  bool split_sparse_chain() const { return options_.split_sparse_chain; }
   // Turns decode-step graphs on or off (off drops the cached graphs).
   void set_decode_graphs(bool on) {
     options_.decode_graphs = on;
@@ -401,6 +412,9 @@ class CudaBackend final : public Backend {
   // MixedAttention's side stream for the dense rows, and its fork and join events.
   cudaStream_t side_stream_ = nullptr;
   cudaEvent_t side_fork_ = nullptr, side_join_ = nullptr;
+  // The split sparse chain's second stream, and its fork and join events.
+  cudaStream_t split_stream_ = nullptr;
+  cudaEvent_t split_fork_ = nullptr, split_join_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   int sm_count_ = 0;
 
@@ -456,6 +470,21 @@ class CudaBackend final : public Backend {
   // The four launches of an uploaded plan: label catch-up, scores and top-k, attention.
   absl::Status LaunchSparseLayer(const SparseLayerPlan& plan, const CudaPagedKv& kv, int heads_q,
                                  const DeviceTensor& qkv, DeviceTensor& out);
+  // Where a sparse layer's chain of num_seqs sequences splits (Options::split_sparse_chain):
+  // the first sequence of its second half, or 0 to run it whole — with fewer than two
+  // sequences, where scoring and top-k run fused (SelectionFusing), where the top-k's blocks
+  // take more than half the SMs, and for kMultiBlock's top-k (one workspace).
+  int SparseChainSplit(int num_seqs, int heads_kv, int64_t max_tokens) const;
+  // Floats of attention workspace a split chain's two halves take (each at its own split
+  // count).
+  int64_t SplitChainWorkspaceFloats(int num_seqs, int half, int heads_q, int heads_kv,
+                                    int head_dim, int64_t sel_stride) const;
+  // Scores, top-k and attention of `job`'s sequences [0, half) on the backend's stream and
+  // [half, num_seqs) on the split stream, forked after the first half's scores and joined at
+  // the end; each half in its own rows of the layer's scratch (GrowSparseScratch sized the
+  // workspace for both). The same results as one chain.
+  absl::Status LaunchSplitSparseChain(const ScoreSelectJob& job, int half, const CudaPagedKv& kv,
+                                      DeviceTensor& out);
   // A graph step's Double Sparsity, before capture or replay (BeginStep): checks the step can
   // run as a graph (0 if not: it runs eagerly), then describes every sparse layer, uploads the
   // descriptors and grows the scratch. Returns the layout's key (never 0).
@@ -477,6 +506,11 @@ class CudaBackend final : public Backend {
                    options_.ds_topk_algo == TopKAlgo::kAuto
                ? options_.ds_fused_select
                : FusedSelectMode::kOff;
+  }
+  // How this backend's selections run: FusedSelect, or kOff under the test capture (which
+  // copies the scores back, so it takes the two launches).
+  FusedSelectMode SelectionFusing() const {
+    return capture_sparse_ ? FusedSelectMode::kOff : FusedSelect();
   }
   // Offload tier state: copy stream, events, plan staging, label caches, scratch
   // (defined in cuda_backend_offload.cc).

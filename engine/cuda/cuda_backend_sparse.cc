@@ -157,8 +157,13 @@ absl::Status CudaBackend::GrowSparseScratch(const SparseLayerPlan& plan, int hea
   RETURN_IF_ERROR(st.selected.Grow(pairs * plan.sel_stride * 4, stream_));
   RETURN_IF_ERROR(st.counts.Grow(pairs * 4, stream_));
   const int splits = SparseAttentionSplits(num, heads_kv, plan.sel_stride, sm_count_);
-  RETURN_IF_ERROR(st.workspace.Grow(
-      SparseAttentionWorkspaceFloats(num, heads_q, head_dim, splits) * 4, stream_));
+  int64_t workspace = SparseAttentionWorkspaceFloats(num, heads_q, head_dim, splits);
+  const int half = SparseChainSplit(num, heads_kv, plan.max_tokens);
+  if (half > 0) {
+    workspace = std::max(workspace, SplitChainWorkspaceFloats(num, half, heads_q, heads_kv,
+                                                              head_dim, plan.sel_stride));
+  }
+  RETURN_IF_ERROR(st.workspace.Grow(static_cast<size_t>(workspace) * 4, stream_));
   if (!scores) return absl::OkStatus();
   // ScoreAndSelect's own growth of the score buffer and the top-k workspace, ahead of time.
   RETURN_IF_ERROR(st.scores.Grow(pairs * plan.max_tokens * 4, stream_));
@@ -193,10 +198,11 @@ absl::Status CudaBackend::LaunchSparseLayer(const SparseLayerPlan& plan, const C
   job.selected = static_cast<int32_t*>(st.selected.ptr);
   job.sel_stride = plan.sel_stride;
   job.counts = static_cast<int32_t*>(st.counts.ptr);
-  // The capture copies the scores back, so it takes the two launches.
-  RETURN_IF_ERROR(ScoreAndSelect(job, capture_sparse_ ? FusedSelectMode::kOff : FusedSelect(),
-                                 options_.ds_score_algo, options_.ds_topk_algo, sm_count_,
-                                 st.scores, st.topk_workspace, stream_));
+  const int half = SparseChainSplit(num, hkv, plan.max_tokens);
+  if (half > 0) return LaunchSplitSparseChain(job, half, kv, out);
+  RETURN_IF_ERROR(ScoreAndSelect(job, SelectionFusing(), options_.ds_score_algo,
+                                 options_.ds_topk_algo, sm_count_, st.scores, st.topk_workspace,
+                                 stream_));
   const int splits = SparseAttentionSplits(num, hkv, plan.sel_stride, sm_count_);
   return LaunchSparseAttention(
       dtype, qkv.data, qkv.cols, plan.device.sequences, num, heads_q, hkv, d,

@@ -14,9 +14,9 @@
 //   replay too (each layer's own sparse set), within the bucket split counts' rounding;
 // - steps no graph may take run eagerly and equal the graph-less run: the test capture
 //   (SparseCapture) on;
-// the chain launched dependent (DependentSparseChain) gives the same bits; and the graph
-// cache's eviction (least recently used first) over more batch shapes than it holds. Skipped
-// without a GPU.
+// the chain launched dependent (DependentSparseChain), or in two halves on two streams
+// (split_sparse_chain), gives the same bits; and the graph cache's eviction (least recently
+// used first) over more batch shapes than it holds. Skipped without a GPU.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -71,12 +71,12 @@ std::vector<int32_t> RandomIds(const ModelConfig& c, size_t n) {
   return ids;
 }
 
-AttentionOptions Sparse(const ModelConfig& c, int bits) {
+AttentionOptions Sparse(const ModelConfig& c, int bits, int64_t budget = 12) {
   AttentionOptions o;
   o.mode = AttentionMode::kDoubleSparse;
   o.channels = c.head_dim / 4;
   o.label_bits = bits;
-  o.token_budget = 12;
+  o.token_budget = budget;
   o.sink = 2;
   o.recent = 4;
   o.dense_layers = 0;
@@ -245,39 +245,76 @@ TEST(DoubleSparsityGraphGpu, DifferentDenseLayersReplay) {
     const ModelConfig& c = model.config();
     const std::vector<int32_t> ids = RandomIds(c, 44);
     const AttentionOptions from_0 = Sparse(c, 16);
-    AttentionOptions from_1 = Sparse(c, 4);
+    AttentionOptions from_1 = Sparse(c, 4, 30);
     from_1.dense_layers = 1;
-    from_1.token_budget = 30;
     ExpectPairNearEager(
         RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &from_0, &from_1); }), 22,
         std::string(dir) + " dense layers 0 and 1");
   });
 }
 
+// Runs one sequence, two (fp16 and 4-bit labels, budgets 12 and 30) and three (the two, and
+// the first again on a longer prompt) with `set(false)`, then with `set(true)`, eager and in
+// graphs (which must replay): a switch that changes only the launches leaves every logit
+// the same bits.
+template <typename Set>
+void ExpectSwitchChangesNothing(const char* dir, Model& model, CudaBackend& cuda, Set set) {
+  const ModelConfig& c = model.config();
+  const std::vector<int32_t> ids = RandomIds(c, 44);
+  const AttentionOptions ds = Sparse(c, 16);
+  const AttentionOptions other = Sparse(c, 4, 30);
+  for (bool graphs : {false, true}) {
+    cuda.set_decode_graphs(graphs);
+    std::vector<std::vector<float>> runs[2];
+    int64_t replays = 0;
+    for (bool on : {false, true}) {
+      set(on);
+      const int64_t before = cuda.graph_replays();
+      runs[on].push_back(RunEngine(model, ids, 20, &ds));
+      const auto pair = RunPair(model, ids, &ds, &other);
+      runs[on].push_back(pair.first);
+      runs[on].push_back(pair.second);
+      for (auto& logits : RunBatch(model, ids, {&ds, &other, &ds}, {20, 20, 24})) {
+        runs[on].push_back(std::move(logits));
+      }
+      replays = cuda.graph_replays() - before;
+    }
+    for (size_t i = 0; i < runs[0].size(); ++i) {
+      EXPECT_EQ(runs[1][i], runs[0][i]) << dir << (graphs ? " graphs" : " eager") << " run " << i;
+    }
+    if (graphs) {
+      EXPECT_GT(replays, 0) << dir;
+    }
+  }
+  cuda.set_decode_graphs(false);
+}
+
 // Double Sparsity's chain launched dependent with no early start (DependentSparseChain):
-// only the launches change, so the logits are the same bits, eager and in graphs, one
-// sequence and two (fp16 and 4-bit labels, budgets 12 and 30).
+// only the launches change.
 TEST(DoubleSparsityGraphGpu, DependentChainChangesNothing) {
   SKIP_WITHOUT_GPU();
+  const bool by_default = cuda::DependentSparseChain();
   ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
-    const ModelConfig& c = model.config();
-    const std::vector<int32_t> ids = RandomIds(c, 44);
-    const AttentionOptions ds = Sparse(c, 16);
-    AttentionOptions other = Sparse(c, 4);
-    other.token_budget = 30;
-    const bool by_default = cuda::DependentSparseChain();
-    for (bool graphs : {false, true}) {
-      cuda.set_decode_graphs(graphs);
-      cuda.set_dependent_sparse_chain(false);
-      const std::vector<float> ordered = RunEngine(model, ids, 20, &ds);
-      const auto pair_ordered = RunPair(model, ids, &ds, &other);
-      cuda.set_dependent_sparse_chain(true);
-      const std::vector<float> chained = RunEngine(model, ids, 20, &ds);
-      const auto pair_chained = RunPair(model, ids, &ds, &other);
-      cuda.set_dependent_sparse_chain(by_default);
-      EXPECT_EQ(chained, ordered) << dir << (graphs ? " graphs" : " eager");
-      EXPECT_EQ(pair_chained, pair_ordered) << dir << (graphs ? " graphs" : " eager");
-    }
+    ExpectSwitchChangesNothing(dir, model, cuda,
+                               [&](bool on) { cuda.set_dependent_sparse_chain(on); });
+  });
+  cuda::SetDependentSparseChain(by_default);
+}
+
+// A sparse layer's chain in two halves on two streams (split_sparse_chain, on by default;
+// cuda_backend_split_chain.cc): each sequence's scores, selection and attention pieces are its
+// own, so nothing changes (the halves of two and three sequences: one and one, one and two;
+// one sequence never splits). Scoring and top-k unfused (the split's rule leaves fused
+// selections whole).
+TEST(DoubleSparsityGraphGpu, SplitChainChangesNothing) {
+  SKIP_WITHOUT_GPU();
+  ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
+    const bool by_default = cuda.split_sparse_chain();
+    cuda.set_fused_select(FusedSelectMode::kOff);
+    ExpectSwitchChangesNothing(dir, model, cuda,
+                               [&](bool on) { cuda.set_split_sparse_chain(on); });
+    cuda.set_split_sparse_chain(by_default);
+    cuda.set_fused_select(FusedSelectMode::kAuto);
   });
 }
 

@@ -1,5 +1,5 @@
 // Runs of the engine over the golden models for the Double Sparsity GPU tests: one sequence
-// (a prefill, then one decode step a token) or two in one batch with their own attention
+// (a prefill, then one decode step a token) or several in one batch with their own attention
 // options, returning the decode steps' logits; and the largest logit difference relative to
 // the largest logit. Header-only, for tests.
 #ifndef DSINFER_TESTS_GPU_DS_ENGINE_RUNS_H_
@@ -65,38 +65,50 @@ inline double MaxDiffRatio(const std::vector<float>& got, const std::vector<floa
   return diff / std::max(top, 1e-30);
 }
 
-// Two sequences in one batch with different options: a prefill of prefill_a / prefill_b rows
-// of `ids`, then decode steps of both (one more id each) until the longer one has used all of
-// `ids`; returns each sequence's decode logits.
-inline std::pair<std::vector<float>, std::vector<float>> RunPair(
-    Model& model, const std::vector<int32_t>& ids, const AttentionOptions* a,
-    const AttentionOptions* b, int64_t prefill_a = 20, int64_t prefill_b = 20) {
+// Sequences in one batch, each with its own options and prefill: a prefill of prefills[i]
+// rows of `ids`, then decode steps of all (one more id each) until the longest prefill's
+// sequence has used all of `ids`; returns each sequence's decode logits.
+inline std::vector<std::vector<float>> RunBatch(Model& model, const std::vector<int32_t>& ids,
+                                                const std::vector<const AttentionOptions*>& opts,
+                                                const std::vector<int64_t>& prefills) {
   KvBlockPool& pool = model.kv_pool();
-  const int64_t steps = static_cast<int64_t>(ids.size()) - std::max(prefill_a, prefill_b);
-  const KvBlockPool::SequenceId sa = pool.AddSequence(), sb = pool.AddSequence();
-  EXPECT_TRUE(pool.Reserve(sa, prefill_a + steps).ok());
-  EXPECT_TRUE(pool.Reserve(sb, prefill_b + steps).ok());
-  std::vector<float> la, lb, logits;
+  const size_t n = opts.size();
+  const int64_t steps = static_cast<int64_t>(ids.size()) -
+                        *std::max_element(prefills.begin(), prefills.end());
+  std::vector<KvBlockPool::SequenceId> seqs(n);
+  for (size_t i = 0; i < n; ++i) {
+    seqs[i] = pool.AddSequence();
+    EXPECT_TRUE(pool.Reserve(seqs[i], prefills[i] + steps).ok());
+  }
+  std::vector<std::vector<float>> out(n);
+  std::vector<float> logits;
   const size_t vocab = static_cast<size_t>(model.config().vocab_size);
   for (int64_t step = 0; step <= steps; ++step) {
     // Step 0 prefills; step k decodes the id after each sequence's first k - 1 decodes.
-    const int64_t at_a = step == 0 ? 0 : prefill_a + step - 1;
-    const int64_t at_b = step == 0 ? 0 : prefill_b + step - 1;
     ForwardBatch batch;
-    batch.Add(sa, &ids[at_a], step == 0 ? prefill_a : 1, at_a, false);
-    batch.sequences.back().attention = a;
-    batch.Add(sb, &ids[at_b], step == 0 ? prefill_b : 1, at_b, false);
-    batch.sequences.back().attention = b;
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t at = step == 0 ? 0 : prefills[i] + step - 1;
+      batch.Add(seqs[i], &ids[at], step == 0 ? prefills[i] : 1, at, false);
+      batch.sequences.back().attention = opts[i];
+    }
     const absl::Status st = model.Forward(batch, logits);
     EXPECT_TRUE(st.ok()) << st;
-    if (step > 0 && logits.size() == 2 * vocab) {
-      la.insert(la.end(), logits.begin(), logits.begin() + vocab);
-      lb.insert(lb.end(), logits.begin() + vocab, logits.end());
+    if (step > 0 && logits.size() == n * vocab) {
+      for (size_t i = 0; i < n; ++i) {
+        out[i].insert(out[i].end(), logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+      }
     }
   }
-  model.ReleaseSequence(sa);
-  model.ReleaseSequence(sb);
-  return {la, lb};
+  for (KvBlockPool::SequenceId seq : seqs) model.ReleaseSequence(seq);
+  return out;
+}
+
+// Two sequences in one batch (RunBatch); returns each one's decode logits.
+inline std::pair<std::vector<float>, std::vector<float>> RunPair(
+    Model& model, const std::vector<int32_t>& ids, const AttentionOptions* a,
+    const AttentionOptions* b, int64_t prefill_a = 20, int64_t prefill_b = 20) {
+  std::vector<std::vector<float>> r = RunBatch(model, ids, {a, b}, {prefill_a, prefill_b});
+  return {std::move(r[0]), std::move(r[1])};
 }
 
 }  // namespace dsinfer

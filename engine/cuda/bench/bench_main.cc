@@ -95,6 +95,10 @@ ABSL_FLAG(std::string, ds_beside_waves, "",
           "with --ds_dense_sequences: also time the dense sequences beside Double Sparsity with "
           "each of these split aims (CudaBackendOptions::beside_waves: waves of the SM count; "
           "0 their count alone), eager and with graphs");
+ABSL_FLAG(bool, ds_split_chain, false,
+          "Double Sparsity: also time the steps with CudaBackendOptions::split_sparse_chain "
+          "(each sparse layer's chain in two halves on two streams, where its rule splits) "
+          "the other way from the table row's, the default (on), eager and with graphs");
 ABSL_FLAG(std::string, dependent_launch, "on,off",
           "programmatic dependent launch settings to time decode with, side by side: on | off");
 ABSL_FLAG(std::string, linear_algos, "auto,cublas",
@@ -359,21 +363,27 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
                   static_cast<long long>(replayed), iters);
     }
   }
-  // A mixed step's times, eager and with graphs, with the dense sequences beside Double
-  // Sparsity or not and their split aim (CudaBackendOptions); the defaults restored after.
   struct EagerAndGraph {
     StepTimes eager, graph;
   };
-  auto time_mixed = [&](bool beside, int waves) -> absl::StatusOr<EagerAndGraph> {
-    b.set_dense_beside_sparse(beside, waves);
+  // A step's times, eager and with graphs, under a setting `apply` puts in place and `restore`
+  // takes back.
+  auto time_under = [&](auto apply, auto restore) -> absl::StatusOr<EagerAndGraph> {
+    apply();
     const absl::StatusOr<StepTimes> eager = time_steps(false);
     absl::StatusOr<StepTimes> graph = StepTimes{};
     if (eager.ok() && absl::GetFlag(FLAGS_graphs)) graph = time_steps(true);
     b.set_decode_graphs(false);
-    b.set_dense_beside_sparse(true);
+    restore();
     RETURN_IF_ERROR(eager.status());
     RETURN_IF_ERROR(graph.status());
     return EagerAndGraph{*eager, *graph};
+  };
+  // A mixed step's, with the dense sequences beside Double Sparsity or not and their split aim
+  // (CudaBackendOptions); the defaults restored after.
+  auto time_mixed = [&](bool beside, int waves) {
+    return time_under([&] { b.set_dense_beside_sparse(beside, waves); },
+                      [&] { b.set_dense_beside_sparse(true); });
   };
   if (dense_seqs > 0 && absl::GetFlag(FLAGS_ds_mixed_sequential)) {
     ASSIGN_OR_RETURN(const EagerAndGraph seq, time_mixed(false, -1));
@@ -396,6 +406,17 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
                   "graphs\n", "", waves, t.eager.ms, t.graph.ms);
     }
     r["beside_by_waves"] = by_waves;
+  }
+  if (ds != nullptr && absl::GetFlag(FLAGS_ds_split_chain)) {
+    const bool split = b.split_sparse_chain();
+    ASSIGN_OR_RETURN(const EagerAndGraph t,
+                     time_under([&] { b.set_split_sparse_chain(!split); },
+                                [&] { b.set_split_sparse_chain(split); }));
+    const std::string key = split ? "whole_chain" : "split_chain";
+    r[key + "_eager_ms_per_step"] = t.eager.ms;
+    r[key + "_graph_ms_per_step"] = t.graph.ms;
+    std::printf("%-14s   split sparse chain %s: %.3f ms eager, %.3f with graphs\n", "",
+                split ? "off" : "on", t.eager.ms, t.graph.ms);
   }
   if (dense_seqs > 0 && absl::GetFlag(FLAGS_ds_mixed_baseline)) {
     ASSIGN_OR_RETURN(const StepTimes baseline, time_steps(false, true));

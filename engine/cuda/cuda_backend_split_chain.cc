@@ -1,0 +1,107 @@
+// CudaBackend::LaunchSplitSparseChain and its rule, SparseChainSplit (cuda_backend.h).
+//
+// A sparse layer's chain runs its launches one after the other: scoring (bandwidth-bound),
+// top-k (one block per (sequence, KV head): at batch 8 with Llama-3-8B heads 64 blocks on 132
+// SMs, latency-bound), attention over the selected rows and its combine. Split in two halves
+// of the sequences on two streams, the second half forked once the first half's scores are
+// written, the first half's top-k runs beside the second half's scoring and the second's top-k
+// beside the first's attention. Each half's attention takes the split count of its own
+// sequences (SparseAttentionSplits), so its launch alone would fill the GPU. Each sequence's
+// results are the same bits as in one chain — its scores, selection and attention pieces do
+// not depend on the others' (DoubleSparsityGraphGpu.SplitChainChangesNothing) — and each half
+// writes its own rows of the layer's scratch. In a capture the two streams' launches land in
+// the graph as two branches.
+//
+// Measured on an H200 (docs/benchmarks.md run 19; graph steps, 32K, 1/16 fp16 r 8): 64 pairs
+// (Llama-3-8B batch 8, Llama-2-7B batch 2) 1.4-4.2% faster a step; 32 pairs (Llama-3-8B batch
+// 4) and 128 (Llama-3-8B batch 16, Llama-2-7B batch 4) within ±0.8%. Forking after the first
+// half's top-k instead was 4-9% slower a step, at once -0.4 to +1.9%, and each half's attention
+// at the whole layer's split count (half the blocks each) 0.3-1.3% slower than at its own.
+#include <cmath>
+
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/sparse_state.h"
+#include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/status.h"
+
+namespace dsinfer {
+
+int CudaBackend::SparseChainSplit(int num_seqs, int heads_kv, int64_t max_tokens) const {
+  if (!options_.split_sparse_chain || num_seqs < 2 ||
+      options_.ds_topk_algo == TopKAlgo::kMultiBlock) {
+    return 0;
+  }
+  const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
+  const FusedSelectMode fused = SelectionFusing();
+  if (fused == FusedSelectMode::kAlways ||
+      (fused == FusedSelectMode::kAuto && ScoreSelectClusterPays(max_tokens, pairs))) {
+    return 0;
+  }
+  // Past half the SMs the top-k's blocks leave too little of the GPU to the other half.
+  if (2 * pairs > sm_count_) return 0;
+  return num_seqs / 2;
+}
+
+int64_t CudaBackend::SplitChainWorkspaceFloats(int num_seqs, int half, int heads_q,
+                                               int heads_kv, int head_dim,
+                                               int64_t sel_stride) const {
+  int64_t floats = 0;
+  for (int count : {half, num_seqs - half}) {
+    floats += SparseAttentionWorkspaceFloats(
+        count, heads_q, head_dim, SparseAttentionSplits(count, heads_kv, sel_stride, sm_count_));
+  }
+  return floats;
+}
+
+absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int half,
+                                                 const CudaPagedKv& kv, DeviceTensor& out) {
+  DsState& st = *ds_state_;
+  const int hkv = job.heads_kv;
+  const int64_t pairs = static_cast<int64_t>(job.num_seqs) * hkv;
+  // Grown before the fork (GrowSparseScratch has grown the workspace): a growth synchronizes
+  // the backend's stream.
+  RETURN_IF_ERROR(st.scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * 4, stream_));
+  float* const scores = static_cast<float*>(st.scores.ptr);
+  float* const workspace = static_cast<float*>(st.workspace.ptr);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(job.head_dim));
+  const int rest = job.num_seqs - half;
+  const int first_splits = SparseAttentionSplits(half, hkv, job.sel_stride, sm_count_);
+  // Sequences [first, first + count): their scores, selection and attention rows.
+  auto score = [&](int first, int count, cudaStream_t s) {
+    return LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs + first, count,
+                             job.labels + first, job.heads_q, hkv, job.head_dim, job.max_r,
+                             job.label_bits, job.score_heads, job.max_tokens,
+                             scores + first * hkv * job.max_tokens, job.max_tokens, s,
+                             options_.ds_score_algo);
+  };
+  auto select_and_attend = [&](int first, int count, cudaStream_t s) -> absl::Status {
+    int32_t* const selected = job.selected + first * hkv * job.sel_stride;
+    int32_t* const counts = job.counts + first * hkv;
+    RETURN_IF_ERROR(LaunchTopKSelect(scores + first * hkv * job.max_tokens, job.max_tokens,
+                                     job.seqs + first, count, hkv, selected, job.sel_stride,
+                                     counts, s, options_.ds_topk_algo));
+    const int splits = SparseAttentionSplits(count, hkv, job.sel_stride, sm_count_);
+    float* const ws =
+        workspace + (first == 0 ? 0
+                                : SparseAttentionWorkspaceFloats(half, job.heads_q, job.head_dim,
+                                                                 first_splits));
+    return LaunchSparseAttention(job.dtype, job.q, job.q_stride, job.seqs + first, count,
+                                 job.heads_q, hkv, job.head_dim, scale, kv, selected,
+                                 job.sel_stride, counts, splits, ws, out.data, out.cols, s);
+  };
+  RETURN_IF_ERROR(score(0, half, stream_));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(split_fork_, stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(split_stream_, split_fork_, 0));
+  absl::Status second = score(half, rest, split_stream_);
+  if (second.ok()) second = select_and_attend(half, rest, split_stream_);
+  // Joined whatever happened, so that no capture is left with a branch open.
+  const cudaError_t recorded = cudaEventRecord(split_join_, split_stream_);
+  const absl::Status first = second.ok() ? select_and_attend(0, half, stream_) : absl::OkStatus();
+  if (recorded == cudaSuccess) CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, split_join_, 0));
+  CUDA_RETURN_IF_ERROR(recorded);
+  RETURN_IF_ERROR(second);
+  return first;
+}
+
+}  // namespace dsinfer
