@@ -15,8 +15,9 @@
 // Measured on an H200 (docs/benchmarks.md run 19; graph steps, 32K, 1/16 fp16 r 8): 64 pairs
 // (Llama-3-8B batch 8, Llama-2-7B batch 2) 1.4-4.2% faster a step; 32 pairs (Llama-3-8B batch
 // 4) and 128 (Llama-3-8B batch 16, Llama-2-7B batch 4) within ±0.8%. Forking after the first
-// half's top-k instead was 4-9% slower a step, at once -0.4 to +1.9%, and each half's attention
-// at the whole layer's split count (half the blocks each) 0.3-1.3% slower than at its own.
+// half's top-k instead was 4-10% slower a step, at once -0.4 to +1.9% faster, and each half's
+// attention at the whole layer's split count (half the blocks each) up to 2% slower than at
+// its own.
 #include <cmath>
 
 #include "engine/cuda/cuda_backend.h"
