@@ -415,6 +415,9 @@ class CudaBackend final : public Backend {
   // The split sparse chain's second stream, and its fork and join events.
   cudaStream_t split_stream_ = nullptr;
   cudaEvent_t split_fork_ = nullptr, split_join_ = nullptr;
+  // While MixedAttention runs a layer's chain beside its dense launch (SparseChainSplit
+  // leaves such a chain whole).
+  bool chain_beside_dense_ = false;
   cublasHandle_t cublas_ = nullptr;
   int sm_count_ = 0;
 
@@ -473,7 +476,8 @@ class CudaBackend final : public Backend {
   // Where a sparse layer's chain of num_seqs sequences splits (Options::split_sparse_chain):
   // the first sequence of its second half, or 0 to run it whole — with fewer than two
   // sequences, where scoring and top-k run fused (SelectionFusing), where the top-k's blocks
-  // take more than half the SMs, and for kMultiBlock's top-k (one workspace).
+  // take more than half the SMs, beside MixedAttention's dense launch, and for kMultiBlock's
+  // top-k (one workspace).
   int SparseChainSplit(int num_seqs, int heads_kv, int64_t max_tokens) const;
   // Floats of attention workspace a split chain's two halves take (each at its own split
   // count).

@@ -174,9 +174,12 @@ absl::Status CudaBackend::MixedAttention(int layer, const AttentionConfig& confi
       SubsetAttentionOn(layer, config, batch, dense, pool, qkv, out, side_stream_, true);
   // Joined whatever happened, so that no capture is left with a branch open.
   const cudaError_t recorded = cudaEventRecord(side_join_, side_stream_);
+  // The chain stays whole beside the dense launch (SparseChainSplit).
+  chain_beside_dense_ = true;
   const absl::Status sparse_status =
       dense_status.ok() ? SparseAttention(layer, batch, sparse, pool, ds, qkv, out)
                         : absl::OkStatus();
+  chain_beside_dense_ = false;
   if (recorded == cudaSuccess) CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_join_, 0));
   CUDA_RETURN_IF_ERROR(recorded);
   RETURN_IF_ERROR(dense_status);
