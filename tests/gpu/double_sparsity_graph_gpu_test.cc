@@ -238,14 +238,17 @@ TEST(DoubleSparsityGraphGpu, MixedPairReplaysAndTheTestCaptureRunsEagerly) {
 // 0 runs the first sparse and the second dense beside it, the later layers both sparse — a
 // step of two sparse sets, planned layer by layer (SubsetAttention's positions in a slot per
 // distinct subset), captured and replayed like any other, within the rounding of the graphs'
-// bucket-sized split counts of the eager steps.
+// bucket-sized split counts of the eager steps. The second keeps every token (a budget above
+// the context): its layer-0 attention differs from the eager step's by that rounding, which
+// at a budget under the context could move a later layer's top-k boundary — a different
+// selection, not an error (run 19 call 12 saw 0.025 of max|logit| on one random prompt).
 TEST(DoubleSparsityGraphGpu, DifferentDenseLayersReplay) {
   SKIP_WITHOUT_GPU();
   ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
     const ModelConfig& c = model.config();
     const std::vector<int32_t> ids = RandomIds(c, 44);
     const AttentionOptions from_0 = Sparse(c, 16);
-    AttentionOptions from_1 = Sparse(c, 4, 30);
+    AttentionOptions from_1 = Sparse(c, 4, 1000);
     from_1.dense_layers = 1;
     ExpectPairNearEager(
         RunEagerThenGraphed(cuda, [&] { return RunPair(model, ids, &from_0, &from_1); }), 22,

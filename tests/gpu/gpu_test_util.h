@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -40,9 +41,12 @@ inline bool HaveGpu() {
     ASSERT_TRUE(s_.ok()) << s_.ToString(); \
   } while (0)
 
-// A generator seeded from std::random_device; prints "<test_name> seed N" on stdout.
+// A generator seeded from std::random_device, or from DSINFER_TEST_SEED where set (to replay a
+// failure); prints "<test_name> seed N" on stdout.
 inline std::mt19937_64 MakeSeededRng(const char* test_name) {
-  const uint64_t seed = std::random_device{}();
+  const char* fixed = std::getenv("DSINFER_TEST_SEED");
+  const uint64_t seed =
+      fixed != nullptr ? std::strtoull(fixed, nullptr, 10) : uint64_t{std::random_device{}()};
   std::printf("%s seed %llu\n", test_name, static_cast<unsigned long long>(seed));
   return std::mt19937_64(seed);
 }
