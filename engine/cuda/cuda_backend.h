@@ -41,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "engine/backend.h"
 #include "engine/cuda/pinned_host_memory.h"
 #include "engine/cuda/score_and_select.h"
@@ -489,6 +490,13 @@ class CudaBackend final : public Backend {
   // workspace for both). The same results as one chain.
   absl::Status LaunchSplitSparseChain(const ScoreSelectJob& job, int half, const CudaPagedKv& kv,
                                       DeviceTensor& out);
+  // Issues `side` on side_stream after everything issued on the backend's stream so far (the
+  // `fork` event), then `main` on the backend's stream if `side` issued without error; the
+  // backend's stream then waits for side_stream (the `join` event) whatever happened, so that
+  // no capture is left with a branch open. Returns side's error first, then main's.
+  absl::Status ForkJoin(cudaStream_t side_stream, cudaEvent_t fork, cudaEvent_t join,
+                        absl::FunctionRef<absl::Status()> side,
+                        absl::FunctionRef<absl::Status()> main);
   // A graph step's Double Sparsity, before capture or replay (BeginStep): checks the step can
   // run as a graph (0 if not: it runs eagerly), then describes every sparse layer, uploads the
   // descriptors and grows the scratch. Returns the layout's key (never 0).

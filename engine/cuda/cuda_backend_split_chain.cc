@@ -36,11 +36,7 @@ int CudaBackend::SparseChainSplit(int num_seqs, int heads_kv, int64_t max_tokens
     return 0;
   }
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  const FusedSelectMode fused = SelectionFusing();
-  if (fused == FusedSelectMode::kAlways ||
-      (fused == FusedSelectMode::kAuto && ScoreSelectClusterPays(max_tokens, pairs))) {
-    return 0;
-  }
+  if (TriesFusedSelect(SelectionFusing(), max_tokens, pairs)) return 0;
   // Past half the SMs the top-k's blocks leave too little of the GPU to the other half.
   if (2 * pairs > sm_count_) return 0;
   return num_seqs / 2;
@@ -69,7 +65,11 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
   float* const workspace = static_cast<float*>(st.workspace.ptr);
   const float scale = 1.0f / std::sqrt(static_cast<float>(job.head_dim));
   const int rest = job.num_seqs - half;
-  const int first_splits = SparseAttentionSplits(half, hkv, job.sel_stride, sm_count_);
+  // The second half's attention workspace follows the first half's.
+  float* const second_workspace =
+      workspace + SparseAttentionWorkspaceFloats(
+                      half, job.heads_q, job.head_dim,
+                      SparseAttentionSplits(half, hkv, job.sel_stride, sm_count_));
   // Sequences [first, first + count): their scores, selection and attention rows.
   auto score = [&](int first, int count, cudaStream_t s) {
     return LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs + first, count,
@@ -78,33 +78,26 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
                              scores + first * hkv * job.max_tokens, job.max_tokens, s,
                              options_.ds_score_algo);
   };
-  auto select_and_attend = [&](int first, int count, cudaStream_t s) -> absl::Status {
+  auto select_and_attend = [&](int first, int count, float* ws,
+                               cudaStream_t s) -> absl::Status {
     int32_t* const selected = job.selected + first * hkv * job.sel_stride;
     int32_t* const counts = job.counts + first * hkv;
     RETURN_IF_ERROR(LaunchTopKSelect(scores + first * hkv * job.max_tokens, job.max_tokens,
                                      job.seqs + first, count, hkv, selected, job.sel_stride,
                                      counts, s, options_.ds_topk_algo));
     const int splits = SparseAttentionSplits(count, hkv, job.sel_stride, sm_count_);
-    float* const ws =
-        workspace + (first == 0 ? 0
-                                : SparseAttentionWorkspaceFloats(half, job.heads_q, job.head_dim,
-                                                                 first_splits));
     return LaunchSparseAttention(job.dtype, job.q, job.q_stride, job.seqs + first, count,
                                  job.heads_q, hkv, job.head_dim, scale, kv, selected,
                                  job.sel_stride, counts, splits, ws, out.data, out.cols, s);
   };
   RETURN_IF_ERROR(score(0, half, stream_));
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(split_fork_, stream_));
-  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(split_stream_, split_fork_, 0));
-  absl::Status second = score(half, rest, split_stream_);
-  if (second.ok()) second = select_and_attend(half, rest, split_stream_);
-  // Joined whatever happened, so that no capture is left with a branch open.
-  const cudaError_t recorded = cudaEventRecord(split_join_, split_stream_);
-  const absl::Status first = second.ok() ? select_and_attend(0, half, stream_) : absl::OkStatus();
-  if (recorded == cudaSuccess) CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, split_join_, 0));
-  CUDA_RETURN_IF_ERROR(recorded);
-  RETURN_IF_ERROR(second);
-  return first;
+  return ForkJoin(
+      split_stream_, split_fork_, split_join_,
+      [&]() -> absl::Status {
+        RETURN_IF_ERROR(score(half, rest, split_stream_));
+        return select_and_attend(half, rest, second_workspace, split_stream_);
+      },
+      [&] { return select_and_attend(0, half, workspace, stream_); });
 }
 
 }  // namespace dsinfer

@@ -168,22 +168,17 @@ absl::Status CudaBackend::MixedAttention(int layer, const AttentionConfig& confi
     // workspace grows there (a growth synchronizes; none may happen past the fork).
     RETURN_IF_ERROR(PrepareSubset(config, batch, pool, dense, /*beside=*/true));
   }
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(side_fork_, stream_));
-  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, side_fork_, 0));
-  const absl::Status dense_status =
-      SubsetAttentionOn(layer, config, batch, dense, pool, qkv, out, side_stream_, true);
-  // Joined whatever happened, so that no capture is left with a branch open.
-  const cudaError_t recorded = cudaEventRecord(side_join_, side_stream_);
-  // The chain stays whole beside the dense launch (SparseChainSplit).
-  chain_beside_dense_ = true;
-  const absl::Status sparse_status =
-      dense_status.ok() ? SparseAttention(layer, batch, sparse, pool, ds, qkv, out)
-                        : absl::OkStatus();
-  chain_beside_dense_ = false;
-  if (recorded == cudaSuccess) CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_join_, 0));
-  CUDA_RETURN_IF_ERROR(recorded);
-  RETURN_IF_ERROR(dense_status);
-  return sparse_status;
+  return ForkJoin(
+      side_stream_, side_fork_, side_join_,
+      [&] { return SubsetAttentionOn(layer, config, batch, dense, pool, qkv, out, side_stream_,
+                                     true); },
+      [&] {
+        // The chain stays whole beside the dense launch (SparseChainSplit).
+        chain_beside_dense_ = true;
+        const absl::Status status = SparseAttention(layer, batch, sparse, pool, ds, qkv, out);
+        chain_beside_dense_ = false;
+        return status;
+      });
 }
 
 }  // namespace dsinfer

@@ -25,13 +25,17 @@ void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
   job.score_heads = UniformScoreHeads(seqs.data(), num, job.heads_q, job.heads_kv);
 }
 
+bool TriesFusedSelect(FusedSelectMode fused, int64_t max_tokens, int64_t pairs) {
+  return fused == FusedSelectMode::kAlways ||
+         (fused == FusedSelectMode::kAuto && ScoreSelectClusterPays(max_tokens, pairs));
+}
+
 absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
                             LabelScoreAlgo score_algo, TopKAlgo topk_algo, int sms,
                             StreamBuffer& scores, StreamBuffer& topk_workspace,
                             cudaStream_t stream) {
   const int64_t pairs = static_cast<int64_t>(job.num_seqs) * job.heads_kv;
-  if (fused == FusedSelectMode::kAlways ||
-      (fused == FusedSelectMode::kAuto && ScoreSelectClusterPays(job.max_tokens, pairs))) {
+  if (TriesFusedSelect(fused, job.max_tokens, pairs)) {
     ASSIGN_OR_RETURN(const bool launched,
                      LaunchScoreSelectCluster(job.dtype, job.q, job.q_stride, job.seqs,
                                               job.num_seqs, job.labels, job.heads_q, job.heads_kv,

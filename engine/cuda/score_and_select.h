@@ -48,6 +48,11 @@ void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
                      absl::Span<const CudaDsSequence> seqs, const DeviceLabelDescriptors& device,
                      ScoreSelectJob& job);
 
+// Whether a selection of `pairs` (sequence, KV head) rows of up to max_tokens tokens tries the
+// fused kernel under `fused` (kAuto: where ScoreSelectClusterPays). The kernel may still
+// decline the shape (LaunchScoreSelectCluster returns false: the two launches run).
+bool TriesFusedSelect(FusedSelectMode fused, int64_t max_tokens, int64_t pairs);
+
 // Runs `job` on `stream`: fused where `fused` allows it (kAuto: where ScoreSelectClusterPays)
 // and the kernel takes the shape; else the two launches with score_algo and topk_algo (the
 // top-k's rule on `sms` SMs), growing `scores` and `topk_workspace` as needed.
