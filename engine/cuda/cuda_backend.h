@@ -97,7 +97,7 @@ struct CudaBackendOptions {
   // A sparse layer's chain in two halves of its sequences on two streams, the second half
   // starting once the first half's scores are written, so that one half's scoring and
   // attention run beside the other's latency-bound top-k (cuda_backend_split_chain.cc,
-  // SparseChainSplit's rule; measured in docs/benchmarks.md run 19).
+  // SparseChainSplit's rule; measured in docs/benchmarks.md runs 19 and 20).
   bool split_sparse_chain = true;
 
   absl::Status Validate() const;
@@ -474,12 +474,13 @@ class CudaBackend final : public Backend {
   // The four launches of an uploaded plan: label catch-up, scores and top-k, attention.
   absl::Status LaunchSparseLayer(const SparseLayerPlan& plan, const CudaPagedKv& kv, int heads_q,
                                  const DeviceTensor& qkv, DeviceTensor& out);
-  // Where a sparse layer's chain of num_seqs sequences splits (Options::split_sparse_chain):
+  // Where a sparse layer's chain of plan's sequences splits (Options::split_sparse_chain):
   // the first sequence of its second half, or 0 to run it whole — with fewer than two
   // sequences, where scoring and top-k run fused (SelectionFusing), where the top-k's blocks
-  // take more than half the SMs, beside MixedAttention's dense launch, and for kMultiBlock's
-  // top-k (one workspace).
-  int SparseChainSplit(int num_seqs, int heads_kv, int64_t max_tokens) const;
+  // take more than half the SMs, where the top-k is the resident kernel (run 20: short enough
+  // that a second stream costs more than it hides), beside MixedAttention's dense launch, and
+  // for kMultiBlock's top-k (one workspace).
+  int SparseChainSplit(const SparseLayerPlan& plan, int heads_kv) const;
   // Floats of attention workspace a split chain's two halves take (each at its own split
   // count).
   int64_t SplitChainWorkspaceFloats(int num_seqs, int half, int heads_q, int heads_kv,

@@ -158,7 +158,7 @@ absl::Status CudaBackend::GrowSparseScratch(const SparseLayerPlan& plan, int hea
   RETURN_IF_ERROR(st.counts.Grow(pairs * 4, stream_));
   const int splits = SparseAttentionSplits(num, heads_kv, plan.sel_stride, sm_count_);
   int64_t workspace = SparseAttentionWorkspaceFloats(num, heads_q, head_dim, splits);
-  const int half = SparseChainSplit(num, heads_kv, plan.max_tokens);
+  const int half = SparseChainSplit(plan, heads_kv);
   if (half > 0) {
     workspace = std::max(workspace, SplitChainWorkspaceFloats(num, half, heads_q, heads_kv,
                                                               head_dim, plan.sel_stride));
@@ -198,7 +198,7 @@ absl::Status CudaBackend::LaunchSparseLayer(const SparseLayerPlan& plan, const C
   job.selected = static_cast<int32_t*>(st.selected.ptr);
   job.sel_stride = plan.sel_stride;
   job.counts = static_cast<int32_t*>(st.counts.ptr);
-  const int half = SparseChainSplit(num, hkv, plan.max_tokens);
+  const int half = SparseChainSplit(plan, hkv);
   if (half > 0) return LaunchSplitSparseChain(job, half, kv, out);
   RETURN_IF_ERROR(ScoreAndSelect(job, SelectionFusing(), options_.ds_score_algo,
                                  options_.ds_topk_algo, sm_count_, st.scores, st.topk_workspace,

@@ -18,6 +18,7 @@
 // half's top-k instead was 4-10% slower a step, at once -0.4 to +1.9% faster, and each half's
 // attention at the whole layer's split count (half the blocks each) up to 2% slower than at
 // its own.
+#include <algorithm>
 #include <cmath>
 
 #include "engine/cuda/cuda_backend.h"
@@ -28,7 +29,8 @@
 
 namespace dsinfer {
 
-int CudaBackend::SparseChainSplit(int num_seqs, int heads_kv, int64_t max_tokens) const {
+int CudaBackend::SparseChainSplit(const SparseLayerPlan& plan, int heads_kv) const {
+  const int num_seqs = static_cast<int>(plan.seqs.size());
   // Beside a dense launch on MixedAttention's side stream (a mixed step) the split was slower
   // (run 19 call 10: Llama-3-8B batch 8, 32K, one dense 7.2%, four 1.3%).
   if (!options_.split_sparse_chain || num_seqs < 2 || chain_beside_dense_ ||
@@ -36,9 +38,18 @@ int CudaBackend::SparseChainSplit(int num_seqs, int heads_kv, int64_t max_tokens
     return 0;
   }
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  if (TriesFusedSelect(SelectionFusing(), max_tokens, pairs)) return 0;
+  if (TriesFusedSelect(SelectionFusing(), plan.max_tokens, pairs)) return 0;
   // Past half the SMs the top-k's blocks leave too little of the GPU to the other half.
   if (2 * pairs > sm_count_) return 0;
+  // The resident top-k is short enough that the second stream costs more than it hides (run
+  // 20, graph steps at 32K: Llama-3-8B batch 8 6.701 split against 6.616 whole, batch 4 5.957
+  // against 5.878; Llama-2-7B batch 2 even).
+  int64_t longest = 0;
+  for (const CudaDsSequence& s : plan.seqs) longest = std::max<int64_t>(longest, s.tokens);
+  if (ResolveTopKAlgo(options_.ds_topk_algo, plan.max_tokens, pairs, sm_count_, longest) ==
+      TopKAlgo::kResident) {
+    return 0;
+  }
   return num_seqs / 2;
 }
 
@@ -84,7 +95,8 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
     int32_t* const counts = job.counts + first * hkv;
     RETURN_IF_ERROR(LaunchTopKSelect(scores + first * hkv * job.max_tokens, job.max_tokens,
                                      job.seqs + first, count, hkv, selected, job.sel_stride,
-                                     counts, s, options_.ds_topk_algo));
+                                     counts, s, options_.ds_topk_algo, nullptr,
+                                     job.longest_row));
     const int splits = SparseAttentionSplits(count, hkv, job.sel_stride, sm_count_);
     return LaunchSparseAttention(job.dtype, job.q, job.q_stride, job.seqs + first, count,
                                  job.heads_q, hkv, job.head_dim, scale, kv, selected,

@@ -21,6 +21,7 @@ void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
     job.max_r = std::max(job.max_r, static_cast<int>(labels[i].r));
     job.max_tokens = std::max<int64_t>(job.max_tokens, seqs[i].tokens);
   }
+  job.longest_row = job.max_tokens;
   job.label_bits = UniformLabelBits(labels.data(), num, job.max_r);
   job.score_heads = UniformScoreHeads(seqs.data(), num, job.heads_q, job.heads_kv);
 }
@@ -53,7 +54,7 @@ absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
                                     job.max_r, job.label_bits, job.score_heads, job.max_tokens,
                                     sc, job.max_tokens, stream, score_algo));
   return LaunchTopKSelect(sc, job.max_tokens, job.seqs, job.num_seqs, job.heads_kv, job.selected,
-                          job.sel_stride, job.counts, stream, topk_algo, ws);
+                          job.sel_stride, job.counts, stream, topk_algo, ws, job.longest_row);
 }
 
 }  // namespace dsinfer

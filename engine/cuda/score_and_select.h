@@ -35,6 +35,9 @@ struct ScoreSelectJob {
   int label_bits = 0;  // UniformLabelBits of the labels
   int score_heads = 0;  // UniformScoreHeads of the sequences
   int64_t max_tokens = 0;
+  // The longest sequence's tokens (SetJobSequences; max_tokens may be a graph step's larger
+  // bucket): the top-k's rule looks at it (ResolveTopKAlgo's longest_row).
+  int64_t longest_row = 0;
   int32_t* selected = nullptr;
   int64_t sel_stride = 0;
   int32_t* counts = nullptr;
@@ -43,7 +46,7 @@ struct ScoreSelectJob {
 // Sets job's sequence fields from the host copies `labels` / `seqs` of the device arrays in
 // `device` (UploadLabelDescriptors'): their count, the largest r and context, and the label
 // bits and score heads they share (UniformLabelBits / UniformScoreHeads: the fixed-row
-// kernels). job.heads_q and job.heads_kv must be set first.
+// kernels); longest_row is that context too. job.heads_q and job.heads_kv must be set first.
 void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
                      absl::Span<const CudaDsSequence> seqs, const DeviceLabelDescriptors& device,
                      ScoreSelectJob& job);

@@ -169,20 +169,31 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    256K): at 32 pairs (Llama-2 heads, batch 1) 76 us against kStriped's 93 and kCluster's
 //    108; at 8 pairs kCluster is as fast, at 64 pairs and more kStriped is faster (its blocks
 //    already fill the GPU, and the three kernels' extra steps cost more than they spread).
-//  - kAuto (the default): kStriped up to 8192 tokens; past them kCluster while the (s, h)
-//    pairs number at most a quarter of the SMs — there a block per pair leaves most SMs idle
+//  - kAuto (the default): kStriped up to 8192 tokens; past them kResident where the longest
+//    row fits its shared memory (run 20, H200, 1/16 fp16 r 8 at 16K / 32K: faster than every
+//    other kernel at 8–256 pairs — 64 pairs 9.7 / 13.9 us against kStriped's 14.6 / 19.9 and
+//    kCluster's 14.5 / 19.2; 256 pairs, two rounds of blocks, 17.8 / 27.3 against 22.2 /
+//    30.8); past that kCluster while the (s, h) pairs number at most a quarter of the SMs —
+//    there a block per pair leaves most SMs idle
 //    (run 14, the cluster's merge on 32-bin chunk sums: 8 pairs at 16K 12.7 us against
 //    kStriped's 14.5, 32 pairs at 64K / 128K 24.4 / 41.9 against 30.4 / 52.2; run 15, clusters
 //    of up to 16 blocks: 32 pairs at 256K 70.7-73.3 us against kMultiBlock's 74.3-91.1, which
 //    run 14 had ahead of the 8-block cluster); else kStriped (also where the cluster's slice
 //    would not fit shared memory). kMultiBlock runs only when named.
-enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped, kMultiBlock };
+//  - kResident (rows up to ~47K tokens; where the longest row is longer, kStriped): one
+//    1024-thread block per (s, h) reading the scores once into shared memory, the later radix
+//    passes over the boundary bucket's keys alone, one ordered compaction that writes every
+//    selected index in place (topk_resident.cu).
+enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped, kMultiBlock, kResident };
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
-// `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead, kStriped, kMultiBlock or kOneBlock
-// (kCluster only past 8192 tokens; LaunchTopKSelect still falls back to a one-block kernel
-// where a slice exceeds shared memory).
-TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms);
+// `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead, kStriped, kMultiBlock, kResident or
+// kOneBlock (kCluster only past 8192 tokens; LaunchTopKSelect still falls back to a one-block
+// kernel where a slice exceeds shared memory). longest_row: the longest row's tokens when the
+// launch is planned (0: score_stride) — a graph step's score_stride is its bucket, and its
+// rows may later grow up to it (kResident stays correct for rows past its shared memory).
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
+                         int64_t longest_row = 0);
 
 // Bytes of workspace LaunchTopKSelect's kMultiBlock needs for num_seqs × heads_kv score rows of
 // score_stride (one per (sequence, KV head): ~230 KB a pair). It must be zeroed before its first
@@ -196,11 +207,12 @@ int64_t TopKSelectWorkspaceBytes(int num_seqs, int heads_kv, int64_t score_strid
 // early exit once the boundary bucket is taken whole), then one ordered compaction.
 // score_stride bounds every seqs[s].tokens. workspace: null, or TopKSelectWorkspaceBytes
 // (num_seqs, heads_kv, score_stride) bytes (kMultiBlock's; kAuto may take that kernel with it).
-// Twin: TopKSelectReference (identical sets, ties included).
+// longest_row: ResolveTopKAlgo's. Twin: TopKSelectReference (identical sets, ties included).
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream,
-                              TopKAlgo algo = TopKAlgo::kAuto, void* workspace = nullptr);
+                              TopKAlgo algo = TopKAlgo::kAuto, void* workspace = nullptr,
+                              int64_t longest_row = 0);
 
 // Label scoring and top-k fused (LaunchLabelScores then LaunchTopKSelect in one kernel, whose
 // selection it equals: the same bit-exact scores, the same total order): a thread-block cluster
@@ -214,7 +226,8 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
 // LaunchTopKSelect's.
 // Whether the fused kernel beats the two launches for `pairs` (sequence, KV head) rows of up to
 // max_tokens tokens (the engine's rule, ScoreAndSelect's kAuto): where the rows hold at most
-// 2^18 tokens in all (measured on an H200, docs/benchmarks.md run 14).
+// 2^18 tokens in all and none more than 8192, past which the two launches' top-k is the
+// resident kernel (measured on an H200, docs/benchmarks.md runs 14 and 20).
 bool ScoreSelectClusterPays(int64_t max_tokens, int64_t pairs);
 
 absl::StatusOr<bool> LaunchScoreSelectCluster(DType dtype, const void* q, int64_t q_stride,

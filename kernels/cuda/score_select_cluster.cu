@@ -59,8 +59,13 @@ constexpr int64_t kFusedTargetSlice = 16384;
 // round trip and a launch (Llama-2 heads batch 1, 4K: the chain 21.7-23.6 us against 26.1-29.8;
 // Llama-3 heads batch 1, 16K: 22.2-29.3 against 28.9-33.4); past it each block's select (three
 // cluster barriers, the first digit's shared-memory atomics over every key) costs more than the
-// second read it saves (Llama-2 heads batch 8, 256K, 1/16: 830 us against 485).
+// second read it saves (Llama-2 heads batch 8, 256K, 1/16: 830 us against 485). And rows of
+// at most kFusedPaysTokens: past them the two launches' top-k is the resident kernel, which
+// beat the fused kernel at 10 of 12 shapes (run 20, Llama-3 heads batch 1: 16K 1/16 fp16 r 8
+// the chain 19.1 us against 21.1, 4-bit r 32 21.8 against 24.6; 32K 1/8 fp16 r 16 28.0
+// against 37.0; 32K 4-bit r 8 the one loss, 26.5 against 25.1).
 constexpr int64_t kFusedPaysRows = int64_t{1} << 18;
+constexpr int64_t kFusedPaysTokens = 8192;
 
 // Label rows a thread loads per batch; two batches are in flight (the next loads while one is
 // scored): 8 × 16 B a thread at 16-byte rows, fewer for 32-byte rows (registers).
@@ -239,7 +244,7 @@ absl::StatusOr<bool> LaunchFused(int label_bits, int score_heads, int r, const T
 }  // namespace
 
 bool ScoreSelectClusterPays(int64_t max_tokens, int64_t pairs) {
-  return pairs * max_tokens <= kFusedPaysRows;
+  return max_tokens <= kFusedPaysTokens && pairs * max_tokens <= kFusedPaysRows;
 }
 
 absl::StatusOr<bool> LaunchScoreSelectCluster(DType dtype, const void* q, int64_t q_stride,

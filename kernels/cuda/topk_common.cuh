@@ -57,6 +57,35 @@ __device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, in
 template <int kThreads>
 using TopKScan = cub::BlockScan<int, kThreads>;
 
+// Run by the whole block of kThreads: as FindBoundaryBucket over bins (a power of two, up to
+// 8192) counters, with a block scan instead of one warp's sequential sums (8192 bins would take
+// a lane 256 loads). Thread 0 holds the highest chunk of bins, so an exclusive prefix over the
+// threads counts the keys in higher chunks. scan_tmp is free on entry and busy on return.
+template <int kThreads>
+__device__ __forceinline__ void FindBoundaryBucketInBlock(
+    const int* hist, int bins, int remaining,
+    typename TopKScan<kThreads>::TempStorage& scan_tmp, int* bucket, int* greater_out) {
+  const int per = bins > kThreads ? bins / kThreads : 1;
+  const int chunk = bins / per - 1 - static_cast<int>(threadIdx.x);
+  int local = 0;
+  if (chunk >= 0) {
+    for (int b = chunk * per; b < (chunk + 1) * per; ++b) local += hist[b];
+  }
+  int greater = 0;
+  TopKScan<kThreads>(scan_tmp).ExclusiveSum(local, greater);
+  if (chunk >= 0 && greater < remaining && remaining <= greater + local) {
+    int acc = greater;
+    for (int b = (chunk + 1) * per - 1; b >= chunk * per; --b) {
+      if (acc + hist[b] >= remaining) {
+        *bucket = b;
+        *greater_out = acc;
+        break;
+      }
+      acc += hist[b];
+    }
+  }
+}
+
 // Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
 struct TopKSegment {
   const float* sc;  // the segment's scores

@@ -17,6 +17,8 @@
 //  - kCluster (score_stride > 8192 only): a thread-block cluster
 //    per (sequence, KV head) that loads the scores once into shared memory and merges its
 //    blocks' histograms through distributed shared memory.
+//  - kResident (topk_resident.cu): one 1024-thread block per (sequence, KV head) holding the
+//    row's keys in shared memory, for rows that fit it.
 //  - kAuto (the default): double_sparsity.cuh gives its rule and the measured reasons.
 #include <algorithm>
 #include <utility>
@@ -31,6 +33,8 @@
 #include "kernels/cuda/cluster_select.cuh"
 #include "kernels/cuda/launch_info.h"
 #include "kernels/cuda/topk_common.cuh"
+#include "kernels/cuda/topk_in_memory.cuh"
+#include "kernels/cuda/topk_resident.h"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
 
@@ -44,9 +48,13 @@ using cuda::ClusterSelectShared;
 using cuda::ClusterSlice;
 using cuda::ClusterSliceOf;
 using cuda::CompactTile;
+using cuda::FindBoundaryBucketInBlock;
 using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
 using cuda::OrderKey;
+using cuda::OrderedCompaction;
+using cuda::RadixHistogram;
+using cuda::RadixPassesInMemory;
 using cuda::PlanSegment;
 using cuda::SegmentPlan;
 using cuda::StartTopKSegment;
@@ -76,140 +84,6 @@ constexpr int kTopKClusterItems = 8;  // keys per thread per compaction tile
 // ---------------------------------------------------------------------------------------------
 // Top-k.
 
-// Run by the whole block of kThreads: as FindBoundaryBucket over bins (a power of two, up to
-// 8192) counters, with a block scan instead of one warp's sequential sums (8192 bins would take
-// a lane 256 loads). Thread 0 holds the highest chunk of bins, so an exclusive prefix over the
-// threads counts the keys in higher chunks. scan_tmp is free on entry and busy on return.
-template <int kThreads>
-__device__ __forceinline__ void FindBoundaryBucketInBlock(
-    const int* hist, int bins, int remaining,
-    typename TopKScan<kThreads>::TempStorage& scan_tmp, int* bucket, int* greater_out) {
-  const int per = bins > kThreads ? bins / kThreads : 1;
-  const int chunk = bins / per - 1 - static_cast<int>(threadIdx.x);
-  int local = 0;
-  if (chunk >= 0) {
-    for (int b = chunk * per; b < (chunk + 1) * per; ++b) local += hist[b];
-  }
-  int greater = 0;
-  TopKScan<kThreads>(scan_tmp).ExclusiveSum(local, greater);
-  if (chunk >= 0 && greater < remaining && remaining <= greater + local) {
-    int acc = greater;
-    for (int b = (chunk + 1) * per - 1; b >= chunk * per; --b) {
-      if (acc + hist[b] >= remaining) {
-        *bucket = b;
-        *greater_out = acc;
-        break;
-      }
-      acc += hist[b];
-    }
-  }
-}
-
-
-// Adds to hist the digit (key >> shift) & digit_mask of every score in [lo, hi) whose key
-// matches prefix under mask, kThreads threads with kUnroll independent loads in flight each:
-// one load at a time would leave a single block latency-bound far below its share of
-// bandwidth. kPrefetch: the next kUnroll loads are issued before this batch's atomics (twice
-// the registers), so a block's loads never wait for its own histogram updates.
-template <int kThreads, int kUnroll, bool kPrefetch = false>
-__device__ __forceinline__ void RadixHistogram(const float* sc, int lo, int hi, uint32_t prefix,
-                                               uint32_t mask, int shift, uint32_t digit_mask,
-                                               int* hist) {
-  constexpr int kStep = kThreads * kUnroll;
-  auto load = [&](int base, float (&x)[kUnroll]) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int t = base + u * kThreads + threadIdx.x;
-      x[u] = t < hi ? sc[t] : 0.0f;
-    }
-  };
-  auto count = [&](int base, const float (&x)[kUnroll]) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int t = base + u * kThreads + threadIdx.x;
-      const uint32_t key = OrderKey(x[u]);
-      if (t < hi && (key & mask) == prefix) atomicAdd(&hist[(key >> shift) & digit_mask], 1);
-    }
-  };
-  if constexpr (kPrefetch) {
-    float x[kUnroll];
-    if (lo < hi) load(lo, x);
-    for (int base = lo; base < hi; base += kStep) {
-      float next[kUnroll];
-      if (base + kStep < hi) load(base + kStep, next);
-      count(base, x);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) x[u] = next[u];
-    }
-  } else {
-    for (int base = lo; base < hi; base += kStep) {
-      float x[kUnroll];
-      load(base, x);
-      count(base, x);
-    }
-  }
-}
-
-// Radix passes over the scores in memory, from pass `first` of the digits kBits0/1/2 (from the
-// key's top bit down): each narrows (*prefix, *mask) to the boundary bucket and takes the
-// keys above it off *remaining; they stop once the boundary bucket is taken whole (or at once
-// if *whole already). hist holds 1 << max(kBits0, kBits1, kBits2) counters.
-template <int kThreads, int kUnroll, int kBits0, int kBits1, int kBits2>
-__device__ __forceinline__ void RadixPassesInMemory(
-    const float* sc, int lo, int hi, int first, int* hist,
-    typename TopKScan<kThreads>::TempStorage& scan_tmp, uint32_t* prefix, uint32_t* mask,
-    int* remaining, bool whole) {
-  static_assert(kBits0 + kBits1 + kBits2 == 32, "three digits cover the key");
-  __shared__ int sh_bucket, sh_greater;
-  int shift = 32;
-  for (int pass = 0; pass < 3; ++pass) {
-    const int bits = pass == 0 ? kBits0 : (pass == 1 ? kBits1 : kBits2);
-    shift -= bits;
-    if (pass < first || whole) continue;
-    const int bins = 1 << bits;
-    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
-    for (int b = threadIdx.x; b < bins; b += kThreads) hist[b] = 0;
-    __syncthreads();
-    RadixHistogram<kThreads, kUnroll>(sc, lo, hi, *prefix, *mask, shift, digit_mask, hist);
-    __syncthreads();
-    FindBoundaryBucketInBlock<kThreads>(hist, bins, *remaining, scan_tmp, &sh_bucket,
-                                        &sh_greater);
-    __syncthreads();
-    const int bucket = sh_bucket;
-    *remaining -= sh_greater;
-    *prefix |= static_cast<uint32_t>(bucket) << shift;
-    *mask |= digit_mask << shift;
-    whole = hist[bucket] == *remaining;
-    __syncthreads();  // hist is cleared by the next pass
-  }
-}
-
-// Ordered compaction: the scores in [lo, hi) whose keys lie above the boundary prefix, and the
-// first `remaining` boundary keys by index, to mid ascending. Each thread owns kTopKItems
-// consecutive candidates of a tile (blocked arrangement: one block scan per
-// kThreads × kTopKItems candidates).
-template <int kThreads>
-__device__ __forceinline__ void OrderedCompaction(
-    const float* sc, int lo, int hi, uint32_t prefix, uint32_t mask, int remaining, int32_t* mid,
-    typename TopKScan<kThreads>::TempStorage& scan_tmp) {
-  int written = 0, ties_seen = 0;
-  for (int base = lo; base < hi; base += kThreads * kTopKItems) {
-    const int first = base + threadIdx.x * kTopKItems;
-    int flags[kTopKItems];
-#pragma unroll
-    for (int u = 0; u < kTopKItems; ++u) {
-      const int t = first + u;
-      flags[u] = 0;
-      if (t < hi) {
-        const uint32_t kp = OrderKey(sc[t]) & mask;
-        flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
-      }
-    }
-    CompactTile<kThreads, kTopKItems>(flags, first, remaining, mid, &written, &ties_seen,
-                                      scan_tmp);
-  }
-}
-
 // kOneBlock: radix passes of 11/11/10-bit digits over the scores in memory, then the ordered
 // compaction — up to four reads of the scores.
 __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
@@ -226,7 +100,8 @@ __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
   int remaining = seg.want;
   RadixPassesInMemory<kTopKThreads, kTopKUnroll, 11, 11, 10>(sc, seg.lo, seg.hi, 0, hist, scan_tmp,
                                                              &prefix, &mask, &remaining, false);
-  OrderedCompaction<kTopKThreads>(sc, seg.lo, seg.hi, prefix, mask, remaining, seg.mid, scan_tmp);
+  OrderedCompaction<kTopKThreads, kTopKItems>(sc, seg.lo, seg.hi, prefix, mask, remaining,
+                                             seg.mid, scan_tmp);
 }
 
 // kTwoRead: the scores are read twice. Read 1 takes a 13-bit histogram (the boundary bucket
@@ -422,8 +297,8 @@ __device__ __forceinline__ void FinishByRadixPasses(
   RadixPassesInMemory<kThreads, kTwoReadUnroll, kTwoReadBits0, kTwoReadBits1, kTwoReadBits2>(
       seg.sc, seg.lo, seg.hi, 1, hist, scan_tmp, &f.prefix, &f.mask, &f.take,
       f.cands == f.take);
-  OrderedCompaction<kThreads>(seg.sc, seg.lo, seg.hi, f.prefix, f.mask, f.take, seg.mid,
-                              scan_tmp);
+  OrderedCompaction<kThreads, kTopKItems>(seg.sc, seg.lo, seg.hi, f.prefix, f.mask, f.take,
+                                          seg.mid, scan_tmp);
 }
 
 // The dynamic shared memory of the two-read bodies (kTwoReadSmem bytes): the first digit's
@@ -1409,14 +1284,22 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms) {
+TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
+                         int64_t longest_row) {
   if (algo == TopKAlgo::kOneBlock || algo == TopKAlgo::kTwoRead || algo == TopKAlgo::kStriped ||
       algo == TopKAlgo::kMultiBlock) {
     return algo;
   }
+  const int64_t longest = longest_row > 0 ? std::min(longest_row, score_stride) : score_stride;
+  if (algo == TopKAlgo::kResident) {
+    return TopKResidentFits(longest) ? TopKAlgo::kResident : TopKAlgo::kStriped;
+  }
   const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
+  // The resident kernel wherever the rows fit its shared memory (run 20: faster than the
+  // striped and cluster kernels at 8-256 pairs of 16K and 32K rows).
+  if (longest > kTopKShortSegment && TopKResidentFits(longest)) return TopKAlgo::kResident;
   // The cluster kernel where a block per pair would leave most SMs idle: up to a quarter of
   // the SMs in pairs at any length past 8K (run 14, its merge on chunk sums: 8 pairs at 16K
   // 12.7 us against kStriped's 14.5; 32 pairs at 64K / 128K 24.4 / 41.9 against 30.4 / 52.2;
@@ -1519,7 +1402,7 @@ int64_t TopKSelectWorkspaceBytes(int num_seqs, int heads_kv, int64_t score_strid
 absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream, TopKAlgo algo,
-                              void* workspace) {
+                              void* workspace, int64_t longest_row) {
   if (num_seqs == 0) return absl::OkStatus();
   // score_stride bounds every sequence's tokens, hence its candidates.
   int sms = 0;  // only kAuto's rule and the multi-block slicing look at the SM count
@@ -1528,13 +1411,17 @@ absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const C
     sms = device.sms;
   }
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, sms);
+  TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, sms, longest_row);
   if (resolved == TopKAlgo::kMultiBlock) {
     if (workspace == nullptr) {
       return absl::InvalidArgumentError("LaunchTopKSelect: kMultiBlock needs a workspace");
     }
     return LaunchTopKMultiBlock(scores, score_stride, seqs, num_seqs, heads_kv, selected,
                                 sel_stride, counts, stream, workspace, sms);
+  }
+  if (resolved == TopKAlgo::kResident) {
+    return LaunchTopKResident(scores, score_stride, seqs, num_seqs, heads_kv, selected,
+                              sel_stride, counts, stream);
   }
   if (resolved == TopKAlgo::kCluster) {
     auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads, kTopKClusterItems>;

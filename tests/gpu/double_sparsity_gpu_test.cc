@@ -107,8 +107,9 @@ std::vector<T> TokenMajor(const Buf& b, int64_t tokens, int kv_heads, int elems)
 // comparison benchmarks).
 constexpr LabelScoreAlgo kLabelScoreAlgos[] = {
     LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced, LabelScoreAlgo::kStrided};
-constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead,   TopKAlgo::kStriped,
-                                   TopKAlgo::kCluster,  TopKAlgo::kMultiBlock, TopKAlgo::kAuto};
+constexpr TopKAlgo kTopKAlgos[] = {TopKAlgo::kOneBlock,   TopKAlgo::kTwoRead,  TopKAlgo::kStriped,
+                                   TopKAlgo::kCluster,    TopKAlgo::kMultiBlock, TopKAlgo::kAuto,
+                                   TopKAlgo::kResident};
 constexpr SparseAttentionAlgo kSparseAttentionAlgos[] = {SparseAttentionAlgo::kPipelined,
                                                          SparseAttentionAlgo::kWarp};
 // A sparse attention launch of a case: the body and its split count.
@@ -573,7 +574,8 @@ TEST(DoubleSparsityHost, UniformScoreHeadsFollowsTheAggregation) {
 }
 
 // Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
-// runs 9, 11, 14 and 15 measured the crossovers. Past 8192 tokens: the cluster kernel up to a
+// runs 9, 11, 14, 15 and 20 measured the crossovers. Past 8192 tokens: the resident kernel
+// where the longest row fits its shared memory (run 20); past that the cluster kernel up to a
 // quarter of the SMs in (sequence, KV head) pairs, at any length (run 15: its clusters of up
 // to 16 blocks beat the multi-block kernels at 32 pairs × 256K, which kAuto no longer picks);
 // the striped one-block kernel otherwise. Named bodies pass.
@@ -588,8 +590,15 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
   }
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 8, kSms), TopKAlgo::kCluster);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 16384, 8, kSms), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8193, 16, kSms), TopKAlgo::kCluster);
+  // Rows that fit one block's shared memory (past 8192 tokens): the resident kernel, at any
+  // number of pairs — also a graph step's bucket stride whose rows are shorter.
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 16384, 8, kSms), TopKAlgo::kResident);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8193, 16, kSms), TopKAlgo::kResident);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 32768 + 64, 64, kSms), TopKAlgo::kResident);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 32768, 256, kSms), TopKAlgo::kResident);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 32768 + 64), TopKAlgo::kResident);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 8192), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms, 60000), TopKAlgo::kCluster);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 33, kSms), TopKAlgo::kCluster);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms), TopKAlgo::kCluster);
   for (int64_t pairs : {17, 32, 33}) {
@@ -598,12 +607,19 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 34, kSms), TopKAlgo::kStriped);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms), TopKAlgo::kStriped);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms), TopKAlgo::kStriped);
+  // Named kResident where the longest row fits one block's shared memory, else the striped
+  // kernel.
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kResident, 32768 + 64, 64, kSms), TopKAlgo::kResident);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kResident, 65536, 64, kSms), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kResident, 65536, 64, kSms, 4099), TopKAlgo::kResident);
 }
 
-// Without a GPU: the engine's fused-select rule (ScoreSelectClusterPays) — up to 2^18 rows.
+// Without a GPU: the engine's fused-select rule (ScoreSelectClusterPays) — up to 2^18 rows of
+// at most 8K tokens.
 TEST(DoubleSparsityHost, FusedSelectRule) {
   EXPECT_TRUE(ScoreSelectClusterPays(4096, 32));     // Llama-2 heads, batch 1, 4K
-  EXPECT_TRUE(ScoreSelectClusterPays(16384, 8));     // Llama-3 heads, batch 1, 16K
+  EXPECT_TRUE(ScoreSelectClusterPays(8192, 8));      // Llama-3 heads, batch 1, 8K
+  EXPECT_FALSE(ScoreSelectClusterPays(16384, 8));    // past 8K: the resident top-k (run 20)
   EXPECT_TRUE(ScoreSelectClusterPays(4096, 64));     // Llama-3 heads, batch 8, 4K
   EXPECT_FALSE(ScoreSelectClusterPays(16384, 32));   // Llama-2 heads, batch 1, 16K
   EXPECT_FALSE(ScoreSelectClusterPays(262144, 256));
@@ -1029,6 +1045,9 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
 // exact reads run; kinds 0-4 at 70000 and 300000 take the sampled band); budgets from 1 (kept
 // tokens cut) to above the length. The cluster kernel's sizes: 2 (short strides), 5 (70000),
 // 12 (190000: non-portable, not a power of two) and 16 (300000) blocks, where the GPU takes them.
+// kResident holds rows up to ~47K tokens in one block's shared memory (every length up to
+// 40000 here: odd strides put the rows off the 16-byte grid) and runs kStriped past them; told
+// a shorter longest row, it runs its passes in memory for the rows past its shared memory.
 TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   SKIP_WITHOUT_GPU();
   const int hkv = 3;
@@ -1038,7 +1057,7 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   ASSERT_CUDA(cudaMemset(dtopk_ws.ptr, 0, dtopk_ws.bytes));
   std::normal_distribution<float> normal(0.0f, 1.0f);
   int i = 0;
-  for (int L : {1, 7, 97, 4099, 70000, 190000, 300000}) {
+  for (int L : {1, 7, 97, 4099, 40000, 70000, 190000, 300000}) {
     for (int64_t stride : {int64_t{L} + 5, int64_t{L} + 9000}) {
       if (L + 5 > 8192 && stride != L + 5) continue;  // both strides: the cluster kernel
       for (int kind = 0; kind < 6; ++kind, ++i) {
@@ -1079,14 +1098,19 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
         Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
         dscores.Put(scores.data(), scores.size() * 4);
         dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
-        for (TopKAlgo algo : kTopKAlgos) {
-          SCOPED_TRACE(AlgoName(algo));
+        // Every kernel, and kResident told its rows are at most 4099 tokens (a graph step
+        // replayed after its rows grew): rows past its shared memory take its passes in memory.
+        std::vector<std::pair<TopKAlgo, int64_t>> launches;
+        for (TopKAlgo algo : kTopKAlgos) launches.push_back({algo, 0});
+        launches.push_back({TopKAlgo::kResident, 4099});
+        for (auto [algo, longest_row] : launches) {
+          SCOPED_TRACE(absl::StrCat(AlgoName(algo), " longest_row ", longest_row));
           ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));  // poisoned per kernel
           ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
           ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), row_stride,
                                      dseqs.as<CudaDsSequence>(), ns, hkv, dsel.as<int32_t>(),
                                      sel_stride, dcounts.as<int32_t>(), nullptr, algo,
-                                     dtopk_ws.ptr));
+                                     dtopk_ws.ptr, longest_row));
           const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
           const auto counts = dcounts.Get<int32_t>(ns * hkv);
           for (int s = 0; s < ns; ++s) {

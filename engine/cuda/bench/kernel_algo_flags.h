@@ -5,7 +5,8 @@
 //   prefill attention:  mma (default) | simt
 //   DS label scoring:   strided (default) | coalesced | row
 //   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs, else
-//                       striped) | one-block | two-read | striped | cluster
+//                       striped) | one-block | two-read | striped | cluster | multi-block |
+//                       resident
 //   DS attention:       pipelined (default) | warp
 //   linear layers:      cublas (default) | gemv (decode steps of up to 8 rows)
 #ifndef DSINFER_ENGINE_CUDA_BENCH_KERNEL_ALGO_FLAGS_H_
@@ -44,6 +45,7 @@ inline const char* AlgoName(TopKAlgo a) {
          : a == TopKAlgo::kTwoRead    ? "two-read"
          : a == TopKAlgo::kStriped    ? "striped"
          : a == TopKAlgo::kMultiBlock ? "multi-block"
+         : a == TopKAlgo::kResident   ? "resident"
                                       : "one-block";
 }
 
@@ -90,7 +92,7 @@ inline absl::Status ParseAlgo(absl::string_view name, TopKAlgo* out) {
   return ParseAlgo(
       name,
       {TopKAlgo::kAuto, TopKAlgo::kOneBlock, TopKAlgo::kTwoRead, TopKAlgo::kStriped,
-       TopKAlgo::kCluster, TopKAlgo::kMultiBlock},
+       TopKAlgo::kCluster, TopKAlgo::kMultiBlock, TopKAlgo::kResident},
       "top-k kernel", out);
 }
 
