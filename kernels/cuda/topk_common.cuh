@@ -86,6 +86,26 @@ __device__ __forceinline__ void FindBoundaryBucketInBlock(
   }
 }
 
+// One radix pass's step once its histogram of `bins` counters (the digit at `shift`) is
+// complete and the block synced: narrows (*prefix, *mask) to the bucket holding the
+// *remaining-th largest key and takes the keys above it off *remaining. Returns whether that
+// bucket is then taken whole. Run by the whole block, the same results everywhere; it returns
+// synced, hist and scan_tmp free for the next pass.
+template <int kThreads>
+__device__ __forceinline__ bool NarrowToBoundaryBucket(
+    const int* hist, int bins, int shift, typename TopKScan<kThreads>::TempStorage& scan_tmp,
+    int* sh_bucket, int* sh_greater, int* remaining, uint32_t* prefix, uint32_t* mask) {
+  FindBoundaryBucketInBlock<kThreads>(hist, bins, *remaining, scan_tmp, sh_bucket, sh_greater);
+  __syncthreads();
+  const int bucket = *sh_bucket;
+  *remaining -= *sh_greater;
+  *prefix |= static_cast<uint32_t>(bucket) << shift;
+  *mask |= static_cast<uint32_t>(bins - 1) << shift;
+  const bool whole = hist[bucket] == *remaining;
+  __syncthreads();
+  return whole;
+}
+
 // Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
 struct TopKSegment {
   const float* sc;  // the segment's scores

@@ -78,15 +78,8 @@ __device__ __forceinline__ void RadixPassesInMemory(
     __syncthreads();
     RadixHistogram<kThreads, kUnroll>(sc, lo, hi, *prefix, *mask, shift, digit_mask, hist);
     __syncthreads();
-    FindBoundaryBucketInBlock<kThreads>(hist, bins, *remaining, scan_tmp, &sh_bucket,
-                                        &sh_greater);
-    __syncthreads();
-    const int bucket = sh_bucket;
-    *remaining -= sh_greater;
-    *prefix |= static_cast<uint32_t>(bucket) << shift;
-    *mask |= digit_mask << shift;
-    whole = hist[bucket] == *remaining;
-    __syncthreads();  // hist is cleared by the next pass
+    whole = NarrowToBoundaryBucket<kThreads>(hist, bins, shift, scan_tmp, &sh_bucket,
+                                             &sh_greater, remaining, prefix, mask);
   }
 }
 

@@ -27,7 +27,7 @@
 namespace dsinfer {
 namespace {
 
-using cuda::FindBoundaryBucketInBlock;
+using cuda::NarrowToBoundaryBucket;
 using cuda::OrderedCompaction;
 using cuda::RadixPassesInMemory;
 using cuda::StartTopKSegment;
@@ -113,15 +113,11 @@ __device__ __forceinline__ void ResidentLaterPasses(const uint32_t* keys, int n,
       if ((k & *mask) == *prefix) atomicAdd(&sh.sub_hist[(k >> shift) & (bins - 1)], 1);
     }
     __syncthreads();
-    FindBoundaryBucketInBlock<kResidentThreads>(sh.sub_hist, bins, *remaining, sh.scan_tmp,
-                                                &sh.bucket, &sh.greater);
-    __syncthreads();
-    *remaining -= sh.greater;
-    const bool whole = sh.sub_hist[sh.bucket] == *remaining;
-    *prefix |= static_cast<uint32_t>(sh.bucket) << shift;
-    *mask |= static_cast<uint32_t>(bins - 1) << shift;
-    __syncthreads();  // sub_hist, bucket and scan_tmp are reused
-    if (whole) return;
+    if (NarrowToBoundaryBucket<kResidentThreads>(sh.sub_hist, bins, shift, sh.scan_tmp,
+                                                 &sh.bucket, &sh.greater, remaining, prefix,
+                                                 mask)) {
+      return;
+    }
   }
 }
 
@@ -207,16 +203,16 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
 
   // 2. The boundary: the first digit's bucket, then the later digits over that bucket's keys
   // gathered into shared memory (over the histogram), or over every key where they do not fit.
-  FindBoundaryBucketInBlock<kThreads>(hist, kResidentBins, seg.want, sh.scan_tmp, &sh.bucket,
-                                      &sh.greater);
   if (tid == 0) sh.cands = 0;
-  __syncthreads();
-  const uint32_t b0 = static_cast<uint32_t>(sh.bucket);
-  int remaining = seg.want - sh.greater;
+  int remaining = seg.want;
+  uint32_t prefix = 0, mask = 0;
+  const bool whole = NarrowToBoundaryBucket<kThreads>(hist, kResidentBins, kShift0, sh.scan_tmp,
+                                                      &sh.bucket, &sh.greater, &remaining,
+                                                      &prefix, &mask);
+  const uint32_t b0 = prefix >> kShift0;
   const int in_b0 = hist[b0];
-  uint32_t prefix = b0 << kShift0, mask = ~0u << kShift0;
   __syncthreads();  // hist is overwritten by the gathered keys
-  if (in_b0 != remaining && in_b0 <= kResidentCandidates) {
+  if (!whole && in_b0 <= kResidentCandidates) {
     uint32_t* const cand_key = reinterpret_cast<uint32_t*>(hist);
     for (int t0 = 0; t0 < chunks; t0 += kResidentTileChunks) {
       const int c = t0 + 4 * tid;
@@ -237,7 +233,7 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
     }
     __syncthreads();
     ResidentLaterPasses(cand_key, in_b0, &remaining, &prefix, &mask, sh);
-  } else if (in_b0 != remaining) {
+  } else if (!whole) {
     ResidentLaterPasses(keys, 4 * chunks, &remaining, &prefix, &mask, sh);
   }
 

@@ -51,6 +51,7 @@ using cuda::CompactTile;
 using cuda::FindBoundaryBucketInBlock;
 using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
+using cuda::NarrowToBoundaryBucket;
 using cuda::OrderKey;
 using cuda::OrderedCompaction;
 using cuda::RadixHistogram;
@@ -172,13 +173,8 @@ __device__ __forceinline__ void FinishSplitInShared(
       if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & digit_mask], 1);
     }
     __syncthreads();
-    FindBoundaryBucketInBlock<kThreads>(hist, bins, take, scan_tmp, &sh_bucket, &sh_greater);
-    __syncthreads();
-    take -= sh_greater;
-    prefix |= static_cast<uint32_t>(sh_bucket) << shift;
-    mask |= digit_mask << shift;
-    whole = hist[sh_bucket] == take;
-    __syncthreads();  // hist is cleared by the next pass
+    whole = NarrowToBoundaryBucket<kThreads>(hist, bins, shift, scan_tmp, &sh_bucket, &sh_greater,
+                                             &take, &prefix, &mask);
   }
 
   // Which candidates are chosen (above the boundary, or its first `take` ties by index), and

@@ -4,7 +4,8 @@
 //   decode attention:   pipelined (default) | tiled | warp
 //   prefill attention:  mma (default) | simt
 //   DS label scoring:   strided (default) | coalesced | row
-//   DS top-k:           auto (default: cluster for few (sequence, KV head) pairs, else
+//   DS top-k:           auto (default: resident where the rows fit one block's shared
+//                       memory, else cluster for few (sequence, KV head) pairs, else
 //                       striped) | one-block | two-read | striped | cluster | multi-block |
 //                       resident
 //   DS attention:       pipelined (default) | warp
