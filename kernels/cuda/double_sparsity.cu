@@ -443,6 +443,24 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
   __syncthreads();
 }
 
+// One run's rows as LabelScoresFixedKernel holds them: its KV head, first token, how many of its
+// tokens from this lane's the sequence holds, and this lane's rows (kItems of kChunks chunks;
+// 4-bit rows with their fp16 scale (low half) and minimum (high half), converted only at the
+// fold: one register per item where two floats spilled more at 4-bit r 32).
+template <int kBits, typename Chunk, int kChunks>
+struct ScoreRunRows {
+  int head, t0, here;
+  Chunk raw[kScoreItemsPerThread][kChunks];
+  uint32_t scale_min[kScoreItemsPerThread] = {};
+};
+
+// Whether the fixed-row scorer of a shape loads a warp's next run while it scores the current:
+// 4-bit r 8 (4-byte rows), where one run's loads were too few bytes in flight to cover memory's
+// latency, at one score head or a run-time count (kG 0), where the second set of registers
+// spills nothing (at 4-bit r 16, and at two or four score heads, it spilled).
+template <int kBits, int kR, int kG>
+constexpr bool kScorePrefetch = kBits == 4 && kR == 8 && kG <= 1;
+
 // Label scoring of the common shapes: rows of exactly 4, 8, 16 or 32 bytes (fp16 r 8 / 16,
 // 4-bit r 8 / 16 / 32 / 64), kG score heads, and heads_kv dividing kScoreThreads (the launcher
 // checks); r and the score heads are compile-time constants (the row and the heads' dots live
@@ -455,7 +473,11 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
 // row. Every row of a run is loaded before any is used; values come from LabelValue. The
 // arithmetic order is the twin's (DotStep per channel, FoldScaleMinimum per 4-bit row and
 // score head): bit-exact. Grid: blocks × sequences; block x scores tiles x, x + gridDim.x, ...
-// of its sequence.
+// of its sequence, so warp w of it runs x × kScoreRunsPerTile + w and every gridDim.x ×
+// kScoreRunsPerTile runs on: with that step a multiple of heads_kv (FixedScoreBlocks) each warp
+// keeps one KV head. Addresses are a run's base and immediate offsets: per tile, index
+// arithmetic and the query channels' reloads had cost as many instructions as a 4-bit r 8
+// row's dot (ncu, run 21: 355 a warp a tile, issue-bound at 71% of the issue slots).
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kScoreThreads,
                                   kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm : 2)
@@ -476,38 +498,79 @@ __global__ void __launch_bounds__(kScoreThreads,
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int64_t runs = ScoreRuns(seq.tokens, heads_kv);
   const bool max_agg = seq.aggregation == 1;
+  // heads_kv divides kScoreThreads (the launcher checks): a power of two, so a run's head and
+  // page are a mask and a shift (a 64-bit division cost a fifth of the loop's instructions).
+  const int head_bits = __ffs(heads_kv) - 1;
+  // This warp's runs: blockIdx.x × kScoreRunsPerTile + warp, then every gridDim.x tiles on. The
+  // launcher makes that step a multiple of heads_kv, so the head (and the query channels held
+  // for it) stays the warp's; they are fetched again only where it changes.
+  const int64_t run_step = static_cast<int64_t>(gridDim.x) * kScoreRunsPerTile;
+  int64_t run = static_cast<int64_t>(blockIdx.x) * kScoreRunsPerTile + warp;
+  if (run >= runs) return;
+  int h = static_cast<int>(run & (heads_kv - 1));
+  HeadQueryChannels<kG, kR, kBits == 4> qc(qs, h, heads_kv, b.heads);
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
-  float* srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
-  for (int tile = blockIdx.x; tile < b.tiles; tile += gridDim.x) {
-    const int64_t run = static_cast<int64_t>(tile) * kScoreRunsPerTile + warp;
-    if (run >= runs) break;  // runs past the last: this warp's later tiles are past it too
-    const int h = static_cast<int>(run % heads_kv);
-    const int64_t t0 = run / heads_kv * kLabelPageTokens;  // the run's first token
-    const int64_t row0 = run * kLabelPageTokens;             // and its first row
-    const HeadQueryChannels<kG, kR, kBits == 4> qc(qs, h, heads_kv, b.heads);
-    Chunk raw[kScoreItemsPerThread][kRowBytes / kChunkBytes];
-    // 4-bit rows: fp16 scale (low half) and minimum (high half), converted only at the fold
-    // (one register per item where two floats spilled more at 4-bit r 32).
-    uint32_t scale_min[kScoreItemsPerThread] = {};
+  float* const srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
+  // Run `r`'s rows into `to` (every row loaded before any is used).
+  const auto load = [&](int64_t r, ScoreRunRows<kBits, Chunk, kRowBytes / kChunkBytes>& to) {
+    to.head = static_cast<int>(r & (heads_kv - 1));
+    const int t0 = static_cast<int>(r >> head_bits) * kLabelPageTokens;  // its first token
+    const int64_t row0 = r * kLabelPageTokens;                            // and first row
+    // How many of the run's tokens from this lane's the sequence holds: item it is row it × 32
+    // (immediate offsets from one address).
+    to.here = min(seq.tokens - t0, kLabelPageTokens) - lane;
+    to.t0 = t0;
+    const Chunk* rows = reinterpret_cast<const Chunk*>(data + (row0 + lane) * kRowBytes);
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
-      const int tl = it * 32 + lane;
-      if (t0 + tl < seq.tokens) {
-        const int64_t item = row0 + tl;
-        const Chunk* row = reinterpret_cast<const Chunk*>(data + item * kRowBytes);
+      if (it * 32 < to.here) {
 #pragma unroll
-        for (int c = 0; c < kRowBytes / kChunkBytes; ++c) raw[it][c] = row[c];
+        for (int c = 0; c < kRowBytes / kChunkBytes; ++c) {
+          to.raw[it][c] = rows[it * 32 * (kRowBytes / kChunkBytes) + c];
+        }
         if (kBits == 4) {
-          scale_min[it] = lab.scales[item] | static_cast<uint32_t>(lab.minimums[item]) << 16;
+          const int64_t item = row0 + lane + it * 32;
+          to.scale_min[it] = lab.scales[item] | static_cast<uint32_t>(lab.minimums[item]) << 16;
         }
       }
     }
+  };
+  // The scores of the rows in `from`, written to the head's score row.
+  const auto score = [&](const ScoreRunRows<kBits, Chunk, kRowBytes / kChunkBytes>& from) {
+    if (from.head != h) {
+      h = from.head;
+      qc = HeadQueryChannels<kG, kR, kBits == 4>(qs, h, heads_kv, b.heads);
+    }
+    float* const out = srow + h * score_stride + from.t0 + lane;
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
-      const int tl = it * 32 + lane;
-      if (t0 + tl >= seq.tokens) break;
-      srow[h * score_stride + t0 + tl] =
-          ScoreLabelRow<kBits, kR, kG>(raw[it], scale_min[it], b.heads, max_agg, qc);
+      if (it * 32 >= from.here) break;
+      out[it * 32] =
+          ScoreLabelRow<kBits, kR, kG>(from.raw[it], from.scale_min[it], b.heads, max_agg, qc);
+    }
+  };
+  if constexpr (kScorePrefetch<kBits, kR, kG>) {
+    // The next run's rows load while this run's are scored: a 4-bit r 8 row is 8 bytes with its
+    // scale and minimum, and one run's in flight left the scorer waiting on memory (ncu, run 21).
+    ScoreRunRows<kBits, Chunk, kRowBytes / kChunkBytes> cur, next;
+    load(run, cur);
+    for (;;) {
+      const bool more = run + run_step < runs;
+      if (more) load(run + run_step, next);
+      score(cur);
+      if (!more) break;
+      run += run_step;
+      const bool more2 = run + run_step < runs;
+      if (more2) load(run + run_step, cur);
+      score(next);
+      if (!more2) break;
+      run += run_step;
+    }
+  } else {
+    for (; run < runs; run += run_step) {
+      ScoreRunRows<kBits, Chunk, kRowBytes / kChunkBytes> rows;
+      load(run, rows);
+      score(rows);
     }
   }
 }
@@ -802,6 +865,14 @@ struct FixedScorers {
   }
 };
 
+// Blocks a sequence for the fixed-row kernel near `blocks`: a multiple of the blocks whose
+// warps span heads_kv runs, so that each warp's runs keep one KV head (LabelScoresFixedKernel).
+// One block per tile (kCoalesced) is one already: a tile's runs are whole pages of heads.
+inline int64_t FixedScoreBlocks(int64_t blocks, int heads_kv) {
+  const int64_t span = std::max(1, heads_kv / kScoreRunsPerTile);
+  return std::max(span, blocks / span * span);
+}
+
 // The fixed-row kernel for labels of `bits` bits and r channels (every sequence's) at `heads`
 // score heads (FixedLabelKernel's shapes and rule; 0: at run time), or null where none applies
 // or heads_kv does not divide the block.
@@ -852,6 +923,7 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, 
     // Two waves of resident blocks over all sequences, at least one block per sequence.
     const int64_t resident = static_cast<int64_t>(std::max(1, info.blocks_per_sm)) * info.sms;
     blocks = std::clamp<int64_t>((2 * resident + num_seqs - 1) / num_seqs, 1, blocks);
+    if (kernel != LabelScoresGeneralKernel<T>) blocks = FixedScoreBlocks(blocks, heads_kv);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
   CUDA_RETURN_IF_ERROR(cuda::LaunchChained(kernel, grid, dim3(kScoreThreads), smem, stream, q,

@@ -149,11 +149,12 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    kOneBlock (from its second radix pass). 1.2-1.3x faster than kOneBlock at batch 8-32,
 //    64K-256K (H200), but still latency-bound per block (~10 GB/s a block).
 //  - kStriped: kTwoRead's two reads and shared-memory finish with far fewer instructions per
-//    score: striped 16-byte loads (a warp reads 512 contiguous bytes), the split classified
-//    by two float comparisons and ordered by warp scans of packed per-round counts plus one
-//    exchange of per-warp counts per tile, winners staged per warp and written as
-//    contiguous runs. 1.4-1.5x faster than kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3
-//    heads (batch 8, 64K-256K, H200, docs/benchmarks.md run 9). On segments of 160K candidates
+//    score: striped 16-byte loads for the histogram (a warp reads 512 contiguous bytes), the
+//    split with each thread owning 16 consecutive keys (classified by two float comparisons,
+//    ordered by a warp scan and one exchange of per-warp counts per tile, written by loops
+//    over set bits), the finish's winner moves from a difference array. 1.4-1.5x faster than
+//    kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3 heads (batch 8, 64K-256K, H200,
+//    docs/benchmarks.md run 9); the split and finish of run 21 another 8-9% at 128K-256K. On segments of 160K candidates
 //    or more (100K from 256 pairs on), read 1 is a sample of the row instead (1/16 to 1/4 of
 //    it), whose band of scores around the budget's rank read 2 then counts exactly, the exact
 //    reads taking over where the band misses (run 11: 256K, batch 8, Llama-2 heads, 1/16: 207

@@ -47,6 +47,14 @@ __device__ __forceinline__ float CodeToFloat(uint32_t code) {
   return __fsub_rn(__uint_as_float(0x4B000000u | code), 8388608.0f);
 }
 
+// The low 4-bit code of `shifted` as a float, CodeToFloat's trick in one LOP3 ((x & 0xf) |
+// 0x4B000000, lut 0xEA) where ptxas otherwise takes two, each holding one immediate.
+__device__ __forceinline__ float LowCodeToFloat(uint32_t shifted) {
+  uint32_t bits;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(bits) : "r"(shifted), "r"(0xfu), "r"(0x4B000000u));
+  return __fsub_rn(__uint_as_float(bits), 8388608.0f);
+}
+
 // One 4-bit row's dot for one query head in the twin's order: scale and minimum folded out,
 // fma(scale, qc, minimum · q_sum), qc = Σ q·c (DotStep's FMA chain), q_sum = Σ q.
 __device__ __forceinline__ float FoldScaleMinimum(float qc, float scale, float minimum,
@@ -122,7 +130,8 @@ __device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j) {
   if constexpr (kBits == 16) {
     return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
   } else {
-    return CodeToFloat((w >> (4 * e)) & 0xfu);
+    // The top code needs no mask (a single LEA.HI does shift and or).
+    return e == 7 ? CodeToFloat(w >> 28) : LowCodeToFloat(w >> (4 * e));
   }
 }
 

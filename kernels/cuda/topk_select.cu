@@ -9,11 +9,13 @@
 //  - kTwoRead: the same grid with 512-thread blocks reading the scores twice: a 13-bit
 //    histogram, then an ordered split (keys above the boundary bucket to the output, the
 //    bucket's to shared memory, where the remaining 10- and 9-bit digits are resolved).
-//  - kStriped: kTwoRead's reads and finish with striped 16-byte loads, the split classified by
-//    two float comparisons and ordered by warp scans of per-round counts packed in bytes,
-//    winners leaving through shared memory as contiguous runs (its comment below).
+//  - kStriped: kTwoRead's reads and finish with striped 16-byte loads for the histogram, the
+//    split with each thread owning 16 consecutive keys of a tile (OwnedSplit), classified by
+//    two float comparisons and ordered by a warp scan and one exchange a tile (its comment
+//    below).
 //  - kMultiBlock: kStriped's reads and finish over many blocks per (sequence, KV head), three
-//    kernels meeting in a workspace (its comment below).
+//    kernels meeting in a workspace, its split with striped loads (StripedSplit; its comment
+//    below).
 //  - kCluster (score_stride > 8192 only): a thread-block cluster
 //    per (sequence, KV head) that loads the scores once into shared memory and merges its
 //    blocks' histograms through distributed shared memory.
@@ -145,11 +147,11 @@ static_assert(kTopKItems == 8, "LoadEightScores");
 // keys, indices and winners before them in shared memory, in index order: the boundary among
 // the candidates (the remaining digits, over shared memory, choosing take of them), then the
 // winners move right by the chosen candidates before them (back to front, so none is
-// overwritten before it is read) and the chosen candidates fill the gaps. hist (at least
-// 1 << kTwoReadBits1 counters) and scan_tmp are free on entry. first_pass 0: the candidates
-// span several first-digit buckets (a sampled band; prefix and mask 0), so the digits are
-// resolved from the first (hist then holds at least kTwoReadFirstBins counters).
-template <int kThreads>
+// overwritten before it is read) and the chosen candidates fill the gaps. hist (kHistBins
+// counters, at least 1 << kTwoReadBits1) and scan_tmp are free on entry. first_pass 0: the
+// candidates span several first-digit buckets (a sampled band; prefix and mask 0), so the
+// digits are resolved from the first (hist then holds at least kTwoReadFirstBins counters).
+template <int kThreads, int kHistBins = kTwoReadFirstBins>
 __device__ __forceinline__ void FinishSplitInShared(
     int cands, int take, uint32_t prefix, uint32_t mask, int greater, int* hist, uint32_t* cand_key,
     const int32_t* cand_idx, const int32_t* cand_wb, int32_t* mid,
@@ -210,45 +212,63 @@ __device__ __forceinline__ void FinishSplitInShared(
     ties_seen += total >> 16;
     __syncthreads();  // scan_tmp is reused by the next tile; cand_key complete after the last
   }
-  // Winner r moves right by the chosen candidates before it: those with at most r winners
-  // before them (cand_wb ascends, so binary searches). A pass takes kFixTile winners, thread t
-  // those r = base + u × kThreads + t (a warp's loads and stores contiguous: with a thread's
-  // items consecutive, each store instruction touched 32 sectors for 128 bytes); passes run
-  // back to front so that no winner is overwritten before it is read.
-  constexpr int kFixItems = 8;
+  // Winner r moves right by moved(r), the chosen candidates with at most r winners before them.
+  // A pass takes kFixTile winners, thread t those r = r0 + u × kThreads + t (a warp's loads and
+  // stores contiguous); passes run back to front so that no winner is overwritten before it is
+  // read. moved(r) over a pass is a difference array in hist (each chosen candidate adds 1 at
+  // its winners-before, a block scan sums them) above the chosen before the pass: O(winners +
+  // candidates) where a binary search per winner over the candidates was ~23% of the striped
+  // kernel's instructions at 256K (ncu, run 21).
+  constexpr int kFixItems = kHistBins / kThreads < 8 ? kHistBins / kThreads : 8;
   constexpr int kFixTile = kThreads * kFixItems;
+  static_assert(kFixItems >= 1, "a pass's difference array fits hist");
+  __shared__ int sh_range[2];  // the pass's candidates: wb in [r0, r0 + kFixTile) <=> c in range
+  // The first candidate with at least `r` winners before it (cand_wb ascends).
+  const auto first_at_least = [&](int r) {
+    int lo = 0, hi = cands;
+    while (lo < hi) {
+      const int m = (lo + hi) / 2;
+      if (cand_wb[m] < r) lo = m + 1; else hi = m;
+    }
+    return lo;
+  };
   for (int top = greater; top > 0; top -= kFixTile) {
-    const int r0 = top - kFixTile + static_cast<int>(threadIdx.x);
-    int idx[kFixItems], moved[kFixItems];
+    const int p0 = top - kFixTile;  // the pass's first rank (negative ranks: none)
+    const int r0 = p0 + static_cast<int>(threadIdx.x);
+    int idx[kFixItems];
 #pragma unroll
     for (int u = 0; u < kFixItems; ++u) {
       const int r = r0 + u * kThreads;
       idx[u] = r >= 0 ? mid[r] : 0;
     }
-    // a[u]: the candidates with at most r winners before them — kFixItems branchless binary
-    // searches in lockstep (independent, so their dependent compare-and-select chains overlap;
-    // one search after another left the warps stalled on those chains).
-    int a[kFixItems];
-#pragma unroll
-    for (int u = 0; u < kFixItems; ++u) a[u] = 0;
-    for (int step = cands > 0 ? 1 << (31 - __clz(cands)) : 0; step > 0; step >>= 1) {
-#pragma unroll
-      for (int u = 0; u < kFixItems; ++u) {
-        const int probe = a[u] + step;
-        if (probe <= cands && cand_wb[probe - 1] <= r0 + u * kThreads) a[u] = probe;
-      }
+    if (threadIdx.x < 2) sh_range[threadIdx.x] = first_at_least(p0 + threadIdx.x * kFixTile);
+    for (int j = threadIdx.x; j < kFixTile; j += kThreads) hist[j] = 0;
+    __syncthreads();
+    const int c_lo = sh_range[0], c_hi = sh_range[1];
+    for (int c = c_lo + static_cast<int>(threadIdx.x); c < c_hi; c += kThreads) {
+      if (cand_key[c] & kChosenBit) atomicAdd(&hist[cand_wb[c] - p0], 1);
     }
+    __syncthreads();
+    // hist[j] := the chosen candidates with at most p0 + j winners before them.
+    const int before = c_lo < cands ? static_cast<int>(cand_key[c_lo] & ~kChosenBit) : chosen_total;
+    int run[kFixItems], sum = 0;
 #pragma unroll
     for (int u = 0; u < kFixItems; ++u) {
-      moved[u] = a[u] < cands ? static_cast<int>(cand_key[a[u]] & ~kChosenBit) : chosen_total;
+      sum += hist[threadIdx.x * kFixItems + u];
+      run[u] = sum;
     }
-    __syncthreads();  // every winner of this pass is read before any is written
+    int ex = 0;
+    Scan(scan_tmp).ExclusiveSum(sum, ex);  // (a thread rewrites only the entries it read)
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) hist[threadIdx.x * kFixItems + u] = before + ex + run[u];
+    __syncthreads();
 #pragma unroll
     for (int u = 0; u < kFixItems; ++u) {
       const int r = r0 + u * kThreads;
-      if (r >= 0 && moved[u] > 0) mid[r + moved[u]] = idx[u];
+      const int moved = hist[r - p0];
+      if (r >= 0 && moved > 0) mid[r + moved] = idx[u];
     }
-    __syncthreads();
+    __syncthreads();  // hist, sh_range and scan_tmp are reused by the next pass
   }
   for (int c = threadIdx.x; c < cands; c += kThreads) {
     const uint32_t v = cand_key[c];
@@ -409,7 +429,10 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
 // chunks of the row (chunks of the 16-byte-aligned address at or before it, so any row stride
 // gets them; the chunks that hold a token outside the candidates are loaded by element, in
 // the tiles that hold them). Read 1 adds every key's 13-bit digit to the histogram, with
-// kStripedHistChunks chunks in flight per thread. Read 2 classifies by two float comparisons
+// kStripedHistChunks chunks in flight per thread. Read 2 is OwnedSplit (below), the split
+// kStriped ran until run 21 StripedSplit, which kMultiBlock's split kernel still runs (its
+// slices start at a count of earlier winners and candidates, into the workspace): it
+// classifies by two float comparisons
 // (against the least scores of the boundary bucket and of the bucket above it, which order
 // exactly as the keys do) into one bit per score of two masks; a tile gives each warp
 // kStripedRounds × 32 consecutive chunks (round u: chunks u × 32 + lane), so the order among
@@ -723,6 +746,152 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
   return make_int2(winners, held);
 }
 
+// Read 2 with each thread owning consecutive keys (OwnedSplit, kStriped's): StripedSplit's
+// outputs from a fraction of its instructions. In StripedSplit a lane's keys of a tile are 128
+// tokens apart (striped loads), so ordering them takes byte-packed per-round counts, two warp
+// scans, an exchange and winners staged through shared memory (ncu, run 21: ~25 instructions a
+// key at 256 pairs × 64K, 45% of the kernel). Here thread T owns chunks 4T .. 4T + 3 of a tile
+// (16 consecutive keys: a warp's four 16-byte loads cover 2 KB, the repeated sectors hit L1), so
+// its winners and candidates are contiguous in the output order: one block scan of their
+// counts a tile places them, and a loop over set bits writes them (the resident top-k's
+// compaction). The next tile's chunks load before this tile's scan and writes; a candidate's
+// score is read again (L1) for its key.
+constexpr int kOwnedChunks = 4;  // 16-byte chunks a thread owns in a tile
+constexpr int kOwnedTileChunks = kStripedThreads * kOwnedChunks;
+static_assert(kOwnedTileChunks * 4 < 65536, "a tile's winners and candidates fit 16 bits");
+
+// This thread's chunks of the tile from tb (zeros past the row; element loads where a chunk is
+// not all candidates).
+template <bool kCheck>
+__device__ __forceinline__ void LoadOwnedTile(const StripedRow& r, int tb,
+                                              float4 (&x)[kOwnedChunks]) {
+  const int c0 = tb + kOwnedChunks * static_cast<int>(threadIdx.x);
+#pragma unroll
+  for (int g = 0; g < kOwnedChunks; ++g) {
+    const int c = c0 + g;
+    if (kCheck) {
+      x[g] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else {
+      x[g] = __ldg(r.p4 + c);
+    }
+  }
+}
+__device__ __forceinline__ void LoadOwnedTileAt(const StripedRow& r, int tb,
+                                                float4 (&x)[kOwnedChunks]) {
+  if (StripedTileChecked(r, tb, kOwnedTileChunks)) {
+    LoadOwnedTile<true>(r, tb, x);
+  } else {
+    LoadOwnedTile<false>(r, tb, x);
+  }
+}
+
+// Score `bit` (4g + e: element e of chunk g) of a thread's tile, by selects over the registers.
+__device__ __forceinline__ float OwnedScore(const float4 (&x)[kOwnedChunks], int bit) {
+  float v = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kOwnedChunks; ++c) {
+    v = bit == 4 * c ? x[c].x : v;
+    v = bit == 4 * c + 1 ? x[c].y : v;
+    v = bit == 4 * c + 2 ? x[c].z : v;
+    v = bit == 4 * c + 3 ? x[c].w : v;
+  }
+  return v;
+}
+
+// Bit 4g + e of *win set where key e of chunk g (token t0 + 4g + e) is at least thr, of *ge
+// where it is at least flo; tokens outside the candidates (kCheck) set neither.
+template <bool kCheck>
+__device__ __forceinline__ void ClassifyOwned(const StripedRow& r,
+                                              const float4 (&x)[kOwnedChunks], int t0,
+                                              float thr, float flo, uint32_t* win,
+                                              uint32_t* ge) {
+  uint32_t w = 0, g = 0;
+#pragma unroll
+  for (int c = 0; c < kOwnedChunks; ++c) {
+    const float f[4] = {x[c].x, x[c].y, x[c].z, x[c].w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      uint32_t bit = 1u << (4 * c + e);
+      if (kCheck && !StripedValid(r, t0 + 4 * c + e)) bit = 0;
+      w |= AtLeastBits(f[e], thr) & bit;
+      g |= AtLeastBits(f[e], flo) & bit;
+    }
+  }
+  *win = w;
+  *ge = g;
+}
+
+// Read 2 over the row r (the whole block), StripedSplit's for the two-read layout in shared
+// memory (CarveTwoReadSmem: `cands` the candidates' keys, then their indices, then the winners
+// before each, kTwoReadCandidates of each; one base pointer, as the registers are tight):
+// winners to mid at their rank (below win_limit), the boundary band's candidates to `cands` at
+// theirs (below kTwoReadCandidates). Returns the winners and candidates counted (the same for
+// every thread). The tile's counts are ordered by a warp scan and one exchange of the warps'
+// totals (double-buffered: one barrier a tile).
+__device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float flo,
+                                           int32_t* mid, int win_limit, uint32_t* cands,
+                                           int (*exchange)[kStripedWarps]) {
+  constexpr int kCap = kTwoReadCandidates;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  float4 x[kOwnedChunks];
+  LoadOwnedTileAt(r, r.c_begin, x);
+  int winners = 0, held = 0, parity = 0;
+  for (int tb = r.c_begin; tb < r.c_end; tb += kOwnedTileChunks) {
+    const int t0 = 4 * (tb + kOwnedChunks * static_cast<int>(threadIdx.x)) - r.a;
+    uint32_t win, ge;
+    if (StripedTileChecked(r, tb, kOwnedTileChunks)) {
+      ClassifyOwned<true>(r, x, t0, thr, flo, &win, &ge);
+    } else {
+      ClassifyOwned<false>(r, x, t0, thr, flo, &win, &ge);
+    }
+    const uint32_t cand = ge & ~win;
+    // The first candidate's score, taken before the next tile's loads reuse x (the others are
+    // read again from L1: a thread rarely has two).
+    float first_cand = 0.0f;
+    if (cand != 0u) first_cand = OwnedScore(x, __ffs(cand) - 1);
+    const int next = tb + kOwnedTileChunks;
+    if (next < r.c_end) LoadOwnedTileAt(r, next, x);
+    // Winners | candidates << 16: this lane's, then their prefix over the warp and the block.
+    const int own = __popc(win) | (__popc(cand) << 16);
+    int incl = own;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, incl, d);
+      if (lane >= d) incl += v;
+    }
+    if (lane == 31) exchange[parity][warp] = incl;
+    __syncthreads();  // every warp's total of this tile is in exchange[parity]
+    const int warp_total = lane < kStripedWarps ? exchange[parity][lane] : 0;
+    int warps_incl = warp_total;
+#pragma unroll
+    for (int d = 1; d < kStripedWarps; d <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, warps_incl, d);
+      if (lane >= d) warps_incl += v;
+    }
+    const int ex = __shfl_sync(0xffffffffu, warps_incl - warp_total, warp) + incl - own;
+    const int total = __shfl_sync(0xffffffffu, warps_incl, kStripedWarps - 1);
+    const int win_base = winners + (ex & 0xffff);
+    int at = win_base;
+    for (uint32_t m = win; m != 0u; m &= m - 1u, ++at) {
+      if (at < win_limit) mid[at] = t0 + __ffs(m) - 1;
+    }
+    int c = held + (ex >> 16);
+    for (uint32_t m = cand; m != 0u; m &= m - 1u, ++c) {
+      const int bit = __ffs(m) - 1;
+      if (c < kCap) {
+        const int t = t0 + bit;
+        cands[c] = OrderKey(m == cand ? first_cand : __ldg(r.sc + t));
+        cands[kCap + c] = static_cast<uint32_t>(t);
+        cands[2 * kCap + c] = static_cast<uint32_t>(win_base + __popc(win & ((1u << bit) - 1u)));
+      }
+    }
+    winners += total & 0xffff;
+    held += total >> 16;
+    parity ^= 1;
+  }
+  return make_int2(winners, held);
+}
+
 // kStriped's sampled band, for segments of at least kSampleMinCandidates candidates: read 1
 // (the full histogram, ~40% of the kernel's time) is replaced by a sample of the row — runs
 // of kSampleRunChunks chunks, one run in `period` — whose 13-bit histogram, refined by 10 more
@@ -902,11 +1071,7 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   const SampledBand band =
       SampleBand<kThreads>(r, seg.want, hist, scan_tmp, &sh_bucket, &sh_greater);
   if (band.ok) {
-    const int2 got =
-        StripedSplit(r, band.thr, band.flo,
-                     {seg.mid, smem.cand_key, smem.cand_idx, smem.cand_wb, 0, 0, seg.want,
-                      kTwoReadCandidates},
-                     {hist, exchange});
+    const int2 got = OwnedSplit(r, band.thr, band.flo, seg.mid, seg.want, smem.cand_key, exchange);
     __syncthreads();  // the candidates are complete; hist is free
     if (got.x < seg.want && got.x + got.y >= seg.want && got.y <= kTwoReadCandidates) {
       FinishSplitInShared<kThreads>(got.y, seg.want - got.x, 0u, 0u, got.x, hist,
@@ -930,10 +1095,8 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   }
 
   // Read 2: winners to mid at their rank among winners, candidates to shared memory.
-  StripedSplit(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket),
-               {seg.mid, smem.cand_key, smem.cand_idx, smem.cand_wb, 0, 0, seg.want,
-                kTwoReadCandidates},
-               {hist, exchange});
+  OwnedSplit(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket), seg.mid, seg.want,
+             smem.cand_key, exchange);
   __syncthreads();  // the candidates are complete; hist is free
   FinishSplitInShared<kThreads>(split.cands, split.take, split.prefix, split.mask, split.greater,
                                 hist, smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
@@ -1199,8 +1362,9 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
     ws.cand_wb[cand0 + c] = 0;
   }
   if (threadIdx.x == 0) ws.split[pair] = FirstDigitSplit{};
-  FinishSplitInShared<kThreads>(f.cands, f.take, f.prefix, f.mask, f.greater, smem.hist,
-                                smem.cand_key, smem.cand_idx, smem.cand_wb, mid, scan_tmp);
+  FinishSplitInShared<kThreads, kMultiFinishBins>(f.cands, f.take, f.prefix, f.mask, f.greater,
+                                                  smem.hist, smem.cand_key, smem.cand_idx,
+                                                  smem.cand_wb, mid, scan_tmp);
 }
 
 // Long segments: a cluster of kTopKClusterMax or fewer blocks per (sequence, KV head), each

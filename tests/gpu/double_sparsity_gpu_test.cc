@@ -826,6 +826,20 @@ TEST(DoubleSparsityGpu, ChainMatchesTwinsLong) {
   RunCase(Case{DType::kBF16, 16, 2, 128, 8, 16, {{300001, 300001 / 16, 4, 64, 0}}});
 }
 
+// Many KV heads (16 and 32): the fixed-row scorers' warps keep one KV head across their runs
+// only where the strided grid is rounded to whole spans of heads (FixedScoreBlocks; at most 8
+// heads every grid is one), and at 65537 tokens each warp scores several runs. 4-bit r 8 and
+// r 16 at MHA heads, fp16 r 8 at GQA 2 with one sequence of each aggregation (the score heads
+// at run time).
+TEST(DoubleSparsityGpu, ChainMatchesTwinsManyKvHeads) {
+  SKIP_WITHOUT_GPU();
+  RunCase(Case{
+      DType::kF16, 32, 32, 64, 8, 4, {{65537, 65537 / 16, 4, 64, 0}, {4099, 300, 4, 64, 0}}});
+  RunCase(Case{DType::kF16, 32, 32, 64, 16, 4, {{9001, 9001 / 8, 4, 64, 1}}});
+  RunCase(
+      Case{DType::kBF16, 32, 16, 64, 8, 16, {{20011, 20011 / 16, 4, 64, 0}, {97, 20, 2, 8, 1}}});
+}
+
 // The fused scorer and top-k against the twins on ties, fp16 labels r 8 written straight into
 // the paged layout, GQA 4, two sequences (70001 and 9000 tokens, budgets L/16, a cluster of up
 // to 16 blocks): continuous labels, labels of {0, 1} (256 distinct scores a head, ~270 ties
