@@ -547,28 +547,36 @@ __device__ __forceinline__ uint32_t AtLeastBits(float x, float y) {
   return r;
 }
 
-// Read 2's classification of a lane's tile (t0: the token of round 0's first element): bit
-// 8u + e of *win is set where element e of round u is at least thr (a winner), of *ge where it
-// is at least flo (a winner or a candidate).
-template <bool kCheck>
-__device__ __forceinline__ void ClassifySplitTile(const StripedRow& r,
-                                                  const float4 (&x)[kStripedRounds], int t0,
-                                                  float thr, float flo, uint32_t* win,
-                                                  uint32_t* ge) {
+// A read 2's classification of a thread's chunks of a tile (t0: the token of chunk 0's first
+// element, chunk c's kTokenStep tokens on): bit kBitStep × c + e of *win is set where element e
+// of chunk c is at least thr (a winner), of *ge where it is at least flo (a winner or a
+// candidate); tokens outside the candidates (kCheck) set neither. StripedSplit's rounds are
+// 128 tokens apart, a byte of bits each (ClassifySplitTile); OwnedSplit's chunks consecutive.
+template <bool kCheck, int kBitStep, int kTokenStep, int kChunks>
+__device__ __forceinline__ void ClassifyChunks(const StripedRow& r, const float4 (&x)[kChunks],
+                                               int t0, float thr, float flo, uint32_t* win,
+                                               uint32_t* ge) {
   uint32_t w = 0, g = 0;
 #pragma unroll
-  for (int u = 0; u < kStripedRounds; ++u) {
-    const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+  for (int c = 0; c < kChunks; ++c) {
+    const float f[4] = {x[c].x, x[c].y, x[c].z, x[c].w};
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      uint32_t bit = 1u << (8 * u + e);
-      if (kCheck && !StripedValid(r, t0 + 128 * u + e)) bit = 0;
+      uint32_t bit = 1u << (kBitStep * c + e);
+      if (kCheck && !StripedValid(r, t0 + kTokenStep * c + e)) bit = 0;
       w |= AtLeastBits(f[e], thr) & bit;
       g |= AtLeastBits(f[e], flo) & bit;
     }
   }
   *win = w;
   *ge = g;
+}
+template <bool kCheck>
+__device__ __forceinline__ void ClassifySplitTile(const StripedRow& r,
+                                                  const float4 (&x)[kStripedRounds], int t0,
+                                                  float thr, float flo, uint32_t* win,
+                                                  uint32_t* ge) {
+  ClassifyChunks<kCheck, 8, 128>(r, x, t0, thr, flo, win, ge);
 }
 
 // LoadSplitTile / ClassifySplitTile for the tile of kStripedTileChunks chunks from tb, checked
@@ -798,29 +806,6 @@ __device__ __forceinline__ float OwnedScore(const float4 (&x)[kOwnedChunks], int
   return v;
 }
 
-// Bit 4g + e of *win set where key e of chunk g (token t0 + 4g + e) is at least thr, of *ge
-// where it is at least flo; tokens outside the candidates (kCheck) set neither.
-template <bool kCheck>
-__device__ __forceinline__ void ClassifyOwned(const StripedRow& r,
-                                              const float4 (&x)[kOwnedChunks], int t0,
-                                              float thr, float flo, uint32_t* win,
-                                              uint32_t* ge) {
-  uint32_t w = 0, g = 0;
-#pragma unroll
-  for (int c = 0; c < kOwnedChunks; ++c) {
-    const float f[4] = {x[c].x, x[c].y, x[c].z, x[c].w};
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      uint32_t bit = 1u << (4 * c + e);
-      if (kCheck && !StripedValid(r, t0 + 4 * c + e)) bit = 0;
-      w |= AtLeastBits(f[e], thr) & bit;
-      g |= AtLeastBits(f[e], flo) & bit;
-    }
-  }
-  *win = w;
-  *ge = g;
-}
-
 // Read 2 over the row r (the whole block), StripedSplit's for the two-read layout in shared
 // memory (CarveTwoReadSmem: `cands` the candidates' keys, then their indices, then the winners
 // before each, kTwoReadCandidates of each; one base pointer, as the registers are tight):
@@ -840,9 +825,9 @@ __device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float
     const int t0 = 4 * (tb + kOwnedChunks * static_cast<int>(threadIdx.x)) - r.a;
     uint32_t win, ge;
     if (StripedTileChecked(r, tb, kOwnedTileChunks)) {
-      ClassifyOwned<true>(r, x, t0, thr, flo, &win, &ge);
+      ClassifyChunks<true, 4, 4>(r, x, t0, thr, flo, &win, &ge);
     } else {
-      ClassifyOwned<false>(r, x, t0, thr, flo, &win, &ge);
+      ClassifyChunks<false, 4, 4>(r, x, t0, thr, flo, &win, &ge);
     }
     const uint32_t cand = ge & ~win;
     // The first candidate's score, taken before the next tile's loads reuse x (the others are
