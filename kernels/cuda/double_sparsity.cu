@@ -444,9 +444,10 @@ __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads
 }
 
 // One run's rows as LabelScoresFixedKernel holds them: its KV head, first token, how many of its
-// tokens from this lane's the sequence holds, and this lane's rows (kItems of kChunks chunks;
-// 4-bit rows with their fp16 scale (low half) and minimum (high half), converted only at the
-// fold: one register per item where two floats spilled more at 4-bit r 32).
+// tokens from this lane's the sequence holds, and this lane's rows (kScoreItemsPerThread of
+// kChunks chunks; 4-bit rows with their fp16 scale (low half) and minimum (high half),
+// converted only at the fold: one register per item where two floats spilled more at 4-bit
+// r 32).
 template <int kBits, typename Chunk, int kChunks>
 struct ScoreRunRows {
   int head, t0, here;

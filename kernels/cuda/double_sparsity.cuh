@@ -154,11 +154,11 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    ordered by a warp scan and one exchange of per-warp counts per tile, written by loops
 //    over set bits), the finish's winner moves from a difference array. 1.4-1.5x faster than
 //    kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3 heads (batch 8, 64K-256K, H200,
-//    docs/benchmarks.md run 9); the split and finish of run 21 another 8-9% at 128K-256K. On segments of 160K candidates
-//    or more (100K from 256 pairs on), read 1 is a sample of the row instead (1/16 to 1/4 of
-//    it), whose band of scores around the budget's rank read 2 then counts exactly, the exact
-//    reads taking over where the band misses (run 11: 256K, batch 8, Llama-2 heads, 1/16: 207
-//    -> 161 us; 128K, 256 pairs: 109 -> 96 us).
+//    docs/benchmarks.md run 9); the split and finish of run 21 another 8-9% at 128K-256K.
+//    On segments of 160K candidates or more (100K from 256 pairs on), read 1 is a sample of
+//    the row instead (1/16 to 1/4 of it), whose band of scores around the budget's rank read 2
+//    then counts exactly, the exact reads taking over where the band misses (run 11: 256K,
+//    batch 8, Llama-2 heads, 1/16: 207 -> 161 us; 128K, 256 pairs: 109 -> 96 us).
 //  - kCluster: for score_stride > 8192, a thread-block cluster of 2–16 blocks per (s, h)
 //    (about 16K keys a block; past 8 where the hardware takes the non-portable size)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged

@@ -1,7 +1,8 @@
 // Top-k pieces shared by the top-k kernels (topk_select.cu), the cluster select
 // (cluster_select.cuh) and the fused scorer and top-k (score_select_cluster.cu): the scores'
 // order-preserving keys, the boundary search over a radix histogram, a (sequence, KV head)
-// segment's plan and kept tokens, and one tile of the ordered compaction.
+// segment's plan and kept tokens, warp and cross-warp prefix sums, and one tile of the ordered
+// compaction.
 #ifndef DSINFER_KERNELS_CUDA_TOPK_COMMON_CUH_
 #define DSINFER_KERNELS_CUDA_TOPK_COMMON_CUH_
 
@@ -170,6 +171,29 @@ __device__ __forceinline__ TopKSegment StartTopKSegment(const float* scores, int
     return {sc, 0, 0, 0, out};
   }
   return {sc, sink_end, recent_begin, want, mid};
+}
+
+// The inclusive prefix sum of v over the lanes of a warp, in shuffle steps up to kLanes (a
+// caller that needs lanes 0 .. kLanes - 1 only takes no more steps than those need).
+template <int kLanes = 32>
+__device__ __forceinline__ int WarpInclusiveSum(int v, int lane) {
+#pragma unroll
+  for (int d = 1; d < kLanes; d <<= 1) {
+    const int o = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += o;
+  }
+  return v;
+}
+
+// A tile's order among a block's kWarps warps, once each warp's total is in totals[warp] and the
+// block synced: the totals of the warps before `warp` (.x) and of all of them (.y), the same on
+// every lane of the warp.
+template <int kWarps>
+__device__ __forceinline__ int2 WarpTotalsBefore(const int* totals, int warp, int lane) {
+  const int own = lane < kWarps ? totals[lane] : 0;
+  const int incl = WarpInclusiveSum<kWarps>(own, lane);
+  return make_int2(__shfl_sync(0xffffffffu, incl - own, warp),
+                   __shfl_sync(0xffffffffu, incl, kWarps - 1));
 }
 
 // One tile of an ordered compaction, after its kItems flags per thread are made (1: the key

@@ -33,6 +33,7 @@ using cuda::RadixPassesInMemory;
 using cuda::StartTopKSegment;
 using cuda::TopKScan;
 using cuda::TopKSegment;
+using cuda::WarpInclusiveSum;
 
 constexpr int kResidentThreads = 1024;
 constexpr int kResidentBits0 = 13;  // the first digit, counted as the keys load
@@ -220,12 +221,7 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
       const auto in_bucket = [b0](uint32_t k) { return (k >> kShift0) == b0; };
       uint32_t m = OwnedKeyMasks(keys4, chunks, c, in_bucket, [](uint32_t) { return false; }).x;
       const int n = __popc(m);
-      int incl = n;
-#pragma unroll
-      for (int d = 1; d < 32; d <<= 1) {
-        const int v = __shfl_up_sync(0xffffffffu, incl, d);
-        if (lane >= d) incl += v;
-      }
+      const int incl = WarpInclusiveSum(n, lane);
       int base = 0;
       if (lane == 31 && incl != 0) base = atomicAdd(&sh.cands, incl);
       int at = __shfl_sync(0xffffffffu, base, 31) + incl - n;

@@ -63,6 +63,8 @@ using cuda::SegmentPlan;
 using cuda::StartTopKSegment;
 using cuda::TopKScan;
 using cuda::TopKSegment;
+using cuda::WarpInclusiveSum;
+using cuda::WarpTotalsBefore;
 
 constexpr int kTopKThreads = 1024;
 // The one-block top-k is compiled for two resident blocks per SM (32 registers a thread): on
@@ -717,15 +719,8 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
     const int warp_wins = RoundsTotal(win_rounds);
     if (lane == 0) sm.exchange[parity][warp] = warp_wins | (RoundsTotal(cand_rounds) << 16);
     __syncthreads();  // every warp's counts (and this warp's staged winners) are complete
-    const int own = lane < kStripedWarps ? sm.exchange[parity][lane] : 0;
-    int incl = own;
-#pragma unroll
-    for (int d = 1; d < kStripedWarps; d <<= 1) {
-      const int o = __shfl_up_sync(0xffffffffu, incl, d);
-      if (lane >= d) incl += o;
-    }
-    const int before = __shfl_sync(0xffffffffu, incl - own, warp);
-    const int total = __shfl_sync(0xffffffffu, incl, kStripedWarps - 1);
+    const int2 order = WarpTotalsBefore<kStripedWarps>(sm.exchange[parity], warp, lane);
+    const int before = order.x, total = order.y;
     const int win_base = winners + (before & 0xffff), cand_base = held + (before >> 16);
     for (int i = lane; i < warp_wins && win_base + i < dst.win_limit; i += 32) {
       mid[win_base + i] = stage[i];
@@ -760,10 +755,11 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
 // scans, an exchange and winners staged through shared memory (ncu, run 21: ~25 instructions a
 // key at 256 pairs × 64K, 45% of the kernel). Here thread T owns chunks 4T .. 4T + 3 of a tile
 // (16 consecutive keys: a warp's four 16-byte loads cover 2 KB, the repeated sectors hit L1), so
-// its winners and candidates are contiguous in the output order: one block scan of their
-// counts a tile places them, and a loop over set bits writes them (the resident top-k's
-// compaction). The next tile's chunks load before this tile's scan and writes; a candidate's
-// score is read again (L1) for its key.
+// its winners and candidates are contiguous in the output order: a warp scan of their counts
+// and one exchange of the warps' totals a tile place them, and a loop over set bits writes
+// them (as the resident top-k's compaction). The next tile's chunks load before this tile's
+// scan and writes; a candidate's score is kept in a register for the first a thread has, read
+// again (L1) for the others.
 constexpr int kOwnedChunks = 4;  // 16-byte chunks a thread owns in a tile
 constexpr int kOwnedTileChunks = kStripedThreads * kOwnedChunks;
 static_assert(kOwnedTileChunks * 4 < 65536, "a tile's winners and candidates fit 16 bits");
@@ -838,23 +834,11 @@ __device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float
     if (next < r.c_end) LoadOwnedTileAt(r, next, x);
     // Winners | candidates << 16: this lane's, then their prefix over the warp and the block.
     const int own = __popc(win) | (__popc(cand) << 16);
-    int incl = own;
-#pragma unroll
-    for (int d = 1; d < 32; d <<= 1) {
-      const int v = __shfl_up_sync(0xffffffffu, incl, d);
-      if (lane >= d) incl += v;
-    }
+    const int incl = WarpInclusiveSum(own, lane);
     if (lane == 31) exchange[parity][warp] = incl;
     __syncthreads();  // every warp's total of this tile is in exchange[parity]
-    const int warp_total = lane < kStripedWarps ? exchange[parity][lane] : 0;
-    int warps_incl = warp_total;
-#pragma unroll
-    for (int d = 1; d < kStripedWarps; d <<= 1) {
-      const int v = __shfl_up_sync(0xffffffffu, warps_incl, d);
-      if (lane >= d) warps_incl += v;
-    }
-    const int ex = __shfl_sync(0xffffffffu, warps_incl - warp_total, warp) + incl - own;
-    const int total = __shfl_sync(0xffffffffu, warps_incl, kStripedWarps - 1);
+    const int2 order = WarpTotalsBefore<kStripedWarps>(exchange[parity], warp, lane);
+    const int ex = order.x + incl - own, total = order.y;
     const int win_base = winners + (ex & 0xffff);
     int at = win_base;
     for (uint32_t m = win; m != 0u; m &= m - 1u, ++at) {
