@@ -77,6 +77,23 @@ uint16_t F32ToF16(float f) {
   return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
 }
 
+float RoundF32ToF16Value(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  const uint32_t sign = bits & 0x80000000u;
+  const uint32_t abs_bits = bits & 0x7fffffffu;
+  if (abs_bits > 0x7f800000u) return f;                                   // NaN
+  if (abs_bits >= 0x477ff000u) return sign ? -INFINITY : INFINITY;        // past fp16's max
+  if (abs_bits < 0x38800000u) {  // fp16 subnormal or zero: a multiple of 2^-24
+    return std::copysign(std::nearbyint(std::fabs(f) * 16777216.0f) * (1.0f / 16777216.0f), f);
+  }
+  // Normal: the 23-bit mantissa rounded to 10 bits (nearest even); a carry bumps the exponent.
+  const uint32_t rounded = sign | ((abs_bits + 0xfffu + ((abs_bits >> 13) & 1u)) & ~0x1fffu);
+  float out;
+  std::memcpy(&out, &rounded, 4);
+  return out;
+}
+
 absl::Status ConvertToF32(DType dtype, const void* src, size_t count, float* dst) {
   switch (dtype) {
     case DType::kF32:

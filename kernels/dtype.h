@@ -39,6 +39,9 @@ inline uint16_t F32ToBf16(float f) {
 
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);
+// F16ToF32(F32ToF16(f)) without the fp16 bits (NaN stays a NaN, not necessarily the same):
+// how Double Sparsity's stored scores round (kernels/cuda/score_format.cuh).
+float RoundF32ToF16Value(float f);
 
 // Converts `count` elements of `dtype` at `src` to fp32 at `dst`. kI32 is an error.
 absl::Status ConvertToF32(DType dtype, const void* src, size_t count, float* dst);

@@ -66,7 +66,8 @@ inline float AggregateStep(const LabelScoreShape& s, float agg, float dot) {
 // max aggregation over larger groups), each chunk's query channels staged once
 // (StageScoreQuery) with their sums; then per token load_row(t, h) makes the row's values once
 // for the chunk and dot(qg, qs_g) is score head g's dot, folded into the token's score in
-// score-head order. Inlined into each target clone of its caller.
+// score-head order; then each score is rounded to fp16's nearest value. Inlined into each
+// target clone of its caller.
 template <typename LoadRow, typename Dot>
 __attribute__((always_inline)) inline void FoldScoreHeads(const float* q,
                                                           const int32_t* channels, int64_t tokens,
@@ -94,6 +95,8 @@ __attribute__((always_inline)) inline void FoldScoreHeads(const float* q,
         }
       }
     }
+    // Stored as fp16 (the CUDA scorers' score rows): the aggregate rounded once.
+    for (int64_t t = 0; t < tokens; ++t) out[t] = RoundF32ToF16Value(out[t]);
   }
 }
 

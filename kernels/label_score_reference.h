@@ -3,7 +3,10 @@
 // group share one token set, so their scores are aggregated per KV head — summed (the mean
 // up to a constant factor, i.e. the group's average approximate logit; computed as one dot of
 // the group's summed query channels) or maxed (a token any head wants: a dot per query head).
-// No softmax scale: it does not change the ranking. The CPU twins of the scoring kernels:
+// No softmax scale: it does not change the ranking. Each score is computed in fp32 and stored
+// rounded to the nearest fp16 value (RoundF32ToF16Value; kept as fp32 here, as fp16 bits by the
+// CUDA scorers, which round the same fp32 sum the same way), so ties are a real case for the
+// top-k; past fp16's range a score becomes ±inf. The CPU twins of the scoring kernels:
 // pointers, shapes and strides, no allocation.
 #ifndef DSINFER_KERNELS_LABEL_SCORE_REFERENCE_H_
 #define DSINFER_KERNELS_LABEL_SCORE_REFERENCE_H_

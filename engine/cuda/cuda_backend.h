@@ -280,7 +280,7 @@ class CudaBackend final : public Backend {
       std::vector<uint16_t> f16;                   // bits 16: [tokens, heads_kv, r]
       std::vector<uint8_t> codes;                  // bits 4: [tokens, heads_kv, ceil(r/2)]
       std::vector<uint16_t> scales, minimums;      // bits 4: [tokens, heads_kv]
-      std::vector<float> scores;                   // [heads_kv, tokens]
+      std::vector<float> scores;                   // [heads_kv, tokens], the fp16 scores
       std::vector<std::vector<int32_t>> selected;  // [heads_kv], ascending
     };
     std::vector<Seq> seqs;

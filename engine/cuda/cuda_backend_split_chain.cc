@@ -71,8 +71,9 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
   const int64_t pairs = static_cast<int64_t>(job.num_seqs) * hkv;
   // Grown before the fork (GrowSparseScratch has grown the workspace): a growth synchronizes
   // the backend's stream.
-  RETURN_IF_ERROR(st.scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * 4, stream_));
-  float* const scores = static_cast<float*>(st.scores.ptr);
+  RETURN_IF_ERROR(
+      st.scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * kScoreBytes, stream_));
+  uint16_t* const scores = static_cast<uint16_t*>(st.scores.ptr);
   float* const workspace = static_cast<float*>(st.workspace.ptr);
   const float scale = 1.0f / std::sqrt(static_cast<float>(job.head_dim));
   const int rest = job.num_seqs - half;

@@ -45,10 +45,10 @@ absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
                                               job.sel_stride, job.counts, stream));
     if (launched) return absl::OkStatus();
   }
-  RETURN_IF_ERROR(scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * 4, stream));
+  RETURN_IF_ERROR(scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * kScoreBytes, stream));
   ASSIGN_OR_RETURN(void* const ws, TopKWorkspaceFor(topk_workspace, topk_algo, job.num_seqs,
                                                     job.heads_kv, job.max_tokens, sms, stream));
-  float* const sc = static_cast<float*>(scores.ptr);
+  uint16_t* const sc = static_cast<uint16_t*>(scores.ptr);
   RETURN_IF_ERROR(LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs, job.num_seqs,
                                     job.labels, job.heads_q, job.heads_kv, job.head_dim,
                                     job.max_r, job.label_bits, job.score_heads, job.max_tokens,

@@ -64,6 +64,7 @@
 #include "kernels/cuda/label_dot.cuh"
 #include "kernels/cuda/label_write.cuh"
 #include "kernels/cuda/launch_info.h"
+#include "kernels/cuda/score_format.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
 
@@ -213,7 +214,7 @@ template <typename T>
 __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
                                               const CudaDsSequence* seqs,
                                               const CudaLabelSeq* labels, int heads_q,
-                                              int heads_kv, int head_dim, float* scores,
+                                              int heads_kv, int head_dim, uint16_t* scores,
                                               int64_t score_stride) {
   extern __shared__ float qs[];  // [heads_kv][score heads][r + 1], channel r the sum (4-bit)
   cuda::WaitForPrior();  // (LaunchChained)
@@ -277,7 +278,7 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
       }
     }
     scores[(static_cast<int64_t>(s) * heads_kv + h) * score_stride + t] =
-        Aggregate(dot, heads, max_agg);
+        cuda::ScoreBits(Aggregate(dot, heads, max_agg));
   }
 }
 
@@ -431,14 +432,16 @@ __device__ __forceinline__ ScoreBlock BeginScoreBlock(const T* q, int64_t q_stri
 // layout, a warp's 32 stores would land in up to 32 score rows (one sector each). Barriers
 // before (the staging is complete) and after (`staged` may be reused at once).
 __device__ __forceinline__ void WriteStagedScores(const float* staged, int heads_kv, int t0,
-                                                  int tokens_here, float* srow,
+                                                  int tokens_here, uint16_t* srow,
                                                   int64_t score_stride) {
   __syncthreads();
   const int pitch = heads_kv + 1;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int h = warp; h < heads_kv; h += kScoreThreads / 32) {
-    float* row = srow + static_cast<int64_t>(h) * score_stride + t0;
-    for (int tl = lane; tl < tokens_here; tl += 32) row[tl] = staged[tl * pitch + h];
+    uint16_t* row = srow + static_cast<int64_t>(h) * score_stride + t0;
+    for (int tl = lane; tl < tokens_here; tl += 32) {
+      row[tl] = cuda::ScoreBits(staged[tl * pitch + h]);
+    }
   }
   __syncthreads();
 }
@@ -484,7 +487,7 @@ __global__ void __launch_bounds__(kScoreThreads,
                                   kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm : 2)
     LabelScoresFixedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                            const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
-                           float* scores, int64_t score_stride) {
+                           uint16_t* scores, int64_t score_stride) {
   constexpr int kRowBytes = kBits == 16 ? 2 * kR : kR / 2;
   // Rows are loaded in 16-byte chunks, an 8-byte row (4-bit r 16) as one 8-byte chunk.
   constexpr int kChunkBytes = kRowBytes >= 16 ? 16 : kRowBytes >= 8 ? 8 : 4;
@@ -511,7 +514,7 @@ __global__ void __launch_bounds__(kScoreThreads,
   int h = static_cast<int>(run & (heads_kv - 1));
   HeadQueryChannels<kG, kR, kBits == 4> qc(qs, h, heads_kv, b.heads);
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
-  float* const srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
+  uint16_t* const srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
   // Run `r`'s rows into `to` (every row loaded before any is used).
   const auto load = [&](int64_t r, ScoreRunRows<kBits, Chunk, kRowBytes / kChunkBytes>& to) {
     to.head = static_cast<int>(r & (heads_kv - 1));
@@ -542,12 +545,12 @@ __global__ void __launch_bounds__(kScoreThreads,
       h = from.head;
       qc = HeadQueryChannels<kG, kR, kBits == 4>(qs, h, heads_kv, b.heads);
     }
-    float* const out = srow + h * score_stride + from.t0 + lane;
+    uint16_t* const out = srow + h * score_stride + from.t0 + lane;
 #pragma unroll
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       if (it * 32 >= from.here) break;
-      out[it * 32] =
-          ScoreLabelRow<kBits, kR, kG>(from.raw[it], from.scale_min[it], b.heads, max_agg, qc);
+      out[it * 32] = cuda::ScoreBits(
+          ScoreLabelRow<kBits, kR, kG>(from.raw[it], from.scale_min[it], b.heads, max_agg, qc));
     }
   };
   if constexpr (kScorePrefetch<kBits, kR, kG>) {
@@ -582,7 +585,7 @@ template <typename T>
 __global__ void __launch_bounds__(kScoreThreads)
     LabelScoresGeneralKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                              const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
-                             float* scores, int64_t score_stride) {
+                             uint16_t* scores, int64_t score_stride) {
   extern __shared__ float qs[];  // [r + 1][score heads][heads_kv], channel r the sums (4-bit)
   __shared__ float staged[2 * kScoreThreads * kScoreItemsPerThread];
   const ScoreBlock b =
@@ -599,7 +602,7 @@ __global__ void __launch_bounds__(kScoreThreads)
   t.r = b.lab.r;
   t.max_agg = b.seq.aggregation == 1;
   const int pitch = heads_kv + 1;
-  float* srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
+  uint16_t* srow = scores + static_cast<int64_t>(blockIdx.y) * heads_kv * score_stride;
   for (int tile = blockIdx.x; tile < b.tiles; tile += gridDim.x) {
     const int t0 = tile * b.tpb;
     const int tokens_here = min(b.tpb, b.seq.tokens - t0);
@@ -855,7 +858,7 @@ absl::Status BadDType(const char* what, DType dtype) {
 
 template <typename T>
 using ScoreKernel = void (*)(const T*, int64_t, const CudaDsSequence*, const CudaLabelSeq*, int,
-                             int, int, float*, int64_t);
+                             int, int, uint16_t*, int64_t);
 
 // LabelScoresFixedKernel as a kernel family of FixedLabelKernel.
 template <typename T>
@@ -893,7 +896,7 @@ template <typename T>
 absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, int max_r,
                           int num_seqs, int64_t max_tokens, const T* q, int64_t q_stride,
                           const CudaDsSequence* seqs, const CudaLabelSeq* labels, int heads_q,
-                          int heads_kv, int head_dim, float* scores, int64_t score_stride,
+                          int heads_kv, int head_dim, uint16_t* scores, int64_t score_stride,
                           cudaStream_t stream) {
   // The query's label channels and, for 4-bit labels, their sums: heads_q × (r + 1) floats.
   const size_t smem = static_cast<size_t>(heads_q) * (max_r + 1) * sizeof(float);
@@ -1063,7 +1066,7 @@ int UniformScoreHeads(const CudaDsSequence* seqs, int n, int heads_q, int heads_
 absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
                                int heads_q, int heads_kv, int head_dim, int max_r, int label_bits,
-                               int score_heads, int64_t max_tokens, float* scores,
+                               int score_heads, int64_t max_tokens, uint16_t* scores,
                                int64_t score_stride, cudaStream_t stream, LabelScoreAlgo algo) {
   if (num_seqs == 0 || max_tokens == 0) return absl::OkStatus();
   if (heads_kv <= 0 || heads_q % heads_kv != 0 || heads_q / heads_kv > kMaxGroup) {

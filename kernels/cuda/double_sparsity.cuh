@@ -3,13 +3,14 @@
 //
 // The chain per layer and step: LaunchWriteLabels (the new rows' label channels, fp16 or 4-bit
 // with per-(token, KV head) fp16 scale and minimum) → LaunchLabelScores (the query's label
-// channels dotted with every cached label row, GQA group aggregated by sum or max, one fp32
-// score per (sequence, KV head, token)) → LaunchTopKSelect (radix select of the budget's best
-// candidates per (sequence, KV head), kept sink/recent/current tokens merged in, ascending
-// indices) → LaunchSparseAttention (exact attention over the selected rows, split over the
-// selected set, one pass over each K/V row for all query heads of its group, gathered by index
-// through a pointer that may address device memory or mapped pinned host memory; by default on
-// dense decode's pipelined tensor-core body, SparseAttentionAlgo).
+// channels dotted with every cached label row, GQA group aggregated by sum or max in fp32, one
+// score per (sequence, KV head, token) stored as fp16 bits, score_format.cuh) →
+// LaunchTopKSelect (radix select of the budget's best candidates per (sequence, KV head), kept
+// sink/recent/current tokens merged in, ascending indices) → LaunchSparseAttention (exact
+// attention over the selected rows, split over the selected set, one pass over each K/V row for
+// all query heads of its group, gathered by index through a pointer that may address device
+// memory or mapped pinned host memory; by default on dense decode's pipelined tensor-core body,
+// SparseAttentionAlgo).
 //
 // Exactness: the label writer rounds exactly as kernels/label_reference does; the scorer
 // rounds in the reference's order with explicit intrinsics (fp16 labels: an __fmaf_rn chain
@@ -89,6 +90,11 @@ absl::Status LaunchWriteLabelsPaged(DType dtype, const CudaPagedKv& kv,
                                     const CudaLabelRange* ranges, int num_ranges, int64_t max_count,
                                     const CudaLabelSeq* labels, cudaStream_t stream);
 
+// Bytes of one stored score (fp16 bits): a score buffer holds rows × score_stride of them.
+// fp16 halves the scores' round trip (written by the scorer, read by the top-k) against fp32:
+// 1/16 fp16 r 8 at Llama-2 heads, batch 8, 256K 995 -> 932 us (H200, docs/benchmarks.md run 22).
+inline constexpr int kScoreBytes = 2;
+
 // The body of label scoring. Every one gives the twin's scores bit for bit.
 //  - kRowPerThread (the first body): one thread per (token, KV head) label row, consecutive
 //    threads on consecutive heads of a token (a warp reads one contiguous span of the label
@@ -127,16 +133,18 @@ int UniformLabelBits(const CudaLabelSeq* labels, int n, int max_r);
 // agree, else 0 (each sequence's at run time).
 int UniformScoreHeads(const CudaDsSequence* seqs, int n, int heads_q, int heads_kv);
 
-// Approximate scores: scores[s, h, t] for t < seqs[s].tokens (row stride score_stride floats
-// per (s, h)), from the query q + seqs[s].q_row * q_stride ([heads_q, head_dim], dtype) and
-// labels[s]. max_tokens bounds every seqs[s].tokens (grid size); max_r bounds every r;
-// label_bits is UniformLabelBits of the labels and score_heads UniformScoreHeads of the
-// sequences (0 is always safe for both). Twins: LabelScoresF16Reference /
-// LabelScores4BitReference (bit-identical).
+// Approximate scores: scores[s, h, t] for t < seqs[s].tokens as fp16 bits (the fp32 score
+// rounded to nearest even; row stride score_stride scores per (s, h)), from the query
+// q + seqs[s].q_row * q_stride ([heads_q, head_dim], dtype) and labels[s]. max_tokens bounds
+// every seqs[s].tokens (grid size); max_r bounds every r; label_bits is UniformLabelBits of the
+// labels and score_heads UniformScoreHeads of the sequences (0 is always safe for both). Twins:
+// LabelScoresF16Reference / LabelScores4BitReference (bit-identical: both round the same fp32
+// sum to fp16 once).
+
 absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
                                const CudaDsSequence* seqs, int num_seqs, const CudaLabelSeq* labels,
                                int heads_q, int heads_kv, int head_dim, int max_r, int label_bits,
-                               int score_heads, int64_t max_tokens, float* scores,
+                               int score_heads, int64_t max_tokens, uint16_t* scores,
                                int64_t score_stride, cudaStream_t stream,
                                LabelScoreAlgo algo = LabelScoreAlgo::kCoalesced);
 
@@ -149,12 +157,14 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    kOneBlock (from its second radix pass). 1.2-1.3x faster than kOneBlock at batch 8-32,
 //    64K-256K (H200), but still latency-bound per block (~10 GB/s a block).
 //  - kStriped: kTwoRead's two reads and shared-memory finish with far fewer instructions per
-//    score: striped 16-byte loads for the histogram (a warp reads 512 contiguous bytes), the
-//    split with each thread owning 16 consecutive keys (classified by two float comparisons,
-//    ordered by a warp scan and one exchange of per-warp counts per tile, written by loops
-//    over set bits), the finish's winner moves from a difference array. 1.4-1.5x faster than
-//    kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3 heads (batch 8, 64K-256K, H200,
-//    docs/benchmarks.md run 9); the split and finish of run 21 another 8-9% at 128K-256K.
+//    score: striped 8-byte loads for the histogram (a warp reads 256 contiguous bytes), the
+//    split with each thread owning 16 consecutive keys (their fp16 bits classified in pairs,
+//    one paired comparison per threshold; ordered by a warp scan and one exchange of per-warp
+//    counts per tile, written by loops over set bits), the finish's winner moves from a
+//    difference array. 1.4-1.5x faster than kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3
+//    heads (batch 8, 64K-256K, H200, docs/benchmarks.md run 9); the split and finish of run 21
+//    another 8-9% at 128K-256K, the fp16 scores and paired classification of run 22 another
+//    12-32% (Llama-2 heads batch 8, 256K: 145.6 -> 112.0 us; 64K: 57.8 -> 39.4).
 //    On segments of 160K candidates or more (100K from 256 pairs on), read 1 is a sample of
 //    the row instead (1/16 to 1/4 of it), whose band of scores around the budget's rank read 2
 //    then counts exactly, the exact reads taking over where the band misses (run 11: 256K,
@@ -209,9 +219,10 @@ int64_t TopKSelectWorkspaceBytes(int num_seqs, int heads_kv, int64_t score_strid
 // score_stride bounds every seqs[s].tokens. workspace: null, or TopKSelectWorkspaceBytes
 // (num_seqs, heads_kv, score_stride) bytes (kMultiBlock's; kAuto may take that kernel with it).
 // longest_row: ResolveTopKAlgo's. Twin: TopKSelectReference (identical sets, ties included).
-absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
-                              int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
-                              int32_t* counts, cudaStream_t stream,
+absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
+                              const CudaDsSequence* seqs, int num_seqs, int heads_kv,
+                              int32_t* selected, int64_t sel_stride, int32_t* counts,
+                              cudaStream_t stream,
                               TopKAlgo algo = TopKAlgo::kAuto, void* workspace = nullptr,
                               int64_t longest_row = 0);
 

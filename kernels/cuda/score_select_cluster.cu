@@ -37,6 +37,7 @@ using cuda::ClusterSliceOf;
 using cuda::HeadQueryChannels;
 using cuda::LaunchInfo;
 using cuda::OrderKey;
+using cuda::RoundedScore;
 using cuda::ScoreHeadsOf;
 using cuda::ScoreLabelRow;
 using cuda::ScoreQueryChannel;
@@ -158,8 +159,9 @@ __global__ void __launch_bounds__(kFusedThreads)
     for (int u = 0; u < kInFlight; ++u) {
       const int i = base + u * kFusedThreads + static_cast<int>(threadIdx.x);
       if (i < slice.len) {
-        const uint32_t k =
-            OrderKey(ScoreLabelRow<kBits, kR, kG>(raw[u], sm[u], heads, max_agg, qc));
+        // The score as the two launches store it (fp16, score_format.cuh), so both select alike.
+        const uint32_t k = OrderKey(
+            RoundedScore(ScoreLabelRow<kBits, kR, kG>(raw[u], sm[u], heads, max_agg, qc)));
         keys[i] = k;
         const uint32_t bin = k >> 21;
         const unsigned peers = __match_any_sync(__activemask(), bin);

@@ -12,6 +12,7 @@
 
 #include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
+#include "kernels/cuda/score_format.cuh"
 
 namespace dsinfer {
 namespace cuda {
@@ -109,7 +110,7 @@ __device__ __forceinline__ bool NarrowToBoundaryBucket(
 
 // Where a (sequence, KV head) segment's selection goes, once the kept tokens are written.
 struct TopKSegment {
-  const float* sc;  // the segment's scores
+  const uint16_t* sc;  // the segment's scores (fp16 bits, score_format.cuh)
   int lo, hi;       // the candidates: tokens [lo, hi) (after the sinks, before the recent window)
   int want;         // how many of them to select; 0: the selection is complete already
   int32_t* mid;     // where the selected candidates go, ascending
@@ -139,14 +140,15 @@ __device__ __forceinline__ SegmentPlan PlanSegment(const CudaDsSequence& seq) {
 // run by `threads` threads numbered `tid`: writes the segment's count (by the leader) and its
 // kept sink and recent tokens, or the whole selection where those or all candidates fill the
 // budget.
-__device__ __forceinline__ TopKSegment StartTopKSegment(const float* scores, int64_t score_stride,
+__device__ __forceinline__ TopKSegment StartTopKSegment(const uint16_t* scores,
+                                                        int64_t score_stride,
                                                         const CudaDsSequence* seqs, int heads_kv,
                                                         int32_t* selected, int64_t sel_stride,
                                                         int32_t* counts, int s, int h, int tid,
                                                         int threads, bool leader) {
   WaitForPrior();  // a top-k launched dependent (LaunchChained) reads the scores after it
   const int64_t pair = static_cast<int64_t>(s) * heads_kv + h;
-  const float* sc = scores + pair * score_stride;
+  const uint16_t* sc = scores + pair * score_stride;
   int32_t* out = selected + pair * sel_stride;
   int32_t* count = counts + pair;
   const SegmentPlan p = PlanSegment(seqs[s]);

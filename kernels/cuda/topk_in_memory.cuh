@@ -18,7 +18,7 @@ namespace cuda {
 // bandwidth. kPrefetch: the next kUnroll loads are issued before this batch's atomics (twice
 // the registers), so a block's loads never wait for its own histogram updates.
 template <int kThreads, int kUnroll, bool kPrefetch = false>
-__device__ __forceinline__ void RadixHistogram(const float* sc, int lo, int hi, uint32_t prefix,
+__device__ __forceinline__ void RadixHistogram(const uint16_t* sc, int lo, int hi, uint32_t prefix,
                                                uint32_t mask, int shift, uint32_t digit_mask,
                                                int* hist) {
   constexpr int kStep = kThreads * kUnroll;
@@ -26,7 +26,7 @@ __device__ __forceinline__ void RadixHistogram(const float* sc, int lo, int hi, 
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int t = base + u * kThreads + threadIdx.x;
-      x[u] = t < hi ? sc[t] : 0.0f;
+      x[u] = t < hi ? LoadScore(sc + t) : 0.0f;
     }
   };
   auto count = [&](int base, const float (&x)[kUnroll]) {
@@ -62,7 +62,7 @@ __device__ __forceinline__ void RadixHistogram(const float* sc, int lo, int hi, 
 // if *whole already). hist holds 1 << max(kBits0, kBits1, kBits2) counters.
 template <int kThreads, int kUnroll, int kBits0, int kBits1, int kBits2>
 __device__ __forceinline__ void RadixPassesInMemory(
-    const float* sc, int lo, int hi, int first, int* hist,
+    const uint16_t* sc, int lo, int hi, int first, int* hist,
     typename TopKScan<kThreads>::TempStorage& scan_tmp, uint32_t* prefix, uint32_t* mask,
     int* remaining, bool whole) {
   static_assert(kBits0 + kBits1 + kBits2 == 32, "three digits cover the key");
@@ -89,7 +89,7 @@ __device__ __forceinline__ void RadixPassesInMemory(
 // candidates).
 template <int kThreads, int kItems>
 __device__ __forceinline__ void OrderedCompaction(
-    const float* sc, int lo, int hi, uint32_t prefix, uint32_t mask, int remaining, int32_t* mid,
+    const uint16_t* sc, int lo, int hi, uint32_t prefix, uint32_t mask, int remaining, int32_t* mid,
     typename TopKScan<kThreads>::TempStorage& scan_tmp) {
   int written = 0, ties_seen = 0;
   for (int base = lo; base < hi; base += kThreads * kItems) {
@@ -100,7 +100,7 @@ __device__ __forceinline__ void OrderedCompaction(
       const int t = first + u;
       flags[u] = 0;
       if (t < hi) {
-        const uint32_t kp = OrderKey(sc[t]) & mask;
+        const uint32_t kp = OrderKey(LoadScore(sc + t)) & mask;
         flags[u] = kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
       }
     }

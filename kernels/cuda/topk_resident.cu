@@ -2,7 +2,7 @@
 // bytes but its per-key instructions and the phases between them (ncu, run 20: at 64 pairs ×
 // 32K, ~0.5 warp instructions a key for the histogram read, ~0.9 for the ordered split and a
 // finish moving every winner), on 16 warps an SM. Here one block of 1024 threads per pair:
-//  1. reads the pair's candidate scores once, as 16-byte chunks, into shared memory as their
+//  1. reads the pair's candidate scores once, as 8-byte chunks, into shared memory as their
 //     order-preserving keys, counting the first 13-bit digit as it goes;
 //  2. finds the first digit's boundary bucket, gathers that bucket's keys (~1% of a 1/16
 //     row) and narrows to the boundary key over them (10 and 9 bits, stopping once the bucket
@@ -12,7 +12,7 @@
 //     as bit masks, one block scan of their counts a tile) writes the keys above the prefix
 //     and the first ties by index, ascending: no winner moves afterwards.
 // The selection is the one-block kernel's (the same keys, digits and tie rule). Shared memory:
-// the histogram, then the keys on the row's 16-byte chunk grid (non-candidates as key 0, below
+// the histogram, then the keys on the row's 8-byte chunk grid (non-candidates as key 0, below
 // every score's key: -inf's is 0x007fffff).
 #include "kernels/cuda/topk_resident.h"
 
@@ -27,6 +27,8 @@
 namespace dsinfer {
 namespace {
 
+using cuda::LoadScore;
+using cuda::LoadScores4;
 using cuda::NarrowToBoundaryBucket;
 using cuda::OrderedCompaction;
 using cuda::RadixPassesInMemory;
@@ -41,13 +43,13 @@ constexpr int kResidentBins = 1 << kResidentBits0;
 // The boundary bucket's keys, gathered over the histogram once it is read.
 constexpr int kResidentCandidates = kResidentBins / 2;
 constexpr int kResidentSubBins = 1 << 10;  // the later digits: 10 and 9 bits
-constexpr int kResidentLoadBatch = 4;      // 16-byte loads a thread has in flight
+constexpr int kResidentLoadBatch = 4;      // 8-byte loads a thread has in flight
 // Dynamic shared memory: the histogram and the keys, under sm_90's 227 KB opt-in limit with
 // the static storage beside it.
 constexpr int64_t kResidentSmemBytes = 216 * 1024;
 constexpr int64_t kResidentMaxChunks = (kResidentSmemBytes - kResidentBins * 4) / 16;
 
-// Chunks of a row of `cand` candidates starting `a` floats past a 16-byte boundary.
+// Chunks of a row of `cand` candidates starting `a` scores past an 8-byte boundary.
 __host__ __device__ __forceinline__ int64_t ResidentChunks(int64_t cand, int64_t a) {
   return (a + cand + 3) / 4;
 }
@@ -136,9 +138,9 @@ __device__ __noinline__ void SelectInMemory(const TopKSegment& seg, int* hist,
 }
 
 __global__ void __launch_bounds__(kResidentThreads, 1)
-    TopKSelectResidentKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
-                             int heads_kv, int32_t* selected, int64_t sel_stride,
-                             int32_t* counts, int capacity_chunks) {
+    TopKSelectResidentKernel(const uint16_t* scores, int64_t score_stride,
+                             const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+                             int64_t sel_stride, int32_t* counts, int capacity_chunks) {
   constexpr int kThreads = kResidentThreads;
   __shared__ ResidentShared sh;
   extern __shared__ uint4 resident_smem[];
@@ -151,9 +153,10 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
   if (seg.want == 0) return;
   const int tid = static_cast<int>(threadIdx.x);
   const int lane = tid % 32;
-  const float* p = seg.sc + seg.lo;
-  const int a = static_cast<int>((reinterpret_cast<uintptr_t>(p) >> 2) & 3);
-  const float4* q4 = reinterpret_cast<const float4*>(p - a);
+  const uint16_t* p = seg.sc + seg.lo;
+  // Chunks of four scores from the 8-byte boundary at or before p: chunk c at q4 + 4c.
+  const int a = static_cast<int>((reinterpret_cast<uintptr_t>(p) >> 1) & 3);
+  const uint16_t* q4 = p - a;
   const int cand = seg.hi - seg.lo;
   const int chunks = static_cast<int>(ResidentChunks(cand, a));
   if (chunks > capacity_chunks) {
@@ -174,7 +177,7 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
       const int i = 4 * c + e - a;
       k[e] = 0u;
       if (static_cast<unsigned>(i) < static_cast<unsigned>(cand)) {
-        k[e] = ResidentKey(__ldg(p + i));
+        k[e] = ResidentKey(LoadScore(p + i));
         atomicAdd(&hist[k[e] >> kShift0], 1);
       }
     }
@@ -185,7 +188,7 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
 #pragma unroll
     for (int u = 0; u < kResidentLoadBatch; ++u) {
       const int c = c0 + u * kThreads + tid;
-      if (c < chunks - 1) x[u] = __ldg(q4 + c);
+      if (c < chunks - 1) x[u] = LoadScores4(q4 + 4 * c);
     }
 #pragma unroll
     for (int u = 0; u < kResidentLoadBatch; ++u) {
@@ -270,7 +273,7 @@ bool TopKResidentFits(int64_t tokens) {
   return tokens >= 1 && ResidentChunks(tokens, 3) <= kResidentMaxChunks;
 }
 
-absl::Status LaunchTopKResident(const float* scores, int64_t score_stride,
+absl::Status LaunchTopKResident(const uint16_t* scores, int64_t score_stride,
                                 const CudaDsSequence* seqs, int num_seqs, int heads_kv,
                                 int32_t* selected, int64_t sel_stride, int32_t* counts,
                                 cudaStream_t stream) {

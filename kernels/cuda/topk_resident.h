@@ -19,7 +19,7 @@ bool TopKResidentFits(int64_t tokens);
 // LaunchTopKSelect's contract (double_sparsity.cuh). Shared memory is sized for rows of
 // score_stride tokens, up to what fits; a longer row (a graph captured for shorter rows and
 // replayed after they grew) runs the one-block passes over the scores in memory instead.
-absl::Status LaunchTopKResident(const float* scores, int64_t score_stride,
+absl::Status LaunchTopKResident(const uint16_t* scores, int64_t score_stride,
                                 const CudaDsSequence* seqs, int num_seqs, int heads_kv,
                                 int32_t* selected, int64_t sel_stride, int32_t* counts,
                                 cudaStream_t stream);

@@ -9,9 +9,9 @@
 //  - kTwoRead: the same grid with 512-thread blocks reading the scores twice: a 13-bit
 //    histogram, then an ordered split (keys above the boundary bucket to the output, the
 //    bucket's to shared memory, where the remaining 10- and 9-bit digits are resolved).
-//  - kStriped: kTwoRead's reads and finish with striped 16-byte loads for the histogram, the
+//  - kStriped: kTwoRead's reads and finish with striped 8-byte loads for the histogram, the
 //    split with each thread owning 16 consecutive keys of a tile (OwnedSplit), classified by
-//    two float comparisons and ordered by a warp scan and one exchange a tile (its comment
+//    paired fp16 comparisons and ordered by a warp scan and one exchange a tile (its comment
 //    below).
 //  - kMultiBlock: kStriped's reads and finish over many blocks per (sequence, KV head), three
 //    kernels meeting in a workspace, its split with striped loads (StripedSplit; its comment
@@ -54,6 +54,8 @@ using cuda::FindBoundaryBucketInBlock;
 using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
 using cuda::NarrowToBoundaryBucket;
+using cuda::LoadScore;
+using cuda::LoadScores4;
 using cuda::OrderKey;
 using cuda::OrderedCompaction;
 using cuda::RadixHistogram;
@@ -92,7 +94,7 @@ constexpr int kTopKClusterItems = 8;  // keys per thread per compaction tile
 // kOneBlock: radix passes of 11/11/10-bit digits over the scores in memory, then the ordered
 // compaction — up to four reads of the scores.
 __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
-    TopKSelectKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+    TopKSelectKernel(const uint16_t* scores, int64_t score_stride, const CudaDsSequence* seqs,
                      int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
   __shared__ TopKScan<kTopKThreads>::TempStorage scan_tmp;
   __shared__ int hist[2048];
@@ -100,7 +102,7 @@ __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
       StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
                        blockIdx.y, blockIdx.x, threadIdx.x, kTopKThreads, threadIdx.x == 0);
   if (seg.want == 0) return;
-  const float* sc = seg.sc;
+  const uint16_t* sc = seg.sc;
   uint32_t prefix = 0, mask = 0;
   int remaining = seg.want;
   RadixPassesInMemory<kTopKThreads, kTopKUnroll, 11, 11, 10>(sc, seg.lo, seg.hi, 0, hist, scan_tmp,
@@ -128,19 +130,19 @@ constexpr uint32_t kChosenBit = 0x80000000u;
 // Dynamic shared memory: the histogram, then each candidate's key, index and winners before.
 constexpr size_t kTwoReadSmem = (kTwoReadFirstBins + 3 * kTwoReadCandidates) * sizeof(int);
 
-// The eight scores t = first .. first + 7, with 16-byte loads where the row allows (vec: the
-// row is 16-byte aligned and first a multiple of 4); loads at or past hi are skipped.
-__device__ __forceinline__ void LoadEightScores(const float* sc, int first, int hi, bool vec,
+// The eight scores t = first .. first + 7, with 8-byte loads where the row allows (vec: the
+// row is 8-byte aligned and first a multiple of 4); loads at or past hi are skipped.
+__device__ __forceinline__ void LoadEightScores(const uint16_t* sc, int first, int hi, bool vec,
                                                 float (&x)[8]) {
   if (vec && first + 8 <= hi) {
-    const float4 a = *reinterpret_cast<const float4*>(sc + first);
-    const float4 b = *reinterpret_cast<const float4*>(sc + first + 4);
+    const float4 a = LoadScores4(sc + first);
+    const float4 b = LoadScores4(sc + first + 4);
     x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z,
     x[7] = b.w;
     return;
   }
 #pragma unroll
-  for (int u = 0; u < 8; ++u) x[u] = first + u < hi ? sc[first + u] : 0.0f;
+  for (int u = 0; u < 8; ++u) x[u] = first + u < hi ? LoadScore(sc + first + u) : 0.0f;
 }
 static_assert(kTopKItems == 8, "LoadEightScores");
 
@@ -339,7 +341,7 @@ __device__ __forceinline__ TwoReadSmem CarveTwoReadSmem(int* base, int bins = kT
 }
 
 __global__ void __launch_bounds__(kTwoReadThreads, 2)
-    TopKSelectTwoReadKernel(const float* scores, int64_t score_stride,
+    TopKSelectTwoReadKernel(const uint16_t* scores, int64_t score_stride,
                             const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
                             int64_t sel_stride, int32_t* counts) {
   constexpr int kThreads = kTwoReadThreads;
@@ -356,7 +358,7 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
       StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
                        blockIdx.y, blockIdx.x, threadIdx.x, kThreads, threadIdx.x == 0);
   if (seg.want == 0) return;
-  const float* sc = seg.sc;
+  const uint16_t* sc = seg.sc;
   int32_t* mid = seg.mid;
 
   // Read 1: the first digit's histogram and its boundary bucket.
@@ -377,7 +379,7 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
 
   // Read 2: winners to mid at their rank among winners, candidates to shared memory.
   // Each thread's next tile is loaded before this tile's scan and writes.
-  const bool vec = (reinterpret_cast<uintptr_t>(sc) & 15) == 0;
+  const bool vec = (reinterpret_cast<uintptr_t>(sc) & 7) == 0;
   const int start = vec ? seg.lo & ~3 : seg.lo;
   constexpr int kTile = kThreads * kTopKItems;
   int winners = 0, held = 0;
@@ -410,7 +412,7 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
       if (kind == 1u) {
         mid[wb++] = first + u;
       } else if (kind == 2u) {  // ~1% of the items: the key is read again (L1) rather than kept
-        cand_key[cb] = OrderKey(sc[first + u]);
+        cand_key[cb] = OrderKey(LoadScore(sc + first + u));
         cand_idx[cb] = first + u;
         cand_wb[cb] = wb;
         ++cb;
@@ -454,21 +456,21 @@ static_assert(kStripedRounds * 8 <= 32, "a lane's classification of a tile fits 
 static_assert(kStripedTileChunks * 4 <= kTwoReadFirstBins, "the winners' staging fits hist");
 static_assert(kStripedWarps <= 32, "one warp exchanges the warps' counts");
 
-// The candidates [lo, hi) of a score row as 16-byte chunks: chunk c holds tokens 4c - a ..
-// 4c - a + 3 (a: the row's offset in floats from the 16-byte boundary at or before it).
+// The candidates [lo, hi) of a score row as 8-byte chunks of four scores: chunk c holds tokens
+// 4c - a .. 4c - a + 3 (a: the row's offset in scores from the 8-byte boundary at or before it).
 struct StripedRow {
-  const float* sc;
-  const float4* p4;
+  const uint16_t* sc;
+  const uint16_t* p4;  // the 8-byte boundary at or before sc: chunk c at p4 + 4c
   int a, lo, hi;
   int c_begin, c_end;        // chunks holding a candidate
   int full_begin, full_end;  // chunks holding only candidates
 };
 
-__device__ __forceinline__ StripedRow MakeStripedRow(const float* sc, int lo, int hi) {
+__device__ __forceinline__ StripedRow MakeStripedRow(const uint16_t* sc, int lo, int hi) {
   StripedRow r;
   r.sc = sc;
-  r.p4 = reinterpret_cast<const float4*>(reinterpret_cast<uintptr_t>(sc) & ~uintptr_t{15});
-  r.a = static_cast<int>((reinterpret_cast<uintptr_t>(sc) >> 2) & 3);
+  r.p4 = reinterpret_cast<const uint16_t*>(reinterpret_cast<uintptr_t>(sc) & ~uintptr_t{7});
+  r.a = static_cast<int>((reinterpret_cast<uintptr_t>(sc) >> 1) & 3);
   r.lo = lo;
   r.hi = hi;
   r.c_begin = (lo + r.a) >> 2;
@@ -488,15 +490,20 @@ __device__ __forceinline__ bool StripedTileChecked(const StripedRow& r, int tb, 
   return tb < r.full_begin || tb + chunks > r.full_end;
 }
 
+// Chunk c of the row (one 8-byte load).
+__device__ __forceinline__ float4 LoadChunk(const StripedRow& r, int c) {
+  return LoadScores4(r.p4 + 4 * c);
+}
+
 // Chunk c of the row with its non-candidates as 0 (and no load outside the candidates).
 __device__ __forceinline__ float4 LoadChunkChecked(const StripedRow& r, int c) {
-  if (c >= r.full_begin && c < r.full_end) return __ldg(r.p4 + c);
+  if (c >= r.full_begin && c < r.full_end) return LoadChunk(r, c);
   const int t = 4 * c - r.a;
   float4 v;
-  v.x = StripedValid(r, t) ? __ldg(r.sc + t) : 0.0f;
-  v.y = StripedValid(r, t + 1) ? __ldg(r.sc + t + 1) : 0.0f;
-  v.z = StripedValid(r, t + 2) ? __ldg(r.sc + t + 2) : 0.0f;
-  v.w = StripedValid(r, t + 3) ? __ldg(r.sc + t + 3) : 0.0f;
+  v.x = StripedValid(r, t) ? LoadScore(r.sc + t) : 0.0f;
+  v.y = StripedValid(r, t + 1) ? LoadScore(r.sc + t + 1) : 0.0f;
+  v.z = StripedValid(r, t + 2) ? LoadScore(r.sc + t + 2) : 0.0f;
+  v.w = StripedValid(r, t + 3) ? LoadScore(r.sc + t + 3) : 0.0f;
   return v;
 }
 
@@ -513,7 +520,7 @@ __device__ __forceinline__ void StripedHistogramTile(const StripedRow& r, int tb
     if (kCheck) {
       x[u] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     } else {
-      x[u] = __ldg(r.p4 + c);
+      x[u] = LoadChunk(r, c);
     }
   }
 #pragma unroll
@@ -537,7 +544,7 @@ __device__ __forceinline__ void LoadSplitTile(const StripedRow& r, int c0,
     if (kCheck) {
       x[u] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     } else {
-      x[u] = __ldg(r.p4 + c);
+      x[u] = LoadChunk(r, c);
     }
   }
 }
@@ -549,36 +556,29 @@ __device__ __forceinline__ uint32_t AtLeastBits(float x, float y) {
   return r;
 }
 
-// A read 2's classification of a thread's chunks of a tile (t0: the token of chunk 0's first
-// element, chunk c's kTokenStep tokens on): bit kBitStep × c + e of *win is set where element e
-// of chunk c is at least thr (a winner), of *ge where it is at least flo (a winner or a
-// candidate); tokens outside the candidates (kCheck) set neither. StripedSplit's rounds are
-// 128 tokens apart, a byte of bits each (ClassifySplitTile); OwnedSplit's chunks consecutive.
-template <bool kCheck, int kBitStep, int kTokenStep, int kChunks>
-__device__ __forceinline__ void ClassifyChunks(const StripedRow& r, const float4 (&x)[kChunks],
-                                               int t0, float thr, float flo, uint32_t* win,
-                                               uint32_t* ge) {
+// StripedSplit's classification of a lane's rounds of a tile (t0: the token of round 0's first
+// element, round u 128 tokens on): bit 8u + e of *win is set where element e of round u is at
+// least thr (a winner), of *ge where it is at least flo (a winner or a candidate); tokens
+// outside the candidates (kCheck) set neither.
+template <bool kCheck>
+__device__ __forceinline__ void ClassifySplitTile(const StripedRow& r,
+                                                  const float4 (&x)[kStripedRounds], int t0,
+                                                  float thr, float flo, uint32_t* win,
+                                                  uint32_t* ge) {
   uint32_t w = 0, g = 0;
 #pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const float f[4] = {x[c].x, x[c].y, x[c].z, x[c].w};
+  for (int u = 0; u < kStripedRounds; ++u) {
+    const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      uint32_t bit = 1u << (kBitStep * c + e);
-      if (kCheck && !StripedValid(r, t0 + kTokenStep * c + e)) bit = 0;
+      uint32_t bit = 1u << (8 * u + e);
+      if (kCheck && !StripedValid(r, t0 + 128 * u + e)) bit = 0;
       w |= AtLeastBits(f[e], thr) & bit;
       g |= AtLeastBits(f[e], flo) & bit;
     }
   }
   *win = w;
   *ge = g;
-}
-template <bool kCheck>
-__device__ __forceinline__ void ClassifySplitTile(const StripedRow& r,
-                                                  const float4 (&x)[kStripedRounds], int t0,
-                                                  float thr, float flo, uint32_t* win,
-                                                  uint32_t* ge) {
-  ClassifyChunks<kCheck, 8, 128>(r, x, t0, thr, flo, win, ge);
 }
 
 // LoadSplitTile / ClassifySplitTile for the tile of kStripedTileChunks chunks from tb, checked
@@ -686,7 +686,7 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
     ClassifySplitTileAt(r, tb, x, t0, thr, flo, &win, &ge);
     const uint32_t cand = ge & ~win;
     float first_cand = 0.0f;  // the lane's first candidate, read before x is reloaded
-    if (cand != 0u) first_cand = __ldg(r.sc + t0 + SplitBitToken(__ffs(cand) - 1));
+    if (cand != 0u) first_cand = LoadScore(r.sc + t0 + SplitBitToken(__ffs(cand) - 1));
     const int next = tb + kStripedTileChunks;
     if (next < r.c_end) LoadSplitTileAt(r, next, lane_chunk, x);
     // Per-round counts, one per byte (winners in the low nibbles, candidates in the high ones
@@ -734,7 +734,7 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
       const int c = cand_base + RoundsBefore(cand_rounds, u) +
                     static_cast<int>((cand_ex >> (8 * u)) & 0xffu) + __popc(cand & below);
       if (c < dst.cand_cap) {
-        cand_key[c] = OrderKey(first ? first_cand : __ldg(r.sc + t));
+        cand_key[c] = OrderKey(first ? first_cand : LoadScore(r.sc + t));
         cand_idx[c] = t;
         cand_wb[c] = win_base + RoundsBefore(win_rounds, u) +
                      static_cast<int>((win_ex >> (8 * u)) & 0xffu) + __popc(win & below);
@@ -754,34 +754,44 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
 // tokens apart (striped loads), so ordering them takes byte-packed per-round counts, two warp
 // scans, an exchange and winners staged through shared memory (ncu, run 21: ~25 instructions a
 // key at 256 pairs × 64K, 45% of the kernel). Here thread T owns chunks 4T .. 4T + 3 of a tile
-// (16 consecutive keys: a warp's four 16-byte loads cover 2 KB, the repeated sectors hit L1), so
+// (16 consecutive keys: a warp's four 8-byte loads cover 1 KB, the repeated sectors hit L1), so
 // its winners and candidates are contiguous in the output order: a warp scan of their counts
 // and one exchange of the warps' totals a tile place them, and a loop over set bits writes
 // them (as the resident top-k's compaction). The next tile's chunks load before this tile's
 // scan and writes; a candidate's score is kept in a register for the first a thread has, read
-// again (L1) for the others.
-constexpr int kOwnedChunks = 4;  // 16-byte chunks a thread owns in a tile
+// again (L1) for the others. The keys stay fp16 bits: two scores are classified by one paired
+// fp16 comparison against each threshold (rounded up to fp16, which gives the fp32 comparisons'
+// answers), half the instructions of converting each to fp32 and comparing it twice.
+constexpr int kOwnedChunks = 4;  // 8-byte chunks (four scores) a thread owns in a tile
 constexpr int kOwnedTileChunks = kStripedThreads * kOwnedChunks;
 static_assert(kOwnedTileChunks * 4 < 65536, "a tile's winners and candidates fit 16 bits");
 
-// This thread's chunks of the tile from tb (zeros past the row; element loads where a chunk is
-// not all candidates).
+// This thread's chunks of the tile from tb as the stored fp16 bits (two scores a word), all
+// loaded before any is used. Chunks past the row are not loaded; where a chunk is not all
+// candidates its loads are element loads (the bits of non-candidates are masked later).
 template <bool kCheck>
 __device__ __forceinline__ void LoadOwnedTile(const StripedRow& r, int tb,
-                                              float4 (&x)[kOwnedChunks]) {
+                                              uint2 (&x)[kOwnedChunks]) {
   const int c0 = tb + kOwnedChunks * static_cast<int>(threadIdx.x);
 #pragma unroll
   for (int g = 0; g < kOwnedChunks; ++g) {
     const int c = c0 + g;
-    if (kCheck) {
-      x[g] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (!kCheck || (c >= r.full_begin && c < r.full_end)) {
+      x[g] = __ldg(reinterpret_cast<const uint2*>(r.p4 + 4 * c));
     } else {
-      x[g] = __ldg(r.p4 + c);
+      uint16_t e[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int t = 4 * c - r.a + k;
+        e[k] = StripedValid(r, t) ? __ldg(r.sc + t) : uint16_t{0};
+      }
+      x[g] = make_uint2(e[0] | static_cast<uint32_t>(e[1]) << 16,
+                        e[2] | static_cast<uint32_t>(e[3]) << 16);
     }
   }
 }
 __device__ __forceinline__ void LoadOwnedTileAt(const StripedRow& r, int tb,
-                                                float4 (&x)[kOwnedChunks]) {
+                                                uint2 (&x)[kOwnedChunks]) {
   if (StripedTileChecked(r, tb, kOwnedTileChunks)) {
     LoadOwnedTile<true>(r, tb, x);
   } else {
@@ -789,17 +799,46 @@ __device__ __forceinline__ void LoadOwnedTileAt(const StripedRow& r, int tb,
   }
 }
 
+// The bits of a thread's 16 scores (bit 4g + e: element e of chunk g) that are at least thr2
+// (both halves the threshold, as fp16 rounded up, OwnedThreshold): one paired fp16 comparison
+// for two scores, its 0xffff halves masked to bit b (low half) and bit 16 + b + 1 (high half)
+// of one word, which folds to the 16 bits at the end.
+__device__ __forceinline__ uint32_t OwnedAtLeast(const uint2 (&x)[kOwnedChunks], __half2 thr2) {
+  uint32_t acc = 0;
+#pragma unroll
+  for (int g = 0; g < kOwnedChunks; ++g) {
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+      const uint32_t word = w == 0 ? x[g].x : x[g].y;
+      const int b = 4 * g + 2 * w;
+      acc |= __hge2_mask(*reinterpret_cast<const __half2*>(&word), thr2) &
+             ((1u << b) | (1u << (17 + b)));
+    }
+  }
+  return (acc | (acc >> 16)) & 0xffffu;
+}
+
+// The fp16 threshold equivalent to fp32 threshold t over fp16 scores (x >= t exactly where
+// x >= the result): the least fp16 value at least t (+inf past fp16's range, NaN for NaN).
+__device__ __forceinline__ __half2 OwnedThreshold(float t) {
+  return __half2half2(__float2half_ru(t));
+}
+
 // Score `bit` (4g + e: element e of chunk g) of a thread's tile, by selects over the registers.
-__device__ __forceinline__ float OwnedScore(const float4 (&x)[kOwnedChunks], int bit) {
-  float v = 0.0f;
+__device__ __forceinline__ float OwnedScore(const uint2 (&x)[kOwnedChunks], int bit) {
+  uint32_t v = 0;
 #pragma unroll
   for (int c = 0; c < kOwnedChunks; ++c) {
-    v = bit == 4 * c ? x[c].x : v;
-    v = bit == 4 * c + 1 ? x[c].y : v;
-    v = bit == 4 * c + 2 ? x[c].z : v;
-    v = bit == 4 * c + 3 ? x[c].w : v;
+    v = bit >> 1 == 2 * c ? x[c].x : v;
+    v = bit >> 1 == 2 * c + 1 ? x[c].y : v;
   }
-  return v;
+  return cuda::ScoreValue(static_cast<uint16_t>(bit & 1 ? v >> 16 : v));
+}
+
+// Bits of a thread's 16 tokens from t0 that are candidates of the row.
+__device__ __forceinline__ uint32_t OwnedValidBits(const StripedRow& r, int t0) {
+  const int lo = min(max(r.lo - t0, 0), 16), hi = min(max(r.hi - t0, 0), 16);
+  return ((1u << hi) - 1u) & ~((1u << lo) - 1u);
 }
 
 // Read 2 over the row r (the whole block), StripedSplit's for the two-read layout in shared
@@ -814,16 +853,17 @@ __device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float
                                            int (*exchange)[kStripedWarps]) {
   constexpr int kCap = kTwoReadCandidates;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  float4 x[kOwnedChunks];
+  const __half2 thr2 = OwnedThreshold(thr), flo2 = OwnedThreshold(flo);
+  uint2 x[kOwnedChunks];
   LoadOwnedTileAt(r, r.c_begin, x);
   int winners = 0, held = 0, parity = 0;
   for (int tb = r.c_begin; tb < r.c_end; tb += kOwnedTileChunks) {
     const int t0 = 4 * (tb + kOwnedChunks * static_cast<int>(threadIdx.x)) - r.a;
-    uint32_t win, ge;
+    uint32_t win = OwnedAtLeast(x, thr2), ge = OwnedAtLeast(x, flo2);
     if (StripedTileChecked(r, tb, kOwnedTileChunks)) {
-      ClassifyChunks<true, 4, 4>(r, x, t0, thr, flo, &win, &ge);
-    } else {
-      ClassifyChunks<false, 4, 4>(r, x, t0, thr, flo, &win, &ge);
+      const uint32_t valid = OwnedValidBits(r, t0);
+      win &= valid;
+      ge &= valid;
     }
     const uint32_t cand = ge & ~win;
     // The first candidate's score, taken before the next tile's loads reuse x (the others are
@@ -849,7 +889,7 @@ __device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float
       const int bit = __ffs(m) - 1;
       if (c < kCap) {
         const int t = t0 + bit;
-        cands[c] = OrderKey(m == cand ? first_cand : __ldg(r.sc + t));
+        cands[c] = OrderKey(m == cand ? first_cand : LoadScore(r.sc + t));
         cands[kCap + c] = static_cast<uint32_t>(t);
         cands[2 * kCap + c] = static_cast<uint32_t>(win_base + __popc(win & ((1u << bit) - 1u)));
       }
@@ -1020,7 +1060,8 @@ __device__ __forceinline__ SampledBand SampleBand(
 }
 
 __global__ void __launch_bounds__(kStripedThreads, 2)
-    TopKSelectStripedKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+    TopKSelectStripedKernel(const uint16_t* scores, int64_t score_stride,
+                            const CudaDsSequence* seqs,
                             int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
   constexpr int kThreads = kStripedThreads;
   using Scan = TopKScan<kThreads>;
@@ -1130,13 +1171,13 @@ __device__ __forceinline__ StripedRow SliceOfRow(const StripedRow& row, int c0, 
 }
 
 // The candidates' row of pair (s, h) and its plan.
-__device__ __forceinline__ StripedRow PairRow(const float* scores, int64_t score_stride,
+__device__ __forceinline__ StripedRow PairRow(const uint16_t* scores, int64_t score_stride,
                                               int64_t pair, const SegmentPlan& p) {
   return MakeStripedRow(scores + pair * score_stride, p.sink_end, p.recent_begin);
 }
 
 __global__ void __launch_bounds__(kStripedThreads, 2)
-    TopKHistogramKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+    TopKHistogramKernel(const uint16_t* scores, int64_t score_stride, const CudaDsSequence* seqs,
                         int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts,
                         TopKMultiWorkspace ws) {
   constexpr int kThreads = kStripedThreads;
@@ -1193,7 +1234,7 @@ __device__ __forceinline__ bool SplitByPasses(const FirstDigitSplit& f) {
 }
 
 __global__ void __launch_bounds__(kStripedThreads, 2)
-    TopKSplitKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+    TopKSplitKernel(const uint16_t* scores, int64_t score_stride, const CudaDsSequence* seqs,
                     int heads_kv, int32_t* selected, int64_t sel_stride, TopKMultiWorkspace ws) {
   __shared__ int stage[kStripedTileChunks * 4];
   __shared__ int exchange[2][kStripedWarps];
@@ -1275,7 +1316,7 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
 }
 
 __global__ void __launch_bounds__(kStripedThreads, 2)
-    TopKFinishKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+    TopKFinishKernel(const uint16_t* scores, int64_t score_stride, const CudaDsSequence* seqs,
                      int heads_kv, int32_t* selected, int64_t sel_stride, TopKMultiWorkspace ws) {
   constexpr int kThreads = kStripedThreads;
   __shared__ typename TopKScan<kThreads>::TempStorage scan_tmp;
@@ -1289,7 +1330,7 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   const SegmentPlan p = PlanSegment(seqs[s]);
   if (!p.selecting) return;
   const FirstDigitSplit f = ws.split[pair];
-  const float* sc = scores + pair * score_stride;
+  const uint16_t* sc = scores + pair * score_stride;
   int32_t* mid = selected + pair * sel_stride + p.sink_end;
   if (SplitByPasses(f)) {
     FinishByRadixPasses<kThreads>({sc, p.sink_end, p.recent_begin, p.want, mid}, smem.hist,
@@ -1346,7 +1387,8 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
 // prefix of the blocks' above-boundary and tie counts, so the result is the one-block kernel's.
 template <int kThreads, int kItems>
 __global__ void __launch_bounds__(kThreads)
-    TopKSelectClusterKernel(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+    TopKSelectClusterKernel(const uint16_t* scores, int64_t score_stride,
+                            const CudaDsSequence* seqs,
                             int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
   namespace cg = cooperative_groups;
   extern __shared__ uint4 keys4[];  // this block's candidate keys, slice order
@@ -1363,29 +1405,30 @@ __global__ void __launch_bounds__(kThreads)
       StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
                        blockIdx.z, blockIdx.y, gtid, nb * kThreads, gtid == 0);
   if (seg.want == 0) return;
-  const float* sc = seg.sc;
+  const uint16_t* sc = seg.sc;
   const ClusterSlice slice = ClusterSliceOf(seg, rank, nb);
   const int lo = slice.lo, len = slice.len;
   ClearClusterHistograms(sh);
-  // Load + first histogram (digit 31..21). Scalar loads up to 16-byte alignment, then float4.
+  // Load + first histogram (digit 31..21). Scalar loads up to 8-byte alignment, then four
+  // scores a load.
   {
-    const float* p = sc + lo;
+    const uint16_t* p = sc + lo;
     const int head =
-        min(len, static_cast<int>(((16 - (reinterpret_cast<uintptr_t>(p) & 15)) & 15) / 4));
+        min(len, static_cast<int>(((8 - (reinterpret_cast<uintptr_t>(p) & 7)) & 7) / 2));
     for (int i = threadIdx.x; i < head; i += kThreads) {
-      const uint32_t k = OrderKey(p[i]);
+      const uint32_t k = OrderKey(LoadScore(p + i));
       keys[i] = k;
       atomicAdd(&hist[0][k >> 21], 1);
     }
     const int vecs = (len - head) / 4;
-    const float4* p4 = reinterpret_cast<const float4*>(p + head);
+    const uint16_t* p4 = p + head;
     constexpr int kUnroll = 4;
     for (int base = 0; base < vecs; base += kThreads * kUnroll) {
       float4 x[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int v = base + u * kThreads + threadIdx.x;
-        if (v < vecs) x[u] = p4[v];
+        if (v < vecs) x[u] = LoadScores4(p4 + 4 * v);
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
@@ -1402,7 +1445,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     for (int i = head + 4 * vecs + threadIdx.x; i < len; i += kThreads) {
-      const uint32_t k = OrderKey(p[i]);
+      const uint32_t k = OrderKey(LoadScore(p + i));
       keys[i] = k;
       atomicAdd(&hist[0][k >> 21], 1);
     }
@@ -1496,7 +1539,7 @@ std::pair<int, int> SliceRows(int64_t pairs, int64_t row_chunks, int64_t tile_ch
   return {static_cast<int>(slices), static_cast<int>((row_chunks + slices - 1) / slices)};
 }
 
-absl::Status LaunchTopKMultiBlock(const float* scores, int64_t score_stride,
+absl::Status LaunchTopKMultiBlock(const uint16_t* scores, int64_t score_stride,
                                   const CudaDsSequence* seqs, int num_seqs, int heads_kv,
                                   int32_t* selected, int64_t sel_stride, int32_t* counts,
                                   cudaStream_t stream, void* workspace, int sms) {
@@ -1528,7 +1571,8 @@ int64_t TopKSelectWorkspaceBytes(int num_seqs, int heads_kv, int64_t score_strid
       .bytes;
 }
 
-absl::Status LaunchTopKSelect(const float* scores, int64_t score_stride, const CudaDsSequence* seqs,
+absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
+                              const CudaDsSequence* seqs,
                               int num_seqs, int heads_kv, int32_t* selected, int64_t sel_stride,
                               int32_t* counts, cudaStream_t stream, TopKAlgo algo,
                               void* workspace, int64_t longest_row) {

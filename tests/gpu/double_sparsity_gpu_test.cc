@@ -350,7 +350,7 @@ void RunCase(const Case& c) {
     dseqs.Put(seqs.data(), seqs.size() * sizeof(CudaDsSequence));
     const int64_t score_stride = max_tokens + 3;
     const int64_t sel_stride = budget_cap + 1;
-    Buf dscores(static_cast<size_t>(ns) * hkv * score_stride * 4);
+    Buf dscores(static_cast<size_t>(ns) * hkv * score_stride * kScoreBytes);
     Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
     Buf dtopk_ws(TopKSelectWorkspaceBytes(ns, hkv, score_stride));
     ASSERT_CUDA(cudaMemset(dtopk_ws.ptr, 0, dtopk_ws.bytes));
@@ -396,17 +396,23 @@ void RunCase(const Case& c) {
       ASSERT_CUDA(cudaMemset(dscores.ptr, 0xff, dscores.bytes));  // poison between bodies
       ASSERT_OK(LaunchLabelScores(c.dtype, dq.ptr, hq * d, dseqs.as<CudaDsSequence>(), ns,
                                   dlabs.as<CudaLabelSeq>(), hq, hkv, d, r, label_bits,
-                                  score_heads, max_tokens, dscores.as<float>(), score_stride,
+                                  score_heads, max_tokens, dscores.as<uint16_t>(), score_stride,
                                   nullptr, sa));
-      algo_scores.push_back(dscores.Get<float>(static_cast<size_t>(ns) * hkv * score_stride));
+      // Stored as fp16 bits (the poison reads as NaN, which no twin score is).
+      std::vector<float> got;
+      for (uint16_t b : dscores.Get<uint16_t>(static_cast<size_t>(ns) * hkv * score_stride)) {
+        got.push_back(F16ToF32(b));
+      }
+      algo_scores.push_back(std::move(got));
       score_names.push_back(absl::StrCat(AlgoName(sa), " label_bits ", label_bits,
                                          " score_heads ", score_heads));
       for (TopKAlgo ta : kTopKAlgos) {
         ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));
         ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
-        ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), score_stride, dseqs.as<CudaDsSequence>(),
-                                   ns, hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
-                                   nullptr, ta, dtopk_ws.ptr));
+        ASSERT_OK(LaunchTopKSelect(dscores.as<uint16_t>(), score_stride,
+                                   dseqs.as<CudaDsSequence>(), ns, hkv, dsel.as<int32_t>(),
+                                   sel_stride, dcounts.as<int32_t>(), nullptr, ta,
+                                   dtopk_ws.ptr));
         algo_sel.push_back(dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride));
         algo_counts.push_back(dcounts.Get<int32_t>(ns * hkv));
         algo_names.push_back(absl::StrCat(AlgoName(sa), " + ", AlgoName(ta)));
@@ -1048,8 +1054,9 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
 // Top-k alone against TopKSelectReference, every TopKAlgo: kOneBlock and kTwoRead at every
 // stride, and kCluster, whose cluster kernel takes strides over 8192 (also on short segments,
 // where some of the cluster's blocks get empty slices) and whose one-block fallback takes the
-// rest. Per launch 2 sequences × 3 KV heads with rows at an odd stride (unaligned 16-byte loads)
-// or, for kind 3, a multiple of 4 (kTwoRead's 16-byte loads); scores continuous, coarse (many
+// rest. Per launch 2 sequences × 3 KV heads with rows at an odd stride (unaligned 8-byte loads)
+// or, for kind 3, a multiple of 4 (kTwoRead's 8-byte loads); scores (stored as fp16, as the
+// scorers store them, so ties are common at every kind) continuous, coarse (many
 // ties at the boundary, incl. ±0), with NaNs, or uniform in [1, 2) (kind 3: sixteen 13-bit
 // buckets). kTwoRead's paths: normal scores keep ~1% of a segment in the boundary bucket (its
 // shared-memory path); coarse ones at 300000 tokens put ~10K ties there (its fallback to the
@@ -1060,7 +1067,7 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
 // tokens cut) to above the length. The cluster kernel's sizes: 2 (short strides), 5 (70000),
 // 12 (190000: non-portable, not a power of two) and 16 (300000) blocks, where the GPU takes them.
 // kResident holds rows up to ~47K tokens in one block's shared memory (every length up to
-// 40000 here: odd strides put the rows off the 16-byte grid) and runs kStriped past them; told
+// 40000 here: odd strides put the rows off the 8-byte grid) and runs kStriped past them; told
 // a shorter longest row, it runs its passes in memory for the rows past its shared memory.
 TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   SKIP_WITHOUT_GPU();
@@ -1098,6 +1105,12 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           if (kind == 1 && x == 0.0f && (Rng()() & 1)) x = -0.0f;
           if (kind == 2 && Rng()() % 64 == 0) x = NAN;
         }
+        // Stored as the scorers store them (fp16 bits); the twin ranks the same values.
+        std::vector<uint16_t> bits(scores.size());
+        for (size_t e = 0; e < scores.size(); ++e) {
+          bits[e] = F32ToF16(scores[e]);
+          scores[e] = F16ToF32(bits[e]);
+        }
         std::vector<CudaDsSequence> seqs(ns);
         int cap = 1;
         for (int s = 0; s < ns; ++s) {
@@ -1108,9 +1121,9 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           cap = std::max(cap, std::min(specs[s].budget, specs[s].tokens));
         }
         const int64_t sel_stride = cap + 2;
-        Buf dscores(scores.size() * 4), dseqs(ns * sizeof(CudaDsSequence));
+        Buf dscores(bits.size() * kScoreBytes), dseqs(ns * sizeof(CudaDsSequence));
         Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
-        dscores.Put(scores.data(), scores.size() * 4);
+        dscores.Put(bits.data(), bits.size() * kScoreBytes);
         dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
         // Every kernel, and kResident told its rows are at most 4099 tokens (a graph step
         // replayed after its rows grew): rows past its shared memory take its passes in memory.
@@ -1121,7 +1134,7 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           SCOPED_TRACE(absl::StrCat(AlgoName(algo), " longest_row ", longest_row));
           ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));  // poisoned per kernel
           ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
-          ASSERT_OK(LaunchTopKSelect(dscores.as<float>(), row_stride,
+          ASSERT_OK(LaunchTopKSelect(dscores.as<uint16_t>(), row_stride,
                                      dseqs.as<CudaDsSequence>(), ns, hkv, dsel.as<int32_t>(),
                                      sel_stride, dcounts.as<int32_t>(), nullptr, algo,
                                      dtopk_ws.ptr, longest_row));

@@ -54,6 +54,41 @@ TEST(DTypeTest, EveryF16PatternRoundTrips) {
   }
 }
 
+// RoundF32ToF16Value (the rounding of Double Sparsity's stored scores) is F32ToF16 then
+// F16ToF32: random values over fp16's whole range and beyond, raw patterns, every fp16 value
+// and the points halfway between neighbours; NaN stays NaN.
+TEST(DTypeTest, RoundToF16ValueIsTheRoundTrip) {
+  std::mt19937 rng(4321);
+  std::uniform_int_distribution<int> exponent(-30, 17);
+  std::uniform_real_distribution<float> mantissa(1.0f, 2.0f);
+  std::uniform_int_distribution<uint32_t> pattern(0, 0x7fffffffu);
+  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f,
+                               std::numeric_limits<float>::infinity(),
+                               -std::numeric_limits<float>::infinity(), 1e-30f, -1e-30f,
+                               std::numeric_limits<float>::max()};
+  for (int i = 0; i < 200000; ++i) {
+    const float f = std::ldexp(mantissa(rng), exponent(rng));
+    values.push_back((i & 1) ? -f : f);
+    values.push_back(FromBits(pattern(rng) | ((i & 1) ? 0x80000000u : 0u)));
+  }
+  for (uint32_t h = 0; h < 0x7c00u; ++h) {
+    const double v = F16Value(static_cast<uint16_t>(h));
+    values.push_back(static_cast<float>(v));
+    values.push_back(static_cast<float>((v + F16Value(static_cast<uint16_t>(h + 1))) / 2));
+    values.push_back(-static_cast<float>(v));
+  }
+  for (float f : values) {
+    const float want = F16ToF32(F32ToF16(f));
+    const float got = RoundF32ToF16Value(f);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(got)) << f;
+      continue;
+    }
+    EXPECT_EQ(Bits(got), Bits(want)) << "value " << f;
+  }
+  EXPECT_TRUE(std::isnan(RoundF32ToF16Value(std::nanf(""))));
+}
+
 TEST(DTypeTest, EveryBf16PatternRoundTrips) {
   for (uint32_t i = 0; i < 65536; ++i) {
     const uint16_t h = static_cast<uint16_t>(i);

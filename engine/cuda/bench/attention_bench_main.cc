@@ -513,7 +513,7 @@ absl::Status Run() {
                                           cudaMemcpyHostToDevice));
           CUDA_RETURN_IF_ERROR(cudaMemcpy(dseqs.ptr, seqs.data(), seqs.size() * sizeof(seqs[0]),
                                           cudaMemcpyHostToDevice));
-          RETURN_IF_ERROR(scores.Alloc(batch * hkv * ctx * 4));
+          RETURN_IF_ERROR(scores.Alloc(batch * hkv * ctx * kScoreBytes));
           RETURN_IF_ERROR(sel.Alloc(batch * hkv * budget * 4));
           RETURN_IF_ERROR(counts.Alloc(batch * hkv * 4));
           // Per attention body: the engine's split count for it, and more splits beside it
@@ -541,12 +541,13 @@ absl::Status Run() {
           auto score = [&](LabelScoreAlgo algo) {
             return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
                                      dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r,
-                                     label_bits, score_heads, ctx, scores.as<float>(), ctx,
+                                     label_bits, score_heads, ctx, scores.as<uint16_t>(), ctx,
                                      stream, algo);
           };
           auto topk = [&](TopKAlgo algo) {
-            return LaunchTopKSelect(scores.as<float>(), ctx, dseq, batch, hkv, sel.as<int32_t>(),
-                                    budget, counts.as<int32_t>(), stream, algo, topk_ws.ptr);
+            return LaunchTopKSelect(scores.as<uint16_t>(), ctx, dseq, batch, hkv,
+                                    sel.as<int32_t>(), budget, counts.as<int32_t>(), stream, algo,
+                                    topk_ws.ptr);
           };
           auto attend_with = [&](SparseAttentionAlgo algo, int n_splits) {
             return LaunchSparseAttention(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch, hq, hkv,
@@ -639,7 +640,7 @@ absl::Status Run() {
                                  ran == TopKAlgo::kMultiBlock;
           const int score_passes =
               engine_fuses ? 0 : (ran == TopKAlgo::kCluster ? 2 : (two_reads ? 3 : 5));
-          const int64_t moved = floor_bytes + batch * hkv * ctx * 4 * score_passes;
+          const int64_t moved = floor_bytes + batch * hkv * ctx * kScoreBytes * score_passes;
           absl::StrAppend(&stages, absl::StrFormat(" | fused %.1f, chain %.1f (two launches %.1f)",
                                                    us_fused, us_chain_fused, us_separate));
           const double floor_us = floor_bytes / hbm_bps * 1e6;

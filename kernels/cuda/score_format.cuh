@@ -1,0 +1,40 @@
+// Double Sparsity's approximate scores in memory: fp16 bits (uint16_t), rounded to nearest even
+// from the scorer's fp32 sum, as the twins round them (RoundF32ToF16Value, kernels/dtype.h). Two
+// bytes a (sequence, KV head, token) instead of four halve the scores' round trip between the
+// scorer and the top-k; the reference implementation ranks fp16 label scores too. The top-k
+// kernels read them back as fp32 values (exact), so their keys and thresholds stay fp32.
+#ifndef DSINFER_KERNELS_CUDA_SCORE_FORMAT_CUH_
+#define DSINFER_KERNELS_CUDA_SCORE_FORMAT_CUH_
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace dsinfer {
+namespace cuda {
+
+// The stored bits of score s, and the score that bits stand for.
+__device__ __forceinline__ uint16_t ScoreBits(float s) {
+  return __half_as_ushort(__float2half_rn(s));
+}
+__device__ __forceinline__ float ScoreValue(uint16_t bits) {
+  return __half2float(__ushort_as_half(bits));
+}
+// The stored score nearest s, as fp32 (what a reader of ScoreBits(s) sees).
+__device__ __forceinline__ float RoundedScore(float s) { return ScoreValue(ScoreBits(s)); }
+
+// The score at p (read-only cache).
+__device__ __forceinline__ float LoadScore(const uint16_t* p) { return ScoreValue(__ldg(p)); }
+
+// Four consecutive scores from p, 8-byte aligned: one 8-byte load.
+__device__ __forceinline__ float4 LoadScores4(const uint16_t* p) {
+  const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&v.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&v.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+}  // namespace cuda
+}  // namespace dsinfer
+
+#endif  // DSINFER_KERNELS_CUDA_SCORE_FORMAT_CUH_
