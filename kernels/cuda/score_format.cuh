@@ -26,12 +26,21 @@ __device__ __forceinline__ float RoundedScore(float s) { return ScoreValue(Score
 // The score at p (read-only cache).
 __device__ __forceinline__ float LoadScore(const uint16_t* p) { return ScoreValue(__ldg(p)); }
 
-// Four consecutive scores from p, 8-byte aligned: one 8-byte load.
-__device__ __forceinline__ float4 LoadScores4(const uint16_t* p) {
-  const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
-  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&v.x));
-  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&v.y));
+// The bits of four consecutive scores from p, 8-byte aligned (two a word): one 8-byte load.
+__device__ __forceinline__ uint2 LoadScoreBits4(const uint16_t* p) {
+  return __ldg(reinterpret_cast<const uint2*>(p));
+}
+
+// The four scores of LoadScoreBits4's bits.
+__device__ __forceinline__ float4 ScoreValues4(uint2 bits) {
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&bits.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&bits.y));
   return make_float4(a.x, a.y, b.x, b.y);
+}
+
+// Four consecutive scores from p, 8-byte aligned.
+__device__ __forceinline__ float4 LoadScores4(const uint16_t* p) {
+  return ScoreValues4(LoadScoreBits4(p));
 }
 
 }  // namespace cuda

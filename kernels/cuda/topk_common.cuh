@@ -26,6 +26,22 @@ __device__ __forceinline__ uint32_t OrderKey(float x) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+// OrderKey of the four scores of `bits` (LoadScoreBits4's): NaN and -0 become -inf and +0 two
+// at a time in fp16 (a paired max and a paired add), so that each fp32 key is a sign flip.
+__device__ __forceinline__ uint4 OrderKeys4(uint2 bits) {
+  const __half2 neg_inf = __half2half2(__ushort_as_half(0xfc00));
+  const __half2 zero = __half2half2(__ushort_as_half(0));
+  const auto keys = [&](uint32_t w) {
+    const __half2 h = __hadd2(__hmax2(*reinterpret_cast<const __half2*>(&w), neg_inf), zero);
+    const float2 f = __half22float2(h);
+    const uint32_t a = __float_as_uint(f.x), b = __float_as_uint(f.y);
+    return make_uint2(a ^ (static_cast<uint32_t>(static_cast<int32_t>(a) >> 31) | 0x80000000u),
+                      b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u));
+  };
+  const uint2 lo = keys(bits.x), hi = keys(bits.y);
+  return make_uint4(lo.x, lo.y, hi.x, hi.y);
+}
+
 // Run by one warp: the bucket (of `bins`, higher bucket = larger keys) holding the
 // remaining-th largest key, and how many keys lie in buckets above it.
 __device__ __forceinline__ void FindBoundaryBucket(const int* hist, int bins, int remaining,

@@ -28,7 +28,9 @@ namespace dsinfer {
 namespace {
 
 using cuda::LoadScore;
-using cuda::LoadScores4;
+using cuda::LoadScoreBits4;
+using cuda::OrderKey;
+using cuda::OrderKeys4;
 using cuda::NarrowToBoundaryBucket;
 using cuda::OrderedCompaction;
 using cuda::RadixPassesInMemory;
@@ -52,13 +54,6 @@ constexpr int64_t kResidentMaxChunks = (kResidentSmemBytes - kResidentBins * 4) 
 // Chunks of a row of `cand` candidates starting `a` scores past an 8-byte boundary.
 __host__ __device__ __forceinline__ int64_t ResidentChunks(int64_t cand, int64_t a) {
   return (a + cand + 3) / 4;
-}
-
-// OrderKey's map in four instructions: fmaxf takes NaN to -inf and adding +0 takes -0 to +0
-// (round to nearest, no flush to zero in this build), then the sign flip.
-__device__ __forceinline__ uint32_t ResidentKey(float x) {
-  const uint32_t b = __float_as_uint(fmaxf(x, -INFINITY) + 0.0f);
-  return b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u);
 }
 
 // Tiles of the passes after the load: kResidentThreads × 4 chunks, thread T owning chunks
@@ -177,25 +172,24 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
       const int i = 4 * c + e - a;
       k[e] = 0u;
       if (static_cast<unsigned>(i) < static_cast<unsigned>(cand)) {
-        k[e] = ResidentKey(LoadScore(p + i));
+        k[e] = OrderKey(LoadScore(p + i));
         atomicAdd(&hist[k[e] >> kShift0], 1);
       }
     }
     keys4[c] = make_uint4(k[0], k[1], k[2], k[3]);
   }
   for (int c0 = 1; c0 < chunks - 1; c0 += kThreads * kResidentLoadBatch) {
-    float4 x[kResidentLoadBatch];
+    uint2 x[kResidentLoadBatch];
 #pragma unroll
     for (int u = 0; u < kResidentLoadBatch; ++u) {
       const int c = c0 + u * kThreads + tid;
-      if (c < chunks - 1) x[u] = LoadScores4(q4 + 4 * c);
+      if (c < chunks - 1) x[u] = LoadScoreBits4(q4 + 4 * c);
     }
 #pragma unroll
     for (int u = 0; u < kResidentLoadBatch; ++u) {
       const int c = c0 + u * kThreads + tid;
       if (c >= chunks - 1) continue;
-      const uint4 k = make_uint4(ResidentKey(x[u].x), ResidentKey(x[u].y), ResidentKey(x[u].z),
-                                 ResidentKey(x[u].w));
+      const uint4 k = OrderKeys4(x[u]);
       keys4[c] = k;
       atomicAdd(&hist[k.x >> kShift0], 1);
       atomicAdd(&hist[k.y >> kShift0], 1);

@@ -55,7 +55,10 @@ using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
 using cuda::NarrowToBoundaryBucket;
 using cuda::LoadScore;
+using cuda::LoadScoreBits4;
 using cuda::LoadScores4;
+using cuda::OrderKeys4;
+using cuda::ScoreValues4;
 using cuda::OrderKey;
 using cuda::OrderedCompaction;
 using cuda::RadixHistogram;
@@ -490,21 +493,30 @@ __device__ __forceinline__ bool StripedTileChecked(const StripedRow& r, int tb, 
   return tb < r.full_begin || tb + chunks > r.full_end;
 }
 
-// Chunk c of the row (one 8-byte load).
+// Chunk c of the row as its fp16 bits (one 8-byte load), and as scores.
+__device__ __forceinline__ uint2 LoadChunkBits(const StripedRow& r, int c) {
+  return LoadScoreBits4(r.p4 + 4 * c);
+}
 __device__ __forceinline__ float4 LoadChunk(const StripedRow& r, int c) {
-  return LoadScores4(r.p4 + 4 * c);
+  return ScoreValues4(LoadChunkBits(r, c));
+}
+
+// Chunk c of the row's bits with its non-candidates' as 0 (and no load outside the candidates).
+__device__ __forceinline__ uint2 LoadChunkBitsChecked(const StripedRow& r, int c) {
+  if (c >= r.full_begin && c < r.full_end) return LoadChunkBits(r, c);
+  uint16_t e[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const int t = 4 * c - r.a + k;
+    e[k] = StripedValid(r, t) ? __ldg(r.sc + t) : uint16_t{0};
+  }
+  return make_uint2(e[0] | static_cast<uint32_t>(e[1]) << 16,
+                    e[2] | static_cast<uint32_t>(e[3]) << 16);
 }
 
 // Chunk c of the row with its non-candidates as 0 (and no load outside the candidates).
 __device__ __forceinline__ float4 LoadChunkChecked(const StripedRow& r, int c) {
-  if (c >= r.full_begin && c < r.full_end) return LoadChunk(r, c);
-  const int t = 4 * c - r.a;
-  float4 v;
-  v.x = StripedValid(r, t) ? LoadScore(r.sc + t) : 0.0f;
-  v.y = StripedValid(r, t + 1) ? LoadScore(r.sc + t + 1) : 0.0f;
-  v.z = StripedValid(r, t + 2) ? LoadScore(r.sc + t + 2) : 0.0f;
-  v.w = StripedValid(r, t + 3) ? LoadScore(r.sc + t + 3) : 0.0f;
-  return v;
+  return ScoreValues4(LoadChunkBitsChecked(r, c));
 }
 
 // Read 1 over one tile: chunks tb + u × kStripedThreads + thread, all loaded before any is
@@ -513,23 +525,24 @@ template <bool kCheck>
 __device__ __forceinline__ void StripedHistogramTile(const StripedRow& r, int tb, int* hist) {
   constexpr int kShift = 32 - kTwoReadBits0;
   const int c0 = tb + static_cast<int>(threadIdx.x);
-  float4 x[kStripedHistChunks];
+  uint2 x[kStripedHistChunks];
 #pragma unroll
   for (int u = 0; u < kStripedHistChunks; ++u) {
     const int c = c0 + u * kStripedThreads;
     if (kCheck) {
-      x[u] = c < r.c_end ? LoadChunkChecked(r, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      x[u] = c < r.c_end ? LoadChunkBitsChecked(r, c) : make_uint2(0u, 0u);
     } else {
-      x[u] = LoadChunk(r, c);
+      x[u] = LoadChunkBits(r, c);
     }
   }
 #pragma unroll
   for (int u = 0; u < kStripedHistChunks; ++u) {
-    const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+    const uint4 k4 = OrderKeys4(x[u]);
+    const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
     const int t = 4 * (c0 + u * kStripedThreads) - r.a;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      if (!kCheck || StripedValid(r, t + e)) atomicAdd(&hist[OrderKey(f[e]) >> kShift], 1);
+      if (!kCheck || StripedValid(r, t + e)) atomicAdd(&hist[k[e] >> kShift], 1);
     }
   }
 }
@@ -775,19 +788,7 @@ __device__ __forceinline__ void LoadOwnedTile(const StripedRow& r, int tb,
   const int c0 = tb + kOwnedChunks * static_cast<int>(threadIdx.x);
 #pragma unroll
   for (int g = 0; g < kOwnedChunks; ++g) {
-    const int c = c0 + g;
-    if (!kCheck || (c >= r.full_begin && c < r.full_end)) {
-      x[g] = __ldg(reinterpret_cast<const uint2*>(r.p4 + 4 * c));
-    } else {
-      uint16_t e[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int t = 4 * c - r.a + k;
-        e[k] = StripedValid(r, t) ? __ldg(r.sc + t) : uint16_t{0};
-      }
-      x[g] = make_uint2(e[0] | static_cast<uint32_t>(e[1]) << 16,
-                        e[2] | static_cast<uint32_t>(e[3]) << 16);
-    }
+    x[g] = kCheck ? LoadChunkBitsChecked(r, c0 + g) : LoadChunkBits(r, c0 + g);
   }
 }
 __device__ __forceinline__ void LoadOwnedTileAt(const StripedRow& r, int tb,
@@ -946,23 +947,24 @@ __device__ __forceinline__ int SampleHistogram(const StripedRow& r, int period, 
   constexpr int kBatch = 4;
   int n = 0;
   for (int i0 = threadIdx.x;; i0 += kBatch * kStripedThreads) {
-    float4 x[kBatch];
+    uint2 x[kBatch];
     int c[kBatch];
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
       c[u] = SampleChunk(r, i0 + u * kStripedThreads, period);
-      x[u] = c[u] >= 0 ? LoadChunkChecked(r, c[u]) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      x[u] = c[u] >= 0 ? LoadChunkBitsChecked(r, c[u]) : make_uint2(0u, 0u);
     }
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
       if (c[u] < 0) continue;
-      const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+      const uint4 k4 = OrderKeys4(x[u]);
+      const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
       const int t = 4 * c[u] - r.a;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         if (!StripedValid(r, t + e)) continue;
         ++n;
-        const uint32_t key = OrderKey(f[e]);
+        const uint32_t key = k[e];
         const int b = static_cast<int>(key >> (32 - kTwoReadBits0));
         const int sub = static_cast<int>((key >> (32 - kTwoReadBits0 - kTwoReadBits1)) &
                                          (kSampleSubBins - 1));
@@ -1424,22 +1426,22 @@ __global__ void __launch_bounds__(kThreads)
     const uint16_t* p4 = p + head;
     constexpr int kUnroll = 4;
     for (int base = 0; base < vecs; base += kThreads * kUnroll) {
-      float4 x[kUnroll];
+      uint2 x[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int v = base + u * kThreads + threadIdx.x;
-        if (v < vecs) x[u] = LoadScores4(p4 + 4 * v);
+        if (v < vecs) x[u] = LoadScoreBits4(p4 + 4 * v);
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int v = base + u * kThreads + threadIdx.x;
         if (v < vecs) {
-          const float f[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+          const uint4 k4 = OrderKeys4(x[u]);
+          const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const uint32_t k = OrderKey(f[e]);
-            keys[head + 4 * v + e] = k;
-            atomicAdd(&hist[0][k >> 21], 1);
+            keys[head + 4 * v + e] = k[e];
+            atomicAdd(&hist[0][k[e] >> 21], 1);
           }
         }
       }
