@@ -451,8 +451,8 @@ __global__ void __launch_bounds__(kTwoReadThreads, 2)
 // The next tile's loads are issued before this tile's scan, exchange and writes.
 constexpr int kStripedThreads = 512;
 constexpr int kStripedWarps = kStripedThreads / 32;
-constexpr int kStripedHistChunks = 8;  // 16-byte chunks a thread has in flight in read 1
-constexpr int kStripedRounds = 4;      // 16-byte chunks a lane classifies per tile in read 2
+constexpr int kStripedHistChunks = 8;  // 8-byte chunks a thread has in flight in read 1
+constexpr int kStripedRounds = 4;      // 8-byte chunks a lane classifies per tile in read 2
 constexpr int kStripedWarpChunks = kStripedRounds * 32;
 constexpr int kStripedTileChunks = kStripedWarps * kStripedWarpChunks;
 static_assert(kStripedRounds * 8 <= 32, "a lane's classification of a tile fits a word");
