@@ -67,7 +67,8 @@ __device__ __forceinline__ void ClearClusterHistograms(ClusterSelectShared<kThre
 // same way and finds the same boundary bucket (the buffers double-buffered, so the next pass's
 // clear cannot race a slower block's read). Narrows (*prefix, *mask) to the bucket of the
 // *remaining-th largest key and takes the keys above it off *remaining; stops once the bucket
-// is taken whole. The first digit (key >> 21) must be counted into sh.hist[0] already
+// is taken whole, and before the last digit (bits 9..0, which cannot split stored scores'
+// keys: DigitSplitsScores). The first digit (key >> 21) must be counted into sh.hist[0] already
 // (sh.hist[1] clear, the block synced). Every block must call it (it has cluster barriers) and
 // gets the same results.
 template <int kThreads>
@@ -82,6 +83,7 @@ __device__ __forceinline__ void ClusterRadixPasses(
   for (int pass = 0; pass < 3; ++pass) {
     const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
     const int bins = pass == 2 ? 1024 : 2048;
+    if (!DigitSplitsScores(shift, pass == 2 ? 10 : 11)) break;  // uniform: no barrier skipped
     const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
     int* local = hist[pass % 2];
     if (pass > 0) {

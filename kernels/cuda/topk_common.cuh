@@ -26,6 +26,17 @@ __device__ __forceinline__ uint32_t OrderKey(float x) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+// Every key the top-k kernels rank is OrderKey of a stored fp16 score (score_format.cuh): its
+// kScoreKeyLowBits low bits are all zeros (a positive score) or all ones (a negative one), so
+// a radix digit wholly below them never splits a bucket and the passes skip it — the boundary
+// bucket is then one key value, whose first ties by index the compaction takes as it takes
+// ties anyway (the same selection, one pass fewer).
+constexpr int kScoreKeyLowBits = 13;
+// Whether the digit of `bits` bits from bit `shift` can split keys of stored scores.
+__host__ __device__ constexpr bool DigitSplitsScores(int shift, int bits) {
+  return shift + bits > kScoreKeyLowBits;
+}
+
 // OrderKey of the four scores of `bits` (LoadScoreBits4's): NaN and -0 become -inf and +0 two
 // at a time in fp16 (a paired max and a paired add), so that each fp32 key is a sign flip.
 __device__ __forceinline__ uint4 OrderKeys4(uint2 bits) {

@@ -5,8 +5,9 @@
 //  1. reads the pair's candidate scores once, as 8-byte chunks, into shared memory as their
 //     order-preserving keys, counting the first 13-bit digit as it goes;
 //  2. finds the first digit's boundary bucket, gathers that bucket's keys (~1% of a 1/16
-//     row) and narrows to the boundary key over them (10 and 9 bits, stopping once the bucket
-//     is taken whole; over every key where the bucket does not fit): what stays is (prefix,
+//     row) and narrows to the boundary key over them (a 10-bit digit, unless the bucket is
+//     taken whole; the 9 bits below it cannot split stored scores' keys; over every key where
+//     the bucket does not fit): what stays is (prefix,
 //     mask) and how many boundary ties to take;
 //  3. one ordered compaction over the keys in shared memory (a thread's 16 consecutive keys
 //     as bit masks, one block scan of their counts a tile) writes the keys above the prefix
@@ -27,6 +28,7 @@
 namespace dsinfer {
 namespace {
 
+using cuda::DigitSplitsScores;
 using cuda::LoadScore;
 using cuda::LoadScoreBits4;
 using cuda::OrderKey;
@@ -92,9 +94,10 @@ struct ResidentShared {
   int bucket, greater, cands;
 };
 
-// Narrows (*prefix, *mask) by the later digits (10 then 9 bits) over keys[0 .. n), taking the
-// keys above each boundary bucket off *remaining, until the bucket is taken whole. Whole
-// block; everyone gets the same results.
+// Narrows (*prefix, *mask) by the later digits over keys[0 .. n), taking the keys above each
+// boundary bucket off *remaining, until the bucket is taken whole or the digit could not split
+// stored scores' keys (DigitSplitsScores: the 10-bit digit runs, the 9-bit one never does).
+// Whole block; everyone gets the same results.
 __device__ __forceinline__ void ResidentLaterPasses(const uint32_t* keys, int n, int* remaining,
                                                     uint32_t* prefix, uint32_t* mask,
                                                     ResidentShared& sh) {
@@ -104,6 +107,7 @@ __device__ __forceinline__ void ResidentLaterPasses(const uint32_t* keys, int n,
     const int bits = pass == 1 ? 10 : 9;
     const int bins = 1 << bits;
     shift -= bits;
+    if (!DigitSplitsScores(shift, bits)) return;
     for (int b = tid; b < bins; b += kResidentThreads) sh.sub_hist[b] = 0;
     __syncthreads();
     for (int i = tid; i < n; i += kResidentThreads) {

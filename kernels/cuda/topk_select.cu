@@ -50,6 +50,7 @@ using cuda::ClusterSelectShared;
 using cuda::ClusterSlice;
 using cuda::ClusterSliceOf;
 using cuda::CompactTile;
+using cuda::DigitSplitsScores;
 using cuda::FindBoundaryBucketInBlock;
 using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
@@ -173,6 +174,7 @@ __device__ __forceinline__ void FinishSplitInShared(
   for (int pass = first_pass; pass < 3 && !whole; ++pass) {
     const int bits = pass == 0 ? kTwoReadBits0 : (pass == 1 ? kTwoReadBits1 : kTwoReadBits2);
     shift -= bits;
+    if (!DigitSplitsScores(shift, bits)) break;
     const int bins = 1 << bits;
     const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
     for (int b = threadIdx.x; b < bins; b += kThreads) hist[b] = 0;
