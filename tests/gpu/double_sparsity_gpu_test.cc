@@ -1063,7 +1063,9 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
 // one-block passes); kind 3 at 70000 ~4.4K (two scan tiles of candidates), at 300000 ~19K
 // (fallback); kind 4 raises 1/16 of the positions in runs of 8 (two populations, the budget
 // past the raised one); kind 5 raises the runs kStriped samples (its band then misses and the
-// exact reads run; kinds 0-4 at 70000 and 300000 take the sampled band); budgets from 1 (kept
+// exact reads run; kinds 0-4 at 70000 and 300000 take the sampled band); kind 6 scales them
+// past fp16's range (stored as ±inf, ~5% +inf; its budget L / 32 + 1 puts the boundary among
+// the +inf ties); budgets from 1 (kept
 // tokens cut) to above the length. The cluster kernel's sizes: 2 (short strides), 5 (70000),
 // 12 (190000: non-portable, not a power of two) and 16 (300000) blocks, where the GPU takes them.
 // kResident holds rows up to ~47K tokens in one block's shared memory (every length up to
@@ -1081,10 +1083,13 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   for (int L : {1, 7, 97, 4099, 40000, 70000, 190000, 300000}) {
     for (int64_t stride : {int64_t{L} + 5, int64_t{L} + 9000}) {
       if (L + 5 > 8192 && stride != L + 5) continue;  // both strides: the cluster kernel
-      for (int kind = 0; kind < 6; ++kind, ++i) {
+      for (int kind = 0; kind < 7; ++kind, ++i) {
         const int64_t row_stride = kind == 3 ? (stride + 3) / 4 * 4 : stride;
         const int L2 = std::max(1, L / 2 - 3);
-        const int budget = kind == 3 ? L / 4 + 1 : kind == 4 ? L / 8 + 1 : BudgetFor(L, i);
+        const int budget = kind == 3   ? L / 4 + 1
+                           : kind == 4 ? L / 8 + 1
+                           : kind == 6 ? L / 32 + 1  // within the ~5% of +inf
+                                       : BudgetFor(L, i);
         const std::vector<SeqSpec> specs = {{L, budget, 4, 64, 0},
                                             {L2, BudgetFor(L2, i + 3), i % 3, 1 + i % 5, 0}};
         SCOPED_TRACE(absl::StrCat("L ", L, " row_stride ", row_stride, " kind ", kind, " budgets ",
@@ -1102,6 +1107,9 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           // Kind 5: the runs kStriped's sample reads (512 scores, one in 16) score 3 higher,
           // so the sampled band misses and the exact reads must take over.
           if (kind == 5 && (e % row_stride) / 512 % 16 == 0) x += 3.0f;
+          // Kind 6: scores past fp16's range (|x| >= 65520 for |v| > 1.64, ~10%) store as
+          // ±inf, so the budget's boundary may fall among equal infinities.
+          if (kind == 6) x = v * 40000.0f;
           if (kind == 1 && x == 0.0f && (Rng()() & 1)) x = -0.0f;
           if (kind == 2 && Rng()() % 64 == 0) x = NAN;
         }
