@@ -2,7 +2,8 @@
 // from the scorer's fp32 sum, as the twins round them (RoundF32ToF16Value, kernels/dtype.h). Two
 // bytes a (sequence, KV head, token) instead of four halve the scores' round trip between the
 // scorer and the top-k; the reference implementation ranks fp16 label scores too. The top-k
-// kernels read them back as fp32 values (exact), so their keys and thresholds stay fp32.
+// kernels key them as the fp32 values they stand for (exact: OrderKey, OrderKeys4); the striped
+// split compares the fp16 bits themselves against thresholds rounded up to fp16.
 #ifndef DSINFER_KERNELS_CUDA_SCORE_FORMAT_CUH_
 #define DSINFER_KERNELS_CUDA_SCORE_FORMAT_CUH_
 

@@ -17,13 +17,18 @@
 namespace dsinfer {
 namespace cuda {
 
+// The order-preserving key of fp32 bits b that are neither NaN nor -0: negatives flipped
+// whole, positives' sign bit set (a shift and a LOP3).
+__device__ __forceinline__ uint32_t SignFlipKey(uint32_t b) {
+  return b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u);
+}
+
 // Larger score -> larger key; NaN gets -inf's key (the twin ranks NaN as -inf, ties by index),
 // and -0 gets +0's.
 __device__ __forceinline__ uint32_t OrderKey(float x) {
   if (isnan(x)) x = -INFINITY;
   if (x == 0.0f) x = 0.0f;  // -0 and +0 compare equal in the twin: one key
-  const uint32_t b = __float_as_uint(x);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  return SignFlipKey(__float_as_uint(x));
 }
 
 // Every key the top-k kernels rank is OrderKey of a stored fp16 score (score_format.cuh): its
@@ -38,16 +43,14 @@ __host__ __device__ constexpr bool DigitSplitsScores(int shift, int bits) {
 }
 
 // OrderKey of the four scores of `bits` (LoadScoreBits4's): NaN and -0 become -inf and +0 two
-// at a time in fp16 (a paired max and a paired add), so that each fp32 key is a sign flip.
+// at a time in fp16 (a paired max and a paired add), so that each fp32 key is SignFlipKey.
 __device__ __forceinline__ uint4 OrderKeys4(uint2 bits) {
   const __half2 neg_inf = __half2half2(__ushort_as_half(0xfc00));
   const __half2 zero = __half2half2(__ushort_as_half(0));
   const auto keys = [&](uint32_t w) {
     const __half2 h = __hadd2(__hmax2(*reinterpret_cast<const __half2*>(&w), neg_inf), zero);
     const float2 f = __half22float2(h);
-    const uint32_t a = __float_as_uint(f.x), b = __float_as_uint(f.y);
-    return make_uint2(a ^ (static_cast<uint32_t>(static_cast<int32_t>(a) >> 31) | 0x80000000u),
-                      b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u));
+    return make_uint2(SignFlipKey(__float_as_uint(f.x)), SignFlipKey(__float_as_uint(f.y)));
   };
   const uint2 lo = keys(bits.x), hi = keys(bits.y);
   return make_uint4(lo.x, lo.y, hi.x, hi.y);

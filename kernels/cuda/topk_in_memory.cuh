@@ -59,7 +59,8 @@ __device__ __forceinline__ void RadixHistogram(const uint16_t* sc, int lo, int h
 // Radix passes over the scores in memory, from pass `first` of the digits kBits0/1/2 (from the
 // key's top bit down): each narrows (*prefix, *mask) to the boundary bucket and takes the
 // keys above it off *remaining; they stop once the boundary bucket is taken whole (or at once
-// if *whole already), or where the next digit cannot split stored scores (DigitSplitsScores). hist holds 1 << max(kBits0, kBits1, kBits2) counters.
+// if *whole already), or where the next digit cannot split stored scores (DigitSplitsScores).
+// hist holds 1 << max(kBits0, kBits1, kBits2) counters.
 template <int kThreads, int kUnroll, int kBits0, int kBits1, int kBits2>
 __device__ __forceinline__ void RadixPassesInMemory(
     const uint16_t* sc, int lo, int hi, int first, int* hist,

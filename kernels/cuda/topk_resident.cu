@@ -31,10 +31,10 @@ namespace {
 using cuda::DigitSplitsScores;
 using cuda::LoadScore;
 using cuda::LoadScoreBits4;
-using cuda::OrderKey;
-using cuda::OrderKeys4;
 using cuda::NarrowToBoundaryBucket;
 using cuda::OrderedCompaction;
+using cuda::OrderKey;
+using cuda::OrderKeys4;
 using cuda::RadixPassesInMemory;
 using cuda::StartTopKSegment;
 using cuda::TopKScan;
