@@ -10,9 +10,9 @@
 //    histogram, then an ordered split (keys above the boundary bucket to the output, the
 //    bucket's to shared memory, where the remaining 10- and 9-bit digits are resolved).
 //  - kStriped: kTwoRead's reads and finish with striped 8-byte loads for the histogram, the
-//    split with each thread owning 16 consecutive keys of a tile (OwnedSplit), classified by
-//    paired fp16 comparisons and ordered by a warp scan and one exchange a tile (its comment
-//    below).
+//    split with each thread owning 16 or 32 consecutive keys of a tile (OwnedSplit),
+//    classified by paired fp16 comparisons and ordered by a warp scan and one exchange a tile
+//    (its comment below).
 //  - kMultiBlock: kStriped's reads and finish over many blocks per (sequence, KV head), three
 //    kernels meeting in a workspace, its split with striped loads (StripedSplit; its comment
 //    below).
@@ -768,57 +768,74 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
 // outputs from a fraction of its instructions. In StripedSplit a lane's keys of a tile are 128
 // tokens apart (striped loads), so ordering them takes byte-packed per-round counts, two warp
 // scans, an exchange and winners staged through shared memory (ncu, run 21: ~25 instructions a
-// key at 256 pairs × 64K, 45% of the kernel). Here thread T owns chunks 4T .. 4T + 3 of a tile
-// (16 consecutive keys: a warp's four 8-byte loads cover 1 KB, the repeated sectors hit L1), so
-// its winners and candidates are contiguous in the output order: a warp scan of their counts
-// and one exchange of the warps' totals a tile place them, and a loop over set bits writes
-// them (as the resident top-k's compaction). The next tile's chunks load before this tile's
-// scan and writes; a candidate's score is kept in a register for the first a thread has, read
-// again (L1) for the others. The keys stay fp16 bits: two scores are classified by one paired
-// fp16 comparison against each threshold (rounded up to fp16, which gives the fp32 comparisons'
-// answers), half the instructions of converting each to fp32 and comparing it twice.
-constexpr int kOwnedChunks = 4;  // 8-byte chunks (four scores) a thread owns in a tile
-constexpr int kOwnedTileChunks = kStripedThreads * kOwnedChunks;
-static_assert(kOwnedTileChunks * 4 < 65536, "a tile's winners and candidates fit 16 bits");
+// key at 256 pairs × 64K, 45% of the kernel). Here thread T owns chunks kChunks T .. kChunks T
+// + kChunks - 1 of a tile (16 or 32 consecutive keys: a warp's 8-byte loads cover 1 or 2 KB,
+// the repeated sectors hit L1), so its winners and candidates are contiguous in the output
+// order: a warp scan of their counts and one exchange of the warps' totals a tile place them,
+// and a loop over set bits writes them (as the resident top-k's compaction). The next tile's
+// chunks load into registers of their own before this tile's scan and writes, so the
+// candidates' scores are taken from registers (run 23: re-reading all but a thread's first
+// candidate stalled on L1 at 32 keys a thread). The keys stay fp16 bits: two scores are
+// classified by one paired fp16 comparison against each threshold (rounded up to fp16, which
+// gives the fp32 comparisons' answers), half the instructions of converting each to fp32 and
+// comparing it twice.
+// kChunks (the 8-byte chunks, four scores each, a thread owns in a tile): 4 or 8. Each tile
+// costs a chain of dependent steps (the scan, the barrier, the exchange) that does not grow
+// with its keys: where the blocks number at most the SMs (one a SM: each block's latency is
+// the kernel's) 8 chunks halve the tiles, compiled for one block a SM (80 registers). Run 23
+// call 4 (H200, 1/16 of 256K rows): 64 pairs 73.0 -> 63.0 us, 128 pairs 77.2 -> 64.4; at 256
+// pairs (two blocks a SM) 4 chunks, which were even with 8 there or 1-2% ahead (call 2).
+constexpr int kOwnedChunksFew = 8, kOwnedChunksMany = 4;
+template <int kChunks>
+constexpr int OwnedTileChunks() {
+  static_assert(kChunks % 4 == 0 && 4 * kChunks <= 32, "a thread's keys fold to one word");
+  static_assert(kStripedThreads * kChunks * 4 < 65536, "a tile's counts fit 16 bits");
+  return kStripedThreads * kChunks;
+}
 
 // This thread's chunks of the tile from tb as the stored fp16 bits (two scores a word), all
 // loaded before any is used. Chunks past the row are not loaded; where a chunk is not all
 // candidates its loads are element loads (the bits of non-candidates are masked later).
-template <bool kCheck>
-__device__ __forceinline__ void LoadOwnedTile(const StripedRow& r, int tb,
-                                              uint2 (&x)[kOwnedChunks]) {
-  const int c0 = tb + kOwnedChunks * static_cast<int>(threadIdx.x);
+template <bool kCheck, int kChunks>
+__device__ __forceinline__ void LoadOwnedTile(const StripedRow& r, int tb, uint2 (&x)[kChunks]) {
+  const int c0 = tb + kChunks * static_cast<int>(threadIdx.x);
 #pragma unroll
-  for (int g = 0; g < kOwnedChunks; ++g) {
+  for (int g = 0; g < kChunks; ++g) {
     x[g] = kCheck ? LoadChunkBitsChecked(r, c0 + g) : LoadChunkBits(r, c0 + g);
   }
 }
-__device__ __forceinline__ void LoadOwnedTileAt(const StripedRow& r, int tb,
-                                                uint2 (&x)[kOwnedChunks]) {
-  if (StripedTileChecked(r, tb, kOwnedTileChunks)) {
+template <int kChunks>
+__device__ __forceinline__ void LoadOwnedTileAt(const StripedRow& r, int tb, uint2 (&x)[kChunks]) {
+  if (StripedTileChecked(r, tb, OwnedTileChunks<kChunks>())) {
     LoadOwnedTile<true>(r, tb, x);
   } else {
     LoadOwnedTile<false>(r, tb, x);
   }
 }
 
-// The bits of a thread's 16 scores (bit 4g + e: element e of chunk g) that are at least thr2
-// (both halves the threshold, as fp16 rounded up, OwnedThreshold): one paired fp16 comparison
-// for two scores, its 0xffff halves masked to bit b (low half) and bit 16 + b + 1 (high half)
-// of one word, which folds to the 16 bits at the end.
-__device__ __forceinline__ uint32_t OwnedAtLeast(const uint2 (&x)[kOwnedChunks], __half2 thr2) {
-  uint32_t acc = 0;
+// The bits of a thread's 4 kChunks scores (bit 4g + e: element e of chunk g) that are at
+// least thr2 (both halves the threshold, as fp16 rounded up, OwnedThreshold): one paired fp16
+// comparison for two scores, its 0xffff halves masked to bit b (low half) and bit 16 + b + 1
+// (high half) of one word per four chunks, which folds to their 16 bits at the end.
+template <int kChunks>
+__device__ __forceinline__ uint32_t OwnedAtLeast(const uint2 (&x)[kChunks], __half2 thr2) {
+  uint32_t bits = 0;
 #pragma unroll
-  for (int g = 0; g < kOwnedChunks; ++g) {
+  for (int q = 0; q < kChunks / 4; ++q) {
+    uint32_t acc = 0;
 #pragma unroll
-    for (int w = 0; w < 2; ++w) {
-      const uint32_t word = w == 0 ? x[g].x : x[g].y;
-      const int b = 4 * g + 2 * w;
-      acc |= __hge2_mask(*reinterpret_cast<const __half2*>(&word), thr2) &
-             ((1u << b) | (1u << (17 + b)));
+    for (int g = 0; g < 4; ++g) {
+#pragma unroll
+      for (int w = 0; w < 2; ++w) {
+        const uint32_t word = w == 0 ? x[4 * q + g].x : x[4 * q + g].y;
+        const int b = 4 * g + 2 * w;
+        acc |= __hge2_mask(*reinterpret_cast<const __half2*>(&word), thr2) &
+               ((1u << b) | (1u << (17 + b)));
+      }
     }
+    bits |= ((acc | (acc >> 16)) & 0xffffu) << (16 * q);
   }
-  return (acc | (acc >> 16)) & 0xffffu;
+  return bits;
 }
 
 // The fp16 threshold equivalent to fp32 threshold t over fp16 scores (x >= t exactly where
@@ -828,20 +845,23 @@ __device__ __forceinline__ __half2 OwnedThreshold(float t) {
 }
 
 // Score `bit` (4g + e: element e of chunk g) of a thread's tile, by selects over the registers.
-__device__ __forceinline__ float OwnedScore(const uint2 (&x)[kOwnedChunks], int bit) {
+template <int kChunks>
+__device__ __forceinline__ float OwnedScore(const uint2 (&x)[kChunks], int bit) {
   uint32_t v = 0;
 #pragma unroll
-  for (int c = 0; c < kOwnedChunks; ++c) {
+  for (int c = 0; c < kChunks; ++c) {
     v = bit >> 1 == 2 * c ? x[c].x : v;
     v = bit >> 1 == 2 * c + 1 ? x[c].y : v;
   }
   return cuda::ScoreValue(static_cast<uint16_t>(bit & 1 ? v >> 16 : v));
 }
 
-// Bits of a thread's 16 tokens from t0 that are candidates of the row.
+// Bits of a thread's kKeys tokens from t0 that are candidates of the row.
+template <int kKeys>
 __device__ __forceinline__ uint32_t OwnedValidBits(const StripedRow& r, int t0) {
-  const int lo = min(max(r.lo - t0, 0), 16), hi = min(max(r.hi - t0, 0), 16);
-  return ((1u << hi) - 1u) & ~((1u << lo) - 1u);
+  const int lo = min(max(r.lo - t0, 0), kKeys), hi = min(max(r.hi - t0, 0), kKeys);
+  const uint64_t below_hi = (uint64_t{1} << hi) - 1u, below_lo = (uint64_t{1} << lo) - 1u;
+  return static_cast<uint32_t>(below_hi & ~below_lo);
 }
 
 // Read 2 over the row r (the whole block), StripedSplit's for the two-read layout in shared
@@ -851,30 +871,31 @@ __device__ __forceinline__ uint32_t OwnedValidBits(const StripedRow& r, int t0) 
 // theirs (below kTwoReadCandidates). Returns the winners and candidates counted (the same for
 // every thread). The tile's counts are ordered by a warp scan and one exchange of the warps'
 // totals (double-buffered: one barrier a tile).
+template <int kChunks>
 __device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float flo,
                                            int32_t* mid, int win_limit, uint32_t* cands,
                                            int (*exchange)[kStripedWarps]) {
   constexpr int kCap = kTwoReadCandidates;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const __half2 thr2 = OwnedThreshold(thr), flo2 = OwnedThreshold(flo);
-  uint2 x[kOwnedChunks];
+  constexpr int kTileChunks = OwnedTileChunks<kChunks>();
+  uint2 x[kChunks];
   LoadOwnedTileAt(r, r.c_begin, x);
   int winners = 0, held = 0, parity = 0;
-  for (int tb = r.c_begin; tb < r.c_end; tb += kOwnedTileChunks) {
-    const int t0 = 4 * (tb + kOwnedChunks * static_cast<int>(threadIdx.x)) - r.a;
+  for (int tb = r.c_begin; tb < r.c_end; tb += kTileChunks) {
+    const int t0 = 4 * (tb + kChunks * static_cast<int>(threadIdx.x)) - r.a;
     uint32_t win = OwnedAtLeast(x, thr2), ge = OwnedAtLeast(x, flo2);
-    if (StripedTileChecked(r, tb, kOwnedTileChunks)) {
-      const uint32_t valid = OwnedValidBits(r, t0);
+    if (StripedTileChecked(r, tb, kTileChunks)) {
+      const uint32_t valid = OwnedValidBits<4 * kChunks>(r, t0);
       win &= valid;
       ge &= valid;
     }
     const uint32_t cand = ge & ~win;
-    // The first candidate's score, taken before the next tile's loads reuse x (the others are
-    // read again from L1: a thread rarely has two).
-    float first_cand = 0.0f;
-    if (cand != 0u) first_cand = OwnedScore(x, __ffs(cand) - 1);
-    const int next = tb + kOwnedTileChunks;
-    if (next < r.c_end) LoadOwnedTileAt(r, next, x);
+    // The next tile's loads, in flight through the scan and the writes (into registers of
+    // their own, so that the candidates' scores are still at hand).
+    const int next = tb + kTileChunks;
+    uint2 nx[kChunks] = {};
+    if (next < r.c_end) LoadOwnedTileAt(r, next, nx);
     // Winners | candidates << 16: this lane's, then their prefix over the warp and the block.
     const int own = __popc(win) | (__popc(cand) << 16);
     const int incl = WarpInclusiveSum(own, lane);
@@ -885,21 +906,22 @@ __device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float
     const int win_base = winners + (ex & 0xffff);
     int at = win_base;
     for (uint32_t m = win; m != 0u; m &= m - 1u, ++at) {
-      if (at < win_limit) mid[at] = t0 + __ffs(m) - 1;
+      if (at < win_limit) __stcg(mid + at, t0 + __ffs(m) - 1);
     }
     int c = held + (ex >> 16);
     for (uint32_t m = cand; m != 0u; m &= m - 1u, ++c) {
       const int bit = __ffs(m) - 1;
       if (c < kCap) {
-        const int t = t0 + bit;
-        cands[c] = OrderKey(m == cand ? first_cand : LoadScore(r.sc + t));
-        cands[kCap + c] = static_cast<uint32_t>(t);
+        cands[c] = OrderKey(OwnedScore(x, bit));
+        cands[kCap + c] = static_cast<uint32_t>(t0 + bit);
         cands[2 * kCap + c] = static_cast<uint32_t>(win_base + __popc(win & ((1u << bit) - 1u)));
       }
     }
     winners += total & 0xffff;
     held += total >> 16;
     parity ^= 1;
+#pragma unroll
+    for (int g = 0; g < kChunks; ++g) x[g] = nx[g];
   }
   return make_int2(winners, held);
 }
@@ -1063,7 +1085,8 @@ __device__ __forceinline__ SampledBand SampleBand(
   return band;
 }
 
-__global__ void __launch_bounds__(kStripedThreads, 2)
+template <int kChunks>
+__global__ void __launch_bounds__(kStripedThreads, kChunks == kOwnedChunksFew ? 1 : 2)
     TopKSelectStripedKernel(const uint16_t* scores, int64_t score_stride,
                             const CudaDsSequence* seqs,
                             int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
@@ -1085,7 +1108,8 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   const SampledBand band =
       SampleBand<kThreads>(r, seg.want, hist, scan_tmp, &sh_bucket, &sh_greater);
   if (band.ok) {
-    const int2 got = OwnedSplit(r, band.thr, band.flo, seg.mid, seg.want, smem.cand_key, exchange);
+    const int2 got =
+        OwnedSplit<kChunks>(r, band.thr, band.flo, seg.mid, seg.want, smem.cand_key, exchange);
     __syncthreads();  // the candidates are complete; hist is free
     if (got.x < seg.want && got.x + got.y >= seg.want && got.y <= kTwoReadCandidates) {
       FinishSplitInShared<kThreads>(got.y, seg.want - got.x, 0u, 0u, got.x, hist,
@@ -1109,8 +1133,8 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
   }
 
   // Read 2: winners to mid at their rank among winners, candidates to shared memory.
-  OwnedSplit(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket), seg.mid, seg.want,
-             smem.cand_key, exchange);
+  OwnedSplit<kChunks>(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket), seg.mid,
+                      seg.want, smem.cand_key, exchange);
   __syncthreads();  // the candidates are complete; hist is free
   FinishSplitInShared<kThreads>(split.cands, split.take, split.prefix, split.mask, split.greater,
                                 hist, smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
@@ -1628,10 +1652,15 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
     // Longer than the cluster's shared memory holds: a one-block kernel.
     resolved = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   }
-  if (resolved == TopKAlgo::kTwoRead || resolved == TopKAlgo::kStriped) {
-    const bool striped = resolved == TopKAlgo::kStriped;
-    return LaunchPerPair(striped ? TopKSelectStripedKernel : TopKSelectTwoReadKernel,
-                         striped ? kStripedThreads : kTwoReadThreads, kTwoReadSmem, heads_kv,
+  if (resolved == TopKAlgo::kStriped) {
+    ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
+    auto* kernel = pairs <= device.sms ? TopKSelectStripedKernel<kOwnedChunksFew>
+                                       : TopKSelectStripedKernel<kOwnedChunksMany>;
+    return LaunchPerPair(kernel, kStripedThreads, kTwoReadSmem, heads_kv, num_seqs, stream,
+                         scores, score_stride, seqs, heads_kv, selected, sel_stride, counts);
+  }
+  if (resolved == TopKAlgo::kTwoRead) {
+    return LaunchPerPair(TopKSelectTwoReadKernel, kTwoReadThreads, kTwoReadSmem, heads_kv,
                          num_seqs, stream, scores, score_stride, seqs, heads_kv, selected,
                          sel_stride, counts);
   }

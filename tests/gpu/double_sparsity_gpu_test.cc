@@ -1051,6 +1051,30 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
   }
 }
 
+// The selections and counts on the GPU (dsel: rows of sel_stride, dcounts) against the twin's
+// over the score rows (row_stride apart; (sequence, KV head) pairs in order).
+void ExpectSelectionsMatchTwin(const std::vector<float>& scores, const std::vector<SeqSpec>& specs,
+                               int hkv, int64_t row_stride, const Buf& dsel, const Buf& dcounts,
+                               int64_t sel_stride) {
+  const int ns = static_cast<int>(specs.size());
+  const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
+  const auto counts = dcounts.Get<int32_t>(ns * hkv);
+  for (int s = 0; s < ns; ++s) {
+    const int n = specs[s].tokens;
+    std::vector<int32_t> want(n), scratch(n);
+    for (int h = 0; h < hkv; ++h) {
+      const float* row = scores.data() + (static_cast<size_t>(s) * hkv + h) * row_stride;
+      const int64_t m = TopKSelectReference(row, n, specs[s].budget, specs[s].sink,
+                                            specs[s].recent, scratch.data(), want.data());
+      ASSERT_EQ(counts[s * hkv + h], m) << "count, sequence " << s << " head " << h;
+      const int32_t* g = got.data() + (static_cast<size_t>(s) * hkv + h) * sel_stride;
+      int64_t diff = 0;
+      for (int64_t j = 0; j < m; ++j) diff += g[j] != want[j];
+      EXPECT_EQ(diff, 0) << "selection of sequence " << s << " head " << h << " (of " << m << ")";
+    }
+  }
+}
+
 // Top-k alone against TopKSelectReference, every TopKAlgo: kOneBlock and kTwoRead at every
 // stride, and kCluster, whose cluster kernel takes strides over 8192 (also on short segments,
 // where some of the cluster's blocks get empty slices) and whose one-block fallback takes the
@@ -1146,23 +1170,7 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
                                      dseqs.as<CudaDsSequence>(), ns, hkv, dsel.as<int32_t>(),
                                      sel_stride, dcounts.as<int32_t>(), nullptr, algo,
                                      dtopk_ws.ptr, longest_row));
-          const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
-          const auto counts = dcounts.Get<int32_t>(ns * hkv);
-          for (int s = 0; s < ns; ++s) {
-            const int n = specs[s].tokens;
-            std::vector<int32_t> want(n), scratch(n);
-            for (int h = 0; h < hkv; ++h) {
-              const float* row = scores.data() + (static_cast<size_t>(s) * hkv + h) * row_stride;
-              const int64_t m = TopKSelectReference(row, n, specs[s].budget, specs[s].sink,
-                                                    specs[s].recent, scratch.data(), want.data());
-              ASSERT_EQ(counts[s * hkv + h], m) << "count, sequence " << s << " head " << h;
-              const int32_t* g = got.data() + (static_cast<size_t>(s) * hkv + h) * sel_stride;
-              int64_t diff = 0;
-              for (int64_t j = 0; j < m; ++j) diff += g[j] != want[j];
-              EXPECT_EQ(diff, 0) << "selection of sequence " << s << " head " << h << " (of "
-                                 << m << ")";
-            }
-          }
+          ExpectSelectionsMatchTwin(scores, specs, hkv, row_stride, dsel, dcounts, sel_stride);
         }
       }
     }
@@ -1170,6 +1178,58 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   const auto ws = dtopk_ws.Get<uint8_t>(dtopk_ws.bytes);
   EXPECT_EQ(std::count(ws.begin(), ws.end(), uint8_t{0}), static_cast<int64_t>(ws.size()))
       << "the top-k workspace is left zeroed";
+}
+
+// kStriped (named, and kAuto's past the resident rows) over more (sequence, KV head) pairs than
+// the GPU has SMs: the launch then runs the striped kernel with 16 keys a thread a tile, where
+// TopKMatchesTwin's few pairs run it with 32. Rows of ~70K (the exact reads) and ~170K tokens
+// (the sampled band), varied budgets and kept tokens, untied and heavily tied fp16 scores.
+TEST(DoubleSparsityGpu, TopKStripedManyPairsMatchesTwin) {
+  SKIP_WITHOUT_GPU();
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int hkv = 8, ns = sms / hkv + 2;  // more pairs than SMs
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<SeqSpec> specs(ns);
+  int64_t stride = 0;
+  int cap = 1;
+  for (int s = 0; s < ns; ++s) {
+    const int L = s % 2 == 0 ? 70001 + 37 * s : 170003 + 53 * s;
+    specs[s] = {L, s % 3 == 0 ? L / 16 + s : BudgetFor(L, s + 2), s % 5, 1 + s % 70, 0};
+    stride = std::max<int64_t>(stride, L + s % 4);
+    cap = std::max(cap, std::min(specs[s].budget, L));
+  }
+  for (int kind = 0; kind < 2; ++kind) {
+    SCOPED_TRACE(absl::StrCat("pairs ", ns * hkv, " kind ", kind));
+    std::vector<float> scores(static_cast<size_t>(ns) * hkv * stride);
+    std::vector<uint16_t> bits(scores.size());
+    for (size_t e = 0; e < scores.size(); ++e) {
+      const float v = normal(Rng());
+      bits[e] = F32ToF16(kind == 0 ? v : std::round(v * 8.0f) * 0.125f);  // kind 1: ties
+      scores[e] = F16ToF32(bits[e]);
+    }
+    std::vector<CudaDsSequence> seqs(ns);
+    for (int s = 0; s < ns; ++s) {
+      seqs[s].tokens = specs[s].tokens;
+      seqs[s].budget = specs[s].budget;
+      seqs[s].sink = specs[s].sink;
+      seqs[s].recent = specs[s].recent;
+    }
+    const int64_t sel_stride = cap + 3;
+    Buf dscores(bits.size() * kScoreBytes), dseqs(ns * sizeof(CudaDsSequence));
+    Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
+    dscores.Put(bits.data(), bits.size() * kScoreBytes);
+    dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
+    for (TopKAlgo algo : {TopKAlgo::kStriped, TopKAlgo::kAuto}) {
+      SCOPED_TRACE(AlgoName(algo));
+      ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));  // poisoned per kernel
+      ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
+      ASSERT_OK(LaunchTopKSelect(dscores.as<uint16_t>(), stride, dseqs.as<CudaDsSequence>(), ns,
+                                 hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
+                                 nullptr, algo));
+      ExpectSelectionsMatchTwin(scores, specs, hkv, stride, dsel, dcounts, sel_stride);
+    }
+  }
 }
 
 // The exact shapes EngineMatchesCpuEngine runs on the golden models (fp16 activations,
