@@ -158,14 +158,17 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    64K-256K (H200), but still latency-bound per block (~10 GB/s a block).
 //  - kStriped: kTwoRead's two reads and shared-memory finish with far fewer instructions per
 //    score: striped 8-byte loads for the histogram (a warp reads 256 contiguous bytes), the
-//    split with each thread owning 16 consecutive keys, 32 where the pairs number at most the
-//    SMs (run 23: 64 pairs of 256K 73.0 -> 63.0 us; their fp16 bits classified in pairs,
+//    split with each thread owning 16 consecutive keys (their fp16 bits classified in pairs,
 //    one paired comparison per threshold; ordered by a warp scan and one exchange of per-warp
 //    counts per tile, written by loops over set bits), the finish's winner moves from a
 //    difference array. 1.4-1.5x faster than kTwoRead at Llama-2 heads and 1.7-2.1x at Llama-3
 //    heads (batch 8, 64K-256K, H200, docs/benchmarks.md run 9); the split and finish of run 21
 //    another 8-9% at 128K-256K, the fp16 scores and paired classification of run 22 another
-//    12-32% (Llama-2 heads batch 8, 256K: 145.6 -> 112.0 us; 64K: 57.8 -> 39.4).
+//    12-32% (Llama-2 heads batch 8, 256K: 145.6 -> 112.0 us; 64K: 57.8 -> 39.4). Where the
+//    pairs number at most the SMs (a block a SM: latency-bound), a thread owns 32 keys (half
+//    the tiles; run 23: 64 pairs of 256K 73.0 -> 63.0 us); where at most half the SMs (past
+//    8K-token rows), a cluster of two blocks per pair each takes half the row (run 23: 64
+//    pairs of 256K 63.0 -> 44.7 us, of 64K 22.4 -> 19.8).
 //    On segments of 160K candidates or more (100K from 256 pairs on), read 1 is a sample of
 //    the row instead (1/16 to 1/4 of it), whose band of scores around the budget's rank read 2
 //    then counts exactly, the exact reads taking over where the band misses (run 11: 256K,

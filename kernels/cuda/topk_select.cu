@@ -12,7 +12,8 @@
 //  - kStriped: kTwoRead's reads and finish with striped 8-byte loads for the histogram, the
 //    split with each thread owning 16 or 32 consecutive keys of a tile (OwnedSplit),
 //    classified by paired fp16 comparisons and ordered by a warp scan and one exchange a tile
-//    (its comment below).
+//    (its comment below); where the pairs number at most half the SMs, a cluster of two blocks
+//    per pair, each taking half the row (TopKSelectStripedHalvesKernel).
 //  - kMultiBlock: kStriped's reads and finish over many blocks per (sequence, KV head), three
 //    kernels meeting in a workspace, its split with striped loads (StripedSplit; its comment
 //    below).
@@ -870,18 +871,20 @@ __device__ __forceinline__ uint32_t OwnedValidBits(const StripedRow& r, int t0) 
 // winners to mid at their rank (below win_limit), the boundary band's candidates to `cands` at
 // theirs (below kTwoReadCandidates). Returns the winners and candidates counted (the same for
 // every thread). The tile's counts are ordered by a warp scan and one exchange of the warps'
-// totals (double-buffered: one barrier a tile).
+// totals (double-buffered: one barrier a tile). start: the winners and candidates of the row
+// before r (another block's part of it), whose ranks r's follow.
 template <int kChunks>
 __device__ __forceinline__ int2 OwnedSplit(const StripedRow& r, float thr, float flo,
                                            int32_t* mid, int win_limit, uint32_t* cands,
-                                           int (*exchange)[kStripedWarps]) {
+                                           int (*exchange)[kStripedWarps],
+                                           int2 start = make_int2(0, 0)) {
   constexpr int kCap = kTwoReadCandidates;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const __half2 thr2 = OwnedThreshold(thr), flo2 = OwnedThreshold(flo);
   constexpr int kTileChunks = OwnedTileChunks<kChunks>();
   uint2 x[kChunks];
   LoadOwnedTileAt(r, r.c_begin, x);
-  int winners = 0, held = 0, parity = 0;
+  int winners = start.x, held = start.y, parity = 0;
   for (int tb = r.c_begin; tb < r.c_end; tb += kTileChunks) {
     const int t0 = 4 * (tb + kChunks * static_cast<int>(threadIdx.x)) - r.a;
     uint32_t win = OwnedAtLeast(x, thr2), ge = OwnedAtLeast(x, flo2);
@@ -1405,6 +1408,85 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
                                                   smem.cand_wb, mid, scan_tmp);
 }
 
+// kStriped on a cluster of two blocks per (sequence, KV head), where the pairs number at most
+// half the SMs (a block per pair would leave half of them idle, and each block's latency is the
+// kernel's): block b takes half b of the row's chunks through kStriped's exact reads. Read 1:
+// each block's 13-bit histogram of its half, then both sum the two (the other's read through
+// distributed shared memory) and find the same boundary bucket; block 1 starts its ranks after
+// block 0's winners and candidates, which its own histogram gives (the pair's winners less its
+// own). Read 2: OwnedSplit over each half, block 1 writing its candidates straight into block
+// 0's shared memory after block 0's, so block 0 finishes over all of them
+// (FinishSplitInShared), in index order as kStriped's. A boundary bucket past shared memory is
+// finished by block 0 alone (kStriped's radix passes over the whole row). The result is
+// kStriped's.
+__global__ void __launch_bounds__(kStripedThreads, 1)
+    TopKSelectStripedHalvesKernel(const uint16_t* scores, int64_t score_stride,
+                                  const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+                                  int64_t sel_stride, int32_t* counts) {
+  namespace cg = cooperative_groups;
+  constexpr int kThreads = kStripedThreads;
+  constexpr int kChunks = kOwnedChunksFew;
+  __shared__ typename TopKScan<kThreads>::TempStorage scan_tmp;
+  __shared__ int sh_bucket, sh_greater, sh_own_greater;
+  __shared__ int exchange[2][kStripedWarps];
+  extern __shared__ int striped_smem[];
+  const TwoReadSmem smem = CarveTwoReadSmem(striped_smem);
+  int* const hist = smem.hist;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
+  // Uniform over the cluster (it depends on the sequence only), and touching no other block's
+  // shared memory, so both blocks may return here without a barrier.
+  const TopKSegment seg =
+      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                       blockIdx.z, blockIdx.y, gtid, 2 * kThreads, gtid == 0);
+  if (seg.want == 0) return;
+  const StripedRow row = MakeStripedRow(seg.sc, seg.lo, seg.hi);
+  const int half_chunks = (row.c_end - row.c_begin + 1) / 2;
+  const StripedRow r = SliceOfRow(row, row.c_begin + rank * half_chunks, half_chunks);
+
+  // Read 1 over this half; the pair's histogram (both halves) in this block's candidate space.
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
+  if (threadIdx.x == 0) sh_own_greater = 0;
+  __syncthreads();
+  StripedHistogram(r, hist);
+  cluster.sync();  // both halves' histograms are complete
+  const int* other = cluster.map_shared_rank(hist, rank ^ 1);
+  int* const pair_hist = reinterpret_cast<int*>(smem.cand_key);  // free until read 2
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) pair_hist[b] = hist[b] + other[b];
+  __syncthreads();
+  const FirstDigitSplit split =
+      SplitAtFirstDigit<kThreads>(pair_hist, seg.want, scan_tmp, &sh_bucket, &sh_greater);
+  // This half's winners (keys above the boundary bucket).
+  int own = 0;
+  for (int b = split.bucket + 1 + static_cast<int>(threadIdx.x); b < kTwoReadFirstBins;
+       b += kThreads) {
+    own += hist[b];
+  }
+  own = __reduce_add_sync(0xffffffffu, own);
+  if (threadIdx.x % 32 == 0 && own != 0) atomicAdd(&sh_own_greater, own);
+  // Every read of the other block's histogram, and of block 0's pair histogram (where block 1
+  // writes its candidates next), is done; sh_own_greater is complete.
+  cluster.sync();
+  if (split.cands > kTwoReadCandidates || split.bucket < 16) {
+    if (rank == 0) FinishByRadixPasses<kThreads>(seg, hist, scan_tmp, split);
+    return;
+  }
+  const int2 start = rank == 0 ? make_int2(0, 0)
+                               : make_int2(split.greater - sh_own_greater,
+                                           split.cands - hist[split.bucket]);
+  uint32_t* const cands = cluster.map_shared_rank(smem.cand_key, 0);
+
+  // Read 2: winners to mid at their rank, candidates to block 0's shared memory.
+  OwnedSplit<kChunks>(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket), seg.mid,
+                      seg.want, cands, exchange, start);
+  cluster.sync();  // block 0 holds every candidate; block 1's part is done
+  if (rank != 0) return;
+  FinishSplitInShared<kThreads>(split.cands, split.take, split.prefix, split.mask, split.greater,
+                                hist, smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
+                                scan_tmp);
+}
+
 // Long segments: a cluster of kTopKClusterMax or fewer blocks per (sequence, KV head), each
 // holding a contiguous slice of the candidates' keys in shared memory, so the scores are read
 // from memory once (16-byte loads, the first radix histogram taken during the load) and every
@@ -1654,6 +1736,12 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
   }
   if (resolved == TopKAlgo::kStriped) {
     ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
+    if (2 * pairs <= device.sms && score_stride > kTopKShortSegment) {
+      return cuda::LaunchSegmentClusters(TopKSelectStripedHalvesKernel, 2, heads_kv, num_seqs,
+                                         kStripedThreads, kTwoReadSmem, stream, scores,
+                                         score_stride, seqs, heads_kv, selected, sel_stride,
+                                         counts);
+    }
     auto* kernel = pairs <= device.sms ? TopKSelectStripedKernel<kOwnedChunksFew>
                                        : TopKSelectStripedKernel<kOwnedChunksMany>;
     return LaunchPerPair(kernel, kStripedThreads, kTwoReadSmem, heads_kv, num_seqs, stream,

@@ -1086,8 +1086,9 @@ void ExpectSelectionsMatchTwin(const std::vector<float>& scores, const std::vect
 // shared-memory path); coarse ones at 300000 tokens put ~10K ties there (its fallback to the
 // one-block passes); kind 3 at 70000 ~4.4K (two scan tiles of candidates), at 300000 ~19K
 // (fallback); kind 4 raises 1/16 of the positions in runs of 8 (two populations, the budget
-// past the raised one); kind 5 raises the runs kStriped samples (its band then misses and the
-// exact reads run; kinds 0-4 at 70000 and 300000 take the sampled band); kind 6 scales them
+// past the raised one); kind 5 raises the runs kStriped's sampled band reads (at these 6 pairs
+// kStriped runs its two-block clusters past 8192-token strides, which read exactly; the band:
+// TopKStripedManyPairsMatchesTwin); kind 6 scales them
 // past fp16's range (stored as ±inf, ~5% +inf; its budget L / 32 + 1 puts the boundary among
 // the +inf ties); budgets from 1 (kept
 // tokens cut) to above the length. The cluster kernel's sizes: 2 (short strides), 5 (70000),
@@ -1180,15 +1181,8 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
       << "the top-k workspace is left zeroed";
 }
 
-// kStriped (named, and kAuto's past the resident rows) over more (sequence, KV head) pairs than
-// the GPU has SMs: the launch then runs the striped kernel with 16 keys a thread a tile, where
-// TopKMatchesTwin's few pairs run it with 32. Rows of ~70K (the exact reads) and ~170K tokens
-// (the sampled band), varied budgets and kept tokens, untied and heavily tied fp16 scores.
-TEST(DoubleSparsityGpu, TopKStripedManyPairsMatchesTwin) {
-  SKIP_WITHOUT_GPU();
-  int sms = 0;
-  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  const int hkv = 8, ns = sms / hkv + 2;  // more pairs than SMs
+// TopKStripedManyPairsMatchesTwin's check for ns sequences of hkv KV heads.
+void ExpectStripedMatchesTwin(int ns, int hkv) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<SeqSpec> specs(ns);
   int64_t stride = 0;
@@ -1199,13 +1193,17 @@ TEST(DoubleSparsityGpu, TopKStripedManyPairsMatchesTwin) {
     stride = std::max<int64_t>(stride, L + s % 4);
     cap = std::max(cap, std::min(specs[s].budget, L));
   }
-  for (int kind = 0; kind < 2; ++kind) {
+  for (int kind = 0; kind < 4; ++kind) {
     SCOPED_TRACE(absl::StrCat("pairs ", ns * hkv, " kind ", kind));
     std::vector<float> scores(static_cast<size_t>(ns) * hkv * stride);
     std::vector<uint16_t> bits(scores.size());
     for (size_t e = 0; e < scores.size(); ++e) {
       const float v = normal(Rng());
-      bits[e] = F32ToF16(kind == 0 ? v : std::round(v * 8.0f) * 0.125f);  // kind 1: ties
+      const int64_t t = static_cast<int64_t>(e % stride);
+      float x = kind == 1 ? std::round(v * 8.0f) * 0.125f : v;
+      if (kind == 2 && t % 128 < 8) x += 50.0f;
+      if (kind == 3 && t / 512 % 16 == 0) x += 3.0f;
+      bits[e] = F32ToF16(x);
       scores[e] = F16ToF32(bits[e]);
     }
     std::vector<CudaDsSequence> seqs(ns);
@@ -1230,6 +1228,21 @@ TEST(DoubleSparsityGpu, TopKStripedManyPairsMatchesTwin) {
       ExpectSelectionsMatchTwin(scores, specs, hkv, stride, dsel, dcounts, sel_stride);
     }
   }
+}
+
+// kStriped (named, and kAuto's past the resident rows) over more (sequence, KV head) pairs than
+// half the GPU's SMs, where TopKMatchesTwin's few pairs run its two-block clusters: up to the
+// SMs its one-block kernel with 32 keys a thread a tile, past them with 16. Rows of ~70K (the
+// exact reads) and ~170K tokens (the sampled band), varied budgets and kept tokens; scores
+// untied (kind 0), heavily tied (1), with 1/16 of the positions raised in runs of 8 (2: two
+// populations, as TopKMatchesTwin's kind 4) or the runs the band samples raised (3: the band
+// misses, the exact reads take over).
+TEST(DoubleSparsityGpu, TopKStripedManyPairsMatchesTwin) {
+  SKIP_WITHOUT_GPU();
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int hkv = 8;
+  for (int ns : {sms / (2 * hkv) + 1, sms / hkv + 2}) ExpectStripedMatchesTwin(ns, hkv);
 }
 
 // The exact shapes EngineMatchesCpuEngine runs on the golden models (fp16 activations,
