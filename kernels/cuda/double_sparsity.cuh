@@ -188,13 +188,12 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    row fits its shared memory (run 20, H200, 1/16 fp16 r 8 at 16K / 32K: faster than every
 //    other kernel at 8–256 pairs — 64 pairs 9.7 / 13.9 us against kStriped's 14.6 / 19.9 and
 //    kCluster's 14.5 / 19.2; 256 pairs, two rounds of blocks, 17.8 / 27.3 against 22.2 /
-//    30.8); past that kCluster while the (s, h) pairs number at most a quarter of the SMs —
-//    there a block per pair leaves most SMs idle
-//    (run 14, the cluster's merge on 32-bin chunk sums: 8 pairs at 16K 12.7 us against
-//    kStriped's 14.5, 32 pairs at 64K / 128K 24.4 / 41.9 against 30.4 / 52.2; run 15, clusters
-//    of up to 16 blocks: 32 pairs at 256K 70.7-73.3 us against kMultiBlock's 74.3-91.1, which
-//    run 14 had ahead of the 8-block cluster); else kStriped (also where the cluster's slice
-//    would not fit shared memory). kMultiBlock runs only when named.
+//    30.8); past that kCluster while the (s, h) pairs number at most an eighth of the SMs —
+//    there a block per pair leaves most SMs idle (run 14, the cluster's merge on 32-bin chunk
+//    sums: 8 pairs at 16K 12.7 us against kStriped's 14.5; run 23, 16 pairs at 64K / 128K /
+//    256K 16.2 / 22.7 / 38.6 against kStriped's two-block clusters' 19.1 / 27.3 / 43.2, at 32
+//    pairs 22.4 / 36.4 / 59.5 against their 19.4 / 27.8 / 43.7); else kStriped (also where the
+//    cluster's slice would not fit shared memory). kMultiBlock runs only when named.
 //  - kResident (rows up to ~47K tokens; where the longest row is longer, kStriped): one
 //    1024-thread block per (s, h) reading the scores once into shared memory, the later radix
 //    passes over the boundary bucket's keys alone, one ordered compaction that writes every

@@ -1408,27 +1408,35 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
                                                   smem.cand_wb, mid, scan_tmp);
 }
 
-// kStriped on a cluster of two blocks per (sequence, KV head), where the pairs number at most
-// half the SMs (a block per pair would leave half of them idle, and each block's latency is the
-// kernel's): block b takes half b of the row's chunks through kStriped's exact reads. Read 1:
-// each block's 13-bit histogram of its half, then both sum the two (the other's read through
-// distributed shared memory) and find the same boundary bucket; block 1 starts its ranks after
-// block 0's winners and candidates, which its own histogram gives (the pair's winners less its
-// own). Read 2: OwnedSplit over each half, block 1 writing its candidates straight into block
-// 0's shared memory after block 0's, so block 0 finishes over all of them
-// (FinishSplitInShared), in index order as kStriped's. A boundary bucket past shared memory is
-// finished by block 0 alone (kStriped's radix passes over the whole row). The result is
-// kStriped's.
+// kStriped on a cluster of kBlocks blocks per (sequence, KV head), where a block per pair
+// would leave most SMs idle (and each block's latency is the kernel's): block b takes part b
+// of the row's chunks through kStriped's exact reads. Read 1: each block's 13-bit histogram of
+// its part, then every block sums them all (the others' read through distributed shared
+// memory) and finds the same boundary bucket; each block publishes its part's winners (keys
+// above the bucket) and candidates (keys in it), and starts its ranks after those of the
+// parts before it. Read 2: OwnedSplit over each part, every block writing its candidates
+// straight into block 0's shared memory after the earlier parts', so block 0 finishes over
+// all of them (FinishSplitInShared) in index order, as kStriped's. A boundary bucket past
+// shared memory is finished by block 0 alone (kStriped's radix passes over the whole row).
+// The result is kStriped's. Run 23 call 7 (H200, Llama-3 heads, 1/16 of 64K-256K rows): two
+// blocks a pair (32 keys a thread, one block a SM) at 32-64 pairs 19.4-19.8 / 27.8-28.0 /
+// 43.7-44.4 us at 64K / 128K / 256K, against 26.4-38.0 / 34.5-48.5 / 52.6-70.7 with four
+// (16 keys a thread, two blocks a SM; 32 keys: slower still) and 35.5-22.4 / 56.7-36.4 /
+// 112.9-59.5 for kCluster; at 128 pairs two blocks (16 keys, two a SM) 27.3 / 41.8 / 78.1
+// against the one-block kernel's 22.5 / 35.6 / 64.3; at 16 pairs kCluster 16.2 / 22.7 / 38.6
+// against two blocks' 19.1 / 27.3 / 43.2 (four: 18.6 / 24.2 / 34.9).
+template <int kBlocks>
 __global__ void __launch_bounds__(kStripedThreads, 1)
-    TopKSelectStripedHalvesKernel(const uint16_t* scores, int64_t score_stride,
-                                  const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
-                                  int64_t sel_stride, int32_t* counts) {
+    TopKSelectStripedPartsKernel(const uint16_t* scores, int64_t score_stride,
+                                 const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+                                 int64_t sel_stride, int32_t* counts) {
   namespace cg = cooperative_groups;
   constexpr int kThreads = kStripedThreads;
-  constexpr int kChunks = kOwnedChunksFew;
   __shared__ typename TopKScan<kThreads>::TempStorage scan_tmp;
-  __shared__ int sh_bucket, sh_greater, sh_own_greater;
+  __shared__ int sh_bucket, sh_greater;
+  __shared__ int2 sh_part;  // this part's winners and candidates
   __shared__ int exchange[2][kStripedWarps];
+  constexpr int kChunks = kOwnedChunksFew;
   extern __shared__ int striped_smem[];
   const TwoReadSmem smem = CarveTwoReadSmem(striped_smem);
   int* const hist = smem.hist;
@@ -1436,51 +1444,58 @@ __global__ void __launch_bounds__(kStripedThreads, 1)
   const int rank = static_cast<int>(cluster.block_rank());
   const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
   // Uniform over the cluster (it depends on the sequence only), and touching no other block's
-  // shared memory, so both blocks may return here without a barrier.
+  // shared memory, so every block may return here without a barrier.
   const TopKSegment seg =
       StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
-                       blockIdx.z, blockIdx.y, gtid, 2 * kThreads, gtid == 0);
+                       blockIdx.z, blockIdx.y, gtid, kBlocks * kThreads, gtid == 0);
   if (seg.want == 0) return;
   const StripedRow row = MakeStripedRow(seg.sc, seg.lo, seg.hi);
-  const int half_chunks = (row.c_end - row.c_begin + 1) / 2;
-  const StripedRow r = SliceOfRow(row, row.c_begin + rank * half_chunks, half_chunks);
+  const int part_chunks = (row.c_end - row.c_begin + kBlocks - 1) / kBlocks;
+  const StripedRow r = SliceOfRow(row, row.c_begin + rank * part_chunks, part_chunks);
 
-  // Read 1 over this half; the pair's histogram (both halves) in this block's candidate space.
+  // Read 1 over this part; the pair's histogram (every part) in this block's candidate space.
   for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) hist[b] = 0;
-  if (threadIdx.x == 0) sh_own_greater = 0;
+  if (threadIdx.x == 0) sh_part = make_int2(0, 0);
   __syncthreads();
   StripedHistogram(r, hist);
-  cluster.sync();  // both halves' histograms are complete
-  const int* other = cluster.map_shared_rank(hist, rank ^ 1);
+  cluster.sync();  // every part's histogram is complete
   int* const pair_hist = reinterpret_cast<int*>(smem.cand_key);  // free until read 2
-  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) pair_hist[b] = hist[b] + other[b];
+  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) {
+    int sum = 0;
+#pragma unroll
+    for (int j = 0; j < kBlocks; ++j) sum += cluster.map_shared_rank(hist, j)[b];
+    pair_hist[b] = sum;
+  }
   __syncthreads();
   const FirstDigitSplit split =
       SplitAtFirstDigit<kThreads>(pair_hist, seg.want, scan_tmp, &sh_bucket, &sh_greater);
-  // This half's winners (keys above the boundary bucket).
-  int own = 0;
+  int own = 0;  // this part's winners
   for (int b = split.bucket + 1 + static_cast<int>(threadIdx.x); b < kTwoReadFirstBins;
        b += kThreads) {
     own += hist[b];
   }
   own = __reduce_add_sync(0xffffffffu, own);
-  if (threadIdx.x % 32 == 0 && own != 0) atomicAdd(&sh_own_greater, own);
-  // Every read of the other block's histogram, and of block 0's pair histogram (where block 1
-  // writes its candidates next), is done; sh_own_greater is complete.
+  if (threadIdx.x % 32 == 0 && own != 0) atomicAdd(&sh_part.x, own);
+  if (threadIdx.x == 0) sh_part.y = hist[split.bucket];
+  // Every read of another block's histogram, and of block 0's pair histogram (where the
+  // candidates go next), is done; every part's counts are published.
   cluster.sync();
   if (split.cands > kTwoReadCandidates || split.bucket < 16) {
     if (rank == 0) FinishByRadixPasses<kThreads>(seg, hist, scan_tmp, split);
     return;
   }
-  const int2 start = rank == 0 ? make_int2(0, 0)
-                               : make_int2(split.greater - sh_own_greater,
-                                           split.cands - hist[split.bucket]);
+  int2 start = make_int2(0, 0);
+  for (int j = 0; j < rank; ++j) {
+    const int2 part = *cluster.map_shared_rank(&sh_part, j);
+    start.x += part.x;
+    start.y += part.y;
+  }
   uint32_t* const cands = cluster.map_shared_rank(smem.cand_key, 0);
 
   // Read 2: winners to mid at their rank, candidates to block 0's shared memory.
   OwnedSplit<kChunks>(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket), seg.mid,
                       seg.want, cands, exchange, start);
-  cluster.sync();  // block 0 holds every candidate; block 1's part is done
+  cluster.sync();  // block 0 holds every candidate; the other parts are done
   if (rank != 0) return;
   FinishSplitInShared<kThreads>(split.cands, split.take, split.prefix, split.mask, split.greater,
                                 hist, smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
@@ -1582,12 +1597,14 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
   // The resident kernel wherever the rows fit its shared memory (run 20: faster than the
   // striped and cluster kernels at 8-256 pairs of 16K and 32K rows).
   if (longest > kTopKShortSegment && TopKResidentFits(longest)) return TopKAlgo::kResident;
-  // The cluster kernel where a block per pair would leave most SMs idle: up to a quarter of
-  // the SMs in pairs at any length past 8K (run 14, its merge on chunk sums: 8 pairs at 16K
-  // 12.7 us against kStriped's 14.5; 32 pairs at 64K / 128K 24.4 / 41.9 against 30.4 / 52.2;
-  // run 15, clusters of up to 16 blocks: 32 pairs at 256K 70.7-73.3 against kMultiBlock's
-  // 74.3-91.1, which had been ahead of the 8-block cluster).
-  if (4 * pairs <= sms) return TopKAlgo::kCluster;
+  // The cluster kernel where a block per pair would leave most SMs idle: up to an eighth of
+  // the SMs in pairs, at any length past 8K (run 14, its merge on chunk sums: 8 pairs at 16K
+  // 12.7 us against kStriped's 14.5; run 15, clusters of up to 16 blocks: 32 pairs at 256K
+  // 70.7-73.3 against kMultiBlock's 74.3-91.1). Run 23 call 7 (kStriped on two-block clusters
+  // from here to half the SMs): at 32 pairs those took 19.4 / 27.8 / 43.7 us at 64K / 128K /
+  // 256K against the cluster kernel's 22.4 / 36.4 / 59.5; at 16 pairs the cluster kernel
+  // 16.2 / 22.7 / 38.6 against their 19.1 / 27.3 / 43.2.
+  if (8 * pairs <= sms) return TopKAlgo::kCluster;
   return one_block;
 }
 
@@ -1737,7 +1754,7 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
   if (resolved == TopKAlgo::kStriped) {
     ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
     if (2 * pairs <= device.sms && score_stride > kTopKShortSegment) {
-      return cuda::LaunchSegmentClusters(TopKSelectStripedHalvesKernel, 2, heads_kv, num_seqs,
+      return cuda::LaunchSegmentClusters(TopKSelectStripedPartsKernel<2>, 2, heads_kv, num_seqs,
                                          kStripedThreads, kTwoReadSmem, stream, scores,
                                          score_stride, seqs, heads_kv, selected, sel_stride,
                                          counts);

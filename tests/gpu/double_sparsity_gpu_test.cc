@@ -604,15 +604,15 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 32768, 256, kSms), TopKAlgo::kResident);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 32768 + 64), TopKAlgo::kResident);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 8192), TopKAlgo::kStriped);
+  // The cluster kernel up to an eighth of the SMs in pairs; past that kStriped (its two-block
+  // clusters up to half the SMs).
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms, 60000), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 33, kSms), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 32, kSms), TopKAlgo::kCluster);
-  for (int64_t pairs : {17, 32, 33}) {
-    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, pairs, kSms), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 16, kSms), TopKAlgo::kCluster);
+  for (int64_t stride : {65536, 131072, 262144}) {
+    for (int64_t pairs : {17, 32, 33, 34, 64}) {
+      EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, stride, pairs, kSms), TopKAlgo::kStriped);
+    }
   }
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 34, kSms), TopKAlgo::kStriped);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 34, kSms), TopKAlgo::kStriped);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms), TopKAlgo::kStriped);
   // Named kResident where the longest row fits one block's shared memory, else the striped
   // kernel.
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kResident, 32768 + 64, 64, kSms), TopKAlgo::kResident);
