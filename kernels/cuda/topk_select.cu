@@ -1408,6 +1408,22 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
                                                   smem.cand_wb, mid, scan_tmp);
 }
 
+// StartTopKSegment for the cluster top-k kernels (blockIdx (rank, h, s), kThreads a block),
+// run by all the cluster's threads. Uniform over the cluster (it depends on the sequence only)
+// and touching no other block's shared memory, so its blocks may return on it without a
+// barrier.
+template <int kThreads>
+__device__ __forceinline__ TopKSegment StartClusterSegment(
+    const cooperative_groups::cluster_group& cluster, const uint16_t* scores,
+    int64_t score_stride, const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+    int64_t sel_stride, int32_t* counts) {
+  const int gtid =
+      static_cast<int>(cluster.block_rank()) * kThreads + static_cast<int>(threadIdx.x);
+  return StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
+                          blockIdx.z, blockIdx.y, gtid,
+                          static_cast<int>(cluster.num_blocks()) * kThreads, gtid == 0);
+}
+
 // kStriped on a cluster of kBlocks blocks per (sequence, KV head), where a block per pair
 // would leave most SMs idle (and each block's latency is the kernel's): block b takes part b
 // of the row's chunks through kStriped's exact reads. Read 1: each block's 13-bit histogram of
@@ -1421,8 +1437,8 @@ __global__ void __launch_bounds__(kStripedThreads, 2)
 // The result is kStriped's. Run 23 call 7 (H200, Llama-3 heads, 1/16 of 64K-256K rows): two
 // blocks a pair (32 keys a thread, one block a SM) at 32-64 pairs 19.4-19.8 / 27.8-28.0 /
 // 43.7-44.4 us at 64K / 128K / 256K, against 26.4-38.0 / 34.5-48.5 / 52.6-70.7 with four
-// (16 keys a thread, two blocks a SM; 32 keys: slower still) and 35.5-22.4 / 56.7-36.4 /
-// 112.9-59.5 for kCluster; at 128 pairs two blocks (16 keys, two a SM) 27.3 / 41.8 / 78.1
+// (16 keys a thread, two blocks a SM; 32 keys: slower still) and 22.4-35.5 / 36.4-56.7 /
+// 59.5-112.9 for kCluster; at 128 pairs two blocks (16 keys, two a SM) 27.3 / 41.8 / 78.1
 // against the one-block kernel's 22.5 / 35.6 / 64.3; at 16 pairs kCluster 16.2 / 22.7 / 38.6
 // against two blocks' 19.1 / 27.3 / 43.2 (four: 18.6 / 24.2 / 34.9).
 template <int kBlocks>
@@ -1442,12 +1458,8 @@ __global__ void __launch_bounds__(kStripedThreads, 1)
   int* const hist = smem.hist;
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
-  const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
-  // Uniform over the cluster (it depends on the sequence only), and touching no other block's
-  // shared memory, so every block may return here without a barrier.
-  const TopKSegment seg =
-      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
-                       blockIdx.z, blockIdx.y, gtid, kBlocks * kThreads, gtid == 0);
+  const TopKSegment seg = StartClusterSegment<kThreads>(cluster, scores, score_stride, seqs,
+                                                        heads_kv, selected, sel_stride, counts);
   if (seg.want == 0) return;
   const StripedRow row = MakeStripedRow(seg.sc, seg.lo, seg.hi);
   const int part_chunks = (row.c_end - row.c_begin + kBlocks - 1) / kBlocks;
@@ -1523,12 +1535,8 @@ __global__ void __launch_bounds__(kThreads)
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int nb = static_cast<int>(cluster.num_blocks());
-  const int gtid = rank * kThreads + static_cast<int>(threadIdx.x);
-  // Uniform over the cluster (it depends on the sequence only), and touching no other block's
-  // shared memory, so blocks may return here without a barrier.
-  const TopKSegment seg =
-      StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
-                       blockIdx.z, blockIdx.y, gtid, nb * kThreads, gtid == 0);
+  const TopKSegment seg = StartClusterSegment<kThreads>(cluster, scores, score_stride, seqs,
+                                                        heads_kv, selected, sel_stride, counts);
   if (seg.want == 0) return;
   const uint16_t* sc = seg.sc;
   const ClusterSlice slice = ClusterSliceOf(seg, rank, nb);
