@@ -458,6 +458,12 @@ struct ScoreRunRows {
   uint32_t scale_min[kScoreItemsPerThread] = {};
 };
 
+// Whether the fixed-row scorer takes a shape's 4-bit codes in place (LabelValue's kPlaced):
+// run 23 call 10 (H200, batch 8, 64K-256K), scoring 4-bit r 8 / 16 / 32 2.7-3.8% / 5.0-8.6% /
+// 3.5-4.4% faster in place, r 64 (its values held for run-time score heads) 14-17% slower.
+template <int kR>
+constexpr bool kPlacedCodes = kR <= 32;
+
 // Whether the fixed-row scorer of a shape loads a warp's next run while it scores the current:
 // 4-bit r 8 (4-byte rows), where one run's loads were too few bytes in flight to cover memory's
 // latency, at one score head or a run-time count (kG 0), where the second set of registers
@@ -550,7 +556,8 @@ __global__ void __launch_bounds__(kScoreThreads,
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       if (it * 32 >= from.here) break;
       out[it * 32] = cuda::ScoreBits(
-          ScoreLabelRow<kBits, kR, kG>(from.raw[it], from.scale_min[it], b.heads, max_agg, qc));
+          ScoreLabelRow<kBits, kR, kG, kPlacedCodes<kR>>(from.raw[it], from.scale_min[it],
+                                                         b.heads, max_agg, qc));
     }
   };
   if constexpr (kScorePrefetch<kBits, kR, kG>) {

@@ -110,6 +110,20 @@ __device__ __forceinline__ float StagedChannelSum(const float* first, int r, int
   return sum;
 }
 
+// The 4-bit code at bits 4p .. 4p + 3 of w (p <= 4) as a float without shifting it down: as
+// the mantissa bits of a float of exponent 2^(23 - 4p), ((w & 0xf << 4p) | (150 - 4p) << 23)
+// is 2^(23 - 4p) + code exactly, and so is the code after subtracting 2^(23 - 4p) — one LOP3
+// and one FADD, as LowCodeToFloat's, with the shift saved.
+template <int kPos>
+__device__ __forceinline__ float PlacedCodeToFloat(uint32_t w) {
+  static_assert(kPos >= 0 && kPos <= 4, "the code stays below the exponent's bits");
+  constexpr uint32_t kMask = 0xfu << (4 * kPos);
+  constexpr uint32_t kExponent = (150u - 4u * kPos) << 23;
+  uint32_t bits;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(bits) : "r"(w), "n"(kMask), "n"(kExponent));
+  return __fsub_rn(__uint_as_float(bits), static_cast<float>(1u << (23 - 4 * kPos)));
+}
+
 // Word w of a 16-, 8- or 4-byte chunk of a label row, taken by member.
 __device__ __forceinline__ uint32_t ChunkWord(const uint4& c, int w) {
   return w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
@@ -120,8 +134,10 @@ __device__ __forceinline__ uint32_t ChunkWord(const uint32_t& c, int) { return c
 // Channel j of a fixed-size label row held as chunks of type V (uint4, or uint2 for 8-byte
 // rows; j a compile-time constant once unrolled): words are taken by member, never through a
 // pointer into the registers (which would put the row in local memory). fp16 converts exactly;
-// a 4-bit code becomes its float (CodeToFloat; scale and minimum are folded in per row).
-template <int kBits, typename V, int kChunks>
+// a 4-bit code becomes its float (scale and minimum are folded in per row): kPlaced, most
+// codes in place (PlacedCodeToFloat), else each shifted down (LowCodeToFloat) — the same
+// values; in place saves a shift a code but holds more constants.
+template <int kBits, bool kPlaced = true, typename V, int kChunks>
 __device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j) {
   constexpr int kPerWord = kBits == 16 ? 2 : 8;
   constexpr int kWordsPerChunk = static_cast<int>(sizeof(V) / 4);
@@ -129,9 +145,22 @@ __device__ __forceinline__ float LabelValue(const V (&row)[kChunks], int j) {
   const uint32_t w = ChunkWord(row[wi / kWordsPerChunk], wi % kWordsPerChunk);
   if constexpr (kBits == 16) {
     return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> (16 * e))));
-  } else {
+  } else if constexpr (!kPlaced) {
     // The top code needs no mask (a single LEA.HI does shift and or).
     return e == 7 ? CodeToFloat(w >> 28) : LowCodeToFloat(w >> (4 * e));
+  } else {
+    // Codes 0-4 in place, 5 and 6 in place after one shift of the word by 12 (shared by both),
+    // the top code by CodeToFloat (a single LEA.HI does its shift and or).
+    switch (e) {
+      case 0: return PlacedCodeToFloat<0>(w);
+      case 1: return PlacedCodeToFloat<1>(w);
+      case 2: return PlacedCodeToFloat<2>(w);
+      case 3: return PlacedCodeToFloat<3>(w);
+      case 4: return PlacedCodeToFloat<4>(w);
+      case 5: return PlacedCodeToFloat<2>(w >> 12);
+      case 6: return PlacedCodeToFloat<3>(w >> 12);
+      default: return CodeToFloat(w >> 28);
+    }
   }
 }
 
@@ -227,8 +256,9 @@ __host__ auto FixedLabelKernel(int bits, int r, int heads)
 // (FoldScaleMinimum), the heads folded in order (AggregateStep). qc.At(g, j) is channel j of
 // score head g (j = kR: the sum of its channels, 4-bit rows). kG > 0: the score heads a
 // compile-time constant, each channel's value used as it is made, so no row of values is held;
-// kG 0: `heads` at run time, the row's values made once, then a dot per score head.
-template <int kBits, int kR, int kG, typename V, int kChunks>
+// kG 0: `heads` at run time, the row's values made once, then a dot per score head. kPlaced:
+// LabelValue's.
+template <int kBits, int kR, int kG, bool kPlaced = true, typename V, int kChunks>
 __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t scale_min,
                                                int heads, bool max_agg,
                                                const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
@@ -241,7 +271,7 @@ __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t
     for (int g = 0; g < kG; ++g) dot[g] = 0.0f;
 #pragma unroll
     for (int j = 0; j < kR; ++j) {
-      const float v = LabelValue<kBits>(raw, j);
+      const float v = LabelValue<kBits, kPlaced>(raw, j);
 #pragma unroll
       for (int g = 0; g < kG; ++g) dot[g] = DotStep<kBits>(dot[g], qc.At(g, j), v);
     }
@@ -253,7 +283,7 @@ __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t
   } else {
     float vals[kR];
 #pragma unroll
-    for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits>(raw, j);
+    for (int j = 0; j < kR; ++j) vals[j] = LabelValue<kBits, kPlaced>(raw, j);
     if (heads == 1) {
       // One score head (sum aggregation, MHA): its channels' addresses without `heads` (with
       // the count at run time, 4-bit r 64 at MHA heads ran 3-5% slower at batch 8-32).

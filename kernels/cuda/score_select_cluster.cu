@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kFusedThreads)
       if (i < slice.len) {
         // The score as the two launches store it (fp16, score_format.cuh), so both select alike.
         const uint32_t k = OrderKey(
-            RoundedScore(ScoreLabelRow<kBits, kR, kG>(raw[u], sm[u], heads, max_agg, qc)));
+            RoundedScore(ScoreLabelRow<kBits, kR, kG, false>(raw[u], sm[u], heads, max_agg, qc)));
         keys[i] = k;
         const uint32_t bin = k >> 21;
         const unsigned peers = __match_any_sync(__activemask(), bin);
