@@ -1713,11 +1713,9 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
                               void* workspace, int64_t longest_row) {
   if (num_seqs == 0) return absl::OkStatus();
   // score_stride bounds every sequence's tokens, hence its candidates.
-  int sms = 0;  // only kAuto's rule and the multi-block slicing look at the SM count
-  if (algo == TopKAlgo::kAuto || algo == TopKAlgo::kMultiBlock) {
-    ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
-    sms = device.sms;
-  }
+  // The SM count: kAuto's rule, the multi-block slicing and the striped kernel's shape.
+  ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
+  const int sms = device.sms;
   const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
   TopKAlgo resolved = ResolveTopKAlgo(algo, score_stride, pairs, sms, longest_row);
   if (resolved == TopKAlgo::kMultiBlock) {
@@ -1760,15 +1758,14 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
     resolved = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   }
   if (resolved == TopKAlgo::kStriped) {
-    ASSIGN_OR_RETURN(const LaunchInfo device, CachedLaunchInfo(nullptr, 0, 0));
-    if (2 * pairs <= device.sms && score_stride > kTopKShortSegment) {
+    if (2 * pairs <= sms && score_stride > kTopKShortSegment) {
       return cuda::LaunchSegmentClusters(TopKSelectStripedPartsKernel<2>, 2, heads_kv, num_seqs,
                                          kStripedThreads, kTwoReadSmem, stream, scores,
                                          score_stride, seqs, heads_kv, selected, sel_stride,
                                          counts);
     }
-    auto* kernel = pairs <= device.sms ? TopKSelectStripedKernel<kOwnedChunksFew>
-                                       : TopKSelectStripedKernel<kOwnedChunksMany>;
+    auto* kernel = pairs <= sms ? TopKSelectStripedKernel<kOwnedChunksFew>
+                                : TopKSelectStripedKernel<kOwnedChunksMany>;
     return LaunchPerPair(kernel, kStripedThreads, kTwoReadSmem, heads_kv, num_seqs, stream,
                          scores, score_stride, seqs, heads_kv, selected, sel_stride, counts);
   }

@@ -1051,14 +1051,45 @@ TEST(DoubleSparsityGpu, SparseAttentionShortAndEmptySelections) {
   }
 }
 
-// The selections and counts on the GPU (dsel: rows of sel_stride, dcounts) against the twin's
-// over the score rows (row_stride apart; (sequence, KV head) pairs in order).
+// A top-k test's device buffers: the fp16 score rows `bits` ((sequence, KV head) pairs in
+// order), the sequences of `specs` (tokens, budget, kept tokens), and the selections (rows of
+// sel_stride, two past the largest selection) and counts the launches write.
+struct TopKBuffers {
+  TopKBuffers(const std::vector<SeqSpec>& specs, int hkv, const std::vector<uint16_t>& bits)
+      : ns(static_cast<int>(specs.size())),
+        sel_stride(LargestSelection(specs) + 2),
+        dscores(bits.size() * kScoreBytes),
+        dseqs(ns * sizeof(CudaDsSequence)),
+        dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4),
+        dcounts(ns * hkv * 4) {
+    std::vector<CudaDsSequence> seqs(ns);
+    for (int s = 0; s < ns; ++s) {
+      seqs[s].tokens = specs[s].tokens;
+      seqs[s].budget = specs[s].budget;
+      seqs[s].sink = specs[s].sink;
+      seqs[s].recent = specs[s].recent;
+    }
+    dscores.Put(bits.data(), bits.size() * kScoreBytes);
+    dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
+  }
+  static int LargestSelection(const std::vector<SeqSpec>& specs) {
+    int cap = 1;
+    for (const SeqSpec& q : specs) cap = std::max(cap, std::min(q.budget, q.tokens));
+    return cap;
+  }
+  int ns;
+  int64_t sel_stride;
+  Buf dscores, dseqs, dsel, dcounts;
+};
+
+// The selections and counts a launch left in `b` against the twin's over the score rows
+// (row_stride apart; (sequence, KV head) pairs in order).
 void ExpectSelectionsMatchTwin(const std::vector<float>& scores, const std::vector<SeqSpec>& specs,
-                               int hkv, int64_t row_stride, const Buf& dsel, const Buf& dcounts,
-                               int64_t sel_stride) {
-  const int ns = static_cast<int>(specs.size());
-  const auto got = dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
-  const auto counts = dcounts.Get<int32_t>(ns * hkv);
+                               int hkv, int64_t row_stride, const TopKBuffers& b) {
+  const int ns = b.ns;
+  const int64_t sel_stride = b.sel_stride;
+  const auto got = b.dsel.Get<int32_t>(static_cast<size_t>(ns) * hkv * sel_stride);
+  const auto counts = b.dcounts.Get<int32_t>(ns * hkv);
   for (int s = 0; s < ns; ++s) {
     const int n = specs[s].tokens;
     std::vector<int32_t> want(n), scratch(n);
@@ -1088,9 +1119,8 @@ void ExpectSelectionsMatchTwin(const std::vector<float>& scores, const std::vect
 // (fallback); kind 4 raises 1/16 of the positions in runs of 8 (two populations, the budget
 // past the raised one); kind 5 raises the runs kStriped's sampled band reads (at these 6 pairs
 // kStriped runs its two-block clusters past 8192-token strides, which read exactly; the band:
-// TopKStripedManyPairsMatchesTwin); kind 6 scales them
-// past fp16's range (stored as ±inf, ~5% +inf; its budget L / 32 + 1 puts the boundary among
-// the +inf ties); budgets from 1 (kept
+// TopKStripedManyPairsMatchesTwin); kind 6 scales them past fp16's range (stored as ±inf, ~5%
+// +inf; its budget L / 32 + 1 puts the boundary among the +inf ties); budgets from 1 (kept
 // tokens cut) to above the length. The cluster kernel's sizes: 2 (short strides), 5 (70000),
 // 12 (190000: non-portable, not a power of two) and 16 (300000) blocks, where the GPU takes them.
 // kResident holds rows up to ~47K tokens in one block's shared memory (every length up to
@@ -1144,20 +1174,7 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           bits[e] = F32ToF16(scores[e]);
           scores[e] = F16ToF32(bits[e]);
         }
-        std::vector<CudaDsSequence> seqs(ns);
-        int cap = 1;
-        for (int s = 0; s < ns; ++s) {
-          seqs[s].tokens = specs[s].tokens;
-          seqs[s].budget = specs[s].budget;
-          seqs[s].sink = specs[s].sink;
-          seqs[s].recent = specs[s].recent;
-          cap = std::max(cap, std::min(specs[s].budget, specs[s].tokens));
-        }
-        const int64_t sel_stride = cap + 2;
-        Buf dscores(bits.size() * kScoreBytes), dseqs(ns * sizeof(CudaDsSequence));
-        Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
-        dscores.Put(bits.data(), bits.size() * kScoreBytes);
-        dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
+        TopKBuffers b(specs, hkv, bits);
         // Every kernel, and kResident told its rows are at most 4099 tokens (a graph step
         // replayed after its rows grew): rows past its shared memory take its passes in memory.
         std::vector<std::pair<TopKAlgo, int64_t>> launches;
@@ -1165,13 +1182,13 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
         launches.push_back({TopKAlgo::kResident, 4099});
         for (auto [algo, longest_row] : launches) {
           SCOPED_TRACE(absl::StrCat(AlgoName(algo), " longest_row ", longest_row));
-          ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));  // poisoned per kernel
-          ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
-          ASSERT_OK(LaunchTopKSelect(dscores.as<uint16_t>(), row_stride,
-                                     dseqs.as<CudaDsSequence>(), ns, hkv, dsel.as<int32_t>(),
-                                     sel_stride, dcounts.as<int32_t>(), nullptr, algo,
+          ASSERT_CUDA(cudaMemset(b.dsel.ptr, 0xff, b.dsel.bytes));  // poisoned per kernel
+          ASSERT_CUDA(cudaMemset(b.dcounts.ptr, 0xff, b.dcounts.bytes));
+          ASSERT_OK(LaunchTopKSelect(b.dscores.as<uint16_t>(), row_stride,
+                                     b.dseqs.as<CudaDsSequence>(), ns, hkv, b.dsel.as<int32_t>(),
+                                     b.sel_stride, b.dcounts.as<int32_t>(), nullptr, algo,
                                      dtopk_ws.ptr, longest_row));
-          ExpectSelectionsMatchTwin(scores, specs, hkv, row_stride, dsel, dcounts, sel_stride);
+          ExpectSelectionsMatchTwin(scores, specs, hkv, row_stride, b);
         }
       }
     }
@@ -1186,12 +1203,10 @@ void ExpectStripedMatchesTwin(int ns, int hkv) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<SeqSpec> specs(ns);
   int64_t stride = 0;
-  int cap = 1;
   for (int s = 0; s < ns; ++s) {
     const int L = s % 2 == 0 ? 70001 + 37 * s : 170003 + 53 * s;
     specs[s] = {L, s % 3 == 0 ? L / 16 + s : BudgetFor(L, s + 2), s % 5, 1 + s % 70, 0};
     stride = std::max<int64_t>(stride, L + s % 4);
-    cap = std::max(cap, std::min(specs[s].budget, L));
   }
   for (int kind = 0; kind < 4; ++kind) {
     SCOPED_TRACE(absl::StrCat("pairs ", ns * hkv, " kind ", kind));
@@ -1206,26 +1221,15 @@ void ExpectStripedMatchesTwin(int ns, int hkv) {
       bits[e] = F32ToF16(x);
       scores[e] = F16ToF32(bits[e]);
     }
-    std::vector<CudaDsSequence> seqs(ns);
-    for (int s = 0; s < ns; ++s) {
-      seqs[s].tokens = specs[s].tokens;
-      seqs[s].budget = specs[s].budget;
-      seqs[s].sink = specs[s].sink;
-      seqs[s].recent = specs[s].recent;
-    }
-    const int64_t sel_stride = cap + 3;
-    Buf dscores(bits.size() * kScoreBytes), dseqs(ns * sizeof(CudaDsSequence));
-    Buf dsel(static_cast<size_t>(ns) * hkv * sel_stride * 4), dcounts(ns * hkv * 4);
-    dscores.Put(bits.data(), bits.size() * kScoreBytes);
-    dseqs.Put(seqs.data(), ns * sizeof(CudaDsSequence));
+    TopKBuffers b(specs, hkv, bits);
     for (TopKAlgo algo : {TopKAlgo::kStriped, TopKAlgo::kAuto}) {
       SCOPED_TRACE(AlgoName(algo));
-      ASSERT_CUDA(cudaMemset(dsel.ptr, 0xff, dsel.bytes));  // poisoned per kernel
-      ASSERT_CUDA(cudaMemset(dcounts.ptr, 0xff, dcounts.bytes));
-      ASSERT_OK(LaunchTopKSelect(dscores.as<uint16_t>(), stride, dseqs.as<CudaDsSequence>(), ns,
-                                 hkv, dsel.as<int32_t>(), sel_stride, dcounts.as<int32_t>(),
-                                 nullptr, algo));
-      ExpectSelectionsMatchTwin(scores, specs, hkv, stride, dsel, dcounts, sel_stride);
+      ASSERT_CUDA(cudaMemset(b.dsel.ptr, 0xff, b.dsel.bytes));  // poisoned per kernel
+      ASSERT_CUDA(cudaMemset(b.dcounts.ptr, 0xff, b.dcounts.bytes));
+      ASSERT_OK(LaunchTopKSelect(b.dscores.as<uint16_t>(), stride, b.dseqs.as<CudaDsSequence>(),
+                                 ns, hkv, b.dsel.as<int32_t>(), b.sel_stride,
+                                 b.dcounts.as<int32_t>(), nullptr, algo));
+      ExpectSelectionsMatchTwin(scores, specs, hkv, stride, b);
     }
   }
 }
