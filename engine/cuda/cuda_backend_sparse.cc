@@ -166,9 +166,10 @@ absl::Status CudaBackend::GrowSparseScratch(const SparseLayerPlan& plan, int hea
   RETURN_IF_ERROR(st.workspace.Grow(static_cast<size_t>(workspace) * 4, stream_));
   if (!scores) return absl::OkStatus();
   // ScoreAndSelect's own growth of the score buffer and the top-k workspace, ahead of time.
-  RETURN_IF_ERROR(st.scores.Grow(pairs * plan.max_tokens * kScoreBytes, stream_));
-  return TopKWorkspaceFor(st.topk_workspace, options_.ds_topk_algo, num, heads_kv,
-                          plan.max_tokens, sm_count_, stream_)
+  const int64_t stride = ScoreRowStride(plan.max_tokens);
+  RETURN_IF_ERROR(st.scores.Grow(pairs * stride * kScoreBytes, stream_));
+  return TopKWorkspaceFor(st.topk_workspace, options_.ds_topk_algo, num, heads_kv, stride,
+                          sm_count_, stream_)
       .status();
 }
 
@@ -327,7 +328,8 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
     for (int h = 0; h < hkv; ++h) {
       CUDA_RETURN_IF_ERROR(
           cudaMemcpy(bits.data(),
-                     static_cast<const uint16_t*>(st.scores.ptr) + (i * hkv + h) * plan.max_tokens,
+                     static_cast<const uint16_t*>(st.scores.ptr) +
+                         (i * hkv + h) * ScoreRowStride(plan.max_tokens),
                      c.tokens * kScoreBytes, cudaMemcpyDeviceToHost));
       for (int64_t t = 0; t < c.tokens; ++t) c.scores[h * c.tokens + t] = F16ToF32(bits[t]);
       c.selected[h].resize(std::max(counts[h], 0));

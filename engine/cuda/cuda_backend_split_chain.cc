@@ -46,7 +46,8 @@ int CudaBackend::SparseChainSplit(const SparseLayerPlan& plan, int heads_kv) con
   // against 5.878; Llama-2-7B batch 2 even).
   int64_t longest = 0;
   for (const CudaDsSequence& s : plan.seqs) longest = std::max<int64_t>(longest, s.tokens);
-  if (ResolveTopKAlgo(options_.ds_topk_algo, plan.max_tokens, pairs, sm_count_, longest) ==
+  const int64_t stride = ScoreRowStride(plan.max_tokens);
+  if (ResolveTopKAlgo(options_.ds_topk_algo, stride, pairs, sm_count_, longest) ==
       TopKAlgo::kResident) {
     return 0;
   }
@@ -71,8 +72,8 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
   const int64_t pairs = static_cast<int64_t>(job.num_seqs) * hkv;
   // Grown before the fork (GrowSparseScratch has grown the workspace): a growth synchronizes
   // the backend's stream.
-  RETURN_IF_ERROR(
-      st.scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * kScoreBytes, stream_));
+  const int64_t stride = ScoreRowStride(job.max_tokens);
+  RETURN_IF_ERROR(st.scores.Grow(static_cast<size_t>(pairs * stride) * kScoreBytes, stream_));
   uint16_t* const scores = static_cast<uint16_t*>(st.scores.ptr);
   float* const workspace = static_cast<float*>(st.workspace.ptr);
   const float scale = 1.0f / std::sqrt(static_cast<float>(job.head_dim));
@@ -87,14 +88,14 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
     return LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs + first, count,
                              job.labels + first, job.heads_q, hkv, job.head_dim, job.max_r,
                              job.label_bits, job.score_heads, job.max_tokens,
-                             scores + first * hkv * job.max_tokens, job.max_tokens, s,
+                             scores + first * hkv * stride, stride, s,
                              options_.ds_score_algo);
   };
   auto select_and_attend = [&](int first, int count, float* ws,
                                cudaStream_t s) -> absl::Status {
     int32_t* const selected = job.selected + first * hkv * job.sel_stride;
     int32_t* const counts = job.counts + first * hkv;
-    RETURN_IF_ERROR(LaunchTopKSelect(scores + first * hkv * job.max_tokens, job.max_tokens,
+    RETURN_IF_ERROR(LaunchTopKSelect(scores + first * hkv * stride, stride,
                                      job.seqs + first, count, hkv, selected, job.sel_stride,
                                      counts, s, options_.ds_topk_algo, nullptr,
                                      job.longest_row));

@@ -45,15 +45,16 @@ absl::Status ScoreAndSelect(const ScoreSelectJob& job, FusedSelectMode fused,
                                               job.sel_stride, job.counts, stream));
     if (launched) return absl::OkStatus();
   }
-  RETURN_IF_ERROR(scores.Grow(static_cast<size_t>(pairs * job.max_tokens) * kScoreBytes, stream));
+  const int64_t stride = ScoreRowStride(job.max_tokens);
+  RETURN_IF_ERROR(scores.Grow(static_cast<size_t>(pairs * stride) * kScoreBytes, stream));
   ASSIGN_OR_RETURN(void* const ws, TopKWorkspaceFor(topk_workspace, topk_algo, job.num_seqs,
-                                                    job.heads_kv, job.max_tokens, sms, stream));
+                                                    job.heads_kv, stride, sms, stream));
   uint16_t* const sc = static_cast<uint16_t*>(scores.ptr);
   RETURN_IF_ERROR(LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs, job.num_seqs,
                                     job.labels, job.heads_q, job.heads_kv, job.head_dim,
                                     job.max_r, job.label_bits, job.score_heads, job.max_tokens,
-                                    sc, job.max_tokens, stream, score_algo));
-  return LaunchTopKSelect(sc, job.max_tokens, job.seqs, job.num_seqs, job.heads_kv, job.selected,
+                                    sc, stride, stream, score_algo));
+  return LaunchTopKSelect(sc, stride, job.seqs, job.num_seqs, job.heads_kv, job.selected,
                           job.sel_stride, job.counts, stream, topk_algo, ws, job.longest_row);
 }
 

@@ -53,6 +53,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <type_traits>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -85,6 +86,7 @@ using cuda::Num;
 using cuda::QChannel;
 using cuda::ScoreHeadsOf;
 using cuda::ScoreLabelRow;
+using cuda::ScoreLabelRowScaled;
 using cuda::ScoreQueryChannel;
 using cuda::StagedChannelSum;
 using cuda::VecOf;
@@ -458,6 +460,29 @@ struct ScoreRunRows {
   uint32_t scale_min[kScoreItemsPerThread] = {};
 };
 
+// Where the fixed-row scorer's items of a run are consecutive rows (4-byte rows: 4-bit r 8):
+// lane l's items are rows 4 l .. 4 l + 3 of the run rather than l, l + 32, l + 64, l + 96 — the
+// four rows one 16-byte load, their scales and their minimums one 8-byte load each, and their
+// scores one 8-byte store, two conversions packing two scores each: a warp's loads and stores
+// still contiguous spans, with a third of the loads, a quarter of the stores and half the
+// conversions. Used on a warp's full pages where the rows, scales, minimums and the head's
+// score row are aligned (the engine pads score rows: ScoreRowStride).
+template <int kRowBytes>
+constexpr bool kConsecutiveRows = kRowBytes * kScoreItemsPerThread == 16;
+
+// One run's consecutive rows (kConsecutiveRows): this lane's four 4-byte rows, their fp16 scales
+// (items 0-1, 2-3: the lower item's in the low half) and minimums, as loaded.
+struct ConsecutiveRunRows {
+  uint32_t raw[kScoreItemsPerThread][1];
+  uint32_t scales[2], minimums[2];
+  __device__ __forceinline__ float Scale(int it) const {
+    return cuda::F16BitsToF32(static_cast<uint16_t>(scales[it / 2] >> (16 * (it % 2))));
+  }
+  __device__ __forceinline__ float Minimum(int it) const {
+    return cuda::F16BitsToF32(static_cast<uint16_t>(minimums[it / 2] >> (16 * (it % 2))));
+  }
+};
+
 // Whether the fixed-row scorer takes a shape's 4-bit codes in place (LabelValue's kPlaced):
 // run 23 call 10 (H200, batch 8, 64K-256K), scoring 4-bit r 8 / 16 / 32 2.7-3.8% / 5.0-8.6% /
 // 3.5-4.4% faster in place, r 64 (its values held for run-time score heads) 14-17% slower.
@@ -487,7 +512,12 @@ constexpr bool kScorePrefetch = kBits == 4 && kR == 8 && kG <= 1;
 // kScoreRunsPerTile runs on: with that step a multiple of heads_kv (FixedScoreBlocks) each warp
 // keeps one KV head. Addresses are a run's base and immediate offsets: per tile, index
 // arithmetic and the query channels' reloads had cost as many instructions as a 4-bit r 8
-// row's dot (ncu, run 21: 355 a warp a tile, issue-bound at 71% of the issue slots).
+// row's dot (ncu, run 21: 355 a warp a tile, issue-bound at 71% of the issue slots). 4-byte
+// rows (4-bit r 8) take a warp's full pages with consecutive items first (kConsecutiveRows;
+// run 23's ncu: per-run index arithmetic, bounds and the head's check had cost ~100 of the
+// 260 instructions a warp a run; run 24: scoring 13-18% faster). The other shapes keep this
+// loop: the consecutive loop's form with strided items (bounds only on a last page) ran 4-bit
+// r 16 8% faster but 4-bit r 64 30% slower and spilled at several shapes (run 24 call 1).
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kScoreThreads,
                                   kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm : 2)
@@ -545,6 +575,81 @@ __global__ void __launch_bounds__(kScoreThreads,
       }
     }
   };
+  // The warp's runs on its full pages from `run` on with consecutive items (kConsecutiveRows,
+  // where the rows, scales, minimums and the head's score row are aligned; else none): no
+  // per-item bounds, no head check (the warp's runs keep its head: a page step apart), the next
+  // run's rows a step from the last's (32-bit rows: FixedScoreKernel), the next run's loads in
+  // flight while this run's are scored where kScorePrefetch, and at one score head the
+  // sequence's aggregation a compile-time constant (at run time ptxas issued both folds of
+  // every row, predicated).
+  // Returns the first of the warp's runs it left (past its full pages).
+  const auto consecutive_runs = [&](int64_t first_run) -> int64_t {
+    const auto aligned = [](const void* p, uintptr_t bytes) {
+      return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
+    };
+    uint16_t* const head_scores = srow + h * score_stride;
+    if (!aligned(data, 16) || !aligned(lab.scales, 8) || !aligned(lab.minimums, 8) ||
+        !aligned(head_scores, 8)) {
+      return first_run;
+    }
+    int page = static_cast<int>(first_run >> head_bits);
+    const int page_step = static_cast<int>(run_step >> head_bits);
+    const int full_pages = seq.tokens / kLabelPageTokens;
+    if (page >= full_pages) return first_run;
+    const int first = kScoreItemsPerThread * lane;  // the lane's first row of a run
+    int row = (page * heads_kv + h) * kLabelPageTokens + first;  // of the next run to load
+    const int row_step = static_cast<int>(run_step) * kLabelPageTokens;
+    uint16_t* out = head_scores + static_cast<int64_t>(page) * kLabelPageTokens + first;
+    const auto load = [&](ConsecutiveRunRows& to) {
+      const uint4 w = *reinterpret_cast<const uint4*>(data + static_cast<int64_t>(row) * 4);
+      to.raw[0][0] = w.x, to.raw[1][0] = w.y, to.raw[2][0] = w.z, to.raw[3][0] = w.w;
+      const uint2 s = *reinterpret_cast<const uint2*>(lab.scales + row);
+      const uint2 m = *reinterpret_cast<const uint2*>(lab.minimums + row);
+      to.scales[0] = s.x, to.scales[1] = s.y, to.minimums[0] = m.x, to.minimums[1] = m.y;
+      row += row_step;
+    };
+    const auto pages_with = [&](auto max_agg_c) {
+      constexpr bool kMax = decltype(max_agg_c)::value;
+      const auto row_score = [&](const ConsecutiveRunRows& from, int it) {
+        return ScoreLabelRowScaled<kBits, kR, kG, kPlacedCodes<kR>>(
+            from.raw[it], from.Scale(it), from.Minimum(it), b.heads, kG == 1 ? kMax : max_agg,
+            qc);
+      };
+      const auto score = [&](const ConsecutiveRunRows& from) {
+        const uint32_t lo = cuda::ScoreBitsPair(row_score(from, 0), row_score(from, 1));
+        const uint32_t hi = cuda::ScoreBitsPair(row_score(from, 2), row_score(from, 3));
+        *reinterpret_cast<uint2*>(out) = make_uint2(lo, hi);
+        out += static_cast<int64_t>(page_step) * kLabelPageTokens;
+        page += page_step;
+      };
+      if constexpr (kScorePrefetch<kBits, kR, kG>) {
+        ConsecutiveRunRows cur, next;
+        load(cur);
+        for (;;) {
+          const bool more = page + page_step < full_pages;
+          if (more) load(next);
+          score(cur);
+          if (!more) break;
+          const bool more2 = page + page_step < full_pages;
+          if (more2) load(cur);
+          score(next);
+          if (!more2) break;
+        }
+      } else {
+        while (page < full_pages) {
+          ConsecutiveRunRows here;
+          load(here);
+          score(here);
+        }
+      }
+    };
+    if (kG == 1 && max_agg) {
+      pages_with(std::true_type{});
+    } else {
+      pages_with(std::false_type{});
+    }
+    return static_cast<int64_t>(page) * heads_kv + h;
+  };
   // The scores of the rows in `from`, written to the head's score row.
   const auto score = [&](const ScoreRunRows<kBits, Chunk, kRowBytes / kChunkBytes>& from) {
     if (from.head != h) {
@@ -560,6 +665,10 @@ __global__ void __launch_bounds__(kScoreThreads,
                                                          b.heads, max_agg, qc));
     }
   };
+  if constexpr (kConsecutiveRows<kRowBytes>) {
+    run = consecutive_runs(run);
+    if (run >= runs) return;
+  }
   if constexpr (kScorePrefetch<kBits, kR, kG>) {
     // The next run's rows load while this run's are scored: a 4-bit r 8 row is 8 bytes with its
     // scale and minimum, and one run's in flight left the scorer waiting on memory (ncu, run 21).
@@ -885,11 +994,14 @@ inline int64_t FixedScoreBlocks(int64_t blocks, int heads_kv) {
 }
 
 // The fixed-row kernel for labels of `bits` bits and r channels (every sequence's) at `heads`
-// score heads (FixedLabelKernel's shapes and rule; 0: at run time), or null where none applies
-// or heads_kv does not divide the block.
+// score heads (FixedLabelKernel's shapes and rule; 0: at run time), or null where none applies,
+// heads_kv does not divide the block, or a sequence's label rows (and a run step past them)
+// could pass the kernel's 32-bit row indices.
 template <typename T>
-ScoreKernel<T> FixedScoreKernel(int bits, int r, int heads, int heads_kv) {
+ScoreKernel<T> FixedScoreKernel(int bits, int r, int heads, int heads_kv, int64_t max_tokens) {
   if (heads_kv > kScoreThreads || kScoreThreads % heads_kv != 0) return nullptr;
+  const int64_t rows = LabelCapacity(max_tokens) * heads_kv;
+  if (2 * (rows + kScoreRunsPerTile * kLabelPageTokens) > INT32_MAX) return nullptr;
   return cuda::FixedLabelKernel<FixedScorers<T>>(bits, r, heads);
 }
 
@@ -914,7 +1026,7 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, 
     const int64_t per_block = kScoreThreads * kScoreItemsPerThread;
     blocks = (max_tokens * heads_kv + per_block - 1) / per_block;
   } else {
-    kernel = FixedScoreKernel<T>(label_bits, max_r, score_heads, heads_kv);
+    kernel = FixedScoreKernel<T>(label_bits, max_r, score_heads, heads_kv, max_tokens);
     if (kernel != nullptr) {
       blocks = ScoreRunTiles(max_tokens, heads_kv);
     } else {

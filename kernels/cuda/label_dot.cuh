@@ -257,14 +257,12 @@ __host__ auto FixedLabelKernel(int bits, int r, int heads)
 // score head g (j = kR: the sum of its channels, 4-bit rows). kG > 0: the score heads a
 // compile-time constant, each channel's value used as it is made, so no row of values is held;
 // kG 0: `heads` at run time, the row's values made once, then a dot per score head. kPlaced:
-// LabelValue's.
+// LabelValue's. (ScoreLabelRowScaled: the 4-bit row's scale and minimum as floats.)
 template <int kBits, int kR, int kG, bool kPlaced = true, typename V, int kChunks>
-__device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t scale_min,
-                                               int heads, bool max_agg,
-                                               const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
+__device__ __forceinline__ float ScoreLabelRowScaled(
+    const V (&raw)[kChunks], [[maybe_unused]] float scale, [[maybe_unused]] float minimum,
+    int heads, bool max_agg, const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
   float agg = AggregateStart(max_agg);
-  [[maybe_unused]] const float scale = F16BitsToF32(scale_min & 0xffffu);
-  [[maybe_unused]] const float minimum = F16BitsToF32(scale_min >> 16);
   if constexpr (kG > 0) {
     float dot[kG];
 #pragma unroll
@@ -302,6 +300,14 @@ __device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t
     }
   }
   return agg;
+}
+template <int kBits, int kR, int kG, bool kPlaced = true, typename V, int kChunks>
+__device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t scale_min,
+                                               int heads, bool max_agg,
+                                               const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
+  return ScoreLabelRowScaled<kBits, kR, kG, kPlaced>(raw, F16BitsToF32(scale_min & 0xffffu),
+                                                     F16BitsToF32(scale_min >> 16), heads,
+                                                     max_agg, qc);
 }
 
 }  // namespace cuda

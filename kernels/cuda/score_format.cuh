@@ -18,6 +18,11 @@ namespace cuda {
 __device__ __forceinline__ uint16_t ScoreBits(float s) {
   return __half_as_ushort(__float2half_rn(s));
 }
+// ScoreBits of two scores, lo's in the low half (one conversion packs both).
+__device__ __forceinline__ uint32_t ScoreBitsPair(float lo, float hi) {
+  const __half2 both = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&both);
+}
 __device__ __forceinline__ float ScoreValue(uint16_t bits) {
   return __half2float(__ushort_as_half(bits));
 }
