@@ -52,8 +52,8 @@ void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
                      ScoreSelectJob& job);
 
 // The score rows' stride for contexts of up to max_tokens tokens: a multiple of 8 scores, so
-// that every row starts 16-byte aligned (the fixed-row scorer's 4-bit r 8 stores of four
-// scores at once, and the top-k's vector loads, take aligned rows).
+// that every row starts 16-byte aligned (the fixed-row scorer's 4-bit r 8 / r 16 stores of four
+// / two scores at once, and the top-k's vector loads, take aligned rows).
 inline int64_t ScoreRowStride(int64_t max_tokens) { return (max_tokens + 7) / 8 * 8; }
 
 // Whether a selection of `pairs` (sequence, KV head) rows of up to max_tokens tokens tries the

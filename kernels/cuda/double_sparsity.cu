@@ -460,21 +460,31 @@ struct ScoreRunRows {
   uint32_t scale_min[kScoreItemsPerThread] = {};
 };
 
-// Where the fixed-row scorer's items of a run are consecutive rows (4-byte rows: 4-bit r 8):
-// lane l's items are rows 4 l .. 4 l + 3 of the run rather than l, l + 32, l + 64, l + 96 — the
-// four rows one 16-byte load, their scales and their minimums one 8-byte load each, and their
-// scores one 8-byte store, two conversions packing two scores each: a warp's loads and stores
-// still contiguous spans, with a third of the loads, a quarter of the stores and half the
-// conversions. Used on a warp's full pages where the rows, scales, minimums and the head's
-// score row are aligned (the engine pads score rows: ScoreRowStride).
+// Where the fixed-row scorer's items of a run are consecutive rows (4-bit r 8 and r 16: 4- and
+// 8-byte rows): a lane's items are the rows of 16-byte chunks — 4-byte rows 4 l .. 4 l + 3 of
+// the run for lane l, one chunk, 8-byte rows 2 l, 2 l + 1 and 64 + 2 l, 64 + 2 l + 1, two —
+// rather than l, l + 32, l + 64, l + 96; a chunk's rows' scales and minimums come in one load
+// each and their scores leave in one store, two conversions packing two scores each. A warp's
+// loads and stores stay contiguous spans, with a third (a half at 8-byte rows) of the loads, a
+// quarter (a half) of the stores and half the conversions. Used on a warp's full pages where
+// the rows, scales, minimums and the head's score row are aligned (the engine pads score rows:
+// ScoreRowStride).
 template <int kRowBytes>
-constexpr bool kConsecutiveRows = kRowBytes * kScoreItemsPerThread == 16;
+constexpr bool kConsecutiveRows = kRowBytes == 4 || kRowBytes == 8;
 
-// One run's consecutive rows (kConsecutiveRows): this lane's four 4-byte rows, their fp16 scales
-// (items 0-1, 2-3: the lower item's in the low half) and minimums, as loaded.
+// One run's consecutive rows (kConsecutiveRows): this lane's rows (kPerChunk to a 16-byte
+// chunk), their fp16 scales and minimums as loaded, two a word (items 2 w and 2 w + 1 in word
+// w, the lower item's in the low half).
+template <int kRowBytes>
 struct ConsecutiveRunRows {
-  uint32_t raw[kScoreItemsPerThread][1];
+  static constexpr int kPerChunk = 16 / kRowBytes;
+  static constexpr int kChunks = kScoreItemsPerThread / kPerChunk;
+  typename VecOf<kRowBytes>::T raw[kScoreItemsPerThread][1];
   uint32_t scales[2], minimums[2];
+  // Item it's row in the run, for lane l.
+  static __device__ __forceinline__ int Row(int lane, int it) {
+    return it / kPerChunk * 32 * kPerChunk + lane * kPerChunk + it % kPerChunk;
+  }
   __device__ __forceinline__ float Scale(int it) const {
     return cuda::F16BitsToF32(static_cast<uint16_t>(scales[it / 2] >> (16 * (it % 2))));
   }
@@ -512,12 +522,13 @@ constexpr bool kScorePrefetch = kBits == 4 && kR == 8 && kG <= 1;
 // kScoreRunsPerTile runs on: with that step a multiple of heads_kv (FixedScoreBlocks) each warp
 // keeps one KV head. Addresses are a run's base and immediate offsets: per tile, index
 // arithmetic and the query channels' reloads had cost as many instructions as a 4-bit r 8
-// row's dot (ncu, run 21: 355 a warp a tile, issue-bound at 71% of the issue slots). 4-byte
-// rows (4-bit r 8) take a warp's full pages with consecutive items first (kConsecutiveRows;
-// run 23's ncu: per-run index arithmetic, bounds and the head's check had cost ~100 of the
-// 260 instructions a warp a run; run 24: scoring 13-18% faster). The other shapes keep this
-// loop: the consecutive loop's form with strided items (bounds only on a last page) ran 4-bit
-// r 16 8% faster but 4-bit r 64 30% slower and spilled at several shapes (run 24 call 1).
+// row's dot (ncu, run 21: 355 a warp a tile, issue-bound at 71% of the issue slots). 4- and
+// 8-byte rows (4-bit r 8 / 16) take a warp's full pages with consecutive items first
+// (kConsecutiveRows; run 23's ncu: per-run index arithmetic, bounds and the head's check had
+// cost ~100 of the 260 instructions a warp a run at 4-bit r 8; run 24: scoring 13-16% faster
+// at 4-bit r 8, 7-10% at r 16). The other shapes keep this loop: the consecutive loop's form
+// with strided items (bounds only on a last page) ran 4-bit r 64 30% slower and spilled at
+// several shapes (run 24 calls 1 and 2).
 template <typename T, int kBits, int kR, int kG>
 __global__ void __launch_bounds__(kScoreThreads,
                                   kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm : 2)
@@ -575,81 +586,6 @@ __global__ void __launch_bounds__(kScoreThreads,
       }
     }
   };
-  // The warp's runs on its full pages from `run` on with consecutive items (kConsecutiveRows,
-  // where the rows, scales, minimums and the head's score row are aligned; else none): no
-  // per-item bounds, no head check (the warp's runs keep its head: a page step apart), the next
-  // run's rows a step from the last's (32-bit rows: FixedScoreKernel), the next run's loads in
-  // flight while this run's are scored where kScorePrefetch, and at one score head the
-  // sequence's aggregation a compile-time constant (at run time ptxas issued both folds of
-  // every row, predicated).
-  // Returns the first of the warp's runs it left (past its full pages).
-  const auto consecutive_runs = [&](int64_t first_run) -> int64_t {
-    const auto aligned = [](const void* p, uintptr_t bytes) {
-      return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
-    };
-    uint16_t* const head_scores = srow + h * score_stride;
-    if (!aligned(data, 16) || !aligned(lab.scales, 8) || !aligned(lab.minimums, 8) ||
-        !aligned(head_scores, 8)) {
-      return first_run;
-    }
-    int page = static_cast<int>(first_run >> head_bits);
-    const int page_step = static_cast<int>(run_step >> head_bits);
-    const int full_pages = seq.tokens / kLabelPageTokens;
-    if (page >= full_pages) return first_run;
-    const int first = kScoreItemsPerThread * lane;  // the lane's first row of a run
-    int row = (page * heads_kv + h) * kLabelPageTokens + first;  // of the next run to load
-    const int row_step = static_cast<int>(run_step) * kLabelPageTokens;
-    uint16_t* out = head_scores + static_cast<int64_t>(page) * kLabelPageTokens + first;
-    const auto load = [&](ConsecutiveRunRows& to) {
-      const uint4 w = *reinterpret_cast<const uint4*>(data + static_cast<int64_t>(row) * 4);
-      to.raw[0][0] = w.x, to.raw[1][0] = w.y, to.raw[2][0] = w.z, to.raw[3][0] = w.w;
-      const uint2 s = *reinterpret_cast<const uint2*>(lab.scales + row);
-      const uint2 m = *reinterpret_cast<const uint2*>(lab.minimums + row);
-      to.scales[0] = s.x, to.scales[1] = s.y, to.minimums[0] = m.x, to.minimums[1] = m.y;
-      row += row_step;
-    };
-    const auto pages_with = [&](auto max_agg_c) {
-      constexpr bool kMax = decltype(max_agg_c)::value;
-      const auto row_score = [&](const ConsecutiveRunRows& from, int it) {
-        return ScoreLabelRowScaled<kBits, kR, kG, kPlacedCodes<kR>>(
-            from.raw[it], from.Scale(it), from.Minimum(it), b.heads, kG == 1 ? kMax : max_agg,
-            qc);
-      };
-      const auto score = [&](const ConsecutiveRunRows& from) {
-        const uint32_t lo = cuda::ScoreBitsPair(row_score(from, 0), row_score(from, 1));
-        const uint32_t hi = cuda::ScoreBitsPair(row_score(from, 2), row_score(from, 3));
-        *reinterpret_cast<uint2*>(out) = make_uint2(lo, hi);
-        out += static_cast<int64_t>(page_step) * kLabelPageTokens;
-        page += page_step;
-      };
-      if constexpr (kScorePrefetch<kBits, kR, kG>) {
-        ConsecutiveRunRows cur, next;
-        load(cur);
-        for (;;) {
-          const bool more = page + page_step < full_pages;
-          if (more) load(next);
-          score(cur);
-          if (!more) break;
-          const bool more2 = page + page_step < full_pages;
-          if (more2) load(cur);
-          score(next);
-          if (!more2) break;
-        }
-      } else {
-        while (page < full_pages) {
-          ConsecutiveRunRows here;
-          load(here);
-          score(here);
-        }
-      }
-    };
-    if (kG == 1 && max_agg) {
-      pages_with(std::true_type{});
-    } else {
-      pages_with(std::false_type{});
-    }
-    return static_cast<int64_t>(page) * heads_kv + h;
-  };
   // The scores of the rows in `from`, written to the head's score row.
   const auto score = [&](const ScoreRunRows<kBits, Chunk, kRowBytes / kChunkBytes>& from) {
     if (from.head != h) {
@@ -666,6 +602,100 @@ __global__ void __launch_bounds__(kScoreThreads,
     }
   };
   if constexpr (kConsecutiveRows<kRowBytes>) {
+    // The warp's runs on its full pages from `run` on with consecutive items (kConsecutiveRows,
+    // where the rows, scales, minimums and the head's score row are aligned; else none): no
+    // per-item bounds, no head check (the warp's runs keep its head: a page step apart), the next
+    // run's rows a step from the last's (32-bit rows: FixedScoreKernel), the next run's loads in
+    // flight while this run's are scored where kScorePrefetch, and at one score head the
+    // sequence's aggregation a compile-time constant (at run time ptxas issued both folds of
+    // every row, predicated).
+    // Returns the first of the warp's runs it left (past its full pages).
+    const auto consecutive_runs = [&](int64_t first_run) -> int64_t {
+      const auto aligned = [](const void* p, uintptr_t bytes) {
+        return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
+      };
+      static_assert(kBits == 4, "4- and 8-byte rows are 4-bit labels");
+      using Rows = ConsecutiveRunRows<kRowBytes>;
+      constexpr int kPer = Rows::kPerChunk;
+      uint16_t* const head_scores = srow + h * score_stride;
+      if (!aligned(data, 16) || !aligned(lab.scales, 2 * kPer) ||
+          !aligned(lab.minimums, 2 * kPer) || !aligned(head_scores, 2 * kPer)) {
+        return first_run;
+      }
+      int page = static_cast<int>(first_run >> head_bits);
+      const int page_step = static_cast<int>(run_step >> head_bits);
+      const int full_pages = seq.tokens / kLabelPageTokens;
+      if (page >= full_pages) return first_run;
+      const int first = Rows::Row(lane, 0);  // the lane's first row of a run
+      int row = (page * heads_kv + h) * kLabelPageTokens + first;  // of the next run to load
+      const int row_step = static_cast<int>(run_step) * kLabelPageTokens;
+      uint16_t* out = head_scores + static_cast<int64_t>(page) * kLabelPageTokens + first;
+      const auto load = [&](Rows& to) {
+  #pragma unroll
+        for (int c = 0; c < Rows::kChunks; ++c) {
+          const int chunk_row = row + c * 32 * kPer;
+          const uint4 w =
+              *reinterpret_cast<const uint4*>(data + static_cast<int64_t>(chunk_row) * kRowBytes);
+          if constexpr (kPer == 4) {
+            to.raw[0][0] = w.x, to.raw[1][0] = w.y, to.raw[2][0] = w.z, to.raw[3][0] = w.w;
+            const uint2 sc = *reinterpret_cast<const uint2*>(lab.scales + chunk_row);
+            const uint2 mi = *reinterpret_cast<const uint2*>(lab.minimums + chunk_row);
+            to.scales[0] = sc.x, to.scales[1] = sc.y, to.minimums[0] = mi.x, to.minimums[1] = mi.y;
+          } else {
+            to.raw[2 * c][0] = make_uint2(w.x, w.y), to.raw[2 * c + 1][0] = make_uint2(w.z, w.w);
+            to.scales[c] = *reinterpret_cast<const uint32_t*>(lab.scales + chunk_row);
+            to.minimums[c] = *reinterpret_cast<const uint32_t*>(lab.minimums + chunk_row);
+          }
+        }
+        row += row_step;
+      };
+      const auto pages_with = [&](auto max_agg_c) {
+        constexpr bool kMax = decltype(max_agg_c)::value;
+        const auto row_score = [&](const Rows& from, int it) {
+          return ScoreLabelRowScaled<kBits, kR, kG, kPlacedCodes<kR>>(
+              from.raw[it], from.Scale(it), from.Minimum(it), b.heads, kG == 1 ? kMax : max_agg,
+              qc);
+        };
+        const auto score = [&](const Rows& from) {
+          const uint32_t lo = cuda::ScoreBitsPair(row_score(from, 0), row_score(from, 1));
+          const uint32_t hi = cuda::ScoreBitsPair(row_score(from, 2), row_score(from, 3));
+          if constexpr (kPer == 4) {
+            *reinterpret_cast<uint2*>(out) = make_uint2(lo, hi);
+          } else {
+            *reinterpret_cast<uint32_t*>(out) = lo;
+            *reinterpret_cast<uint32_t*>(out + 32 * kPer) = hi;
+          }
+          out += static_cast<int64_t>(page_step) * kLabelPageTokens;
+          page += page_step;
+        };
+        if constexpr (kScorePrefetch<kBits, kR, kG>) {
+          Rows cur, next;
+          load(cur);
+          for (;;) {
+            const bool more = page + page_step < full_pages;
+            if (more) load(next);
+            score(cur);
+            if (!more) break;
+            const bool more2 = page + page_step < full_pages;
+            if (more2) load(cur);
+            score(next);
+            if (!more2) break;
+          }
+        } else {
+          while (page < full_pages) {
+            Rows here;
+            load(here);
+            score(here);
+          }
+        }
+      };
+      if (kG == 1 && max_agg) {
+        pages_with(std::true_type{});
+      } else {
+        pages_with(std::false_type{});
+      }
+      return static_cast<int64_t>(page) * heads_kv + h;
+    };
     run = consecutive_runs(run);
     if (run >= runs) return;
   }
