@@ -631,7 +631,7 @@ __global__ void __launch_bounds__(kScoreThreads,
       const int row_step = static_cast<int>(run_step) * kLabelPageTokens;
       uint16_t* out = head_scores + static_cast<int64_t>(page) * kLabelPageTokens + first;
       const auto load = [&](Rows& to) {
-  #pragma unroll
+#pragma unroll
         for (int c = 0; c < Rows::kChunks; ++c) {
           const int chunk_row = row + c * 32 * kPer;
           const uint4 w =
