@@ -499,6 +499,15 @@ struct ConsecutiveRunRows {
 template <int kR>
 constexpr bool kPlacedCodes = kR <= 32;
 
+// Resident blocks per SM a fixed-row scorer is compiled for: kScoreFixedBlocksPerSm (64
+// registers), 2 (128) where the row's values are held for run-time score heads past 64 bits of
+// codes, 3 (85) at 4-bit r 32 with one score head, whose 33 query channels live in registers
+// (HeadQueryChannels: from shared memory they cost a load a channel).
+template <int kBits, int kR, int kG>
+constexpr int kScoreFixedMinBlocks = kG == 1 && kR == 32     ? 3
+                                     : kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm
+                                                                  : 2;
+
 // Whether the fixed-row scorer of a shape loads a warp's next run while it scores the current:
 // 4-bit r 8 (4-byte rows), where one run's loads were too few bytes in flight to cover memory's
 // latency, at one score head or a run-time count (kG 0), where the second set of registers
@@ -530,8 +539,7 @@ constexpr bool kScorePrefetch = kBits == 4 && kR == 8 && kG <= 1;
 // with strided items (bounds only on a last page) ran 4-bit r 64 30% slower and spilled at
 // several shapes (run 24 calls 1 and 2).
 template <typename T, int kBits, int kR, int kG>
-__global__ void __launch_bounds__(kScoreThreads,
-                                  kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm : 2)
+__global__ void __launch_bounds__(kScoreThreads, kScoreFixedMinBlocks<kBits, kR, kG>)
     LabelScoresFixedKernel(const T* q, int64_t q_stride, const CudaDsSequence* seqs,
                            const CudaLabelSeq* labels, int heads_q, int heads_kv, int head_dim,
                            uint16_t* scores, int64_t score_stride) {

@@ -175,14 +175,16 @@ __device__ __forceinline__ float QChannel(const float* qh, int j, int g, int hea
 
 // One KV head's query channels for the fixed-row scorers, in QChannel's layout from qs (qs + h,
 // heads_kv apart). kG > 0 (the score heads a compile-time constant): in registers while they
-// are few, else read from shared memory at each use (a warp's lanes on one or a few
-// consecutive heads: conflict-free) through a volatile pointer — loop-invariant, they would
-// otherwise be hoisted into registers, which at kG × kR up to 512 spills and cuts occupancy.
+// are few (kG × kR up to 16, and one score head's 32: 4-bit r 32, whose shared-memory load a
+// channel had cost 13-17% of its scoring, run 24), else read from shared memory at each use (a
+// warp's lanes on one or a few consecutive heads: conflict-free) through a volatile pointer —
+// loop-invariant, they would otherwise be hoisted into registers, which at kG × kR up to 512
+// spills and cuts occupancy.
 // kG 0: the score heads at run time (`heads`), read from shared memory at each use. kWithSum
 // (4-bit labels): each score head's channel sum too, staged as channel kR.
 template <int kG, int kR, bool kWithSum>
 struct HeadQueryChannels {
-  static constexpr bool kInRegisters = kG > 0 && kG * kR <= 16;
+  static constexpr bool kInRegisters = kG > 0 && (kG * kR <= 16 || (kG == 1 && kR <= 32));
   static constexpr int kChannels = kR + (kWithSum ? 1 : 0);
   __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv, int heads)
       : smem(qs + h), heads_kv(heads_kv), heads(heads) {
