@@ -501,10 +501,11 @@ constexpr bool kPlacedCodes = kR <= 32;
 
 // Resident blocks per SM a fixed-row scorer is compiled for: kScoreFixedBlocksPerSm (64
 // registers), 2 (128) where the row's values are held for run-time score heads past 64 bits of
-// codes, 3 (85) at 4-bit r 32 with one score head, whose 33 query channels live in registers
-// (HeadQueryChannels: from shared memory they cost a load a channel).
+// codes, 3 (85) at 4-bit r 32 and 2 at r 64 with one score head, whose 33 / 65 query channels
+// live in registers (HeadQueryChannels: from shared memory they cost a load a channel).
 template <int kBits, int kR, int kG>
-constexpr int kScoreFixedMinBlocks = kG == 1 && kR == 32     ? 3
+constexpr int kScoreFixedMinBlocks = kG == 1 && kR == 64       ? 2
+                                     : kG == 1 && kR == 32     ? 3
                                      : kG > 0 || kBits * kR <= 64 ? kScoreFixedBlocksPerSm
                                                                   : 2;
 
