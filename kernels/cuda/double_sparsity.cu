@@ -495,9 +495,10 @@ struct ConsecutiveRunRows {
 
 // Whether the fixed-row scorer takes a shape's 4-bit codes in place (LabelValue's kPlaced):
 // run 23 call 10 (H200, batch 8, 64K-256K), scoring 4-bit r 8 / 16 / 32 2.7-3.8% / 5.0-8.6% /
-// 3.5-4.4% faster in place, r 64 (its values held for run-time score heads) 14-17% slower.
-template <int kR>
-constexpr bool kPlacedCodes = kR <= 32;
+// 3.5-4.4% faster in place, r 64 (its values held for run-time score heads) 14-17% slower;
+// r 64 at one score head (no values held: kG 1) 5.1-6.3% faster in place (run 24 call 8).
+template <int kR, int kG>
+constexpr bool kPlacedCodes = kR <= 32 || kG == 1;
 
 // Resident blocks per SM a fixed-row scorer is compiled for: kScoreFixedBlocksPerSm (64
 // registers), 2 (128) where the row's values are held for run-time score heads past 64 bits of
@@ -606,7 +607,7 @@ __global__ void __launch_bounds__(kScoreThreads, kScoreFixedMinBlocks<kBits, kR,
     for (int it = 0; it < kScoreItemsPerThread; ++it) {
       if (it * 32 >= from.here) break;
       out[it * 32] = cuda::ScoreBits(
-          ScoreLabelRow<kBits, kR, kG, kPlacedCodes<kR>>(from.raw[it], from.scale_min[it],
+          ScoreLabelRow<kBits, kR, kG, kPlacedCodes<kR, kG>>(from.raw[it], from.scale_min[it],
                                                          b.heads, max_agg, qc));
     }
   };
@@ -661,7 +662,7 @@ __global__ void __launch_bounds__(kScoreThreads, kScoreFixedMinBlocks<kBits, kR,
       const auto pages_with = [&](auto max_agg_c) {
         constexpr bool kMax = decltype(max_agg_c)::value;
         const auto row_score = [&](const Rows& from, int it) {
-          return ScoreLabelRowScaled<kBits, kR, kG, kPlacedCodes<kR>>(
+          return ScoreLabelRowScaled<kBits, kR, kG, kPlacedCodes<kR, kG>>(
               from.raw[it], from.Scale(it), from.Minimum(it), b.heads, kG == 1 ? kMax : max_agg,
               qc);
         };

@@ -174,13 +174,13 @@ __device__ __forceinline__ float QChannel(const float* qh, int j, int g, int hea
 }
 
 // One KV head's query channels for the fixed-row scorers, in QChannel's layout from qs (qs + h,
-// heads_kv apart). kG > 0 (the score heads a compile-time constant): in registers while they
-// are few (kG × kR up to 16) or of one score head (4-bit r 32 / r 64, whose shared-memory load
-// a channel had cost 13-17% / 7-10% of their scoring, run 24), else read from shared memory at
-// each use (a warp's lanes on one or a few consecutive heads: conflict-free) through a volatile
-// pointer — loop-invariant, they would otherwise be hoisted into registers, which at kG × kR up
-// to 512 spills and cuts occupancy. kG 0: the score heads at run time (`heads`), read from shared memory at each use. kWithSum
-// (4-bit labels): each score head's channel sum too, staged as channel kR.
+// heads_kv apart). kG > 0 (the score heads a compile-time constant): in registers while they are
+// few (kG × kR up to 16) or of one score head (4-bit r 32 / r 64, whose shared-memory load a
+// channel had cost 13-17% / 7-10% of their scoring, run 24), else read from shared memory at each
+// use (a warp's lanes on one or a few consecutive heads: conflict-free) through a volatile pointer
+// — loop-invariant, they would otherwise be hoisted into registers, which at kG × kR up to 512
+// spills and cuts occupancy. kG 0: the score heads at run time (`heads`), read from shared memory
+// at each use. kWithSum (4-bit labels): each score head's channel sum too, staged as channel kR.
 template <int kG, int kR, bool kWithSum>
 struct HeadQueryChannels {
   static constexpr bool kInRegisters = kG > 0 && (kG * kR <= 16 || kG == 1);
@@ -217,16 +217,16 @@ struct HeadQueryChannels {
   int heads_kv, heads;
 };
 
-// The fixed-row label shapes: rows of 4, 8, 16 or 32 bytes (fp16 r 8 / 16; 4-bit r 8, whose
-// 4-byte rows are half of fp16 r 8's bytes for the same channels, 16, 32, 64), each with the
-// score heads (`heads`: every sequence's ScoreHeadsOf, 0 where they differ) a compile-time
-// constant where heads × r <= 32 (measured on an H200 for fp16 r 8 / 16 and 4-bit r 32 with
-// max aggregation's group: 1.7-2.4x faster than at run time there, but slower beyond, where the
-// unrolled dots spill; 4-bit r 8 / 16 follow the rule: at 4-bit r 16, 4 heads spill 1 KB) or
-// where there is one (4-bit r 64 too: its 65 query channels in registers, no row of values
-// held; 7-10% faster scoring than at run time, run 24), else 0 (at run time). FixedLabelKernel returns Make::template Of<kBits, kR, kG>() for the shape of
-// `bits`, r and `heads`, or null where none applies; Make names a kernel family (the fixed-row
-// scorer, the fused scorer and top-k).
+// The fixed-row label shapes: rows of 4, 8, 16 or 32 bytes (fp16 r 8 / 16; 4-bit r 8, whose 4-byte
+// rows are half of fp16 r 8's bytes for the same channels, 16, 32, 64), each with the score heads
+// (`heads`: every sequence's ScoreHeadsOf, 0 where they differ) a compile-time constant where heads
+// × r <= 32 (measured on an H200 for fp16 r 8 / 16 and 4-bit r 32 with max aggregation's group:
+// 1.7-2.4x faster than at run time there, but slower beyond, where the unrolled dots spill; 4-bit r
+// 8 / 16 follow the rule: at 4-bit r 16, 4 heads spill 1 KB) or where there is one (4-bit r 64 too:
+// its 65 query channels in registers, no row of values held; 7-10% faster scoring than at run time,
+// run 24), else 0 (at run time). FixedLabelKernel returns Make::template Of<kBits, kR, kG>() for
+// the shape of `bits`, r and `heads`, or null where none applies; Make names a kernel family (the
+// fixed-row scorer, the fused scorer and top-k).
 template <typename Make, int kBits, int kR>
 __host__ auto FixedLabelKernelOfHeads(int heads) {
   if (heads == 1) return Make::template Of<kBits, kR, 1>();
