@@ -175,15 +175,17 @@ __device__ __forceinline__ float QChannel(const float* qh, int j, int g, int hea
 
 // One KV head's query channels for the fixed-row scorers, in QChannel's layout from qs (qs + h,
 // heads_kv apart). kG > 0 (the score heads a compile-time constant): in registers while they are
-// few (kG × kR up to 16) or of one score head (4-bit r 32 / r 64, whose shared-memory load a
-// channel had cost 13-17% / 7-10% of their scoring, run 24), else read from shared memory at each
-// use (a warp's lanes on one or a few consecutive heads: conflict-free) through a volatile pointer
-// — loop-invariant, they would otherwise be hoisted into registers, which at kG × kR up to 512
-// spills and cuts occupancy. kG 0: the score heads at run time (`heads`), read from shared memory
-// at each use. kWithSum (4-bit labels): each score head's channel sum too, staged as channel kR.
-template <int kG, int kR, bool kWithSum>
+// few (kG × kR up to 16) or of one score head (kOneHeadInRegisters; 4-bit r 32 / r 64 in the
+// fixed-row scorer, whose shared-memory load a channel had cost 13-17% / 7-10% of their scoring,
+// run 24), else read from shared memory at each use (a warp's lanes on one or a few consecutive
+// heads: conflict-free) through a volatile pointer — loop-invariant, they would otherwise be
+// hoisted into registers, which at kG × kR up to 512 spills and cuts occupancy. kG 0: the score
+// heads at run time (`heads`), read from shared memory at each use. kWithSum (4-bit labels): each
+// score head's channel sum too, staged as channel kR.
+template <int kG, int kR, bool kWithSum, bool kOneHeadInRegisters = true>
 struct HeadQueryChannels {
-  static constexpr bool kInRegisters = kG > 0 && (kG * kR <= 16 || kG == 1);
+  static constexpr bool kInRegisters =
+      kG > 0 && (kG * kR <= 16 || (kG == 1 && kOneHeadInRegisters));
   static constexpr int kChannels = kR + (kWithSum ? 1 : 0);
   __device__ __forceinline__ HeadQueryChannels(const float* qs, int h, int heads_kv, int heads)
       : smem(qs + h), heads_kv(heads_kv), heads(heads) {
@@ -258,10 +260,10 @@ __host__ auto FixedLabelKernel(int bits, int r, int heads)
 // compile-time constant, each channel's value used as it is made, so no row of values is held;
 // kG 0: `heads` at run time, the row's values made once, then a dot per score head. kPlaced:
 // LabelValue's. (ScoreLabelRowScaled: the 4-bit row's scale and minimum as floats.)
-template <int kBits, int kR, int kG, bool kPlaced = true, typename V, int kChunks>
+template <int kBits, int kR, int kG, bool kPlaced = true, typename V, int kChunks, bool kOneHead>
 __device__ __forceinline__ float ScoreLabelRowScaled(
     const V (&raw)[kChunks], [[maybe_unused]] float scale, [[maybe_unused]] float minimum,
-    int heads, bool max_agg, const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
+    int heads, bool max_agg, const HeadQueryChannels<kG, kR, kBits == 4, kOneHead>& qc) {
   float agg = AggregateStart(max_agg);
   if constexpr (kG > 0) {
     float dot[kG];
@@ -301,10 +303,10 @@ __device__ __forceinline__ float ScoreLabelRowScaled(
   }
   return agg;
 }
-template <int kBits, int kR, int kG, bool kPlaced = true, typename V, int kChunks>
-__device__ __forceinline__ float ScoreLabelRow(const V (&raw)[kChunks], uint32_t scale_min,
-                                               int heads, bool max_agg,
-                                               const HeadQueryChannels<kG, kR, kBits == 4>& qc) {
+template <int kBits, int kR, int kG, bool kPlaced = true, typename V, int kChunks, bool kOneHead>
+__device__ __forceinline__ float ScoreLabelRow(
+    const V (&raw)[kChunks], uint32_t scale_min, int heads, bool max_agg,
+    const HeadQueryChannels<kG, kR, kBits == 4, kOneHead>& qc) {
   return ScoreLabelRowScaled<kBits, kR, kG, kPlaced>(raw, F16BitsToF32(scale_min & 0xffffu),
                                                      F16BitsToF32(scale_min >> 16), heads,
                                                      max_agg, qc);

@@ -122,7 +122,9 @@ __global__ void __launch_bounds__(kFusedThreads)
     }
   }
   ClearClusterHistograms(sh);  // ends with a barrier: qch is staged
-  const HeadQueryChannels<kG, kR, kBits == 4> qc(qch, 0, 1, heads);
+  // (One score head's channels stay in shared memory here: in registers, as the fixed-row
+  // scorer holds them, 4-bit r 32 ran 25-42% slower in this kernel: run 24 call 10.)
+  const HeadQueryChannels<kG, kR, kBits == 4, false> qc(qch, 0, 1, heads);
   const uint8_t* data = static_cast<const uint8_t*>(lab.data);
   // Thread i of the block takes candidates i, i + kFusedThreads, ...: consecutive threads on
   // consecutive tokens of the head (contiguous rows, LabelRow). kFusedThreads tokens are whole
