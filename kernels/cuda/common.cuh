@@ -15,6 +15,11 @@
 namespace dsinfer {
 namespace cuda {
 
+// Whether p is aligned to `bytes` (a power of two).
+__host__ __device__ __forceinline__ bool IsAligned(const void* p, uintptr_t bytes) {
+  return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
+}
+
 template <typename T>
 struct Num;
 template <>

@@ -82,6 +82,7 @@ using cuda::F32ToF16Bits;
 using cuda::F16BitsToF32;
 using cuda::FoldScaleMinimum;
 using cuda::HeadQueryChannels;
+using cuda::IsAligned;
 using cuda::Num;
 using cuda::QChannel;
 using cuda::ScoreHeadsOf;
@@ -262,8 +263,7 @@ __global__ void LabelScoresRowPerThreadKernel(const T* q, int64_t q_stride,
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.0f;
     const float* qh = qs + h * heads * (r + 1);
-    const bool aligned16 = (reinterpret_cast<uintptr_t>(lab.data) & 15) == 0;
-    const bool aligned8 = (reinterpret_cast<uintptr_t>(lab.data) & 7) == 0;
+    const bool aligned16 = IsAligned(lab.data, 16), aligned8 = IsAligned(lab.data, 8);
     if (lab.bits == 16) {
       if (row_bytes % 16 == 0 && aligned16) {
         DotRowHeadMajor<16, 16>(row, r, 0.0f, 0.0f, qh, heads, dot);
@@ -315,8 +315,7 @@ __device__ __forceinline__ int ScoreItem(int it) {
 // Any r and alignment: one row at a time, the widest loads the row size allows.
 __device__ __forceinline__ void ScoreItemsGeneral(const ScoreTile& t, int bits, float* out) {
   const int row_bytes = bits == 16 ? 2 * t.r : (t.r + 1) / 2;
-  const bool aligned16 = (reinterpret_cast<uintptr_t>(t.data) & 15) == 0;
-  const bool aligned8 = (reinterpret_cast<uintptr_t>(t.data) & 7) == 0;
+  const bool aligned16 = IsAligned(t.data, 16), aligned8 = IsAligned(t.data, 8);
   for (int it = 0; it < kScoreItemsPerThread; ++it) {
     const int li = ScoreItem(it);
     const int h = li / t.tpb, tl = li % t.tpb;
@@ -481,10 +480,7 @@ struct ConsecutiveRunRows {
   static constexpr int kChunks = kScoreItemsPerThread / kPerChunk;
   typename VecOf<kRowBytes>::T raw[kScoreItemsPerThread][1];
   uint32_t scales[2], minimums[2];
-  // Item it's row in the run, for lane l.
-  static __device__ __forceinline__ int Row(int lane, int it) {
-    return it / kPerChunk * 32 * kPerChunk + lane * kPerChunk + it % kPerChunk;
-  }
+  static constexpr int kChunkRows = 32 * kPerChunk;  // rows from a lane's chunk to its next
   __device__ __forceinline__ float Scale(int it) const {
     return cuda::F16BitsToF32(static_cast<uint16_t>(scales[it / 2] >> (16 * (it % 2))));
   }
@@ -621,29 +617,26 @@ __global__ void __launch_bounds__(kScoreThreads, kScoreFixedMinBlocks<kBits, kR,
     // every row, predicated).
     // Returns the first of the warp's runs it left (past its full pages).
     const auto consecutive_runs = [&](int64_t first_run) -> int64_t {
-      const auto aligned = [](const void* p, uintptr_t bytes) {
-        return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
-      };
       static_assert(kBits == 4, "4- and 8-byte rows are 4-bit labels");
       using Rows = ConsecutiveRunRows<kRowBytes>;
       constexpr int kPer = Rows::kPerChunk;
       uint16_t* const head_scores = srow + h * score_stride;
-      if (!aligned(data, 16) || !aligned(lab.scales, 2 * kPer) ||
-          !aligned(lab.minimums, 2 * kPer) || !aligned(head_scores, 2 * kPer)) {
+      if (!IsAligned(data, 16) || !IsAligned(lab.scales, 2 * kPer) ||
+          !IsAligned(lab.minimums, 2 * kPer) || !IsAligned(head_scores, 2 * kPer)) {
         return first_run;
       }
       int page = static_cast<int>(first_run >> head_bits);
       const int page_step = static_cast<int>(run_step >> head_bits);
       const int full_pages = seq.tokens / kLabelPageTokens;
       if (page >= full_pages) return first_run;
-      const int first = Rows::Row(lane, 0);  // the lane's first row of a run
+      const int first = kPer * lane;  // the lane's first row of a run
       int row = (page * heads_kv + h) * kLabelPageTokens + first;  // of the next run to load
       const int row_step = static_cast<int>(run_step) * kLabelPageTokens;
       uint16_t* out = head_scores + static_cast<int64_t>(page) * kLabelPageTokens + first;
       const auto load = [&](Rows& to) {
 #pragma unroll
         for (int c = 0; c < Rows::kChunks; ++c) {
-          const int chunk_row = row + c * 32 * kPer;
+          const int chunk_row = row + c * Rows::kChunkRows;
           const uint4 w =
               *reinterpret_cast<const uint4*>(data + static_cast<int64_t>(chunk_row) * kRowBytes);
           if constexpr (kPer == 4) {
@@ -673,7 +666,7 @@ __global__ void __launch_bounds__(kScoreThreads, kScoreFixedMinBlocks<kBits, kR,
             *reinterpret_cast<uint2*>(out) = make_uint2(lo, hi);
           } else {
             *reinterpret_cast<uint32_t*>(out) = lo;
-            *reinterpret_cast<uint32_t*>(out + 32 * kPer) = hi;
+            *reinterpret_cast<uint32_t*>(out + Rows::kChunkRows) = hi;
           }
           out += static_cast<int64_t>(page_step) * kLabelPageTokens;
           page += page_step;
@@ -1207,7 +1200,7 @@ int UniformLabelBits(const CudaLabelSeq* labels, int n, int max_r) {
   if (n <= 0) return 0;
   for (int i = 0; i < n; ++i) {
     if (labels[i].r != max_r || labels[i].bits != labels[0].bits ||
-        (reinterpret_cast<uintptr_t>(labels[i].data) & 15) != 0) {
+        !IsAligned(labels[i].data, 16)) {
       return 0;
     }
   }

@@ -224,7 +224,7 @@ struct HeadQueryChannels {
 // (`heads`: every sequence's ScoreHeadsOf, 0 where they differ) a compile-time constant where heads
 // × r <= 32 (measured on an H200 for fp16 r 8 / 16 and 4-bit r 32 with max aggregation's group:
 // 1.7-2.4x faster than at run time there, but slower beyond, where the unrolled dots spill; 4-bit r
-// 8 / 16 follow the rule: at 4-bit r 16, 4 heads spill 1 KB) or where there is one (4-bit r 64 too:
+// 8 / 16 follow the rule: at 4-bit r 16, 4 heads spill 1 KB) or one at any r (4-bit r 64 too:
 // its 65 query channels in registers, no row of values held; 7-10% faster scoring than at run time,
 // run 24), else 0 (at run time). FixedLabelKernel returns Make::template Of<kBits, kR, kG>() for
 // the shape of `bits`, r and `heads`, or null where none applies; Make names a kernel family (the

@@ -13,7 +13,7 @@
 //    split with each thread owning 16 or 32 consecutive keys of a tile (OwnedSplit),
 //    classified by paired fp16 comparisons and ordered by a warp scan and one exchange a tile
 //    (its comment below); where the pairs number at most half the SMs, a cluster of two blocks
-//    per pair, each taking half the row (TopKSelectStripedHalvesKernel).
+//    per pair, each taking half the row (TopKSelectStripedPartsKernel).
 //  - kMultiBlock: kStriped's reads and finish over many blocks per (sequence, KV head), three
 //    kernels meeting in a workspace, its split with striped loads (StripedSplit; its comment
 //    below).
