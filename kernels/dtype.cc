@@ -34,6 +34,10 @@ absl::string_view DTypeName(DType dtype) {
   return "?";
 }
 
+absl::Status UnsupportedDType(absl::string_view op, DType dtype) {
+  return absl::InvalidArgumentError(absl::StrCat(op, ": unsupported dtype ", DTypeName(dtype)));
+}
+
 absl::StatusOr<DType> ParseSafetensorsDType(absl::string_view name) {
   if (name == "F32") return DType::kF32;
   if (name == "BF16") return DType::kBF16;

@@ -19,6 +19,8 @@ enum class DType : uint8_t { kF32, kBF16, kF16, kI32 };
 size_t DTypeSize(DType dtype);
 // "f32", "bf16", "f16", "i32".
 absl::string_view DTypeName(DType dtype);
+// "<op>: unsupported dtype <name>": a launcher's error for a dtype it has no kernel for.
+absl::Status UnsupportedDType(absl::string_view op, DType dtype);
 // Parses the safetensors spelling ("F32", "BF16", "F16", "I32"); other dtypes are errors.
 absl::StatusOr<DType> ParseSafetensorsDType(absl::string_view name);
 

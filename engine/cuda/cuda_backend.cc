@@ -118,20 +118,6 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
-absl::Status CudaBackend::ForkJoin(cudaStream_t side_stream, cudaEvent_t fork, cudaEvent_t join,
-                                   absl::FunctionRef<absl::Status()> side,
-                                   absl::FunctionRef<absl::Status()> main) {
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(fork, stream_));
-  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream, fork, 0));
-  const absl::Status side_status = side();
-  const cudaError_t recorded = cudaEventRecord(join, side_stream);
-  const absl::Status main_status = side_status.ok() ? main() : absl::OkStatus();
-  if (recorded == cudaSuccess) CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, join, 0));
-  CUDA_RETURN_IF_ERROR(recorded);
-  RETURN_IF_ERROR(side_status);
-  return main_status;
-}
-
 absl::Status CudaBackend::Ensure(Buffer& buffer, size_t bytes) {
   if (bytes <= buffer.bytes) return absl::OkStatus();
   if (mode_ != StepMode::kEager) {

@@ -96,8 +96,8 @@ struct CudaBackendOptions {
   int beside_waves = -1;
   // A sparse layer's chain in two halves of its sequences on two streams, the second half
   // starting once the first half's scores are written, so that one half's scoring and
-  // attention run beside the other's latency-bound top-k (cuda_backend_split_chain.cc,
-  // SparseChainSplit's rule; measured in docs/benchmarks.md runs 19 and 20).
+  // attention run beside the other's top-k (cuda_backend_split_chain.cc; SplitChainHalf's
+  // rule, measured in docs/benchmarks.md runs 19, 20 and 25).
   bool split_sparse_chain = true;
 
   absl::Status Validate() const;
@@ -208,6 +208,11 @@ class CudaBackend final : public Backend {
     options_.ds_fused_select = mode;
     ClearGraphs();
   }
+  // Selects Double Sparsity's top-k kernel (Options::ds_topk_algo; tests and benchmarks).
+  void set_topk_algo(TopKAlgo algo) {
+    options_.ds_topk_algo = algo;
+    ClearGraphs();
+  }
   // Selects the linear-layer body (the benchmark compares them).
   void set_linear_algo(LinearAlgo algo) {
     options_.linear_algo = algo;
@@ -247,6 +252,9 @@ class CudaBackend final : public Backend {
   // Decode-step graphs: how many are cached, and how many steps replayed one (tests, bench).
   size_t graphs_cached() const { return graphs_.size(); }
   int64_t graph_replays() const { return graph_replays_; }
+  // Sparse layers whose chain was issued in two halves (LaunchSplitSparseChain), eagerly or
+  // into a captured graph.
+  int64_t split_sparse_chains() const { return split_sparse_chains_; }
 
   // Fills `t` with uniform random values in [-scale, scale) (benchmark weights).
   absl::Status FillRandom(DeviceTensor& t, uint64_t seed, float scale);
@@ -449,6 +457,7 @@ class CudaBackend final : public Backend {
   std::vector<uint64_t> op_log_;
   size_t op_index_ = 0;
   int64_t graph_replays_ = 0;
+  int64_t split_sparse_chains_ = 0;
   uint64_t graph_clock_ = 0;  // counts graph steps, for the cache's least-recently-used rule
   // From the last eager decode Attention or SparseAttention.
   int last_heads_q_ = 0, last_heads_kv_ = 0;
@@ -481,23 +490,12 @@ class CudaBackend final : public Backend {
   // that a second stream costs more than it hides), beside MixedAttention's dense launch, and
   // for kMultiBlock's top-k (one workspace).
   int SparseChainSplit(const SparseLayerPlan& plan, int heads_kv) const;
-  // Floats of attention workspace a split chain's two halves take (each at its own split
-  // count).
-  int64_t SplitChainWorkspaceFloats(int num_seqs, int half, int heads_q, int heads_kv,
-                                    int head_dim, int64_t sel_stride) const;
   // Scores, top-k and attention of `job`'s sequences [0, half) on the backend's stream and
   // [half, num_seqs) on the split stream, forked after the first half's scores and joined at
   // the end; each half in its own rows of the layer's scratch (GrowSparseScratch sized the
   // workspace for both). The same results as one chain.
   absl::Status LaunchSplitSparseChain(const ScoreSelectJob& job, int half, const CudaPagedKv& kv,
                                       DeviceTensor& out);
-  // Issues `side` on side_stream after everything issued on the backend's stream so far (the
-  // `fork` event), then `main` on the backend's stream if `side` issued without error; the
-  // backend's stream then waits for side_stream (the `join` event) whatever happened, so that
-  // no capture is left with a branch open. Returns side's error first, then main's.
-  absl::Status ForkJoin(cudaStream_t side_stream, cudaEvent_t fork, cudaEvent_t join,
-                        absl::FunctionRef<absl::Status()> side,
-                        absl::FunctionRef<absl::Status()> main);
   // A graph step's Double Sparsity, before capture or replay (BeginStep): checks the step can
   // run as a graph (0 if not: it runs eagerly), then describes every sparse layer, uploads the
   // descriptors and grows the scratch. Returns the layout's key (never 0).

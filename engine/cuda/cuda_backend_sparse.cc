@@ -37,6 +37,7 @@
 #include "engine/cuda/device_labels.h"
 #include "engine/cuda/score_and_select.h"
 #include "engine/cuda/sparse_state.h"
+#include "engine/cuda/split_chain.h"
 #include "engine/cuda/stream_buffer.h"
 #include "engine/cuda/topk_workspace.h"
 #include "engine/sparse/double_sparsity.h"
@@ -161,7 +162,8 @@ absl::Status CudaBackend::GrowSparseScratch(const SparseLayerPlan& plan, int hea
   const int half = SparseChainSplit(plan, heads_kv);
   if (half > 0) {
     workspace = std::max(workspace, SplitChainWorkspaceFloats(num, half, heads_q, heads_kv,
-                                                              head_dim, plan.sel_stride));
+                                                              head_dim, plan.sel_stride,
+                                                              sm_count_));
   }
   RETURN_IF_ERROR(st.workspace.Grow(static_cast<size_t>(workspace) * 4, stream_));
   if (!scores) return absl::OkStatus();

@@ -1,4 +1,5 @@
-// CudaBackend::LaunchSplitSparseChain and its rule, SparseChainSplit (cuda_backend.h).
+// CudaBackend::LaunchSplitSparseChain and its rule, SparseChainSplit (cuda_backend.h), over
+// split_chain.h's SplitChainHalf and LaunchChainInHalves.
 //
 // A sparse layer's chain runs its launches one after the other: scoring (bandwidth-bound),
 // top-k (one block per (sequence, KV head): at batch 8 with Llama-3-8B heads 64 blocks on 132
@@ -12,17 +13,23 @@
 // writes its own rows of the layer's scratch. In a capture the two streams' launches land in
 // the graph as two branches.
 //
-// Measured on an H200 (docs/benchmarks.md run 19; graph steps, 32K, 1/16 fp16 r 8): 64 pairs
-// (Llama-3-8B batch 8, Llama-2-7B batch 2) 1.4-4.2% faster a step; 32 pairs (Llama-3-8B batch
-// 4) and 128 (Llama-3-8B batch 16, Llama-2-7B batch 4) within ±0.8%. Forking after the first
-// half's top-k instead was 4-10% slower a step, at once -0.4 to +1.9% faster, and each half's
-// attention at the whole layer's split count (half the blocks each) up to 2% slower than at
-// its own.
+// Measured on an H200 (docs/benchmarks.md run 19; graph steps, 32K, 1/16 fp16 r 8, the top-k
+// then one block a pair): 64 pairs (Llama-3-8B batch 8, Llama-2-7B batch 2) 1.4-4.2% faster a
+// step; 32 pairs (Llama-3-8B batch 4) and 128 (Llama-3-8B batch 16, Llama-2-7B batch 4) within
+// ±0.8%. Forking after the first half's top-k instead was 4-10% slower a step, at once -0.4 to
+// +1.9% faster, and each half's attention at the whole layer's split count (half the blocks
+// each) up to 2% slower than at its own. Since then the resident top-k took the rows up to
+// ~47K tokens (run 20; the rule leaves those chains whole) and two-block clusters the longer
+// rows' pairs up to half the SMs (run 23): run 25 found the halves slower than the whole chain
+// there (24-64 pairs, 64K-256K: the operator 4-15% at 64 pairs, graph steps 0.9-7.1%) and
+// faster only beside the cluster top-k (16 pairs: graph steps 0.7-3.4%), so SplitChainHalf
+// splits only where the top-k is the cluster kernel or a one-block kernel.
 #include <algorithm>
 #include <cmath>
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/sparse_state.h"
+#include "engine/cuda/split_chain.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -30,39 +37,13 @@
 namespace dsinfer {
 
 int CudaBackend::SparseChainSplit(const SparseLayerPlan& plan, int heads_kv) const {
-  const int num_seqs = static_cast<int>(plan.seqs.size());
   // Beside a dense launch on MixedAttention's side stream (a mixed step) the split was slower
   // (run 19 call 10: Llama-3-8B batch 8, 32K, one dense 7.2%, four 1.3%).
-  if (!options_.split_sparse_chain || num_seqs < 2 || chain_beside_dense_ ||
-      options_.ds_topk_algo == TopKAlgo::kMultiBlock) {
-    return 0;
-  }
-  const int64_t pairs = static_cast<int64_t>(num_seqs) * heads_kv;
-  if (TriesFusedSelect(SelectionFusing(), plan.max_tokens, pairs)) return 0;
-  // Past half the SMs the top-k's blocks leave too little of the GPU to the other half.
-  if (2 * pairs > sm_count_) return 0;
-  // The resident top-k is short enough that the second stream costs more than it hides (run
-  // 20, graph steps at 32K: Llama-3-8B batch 8 6.701 split against 6.616 whole, batch 4 5.957
-  // against 5.878; Llama-2-7B batch 2 even).
+  if (!options_.split_sparse_chain || chain_beside_dense_) return 0;
   int64_t longest = 0;
   for (const CudaDsSequence& s : plan.seqs) longest = std::max<int64_t>(longest, s.tokens);
-  const int64_t stride = ScoreRowStride(plan.max_tokens);
-  if (ResolveTopKAlgo(options_.ds_topk_algo, stride, pairs, sm_count_, longest) ==
-      TopKAlgo::kResident) {
-    return 0;
-  }
-  return num_seqs / 2;
-}
-
-int64_t CudaBackend::SplitChainWorkspaceFloats(int num_seqs, int half, int heads_q,
-                                               int heads_kv, int head_dim,
-                                               int64_t sel_stride) const {
-  int64_t floats = 0;
-  for (int count : {half, num_seqs - half}) {
-    floats += SparseAttentionWorkspaceFloats(
-        count, heads_q, head_dim, SparseAttentionSplits(count, heads_kv, sel_stride, sm_count_));
-  }
-  return floats;
+  return SplitChainHalf(static_cast<int>(plan.seqs.size()), heads_kv, plan.max_tokens, longest,
+                        sm_count_, options_.ds_topk_algo, SelectionFusing());
 }
 
 absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int half,
@@ -77,13 +58,12 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
   uint16_t* const scores = static_cast<uint16_t*>(st.scores.ptr);
   float* const workspace = static_cast<float*>(st.workspace.ptr);
   const float scale = 1.0f / std::sqrt(static_cast<float>(job.head_dim));
-  const int rest = job.num_seqs - half;
-  // The second half's attention workspace follows the first half's.
   float* const second_workspace =
       workspace + SparseAttentionWorkspaceFloats(
                       half, job.heads_q, job.head_dim,
                       SparseAttentionSplits(half, hkv, job.sel_stride, sm_count_));
-  // Sequences [first, first + count): their scores, selection and attention rows.
+  // Sequences [first, first + count): their scores, selection and attention rows; the second
+  // half's attention workspace follows the first half's.
   auto score = [&](int first, int count, cudaStream_t s) {
     return LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs + first, count,
                              job.labels + first, job.heads_q, hkv, job.head_dim, job.max_r,
@@ -91,8 +71,7 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
                              scores + first * hkv * stride, stride, s,
                              options_.ds_score_algo);
   };
-  auto select_and_attend = [&](int first, int count, float* ws,
-                               cudaStream_t s) -> absl::Status {
+  auto select_and_attend = [&](int first, int count, cudaStream_t s) -> absl::Status {
     int32_t* const selected = job.selected + first * hkv * job.sel_stride;
     int32_t* const counts = job.counts + first * hkv;
     RETURN_IF_ERROR(LaunchTopKSelect(scores + first * hkv * stride, stride,
@@ -100,18 +79,14 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
                                      counts, s, options_.ds_topk_algo, nullptr,
                                      job.longest_row));
     const int splits = SparseAttentionSplits(count, hkv, job.sel_stride, sm_count_);
+    float* const ws = first == 0 ? workspace : second_workspace;
     return LaunchSparseAttention(job.dtype, job.q, job.q_stride, job.seqs + first, count,
                                  job.heads_q, hkv, job.head_dim, scale, kv, selected,
                                  job.sel_stride, counts, splits, ws, out.data, out.cols, s);
   };
-  RETURN_IF_ERROR(score(0, half, stream_));
-  return ForkJoin(
-      split_stream_, split_fork_, split_join_,
-      [&]() -> absl::Status {
-        RETURN_IF_ERROR(score(half, rest, split_stream_));
-        return select_and_attend(half, rest, second_workspace, split_stream_);
-      },
-      [&] { return select_and_attend(0, half, workspace, stream_); });
+  ++split_sparse_chains_;
+  return LaunchChainInHalves(job.num_seqs, half, stream_, split_stream_, split_fork_,
+                             split_join_, score, select_and_attend);
 }
 
 }  // namespace dsinfer

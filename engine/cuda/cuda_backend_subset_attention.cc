@@ -21,6 +21,7 @@
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/graph_signature.h"
+#include "engine/cuda/split_chain.h"
 #include "kernels/cuda_check.h"
 #include "kernels/dtype.h"
 #include "kernels/status.h"
@@ -169,7 +170,7 @@ absl::Status CudaBackend::MixedAttention(int layer, const AttentionConfig& confi
     RETURN_IF_ERROR(PrepareSubset(config, batch, pool, dense, /*beside=*/true));
   }
   return ForkJoin(
-      side_stream_, side_fork_, side_join_,
+      stream_, side_stream_, side_fork_, side_join_,
       [&] { return SubsetAttentionOn(layer, config, batch, dense, pool, qkv, out, side_stream_,
                                      true); },
       [&] {

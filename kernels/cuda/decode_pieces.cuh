@@ -1,7 +1,7 @@
 // Flash-decoding pieces: a block attends one piece of a row's tokens and leaves its partial
 // softmax state (m, l, acc: base-2 running max, sum, unnormalised output) in a workspace that
 // DecodeCombineKernel merges; with one piece per row it writes the output itself. Shared by the
-// dense decode bodies (attention.cu) and the pipelined sparse attention (double_sparsity.cu).
+// dense decode bodies (attention.cu) and the pipelined sparse attention (sparse_attention.cu).
 //
 // Workspace of a launch over `rows` rows (grid z), heads_q query heads and `splits` pieces:
 // acc [rows, heads_q, splits, HD] floats, then (m, l) [rows, heads_q, splits, 2]. A launch row

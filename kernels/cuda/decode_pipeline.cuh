@@ -3,7 +3,7 @@
 // state for the kernel to write. The kernels around it differ only in how a block finds its
 // piece, how a slot maps to a token and where the result goes:
 //  - DecodePipelinedKernel (attention.cu): slots are the row's context, slot i = token i;
-//  - the pipelined sparse attention (double_sparsity.cu): slots are a (sequence, KV head)'s
+//  - the pipelined sparse attention (sparse_attention.cu): slots are a (sequence, KV head)'s
 //    selected rows, slot i = token sel[i].
 //
 // How it runs: 4 warps, each its own pipeline with no __syncthreads in the loop: warp w takes

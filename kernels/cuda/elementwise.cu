@@ -27,11 +27,6 @@ namespace {
 using cuda::BlockSum;
 using cuda::Num;
 
-absl::Status BadDType(const char* op, DType dtype) {
-  return absl::InvalidArgumentError(std::string(op) + ": unsupported dtype " +
-                                    std::string(DTypeName(dtype)));
-}
-
 // Tout is T or fp32 (a 16-bit value is exact in fp32, so the gather stays exact). Each thread
 // loads kCopyItems values before it stores them (as RmsNormKernel, below, explains).
 constexpr int kCopyItems = 8;
@@ -326,7 +321,7 @@ absl::Status RmsNormDispatch(DType residual_dtype, DType dtype, void* residual, 
                           static_cast<const T*>(x), static_cast<const T*>(weight), rows, dim, eps,
                           static_cast<T*>(out), stream);
   }
-  return BadDType("RmsNorm residual", residual_dtype);
+  return UnsupportedDType("RmsNorm residual", residual_dtype);
 }
 
 template <typename T, typename Tout>
@@ -359,7 +354,7 @@ absl::Status LaunchEmbeddingEx(DType dtype, DType out_dtype, const void* table, 
                                cudaStream_t stream) {
   if (n == 0) return absl::OkStatus();
   if (out_dtype != dtype && out_dtype != DType::kF32 && dtype != DType::kF32) {
-    return BadDType("LaunchEmbeddingEx output", out_dtype);
+    return UnsupportedDType("LaunchEmbeddingEx output", out_dtype);
   }
   const unsigned grid = static_cast<unsigned>(n);
   const bool f32 = out_dtype == DType::kF32;
@@ -387,11 +382,11 @@ absl::Status LaunchEmbeddingEx(DType dtype, DType out_dtype, const void* table, 
                                                           stream);
           break;
         default:
-          return BadDType("LaunchEmbeddingEx output", out_dtype);
+          return UnsupportedDType("LaunchEmbeddingEx output", out_dtype);
       }
       break;
     default:
-      return BadDType("LaunchEmbedding", dtype);
+      return UnsupportedDType("LaunchEmbedding", dtype);
   }
   CUDA_RETURN_IF_ERROR(launched);
   return absl::OkStatus();
@@ -413,7 +408,7 @@ absl::Status LaunchRmsNormEx(DType dtype, DType x_dtype, const void* x, const vo
       return RmsNormDispatch<__half>(x_dtype, dtype, nullptr, nullptr, x, weight, rows, dim, eps,
                                      out, stream);
     default:
-      return BadDType("LaunchRmsNorm", dtype);
+      return UnsupportedDType("LaunchRmsNorm", dtype);
   }
 }
 
@@ -434,7 +429,7 @@ absl::Status LaunchAddRmsNormEx(DType dtype, DType residual_dtype, void* residua
       return RmsNormDispatch<__half>(residual_dtype, dtype, residual, delta, nullptr, weight,
                                      rows, dim, eps, out, stream);
     default:
-      return BadDType("LaunchAddRmsNorm", dtype);
+      return UnsupportedDType("LaunchAddRmsNorm", dtype);
   }
 }
 
@@ -455,7 +450,7 @@ absl::Status LaunchSwiGlu(DType dtype, const void* gate_up, int64_t rows, int64_
                                                  rows, inter, static_cast<__half*>(out)));
       break;
     default:
-      return BadDType("LaunchSwiGlu", dtype);
+      return UnsupportedDType("LaunchSwiGlu", dtype);
   }
   return absl::OkStatus();
 }
@@ -494,7 +489,7 @@ absl::Status LaunchRopeStoreKv(DType dtype, void* qkv, int64_t qkv_stride,
     case DType::kF16:
       return launch(static_cast<__half*>(nullptr));
     default:
-      return BadDType("LaunchRopeStoreKv", dtype);
+      return UnsupportedDType("LaunchRopeStoreKv", dtype);
   }
 }
 
@@ -524,7 +519,7 @@ absl::Status LaunchArgmax(DType dtype, const void* logits, int64_t rows, int64_t
       CUDA_RETURN_IF_ERROR(LaunchArgmaxKernel<float>(logits, rows, vocab, stride, ids, stream));
       break;
     default:
-      return BadDType("LaunchArgmax", dtype);
+      return UnsupportedDType("LaunchArgmax", dtype);
   }
   return absl::OkStatus();
 }
@@ -542,7 +537,7 @@ absl::Status LaunchFillRandom(DType dtype, void* data, int64_t count, uint64_t s
       FillRandomKernel<<<grid, 256, 0, stream>>>(static_cast<__half*>(data), count, seed, scale);
       break;
     default:
-      return BadDType("LaunchFillRandom", dtype);
+      return UnsupportedDType("LaunchFillRandom", dtype);
   }
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
@@ -564,7 +559,7 @@ absl::Status LaunchToF32(DType dtype, const void* src, int64_t count, float* dst
                                            cudaMemcpyDeviceToDevice, stream));
       break;
     default:
-      return BadDType("LaunchToF32", dtype);
+      return UnsupportedDType("LaunchToF32", dtype);
   }
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();

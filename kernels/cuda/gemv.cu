@@ -335,8 +335,6 @@ absl::Status GemvForDType(DType dtype, bool y_f32, const GemvIo& io, int64_t row
              : GemvForT<__half, kNorm, kAdd>(y_f32, io, rows, in, w, out, stream);
 }
 
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 static_assert(kGroupRows * kGemvMaxRows <= kThreads, "one writing thread per (row, x row)");
@@ -345,8 +343,8 @@ bool GemvApplies(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_
                  const void* w) {
   const bool types = (dtype == DType::kBF16 || dtype == DType::kF16) &&
                      (y_dtype == dtype || y_dtype == DType::kF32);
-  return types && rows >= 1 && rows <= kGemvMaxRows && in >= 8 && in % 8 == 0 && Aligned16(x) &&
-         Aligned16(w);
+  return types && rows >= 1 && rows <= kGemvMaxRows && in >= 8 && in % 8 == 0 &&
+         cuda::IsAligned(x, 16) && cuda::IsAligned(w, 16);
 }
 
 absl::Status LaunchGemv(DType dtype, DType y_dtype, const void* x, int64_t rows, int64_t in,
@@ -379,8 +377,8 @@ absl::Status LaunchGemvAdd(DType dtype, const void* x, int64_t rows, int64_t in,
 
 bool NormGemvApplies(DType dtype, const float* residual, int64_t rows, int64_t in,
                      const void* norm_weight, const void* w, const void* normed) {
-  return GemvApplies(dtype, dtype, residual, rows, in, w) && Aligned16(norm_weight) &&
-         Aligned16(normed);
+  return GemvApplies(dtype, dtype, residual, rows, in, w) && cuda::IsAligned(norm_weight, 16) &&
+         cuda::IsAligned(normed, 16);
 }
 
 absl::Status LaunchNormGemv(DType dtype, const float* residual, int64_t rows, int64_t in,

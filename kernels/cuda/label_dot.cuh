@@ -1,5 +1,5 @@
 // The arithmetic of Double Sparsity's label scoring, in the twins' rounding order (shared by
-// the scorers in double_sparsity.cu and the fused scorer and top-k in
+// the scorers in label_scores.cu and the fused scorer and top-k in
 // score_select_cluster.cu): label values from fp16 bits or 4-bit codes, the per-channel FMA,
 // the 4-bit scale/minimum fold, the GQA aggregation and the query's channel sums.
 #ifndef DSINFER_KERNELS_CUDA_LABEL_DOT_CUH_

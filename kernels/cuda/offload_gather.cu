@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/offload_gather.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -86,7 +87,8 @@ struct FetchJobs {
   int count;
 };
 
-__global__ void __launch_bounds__(kThreads) FetchRowsKernel(const __grid_constant__ FetchJobs jobs) {
+__global__ void __launch_bounds__(kThreads)
+    FetchRowsKernel(const __grid_constant__ FetchJobs jobs) {
   const int64_t items = jobs.first[jobs.count];
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   unsigned hits = 0;
@@ -136,9 +138,6 @@ __global__ void WriteCurrentKvKernel(CudaCurrentKv job) {
   }
 }
 
-bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
-
 // The entries `job` asks for (rows of every head), or an error naming what is wrong with it.
 absl::StatusOr<int64_t> CheckedEntries(const CudaFetchJob& job) {
   const int64_t entries = job.rows != nullptr ? job.num_rows
@@ -154,7 +153,7 @@ absl::StatusOr<int64_t> CheckedEntries(const CudaFetchJob& job) {
   }
   for (const void* p : {job.pool_k, job.pool_v, static_cast<const void*>(job.out_k),
                         static_cast<const void*>(job.out_v)}) {
-    if (p == nullptr || !Aligned16(p)) {
+    if (p == nullptr || !cuda::IsAligned(p, 16)) {
       return absl::InvalidArgumentError("LaunchFetchRows: null or unaligned pool/buffer");
     }
   }
@@ -170,8 +169,8 @@ absl::StatusOr<int64_t> CheckedEntries(const CudaFetchJob& job) {
     return absl::InvalidArgumentError(
         "LaunchFetchRows: previous rows need a selection, their slab and a count >= 0");
   }
-  if ((job.slab_k != nullptr && !Aligned16(job.slab_k)) ||
-      (job.slab_v != nullptr && !Aligned16(job.slab_v))) {
+  if ((job.slab_k != nullptr && !cuda::IsAligned(job.slab_k, 16)) ||
+      (job.slab_v != nullptr && !cuda::IsAligned(job.slab_v, 16))) {
     return absl::InvalidArgumentError("LaunchFetchRows: unaligned slab");
   }
   return entries;
@@ -228,7 +227,7 @@ absl::Status LaunchWriteCurrentKv(const CudaCurrentKv& job, cudaStream_t stream)
   }
   for (const void* p : {job.k, job.v, static_cast<const void*>(job.out_k),
                         static_cast<const void*>(job.out_v)}) {
-    if (p == nullptr || !Aligned16(p)) {
+    if (p == nullptr || !cuda::IsAligned(p, 16)) {
       return absl::InvalidArgumentError("LaunchWriteCurrentKv: null or unaligned row");
     }
   }

@@ -353,17 +353,14 @@ absl::Status LaunchT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
   return absl::OkStatus();
 }
 
-bool Aligned(const void* p, uintptr_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
 }  // namespace
 
 bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, int head_dim,
                                  const CudaPagedKv& kv, const void* out, int64_t out_stride) {
   return (dtype == DType::kBF16 || dtype == DType::kF16) &&
-         (head_dim == 64 || head_dim == 128) && Aligned(q, 16) && q_stride % 8 == 0 &&
-         Aligned(kv.k, 16) && Aligned(kv.v, 16) && Aligned(out, 4) && out_stride % 2 == 0;
+         (head_dim == 64 || head_dim == 128) && cuda::IsAligned(q, 16) && q_stride % 8 == 0 &&
+         cuda::IsAligned(kv.k, 16) && cuda::IsAligned(kv.v, 16) && cuda::IsAligned(out, 4) &&
+         out_stride % 2 == 0;
 }
 
 absl::Status LaunchPrefillAttentionMma(DType dtype, const void* q, int64_t q_stride,

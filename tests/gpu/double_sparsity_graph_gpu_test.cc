@@ -27,6 +27,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/split_chain.h"
 #include "engine/model.h"
 #include "engine/sparse/double_sparsity.h"
 #include "gtest/gtest.h"
@@ -307,18 +308,52 @@ TEST(DoubleSparsityGraphGpu, DependentChainChangesNothing) {
 // A sparse layer's chain in two halves on two streams (split_sparse_chain, on by default;
 // cuda_backend_split_chain.cc): each sequence's scores, selection and attention pieces are its
 // own, so nothing changes (the halves of two and three sequences: one and one, one and two;
-// one sequence never splits). Scoring and top-k unfused (the split's rule leaves fused
-// selections whole).
+// one sequence never splits). Scoring and top-k unfused, the top-k the two-read kernel (the
+// split's rule leaves fused selections whole, and at these lengths kAuto's kStriped); the
+// chains must have split.
 TEST(DoubleSparsityGraphGpu, SplitChainChangesNothing) {
   SKIP_WITHOUT_GPU();
   ForEachGoldenModel([](const char* dir, Model& model, CudaBackend& cuda) {
     const bool by_default = cuda.split_sparse_chain();
     cuda.set_fused_select(FusedSelectMode::kOff);
+    cuda.set_topk_algo(TopKAlgo::kTwoRead);
+    const int64_t splits_before = cuda.split_sparse_chains();
     ExpectSwitchChangesNothing(dir, model, cuda,
                                [&](bool on) { cuda.set_split_sparse_chain(on); });
+    EXPECT_GT(cuda.split_sparse_chains(), splits_before) << dir;
     cuda.set_split_sparse_chain(by_default);
+    cuda.set_topk_algo(TopKAlgo::kAuto);
     cuda.set_fused_select(FusedSelectMode::kAuto);
   });
+}
+
+// Where a chain splits (SplitChainHalf, on 132 SMs): beside the cluster top-k and the
+// one-block kernels, up to half the SMs in pairs; never beside kStriped's two-block clusters,
+// the resident or the multi-block kernel, with one sequence, or where the selection runs fused.
+TEST(DoubleSparsityHost, SplitChainRule) {
+  constexpr int kSms = 132;
+  constexpr auto kAuto = TopKAlgo::kAuto;
+  constexpr auto kOff = FusedSelectMode::kOff;
+  // Llama-3-8B heads (8 KV heads): batch 2 (16 pairs, the cluster kernel past the resident
+  // kernel's rows) splits one and one; batch 3-8 (24-64 pairs, kStriped) stays whole.
+  EXPECT_EQ(SplitChainHalf(2, 8, 262144, 262144, kSms, kAuto, kOff), 1);
+  EXPECT_EQ(SplitChainHalf(2, 8, 65536, 60000, kSms, kAuto, kOff), 1);
+  EXPECT_EQ(SplitChainHalf(2, 8, 65536, 32768, kSms, kAuto, kOff), 0);  // resident
+  EXPECT_EQ(SplitChainHalf(2, 8, 4096, 4096, kSms, kAuto, kOff), 0);    // short: kStriped
+  for (int seqs : {3, 4, 8}) {
+    EXPECT_EQ(SplitChainHalf(seqs, 8, 262144, 262144, kSms, kAuto, kOff), 0) << seqs;
+  }
+  EXPECT_EQ(SplitChainHalf(1, 8, 262144, 262144, kSms, kAuto, kOff), 0);
+  // Named one-block kernels up to half the SMs in pairs (8 sequences × 8 heads: 64 of 132).
+  for (TopKAlgo named : {TopKAlgo::kOneBlock, TopKAlgo::kTwoRead}) {
+    EXPECT_EQ(SplitChainHalf(8, 8, 4096, 4096, kSms, named, kOff), 4);
+    EXPECT_EQ(SplitChainHalf(3, 8, 65536, 65536, kSms, named, kOff), 1);
+    EXPECT_EQ(SplitChainHalf(9, 8, 4096, 4096, kSms, named, kOff), 0);  // 72 pairs
+  }
+  EXPECT_EQ(SplitChainHalf(2, 8, 262144, 262144, kSms, TopKAlgo::kMultiBlock, kOff), 0);
+  EXPECT_EQ(SplitChainHalf(2, 8, 262144, 262144, kSms, TopKAlgo::kStriped, kOff), 0);
+  EXPECT_EQ(SplitChainHalf(2, 8, 4096, 4096, kSms, TopKAlgo::kTwoRead, FusedSelectMode::kAlways),
+            0);
 }
 
 // A long sequence running sparse beside a short one running dense below the length threshold

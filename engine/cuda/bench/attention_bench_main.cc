@@ -4,9 +4,9 @@
 // Llama-3-8B heads (32 q / 8 kv), contexts 4K … 256K, batch 1 / 8 / 32, fp16 K/V and labels.
 // Double Sparsity variants: 1/8 (fp16 labels r = 16, k = L/8; 4-bit r = 64), 1/16 (fp16 r = 8,
 // k = L/16; 4-bit r = 8, 8 bytes a row with its scale and minimum against fp16 r 8's 16, the
-// same channels; 4-bit r = 16, 12 bytes a row; 4-bit r = 32). Inputs are random (generated on the GPU); the selection does not
-// depend on the values for timing purposes beyond the radix passes, which random scores
-// exercise fully (no early exit after the first digit).
+// same channels; 4-bit r = 16, 12 bytes a row; 4-bit r = 32). Inputs are random (generated on
+// the GPU); the selection does not depend on the values for timing purposes beyond the radix
+// passes, which random scores exercise fully (no early exit after the first digit).
 //
 // Beside each time: the bytes the operator must move — dense: the K/V of the context; Double
 // Sparsity: the label cache plus the selected K/V rows — and the floor those bytes take at the
@@ -16,7 +16,10 @@
 // --max_gib are skipped and listed.
 // Per-stage times (score, top-k, attention) are reported for Double Sparsity, once per body of
 // --ds_score_algos / --ds_topk_algos / --ds_attention_algos (attention at the body's own split
-// count and at 8 waves); the chain uses the first of each list. JSON: --json_out.
+// count and at 8 waves); the chain uses the first of each list. The chain is also timed as a
+// CUDA graph, whole and — where CudaBackendOptions::split_sparse_chain would split it
+// (SplitChainHalf) — in two halves on two streams (LaunchChainInHalves), whose selection must
+// equal the whole chain's. JSON: --json_out.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -32,6 +35,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
+#include "engine/cuda/split_chain.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/dependent_launch.h"
@@ -127,6 +131,28 @@ absl::StatusOr<double> TimeUs(cudaStream_t stream, int iters, Fn fn) {
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   return 1000.0 * ms / iters;
+}
+
+// The launches of fn captured once into a CUDA graph (as the engine's graph steps issue them),
+// then timed over iters replays.
+template <typename Fn>
+absl::StatusOr<double> GraphTimeUs(cudaStream_t stream, int iters, Fn fn) {
+  CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const absl::Status issued = fn();
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  RETURN_IF_ERROR(issued);
+  CUDA_RETURN_IF_ERROR(ended);
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  CUDA_RETURN_IF_ERROR(made);
+  const absl::StatusOr<double> us = TimeUs(stream, iters, [&]() -> absl::Status {
+    CUDA_RETURN_IF_ERROR(cudaGraphLaunch(exec, stream));
+    return absl::OkStatus();
+  });
+  cudaGraphExecDestroy(exec);
+  return us;
 }
 
 struct DevMem {
@@ -227,7 +253,8 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
       RETURN_IF_ERROR(o.Alloc(len * kHq * kHeadDim * 2));
       RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, k.ptr, kv_elems, 21, 1.0f, stream));
       RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, v.ptr, kv_elems, 22, 1.0f, stream));
-      RETURN_IF_ERROR(LaunchFillRandom(DType::kBF16, q.ptr, len * kHq * kHeadDim, 23, 1.0f, stream));
+      RETURN_IF_ERROR(
+          LaunchFillRandom(DType::kBF16, q.ptr, len * kHq * kHeadDim, 23, 1.0f, stream));
       // Blocks in reverse order: pages are not contiguous in the pool.
       std::vector<int32_t> tables(blocks), positions(len), row_seq(len, 0);
       for (int i = 0; i < blocks; ++i) tables[i] = blocks - 1 - i;
@@ -293,6 +320,12 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
 absl::Status Run() {
   cudaStream_t stream;
   CUDA_RETURN_IF_ERROR(cudaStreamCreate(&stream));
+  // The split chain's second stream and its fork and join events (LaunchChainInHalves).
+  cudaStream_t side_stream;
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
+  cudaEvent_t fork, join;
+  CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+  CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
   cudaDeviceProp prop;
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
   const int sm = prop.multiProcessorCount;
@@ -529,8 +562,14 @@ absl::Status Run() {
                 std::max({most_attn_splits, attn_splits.back(), attn_splits_more.back()});
           }
           const int splits = attn_splits[0];
-          RETURN_IF_ERROR(
-              sws.Alloc(SparseAttentionWorkspaceFloats(nseq, hq, kHeadDim, most_attn_splits) * 4));
+          // Room for the split chain's halves too, each at its own split count.
+          int64_t ws_floats = SparseAttentionWorkspaceFloats(nseq, hq, kHeadDim, most_attn_splits);
+          for (int count : {nseq / 2, nseq - nseq / 2}) {
+            if (count == 0) continue;
+            ws_floats += SparseAttentionWorkspaceFloats(
+                count, hq, kHeadDim, SparseAttentionSplits(count, hkv, budget, sm, attn_algos[0]));
+          }
+          RETURN_IF_ERROR(sws.Alloc(ws_floats * 4));
           const int64_t topk_ws_bytes = TopKSelectWorkspaceBytes(nseq, hkv, ctx);
           RETURN_IF_ERROR(topk_ws.Alloc(topk_ws_bytes));
           CUDA_RETURN_IF_ERROR(cudaMemset(topk_ws.ptr, 0, topk_ws_bytes));
@@ -564,16 +603,71 @@ absl::Status Run() {
                                             budget, counts.as<int32_t>(), stream);
           };
           // The chain with the first body of each list; then each stage alone, per body.
-          ASSIGN_OR_RETURN(const double us_separate,
-                           TimeUs(stream, iters, [&]() -> absl::Status {
-                             RETURN_IF_ERROR(score(score_algos[0]));
-                             RETURN_IF_ERROR(topk(topk_algos[0]));
-                             return attend();
-                           }));
-          // The fused kernel's selection against the two launches' (identical sets), then its
-          // time alone and in the chain.
+          auto chain = [&]() -> absl::Status {
+            RETURN_IF_ERROR(score(score_algos[0]));
+            RETURN_IF_ERROR(topk(topk_algos[0]));
+            return attend();
+          };
+          ASSIGN_OR_RETURN(const double us_separate, TimeUs(stream, iters, chain));
           ASSIGN_OR_RETURN(const SelectionCopy separate_sel,
                            CopySelection(sel, counts, batch * hkv, budget, stream));
+          // The chain as the engine's graph steps run it: captured whole, and where the engine
+          // splits it (SplitChainHalf, the engine's fusing rule for these kernels) in two halves
+          // on two streams, whose selection must equal the whole chain's.
+          ASSIGN_OR_RETURN(const double us_chain_graph, GraphTimeUs(stream, iters, chain));
+          const FusedSelectMode fusing =
+              score_algos[0] == LabelScoreAlgo::kStrided && topk_algos[0] == TopKAlgo::kAuto
+                  ? FusedSelectMode::kAuto
+                  : FusedSelectMode::kOff;
+          const int half = SplitChainHalf(nseq, hkv, ctx, ctx, sm, topk_algos[0], fusing);
+          double us_chain_split = 0;
+          int64_t split_mismatches = -1;
+          if (half > 0) {
+            auto score_part = [&](int first, int count, cudaStream_t s) {
+              return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq + first, count,
+                                       dlabs.as<CudaLabelSeq>() + first, hq, hkv, kHeadDim,
+                                       var.r, label_bits, score_heads, ctx,
+                                       scores.as<uint16_t>() + first * hkv * ctx, ctx, s,
+                                       score_algos[0]);
+            };
+            const int first_splits = SparseAttentionSplits(half, hkv, budget, sm, attn_algos[0]);
+            float* const second_ws =
+                sws.as<float>() +
+                SparseAttentionWorkspaceFloats(half, hq, kHeadDim, first_splits);
+            auto select_part = [&](int first, int count, cudaStream_t s) -> absl::Status {
+              int32_t* const part_sel = sel.as<int32_t>() + first * hkv * budget;
+              int32_t* const part_counts = counts.as<int32_t>() + first * hkv;
+              RETURN_IF_ERROR(LaunchTopKSelect(scores.as<uint16_t>() + first * hkv * ctx, ctx,
+                                               dseq + first, count, hkv, part_sel, budget,
+                                               part_counts, s, topk_algos[0]));
+              return LaunchSparseAttention(
+                  DType::kF16, dq.ptr, hq * kHeadDim, dseq + first, count, hq, hkv, kHeadDim,
+                  scale, kv, part_sel, budget, part_counts,
+                  SparseAttentionSplits(count, hkv, budget, sm, attn_algos[0]),
+                  first == 0 ? sws.as<float>() : second_ws, dout.ptr, hq * kHeadDim, s,
+                  attn_algos[0]);
+            };
+            auto split_chain = [&] {
+              return LaunchChainInHalves(nseq, half, stream, side_stream, fork, join, score_part,
+                                         select_part);
+            };
+            // Poisoned first, so that a half left unselected shows.
+            CUDA_RETURN_IF_ERROR(cudaMemsetAsync(counts.ptr, 0, batch * hkv * 4, stream));
+            CUDA_RETURN_IF_ERROR(cudaMemsetAsync(sel.ptr, 0xff, batch * hkv * budget * 4, stream));
+            RETURN_IF_ERROR(split_chain());
+            ASSIGN_OR_RETURN(const SelectionCopy split_sel,
+                             CopySelection(sel, counts, batch * hkv, budget, stream));
+            split_mismatches = SelectionMismatches(separate_sel, split_sel, budget);
+            if (split_mismatches != 0) {
+              return absl::InternalError(absl::StrCat(
+                  "the split chain selected differently from the whole chain at ", m, " batch ",
+                  batch, " context ", ctx, " ", var.name, ": ", split_mismatches,
+                  " mismatches"));
+            }
+            ASSIGN_OR_RETURN(us_chain_split, GraphTimeUs(stream, iters, split_chain));
+          }
+          // The fused kernel's selection against the two launches' (identical sets), then its
+          // time alone and in the chain.
           ASSIGN_OR_RETURN(const bool fused_ran, fused());
           double us_fused = 0, us_chain_fused = 0;
           int64_t fused_mismatches = -1;
@@ -643,6 +737,8 @@ absl::Status Run() {
           const int64_t moved = floor_bytes + batch * hkv * ctx * kScoreBytes * score_passes;
           absl::StrAppend(&stages, absl::StrFormat(" | fused %.1f, chain %.1f (two launches %.1f)",
                                                    us_fused, us_chain_fused, us_separate));
+          absl::StrAppend(&stages, absl::StrFormat(" | graph %.1f", us_chain_graph));
+          if (half > 0) absl::StrAppend(&stages, absl::StrFormat(", split %.1f", us_chain_split));
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),
                       static_cast<long long>(batch), static_cast<long long>(ctx), var.name, us,
@@ -677,7 +773,11 @@ absl::Status Run() {
                                     {"us_chain_two_launches", us_separate},
                                     {"us_score_topk_fused", us_fused},
                                     {"us_chain_fused", us_chain_fused},
-                                    {"fused_selection_mismatches", fused_mismatches}});
+                                    {"fused_selection_mismatches", fused_mismatches},
+                                    {"us_chain_graph", us_chain_graph},
+                                    {"split_half", half},
+                                    {"us_chain_split_graph", us_chain_split},
+                                    {"split_selection_mismatches", split_mismatches}});
           if (fused_mismatches != 0 && fused_ran) {
             return absl::InternalError(absl::StrCat(
                 "fused scorer and top-k selected differently from the two launches at ", m,
