@@ -49,6 +49,7 @@
 #include "engine/sparse/channel_config.h"
 #include "engine/sparse/double_sparsity.h"
 #include "engine/tools/cli_flags.h"
+#include "kernels/label_layout.h"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
 #include "nlohmann/json.hpp"
@@ -275,6 +276,12 @@ int64_t FreeBytes() {
   return static_cast<int64_t>(f);
 }
 
+// Bytes of one (token, KV head) label row under `o`: fp16 channels, or 4-bit codes with their
+// fp16 scale and minimum.
+double LabelRowBytes(const AttentionOptions& o) {
+  return o.label_bits == 16 ? 2.0 * o.channels : (o.channels + 1) / 2 + 4.0;
+}
+
 // One decode configuration in one attention mode: ms per step (eager; and replayed as a
 // CUDA graph), one layer's attention alone, and the floor: weights plus the bytes
 // attention must read — the context's K/V per dense layer; labels plus the selected K/V rows
@@ -293,10 +300,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
                                           c.head_dim);
     RETURN_IF_ERROR(ds->SetChannelConfig(RandomChannelConfig(c, 1234)));
     sparse_layers = std::max(0, c.num_layers - opts.dense_layers);
-    const double label_bytes = opts.label_bits == 16
-                                   ? 2.0 * opts.channels
-                                   : (opts.channels + 1) / 2 + 4.0;  // codes + scale/min
-    sparse_token_bytes = c.num_heads_kv * label_bytes +
+    sparse_token_bytes = c.num_heads_kv * LabelRowBytes(opts) +
                          2.0 * c.kv_size() * 2 * opts.token_budget_ratio;
     r["ds_channels"] = opts.channels;
     r["ds_label_bits"] = opts.label_bits;
@@ -691,6 +695,12 @@ absl::Status Run() {
     RandomWeightModel m(&b, c);
     RETURN_IF_ERROR(m.Init());
     const int64_t kv_token_bytes = 2ll * c.num_layers * c.kv_size() * 2;
+    int64_t label_token_bytes = 0;
+    if (any_ds) {
+      ASSIGN_OR_RETURN(const AttentionOptions ds_opts, DsOptions(c));
+      label_token_bytes = static_cast<int64_t>(
+          std::ceil(c.num_layers * c.num_heads_kv * LabelRowBytes(ds_opts)));
+    }
     nlohmann::json jm;
     jm["weight_bytes"] = m.weight_bytes;
     RETURN_IF_ERROR(TimeLinearBodies(b, m, hbm_bps, timer, jm["linear"]));
@@ -703,8 +713,11 @@ absl::Status Run() {
         nlohmann::json r;
         r["batch"] = batch;
         r["context"] = ctx;
-        // Double Sparsity adds labels (at most 1/4 of K at any supported ratio and bits).
-        const int64_t kv_bytes = batch * (ctx + 16) * kv_token_bytes * (any_ds ? 9 : 8) / 8;
+        // Double Sparsity adds labels: a row per (token, layer, KV head), a label page more a
+        // sequence.
+        const int64_t token_bytes = kv_token_bytes + label_token_bytes;
+        const int64_t kv_bytes =
+            batch * (ctx + 16 + (any_ds ? kLabelPageTokens : 0)) * token_bytes;
         const int64_t act = batch * (c.vocab_size * 6 + 200000ll) + (512ll << 20);
         if (kv_bytes + act > FreeBytes()) {
           r["skipped"] = absl::StrCat("weights + KV (", kv_bytes >> 30, " GiB) exceed free memory");
