@@ -484,11 +484,9 @@ class CudaBackend final : public Backend {
   absl::Status LaunchSparseLayer(const SparseLayerPlan& plan, const CudaPagedKv& kv, int heads_q,
                                  const DeviceTensor& qkv, DeviceTensor& out);
   // Where a sparse layer's chain of plan's sequences splits (Options::split_sparse_chain):
-  // the first sequence of its second half, or 0 to run it whole — with fewer than two
-  // sequences, where scoring and top-k run fused (SelectionFusing), where the top-k's blocks
-  // take more than half the SMs, where the top-k is the resident kernel (run 20: short enough
-  // that a second stream costs more than it hides), beside MixedAttention's dense launch, and
-  // for kMultiBlock's top-k (one workspace).
+  // the first sequence of its second half, or 0 to run it whole — SplitChainHalf's rule
+  // (split_chain.h) under the backend's top-k and fusing, and never beside MixedAttention's
+  // dense launch.
   int SparseChainSplit(const SparseLayerPlan& plan, int heads_kv) const;
   // Scores, top-k and attention of `job`'s sequences [0, half) on the backend's stream and
   // [half, num_seqs) on the split stream, forked after the first half's scores and joined at
