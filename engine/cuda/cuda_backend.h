@@ -511,10 +511,7 @@ class CudaBackend final : public Backend {
   // How a selection may run fused: Options::ds_fused_select with the default kernels, else
   // kOff.
   FusedSelectMode FusedSelect() const {
-    return options_.ds_score_algo == LabelScoreAlgo::kStrided &&
-                   options_.ds_topk_algo == TopKAlgo::kAuto
-               ? options_.ds_fused_select
-               : FusedSelectMode::kOff;
+    return FusingFor(options_.ds_score_algo, options_.ds_topk_algo, options_.ds_fused_select);
   }
   // How this backend's selections run: FusedSelect, or kOff under the test capture (which
   // copies the scores back, so it takes the two launches).

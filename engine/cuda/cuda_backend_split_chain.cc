@@ -59,9 +59,8 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
   float* const workspace = static_cast<float*>(st.workspace.ptr);
   const float scale = 1.0f / std::sqrt(static_cast<float>(job.head_dim));
   float* const second_workspace =
-      workspace + SparseAttentionWorkspaceFloats(
-                      half, job.heads_q, job.head_dim,
-                      SparseAttentionSplits(half, hkv, job.sel_stride, sm_count_));
+      workspace + HalfChainWorkspaceFloats(half, job.heads_q, hkv, job.head_dim, job.sel_stride,
+                                           sm_count_);
   // Sequences [first, first + count): their scores, selection and attention rows; the second
   // half's attention workspace follows the first half's.
   auto score = [&](int first, int count, cudaStream_t s) {

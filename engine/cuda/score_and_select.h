@@ -56,6 +56,16 @@ void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
 // / two scores at once, and the top-k's vector loads, take aligned rows).
 inline int64_t ScoreRowStride(int64_t max_tokens) { return (max_tokens + 7) / 8 * 8; }
 
+// How a selection with these scoring and top-k kernels may run fused: `requested` with the
+// default kernels (kStrided scoring, kAuto top-k), else kOff — the fused kernel stands in for
+// those two only.
+inline FusedSelectMode FusingFor(LabelScoreAlgo score_algo, TopKAlgo topk_algo,
+                                 FusedSelectMode requested) {
+  return score_algo == LabelScoreAlgo::kStrided && topk_algo == TopKAlgo::kAuto
+             ? requested
+             : FusedSelectMode::kOff;
+}
+
 // Whether a selection of `pairs` (sequence, KV head) rows of up to max_tokens tokens tries the
 // fused kernel under `fused` (kAuto: where ScoreSelectClusterPays). The kernel may still
 // decline the shape (LaunchScoreSelectCluster returns false: the two launches run).

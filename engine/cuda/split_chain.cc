@@ -29,14 +29,18 @@ int SplitChainHalf(int num_seqs, int heads_kv, int64_t max_tokens, int64_t longe
   }
 }
 
+int64_t HalfChainWorkspaceFloats(int count, int heads_q, int heads_kv, int head_dim,
+                                 int64_t sel_stride, int sms, SparseAttentionAlgo algo) {
+  return SparseAttentionWorkspaceFloats(
+      count, heads_q, head_dim, SparseAttentionSplits(count, heads_kv, sel_stride, sms, algo));
+}
+
 int64_t SplitChainWorkspaceFloats(int num_seqs, int half, int heads_q, int heads_kv,
-                                  int head_dim, int64_t sel_stride, int sms) {
-  int64_t floats = 0;
-  for (int count : {half, num_seqs - half}) {
-    floats += SparseAttentionWorkspaceFloats(
-        count, heads_q, head_dim, SparseAttentionSplits(count, heads_kv, sel_stride, sms));
-  }
-  return floats;
+                                  int head_dim, int64_t sel_stride, int sms,
+                                  SparseAttentionAlgo algo) {
+  return HalfChainWorkspaceFloats(half, heads_q, heads_kv, head_dim, sel_stride, sms, algo) +
+         HalfChainWorkspaceFloats(num_seqs - half, heads_q, heads_kv, head_dim, sel_stride, sms,
+                                  algo);
 }
 
 absl::Status ForkJoin(cudaStream_t stream, cudaStream_t side_stream, cudaEvent_t fork,

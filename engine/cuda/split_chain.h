@@ -25,10 +25,17 @@ namespace dsinfer {
 int SplitChainHalf(int num_seqs, int heads_kv, int64_t max_tokens, int64_t longest_row, int sms,
                    TopKAlgo topk_algo, FusedSelectMode fused);
 
-// Floats of attention workspace the two halves of a chain split at `half` take, each at its
-// own split count (SparseAttentionSplits on `sms` SMs), the second half's after the first's.
+// Floats of attention workspace `count` sequences of a split chain take at their own split
+// count (SparseAttentionSplits for `algo` on `sms` SMs): where the second half's begins.
+int64_t HalfChainWorkspaceFloats(int count, int heads_q, int heads_kv, int head_dim,
+                                 int64_t sel_stride, int sms,
+                                 SparseAttentionAlgo algo = SparseAttentionAlgo::kPipelined);
+
+// Floats of attention workspace the two halves of a chain split at `half` take, the second
+// half's after the first's (HalfChainWorkspaceFloats of each).
 int64_t SplitChainWorkspaceFloats(int num_seqs, int half, int heads_q, int heads_kv,
-                                  int head_dim, int64_t sel_stride, int sms);
+                                  int head_dim, int64_t sel_stride, int sms,
+                                  SparseAttentionAlgo algo = SparseAttentionAlgo::kPipelined);
 
 // Issues `side` on side_stream after everything issued on `stream` so far (the `fork` event),
 // then `main` on `stream` if `side` issued without error; `stream` then waits for side_stream

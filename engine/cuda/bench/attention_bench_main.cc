@@ -562,14 +562,13 @@ absl::Status Run() {
                 std::max({most_attn_splits, attn_splits.back(), attn_splits_more.back()});
           }
           const int splits = attn_splits[0];
-          // Room for the split chain's halves too, each at its own split count.
-          int64_t ws_floats = SparseAttentionWorkspaceFloats(nseq, hq, kHeadDim, most_attn_splits);
-          for (int count : {nseq / 2, nseq - nseq / 2}) {
-            if (count == 0) continue;
-            ws_floats += SparseAttentionWorkspaceFloats(
-                count, hq, kHeadDim, SparseAttentionSplits(count, hkv, budget, sm, attn_algos[0]));
-          }
-          RETURN_IF_ERROR(sws.Alloc(ws_floats * 4));
+          // Room for the split chain's halves too (SplitChainHalf splits at nseq / 2), each at
+          // its own split count.
+          RETURN_IF_ERROR(sws.Alloc(
+              std::max(SparseAttentionWorkspaceFloats(nseq, hq, kHeadDim, most_attn_splits),
+                       SplitChainWorkspaceFloats(nseq, nseq / 2, hq, hkv, kHeadDim, budget, sm,
+                                                 attn_algos[0])) *
+              4));
           const int64_t topk_ws_bytes = TopKSelectWorkspaceBytes(nseq, hkv, ctx);
           RETURN_IF_ERROR(topk_ws.Alloc(topk_ws_bytes));
           CUDA_RETURN_IF_ERROR(cudaMemset(topk_ws.ptr, 0, topk_ws_bytes));
@@ -577,22 +576,33 @@ absl::Status Run() {
           const int label_bits = UniformLabelBits(labs.data(), static_cast<int>(batch), var.r);
           const int score_heads =
               UniformScoreHeads(seqs.data(), static_cast<int>(batch), hq, hkv);
-          auto score = [&](LabelScoreAlgo algo) {
-            return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch,
-                                     dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r,
-                                     label_bits, score_heads, ctx, scores.as<uint16_t>(), ctx,
-                                     stream, algo);
+          // Each stage over sequences [first, first + count) (the whole batch, or a half of
+          // the split chain): their scores, selection and attention rows.
+          auto score_rows = [&](LabelScoreAlgo algo, int first, int count, cudaStream_t s) {
+            return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq + first, count,
+                                     dlabs.as<CudaLabelSeq>() + first, hq, hkv, kHeadDim, var.r,
+                                     label_bits, score_heads, ctx,
+                                     scores.as<uint16_t>() + first * hkv * ctx, ctx, s, algo);
           };
+          auto topk_rows = [&](TopKAlgo algo, int first, int count, cudaStream_t s, void* ws) {
+            return LaunchTopKSelect(scores.as<uint16_t>() + first * hkv * ctx, ctx, dseq + first,
+                                    count, hkv, sel.as<int32_t>() + first * hkv * budget, budget,
+                                    counts.as<int32_t>() + first * hkv, s, algo, ws);
+          };
+          auto attend_rows = [&](SparseAttentionAlgo algo, int n_splits, int first, int count,
+                                 float* ws, cudaStream_t s) {
+            return LaunchSparseAttention(
+                DType::kF16, dq.ptr, hq * kHeadDim, dseq + first, count, hq, hkv, kHeadDim, scale,
+                kv, sel.as<int32_t>() + first * hkv * budget, budget,
+                counts.as<int32_t>() + first * hkv, n_splits, ws, dout.ptr, hq * kHeadDim, s,
+                algo);
+          };
+          auto score = [&](LabelScoreAlgo algo) { return score_rows(algo, 0, nseq, stream); };
           auto topk = [&](TopKAlgo algo) {
-            return LaunchTopKSelect(scores.as<uint16_t>(), ctx, dseq, batch, hkv,
-                                    sel.as<int32_t>(), budget, counts.as<int32_t>(), stream, algo,
-                                    topk_ws.ptr);
+            return topk_rows(algo, 0, nseq, stream, topk_ws.ptr);
           };
           auto attend_with = [&](SparseAttentionAlgo algo, int n_splits) {
-            return LaunchSparseAttention(DType::kF16, dq.ptr, hq * kHeadDim, dseq, batch, hq, hkv,
-                                         kHeadDim, scale, kv, sel.as<int32_t>(), budget,
-                                         counts.as<int32_t>(), n_splits, sws.as<float>(),
-                                         dout.ptr, hq * kHeadDim, stream, algo);
+            return attend_rows(algo, n_splits, 0, nseq, sws.as<float>(), stream);
           };
           auto attend = [&] { return attend_with(attn_algos[0], splits); };
           // Scoring and top-k fused (LaunchScoreSelectCluster); false where it declines.
@@ -615,37 +625,25 @@ absl::Status Run() {
           // splits it (SplitChainHalf, the engine's fusing rule for these kernels) in two halves
           // on two streams, whose selection must equal the whole chain's.
           ASSIGN_OR_RETURN(const double us_chain_graph, GraphTimeUs(stream, iters, chain));
-          const FusedSelectMode fusing =
-              score_algos[0] == LabelScoreAlgo::kStrided && topk_algos[0] == TopKAlgo::kAuto
-                  ? FusedSelectMode::kAuto
-                  : FusedSelectMode::kOff;
-          const int half = SplitChainHalf(nseq, hkv, ctx, ctx, sm, topk_algos[0], fusing);
+          const int half =
+              SplitChainHalf(nseq, hkv, ctx, ctx, sm, topk_algos[0],
+                             FusingFor(score_algos[0], topk_algos[0], FusedSelectMode::kAuto));
           double us_chain_split = 0;
           int64_t split_mismatches = -1;
           if (half > 0) {
+            // As the engine's halves: the top-k without a workspace (SplitChainHalf never
+            // splits kMultiBlock's), each half's attention at its own split count.
             auto score_part = [&](int first, int count, cudaStream_t s) {
-              return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq + first, count,
-                                       dlabs.as<CudaLabelSeq>() + first, hq, hkv, kHeadDim,
-                                       var.r, label_bits, score_heads, ctx,
-                                       scores.as<uint16_t>() + first * hkv * ctx, ctx, s,
-                                       score_algos[0]);
+              return score_rows(score_algos[0], first, count, s);
             };
-            const int first_splits = SparseAttentionSplits(half, hkv, budget, sm, attn_algos[0]);
             float* const second_ws =
-                sws.as<float>() +
-                SparseAttentionWorkspaceFloats(half, hq, kHeadDim, first_splits);
+                sws.as<float>() + HalfChainWorkspaceFloats(half, hq, hkv, kHeadDim, budget, sm,
+                                                           attn_algos[0]);
             auto select_part = [&](int first, int count, cudaStream_t s) -> absl::Status {
-              int32_t* const part_sel = sel.as<int32_t>() + first * hkv * budget;
-              int32_t* const part_counts = counts.as<int32_t>() + first * hkv;
-              RETURN_IF_ERROR(LaunchTopKSelect(scores.as<uint16_t>() + first * hkv * ctx, ctx,
-                                               dseq + first, count, hkv, part_sel, budget,
-                                               part_counts, s, topk_algos[0]));
-              return LaunchSparseAttention(
-                  DType::kF16, dq.ptr, hq * kHeadDim, dseq + first, count, hq, hkv, kHeadDim,
-                  scale, kv, part_sel, budget, part_counts,
-                  SparseAttentionSplits(count, hkv, budget, sm, attn_algos[0]),
-                  first == 0 ? sws.as<float>() : second_ws, dout.ptr, hq * kHeadDim, s,
-                  attn_algos[0]);
+              RETURN_IF_ERROR(topk_rows(topk_algos[0], first, count, s, nullptr));
+              return attend_rows(attn_algos[0],
+                                 SparseAttentionSplits(count, hkv, budget, sm, attn_algos[0]),
+                                 first, count, first == 0 ? sws.as<float>() : second_ws, s);
             };
             auto split_chain = [&] {
               return LaunchChainInHalves(nseq, half, stream, side_stream, fork, join, score_part,

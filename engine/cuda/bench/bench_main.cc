@@ -48,6 +48,7 @@
 #include "engine/layer_ops.h"
 #include "engine/sparse/channel_config.h"
 #include "engine/sparse/double_sparsity.h"
+#include "engine/sparse/label_cache.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/label_layout.h"
 #include "kernels/cuda_check.h"
@@ -276,10 +277,9 @@ int64_t FreeBytes() {
   return static_cast<int64_t>(f);
 }
 
-// Bytes of one (token, KV head) label row under `o`: fp16 channels, or 4-bit codes with their
-// fp16 scale and minimum.
-double LabelRowBytes(const AttentionOptions& o) {
-  return o.label_bits == 16 ? 2.0 * o.channels : (o.channels + 1) / 2 + 4.0;
+// Bytes of one (token, KV head) label row under `o` (LabelFormat::RowBytes).
+int64_t LabelRowBytes(const AttentionOptions& o) {
+  return LabelFormat{o.channels, o.label_bits}.RowBytes();
 }
 
 // One decode configuration in one attention mode: ms per step (eager; and replayed as a
@@ -698,8 +698,7 @@ absl::Status Run() {
     int64_t label_token_bytes = 0;
     if (any_ds) {
       ASSIGN_OR_RETURN(const AttentionOptions ds_opts, DsOptions(c));
-      label_token_bytes = static_cast<int64_t>(
-          std::ceil(c.num_layers * c.num_heads_kv * LabelRowBytes(ds_opts)));
+      label_token_bytes = int64_t{c.num_layers} * c.num_heads_kv * LabelRowBytes(ds_opts);
     }
     nlohmann::json jm;
     jm["weight_bytes"] = m.weight_bytes;
