@@ -36,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "engine/cuda/bench/device_timer.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/split_chain.h"
 #include "engine/tools/cli_flags.h"
@@ -121,17 +122,10 @@ std::vector<int64_t> ParseList(const std::string& s) {
 template <typename Fn>
 absl::StatusOr<double> TimeUs(cudaStream_t stream, int iters, Fn fn) {
   RETURN_IF_ERROR(fn());
-  cudaEvent_t a, b;
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&a));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&b));
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(a, stream));
+  DeviceTimer timer(stream);
+  RETURN_IF_ERROR(timer.Start());
   for (int i = 0; i < iters; ++i) RETURN_IF_ERROR(fn());
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(b, stream));
-  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(b));
-  float ms = 0;
-  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, a, b));
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
+  ASSIGN_OR_RETURN(const double ms, timer.StopMs());
   return 1000.0 * ms / iters;
 }
 
@@ -200,26 +194,15 @@ template <typename Fn>
 absl::StatusOr<double> ColdTimeUs(cudaStream_t stream, int iters, const L2Flusher& flusher,
                                   Fn fn) {
   RETURN_IF_ERROR(fn());
-  cudaEvent_t a, b;
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&a));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&b));
+  DeviceTimer timer(stream);
   double total_ms = 0;
-  absl::Status status = absl::OkStatus();
-  for (int i = 0; i < iters && status.ok(); ++i) {
-    status = flusher.Flush(stream);
-    if (!status.ok()) break;
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(a, stream));
-    status = fn();
-    if (!status.ok()) break;
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(b, stream));
-    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(b));
-    float ms = 0;
-    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, a, b));
+  for (int i = 0; i < iters; ++i) {
+    RETURN_IF_ERROR(flusher.Flush(stream));
+    RETURN_IF_ERROR(timer.Start());
+    RETURN_IF_ERROR(fn());
+    ASSIGN_OR_RETURN(const double ms, timer.StopMs());
     total_ms += ms;
   }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  RETURN_IF_ERROR(status);
   return 1000.0 * total_ms / iters;
 }
 

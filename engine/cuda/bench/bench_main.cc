@@ -43,6 +43,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/bench_model.h"
+#include "engine/cuda/bench/device_timer.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/layer_ops.h"
@@ -117,31 +118,6 @@ struct Shape {
 };
 
 Shape MakeShape(const std::string& name) { return {name, BenchModelShape(name)}; }
-
-// Device timer over the backend's stream.
-class Timer {
- public:
-  explicit Timer(cudaStream_t s) : stream_(s) {
-    cudaEventCreate(&a_);
-    cudaEventCreate(&b_);
-  }
-  ~Timer() {
-    cudaEventDestroy(a_);
-    cudaEventDestroy(b_);
-  }
-  void Start() { cudaEventRecord(a_, stream_); }
-  double StopMs() {
-    cudaEventRecord(b_, stream_);
-    cudaEventSynchronize(b_);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, a_, b_);
-    return ms;
-  }
-
- private:
-  cudaStream_t stream_;
-  cudaEvent_t a_, b_;
-};
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -288,7 +264,7 @@ int64_t LabelRowBytes(const AttentionOptions& o) {
 // per sparse layer. Fills r and prints one table row.
 absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, ForwardBatch& fb,
                         KvBlockPool& pool, const std::string& mode, int64_t ctx, int64_t batch,
-                        double hbm_bps, Timer& timer, int iters, nlohmann::json& r) {
+                        double hbm_bps, DeviceTimer& timer, int iters, nlohmann::json& r) {
   const ModelConfig& c = m.config;
   std::unique_ptr<DoubleSparsity> ds;
   AttentionOptions opts;
@@ -336,13 +312,14 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
       // `ncu --profile-from-start off` sees the last eager step only (gpu-check.sh ncu-decode).
       const bool profiled = !graphs && i == iters - 1;
       if (profiled) CUDA_RETURN_IF_ERROR(cudaProfilerStart());
-      timer.Start();
+      RETURN_IF_ERROR(timer.Start());
       const auto issue_start = std::chrono::steady_clock::now();
       RETURN_IF_ERROR(Forward(m, ws, fb, pool, c.num_layers, ds.get(), baseline));
       host_ms.push_back(std::chrono::duration<double, std::milli>(
                             std::chrono::steady_clock::now() - issue_start)
                             .count());
-      ms.push_back(timer.StopMs());
+      ASSIGN_OR_RETURN(const double timed_ms, timer.StopMs());
+      ms.push_back(timed_ms);
       if (profiled) CUDA_RETURN_IF_ERROR(cudaProfilerStop());
     }
     RETURN_IF_ERROR(b.Synchronize());
@@ -445,9 +422,10 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
   };
   std::vector<double> ams;
   for (int i = 0; i < 20; ++i) {
-    timer.Start();
+    RETURN_IF_ERROR(timer.Start());
     RETURN_IF_ERROR(attend());
-    ams.push_back(timer.StopMs());
+    ASSIGN_OR_RETURN(const double timed_ms, timer.StopMs());
+    ams.push_back(timed_ms);
   }
   const double attn_ms = Median(ams);
   // The host's time to issue that op (20 calls back to back, no wait between them): where it
@@ -488,9 +466,10 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
     b.set_decode_algo(DecodeAttentionAlgo::kWarp);
     std::vector<double> wms;
     for (int i = 0; i < 20; ++i) {
-      timer.Start();
+      RETURN_IF_ERROR(timer.Start());
       RETURN_IF_ERROR(b.Attention(layer, m.attention, fb, pool, qkv, attn));
-      wms.push_back(timer.StopMs());
+      ASSIGN_OR_RETURN(const double timed_ms, timer.StopMs());
+      wms.push_back(timed_ms);
     }
     b.set_decode_algo(engine_algo);
     warp_tbps = attn_bytes / (Median(wms) * 1e-3) / 1e12;
@@ -520,7 +499,7 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
 // weights ÷ the D2D rate; a read-only stream may beat that read + write rate), and the
 // weights' time of one decode step (every layer + the LM head) per body.
 absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double hbm_bps,
-                              Timer& timer, nlohmann::json& out) {
+                              DeviceTimer& timer, nlohmann::json& out) {
   using Member = DeviceTensor RandomWeightModel::Layer::*;
   const std::pair<const char*, Member> kinds[] = {
       {"qkv_proj", &RandomWeightModel::Layer::qkv_proj},
@@ -558,7 +537,7 @@ absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double
         b.set_linear_algo(bodies[body]);
         std::vector<double> t;
         for (int pass = 0; pass < 8; ++pass) {
-          timer.Start();
+          RETURN_IF_ERROR(timer.Start());
           for (const DeviceTensor* w : ws) {
             DeviceTensor x = x_buf, y = y_buf;
             x.rows = y.rows = rows;
@@ -566,7 +545,8 @@ absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double
             y.cols = w->rows;
             RETURN_IF_ERROR(b.Linear(x, *w, y));
           }
-          t.push_back(timer.StopMs());
+          ASSIGN_OR_RETURN(const double timed_ms, timer.StopMs());
+          t.push_back(timed_ms);
         }
         t.erase(t.begin());
         const double ms = Median(t);
@@ -615,7 +595,7 @@ absl::Status Run() {
   std::printf("kernel bodies: prefill %s, DS scoring %s, DS top-k %s\n",
               AlgoName(options.prefill_algo), AlgoName(options.ds_score_algo),
               AlgoName(options.ds_topk_algo));
-  Timer timer(b.stream());
+  DeviceTimer timer(b.stream());
 
   // Ceiling 1: HBM bandwidth, a 2 GiB device-to-device copy (bytes read + bytes written).
   double hbm_bps = 0;
@@ -627,9 +607,10 @@ absl::Status Run() {
     CUDA_RETURN_IF_ERROR(cudaMemsetAsync(src, 1, bytes, b.stream()));
     std::vector<double> ms;
     for (int i = 0; i < 12; ++i) {
-      timer.Start();
+      RETURN_IF_ERROR(timer.Start());
       CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b.stream()));
-      ms.push_back(timer.StopMs());
+      ASSIGN_OR_RETURN(const double timed_ms, timer.StopMs());
+      ms.push_back(timed_ms);
     }
     ms.erase(ms.begin(), ms.begin() + 2);
     hbm_bps = 2.0 * bytes / (Median(ms) * 1e-3);
@@ -647,9 +628,10 @@ absl::Status Run() {
     RETURN_IF_ERROR(b.FillRandom(w, 8, 1.0f));
     std::vector<double> ms;
     for (int i = 0; i < 12; ++i) {
-      timer.Start();
+      RETURN_IF_ERROR(timer.Start());
       RETURN_IF_ERROR(b.Linear(x, w, y));
-      ms.push_back(timer.StopMs());
+      ASSIGN_OR_RETURN(const double timed_ms, timer.StopMs());
+      ms.push_back(timed_ms);
     }
     ms.erase(ms.begin(), ms.begin() + 2);
     mm_flops = 2.0 * n * n * n / (Median(ms) * 1e-3);
@@ -781,9 +763,10 @@ absl::Status Run() {
       RETURN_IF_ERROR(Forward(m, ws, fb, *pool, layers));
       std::vector<double> ms;
       for (int i = 0; i < 3; ++i) {
-        timer.Start();
+        RETURN_IF_ERROR(timer.Start());
         RETURN_IF_ERROR(Forward(m, ws, fb, *pool, layers));
-        ms.push_back(timer.StopMs());
+        ASSIGN_OR_RETURN(const double timed_ms, timer.StopMs());
+        ms.push_back(timed_ms);
       }
       RETURN_IF_ERROR(b.Synchronize());
       const double measured = Median(ms);
