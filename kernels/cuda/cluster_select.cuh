@@ -3,13 +3,18 @@
 // by the cluster top-k (topk_select.cu) and by the fused scorer and top-k
 // (score_select_cluster.cu). It selects exactly what the one-block kernel selects: `want`
 // candidates ascending into mid, boundary ties lowest index first.
+//
+// A stored score is fp16 (score_format.cuh), so its key needs 16 bits (OrderKey16): two radix
+// passes of 8 bits, and the compaction runs over one contiguous run of keys a thread, ordered
+// by one block scan (run 28: half the shared memory of fp32 keys and one pass fewer; the fused
+// kernel 5-13% faster from 4K rows).
 #ifndef DSINFER_KERNELS_CUDA_CLUSTER_SELECT_CUH_
 #define DSINFER_KERNELS_CUDA_CLUSTER_SELECT_CUH_
 
 #include <cooperative_groups.h>
 
 #include <cstdint>
-#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
 
 #include "absl/status/status.h"
 #include "kernels/cuda/dependent_launch.cuh"
@@ -20,8 +25,8 @@ namespace dsinfer {
 namespace cuda {
 
 // A block's slice of a segment's candidates in a cluster of nb blocks: candidates [lo, lo +
-// len) (token indices), a multiple of 4 long except the last, so every slice's keys start
-// 16-byte aligned in shared memory.
+// len) (token indices), a multiple of 4 long except the last (so the cluster top-k's slices
+// start 8-byte aligned in a score row past the segment's start).
 struct ClusterSlice {
   int lo, len;
 };
@@ -37,187 +42,147 @@ __device__ __forceinline__ ClusterSlice ClusterSliceOf(const TopKSegment& seg, i
   return {lo, min(cand, (rank + 1) * per) - (lo - seg.lo)};
 }
 
-constexpr int kClusterSelectBins = 2048;
+constexpr int kClusterSelectBins = 256;  // one 8-bit digit of a 16-bit key
 
-// Shared memory of the cluster select, one per block: the radix histograms and their 32-bin
-// chunk sums (double-buffered across the cluster barrier), cluster-wide sums, the block's counts,
-// the boundary found, and the block scan / reduce storage.
+// Shared memory of ClusterSelect, one per block.
 template <int kThreads>
 struct ClusterSelectShared {
-  typename cub::BlockScan<int, kThreads>::TempStorage scan_tmp;
-  typename cub::BlockReduce<int, kThreads>::TempStorage reduce_tmp;
+  typename cub::BlockScan<long long, kThreads>::TempStorage scan_tmp;
+  // [0]: the keys' high bytes (counted by the caller as it makes the keys); [1]: the low bytes
+  // of the keys in the boundary's high-byte bucket.
   int hist[2][kClusterSelectBins];
-  int chunk_sums[2][kClusterSelectBins / 32];
-  int merged[kClusterSelectBins + kClusterSelectBins / 32];
-  int totals[2];
-  int chunk, chunk_greater, bucket, greater;
+  int merged[kClusterSelectBins];
+  long long totals;  // this block's keys above the boundary (low 32 bits) and its ties (high)
+  int bucket, greater;
 };
 
-// Both histogram buffers cleared, then a block barrier: before the first digit is counted.
+// Both histograms cleared, then a block barrier: before the caller counts the high bytes.
 template <int kThreads>
 __device__ __forceinline__ void ClearClusterHistograms(ClusterSelectShared<kThreads>& sh) {
   for (int b = threadIdx.x; b < 2 * kClusterSelectBins; b += kThreads) (&sh.hist[0][0])[b] = 0;
   __syncthreads();
 }
 
-// Radix passes of 11/11/10-bit digits over the blocks' keys (keys4: len keys in this block's
-// shared memory): per pass each block histograms its keys of the current prefix and sums them
-// in 32-bin chunks; after a cluster barrier every block sums all blocks' chunk sums through
-// distributed shared memory, finds the chunk holding the boundary, sums that chunk's bins the
-// same way and finds the same boundary bucket (the buffers double-buffered, so the next pass's
-// clear cannot race a slower block's read). Narrows (*prefix, *mask) to the bucket of the
-// *remaining-th largest key and takes the keys above it off *remaining; stops once the bucket
-// is taken whole, and before the last digit (bits 9..0, which cannot split stored scores'
-// keys: DigitSplitsScores). The first digit (key >> 21) must be counted into sh.hist[0] already
-// (sh.hist[1] clear, the block synced). Every block must call it (it has cluster barriers) and
-// gets the same results.
+// Counts key k's high byte into sh.hist[0], for a caller making its keys: the high bytes take
+// few values over a row's scores, so a warp's lanes mostly share bins — one atomic per distinct
+// bin per warp (match_any), where one per lane serialized on the shared-memory bank.
 template <int kThreads>
-__device__ __forceinline__ void ClusterRadixPasses(
-    const cooperative_groups::cluster_group& cluster, const uint4* keys4, int len,
-    int* remaining, uint32_t* prefix_out, uint32_t* mask_out, ClusterSelectShared<kThreads>& sh) {
-  const int nb = static_cast<int>(cluster.num_blocks());
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  int (&hist)[2][kClusterSelectBins] = sh.hist;
-  int* merged = sh.merged;  // merged bins of the boundary chunk, then the merged chunk sums
-  uint32_t prefix = 0, mask = 0;
-  for (int pass = 0; pass < 3; ++pass) {
-    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
-    const int bins = pass == 2 ? 1024 : 2048;
-    if (!DigitSplitsScores(shift, pass == 2 ? 10 : 11)) break;  // uniform: no barrier skipped
-    const uint32_t digit_mask = static_cast<uint32_t>(bins - 1);
-    int* local = hist[pass % 2];
-    if (pass > 0) {
-      // Keys of the current prefix, from shared memory (the histogram buffer was cleared
-      // before the previous pass's cluster barrier).
-      for (int i = 4 * threadIdx.x; i < len; i += 4 * kThreads) {
-        const uint4 k4 = keys4[i / 4];
-        const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (i + e < len && (k[e] & mask) == prefix) {
-            atomicAdd(&local[(k[e] >> shift) & digit_mask], 1);
-          }
-        }
-      }
-    }
-    // This block's chunk sums (32 bins a chunk), so that the merge reads a block's chunk sums
-    // and one chunk's bins instead of every bin: 96 remote words a block, not 2048.
-    const int chunks = bins / 32;
-    int* chunk_sums = sh.chunk_sums[pass % 2];
-    __syncthreads();  // local is complete
-    for (int c = warp; c < chunks; c += kThreads / 32) {
-      int v = local[c * 32 + lane];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) chunk_sums[c] = v;
-    }
-    cluster.sync();  // every block's histogram and chunk sums of this pass are complete
-    for (int c = threadIdx.x; c < chunks; c += kThreads) {
-      int sum = 0;
-      for (int q = 0; q < nb; ++q) sum += cluster.map_shared_rank(chunk_sums, q)[c];
-      merged[kClusterSelectBins + c] = sum;
-    }
-    // The other buffers were last read in the previous pass's merge, which every block
-    // finished before the barrier above: clear them for the next pass.
-    for (int b = threadIdx.x; b < kClusterSelectBins; b += kThreads) hist[(pass + 1) % 2][b] = 0;
-    __syncthreads();
-    if (warp == 0) {
-      // The chunk holding the boundary, then the merged bins of that chunk.
-      FindBoundaryBucket(merged + kClusterSelectBins, chunks, *remaining, &sh.chunk,
-                         &sh.chunk_greater);
-      __syncwarp();
-      const int b = sh.chunk * 32 + lane;
-      int sum = 0;
-      for (int q = 0; q < nb; ++q) sum += cluster.map_shared_rank(local, q)[b];
-      merged[b] = sum;
-      __syncwarp();
-      FindBoundaryBucket(merged + sh.chunk * 32, 32, *remaining - sh.chunk_greater, &sh.bucket,
-                         &sh.greater);
-    }
-    __syncthreads();
-    const int bucket = sh.chunk * 32 + sh.bucket;
-    *remaining -= sh.chunk_greater + sh.greater;
-    prefix |= static_cast<uint32_t>(bucket) << shift;
-    mask |= digit_mask << shift;
-    const bool whole = merged[bucket] == *remaining;
-    __syncthreads();  // merged and the boundary are rewritten by the next pass
-    if (whole) break;
+__device__ __forceinline__ void CountFirstDigit(ClusterSelectShared<kThreads>& sh, uint32_t k) {
+  const uint32_t bin = k >> 8;
+  const unsigned peers = __match_any_sync(__activemask(), bin);
+  if (static_cast<int>(threadIdx.x % 32) == __ffs(peers) - 1) {
+    atomicAdd(&sh.hist[0][bin], __popc(peers));
   }
-  *prefix_out = prefix;
-  *mask_out = mask;
 }
 
-// The ordered compaction of a cluster's slices after the radix passes: the keys above the
-// boundary prefix (under mask) and the first `remaining` ties by index (over the whole
-// cluster) go to mid ascending. The blocks' above and tie counts
-// give each block its start (an exclusive prefix over the ranks before it); then blocked tiles
-// of kItems keys a thread, one block scan each (CompactTile). Every block must call it.
-template <int kThreads, int kItems>
-__device__ __forceinline__ void ClusterOrderedCompaction(
-    const cooperative_groups::cluster_group& cluster, const uint4* keys4, int len, int lo,
-    uint32_t prefix, uint32_t mask, int remaining, int32_t* mid,
-    ClusterSelectShared<kThreads>& sh) {
-  // 1: above the boundary prefix; 1 << 16: a boundary tie; 0: below.
-  const auto classify = [prefix, mask](uint32_t k) {
-    const uint32_t kp = k & mask;
-    return kp > prefix ? 1 : (kp == prefix ? (1 << 16) : 0);
-  };
-  using Reduce = cub::BlockReduce<int, kThreads>;
-  const uint32_t* keys = reinterpret_cast<const uint32_t*>(keys4);
-  const int rank = static_cast<int>(cluster.block_rank());
-  {
-    int above = 0, ties = 0;
-    for (int i = threadIdx.x; i < len; i += kThreads) {
-      const int f = classify(keys[i]);
-      above += f == 1;
-      ties += f == (1 << 16);
-    }
-    above = Reduce(sh.reduce_tmp).Sum(above);
-    __syncthreads();
-    ties = Reduce(sh.reduce_tmp).Sum(ties);
-    if (threadIdx.x == 0) sh.totals[0] = above, sh.totals[1] = ties;
-  }
-  cluster.sync();  // every block's totals are complete
-  int written = 0, ties_seen = 0;
-  for (int q = 0; q < rank; ++q) {
-    const int* t = cluster.map_shared_rank(sh.totals, q);
-    written += t[0];
-    ties_seen += t[1];
-  }
-  written += min(ties_seen, remaining);
-  for (int base = 0; base < len; base += kThreads * kItems) {
-    const int first = base + threadIdx.x * kItems;
-    int flags[kItems];
-#pragma unroll
-    for (int u4 = 0; u4 < kItems / 4; ++u4) {
-      const uint4 k4 =
-          first + 4 * u4 < len ? keys4[(first + 4 * u4) / 4] : make_uint4(0, 0, 0, 0);
-      const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int u = 4 * u4 + e;
-        flags[u] = first + u < len ? classify(k[e]) : 0;
-      }
-    }
-    CompactTile<kThreads, kItems>(flags, lo + first, remaining, mid, &written, &ties_seen,
-                                  sh.scan_tmp);
-  }
-  cluster.sync();  // no block leaves while another may still read its totals
+// Shared-memory bytes of a slice of `keys` keys: whole 16-byte vectors (ClusterSelect reads
+// them so).
+__host__ __device__ __forceinline__ int64_t ClusterSliceBytes(int64_t keys) {
+  return (keys * 2 + 15) / 16 * 16;
 }
 
-// The select of a cluster whose blocks each hold a slice of a segment's candidate keys (keys4:
-// len keys of tokens lo .., in shared memory) and have counted their first digit (key >> 21)
-// into sh.hist[0] (sh.hist[1] clear, the block synced): the radix passes over every key, then
-// the ordered compaction.
-template <int kThreads, int kItems>
+// The selection of a cluster whose blocks each hold len keys (OrderKey16, two a word; keys4 is
+// whole 16-byte vectors, those past len unread) of candidates lo .. lo + len - 1 and have
+// counted their keys' high bytes into sh.hist[0] (the block synced). Every block of the cluster
+// must call it (it has cluster barriers); want >= 1 and at most the cluster's keys.
+template <int kThreads>
 __device__ __forceinline__ void ClusterSelect(const cooperative_groups::cluster_group& cluster,
                                               const uint4* keys4, int len, int lo, int want,
                                               int32_t* mid, ClusterSelectShared<kThreads>& sh) {
+  const int nb = static_cast<int>(cluster.num_blocks());
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int nvec = (len + 7) / 8;
+  // Two passes: the boundary key's high byte over every key, then its low byte over the keys
+  // of that high byte, each block's counts summed over the cluster (distributed shared memory).
   int remaining = want;
-  uint32_t prefix = 0, mask = 0;
-  ClusterRadixPasses(cluster, keys4, len, &remaining, &prefix, &mask, sh);
-  ClusterOrderedCompaction<kThreads, kItems>(cluster, keys4, len, lo, prefix, mask, remaining,
-                                             mid, sh);
+  uint32_t boundary = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    int* local = sh.hist[pass];
+    if (pass == 1) {
+      const uint32_t high = boundary;
+      for (int v = threadIdx.x; v < nvec; v += kThreads) {
+        const uint4 w = keys4[v];
+        const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const uint32_t k = (ws[e / 2] >> (16 * (e % 2))) & 0xffffu;
+          if (8 * v + e < len && (k >> 8) == high) atomicAdd(&local[k & 0xffu], 1);
+        }
+      }
+      __syncthreads();  // local is complete
+    }
+    cluster.sync();  // every block's histogram of this pass is complete
+    for (int b = threadIdx.x; b < kClusterSelectBins; b += kThreads) {
+      int sum = 0;
+      for (int q = 0; q < nb; ++q) sum += cluster.map_shared_rank(local, q)[b];
+      sh.merged[b] = sum;
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      FindBoundaryBucket(sh.merged, kClusterSelectBins, remaining, &sh.bucket, &sh.greater);
+    }
+    __syncthreads();
+    remaining -= sh.greater;
+    boundary = boundary << 8 | static_cast<uint32_t>(sh.bucket);
+    __syncthreads();  // merged and the bucket are rewritten by the next pass
+  }
+  // boundary: the remaining-th largest key's value; take the keys above it and the first
+  // `remaining` keys equal to it (by index, over the cluster).
+  // Each thread a contiguous run of per_vec vectors, an odd count: a quarter warp's 16-byte
+  // loads then fall in different banks. Read twice: counted, then (after the scan) written.
+  const int per_vec = ((nvec + kThreads - 1) / kThreads) | 1;
+  const int v0 = min(static_cast<int>(threadIdx.x) * per_vec, nvec);
+  const int v1 = min(v0 + per_vec, nvec);
+  // The above / tie flags of vector v's 8 keys (bit e: key 8v + e), past len clear.
+  const auto flags = [&](int v, uint32_t* gt, uint32_t* eq) {
+    const uint4 w = keys4[v];
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+    uint32_t g8 = 0, e8 = 0;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const uint32_t k = (ws[e / 2] >> (16 * (e % 2))) & 0xffffu;
+      g8 |= static_cast<uint32_t>(k > boundary) << e;
+      e8 |= static_cast<uint32_t>(k == boundary) << e;
+    }
+    const int valid = len - 8 * v;
+    const uint32_t m = valid >= 8 ? 0xffu : (1u << valid) - 1;
+    *gt = g8 & m;
+    *eq = e8 & m;
+  };
+  int above = 0, ties = 0;
+  for (int v = v0; v < v1; ++v) {
+    uint32_t gt, eq;
+    flags(v, &gt, &eq);
+    above += __popc(gt);
+    ties += __popc(eq);
+  }
+  long long before = 0, total = 0;
+  cub::BlockScan<long long, kThreads>(sh.scan_tmp)
+      .ExclusiveSum(static_cast<long long>(above) | static_cast<long long>(ties) << 32, before,
+                    total);
+  if (threadIdx.x == 0) sh.totals = total;
+  cluster.sync();  // every block's totals are complete
+  for (int q = 0; q < rank; ++q) before += *cluster.map_shared_rank(&sh.totals, q);
+  int a = static_cast<int>(before & 0xffffffffll);  // keys above, before this thread's first
+  int t = static_cast<int>(before >> 32);           // ties before it
+  for (int v = v0; v < v1; ++v) {
+    uint32_t gt, eq;
+    flags(v, &gt, &eq);
+    uint32_t m = gt | eq;
+    while (m != 0) {
+      const int b = __ffs(m) - 1;
+      m &= m - 1;
+      const int index = lo + 8 * v + b;
+      if ((gt >> b) & 1u) {
+        mid[a + min(t, remaining)] = index;
+        ++a;
+      } else {
+        if (t < remaining) mid[a + t] = index;
+        ++t;
+      }
+    }
+  }
+  cluster.sync();  // no block leaves while another may still read its totals
 }
 
 // Launches `kernel` on (nb, heads_kv, num_seqs) blocks of `threads`, one cluster of nb blocks

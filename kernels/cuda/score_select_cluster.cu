@@ -2,9 +2,11 @@
 // the chain's LaunchLabelScores + LaunchTopKSelect as one kernel, so the scores never reach
 // memory. A thread-block cluster per (sequence, KV head); each block scores a slice of the
 // candidates from the label cache (the paged layout keeps one head's rows contiguous,
-// LabelRow) straight into shared memory as the top-k's order-preserving keys, counting the
-// first radix digit as it goes, then the cluster selects from shared memory (ClusterSelect,
-// the cluster top-k's passes and ordered compaction).
+// LabelRow) straight into shared memory as the top-k's 16-bit order-preserving keys
+// (OrderKey16), counting their high bytes as it goes, then the cluster selects from shared
+// memory (ClusterSelect, as the cluster top-k). Run 28 (H200): 16-bit keys and the two-pass
+// select took the kernel from 26.7 to 23.6 us (Llama-2 heads batch 8, 4K, 1/16 fp16 r 8), 44.4
+// to 38.0 (1/8 fp16 r 16), 12.4 to 12.0 (Llama-3 heads batch 8, 4K), even at 2K rows.
 //
 // Exactness: each score is ScoreLabelRow, the fixed-row scorers' arithmetic in the twin's order,
 // with the query channels staged as StageQueryChannels stages them, so the keys are those of
@@ -30,14 +32,16 @@ namespace {
 
 using cuda::CachedLaunchInfo;
 using cuda::ClearClusterHistograms;
+using cuda::CountFirstDigit;
 using cuda::ClusterSelect;
 using cuda::ClusterSelectShared;
 using cuda::ClusterSlice;
+using cuda::ClusterSliceBytes;
 using cuda::ClusterSliceOf;
 using cuda::HeadQueryChannels;
 using cuda::LaunchInfo;
-using cuda::OrderKey;
-using cuda::RoundedScore;
+using cuda::OrderKey16;
+using cuda::ScoreBits;
 using cuda::ScoreHeadsOf;
 using cuda::ScoreLabelRow;
 using cuda::ScoreQueryChannel;
@@ -47,13 +51,12 @@ using cuda::TopKSegment;
 using cuda::VecOf;
 
 constexpr int kFusedThreads = 512;
-constexpr int kFusedItems = 8;        // keys per thread per compaction tile
 constexpr int kFusedClusterMax = 16;  // non-portable past 8 (MaxClusterBlocks)
 constexpr int kFusedMaxGroup = 16;    // query (so score) heads per KV head: the staging's room
 // Candidates per block below which a smaller cluster is used: a block's fixed cost (staging,
-// three cluster barriers, the merges) is a few microseconds, so short rows take fewer blocks.
+// the cluster barriers, the merges) is a few microseconds, so short rows take fewer blocks.
 constexpr int64_t kFusedMinSlice = 2048;
-// Keys a block aims to hold: 64 KB, two blocks (with the static shared memory) an SM.
+// Keys a block aims to hold: 32 KB, two blocks an SM.
 constexpr int64_t kFusedTargetSlice = 16384;
 // ScoreSelectClusterPays: the fused kernel where a launch's (sequence, KV head) rows hold at most
 // this many tokens in all. Run 14 (H200, docs/benchmarks.md): up to there it saves the scores'
@@ -74,7 +77,6 @@ template <int kRowBytes>
 constexpr int FusedRowsInFlight() {
   return kRowBytes >= 32 ? 2 : 4;
 }
-
 // Grid (cluster size, heads_kv, sequences), clusters along x. Keys in dynamic shared memory: a
 // block's slice of its segment's candidates. kG > 0: the score heads a compile-time constant
 // (the query channels in registers where few); kG 0: the score heads at run time.
@@ -89,8 +91,8 @@ __global__ void __launch_bounds__(kFusedThreads)
   using Chunk = typename VecOf<kChunkBytes>::T;
   constexpr int kChunks = kRowBytes / kChunkBytes;
   constexpr int kInFlight = FusedRowsInFlight<kRowBytes>();
-  extern __shared__ uint4 keys4[];  // this block's candidate keys, slice order
-  uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
+  extern __shared__ uint4 keys4[];  // this block's candidates' keys (OrderKey16), slice order
+  uint16_t* keys = reinterpret_cast<uint16_t*>(keys4);
   __shared__ ClusterSelectShared<kFusedThreads> sh;
   // The score heads' query channels in QChannel's layout for one head: [j][g], j = kR the sums.
   __shared__ float qch[(kR + 1) * kFusedMaxGroup];
@@ -152,24 +154,17 @@ __global__ void __launch_bounds__(kFusedThreads)
       }
     }
   };
-  // Scores the batch at `base` into keys and the first digit's histogram. The digit (the key's
-  // top 11 bits: sign, exponent, two mantissa bits) takes few values over a row's scores, so a
-  // warp's lanes mostly share bins: one atomic per distinct bin per warp (match_any), where
-  // one per lane serialized on the shared-memory bank.
+  // Scores the batch at `base` into keys and the first digit's histogram (CountFirstDigit).
   auto score = [&](const Rows& raw, const ScaleMins& sm, int base) {
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int i = base + u * kFusedThreads + static_cast<int>(threadIdx.x);
       if (i < slice.len) {
         // The score as the two launches store it (fp16, score_format.cuh), so both select alike.
-        const uint32_t k = OrderKey(
-            RoundedScore(ScoreLabelRow<kBits, kR, kG, false>(raw[u], sm[u], heads, max_agg, qc)));
-        keys[i] = k;
-        const uint32_t bin = k >> 21;
-        const unsigned peers = __match_any_sync(__activemask(), bin);
-        if (static_cast<int>(threadIdx.x % 32) == __ffs(peers) - 1) {
-          atomicAdd(&sh.hist[0][bin], __popc(peers));
-        }
+        const uint32_t k = OrderKey16(
+            ScoreBits(ScoreLabelRow<kBits, kR, kG, false>(raw[u], sm[u], heads, max_agg, qc)));
+        keys[i] = static_cast<uint16_t>(k);
+        CountFirstDigit(sh, k);
       }
     }
   };
@@ -185,8 +180,7 @@ __global__ void __launch_bounds__(kFusedThreads)
     score(raw_b, sm_b, base + kBatch);
   }
   __syncthreads();  // the keys and the first digit's histogram are complete
-  ClusterSelect<kFusedThreads, kFusedItems>(cluster, keys4, slice.len, slice.lo, seg.want,
-                                            seg.mid, sh);
+  ClusterSelect<kFusedThreads>(cluster, keys4, slice.len, slice.lo, seg.want, seg.mid, sh);
 }
 
 template <typename T>
@@ -226,18 +220,20 @@ absl::StatusOr<bool> LaunchFused(int label_bits, int score_heads, int r, const T
   if (kernel == nullptr) return false;
   ASSIGN_OR_RETURN(const LaunchInfo info,
                    CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));
-  // Keys a block's shared memory holds (less 16 bytes: a slice rounds up to 4 keys).
+  // Keys a block's shared memory holds (less 32 bytes: a slice rounds up to 4 keys, its bytes
+  // to whole vectors: ClusterSliceBytes).
   const int64_t room = (static_cast<int64_t>(info.smem_optin) -
-                        static_cast<int64_t>(info.static_smem) - 16) / 4;
+                        static_cast<int64_t>(info.static_smem) - 32) / 2;
   if (room <= 0) return false;
   // The cluster sizes the hardware takes at the largest slice that fits.
   ASSIGN_OR_RETURN(const int max_blocks,
                    cuda::MaxClusterBlocks(reinterpret_cast<const void*>(kernel), kFusedThreads,
-                                          static_cast<size_t>(room) * 4, kFusedClusterMax));
+                                          static_cast<size_t>(ClusterSliceBytes(room)),
+                                          kFusedClusterMax));
   const int nb = FusedClusterBlocks(max_tokens, static_cast<int64_t>(num_seqs) * heads_kv,
                                     info.sms, (max_tokens + room - 1) / room, max_blocks);
   // candidates <= max_tokens.
-  const int64_t smem = cuda::ClusterSliceKeys(max_tokens, nb) * 4;
+  const int64_t smem = ClusterSliceBytes(cuda::ClusterSliceKeys(max_tokens, nb));
   if (smem + static_cast<int64_t>(info.static_smem) > info.smem_optin) return false;
   RETURN_IF_ERROR(cuda::LaunchSegmentClusters(kernel, nb, heads_kv, num_seqs, kFusedThreads, smem,
                                               stream, q, q_stride, seqs, labels, heads_q,

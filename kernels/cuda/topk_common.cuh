@@ -31,6 +31,14 @@ __device__ __forceinline__ uint32_t OrderKey(float x) {
   return SignFlipKey(__float_as_uint(x));
 }
 
+// The order-preserving 16-bit key of fp16 score bits: larger key, larger score; NaN is -inf and
+// -0 is +0, as OrderKey makes them (so keys tie exactly where OrderKey's keys tie).
+__device__ __forceinline__ uint32_t OrderKey16(uint32_t bits) {
+  if ((bits & 0x7fffu) > 0x7c00u) bits = 0xfc00u;  // NaN
+  if (bits == 0x8000u) bits = 0;                    // -0
+  return (bits & 0x8000u) ? (~bits & 0xffffu) : (bits | 0x8000u);
+}
+
 // Every key the top-k kernels rank is OrderKey of a stored fp16 score (score_format.cuh): its
 // kScoreKeyLowBits low bits are all zeros (a positive score) or all ones (a negative one), so
 // a radix digit wholly below them never splits a bucket and the passes skip it — the boundary

@@ -53,7 +53,6 @@ using cuda::ClusterSliceOf;
 using cuda::CompactTile;
 using cuda::DigitSplitsScores;
 using cuda::FindBoundaryBucketInBlock;
-using cuda::kClusterSelectBins;
 using cuda::LaunchInfo;
 using cuda::LoadScore;
 using cuda::LoadScoreBits4;
@@ -61,6 +60,7 @@ using cuda::LoadScores4;
 using cuda::NarrowToBoundaryBucket;
 using cuda::OrderedCompaction;
 using cuda::OrderKey;
+using cuda::OrderKey16;
 using cuda::OrderKeys4;
 using cuda::RadixHistogram;
 using cuda::RadixPassesInMemory;
@@ -91,7 +91,6 @@ constexpr int kTopKClusterMax = 16;
 constexpr int kTopKClusterPortable = 8;
 constexpr int64_t kTopKKeysPerBlock = 16384;
 constexpr int kTopKClusterThreads = 512;
-constexpr int kTopKClusterItems = 8;  // keys per thread per compaction tile
 
 // ---------------------------------------------------------------------------------------------
 // Top-k.
@@ -1515,23 +1514,23 @@ __global__ void __launch_bounds__(kStripedThreads, 1)
 }
 
 // Long segments: a cluster of kTopKClusterMax or fewer blocks per (sequence, KV head), each
-// holding a contiguous slice of the candidates' keys in shared memory, so the scores are read
-// from memory once (16-byte loads, the first radix histogram taken during the load) and every
-// later pass and the compaction read shared memory. Per pass each block histograms its slice;
-// after a cluster barrier every block sums all blocks' histograms through distributed shared
-// memory (double-buffered, so the next pass's clear cannot race a slower block's read) and
-// finds the same boundary bucket. The compaction is ordered across blocks by an exclusive
-// prefix of the blocks' above-boundary and tie counts, so the result is the one-block kernel's.
-template <int kThreads, int kItems>
+// holding a contiguous slice of the candidates' keys in shared memory (16-bit: OrderKey16), so
+// the scores are read from memory once (8-byte loads, the keys' high bytes counted during the
+// load, one shared-memory atomic a key) and the rest of the select (ClusterSelect: the low
+// bytes of the boundary's bucket, then the ordered compaction across the blocks) reads shared
+// memory; the result is the one-block kernel's. Run 28 (H200, against fp32 keys and 11-bit
+// digits): Llama-3 heads batch 1, 64K 12.4-12.9 against 15.9-16.0 us, 256K 19.5-20.5 against
+// 23.9-24.1; batch 2, 256K 30.6-31.7 against 38.5-38.9 (a match_any-aggregated count, as the
+// fused kernel's, ran 22.6-63.9: slower than either).
+template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
     TopKSelectClusterKernel(const uint16_t* scores, int64_t score_stride,
                             const CudaDsSequence* seqs,
                             int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
   namespace cg = cooperative_groups;
-  extern __shared__ uint4 keys4[];  // this block's candidate keys, slice order
-  uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
+  extern __shared__ uint4 keys4[];  // this block's candidates' keys (OrderKey16), slice order
+  uint16_t* keys = reinterpret_cast<uint16_t*>(keys4);
   __shared__ ClusterSelectShared<kThreads> sh;
-  int (&hist)[2][kClusterSelectBins] = sh.hist;
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int nb = static_cast<int>(cluster.num_blocks());
@@ -1542,17 +1541,18 @@ __global__ void __launch_bounds__(kThreads)
   const ClusterSlice slice = ClusterSliceOf(seg, rank, nb);
   const int lo = slice.lo, len = slice.len;
   ClearClusterHistograms(sh);
-  // Load + first histogram (digit 31..21). Scalar loads up to 8-byte alignment, then four
-  // scores a load.
+  // Load + first histogram (the keys' high bytes). Scalar loads up to 8-byte alignment, then
+  // four scores a load.
+  const auto put = [&](int i, uint32_t bits) {
+    const uint32_t k = OrderKey16(bits);
+    keys[i] = static_cast<uint16_t>(k);
+    atomicAdd(&sh.hist[0][k >> 8], 1);
+  };
   {
     const uint16_t* p = sc + lo;
     const int head =
         min(len, static_cast<int>(((8 - (reinterpret_cast<uintptr_t>(p) & 7)) & 7) / 2));
-    for (int i = threadIdx.x; i < head; i += kThreads) {
-      const uint32_t k = OrderKey(LoadScore(p + i));
-      keys[i] = k;
-      atomicAdd(&hist[0][k >> 21], 1);
-    }
+    for (int i = threadIdx.x; i < head; i += kThreads) put(i, __ldg(p + i));
     const int vecs = (len - head) / 4;
     const uint16_t* p4 = p + head;
     constexpr int kUnroll = 4;
@@ -1567,23 +1567,17 @@ __global__ void __launch_bounds__(kThreads)
       for (int u = 0; u < kUnroll; ++u) {
         const int v = base + u * kThreads + threadIdx.x;
         if (v < vecs) {
-          const uint4 k4 = OrderKeys4(x[u]);
-          const uint32_t k[4] = {k4.x, k4.y, k4.z, k4.w};
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            keys[head + 4 * v + e] = k[e];
-            atomicAdd(&hist[0][k[e] >> 21], 1);
-          }
+          put(head + 4 * v, x[u].x & 0xffffu);
+          put(head + 4 * v + 1, x[u].x >> 16);
+          put(head + 4 * v + 2, x[u].y & 0xffffu);
+          put(head + 4 * v + 3, x[u].y >> 16);
         }
       }
     }
-    for (int i = head + 4 * vecs + threadIdx.x; i < len; i += kThreads) {
-      const uint32_t k = OrderKey(LoadScore(p + i));
-      keys[i] = k;
-      atomicAdd(&hist[0][k >> 21], 1);
-    }
+    for (int i = head + 4 * vecs + threadIdx.x; i < len; i += kThreads) put(i, __ldg(p + i));
   }
-  ClusterSelect<kThreads, kItems>(cluster, keys4, len, lo, seg.want, seg.mid, sh);
+  __syncthreads();  // the keys and the first digit's histogram are complete
+  ClusterSelect<kThreads>(cluster, keys4, len, lo, seg.want, seg.mid, sh);
 }
 
 
@@ -1730,11 +1724,11 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
                               sel_stride, counts, stream);
   }
   if (resolved == TopKAlgo::kCluster) {
-    auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads, kTopKClusterItems>;
+    auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads>;
     int64_t nb = std::clamp<int64_t>((score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock,
                                      2, kTopKClusterMax);
     auto slice_bytes = [&](int64_t blocks) {
-      return cuda::ClusterSliceKeys(score_stride, blocks) * 4;
+      return cuda::ClusterSliceBytes(cuda::ClusterSliceKeys(score_stride, blocks));
     };
     if (nb > kTopKClusterPortable) {
       ASSIGN_OR_RETURN(const int fits,
