@@ -80,7 +80,11 @@ absl::StatusOr<const DeviceChannelSet*> DeviceChannelSets::Upload(const DoubleSp
                                                                   int kv_heads, int r, int head_dim,
                                                                   cudaStream_t stream) {
   DeviceChannelSet& set = sets_[{static_cast<int>(statistic), r, layer}];
-  if (set.derived && set.config_id == ds.channel_config_id()) return &set;
+  if (set.derived && set.config_id == ds.channel_config_id() && set.heads_q == heads_q &&
+      set.kv_heads == kv_heads) {
+    return &set;
+  }
+  set.derived = false;  // until derived again (an error below leaves it to the next call)
   std::vector<int32_t> host;
   if (ds.channel_config().has_value()) {
     ASSIGN_OR_RETURN(host,
@@ -92,17 +96,25 @@ absl::StatusOr<const DeviceChannelSet*> DeviceChannelSets::Upload(const DoubleSp
     return absl::FailedPreconditionError("Double Sparsity with r < head_dim needs channels");
   }
   if (set.dev == nullptr || set.host != host) {
+    // The device copy must not change under earlier queued work: a changed set (a new
+    // config, or other heads) is rare, so wait for the stream before replacing or
+    // overwriting it.
+    if (set.dev != nullptr && set.host.size() != host.size()) {
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+      CUDA_RETURN_IF_ERROR(cudaFree(set.dev));
+      set.dev = nullptr;
+    }
     if (set.dev == nullptr) {
       CUDA_RETURN_IF_ERROR(cudaMallocAsync(&set.dev, host.size() * 4, stream));
     }
     set.host = host;
-    // The device copy must not change under earlier queued work: a changed set (a new
-    // config) is rare, so wait for the stream before overwriting.
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     CUDA_RETURN_IF_ERROR(
         cudaMemcpy(set.dev, set.host.data(), host.size() * 4, cudaMemcpyHostToDevice));
   }
   set.config_id = ds.channel_config_id();
+  set.heads_q = heads_q;
+  set.kv_heads = kv_heads;
   set.derived = true;
   return &set;
 }

@@ -62,6 +62,7 @@ struct DeviceChannelSet {
   std::vector<int32_t> host;
   void* dev = nullptr;
   uint64_t config_id = 0;  // DoubleSparsity::channel_config_id() `host` was derived from
+  int heads_q = 0, kv_heads = 0;  // and the heads it was derived for
   bool derived = false;
 };
 
@@ -76,10 +77,11 @@ class DeviceChannelSets {
 
   // The channels `layer`'s labels of width r read for `statistic`: KvHeadChannels of the
   // DoubleSparsity's channel config, or every channel in order when r == head_dim and there
-  // is no config (FAILED_PRECONDITION otherwise). Derived once per config (by its id: a
-  // batch's sparse sequences ask at every layer, and deriving costs ~0.3 ms); a changed set
-  // waits for `stream` before it is overwritten, because earlier queued work may still read
-  // the old one.
+  // is no config (FAILED_PRECONDITION otherwise). Derived once per config and heads (by the
+  // config's id: a batch's sparse sequences ask at every layer, and deriving costs ~0.3 ms;
+  // the heads, because one backend may serve models of other shapes in turn, as
+  // dsinfer-bench's do); a changed set waits for `stream` before it is overwritten or
+  // reallocated, because earlier queued work may still read the old one.
   absl::StatusOr<const DeviceChannelSet*> Upload(const DoubleSparsity& ds,
                                                  ChannelStatistic statistic, int layer, int heads_q,
                                                  int kv_heads, int r, int head_dim,

@@ -32,6 +32,7 @@
 #include "engine/cpu_backend.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/device_labels.h"
 #include "engine/model.h"
 #include "engine/sparse/channel_config.h"
 #include "engine/sparse/double_sparsity.h"
@@ -779,6 +780,32 @@ TEST(DoubleSparsityGpu, RopeWritesTheDecodeRowsLabels) {
         ExpectRopeLabelsMatchTwins(dtype, g[0], g[1], d, r, bits, {1, 130, 17 + i, 40});
         ++i;
       }
+    }
+  }
+}
+
+// One backend's channel sets serve models of other heads in turn (dsinfer-bench times several
+// models on one backend): each upload holds its own shape's channels, the device copy grown
+// where the set grew (no channel config here: r = head_dim takes every channel in order).
+TEST(DoubleSparsityGpu, ChannelSetsFollowTheHeads) {
+  SKIP_WITHOUT_GPU();
+  constexpr int kHeadDim = 16;
+  DeviceChannelSets sets;
+  const int heads[][2] = {{32, 8}, {32, 32}, {32, 8}, {8, 8}};  // (query, KV) heads
+  for (const auto& hh : heads) {
+    SCOPED_TRACE(absl::StrCat("heads ", hh[0], " / ", hh[1]));
+    DoubleSparsity ds(/*layers=*/2, hh[0], hh[1], kHeadDim, LabelStorage::kAccountingOnly);
+    const absl::StatusOr<const DeviceChannelSet*> set =
+        sets.Upload(ds, ChannelStatistic::kQK, /*layer=*/1, hh[0], hh[1], /*r=*/kHeadDim,
+                    kHeadDim, nullptr);
+    ASSERT_OK(set.status());
+    const size_t n = static_cast<size_t>(hh[1]) * kHeadDim;
+    ASSERT_EQ((*set)->host.size(), n);
+    std::vector<int32_t> got(n, -1);
+    ASSERT_CUDA(cudaMemcpy(got.data(), (*set)->dev, n * 4, cudaMemcpyDeviceToHost));
+    for (size_t j = 0; j < n; ++j) {
+      ASSERT_EQ(got[j], static_cast<int32_t>(j % kHeadDim)) << "channel " << j;
+      ASSERT_EQ((*set)->host[j], got[j]);
     }
   }
 }
