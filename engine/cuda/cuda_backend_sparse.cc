@@ -77,6 +77,15 @@ void CudaBackend::ForgetDeviceLabelsOf(const ForwardBatch& batch) {
   }
 }
 
+absl::Status CudaBackend::ReleaseDeviceLabels() {
+  if (ds_state_ == nullptr) return absl::OkStatus();
+  for (auto& [id, labels] : ds_state_->seqs) {
+    if (labels.base != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(labels.base, stream_));
+  }
+  ds_state_->seqs.clear();
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,
                                       const DeviceTensor& qkv) {
   // A graph step: BeginStep retired the labels of sequences that left, and offload steps are

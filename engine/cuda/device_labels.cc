@@ -38,13 +38,16 @@ CudaLabelSeq DeviceLabels::View(int layer, int kv_heads) const {
 
 absl::Status DeviceLabels::Reserve(const LabelFormat& want, int64_t tokens, int64_t reserved_tokens,
                                    int layers, int kv_heads, cudaStream_t stream) {
-  if (base != nullptr && !(format == want)) {
+  if (base != nullptr &&
+      (!(format == want) || this->layers != layers || this->kv_heads != kv_heads)) {
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(base, stream));
     *this = DeviceLabels{};
   }
   if (base != nullptr && capacity >= tokens) return absl::OkStatus();
   DeviceLabels grown;
   grown.format = want;
+  grown.layers = layers;
+  grown.kv_heads = kv_heads;
   grown.capacity = LabelCapacity(std::max<int64_t>({tokens, reserved_tokens, 2 * capacity}));
   grown.written = written;
   grown.written.resize(layers, 0);

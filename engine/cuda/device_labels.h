@@ -36,6 +36,7 @@ namespace dsinfer {
 // (cudaFreeAsync on its stream, or cudaFree at teardown).
 struct DeviceLabels {
   LabelFormat format;
+  int layers = 0, kv_heads = 0;  // the shape `base` was allocated for
   int64_t capacity = 0;          // tokens, whole label pages
   void* base = nullptr;          // layers × [data | scales | minimums]
   std::vector<int64_t> written;  // per layer: tokens [0, written) are labelled
@@ -48,10 +49,11 @@ struct DeviceLabels {
   CudaLabelSeq View(int layer, int kv_heads) const;
 
   // Makes the cache hold labels in `want` for at least `tokens` tokens of every layer. A
-  // different format drops the old labels (freed on `stream`); growth allocates
-  // max(tokens, reserved_tokens, 2 × capacity), copies each layer's labelled prefix and frees
-  // the old block, all on `stream`. On failure the cache is as before (or empty, after a
-  // format change).
+  // different format or shape (layers, kv_heads: a sequence id of another pool, as a benchmark
+  // timing several models on one backend meets) drops the old labels (freed on `stream`);
+  // growth allocates max(tokens, reserved_tokens, 2 × capacity), copies each layer's labelled
+  // prefix and frees the old block, all on `stream`. On failure the cache is as before (or
+  // empty, after a format or shape change).
   absl::Status Reserve(const LabelFormat& want, int64_t tokens, int64_t reserved_tokens, int layers,
                        int kv_heads, cudaStream_t stream);
 };

@@ -14,13 +14,16 @@ int SplitChainHalf(int num_seqs, int heads_kv, int64_t max_tokens, int64_t longe
   // Past half the SMs the top-k's blocks leave too little of the GPU to the other half.
   if (2 * pairs > sms) return 0;
   // The halves pay where the whole chain's top-k is long and leaves most SMs to the other half:
-  // the cluster kernel (up to an eighth of the SMs in pairs, rows past the resident kernel's)
+  // the cluster kernel up to an eighth of the SMs in pairs (rows past the resident kernel's)
   // and the one-block kernels (run 19, then kAuto's). Not kStriped, whose two-block clusters
   // fill the GPU up to half the SMs in pairs (run 25, H200, graph steps, 1/16 fp16 r 8: 24-64
   // pairs 0.9-7.1% slower split, 16 pairs on the cluster kernel 0.7-3.4% faster), nor the
   // resident kernel, short enough that the second stream costs more than it hides (run 20).
+  // The cluster kernel past an eighth of the SMs (kAuto's since run 29) stays whole: its
+  // clusters then fill the GPU as kStriped's do.
   switch (ResolveTopKAlgo(topk_algo, ScoreRowStride(max_tokens), pairs, sms, longest_row)) {
     case TopKAlgo::kCluster:
+      return 8 * pairs <= sms ? num_seqs / 2 : 0;
     case TopKAlgo::kOneBlock:
     case TopKAlgo::kTwoRead:
       return num_seqs / 2;

@@ -83,8 +83,9 @@ __host__ __device__ __forceinline__ int64_t ClusterSliceBytes(int64_t keys) {
 
 // The selection of a cluster whose blocks each hold len keys (OrderKey16, two a word; keys4 is
 // whole 16-byte vectors, those past len unread) of candidates lo .. lo + len - 1 and have
-// counted their keys' high bytes into sh.hist[0] (the block synced). Every block of the cluster
-// must call it (it has cluster barriers); want >= 1 and at most the cluster's keys.
+// counted their keys' high bytes into sh.hist[0] (no barrier needed: the select's first
+// cluster barrier, which every thread of the block reaches, completes both). Every block of the
+// cluster must call it (it has cluster barriers); want >= 1 and at most the cluster's keys.
 template <int kThreads>
 __device__ __forceinline__ void ClusterSelect(const cooperative_groups::cluster_group& cluster,
                                               const uint4* keys4, int len, int lo, int want,

@@ -174,7 +174,8 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    then counts exactly, the exact reads taking over where the band misses (run 11: 256K,
 //    batch 8, Llama-2 heads, 1/16: 207 -> 161 us; 128K, 256 pairs: 109 -> 96 us).
 //  - kCluster: for score_stride > 8192, a thread-block cluster of 2–16 blocks per (s, h)
-//    (about 16K keys a block; past 8 where the hardware takes the non-portable size)
+//    (TopKClusterBlocks: 16K keys a block, 32K where that keeps the launch within 1.5 blocks
+//    an SM; past 8 blocks where the hardware takes the non-portable size)
 //    holding the keys in shared memory (scores read once; sm_90 clusters, histograms merged
 //    through distributed shared memory); shorter strides, and slices that would not fit in
 //    shared memory, run kOneBlock.
@@ -188,17 +189,30 @@ absl::Status LaunchLabelScores(DType dtype, const void* q, int64_t q_stride,
 //    row fits its shared memory (run 20, H200, 1/16 fp16 r 8 at 16K / 32K: faster than every
 //    other kernel at 8–256 pairs — 64 pairs 9.7 / 13.9 us against kStriped's 14.6 / 19.9 and
 //    kCluster's 14.5 / 19.2; 256 pairs, two rounds of blocks, 17.8 / 27.3 against 22.2 /
-//    30.8); past that kCluster while the (s, h) pairs number at most an eighth of the SMs —
-//    there a block per pair leaves most SMs idle (run 14, the cluster's merge on 32-bin chunk
-//    sums: 8 pairs at 16K 12.7 us against kStriped's 14.5; run 23, 16 pairs at 64K / 128K /
-//    256K 16.2 / 22.7 / 38.6 against kStriped's two-block clusters' 19.1 / 27.3 / 43.2, at 32
-//    pairs 22.4 / 36.4 / 59.5 against their 19.4 / 27.8 / 43.7); else kStriped (also where the
-//    cluster's slice would not fit shared memory). kMultiBlock runs only when named.
+//    30.8); past that kCluster where TopKClusterBlocks finds it faster — few pairs, where a
+//    block per pair leaves SMs idle (run 29, the 16-bit select: up to 24 pairs at any length, up
+//    to 66 at 64K on an H200; before it, fp32 keys, up to an eighth of the SMs: run 14, 8 pairs
+//    at 16K 12.7 us against kStriped's 14.5; run 23, 16 pairs at 64K / 128K / 256K 16.2 / 22.7
+//    / 38.6 against kStriped's two-block clusters' 19.1 / 27.3 / 43.2); else kStriped (also
+//    where the cluster's slice would not fit shared memory). kMultiBlock runs only when named.
 //  - kResident (rows up to ~47K tokens; where the longest row is longer, kStriped): one
 //    1024-thread block per (s, h) reading the scores once into shared memory, the later radix
 //    passes over the boundary bucket's keys alone, one ordered compaction that writes every
 //    selected index in place (topk_resident.cu).
 enum class TopKAlgo { kOneBlock, kCluster, kAuto, kTwoRead, kStriped, kMultiBlock, kResident };
+
+// kAuto's cluster top-k: the blocks a pair's cluster takes for `pairs` rows of score_stride keys
+// on `sms` SMs, or 0 where the striped kernel is faster. Every pair gets 16K keys a block (up to
+// 16 blocks) while the whole launch fits one block an SM; past that clusters of up to 8 (32K
+// keys a block at 256K) while they fit 1.5 blocks an SM; rows of up to 64K keys also in
+// two-block clusters of one block an SM. Run 29 (H200, 1/16 fp16 r 8, top-k µs, the cluster
+// kernel against the striped one): 16 pairs at 256K 28.7 (8 blocks) against 42.9 (16 blocks:
+// 30.3); 24 pairs 12.4 / 18.5 / 30.4 against 19.2 / 27.4 / 45.2 at 64K / 128K / 256K; at 64K
+// 32, 48 and 64 pairs 18.2-18.3 (4, 4 and 2 blocks) against 19.4-19.8. Slower where this rule
+// says 0: 32 pairs at 128K (28.6 with 4 blocks against 27.9), 48 at 128K (29.1 / 28.1), 64 at
+// 128K (31.4 / 28.4) — above a block an SM, 64K keys a block or clusters of 4 or more cost
+// more than the striped kernel's one block a pair.
+int64_t TopKClusterBlocks(int64_t score_stride, int64_t pairs, int sms);
 
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
 // `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead, kStriped, kMultiBlock, kResident or

@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(kFusedThreads)
     if (base + 2 * kBatch < slice.len) load(raw_a, sm_a, base + 2 * kBatch);
     score(raw_b, sm_b, base + kBatch);
   }
-  __syncthreads();  // the keys and the first digit's histogram are complete
+  // No barrier here: the select's first cluster barrier completes the keys and the first digit.
   ClusterSelect<kFusedThreads>(cluster, keys4, slice.len, slice.lo, seg.want, seg.mid, sh);
 }
 

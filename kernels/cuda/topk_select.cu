@@ -85,8 +85,9 @@ constexpr int kTopKItems = 8;   // candidates per thread per compaction tile
 // cost is a few microseconds.
 constexpr int64_t kTopKShortSegment = 8192;
 // Blocks a cluster: up to 16 (non-portable past 8, where the hardware takes it:
-// MaxClusterBlocks), a block holding about kTopKKeysPerBlock keys. Run 15 (H200, 8 pairs):
-// 16K keys a block took 20-21 us at 64K and 128K, 32K keys a block (a cluster of 8 at 256K) 30.
+// MaxClusterBlocks), a block holding about kTopKKeysPerBlock keys (TopKClusterBlocks may give
+// a block more). Run 15 (H200, 8 pairs, fp32 keys): 16K keys a block took 20-21 us at 64K and
+// 128K, 32K keys a block (a cluster of 8 at 256K) 30.
 constexpr int kTopKClusterMax = 16;
 constexpr int kTopKClusterPortable = 8;
 constexpr int64_t kTopKKeysPerBlock = 16384;
@@ -1576,12 +1577,26 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (int i = head + 4 * vecs + threadIdx.x; i < len; i += kThreads) put(i, __ldg(p + i));
   }
-  __syncthreads();  // the keys and the first digit's histogram are complete
+  // No barrier here: the select's first cluster barrier completes the keys and the first digit.
   ClusterSelect<kThreads>(cluster, keys4, len, lo, seg.want, seg.mid, sh);
 }
 
+// The cluster top-k's blocks at kTopKKeysPerBlock keys a block (2 to kTopKClusterMax).
+int64_t ClusterBlocksAtKeysPerBlock(int64_t score_stride) {
+  return std::clamp<int64_t>((score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock, 2,
+                             kTopKClusterMax);
+}
 
 }  // namespace
+
+int64_t TopKClusterBlocks(int64_t score_stride, int64_t pairs, int sms) {
+  const int64_t full = ClusterBlocksAtKeysPerBlock(score_stride);
+  if (pairs * full <= sms) return full;
+  const int64_t capped = std::min<int64_t>(full, kTopKClusterPortable);
+  if (2 * pairs * capped <= 3 * static_cast<int64_t>(sms)) return capped;
+  if (full <= 4 && 2 * pairs <= sms) return 2;
+  return 0;
+}
 
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
                          int64_t longest_row) {
@@ -1599,14 +1614,12 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
   // The resident kernel wherever the rows fit its shared memory (run 20: faster than the
   // striped and cluster kernels at 8-256 pairs of 16K and 32K rows).
   if (longest > kTopKShortSegment && TopKResidentFits(longest)) return TopKAlgo::kResident;
-  // The cluster kernel where a block per pair would leave most SMs idle: up to an eighth of
-  // the SMs in pairs, at any length past 8K (run 14, its merge on chunk sums: 8 pairs at 16K
-  // 12.7 us against kStriped's 14.5; run 15, clusters of up to 16 blocks: 32 pairs at 256K
-  // 70.7-73.3 against kMultiBlock's 74.3-91.1). Run 23 call 7 (kStriped on two-block clusters
-  // from here to half the SMs): at 32 pairs those took 19.4 / 27.8 / 43.7 us at 64K / 128K /
-  // 256K against the cluster kernel's 22.4 / 36.4 / 59.5; at 16 pairs the cluster kernel
-  // 16.2 / 22.7 / 38.6 against their 19.1 / 27.3 / 43.2.
-  if (8 * pairs <= sms) return TopKAlgo::kCluster;
+  // The cluster kernel where TopKClusterBlocks finds it faster (a block per pair would leave
+  // SMs idle). Before run 29 (fp32 keys) it paid only up to an eighth of the SMs in pairs: run
+  // 14, 8 pairs at 16K 12.7 us against kStriped's 14.5; run 23, 16 pairs at 64K / 128K / 256K
+  // 16.2 / 22.7 / 38.6 against kStriped's two-block clusters' 19.1 / 27.3 / 43.2, 32 pairs
+  // 22.4 / 36.4 / 59.5 against their 19.4 / 27.8 / 43.7.
+  if (TopKClusterBlocks(score_stride, pairs, sms) > 0) return TopKAlgo::kCluster;
   return one_block;
 }
 
@@ -1725,8 +1738,9 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
   }
   if (resolved == TopKAlgo::kCluster) {
     auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads>;
-    int64_t nb = std::clamp<int64_t>((score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock,
-                                     2, kTopKClusterMax);
+    // kAuto's blocks; a named kCluster where kAuto would not take it: 16K keys a block.
+    int64_t nb = TopKClusterBlocks(score_stride, pairs, sms);
+    if (nb == 0) nb = ClusterBlocksAtKeysPerBlock(score_stride);
     auto slice_bytes = [&](int64_t blocks) {
       return cuda::ClusterSliceBytes(cuda::ClusterSliceKeys(score_stride, blocks));
     };

@@ -582,10 +582,10 @@ TEST(DoubleSparsityHost, UniformScoreHeadsFollowsTheAggregation) {
 
 // Without a GPU: which top-k kernel kAuto runs (ResolveTopKAlgo), at the H200's 132 SMs where
 // runs 9, 11, 14, 15 and 20 measured the crossovers. Past 8192 tokens: the resident kernel
-// where the longest row fits its shared memory (run 20); past that the cluster kernel up to a
-// quarter of the SMs in (sequence, KV head) pairs, at any length (run 15: its clusters of up
-// to 16 blocks beat the multi-block kernels at 32 pairs × 256K, which kAuto no longer picks);
-// the striped one-block kernel otherwise. Named bodies pass.
+// where the longest row fits its shared memory (run 20); past that the cluster kernel where
+// TopKClusterBlocks finds it faster (run 29: up to 24 (sequence, KV head) pairs at any length
+// to 256K, up to 66 at 64K), in as many blocks as run 29 measured best; the striped one-block
+// kernel otherwise. Named bodies pass.
 TEST(DoubleSparsityHost, AutoTopKRule) {
   constexpr int kSms = 132;
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 8192, 8, kSms), TopKAlgo::kStriped);  // short
@@ -604,15 +604,28 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 32768 + 64, 64, kSms), TopKAlgo::kResident);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 32768, 256, kSms), TopKAlgo::kResident);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 32768 + 64), TopKAlgo::kResident);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 8192), TopKAlgo::kStriped);
-  // The cluster kernel up to an eighth of the SMs in pairs; past that kStriped (its two-block
-  // clusters up to half the SMs).
+  // Rows of 8K or fewer in a longer stride: the stride's rule (the rows may grow up to it).
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 8192), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 64, kSms, 8192), TopKAlgo::kStriped);
+  // The cluster kernel: 16K keys a block while the launch fits a block an SM, clusters of up
+  // to 8 blocks while it fits 1.5 blocks an SM, two-block clusters at up to 64K keys and half
+  // the SMs in pairs; past that kStriped (its two-block clusters up to half the SMs).
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 16, kSms, 60000), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 262144, 16, kSms), TopKAlgo::kCluster);
-  for (int64_t stride : {65536, 131072, 262144}) {
-    for (int64_t pairs : {17, 32, 33, 34, 64}) {
-      EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, stride, pairs, kSms), TopKAlgo::kStriped);
-    }
+  struct Blocks {
+    int64_t stride, pairs, blocks;  // blocks 0: kStriped
+  };
+  const Blocks rule[] = {
+      {65536, 16, 4},   {65536, 24, 4},   {65536, 33, 4},   {65536, 48, 4},  {65536, 49, 4},
+      {65536, 50, 2},   {65536, 64, 2},   {65536, 66, 2},   {65536, 67, 0},  {65536, 256, 0},
+      {98304, 18, 6},   {131072, 16, 8},  {131072, 24, 8},  {131072, 25, 0}, {131072, 32, 0},
+      {262144, 8, 16},  {262144, 9, 8},   {262144, 16, 8},  {262144, 24, 8}, {262144, 25, 0},
+      {262144, 32, 0},
+  };
+  for (const Blocks& b : rule) {
+    SCOPED_TRACE(absl::StrCat(b.stride, " keys, ", b.pairs, " pairs"));
+    EXPECT_EQ(TopKClusterBlocks(b.stride, b.pairs, kSms), b.blocks);
+    EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, b.stride, b.pairs, kSms, 1 << 20),
+              b.blocks > 0 ? TopKAlgo::kCluster : TopKAlgo::kStriped);
   }
   // Named kResident where the longest row fits one block's shared memory, else the striped
   // kernel.
@@ -808,6 +821,44 @@ TEST(DoubleSparsityGpu, ChannelSetsFollowTheHeads) {
       ASSERT_EQ((*set)->host[j], got[j]);
     }
   }
+}
+
+// A sequence's device labels keep their labelled prefix while they grow, and drop it when the
+// id meets another shape (a pool of another model numbering its sequences from 0 again, as in
+// dsinfer-bench): the block is then allocated for the new shape, nothing counted as written.
+TEST(DoubleSparsityGpu, DeviceLabelsFollowTheShape) {
+  SKIP_WITHOUT_GPU();
+  LabelFormat fp16;
+  fp16.bits = 16;
+  fp16.r = 8;
+  DeviceLabels labels;
+  ASSERT_OK(labels.Reserve(fp16, 300, 0, /*layers=*/2, /*kv_heads=*/8, nullptr));
+  EXPECT_EQ(labels.kv_heads, 8);
+  labels.written = {300, 120};
+  void* const first = labels.base;
+  ASSERT_OK(labels.Reserve(fp16, 200, 0, 2, 8, nullptr));  // fits: nothing changes
+  EXPECT_EQ(labels.base, first);
+  EXPECT_EQ(labels.written, (std::vector<int64_t>{300, 120}));
+  const int64_t grown_to = labels.capacity + 1;
+  ASSERT_OK(labels.Reserve(fp16, grown_to, 0, 2, 8, nullptr));  // grows, prefix kept
+  EXPECT_GE(labels.capacity, grown_to);
+  EXPECT_EQ(labels.written, (std::vector<int64_t>{300, 120}));
+  for (const auto& [layers, kv_heads] : {std::pair{2, 32}, std::pair{3, 32}}) {
+    SCOPED_TRACE(absl::StrCat(layers, " layers, ", kv_heads, " KV heads"));
+    labels.written.assign(labels.written.size(), 100);
+    ASSERT_OK(labels.Reserve(fp16, 100, 0, layers, kv_heads, nullptr));
+    EXPECT_EQ(labels.layers, layers);
+    EXPECT_EQ(labels.kv_heads, kv_heads);
+    EXPECT_EQ(labels.written, std::vector<int64_t>(layers, 0));
+    // The whole block of the new shape is writable and reads back.
+    const size_t bytes = labels.LayerBytes(kv_heads) * layers;
+    std::vector<uint8_t> pattern(bytes), back(bytes, 0);
+    for (size_t i = 0; i < bytes; ++i) pattern[i] = static_cast<uint8_t>(i * 131 + 7);
+    ASSERT_CUDA(cudaMemcpy(labels.base, pattern.data(), bytes, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(back.data(), labels.base, bytes, cudaMemcpyDeviceToHost));
+    ASSERT_EQ(back, pattern);
+  }
+  ASSERT_CUDA(cudaFree(labels.base));
 }
 
 TEST(DoubleSparsityGpu, ChainMatchesTwinsSmallSweep) {

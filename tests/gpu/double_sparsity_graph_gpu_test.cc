@@ -335,13 +335,15 @@ TEST(DoubleSparsityHost, SplitChainRule) {
   constexpr auto kAuto = TopKAlgo::kAuto;
   constexpr auto kOff = FusedSelectMode::kOff;
   // Llama-3-8B heads (8 KV heads): batch 2 (16 pairs, the cluster kernel past the resident
-  // kernel's rows) splits one and one; batch 3-8 (24-64 pairs, kStriped) stays whole.
+  // kernel's rows) splits one and one; batch 3-8 (24-64 pairs: the cluster kernel past an
+  // eighth of the SMs, or kStriped) stays whole.
   EXPECT_EQ(SplitChainHalf(2, 8, 262144, 262144, kSms, kAuto, kOff), 1);
   EXPECT_EQ(SplitChainHalf(2, 8, 65536, 60000, kSms, kAuto, kOff), 1);
   EXPECT_EQ(SplitChainHalf(2, 8, 65536, 32768, kSms, kAuto, kOff), 0);  // resident
   EXPECT_EQ(SplitChainHalf(2, 8, 4096, 4096, kSms, kAuto, kOff), 0);    // short: kStriped
   for (int seqs : {3, 4, 8}) {
     EXPECT_EQ(SplitChainHalf(seqs, 8, 262144, 262144, kSms, kAuto, kOff), 0) << seqs;
+    EXPECT_EQ(SplitChainHalf(seqs, 8, 65536, 65536, kSms, kAuto, kOff), 0) << seqs;
   }
   EXPECT_EQ(SplitChainHalf(1, 8, 262144, 262144, kSms, kAuto, kOff), 0);
   // Named one-block kernels up to half the SMs in pairs (8 sequences × 8 heads: 64 of 132).

@@ -2,11 +2,12 @@
 // (LaunchDecodeAttention) against the Double Sparsity chain (LaunchLabelScores →
 // LaunchTopKSelect → LaunchSparseAttention), at Llama-2-7B heads (32 × 128, MHA) and
 // Llama-3-8B heads (32 q / 8 kv), contexts 4K … 256K, batch 1 / 8 / 32, fp16 K/V and labels.
-// Double Sparsity variants: 1/8 (fp16 labels r = 16, k = L/8; 4-bit r = 64), 1/16 (fp16 r = 8,
-// k = L/16; 4-bit r = 8, 8 bytes a row with its scale and minimum against fp16 r 8's 16, the
-// same channels; 4-bit r = 16, 12 bytes a row; 4-bit r = 32). Inputs are random (generated on
-// the GPU); the selection does not depend on the values for timing purposes beyond the radix
-// passes, which random scores exercise fully (no early exit after the first digit).
+// Double Sparsity variants (--ds_variants picks some): 1/8 (fp16 labels r = 16, k = L/8; 4-bit
+// r = 64), 1/16 (fp16 r = 8, k = L/16; 4-bit r = 8, 8 bytes a row with its scale and minimum
+// against fp16 r 8's 16, the same channels; 4-bit r = 16, 12 bytes a row; 4-bit r = 32).
+// Inputs are random (generated on the GPU); the selection does not depend on the values for
+// timing purposes beyond the radix passes, which random scores exercise fully (no early exit
+// after the first digit).
 //
 // Beside each time: the bytes the operator must move — dense: the K/V of the context; Double
 // Sparsity: the label cache plus the selected K/V rows — and the floor those bytes take at the
@@ -32,6 +33,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -77,6 +80,9 @@ ABSL_FLAG(std::string, ds_topk_algos, "auto,striped,cluster,multi-block,two-read
 ABSL_FLAG(std::string, ds_aggregation, "sum",
           "GQA aggregation of the Double Sparsity rows: sum (the engine's default; one summed "
           "query per KV head) or max (a dot per query head)");
+ABSL_FLAG(std::string, ds_variants, "",
+          "Double Sparsity variants to time, by name as printed, comma-separated (e.g. "
+          "\"1/16 fp16 r8,1/16 4bit r8\"; the leading \"ds \" optional); empty: all six");
 ABSL_FLAG(bool, ds_dependent_chain, true,
           "Double Sparsity's kernels launched dependent, no early start "
           "(kernels/cuda/dependent_launch.h, DependentSparseChain; on by default)");
@@ -108,6 +114,23 @@ const Variant kVariants[] = {
     {"ds 1/16 4bit r16", 16, 16, 4},
     {"ds 1/16 4bit r32", 16, 32, 4},
 };
+
+// The variants --ds_variants names (all where it is empty); an unknown name is an error.
+absl::StatusOr<std::vector<Variant>> ChosenVariants(const std::string& names) {
+  std::vector<Variant> out;
+  for (absl::string_view n : absl::StrSplit(names, ',', absl::SkipEmpty())) {
+    n = absl::StripAsciiWhitespace(n);
+    const std::string full = absl::StartsWith(n, "ds ") ? std::string(n) : absl::StrCat("ds ", n);
+    const auto it = std::find_if(std::begin(kVariants), std::end(kVariants),
+                                 [&](const Variant& v) { return full == v.name; });
+    if (it == std::end(kVariants)) {
+      return absl::InvalidArgumentError(absl::StrCat("--ds_variants: no variant \"", n, "\""));
+    }
+    out.push_back(*it);
+  }
+  if (out.empty()) out.assign(std::begin(kVariants), std::end(kVariants));
+  return out;
+}
 
 std::vector<int64_t> ParseList(const std::string& s) {
   std::vector<int64_t> out;
@@ -402,6 +425,8 @@ absl::Status Run() {
                    ParseAlgoList<SparseAttentionAlgo>(absl::GetFlag(FLAGS_ds_attention_algos)));
   ASSIGN_OR_RETURN(const std::vector<DecodeAttentionAlgo> dense_algos,
                    ParseAlgoList<DecodeAttentionAlgo>(absl::GetFlag(FLAGS_dense_algos)));
+  ASSIGN_OR_RETURN(const std::vector<Variant> variants,
+                   ChosenVariants(absl::GetFlag(FLAGS_ds_variants)));
   const std::string aggregation = absl::GetFlag(FLAGS_ds_aggregation);
   if (aggregation != "sum" && aggregation != "max") {
     return absl::InvalidArgumentError("--ds_aggregation: sum or max");
@@ -550,7 +575,7 @@ absl::Status Run() {
                                   {"floor_us", dense_floor},
                                   {"us_cold_l2", dense_cold},
                                   {"splits", dense_splits}});
-        for (const Variant& var : kVariants) {
+        for (const Variant& var : variants) {
           const int64_t budget = std::max<int64_t>(1, ctx / var.denominator);
           const int row_bytes = var.bits == 16 ? 2 * var.r : (var.r + 1) / 2;
           const int64_t label_bytes = batch * ctx * hkv * (row_bytes + (var.bits == 4 ? 4 : 0));

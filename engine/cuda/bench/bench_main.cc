@@ -740,6 +740,7 @@ absl::Status Run() {
         }
         b.set_linear_algo(linear_algos.front());
         b.set_dependent_launch(dependent_launch.front());
+        RETURN_IF_ERROR(b.ReleaseDeviceLabels());  // the next pool numbers its sequences again
       }
     }
     // Prefill, batch 1.
