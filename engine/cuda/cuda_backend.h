@@ -298,9 +298,9 @@ class CudaBackend final : public Backend {
   // written, so that its next sparse step writes them again: a benchmark that repeats one
   // decode step pays that step's label write, as a real decode step does.
   void ForgetDeviceLabelsOf(const ForwardBatch& batch);
-  // Frees every sequence's device labels (on the stream): for a caller ending a pool whose
-  // sequence ids a later pool will number again (dsinfer-bench between configurations); the
-  // server's one pool never reuses an id.
+  // Frees the sparse decode path's device labels of every sequence (on the stream; the offload
+  // tier keeps its own): for a caller ending a pool whose sequence ids a later pool will number
+  // again (dsinfer-bench between configurations); the server's one pool never reuses an id.
   absl::Status ReleaseDeviceLabels();
 
   // The offload tier (cuda_backend_offload.cc; kernels in kernels/cuda/offload_gather.cuh).
