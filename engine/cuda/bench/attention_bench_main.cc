@@ -41,6 +41,7 @@
 #include "absl/strings/str_split.h"
 #include "engine/cuda/bench/device_timer.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
+#include "engine/cuda/score_and_select.h"
 #include "engine/cuda/split_chain.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -83,6 +84,10 @@ ABSL_FLAG(std::string, ds_aggregation, "sum",
 ABSL_FLAG(std::string, ds_variants, "",
           "Double Sparsity variants to time, by name as printed, comma-separated (e.g. "
           "\"1/16 fp16 r8,1/16 4bit r8\"; the leading \"ds \" optional); empty: all six");
+ABSL_FLAG(double, ds_score_stride_factor, 1.0,
+          "Double Sparsity score rows this many times the context long (1 to 2), as a graph "
+          "step's block bucket (a power of two of KV blocks) makes them: the top-k's rule and "
+          "its kernels see the longer stride and the context as the longest row");
 ABSL_FLAG(bool, ds_dependent_chain, true,
           "Double Sparsity's kernels launched dependent, no early start "
           "(kernels/cuda/dependent_launch.h, DependentSparseChain; on by default)");
@@ -427,6 +432,10 @@ absl::Status Run() {
                    ParseAlgoList<DecodeAttentionAlgo>(absl::GetFlag(FLAGS_dense_algos)));
   ASSIGN_OR_RETURN(const std::vector<Variant> variants,
                    ChosenVariants(absl::GetFlag(FLAGS_ds_variants)));
+  const double stride_factor = absl::GetFlag(FLAGS_ds_score_stride_factor);
+  if (!(stride_factor >= 1.0 && stride_factor <= 2.0)) {
+    return absl::InvalidArgumentError("--ds_score_stride_factor: from 1 to 2");
+  }
   const std::string aggregation = absl::GetFlag(FLAGS_ds_aggregation);
   if (aggregation != "sum" && aggregation != "max") {
     return absl::InvalidArgumentError("--ds_aggregation: sum or max");
@@ -577,6 +586,9 @@ absl::Status Run() {
                                   {"splits", dense_splits}});
         for (const Variant& var : variants) {
           const int64_t budget = std::max<int64_t>(1, ctx / var.denominator);
+          // Score rows as the engine's (--ds_score_stride_factor: a graph step's bucket).
+          const int64_t stride =
+              ScoreRowStride(static_cast<int64_t>(std::ceil(ctx * stride_factor)));
           const int row_bytes = var.bits == 16 ? 2 * var.r : (var.r + 1) / 2;
           const int64_t label_bytes = batch * ctx * hkv * (row_bytes + (var.bits == 4 ? 4 : 0));
           DevMem labels, scales, mins, channels, dlabs, dseqs, scores, sel, counts, sws, topk_ws;
@@ -620,7 +632,7 @@ absl::Status Run() {
                                           cudaMemcpyHostToDevice));
           CUDA_RETURN_IF_ERROR(cudaMemcpy(dseqs.ptr, seqs.data(), seqs.size() * sizeof(seqs[0]),
                                           cudaMemcpyHostToDevice));
-          RETURN_IF_ERROR(scores.Alloc(batch * hkv * ctx * kScoreBytes));
+          RETURN_IF_ERROR(scores.Alloc(batch * hkv * stride * kScoreBytes));
           RETURN_IF_ERROR(sel.Alloc(batch * hkv * budget * 4));
           RETURN_IF_ERROR(counts.Alloc(batch * hkv * 4));
           // Per attention body: the engine's split count for it, and more splits beside it
@@ -643,7 +655,7 @@ absl::Status Run() {
                        SplitChainWorkspaceFloats(nseq, nseq / 2, hq, hkv, kHeadDim, budget, sm,
                                                  attn_algos[0])) *
               4));
-          const int64_t topk_ws_bytes = TopKSelectWorkspaceBytes(nseq, hkv, ctx);
+          const int64_t topk_ws_bytes = TopKSelectWorkspaceBytes(nseq, hkv, stride);
           RETURN_IF_ERROR(topk_ws.Alloc(topk_ws_bytes));
           CUDA_RETURN_IF_ERROR(cudaMemset(topk_ws.ptr, 0, topk_ws_bytes));
           const auto* dseq = dseqs.as<CudaDsSequence>();
@@ -656,12 +668,14 @@ absl::Status Run() {
             return LaunchLabelScores(DType::kF16, dq.ptr, hq * kHeadDim, dseq + first, count,
                                      dlabs.as<CudaLabelSeq>() + first, hq, hkv, kHeadDim, var.r,
                                      label_bits, score_heads, ctx,
-                                     scores.as<uint16_t>() + first * hkv * ctx, ctx, s, algo);
+                                     scores.as<uint16_t>() + first * hkv * stride, stride, s,
+                                     algo);
           };
           auto topk_rows = [&](TopKAlgo algo, int first, int count, cudaStream_t s, void* ws) {
-            return LaunchTopKSelect(scores.as<uint16_t>() + first * hkv * ctx, ctx, dseq + first,
-                                    count, hkv, sel.as<int32_t>() + first * hkv * budget, budget,
-                                    counts.as<int32_t>() + first * hkv, s, algo, ws);
+            return LaunchTopKSelect(scores.as<uint16_t>() + first * hkv * stride, stride,
+                                    dseq + first, count, hkv,
+                                    sel.as<int32_t>() + first * hkv * budget, budget,
+                                    counts.as<int32_t>() + first * hkv, s, algo, ws, ctx);
           };
           auto attend_rows = [&](SparseAttentionAlgo algo, int n_splits, int first, int count,
                                  float* ws, cudaStream_t s) {
@@ -703,7 +717,7 @@ absl::Status Run() {
           // on two streams, whose selection must equal the whole chain's.
           ASSIGN_OR_RETURN(const double us_chain_graph, GraphTimeUs(stream, iters, chain));
           const int half =
-              SplitChainHalf(nseq, hkv, ctx, ctx, sm, topk_algos[0],
+              SplitChainHalf(nseq, hkv, stride, ctx, sm, topk_algos[0],
                              FusingFor(score_algos[0], topk_algos[0], FusedSelectMode::kAuto));
           double us_chain_split = 0;
           int64_t split_mismatches = -1;
@@ -804,7 +818,7 @@ absl::Status Run() {
           // shared memory), two by the two-read, striped and multi-block kernels (the
           // multi-block's third, of each slice again, from L2), up to four by the one-block
           // kernel.
-          const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], ctx, batch * hkv, sm);
+          const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], stride, batch * hkv, sm, ctx);
           const bool two_reads = ran == TopKAlgo::kTwoRead || ran == TopKAlgo::kStriped ||
                                  ran == TopKAlgo::kMultiBlock;
           const int score_passes =
