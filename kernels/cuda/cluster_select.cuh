@@ -81,6 +81,12 @@ __host__ __device__ __forceinline__ int64_t ClusterSliceBytes(int64_t keys) {
   return (keys * 2 + 15) / 16 * 16;
 }
 
+// Key e (0..7) of a 16-byte vector of 16-bit keys, two a word, the lower half first.
+__device__ __forceinline__ uint32_t Key16At(const uint4& w, int e) {
+  const uint32_t word = e < 2 ? w.x : (e < 4 ? w.y : (e < 6 ? w.z : w.w));
+  return (word >> (16 * (e % 2))) & 0xffffu;
+}
+
 // The selection of a cluster whose blocks each hold len keys (OrderKey16, two a word; keys4 is
 // whole 16-byte vectors, those past len unread) of candidates lo .. lo + len - 1 and have
 // counted their keys' high bytes into sh.hist[0] (no barrier needed: the select's first
@@ -103,10 +109,9 @@ __device__ __forceinline__ void ClusterSelect(const cooperative_groups::cluster_
       const uint32_t high = boundary;
       for (int v = threadIdx.x; v < nvec; v += kThreads) {
         const uint4 w = keys4[v];
-        const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
-          const uint32_t k = (ws[e / 2] >> (16 * (e % 2))) & 0xffffu;
+          const uint32_t k = Key16At(w, e);
           if (8 * v + e < len && (k >> 8) == high) atomicAdd(&local[k & 0xffu], 1);
         }
       }
@@ -137,11 +142,10 @@ __device__ __forceinline__ void ClusterSelect(const cooperative_groups::cluster_
   // The above / tie flags of vector v's 8 keys (bit e: key 8v + e), past len clear.
   const auto flags = [&](int v, uint32_t* gt, uint32_t* eq) {
     const uint4 w = keys4[v];
-    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
     uint32_t g8 = 0, e8 = 0;
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
-      const uint32_t k = (ws[e / 2] >> (16 * (e % 2))) & 0xffffu;
+      const uint32_t k = Key16At(w, e);
       g8 |= static_cast<uint32_t>(k > boundary) << e;
       e8 |= static_cast<uint32_t>(k == boundary) << e;
     }

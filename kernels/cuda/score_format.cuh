@@ -2,8 +2,9 @@
 // from the scorer's fp32 sum, as the twins round them (RoundF32ToF16Value, kernels/dtype.h). Two
 // bytes a (sequence, KV head, token) instead of four halve the scores' round trip between the
 // scorer and the top-k; the reference implementation ranks fp16 label scores too. The top-k
-// kernels key them as the fp32 values they stand for (exact: OrderKey, OrderKeys4); the striped
-// split compares the fp16 bits themselves against thresholds rounded up to fp16.
+// kernels key them as the fp32 values they stand for (exact: OrderKey, OrderKeys4), the cluster
+// kernels by their 16 bits (OrderKey16, the same order); the striped split compares the fp16
+// bits themselves against thresholds rounded up to fp16.
 #ifndef DSINFER_KERNELS_CUDA_SCORE_FORMAT_CUH_
 #define DSINFER_KERNELS_CUDA_SCORE_FORMAT_CUH_
 
@@ -26,8 +27,6 @@ __device__ __forceinline__ uint32_t ScoreBitsPair(float lo, float hi) {
 __device__ __forceinline__ float ScoreValue(uint16_t bits) {
   return __half2float(__ushort_as_half(bits));
 }
-// The stored score nearest s, as fp32 (what a reader of ScoreBits(s) sees).
-__device__ __forceinline__ float RoundedScore(float s) { return ScoreValue(ScoreBits(s)); }
 
 // The score at p (read-only cache).
 __device__ __forceinline__ float LoadScore(const uint16_t* p) { return ScoreValue(__ldg(p)); }

@@ -50,7 +50,6 @@ using cuda::ClusterSelect;
 using cuda::ClusterSelectShared;
 using cuda::ClusterSlice;
 using cuda::ClusterSliceOf;
-using cuda::CompactTile;
 using cuda::DigitSplitsScores;
 using cuda::FindBoundaryBucketInBlock;
 using cuda::LaunchInfo;
