@@ -115,6 +115,7 @@ absl::Status CudaBackend::DescribeSparseLayer(int layer, const ForwardBatch& bat
   plan.max_count = 0;
   plan.sel_stride = 0;
   plan.max_tokens = bucket_tokens;
+  int64_t longest = 0;
   plan.labels_in_rope = false;
   for (size_t i = 0; i < n; ++i) {
     const size_t index = sequences[i];
@@ -155,7 +156,9 @@ absl::Status CudaBackend::DescribeSparseLayer(int layer, const ForwardBatch& bat
         bucket_tokens > 0 ? o.BudgetFor(bucket_tokens) : int64_t{plan.seqs[i].budget};
     plan.sel_stride = std::max(plan.sel_stride, stride);
     plan.max_tokens = std::max(plan.max_tokens, tokens);
+    longest = std::max(longest, tokens);
   }
+  plan.row_bound = TopKRowBound(ScoreRowStride(plan.max_tokens), longest);
   return absl::OkStatus();
 }
 
@@ -207,6 +210,7 @@ absl::Status CudaBackend::LaunchSparseLayer(const SparseLayerPlan& plan, const C
   job.head_dim = d;
   SetJobSequences(plan.labels, plan.seqs, plan.device, job);
   job.max_tokens = plan.max_tokens;
+  job.longest_row = plan.row_bound;
   job.selected = static_cast<int32_t*>(st.selected.ptr);
   job.sel_stride = plan.sel_stride;
   job.counts = static_cast<int32_t*>(st.counts.ptr);

@@ -13,12 +13,13 @@
 // descriptors with one copy; the graph's kernels read them from that buffer.
 // The RoPE launch's label views are per batch sequence (r 0 for the dense ones). Sizes are the
 // bucket's: score rows of the bucket's tokens, selection rows of the budget at that length,
-// the split count that follows from it; the current token's label is always written again
-// (one token a sequence), by the layer's RoPE launch where the head_dim allows
-// (RopeWritesLabels: the label writer's launch is then left out), else by the label writer.
-// The graph's key holds those sizes and the addresses of the scratch buffers its kernels were
-// captured with, so a buffer that moved leads to a new capture, never to a replay with a stale
-// pointer.
+// the split count that follows from it; the top-k's shared memory is planned for the longest
+// row rounded up to a sixteenth of the bucket (TopKRowBound). The current token's label is
+// always written again (one token a sequence), by the layer's RoPE launch where the head_dim
+// allows (RopeWritesLabels: the label writer's launch is then left out), else by the label
+// writer. The graph's key holds those sizes (the row bound too) and the addresses of the
+// scratch buffers its kernels were captured with, so a buffer that moved leads to a new
+// capture, never to a replay with a stale pointer.
 #include <cstdint>
 #include <vector>
 
@@ -102,7 +103,8 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
                                  static_cast<uint64_t>(job.max_r),
                                  static_cast<uint64_t>(job.label_bits),
                                  static_cast<uint64_t>(job.score_heads),
-                                 static_cast<uint64_t>(plan.labels_in_rope)}));
+                                 static_cast<uint64_t>(plan.labels_in_rope),
+                                 static_cast<uint64_t>(plan.row_bound)}));
   }
   for (const StreamBuffer* b : {&st.graph_meta, &st.scores, &st.selected, &st.counts,
                                 &st.workspace, &st.topk_workspace}) {

@@ -24,7 +24,6 @@
 // there (24-64 pairs, 64K-256K: the operator 4-15% at 64 pairs, graph steps 0.9-7.1%) and
 // faster only beside the cluster top-k (16 pairs: graph steps 0.7-3.4%), so SplitChainHalf
 // splits only where the top-k is the cluster kernel or a one-block kernel.
-#include <algorithm>
 #include <cmath>
 
 #include "engine/cuda/cuda_backend.h"
@@ -40,10 +39,8 @@ int CudaBackend::SparseChainSplit(const SparseLayerPlan& plan, int heads_kv) con
   // Beside a dense launch on MixedAttention's side stream (a mixed step) the split was slower
   // (run 19 call 10: Llama-3-8B batch 8, 32K, one dense 7.2%, four 1.3%).
   if (!options_.split_sparse_chain || chain_beside_dense_) return 0;
-  int64_t longest = 0;
-  for (const CudaDsSequence& s : plan.seqs) longest = std::max<int64_t>(longest, s.tokens);
-  return SplitChainHalf(static_cast<int>(plan.seqs.size()), heads_kv, plan.max_tokens, longest,
-                        sm_count_, options_.ds_topk_algo, SelectionFusing());
+  return SplitChainHalf(static_cast<int>(plan.seqs.size()), heads_kv, plan.max_tokens,
+                        plan.row_bound, sm_count_, options_.ds_topk_algo, SelectionFusing());
 }
 
 absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int half,

@@ -35,8 +35,8 @@ struct ScoreSelectJob {
   int label_bits = 0;  // UniformLabelBits of the labels
   int score_heads = 0;  // UniformScoreHeads of the sequences
   int64_t max_tokens = 0;
-  // The longest sequence's tokens (SetJobSequences; max_tokens may be a graph step's larger
-  // bucket): the top-k's rule looks at it (ResolveTopKAlgo's longest_row).
+  // The top-k's row bound (ResolveTopKAlgo's longest_row): the longest sequence's tokens
+  // (SetJobSequences), or for a graph step, whose max_tokens is its bucket, TopKRowBound's.
   int64_t longest_row = 0;
   int32_t* selected = nullptr;
   int64_t sel_stride = 0;

@@ -28,6 +28,8 @@ struct SparseLayerPlan {
   int64_t max_count = 0;               // the most tokens one range labels
   int64_t sel_stride = 0;              // selection row stride: at least every budget
   int64_t max_tokens = 0;              // score row length: at least every context
+  // The top-k's row bound (TopKRowBound of the longest context; a graph step's key holds it).
+  int64_t row_bound = 0;
   std::vector<std::vector<int32_t>> channels;  // host channel sets (SparseCapture only)
   DeviceLabelDescriptors device;
   // A graph step's label views per batch sequence for its RoPE launch (labels_in_rope): the

@@ -17,7 +17,7 @@
 namespace dsinfer {
 
 // Where a chain of num_seqs sequences (heads_kv KV heads, score rows of up to max_tokens
-// tokens, the longest longest_row) splits on a GPU of `sms` SMs: the first sequence of its
+// tokens, the top-k's row bound longest_row: ResolveTopKAlgo's) splits on a GPU of `sms` SMs: the first sequence of its
 // second half, or 0 to run it whole: it splits where the top-k (topk_algo's rule) is the
 // cluster kernel or a one-block kernel and its pairs number at most half the SMs — never with
 // fewer than two sequences, where scoring and top-k run fused under `fused`, nor for

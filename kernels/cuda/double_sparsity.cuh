@@ -217,11 +217,22 @@ int64_t TopKClusterBlocks(int64_t score_stride, int64_t pairs, int sms);
 // The kernel `algo` runs for `pairs` (sequence, KV head) pairs over score rows of
 // `score_stride` on a GPU of `sms` SMs: kCluster, kTwoRead, kStriped, kMultiBlock, kResident or
 // kOneBlock (kCluster only past 8192 tokens; LaunchTopKSelect still falls back to a one-block
-// kernel where a slice exceeds shared memory). longest_row: the longest row's tokens when the
-// launch is planned (0: score_stride) — a graph step's score_stride is its bucket, and its
-// rows may later grow up to it (kResident stays correct for rows past its shared memory).
+// kernel where a slice exceeds shared memory). longest_row: the row bound of the launch (0:
+// score_stride) — the longest row's tokens, or for a graph step, whose score_stride is its
+// bucket and whose rows grow from replay to replay, TopKRowBound's. kCluster's shared memory
+// is sized by it (kResident's by the stride, up to its most); both stay correct, slower, for a
+// row past it.
 TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int sms,
                          int64_t longest_row = 0);
+
+// The row bound (ResolveTopKAlgo's and LaunchTopKSelect's longest_row) a graph step plans its
+// top-k for, rows of up to longest_row tokens now in score rows of score_stride (its block
+// bucket): longest_row rounded up to a sixteenth of the stride, or the stride where the
+// resident kernel holds rows of any length up to it. The step's graph key holds it, so a
+// sequence growing through a bucket is captured again at most every sixteenth of it, and its
+// top-k's shared memory follows its rows rather than the bucket (run 29: the cluster top-k at
+// twice the rows' stride took 36.5 against 28.8 µs at 16 pairs × 256K).
+int64_t TopKRowBound(int64_t score_stride, int64_t longest_row);
 
 // Bytes of workspace LaunchTopKSelect's kMultiBlock needs for num_seqs × heads_kv score rows of
 // score_stride (one per (sequence, KV head): ~230 KB a pair). It must be zeroed before its first

@@ -1,5 +1,5 @@
 // The one-block top-k's passes over scores in memory (kOneBlock in topk_select.cu, and the
-// resident kernel's way out for rows longer than its shared memory, topk_resident.cu): radix
+// resident and cluster kernels' way out for rows longer than their shared memory): radix
 // histograms of the scores' keys, the boundary narrowed pass by pass, then the ordered
 // compaction.
 #ifndef DSINFER_KERNELS_CUDA_TOPK_IN_MEMORY_CUH_
@@ -110,6 +110,26 @@ __device__ __forceinline__ void OrderedCompaction(
                                       scan_tmp);
   }
 }
+
+// The whole one-block select of seg from the scores in memory: the radix passes (11/11/10-bit
+// digits; hist holds 2048 counters), then the ordered compaction.
+template <int kThreads, int kUnroll, int kItems>
+__device__ __forceinline__ void SelectInMemory(const TopKSegment& seg, int* hist,
+                                               typename TopKScan<kThreads>::TempStorage& scan_tmp) {
+  uint32_t prefix = 0, mask = 0;
+  int remaining = seg.want;
+  RadixPassesInMemory<kThreads, kUnroll, 11, 11, 10>(seg.sc, seg.lo, seg.hi, 0, hist, scan_tmp,
+                                                     &prefix, &mask, &remaining, false);
+  OrderedCompaction<kThreads, kItems>(seg.sc, seg.lo, seg.hi, prefix, mask, remaining, seg.mid,
+                                      scan_tmp);
+}
+
+// Shared memory of SelectInMemory, for kernels that carve it from their dynamic shared memory.
+template <int kThreads>
+struct SelectInMemoryShared {
+  int hist[2048];
+  typename TopKScan<kThreads>::TempStorage scan_tmp;
+};
 
 }  // namespace cuda
 }  // namespace dsinfer

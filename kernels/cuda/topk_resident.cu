@@ -32,10 +32,8 @@ using cuda::DigitSplitsScores;
 using cuda::LoadScore;
 using cuda::LoadScoreBits4;
 using cuda::NarrowToBoundaryBucket;
-using cuda::OrderedCompaction;
 using cuda::OrderKey;
 using cuda::OrderKeys4;
-using cuda::RadixPassesInMemory;
 using cuda::StartTopKSegment;
 using cuda::TopKScan;
 using cuda::TopKSegment;
@@ -126,14 +124,9 @@ __device__ __forceinline__ void ResidentLaterPasses(const uint32_t* keys, int n,
 // A row longer than the launch's shared memory holds (a graph captured for shorter rows,
 // replayed once they grew): the one-block passes over the scores in memory (hist: 2048
 // counters). Not inlined, so that the common path keeps its registers.
-__device__ __noinline__ void SelectInMemory(const TopKSegment& seg, int* hist,
-                                            TopKScan<kResidentThreads>::TempStorage& scan_tmp) {
-  uint32_t prefix = 0, mask = 0;
-  int remaining = seg.want;
-  RadixPassesInMemory<kResidentThreads, 4, 11, 11, 10>(seg.sc, seg.lo, seg.hi, 0, hist, scan_tmp,
-                                                       &prefix, &mask, &remaining, false);
-  OrderedCompaction<kResidentThreads, 8>(seg.sc, seg.lo, seg.hi, prefix, mask, remaining,
-                                         seg.mid, scan_tmp);
+__device__ __noinline__ void SelectRowPastCapacity(
+    const TopKSegment& seg, int* hist, TopKScan<kResidentThreads>::TempStorage& scan_tmp) {
+  cuda::SelectInMemory<kResidentThreads, 4, 8>(seg, hist, scan_tmp);
 }
 
 __global__ void __launch_bounds__(kResidentThreads, 1)
@@ -159,7 +152,7 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
   const int cand = seg.hi - seg.lo;
   const int chunks = static_cast<int>(ResidentChunks(cand, a));
   if (chunks > capacity_chunks) {
-    SelectInMemory(seg, hist, sh.scan_tmp);
+    SelectRowPastCapacity(seg, hist, sh.scan_tmp);
     return;
   }
   for (int b = tid; b < kResidentBins; b += kThreads) hist[b] = 0;

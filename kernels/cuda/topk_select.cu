@@ -49,6 +49,7 @@ using cuda::ClearClusterHistograms;
 using cuda::ClusterSelect;
 using cuda::ClusterSelectShared;
 using cuda::ClusterSlice;
+using cuda::ClusterSliceKeys;
 using cuda::ClusterSliceOf;
 using cuda::DigitSplitsScores;
 using cuda::FindBoundaryBucketInBlock;
@@ -65,6 +66,8 @@ using cuda::RadixHistogram;
 using cuda::RadixPassesInMemory;
 using cuda::PlanSegment;
 using cuda::ScoreValues4;
+using cuda::SelectInMemory;
+using cuda::SelectInMemoryShared;
 using cuda::SegmentPlan;
 using cuda::StartTopKSegment;
 using cuda::TopKScan;
@@ -90,6 +93,8 @@ constexpr int64_t kTopKShortSegment = 8192;
 constexpr int kTopKClusterMax = 16;
 constexpr int kTopKClusterPortable = 8;
 constexpr int64_t kTopKKeysPerBlock = 16384;
+// TopKRowBound rounds the longest row up to a multiple of 1/kTopKRowBoundSteps of the stride.
+constexpr int64_t kTopKRowBoundSteps = 16;
 constexpr int kTopKClusterThreads = 512;
 
 // ---------------------------------------------------------------------------------------------
@@ -106,13 +111,7 @@ __global__ void __launch_bounds__(kTopKThreads, kTopKBlocksPerSm)
       StartTopKSegment(scores, score_stride, seqs, heads_kv, selected, sel_stride, counts,
                        blockIdx.y, blockIdx.x, threadIdx.x, kTopKThreads, threadIdx.x == 0);
   if (seg.want == 0) return;
-  const uint16_t* sc = seg.sc;
-  uint32_t prefix = 0, mask = 0;
-  int remaining = seg.want;
-  RadixPassesInMemory<kTopKThreads, kTopKUnroll, 11, 11, 10>(sc, seg.lo, seg.hi, 0, hist, scan_tmp,
-                                                             &prefix, &mask, &remaining, false);
-  OrderedCompaction<kTopKThreads, kTopKItems>(sc, seg.lo, seg.hi, prefix, mask, remaining,
-                                             seg.mid, scan_tmp);
+  SelectInMemory<kTopKThreads, kTopKUnroll, kTopKItems>(seg, hist, scan_tmp);
 }
 
 // kTwoRead: the scores are read twice. Read 1 takes a 13-bit histogram (the boundary bucket
@@ -1513,6 +1512,17 @@ __global__ void __launch_bounds__(kStripedThreads, 1)
                                 scan_tmp);
 }
 
+// A cluster top-k's row longer than the launch's row bound (a graph step replayed past the
+// rows it was planned for: its slices would overflow shared memory): block 0 selects it alone
+// from the scores in memory, as kOneBlock does, in the block's dynamic shared memory (at least
+// SelectInMemoryShared's bytes). Inlined: called (__noinline__, 64 registers against 62) the
+// kernel ran 0.4-1.2 us slower at 8-24 pairs of 128K-256K rows (run 30, H200).
+template <int kThreads>
+__device__ __forceinline__ void ClusterRowPastBound(const TopKSegment& seg, uint4* smem) {
+  auto& sh = *reinterpret_cast<SelectInMemoryShared<kThreads>*>(smem);
+  SelectInMemory<kThreads, kTopKUnroll, kTopKItems>(seg, sh.hist, sh.scan_tmp);
+}
+
 // Long segments: a cluster of kTopKClusterMax or fewer blocks per (sequence, KV head), each
 // holding a contiguous slice of the candidates' keys in shared memory (16-bit: OrderKey16), so
 // the scores are read from memory once (8-byte loads, the keys' high bytes counted during the
@@ -1521,12 +1531,13 @@ __global__ void __launch_bounds__(kStripedThreads, 1)
 // memory; the result is the one-block kernel's. Run 28 (H200, against fp32 keys and 11-bit
 // digits): Llama-3 heads batch 1, 64K 12.4-12.9 against 15.9-16.0 us, 256K 19.5-20.5 against
 // 23.9-24.1; batch 2, 256K 30.6-31.7 against 38.5-38.9 (a match_any-aggregated count, as the
-// fused kernel's, ran 22.6-63.9: slower than either).
+// fused kernel's, ran 22.6-63.9: slower than either). slice_keys: the keys a block's dynamic
+// shared memory holds, for rows up to the launch's row bound (ClusterRowPastBound past it).
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
     TopKSelectClusterKernel(const uint16_t* scores, int64_t score_stride,
-                            const CudaDsSequence* seqs,
-                            int heads_kv, int32_t* selected, int64_t sel_stride, int32_t* counts) {
+                            const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
+                            int64_t sel_stride, int32_t* counts, int slice_keys) {
   namespace cg = cooperative_groups;
   extern __shared__ uint4 keys4[];  // this block's candidates' keys (OrderKey16), slice order
   uint16_t* keys = reinterpret_cast<uint16_t*>(keys4);
@@ -1537,6 +1548,10 @@ __global__ void __launch_bounds__(kThreads)
   const TopKSegment seg = StartClusterSegment<kThreads>(cluster, scores, score_stride, seqs,
                                                         heads_kv, selected, sel_stride, counts);
   if (seg.want == 0) return;
+  if (ClusterSliceKeys(seg.hi - seg.lo, nb) > slice_keys) {
+    if (rank == 0) ClusterRowPastBound<kThreads>(seg, keys4);
+    return;  // every block of the cluster decides alike: no cluster barrier is left waiting
+  }
   const uint16_t* sc = seg.sc;
   const ClusterSlice slice = ClusterSliceOf(seg, rank, nb);
   const int lo = slice.lo, len = slice.len;
@@ -1610,16 +1625,26 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
   const TopKAlgo one_block = algo == TopKAlgo::kAuto ? TopKAlgo::kStriped : TopKAlgo::kOneBlock;
   if (score_stride <= kTopKShortSegment) return one_block;
   if (algo == TopKAlgo::kCluster) return TopKAlgo::kCluster;
+  if (longest <= kTopKShortSegment) return one_block;  // rows bound short in a longer stride
   // The resident kernel wherever the rows fit its shared memory (run 20: faster than the
   // striped and cluster kernels at 8-256 pairs of 16K and 32K rows).
-  if (longest > kTopKShortSegment && TopKResidentFits(longest)) return TopKAlgo::kResident;
+  if (TopKResidentFits(longest)) return TopKAlgo::kResident;
   // The cluster kernel where TopKClusterBlocks finds it faster (a block per pair would leave
   // SMs idle). Before run 29 (fp32 keys) it paid only up to an eighth of the SMs in pairs: run
   // 14, 8 pairs at 16K 12.7 us against kStriped's 14.5; run 23, 16 pairs at 64K / 128K / 256K
   // 16.2 / 22.7 / 38.6 against kStriped's two-block clusters' 19.1 / 27.3 / 43.2, 32 pairs
   // 22.4 / 36.4 / 59.5 against their 19.4 / 27.8 / 43.7.
-  if (TopKClusterBlocks(score_stride, pairs, sms) > 0) return TopKAlgo::kCluster;
+  if (TopKClusterBlocks(longest, pairs, sms) > 0) return TopKAlgo::kCluster;
   return one_block;
+}
+
+int64_t TopKRowBound(int64_t score_stride, int64_t longest_row) {
+  // Rows the resident kernel holds whole at any length up to the stride: no bound needed.
+  if (longest_row <= 0 || longest_row >= score_stride || TopKResidentFits(score_stride)) {
+    return score_stride;
+  }
+  const int64_t step = (score_stride / kTopKRowBoundSteps + 7) / 8 * 8;
+  return std::min(score_stride, (longest_row + step - 1) / step * step);
 }
 
 namespace {
@@ -1737,11 +1762,14 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
   }
   if (resolved == TopKAlgo::kCluster) {
     auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads>;
-    // kAuto's blocks; a named kCluster where kAuto would not take it: 16K keys a block.
-    int64_t nb = TopKClusterBlocks(score_stride, pairs, sms);
-    if (nb == 0) nb = ClusterBlocksAtKeysPerBlock(score_stride);
+    // Slices for rows up to the row bound (longer ones: ClusterRowPastBound). kAuto's blocks;
+    // a named kCluster where kAuto would not take it: 16K keys a block.
+    const int64_t rows = longest_row > 0 ? std::min(longest_row, score_stride) : score_stride;
+    int64_t nb = TopKClusterBlocks(rows, pairs, sms);
+    if (nb == 0) nb = ClusterBlocksAtKeysPerBlock(rows);
     auto slice_bytes = [&](int64_t blocks) {
-      return cuda::ClusterSliceBytes(cuda::ClusterSliceKeys(score_stride, blocks));
+      return std::max<int64_t>(cuda::ClusterSliceBytes(cuda::ClusterSliceKeys(rows, blocks)),
+                               sizeof(SelectInMemoryShared<kTopKClusterThreads>));
     };
     if (nb > kTopKClusterPortable) {
       ASSIGN_OR_RETURN(const int fits,
@@ -1755,10 +1783,11 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
                      CachedLaunchInfo(reinterpret_cast<const void*>(kernel), 0, 0));
     const int64_t smem = slice_bytes(nb);
     if (smem + static_cast<int64_t>(info.static_smem) <= info.smem_optin) {
+      const int slice_keys = static_cast<int>(smem / 2);
       RETURN_IF_ERROR(cuda::LaunchSegmentClusters(kernel, static_cast<int>(nb), heads_kv,
                                                   num_seqs, kTopKClusterThreads, smem, stream,
                                                   scores, score_stride, seqs, heads_kv, selected,
-                                                  sel_stride, counts));
+                                                  sel_stride, counts, slice_keys));
       return absl::OkStatus();
     }
     // Longer than the cluster's shared memory holds: a one-block kernel.

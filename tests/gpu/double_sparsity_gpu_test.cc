@@ -604,9 +604,16 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 32768 + 64, 64, kSms), TopKAlgo::kResident);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 32768, 256, kSms), TopKAlgo::kResident);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 32768 + 64), TopKAlgo::kResident);
-  // Rows of 8K or fewer in a longer stride: the stride's rule (the rows may grow up to it).
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 8192), TopKAlgo::kCluster);
-  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 64, kSms, 8192), TopKAlgo::kStriped);
+  // A row bound of 8K or fewer in a longer stride: the short rows' kernel (a named kCluster
+  // still runs the cluster kernel, its slices for the bound).
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, kSms, 8192), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 8, kSms, 8192), TopKAlgo::kStriped);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kCluster, 131072, 8, kSms, 4099), TopKAlgo::kCluster);
+  // The cluster rule follows the row bound, not the stride: 16 pairs of rows bound at 64K in a
+  // 128K stride take four-block clusters as the 64K stride's would; at 66 pairs two-block ones.
+  EXPECT_EQ(TopKClusterBlocks(65536, 66, kSms), 2);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 66, kSms, 65536), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 131072, 66, kSms), TopKAlgo::kStriped);
   // The cluster kernel: 16K keys a block while the launch fits a block an SM, clusters of up
   // to 8 blocks while it fits 1.5 blocks an SM, two-block clusters at up to 64K keys and half
   // the SMs in pairs; past that kStriped (its two-block clusters up to half the SMs).
@@ -632,6 +639,30 @@ TEST(DoubleSparsityHost, AutoTopKRule) {
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kResident, 32768 + 64, 64, kSms), TopKAlgo::kResident);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kResident, 65536, 64, kSms), TopKAlgo::kStriped);
   EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kResident, 65536, 64, kSms, 4099), TopKAlgo::kResident);
+}
+
+// Without a GPU: the row bound a graph step plans its top-k for (TopKRowBound): the longest row
+// rounded up to a sixteenth of the bucket's stride (a multiple of 8), the stride itself where
+// the resident kernel holds any row up to it, where the row is unknown (0) or not shorter.
+TEST(DoubleSparsityHost, TopKRowBoundRoundsTheLongestRow) {
+  EXPECT_EQ(TopKRowBound(32768, 20000), 32768);  // the resident kernel's stride
+  EXPECT_EQ(TopKRowBound(524288, 262145), 294912);
+  EXPECT_EQ(TopKRowBound(524288, 262144), 262144);
+  EXPECT_EQ(TopKRowBound(524288, 491521), 524288);
+  EXPECT_EQ(TopKRowBound(131072, 65537), 73728);
+  EXPECT_EQ(TopKRowBound(131072, 0), 131072);
+  EXPECT_EQ(TopKRowBound(131072, 200000), 131072);
+  EXPECT_EQ(TopKRowBound(65600, 40000), 41040);  // steps of 4104 (4100 up to a multiple of 8)
+  EXPECT_EQ(TopKRowBound(65536, 40000), 40960);
+  // A bucket of 64K tokens whose rows are 40000 now: the resident kernel (its rows fit), where
+  // the stride alone would take two-block clusters; at 16 pairs of 256K + 1 in a 512K bucket the
+  // cluster kernel in 8-block clusters, as at 256K.
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, 132, TopKRowBound(65536, 40000)),
+            TopKAlgo::kResident);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 65536, 64, 132), TopKAlgo::kCluster);
+  EXPECT_EQ(ResolveTopKAlgo(TopKAlgo::kAuto, 524288, 16, 132, TopKRowBound(524288, 262145)),
+            TopKAlgo::kCluster);
+  EXPECT_EQ(TopKClusterBlocks(TopKRowBound(524288, 262145), 16, 132), 8);
 }
 
 // Without a GPU: the engine's fused-select rule (ScoreSelectClusterPays) — up to 2^18 rows of
@@ -1203,7 +1234,9 @@ void ExpectSelectionsMatchTwin(const std::vector<float>& scores, const std::vect
 // 12 (190000: non-portable, not a power of two) and 16 (300000) blocks, where the GPU takes them.
 // kResident holds rows up to ~47K tokens in one block's shared memory (every length up to
 // 40000 here: odd strides put the rows off the 8-byte grid) and runs kStriped past them; told
-// a shorter longest row, it runs its passes in memory for the rows past its shared memory.
+// a shorter longest row, it runs its passes in memory for the rows past its shared memory, as
+// the cluster kernel does for rows past its row bound (4099: at L 4099 the slices fit, from
+// 40000 they do not).
 TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   SKIP_WITHOUT_GPU();
   const int hkv = 3;
@@ -1253,11 +1286,13 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
           scores[e] = F16ToF32(bits[e]);
         }
         TopKBuffers b(specs, hkv, bits);
-        // Every kernel, and kResident told its rows are at most 4099 tokens (a graph step
-        // replayed after its rows grew): rows past its shared memory take its passes in memory.
+        // Every kernel, and kResident and kCluster told their rows are at most 4099 tokens (a
+        // graph step replayed after its rows grew past its row bound): rows past their shared
+        // memory take the passes in memory (the cluster kernel's block 0 alone).
         std::vector<std::pair<TopKAlgo, int64_t>> launches;
         for (TopKAlgo algo : kTopKAlgos) launches.push_back({algo, 0});
         launches.push_back({TopKAlgo::kResident, 4099});
+        launches.push_back({TopKAlgo::kCluster, 4099});
         for (auto [algo, longest_row] : launches) {
           SCOPED_TRACE(absl::StrCat(AlgoName(algo), " longest_row ", longest_row));
           ASSERT_CUDA(cudaMemset(b.dsel.ptr, 0xff, b.dsel.bytes));  // poisoned per kernel

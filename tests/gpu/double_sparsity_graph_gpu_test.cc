@@ -7,6 +7,8 @@
 // - a 300-token prompt decoded to 1100 tokens with its KV reserved a step at a time: the
 //   device labels grow twice under one graph (new addresses in its descriptors) and the steps
 //   cross the first block bucket (a second capture): bit for bit again;
+// - a 53K-token sequence whose rows pass the top-k's row bound within a bucket (captured
+//   again): bit for bit;
 // - a dense layer in front and a budget above the context: the graph sizes its selection by
 //   the bucket, the eager step by the context, so the sums differ in order only (within
 //   5e-3 of max|logit|);
@@ -187,6 +189,44 @@ TEST(DoubleSparsityGraphGpu, LongDecodeCrossesABucketAndGrowsLabels) {
     EXPECT_GE(runs.replays, 796) << dir;
     EXPECT_EQ(runs.graphed, runs.eager) << dir;
   });
+}
+
+// A sequence past the resident top-k's rows (~47K tokens) in a bucket of 64K tokens: its graph
+// steps plan the top-k for the longest row rounded up to a sixteenth of the bucket
+// (TopKRowBound: 4096 tokens), so the step whose rows pass 53248 tokens is captured again —
+// two graphs in one bucket — and every step equals the eager one bit for bit (a fixed budget:
+// the same selection and split counts).
+TEST(DoubleSparsityGraphGpu, StepsPastTheRowBoundAreCapturedAgain) {
+  SKIP_WITHOUT_GPU();
+  const char* dir = kGoldenModels[1];
+  CudaBackendOptions options;
+  options.dtype = DType::kF16;
+  auto backend = CudaBackend::Create(options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  CudaBackend& cuda = **backend;
+  ModelOptions model_options;
+  model_options.max_context = 60000;
+  model_options.kv_pool_tokens = 60000;
+  auto loaded = Model::Load(dir, cuda, model_options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  Model& model = **loaded;
+  const ModelConfig& c = model.config();
+  ASSERT_TRUE(model.double_sparsity()
+                  .SetChannelConfig(ShuffledChannelConfig(c, std::mt19937_64(Rng()())))
+                  .ok());
+  // Decode steps of 53246 .. 53251 tokens: the first labels the prompt (eager), the second
+  // captures (bound 53248), the fourth captures again (57344).
+  constexpr int kPrompt = 53245;
+  const std::vector<int32_t> ids = RandomIds(c, kPrompt + 6);
+  const AttentionOptions ds = Sparse(c, 16);
+  const auto runs =
+      RunEagerThenGraphed(cuda, [&] { return RunEngine(model, ids, kPrompt, &ds); });
+  std::printf("%s: %lld replays, %zu graphs cached\n", dir,
+              static_cast<long long>(runs.replays), cuda.graphs_cached());
+  EXPECT_EQ(cuda.graphs_cached(), 2u);
+  EXPECT_GE(runs.replays, 3);
+  EXPECT_EQ(runs.graphed, runs.eager);
+  EXPECT_EQ(model.kv_pool().blocks_in_use(), 0);
 }
 
 TEST(DoubleSparsityGraphGpu, BucketSizedSelectionMatchesEager) {

@@ -87,7 +87,8 @@ ABSL_FLAG(std::string, ds_variants, "",
 ABSL_FLAG(double, ds_score_stride_factor, 1.0,
           "Double Sparsity score rows this many times the context long (1 to 2), as a graph "
           "step's block bucket (a power of two of KV blocks) makes them: the top-k's rule and "
-          "its kernels see the longer stride and the context as the longest row");
+          "its kernels see the longer stride and, as a graph step's, the context rounded up "
+          "to a sixteenth of it as the row bound (TopKRowBound)");
 ABSL_FLAG(bool, ds_dependent_chain, true,
           "Double Sparsity's kernels launched dependent, no early start "
           "(kernels/cuda/dependent_launch.h, DependentSparseChain; on by default)");
@@ -589,6 +590,7 @@ absl::Status Run() {
           // Score rows as the engine's (--ds_score_stride_factor: a graph step's bucket).
           const int64_t stride =
               ScoreRowStride(static_cast<int64_t>(std::ceil(ctx * stride_factor)));
+          const int64_t row_bound = TopKRowBound(stride, ctx);  // as a graph step's
           const int row_bytes = var.bits == 16 ? 2 * var.r : (var.r + 1) / 2;
           const int64_t label_bytes = batch * ctx * hkv * (row_bytes + (var.bits == 4 ? 4 : 0));
           DevMem labels, scales, mins, channels, dlabs, dseqs, scores, sel, counts, sws, topk_ws;
@@ -675,7 +677,8 @@ absl::Status Run() {
             return LaunchTopKSelect(scores.as<uint16_t>() + first * hkv * stride, stride,
                                     dseq + first, count, hkv,
                                     sel.as<int32_t>() + first * hkv * budget, budget,
-                                    counts.as<int32_t>() + first * hkv, s, algo, ws, ctx);
+                                    counts.as<int32_t>() + first * hkv, s, algo, ws,
+                                    row_bound);
           };
           auto attend_rows = [&](SparseAttentionAlgo algo, int n_splits, int first, int count,
                                  float* ws, cudaStream_t s) {
@@ -717,7 +720,7 @@ absl::Status Run() {
           // on two streams, whose selection must equal the whole chain's.
           ASSIGN_OR_RETURN(const double us_chain_graph, GraphTimeUs(stream, iters, chain));
           const int half =
-              SplitChainHalf(nseq, hkv, stride, ctx, sm, topk_algos[0],
+              SplitChainHalf(nseq, hkv, stride, row_bound, sm, topk_algos[0],
                              FusingFor(score_algos[0], topk_algos[0], FusedSelectMode::kAuto));
           double us_chain_split = 0;
           int64_t split_mismatches = -1;
