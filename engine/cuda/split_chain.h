@@ -17,11 +17,12 @@
 namespace dsinfer {
 
 // Where a chain of num_seqs sequences (heads_kv KV heads, score rows of up to max_tokens
-// tokens, the top-k's row bound longest_row: ResolveTopKAlgo's) splits on a GPU of `sms` SMs: the first sequence of its
-// second half, or 0 to run it whole: it splits where the top-k (topk_algo's rule) is the
-// cluster kernel or a one-block kernel and its pairs number at most half the SMs — never with
-// fewer than two sequences, where scoring and top-k run fused under `fused`, nor for
-// kStriped (its two-block clusters fill the GPU), kResident or kMultiBlock (one workspace).
+// tokens, the top-k's row bound longest_row: ResolveTopKAlgo's) splits on a GPU of `sms` SMs:
+// the first sequence of its second half, or 0 to run it whole: it splits where the top-k
+// (topk_algo's rule) is the cluster kernel or a one-block kernel and its pairs number at most
+// half the SMs — never with fewer than two sequences, where scoring and top-k run fused under
+// `fused`, nor for kStriped (its two-block clusters fill the GPU), kResident or kMultiBlock
+// (one workspace).
 int SplitChainHalf(int num_seqs, int heads_kv, int64_t max_tokens, int64_t longest_row, int sms,
                    TopKAlgo topk_algo, FusedSelectMode fused);
 
