@@ -48,6 +48,7 @@
 #include "kernels/cuda/dependent_launch.h"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/label_layout.h"
 #include "kernels/status.h"
 #include "nlohmann/json.hpp"
 
@@ -451,15 +452,21 @@ absl::Status Run() {
   }
   const int iters = absl::GetFlag(FLAGS_iters);
   const double max_bytes = absl::GetFlag(FLAGS_max_gib) * (1ull << 30);
+  // K and V bytes of `b` sequences of `l` tokens with `heads` KV heads as the paged layout
+  // holds them: whole blocks of kBlockTokens a sequence (the block tables below are the
+  // identity, so a sequence's last block is whole in memory even where its context ends
+  // inside it).
+  auto paged_kv_bytes = [](int64_t b, int64_t l, int64_t heads) {
+    return 2 * b * ((l + kBlockTokens - 1) / kBlockTokens * kBlockTokens) * heads * kHeadDim * 2;
+  };
   int64_t max_kv = 0, max_seq_tokens = 0;
   for (int64_t b : batches) {
     for (int64_t l : contexts) {
-      const int64_t kv = 2 * b * l * 32 * kHeadDim * 2;
-      if (kv <= max_bytes)
-        max_kv = std::max(max_kv, kv), max_seq_tokens = std::max(max_seq_tokens, b * l);
-      const int64_t kv8 = 2 * b * l * 8 * kHeadDim * 2;
-      if (kv8 <= max_bytes)
-        max_kv = std::max(max_kv, kv8), max_seq_tokens = std::max(max_seq_tokens, b * l);
+      for (int64_t heads : {32, 8}) {
+        if (2 * b * l * heads * kHeadDim * 2 > max_bytes) continue;  // skipped below
+        max_kv = std::max(max_kv, paged_kv_bytes(b, l, heads));
+        max_seq_tokens = std::max(max_seq_tokens, b * l);
+      }
     }
   }
   // One K and one V region sized for the largest configuration that fits, reused by all.
@@ -489,7 +496,7 @@ absl::Status Run() {
                                     {"kv_gib", kv_bytes / double(1ull << 30)}});
           continue;
         }
-        const int64_t elems = kv_bytes / 4;
+        const int64_t elems = paged_kv_bytes(batch, ctx, hkv) / 4;  // K (or V) halves
         RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, k.ptr, elems, 1 + ctx + batch, 1.0f, stream));
         RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, v.ptr, elems, 7 + ctx + batch, 1.0f, stream));
         const int blocks = static_cast<int>((ctx + kBlockTokens - 1) / kBlockTokens);
@@ -593,17 +600,19 @@ absl::Status Run() {
           const int64_t row_bound = TopKRowBound(stride, ctx);  // as a graph step's
           const int row_bytes = var.bits == 16 ? 2 * var.r : (var.r + 1) / 2;
           const int64_t label_bytes = batch * ctx * hkv * (row_bytes + (var.bits == 4 ? 4 : 0));
+          // A sequence's label rows: whole pages of every KV head (LabelCapacity), as the
+          // engine's label storage holds them and the scorers read them.
+          const int64_t seq_rows = LabelCapacity(ctx) * hkv;
+          const int64_t rows_all = batch * seq_rows;
           DevMem labels, scales, mins, channels, dlabs, dseqs, scores, sel, counts, sws, topk_ws;
-          RETURN_IF_ERROR(labels.Alloc(batch * ctx * hkv * row_bytes));
-          RETURN_IF_ERROR(scales.Alloc(batch * ctx * hkv * 2));
-          RETURN_IF_ERROR(mins.Alloc(batch * ctx * hkv * 2));
+          RETURN_IF_ERROR(labels.Alloc(rows_all * row_bytes));
+          RETURN_IF_ERROR(scales.Alloc(rows_all * 2));
+          RETURN_IF_ERROR(mins.Alloc(rows_all * 2));
           RETURN_IF_ERROR(channels.Alloc(hkv * var.r * 4));
-          RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, labels.ptr,
-                                           batch * ctx * hkv * row_bytes / 2, 3, 1.0f, stream));
           RETURN_IF_ERROR(
-              LaunchFillRandom(DType::kF16, scales.ptr, batch * ctx * hkv, 4, 0.1f, stream));
-          RETURN_IF_ERROR(
-              LaunchFillRandom(DType::kF16, mins.ptr, batch * ctx * hkv, 5, 1.0f, stream));
+              LaunchFillRandom(DType::kF16, labels.ptr, rows_all * row_bytes / 2, 3, 1.0f, stream));
+          RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, scales.ptr, rows_all, 4, 0.1f, stream));
+          RETURN_IF_ERROR(LaunchFillRandom(DType::kF16, mins.ptr, rows_all, 5, 1.0f, stream));
           std::vector<int32_t> ch(hkv * var.r);
           for (int h = 0; h < hkv; ++h) {
             for (int j = 0; j < var.r; ++j) ch[h * var.r + j] = (j * 5 + h) % kHeadDim;
@@ -613,7 +622,7 @@ absl::Status Run() {
           std::vector<CudaLabelSeq> labs(batch);
           std::vector<CudaDsSequence> seqs(batch);
           for (int64_t s = 0; s < batch; ++s) {
-            const int64_t off = s * ctx * hkv;
+            const int64_t off = s * seq_rows;
             labs[s].data = labels.as<uint8_t>() + off * row_bytes;
             labs[s].scales = scales.as<uint16_t>() + off;
             labs[s].minimums = mins.as<uint16_t>() + off;
