@@ -48,9 +48,10 @@
 
 namespace dsinfer {
 
-absl::Status CudaBackend::DsState::Retire(const DoubleSparsity& ds, cudaStream_t stream) {
+absl::Status CudaBackend::DsState::DropLabelsIf(
+    absl::FunctionRef<bool(KvBlockPool::SequenceId)> drop, cudaStream_t stream) {
   for (auto it = seqs.begin(); it != seqs.end();) {
-    if (ds.labels().Contains(it->first)) {
+    if (!drop(it->first)) {
       ++it;
       continue;
     }
@@ -58,6 +59,11 @@ absl::Status CudaBackend::DsState::Retire(const DoubleSparsity& ds, cudaStream_t
     it = seqs.erase(it);
   }
   return absl::OkStatus();
+}
+
+absl::Status CudaBackend::DsState::Retire(const DoubleSparsity& ds, cudaStream_t stream) {
+  return DropLabelsIf([&](KvBlockPool::SequenceId id) { return !ds.labels().Contains(id); },
+                      stream);
 }
 
 CudaBackend::DsState::~DsState() {
@@ -79,11 +85,7 @@ void CudaBackend::ForgetDeviceLabelsOf(const ForwardBatch& batch) {
 
 absl::Status CudaBackend::ReleaseDeviceLabels() {
   if (ds_state_ == nullptr) return absl::OkStatus();
-  for (auto& [id, labels] : ds_state_->seqs) {
-    if (labels.base != nullptr) CUDA_RETURN_IF_ERROR(cudaFreeAsync(labels.base, stream_));
-  }
-  ds_state_->seqs.clear();
-  return absl::OkStatus();
+  return ds_state_->DropLabelsIf([](KvBlockPool::SequenceId) { return true; }, stream_);
 }
 
 absl::Status CudaBackend::StoreLabels(int layer, const ForwardBatch& batch, DoubleSparsity& ds,

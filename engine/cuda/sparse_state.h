@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_labels.h"
@@ -45,6 +46,9 @@ struct SparseLayerPlan {
 struct CudaBackend::DsState {
   // Frees the labels of sequences DoubleSparsity no longer keeps (released, or finished).
   absl::Status Retire(const DoubleSparsity& ds, cudaStream_t stream);
+  // Frees (on `stream`) and forgets the labels of the sequences `drop(id)` names.
+  absl::Status DropLabelsIf(absl::FunctionRef<bool(KvBlockPool::SequenceId)> drop,
+                            cudaStream_t stream);
   ~DsState();
 
   std::unordered_map<KvBlockPool::SequenceId, DeviceLabels> seqs;

@@ -121,15 +121,6 @@ __device__ __forceinline__ void ResidentLaterPasses(const uint32_t* keys, int n,
   }
 }
 
-// A row longer than the launch's shared memory holds (a graph captured for shorter rows,
-// replayed once they grew): the one-block passes over the scores in memory (hist: 2048
-// counters). Inlined: called (__noinline__, a 48-byte stack frame) the kernel ran 0.3-1.0 us
-// slower at 64-256 pairs of 16K-40K rows (run 30, H200: 13.1 against 12.7 at 64 pairs × 32K).
-__device__ __forceinline__ void SelectRowPastCapacity(
-    const TopKSegment& seg, int* hist, TopKScan<kResidentThreads>::TempStorage& scan_tmp) {
-  cuda::SelectInMemory<kResidentThreads, 4, 8>(seg, hist, scan_tmp);
-}
-
 __global__ void __launch_bounds__(kResidentThreads, 1)
     TopKSelectResidentKernel(const uint16_t* scores, int64_t score_stride,
                              const CudaDsSequence* seqs, int heads_kv, int32_t* selected,
@@ -153,7 +144,12 @@ __global__ void __launch_bounds__(kResidentThreads, 1)
   const int cand = seg.hi - seg.lo;
   const int chunks = static_cast<int>(ResidentChunks(cand, a));
   if (chunks > capacity_chunks) {
-    SelectRowPastCapacity(seg, hist, sh.scan_tmp);
+    // A row longer than the launch's shared memory holds (a graph captured for shorter rows,
+    // replayed once they grew): the one-block passes over the scores in memory (hist: 2048
+    // counters). Inlined: called (__noinline__, a 48-byte stack frame) the kernel ran 0.3-1.0
+    // us slower at 64-256 pairs of 16K-40K rows (run 30, H200: 13.1 against 12.7 at 64 pairs
+    // × 32K).
+    cuda::SelectInMemory<kResidentThreads, 4, 8>(seg, hist, sh.scan_tmp);
     return;
   }
   for (int b = tid; b < kResidentBins; b += kThreads) hist[b] = 0;

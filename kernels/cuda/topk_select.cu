@@ -1595,6 +1595,12 @@ __global__ void __launch_bounds__(kThreads)
   ClusterSelect<kThreads>(cluster, keys4, len, lo, seg.want, seg.mid, sh);
 }
 
+// The rows a launch plans for: its row bound (ResolveTopKAlgo's longest_row) within the
+// stride, or the stride where none is given.
+int64_t BoundRows(int64_t score_stride, int64_t longest_row) {
+  return longest_row > 0 ? std::min(longest_row, score_stride) : score_stride;
+}
+
 // The cluster top-k's blocks at kTopKKeysPerBlock keys a block (2 to kTopKClusterMax).
 int64_t ClusterBlocksAtKeysPerBlock(int64_t score_stride) {
   return std::clamp<int64_t>((score_stride + kTopKKeysPerBlock - 1) / kTopKKeysPerBlock, 2,
@@ -1618,7 +1624,7 @@ TopKAlgo ResolveTopKAlgo(TopKAlgo algo, int64_t score_stride, int64_t pairs, int
       algo == TopKAlgo::kMultiBlock) {
     return algo;
   }
-  const int64_t longest = longest_row > 0 ? std::min(longest_row, score_stride) : score_stride;
+  const int64_t longest = BoundRows(score_stride, longest_row);
   if (algo == TopKAlgo::kResident) {
     return TopKResidentFits(longest) ? TopKAlgo::kResident : TopKAlgo::kStriped;
   }
@@ -1764,7 +1770,7 @@ absl::Status LaunchTopKSelect(const uint16_t* scores, int64_t score_stride,
     auto* kernel = TopKSelectClusterKernel<kTopKClusterThreads>;
     // Slices for rows up to the row bound (longer ones: ClusterRowPastBound). kAuto's blocks;
     // a named kCluster where kAuto would not take it: 16K keys a block.
-    const int64_t rows = longest_row > 0 ? std::min(longest_row, score_stride) : score_stride;
+    const int64_t rows = BoundRows(score_stride, longest_row);
     int64_t nb = TopKClusterBlocks(rows, pairs, sms);
     if (nb == 0) nb = ClusterBlocksAtKeysPerBlock(rows);
     auto slice_bytes = [&](int64_t blocks) {

@@ -830,7 +830,8 @@ absl::Status Run() {
           // shared memory), two by the two-read, striped and multi-block kernels (the
           // multi-block's third, of each slice again, from L2), up to four by the one-block
           // kernel.
-          const TopKAlgo ran = ResolveTopKAlgo(topk_algos[0], stride, batch * hkv, sm, ctx);
+          const TopKAlgo ran =
+              ResolveTopKAlgo(topk_algos[0], stride, batch * hkv, sm, row_bound);
           const bool two_reads = ran == TopKAlgo::kTwoRead || ran == TopKAlgo::kStriped ||
                                  ran == TopKAlgo::kMultiBlock;
           const int score_passes =
