@@ -119,6 +119,11 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   ncu-decode  ncu's time of every kernel of one eager dense decode step, batch 1, 4K
 #             (NCU_MODELS, default both shapes; NCU_LINEAR the linear body, default cublas),
 #             as CSV
+#   sanitize  compute-sanitizer (if the host has it): memcheck over every gpu test binary and
+#             over dsinfer-attention-bench at contexts off the KV block and label page grids
+#             (where run 30 found the bench reading past its buffers), synccheck and initcheck
+#             over the top-k and chain twin tests, racecheck over every top-k kernel at two
+#             row lengths. A step fails on any error the tool reports.
 #   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
 #   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end, then with
 #             every request Double Sparsity (decode graphs on, then off)
@@ -241,6 +246,42 @@ if want ncu-decode; then  # per-kernel times of one eager dense decode step (iss
     done
   else
     echo "=== ncu-decode skipped: no ncu on this host" | tee -a "$log"
+  fi
+fi
+if want sanitize; then  # compute-sanitizer over the gpu tests (run 31: all clean on an H200)
+  san_bin=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null \
+    | head -1)
+  if [ -n "$san_bin" ]; then
+    san() {  # san NAME SECONDS TOOL COMMAND...: a step failing on any error the tool reports
+      local name=$1 secs=$2 tool=$3; shift 3
+      step "$name" "$secs" "$san_bin" --tool "$tool" --error-exitcode 99 --print-limit 40 "$@"
+    }
+    for t in kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | \
+        grep -vE '^(kernels_gpu_test|cuda_golden_test)$'); do
+      # The pool the offload test makes too large to pin fails its cudaHostAlloc on purpose,
+      # an API error memcheck would report.
+      filter='*'; [ "$t" = offload_gpu_test ] && filter='-*UnpinnablePoolIsResourceExhausted'
+      san "memcheck-$t" "${SAN_TIMEOUT:-200}" memcheck "$bin/$t" --gtest_filter="$filter"
+    done
+    twins='DoubleSparsityGpu.TopKMatchesTwin:DoubleSparsityGpu.FusedSelectMatchesTwinsOnTies'
+    twins+=':DoubleSparsityGpu.ChainMatchesTwinsSmallSweep'
+    for tool in synccheck initcheck; do
+      san "$tool-double_sparsity" 120 "$tool" "$bin/double_sparsity_gpu_test" \
+        --gtest_filter="$twins"
+    done
+    # 40000 and 100000 tokens: neither a multiple of the 256-token KV block nor of the label page.
+    san memcheck-attention-bench 120 memcheck "$bin/dsinfer-attention-bench" --prefill=false \
+      --dense_algos pipelined --dense_waves 4 --ds_score_algos strided \
+      --ds_attention_algos pipelined --ds_other_waves 4 --iters 2 --max_gib 100 \
+      --ds_variants "1/16 fp16 r8,1/16 4bit r8" --ds_topk_algos auto --models llama3-8b,llama2-7b \
+      --batches 3 --contexts 40000,100000
+    # Every top-k kernel over rows of 4099 and 70000 tokens (seven score kinds each), and the
+    # fused scorer + cluster select.
+    DSINFER_TOPK_TWIN_LENGTHS=4099,70000 san racecheck-topk 300 racecheck \
+      --racecheck-report hazard "$bin/double_sparsity_gpu_test" \
+      --gtest_filter=DoubleSparsityGpu.TopKMatchesTwin:DoubleSparsityGpu.FusedSelectMatchesTwinsOnTies
+  else
+    echo "=== sanitize skipped: no compute-sanitizer on this host" | tee -a "$log"
   fi
 fi
 if want noise; then  # transformers' own bf16 error on the golden models (cuda_golden_test's yardstick)

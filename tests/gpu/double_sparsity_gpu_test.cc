@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -28,7 +29,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/cpu_backend.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
@@ -1215,6 +1218,25 @@ void ExpectSelectionsMatchTwin(const std::vector<float>& scores, const std::vect
   }
 }
 
+// The row lengths TopKMatchesTwin sweeps: all of them, or those DSINFER_TOPK_TWIN_LENGTHS (a
+// comma list, each 1 to 300000) names — scripts/gpu-check.sh's racecheck step, ~80 times
+// slower per launch, takes two.
+std::vector<int> TopKTwinLengths() {
+  const std::vector<int> all = {1, 7, 97, 4099, 40000, 70000, 190000, 300000};
+  const char* env = std::getenv("DSINFER_TOPK_TWIN_LENGTHS");
+  if (env == nullptr) return all;
+  std::vector<int> named;
+  for (absl::string_view p : absl::StrSplit(env, ',', absl::SkipEmpty())) {
+    int v = 0;
+    if (!absl::SimpleAtoi(p, &v) || v < 1 || v > 300000) {
+      ADD_FAILURE() << "DSINFER_TOPK_TWIN_LENGTHS: not a length of 1 to 300000: " << p;
+      return {};
+    }
+    named.push_back(v);
+  }
+  return named.empty() ? all : named;
+}
+
 // Top-k alone against TopKSelectReference, every TopKAlgo: kOneBlock and kTwoRead at every
 // stride, and kCluster, whose cluster kernel takes strides over 8192 (also on short segments,
 // where some of the cluster's blocks get empty slices) and whose one-block fallback takes the
@@ -1246,7 +1268,7 @@ TEST(DoubleSparsityGpu, TopKMatchesTwin) {
   ASSERT_CUDA(cudaMemset(dtopk_ws.ptr, 0, dtopk_ws.bytes));
   std::normal_distribution<float> normal(0.0f, 1.0f);
   int i = 0;
-  for (int L : {1, 7, 97, 4099, 40000, 70000, 190000, 300000}) {
+  for (int L : TopKTwinLengths()) {
     for (int64_t stride : {int64_t{L} + 5, int64_t{L} + 9000}) {
       if (L + 5 > 8192 && stride != L + 5) continue;  // both strides: the cluster kernel
       for (int kind = 0; kind < 7; ++kind, ++i) {
