@@ -119,11 +119,11 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   ncu-decode  ncu's time of every kernel of one eager dense decode step, batch 1, 4K
 #             (NCU_MODELS, default both shapes; NCU_LINEAR the linear body, default cublas),
 #             as CSV
-#   sanitize  compute-sanitizer (if the host has it): memcheck over every gpu test binary and
-#             over dsinfer-attention-bench at contexts off the KV block and label page grids
-#             (where run 30 found the bench reading past its buffers), synccheck and initcheck
-#             over the top-k and chain twin tests, racecheck over every top-k kernel at two
-#             row lengths. A step fails on any error the tool reports.
+#   sanitize  compute-sanitizer (if the host has it): memcheck over every gpu test binary (or
+#             GPU_TESTS') and over dsinfer-attention-bench at contexts off the KV block and
+#             label page grids (where run 30 found the bench reading past its buffers),
+#             synccheck and initcheck over the top-k and chain twin tests, racecheck over
+#             every top-k kernel at two row lengths. A step fails on any error the tool reports.
 #   noise     scripts/golden_bf16_noise.py: transformers' bf16-vs-fp32 error on the golden models
 #   smoke     scripts/gpu-server-smoke.sh: dsinfer-server --device cuda end to end, then with
 #             every request Double Sparsity (decode graphs on, then off)
@@ -133,10 +133,13 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #             FORCE=1 all) then a tarball of the results into $OUT
 steps=",${STEPS:-tests,bench,offload,smoke},"
 want() { [[ "$steps" == *",$1,"* ]]; }
+# The gpu test binaries, the dense kernels first of all; GPU_TESTS names a subset
+# (space-separated binaries) for a call that re-checks one area (the tests and sanitize groups).
+gpu_tests=${GPU_TESTS:-kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | \
+  grep -vE '^(kernels_gpu_test|cuda_golden_test)$')}
 if want tests; then
-  # Tests first (correctness decides what the timings mean), the dense kernels first of all.
-  # GPU_TESTS names a subset (space-separated binaries) for a call that re-checks one area.
-  for t in ${GPU_TESTS:-kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | grep -vE '^(kernels_gpu_test|cuda_golden_test)$')}; do
+  # Tests first (correctness decides what the timings mean).
+  for t in $gpu_tests; do
     [ -x "$bin/$t" ] || continue
     # 120 s each: double_sparsity_gpu_test takes ~70 s on an H200 (run 29: cut at 75 s once).
     step "$t" "${TEST_TIMEOUT:-120}" "$bin/$t" --gtest_output=json:"$OUT/$t.json"
@@ -256,8 +259,8 @@ if want sanitize; then  # compute-sanitizer over the gpu tests (run 31: all clea
       local name=$1 secs=$2 tool=$3; shift 3
       step "$name" "$secs" "$san_bin" --tool "$tool" --error-exitcode 99 --print-limit 40 "$@"
     }
-    for t in kernels_gpu_test cuda_golden_test $(ls $bin | grep -E '_test$' | \
-        grep -vE '^(kernels_gpu_test|cuda_golden_test)$'); do
+    for t in $gpu_tests; do
+      [ -x "$bin/$t" ] || continue
       # The pool the offload test makes too large to pin fails its cudaHostAlloc on purpose,
       # an API error memcheck would report.
       filter='*'; [ "$t" = offload_gpu_test ] && filter='-*UnpinnablePoolIsResourceExhausted'
