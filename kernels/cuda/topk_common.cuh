@@ -107,9 +107,15 @@ __device__ __forceinline__ void FindBoundaryBucketInBlock(
     typename TopKScan<kThreads>::TempStorage& scan_tmp, int* bucket, int* greater_out) {
   const int per = bins > kThreads ? bins / kThreads : 1;
   const int chunk = bins / per - 1 - static_cast<int>(threadIdx.x);
+  // A thread's per consecutive counters: from 16 a thread (8192 bins, 512 threads) read rotated
+  // by the lane, so that a warp's loads fall in distinct banks (in order they were a 16-way
+  // conflict a load; H200, run 32: the two-block top-k's boundary 0.8 us faster at 64 pairs of
+  // 256K; at 8 a thread, the resident top-k's, the rotation measured 0.2 us slower).
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int rot = per < 16 ? 0 : (per >= 32 ? lane : lane / (32 / per)) & (per - 1);
   int local = 0;
   if (chunk >= 0) {
-    for (int b = chunk * per; b < (chunk + 1) * per; ++b) local += hist[b];
+    for (int i = 0; i < per; ++i) local += hist[chunk * per + ((i + rot) & (per - 1))];
   }
   int greater = 0;
   TopKScan<kThreads>(scan_tmp).ExclusiveSum(local, greater);

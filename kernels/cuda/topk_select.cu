@@ -158,7 +158,8 @@ static_assert(kTopKItems == 8, "LoadEightScores");
 // counters, at least 1 << kTwoReadBits1) and scan_tmp are free on entry. first_pass 0: the
 // candidates span several first-digit buckets (a sampled band; prefix and mask 0), so the
 // digits are resolved from the first (hist then holds at least kTwoReadFirstBins counters).
-template <int kThreads, int kHistBins = kTwoReadFirstBins>
+// kMoveItems: winners a thread moves a pass (as many as hist holds counters for, at most).
+template <int kThreads, int kHistBins = kTwoReadFirstBins, int kMoveItems = 8>
 __device__ __forceinline__ void FinishSplitInShared(
     int cands, int take, uint32_t prefix, uint32_t mask, int greater, int* hist, uint32_t* cand_key,
     const int32_t* cand_idx, const int32_t* cand_wb, int32_t* mid,
@@ -224,13 +225,18 @@ __device__ __forceinline__ void FinishSplitInShared(
   // A pass takes kFixTile winners, thread t those r = r0 + u × kThreads + t (a warp's loads and
   // stores contiguous); passes run back to front so that no winner is overwritten before it is
   // read. moved(r) over a pass is a difference array in hist (each chosen candidate adds 1 at
-  // its winners-before, a block scan sums them) above the chosen before the pass: O(winners +
+  // its winners-before, warp scans sum them) above the chosen before the pass: O(winners +
   // candidates) where a binary search per winner over the candidates was ~23% of the striped
-  // kernel's instructions at 256K (ncu, run 21).
-  constexpr int kFixItems = kHistBins / kThreads < 8 ? kHistBins / kThreads : 8;
+  // kernel's instructions at 256K (ncu, run 21). Run 32 (H200, phase traces of the two-block
+  // kernel at 64 pairs × 256K, 16K winners): 7.4 us in 4 passes of 8 winners a thread, 6.6 in
+  // 2 of 16 with the next pass's loads in flight; a warp walking the candidates instead (one
+  // barrier a round, no difference array) took 9.3-12 (move-lanes-experiment.patch).
+  constexpr int kFixItems = kHistBins / kThreads < kMoveItems ? kHistBins / kThreads : kMoveItems;
   constexpr int kFixTile = kThreads * kFixItems;
   static_assert(kFixItems >= 1, "a pass's difference array fits hist");
   __shared__ int sh_range[2];  // the pass's candidates: wb in [r0, r0 + kFixTile) <=> c in range
+  __shared__ int sh_warp_total[kThreads / 32];  // a pass's counters summed by each warp
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   // The first candidate with at least `r` winners before it (cand_wb ascends).
   const auto first_at_least = [&](int r) {
     int lo = 0, hi = cands;
@@ -240,14 +246,29 @@ __device__ __forceinline__ void FinishSplitInShared(
     }
     return lo;
   };
+  // The pass's winners, loaded during the pass before (a pass writes only at or above its
+  // first rank, so the next pass's ranks are final once this one's are read) where a block has
+  // an SM's registers (more than 8 winners a thread; at two blocks an SM the second set spilled).
+  constexpr bool kPrefetch = kFixItems > 8;
+  const auto load_pass = [&](int p0, int (&idx)[kFixItems]) {
+#pragma unroll
+    for (int u = 0; u < kFixItems; ++u) {
+      const int r = p0 + static_cast<int>(threadIdx.x) + u * kThreads;
+      idx[u] = r >= 0 ? mid[r] : 0;
+    }
+  };
+  int next[kFixItems];
+  if (kPrefetch && greater > 0) load_pass(greater - kFixTile, next);
   for (int top = greater; top > 0; top -= kFixTile) {
     const int p0 = top - kFixTile;  // the pass's first rank (negative ranks: none)
     const int r0 = p0 + static_cast<int>(threadIdx.x);
     int idx[kFixItems];
+    if (kPrefetch) {
 #pragma unroll
-    for (int u = 0; u < kFixItems; ++u) {
-      const int r = r0 + u * kThreads;
-      idx[u] = r >= 0 ? mid[r] : 0;
+      for (int u = 0; u < kFixItems; ++u) idx[u] = next[u];
+      if (p0 > 0) load_pass(p0 - kFixTile, next);
+    } else {
+      load_pass(p0, idx);
     }
     if (threadIdx.x < 2) sh_range[threadIdx.x] = first_at_least(p0 + threadIdx.x * kFixTile);
     for (int j = threadIdx.x; j < kFixTile; j += kThreads) hist[j] = 0;
@@ -257,18 +278,25 @@ __device__ __forceinline__ void FinishSplitInShared(
       if (cand_key[c] & kChosenBit) atomicAdd(&hist[cand_wb[c] - p0], 1);
     }
     __syncthreads();
-    // hist[j] := the chosen candidates with at most p0 + j winners before them.
+    // hist[j] := the chosen candidates with at most p0 + j winners before them: warp w sums its
+    // kFixItems × 32 counters from w × kFixItems × 32, lane l every 32nd from l (conflict-free,
+    // where a thread's kFixItems consecutive counters were a kFixItems-way bank conflict a
+    // load), by warp scans and the warps' totals before it.
     const int before = c_lo < cands ? static_cast<int>(cand_key[c_lo] & ~kChosenBit) : chosen_total;
-    int run[kFixItems], sum = 0;
+    int* const seg_hist = hist + warp * 32 * kFixItems + lane;
+    int run[kFixItems], carry = 0;
 #pragma unroll
     for (int u = 0; u < kFixItems; ++u) {
-      sum += hist[threadIdx.x * kFixItems + u];
-      run[u] = sum;
+      const int incl = WarpInclusiveSum(seg_hist[32 * u], lane);
+      run[u] = carry + incl;
+      carry += __shfl_sync(0xffffffffu, incl, 31);
     }
-    int ex = 0;
-    Scan(scan_tmp).ExclusiveSum(sum, ex);  // (a thread rewrites only the entries it read)
+    if (lane == 0) sh_warp_total[warp] = carry;
+    __syncthreads();
+    const int warp_before =
+        WarpTotalsBefore<kThreads / 32>(sh_warp_total, warp, lane).x + before;
 #pragma unroll
-    for (int u = 0; u < kFixItems; ++u) hist[threadIdx.x * kFixItems + u] = before + ex + run[u];
+    for (int u = 0; u < kFixItems; ++u) seg_hist[32 * u] = warp_before + run[u];
     __syncthreads();
 #pragma unroll
     for (int u = 0; u < kFixItems; ++u) {
@@ -785,6 +813,10 @@ __device__ __forceinline__ int2 StripedSplit(const StripedRow& r, float thr, flo
 // call 4 (H200, 1/16 of 256K rows): 64 pairs 73.0 -> 63.0 us, 128 pairs 77.2 -> 64.4; at 256
 // pairs (two blocks a SM) 4 chunks, which were even with 8 there or 1-2% ahead (call 2).
 constexpr int kOwnedChunksFew = 8, kOwnedChunksMany = 4;
+// Winners a thread moves a pass in the finish (FinishSplitInShared's kMoveItems): 16 where a
+// block has an SM's registers to itself (kOwnedChunksFew), 8 at two blocks an SM.
+template <int kChunks>
+constexpr int kOwnedMoveItems = kChunks == kOwnedChunksFew ? 16 : 8;
 template <int kChunks>
 constexpr int OwnedTileChunks() {
   static_assert(kChunks % 4 == 0 && 4 * kChunks <= 32, "a thread's keys fold to one word");
@@ -1113,9 +1145,9 @@ __global__ void __launch_bounds__(kStripedThreads, kChunks == kOwnedChunksFew ? 
         OwnedSplit<kChunks>(r, band.thr, band.flo, seg.mid, seg.want, smem.cand_key, exchange);
     __syncthreads();  // the candidates are complete; hist is free
     if (got.x < seg.want && got.x + got.y >= seg.want && got.y <= kTwoReadCandidates) {
-      FinishSplitInShared<kThreads>(got.y, seg.want - got.x, 0u, 0u, got.x, hist,
-                                    smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
-                                    scan_tmp, 0);
+      FinishSplitInShared<kThreads, kTwoReadFirstBins, kOwnedMoveItems<kChunks>>(
+          got.y, seg.want - got.x, 0u, 0u, got.x, hist, smem.cand_key, smem.cand_idx,
+          smem.cand_wb, seg.mid, scan_tmp, 0);
       return;
     }
   }
@@ -1137,9 +1169,9 @@ __global__ void __launch_bounds__(kStripedThreads, kChunks == kOwnedChunksFew ? 
   OwnedSplit<kChunks>(r, BucketFloor(split.bucket + 1), BucketFloor(split.bucket), seg.mid,
                       seg.want, smem.cand_key, exchange);
   __syncthreads();  // the candidates are complete; hist is free
-  FinishSplitInShared<kThreads>(split.cands, split.take, split.prefix, split.mask, split.greater,
-                                hist, smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
-                                scan_tmp);
+  FinishSplitInShared<kThreads, kTwoReadFirstBins, kOwnedMoveItems<kChunks>>(
+      split.cands, split.take, split.prefix, split.mask, split.greater, hist, smem.cand_key,
+      smem.cand_idx, smem.cand_wb, seg.mid, scan_tmp);
 }
 
 // kMultiBlock: kStriped's two reads spread over many blocks per (s, h), through a workspace
@@ -1469,12 +1501,28 @@ __global__ void __launch_bounds__(kStripedThreads, 1)
   __syncthreads();
   StripedHistogram(r, hist);
   cluster.sync();  // every part's histogram is complete
+  // The pair's histogram, every part's counters loaded (16 bytes at a time) before any is
+  // summed: one round trip through distributed shared memory, where a counter at a time cost
+  // 2.0 us at 64 pairs × 256K (H200, run 32).
   int* const pair_hist = reinterpret_cast<int*>(smem.cand_key);  // free until read 2
-  for (int b = threadIdx.x; b < kTwoReadFirstBins; b += kThreads) {
-    int sum = 0;
+  constexpr int kMergeVecs = kTwoReadFirstBins / 4 / kThreads;
+  static_assert(kMergeVecs * 4 * kThreads == kTwoReadFirstBins, "whole vectors a thread");
+  int4 part_counts[kBlocks][kMergeVecs];
 #pragma unroll
-    for (int j = 0; j < kBlocks; ++j) sum += cluster.map_shared_rank(hist, j)[b];
-    pair_hist[b] = sum;
+  for (int j = 0; j < kBlocks; ++j) {
+    const int4* src = reinterpret_cast<const int4*>(cluster.map_shared_rank(hist, j));
+#pragma unroll
+    for (int v = 0; v < kMergeVecs; ++v) part_counts[j][v] = src[threadIdx.x + v * kThreads];
+  }
+#pragma unroll
+  for (int v = 0; v < kMergeVecs; ++v) {
+    int4 sum = part_counts[0][v];
+#pragma unroll
+    for (int j = 1; j < kBlocks; ++j) {
+      sum.x += part_counts[j][v].x, sum.y += part_counts[j][v].y;
+      sum.z += part_counts[j][v].z, sum.w += part_counts[j][v].w;
+    }
+    reinterpret_cast<int4*>(pair_hist)[threadIdx.x + v * kThreads] = sum;
   }
   __syncthreads();
   const FirstDigitSplit split =
@@ -1507,9 +1555,9 @@ __global__ void __launch_bounds__(kStripedThreads, 1)
                       seg.want, cands, exchange, start);
   cluster.sync();  // block 0 holds every candidate; the other parts are done
   if (rank != 0) return;
-  FinishSplitInShared<kThreads>(split.cands, split.take, split.prefix, split.mask, split.greater,
-                                hist, smem.cand_key, smem.cand_idx, smem.cand_wb, seg.mid,
-                                scan_tmp);
+  FinishSplitInShared<kThreads, kTwoReadFirstBins, kOwnedMoveItems<kChunks>>(
+      split.cands, split.take, split.prefix, split.mask, split.greater, hist, smem.cand_key,
+      smem.cand_idx, smem.cand_wb, seg.mid, scan_tmp);
 }
 
 // A cluster top-k's row longer than the launch's row bound (a graph step replayed past the
