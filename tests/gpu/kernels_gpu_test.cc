@@ -531,9 +531,9 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
 // twin in double, so a step's decision can differ where the target lies within the kernel's
 // error of a set's mass — at most (ceil(vocab / 1024) + 10) × 2^-24 of the mass for a sum
 // (recursive sums: a thread's chain, then 10 tree levels), and as much again for the target,
-// which is top_p times such a sum. Kernel and twin then take
-// the sets either side of that edge: where the kernel kept less, its set's exact mass is within
-// that error under the target; where it kept more, the twin's set is within it over. With
+// which is top_p times such a sum. Kernel and twin then take the sets either side of that
+// edge: where the kernel kept less, its set's exact mass is within that error under the
+// target; where it kept more, the twin's set is within it over. With
 // 16-bit logits one such edge is a tie level of ~100 tokens at 128K vocab: run 34 (call 2,
 // seed 1950680562) found the kernel's set 156 tokens of one bf16 level (0.2% of the mass)
 // short of the twin's, its mass 3e-5 under the target against an error bound of 3e-4.
@@ -561,13 +561,13 @@ bool TopPWithinFp32Error(const std::vector<float>& p, const SampleKnobs& c, doub
 // with row r's knobs knobs[r], held to its twin. The kernel's kept-set threshold must keep
 // the twin's kept mass (within 1e-3 of it plus one token at the edge), or differ from the
 // twin's only where the top-p target lies within the kernel's fp32 error of the mass at the
-// edge (TopPWithinFp32Error); every drawn token must
-// be in the kernel's kept set and sit at the inverse CDF of the same uniform over that set
-// (within 5e-4 of the kept mass: the kernel's fp32 prefix sums against double here). Run 17
-// (call 9) found one draw 5.7e-4 of the kept mass past the twin's inverse CDF: the twin then
-// summed in fp32 in id order, dropping small probabilities, and kept ~0.2% less mass than
-// the kernel (its threshold ~3% higher, call 10). Greedy rows must match
-// exactly; every row's chosen logit must be the logit of its id. Outputs are poisoned first.
+// edge (TopPWithinFp32Error); every drawn token must be in the kernel's kept set and sit at
+// the inverse CDF of the same uniform over that set (within 5e-4 of the kept mass: the
+// kernel's fp32 prefix sums against double here). Run 17 (call 9) found one draw 5.7e-4 of
+// the kept mass past the twin's inverse CDF: the twin then summed in fp32 in id order,
+// dropping small probabilities, and kept ~0.2% less mass than the kernel (its threshold ~3%
+// higher, call 10). Greedy rows must match exactly; every row's chosen logit must be the
+// logit of its id. Outputs are poisoned first.
 // Exact agreements with the twin are added to `equal`, rows to `total`.
 void SampleAndCompare(DType t, int64_t vocab, const std::vector<SampleKnobs>& knobs,
                       int64_t& equal, int64_t& total) {
