@@ -533,10 +533,10 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
 // (recursive sums: a thread's chain, then 10 tree levels), and as much again for the target,
 // which is top_p times such a sum. Kernel and twin then take the sets either side of that
 // edge: where the kernel kept less, its set's exact mass is within that error under the
-// target; where it kept more, the twin's set is within it over. With
-// 16-bit logits one such edge is a tie level of ~100 tokens at 128K vocab: run 34 (call 2,
-// seed 1950680562) found the kernel's set 156 tokens of one bf16 level (0.2% of the mass)
-// short of the twin's, its mass 3e-5 under the target against an error bound of 3e-4.
+// target; where it kept more, the twin's set is within it over. With 16-bit logits one such
+// edge is a tie level of ~100 tokens at 128K vocab: run 34 (call 2, seed 1950680562) found
+// the kernel's set 156 tokens of one bf16 level (0.2% of the mass) short of the twin's, its
+// mass 3e-5 under the target against an error bound of 3e-4.
 bool TopPWithinFp32Error(const std::vector<float>& p, const SampleKnobs& c, double kept,
                          double twin_kept) {
   if (c.top_p >= 1.0f) return false;
@@ -662,7 +662,7 @@ void SampleAndCompare(DType t, int64_t vocab, const std::vector<SampleKnobs>& kn
         << "kept mass " << kept << " / twin " << twin_kept << ", thresholds " << gpu_theta[r]
         << " / twin " << theta[r] << ", vocab " << vocab << " " << KnobsText(c)
         << between_text();
-    const float pg = std::exp2((x[got[r]] - mx) * k);
+    const float pg = row_p[got[r]];
     EXPECT_GE(pg, gpu_theta[r] * margin)
         << "drew a filtered token, vocab " << vocab << " " << KnobsText(c);
     // The draw's interval [before, before + pg) must hold u of the kept mass.
@@ -678,7 +678,7 @@ void SampleAndCompare(DType t, int64_t vocab, const std::vector<SampleKnobs>& kn
           ", kept mass ", kept, " (", in_margin, " tokens in the margin), before the draw ",
           before, ", the draw's p ", pg);
       for (int64_t i = 0; i < std::min<int64_t>(vocab, 16); ++i) {
-        absl::StrAppend(&text, i == 0 ? ", p " : " ", std::exp2((x[i] - mx) * k));
+        absl::StrAppend(&text, i == 0 ? ", p " : " ", row_p[i]);
       }
       return text;
     };
