@@ -30,7 +30,7 @@ if [ "$mode" = build ]; then
   tools=""
   all_targets=$(ninja -C build-cuda -t targets all 2>/dev/null | sed 's/:.*//')
   for t in dsinfer-bench dsinfer-attention-bench dsinfer-offload-bench dsinfer-read-bench \
-           dsinfer-eval dsinfer-calibrate dsinfer-server dsinfer dsinfer-run; do
+           dsinfer-sampling-bench dsinfer-eval dsinfer-calibrate dsinfer-server dsinfer dsinfer-run; do
     grep -qx "$t" <<< "$all_targets" && tools+=" $t"
   done
   ninja -C build-cuda -j"${JOBS:-2}" $tests $tools
@@ -103,6 +103,7 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #             DENSE_BENCH=0 leaves the dense one out),
 #             dsinfer-attention-bench (decode operator + prefill kernels), PyTorch SDPA,
 #             dsinfer-read-bench (HBM read rate by load method; READ_BENCH=0 leaves it out),
+#             dsinfer-sampling-bench (the GPU sampler; SAMPLING_BENCH=0 leaves it out),
 #             (HF=1) transformers generate
 #   offload   dsinfer-offload-bench at 32K/128K (batch 1 and 4) and 256K (batch 1)
 #   offload2  the same at the Llama-2-7B shape (32K, 128K, batch 1) and at 128K batch 4
@@ -167,6 +168,10 @@ if want bench && [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timing
   if [ "${READ_BENCH:-1}" = 1 ] && [ -x "$bin/dsinfer-read-bench" ]; then
     step dsinfer-read-bench "${READ_TIMEOUT:-60}" "$bin/dsinfer-read-bench" \
       --json_out="$OUT/read_bench.json"
+  fi
+  if [ "${SAMPLING_BENCH:-1}" = 1 ] && [ -x "$bin/dsinfer-sampling-bench" ]; then
+    step dsinfer-sampling-bench "${SAMPLING_TIMEOUT:-60}" "$bin/dsinfer-sampling-bench" \
+      --json_out="$OUT/sampling_bench.json"
   fi
   if [ -n "${HF:-}" ]; then  # HF=1: transformers generate baseline (about 40 s)
     step transformers "${HF_TIMEOUT:-60}" env PYTHONUNBUFFERED=1 python3 \

@@ -54,6 +54,18 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
+// The inclusive prefix sum of v over the lanes of a warp, in shuffle steps up to kLanes (a
+// caller that needs lanes 0 .. kLanes - 1 only takes no more steps than those need).
+template <int kLanes = 32, typename V>
+__device__ __forceinline__ V WarpInclusiveSum(V v, int lane) {
+#pragma unroll
+  for (int d = 1; d < kLanes; d <<= 1) {
+    const V o = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += o;
+  }
+  return v;
+}
+
 // Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
 __device__ __forceinline__ float BlockSum(float v) {
   __shared__ float partial[32];

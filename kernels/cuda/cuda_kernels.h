@@ -189,8 +189,10 @@ absl::Status LaunchLogSumExp(const float* logits, int64_t rows, int64_t vocab, i
 // in [0, 1) — the CPU sampler's order of filters and draw — with row i's own knobs[i]
 // (kernels/sample_knobs.h), so one launch serves a batch of requests with different knobs. A
 // row with temperature 0 is greedy: its argmax (lowest id on ties, NaN never wins, as
-// LaunchArgmax), its uniform unread. One 1024-thread block per row; no sort (thresholds found
-// by bisection, see sampling.cu). Twin: SampleReference.
+// LaunchArgmax), its uniform unread; a sampled row with no finite probability (NaN or +inf
+// logits) gets id -1 and a NaN chosen logit. A cluster of up to 8 1024-thread blocks per row;
+// no sort (thresholds found by radix descent over fixed-point masses, see sampling.cu). Twin:
+// SampleReference.
 // logits: [rows, vocab] (row stride `stride`; fp32, bf16 or fp16), vocab <= 2^24; knobs,
 // uniforms, ids: device [rows]; chosen_logits: device [rows] or null, receives
 // logits[i, ids[i]] in fp32 (with LaunchLogSumExp, the chosen token's log-probability). The

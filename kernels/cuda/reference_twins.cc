@@ -98,7 +98,12 @@ void SampleReference(const float* logits, int64_t rows, int64_t vocab, const Sam
     }
     if (min_p > 0.0f) theta = std::max(theta, min_p);
     if (thresholds != nullptr) thresholds[r] = theta;
-    const double target = uniforms[r] * mass_at(theta);
+    const double kept = mass_at(theta);
+    if (!(kept > 0.0)) {  // no finite probability (non-finite logits): no token
+      ids[r] = -1;
+      continue;
+    }
+    const double target = uniforms[r] * kept;
     double cum = 0.0;
     int32_t chosen = -1, last_kept = 0;
     for (int64_t i = 0; i < vocab && chosen < 0; ++i) {

@@ -19,9 +19,10 @@ void ArgmaxReference(const float* logits, int64_t rows, int64_t vocab, int32_t* 
 // Twin of LaunchLogSumExp, accumulated in double (as engine/sampler.cc's LogProbability).
 void LogSumExpReference(const float* logits, int64_t rows, int64_t vocab, float* lse);
 
-// LaunchSample's semantics in plain loops (same fp32 probabilities, same thresholds, same
-// bisection; masses summed serially in double, as the CPU sampler sums them), row r with its
-// own knobs[r] (temperature 0: ArgmaxReference of the row).
+// LaunchSample's semantics in plain loops (the same fp32 probabilities and thresholds, found
+// here by bisection over their bit patterns, where the kernel descends by radix digits; masses
+// summed serially in double, as the CPU sampler sums them), row r with its own knobs[r]
+// (temperature 0: ArgmaxReference of the row; no finite probability: id -1).
 // logits: [rows, vocab]; knobs, uniforms, ids: [rows]. When `thresholds` is not null it
 // receives each row's kept threshold: token i is kept iff 2^((x_i - max) · log2e / T_r) >=
 // thresholds[r] (not written for greedy rows).

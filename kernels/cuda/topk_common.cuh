@@ -10,6 +10,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda/score_format.cuh"
@@ -217,18 +218,6 @@ __device__ __forceinline__ TopKSegment StartTopKSegment(const uint16_t* scores,
     return {sc, 0, 0, 0, out};
   }
   return {sc, sink_end, recent_begin, want, mid};
-}
-
-// The inclusive prefix sum of v over the lanes of a warp, in shuffle steps up to kLanes (a
-// caller that needs lanes 0 .. kLanes - 1 only takes no more steps than those need).
-template <int kLanes = 32>
-__device__ __forceinline__ int WarpInclusiveSum(int v, int lane) {
-#pragma unroll
-  for (int d = 1; d < kLanes; d <<= 1) {
-    const int o = __shfl_up_sync(0xffffffffu, v, d);
-    if (lane >= d) v += o;
-  }
-  return v;
 }
 
 // A tile's order among a block's kWarps warps, once each warp's total is in totals[warp] and the

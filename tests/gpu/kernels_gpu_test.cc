@@ -527,17 +527,16 @@ TEST(KernelsGpu, SampleReferenceMatchesCpuSampler) {
 }
 
 // Whether kernel and twin may choose different top-p sets for this row: the kernel sums its
-// masses in fp32 (a thread's ids t, t + 1024, ... in turn, then a tree over the block), the
-// twin in double, so a step's decision can differ where the target lies within the kernel's
-// error of a set's mass — at most (ceil(vocab / 1024) + 10) × 2^-24 of the mass for a sum
-// (recursive sums: a thread's chain, then 10 tree levels), and as much again for the target,
-// which is top_p times such a sum. Kernel and twin then take the sets either side of that
-// edge: where the kernel kept less, its set's exact mass is within that error under the
-// target; where it kept more, the twin's set is within it over. With 16-bit logits one such
-// edge is a tie level of ~100 tokens at 128K vocab: run 34 (call 2, seed 1950680562) found
-// the kernel's set 156 tokens of one bf16 level (0.2% of the mass) short of the twin's, its
-// mass 3e-5 under the target against an error bound of 3e-4.
-bool TopPWithinFp32Error(const std::vector<float>& p, const SampleKnobs& c, double kept,
+// masses in fixed point (each probability rounded to 2^-40 of p_max, the sums then exact), the
+// twin in double, and each computes its probabilities with its own exp2 (the device's exp2f
+// within 2 ulp), so a step's decision can differ where the target lies within vocab × 2^-40 +
+// 2^-21 of the mass of a set's mass, and as much again for the target, which is top_p times
+// such a sum. Kernel and twin then take the sets either side of that edge:
+// where the kernel kept less, its set's exact mass is within that error under the target;
+// where it kept more, the twin's set is within it over. (Run 34 found the bisection kernel
+// before it, which summed in fp32, 156 tokens of one bf16 level short of the twin's set at
+// seed 1950680562: an edge 3e-5 under the target, inside fp32's error.)
+bool TopPWithinMassError(const std::vector<float>& p, const SampleKnobs& c, double kept,
                          double twin_kept) {
   if (c.top_p >= 1.0f) return false;
   // The top-p base: the mass of the top-k set (every token tied with the k-th kept).
@@ -552,22 +551,22 @@ bool TopPWithinFp32Error(const std::vector<float>& p, const SampleKnobs& c, doub
     for (float v : p) base += v;
   }
   const double target = static_cast<double>(c.top_p) * base;
-  const double chain = std::ceil(static_cast<double>(p.size()) / 1024.0) + 10.0;
-  const double error = 2 * chain * std::ldexp(1.0, -24) * base;
+  const double error =
+      2 * (static_cast<double>(p.size()) * std::ldexp(1.0, -40) + std::ldexp(base, -21));
   return kept < twin_kept ? kept >= target - error : twin_kept <= target + error;
 }
 
 // One launch of the sampling kernel over `rows` rows of fresh random logits (rounded to `t`)
 // with row r's knobs knobs[r], held to its twin. The kernel's kept-set threshold must keep
 // the twin's kept mass (within 1e-3 of it plus one token at the edge), or differ from the
-// twin's only where the top-p target lies within the kernel's fp32 error of the mass at the
-// edge (TopPWithinFp32Error); every drawn token must be in the kernel's kept set and sit at
+// twin's only where the top-p target lies within the two sides' rounding of the mass at the
+// edge (TopPWithinMassError); every drawn token must be in the kernel's kept set and sit at
 // the inverse CDF of the same uniform over that set (within 5e-4 of the kept mass: the
-// kernel's fp32 prefix sums against double here). Run 17 (call 9) found one draw 5.7e-4 of
-// the kept mass past the twin's inverse CDF: the twin then summed in fp32 in id order,
-// dropping small probabilities, and kept ~0.2% less mass than the kernel (its threshold ~3%
-// higher, call 10). Greedy rows must match exactly; every row's chosen logit must be the
-// logit of its id. Outputs are poisoned first.
+// kernel's fixed-point sums and exp2f against double and the host's exp2 here). Run 17 (call
+// 9) found one draw 5.7e-4 of the kept mass past the twin's inverse CDF: the twin then summed
+// in fp32 in id order, dropping small probabilities, and kept ~0.2% less mass than the kernel
+// (its threshold ~3% higher, call 10). Greedy rows must match exactly; every row's chosen
+// logit must be the logit of its id. Outputs are poisoned first.
 // Exact agreements with the twin are added to `equal`, rows to `total`.
 void SampleAndCompare(DType t, int64_t vocab, const std::vector<SampleKnobs>& knobs,
                       int64_t& equal, int64_t& total) {
@@ -658,7 +657,7 @@ void SampleAndCompare(DType t, int64_t vocab, const std::vector<SampleKnobs>& kn
     };
     const bool same_mass =
         std::abs(kept - twin_kept) <= 1e-3 * twin_kept + std::max(theta[r], gpu_theta[r]);
-    EXPECT_TRUE(same_mass || TopPWithinFp32Error(row_p, c, kept, twin_kept))
+    EXPECT_TRUE(same_mass || TopPWithinMassError(row_p, c, kept, twin_kept))
         << "kept mass " << kept << " / twin " << twin_kept << ", thresholds " << gpu_theta[r]
         << " / twin " << theta[r] << ", vocab " << vocab << " " << KnobsText(c)
         << between_text();
@@ -726,6 +725,81 @@ TEST(KernelsGpu, SampleMixedKnobsPerRowMatchesReference) {
   std::printf("mixed-knob sampling: %lld of %lld draws equal to the twin's\n",
               static_cast<long long>(equal), static_cast<long long>(total));
   EXPECT_GE(equal, total * 8 / 10);
+}
+
+// Batches of every cluster size the launcher picks (8 blocks a row, halved while rows × blocks
+// exceed the SMs): on a 132-SM GPU 1 row takes 8, 24 rows 4, 40 rows 2, 140 rows 1 (whose
+// 128K-token rows exceed one block's shared memory: probabilities recomputed at every pass).
+TEST(KernelsGpu, SampleEveryClusterSizeMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const int64_t cases = static_cast<int64_t>(std::size(kSampleCases));
+  int64_t equal = 0, total = 0;
+  for (int64_t rows : {1, 24, 40, 140}) {
+    for (int64_t vocab : {4099, 128256}) {
+      std::vector<SampleKnobs> knobs(rows);
+      for (int64_t r = 0; r < rows; ++r) knobs[r] = kSampleCases[(r + rows) % cases];
+      SampleAndCompare(DType::kF32, vocab, knobs, equal, total);
+      if (HasFatalFailure()) return;
+    }
+  }
+  EXPECT_GE(equal, total * 8 / 10);
+}
+
+// Rows longer than the kernel keeps in its blocks' shared memory (24 rows: 4 slices of at most
+// 32768 tokens): read from L2 at every pass, held to the twin alike.
+TEST(KernelsGpu, SampleLongRowsMatchReference) {
+  SKIP_WITHOUT_GPU();
+  std::vector<SampleKnobs> knobs;
+  for (int copy = 0; copy < 4; ++copy) {
+    knobs.insert(knobs.end(), std::begin(kSampleCases), std::end(kSampleCases));
+  }
+  int64_t equal = 0, total = 0;
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    SampleAndCompare(t, 300007, knobs, equal, total);
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_GE(equal, total * 8 / 10);
+}
+
+// Non-finite logits: a sampled row with no finite probability (every logit NaN, or one +inf,
+// which leaves the others 0 and itself NaN) draws no token (-1, which the engine reports as an
+// error), a greedy one takes LaunchArgmax's answer, a -inf logit is never drawn, and a NaN
+// logit is never kept.
+TEST(KernelsGpu, SampleNonFiniteRows) {
+  SKIP_WITHOUT_GPU();
+  const int64_t vocab = 4099;
+  const SampleKnobs top_p{1.0f, 0, 0.9f, 0.0f}, greedy{0.0f, 0, 1.0f, 0.0f};
+  const SampleKnobs top_k{1.0f, 50, 1.0f, 0.0f}, plain{0.7f, 0, 1.0f, 0.0f};
+  const SampleKnobs top_1{1.0f, 1, 1.0f, 0.0f};
+  const std::vector<SampleKnobs> knobs = {top_p, greedy, top_k, plain, top_p, top_1, plain};
+  const int64_t rows = static_cast<int64_t>(knobs.size());
+  std::vector<float> logits = NormalLogits(rows * vocab, 3.0f);
+  auto row = [&](int64_t r) { return logits.begin() + r * vocab; };
+  std::fill(row(0), row(1), NAN);
+  std::fill(row(1), row(2), NAN);
+  std::fill(row(2), row(4), -INFINITY);
+  row(2)[1234] = 0.5f;
+  row(3)[4098] = -2.0f;
+  row(4)[7] = INFINITY;
+  for (int64_t i = 0; i < vocab; i += 3) row(5)[i] = NAN;  // the argmax among the rest
+  for (int64_t i = 0; i < vocab; i += 2) row(6)[i] = NAN;  // only odd ids may be drawn
+  int64_t best = 1;
+  for (int64_t i = 1; i < vocab; ++i) {
+    if (i % 3 != 0 && row(5)[i] > row(5)[best]) best = i;
+  }
+  const std::vector<float> u(rows, 0.5f);
+  DevBuf dl(logits), du(u), dk(knobs), dids(rows * 4), dchosen(rows * 4);
+  ASSERT_OK(LaunchSample(DType::kF32, dl.ptr, rows, vocab, vocab, dk.as<SampleKnobs>(),
+                         du.as<float>(), dids.as<int32_t>(), dchosen.as<float>(), nullptr));
+  std::vector<int32_t> got(rows);
+  ASSERT_CUDA(cudaMemcpy(got.data(), dids.ptr, rows * 4, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(got[0], -1) << "all NaN, sampled";
+  EXPECT_EQ(got[1], 0) << "all NaN, greedy";
+  EXPECT_EQ(got[2], 1234) << "one finite logit, top-k";
+  EXPECT_EQ(got[3], 4098) << "one finite logit";
+  EXPECT_EQ(got[4], -1) << "+inf";
+  EXPECT_EQ(got[5], best) << "top-1 among NaNs";
+  EXPECT_TRUE(got[6] > 0 && got[6] % 2 == 1) << "drew " << got[6];
 }
 
 // A paged pool on the device with random block placement, and its host fp32 mirror.

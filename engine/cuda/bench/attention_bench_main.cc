@@ -39,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "engine/cuda/bench/device_bench_util.h"
 #include "engine/cuda/bench/device_timer.h"
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/score_and_select.h"
@@ -148,17 +149,6 @@ std::vector<int64_t> ParseList(const std::string& s) {
   return out;
 }
 
-// Times `fn` (enqueues one step on `stream`) over `iters` steps after one warm-up; µs per step.
-template <typename Fn>
-absl::StatusOr<double> TimeUs(cudaStream_t stream, int iters, Fn fn) {
-  RETURN_IF_ERROR(fn());
-  DeviceTimer timer(stream);
-  RETURN_IF_ERROR(timer.Start());
-  for (int i = 0; i < iters; ++i) RETURN_IF_ERROR(fn());
-  ASSIGN_OR_RETURN(const double ms, timer.StopMs());
-  return 1000.0 * ms / iters;
-}
-
 // The launches of fn captured once into a CUDA graph (as the engine's graph steps issue them),
 // then timed over iters replays.
 template <typename Fn>
@@ -180,19 +170,6 @@ absl::StatusOr<double> GraphTimeUs(cudaStream_t stream, int iters, Fn fn) {
   cudaGraphExecDestroy(exec);
   return us;
 }
-
-struct DevMem {
-  void* ptr = nullptr;
-  ~DevMem() { cudaFree(ptr); }
-  absl::Status Alloc(size_t bytes) {
-    CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, std::max<size_t>(bytes, 16)));
-    return absl::OkStatus();
-  }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr);
-  }
-};
 
 // Empties the L2 cache of what a timed step left there: a GEMV streaming a bf16 weight matrix
 // several times the L2's size (read only, so the lines it leaves are clean and nothing is
@@ -398,19 +375,7 @@ absl::Status Run() {
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
   const int sm = prop.multiProcessorCount;
   // HBM ceiling: a 2 GiB device-to-device copy, bytes read + written.
-  double hbm_bps = 0;
-  {
-    const size_t bytes = size_t{2} << 30;
-    DevMem a, b;
-    RETURN_IF_ERROR(a.Alloc(bytes));
-    RETURN_IF_ERROR(b.Alloc(bytes));
-    ASSIGN_OR_RETURN(const double us, TimeUs(stream, 10, [&]() -> absl::Status {
-                       CUDA_RETURN_IF_ERROR(
-                           cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
-                       return absl::OkStatus();
-                     }));
-    hbm_bps = 2.0 * bytes / (us * 1e-6);
-  }
+  ASSIGN_OR_RETURN(const double hbm_bps, CopyRateBps(stream, size_t{2} << 30));
   std::printf("GPU %s: D2D copy %.0f GB/s\n", prop.name, hbm_bps / 1e9);
   L2Flusher flusher;
   RETURN_IF_ERROR(flusher.Init(prop, stream));
