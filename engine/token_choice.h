@@ -16,8 +16,8 @@
 // host from each request's Sampler (Sampler::DrawUniform) at exactly the tokens where
 // Sampler::Sample would draw one, so a seeded request sees the same uniform stream on either
 // path, and a step's path never changes which uniform a token uses. The two paths then agree
-// on the token except where the draw falls within float rounding of an interval boundary
-// (the device sums fp32 probabilities, the host sorts and sums in double).
+// on the token except where the draw falls within rounding of an interval boundary (the
+// device sums its fp32 probabilities in fixed point, the host sorts and sums in double).
 #ifndef DSINFER_ENGINE_TOKEN_CHOICE_H_
 #define DSINFER_ENGINE_TOKEN_CHOICE_H_
 

@@ -21,8 +21,9 @@
 // tied token (the CPU sampler keeps the lowest ids); with continuous logits ties do not occur.
 //
 // It replaced one block a row that found each threshold by bisection, ~30 passes over the row
-// each summing fp32 masses: 0.33-0.54 ms for a top-p or top-k row at 128K vocab, against 30-47
-// µs now (run 35, H200, dsinfer-sampling-bench; docs/benchmarks.md, "GPU sampling").
+// each summing fp32 masses: 0.33-0.54 ms for a top-p or top-k row at 128K vocab, against 33-51
+// µs now at batch 1-8 (run 35, H200, dsinfer-sampling-bench; docs/benchmarks.md, "GPU
+// sampling").
 //
 // Knobs are per row (read from a device array), so one launch serves a batch whose requests
 // sample differently; a row with temperature 0 takes the greedy branch (each block's argmax of
@@ -441,11 +442,23 @@ absl::Status LaunchSampleRows(const T* logits, int64_t rows, int64_t vocab, int6
                               const SampleKnobs* knobs, const float* uniforms, int32_t* ids,
                               float* chosen_logits, float* thresholds, cudaStream_t stream) {
   ASSIGN_OR_RETURN(const cuda::LaunchInfo device, cuda::CachedLaunchInfo(nullptr, 0, 0));
-  const int nb = SampleClusterBlocks(rows, device.sms);
-  const int64_t per = (vocab + nb - 1) / nb;
-  const bool cached = per <= kSliceCap;
-  auto* kernel = cached ? SampleKernel<T, true> : SampleKernel<T, false>;
-  const int64_t smem = kHistogramBytes + (cached ? per * static_cast<int64_t>(sizeof(float)) : 0);
+  int nb = SampleClusterBlocks(rows, device.sms);
+  void (*kernel)(const T*, int64_t, int64_t, const SampleKnobs*, const float*, int32_t*, float*,
+                 float*) = nullptr;
+  int64_t smem = 0;
+  for (;;) {  // halved further where the device cannot hold such a cluster (a partitioned GPU)
+    const int64_t per = (vocab + nb - 1) / nb;
+    const bool cached = per <= kSliceCap;
+    kernel = cached ? SampleKernel<T, true> : SampleKernel<T, false>;
+    smem = kHistogramBytes + (cached ? per * static_cast<int64_t>(sizeof(float)) : 0);
+    ASSIGN_OR_RETURN(const int fits,
+                     cuda::MaxClusterBlocks(reinterpret_cast<const void*>(kernel), kSampleThreads,
+                                            static_cast<size_t>(smem), nb));
+    if (fits >= nb || nb == 1) break;
+    while (nb > fits) nb /= 2;
+  }
+  // Raised at every launch: MaxClusterBlocks raises it only when it queries (once a key), and
+  // another row length may have set it lower since.
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(smem)));
   cudaLaunchConfig_t config = {};
