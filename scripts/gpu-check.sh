@@ -30,7 +30,8 @@ if [ "$mode" = build ]; then
   tools=""
   all_targets=$(ninja -C build-cuda -t targets all 2>/dev/null | sed 's/:.*//')
   for t in dsinfer-bench dsinfer-attention-bench dsinfer-offload-bench dsinfer-read-bench \
-           dsinfer-sampling-bench dsinfer-eval dsinfer-calibrate dsinfer-server dsinfer dsinfer-run; do
+           dsinfer-sampling-bench dsinfer-eval dsinfer-calibrate dsinfer-server dsinfer \
+           dsinfer-run; do
     grep -qx "$t" <<< "$all_targets" && tools+=" $t"
   done
   ninja -C build-cuda -j"${JOBS:-2}" $tests $tools

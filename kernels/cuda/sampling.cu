@@ -8,11 +8,10 @@
 //
 // A cluster of up to 8 blocks takes a row (SampleClusterBlocks), each block a slice of it, whose
 // probabilities it holds in shared memory (slices over kSliceCap tokens are computed from the
-// logits, read from L2, at every pass instead). The thresholds
-// are found by radix descent over the keys, three 10-bit digits: each digit is one pass that
-// counts the slice's tokens and their mass per digit value in a shared-memory histogram, and
-// every block reads the cluster's histograms through distributed shared memory and takes the
-// same branch. Masses are fixed point (p · 2^39, rounded, in 64-bit integers), so sums are exact
+// logits, read from L2, at every pass instead). The thresholds are found by radix descent over
+// the keys, three 10-bit digits: each digit is one pass that counts the slice's tokens and their
+// mass per digit value in a shared-memory histogram; the cluster's histograms are merged through
+// distributed shared memory, and every block takes the same branch. Masses are fixed point (p · 2^39, rounded, in 64-bit integers), so sums are exact
 // and independent of order: a bin's mass is exactly its sub-bins', and every block (and every
 // run) decides alike. Top-k and top-p share the first digit's histogram, and top-p reuses
 // top-k's later ones while its digits are the same. The token is then drawn by inverse CDF in
@@ -21,9 +20,9 @@
 // tied token (the CPU sampler keeps the lowest ids); with continuous logits ties do not occur.
 //
 // It replaced one block a row that found each threshold by bisection, ~30 passes over the row
-// each summing fp32 masses: 0.33-0.54 ms for a top-p or top-k row at 128K vocab, against 33-51
-// µs now at batch 1-8 (run 35, H200, dsinfer-sampling-bench; docs/benchmarks.md, "GPU
-// sampling").
+// each summing fp32 masses: 0.33-0.54 ms for a top-p or top-k row of fp32 logits at 128K vocab,
+// against 33-51 µs now at batch 1-8 (run 35, H200, dsinfer-sampling-bench; docs/benchmarks.md,
+// "GPU sampling").
 //
 // Knobs are per row (read from a device array), so one launch serves a batch whose requests
 // sample differently; a row with temperature 0 takes the greedy branch (each block's argmax of
@@ -429,8 +428,8 @@ __global__ void __launch_bounds__(kSampleThreads)
 
 // Blocks a row's cluster takes: 8, halved while the launch's blocks would not fit on the SMs at
 // once (one block an SM: a block holds the SM's 64K registers), so that a batch runs in one wave
-// (run 35: 32 rows on 8-block clusters took two waves, their greedy rows 1.8x the argmax
-// kernel's time).
+// (run 35: at 32 rows a top-p row of 128K tokens took 96 µs on 8-block clusters, two waves, and
+// 80 on 4-block ones).
 int SampleClusterBlocks(int64_t rows, int sms) {
   int nb = kMaxSampleBlocks;
   while (nb > 1 && rows * nb > sms) nb /= 2;
