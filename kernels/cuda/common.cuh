@@ -43,7 +43,9 @@ struct Num<float> {
   static __device__ __forceinline__ float FromF(float x) { return x; }
 };
 
-__device__ __forceinline__ float WarpSum(float v) {
+// The sum of v over the lanes of a warp (float, or the sampler's 64-bit fixed-point masses).
+template <typename V>
+__device__ __forceinline__ V WarpSum(V v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

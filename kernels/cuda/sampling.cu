@@ -8,16 +8,17 @@
 //
 // A cluster of up to 8 blocks takes a row (SampleClusterBlocks), each block a slice of it, whose
 // probabilities it holds in shared memory (slices over kSliceCap tokens are computed from the
-// logits, read from L2, at every pass instead). The thresholds are found by radix descent over
-// the keys, three 10-bit digits: each digit is one pass that counts the slice's tokens and their
-// mass per digit value in a shared-memory histogram; the cluster's histograms are merged through
-// distributed shared memory, and every block takes the same branch. Masses are fixed point (p · 2^39, rounded, in 64-bit integers), so sums are exact
-// and independent of order: a bin's mass is exactly its sub-bins', and every block (and every
-// run) decides alike. Top-k and top-p share the first digit's histogram, and top-p reuses
-// top-k's later ones while its digits are the same. The token is then drawn by inverse CDF in
-// id order over the same fixed-point masses: a block's slice in 32 warp-contiguous runs, the
-// target located by rank, then warp, then one 32-token step. Ties at a threshold keep every
-// tied token (the CPU sampler keeps the lowest ids); with continuous logits ties do not occur.
+// logits, read from L2, at every pass instead). The thresholds are found by radix descent over the
+// keys, three 10-bit digits: each digit is one pass that counts the slice's tokens and their mass
+// per digit value in a shared-memory histogram; the cluster's histograms are merged through
+// distributed shared memory, and every block takes the same branch. Masses are fixed point
+// (p · 2^39, rounded, in 64-bit integers), so sums are exact and independent of order: a bin's mass
+// is exactly its sub-bins', and every block (and every run) decides alike. Top-k and top-p share
+// the first digit's histogram, and top-p reuses top-k's later ones while its digits are the same.
+// The token is then drawn by inverse CDF in id order over the same fixed-point masses: a block's
+// slice in 32 warp-contiguous runs, the target located by rank, then warp, then one 32-token step.
+// Ties at a threshold keep every tied token (the CPU sampler keeps the lowest ids); with continuous
+// logits ties do not occur.
 //
 // It replaced one block a row that found each threshold by bisection, ~30 passes over the row
 // each summing fp32 masses: 0.33-0.54 ms for a top-p or top-k row of fp32 logits at 128K vocab,
@@ -85,14 +86,6 @@ struct Histogram {
 enum { kFirst, kTopK2, kTopK3, kTopP2, kTopP3, kHistograms };
 constexpr int64_t kHistogramBytes = kHistograms * sizeof(Histogram);
 
-// A descent step's merge of the cluster's histograms: of nb blocks, block r sums bins
-// [r · 1024 / nb, (r + 1) · 1024 / nb) over the ranks, then every block reads the merged bins
-// from their owners.
-struct MergedBins {
-  uint32_t count[kBins];
-  Mass mass[kBins];
-};
-
 using MassScan = cub::BlockScan<Mass, kSampleThreads>;
 
 struct SampleShared {
@@ -103,10 +96,13 @@ struct SampleShared {
   int32_t arg_index[kMaxSampleBlocks];
   Mass warp_mass[kWarps];  // kept mass of each warp's run of the slice
   Mass block_mass;         // ... and of the slice
-  // Descent steps alternate between two (a step rewrites the one its predecessor's predecessor
-  // used; every peer has read that one before the cluster barrier in between).
-  MergedBins merged[2];
-  Mass above_count, above_mass, bin_count, bin_mass, total_mass;  // a descent step's outcome
+  // A descent step's merge of the cluster's histograms: of nb blocks, block r sums bins
+  // [r · 1024 / nb, (r + 1) · 1024 / nb) over the ranks into its merged[...] (its first 1024 /
+  // nb bins), then every block reads the merged bins from their owners. Steps alternate between
+  // the two (a step rewrites the one its predecessor's predecessor used; every peer has read
+  // that one before the cluster barrier in between).
+  Histogram merged[2];
+  Mass above_count, above_mass, bin_mass, total_mass;  // a descent step's outcome
   int bin, draw_warp;
   Mass draw_rest;
 };
@@ -156,7 +152,7 @@ __device__ void CountDigit(const Slice<T, kCached>& s, int digit, uint32_t prefi
 // (which merged-bins buffer this one uses).
 __device__ void DescendDigit(cg::cluster_group& cluster, int rank, const Histogram& h, Mass& want,
                              double fraction, bool by_mass, int& step, SampleShared& sh) {
-  MergedBins& merged = sh.merged[step++ & 1];
+  Histogram& merged = sh.merged[step++ & 1];
   const int nb = static_cast<int>(cluster.num_blocks()), per_rank = kBins / nb;
   {  // This block's share of the merge: nb lanes a bin, one rank each.
     const int peer = threadIdx.x & (nb - 1);
@@ -176,7 +172,7 @@ __device__ void DescendDigit(cg::cluster_group& cluster, int rank, const Histogr
   if (threadIdx.x == 0) sh.bin = -1;
   cluster.sync();
   const int bin = kBins - 1 - static_cast<int>(threadIdx.x);  // thread t: the t-th largest value
-  const MergedBins* owner = cluster.map_shared_rank(&merged, bin / per_rank);
+  const Histogram* owner = cluster.map_shared_rank(&merged, bin / per_rank);
   const Mass count = owner->count[bin % per_rank], mass = owner->mass[bin % per_rank];
   Mass count_incl, mass_incl;
   MassScan(sh.scan).InclusiveSum(count, count_incl);
@@ -193,7 +189,6 @@ __device__ void DescendDigit(cg::cluster_group& cluster, int rank, const Histogr
     sh.bin = bin;
     sh.above_count = count_incl - count;
     sh.above_mass = mass_incl - mass;
-    sh.bin_count = count;
     sh.bin_mass = mass;
   }
   __syncthreads();
@@ -251,12 +246,6 @@ __device__ Descent Descend(cg::cluster_group& cluster, int rank, const Slice<T, 
   d.found = true;
   d.key = prefix;
   return d;
-}
-
-__device__ __forceinline__ Mass WarpSumMass(Mass v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 // Greedy row: each block's argmax of its slice goes to rank 0, which merges them (larger value,
@@ -373,7 +362,7 @@ __global__ void __launch_bounds__(kSampleThreads)
   };
   Mass mine = 0;
   for (int i = run_lo + lane; i < run_hi; i += 32) mine += kept_mass(i);
-  mine = WarpSumMass(mine);
+  mine = cuda::WarpSum(mine);
   if (lane == 0) sh.warp_mass[warp] = mine;
   __syncthreads();
   if (tid == 0) {
