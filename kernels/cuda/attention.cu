@@ -627,7 +627,7 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
     return s;
   }
   if (algo == PrefillAttentionAlgo::kMma &&
-      PrefillAttentionMmaSupports(dtype, q, q_stride, head_dim, kv, out, out_stride)) {
+      PrefillAttentionMmaSupports(dtype, q, q_stride, head_dim, scale, kv, out, out_stride)) {
     return LaunchPrefillAttentionMma(dtype, q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
                                      head_dim, scale, kv, out, out_stride, stream);
   }

@@ -13,11 +13,13 @@
 
 namespace dsinfer {
 
-// Whether the tensor-core kernel can take these operands: bf16/fp16, head_dim 64 or 128, and
+// Whether the tensor-core kernel can take these operands: bf16/fp16, head_dim 64 or 128,
 // 16-byte aligned q rows, K/V rows and 4-byte aligned output pairs (its loads are 16-byte
-// cp.async, its stores 2-element). The launcher falls back to the CUDA-core kernel otherwise.
+// cp.async, its stores 2-element), and a positive finite scale (it takes each row's maximum
+// before scaling). The launcher falls back to the CUDA-core kernel otherwise.
 bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, int head_dim,
-                                 const CudaPagedKv& kv, const void* out, int64_t out_stride);
+                                 float scale, const CudaPagedKv& kv, const void* out,
+                                 int64_t out_stride);
 
 // Launches the kernel (shapes already checked by LaunchPrefillAttention).
 absl::Status LaunchPrefillAttentionMma(DType dtype, const void* q, int64_t q_stride,

@@ -1022,6 +1022,7 @@ struct PrefillCase {
   int head_dim, heads_kv, group;
   std::vector<int> lens, rows;
   int64_t q_stride_pad = 0;  // elements past (Hq + 2 Hkv)·d
+  float scale = 0;           // 0: 1/sqrt(d)
 };
 
 std::string Describe(const PrefillCase& c) {
@@ -1031,7 +1032,7 @@ std::string Describe(const PrefillCase& c) {
   for (size_t i = 0; i < c.lens.size(); ++i) {
     s += " " + std::to_string(c.lens[i]) + "/" + std::to_string(c.rows[i]);
   }
-  return s + " pad " + std::to_string(c.q_stride_pad);
+  return s + " pad " + std::to_string(c.q_stride_pad) + " scale " + std::to_string(c.scale);
 }
 
 // Runs every algo on the case (fresh random inputs, poisoned output) and returns their outputs
@@ -1057,7 +1058,7 @@ std::vector<std::vector<float>> RunPrefill(const PrefillCase& c,
   CudaPagedKv kv{dk.ptr, dv.ptr, dt.as<int32_t>(), pool.max_blocks, pool.block_tokens,
                  c.heads_kv, d};
   CudaBatchRows br{dpos.as<int32_t>(), dseq.as<int32_t>(), rows};
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const float scale = c.scale != 0 ? c.scale : 1.0f / std::sqrt(static_cast<float>(d));
   std::vector<std::vector<float>> outs;
   for (PrefillAttentionAlgo algo : algos) {
     // Tiles of the algorithm's size, as the CUDA backend builds them.
@@ -1133,6 +1134,19 @@ TEST(KernelsGpu, PrefillAttentionChunkedMatchesReference) {
       }
     }
     ExpectPrefillMatchesReference({t, 128, 2, 4, {500, 97}, {261, 97}, 3});
+  }
+}
+
+// Scales the tensor-core body does not take (it finds each row's maximum before scaling, so
+// it needs a positive one): a negative scale sends kMma to its CUDA-core fallback, which must
+// still match the twin; a large positive one (peaked rows) stays on the tensor cores.
+TEST(KernelsGpu, PrefillAttentionAnyScaleMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : kDTypes) {
+    for (float scale : {-0.125f, 0.75f}) {
+      ExpectPrefillMatchesReference({t, 128, 2, 4, {300, 130}, {200, 129}, 0, scale});
+      ExpectPrefillMatchesReference({t, 64, 1, 1, {777}, {777}, 0, scale});
+    }
   }
 }
 
