@@ -17,7 +17,7 @@ import json
 import torch
 import torch.nn.functional as F
 
-from bench_transformers import cuda_time  # median ms over CUDA events (same folder)
+from bench_transformers import cuda_time, save_and_merge  # (same folder)
 
 
 def main():
@@ -55,10 +55,7 @@ def main():
                       flush=True)
                 del q, k, v
                 torch.cuda.empty_cache()
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=1)
-    if a.ours:
-        print_table(a.ours, res)
+    save_and_merge(res, a.out, a.ours, print_table)
 
 
 def print_table(ours_path, sdpa):

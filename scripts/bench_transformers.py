@@ -30,6 +30,15 @@ def cuda_time(fn, reps):
     return ts[len(ts) // 2]
 
 
+def save_and_merge(res, out_path, ours_path, print_table):
+    """Writes the SDPA results as JSON; with ours_path (a dsinfer-attention-bench JSON of the same
+    run) also prints the merged table (print_table(ours_path, res))."""
+    with open(out_path, "w") as f:
+        json.dump(res, f, indent=1)
+    if ours_path:
+        print_table(ours_path, res)
+
+
 def sdpa(results):
     import torch.nn.functional as F
     for batch, ctx in [(1, 4096), (8, 4096), (1, 32768), (8, 32768)]:
