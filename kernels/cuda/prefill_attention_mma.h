@@ -14,9 +14,10 @@
 namespace dsinfer {
 
 // Whether the tensor-core kernel can take these operands: bf16/fp16, head_dim 64 or 128,
-// 16-byte aligned q rows, K/V rows and 4-byte aligned output pairs (its loads are 16-byte
-// cp.async, its stores 2-element), and a positive finite scale (it takes each row's maximum
-// before scaling). The launcher falls back to the CUDA-core kernel otherwise.
+// 16-byte aligned q rows, K/V rows and 4-byte aligned output pairs (q by 16-byte cp.async, K/V
+// rows by bulk copies, which read device or mapped host memory alike; 2-element stores), and a
+// positive finite scale (it takes each row's maximum before scaling). The launcher falls back
+// to the CUDA-core kernel otherwise.
 bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, int head_dim,
                                  float scale, const CudaPagedKv& kv, const void* out,
                                  int64_t out_stride);

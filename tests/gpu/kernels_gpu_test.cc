@@ -1137,9 +1137,9 @@ TEST(KernelsGpu, PrefillAttentionChunkedMatchesReference) {
   }
 }
 
-// Scales the tensor-core body does not take (it finds each row's maximum before scaling, so
-// it needs a positive one): a negative scale sends kMma to its CUDA-core fallback, which must
-// still match the twin; a large positive one (peaked rows) stays on the tensor cores.
+// Scales off 1/sqrt(d): a negative one, which the tensor-core body does not take (it finds
+// each row's maximum before scaling), sends kMma to its CUDA-core fallback, which must still
+// match the twin; a large positive one (peaked rows) stays on the tensor cores.
 TEST(KernelsGpu, PrefillAttentionAnyScaleMatchesReference) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {
