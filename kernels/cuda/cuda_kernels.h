@@ -138,16 +138,17 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
                                    DecodeAttentionAlgo algo = DecodeAttentionAlgo::kTiled);
 
 // The body of prefill attention:
-//  - kSimt (the default; verified against the twin on an H100/H200): CUDA-core fp32, one block
-//    per 16-row tile and query head, 32-token K/V tiles through shared memory.
-//  - kMma (opt-in; written and compiled, not yet run on a GPU): tensor cores, FlashAttention-2
-//    style: mma.sync m16n8k16 with fp32 accumulate, ldmatrix fragments, double-buffered
-//    64-token cp.async K/V tiles, P rounded to the 16-bit dtype for P·V, 128-row tiles (see
-//    prefill_attention_mma.cu). It falls back to the kSimt body, run over 16-row sub-tiles of
-//    its 128-row tiles, for operands it cannot load with 16-byte copies (q or K/V misaligned,
-//    q_stride not a multiple of 8).
-// kMma (tensor cores) is the default: it matches the twin and kSimt on an H200
-// (tests/gpu/kernels_gpu_test.cc) and runs 16-19x faster (docs/benchmarks.md).
+//  - kSimt (the first body, kept as the cross-check; verified against the twin on an
+//    H100/H200): CUDA-core fp32, one block per 16-row tile and query head, 32-token K/V tiles
+//    through shared memory.
+//  - kMma (the default): tensor cores, FlashAttention-2 style: mma.sync m16n8k16 with fp32
+//    accumulate, ldmatrix fragments, double-buffered 64-token K/V tiles by bulk copies, P
+//    rounded once to the 16-bit dtype for P·V, 128-row tiles (see prefill_attention_mma.cu).
+//    It falls back to the kSimt body, run over 16-row sub-tiles of its 128-row tiles, for
+//    operands it cannot load with 16-byte copies (q or K/V misaligned, q_stride not a multiple
+//    of 8) and for a scale that is not positive and finite. It matches the twin and kSimt on an
+//    H200 (tests/gpu/kernels_gpu_test.cc) and runs 16-19x faster than kSimt (run 4), ~1.4x
+//    faster again since run 36 (docs/benchmarks.md, "Prefill attention").
 enum class PrefillAttentionAlgo { kSimt, kMma };
 
 // Rows per query tile of prefill attention for each body: the most rows a tile of the list
