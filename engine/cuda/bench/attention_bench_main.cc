@@ -45,6 +45,7 @@
 #include "engine/cuda/score_and_select.h"
 #include "engine/cuda/split_chain.h"
 #include "engine/tools/cli_flags.h"
+#include "engine/tools/list_flag.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/dependent_launch.h"
 #include "kernels/cuda/double_sparsity.cuh"
@@ -137,15 +138,6 @@ absl::StatusOr<std::vector<Variant>> ChosenVariants(const std::string& names) {
     out.push_back(*it);
   }
   if (out.empty()) out.assign(std::begin(kVariants), std::end(kVariants));
-  return out;
-}
-
-std::vector<int64_t> ParseList(const std::string& s) {
-  std::vector<int64_t> out;
-  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
-    int64_t v = 0;
-    if (absl::SimpleAtoi(p, &v)) out.push_back(v);
-  }
   return out;
 }
 
@@ -286,7 +278,9 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
               "% cuBLAS");
   out["cublas_bf16_tflops"] = gemm_tflops;
   out["prefill"] = nlohmann::json::array();
-  for (int64_t len : ParseList(absl::GetFlag(FLAGS_prefill_lengths))) {
+  ASSIGN_OR_RETURN(const std::vector<int64_t> lengths,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_prefill_lengths), "prefill_lengths"));
+  for (int64_t len : lengths) {
     for (absl::string_view model : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
       const int hkv = model == "llama2-7b" ? 32 : 8;
       const int blocks = static_cast<int>((len + kPrefillBlockTokens - 1) / kPrefillBlockTokens);
@@ -408,13 +402,15 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--ds_aggregation: sum or max");
   }
   const bool max_aggregation = aggregation == "max";
-  const auto batches = ParseList(absl::GetFlag(FLAGS_batches));
-  const auto contexts = ParseList(absl::GetFlag(FLAGS_contexts));
-  std::vector<int> dense_waves;
-  for (int64_t w : ParseList(absl::GetFlag(FLAGS_dense_waves))) {
-    if (w < 1) return absl::InvalidArgumentError("--dense_waves: counts must be >= 1");
-    dense_waves.push_back(static_cast<int>(w));
-  }
+  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
+  // Empty: no decode section (the prefill section alone).
+  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts",
+                                        /*allow_empty=*/true));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> wave_counts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_dense_waves), "dense_waves"));
+  const std::vector<int> dense_waves(wave_counts.begin(), wave_counts.end());
   const int iters = absl::GetFlag(FLAGS_iters);
   const double max_bytes = absl::GetFlag(FLAGS_max_gib) * (1ull << 30);
   // K and V bytes of `b` sequences of `l` tokens with `heads` KV heads as the paged layout

@@ -51,6 +51,7 @@
 #include "engine/sparse/double_sparsity.h"
 #include "engine/sparse/label_cache.h"
 #include "engine/tools/cli_flags.h"
+#include "engine/tools/list_flag.h"
 #include "kernels/label_layout.h"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -657,11 +658,10 @@ absl::Status Run() {
   std::printf("GPU %s: D2D copy %.0f GB/s, cuBLAS bf16 %.0f TFLOP/s\n", prop.name, hbm_bps / 1e9,
               mm_flops / 1e12);
 
-  std::vector<int64_t> batches, contexts;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_batches), ','))
-    batches.push_back(std::stoll(std::string(s)));
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_contexts), ','))
-    contexts.push_back(std::stoll(std::string(s)));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts"));
   const int iters = absl::GetFlag(FLAGS_iters);
   std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_attention), ',');
   ASSIGN_OR_RETURN(const std::vector<LinearAlgo> linear_algos,

@@ -6,7 +6,6 @@
 #include <random>
 #include <utility>
 
-#include "absl/strings/str_split.h"
 #include "kernels/rope.h"
 #include "kernels/status.h"
 
@@ -84,14 +83,6 @@ ChannelConfig RandomChannelConfig(const ModelConfig& c, uint32_t seed) {
     }
   }
   return config;
-}
-
-std::vector<int64_t> ParseIntList(const std::string& list) {
-  std::vector<int64_t> v;
-  for (absl::string_view p : absl::StrSplit(list, ',', absl::SkipEmpty())) {
-    v.push_back(std::stoll(std::string(p)));
-  }
-  return v;
 }
 
 }  // namespace dsinfer

@@ -54,9 +54,6 @@ struct RandomWeightModel {
 // with `seed` (speed does not depend on which channels a calibration would pick).
 ChannelConfig RandomChannelConfig(const ModelConfig& c, uint32_t seed);
 
-// "1,4,16" → {1, 4, 16}; empty items are skipped.
-std::vector<int64_t> ParseIntList(const std::string& list);
-
 }  // namespace dsinfer
 
 #endif  // DSINFER_ENGINE_CUDA_BENCH_BENCH_MODEL_H_

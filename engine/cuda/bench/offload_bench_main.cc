@@ -55,6 +55,7 @@
 #include "engine/model.h"
 #include "engine/sparse/double_sparsity.h"
 #include "engine/tools/cli_flags.h"
+#include "engine/tools/list_flag.h"
 #include "kernels/cuda/offload_gather.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/status.h"
@@ -476,8 +477,10 @@ absl::Status Run() {
   const int64_t row_bytes = c.head_dim * 2;
   const int64_t token_bytes = 2 * c.num_layers * c.kv_size() * 2;  // K+V, all layers
   const int64_t pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
-  const std::vector<int64_t> contexts = ParseIntList(absl::GetFlag(FLAGS_contexts));
-  const std::vector<int64_t> batches = ParseIntList(absl::GetFlag(FLAGS_batches));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts"));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
   const int warmup = absl::GetFlag(FLAGS_warmup), steps = absl::GetFlag(FLAGS_steps);
   const int64_t max_batch = *std::max_element(batches.begin(), batches.end());

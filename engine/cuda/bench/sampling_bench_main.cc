@@ -18,10 +18,9 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "engine/cuda/bench/device_bench_util.h"
 #include "engine/tools/cli_flags.h"
+#include "engine/tools/list_flag.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda_check.h"
 #include "kernels/sample_knobs.h"
@@ -47,25 +46,11 @@ constexpr Case kCases[] = {
     {"top_p", {1.0f, 0, 0.9f, 0.0f}},  {"top_k_p_min_p", {1.3f, 100, 0.8f, 0.05f}},
 };
 
-absl::StatusOr<std::vector<int64_t>> ParseList(const std::string& text, const char* flag) {
-  std::vector<int64_t> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int64_t v = 0;
-    if (!absl::SimpleAtoi(part, &v) || v <= 0) {
-      return absl::InvalidArgumentError(std::string("--") + flag +
-                                        ": not a positive integer: " + std::string(part));
-    }
-    out.push_back(v);
-  }
-  if (out.empty()) return absl::InvalidArgumentError(std::string("--") + flag + ": empty");
-  return out;
-}
-
 absl::Status Run() {
   ASSIGN_OR_RETURN(const std::vector<int64_t> row_counts,
-                   ParseList(absl::GetFlag(FLAGS_rows), "rows"));
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_rows), "rows"));
   ASSIGN_OR_RETURN(const std::vector<int64_t> vocabs,
-                   ParseList(absl::GetFlag(FLAGS_vocabs), "vocabs"));
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_vocabs), "vocabs"));
   const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
   DType dtype;
   if (dtype_name == "f32") {
