@@ -402,14 +402,17 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--ds_aggregation: sum or max");
   }
   const bool max_aggregation = aggregation == "max";
+  // Either empty: no decode section (the prefill section alone).
   ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
-  // Empty: no decode section (the prefill section alone).
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches",
+                                        /*allow_empty=*/true));
   ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
                    ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts",
                                         /*allow_empty=*/true));
+  // Empty: the dense decode at the engine's own split count only.
   ASSIGN_OR_RETURN(const std::vector<int64_t> wave_counts,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_dense_waves), "dense_waves"));
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_dense_waves), "dense_waves",
+                                        /*allow_empty=*/true));
   const std::vector<int> dense_waves(wave_counts.begin(), wave_counts.end());
   const int iters = absl::GetFlag(FLAGS_iters);
   const double max_bytes = absl::GetFlag(FLAGS_max_gib) * (1ull << 30);
