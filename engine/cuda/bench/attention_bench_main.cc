@@ -244,7 +244,8 @@ int64_t SelectionMismatches(const SelectionCopy& a, const SelectionCopy& b, int6
 // FLOPs = 4·L²·d·Hq / 2 (QKᵀ and PV, half the square under the causal mask). The reference
 // rate is an 8192³ cuBLAS bf16 GEMM (fp32 accumulate) timed in the same run. Results go to
 // out["prefill"] (and out["cublas_bf16_tflops"]).
-absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
+absl::Status RunPrefillBench(const std::vector<int64_t>& lengths, cudaStream_t stream,
+                             nlohmann::json& out) {
   constexpr int kHq = 32, kPrefillBlockTokens = 16;
   ASSIGN_OR_RETURN(const std::vector<PrefillAttentionAlgo> algos,
                    ParseAlgoList<PrefillAttentionAlgo>(absl::GetFlag(FLAGS_prefill_algos)));
@@ -278,8 +279,6 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
               "% cuBLAS");
   out["cublas_bf16_tflops"] = gemm_tflops;
   out["prefill"] = nlohmann::json::array();
-  ASSIGN_OR_RETURN(const std::vector<int64_t> lengths,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_prefill_lengths), "prefill_lengths"));
   for (int64_t len : lengths) {
     for (absl::string_view model : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
       const int hkv = model == "llama2-7b" ? 32 : 8;
@@ -357,6 +356,22 @@ absl::Status RunPrefillBench(cudaStream_t stream, nlohmann::json& out) {
 }
 
 absl::Status Run() {
+  // The list flags first, so that a mistyped item fails before any GPU work.
+  // Either empty: no decode section (the prefill section alone).
+  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches",
+                                        /*allow_empty=*/true));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts",
+                                        /*allow_empty=*/true));
+  // Empty: the dense decode at the engine's own split count only.
+  ASSIGN_OR_RETURN(const std::vector<int64_t> wave_counts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_dense_waves), "dense_waves",
+                                        /*allow_empty=*/true));
+  const std::vector<int> dense_waves(wave_counts.begin(), wave_counts.end());
+  ASSIGN_OR_RETURN(const std::vector<int64_t> prefill_lengths,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_prefill_lengths), "prefill_lengths",
+                                        /*allow_empty=*/!absl::GetFlag(FLAGS_prefill)));
   cudaStream_t stream;
   CUDA_RETURN_IF_ERROR(cudaStreamCreate(&stream));
   // The split chain's second stream and its fork and join events (LaunchChainInHalves).
@@ -381,7 +396,7 @@ absl::Status Run() {
   out["ds_dependent_chain"] = absl::GetFlag(FLAGS_ds_dependent_chain);
   out["results"] = nlohmann::json::array();
   out["skipped"] = nlohmann::json::array();
-  if (absl::GetFlag(FLAGS_prefill)) RETURN_IF_ERROR(RunPrefillBench(stream, out));
+  if (absl::GetFlag(FLAGS_prefill)) RETURN_IF_ERROR(RunPrefillBench(prefill_lengths, stream, out));
 
   ASSIGN_OR_RETURN(const std::vector<LabelScoreAlgo> score_algos,
                    ParseAlgoList<LabelScoreAlgo>(absl::GetFlag(FLAGS_ds_score_algos)));
@@ -402,18 +417,6 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--ds_aggregation: sum or max");
   }
   const bool max_aggregation = aggregation == "max";
-  // Either empty: no decode section (the prefill section alone).
-  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches",
-                                        /*allow_empty=*/true));
-  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts",
-                                        /*allow_empty=*/true));
-  // Empty: the dense decode at the engine's own split count only.
-  ASSIGN_OR_RETURN(const std::vector<int64_t> wave_counts,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_dense_waves), "dense_waves",
-                                        /*allow_empty=*/true));
-  const std::vector<int> dense_waves(wave_counts.begin(), wave_counts.end());
   const int iters = absl::GetFlag(FLAGS_iters);
   const double max_bytes = absl::GetFlag(FLAGS_max_gib) * (1ull << 30);
   // K and V bytes of `b` sequences of `l` tokens with `heads` KV heads as the paged layout

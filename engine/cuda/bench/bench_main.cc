@@ -590,6 +590,11 @@ absl::Status TimeLinearBodies(CudaBackend& b, const RandomWeightModel& m, double
 }
 
 absl::Status Run() {
+  // The list flags first, so that a mistyped item fails before any GPU work.
+  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts"));
   CudaBackendOptions options;
   RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_prefill_algo), &options.prefill_algo));
   RETURN_IF_ERROR(ParseAlgo(absl::GetFlag(FLAGS_ds_score_algo), &options.ds_score_algo));
@@ -658,10 +663,6 @@ absl::Status Run() {
   std::printf("GPU %s: D2D copy %.0f GB/s, cuBLAS bf16 %.0f TFLOP/s\n", prop.name, hbm_bps / 1e9,
               mm_flops / 1e12);
 
-  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
-  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts"));
   const int iters = absl::GetFlag(FLAGS_iters);
   std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_attention), ',');
   ASSIGN_OR_RETURN(const std::vector<LinearAlgo> linear_algos,

@@ -456,6 +456,11 @@ absl::StatusOr<double> GatherBps(CudaBackend& b, const void* k, const void* v, i
 }
 
 absl::Status Run() {
+  // The list flags first, so that a mistyped item fails before any GPU work.
+  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts"));
+  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
+                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
   const auto t_start = Clock::now();
   CudaBackendOptions backend_options;
   backend_options.fetch_blocks = absl::GetFlag(FLAGS_gather_blocks);
@@ -477,10 +482,6 @@ absl::Status Run() {
   const int64_t row_bytes = c.head_dim * 2;
   const int64_t token_bytes = 2 * c.num_layers * c.kv_size() * 2;  // K+V, all layers
   const int64_t pool_tokens = absl::GetFlag(FLAGS_kv_pool_tokens);
-  ASSIGN_OR_RETURN(const std::vector<int64_t> contexts,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_contexts), "contexts"));
-  ASSIGN_OR_RETURN(const std::vector<int64_t> batches,
-                   ParsePositiveIntList(absl::GetFlag(FLAGS_batches), "batches"));
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
   const int warmup = absl::GetFlag(FLAGS_warmup), steps = absl::GetFlag(FLAGS_steps);
   const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
