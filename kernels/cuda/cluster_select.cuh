@@ -17,9 +17,9 @@
 #include <cub/block/block_scan.cuh>
 
 #include "absl/status/status.h"
+#include "kernels/cuda/cluster_launch.cuh"
 #include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/topk_common.cuh"
-#include "kernels/cuda_check.h"
 
 namespace dsinfer {
 namespace cuda {
@@ -198,23 +198,8 @@ template <typename... Params, typename... Args>
 absl::Status LaunchSegmentClusters(void (*kernel)(Params...), int nb, int heads_kv, int num_seqs,
                                    int threads, int64_t smem, cudaStream_t stream,
                                    Args... args) {
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(smem)));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(nb), heads_kv, num_seqs);
-  cfg.blockDim = dim3(threads);
-  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
-  cfg.stream = stream;
-  cudaLaunchAttribute attrs[2];
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = static_cast<unsigned>(nb);
-  attrs[0].val.clusterDim.y = 1;
-  attrs[0].val.clusterDim.z = 1;
-  attrs[1] = DependentLaunchAttribute();
-  cfg.attrs = attrs;
-  cfg.numAttrs = DependentSparseChain() && DependentLaunch() ? 2 : 1;
-  CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args...));
-  return absl::OkStatus();
+  return LaunchClusters(kernel, dim3(static_cast<unsigned>(nb), heads_kv, num_seqs), nb, threads,
+                        smem, DependentSparseChain() && DependentLaunch(), stream, args...);
 }
 
 }  // namespace cuda

@@ -41,6 +41,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/mma_ptx.cuh"
+#include "kernels/cuda/paged_kv.cuh"
 #include "kernels/cuda/prefill_attention_mma.h"
 #include "kernels/cuda_check.h"
 
@@ -53,6 +54,7 @@ using cuda::CpAsyncCommit;
 using cuda::CpAsyncWaitGroup;
 using cuda::ExpectBytes;
 using cuda::InitBarrier;
+using cuda::KvOffset;
 using cuda::LdMatrixX4;
 using cuda::LdMatrixX4Trans;
 using cuda::Mma16816;
@@ -89,13 +91,6 @@ __device__ __forceinline__ float Exp2(float x) {
   return y;
 }
 
-__device__ __forceinline__ int64_t KvRow(const CudaPagedKv& kv, const int32_t* table, int t,
-                                         int kvh, int hd) {
-  const int64_t block = table[t / kv.block_tokens];
-  return ((block * kv.block_tokens + t % kv.block_tokens) * kv.kv_heads + kvh) *
-         static_cast<int64_t>(hd);
-}
-
 // Tokens [t0, t0 + kKeys) of K and V into shared memory by bulk copies (the TMA unit): thread
 // i < kKeys copies token t0 + i's K row, thread kKeys + i its V row, counted against `bar`,
 // which thread 0 arms with the tile's bytes. Rows of tokens past last_pos are zeroed by stores
@@ -114,7 +109,7 @@ __device__ __forceinline__ void BulkKvTile(T* ks, T* vs, uint64_t* bar, const Cu
   T* dst = (is_v ? vs : ks) + i * Stride<HD>();
   if (i < valid) {
     const T* base = static_cast<const T*>(is_v ? kv.v : kv.k);
-    BulkLoad(dst, base + KvRow(kv, table, t0 + i, kvh, HD), kRowBytes, bar);
+    BulkLoad(dst, base + KvOffset(kv, table, t0 + i, kvh, HD), kRowBytes, bar);
   } else {
 #pragma unroll
     for (int c = 0; c < HD / 8; ++c) reinterpret_cast<uint4*>(dst)[c] = make_uint4(0, 0, 0, 0);

@@ -35,10 +35,10 @@
 #include <cstring>
 #include <cub/block/block_scan.cuh>
 
+#include "kernels/cuda/cluster_launch.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/launch_info.h"
-#include "kernels/cuda_check.h"
 #include "kernels/status.h"
 
 namespace dsinfer {
@@ -445,25 +445,11 @@ absl::Status LaunchSampleRows(const T* logits, int64_t rows, int64_t vocab, int6
     if (fits >= nb || nb == 1) break;
     while (nb > fits) nb /= 2;
   }
-  // Raised at every launch: MaxClusterBlocks raises it only when it queries (once a key), and
-  // another row length may have set it lower since.
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(smem)));
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(rows * nb));
-  config.blockDim = dim3(kSampleThreads);
-  config.dynamicSmemBytes = static_cast<size_t>(smem);
-  config.stream = stream;
-  cudaLaunchAttribute cluster;
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = static_cast<unsigned>(nb);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  config.attrs = &cluster;
-  config.numAttrs = 1;
-  CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&config, kernel, logits, vocab, stride, knobs, uniforms,
-                                          ids, chosen_logits, thresholds));
-  return absl::OkStatus();
+  // (MaxClusterBlocks raises the shared-memory limit only when it queries, once a key; the
+  // launch raises it again for this row length.)
+  return cuda::LaunchClusters(kernel, dim3(static_cast<unsigned>(rows * nb)), nb, kSampleThreads,
+                              smem, /*dependent=*/false, stream, logits, vocab, stride, knobs,
+                              uniforms, ids, chosen_logits, thresholds);
 }
 
 }  // namespace
