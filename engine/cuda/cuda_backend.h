@@ -66,9 +66,9 @@ struct CudaBackendOptions {
   DecodeAttentionAlgo decode_algo = DecodeAttentionAlgo::kPipelined;
   int decode_waves = 0;
   // Kernel bodies, the fastest measured as defaults (docs/benchmarks.md; the others stay for
-  // comparison benchmarks): prefill attention (the tiles PrepareBatch builds follow it),
-  // Double Sparsity label scoring and top-k.
-  PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kMma;
+  // comparison benchmarks): prefill attention (the tiles PrepareBatch builds follow it; kWgmma
+  // runs kMma on GPUs other than Hopper), Double Sparsity label scoring and top-k.
+  PrefillAttentionAlgo prefill_algo = PrefillAttentionAlgo::kWgmma;
   LabelScoreAlgo ds_score_algo = LabelScoreAlgo::kStrided;
   TopKAlgo ds_topk_algo = TopKAlgo::kAuto;
   // Scoring and top-k fused into one kernel (LaunchScoreSelectCluster): kAuto where it pays

@@ -40,13 +40,14 @@
 // next kernel start at once and waits for the previous one first, so the o_proj GEMV begins
 // streaming its weights during the last wave of attention blocks.
 //
-// Prefill: two bodies (PrefillAttentionAlgo). kSimt, the default and the verified one, is
-// here: grid (16-row query tiles, query heads). A block loads 16 query rows (one sequence) and
-// streams 32-token K/V tiles through shared memory up to the tile's last position; each warp
-// owns 4 query rows, lane j scores token j of the tile, and each lane accumulates head_dim/32
-// output channels. SIMT fp32 (no tensor cores): correct, 13% of the matmul rate. kMma, the
-// tensor-core body and the default (prefill_attention_mma.cu), takes 128-row tiles; where it
-// cannot take the operands it falls back to this kernel run over 16-row sub-tiles of them.
+// Prefill: three bodies (PrefillAttentionAlgo). kSimt, the first one, is here: grid (16-row
+// query tiles, query heads). A block loads 16 query rows (one sequence) and streams 32-token K/V
+// tiles through shared memory up to the tile's last position; each warp owns 4 query rows,
+// lane j scores token j of the tile, and each lane accumulates head_dim/32 output channels.
+// SIMT fp32 (no tensor cores): correct, 13% of the matmul rate. kMma, the tensor-core body and
+// the default (prefill_attention_mma.cu), takes 128-row tiles; where it cannot take the
+// operands it falls back to this kernel run over 16-row sub-tiles of them. kWgmma
+// (prefill_attention_wgmma.cu, Hopper only) takes the same tiles and falls back to kMma.
 #include <algorithm>
 #include <cstdint>
 
@@ -58,6 +59,7 @@
 #include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda/paged_kv.cuh"
 #include "kernels/cuda/prefill_attention_mma.h"
+#include "kernels/cuda/prefill_attention_wgmma.h"
 #include "kernels/cuda_check.h"
 
 namespace dsinfer {
@@ -626,14 +628,18 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
   if (auto s = CheckHeads("LaunchPrefillAttention", heads_q, heads_kv, head_dim, kv); !s.ok()) {
     return s;
   }
-  if (algo == PrefillAttentionAlgo::kMma &&
+  if (algo != PrefillAttentionAlgo::kSimt &&
       PrefillAttentionMmaSupports(dtype, q, q_stride, head_dim, scale, kv, out, out_stride)) {
+    if (algo == PrefillAttentionAlgo::kWgmma && DeviceRunsWgmma()) {
+      return LaunchPrefillAttentionWgmma(dtype, q, q_stride, rows, tiles, num_tiles, heads_q,
+                                         heads_kv, head_dim, scale, kv, out, out_stride, stream);
+    }
     return LaunchPrefillAttentionMma(dtype, q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
                                      head_dim, scale, kv, out, out_stride, stream);
   }
-  // The SIMT body: one block per 16-row tile (kSimt), or per 16-row sub-tile of kMma's
-  // 128-row tiles (kMma's fallback).
-  const int sub_tiles = algo == PrefillAttentionAlgo::kMma ? kSimtSubTilesOfMma : 1;
+  // The SIMT body: one block per 16-row tile (kSimt), or per 16-row sub-tile of the 128-row
+  // tiles (kMma's and kWgmma's fallback).
+  const int sub_tiles = algo == PrefillAttentionAlgo::kSimt ? 1 : kSimtSubTilesOfMma;
   if (num_tiles * sub_tiles > 0x7fffffff || heads_q > 65535) {
     return absl::InvalidArgumentError("LaunchPrefillAttention: grid too large");
   }

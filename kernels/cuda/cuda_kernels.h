@@ -141,22 +141,28 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
 //  - kSimt (the first body, kept as the cross-check; verified against the twin on an
 //    H100/H200): CUDA-core fp32, one block per 16-row tile and query head, 32-token K/V tiles
 //    through shared memory.
-//  - kMma (the default): tensor cores, FlashAttention-2 style: mma.sync m16n8k16 with fp32
-//    accumulate, ldmatrix fragments, double-buffered 64-token K/V tiles by bulk copies, P
+//  - kMma: tensor cores, FlashAttention-2 style: mma.sync m16n8k16 with fp32 accumulate,
+//    ldmatrix fragments, double-buffered 64-token K/V tiles by bulk copies, P
 //    rounded once to the 16-bit dtype for P·V, 128-row tiles (see prefill_attention_mma.cu).
 //    It falls back to the kSimt body, run over 16-row sub-tiles of its 128-row tiles, for
 //    operands it cannot load with 16-byte copies (q or K/V misaligned, q_stride not a multiple
 //    of 8) and for a scale that is not positive and finite. It matches the twin and kSimt on an
 //    H200 (tests/gpu/kernels_gpu_test.cc) and runs 16-19x faster than kSimt (run 4), ~1.4x
 //    faster again since run 36 (docs/benchmarks.md, "Prefill attention").
-enum class PrefillAttentionAlgo { kSimt, kMma };
+//  - kWgmma (the default): the same algorithm, tiles and numerics on Hopper's warpgroup MMA
+//    (wgmma; two warpgroups of 64 rows, 128-token K/V tiles in swizzled shared memory read by
+//    the tensor cores, P·V of one tile under the softmax of the next; see
+//    prefill_attention_wgmma.cu). Compute capability 9.0 only; elsewhere, and for operands
+//    kMma's kernel could not take, it falls back to kMma (and that to kSimt).
+enum class PrefillAttentionAlgo { kSimt, kMma, kWgmma };
 
 // Rows per query tile of prefill attention for each body: the most rows a tile of the list
-// LaunchPrefillAttention takes may hold.
+// LaunchPrefillAttention takes may hold (kMma and kWgmma alike: either falls back to the
+// other's tiles).
 inline constexpr int kPrefillTileRowsSimt = 16;
 inline constexpr int kPrefillTileRowsMma = 128;
 constexpr int PrefillTileRows(PrefillAttentionAlgo algo) {
-  return algo == PrefillAttentionAlgo::kMma ? kPrefillTileRowsMma : kPrefillTileRowsSimt;
+  return algo == PrefillAttentionAlgo::kSimt ? kPrefillTileRowsSimt : kPrefillTileRowsMma;
 }
 
 // Flash-attention-style prefill: causal attention of every row over its sequence's tokens
@@ -170,7 +176,7 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
                                     int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
                                     float scale, const CudaPagedKv& kv, void* out,
                                     int64_t out_stride, cudaStream_t stream,
-                                    PrefillAttentionAlgo algo = PrefillAttentionAlgo::kMma);
+                                    PrefillAttentionAlgo algo = PrefillAttentionAlgo::kWgmma);
 
 // ids[i] = argmax_j logits[i, j] (lowest index on ties; NaN never wins). Twin: ArgmaxReference.
 // dtype: bf16, fp16 or fp32.

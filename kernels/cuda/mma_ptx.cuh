@@ -1,7 +1,8 @@
-// Inline-PTX wrappers shared by the attention kernels (attention.cu, prefill_attention_mma.cu):
-// cp.async 16-byte copies into shared memory and their groups, ldmatrix, the mma.m16n8k16
-// tensor-core product with fp32 accumulation (sm_80 and later), fp32 pairs packed as the
-// 16-bit fragment registers it takes, and the shared-memory opt-in their tiles need.
+// Inline-PTX wrappers shared by the attention kernels (attention.cu, prefill_attention_mma.cu,
+// prefill_attention_wgmma.cu): cp.async 16-byte copies into shared memory and their groups,
+// ldmatrix, the mma.m16n8k16 tensor-core product with fp32 accumulation (sm_80 and later), fp32
+// pairs packed as the 16-bit fragment registers it takes, the softmax's 2^x, and the
+// shared-memory opt-in their tiles need.
 #ifndef DSINFER_KERNELS_CUDA_MMA_PTX_CUH_
 #define DSINFER_KERNELS_CUDA_MMA_PTX_CUH_
 
@@ -90,6 +91,14 @@ template <>
 __device__ __forceinline__ uint32_t PackF<__half>(float lo, float hi) {
   const __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// 2^x by the special-function unit (flushing denormals); 2^-inf = +0. The flash-attention
+// softmax's exponent.
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // Lets `kernel` take `bytes` of dynamic shared memory (over the 48 KiB default) and asks for

@@ -52,6 +52,7 @@ using cuda::BulkLoad;
 using cuda::CpAsync16;
 using cuda::CpAsyncCommit;
 using cuda::CpAsyncWaitGroup;
+using cuda::Exp2;
 using cuda::ExpectBytes;
 using cuda::InitBarrier;
 using cuda::KvOffset;
@@ -82,13 +83,6 @@ constexpr int Stride() {
 template <typename T, int HD>
 constexpr int SmemBytes() {
   return (kRows + 4 * kKeys) * Stride<HD>() * static_cast<int>(sizeof(T));  // Q + 2 × (K, V)
-}
-
-// 2^x; 2^-inf = +0.
-__device__ __forceinline__ float Exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
 }
 
 // Tokens [t0, t0 + kKeys) of K and V into shared memory by bulk copies (the TMA unit): thread

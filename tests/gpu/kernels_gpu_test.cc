@@ -819,8 +819,10 @@ struct TestPool {
   }
 };
 
-TestPool MakePool(DType t, const std::vector<int>& lens, int kv_heads, int head_dim) {
+TestPool MakePool(DType t, const std::vector<int>& lens, int kv_heads, int head_dim,
+                  int block_tokens = 16) {
   TestPool p;
+  p.block_tokens = block_tokens;
   p.kv_heads = kv_heads;
   p.head_dim = head_dim;
   for (int len : lens) p.max_blocks = std::max(p.max_blocks, (len + p.block_tokens - 1) / p.block_tokens);
@@ -1023,6 +1025,7 @@ struct PrefillCase {
   std::vector<int> lens, rows;
   int64_t q_stride_pad = 0;  // elements past (Hq + 2 Hkv)·d
   float scale = 0;           // 0: 1/sqrt(d)
+  int block_tokens = 16;     // the pool's
 };
 
 std::string Describe(const PrefillCase& c) {
@@ -1032,7 +1035,8 @@ std::string Describe(const PrefillCase& c) {
   for (size_t i = 0; i < c.lens.size(); ++i) {
     s += " " + std::to_string(c.lens[i]) + "/" + std::to_string(c.rows[i]);
   }
-  return s + " pad " + std::to_string(c.q_stride_pad) + " scale " + std::to_string(c.scale);
+  return s + " pad " + std::to_string(c.q_stride_pad) + " scale " + std::to_string(c.scale) +
+         " block " + std::to_string(c.block_tokens);
 }
 
 // Runs every algo on the case (fresh random inputs, poisoned output) and returns their outputs
@@ -1042,7 +1046,7 @@ std::vector<std::vector<float>> RunPrefill(const PrefillCase& c,
                                            std::vector<float>* ref) {
   const int hq = c.heads_kv * c.group, d = c.head_dim;
   const int64_t q_stride = static_cast<int64_t>(hq + 2 * c.heads_kv) * d + c.q_stride_pad;
-  TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d);
+  TestPool pool = MakePool(c.dtype, c.lens, c.heads_kv, d, c.block_tokens);
   std::vector<int32_t> pos, seq, first_rows;
   for (size_t s = 0; s < c.lens.size(); ++s) {
     const int m = c.rows[s];
@@ -1091,9 +1095,10 @@ std::vector<std::vector<float>> RunPrefill(const PrefillCase& c,
 }
 
 void ExpectPrefillMatchesReference(const PrefillCase& c) {
-  // kMma: the default (tensor cores); kSimt: the first body, kept for comparison benchmarks.
-  const std::vector<PrefillAttentionAlgo> algos = {PrefillAttentionAlgo::kSimt,
-                                                   PrefillAttentionAlgo::kMma};
+  // kMma: the default (tensor cores); kWgmma: Hopper's warpgroup MMA (kMma on other GPUs);
+  // kSimt: the first body, kept for comparison benchmarks.
+  const std::vector<PrefillAttentionAlgo> algos = {
+      PrefillAttentionAlgo::kSimt, PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kWgmma};
   std::vector<float> ref;
   const std::vector<std::vector<float>> outs = RunPrefill(c, algos, &ref);
   for (size_t i = 0; i < algos.size(); ++i) {
@@ -1150,15 +1155,29 @@ TEST(KernelsGpu, PrefillAttentionAnyScaleMatchesReference) {
   }
 }
 
+// Pool blocks other than the engine's 16 tokens: ones that divide the wgmma body's 128-token K/V
+// tile (one block-table entry a tile per row) and ones that do not (7, 48, 256: the row's block
+// found per tile by division), over chunks at offsets and whole prompts.
+TEST(KernelsGpu, PrefillAttentionAnyBlockSizeMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (int block : {7, 32, 48, 128, 256}) {
+    ExpectPrefillMatchesReference(
+        {DType::kBF16, 128, 2, 4, {300, 1000, 130}, {200, 333, 129}, 0, 0, block});
+    ExpectPrefillMatchesReference({DType::kF16, 64, 1, 1, {777}, {777}, 0, 0, block});
+  }
+}
+
 // Llama-3-8B heads (32 q / 8 kv, d 128) over a 2048-token prompt, past where the CPU twin is
-// affordable: the two bodies against each other.
+// affordable: the tensor-core bodies against the CUDA-core one.
 TEST(KernelsGpu, PrefillAttentionMmaMatchesSimtAtModelShape) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {
     const PrefillCase c{t, 128, 8, 4, {2048}, {2048}};
-    const std::vector<std::vector<float>> outs =
-        RunPrefill(c, {PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kSimt}, nullptr);
-    EXPECT_LE(RelErr(outs[0], outs[1]), Tolerance(t)) << Describe(c);
+    const std::vector<std::vector<float>> outs = RunPrefill(
+        c, {PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kWgmma, PrefillAttentionAlgo::kSimt},
+        nullptr);
+    EXPECT_LE(RelErr(outs[0], outs[2]), Tolerance(t)) << "mma " << Describe(c);
+    EXPECT_LE(RelErr(outs[1], outs[2]), Tolerance(t)) << "wgmma " << Describe(c);
   }
 }
 

@@ -66,8 +66,9 @@ ABSL_FLAG(bool, prefill, true,
           "measured cuBLAS bf16 GEMM rate; --contexts= alone skips the decode part");
 ABSL_FLAG(std::string, prefill_lengths, "4096,32768", "prefill prompt lengths (tokens)");
 // Every body listed is timed side by side (defaults: all, the engine's default first).
-ABSL_FLAG(std::string, prefill_algos, "mma,simt",
-          "prefill attention bodies to time: mma (tensor cores, the engine's default), simt");
+ABSL_FLAG(std::string, prefill_algos, "wgmma,mma,simt",
+          "prefill attention bodies to time: wgmma (Hopper warpgroup MMA, the engine's default; "
+          "elsewhere it runs mma), mma (tensor cores, mma.sync), simt");
 ABSL_FLAG(std::string, dense_algos, "pipelined,tiled",
           "dense flash-decoding block bodies to time: pipelined (the engine's default), tiled, "
           "warp; the first is the dense time the Double Sparsity rows compare against");
@@ -239,8 +240,8 @@ int64_t SelectionMismatches(const SelectionCopy& a, const SelectionCopy& b, int6
 
 // Prefill section: causal attention of one prompt of L tokens over its own K/V (paged, 16-token
 // blocks as the engine's pool), bf16, head_dim 128, Llama-2-7B (32 q / 32 kv) and Llama-3-8B
-// (32 q / 8 kv) heads; the bodies of --prefill_algos (CUDA-core kSimt, tensor-core kMma) side by
-// side, each over tiles of its own size.
+// (32 q / 8 kv) heads; the bodies of --prefill_algos (CUDA-core kSimt, tensor-core kMma and
+// kWgmma) side by side, each over tiles of its own size.
 // FLOPs = 4·L²·d·Hq / 2 (QKᵀ and PV, half the square under the causal mask). The reference
 // rate is an 8192³ cuBLAS bf16 GEMM (fp32 accumulate) timed in the same run. Results go to
 // out["prefill"] (and out["cublas_bf16_tflops"]).
@@ -318,7 +319,7 @@ absl::Status RunPrefillBench(const std::vector<int64_t>& lengths, cudaStream_t s
       const double flops = 4.0 * double(len) * double(len) * kHeadDim * kHq / 2.0;
       const std::string m(model);
       for (PrefillAttentionAlgo algo : algos) {
-        const bool mma = algo == PrefillAttentionAlgo::kMma;
+        const bool mma = algo != PrefillAttentionAlgo::kSimt;  // a tensor-core body
         // Tiles of the body's size, as the CUDA backend builds them.
         const int64_t tile_rows = PrefillTileRows(algo);
         std::vector<int32_t> tiles;

@@ -75,7 +75,8 @@ ABSL_FLAG(int32_t, long_prefill_layers, 4,
           "layers actually run for prefills over 8K tokens (time scaled to the full depth)");
 // Kernel bodies (CudaBackendOptions); defaults are the engine's. Run once per value to compare
 // (dsinfer-attention-bench times them side by side at the operator level).
-ABSL_FLAG(std::string, prefill_algo, "mma", "prefill attention body: mma (default) | simt");
+ABSL_FLAG(std::string, prefill_algo, "wgmma",
+          "prefill attention body: wgmma (default; mma off Hopper) | mma | simt");
 ABSL_FLAG(std::string, ds_score_algo, "strided",
           "Double Sparsity label scoring body: strided (default) | coalesced | row");
 ABSL_FLAG(std::string, ds_topk_algo, "auto",

@@ -33,7 +33,9 @@ inline const char* AlgoName(DecodeAttentionAlgo a) {
                                               : "warp";
 }
 inline const char* AlgoName(PrefillAttentionAlgo a) {
-  return a == PrefillAttentionAlgo::kMma ? "mma" : "simt";
+  return a == PrefillAttentionAlgo::kWgmma ? "wgmma"
+         : a == PrefillAttentionAlgo::kMma ? "mma"
+                                           : "simt";
 }
 inline const char* AlgoName(LabelScoreAlgo a) {
   return a == LabelScoreAlgo::kStrided     ? "strided"
@@ -81,8 +83,9 @@ inline absl::Status ParseAlgo(absl::string_view name, DecodeAttentionAlgo* out) 
                    "decode attention body", out);
 }
 inline absl::Status ParseAlgo(absl::string_view name, PrefillAttentionAlgo* out) {
-  return ParseAlgo(name, {PrefillAttentionAlgo::kSimt, PrefillAttentionAlgo::kMma},
-                   "prefill attention body", out);
+  return ParseAlgo(
+      name, {PrefillAttentionAlgo::kSimt, PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kWgmma},
+      "prefill attention body", out);
 }
 inline absl::Status ParseAlgo(absl::string_view name, LabelScoreAlgo* out) {
   return ParseAlgo(name, {LabelScoreAlgo::kRowPerThread, LabelScoreAlgo::kCoalesced,
