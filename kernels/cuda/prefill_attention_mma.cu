@@ -43,7 +43,7 @@
 #include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda/paged_kv.cuh"
 #include "kernels/cuda/prefill_attention_mma.h"
-#include "kernels/cuda_check.h"
+#include "kernels/cuda/prefill_launch.cuh"
 
 namespace dsinfer {
 namespace {
@@ -71,7 +71,6 @@ constexpr int kRowsPerWarp = kRows / kWarps;
 constexpr int kMTiles = kRowsPerWarp / 16;  // m16 tiles per warp
 constexpr int kKeys = 64;                   // K/V tile
 constexpr int kNTiles = kKeys / 8;          // n8 tiles of S
-constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kRowsPerWarp == 32 && kThreads == kRows, "one position load per thread");
 
 // Shared-memory row stride: 16 bytes of padding shift consecutive rows by 4 banks, so the 8
@@ -334,22 +333,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-template <typename T, int HD>
-absl::Status LaunchT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
-                     const int32_t* tiles, int64_t num_tiles, int heads_q, int heads_kv,
-                     float scale, const CudaPagedKv& kv, void* out, int64_t out_stride,
-                     cudaStream_t stream) {
-  constexpr int kSmem = SmemBytes<T, HD>();  // two blocks to an SM
-  CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(PrefillMmaKernel<T, HD>, kSmem));
-  const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(heads_q));
-  PrefillMmaKernel<T, HD><<<grid, kThreads, kSmem, stream>>>(
-      static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles,
-      static_cast<int>(num_tiles), heads_q, heads_kv, scale * kLog2e, kv, static_cast<T*>(out),
-      out_stride);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, int head_dim,
@@ -366,20 +349,14 @@ absl::Status LaunchPrefillAttentionMma(DType dtype, const void* q, int64_t q_str
                                        int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
                                        float scale, const CudaPagedKv& kv, void* out,
                                        int64_t out_stride, cudaStream_t stream) {
-  if (num_tiles > 0x7fffffff || heads_q > 65535) {
-    return absl::InvalidArgumentError("LaunchPrefillAttentionMma: grid too large");
-  }
-  const bool bf16 = dtype == DType::kBF16;
-  if (head_dim == 64) {
-    return bf16 ? LaunchT<__nv_bfloat16, 64>(q, q_stride, rows, tiles, num_tiles, heads_q,
-                                             heads_kv, scale, kv, out, out_stride, stream)
-                : LaunchT<__half, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
-                                      scale, kv, out, out_stride, stream);
-  }
-  return bf16 ? LaunchT<__nv_bfloat16, 128>(q, q_stride, rows, tiles, num_tiles, heads_q,
-                                            heads_kv, scale, kv, out, out_stride, stream)
-              : LaunchT<__half, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
-                                     scale, kv, out, out_stride, stream);
+  const cuda::PrefillArgs args{q,        q_stride, rows, tiles, num_tiles,  heads_q,
+                               heads_kv, scale,    kv,   out,   out_stride, stream};
+  return cuda::DispatchPrefillShape(dtype, head_dim, [&](auto t, auto hd) {
+    using T = decltype(t);
+    constexpr int HD = decltype(hd)::value;
+    return cuda::LaunchPrefillKernel<T>(PrefillMmaKernel<T, HD>, kThreads, (SmemBytes<T, HD>()),
+                                        args, "LaunchPrefillAttentionMma");
+  });
 }
 
 }  // namespace dsinfer

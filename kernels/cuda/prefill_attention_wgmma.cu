@@ -37,8 +37,8 @@
 #include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda/paged_kv.cuh"
 #include "kernels/cuda/prefill_attention_wgmma.h"
+#include "kernels/cuda/prefill_launch.cuh"
 #include "kernels/cuda/wgmma_ptx.cuh"
-#include "kernels/cuda_check.h"
 
 namespace dsinfer {
 namespace {
@@ -67,7 +67,6 @@ constexpr int kRows = kPrefillTileRowsMma;  // query rows per block
 constexpr int kGroupRows = kRows / kWarpgroups;
 constexpr int kKeys = 128;    // K/V tile
 constexpr int kAlign = 1024;  // the swizzled tiles' alignment
-constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kGroupRows == 64, "one m64 product per warpgroup");
 
 template <int HD>
@@ -405,22 +404,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-template <typename T, int HD>
-absl::Status LaunchT(const void* q, int64_t q_stride, const CudaBatchRows& rows,
-                     const int32_t* tiles, int64_t num_tiles, int heads_q, int heads_kv,
-                     float scale, const CudaPagedKv& kv, void* out, int64_t out_stride,
-                     cudaStream_t stream) {
-  constexpr int kSmem = SmemBytes<HD>();
-  CUDA_RETURN_IF_ERROR(cuda::OptInSharedMemory(PrefillWgmmaKernel<T, HD>, kSmem));
-  const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(heads_q));
-  PrefillWgmmaKernel<T, HD><<<grid, kThreads, kSmem, stream>>>(
-      static_cast<const T*>(q), q_stride, rows.positions, rows.row_seq, tiles,
-      static_cast<int>(num_tiles), heads_q, heads_kv, scale * kLog2e, kv, static_cast<T*>(out),
-      out_stride);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 bool DeviceRunsWgmma() {
@@ -436,20 +419,14 @@ absl::Status LaunchPrefillAttentionWgmma(DType dtype, const void* q, int64_t q_s
                                          int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
                                          float scale, const CudaPagedKv& kv, void* out,
                                          int64_t out_stride, cudaStream_t stream) {
-  if (num_tiles > 0x7fffffff || heads_q > 65535) {
-    return absl::InvalidArgumentError("LaunchPrefillAttentionWgmma: grid too large");
-  }
-  const bool bf16 = dtype == DType::kBF16;
-  if (head_dim == 64) {
-    return bf16 ? LaunchT<__nv_bfloat16, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
-                                             scale, kv, out, out_stride, stream)
-                : LaunchT<__half, 64>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv, scale,
-                                      kv, out, out_stride, stream);
-  }
-  return bf16 ? LaunchT<__nv_bfloat16, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
-                                            scale, kv, out, out_stride, stream)
-              : LaunchT<__half, 128>(q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv, scale,
-                                     kv, out, out_stride, stream);
+  const cuda::PrefillArgs args{q,        q_stride, rows, tiles, num_tiles,  heads_q,
+                               heads_kv, scale,    kv,   out,   out_stride, stream};
+  return cuda::DispatchPrefillShape(dtype, head_dim, [&](auto t, auto hd) {
+    using T = decltype(t);
+    constexpr int HD = decltype(hd)::value;
+    return cuda::LaunchPrefillKernel<T>(PrefillWgmmaKernel<T, HD>, kThreads, SmemBytes<HD>(), args,
+                                        "LaunchPrefillAttentionWgmma");
+  });
 }
 
 }  // namespace dsinfer
