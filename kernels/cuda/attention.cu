@@ -44,10 +44,10 @@
 // query tiles, query heads). A block loads 16 query rows (one sequence) and streams 32-token K/V
 // tiles through shared memory up to the tile's last position; each warp owns 4 query rows,
 // lane j scores token j of the tile, and each lane accumulates head_dim/32 output channels.
-// SIMT fp32 (no tensor cores): correct, 13% of the matmul rate. kMma, the tensor-core body and
-// the default (prefill_attention_mma.cu), takes 128-row tiles; where it cannot take the
-// operands it falls back to this kernel run over 16-row sub-tiles of them. kWgmma
-// (prefill_attention_wgmma.cu, Hopper only) takes the same tiles and falls back to kMma.
+// SIMT fp32 (no tensor cores): correct, 13% of the matmul rate. kMma, the first tensor-core body
+// (prefill_attention_mma.cu), takes 128-row tiles; where it cannot take the operands it falls
+// back to this kernel run over 16-row sub-tiles of them. kWgmma, the default
+// (prefill_attention_wgmma.cu, Hopper only), takes the same tiles and falls back to kMma.
 #include <algorithm>
 #include <cstdint>
 
@@ -56,11 +56,13 @@
 #include "kernels/cuda/decode_pieces.cuh"
 #include "kernels/cuda/decode_pipeline.cuh"
 #include "kernels/cuda/dependent_launch.cuh"
+#include "kernels/cuda/launch_info.h"
 #include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda/paged_kv.cuh"
 #include "kernels/cuda/prefill_attention_mma.h"
 #include "kernels/cuda/prefill_attention_wgmma.h"
 #include "kernels/cuda_check.h"
+#include "kernels/status.h"
 
 namespace dsinfer {
 namespace {
@@ -630,12 +632,13 @@ absl::Status LaunchPrefillAttention(DType dtype, const void* q, int64_t q_stride
   }
   if (algo != PrefillAttentionAlgo::kSimt &&
       PrefillAttentionMmaSupports(dtype, q, q_stride, head_dim, scale, kv, out, out_stride)) {
-    if (algo == PrefillAttentionAlgo::kWgmma && DeviceRunsWgmma()) {
-      return LaunchPrefillAttentionWgmma(dtype, q, q_stride, rows, tiles, num_tiles, heads_q,
-                                         heads_kv, head_dim, scale, kv, out, out_stride, stream);
+    const cuda::PrefillArgs args{q,        q_stride, rows, tiles, num_tiles,  heads_q,
+                                 heads_kv, scale,    kv,   out,   out_stride, stream};
+    if (algo == PrefillAttentionAlgo::kWgmma) {
+      ASSIGN_OR_RETURN(const cuda::LaunchInfo device, cuda::CachedLaunchInfo(nullptr, 0, 0));
+      if (RunsWgmma(device)) return LaunchPrefillAttentionWgmma(dtype, head_dim, args);
     }
-    return LaunchPrefillAttentionMma(dtype, q, q_stride, rows, tiles, num_tiles, heads_q, heads_kv,
-                                     head_dim, scale, kv, out, out_stride, stream);
+    return LaunchPrefillAttentionMma(dtype, head_dim, args);
   }
   // The SIMT body: one block per 16-row tile (kSimt), or per 16-row sub-tile of the 128-row
   // tiles (kMma's and kWgmma's fallback).

@@ -32,6 +32,10 @@ absl::StatusOr<LaunchInfo> CachedLaunchInfo(const void* kernel, int threads, siz
   CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, device));
   CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&info.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&info.cc_major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&info.cc_minor, cudaDevAttrComputeCapabilityMinor, device));
   if (kernel != nullptr) {
     cudaFuncAttributes attr;
     CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attr, kernel));

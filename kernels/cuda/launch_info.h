@@ -16,6 +16,8 @@ namespace cuda {
 struct LaunchInfo {
   int sms = 0;             // multiprocessors
   int smem_optin = 0;      // shared memory a block may opt in to (bytes)
+  int cc_major = 0;        // compute capability
+  int cc_minor = 0;
   size_t static_smem = 0;  // the kernel's static shared memory (bytes)
   int blocks_per_sm = 0;   // resident blocks of the kernel at (threads, dynamic shared memory)
 };

@@ -1,7 +1,7 @@
-// Tensor-core flash prefill attention (FlashAttention-2 style), the default kMma body of
-// LaunchPrefillAttention (matches the twin and kSimt on an H200, tests/gpu/kernels_gpu_test.cc;
-// 16-19x faster than kSimt in run 4, ~1.4x faster again since run 36). Twin:
-// CausalAttentionReference.
+// Tensor-core flash prefill attention (FlashAttention-2 style), the kMma body of
+// LaunchPrefillAttention, which the engine's default kWgmma runs off Hopper. It matches the twin
+// and kSimt on an H200 (tests/gpu/kernels_gpu_test.cc); 16-19x faster than kSimt in run 4,
+// ~1.4x faster again since run 36. Twin: CausalAttentionReference.
 //
 // Work split: one block per (query tile of kPrefillTileRowsMma = 128 rows, query head), 4 warps,
 // each warp owning 32 consecutive rows (two m16 MMA tiles). Per query head rather than per KV
@@ -344,13 +344,7 @@ bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, i
          out_stride % 2 == 0;
 }
 
-absl::Status LaunchPrefillAttentionMma(DType dtype, const void* q, int64_t q_stride,
-                                       const CudaBatchRows& rows, const int32_t* tiles,
-                                       int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
-                                       float scale, const CudaPagedKv& kv, void* out,
-                                       int64_t out_stride, cudaStream_t stream) {
-  const cuda::PrefillArgs args{q,        q_stride, rows, tiles, num_tiles,  heads_q,
-                               heads_kv, scale,    kv,   out,   out_stride, stream};
+absl::Status LaunchPrefillAttentionMma(DType dtype, int head_dim, const cuda::PrefillArgs& args) {
   return cuda::DispatchPrefillShape(dtype, head_dim, [&](auto t, auto hd) {
     using T = decltype(t);
     constexpr int HD = decltype(hd)::value;

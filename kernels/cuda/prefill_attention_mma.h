@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/prefill_args.h"
 #include "kernels/dtype.h"
 
 namespace dsinfer {
@@ -22,12 +23,9 @@ bool PrefillAttentionMmaSupports(DType dtype, const void* q, int64_t q_stride, i
                                  float scale, const CudaPagedKv& kv, const void* out,
                                  int64_t out_stride);
 
-// Launches the kernel (shapes already checked by LaunchPrefillAttention).
-absl::Status LaunchPrefillAttentionMma(DType dtype, const void* q, int64_t q_stride,
-                                       const CudaBatchRows& rows, const int32_t* tiles,
-                                       int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
-                                       float scale, const CudaPagedKv& kv, void* out,
-                                       int64_t out_stride, cudaStream_t stream);
+// Launches the kernel on operands it supports (shapes already checked by
+// LaunchPrefillAttention; tiles of kPrefillTileRowsMma rows).
+absl::Status LaunchPrefillAttentionMma(DType dtype, int head_dim, const cuda::PrefillArgs& args);
 
 }  // namespace dsinfer
 

@@ -406,21 +406,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 }  // namespace
 
-bool DeviceRunsWgmma() {
-  int device = 0, major = 0, minor = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-         major == 9 && minor == 0;
-}
-
-absl::Status LaunchPrefillAttentionWgmma(DType dtype, const void* q, int64_t q_stride,
-                                         const CudaBatchRows& rows, const int32_t* tiles,
-                                         int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
-                                         float scale, const CudaPagedKv& kv, void* out,
-                                         int64_t out_stride, cudaStream_t stream) {
-  const cuda::PrefillArgs args{q,        q_stride, rows, tiles, num_tiles,  heads_q,
-                               heads_kv, scale,    kv,   out,   out_stride, stream};
+absl::Status LaunchPrefillAttentionWgmma(DType dtype, int head_dim, const cuda::PrefillArgs& args) {
   return cuda::DispatchPrefillShape(dtype, head_dim, [&](auto t, auto hd) {
     using T = decltype(t);
     constexpr int HD = decltype(hd)::value;

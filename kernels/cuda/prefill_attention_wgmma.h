@@ -10,22 +10,22 @@
 
 #include "absl/status/status.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/launch_info.h"
+#include "kernels/cuda/prefill_args.h"
 #include "kernels/dtype.h"
 
 namespace dsinfer {
 
-// Whether the current device runs the wgmma kernel: a compute capability 9.0 GPU (its code is
-// sm_90a). The operands it takes are kMma's (PrefillAttentionMmaSupports); the launcher falls
-// back to kMma otherwise.
-bool DeviceRunsWgmma();
+// Whether `device` runs the wgmma kernel: compute capability 9.0 (its code is sm_90a). The
+// operands it takes are kMma's (PrefillAttentionMmaSupports); LaunchPrefillAttention falls back
+// to kMma otherwise.
+inline bool RunsWgmma(const cuda::LaunchInfo& device) {
+  return device.cc_major == 9 && device.cc_minor == 0;
+}
 
-// Launches the kernel: operands PrefillAttentionMmaSupports takes, on a device DeviceRunsWgmma
+// Launches the kernel: operands PrefillAttentionMmaSupports takes, on a device RunsWgmma
 // accepts; shapes already checked by LaunchPrefillAttention; tiles of kPrefillTileRowsMma rows.
-absl::Status LaunchPrefillAttentionWgmma(DType dtype, const void* q, int64_t q_stride,
-                                         const CudaBatchRows& rows, const int32_t* tiles,
-                                         int64_t num_tiles, int heads_q, int heads_kv, int head_dim,
-                                         float scale, const CudaPagedKv& kv, void* out,
-                                         int64_t out_stride, cudaStream_t stream);
+absl::Status LaunchPrefillAttentionWgmma(DType dtype, int head_dim, const cuda::PrefillArgs& args);
 
 }  // namespace dsinfer
 

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/mma_ptx.cuh"  // OptInSharedMemory
+#include "kernels/cuda/prefill_args.h"
 #include "kernels/cuda_check.h"
 #include "kernels/dtype.h"
 
@@ -26,21 +27,6 @@ namespace cuda {
 template <typename T>
 using PrefillKernel = void (*)(const T*, int64_t, const int32_t*, const int32_t*, const int32_t*,
                                int, int, int, float, CudaPagedKv, T*, int64_t);
-
-// The operands of one LaunchPrefillAttention call, as the bodies' launchers pass them on.
-struct PrefillArgs {
-  const void* q;
-  int64_t q_stride;
-  CudaBatchRows rows;
-  const int32_t* tiles;
-  int64_t num_tiles;
-  int heads_q, heads_kv;
-  float scale;
-  CudaPagedKv kv;
-  void* out;
-  int64_t out_stride;
-  cudaStream_t stream;
-};
 
 // Launches `kernel` over grid (num_tiles, heads_q) with `threads` threads and `smem` bytes of
 // dynamic shared memory (opted in first). `who` names the launcher in errors.
