@@ -20,11 +20,18 @@
 namespace dsinfer {
 namespace cuda {
 
-// One thread: a barrier completing a phase on one arrival (ExpectBytes') plus the bytes it
-// names; the block must synchronize before any other thread uses it.
-__device__ __forceinline__ void InitBarrier(uint64_t* bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(SmemAddr(bar)) : "memory");
+// One thread: a barrier completing a phase on `arrivals` arrivals (by default one, ExpectBytes')
+// plus the bytes ExpectBytes names; the block must synchronize before any other thread uses it.
+__device__ __forceinline__ void InitBarrier(uint64_t* bar, uint32_t arrivals = 1) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(SmemAddr(bar)), "r"(arrivals)
+               : "memory");
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+// Arrives on the barrier (release: this thread's earlier memory accesses happen before the
+// phase completes for whoever waits on it).
+__device__ __forceinline__ void ArriveBarrier(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(SmemAddr(bar)) : "memory");
 }
 
 // Arrives on the barrier, expecting `bytes` more to land before its phase completes.

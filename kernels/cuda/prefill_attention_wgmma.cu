@@ -7,31 +7,33 @@
 // so their K/V reads hit L2, online softmax in fp32 registers with base-2 exponents and the
 // scale folded into one FMA, P rounded once to bf16/fp16 with each row's sum over the rounded
 // values, tokens past the tile's last position zero-filled, longest tiles first. What changes
-// is the product engine: two warpgroups (8 warps) of 64 query rows each, and per 128-token K/V
-// tile
-//   S = Q·Kᵀ   one m64n128k16 wgmma per 16 head-dimension columns, Q and K both read by the
-//              tensor cores from shared memory (no ldmatrix, no fragment registers);
-//   O += P·V   one m64n{HD}k16 wgmma per 16 keys, P straight from the registers S came out in
-//              (the accumulator layout of two adjacent n8 column tiles is the A fragment of
-//              one k16 step), V read from shared memory as stored (MN-major, transposed by the
-//              instruction).
-// Shared memory holds Q and two stages each of K and V in the 128-byte swizzled layout the
-// wgmma descriptors name (wgmma_ptx.cuh), filled by 16-byte cp.async (from device or mapped host
-// memory alike), two threads a row. The loop is software-pipelined (FlashAttention-3's
-// intra-warpgroup overlap, see PrefillWgmmaKernel), one barrier per tile.
+// is the product engine and the block's division of labour (FlashAttention-3's warp
+// specialization): three warpgroups,
+//   the producer   fills a two-stage ring each of K and V (128-token tiles, 128-byte swizzled
+//                  shared memory) by 16-byte cp.async, from device or mapped host memory alike,
+//                  and signals each stage on a shared-memory barrier once it has landed;
+//   two consumers  of 64 query rows each, per K/V tile
+//                    S = Q·Kᵀ   one m64n128k16 wgmma per 16 head-dimension columns, Q and K both
+//                               read by the tensor cores from shared memory;
+//                    O += P·V   one m64n{HD}k16 wgmma per 16 keys, P straight from the registers
+//                               S came out in (the accumulator layout of two adjacent n8 column
+//                               tiles is the A fragment of one k16 step), V read as stored
+//                               (MN-major, transposed by the instruction);
+//                  software-pipelined (P·V of tile j under the softmax of tile j + 1), each
+//                  stage given back on an "empty" barrier once its products are done.
+// No block-wide barrier after the start: the consumers run at their own pace, the producer as
+// far ahead as the ring allows, and its registers (setmaxnreg) go to the consumers.
 //
-// Run 37 (H200, bf16, one causal prompt, d 128): 1.34-1.41x kMma from 4K to 256K, 390-398
-// TFLOP/s at 32K-256K (docs/benchmarks.md, "Prefill attention on warpgroup MMA"). What it took,
-// in calls 2-5: the products and the softmax in sequence ran at kMma's rate; pipelined with
-// eight rows a thread (eight block-table lookups and divisions a tile per thread), 0.72x kMma;
-// the loads reshaped to one row a thread pair, 1.11x; the row's block-table entry read a tile
-// ahead with no division, the causal mask a branch, the O rescale skipped where no row's
-// maximum moved, 1.36-1.41x. Nsight Compute (call 4): one block an SM (164 KB of shared memory,
-// ~240 registers a thread), 8 warps issuing on 37% of cycles; cuDNN's kernel still runs 1.5-1.7x
-// faster (FlashAttention-3's producer warps and ping-pong between warpgroups, not built here).
+// Measured (H200, bf16, one causal prompt, d 128; docs/benchmarks.md, "Prefill attention on
+// warpgroup MMA"): run 37's form (two warpgroups loading their own tiles between the products,
+// one barrier a tile) 390-398 TFLOP/s at 32K-64K; this one 1.11-1.19x that (run 38, calls 2-4,
+// alternated). Tried there and not kept: the consumers' products issued in turn (named barriers,
+// FlashAttention-3's ping-pong) 4-8% slower; three stages, copies arriving on the
+// barriers as they land (no producer wait), one block-table entry a tile: no faster.
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/mma_ptx.cuh"
@@ -43,84 +45,132 @@
 namespace dsinfer {
 namespace {
 
+using cuda::ArriveBarrier;
 using cuda::CpAsync16;
 using cuda::CpAsyncCommit;
 using cuda::CpAsyncWaitGroup;
 using cuda::Exp2;
 using cuda::FenceProxyAsyncShared;
 using cuda::FenceRegisters;
+using cuda::InitBarrier;
 using cuda::KvOffset;
 using cuda::Num;
 using cuda::PackF;
+using cuda::SetMaxRegisters;
 using cuda::SmemAddr;
 using cuda::SwizzledDescriptor;
 using cuda::SwizzledOffset;
+using cuda::WaitBarrier;
 using cuda::WgmmaCommit;
 using cuda::WgmmaFence;
 using cuda::WgmmaRSTransB;
 using cuda::WgmmaSS;
 using cuda::WgmmaWait;
 
-constexpr int kWarpgroups = 2;
-constexpr int kThreads = kWarpgroups * 128;
+constexpr int kThreads = 3 * 128;  // the producer warpgroup, then two consumers
+constexpr int kConsumerWarps = 8;
 constexpr int kRows = kPrefillTileRowsMma;  // query rows per block
-constexpr int kGroupRows = kRows / kWarpgroups;
-constexpr int kKeys = 128;    // K/V tile
+constexpr int kGroupRows = kRows / 2;       // per consumer
+constexpr int kKeys = 128;                  // K/V tile
+constexpr int kStages = 2;
 constexpr int kAlign = 1024;  // the swizzled tiles' alignment
-static_assert(kGroupRows == 64, "one m64 product per warpgroup");
+static_assert(kGroupRows == 64, "one m64 product per consumer warpgroup");
+// The producer needs few registers, the consumers' accumulators many: 168 a thread at launch
+// (the block's 64K), then these.
+constexpr int kProducerRegs = 40;
+constexpr int kConsumerRegs = 224;
+static_assert(kProducerRegs * 128 + 2 * kConsumerRegs * 128 <= 65536, "the register file");
 
 template <int HD>
 constexpr int SmemBytes() {
-  return kAlign + (kRows + 4 * kKeys) * HD * 2;  // Q + 2 × (K, V), 16-bit elements
+  return kAlign + (kRows + 2 * kStages * kKeys) * HD * 2;  // Q + stages × (K, V), 16-bit
 }
 
-// Where this thread's row r = threadIdx.x / 2 of each kKeys-token tile lives in the pool (two
-// threads a row). Where the pool's blocks divide the tile (the engine's 16-token blocks), row r
-// of every tile sits at the same place in its block: one block-table entry a tile, read a tile
-// ahead (Block), and no division per row; otherwise KvOffset's division per row.
-template <int HD>
-struct TileRow {
-  const CudaPagedKv& kv;
-  const int32_t* table;
-  int kvh, last_pos, r;
-  bool aligned;      // kKeys % kv.block_tokens == 0
-  int block_of_row;  // r / block_tokens, r % block_tokens (aligned only)
-  int row_in_block;
-
-  __device__ TileRow(const CudaPagedKv& kv_, const int32_t* table_, int kvh_, int last_pos_)
-      : kv(kv_),
-        table(table_),
-        kvh(kvh_),
-        last_pos(last_pos_),
-        r(static_cast<int>(threadIdx.x) / 2),
-        aligned(kKeys % kv_.block_tokens == 0),
-        block_of_row(aligned ? r / kv_.block_tokens : 0),
-        row_in_block(aligned ? r % kv_.block_tokens : 0) {}
-  __device__ bool Valid(int tile) const { return tile * kKeys + r <= last_pos; }
-  // The block-table entry of the row in `tile` (aligned and valid rows; else unused).
-  __device__ int Block(int tile) const {
-    return aligned && Valid(tile) ? table[tile * (kKeys / kv.block_tokens) + block_of_row] : 0;
-  }
-  // Element offset of the row in kv.k / kv.v (0 for a row past last_pos: not read).
-  __device__ int64_t Offset(int tile, int block) const {
-    if (!Valid(tile)) return 0;
-    if (!aligned) return KvOffset(kv, table, tile * kKeys + r, kvh, HD);
-    return ((static_cast<int64_t>(block) * kv.block_tokens + row_in_block) * kv.kv_heads + kvh) *
-           static_cast<int64_t>(HD);
-  }
+// The ring's shared-memory barriers: "full" completes once the producer's 128 threads saw a
+// stage's copies land, "empty" once the 8 consumer warps are done reading it.
+struct RingBarriers {
+  uint64_t q_full, k_full[kStages], v_full[kStages], k_empty[kStages], v_empty[kStages];
 };
 
-// Row r of a swizzled kKeys-row stage: copies its 16-byte chunks in alternation with the row's
-// other thread (each pair reads whole 32-byte sectors, and each copy instruction's stores spread
-// over all the banks), or zero-fills them (cp.async with no source bytes) where !valid.
+// Row r of a swizzled kTileRows-row tile from src: this thread's half of its 16-byte chunks (in
+// alternation with the row's other thread, so each pair reads whole 32-byte sectors and each
+// copy instruction's stores spread over all the banks), or zeros (cp.async with no source
+// bytes) where !valid.
 template <typename T, int HD, int kTileRows>
-__device__ __forceinline__ void LoadRow(unsigned char* dst, const T* src, bool valid) {
-  const int r = static_cast<int>(threadIdx.x) / 2, half = static_cast<int>(threadIdx.x) & 1;
+__device__ __forceinline__ void LoadRowHalf(unsigned char* dst, int r, int half, const T* src,
+                                            bool valid) {
 #pragma unroll
   for (int i = 0; i < HD / 16; ++i) {
     const int c = 2 * i + half;
     CpAsync16(dst + SwizzledOffset<kTileRows>(r, c * 8), src + c * 8, valid);
   }
+}
+
+// Element offset of row r of key tile t in kv.k / kv.v, or -1 past the last position.
+template <int HD>
+__device__ __forceinline__ int64_t RowOffset(const CudaPagedKv& kv, const int32_t* table, int t,
+                                             int r, int kvh, int last_pos) {
+  const int pos = t * kKeys + r;
+  return pos > last_pos ? -1 : KvOffset(kv, table, pos, kvh, HD);
+}
+
+// The producer warpgroup (threads 0..127, two a row, rows r0 and r0 + 64): Q, then K_0, and per
+// tile j K_{j+1} and V_j (the order the consumers need them), each into its stage once both
+// consumers gave it back. A stage is signalled full once its copies landed, checked after the
+// next stage's copies are issued (one batch in flight behind the one being issued).
+template <typename T, int HD>
+__device__ __forceinline__ void ProduceTiles(unsigned char* qs, unsigned char* ks,
+                                             unsigned char* vs, RingBarriers& b, const T* q,
+                                             int64_t q_stride, int first, int count, int qh,
+                                             int kvh, int last_pos, int key_tiles,
+                                             const CudaPagedKv& kv, const int32_t* table) {
+  constexpr int kTileBytes = kKeys * HD * 2;
+  const int half = threadIdx.x & 1, r0 = threadIdx.x >> 1;
+  const T* kpool = static_cast<const T*>(kv.k);
+  const T* vpool = static_cast<const T*>(kv.v);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = r0 + 64 * i;
+    LoadRowHalf<T, HD, kRows>(qs, r, half,
+                              q + static_cast<int64_t>(first + min(r, count - 1)) * q_stride +
+                                  static_cast<int64_t>(qh) * HD,
+                              r < count);
+  }
+  CpAsyncCommit();
+  uint64_t* in_flight = &b.q_full;  // the barrier of the batch before the one just issued
+  auto issue = [&](unsigned char* dst, const T* pool, const int64_t (&off)[2], uint64_t* full) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      LoadRowHalf<T, HD, kKeys>(dst, r0 + 64 * i, half, pool + max(off[i], int64_t{0}),
+                                off[i] >= 0);
+    }
+    CpAsyncCommit();
+    CpAsyncWaitGroup<1>();  // the batch before landed: visible to the tensor cores, signalled
+    FenceProxyAsyncShared();
+    ArriveBarrier(in_flight);
+    in_flight = full;
+  };
+  int64_t off_v[2], off_k[2];  // tile j's rows (for V_j), tile j + 1's (for K_{j+1})
+#pragma unroll
+  for (int i = 0; i < 2; ++i) off_k[i] = RowOffset<HD>(kv, table, 0, r0 + 64 * i, kvh, last_pos);
+  WaitBarrier(&b.k_empty[0], 1);  // a fresh barrier: the phase before the first has completed
+  issue(ks, kpool, off_k, &b.k_full[0]);
+  for (int j = 0; j < key_tiles; ++j) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) off_v[i] = off_k[i];
+    const int t = j + 1;
+    if (t < key_tiles) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) off_k[i] = RowOffset<HD>(kv, table, t, r0 + 64 * i, kvh, last_pos);
+      WaitBarrier(&b.k_empty[t % kStages], ((t / kStages) & 1) ^ 1);
+      issue(ks + (t % kStages) * kTileBytes, kpool, off_k, &b.k_full[t % kStages]);
+    }
+    WaitBarrier(&b.v_empty[j % kStages], ((j / kStages) & 1) ^ 1);
+    issue(vs + (j % kStages) * kTileBytes, vpool, off_v, &b.v_full[j % kStages]);
+  }
+  CpAsyncWaitGroup<0>();
+  FenceProxyAsyncShared();
+  ArriveBarrier(in_flight);
 }
 
 // S = Q·Kᵀ for the warpgroup's 64 rows over one K stage: HD / 16 products, issued and committed
@@ -219,13 +269,14 @@ __device__ __forceinline__ void PackP(const float (&s)[kKeys / 2], PFragments& p
   }
 }
 
-// Per warpgroup and key tile j, software-pipelined so the tensor cores run P·V of tile j while
-// the warps compute the softmax of tile j + 1 (FlashAttention-3's intra-warpgroup overlap):
-//   issue S_{j+1} = Q·K_{j+1}ᵀ; issue O += P_j·V_j; wait for S_{j+1}; softmax → P_{j+1};
-//   wait for P·V; O *= the rescale factor of tile j + 1.
-// Hence the two rings: K runs two tiles ahead of the values being multiplied, V one. Loads for
-// the next iteration (K_{j+2}, V_{j+1}) are issued after the products, so their block-table
-// reads wait under the tensor cores' work; one barrier per tile.
+// Per consumer warpgroup and key tile j, software-pipelined so the tensor cores run P·V of tile
+// j while the warps compute the softmax of tile j + 1 (FlashAttention-3's intra-warpgroup
+// overlap):
+//   wait for K_{j+1} and V_j; issue S_{j+1} = Q·K_{j+1}ᵀ; issue O += P_j·V_j;
+//   wait for S_{j+1} (K_{j+1}'s stage given back); softmax → P_{j+1};
+//   wait for P·V (V_j's stage given back); O *= the rescale factor of tile j + 1.
+// Both consumers run every key tile of the block (a tile past a row's position is masked whole
+// for it), so each gives back every stage the producer fills.
 template <typename T, int HD>
 __global__ void __launch_bounds__(kThreads, 1)
     PrefillWgmmaKernel(const T* q, int64_t q_stride, const int32_t* positions,
@@ -237,120 +288,93 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ unsigned char smem_raw[];
   unsigned char* qs = reinterpret_cast<unsigned char*>(
       (reinterpret_cast<uintptr_t>(smem_raw) + kAlign - 1) & ~static_cast<uintptr_t>(kAlign - 1));
-  unsigned char* ks = qs + kRows * HD * 2;  // 2 stages
-  unsigned char* vs = ks + 2 * kTileBytes;  // 2 stages
-  __shared__ int warp_max_s[kThreads / 32];
+  unsigned char* ks = qs + kRows * HD * 2;
+  unsigned char* vs = ks + kStages * kTileBytes;
+  __shared__ RingBarriers bars;
+  __shared__ int warp_max_s[kConsumerWarps];
 
   const int tile = num_tiles - 1 - static_cast<int>(blockIdx.x);
   const int first = tiles[2 * tile];
   const int count = tiles[2 * tile + 1];
   const int qh = blockIdx.y;
   const int kvh = qh / (heads_q / heads_kv);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
-  const int g = lane >> 2, tq = lane & 3;                  // fragment row group, thread in quad
-  const int row0 = wg * kGroupRows + (warp & 3) * 16 + g;  // this thread's rows: row0, row0 + 8
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int consumer = warp / 4 - 1;  // 0 / 1; the producer: -1
+  const int g = lane >> 2, tq = lane & 3;  // fragment row group, thread in quad
+  const int row0 = consumer * kGroupRows + (warp & 3) * 16 + g;  // rows row0, row0 + 8
 
   // Padding rows borrow the last real row's position, so every row attends to at least token 0
   // and the running max is finite after the first tile.
-  int row_pos[2];
+  int row_pos[2] = {0, 0}, wmin = 0;
+  if (consumer >= 0) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h) row_pos[h] = positions[first + min(row0 + 8 * h, count - 1)];
-  int wmax = max(row_pos[0], row_pos[1]), wmin = min(row_pos[0], row_pos[1]);
+    for (int h = 0; h < 2; ++h) row_pos[h] = positions[first + min(row0 + 8 * h, count - 1)];
+    int wmax = max(row_pos[0], row_pos[1]);
+    wmin = min(row_pos[0], row_pos[1]);
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
-    wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+    for (int o = 16; o > 0; o >>= 1) {
+      wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+      wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+    }
+    if (lane == 0) warp_max_s[warp - 4] = wmax;
   }
-  if (lane == 0) warp_max_s[warp] = wmax;
-
-  const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[first]) * kv.max_blocks;
-  static_assert(kThreads == 2 * kRows && kThreads == 2 * kKeys, "two threads a row");
-  {  // Q, laid out as K
-    const int r = tid / 2;
-    LoadRow<T, HD, kRows>(qs,
-                          q + static_cast<int64_t>(first + min(r, count - 1)) * q_stride +
-                              static_cast<int64_t>(qh) * HD,
-                          r < count);
+  if (tid == 0) {
+    InitBarrier(&bars.q_full, 128);
+    for (int i = 0; i < kStages; ++i) {
+      InitBarrier(&bars.k_full[i], 128);
+      InitBarrier(&bars.v_full[i], 128);
+      InitBarrier(&bars.k_empty[i], kConsumerWarps);
+      InitBarrier(&bars.v_empty[i], kConsumerWarps);
+    }
   }
-  __syncthreads();  // warp_max_s
-  int last_pos = warp_max_s[0], group_max = warp_max_s[4 * wg];
+  __syncthreads();  // warp_max_s, the barriers
+  int last_pos = warp_max_s[0];
 #pragma unroll
-  for (int w = 1; w < kThreads / 32; ++w) last_pos = max(last_pos, warp_max_s[w]);
-#pragma unroll
-  for (int w = 1; w < 4; ++w) group_max = max(group_max, warp_max_s[4 * wg + w]);
+  for (int w = 1; w < kConsumerWarps; ++w) last_pos = max(last_pos, warp_max_s[w]);
   const int key_tiles = last_pos / kKeys + 1;
-  // This warpgroup's tiles: 0 .. group_tiles - 1 (none for a warpgroup past the tile's rows).
-  const int group_tiles = wg * kGroupRows < count ? group_max / kKeys + 1 : 0;
-  const TileRow<HD> row(kv, table, kvh, last_pos);
-  const T* kpool = static_cast<const T*>(kv.k);
-  const T* vpool = static_cast<const T*>(kv.v);
-  int block_next = row.Block(0);  // the row's block-table entry in tile j + 1 (for V_{j+1})
-  {
-    const int64_t off = row.Offset(0, block_next);
-    LoadRow<T, HD, kKeys>(ks, kpool + off, row.Valid(0));
-    LoadRow<T, HD, kKeys>(vs, vpool + off, row.Valid(0));
-  }
-  block_next = row.Block(1);
-  if (key_tiles > 1)
-    LoadRow<T, HD, kKeys>(ks + kTileBytes, kpool + row.Offset(1, block_next), row.Valid(1));
-  CpAsyncCommit();                 // Q, K_0, V_0, K_1
-  int block_ahead = row.Block(2);  // ... in tile j + 2 (for K_{j+2}), read a tile ahead
-  CpAsyncWaitGroup<0>();
-  FenceProxyAsyncShared();
-  __syncthreads();
+  const int32_t* table = kv.block_tables + static_cast<int64_t>(row_seq[first]) * kv.max_blocks;
 
-  const uint32_t q_addr = SmemAddr(qs) + wg * kGroupRows * 128;  // this warpgroup's Q rows
+  if (consumer < 0) {
+    SetMaxRegisters<kProducerRegs, false>();
+    ProduceTiles<T, HD>(qs, ks, vs, bars, q, q_stride, first, count, qh, kvh, last_pos,
+                        key_tiles, kv, table);
+    return;
+  }
+  SetMaxRegisters<kConsumerRegs, true>();
+  auto give_back = [&](uint64_t* empty) {  // after the warp's wait for the products reading it
+    if (lane == 0) ArriveBarrier(empty);
+  };
+  const uint32_t q_addr = SmemAddr(qs) + consumer * kGroupRows * 128;  // this consumer's Q rows
   float o[HD / 2];
 #pragma unroll
   for (int i = 0; i < HD / 2; ++i) o[i] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
   PFragments pa;  // P_j
   float s[kKeys / 2];
-  if (group_tiles > 0) {
-    IssueScores<T, HD>(s, q_addr, SmemAddr(ks));
-    WgmmaWait<0>();
-    FenceRegisters(s);
-    Softmax<T>(s, m, l, corr, row_pos, 0, kKeys - 1 > wmin, tq, scale_log2);
-    PackP<T>(s, pa);
-  }
-  __syncthreads();  // every warpgroup done with K_0 (its stage takes K_2 next)
-
-  // Tile j's loads: K_{j+2} and V_{j+1} into the stages tile j - 1 / j freed, committed; then
-  // waited for, made visible to the tensor cores' reads, and a barrier (after which everyone is
-  // done with the stages the next loads overwrite).
-  auto issue_loads = [&](int j) {
-    if (j + 2 < key_tiles) {
-      LoadRow<T, HD, kKeys>(ks + (j & 1) * kTileBytes, kpool + row.Offset(j + 2, block_ahead),
-                            row.Valid(j + 2));
-    }
-    if (j + 1 < key_tiles) {
-      LoadRow<T, HD, kKeys>(vs + ((j + 1) & 1) * kTileBytes, vpool + row.Offset(j + 1, block_next),
-                            row.Valid(j + 1));
-    }
-    CpAsyncCommit();
-    block_next = block_ahead;
-    block_ahead = row.Block(j + 3);
-  };
-  auto finish_loads = [&] {
-    CpAsyncWaitGroup<0>();
-    FenceProxyAsyncShared();
-    __syncthreads();
-  };
-  // Three loops with no product issued under a condition (the compiler would serialize the
-  // products of a divergent path): the tiles with a next one, this warpgroup's last tile, the
-  // tiles only the other warpgroup needs (loads and barriers only).
+  WaitBarrier(&bars.q_full, 0);
+  WaitBarrier(&bars.k_full[0], 0);
+  IssueScores<T, HD>(s, q_addr, SmemAddr(ks));
+  WgmmaWait<0>();
+  FenceRegisters(s);
+  give_back(&bars.k_empty[0]);
+  Softmax<T>(s, m, l, corr, row_pos, 0, kKeys - 1 > wmin, tq, scale_log2);
+  PackP<T>(s, pa);
   int j = 0;
-  for (; j + 1 < group_tiles; ++j) {
-    IssueScores<T, HD>(s, q_addr, SmemAddr(ks + ((j + 1) & 1) * kTileBytes));
-    IssueValues<T, HD>(o, pa, SmemAddr(vs + (j & 1) * kTileBytes));
-    issue_loads(j);
+  for (; j + 1 < key_tiles; ++j) {
+    const int t = j + 1;
+    WaitBarrier(&bars.k_full[t % kStages], (t / kStages) & 1);
+    WaitBarrier(&bars.v_full[j % kStages], (j / kStages) & 1);
+    IssueScores<T, HD>(s, q_addr, SmemAddr(ks + (t % kStages) * kTileBytes));
+    IssueValues<T, HD>(o, pa, SmemAddr(vs + (j % kStages) * kTileBytes));
     WgmmaWait<1>();  // S_{j+1} (P·V of tile j may still run)
     FenceRegisters(s);
-    const int t0 = (j + 1) * kKeys;
+    give_back(&bars.k_empty[t % kStages]);
+    const int t0 = t * kKeys;
     Softmax<T>(s, m, l, corr, row_pos, t0, t0 + kKeys - 1 > wmin, tq, scale_log2);
     WgmmaWait<0>();  // P·V of tile j: its P registers and O are free again
     FenceRegisters(o);
     for (auto& regs : pa) FenceRegisters(regs);
+    give_back(&bars.v_empty[j % kStages]);
     // Rows whose maximum did not move have corr = 1 exactly: the warp skips the rescale
     // when all of its rows are such.
     if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
@@ -368,24 +392,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     // would serialize them).
     FenceRegisters(o);
     for (auto& regs : pa) FenceRegisters(regs);
-    finish_loads();
   }
-  if (j < group_tiles) {  // the last tile: P·V only
-    FenceRegisters(o);
-    IssueValues<T, HD>(o, pa, SmemAddr(vs + (j & 1) * kTileBytes));
-    issue_loads(j);
-    WgmmaWait<0>();
-    FenceRegisters(o);
-    for (auto& regs : pa) FenceRegisters(regs);
-    finish_loads();
-    ++j;
-  }
-  for (; j < key_tiles; ++j) {
-    issue_loads(j);
-    finish_loads();
-  }
+  WaitBarrier(&bars.v_full[j % kStages], (j / kStages) & 1);  // the last tile: P·V only
+  FenceRegisters(o);
+  IssueValues<T, HD>(o, pa, SmemAddr(vs + (j % kStages) * kTileBytes));
+  WgmmaWait<0>();
+  FenceRegisters(o);
 
-  if (group_tiles == 0) return;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     float sum = l[h];

@@ -73,6 +73,20 @@ __device__ __forceinline__ void FenceProxyAsyncShared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// Sets this warpgroup's registers per thread to kRegs (a multiple of 8 in 24..256), giving
+// registers back to the block's pool (kInc false) or taking them from it (kInc true): a
+// warp-specialized block's producers shrink so that its consumers can grow past the launch's
+// even share. Every thread of the warpgroup executes it.
+template <int kRegs, bool kInc>
+__device__ __forceinline__ void SetMaxRegisters() {
+  static_assert(kRegs % 8 == 0 && kRegs >= 24 && kRegs <= 256, "setmaxnreg's range");
+  if constexpr (kInc) {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+  } else {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+  }
+}
+
 // d (+)= a · bᵀ, m64nNk16, fp32 accumulators; a, b descriptors of K-major tiles; d is
 // overwritten when accumulate == 0.
 template <typename T, int N>
