@@ -152,8 +152,9 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
 //  - kWgmma (the default): the same algorithm, tiles and numerics on Hopper's warpgroup MMA
 //    (wgmma), warp-specialized: a producer warpgroup filling rings of 128-token K/V tiles in
 //    swizzled shared memory, two consumer warpgroups of 64 rows whose products read them, P·V
-//    of one tile under the softmax of the next; see prefill_attention_wgmma.cu. Compute capability 9.0 only; elsewhere, and for operands
-//    kMma's kernel could not take, it falls back to kMma (and that to kSimt).
+//    of one tile under the softmax of the next; see prefill_attention_wgmma.cu. Compute
+//    capability 9.0 only; elsewhere, and for operands kMma's kernel could not take, it falls
+//    back to kMma (and that to kSimt).
 enum class PrefillAttentionAlgo { kSimt, kMma, kWgmma };
 
 // Rows per query tile of prefill attention for each body: the most rows a tile of the list

@@ -26,10 +26,11 @@
 //
 // Measured (H200, bf16, one causal prompt, d 128; docs/benchmarks.md, "Prefill attention on
 // warpgroup MMA"): run 37's form (two warpgroups loading their own tiles between the products,
-// one barrier a tile) 390-398 TFLOP/s at 32K-64K; this one 1.11-1.19x that (run 38, calls 2-4,
-// alternated). Tried there and not kept: the consumers' products issued in turn (named barriers,
-// FlashAttention-3's ping-pong) 4-8% slower; three stages, copies arriving on the
-// barriers as they land (no producer wait), one block-table entry a tile: no faster.
+// one barrier a tile) 390-398 TFLOP/s at 32K-64K; this one 1.10-1.19x that (run 38, calls 2-4,
+// alternated; 1.55-1.69x kMma, 451-466 TFLOP/s at 32K-256K, call 5). Tried there and not kept:
+// the consumers' products issued in turn (named barriers, FlashAttention-3's ping-pong) 4-9%
+// slower; three stages 1-4% slower; copies arriving on the barriers as they land (no producer
+// wait), one block-table entry a tile: no faster.
 #include <cmath>
 #include <cstdint>
 
@@ -161,7 +162,8 @@ __device__ __forceinline__ void ProduceTiles(unsigned char* qs, unsigned char* k
     const int t = j + 1;
     if (t < key_tiles) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i) off_k[i] = RowOffset<HD>(kv, table, t, r0 + 64 * i, kvh, last_pos);
+      for (int i = 0; i < 2; ++i)
+        off_k[i] = RowOffset<HD>(kv, table, t, r0 + 64 * i, kvh, last_pos);
       WaitBarrier(&b.k_empty[t % kStages], ((t / kStages) & 1) ^ 1);
       issue(ks + (t % kStages) * kTileBytes, kpool, off_k, &b.k_full[t % kStages]);
     }
@@ -299,7 +301,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int qh = blockIdx.y;
   const int kvh = qh / (heads_q / heads_kv);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int consumer = warp / 4 - 1;  // 0 / 1; the producer: -1
+  const int consumer = warp / 4 - 1;       // 0 / 1; the producer: -1
   const int g = lane >> 2, tq = lane & 3;  // fragment row group, thread in quad
   const int row0 = consumer * kGroupRows + (warp & 3) * 16 + g;  // rows row0, row0 + 8
 
@@ -336,8 +338,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (consumer < 0) {
     SetMaxRegisters<kProducerRegs, false>();
-    ProduceTiles<T, HD>(qs, ks, vs, bars, q, q_stride, first, count, qh, kvh, last_pos,
-                        key_tiles, kv, table);
+    ProduceTiles<T, HD>(qs, ks, vs, bars, q, q_stride, first, count, qh, kvh, last_pos, key_tiles,
+                        kv, table);
     return;
   }
   SetMaxRegisters<kConsumerRegs, true>();
