@@ -27,10 +27,12 @@
 // Measured (H200, bf16, one causal prompt, d 128; docs/benchmarks.md, "Prefill attention on
 // warpgroup MMA"): run 37's form (two warpgroups loading their own tiles between the products,
 // one barrier a tile) 390-398 TFLOP/s at 32K-64K; this one 1.10-1.19x that (run 38, calls 2-4,
-// alternated; 1.55-1.69x kMma, 451-466 TFLOP/s at 32K-256K, call 5). Tried there and not kept:
-// the consumers' products issued in turn (named barriers, FlashAttention-3's ping-pong) 4-9%
-// slower; three stages 1-4% slower; copies arriving on the barriers as they land (no producer
-// wait), one block-table entry a tile: no faster.
+// alternated); in the final form 1.56-1.78x kMma, 375-481 TFLOP/s at 4K-64K (451 at 128K-256K),
+// 0.73-0.88x SDPA's cuDNN backend (calls 5-7). Tried there and not kept: the consumers'
+// products issued in turn (named barriers, FlashAttention-3's ping-pong) 4-9% slower; three
+// stages 1-4% slower; copies arriving on the barriers as they land (no producer wait), one
+// block-table entry a tile: no faster. Kept (call 6): a consumer waits for V_j's stage only
+// once S_{j+1} is issued, 0-4% faster.
 #include <cmath>
 #include <cstdint>
 
@@ -274,7 +276,7 @@ __device__ __forceinline__ void PackP(const float (&s)[kKeys / 2], PFragments& p
 // Per consumer warpgroup and key tile j, software-pipelined so the tensor cores run P·V of tile
 // j while the warps compute the softmax of tile j + 1 (FlashAttention-3's intra-warpgroup
 // overlap):
-//   wait for K_{j+1} and V_j; issue S_{j+1} = Q·K_{j+1}ᵀ; issue O += P_j·V_j;
+//   wait for K_{j+1}; issue S_{j+1} = Q·K_{j+1}ᵀ; wait for V_j; issue O += P_j·V_j;
 //   wait for S_{j+1} (K_{j+1}'s stage given back); softmax → P_{j+1};
 //   wait for P·V (V_j's stage given back); O *= the rescale factor of tile j + 1.
 // Both consumers run every key tile of the block (a tile past a row's position is masked whole
@@ -365,8 +367,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (; j + 1 < key_tiles; ++j) {
     const int t = j + 1;
     WaitBarrier(&bars.k_full[t % kStages], (t / kStages) & 1);
-    WaitBarrier(&bars.v_full[j % kStages], (j / kStages) & 1);
     IssueScores<T, HD>(s, q_addr, SmemAddr(ks + (t % kStages) * kTileBytes));
+    WaitBarrier(&bars.v_full[j % kStages], (j / kStages) & 1);  // under S_{j+1}
     IssueValues<T, HD>(o, pa, SmemAddr(vs + (j % kStages) * kTileBytes));
     WgmmaWait<1>();  // S_{j+1} (P·V of tile j may still run)
     FenceRegisters(s);
