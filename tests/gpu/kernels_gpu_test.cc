@@ -1155,9 +1155,9 @@ TEST(KernelsGpu, PrefillAttentionAnyScaleMatchesReference) {
   }
 }
 
-// Pool blocks other than the engine's 16 tokens: ones that divide the wgmma body's 128-token K/V
-// tile (one block-table entry a tile per row) and ones that do not (7, 48, 256: the row's block
-// found per tile by division), over chunks at offsets and whole prompts.
+// Pool blocks other than the engine's 16 tokens: ones that divide the 128-token K/V tiles of the
+// tensor-core bodies and ones that do not (7, 48, 256: a tile's rows spread over blocks at
+// offsets other than 0), over chunks at offsets and whole prompts.
 TEST(KernelsGpu, PrefillAttentionAnyBlockSizeMatchesReference) {
   SKIP_WITHOUT_GPU();
   for (int block : {7, 32, 48, 128, 256}) {
