@@ -1095,8 +1095,8 @@ std::vector<std::vector<float>> RunPrefill(const PrefillCase& c,
 }
 
 void ExpectPrefillMatchesReference(const PrefillCase& c) {
-  // kMma: the default (tensor cores); kWgmma: Hopper's warpgroup MMA (kMma on other GPUs);
-  // kSimt: the first body, kept for comparison benchmarks.
+  // kWgmma: the default (Hopper's warpgroup MMA; kMma on other GPUs); kMma: the portable
+  // tensor-core body; kSimt: the first body, kept for comparison benchmarks.
   const std::vector<PrefillAttentionAlgo> algos = {
       PrefillAttentionAlgo::kSimt, PrefillAttentionAlgo::kMma, PrefillAttentionAlgo::kWgmma};
   std::vector<float> ref;
@@ -1169,7 +1169,7 @@ TEST(KernelsGpu, PrefillAttentionAnyBlockSizeMatchesReference) {
 
 // Llama-3-8B heads (32 q / 8 kv, d 128) over a 2048-token prompt, past where the CPU twin is
 // affordable: the tensor-core bodies against the CUDA-core one.
-TEST(KernelsGpu, PrefillAttentionMmaMatchesSimtAtModelShape) {
+TEST(KernelsGpu, PrefillAttentionTensorCoresMatchSimtAtModelShape) {
   SKIP_WITHOUT_GPU();
   for (DType t : kDTypes) {
     const PrefillCase c{t, 128, 8, 4, {2048}, {2048}};
