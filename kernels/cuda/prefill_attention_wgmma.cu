@@ -2,16 +2,17 @@
 // LaunchPrefillAttention. Twin: CausalAttentionReference (tests/gpu/kernels_gpu_test.cc runs it
 // beside kMma and kSimt over the same sweeps).
 //
-// The same algorithm, tiles and numerics as kMma (prefill_attention_mma.cu): one block per
-// (query tile of kPrefillTileRowsMma = 128 rows, query head), the tiles of one head side by side
-// so their K/V reads hit L2, online softmax in fp32 registers with base-2 exponents and the
-// scale folded into one FMA, P rounded once to bf16/fp16 with each row's sum over the rounded
-// values, tokens past the tile's last position zero-filled, longest tiles first. What changes
-// is the product engine and the block's division of labour (FlashAttention-3's warp
-// specialization): three warpgroups,
+// The same algorithm and tiles as kMma (prefill_attention_mma.cu): one block per (query tile of
+// kPrefillTileRowsMma = 128 rows, query head), the tiles of one head side by side so their K/V
+// reads hit L2, online softmax in fp32 registers with base-2 exponents and the scale folded
+// into one FMA, P rounded once to bf16/fp16, tokens past the tile's last position zero-filled,
+// longest tiles first. Each row's sum runs over the fp32 values of P (as FlashAttention-2/3
+// sum them; kMma sums the rounded ones). What changes is the product engine and the block's
+// division of labour (FlashAttention-3's warp specialization): three warpgroups,
 //   the producer   fills a two-stage ring each of K and V (128-token tiles, 128-byte swizzled
 //                  shared memory) by 16-byte cp.async, from device or mapped host memory alike,
-//                  and signals each stage on a shared-memory barrier once it has landed;
+//                  four whole rows' 128-byte halves a copy instruction, and signals each stage
+//                  on a shared-memory barrier once it has landed;
 //   two consumers  of 64 query rows each, per K/V tile
 //                    S = Q·Kᵀ   one m64n128k16 wgmma per 16 head-dimension columns, Q and K both
 //                               read by the tensor cores from shared memory;
@@ -32,7 +33,12 @@
 // products issued in turn (named barriers, FlashAttention-3's ping-pong) 4-9% slower; three
 // stages 1-4% slower; copies arriving on the barriers as they land (no producer wait), one
 // block-table entry a tile: no faster. Kept (call 6): a consumer waits for V_j's stage only
-// once S_{j+1} is issued, 0-4% faster.
+// once S_{j+1} is issued, 0-4% faster. Run 39: the producer's copies four whole rows' halves an
+// instruction instead of two threads a row (whose stores took 4.5x the ideal shared-memory
+// wavefronts, Nsight Compute) 1.07-1.11x; each row's sum over the fp32 values of P instead of
+// the rounded ones (no unpacking a value) 1.05-1.06x; 498-541 TFLOP/s at 32K-64K. Tried there
+// and not kept: the row max as a tree and the sum in four chains, copies arriving on the
+// barriers as they land, three V stages (each within 1%).
 #include <cmath>
 #include <cstdint>
 
@@ -95,17 +101,25 @@ struct RingBarriers {
   uint64_t q_full, k_full[kStages], v_full[kStages], k_empty[kStages], v_empty[kStages];
 };
 
-// Row r of a swizzled kTileRows-row tile from src: this thread's half of its 16-byte chunks (in
-// alternation with the row's other thread, so each pair reads whole 32-byte sectors and each
-// copy instruction's stores spread over all the banks), or zeros (cp.async with no source
-// bytes) where !valid.
+// Rows 32w .. 32w + 31 of a swizzled kTileRows-row tile by the 32 lanes of producer warp w,
+// lane l holding row 32w + l's element offset in src (-1: zero-fill the row): each copy
+// instruction takes four whole rows' 128-byte halves (lane / 8 the row of the four, lane % 8 the
+// 16-byte chunk), so its global reads are four whole 128-byte lines and its shared-memory
+// stores four conflict-free wavefronts.
 template <typename T, int HD, int kTileRows>
-__device__ __forceinline__ void LoadRowHalf(unsigned char* dst, int r, int half, const T* src,
-                                            bool valid) {
+__device__ __forceinline__ void LoadWarpRows(unsigned char* dst, const T* src, int64_t row_off) {
+  const int lane = threadIdx.x & 31, warp_row0 = threadIdx.x & ~31 & 127;
+  const int quad_row = lane >> 3, chunk = lane & 7;
+#pragma unroll 4  // (fully unrolled, the 64-bit offsets spill at 40 registers)
+  for (int i = 0; i < 8; ++i) {
+    const int l = 4 * i + quad_row;
+    const int64_t off = __shfl_sync(0xffffffffu, row_off, l);
 #pragma unroll
-  for (int i = 0; i < HD / 16; ++i) {
-    const int c = 2 * i + half;
-    CpAsync16(dst + SwizzledOffset<kTileRows>(r, c * 8), src + c * 8, valid);
+    for (int h = 0; h < HD / 64; ++h) {
+      const int c = h * 64 + chunk * 8;
+      CpAsync16(dst + SwizzledOffset<kTileRows>(warp_row0 + l, c), src + max(off, int64_t{0}) + c,
+                off >= 0);
+    }
   }
 }
 
@@ -117,10 +131,11 @@ __device__ __forceinline__ int64_t RowOffset(const CudaPagedKv& kv, const int32_
   return pos > last_pos ? -1 : KvOffset(kv, table, pos, kvh, HD);
 }
 
-// The producer warpgroup (threads 0..127, two a row, rows r0 and r0 + 64): Q, then K_0, and per
-// tile j K_{j+1} and V_j (the order the consumers need them), each into its stage once both
-// consumers gave it back. A stage is signalled full once its copies landed, checked after the
-// next stage's copies are issued (one batch in flight behind the one being issued).
+// The producer warpgroup (threads 0..127, thread i computing row i's offset, LoadWarpRows
+// copying): Q, then K_0, and per tile j K_{j+1} and V_j (the order the consumers need them), each
+// into its stage once both consumers gave it back. A stage is signalled full once its copies
+// landed, checked after the next stage's copies are issued (one batch in flight behind the one
+// being issued).
 template <typename T, int HD>
 __device__ __forceinline__ void ProduceTiles(unsigned char* qs, unsigned char* ks,
                                              unsigned char* vs, RingBarriers& b, const T* q,
@@ -128,44 +143,32 @@ __device__ __forceinline__ void ProduceTiles(unsigned char* qs, unsigned char* k
                                              int kvh, int last_pos, int key_tiles,
                                              const CudaPagedKv& kv, const int32_t* table) {
   constexpr int kTileBytes = kKeys * HD * 2;
-  const int half = threadIdx.x & 1, r0 = threadIdx.x >> 1;
+  const int row = threadIdx.x;
   const T* kpool = static_cast<const T*>(kv.k);
   const T* vpool = static_cast<const T*>(kv.v);
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int r = r0 + 64 * i;
-    LoadRowHalf<T, HD, kRows>(qs, r, half,
-                              q + static_cast<int64_t>(first + min(r, count - 1)) * q_stride +
-                                  static_cast<int64_t>(qh) * HD,
-                              r < count);
-  }
+  LoadWarpRows<T, HD, kRows>(
+      qs, q,
+      row < count ? static_cast<int64_t>(first + row) * q_stride + static_cast<int64_t>(qh) * HD
+                  : int64_t{-1});
   CpAsyncCommit();
   uint64_t* in_flight = &b.q_full;  // the barrier of the batch before the one just issued
-  auto issue = [&](unsigned char* dst, const T* pool, const int64_t (&off)[2], uint64_t* full) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      LoadRowHalf<T, HD, kKeys>(dst, r0 + 64 * i, half, pool + max(off[i], int64_t{0}),
-                                off[i] >= 0);
-    }
+  auto issue = [&](unsigned char* dst, const T* pool, int64_t row_off, uint64_t* full) {
+    LoadWarpRows<T, HD, kKeys>(dst, pool, row_off);
     CpAsyncCommit();
     CpAsyncWaitGroup<1>();  // the batch before landed: visible to the tensor cores, signalled
     FenceProxyAsyncShared();
     ArriveBarrier(in_flight);
     in_flight = full;
   };
-  int64_t off_v[2], off_k[2];  // tile j's rows (for V_j), tile j + 1's (for K_{j+1})
-#pragma unroll
-  for (int i = 0; i < 2; ++i) off_k[i] = RowOffset<HD>(kv, table, 0, r0 + 64 * i, kvh, last_pos);
+  // This thread's row of tile j (for V_j) and of tile j + 1 (for K_{j+1}).
+  int64_t off_k = RowOffset<HD>(kv, table, 0, row, kvh, last_pos);
   WaitBarrier(&b.k_empty[0], 1);  // a fresh barrier: the phase before the first has completed
   issue(ks, kpool, off_k, &b.k_full[0]);
   for (int j = 0; j < key_tiles; ++j) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) off_v[i] = off_k[i];
+    const int64_t off_v = off_k;
     const int t = j + 1;
     if (t < key_tiles) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        off_k[i] = RowOffset<HD>(kv, table, t, r0 + 64 * i, kvh, last_pos);
+      off_k = RowOffset<HD>(kv, table, t, row, kvh, last_pos);
       WaitBarrier(&b.k_empty[t % kStages], ((t / kStages) & 1) ^ 1);
       issue(ks + (t % kStages) * kTileBytes, kpool, off_k, &b.k_full[t % kStages]);
     }
@@ -214,15 +217,14 @@ __device__ __forceinline__ void IssueValues(float (&o)[HD / 2], const PFragments
 }
 
 // Online softmax of one S tile (keys t0 ..) for this thread's rows (positions row_pos), in
-// place: masks keys past each row's position where `mask`, turns s into P rounded to T (kept as
-// fp32), updates the running max m and sum l, and returns each row's rescale factor for O in
-// corr. It writes no register a product in flight reads (P·V of the tile before may still run:
-// writing its next A operands now would make the compiler serialize the products).
-template <typename T>
+// place: masks keys past each row's position where `mask`, turns s into P (fp32; PackP rounds
+// it to T for P·V), updates the running max m and sum l (over the fp32 values, as
+// FlashAttention-2/3 sum them), and returns each row's rescale factor for O in corr. It writes
+// no register a product in flight reads (P·V of the tile before may still run: writing its next
+// A operands now would make the compiler serialize the products).
 __device__ __forceinline__ void Softmax(float (&s)[kKeys / 2], float (&m)[2], float (&l)[2],
                                         float (&corr)[2], const int (&row_pos)[2], int t0,
                                         bool mask, int tq, float scale_log2) {
-  using Vec2 = typename Num<T>::Vec2;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     if (mask) {  // warp-uniform: only tiles that reach past a row's position
@@ -247,21 +249,18 @@ __device__ __forceinline__ void Softmax(float (&s)[kKeys / 2], float (&m)[2], fl
     float sum = 0.0f;
 #pragma unroll
     for (int nt = 0; nt < kKeys / 8; ++nt) {
-      const float p0 = Exp2(fmaf(s[4 * nt + 2 * h], scale_log2, -m_new));
-      const float p1 = Exp2(fmaf(s[4 * nt + 2 * h + 1], scale_log2, -m_new));
-      const uint32_t packed = PackF<T>(p0, p1);
-      // l sums the rounded values P·V multiplies: the weights of each row sum to 1.
-      const float2 r = Num<T>::ToF2(*reinterpret_cast<const Vec2*>(&packed));
-      s[4 * nt + 2 * h] = r.x;
-      s[4 * nt + 2 * h + 1] = r.y;
-      sum += r.x;
-      sum += r.y;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& v = s[4 * nt + 2 * h + e];
+        v = Exp2(fmaf(v, scale_log2, -m_new));
+        sum += v;
+      }
     }
     l[h] = l[h] * corr[h] + sum;
   }
 }
 
-// P (the values Softmax left in s, already representable in T) packed as P·V's A operands.
+// P (the values Softmax left in s) rounded to T and packed as P·V's A operands.
 template <typename T>
 __device__ __forceinline__ void PackP(const float (&s)[kKeys / 2], PFragments& pa) {
 #pragma unroll
@@ -361,7 +360,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   WgmmaWait<0>();
   FenceRegisters(s);
   give_back(&bars.k_empty[0]);
-  Softmax<T>(s, m, l, corr, row_pos, 0, kKeys - 1 > wmin, tq, scale_log2);
+  Softmax(s, m, l, corr, row_pos, 0, kKeys - 1 > wmin, tq, scale_log2);
   PackP<T>(s, pa);
   int j = 0;
   for (; j + 1 < key_tiles; ++j) {
@@ -374,7 +373,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     FenceRegisters(s);
     give_back(&bars.k_empty[t % kStages]);
     const int t0 = t * kKeys;
-    Softmax<T>(s, m, l, corr, row_pos, t0, t0 + kKeys - 1 > wmin, tq, scale_log2);
+    Softmax(s, m, l, corr, row_pos, t0, t0 + kKeys - 1 > wmin, tq, scale_log2);
     WgmmaWait<0>();  // P·V of tile j: its P registers and O are free again
     FenceRegisters(o);
     for (auto& regs : pa) FenceRegisters(regs);
