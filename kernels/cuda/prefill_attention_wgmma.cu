@@ -36,9 +36,11 @@
 // once S_{j+1} is issued, 0-4% faster. Run 39: the producer's copies four whole rows' halves an
 // instruction instead of two threads a row (whose stores took 4.5x the ideal shared-memory
 // wavefronts, Nsight Compute) 1.07-1.11x; each row's sum over the fp32 values of P instead of
-// the rounded ones (no unpacking a value) 1.05-1.06x; 498-541 TFLOP/s at 32K-64K. Tried there
+// the rounded ones (no unpacking a value) 1.05-1.06x; 541-567 TFLOP/s from 32K (548 at 256K),
+// 1.88-2.04x kMma, 0.86-0.94x SDPA's cuDNN backend (calls 4, 6). Tried there
 // and not kept: the row max as a tree and the sum in four chains, copies arriving on the
-// barriers as they land, three V stages (each within 1%).
+// barriers as they land, three V stages (each within 1%), ping-pong again (3% slower). Kept
+// (call 5): O rescaled under S_{j+1} instead of after P·V_{j-1}'s wait, 0.6-1.4% faster.
 #include <cmath>
 #include <cstdint>
 
@@ -275,9 +277,10 @@ __device__ __forceinline__ void PackP(const float (&s)[kKeys / 2], PFragments& p
 // Per consumer warpgroup and key tile j, software-pipelined so the tensor cores run P·V of tile
 // j while the warps compute the softmax of tile j + 1 (FlashAttention-3's intra-warpgroup
 // overlap):
-//   wait for K_{j+1}; issue S_{j+1} = Q·K_{j+1}ᵀ; wait for V_j; issue O += P_j·V_j;
+//   wait for K_{j+1}; issue S_{j+1} = Q·K_{j+1}ᵀ; O *= the rescale factor of tile j (under
+//   S_{j+1}, FlashAttention-3's place); wait for V_j; issue O += P_j·V_j;
 //   wait for S_{j+1} (K_{j+1}'s stage given back); softmax → P_{j+1};
-//   wait for P·V (V_j's stage given back); O *= the rescale factor of tile j + 1.
+//   wait for P·V (V_j's stage given back).
 // Both consumers run every key tile of the block (a tile past a row's position is masked whole
 // for it), so each gives back every stage the producer fills.
 template <typename T, int HD>
@@ -351,9 +354,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   float o[HD / 2];
 #pragma unroll
   for (int i = 0; i < HD / 2; ++i) o[i] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2] = {1.0f, 1.0f};
   PFragments pa;  // P_j
   float s[kKeys / 2];
+  // O *= each row's rescale factor of the tile Softmax last took. Rows whose maximum did not
+  // move have corr = 1 exactly: the warp skips the rescale when all of its rows are such.
+  auto rescale = [&] {
+    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+      for (int nt = 0; nt < kDTiles; ++nt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          o[4 * nt + 2 * h] *= corr[h];
+          o[4 * nt + 2 * h + 1] *= corr[h];
+        }
+      }
+    }
+  };
   WaitBarrier(&bars.q_full, 0);
   WaitBarrier(&bars.k_full[0], 0);
   IssueScores<T, HD>(s, q_addr, SmemAddr(ks));
@@ -367,6 +384,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int t = j + 1;
     WaitBarrier(&bars.k_full[t % kStages], (t / kStages) & 1);
     IssueScores<T, HD>(s, q_addr, SmemAddr(ks + (t % kStages) * kTileBytes));
+    rescale();  // by tile j's factor, under S_{j+1} (O is free since P·V_{j-1}'s wait)
+    FenceRegisters(o);
     WaitBarrier(&bars.v_full[j % kStages], (j / kStages) & 1);  // under S_{j+1}
     IssueValues<T, HD>(o, pa, SmemAddr(vs + (j % kStages) * kTileBytes));
     WgmmaWait<1>();  // S_{j+1} (P·V of tile j may still run)
@@ -378,18 +397,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     FenceRegisters(o);
     for (auto& regs : pa) FenceRegisters(regs);
     give_back(&bars.v_empty[j % kStages]);
-    // Rows whose maximum did not move have corr = 1 exactly: the warp skips the rescale
-    // when all of its rows are such.
-    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
-#pragma unroll
-      for (int nt = 0; nt < kDTiles; ++nt) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          o[4 * nt + 2 * h] *= corr[h];
-          o[4 * nt + 2 * h + 1] *= corr[h];
-        }
-      }
-    }
     PackP<T>(s, pa);
     // Both settled here, not sunk by the compiler to between the next tile's products (which
     // would serialize them).
@@ -397,6 +404,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (auto& regs : pa) FenceRegisters(regs);
   }
   WaitBarrier(&bars.v_full[j % kStages], (j / kStages) & 1);  // the last tile: P·V only
+  rescale();
   FenceRegisters(o);
   IssueValues<T, HD>(o, pa, SmemAddr(vs + (j % kStages) * kTileBytes));
   WgmmaWait<0>();
