@@ -108,6 +108,7 @@ struct RingBarriers {
 // instruction takes four whole rows' 128-byte halves (lane / 8 the row of the four, lane % 8 the
 // 16-byte chunk), so its global reads are four whole 128-byte lines and its shared-memory
 // stores four conflict-free wavefronts.
+static_assert(kRows == 128 && kKeys == 128, "LoadWarpRows: a tile row for each producer thread");
 template <typename T, int HD, int kTileRows>
 __device__ __forceinline__ void LoadWarpRows(unsigned char* dst, const T* src, int64_t row_off) {
   const int lane = threadIdx.x & 31, warp_row0 = threadIdx.x & ~31 & 127;
