@@ -36,11 +36,11 @@
 // once S_{j+1} is issued, 0-4% faster. Run 39: the producer's copies four whole rows' halves an
 // instruction instead of two threads a row (whose stores took 4.5x the ideal shared-memory
 // wavefronts, Nsight Compute) 1.07-1.11x; each row's sum over the fp32 values of P instead of
-// the rounded ones (no unpacking a value) 1.05-1.06x; 541-567 TFLOP/s from 32K (548 at 256K),
-// 1.88-2.04x kMma, 0.86-0.94x SDPA's cuDNN backend (calls 4, 6). Tried there
-// and not kept: the row max as a tree and the sum in four chains, copies arriving on the
-// barriers as they land, three V stages (each within 1%), ping-pong again (3% slower). Kept
-// (call 5): O rescaled under S_{j+1} instead of after P·V_{j-1}'s wait, 0.6-1.4% faster.
+// the rounded ones (no unpacking a value) 1.05-1.06x; O rescaled under S_{j+1} instead of after
+// P·V_{j-1}'s wait 1.006-1.014x: 541-567 TFLOP/s from 32K (548 at 256K), 1.88-2.04x kMma (call
+// 6), 0.86-0.93x SDPA's cuDNN backend (call 4, before the rescale's move). Tried there and not
+// kept: the row max as a tree and the sum in four chains, copies arriving on the barriers as
+// they land, three V stages (each within 1%), ping-pong again (3% slower).
 #include <cmath>
 #include <cstdint>
 
