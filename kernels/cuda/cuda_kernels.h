@@ -149,10 +149,11 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
 //    of 8) and for a scale that is not positive and finite. It matches the twin and kSimt on an
 //    H200 (tests/gpu/kernels_gpu_test.cc) and runs 16-19x faster than kSimt (run 4), ~1.4x
 //    faster again since run 36 (docs/benchmarks.md, "Prefill attention").
-//  - kWgmma (the default): the same algorithm, tiles and numerics on Hopper's warpgroup MMA
-//    (wgmma), warp-specialized: a producer warpgroup filling rings of 128-token K/V tiles in
-//    swizzled shared memory, two consumer warpgroups of 64 rows whose products read them, P·V
-//    of one tile under the softmax of the next; see prefill_attention_wgmma.cu. Compute
+//  - kWgmma (the default): the same algorithm and tiles on Hopper's warpgroup MMA (wgmma),
+//    each row's softmax sum over the fp32 values of P (kMma sums the rounded ones; run 39),
+//    warp-specialized: a producer warpgroup filling rings of 128-token K/V tiles in swizzled
+//    shared memory, two consumer warpgroups of 64 rows whose products read them, P·V of one
+//    tile under the softmax of the next; see prefill_attention_wgmma.cu. Compute
 //    capability 9.0 only; elsewhere, and for operands kMma's kernel could not take, it falls
 //    back to kMma (and that to kSimt).
 enum class PrefillAttentionAlgo { kSimt, kMma, kWgmma };
