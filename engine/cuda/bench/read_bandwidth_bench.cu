@@ -8,32 +8,52 @@
 //   and cp.async in its zero-filling form (a source-size operand; the attention body's)
 //   bulk      cp.async.bulk (the TMA unit) into a 6-stage ring of 16 KiB stages per block
 //             (bulk_copy.cuh; the GEMV's loads)
-// Each reads the whole buffer once per timed launch (best of --reps after a warm-up) and XORs
-// its 32-bit words per block; the blocks' XORs must equal ReadXorReference (the host twin) over
-// the buffer's pattern, so a method that skipped bytes fails instead of looking fast.
-// Usage: dsinfer-read-bench [--gib 4] [--reps 5] [--json_out FILE]
+// and how fast it gathers rows — the ceiling of Double Sparsity's sparse attention, which reads
+// each selected token's 256-byte K and V rows of a KV head:
+//   gather N  one in --gather_one_in (16) of the buffer's N-byte rows, picked at random and read
+//             in ascending order (as a top-k's selection; 1: every row, a streaming read through
+//             the same kernel), 16-byte ld.global.nc loads, 8 in flight per thread, at each of
+//             --gather_blocks_per_sm (8) resident blocks per SM (32 KiB in flight an SM each);
+//             N = 256 (a K or V row at head_dim 128, fp16), 512, 1024, 2048 (a token's rows of
+//             all 8 KV heads: the pool's layout)
+// Each method reads the whole buffer once per timed launch (best of --reps after a warm-up) and
+// XORs its 32-bit words per block; the blocks' XORs must equal ReadXorReference (the host twin)
+// over the buffer's pattern (a gather's: GatherXorReference over its rows), so a method that
+// skipped bytes fails instead of looking fast.
+// Usage: dsinfer-read-bench [--gib 4] [--reps 5] [--gather_blocks_per_sm 8]
+//                           [--gather_one_in 16] [--json_out FILE]
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/tools/cli_flags.h"
 #include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/status.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(int32_t, gib, 4, "buffer size in GiB (read once per timed launch)");
 ABSL_FLAG(int32_t, reps, 5, "timed launches per method (the best counts)");
 ABSL_FLAG(std::string, json_out, "", "write results as JSON to this file");
+ABSL_FLAG(std::string, gather_blocks_per_sm, "8",
+          "resident blocks per SM the gathers run at, 1 to 8, comma-separated (each 256 threads, 8 "
+          "16-byte loads in flight: 32 KiB an SM a block)");
+ABSL_FLAG(std::string, gather_one_in, "16",
+          "the gathers read one in N of the buffer's rows, comma-separated (1: every row, in "
+          "order, a streaming read through the same kernel)");
 
 namespace dsinfer {
 namespace {
@@ -107,6 +127,37 @@ __global__ void __launch_bounds__(kThreads) LoadReadKernel(const uint4* v, int64
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t j = i + u * stride;
       r[u] = j < n ? LoadNoL1<kL2Prefetch>(v + j) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) x ^= Xor4(r[u]);
+  }
+  PublishXor(x, block_xor);
+}
+
+// Gathers: piece j of the gather is 16-byte chunk j % (kRowBytes / 16) of row rows[j / (kRowBytes
+// / 16)] (row r at v + r · kRowBytes); a thread's kUnroll pieces, a grid stride apart, have
+// their row numbers loaded, then their loads issued, before any is used.
+template <int kRowBytes, int kUnroll>
+__global__ void __launch_bounds__(kThreads) GatherReadKernel(const uint8_t* v, const int64_t* rows,
+                                                             int64_t pieces, uint32_t* block_xor) {
+  constexpr int kPieces = kRowBytes / 16;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  uint32_t x = 0;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x; i < pieces;
+       i += stride * kUnroll) {
+    int64_t row[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = i + u * stride;
+      row[u] = j < pieces ? rows[j / kPieces] : -1;
+    }
+    uint4 r[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = i + u * stride;
+      r[u] = row[u] >= 0 ? LoadNoL1<false>(reinterpret_cast<const uint4*>(v + row[u] * kRowBytes) +
+                                            j % kPieces)
+                         : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) x ^= Xor4(r[u]);
@@ -235,10 +286,78 @@ cudaError_t LaunchBulkRead(const uint8_t* v, int64_t bytes, int grid, int smem, 
   return cudaGetLastError();
 }
 
+struct Gather {
+  int row_bytes;
+  // Launches one gather of `n` rows (numbers at `rows`) from v into block_xor.
+  cudaError_t (*launch)(const uint8_t* v, const int64_t* rows, int64_t n, int grid,
+                        uint32_t* xors);
+};
+constexpr int kGatherUnroll = 8;
+
+template <int kRowBytes>
+cudaError_t LaunchGather(const uint8_t* v, const int64_t* rows, int64_t n, int grid,
+                         uint32_t* xors) {
+  GatherReadKernel<kRowBytes, kGatherUnroll>
+      <<<grid, kThreads>>>(v, rows, n * (kRowBytes / 16), xors);
+  return cudaGetLastError();
+}
+
+// The rows a gather reads: each of the buffer's `total` rows with probability 1 / one_in (a
+// fixed seed), ascending; and the host twin of the XOR of their words.
+std::vector<int64_t> GatherRows(int64_t total, int row_bytes, int one_in) {
+  std::mt19937_64 rng(0x5eed0000u + row_bytes);
+  std::vector<int64_t> rows;
+  rows.reserve(total / one_in + 1024);
+  for (int64_t r = 0; r < total; ++r) {
+    if (rng() % one_in == 0) rows.push_back(r);
+  }
+  return rows;
+}
+
+// The XOR of a launch's `grid` block XORs.
+absl::StatusOr<uint32_t> GridXor(const uint32_t* xors, int grid) {
+  std::vector<uint32_t> got(grid);
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(got.data(), xors, sizeof(uint32_t) * grid, cudaMemcpyDeviceToHost));
+  uint32_t x = 0;
+  for (uint32_t b : got) x ^= b;
+  return x;
+}
+
+// A flag's comma-separated integers in [1, most].
+absl::StatusOr<std::vector<int>> PositiveInts(const std::string& flag, const std::string& text,
+                                              int most) {
+  std::vector<int> out;
+  for (absl::string_view piece : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int v = 0;
+    if (!absl::SimpleAtoi(piece, &v) || v < 1 || v > most) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": bad value '", piece, "' (1 to ", most, ")"));
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is empty"));
+  return out;
+}
+uint32_t GatherXorReference(const std::vector<int64_t>& rows, int row_bytes) {
+  uint32_t x = 0;
+  const uint64_t words = row_bytes / 4;
+  for (int64_t r : rows) {
+    for (uint64_t w = 0; w < words; ++w) x ^= PatternWord(r * words + w);
+  }
+  return x;
+}
+
 absl::Status Run() {
   const int64_t bytes = int64_t{absl::GetFlag(FLAGS_gib)} << 30;
   const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
   if (bytes <= 0 || bytes % kBulkChunk != 0) return absl::InvalidArgumentError("--gib >= 1");
+  ASSIGN_OR_RETURN(const std::vector<int> gather_blocks,
+                   PositiveInts("gather_blocks_per_sm", absl::GetFlag(FLAGS_gather_blocks_per_sm),
+                                /*most=*/2048 / kThreads));
+  ASSIGN_OR_RETURN(const std::vector<int> gather_one_in,
+                   PositiveInts("gather_one_in", absl::GetFlag(FLAGS_gather_one_in),
+                                /*most=*/1 << 20));
   int device = 0, sms = 0;
   CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
@@ -306,11 +425,7 @@ absl::Status Run() {
     const int grid = sms * m.blocks_per_sm;
     absl::StatusOr<float> ms = time_ms([&] { return m.launch(buf, bytes, grid, m.smem, xors); });
     if (!ms.ok()) return ms.status();
-    std::vector<uint32_t> got(grid);
-    CUDA_RETURN_IF_ERROR(
-        cudaMemcpy(got.data(), xors, sizeof(uint32_t) * grid, cudaMemcpyDeviceToHost));
-    uint32_t x = 0;
-    for (uint32_t b : got) x ^= b;
+    ASSIGN_OR_RETURN(const uint32_t x, GridXor(xors, grid));
     const double gbps = bytes / (*ms * 1e6);
     std::printf("%-24s %9.0f GB/s  (read; %.2f × the copy rate)%s\n", m.name.c_str(), gbps,
                 gbps / copy_gbps, x == expected ? "" : "  WRONG XOR: bytes were skipped");
@@ -318,6 +433,51 @@ absl::Status Run() {
                               {"xor_matches", x == expected}});
     all_match = all_match && x == expected;
   }
+  const Gather gathers[] = {
+      {256, LaunchGather<256>},
+      {512, LaunchGather<512>},
+      {1024, LaunchGather<1024>},
+      {2048, LaunchGather<2048>},
+  };
+  const int most_blocks = *std::max_element(gather_blocks.begin(), gather_blocks.end());
+  CUDA_RETURN_IF_ERROR(cudaFree(xors));
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&xors, sizeof(uint32_t) * sms * most_blocks));
+  int64_t* rows_dev = nullptr;
+  for (const int one_in : gather_one_in) {
+    for (const Gather& g : gathers) {
+      const std::vector<int64_t> rows = GatherRows(bytes / g.row_bytes, g.row_bytes, one_in);
+      const int64_t n = static_cast<int64_t>(rows.size());
+      const uint32_t want = GatherXorReference(rows, g.row_bytes);
+      CUDA_RETURN_IF_ERROR(cudaFree(rows_dev));
+      CUDA_RETURN_IF_ERROR(cudaMalloc(&rows_dev, sizeof(int64_t) * n));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(rows_dev, rows.data(), sizeof(int64_t) * n, cudaMemcpyHostToDevice));
+      for (const int blocks_per_sm : gather_blocks) {
+        const int grid = sms * blocks_per_sm;
+        absl::StatusOr<float> ms = time_ms([&] { return g.launch(buf, rows_dev, n, grid, xors); });
+        if (!ms.ok()) return ms.status();
+        ASSIGN_OR_RETURN(const uint32_t x, GridXor(xors, grid));
+        const bool match = x == want;
+        const double gbps = n * g.row_bytes / (*ms * 1e6);
+        const std::string name = absl::StrCat("gather ", g.row_bytes, " 1/", one_in, " ",
+                                              blocks_per_sm, " blk/SM");
+        std::printf("%-24s %9.0f GB/s  (read; %.2f × the copy rate; %d KiB in flight an SM)%s\n",
+                    name.c_str(), gbps, gbps / copy_gbps,
+                    blocks_per_sm * kThreads * kGatherUnroll * 16 / 1024,
+                    match ? "" : "  WRONG XOR: bytes were skipped");
+        out["gathers"].push_back({{"name", name},
+                                  {"row_bytes", g.row_bytes},
+                                  {"one_in", one_in},
+                                  {"blocks_per_sm", blocks_per_sm},
+                                  {"rows", n},
+                                  {"read_gbps", gbps},
+                                  {"ms", *ms},
+                                  {"xor_matches", match}});
+        all_match = all_match && match;
+      }
+    }
+  }
+  cudaFree(rows_dev);
   cudaFree(buf);
   cudaFree(dst);
   cudaFree(xors);
