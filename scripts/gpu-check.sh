@@ -103,7 +103,8 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   bench     dsinfer-bench (dense; DS_E2E=1 adds the Double Sparsity end-to-end configs,
 #             DENSE_BENCH=0 leaves the dense one out),
 #             dsinfer-attention-bench (decode operator + prefill kernels), PyTorch SDPA,
-#             dsinfer-read-bench (HBM read rate by load method; READ_BENCH=0 leaves it out),
+#             dsinfer-read-bench (HBM read rate by load method, and of scattered rows; READ_BENCH=0
+#             leaves it out),
 #             dsinfer-sampling-bench (the GPU sampler; SAMPLING_BENCH=0 leaves it out),
 #             (HF=1) transformers generate
 #   offload   dsinfer-offload-bench at 32K/128K (batch 1 and 4) and 256K (batch 1)

@@ -35,10 +35,9 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "engine/tools/cli_flags.h"
+#include "engine/tools/list_flag.h"
 #include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/mma_ptx.cuh"
 #include "kernels/cuda_check.h"
@@ -156,7 +155,7 @@ __global__ void __launch_bounds__(kThreads) GatherReadKernel(const uint8_t* v, c
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t j = i + u * stride;
       r[u] = row[u] >= 0 ? LoadNoL1<false>(reinterpret_cast<const uint4*>(v + row[u] * kRowBytes) +
-                                            j % kPieces)
+                                           j % kPieces)
                          : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
@@ -313,6 +312,14 @@ std::vector<int64_t> GatherRows(int64_t total, int row_bytes, int one_in) {
   }
   return rows;
 }
+uint32_t GatherXorReference(const std::vector<int64_t>& rows, int row_bytes) {
+  uint32_t x = 0;
+  const uint64_t words = row_bytes / 4;
+  for (int64_t r : rows) {
+    for (uint64_t w = 0; w < words; ++w) x ^= PatternWord(r * words + w);
+  }
+  return x;
+}
 
 // The XOR of a launch's `grid` block XORs.
 absl::StatusOr<uint32_t> GridXor(const uint32_t* xors, int grid) {
@@ -324,28 +331,18 @@ absl::StatusOr<uint32_t> GridXor(const uint32_t* xors, int grid) {
   return x;
 }
 
-// A flag's comma-separated integers in [1, most].
-absl::StatusOr<std::vector<int>> PositiveInts(const std::string& flag, const std::string& text,
-                                              int most) {
+// A list flag's positive integers (ParsePositiveIntList), each at most `most`.
+absl::StatusOr<std::vector<int>> IntsUpTo(absl::string_view flag, const std::string& text,
+                                          int most) {
+  ASSIGN_OR_RETURN(const std::vector<int64_t> list, ParsePositiveIntList(text, flag));
   std::vector<int> out;
-  for (absl::string_view piece : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int v = 0;
-    if (!absl::SimpleAtoi(piece, &v) || v < 1 || v > most) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", flag, ": bad value '", piece, "' (1 to ", most, ")"));
+  for (const int64_t v : list) {
+    if (v > most) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", v, " is over ", most));
     }
-    out.push_back(v);
+    out.push_back(static_cast<int>(v));
   }
-  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is empty"));
   return out;
-}
-uint32_t GatherXorReference(const std::vector<int64_t>& rows, int row_bytes) {
-  uint32_t x = 0;
-  const uint64_t words = row_bytes / 4;
-  for (int64_t r : rows) {
-    for (uint64_t w = 0; w < words; ++w) x ^= PatternWord(r * words + w);
-  }
-  return x;
 }
 
 absl::Status Run() {
@@ -353,11 +350,11 @@ absl::Status Run() {
   const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
   if (bytes <= 0 || bytes % kBulkChunk != 0) return absl::InvalidArgumentError("--gib >= 1");
   ASSIGN_OR_RETURN(const std::vector<int> gather_blocks,
-                   PositiveInts("gather_blocks_per_sm", absl::GetFlag(FLAGS_gather_blocks_per_sm),
-                                /*most=*/2048 / kThreads));
-  ASSIGN_OR_RETURN(const std::vector<int> gather_one_in,
-                   PositiveInts("gather_one_in", absl::GetFlag(FLAGS_gather_one_in),
-                                /*most=*/1 << 20));
+                   IntsUpTo("gather_blocks_per_sm", absl::GetFlag(FLAGS_gather_blocks_per_sm),
+                            /*most=*/2048 / kThreads));
+  ASSIGN_OR_RETURN(
+      const std::vector<int> gather_one_in,
+      IntsUpTo("gather_one_in", absl::GetFlag(FLAGS_gather_one_in), /*most=*/1 << 20));
   int device = 0, sms = 0;
   CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
