@@ -14,12 +14,12 @@
 //    block in shared memory, [heads_kv][score heads][r + 1].
 //  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads);
-//    one block per tile (kCoalesced) or two waves of resident blocks looping over the tiles
-//    (kStrided). Rows of 4, 8, 16 or 32 bytes run a kernel compiled for their shape
-//    (LabelScoresFixedKernel: registers sized to the shape, a warp's items one KV head's run of
-//    a label page, its scores stored straight to the head's row; the score heads a
-//    compile-time constant where heads × r <= 32); other shapes the general kernel, whose
-//    scores leave through shared memory as per-head token runs.
+//    one block per tile (kCoalesced) or a wave or two of resident blocks looping over the
+//    tiles (kStrided: kFixedScoreWaves, kScoreWaves). Rows of 4, 8, 16 or 32 bytes run a
+//    kernel compiled for their shape (LabelScoresFixedKernel: registers sized to the shape, a
+//    warp's items one KV head's run of a label page, its scores stored straight to the head's
+//    row; the score heads a compile-time constant where heads × r <= 32); other shapes the
+//    general kernel, whose scores leave through shared memory as per-head token runs.
 // Score heads (ScoreHeadsOf, the twin's ScoreHeads): the query vectors a KV head's scores fold.
 // Sum aggregation (the default) stages one, the GQA group's label channels summed, so a row
 // costs r FMAs whatever the group; max aggregation stages each query head's channels.
@@ -60,6 +60,13 @@ using cuda::VecOf;
 constexpr int kMaxGroup = 16;  // query heads per KV head (so score heads) the scorer handles
 constexpr int kScoreThreads = 256;
 constexpr int kScoreItemsPerThread = 4;
+// Waves of resident blocks the strided scorers run on: each block stages the query's channels
+// once, then loops over its tiles. The fixed-shape kernels take one (run 40, H200, against two,
+// 1/16 fp16 r 8 and 4-bit r 8: scoring 10% and 18-26% faster at Llama-3 heads batch 8, 64K,
+// 2-5% at 256K; faster at every batch-1 shape timed; at batch 32 and with Llama-2 heads from 5%
+// faster to 2% slower — a sequence's blocks stage its query once, not twice, before their first
+// labels load); the general kernel keeps two (not timed at one).
+constexpr int kFixedScoreWaves = 1, kScoreWaves = 2;
 // Resident blocks per SM the fixed-shape scorers are compiled for (64 registers a thread):
 // half the SM's threads, each with kScoreItemsPerThread rows in flight. The runtime-group ones
 // hold a row as floats (fp16 values or 4-bit codes, up to 64) and get 128 registers (2 blocks),
@@ -724,7 +731,7 @@ ScoreKernel<T> FixedScoreKernel(int bits, int r, int heads, int heads_kv, int64_
 
 // Launches the scoring body `algo` (every kernel takes the same arguments): kRowPerThread, or
 // the fixed-shape kernel where label_bits names one (else the general one) on one block per
-// token tile (kCoalesced) or on two waves of resident blocks (kStrided), compiled for
+// token tile (kCoalesced) or on waves of resident blocks (kStrided), compiled for
 // score_heads score heads where every sequence has them (else 0). Dynamic shared memory
 // past the 48 KiB default, counting the kernel's static shared memory (the score staging),
 // needs an opt-in.
@@ -760,9 +767,11 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, 
   if (algo == LabelScoreAlgo::kStrided) {
     ASSIGN_OR_RETURN(const LaunchInfo info,
                      CachedLaunchInfo(reinterpret_cast<const void*>(kernel), kScoreThreads, smem));
-    // Two waves of resident blocks over all sequences, at least one block per sequence.
+    // Waves of resident blocks shared by the sequences, rounded down (no partial wave trailing
+    // the last full one), at least one block per sequence.
     const int64_t resident = static_cast<int64_t>(std::max(1, info.blocks_per_sm)) * info.sms;
-    blocks = std::clamp<int64_t>((2 * resident + num_seqs - 1) / num_seqs, 1, blocks);
+    const int waves = kernel != LabelScoresGeneralKernel<T> ? kFixedScoreWaves : kScoreWaves;
+    blocks = std::clamp<int64_t>(waves * resident / num_seqs, 1, blocks);
     if (kernel != LabelScoresGeneralKernel<T>) blocks = FixedScoreBlocks(blocks, heads_kv);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);

@@ -1,0 +1,34 @@
+#!/bin/bash
+# Run 40 call 10 (an experiment build: the strided label scorer's grid at DSINFER_EXP_SCORE_WAVES
+# waves of resident blocks, default 2): the Double Sparsity twins at 1 wave, then the operator at
+# batch 8 (1/16 fp16 r 8 and 4-bit r 8) at 1, 2 and 4 waves, alternated twice.
+cd "$(git rev-parse --show-toplevel 2>/dev/null || pwd)"
+FINAL=$OUT
+OUT=$PWD/out10
+mkdir -p "$OUT"
+rm -rf .gpu-bundle/bin .gpu-bundle/lib
+tar xJf .gpu-bundle/pack.txz -C .gpu-bundle
+export LD_LIBRARY_PATH=$PWD/.gpu-bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+B=.gpu-bundle/bin
+: > "$OUT/rcs.txt"
+step() {  # name timeout command...
+  local name=$1 t=$2; shift 2
+  timeout "$t" "$@" 2>&1 | tee "$OUT/$name.log" > /dev/null
+  echo "$name ${PIPESTATUS[0]}" >> "$OUT/rcs.txt"
+}
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
+step ds_test_w1 200 env DSINFER_EXP_SCORE_WAVES=1 $B/double_sparsity_gpu_test
+ARGS=(--models llama3-8b,llama2-7b --batches 8 --contexts 65536,262144 --prefill=false
+      --dense_algos pipelined --dense_waves 4 --ds_score_algos strided --ds_topk_algos auto
+      --ds_attention_algos pipelined --ds_other_waves 4 --max_gib 100
+      --ds_variants "1/16 fp16 r8,1/16 4bit r8")
+for rep in 1 2; do
+  for w in 1 2 4; do
+    step "op_w${w}_$rep" 150 env DSINFER_EXP_SCORE_WAVES=$w $B/dsinfer-attention-bench \
+      "${ARGS[@]}" --json_out "$OUT/op_w${w}_$rep.json"
+  done
+done
+cd "$OUT/.." && tar czf "$FINAL/call10.tgz" out10
+cat "$OUT/rcs.txt"
+grep -hE "PASSED|FAILED" "$OUT"/*_test*.log | head
+for f in "$OUT"/op_*.log; do echo "== $f"; grep -E "^llama" "$f" | grep ds | cut -c1-120; done
