@@ -770,9 +770,10 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, 
     // Waves of resident blocks shared by the sequences, rounded down (no partial wave trailing
     // the last full one), at least one block per sequence.
     const int64_t resident = static_cast<int64_t>(std::max(1, info.blocks_per_sm)) * info.sms;
-    const int waves = kernel != LabelScoresGeneralKernel<T> ? kFixedScoreWaves : kScoreWaves;
-    blocks = std::clamp<int64_t>(waves * resident / num_seqs, 1, blocks);
-    if (kernel != LabelScoresGeneralKernel<T>) blocks = FixedScoreBlocks(blocks, heads_kv);
+    const bool fixed = kernel != LabelScoresGeneralKernel<T>;
+    blocks = std::clamp<int64_t>((fixed ? kFixedScoreWaves : kScoreWaves) * resident / num_seqs,
+                                 1, blocks);
+    if (fixed) blocks = FixedScoreBlocks(blocks, heads_kv);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
   CUDA_RETURN_IF_ERROR(cuda::LaunchChained(kernel, grid, dim3(kScoreThreads), smem, stream, q,

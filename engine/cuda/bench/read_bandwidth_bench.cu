@@ -58,6 +58,9 @@ namespace dsinfer {
 namespace {
 
 constexpr int kThreads = 256;
+// The most blocks of kThreads an SM holds: every method's and gather's grid is at most this many
+// blocks per SM, which the block-XOR buffer is sized for.
+constexpr int kMaxBlocksPerSm = 2048 / kThreads;
 
 __host__ __device__ inline uint32_t PatternWord(uint64_t i) {
   uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ static_cast<uint32_t>(i >> 32);
@@ -351,7 +354,7 @@ absl::Status Run() {
   if (bytes <= 0 || bytes % kBulkChunk != 0) return absl::InvalidArgumentError("--gib >= 1");
   ASSIGN_OR_RETURN(const std::vector<int> gather_blocks,
                    IntsUpTo("gather_blocks_per_sm", absl::GetFlag(FLAGS_gather_blocks_per_sm),
-                            /*most=*/2048 / kThreads));
+                            /*most=*/kMaxBlocksPerSm));
   ASSIGN_OR_RETURN(
       const std::vector<int> gather_one_in,
       IntsUpTo("gather_one_in", absl::GetFlag(FLAGS_gather_one_in), /*most=*/1 << 20));
@@ -364,7 +367,7 @@ absl::Status Run() {
   uint32_t* xors = nullptr;
   CUDA_RETURN_IF_ERROR(cudaMalloc(&buf, bytes));
   CUDA_RETURN_IF_ERROR(cudaMalloc(&dst, bytes / 2));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&xors, sizeof(uint32_t) * sms * 8));
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&xors, sizeof(uint32_t) * sms * kMaxBlocksPerSm));
   const uint64_t words = static_cast<uint64_t>(bytes) / 4;
   FillPatternKernel<<<sms * 8, kThreads>>>(reinterpret_cast<uint32_t*>(buf), words);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
@@ -436,9 +439,6 @@ absl::Status Run() {
       {1024, LaunchGather<1024>},
       {2048, LaunchGather<2048>},
   };
-  const int most_blocks = *std::max_element(gather_blocks.begin(), gather_blocks.end());
-  CUDA_RETURN_IF_ERROR(cudaFree(xors));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&xors, sizeof(uint32_t) * sms * most_blocks));
   int64_t* rows_dev = nullptr;
   for (const int one_in : gather_one_in) {
     for (const Gather& g : gathers) {
