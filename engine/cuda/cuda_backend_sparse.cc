@@ -48,6 +48,20 @@
 
 namespace dsinfer {
 
+std::vector<size_t> OrderByLabelShape(const ForwardBatch& batch, absl::Span<const size_t> sequences,
+                                      const DoubleSparsity& ds) {
+  std::vector<size_t> ordered(sequences.begin(), sequences.end());
+  auto shape = [&](size_t index) {
+    const KvBlockPool::SequenceId kv = batch.sequences[index].kv;
+    if (!ds.labels().Contains(kv)) return std::make_pair(0, 0);  // DescribeSparseLayer refuses it
+    const LabelFormat& f = ds.labels().format(kv);
+    return std::make_pair(f.bits, f.r);
+  };
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [&](size_t a, size_t b) { return shape(a) < shape(b); });
+  return ordered;
+}
+
 absl::Status CudaBackend::DsState::DropLabelsIf(
     absl::FunctionRef<bool(KvBlockPool::SequenceId)> drop, cudaStream_t stream) {
   for (auto it = seqs.begin(); it != seqs.end();) {
@@ -251,7 +265,8 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   last_heads_q_ = hq;
   last_heads_kv_ = hkv;
   SparseLayerPlan plan;
-  RETURN_IF_ERROR(DescribeSparseLayer(layer, batch, sequences, pool, ds, hq, 0, plan));
+  const std::vector<size_t> ordered = OrderByLabelShape(batch, sequences, ds);
+  RETURN_IF_ERROR(DescribeSparseLayer(layer, batch, ordered, pool, ds, hq, 0, plan));
   // One upload of the descriptors: [labels | sequences | ranges].
   ASSIGN_OR_RETURN(plan.device, UploadLabelDescriptors(plan.labels, plan.seqs, plan.ranges,
                                                        st.staging, st.meta, stream_));
@@ -288,7 +303,7 @@ absl::Status CudaBackend::SparseAttention(int layer, const ForwardBatch& batch,
   std::vector<char> raw;
   for (size_t i = 0; i < n; ++i) {
     SparseCapture::Seq& c = cap.seqs[i];
-    const BatchSequence& s = batch.sequences[sequences[i]];
+    const BatchSequence& s = batch.sequences[ordered[i]];
     const CudaDsSequence& sq = plan.seqs[i];
     c.r = plan.labels[i].r;
     c.bits = plan.labels[i].bits;

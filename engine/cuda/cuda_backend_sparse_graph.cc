@@ -68,7 +68,7 @@ absl::StatusOr<uint64_t> CudaBackend::PlanSparseGraphStep(const ForwardBatch& ba
   for (int l = 0; l < layers; ++l) {
     SparseLayerPlan& plan = st.graph_layers[l];
     plan.seqs.clear();  // a dense layer's plan stays empty
-    const std::vector<size_t> sparse = ds.SparseSequences(l);
+    const std::vector<size_t> sparse = OrderByLabelShape(batch, ds.SparseSequences(l), ds);
     if (sparse.empty()) continue;
     for (size_t j : sparse) {
       key = SignatureMix(key, Sig({static_cast<uint64_t>(l), static_cast<uint64_t>(j)}));

@@ -61,11 +61,8 @@ absl::Status CudaBackend::LaunchSplitSparseChain(const ScoreSelectJob& job, int 
   // Sequences [first, first + count): their scores, selection and attention rows; the second
   // half's attention workspace follows the first half's.
   auto score = [&](int first, int count, cudaStream_t s) {
-    return LaunchLabelScores(job.dtype, job.q, job.q_stride, job.seqs + first, count,
-                             job.labels + first, job.heads_q, hkv, job.head_dim, job.max_r,
-                             job.label_bits, job.score_heads, job.max_tokens,
-                             scores + first * hkv * stride, stride, s,
-                             options_.ds_score_algo);
+    return LaunchScoresByShape(job, first, count, scores + first * hkv * stride, stride,
+                               options_.ds_score_algo, s);
   };
   auto select_and_attend = [&](int first, int count, cudaStream_t s) -> absl::Status {
     int32_t* const selected = job.selected + first * hkv * job.sel_stride;

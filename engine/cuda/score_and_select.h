@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -22,6 +23,13 @@ namespace dsinfer {
 // (ScoreSelectClusterPays), wherever the kernel takes the shape, or never.
 enum class FusedSelectMode { kAuto, kAlways, kOff };
 
+// Sequences [first, first + count) of a selection whose labels share one shape (bits and r):
+// the scorer's arguments for them (UniformLabelBits, UniformScoreHeads over the run).
+struct LabelShapeRun {
+  int first = 0, count = 0;
+  int r = 0, label_bits = 0, score_heads = 0;
+};
+
 // One selection's inputs and outputs (device pointers; seqs and labels num_seqs long).
 struct ScoreSelectJob {
   DType dtype = DType::kBF16;
@@ -34,6 +42,9 @@ struct ScoreSelectJob {
   int max_r = 0;
   int label_bits = 0;  // UniformLabelBits of the labels
   int score_heads = 0;  // UniformScoreHeads of the sequences
+  // The sequences as runs of one label shape, in order (SetJobSequences); one run where every
+  // label has the same shape.
+  std::vector<LabelShapeRun> shape_runs;
   int64_t max_tokens = 0;
   // The top-k's row bound (ResolveTopKAlgo's longest_row): the longest sequence's tokens
   // (SetJobSequences), or for a graph step, whose max_tokens is its bucket, TopKRowBound's.
@@ -44,12 +55,26 @@ struct ScoreSelectJob {
 };
 
 // Sets job's sequence fields from the host copies `labels` / `seqs` of the device arrays in
-// `device` (UploadLabelDescriptors'): their count, the largest r and context, and the label
-// bits and score heads they share (UniformLabelBits / UniformScoreHeads: the fixed-row
-// kernels); longest_row is that context too. job.heads_q and job.heads_kv must be set first.
+// `device` (UploadLabelDescriptors'): their count, the largest r and context, the label bits
+// and score heads they share (UniformLabelBits / UniformScoreHeads: the fixed-row kernels) and
+// their runs of one label shape; longest_row is that context too. job.heads_q and
+// job.heads_kv must be set first.
 void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
                      absl::Span<const CudaDsSequence> seqs, const DeviceLabelDescriptors& device,
                      ScoreSelectJob& job);
+
+// The scorer launches LaunchScoresByShape makes for the job's sequences [first, first + count):
+// them all with the job's shape arguments where it has one run of one shape, else each run's
+// part within them.
+std::vector<LabelShapeRun> ScoreLaunches(const ScoreSelectJob& job, int first, int count);
+
+// Label scores of the job's sequences [first, first + count) into `scores` (the job's score rows
+// from sequence first on, `stride` apart) with `algo`: one launch where their labels share a
+// shape, else one per run of one shape (job.shape_runs), so that each shape with a fixed-row
+// kernel runs it: the general kernel, which one launch over mixed shapes needs, took 2.8-10x as
+// long as a fixed-row launch per half of the batch (H200, docs/benchmarks.md run 41).
+absl::Status LaunchScoresByShape(const ScoreSelectJob& job, int first, int count, uint16_t* scores,
+                                 int64_t stride, LabelScoreAlgo algo, cudaStream_t stream);
 
 // The score rows' stride for contexts of up to max_tokens tokens: a multiple of 8 scores, so
 // that every row starts 16-byte aligned (the fixed-row scorer's 4-bit r 8 / r 16 stores of four

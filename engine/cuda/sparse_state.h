@@ -20,6 +20,12 @@
 
 namespace dsinfer {
 
+// The batch sequences `sequences` stably ordered by their labels' shape (bits, r): a layer's
+// plan lists them so, and its scorer launches once per shape (LaunchScoresByShape) rather than
+// once for all on the general kernel where a batch mixes per-request label options.
+std::vector<size_t> OrderByLabelShape(const ForwardBatch& batch, absl::Span<const size_t> sequences,
+                                      const DoubleSparsity& ds);
+
 // One sparse layer of one step (CudaBackend::DescribeSparseLayer): the descriptors of its
 // sequences on the host, the sizes its launches take, and (once uploaded) the device copies.
 struct SparseLayerPlan {

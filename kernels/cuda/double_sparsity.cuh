@@ -106,8 +106,8 @@ inline constexpr int kScoreBytes = 2;
 //    Needs heads_kv <= 1024. Bit-exact against the twin on an H200
 //    (tests/gpu/double_sparsity_gpu_test.cc) and 1.2-6.1x faster than kRowPerThread at every
 //    shape of docs/benchmarks.md.
-//  - kStrided (the default): kCoalesced's kernels on one wave of resident blocks per launch
-//    (two for the general kernel), each block staging the query's channels once and looping
+//  - kStrided (the default): kCoalesced's kernels on one wave of resident blocks per launch,
+//    each block staging the query's channels once and looping
 //    over token tiles (1.0-1.35x faster than kCoalesced on an H200 with the fixed-shape
 //    kernels below at two waves, slower only for 4-bit r 64 at GQA 4, batch 32).
 // With kCoalesced and kStrided, rows of exactly 8, 16 or 32 bytes (fp16 r 8 / 16, 4-bit

@@ -14,8 +14,8 @@
 //    block in shared memory, [heads_kv][score heads][r + 1].
 //  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads);
-//    one block per tile (kCoalesced) or a wave or two of resident blocks looping over the
-//    tiles (kStrided: kFixedScoreWaves, kScoreWaves). Rows of 4, 8, 16 or 32 bytes run a
+//    one block per tile (kCoalesced) or one wave of resident blocks looping over the tiles
+//    (kStrided: kScoreWaves). Rows of 4, 8, 16 or 32 bytes run a
 //    kernel compiled for their shape (LabelScoresFixedKernel: registers sized to the shape, a
 //    warp's items one KV head's run of a label page, its scores stored straight to the head's
 //    row; the score heads a compile-time constant where heads × r <= 32); other shapes the
@@ -61,12 +61,13 @@ constexpr int kMaxGroup = 16;  // query heads per KV head (so score heads) the s
 constexpr int kScoreThreads = 256;
 constexpr int kScoreItemsPerThread = 4;
 // Waves of resident blocks the strided scorers run on: each block stages the query's channels
-// once, then loops over its tiles. The fixed-shape kernels take one (run 40, H200, against two,
-// 1/16 fp16 r 8 and 4-bit r 8: scoring 10% and 18-26% faster at Llama-3 heads batch 8, 64K,
-// 2-5% at 256K; faster at every batch-1 shape timed; at batch 32 and with Llama-2 heads from 5%
-// faster to 2% slower — a sequence's blocks stage its query once, not twice, before their first
-// labels load); the general kernel keeps two (not timed at one).
-constexpr int kFixedScoreWaves = 1, kScoreWaves = 2;
+// once, then loops over its tiles. One, against two (H200): the fixed-shape kernels' scoring
+// 10% and 18-26% faster at Llama-3 heads batch 8, 64K (1/16 fp16 r 8 and 4-bit r 8), 2-5% at
+// 256K, faster at every batch-1 shape timed, from 5% faster to 2% slower at batch 32 and with
+// Llama-2 heads (run 40: a sequence's blocks stage its query once, not twice, before their
+// first labels load); the general kernel's 1-10% faster at batch 1 and 8, 64K, 0.5-0.8% slower
+// at Llama-2 heads batch 8, 256K and batch 32 (run 41).
+constexpr int kScoreWaves = 1;
 // Resident blocks per SM the fixed-shape scorers are compiled for (64 registers a thread):
 // half the SM's threads, each with kScoreItemsPerThread rows in flight. The runtime-group ones
 // hold a row as floats (fp16 values or 4-bit codes, up to 64) and get 128 registers (2 blocks),
@@ -770,10 +771,8 @@ absl::Status LabelScoresT(LabelScoreAlgo algo, int label_bits, int score_heads, 
     // Waves of resident blocks shared by the sequences, rounded down (no partial wave trailing
     // the last full one), at least one block per sequence.
     const int64_t resident = static_cast<int64_t>(std::max(1, info.blocks_per_sm)) * info.sms;
-    const bool fixed = kernel != LabelScoresGeneralKernel<T>;
-    blocks = std::clamp<int64_t>((fixed ? kFixedScoreWaves : kScoreWaves) * resident / num_seqs,
-                                 1, blocks);
-    if (fixed) blocks = FixedScoreBlocks(blocks, heads_kv);
+    blocks = std::clamp<int64_t>(kScoreWaves * resident / num_seqs, 1, blocks);
+    if (kernel != LabelScoresGeneralKernel<T>) blocks = FixedScoreBlocks(blocks, heads_kv);
   }
   const dim3 grid(static_cast<unsigned>(blocks), num_seqs);
   CUDA_RETURN_IF_ERROR(cuda::LaunchChained(kernel, grid, dim3(kScoreThreads), smem, stream, q,

@@ -26,6 +26,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,7 @@
 #include "engine/cuda/bench/kernel_algo_flags.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_labels.h"
+#include "engine/cuda/score_and_select.h"
 #include "engine/model.h"
 #include "engine/sparse/channel_config.h"
 #include "engine/sparse/double_sparsity.h"
@@ -677,6 +679,54 @@ TEST(DoubleSparsityHost, FusedSelectRule) {
   EXPECT_TRUE(ScoreSelectClusterPays(4096, 64));     // Llama-3 heads, batch 8, 4K
   EXPECT_FALSE(ScoreSelectClusterPays(16384, 32));   // Llama-2 heads, batch 1, 16K
   EXPECT_FALSE(ScoreSelectClusterPays(262144, 256));
+}
+
+// Without a GPU: a selection's sequences as runs of one label shape (SetJobSequences) and the
+// scorer launches they make (ScoreLaunches): a launch per run, with the run's r, label bits and
+// score heads, cut to the sequences asked for (a split chain's halves); one launch with the
+// job's own arguments where every label has one shape.
+TEST(DoubleSparsityHost, ScoreLaunchesFollowTheLabelShapes) {
+  auto label = [](int bits, int r) {
+    CudaLabelSeq l;
+    l.bits = bits;
+    l.r = r;
+    l.data = reinterpret_cast<void*>(uintptr_t{4096});  // 16-byte aligned, never read
+    return l;
+  };
+  std::vector<CudaDsSequence> seqs(5);
+  for (CudaDsSequence& s : seqs) s.tokens = 1000;
+  seqs[4].aggregation = 1;  // max beside sum: score heads at run time in that run
+  const std::vector<CudaLabelSeq> labels = {label(4, 8), label(4, 8), label(16, 16), label(16, 16),
+                                            label(16, 16)};
+  ScoreSelectJob job;
+  job.heads_q = 32;
+  job.heads_kv = 8;
+  SetJobSequences(labels, seqs, DeviceLabelDescriptors{}, job);
+  EXPECT_EQ(job.label_bits, 0);  // no one fixed-row kernel takes them all
+  ASSERT_EQ(job.shape_runs.size(), 2u);
+  const std::vector<LabelShapeRun> all = ScoreLaunches(job, 0, 5);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(
+      std::make_tuple(all[0].first, all[0].count, all[0].r, all[0].label_bits, all[0].score_heads),
+      std::make_tuple(0, 2, 8, 4, 1));
+  EXPECT_EQ(
+      std::make_tuple(all[1].first, all[1].count, all[1].r, all[1].label_bits, all[1].score_heads),
+      std::make_tuple(2, 3, 16, 16, 0));
+  const std::vector<LabelShapeRun> middle = ScoreLaunches(job, 1, 3);  // sequences 1..3
+  ASSERT_EQ(middle.size(), 2u);
+  EXPECT_EQ(std::make_pair(middle[0].first, middle[0].count), std::make_pair(1, 1));
+  EXPECT_EQ(std::make_pair(middle[1].first, middle[1].count), std::make_pair(2, 2));
+  EXPECT_EQ(ScoreLaunches(job, 3, 2).size(), 1u);
+
+  const std::vector<CudaLabelSeq> alike(3, label(16, 8));
+  seqs.resize(3);
+  SetJobSequences(alike, seqs, DeviceLabelDescriptors{}, job);
+  ASSERT_EQ(job.shape_runs.size(), 1u);
+  const std::vector<LabelShapeRun> one = ScoreLaunches(job, 0, 3);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(
+      std::make_tuple(one[0].first, one[0].count, one[0].r, one[0].label_bits, one[0].score_heads),
+      std::make_tuple(0, 3, 8, 16, 1));
 }
 
 // The RoPE kernel writing each decode row's labels (LaunchRopeStoreKv with labels): sequences
@@ -1584,6 +1634,32 @@ TEST(DoubleSparsityGpu, EngineMatchesCpuEngine) {
                 err_dense);
     EXPECT_LE(err_sparse, 2e-2) << dir;  // batch-shaped GEMMs may move a near-tie
     EXPECT_LE(err_dense, 5e-3) << dir;
+    // One batch of three sparse sequences whose labels differ in shape (per-request channels
+    // and bits; the first and the last alike): each layer's plan orders them by shape and the
+    // scorer runs once per shape (LaunchScoresByShape, fixed-row kernels), and every stage of
+    // every sequence still matches the twins.
+    {
+      AttentionOptions wide_fp16 = sparse, narrow_4bit = sparse;
+      wide_fp16.dense_layers = narrow_4bit.dense_layers = 0;
+      narrow_4bit.channels = c.head_dim / 8;
+      narrow_4bit.label_bits = 4;
+      CudaBackend& cuda = **gpu;
+      cuda.clear_sparse_captures();
+      cuda.set_capture_sparse(true);
+      RunBatch(**gm, ids, {&wide_fp16, &narrow_4bit, &wide_fp16}, {20, 20, 20});
+      cuda.set_capture_sparse(false);
+      int64_t mixed = 0;
+      for (const CudaBackend::SparseCapture& cap : cuda.sparse_captures()) {
+        ASSERT_EQ(cap.seqs.size(), 3u);
+        mixed += cap.seqs.front().bits == 4 && cap.seqs[1].r != cap.seqs[0].r &&
+                 cap.seqs[1].r == cap.seqs[2].r;  // ordered by shape: (4, r), then (16, r') ×2
+      }
+      EXPECT_EQ(mixed, static_cast<int64_t>(cuda.sparse_captures().size())) << dir;
+      EXPECT_GT(mixed, 0) << dir;
+      ExpectCapturesMatchTwins(cuda.sparse_captures(), *(*gm)->double_sparsity().channel_config(),
+                               sparse.statistic, absl::StrCat(dir, " mixed label shapes"));
+      cuda.clear_sparse_captures();
+    }
     EXPECT_EQ((*gm)->kv_pool().blocks_in_use(), 0);
   }
 }

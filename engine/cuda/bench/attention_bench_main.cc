@@ -791,6 +791,23 @@ absl::Status Run() {
               attn_by_algo[AlgoName(attn_algos[0])]["us_more_splits"].get<double>();
           const int splits_more = attn_splits_more[0];
           const double us_score = score_by_algo[AlgoName(score_algos[0])].get<double>();
+          // Scoring as a batch of two label shapes takes it (the engine's LaunchScoresByShape:
+          // a fixed-row launch per shape, here the two halves of the batch), beside the general
+          // kernel that one launch over mixed shapes would run.
+          double us_score_halves = 0, us_score_general = 0;
+          if (nseq >= 2) {
+            const int h = nseq / 2;
+            ASSIGN_OR_RETURN(us_score_halves, TimeUs(stream, iters, [&]() -> absl::Status {
+                               RETURN_IF_ERROR(score_rows(score_algos[0], 0, h, stream));
+                               return score_rows(score_algos[0], h, nseq - h, stream);
+                             }));
+            ASSIGN_OR_RETURN(us_score_general, TimeUs(stream, iters, [&] {
+                               return LaunchLabelScores(
+                                   DType::kF16, dq.ptr, hq * kHeadDim, dseq, nseq,
+                                   dlabs.as<CudaLabelSeq>(), hq, hkv, kHeadDim, var.r, 0, 0, ctx,
+                                   scores.as<uint16_t>(), stride, stream, score_algos[0]);
+                             }));
+          }
           const double us_topk = topk_by_algo[AlgoName(topk_algos[0])].get<double>();
           const int64_t kv_sel = 2 * batch * hkv * budget * kHeadDim * 2;
           const int64_t floor_bytes = label_bytes + kv_sel;
@@ -810,6 +827,10 @@ absl::Status Run() {
           absl::StrAppend(&stages, absl::StrFormat(" | graph %.1f", us_chain_graph));
           absl::StrAppend(&stages, absl::StrFormat(" | cold L2 %.1f", us_chain_cold));
           if (half > 0) absl::StrAppend(&stages, absl::StrFormat(", split %.1f", us_chain_split));
+          if (nseq >= 2) {
+            absl::StrAppend(&stages, absl::StrFormat(" | scoring in halves %.1f, general %.1f",
+                                                     us_score_halves, us_score_general));
+          }
           const double floor_us = floor_bytes / hbm_bps * 1e6;
           std::printf("%-10s %5lld %7lld  %-18s %9.1f %9.1f %8.2f %8.2f %6.2fx  %s\n", m.c_str(),
                       static_cast<long long>(batch), static_cast<long long>(ctx), var.name, us,
@@ -837,6 +858,8 @@ absl::Status Run() {
                                     {"us_score_by_algo", score_by_algo},
                                     {"us_topk_by_algo", topk_by_algo},
                                     {"us_attention", us_attn},
+                                    {"us_score_two_shapes", us_score_halves},
+                                    {"us_score_general_kernel", us_score_general},
                                     {"splits_more", splits_more},
                                     {"us_attention_more_splits", us_attn_more},
                                     {"us_attention_by_algo", attn_by_algo},
