@@ -693,6 +693,9 @@ TEST(DoubleSparsityHost, ScoreLaunchesFollowTheLabelShapes) {
     l.data = reinterpret_cast<void*>(uintptr_t{4096});  // 16-byte aligned, never read
     return l;
   };
+  auto fields = [](const LabelShapeRun& l) {
+    return std::make_tuple(l.first, l.count, l.r, l.label_bits, l.score_heads);
+  };
   std::vector<CudaDsSequence> seqs(5);
   for (CudaDsSequence& s : seqs) s.tokens = 1000;
   seqs[4].aggregation = 1;  // max beside sum: score heads at run time in that run
@@ -706,12 +709,8 @@ TEST(DoubleSparsityHost, ScoreLaunchesFollowTheLabelShapes) {
   ASSERT_EQ(job.shape_runs.size(), 2u);
   const std::vector<LabelShapeRun> all = ScoreLaunches(job, 0, 5);
   ASSERT_EQ(all.size(), 2u);
-  EXPECT_EQ(
-      std::make_tuple(all[0].first, all[0].count, all[0].r, all[0].label_bits, all[0].score_heads),
-      std::make_tuple(0, 2, 8, 4, 1));
-  EXPECT_EQ(
-      std::make_tuple(all[1].first, all[1].count, all[1].r, all[1].label_bits, all[1].score_heads),
-      std::make_tuple(2, 3, 16, 16, 0));
+  EXPECT_EQ(fields(all[0]), std::make_tuple(0, 2, 8, 4, 1));
+  EXPECT_EQ(fields(all[1]), std::make_tuple(2, 3, 16, 16, 0));
   const std::vector<LabelShapeRun> middle = ScoreLaunches(job, 1, 3);  // sequences 1..3
   ASSERT_EQ(middle.size(), 2u);
   EXPECT_EQ(std::make_pair(middle[0].first, middle[0].count), std::make_pair(1, 1));
@@ -724,9 +723,7 @@ TEST(DoubleSparsityHost, ScoreLaunchesFollowTheLabelShapes) {
   ASSERT_EQ(job.shape_runs.size(), 1u);
   const std::vector<LabelShapeRun> one = ScoreLaunches(job, 0, 3);
   ASSERT_EQ(one.size(), 1u);
-  EXPECT_EQ(
-      std::make_tuple(one[0].first, one[0].count, one[0].r, one[0].label_bits, one[0].score_heads),
-      std::make_tuple(0, 3, 8, 16, 1));
+  EXPECT_EQ(fields(one[0]), std::make_tuple(0, 3, 8, 16, 1));
 }
 
 // The RoPE kernel writing each decode row's labels (LaunchRopeStoreKv with labels): sequences
