@@ -71,7 +71,7 @@ std::vector<LabelShapeRun> ScoreLaunches(const ScoreSelectJob& job, int first, i
 // Label scores of the job's sequences [first, first + count) into `scores` (the job's score rows
 // from sequence first on, `stride` apart) with `algo`: one launch where their labels share a
 // shape, else one per run of one shape (job.shape_runs), so that each shape with a fixed-row
-// kernel runs it: the general kernel, which one launch over mixed shapes needs, took 2.8-10x as
+// kernel runs it: the general kernel, which one launch over mixed shapes needs, took 2.6-10x as
 // long as a fixed-row launch per half of the batch (H200, docs/benchmarks.md run 41).
 absl::Status LaunchScoresByShape(const ScoreSelectJob& job, int first, int count, uint16_t* scores,
                                  int64_t stride, LabelScoreAlgo algo, cudaStream_t stream);
