@@ -50,15 +50,23 @@ namespace dsinfer {
 
 std::vector<size_t> OrderByLabelShape(const ForwardBatch& batch, absl::Span<const size_t> sequences,
                                       const DoubleSparsity& ds) {
-  std::vector<size_t> ordered(sequences.begin(), sequences.end());
-  auto shape = [&](size_t index) {
+  // Each sequence's shape looked up once: (bits, r), then its batch index.
+  std::vector<std::pair<std::pair<int, int>, size_t>> keyed;
+  keyed.reserve(sequences.size());
+  for (size_t index : sequences) {
     const KvBlockPool::SequenceId kv = batch.sequences[index].kv;
-    if (!ds.labels().Contains(kv)) return std::make_pair(0, 0);  // DescribeSparseLayer refuses it
-    const LabelFormat& f = ds.labels().format(kv);
-    return std::make_pair(f.bits, f.r);
-  };
-  std::stable_sort(ordered.begin(), ordered.end(),
-                   [&](size_t a, size_t b) { return shape(a) < shape(b); });
+    std::pair<int, int> shape(0, 0);  // no labels: DescribeSparseLayer refuses it
+    if (ds.labels().Contains(kv)) {
+      const LabelFormat& f = ds.labels().format(kv);
+      shape = {f.bits, f.r};
+    }
+    keyed.push_back({shape, index});
+  }
+  std::stable_sort(keyed.begin(), keyed.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<size_t> ordered;
+  ordered.reserve(keyed.size());
+  for (const auto& k : keyed) ordered.push_back(k.second);
   return ordered;
 }
 

@@ -40,9 +40,6 @@ void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
 }
 
 std::vector<LabelShapeRun> ScoreLaunches(const ScoreSelectJob& job, int first, int count) {
-  if (job.shape_runs.size() <= 1) {
-    return {LabelShapeRun{first, count, job.max_r, job.label_bits, job.score_heads}};
-  }
   std::vector<LabelShapeRun> launches;
   for (const LabelShapeRun& run : job.shape_runs) {
     const int from = std::max(first, run.first);

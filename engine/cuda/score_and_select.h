@@ -64,8 +64,7 @@ void SetJobSequences(absl::Span<const CudaLabelSeq> labels,
                      ScoreSelectJob& job);
 
 // The scorer launches LaunchScoresByShape makes for the job's sequences [first, first + count):
-// them all with the job's shape arguments where it has one run of one shape, else each run's
-// part within them.
+// each run of one shape's part within them (one launch where every label has one shape).
 std::vector<LabelShapeRun> ScoreLaunches(const ScoreSelectJob& job, int first, int count);
 
 // Label scores of the job's sequences [first, first + count) into `scores` (the job's score rows

@@ -15,11 +15,11 @@
 //  - kCoalesced / kStrided (the default): kScoreItemsPerThread rows per thread, the query's
 //    label channels staged with the KV head fastest (no bank conflicts across a warp's heads);
 //    one block per tile (kCoalesced) or one wave of resident blocks looping over the tiles
-//    (kStrided: kScoreWaves). Rows of 4, 8, 16 or 32 bytes run a
-//    kernel compiled for their shape (LabelScoresFixedKernel: registers sized to the shape, a
-//    warp's items one KV head's run of a label page, its scores stored straight to the head's
-//    row; the score heads a compile-time constant where heads × r <= 32); other shapes the
-//    general kernel, whose scores leave through shared memory as per-head token runs.
+//    (kStrided: kScoreWaves). Rows of 4, 8, 16 or 32 bytes run a kernel compiled for their
+//    shape (LabelScoresFixedKernel: registers sized to the shape, a warp's items one KV head's
+//    run of a label page, its scores stored straight to the head's row; the score heads a
+//    compile-time constant where heads × r <= 32); other shapes the general kernel, whose
+//    scores leave through shared memory as per-head token runs.
 // Score heads (ScoreHeadsOf, the twin's ScoreHeads): the query vectors a KV head's scores fold.
 // Sum aggregation (the default) stages one, the GQA group's label channels summed, so a row
 // costs r FMAs whatever the group; max aggregation stages each query head's channels.
