@@ -6,10 +6,11 @@
 //                     (zero-copy reads of the new rows), score, radix top-k — the Double
 //                     Sparsity kernels of kernels/cuda/double_sparsity.cuh.
 //   SelectAndFetch    (no reuse cache: the model's default path; SelectAndFetchMany for all the
-//                     rows of a layer at once: one scoring and one top-k launch) the selection
-//                     stays on the device, in a buffer per layer parity; the copy stream waits
-//                     for the backend stream (an event) and the gather kernels read the
-//                     selected indices there — no host wait, no upload.
+//                     rows of a layer at once, ordered by label shape: a scoring launch per
+//                     shape, one top-k launch) the selection stays on the device, in a
+//                     buffer per layer parity; the copy stream waits for the backend stream
+//                     (an event) and the gather kernels read the selected indices there — no
+//                     host wait, no upload.
 //   SelectTokens +    (with the reuse cache, whose bookkeeping, OffloadTier::Plan, runs on the
 //   FetchRows          host) one device→host copy and host wait per selection; FetchRows then
 //                     makes the copy stream follow the backend stream, uploads the flattened
@@ -41,6 +42,7 @@
 #include "engine/cuda/offload_fetch_plan.h"
 #include "engine/cuda/packed_upload.h"
 #include "engine/cuda/score_and_select.h"
+#include "engine/cuda/sparse_state.h"
 #include "engine/cuda/stream_buffer.h"
 #include "engine/sparse/double_sparsity.h"
 #include "kernels/cuda/double_sparsity.cuh"
@@ -608,20 +610,30 @@ absl::Status CudaBackend::SelectAndFetch(int layer, const ForwardBatch& batch, s
 }
 
 absl::Status CudaBackend::SelectAndFetchMany(int layer, const ForwardBatch& batch,
-                                             const std::vector<SelectFetch>& rows,
+                                             const std::vector<SelectFetch>& given,
                                              DoubleSparsity& ds, const DeviceTensor& q,
                                              bool current_label_written, const KvBlockPool& pool,
                                              OffloadTier& tier) {
   ASSIGN_OR_RETURN(OffloadState * st, Offload());
-  if (rows.empty()) return absl::OkStatus();
+  if (given.empty()) return absl::OkStatus();
+  std::vector<size_t> indices;
+  indices.reserve(given.size());
+  for (const SelectFetch& row : given) {
+    if (row.index >= batch.sequences.size() || row.plan == nullptr) {
+      return OffloadError("SelectAndFetch", "bad index or no plan");
+    }
+    indices.push_back(row.index);
+  }
+  // The rows ordered by label shape, so that scoring takes a launch per shape; each row's
+  // selection and gather stay its own (a plan per row), whatever its place.
+  std::vector<SelectFetch> rows;
+  rows.reserve(given.size());
+  for (size_t i : LabelShapeOrder(batch, indices, ds)) rows.push_back(given[i]);
   const int hkv = pool.options().kv_heads;
   std::vector<int64_t> budgets(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     const size_t index = rows[i].index;
     const FetchPlan* plan = rows[i].plan;
-    if (index >= batch.sequences.size() || plan == nullptr) {
-      return OffloadError("SelectAndFetch", "bad index or no plan");
-    }
     const BatchSequence& s = batch.sequences[index];
     const AttentionOptions& o = s.attention != nullptr ? *s.attention : ds.defaults();
     budgets[i] = o.BudgetFor(static_cast<int64_t>(batch.positions[s.first_row]) + 1);

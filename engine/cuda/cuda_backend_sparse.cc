@@ -48,25 +48,33 @@
 
 namespace dsinfer {
 
-std::vector<size_t> OrderByLabelShape(const ForwardBatch& batch, absl::Span<const size_t> sequences,
-                                      const DoubleSparsity& ds) {
-  // Each sequence's shape looked up once: (bits, r), then its batch index.
+std::vector<size_t> LabelShapeOrder(const ForwardBatch& batch, absl::Span<const size_t> sequences,
+                                    const DoubleSparsity& ds) {
+  // Each sequence's shape looked up once: (bits, r), then its position.
   std::vector<std::pair<std::pair<int, int>, size_t>> keyed;
   keyed.reserve(sequences.size());
-  for (size_t index : sequences) {
-    const KvBlockPool::SequenceId kv = batch.sequences[index].kv;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    const KvBlockPool::SequenceId kv = batch.sequences[sequences[i]].kv;
     std::pair<int, int> shape(0, 0);  // no labels: DescribeSparseLayer refuses it
     if (ds.labels().Contains(kv)) {
       const LabelFormat& f = ds.labels().format(kv);
       shape = {f.bits, f.r};
     }
-    keyed.push_back({shape, index});
+    keyed.push_back({shape, i});
   }
   std::stable_sort(keyed.begin(), keyed.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<size_t> order;
+  order.reserve(keyed.size());
+  for (const auto& k : keyed) order.push_back(k.second);
+  return order;
+}
+
+std::vector<size_t> OrderByLabelShape(const ForwardBatch& batch, absl::Span<const size_t> sequences,
+                                      const DoubleSparsity& ds) {
   std::vector<size_t> ordered;
-  ordered.reserve(keyed.size());
-  for (const auto& k : keyed) ordered.push_back(k.second);
+  ordered.reserve(sequences.size());
+  for (size_t i : LabelShapeOrder(batch, sequences, ds)) ordered.push_back(sequences[i]);
   return ordered;
 }
 

@@ -20,9 +20,15 @@
 
 namespace dsinfer {
 
-// The batch sequences `sequences` stably ordered by their labels' shape (bits, r): a layer's
-// plan lists them so, and its scorer launches once per shape (LaunchScoresByShape) rather than
-// once for all on the general kernel where a batch mixes per-request label options.
+// Positions into the batch sequences `sequences`, stably ordered by their labels' shape
+// (bits, r): a layer's plan lists its sequences so (OrderByLabelShape), as the offload tier's
+// batched selection its rows, and its scorer launches once per shape (LaunchScoresByShape)
+// rather than once per run of one shape, or for all on the general kernel, where a batch mixes
+// per-request label options.
+std::vector<size_t> LabelShapeOrder(const ForwardBatch& batch, absl::Span<const size_t> sequences,
+                                    const DoubleSparsity& ds);
+
+// The batch sequences `sequences` in LabelShapeOrder.
 std::vector<size_t> OrderByLabelShape(const ForwardBatch& batch, absl::Span<const size_t> sequences,
                                       const DoubleSparsity& ds);
 

@@ -647,10 +647,11 @@ int32_t Argmax(const float* x, int64_t n) {
 }
 
 // Two sequences together: sequence 0 prefills `prompt0` in one chunk, sequence 1 feeds
-// `prompt1` one token per step; then both generate `generate` tokens greedily. Sequences
-// stay in the pool.
+// `prompt1` one token per step; then both generate `generate` tokens greedily. Sequence 1 runs
+// with `o1` where given, else both with `o`. Sequences stay in the pool.
 GreedyRun RunGreedy(Model& model, const std::vector<int32_t>& prompt0,
-              const std::vector<int32_t>& prompt1, int generate, const AttentionOptions& o) {
+                    const std::vector<int32_t>& prompt1, int generate, const AttentionOptions& o,
+                    const AttentionOptions* o1 = nullptr) {
   GreedyRun run;
   KvBlockPool& pool = model.kv_pool();
   const int64_t vocab = model.config().vocab_size;
@@ -671,7 +672,7 @@ GreedyRun RunGreedy(Model& model, const std::vector<int32_t>& prompt0,
       const int64_t have = static_cast<int64_t>(ids[s].size());
       const int64_t count = s == 0 && done[s] == 0 ? have : 1;
       batch.Add(run.seqs[s], ids[s].data() + done[s], count, done[s], false);
-      batch.sequences.back().attention = &o;
+      batch.sequences.back().attention = s == 1 && o1 != nullptr ? o1 : &o;
       members.push_back(s);
     }
     if (members.empty()) break;
@@ -820,6 +821,41 @@ TEST(OffloadEngineGpu, ExactSelectionEqualsGpuModeAndCountsAreExact) {
       EXPECT_EQ(off.kv_pool().blocks_in_use(), 0);
       EXPECT_EQ(off.offload_tier()->reuse_slots_in_use(), 0);
       EXPECT_EQ(off.offload_tier()->Counters(got.seqs[0]), nullptr);
+    }
+  }
+}
+
+TEST(OffloadEngineGpu, MixedLabelShapesEqualGpuMode) {
+  SKIP_WITHOUT_GPU();
+  // Sequence 0 with fp16 labels, sequence 1 with 4-bit labels: the batched selection
+  // (SelectAndFetchMany) orders its rows by label shape — sequence 1's first — and each row's
+  // selection must still reach its own gather, as in gpu mode.
+  for (const char* dir : kGoldenModels) {
+    SCOPED_TRACE(dir);
+    OffloadOptions oo;
+    oo.predict = false;
+    oo.reuse_rows = 0;  // the selection on the device: SelectAndFetchMany
+    GpuAndOffload e = LoadGpuAndOffload(dir, KvMode::kOffload, oo);
+    ASSERT_NE(e.gpu, nullptr);
+    ASSERT_NE(e.off, nullptr);
+    const ModelConfig& c = e.gpu->config();
+    const ChannelConfig channels = RandomChannelConfig(c, 23);
+    ASSERT_TRUE(e.gpu->double_sparsity().SetChannelConfig(channels).ok());
+    ASSERT_TRUE(e.off->double_sparsity().SetChannelConfig(channels).ok());
+    AttentionOptions fp16 = SparseOptions(c.head_dim / 4);
+    fp16.dense_layers = 0;
+    AttentionOptions four_bit = fp16;
+    four_bit.label_bits = 4;
+    const int vocab = static_cast<int>(c.vocab_size);
+    const std::vector<int32_t> p0 = RandomIds(40, vocab, 7), p1 = RandomIds(12, vocab, 8);
+    const GreedyRun want = RunGreedy(*e.gpu, p0, p1, 24, fp16, &four_bit);
+    const GreedyRun got = RunGreedy(*e.off, p0, p1, 24, fp16, &four_bit);
+    ExpectSameRun(want, got, c.vocab_size, std::string(dir) + " mixed label shapes");
+    for (int s = 0; s < 2; ++s) {
+      const SequenceAttentionStats* st = e.off->double_sparsity().Stats(got.seqs[s]);
+      ASSERT_NE(st, nullptr);
+      EXPECT_GT(st->sparse_rows, 0) << "sequence " << s;
+      EXPECT_GT(st->fetch.rows_from_host, 0) << "sequence " << s;
     }
   }
 }

@@ -70,6 +70,10 @@ ABSL_FLAG(std::string, attention, "dense",
           "decode attention modes to time, comma-separated: dense, double_sparse");
 ABSL_FLAG(int32_t, ds_ratio, 16, "Double Sparsity: labels and budget are 1/ratio of K and context");
 ABSL_FLAG(int32_t, label_bits, 16, "Double Sparsity label bits: 16 | 4");
+ABSL_FLAG(bool, ds_mixed_label_bits, false,
+          "Double Sparsity: the first half of the batch's sparse sequences take the other "
+          "label bits (4 where --label_bits is 16, else 16; channels as --ds_ratio gives "
+          "them): a batch of two label shapes, as per-request options make one");
 ABSL_FLAG(int32_t, ds_dense_layers, 2, "Double Sparsity: first layers that stay dense");
 ABSL_FLAG(int32_t, long_prefill_layers, 4,
           "layers actually run for prefills over 8K tokens (time scaled to the full depth)");
@@ -232,12 +236,13 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> MakePool(CudaBackend& b, const Mode
   return pool;
 }
 
-// The Double Sparsity options of --ds_ratio / --label_bits / --ds_dense_layers.
-absl::StatusOr<AttentionOptions> DsOptions(const ModelConfig& c) {
+// The Double Sparsity options of --ds_ratio / --ds_dense_layers with `label_bits` (by default
+// --label_bits').
+absl::StatusOr<AttentionOptions> DsOptions(const ModelConfig& c, int label_bits = 0) {
   AttentionOptions o;
   o.mode = AttentionMode::kDoubleSparse;
   const int ratio = absl::GetFlag(FLAGS_ds_ratio);
-  o.label_bits = absl::GetFlag(FLAGS_label_bits);
+  o.label_bits = label_bits > 0 ? label_bits : absl::GetFlag(FLAGS_label_bits);
   if (ratio < 1) return absl::InvalidArgumentError("--ds_ratio must be >= 1");
   o.channels = (o.label_bits == 4 ? 4 : 1) * c.head_dim / ratio;
   o.token_budget_ratio = 1.0 / ratio;
@@ -260,6 +265,9 @@ int64_t LabelRowBytes(const AttentionOptions& o) {
   return LabelFormat{o.channels, o.label_bits}.RowBytes();
 }
 
+// --ds_mixed_label_bits' other label bits.
+int OtherLabelBits() { return absl::GetFlag(FLAGS_label_bits) == 16 ? 4 : 16; }
+
 // One decode configuration in one attention mode: ms per step (eager; and replayed as a
 // CUDA graph), one layer's attention alone, and the floor: weights plus the bytes
 // attention must read — the context's K/V per dense layer; labels plus the selected K/V rows
@@ -269,35 +277,47 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
                         double hbm_bps, DeviceTimer& timer, int iters, nlohmann::json& r) {
   const ModelConfig& c = m.config;
   std::unique_ptr<DoubleSparsity> ds;
-  AttentionOptions opts;
+  AttentionOptions opts, other_opts;
   int sparse_layers = 0;
   double sparse_token_bytes = 0;  // per sparse layer and context token: labels + selected K/V
+  // --ds_dense_sequences: the batch's last sequences run dense beside the sparse ones;
+  // --ds_mixed_label_bits: the first half of the sparse ones take the other label bits.
+  int64_t dense_seqs = 0, other_seqs = 0;
   if (mode == "double_sparse") {
     ASSIGN_OR_RETURN(opts, DsOptions(c));
+    ASSIGN_OR_RETURN(other_opts, DsOptions(c, OtherLabelBits()));
     ds = std::make_unique<DoubleSparsity>(c.num_layers, c.num_heads_q, c.num_heads_kv,
                                           c.head_dim);
     RETURN_IF_ERROR(ds->SetChannelConfig(RandomChannelConfig(c, 1234)));
     sparse_layers = std::max(0, c.num_layers - opts.dense_layers);
-    sparse_token_bytes = c.num_heads_kv * LabelRowBytes(opts) +
-                         2.0 * c.kv_size() * 2 * opts.token_budget_ratio;
+    dense_seqs = std::clamp<int64_t>(absl::GetFlag(FLAGS_ds_dense_sequences), 0, batch);
+    if (absl::GetFlag(FLAGS_ds_mixed_label_bits)) other_seqs = (batch - dense_seqs) / 2;
+    // Labels averaged over the sparse sequences' formats.
+    const int64_t sparse_seqs = std::max<int64_t>(1, batch - dense_seqs);
+    const double label_bytes =
+        (static_cast<double>(sparse_seqs - other_seqs) * LabelRowBytes(opts) +
+         static_cast<double>(other_seqs) * LabelRowBytes(other_opts)) /
+        static_cast<double>(sparse_seqs);
+    sparse_token_bytes =
+        c.num_heads_kv * label_bytes + 2.0 * c.kv_size() * 2 * opts.token_budget_ratio;
     r["ds_channels"] = opts.channels;
     r["ds_label_bits"] = opts.label_bits;
     r["ds_budget"] = opts.BudgetFor(ctx + 1);
     r["ds_dense_layers"] = opts.dense_layers;
+    r["ds_dense_sequences"] = dense_seqs;
+    r["ds_other_label_bits_sequences"] = other_seqs;
   } else if (mode != "dense") {
     return absl::InvalidArgumentError(absl::StrCat("--attention: unknown mode ", mode));
   }
-  // --ds_dense_sequences: the batch's last sequences run dense beside the sparse ones.
   AttentionOptions dense_opts;
   dense_opts.mode = AttentionMode::kDense;
-  const int64_t dense_seqs =
-      ds != nullptr ? std::clamp<int64_t>(absl::GetFlag(FLAGS_ds_dense_sequences), 0, batch) : 0;
   for (size_t j = 0; j < fb.sequences.size(); ++j) {
+    const int64_t i = static_cast<int64_t>(j);
     fb.sequences[j].attention =
-        ds == nullptr ? nullptr
-                      : (static_cast<int64_t>(j) >= batch - dense_seqs ? &dense_opts : &opts);
+        ds == nullptr
+            ? nullptr
+            : (i >= batch - dense_seqs ? &dense_opts : (i < other_seqs ? &other_opts : &opts));
   }
-  if (ds != nullptr) r["ds_dense_sequences"] = dense_seqs;
   // The median step (GPU events around it) and the median host time to issue it (the call's
   // wall time before the events are waited for: where it comes near the step, the host bounds
   // the step).
@@ -490,13 +510,14 @@ absl::Status TimeDecode(CudaBackend& b, RandomWeightModel& m, Workspace& ws, For
     r["attention_warp_kernel_TBps"] = warp_tbps;
   }
   for (BatchSequence& s : fb.sequences) s.attention = nullptr;
-  const std::string label = absl::StrCat(mode, "/", r.value("linear_algo", "cublas"),
-                                         r.value("dependent_launch", true) ? "+pdl" : "",
-                                         r.value("ds_dependent_chain", false) ? "+chain" : "",
-                                         r.value("ds_dense_sequences", 0) > 0
-                                             ? absl::StrCat("+", r.value("ds_dense_sequences", 0),
-                                                            "dense")
-                                             : "");
+  const std::string label = absl::StrCat(
+      mode, "/", r.value("linear_algo", "cublas"), r.value("dependent_launch", true) ? "+pdl" : "",
+      r.value("ds_dependent_chain", false) ? "+chain" : "",
+      r.value("ds_dense_sequences", 0) > 0
+          ? absl::StrCat("+", r.value("ds_dense_sequences", 0), "dense")
+          : "",
+      r.value("ds_other_label_bits_sequences", 0) > 0 ? absl::StrCat("+", OtherLabelBits(), "bit")
+                                                      : "");
   std::printf("%-14s %-6lld %-7lld %12.3f %12.3f %12.1f %10.3f %10.2f %10.3f %12.2f %12.2f\n",
               label.c_str(), static_cast<long long>(batch), static_cast<long long>(ctx), eager_ms,
               graph_ms, batch / (step_ms * 1e-3), floor_ms, step_ms / floor_ms, attn_ms,
@@ -695,7 +716,11 @@ absl::Status Run() {
     int64_t label_token_bytes = 0;
     if (any_ds) {
       ASSIGN_OR_RETURN(const AttentionOptions ds_opts, DsOptions(c));
-      label_token_bytes = int64_t{c.num_layers} * c.num_heads_kv * LabelRowBytes(ds_opts);
+      ASSIGN_OR_RETURN(const AttentionOptions other_opts, DsOptions(c, OtherLabelBits()));
+      const int64_t row_bytes = absl::GetFlag(FLAGS_ds_mixed_label_bits)
+                                    ? std::max(LabelRowBytes(ds_opts), LabelRowBytes(other_opts))
+                                    : LabelRowBytes(ds_opts);
+      label_token_bytes = int64_t{c.num_layers} * c.num_heads_kv * row_bytes;
     }
     nlohmann::json jm;
     jm["weight_bytes"] = m.weight_bytes;
