@@ -13,9 +13,9 @@
 
 namespace dsinfer {
 
-// LaunchTopKSelect's contract (double_sparsity.cuh), with `workspace` (non-null, at least
-// TopKSelectWorkspaceBytes(num_seqs, heads_kv, score_stride) bytes, zeroed before the first
-// launch; every launch leaves it zeroed) and the device's SM count, which sizes the slices.
+// LaunchTopKSelect's contract (double_sparsity.cuh), with its `workspace` non-null (the
+// contract of TopKSelectWorkspaceBytes there) and the device's SM count, which sizes the
+// slices.
 absl::Status LaunchTopKMultiBlock(const uint16_t* scores, int64_t score_stride,
                                   const CudaDsSequence* seqs, int num_seqs, int heads_kv,
                                   int32_t* selected, int64_t sel_stride, int32_t* counts,

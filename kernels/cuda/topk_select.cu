@@ -32,7 +32,6 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/cuda/cluster_select.cuh"
-#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/double_sparsity.cuh"
 #include "kernels/cuda/launch_info.h"
 #include "kernels/cuda/topk_common.cuh"
