@@ -103,6 +103,7 @@ ldd $bin/* | grep -i "not found" | sort -u | tee -a "$log"
 #   bench     dsinfer-bench (dense; DS_E2E=1 adds the Double Sparsity end-to-end configs,
 #             DENSE_BENCH=0 leaves the dense one out),
 #             dsinfer-attention-bench (decode operator + prefill kernels), PyTorch SDPA,
+#             the Double Sparsity chain in plain PyTorch (scripts/bench_torch_ds_decode.py),
 #             dsinfer-read-bench (HBM read rate by load method, and of scattered rows; READ_BENCH=0
 #             leaves it out),
 #             dsinfer-sampling-bench (the GPU sampler; SAMPLING_BENCH=0 leaves it out),
@@ -166,6 +167,10 @@ if want bench && [ -z "${TESTS_ONLY:-}" ]; then  # TESTS_ONLY=1: skip the timing
     step sdpa-decode "${SDPA_TIMEOUT:-40}" env PYTHONUNBUFFERED=1 python3 \
       scripts/bench_sdpa_decode.py --out "$OUT/sdpa_decode.json" \
       --ours "$OUT/attention_bench.json"
+    # The Double Sparsity chain in plain PyTorch (label matmul, torch.topk, gather, SDPA).
+    step torch-ds-decode "${TORCH_DS_TIMEOUT:-240}" env PYTHONUNBUFFERED=1 python3 \
+      scripts/bench_torch_ds_decode.py --out "$OUT/torch_ds_decode.json" \
+      --ours "$OUT/attention_bench.json" --sdpa "$OUT/sdpa_decode.json"
   fi
   if [ "${READ_BENCH:-1}" = 1 ] && [ -x "$bin/dsinfer-read-bench" ]; then
     step dsinfer-read-bench "${READ_TIMEOUT:-60}" "$bin/dsinfer-read-bench" \
