@@ -1,6 +1,7 @@
 // The layer-major prefill checks shared by the CPU unit test (tests/unit/
-// layer_major_prefill_test.cc) and the CUDA engine test (tests/gpu/offload_gpu_test.cc):
-// greedy decode, relative difference of logits, and the interleaved-prefill check itself.
+// layer_major_prefill_test.cc) and the CUDA engine test
+// (tests/gpu/offload_layer_major_gpu_test.cc): greedy decode, relative difference of logits, and
+// the interleaved-prefill check itself.
 // Header-only, for tests.
 #ifndef DSINFER_TESTS_LAYER_MAJOR_CHECK_H_
 #define DSINFER_TESTS_LAYER_MAJOR_CHECK_H_

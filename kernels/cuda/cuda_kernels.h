@@ -147,8 +147,8 @@ absl::Status LaunchDecodeAttention(DType dtype, const void* q, int64_t q_stride,
 //    It falls back to the kSimt body, run over 16-row sub-tiles of its 128-row tiles, for
 //    operands it cannot load with 16-byte copies (q or K/V misaligned, q_stride not a multiple
 //    of 8) and for a scale that is not positive and finite. It matches the twin and kSimt on an
-//    H200 (tests/gpu/kernels_gpu_test.cc) and runs 16-19x faster than kSimt (run 4), ~1.4x
-//    faster again since run 36 (docs/benchmarks.md, "Prefill attention").
+//    H200 (tests/gpu/prefill_attention_kernels_gpu_test.cc) and runs 16-19x faster than kSimt
+//    (run 4), ~1.4x faster again since run 36 (docs/benchmarks.md, "Prefill attention").
 //  - kWgmma (the default): the same algorithm and tiles on Hopper's warpgroup MMA (wgmma),
 //    each row's softmax sum over the fp32 values of P (kMma sums the rounded ones; run 39),
 //    warp-specialized: a producer warpgroup filling rings of 128-token K/V tiles in swizzled

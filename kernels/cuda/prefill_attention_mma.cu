@@ -1,7 +1,7 @@
 // Tensor-core flash prefill attention (FlashAttention-2 style), the kMma body of
 // LaunchPrefillAttention, which the engine's default kWgmma runs off Hopper. It matches the twin
-// and kSimt on an H200 (tests/gpu/kernels_gpu_test.cc); 16-19x faster than kSimt in run 4,
-// ~1.4x faster again since run 36. Twin: CausalAttentionReference.
+// and kSimt on an H200 (tests/gpu/prefill_attention_kernels_gpu_test.cc); 16-19x faster than
+// kSimt in run 4, ~1.4x faster again since run 36. Twin: CausalAttentionReference.
 //
 // Work split: one block per (query tile of kPrefillTileRowsMma = 128 rows, query head), 4 warps,
 // each warp owning 32 consecutive rows (two m16 MMA tiles). Per query head rather than per KV

@@ -1,6 +1,7 @@
 // Warpgroup-MMA flash prefill attention (Hopper wgmma.mma_async), the kWgmma body of
-// LaunchPrefillAttention. Twin: CausalAttentionReference (tests/gpu/kernels_gpu_test.cc runs it
-// beside kMma and kSimt over the same sweeps).
+// LaunchPrefillAttention. Twin: CausalAttentionReference
+// (tests/gpu/prefill_attention_kernels_gpu_test.cc runs it beside kMma and kSimt over the same
+// sweeps).
 //
 // The same algorithm and tiles as kMma (prefill_attention_mma.cu): one block per (query tile of
 // kPrefillTileRowsMma = 128 rows, query head), the tiles of one head side by side so their K/V
