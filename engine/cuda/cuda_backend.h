@@ -132,7 +132,7 @@ class CudaBackend final : public Backend {
   HostMemory& offload_kv_memory() override { return offload_memory_; }
   HostMemory& offload_buffer_memory() override { return kv_memory_; }
   const PinnedHostMemory& pinned_memory() const { return offload_memory_; }
-  // Labels live in device label caches (cuda_backend_sparse.cc, cuda_backend_offload.cc).
+  // Labels live in device label caches (cuda_backend_sparse.cc, offload_state.h).
   bool keeps_labels_on_device() const override { return true; }
 
   absl::StatusOr<DeviceTensor> Allocate(int64_t rows, int64_t cols) override;
@@ -303,7 +303,9 @@ class CudaBackend final : public Backend {
   // again (dsinfer-bench between configurations); the server's one pool never reuses an id.
   absl::Status ReleaseDeviceLabels();
 
-  // The offload tier (cuda_backend_offload.cc; kernels in kernels/cuda/offload_gather.cuh).
+  // The offload tier (cuda_backend_offload.cc, its selections in cuda_backend_offload_select.cc,
+  // its gathers and GatheredAttention in cuda_backend_offload_fetch.cc; kernels in
+  // kernels/cuda/offload_gather.cuh).
   // Selection runs on the backend's stream; SelectAndFetch (the model's path without a reuse
   // cache) leaves it on the device for the gather, SelectTokens copies it to host lists (one
   // host wait per selection). Fetches run on a second (copy) stream, ordered after the work
@@ -523,7 +525,7 @@ class CudaBackend final : public Backend {
     return capture_sparse_ ? FusedSelectMode::kOff : FusedSelect();
   }
   // Offload tier state: copy stream, events, plan staging, label caches, scratch
-  // (defined in cuda_backend_offload.cc).
+  // (defined in offload_state.h).
   struct OffloadState;
   std::shared_ptr<OffloadState> offload_state_;
   // The device token path's pinned staging and device buffer (cuda_backend_token_choice.cc).

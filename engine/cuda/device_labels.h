@@ -1,8 +1,9 @@
 // The device side of a Double Sparsity selection on the CUDA backend, shared by the sparse
-// decode path (cuda_backend_sparse.cc) and the offload tier (cuda_backend_offload.cc): a
-// sequence's label cache on the device (all layers), the per-layer channel sets the scorer
-// reads beside it, and the one upload of a step's descriptors. Both paths feed the same
-// kernels (kernels/cuda/double_sparsity.cuh), so the layout lives here once.
+// decode path (cuda_backend_sparse.cc) and the offload tier (offload_state.h,
+// cuda_backend_offload_select.cc): a sequence's label cache on the device (all layers), the
+// per-layer channel sets the scorer reads beside it, and the one upload of a step's
+// descriptors. Both paths feed the same kernels (kernels/cuda/double_sparsity.cuh), so the
+// layout lives here once.
 //
 // Label layout (read by the kernels through CudaLabelSeq, so it must not change casually):
 // one stream-ordered allocation of layers × [data | scales | minimums], each part 256-byte

@@ -1,6 +1,6 @@
 // Scoring and top-k of one Double Sparsity selection on the CUDA backend, shared by the sparse
-// decode path (cuda_backend_sparse.cc) and the offload tier (cuda_backend_offload.cc): the
-// fused kernel (LaunchScoreSelectCluster) where it is allowed and ScoreSelectClusterPays,
+// decode path (cuda_backend_sparse.cc) and the offload tier (cuda_backend_offload_select.cc):
+// the fused kernel (LaunchScoreSelectCluster) where it is allowed and ScoreSelectClusterPays,
 // else LaunchLabelScores into a score buffer, then LaunchTopKSelect.
 #ifndef DSINFER_ENGINE_CUDA_SCORE_AND_SELECT_H_
 #define DSINFER_ENGINE_CUDA_SCORE_AND_SELECT_H_
