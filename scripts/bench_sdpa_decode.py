@@ -17,13 +17,14 @@ import json
 import torch
 import torch.nn.functional as F
 
+from bench_shapes import KV_HEADS, model_list  # (same folder)
 from bench_transformers import cuda_time, save_and_merge  # (same folder)
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="sdpa_decode.json")
-    p.add_argument("--models", default="llama2-7b,llama3-8b")
+    p.add_argument("--models", type=model_list, default="llama2-7b,llama3-8b")
     p.add_argument("--batches", default="1,8,32")
     p.add_argument("--contexts", default="4096,16384,65536,131072,262144")
     p.add_argument("--max-gib", type=float, default=56.0)
@@ -31,8 +32,8 @@ def main():
     p.add_argument("--ours", default="", help="dsinfer-attention-bench JSON to merge")
     a = p.parse_args()
     res = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "results": []}
-    for model in a.models.split(","):
-        hkv = {"llama2-7b": 32, "llama3-8b": 8}[model]
+    for model in a.models:
+        hkv = KV_HEADS[model]
         for batch in [int(x) for x in a.batches.split(",")]:
             for ctx in [int(x) for x in a.contexts.split(",")]:
                 kv_bytes = 2 * batch * hkv * ctx * 128 * 2

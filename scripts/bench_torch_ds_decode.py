@@ -20,6 +20,8 @@ chain, ours, and our speed-up; with --sdpa (bench_sdpa_decode.py's JSON) also de
 import argparse
 import json
 
+from bench_shapes import KV_HEADS, model_list  # (same folder)
+
 VARIANTS = {"ds 1/16 fp16 r8": (16, 8), "ds 1/8 fp16 r16": (8, 16)}
 SINK, RECENT = 4, 64
 
@@ -103,7 +105,7 @@ def measure(model, hkv, batch, ctx, op, ratio, r, reps):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="torch_ds_decode.json")
-    p.add_argument("--models", default="llama2-7b,llama3-8b")
+    p.add_argument("--models", type=model_list, default="llama2-7b,llama3-8b")
     p.add_argument("--batches", default="1,8,32")
     p.add_argument("--contexts", default="4096,16384,65536,131072,262144")
     p.add_argument("--variants", default=",".join(VARIANTS))
@@ -119,8 +121,8 @@ def main():
         return
     import torch
     res = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "results": []}
-    for model in a.models.split(","):
-        hkv = {"llama2-7b": 32, "llama3-8b": 8}[model]
+    for model in a.models:
+        hkv = KV_HEADS[model]
         for batch in [int(x) for x in a.batches.split(",")]:
             for ctx in [int(x) for x in a.contexts.split(",")]:
                 if 2 * batch * hkv * ctx * 128 * 2 > a.max_gib * 2**30:
