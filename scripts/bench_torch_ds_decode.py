@@ -20,7 +20,7 @@ chain, ours, and our speed-up; with --sdpa (bench_sdpa_decode.py's JSON) also de
 import argparse
 import json
 
-from bench_shapes import KV_HEADS, model_list  # (same folder)
+from bench_shapes import KV_HEADS, model_list, names_in  # (same folder)
 
 VARIANTS = {"ds 1/16 fp16 r8": (16, 8), "ds 1/8 fp16 r16": (8, 16)}
 SINK, RECENT = 4, 64
@@ -108,7 +108,8 @@ def main():
     p.add_argument("--models", type=model_list, default="llama2-7b,llama3-8b")
     p.add_argument("--batches", default="1,8,32")
     p.add_argument("--contexts", default="4096,16384,65536,131072,262144")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", type=names_in(VARIANTS, "variant(s)"),
+                   default=",".join(VARIANTS))
     p.add_argument("--max-gib", type=float, default=100.0, help="K/V bigger than this: skipped")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--ours", default="", help="dsinfer-attention-bench JSON to merge")
@@ -128,7 +129,7 @@ def main():
                 if 2 * batch * hkv * ctx * 128 * 2 > a.max_gib * 2**30:
                     print(f"torch-ds {model} batch {batch} ctx {ctx}: skipped", flush=True)
                     continue
-                for op in a.variants.split(","):
+                for op in a.variants:
                     ratio, r = VARIANTS[op]
                     try:
                         row = measure(model, hkv, batch, ctx, op, ratio, r, a.reps)
